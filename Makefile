@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine: `make run` and `make test`.
+# Each creates the virtual environment (.venv) when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+
+.PHONY: run smoke test dryrun lint clean
+
+$(BIN)/diffsweep: pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	# torch first and pinned: this wheel is the one served locally (CPU machines run its CUDA build on the CPU)
+	$(BIN)/pip install "torch==2.14.1"
+	$(BIN)/pip install -e ".[test]"
+	touch $@
+
+run: $(BIN)/diffsweep  ## the embedded default grid (config/config.yaml)
+	$(BIN)/snakemake --cores $(CORES) --profile profiles/default
+
+smoke: $(BIN)/diffsweep
+	$(BIN)/snakemake --cores $(CORES) --profile profiles/default --configfile config/smoke.yaml
+
+test: $(BIN)/diffsweep  ## the whole test suite
+	$(BIN)/python -m pytest -q
+
+dryrun: $(BIN)/diffsweep
+	$(BIN)/snakemake -n --profile profiles/default
+
+lint: $(BIN)/diffsweep
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf results logs benchmarks .snakemake report.html

@@ -1,0 +1,33 @@
+# diffsweep: sweeps over score-based diffusion models (see README.md and ../DESIGN).
+# Parsing stays light (no torch): every cluster job re-parses this file.
+import os
+import sys
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+# The embedded default grid applies only when no --configfile is given, so that a
+# --configfile replaces it instead of being merged into it.
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+# The library lives in src/: importable here and, through PYTHONPATH, in every job.
+SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/sample.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,11 @@
+# Rule aggregate: one Parquet row per run (parameters, metrics, NFE, time, status); training logs.
+import pandas as pd
+
+from diffsweep import io, tables
+from diffsweep.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+
+manifest = pd.read_parquet(snakemake.input.manifest)
+io.write_parquet(snakemake.output.generation, tables.generation_table(manifest, snakemake.params.results))
+io.write_parquet(snakemake.output.training, tables.training_table(snakemake.input.train_logs))

@@ -1,0 +1,11 @@
+# Rule plot_samples: scatter grid of one dataset's samples (exact | each sampler), per model.
+import pandas as pd
+
+from diffsweep import io, plots
+from diffsweep.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+
+plots.sample_grid(pd.read_parquet(snakemake.input.table), snakemake.wildcards.dataset, snakemake.params.results,
+                  io.read_arrays(snakemake.input.reference)["x"], snakemake.output[0],
+                  max_points=snakemake.params.max_points)

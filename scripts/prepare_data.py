@@ -1,0 +1,6 @@
+# Rule prepare_data: draw a dataset's training and reference sets.
+from diffsweep import jobs
+from diffsweep.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+jobs.prepare_data(snakemake.params.spec, snakemake.output.train, snakemake.output.reference)

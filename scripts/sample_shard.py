@@ -1,0 +1,8 @@
+# Rule sample_shard: sample and evaluate a pack of runs that share one model (loaded once).
+from diffsweep import jobs
+from diffsweep.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+jobs.sample_shard(snakemake.params.model, snakemake.params.runs, snakemake.input.reference,
+                  snakemake.input.get("checkpoint"), snakemake.params.results, snakemake.output.marker,
+                  metric_options=snakemake.params.metrics, device=snakemake.params.device)

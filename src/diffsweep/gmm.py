@@ -1,0 +1,253 @@
+"""Gaussian mixtures with exact noisy densities, denoisers and scores.
+
+Everything lives in "VE coordinates": a noisy sample is x_sigma = x + sigma * n, n ~ N(0, I).
+For a Gaussian mixture the noisy marginal p_sigma is again a mixture with covariances
+Sigma_k + sigma^2 I, so log p_sigma, the posterior mean D(x, sigma) = E[x0 | x_sigma = x] and
+the score (D - x) / sigma^2 are all available in closed form. They serve as an oracle
+denoiser and as ground truth for the sample-quality metrics.
+
+All results are float64 tensors, whatever float dtype comes in.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+DTYPE = torch.float64
+
+# Rows per chunk are chosen so that one (rows, K, d) intermediate stays around this many
+# elements (~32 MB in float64): n = 1e5, K = 20, d = 64 would otherwise need ~1 GB a tensor.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+# --- Gaussian mixture -------------------------------------------------------------------
+
+class GaussianMixture:
+    """Weights (K,), means (K, d), covariances (K, d, d), float64 tensors.
+
+    Each covariance is stored through its eigendecomposition Sigma_k = U_k diag(lam_k) U_k^T.
+    Then Sigma_k + s^2 I = U_k diag(lam_k + s^2) U_k^T for every s, so solves and log
+    determinants at any noise level (also one level per row) cost no new factorisation.
+    """
+
+    def __init__(self, weights, means, covariances):
+        weights = as_float64(weights)
+        means = as_float64(means)
+        covariances = as_float64(covariances)
+        _check_mixture_shapes(weights, means, covariances)
+        if not bool(torch.all(torch.isfinite(weights))) or bool(torch.any(weights <= 0)):
+            raise ValueError(f"mixture weights must be finite and > 0, got {weights.tolist()}")
+        if not bool(torch.all(torch.isfinite(means))):
+            raise ValueError("mixture means must be finite")
+        self.weights = weights / weights.sum()
+        self.means = means
+        self.covariances = covariances
+        self._eigvals, self._eigvecs = _spd_eigendecomposition(covariances)
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    @property
+    def n_components(self) -> int:
+        return self.means.shape[0]
+
+    def __repr__(self) -> str:
+        return f"GaussianMixture(n_components={self.n_components}, dim={self.dim})"
+
+    # -- sampling ------------------------------------------------------------------------
+
+    def sample(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Exact samples (n, d) and their component labels (n,), deterministic given generator."""
+        cumulative = torch.cumsum(self.weights, 0)
+        u = torch.rand(n, generator=generator, dtype=DTYPE)
+        # clamp: rounding can leave cumulative[-1] a hair below 1.
+        labels = torch.searchsorted(cumulative, u, right=True).clamp(max=self.n_components - 1)
+        eps = torch.randn(n, self.dim, generator=generator, dtype=DTYPE)
+        x = torch.empty(n, self.dim, dtype=DTYPE)
+        # One component at a time: gathering a (d, d) factor per row would be (n, d, d).
+        for k in range(self.n_components):
+            rows = labels == k
+            scaled = eps[rows] * self._eigvals[k].sqrt()
+            x[rows] = self.means[k] + scaled @ self._eigvecs[k].T
+        return x, labels
+
+    # -- noisy marginal ------------------------------------------------------------------
+
+    def noisy(self, sigma) -> "GaussianMixture":
+        """The marginal p_sigma of x + sigma * n, as a mixture (scalar sigma only)."""
+        sigma = as_float64(sigma)
+        if sigma.numel() != 1:
+            raise ValueError("noisy() takes a single noise level")
+        _check_sigma_values(sigma)
+        eye = torch.eye(self.dim, dtype=DTYPE)
+        return GaussianMixture(self.weights, self.means, self.covariances + sigma.reshape(()) ** 2 * eye)
+
+    def log_prob(self, x, sigma=0.0) -> Tensor:
+        """log p_sigma(x), shape (n,)."""
+        x, sigma = self._prepare(x, sigma)
+        parts = [torch.logsumexp(self._log_joint(*terms), dim=1)
+                 for terms in self._chunked_terms(x, sigma)]
+        return _cat_rows(parts, x)
+
+    def responsibilities(self, x, sigma=0.0) -> Tensor:
+        """Posterior component probabilities P(k | x_sigma = x), shape (n, K)."""
+        x, sigma = self._prepare(x, sigma)
+        parts = [torch.softmax(self._log_joint(*terms), dim=1)
+                 for terms in self._chunked_terms(x, sigma)]
+        return _cat_rows(parts, x, self.n_components)
+
+    def mahalanobis(self, x, sigma=0.0) -> Tensor:
+        """Mahalanobis distance of x to every component of p_sigma, shape (n, K)."""
+        x, sigma = self._prepare(x, sigma)
+        parts = [((z ** 2) / v).sum(-1).sqrt() for z, v in self._chunked_terms(x, sigma)]
+        return _cat_rows(parts, x, self.n_components)
+
+    def denoise(self, x, sigma) -> Tensor:
+        """Exact posterior mean E[x0 | x_sigma = x], shape (n, d).
+
+        Per component: mu_k + Sigma_k (Sigma_k + s^2 I)^{-1} (x - mu_k). Written directly
+        (not as x + s^2 * score) to avoid cancellation at large sigma.
+        """
+        x, sigma = self._prepare(x, sigma)
+        means, eigvals, eigvecs = self._parameters_on(x.device)
+        parts = []
+        for z, v in self._chunked_terms(x, sigma):
+            r = torch.softmax(self._log_joint(z, v), dim=1)
+            shrunk = r.unsqueeze(-1) * (eigvals / v) * z              # (rows, K, d), eigenbasis
+            parts.append(r @ means + torch.einsum("kde,nke->nd", eigvecs, shrunk))
+        return _cat_rows(parts, x, self.dim)
+
+    def score(self, x, sigma) -> Tensor:
+        """grad_x log p_sigma(x) = sum_k r_k (Sigma_k + s^2 I)^{-1} (mu_k - x), shape (n, d)."""
+        x, sigma = self._prepare(x, sigma)
+        _, _, eigvecs = self._parameters_on(x.device)
+        parts = []
+        for z, v in self._chunked_terms(x, sigma):
+            r = torch.softmax(self._log_joint(z, v), dim=1)
+            solved = r.unsqueeze(-1) * z / v                          # (rows, K, d), eigenbasis
+            parts.append(-torch.einsum("kde,nke->nd", eigvecs, solved))
+        return _cat_rows(parts, x, self.dim)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _prepare(self, x, sigma) -> tuple[Tensor, Tensor]:
+        """x as (n, d) float64; sigma as a 0-d tensor or a (n,) tensor (one level per row)."""
+        x = as_float64(x)
+        if x.dim() != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"x must have shape (n, {self.dim}), got {tuple(x.shape)}")
+        sigma = as_float64(sigma).to(x.device)
+        if sigma.numel() == 1 and sigma.dim() <= 1:
+            sigma = sigma.reshape(())
+        elif sigma.shape == (x.shape[0],) or sigma.shape == (x.shape[0], 1):
+            sigma = sigma.reshape(-1)
+        else:
+            raise ValueError(f"sigma must be a scalar or have shape ({x.shape[0]},), "
+                             f"got {tuple(sigma.shape)}")
+        _check_sigma_values(sigma)
+        return x, sigma
+
+    def _parameters_on(self, device) -> tuple[Tensor, Tensor, Tensor]:
+        """Means, eigenvalues, eigenvectors on x's device (a no-op on CPU)."""
+        return self.means.to(device), self._eigvals.to(device), self._eigvecs.to(device)
+
+    def _chunked_terms(self, x: Tensor, sigma: Tensor):
+        """Yield (z, v) per row chunk: z (rows, K, d) = U_k^T (x - mu_k) and
+        v (rows or 1, K, d) = eigenvalues of Sigma_k + sigma^2 I."""
+        means, eigvals, eigvecs = self._parameters_on(x.device)
+        rows_per_chunk = max(1, _CHUNK_ELEMENTS // (self.n_components * self.dim))
+        for start in range(0, x.shape[0], rows_per_chunk):
+            rows = slice(start, start + rows_per_chunk)
+            centred = x[rows].unsqueeze(1) - means                       # (rows, K, d)
+            z = torch.einsum("kde,nkd->nke", eigvecs, centred)
+            s = sigma if sigma.dim() == 0 else sigma[rows]
+            v = eigvals + s.reshape(-1, 1, 1) ** 2
+            yield z, v
+
+    def _log_joint(self, z: Tensor, v: Tensor) -> Tensor:
+        """log w_k + log N(x; mu_k, Sigma_k + s^2 I), shape (rows, K)."""
+        mahalanobis_sq = (z ** 2 / v).sum(-1)
+        log_det = torch.log(v).sum(-1)
+        log_normal = -0.5 * (self.dim * math.log(2 * math.pi) + log_det + mahalanobis_sq)
+        return torch.log(self.weights.to(z.device)) + log_normal
+
+
+def _check_mixture_shapes(weights: Tensor, means: Tensor, covariances: Tensor) -> None:
+    if weights.dim() != 1 or weights.numel() == 0:
+        raise ValueError(f"weights must have shape (K,) with K >= 1, got {tuple(weights.shape)}")
+    k = weights.shape[0]
+    if means.dim() != 2 or means.shape[0] != k:
+        raise ValueError(f"means must have shape ({k}, d), got {tuple(means.shape)}")
+    d = means.shape[1]
+    if covariances.shape != (k, d, d):
+        raise ValueError(f"covariances must have shape ({k}, {d}, {d}), got {tuple(covariances.shape)}")
+
+
+def _spd_eigendecomposition(covariances: Tensor) -> tuple[Tensor, Tensor]:
+    """Eigenvalues (K, d) and eigenvectors (K, d, d); ValueError unless every matrix is SPD."""
+    if not bool(torch.all(torch.isfinite(covariances))):
+        raise ValueError("covariances must be finite")
+    scale = covariances.abs().amax(dim=(-2, -1)).clamp(min=1e-300)
+    asymmetry = (covariances - covariances.transpose(-2, -1)).abs().amax(dim=(-2, -1))
+    if bool(torch.any(asymmetry > 1e-10 * scale)):
+        raise ValueError("covariances must be symmetric")
+    # Cholesky is the definitive SPD test; eigh alone could accept a zero eigenvalue.
+    _, info = torch.linalg.cholesky_ex(covariances)
+    eigvals, eigvecs = torch.linalg.eigh(covariances)
+    if bool(torch.any(info != 0)) or bool(torch.any(eigvals <= 0)):
+        bad = sorted(set(torch.nonzero(info).flatten().tolist())
+                     | set(torch.nonzero((eigvals <= 0).any(-1)).flatten().tolist()))
+        raise ValueError(f"covariances must be symmetric positive definite; components {bad} are not")
+    return eigvals, eigvecs
+
+
+def as_float64(value) -> Tensor:
+    """Tensor in float64; python floats and lists go straight to float64, never via float32."""
+    if isinstance(value, Tensor):
+        return value.to(DTYPE)
+    return torch.as_tensor(value, dtype=DTYPE)
+
+
+def _check_sigma_values(sigma: Tensor) -> None:
+    if not bool(torch.all(torch.isfinite(sigma))) or bool(torch.any(sigma < 0)):
+        raise ValueError("sigma must be finite and >= 0")
+
+
+def _cat_rows(parts: list[Tensor], x: Tensor, *trailing: int) -> Tensor:
+    """Concatenate per-chunk results; an empty x gives an empty (0, *trailing) result."""
+    if not parts:
+        return torch.zeros(0, *trailing, dtype=DTYPE, device=x.device)
+    return torch.cat(parts, dim=0)
+
+
+# --- presets ---------------------------------------------------------------------------
+
+def ring_mixture(n_modes: int = 8, radius: float = 4.0, std: float = 0.3) -> GaussianMixture:
+    """Equal-weight isotropic modes evenly spaced on a circle (the "ring8" preset)."""
+    angles = 2 * math.pi * torch.arange(n_modes, dtype=DTYPE) / n_modes
+    means = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
+    covariances = std ** 2 * torch.eye(2, dtype=DTYPE).expand(n_modes, 2, 2)
+    return GaussianMixture(torch.ones(n_modes, dtype=DTYPE) / n_modes, means, covariances)
+
+
+def grid25_mixture() -> GaussianMixture:
+    """5x5 grid with unequal weights and rotated anisotropic covariances (the "grid25" preset).
+
+    Deterministic by construction, so that weight- and shape-errors of a sampler are visible.
+    """
+    weights, means, covariances = [], [], []
+    base = torch.diag(torch.tensor([0.3 ** 2, 0.12 ** 2], dtype=DTYPE))
+    for i in range(5):
+        for j in range(5):
+            weights.append(1.0 + (i + 2 * j) % 5)
+            means.append([2.0 * i - 4.0, 2.0 * j - 4.0])
+            angle = math.pi * (i + j) / 5
+            rotation = torch.tensor([[math.cos(angle), -math.sin(angle)],
+                                     [math.sin(angle), math.cos(angle)]], dtype=DTYPE)
+            covariances.append(rotation @ base @ rotation.T)
+    weights = torch.tensor(weights, dtype=DTYPE)
+    return GaussianMixture(weights / weights.sum(), torch.tensor(means, dtype=DTYPE),
+                           torch.stack(covariances))

@@ -1,0 +1,233 @@
+"""Expand a validated config into the sweep: data sets, models, runs and shards.
+
+datasets x score sources x sampler presets x seeds, where every list-valued knob of a model
+or a sampler preset is a sweep axis. Each object gets a stable id, `<name>-<hash>`, where the
+hash covers its resolved parameters (defaults filled in), so renaming nothing and changing
+nothing keeps every id, and adding a preset adds only new ids. Torch is not imported here:
+the Snakefile calls this at parse time.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from diffsweep import data, noise, samplers
+
+# Keys whose value is a list by nature, not a sweep axis.
+LIST_VALUED_KEYS = {"datasets"}
+
+
+def short_hash(obj, length: int = 8) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def expand_axes(entry: dict) -> list[dict]:
+    """All combinations of the list-valued leaves of `entry` (nested dicts included)."""
+    paths, choices = [], []
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, prefix + (key,))
+            elif isinstance(value, list) and key not in LIST_VALUED_KEYS:
+                if not value:
+                    raise ValueError(f"{'.'.join(prefix + (key,))}: an empty list sweeps over nothing")
+                paths.append(prefix + (key,))
+                choices.append(value)
+    walk(entry, ())
+    points = []
+    for combo in itertools.product(*choices):
+        point = copy.deepcopy(entry)
+        for path, value in zip(paths, combo):
+            node = point
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = value
+        points.append(point)
+    return points
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    id: str
+    name: str
+    family: str
+    params: dict
+    n_train: int
+    n_reference: int
+    seed: int
+
+    @property
+    def analytic(self) -> bool:
+        return data.is_analytic(self.family)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    name: str
+    source: str
+    data: DataSpec
+    recipe: dict = field(default_factory=dict)  # resolved training recipe (source == "trained")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    id: str
+    model: ModelSpec
+    preset: str
+    family: str
+    schedule: str
+    schedule_params: dict
+    steps: int
+    init: str
+    knobs: dict
+    seed: int
+    n_samples: int
+
+    def params(self) -> dict:
+        """Everything that determines the run's output (what its id hashes)."""
+        return {
+            "data": {"family": self.model.data.family, "params": self.model.data.params,
+                     "n_train": self.model.data.n_train, "seed": self.model.data.seed},
+            "model": {"source": self.model.source, "recipe": self.model.recipe},
+            "sampler": {"family": self.family, "schedule": self.schedule, "schedule_params": self.schedule_params,
+                        "steps": self.steps, "init": self.init, "knobs": self.knobs},
+            "seed": self.seed, "n_samples": self.n_samples,
+        }
+
+    def row(self) -> dict:
+        """One flat manifest row: ids, names and every resolved parameter as a column."""
+        row = {"run_id": self.id, "dataset": self.model.data.name, "dataset_family": self.model.data.family,
+               "data_id": self.model.data.id, "model": self.model.name, "model_source": self.model.source,
+               "model_id": self.model.id, "sampler": self.preset, "sampler_family": self.family,
+               "schedule": self.schedule, "steps": self.steps, "init": self.init,
+               "seed": self.seed, "n_samples": self.n_samples}
+        row.update({f"dataset_{k}": v for k, v in self.model.data.params.items()})
+        row.update(_flatten(self.model.recipe, "model_"))
+        row.update({f"schedule_{k}": v for k, v in self.schedule_params.items()})
+        row.update({f"knob_{k}": v for k, v in self.knobs.items()})
+        return row
+
+
+def _flatten(node: dict, prefix: str) -> dict:
+    flat = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}_"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+@dataclass
+class Grid:
+    datasets: dict[str, DataSpec]
+    models: dict[str, ModelSpec]      # by model id
+    runs: dict[str, RunSpec]          # by run id
+    excluded: list[str]               # human-readable reasons for skipped combinations
+
+    def trained_models(self) -> list[ModelSpec]:
+        return [m for m in self.models.values() if m.source == "trained"]
+
+    def manifest_rows(self) -> list[dict]:
+        return [run.row() for run in self.runs.values()]
+
+    def shards(self, runs_per_job: int, done: set[str] = frozenset()) -> dict[str, list[str]]:
+        """Pending runs packed by model: shard id -> run ids. Done runs belong to no shard, so a
+        new preset adds jobs only for its own runs and a failed job's finished runs are kept."""
+        by_model: dict[str, list[str]] = {}
+        for run in sorted(self.runs.values(), key=lambda r: r.id):
+            if run.id not in done:
+                by_model.setdefault(run.model.id, []).append(run.id)
+        shards = {}
+        for model_id, run_ids in sorted(by_model.items()):
+            for start in range(0, len(run_ids), runs_per_job):
+                chunk = run_ids[start:start + runs_per_job]
+                shards[f"{model_id}.{short_hash(chunk, 6)}"] = chunk
+        return shards
+
+
+def build(config: dict, base_dir: str | Path = ".") -> Grid:
+    """The grid of a config that `diffsweep.config.prepare` has validated and completed.
+    `base_dir` is where plugin file paths are relative to (the working directory)."""
+    for entry in config["plugins"]:
+        samplers.load_plugin(entry, base_dir)
+
+    datasets = {}
+    for name, entry in config["datasets"].items():
+        params = data.resolve_dataset_params(entry["family"], entry["params"], where=f"datasets.{name}.params.")
+        spec = {"family": entry["family"], "params": params, "n_train": config["data"]["n_train"],
+                "n_reference": config["data"]["n_reference"], "seed": config["data"]["seed"]}
+        datasets[name] = DataSpec(id=f"{name}-{short_hash(spec)}", name=name, **spec)
+
+    models, excluded = {}, []
+    for name, entry in config["models"].items():
+        wanted = entry["datasets"] or list(datasets)
+        for dataset_name in wanted:
+            if dataset_name not in datasets:
+                raise ValueError(f"models.{name}.datasets: unknown dataset '{dataset_name}'; "
+                                 f"allowed: {', '.join(datasets)}")
+            data_spec = datasets[dataset_name]
+            if entry["source"] == "oracle":
+                if not data_spec.analytic:
+                    excluded.append(f"model '{name}' (oracle) x dataset '{dataset_name}': no closed-form denoiser")
+                    continue
+                model_id = f"{name}-{short_hash([data_spec.id, 'oracle'])}"
+                models[model_id] = ModelSpec(model_id, name, "oracle", data_spec)
+                continue
+            for recipe in expand_axes({k: v for k, v in entry.items() if k not in ("source", "datasets")}):
+                recipe = resolve_recipe(recipe, where=f"models.{name}.")
+                model_id = f"{name}-{short_hash([data_spec.id, recipe])}"
+                models[model_id] = ModelSpec(model_id, name, "trained", data_spec, recipe)
+
+    runs = {}
+    for model in models.values():
+        for preset_name, preset in config["samplers"].items():
+            for point in expand_axes(preset):
+                run_template = resolve_preset(point, where=f"samplers.{preset_name}.")
+                for seed in config["seeds"]:
+                    run = RunSpec(id="", model=model, preset=preset_name, seed=seed,
+                                  n_samples=config["sampling"]["n_samples"], **run_template)
+                    run_id = f"{preset_name}-{short_hash(run.params())}"
+                    if run_id in runs:
+                        raise ValueError(f"samplers.{preset_name}: two grid points resolve to the same run {run_id}")
+                    runs[run_id] = RunSpec(**{**run.__dict__, "id": run_id})
+    return Grid(datasets, models, runs, excluded)
+
+
+def resolve_recipe(recipe: dict, where: str) -> dict:
+    """A trained model's recipe with its training distribution and weight checked."""
+    recipe = copy.deepcopy(recipe)
+    sigma_entry = recipe["train_sigma"]
+    sigma_entry["params"] = noise.resolve_training_params(sigma_entry["name"], sigma_entry.get("params", {}),
+                                                          where=f"{where}train_sigma.")
+    if recipe["weight"] not in noise.LOSS_WEIGHTS:
+        raise ValueError(f"{where}weight: unknown loss weight '{recipe['weight']}'; "
+                         f"allowed: {', '.join(sorted(noise.LOSS_WEIGHTS))}")
+    return recipe
+
+
+def resolve_preset(point: dict, where: str) -> dict:
+    """One point of a sampler preset: family, schedule and knobs checked and completed."""
+    spec = samplers.get(point["family"], where=f"{where}family: ")
+    schedule = point["schedule"] or spec.default_schedule
+    schedule_params = noise.resolve_schedule_params(schedule, point["schedule_params"], where=f"{where}schedule_params.")
+    steps = point["steps"]
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"{where}steps: expected a positive integer (or a list of them), got {steps!r}")
+    init = spec.init if point["init"] == "default" else point["init"]
+    return {"family": spec.name, "schedule": schedule, "schedule_params": schedule_params, "steps": steps,
+            "init": init, "knobs": spec.resolve_knobs(point["knobs"], where=f"{where}knobs.")}
+
+
+def done_runs(results: str | Path, run_ids) -> set[str]:
+    """Runs whose record exists: they are never recomputed (delete the folder to redo one)."""
+    results = Path(results)
+    return {run_id for run_id in run_ids if (results / "runs" / run_id / "run.json").exists()}

@@ -1,0 +1,178 @@
+"""The bodies of the workflow's jobs, callable without Snakemake.
+
+Rule scripts in scripts/ only unpack `snakemake.*` and call one function here. Every output
+is written atomically; a sampling job records each run as soon as it is finished, so a job
+that dies keeps the runs it completed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import socket
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import diffsweep
+from diffsweep import data, io, metrics, samplers
+from diffsweep.noise import make_schedule
+
+log = logging.getLogger("diffsweep")
+
+
+def pick_device(wanted: str = "auto") -> torch.device:
+    """The GPU the scheduler exposed (CUDA_VISIBLE_DEVICES), else the CPU; 'cuda' insists on one."""
+    if wanted == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if wanted == "cuda":
+        raise RuntimeError("device: cuda was requested but no GPU is visible (CUDA_VISIBLE_DEVICES="
+                           f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+    return torch.device("cpu")
+
+
+def provenance() -> dict:
+    """Versions and place of a job, stored in every run record."""
+    try:
+        revision = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                                  cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        revision = None
+    return {"diffsweep": diffsweep.__version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "git_revision": revision, "host": socket.gethostname(),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+
+
+def build_dataset(spec: dict) -> data.Dataset:
+    return data.make_dataset(spec["family"], **spec["params"])
+
+
+# --- prepare_data ----------------------------------------------------------------------
+
+def prepare_data(spec: dict, train_path, reference_path) -> None:
+    """Draw the training set and an independent reference set (fresh exact samples)."""
+    dataset = build_dataset(spec)
+    generator = torch.Generator().manual_seed(spec["seed"])
+    train = dataset.sample(spec["n_train"], generator)
+    reference = dataset.sample(spec["n_reference"], generator)
+    io.write_arrays(train_path, x=train.numpy())
+    io.write_arrays(reference_path, x=reference.numpy())
+    log.info("dataset %s: %d training and %d reference samples of dimension %d",
+             spec["id"], len(train), len(reference), dataset.dim)
+
+
+# --- train -----------------------------------------------------------------------------
+
+def train_model(spec: dict, train_path, checkpoint_path, log_path, device: str = "auto") -> None:
+    from diffsweep import train
+
+    recipe = spec["recipe"]
+    x = torch.from_numpy(io.read_arrays(train_path)["x"])
+    chosen = pick_device(device)
+    log.info("training %s on %s (%d examples, %d steps) on %s", spec["id"], spec["data"]["id"], len(x),
+             recipe["steps"], chosen)
+    started = time.perf_counter()
+    ema, rows = train.train(recipe, x, device=chosen)
+    import pandas as pd
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "model_id", spec["id"])
+    io.write_parquet(log_path, frame)
+    with io.atomic_path(checkpoint_path) as tmp:
+        torch.save({"recipe": recipe, "dim": x.shape[1], "ema": ema.cpu().state_dict(), "model_id": spec["id"],
+                    "train_wall_s": time.perf_counter() - started, "provenance": provenance()}, tmp)
+    log.info("trained %s in %.1f s, final loss %.4g", spec["id"], time.perf_counter() - started, rows[-1]["loss"])
+
+
+# --- sample ----------------------------------------------------------------------------
+
+def load_denoiser(model: dict, checkpoint_path, device):
+    """(denoiser, dtype) of a score source: the exact oracle in float64, a network in float32."""
+    from diffsweep.models import OracleDenoiser, load_checkpoint
+
+    if model["source"] == "oracle":
+        return OracleDenoiser(build_dataset(model["data"]).mixture), torch.float64
+    denoiser, _ = load_checkpoint(checkpoint_path, map_location=device)
+    return denoiser.to(device), torch.float32
+
+
+class CountingDenoiser:
+    """Counts calls independently of what a sampler reports (the two must agree)."""
+
+    def __init__(self, denoiser):
+        self.denoiser, self.calls = denoiser, 0
+
+    def __call__(self, x, sigma):
+        self.calls += 1
+        return self.denoiser(x, sigma)
+
+
+def initial_sample(init: str, sigma_max: float, shape, generator, dtype, device):
+    scale = {"unit": 1.0, "sigma_max": sigma_max, "vp_prior": (1.0 + sigma_max ** 2) ** 0.5}[init]
+    return scale * torch.randn(shape, generator=generator, dtype=dtype, device=device)
+
+
+def draw_samples(run: dict, denoiser, dim: int, dtype, device):
+    """Run one sampler preset point: (samples, reported nfe, counted nfe, seconds)."""
+    spec = samplers.get(run["family"])
+    sigmas = make_schedule(run["schedule"], run["steps"], **run["schedule_params"]).tolist()
+    generator = torch.Generator(device=device).manual_seed(run["seed"])
+    x = initial_sample(run["init"], sigmas[0], (run["n_samples"], dim), generator, dtype, device)
+    counter = CountingDenoiser(denoiser)
+    started = time.perf_counter()
+    with torch.no_grad():
+        samples, nfe = spec.fn(counter, x, sigmas, generator, **run["knobs"])
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return samples, nfe, counter.calls, time.perf_counter() - started
+
+
+def sample_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, results, shard_path,
+                 metric_options: dict, device: str = "auto") -> None:
+    """Sample and evaluate every run of one shard; one folder and run.json per run."""
+    from tqdm.auto import tqdm
+
+    chosen = pick_device(device)
+    denoiser, dtype = load_denoiser(model, checkpoint_path, chosen)
+    dataset = build_dataset(model["data"])
+    reference = torch.from_numpy(io.read_arrays(reference_path)["x"])
+    origin = provenance()
+    records, failures = [], []
+    for run in tqdm(runs, desc="runs", mininterval=2.0):
+        try:
+            records.append(sample_run(run, model, denoiser, dataset, reference, dtype, chosen, results,
+                                      metric_options, origin))
+        except Exception as error:  # one broken run must not lose the others
+            log.exception("run %s failed", run["id"])
+            failures.append(f"{run['id']}: {type(error).__name__}: {error}")
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {len(runs)} runs failed (the others are saved):\n" + "\n".join(failures))
+    io.write_json(shard_path, {"model_id": model["id"], "runs": {r["run_id"]: r["status"] for r in records}})
+
+
+def sample_run(run, model, denoiser, dataset, reference, dtype, device, results, metric_options, origin) -> dict:
+    samples, nfe, counted, wall = draw_samples(run, denoiser, dataset.dim, dtype, device)
+    if nfe != counted:
+        raise RuntimeError(f"sampler '{run['family']}' reported {nfe} network evaluations but made {counted}")
+    samples = samples.detach().double().cpu()
+    finite = bool(torch.isfinite(samples).all())
+    status = "ok" if finite else "diverged"
+    values = {}
+    if finite:
+        generator = torch.Generator().manual_seed(run["seed"])
+        values = metrics.sample_metrics(samples, dataset, reference, generator=generator, **metric_options)
+    folder = Path(results) / "runs" / run["id"]
+    io.write_arrays(folder / "samples.npz", x=samples.float().numpy())
+    record = {"run_id": run["id"], "status": status, "nfe": nfe, "wall_s": wall, "device": str(device),
+              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "metrics": values,
+              "row": run["row"], "params": run["params"], "provenance": origin}
+    io.write_json(folder / "run.json", record)  # written last: its presence marks the run done
+    log.info("%s: %s, nfe %d, %.2f s %s", run["id"], status, nfe, wall,
+             " ".join(f"{k}={v:.4g}" for k, v in values.items()))
+    return record

@@ -1,0 +1,166 @@
+"""Score sources behind one interface: a denoiser D(x, sigma) ~ E[x0 | x + sigma n = x].
+
+Every source (the analytic oracle, a trained network, later pretrained checkpoints) is a
+`Denoiser`: call it with x of shape (n, ...) and sigma as a float or a tensor of shape (n,).
+The score is Tweedie's (D - x) / sigma^2 and is derived, never stored.
+
+Parametrisations are conversions of the same object: a network F is wrapped as
+    D(x, sigma) = c_skip(sigma) * x + c_out(sigma) * F(c_in(sigma) * x, c_noise(sigma))
+with c_in = 1 / sqrt(sigma^2 + sd^2) (for sd = 1 this is the VP input sqrt(abar) * x) and
+c_noise = log(sigma) / 4; only (c_skip, c_out) differ between parametrisations.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def as_sigma_column(sigma, x: torch.Tensor) -> torch.Tensor:
+    """sigma (float, 0-d or (n,)) as a tensor shaped (n, 1, ..., 1) to broadcast against x."""
+    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    if sigma.ndim == 0:
+        sigma = sigma.expand(x.shape[0])
+    return sigma.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def score_from_denoiser(denoised: torch.Tensor, x: torch.Tensor, sigma) -> torch.Tensor:
+    """Tweedie: grad log p_sigma(x) = (D(x, sigma) - x) / sigma^2."""
+    s = as_sigma_column(sigma, x)
+    return (denoised - x) / s ** 2
+
+
+class Denoiser(nn.Module):
+    """Base class: subclasses implement `forward(x, sigma) -> D(x, sigma)`."""
+
+    def score(self, x, sigma):
+        return score_from_denoiser(self(x, sigma), x, sigma)
+
+
+class OracleDenoiser(Denoiser):
+    """The exact denoiser of an analytic dataset (a Gaussian mixture)."""
+
+    def __init__(self, mixture):
+        super().__init__()
+        self.mixture = mixture
+
+    def forward(self, x, sigma):
+        sigma = torch.as_tensor(sigma, dtype=torch.float64)
+        return self.mixture.denoise(x.double(), sigma.double()).to(x.dtype)
+
+
+# --- parametrisations -------------------------------------------------------------------
+
+def _x0(sigma, sd):
+    return torch.zeros_like(sigma), torch.ones_like(sigma)
+
+
+def _eps(sigma, sd):
+    return torch.ones_like(sigma), -sigma
+
+
+def _score(sigma, sd):
+    # F approximates sigma * score (score_sde's scale_by_sigma); D = x + sigma * F.
+    return torch.ones_like(sigma), sigma
+
+
+def _v(sigma, sd):
+    # v = alpha eps - s x0 in VP coordinates; in VE coordinates x0 = x / (1 + sigma^2) - sigma / sqrt(1 + sigma^2) v.
+    total = sigma ** 2 + sd ** 2
+    return sd ** 2 / total, -sigma * sd / total.sqrt()
+
+
+def _edm(sigma, sd):
+    total = sigma ** 2 + sd ** 2
+    return sd ** 2 / total, sigma * sd / total.sqrt()
+
+
+PARAMETRISATIONS = {
+    "x0": (_x0, "the network predicts the clean sample"),
+    "eps": (_eps, "the network predicts the noise (DDPM)"),
+    "score": (_score, "the network predicts sigma * score (NCSN++ scale_by_sigma)"),
+    "v": (_v, "the network predicts v = alpha eps - s x0 (progressive distillation)"),
+    "edm": (_edm, "EDM preconditioning (c_skip, c_out of Karras et al.)"),
+}
+
+
+class PreconditionedDenoiser(Denoiser):
+    """D = c_skip x + c_out F(c_in x, c_noise) around a raw network F(x_in, c_noise)."""
+
+    def __init__(self, net: nn.Module, parametrisation: str, sigma_data: float = 1.0):
+        super().__init__()
+        if parametrisation not in PARAMETRISATIONS:
+            raise ValueError(f"unknown parametrisation '{parametrisation}'; allowed: {', '.join(sorted(PARAMETRISATIONS))}")
+        self.net = net
+        self.parametrisation = parametrisation
+        self.sigma_data = sigma_data
+
+    def forward(self, x, sigma):
+        s = as_sigma_column(sigma, x)
+        c_skip, c_out = PARAMETRISATIONS[self.parametrisation][0](s, self.sigma_data)
+        c_in = 1.0 / (s ** 2 + self.sigma_data ** 2).sqrt()
+        c_noise = s.reshape(-1).log() / 4
+        return c_skip * x + c_out * self.net(c_in * x, c_noise)
+
+
+# --- networks ---------------------------------------------------------------------------
+
+class FourierEmbedding(nn.Module):
+    """Fixed random Fourier features of the scalar noise condition."""
+
+    def __init__(self, channels: int, scale: float = 4.0, seed: int = 0):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.register_buffer("freqs", torch.randn(channels // 2, generator=generator) * scale)
+
+    def forward(self, c_noise):
+        angles = 2 * math.pi * c_noise[:, None] * self.freqs[None, :]
+        return torch.cat([angles.cos(), angles.sin()], dim=1)
+
+
+class MLP(nn.Module):
+    """Raw network F(x_in, c_noise) for low-dimensional data: SiLU MLP with a noise embedding."""
+
+    def __init__(self, dim: int, hidden: int = 128, depth: int = 3, embedding: int = 32):
+        super().__init__()
+        self.embed = FourierEmbedding(embedding)
+        layers, width = [], dim + embedding
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.SiLU()]
+            width = hidden
+        layers.append(nn.Linear(width, dim))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x_in, c_noise):
+        return self.body(torch.cat([x_in, self.embed(c_noise.to(x_in.dtype))], dim=1))
+
+
+ARCHITECTURES = {"mlp": MLP}
+
+
+def build_network(arch: str, dim: int, **arch_params) -> nn.Module:
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture '{arch}'; allowed: {', '.join(sorted(ARCHITECTURES))}")
+    return ARCHITECTURES[arch](dim, **arch_params)
+
+
+def build_denoiser(recipe: dict, dim: int) -> PreconditionedDenoiser:
+    """The untrained denoiser of a `trained` model recipe (see the config schema)."""
+    net = build_network(recipe["arch"], dim, **recipe.get("arch_params", {}))
+    return PreconditionedDenoiser(net, recipe["parametrisation"], recipe.get("sigma_data", 1.0))
+
+
+def load_checkpoint(path, map_location="cpu") -> tuple[PreconditionedDenoiser, dict]:
+    """The EMA denoiser stored by `diffsweep.train`, and the checkpoint's metadata."""
+    state = torch.load(path, map_location=map_location, weights_only=False)
+    for key in ("recipe", "dim", "ema"):
+        if key not in state:
+            raise ValueError(f"checkpoint {path} has no '{key}' entry; it was not written by diffsweep.train")
+    denoiser = build_denoiser(state["recipe"], state["dim"])
+    try:
+        denoiser.load_state_dict(state["ema"], strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"checkpoint {path} does not match its recipe: {error}") from None
+    return denoiser.eval(), state

@@ -1,0 +1,241 @@
+"""Noise levels: sampling schedules, training sigma-distributions, loss weights, VP <-> VE.
+
+Everything here lives in "VE coordinates" (DESIGN §1): a noisy sample is x + sigma * n.
+Sampling schedules return K noise levels as a float64 numpy array, largest first; they are
+independent of how the network was trained (the paper's decoupling). Training
+distributions draw a sigma per example. Only numpy is imported at module level, so the
+Snakefile may read the schedule names without loading torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from diffsweep.knobs import Knob, resolve_knobs
+
+# The DDPM / guided-diffusion forward process that the pretrained VP models were trained on.
+VP_BETA_MIN = 1e-4
+VP_BETA_MAX = 0.02
+VP_TIMESTEPS = 1000
+# Geometric VE range of score_sde's NCSN++ (FFHQ-256).
+VE_SIGMA_MIN = 0.01
+VE_SIGMA_MAX = 348.0
+
+
+# --- VP <-> VE ------------------------------------------------------------------------
+
+def vp_alphas_cumprod(beta_min: float = VP_BETA_MIN, beta_max: float = VP_BETA_MAX,
+                      timesteps: int = VP_TIMESTEPS) -> np.ndarray:
+    """abar_t for the discrete linear-beta schedule, t = 0 .. timesteps - 1."""
+    betas = np.linspace(beta_min, beta_max, timesteps, dtype=np.float64)
+    return np.cumprod(1.0 - betas)
+
+
+def sigma_from_alpha_bar(alpha_bar):
+    """VE noise level of a VP marginal: x_t = sqrt(abar) (x + sigma n)."""
+    return np.sqrt((1.0 - alpha_bar) / alpha_bar)
+
+
+def alpha_bar_from_sigma(sigma):
+    """Inverse of `sigma_from_alpha_bar`."""
+    return 1.0 / (1.0 + np.square(sigma))
+
+
+def vp_sigma_table(beta_min: float = VP_BETA_MIN, beta_max: float = VP_BETA_MAX,
+                   timesteps: int = VP_TIMESTEPS) -> np.ndarray:
+    """The VE sigmas of the discrete VP chain (0.0100005 .. 157.407 for the defaults)."""
+    return sigma_from_alpha_bar(vp_alphas_cumprod(beta_min, beta_max, timesteps))
+
+
+VP_SIGMA_MIN = float(vp_sigma_table()[0])
+VP_SIGMA_MAX = float(vp_sigma_table()[-1])
+
+
+# --- sampling schedules ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    fn: Callable[..., np.ndarray]
+    params: dict[str, Knob]
+    description: str
+
+
+SCHEDULES: dict[str, Schedule] = {}
+
+
+def _schedule(name: str, description: str, **knobs: Knob):
+    def register(fn):
+        SCHEDULES[name] = Schedule(name, fn, knobs, description)
+        return fn
+    return register
+
+
+@_schedule("vp_pretrained", "the discrete linear-beta VP table interpolated at K evenly spaced timesteps",
+           beta_min=Knob("float", VP_BETA_MIN, "beta_1 of the linear-beta chain", minimum=0.0),
+           beta_max=Knob("float", VP_BETA_MAX, "beta_T of the linear-beta chain", minimum=0.0, maximum=1.0),
+           timesteps=Knob("int", VP_TIMESTEPS, "length T of the discrete chain", minimum=2))
+def vp_pretrained(steps, beta_min, beta_max, timesteps):
+    table = vp_sigma_table(beta_min, beta_max, timesteps)
+    t = np.linspace(0.0, timesteps - 1, steps)
+    return np.interp(t, np.arange(timesteps), table)[::-1].copy()
+
+
+@_schedule("sigmoid", "the reference code's sigmoid ramp; sharpness 0.3 now, 0.5 in earlier code",
+           sigma_min=Knob("float", VP_SIGMA_MIN, "smallest noise level", minimum=0.0),
+           sigma_max=Knob("float", VP_SIGMA_MAX, "largest noise level", minimum=0.0),
+           sharpness=Knob("float", 0.3, "sigmoid temperature ts (0.3 now, 0.5 before)", minimum=1e-6))
+def sigmoid(steps, sigma_min, sigma_max, sharpness):
+    def sig(z):
+        return 1.0 / (1.0 + np.exp(-z))
+    u = np.linspace(0.0, 1.0, steps)
+    top, bottom = sig(3.0 / sharpness), sig(0.0)
+    ramp = np.clip((top - sig(3.0 * u / sharpness)) / (top - bottom), 1e-9, 1.0)
+    return sigma_min + (sigma_max - sigma_min) * ramp
+
+
+@_schedule("linear", "evenly spaced in sigma",
+           sigma_min=Knob("float", VP_SIGMA_MIN, "smallest noise level", minimum=0.0),
+           sigma_max=Knob("float", VP_SIGMA_MAX, "largest noise level", minimum=0.0))
+def linear(steps, sigma_min, sigma_max):
+    return np.linspace(sigma_max, sigma_min, steps)
+
+
+@_schedule("geometric", "evenly spaced in log sigma (VE / NCSN)",
+           sigma_min=Knob("float", VE_SIGMA_MIN, "smallest noise level", minimum=0.0),
+           sigma_max=Knob("float", VE_SIGMA_MAX, "largest noise level", minimum=0.0))
+def geometric(steps, sigma_min, sigma_max):
+    return np.geomspace(sigma_max, sigma_min, steps)
+
+
+@_schedule("karras", "EDM's rho-warped schedule",
+           sigma_min=Knob("float", 0.002, "smallest noise level", minimum=0.0),
+           sigma_max=Knob("float", 80.0, "largest noise level", minimum=0.0),
+           rho=Knob("float", 7.0, "warp exponent", minimum=1e-6))
+def karras(steps, sigma_min, sigma_max, rho):
+    u = np.linspace(0.0, 1.0, steps)
+    inv = 1.0 / rho
+    return (sigma_max ** inv + u * (sigma_min ** inv - sigma_max ** inv)) ** rho
+
+
+def schedule_names() -> list[str]:
+    return sorted(SCHEDULES)
+
+
+def resolve_schedule_params(name: str, params: dict | None = None, where: str = "") -> dict:
+    """Defaults filled in; unknown names or knobs raise ValueError naming the allowed ones."""
+    if name not in SCHEDULES:
+        raise ValueError(f"{where}unknown schedule '{name}'; allowed: {', '.join(schedule_names())}")
+    return resolve_knobs(SCHEDULES[name].params, params or {}, f"schedule '{name}'", where)
+
+
+def make_schedule(name: str, steps: int, **params) -> np.ndarray:
+    """K noise levels, largest first, float64."""
+    if steps < 1:
+        raise ValueError(f"schedule '{name}' needs at least 1 step, got {steps}")
+    sigmas = np.asarray(SCHEDULES[name].fn(steps, **resolve_schedule_params(name, params)), dtype=np.float64)
+    if steps > 1 and not np.all(np.diff(sigmas) < 0):
+        raise ValueError(f"schedule '{name}' with {params} is not strictly decreasing")
+    if np.any(sigmas <= 0):
+        raise ValueError(f"schedule '{name}' with {params} has non-positive noise levels")
+    return sigmas
+
+
+# --- training sigma-distributions -----------------------------------------------------
+# Each takes (n, generator) and returns a float64 tensor of n noise levels. torch is
+# imported inside because these run only in training jobs.
+
+@dataclass(frozen=True)
+class TrainingDistribution:
+    name: str
+    fn: Callable
+    params: dict[str, Knob]
+    description: str
+
+
+TRAINING_DISTRIBUTIONS: dict[str, TrainingDistribution] = {}
+
+
+def _training(name: str, description: str, **knobs: Knob):
+    def register(fn):
+        TRAINING_DISTRIBUTIONS[name] = TrainingDistribution(name, fn, knobs, description)
+        return fn
+    return register
+
+
+@_training("ddpm", "discrete t ~ U{1..T} of the linear-beta VP chain, mapped to sigma_t",
+           beta_min=Knob("float", VP_BETA_MIN, "beta_1 of the linear-beta chain", minimum=0.0),
+           beta_max=Knob("float", VP_BETA_MAX, "beta_T of the linear-beta chain", minimum=0.0, maximum=1.0),
+           timesteps=Knob("int", VP_TIMESTEPS, "length T of the discrete chain", minimum=2))
+def ddpm_discrete(n, generator, beta_min, beta_max, timesteps):
+    import torch
+    table = torch.from_numpy(vp_sigma_table(beta_min, beta_max, timesteps))
+    t = torch.randint(0, timesteps, (n,), generator=generator)
+    return table[t]
+
+
+@_training("ve_uniform", "sigma ~ U[sigma_min, sigma_max]",
+           sigma_min=Knob("float", VE_SIGMA_MIN, "smallest noise level", minimum=0.0),
+           sigma_max=Knob("float", 50.0, "largest noise level", minimum=0.0))
+def ve_uniform(n, generator, sigma_min, sigma_max):
+    import torch
+    return sigma_min + (sigma_max - sigma_min) * torch.rand(n, generator=generator, dtype=torch.float64)
+
+
+@_training("ve_loguniform", "log sigma ~ U[log sigma_min, log sigma_max] (NCSN / VE)",
+           sigma_min=Knob("float", VE_SIGMA_MIN, "smallest noise level", minimum=1e-12),
+           sigma_max=Knob("float", VE_SIGMA_MAX, "largest noise level", minimum=1e-12))
+def ve_loguniform(n, generator, sigma_min, sigma_max):
+    import torch
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    return torch.exp(math.log(sigma_min) + u * (math.log(sigma_max) - math.log(sigma_min)))
+
+
+@_training("edm_lognormal", "log sigma ~ N(p_mean, p_std^2) (EDM)",
+           p_mean=Knob("float", -1.2, "mean of log sigma"),
+           p_std=Knob("float", 1.2, "standard deviation of log sigma", minimum=0.0))
+def edm_lognormal(n, generator, p_mean, p_std):
+    import torch
+    return torch.exp(p_mean + p_std * torch.randn(n, generator=generator, dtype=torch.float64))
+
+
+def training_distribution_names() -> list[str]:
+    return sorted(TRAINING_DISTRIBUTIONS)
+
+
+def resolve_training_params(name: str, params: dict | None = None, where: str = "") -> dict:
+    if name not in TRAINING_DISTRIBUTIONS:
+        raise ValueError(f"{where}unknown training sigma-distribution '{name}'; "
+                         f"allowed: {', '.join(training_distribution_names())}")
+    return resolve_knobs(TRAINING_DISTRIBUTIONS[name].params, params or {},
+                         f"training distribution '{name}'", where)
+
+
+def sample_training_sigmas(name: str, n: int, generator, **params):
+    return TRAINING_DISTRIBUTIONS[name].fn(n, generator, **resolve_training_params(name, params))
+
+
+# --- loss weights w(sigma) ------------------------------------------------------------
+# The loss is w(sigma) * ||x - D(x + sigma n, sigma)||^2 (DESIGN §1). Since
+# x - D = sigma * (eps_hat - eps), w = sigma^-2 is exactly the DDPM eps-loss.
+
+def _edm_weight(sigma, sigma_data):
+    return (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2
+
+
+LOSS_WEIGHTS: dict[str, tuple[Callable, str]] = {
+    "x0": (lambda sigma, sigma_data: sigma ** 0, "w = 1: plain denoising loss"),
+    "eps": (lambda sigma, sigma_data: sigma ** -2, "w = sigma^-2: the DDPM eps-prediction loss"),
+    "score": (lambda sigma, sigma_data: sigma ** -4, "w = sigma^-4: the unscaled score-matching loss"),
+    "edm": (_edm_weight, "w = (sigma^2 + sd^2) / (sigma sd)^2: EDM's weighting"),
+}
+
+
+def loss_weight(name: str, sigma, sigma_data: float = 1.0):
+    if name not in LOSS_WEIGHTS:
+        raise ValueError(f"unknown loss weight '{name}'; allowed: {', '.join(sorted(LOSS_WEIGHTS))}")
+    return LOSS_WEIGHTS[name][0](sigma, sigma_data)

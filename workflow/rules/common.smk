@@ -1,0 +1,72 @@
+# Config -> grid -> targets. Input functions for every rule live here.
+from diffsweep import config as ds_config
+from diffsweep import grid as ds_grid
+from snakemake.exceptions import WorkflowError
+
+try:
+    config.update(ds_config.prepare(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")))
+    GRID = ds_grid.build(config)
+except ValueError as error:
+    raise WorkflowError(f"invalid config: {error}") from None
+validate(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
+
+RESULTS = config["results"]
+DONE = ds_grid.done_runs(RESULTS, GRID.runs)
+SHARDS = GRID.shards(config["sampling"]["runs_per_job"], done=DONE)
+DATASETS_BY_ID = {spec.id: spec for spec in GRID.datasets.values()}
+PLOT_METRICS = config["plots"]["metrics"]
+
+ID = "[A-Za-z0-9_]+-[0-9a-f]{8}"
+
+
+wildcard_constraints:
+    data_id=ID,
+    model_id=ID,
+    shard=ID + r"\.[0-9a-f]{6}",
+    metric="[a-z0-9_]+",
+    dataset="[A-Za-z0-9_]+",
+
+
+def data_dict(spec):
+    return {"id": spec.id, "name": spec.name, "family": spec.family, "params": spec.params,
+            "n_train": spec.n_train, "n_reference": spec.n_reference, "seed": spec.seed}
+
+
+def model_dict(model):
+    return {"id": model.id, "name": model.name, "source": model.source, "recipe": model.recipe,
+            "data": data_dict(model.data)}
+
+
+def run_dict(run):
+    return {"id": run.id, "family": run.family, "schedule": run.schedule, "schedule_params": run.schedule_params,
+            "steps": run.steps, "init": run.init, "knobs": run.knobs, "seed": run.seed, "n_samples": run.n_samples,
+            "params": run.params(), "row": run.row()}
+
+
+def shard_model(wildcards):
+    return GRID.runs[SHARDS[wildcards.shard][0]].model
+
+
+def shard_inputs(wildcards):
+    model = shard_model(wildcards)
+    inputs = {"reference": f"{RESULTS}/data/{model.data.id}/reference.npz"}
+    if model.source == "trained":
+        inputs["checkpoint"] = f"{RESULTS}/models/{model.id}/checkpoint.pt"
+    return inputs
+
+
+def run_records():
+    """Evidence that every run is done: shard markers of pending runs, records of finished ones."""
+    return [f"{RESULTS}/shards/{shard}.json" for shard in SHARDS] + [
+        f"{RESULTS}/runs/{run_id}/run.json" for run_id in sorted(DONE)
+    ]
+
+
+def all_targets():
+    return [
+        f"{RESULTS}/runs.parquet",
+        f"{RESULTS}/tables/generation.parquet",
+        f"{RESULTS}/tables/training.parquet",
+        *expand(f"{RESULTS}/plots/{{metric}}_vs_nfe.png", metric=PLOT_METRICS),
+        *expand(f"{RESULTS}/plots/samples_{{dataset}}.png", dataset=sorted(GRID.datasets)),
+    ]

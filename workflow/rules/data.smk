@@ -1,0 +1,15 @@
+rule prepare_data:
+    output:
+        train=f"{RESULTS}/data/{{data_id}}/train.npz",
+        reference=f"{RESULTS}/data/{{data_id}}/reference.npz",
+    params:
+        spec=lambda wc: data_dict(DATASETS_BY_ID[wc.data_id]),
+    log:
+        "logs/prepare_data/{data_id}.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/diffsweep.yaml"
+    script:
+        "../../scripts/prepare_data.py"

@@ -1,0 +1,24 @@
+rule sample_shard:
+    input:
+        unpack(shard_inputs),
+    output:
+        marker=f"{RESULTS}/shards/{{shard}}.json",
+    params:
+        model=lambda wc: model_dict(shard_model(wc)),
+        runs=lambda wc: [run_dict(GRID.runs[run_id]) for run_id in SHARDS[wc.shard]],
+        results=RESULTS,
+        metrics=config["metrics"],
+        device=config["device"],
+    log:
+        "logs/sample/{shard}.log",
+    benchmark:
+        "benchmarks/sample/{shard}.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/diffsweep.yaml"
+    script:
+        "../../scripts/sample_shard.py"
