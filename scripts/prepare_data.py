@@ -3,4 +3,5 @@ from diffsweep import jobs
 from diffsweep.logs import setup_logging
 
 setup_logging(snakemake.log[0])
+jobs.use_threads(snakemake.threads)
 jobs.prepare_data(snakemake.params.spec, snakemake.output.train, snakemake.output.reference)

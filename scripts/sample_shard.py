@@ -3,6 +3,7 @@ from diffsweep import jobs
 from diffsweep.logs import setup_logging
 
 setup_logging(snakemake.log[0])
+jobs.use_threads(snakemake.threads)
 jobs.sample_shard(snakemake.params.model, snakemake.params.runs, snakemake.input.reference,
                   snakemake.input.get("checkpoint"), snakemake.params.results, snakemake.output.marker,
                   metric_options=snakemake.params.metrics, device=snakemake.params.device)

@@ -3,5 +3,6 @@ from diffsweep import jobs
 from diffsweep.logs import setup_logging
 
 setup_logging(snakemake.log[0])
+jobs.use_threads(snakemake.threads)
 jobs.train_model(snakemake.params.model, snakemake.input.train, snakemake.output.checkpoint,
                  snakemake.output.train_log, device=snakemake.params.device)

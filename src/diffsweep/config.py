@@ -69,7 +69,7 @@ def _describe(error) -> str:
     if error.validator == "anyOf":
         return f"{path}: {error.instance!r} has the wrong type or value ({error.schema.get('description', '')})"
     if error.validator == "propertyNames":
-        return f"{path}: name {error.instance!r} must match {schema['propertyNames']}"
+        return f"{path}: name {error.instance!r} must use letters, digits and underscores"
     return f"{path}: {error.message}"
 
 

@@ -52,14 +52,18 @@ GMM_PRESETS: dict[str, str] = {
 }
 
 
-def _build_gmm(preset: str, scale: float, n_modes: int, radius: float, std: float) -> Dataset:
+RING_ONLY = ("n_modes", "radius", "std")
+
+
+def _build_gmm(preset: str, scale: float, n_modes: int = 8, radius: float = 4.0, std: float = 0.3) -> Dataset:
     from diffsweep.gmm import GaussianMixture, grid25_mixture, ring_mixture
 
     mixture = ring_mixture(n_modes, radius, std) if preset == "ring8" else grid25_mixture()
     # Scaling x by c scales means by c and covariances by c^2.
     mixture = GaussianMixture(mixture.weights, scale * mixture.means, scale ** 2 * mixture.covariances)
     return Dataset(name="gmm", dim=mixture.dim, mixture=mixture, mode_centers=mixture.means.clone(),
-                   params={"preset": preset, "scale": scale, "n_modes": n_modes, "radius": radius, "std": std},
+                   params={"preset": preset, "scale": scale,
+                           **({"n_modes": n_modes, "radius": radius, "std": std} if preset == "ring8" else {})},
                    sampler=lambda n, generator: mixture.sample(n, generator)[0])
 
 
@@ -128,9 +132,10 @@ def resolve_dataset_params(family: str, params: dict, where: str = "") -> dict:
     spec = _family(family, where)
     resolved = resolve_knobs(spec.params, params or {}, f"dataset family '{family}'", where)
     if family == "gmm" and resolved["preset"] != "ring8":
-        ring_only = sorted(k for k in ("n_modes", "radius", "std") if k in (params or {}))
+        ring_only = sorted(k for k in RING_ONLY if k in (params or {}))
         if ring_only:
             raise ValueError(f"{where}parameters {ring_only} only apply to preset 'ring8'")
+        resolved = {k: v for k, v in resolved.items() if k not in RING_ONLY}
     return resolved
 
 

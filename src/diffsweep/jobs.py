@@ -26,6 +26,11 @@ from diffsweep.noise import make_schedule
 log = logging.getLogger("diffsweep")
 
 
+def use_threads(threads: int) -> None:
+    """Keep torch within the cores Snakemake gave the job (its default takes them all)."""
+    torch.set_num_threads(max(1, int(threads)))
+
+
 def pick_device(wanted: str = "auto") -> torch.device:
     """The GPU the scheduler exposed (CUDA_VISIBLE_DEVICES), else the CPU; 'cuda' insists on one."""
     if wanted == "cpu":

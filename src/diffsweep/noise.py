@@ -135,9 +135,10 @@ def resolve_schedule_params(name: str, params: dict | None = None, where: str = 
 
 def make_schedule(name: str, steps: int, **params) -> np.ndarray:
     """K noise levels, largest first, float64."""
+    params = resolve_schedule_params(name, params)
     if steps < 1:
         raise ValueError(f"schedule '{name}' needs at least 1 step, got {steps}")
-    sigmas = np.asarray(SCHEDULES[name].fn(steps, **resolve_schedule_params(name, params)), dtype=np.float64)
+    sigmas = np.asarray(SCHEDULES[name].fn(steps, **params), dtype=np.float64)
     if steps > 1 and not np.all(np.diff(sigmas) < 0):
         raise ValueError(f"schedule '{name}' with {params} is not strictly decreasing")
     if np.any(sigmas <= 0):

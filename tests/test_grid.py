@@ -1,0 +1,134 @@
+"""Config validation, grid expansion, stable ids, shards and the CLI."""
+
+import copy
+import json
+
+import pytest
+import yaml
+
+from diffsweep import cli, config, grid
+
+BASE = {
+    "datasets": {"ring8": {"family": "gmm", "params": {"preset": "ring8"}}, "swiss": {"family": "swissroll"}},
+    "models": {"oracle": {"source": "oracle"}, "mlp": {"source": "trained", "steps": [100, 200]}},
+    "samplers": {"rw": {"family": "random_walk", "steps": [10, 20], "knobs": {"T0": [0.1, 1.0]}},
+                 "ode": {"family": "pf_ode", "steps": 5}},
+    "seeds": [0, 1],
+}
+
+
+def build(raw):
+    return grid.build(config.prepare(raw))
+
+
+def test_defaults_are_filled_everywhere():
+    prepared = config.prepare(copy.deepcopy(BASE))
+    assert prepared["results"] == "results" and prepared["sampling"]["runs_per_job"] == 16
+    assert prepared["models"]["mlp"]["train_sigma"] == {"name": "ddpm", "params": {}}
+    assert prepared["samplers"]["ode"]["schedule"] is None and prepared["samplers"]["ode"]["knobs"] == {}
+
+
+def test_grid_is_the_product_of_every_axis():
+    g = build(copy.deepcopy(BASE))
+    # models: oracle on ring8 only, mlp (2 step counts) on both datasets -> 5 score sources
+    assert len(g.models) == 5
+    assert g.excluded == ["model 'oracle' (oracle) x dataset 'swiss': no closed-form denoiser"]
+    # per model: rw 2 steps x 2 T0 + ode 1 = 5 points, x 2 seeds
+    assert len(g.runs) == 5 * 5 * 2
+    rows = g.manifest_rows()
+    assert {r["knob_T0"] for r in rows if r["sampler"] == "rw"} == {0.1, 1.0}
+    assert all(r["schedule"] == "karras" for r in rows if r["sampler"] == "ode")   # the family default
+    assert all(r["run_id"].startswith(r["sampler"] + "-") for r in rows)
+
+
+def test_ids_are_stable_and_adding_a_preset_adds_only_new_runs():
+    first = build(copy.deepcopy(BASE))
+    again = build(copy.deepcopy(BASE))
+    assert set(first.runs) == set(again.runs)
+    extended = copy.deepcopy(BASE)
+    extended["samplers"]["ddpm"] = {"family": "ddpm", "steps": 10}
+    bigger = build(extended)
+    assert set(first.runs) < set(bigger.runs)
+    assert all(r.preset == "ddpm" for key, r in bigger.runs.items() if key not in first.runs)
+    assert set(first.models) == set(bigger.models)
+
+
+def test_explicit_defaults_do_not_change_ids():
+    explicit = copy.deepcopy(BASE)
+    explicit["samplers"]["ode"]["knobs"] = {"solver": "heun"}
+    explicit["samplers"]["ode"]["schedule"] = "karras"
+    assert set(build(explicit).runs) == set(build(copy.deepcopy(BASE)).runs)
+
+
+def test_shards_pack_pending_runs_per_model():
+    g = build(copy.deepcopy(BASE))
+    shards = g.shards(runs_per_job=4)
+    packed = [run_id for ids in shards.values() for run_id in ids]
+    assert sorted(packed) == sorted(g.runs)
+    for shard_id, ids in shards.items():
+        assert 1 <= len(ids) <= 4
+        assert len({g.runs[i].model.id for i in ids}) == 1
+        assert shard_id.startswith(g.runs[ids[0]].model.id + ".")
+    done = set(list(g.runs)[:7])
+    assert not done & {i for ids in g.shards(4, done=done).values() for i in ids}
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda c: c.update(bogus=1), r"\(top level\): unknown key\(s\) \['bogus'\]; allowed: results, device"),
+    (lambda c: c["samplers"]["rw"].update(steps="many"), r"samplers.rw.steps: 'many' has the wrong type"),
+    (lambda c: c["samplers"]["rw"].update(family="euler_ancestral"), r"samplers.rw.family: unknown sampler 'euler_ancestral'; allowed: ddpm"),
+    (lambda c: c["samplers"]["rw"].update(schedule="cosine"), r"samplers.rw.schedule_params.unknown schedule 'cosine'; allowed: geometric"),
+    (lambda c: c["samplers"]["rw"]["knobs"].update(eta=1.0), r"samplers.rw.knobs.unknown knob\(s\) \['eta'\] for sampler 'random_walk'; allowed: eps, T0"),
+    (lambda c: c["samplers"]["rw"]["knobs"].update(eps=-1.0), r"samplers.rw.knobs.eps: -1.0 is below the minimum 0.0"),
+    (lambda c: c["samplers"]["rw"].update(steps=0), r"samplers.rw.steps: 0 has the wrong type or value"),
+    (lambda c: c["datasets"].update(moons={"family": "moons"}), r"datasets.moons.params.unknown dataset family 'moons'; allowed: checkerboard, gmm, swissroll"),
+    (lambda c: c["datasets"]["ring8"]["params"].update(preset="ring9"), r"datasets.ring8.params.preset: 'ring9' is not allowed; allowed: ring8, grid25"),
+    (lambda c: c["models"]["mlp"].update(parametrisation="flow"), r"models.mlp.parametrisation: 'flow' is not allowed; allowed: x0, eps, score, v, edm"),
+    (lambda c: c["models"]["mlp"].update(train_sigma={"name": "cosine"}), r"models.mlp.train_sigma.unknown training sigma-distribution 'cosine'"),
+    (lambda c: c["models"]["oracle"].update(datasets=["cifar"]), r"models.oracle.datasets: unknown dataset 'cifar'; allowed: ring8, swiss"),
+    (lambda c: c.update(seeds=[]), r"seeds: \[\] should be non-empty"),
+    (lambda c: c.update(sampling={"n_samples": 1}), r"sampling.n_samples: 1 is less than the minimum of 2"),
+    (lambda c: c["samplers"].update({"bad-name": {"family": "ddpm"}}), r"samplers: name 'bad-name' must use letters, digits and underscores"),
+])
+def test_bad_configs_fail_naming_the_key(change, message):
+    raw = copy.deepcopy(BASE)
+    change(raw)
+    with pytest.raises(ValueError, match=message):
+        build(raw)
+
+
+def test_load_reads_a_file_and_reports_its_name(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "samplers": {"x": {"family": "nope"}}}))
+    with pytest.raises(config.ConfigError, match=r"invalid config .*c.yaml: samplers.x.family: unknown sampler 'nope'"):
+        config.load(path)
+    with pytest.raises(config.ConfigError, match="config file .*missing.yaml' not found"):
+        config.load(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml"])
+def test_shipped_configs_are_valid(root, name):
+    _, g = config.load(root / "config" / name)
+    assert g.runs
+
+
+def test_cli_list_and_grid(root, capsys):
+    assert cli.main(["list", "samplers", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert listing["random_walk"]["knobs"]["eps"]["type"] == "float"
+    for what in ("datasets", "schedules", "training"):
+        assert cli.main(["list", what]) == 0
+        assert capsys.readouterr().out.strip()
+    assert cli.main(["grid", "--config", str(root / "config" / "smoke.yaml"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    _, g = config.load(root / "config" / "smoke.yaml")
+    assert sorted(r["run_id"] for r in out["runs"]) == sorted(g.runs)
+    assert cli.main(["grid", "--config", str(root / "config" / "smoke.yaml")]) == 0
+    assert f"{len(g.runs)} runs" in capsys.readouterr().out
+
+
+def test_cli_grid_reports_a_bad_config(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("samplers: {x: {family: nope}}\n")
+    assert cli.main(["grid", "--config", str(path)]) == 2
+    assert "unknown sampler 'nope'" in capsys.readouterr().err

@@ -1,0 +1,101 @@
+"""Parametrisations convert exactly to the denoiser; the oracle; checkpoints."""
+
+import pytest
+import torch
+
+from diffsweep import models
+from diffsweep.data import make_dataset
+
+
+class Constant(torch.nn.Module):
+    """A 'network' that returns a fixed target whatever its input (to test the conversions)."""
+
+    def __init__(self, target):
+        super().__init__()
+        self.target = target
+
+    def forward(self, x_in, c_noise):
+        return self.target
+
+
+def ideal_targets(x0, eps, sigma, sd):
+    """What each parametrisation's network should output for D to equal x0 exactly."""
+    s = sigma[:, None]
+    alpha, vp_s = 1 / (1 + s ** 2).sqrt(), s / (1 + s ** 2).sqrt()   # VP coefficients for sd = 1
+    x = x0 + s * eps
+    c_skip, c_out = sd ** 2 / (s ** 2 + sd ** 2), s * sd / (s ** 2 + sd ** 2).sqrt()
+    return {"x0": x0, "eps": eps, "score": -eps, "v": alpha * eps - vp_s * x0,
+            "edm": (x0 - c_skip * x) / c_out}
+
+
+@pytest.mark.parametrize("parametrisation", sorted(models.PARAMETRISATIONS))
+def test_ideal_network_output_gives_the_clean_sample(parametrisation):
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(32, 3, generator=g, dtype=torch.float64), torch.randn(32, 3, generator=g, dtype=torch.float64)
+    sigma = torch.logspace(-2, 2, 32, dtype=torch.float64)
+    sd = 1.0  # v is defined for unit data scale
+    target = ideal_targets(x0, eps, sigma, sd)[parametrisation]
+    denoiser = models.PreconditionedDenoiser(Constant(target), parametrisation, sigma_data=sd)
+    torch.testing.assert_close(denoiser(x0 + sigma[:, None] * eps, sigma), x0, rtol=1e-9, atol=1e-9)
+
+
+def test_eps_input_is_the_vp_input():
+    # A VP eps-network sees x_t = sqrt(abar) x; c_in = 1 / sqrt(1 + sigma^2) is exactly sqrt(abar).
+    seen = {}
+
+    class Spy(torch.nn.Module):
+        def forward(self, x_in, c_noise):
+            seen["x_in"] = x_in
+            return torch.zeros_like(x_in)
+
+    sigma = torch.tensor([0.5, 3.0], dtype=torch.float64)
+    x = torch.ones(2, 2, dtype=torch.float64)
+    models.PreconditionedDenoiser(Spy(), "eps")(x, sigma)
+    abar = 1 / (1 + sigma ** 2)
+    torch.testing.assert_close(seen["x_in"], abar.sqrt()[:, None] * x)
+
+
+def test_oracle_score_is_tweedie_of_its_denoiser():
+    mixture = make_dataset("gmm", preset="grid25").mixture
+    oracle = models.OracleDenoiser(mixture)
+    x = torch.randn(50, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 3
+    for sigma in (0.05, 1.0, 20.0):
+        torch.testing.assert_close(oracle.score(x, sigma), mixture.score(x, sigma), rtol=1e-7, atol=1e-9)
+
+
+def test_oracle_keeps_the_caller_dtype():
+    oracle = models.OracleDenoiser(make_dataset("gmm").mixture)
+    assert oracle(torch.zeros(4, 2), 1.0).dtype == torch.float32
+
+
+def test_unknown_parametrisation_and_architecture():
+    with pytest.raises(ValueError, match="unknown parametrisation 'flow'; allowed: edm, eps, score, v, x0"):
+        models.PreconditionedDenoiser(torch.nn.Identity(), "flow")
+    with pytest.raises(ValueError, match="unknown architecture 'unet'; allowed: mlp"):
+        models.build_network("unet", 2)
+
+
+def test_schema_lists_exactly_the_library_choices(root):
+    from diffsweep.config import load_schema
+
+    recipe = load_schema()["properties"]["models"]["additionalProperties"]["properties"]
+    assert set(recipe["parametrisation"]["enum"]) == set(models.PARAMETRISATIONS)
+    assert set(recipe["arch"]["enum"]) == set(models.ARCHITECTURES)
+
+
+def test_checkpoint_round_trip_and_bad_files(tmp_path):
+    recipe = {"arch": "mlp", "arch_params": {"hidden": 16, "depth": 2}, "parametrisation": "eps", "sigma_data": 1.0}
+    denoiser = models.build_denoiser(recipe, 2)
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"recipe": recipe, "dim": 2, "ema": denoiser.state_dict()}, path)
+    loaded, _ = models.load_checkpoint(path)
+    x = torch.randn(5, 2)
+    torch.testing.assert_close(loaded(x, 1.0), denoiser(x, 1.0))
+
+    torch.save({"weights": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="has no 'recipe' entry; it was not written by diffsweep.train"):
+        models.load_checkpoint(tmp_path / "foreign.pt")
+    wrong = {**recipe, "arch_params": {"hidden": 32, "depth": 2}}
+    torch.save({"recipe": wrong, "dim": 2, "ema": denoiser.state_dict()}, tmp_path / "mismatch.pt")
+    with pytest.raises(ValueError, match="does not match its recipe"):
+        models.load_checkpoint(tmp_path / "mismatch.pt")

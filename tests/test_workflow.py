@@ -1,0 +1,138 @@
+"""The workflow through Snakemake: DAG construction, bad configs, the smoke run end to end,
+incremental re-runs (a new preset re-runs only its runs) and the profile's rerun triggers."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+pytestmark = pytest.mark.workflow
+
+
+def api_dag(workdir: Path, configfile: Path | None):
+    """Parse the Snakefile and build the DAG through the Snakemake Python API (a dry run)."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    with SnakemakeApi(OutputSettings(quiet=None)) as api:
+        workflow = api.workflow(
+            resource_settings=ResourceSettings(cores=1),
+            config_settings=ConfigSettings(configfiles=[configfile] if configfile else []),
+            snakefile=ROOT / "Snakefile", workdir=workdir)
+        dag = workflow.dag()
+        dag.execute_workflow(executor="dryrun")
+
+
+def planned_jobs(workdir: Path, *extra: str) -> dict[str, int]:
+    """Job counts per rule of a dry run with the default profile (what `snakemake -n` would do)."""
+    result = subprocess.run([*SNAKEMAKE, "-n", "--profile", str(ROOT / "profiles" / "default"), "-s",
+                             str(ROOT / "Snakefile"), "-d", str(workdir), *extra],
+                            capture_output=True, text=True, cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts, in_table = {}, False
+    for line in result.stdout.splitlines():
+        if line.startswith("job ") and "count" in line:
+            in_table = True
+            continue
+        if in_table:
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+                counts[parts[0]] = int(parts[1])
+            elif parts and parts[0] == "total":
+                break
+    return counts
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml"])
+def test_dry_run_builds_the_dag(tmp_path, name):
+    api_dag(tmp_path, ROOT / "config" / name)
+
+
+def test_embedded_default_applies_without_a_configfile(tmp_path):
+    from diffsweep import config
+
+    counts = planned_jobs(tmp_path)
+    _, grid = config.load(ROOT / "config" / "config.yaml")
+    assert counts["train"] == len(grid.trained_models())
+    assert counts["prepare_data"] == len(grid.datasets)
+
+
+def test_a_bad_config_fails_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"samplers": {"rw": {"family": "random_walk", "knobs": {"eps": "big"}}}}))
+    with pytest.raises(Exception, match="samplers.rw.knobs.eps: expected float, got 'big'"):
+        api_dag(tmp_path, bad)
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """config/smoke.yaml run once, end to end, through the Snakemake API."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import (ConfigSettings, DAGSettings, OutputSettings, ResourceSettings)
+    from snakemake.settings.enums import RerunTrigger
+
+    workdir = tmp_path_factory.mktemp("smoke")
+    shutil.copy(ROOT / "config" / "smoke.yaml", workdir / "smoke.yaml")
+    with SnakemakeApi(OutputSettings(quiet=None)) as api:
+        workflow = api.workflow(resource_settings=ResourceSettings(cores=2),
+                                config_settings=ConfigSettings(configfiles=[workdir / "smoke.yaml"]),
+                                snakefile=ROOT / "Snakefile", workdir=workdir)
+        dag = workflow.dag(DAGSettings(rerun_triggers={RerunTrigger.MTIME, RerunTrigger.PARAMS, RerunTrigger.INPUT}))
+        dag.execute_workflow(executor="local")
+    return workdir
+
+
+@pytest.mark.slow
+def test_smoke_run_produces_tables_and_plots(smoke_run):
+    from diffsweep import config
+
+    _, grid = config.load(smoke_run / "smoke.yaml")
+    results = smoke_run / "results"
+    table = pd.read_parquet(results / "tables" / "generation.parquet")
+    assert sorted(table["run_id"]) == sorted(grid.runs)
+    assert (table["status"] == "ok").all()
+    assert (table["nfe"] > 0).all() and (table["wall_s"] > 0).all()
+    for column in ("sliced_w2", "mmd", "energy_distance", "knob_eps", "schedule", "model_train_sigma_name"):
+        assert column in table.columns
+    oracle = table[(table["model"] == "oracle") & (table["sampler"] == "rw_sigmoid") & (table["steps"] == 40)]
+    assert oracle["mode_coverage"].iloc[0] == 1.0        # the exact score finds every ring mode
+    manifest = pd.read_parquet(results / "runs.parquet")
+    assert set(manifest["run_id"]) == set(grid.runs)
+    training = pd.read_parquet(results / "tables" / "training.parquet")
+    assert set(training["model_id"]) == {m.id for m in grid.trained_models()}
+    for png in ("sliced_w2_vs_nfe.png", "samples_ring8.png", "samples_swissroll.png"):
+        assert (results / "plots" / png).stat().st_size > 1000
+    for run_id in grid.runs:
+        assert (results / "runs" / run_id / "samples.npz").exists()
+    assert list((smoke_run / "logs").rglob("*.log"))
+
+
+@pytest.mark.slow
+def test_nothing_to_do_after_a_run_and_touching_code_retrains_nothing(smoke_run):
+    assert planned_jobs(smoke_run, "--configfile", "smoke.yaml") == {}
+    for script in (ROOT / "scripts").glob("*.py"):   # mtime only: the profile ignores code changes
+        script.touch()
+    assert planned_jobs(smoke_run, "--configfile", "smoke.yaml") == {}
+
+
+@pytest.mark.slow
+def test_a_new_preset_runs_only_its_runs(smoke_run):
+    from diffsweep import config
+
+    smoke = yaml.safe_load((smoke_run / "smoke.yaml").read_text())
+    smoke["samplers"]["sde_ve"] = {"family": "sde_euler", "steps": 12}
+    (smoke_run / "extended.yaml").write_text(yaml.safe_dump(smoke))
+    _, grid = config.load(smoke_run / "extended.yaml")
+    new_runs = [r for r in grid.runs.values() if r.preset == "sde_ve"]
+    counts = planned_jobs(smoke_run, "--configfile", "extended.yaml")
+    assert "train" not in counts and "prepare_data" not in counts
+    # one shard per score source, holding only the new runs (runs_per_job is larger than that)
+    assert counts["sample_shard"] == len({r.model.id for r in new_runs})
