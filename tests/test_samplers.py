@@ -104,15 +104,19 @@ def test_random_walk_is_the_reference_rule_step_by_step():
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_converges_on_the_ring(preset):
-    """With the exact score every sampler reaches the ring; more steps do not hurt."""
-    reference = RING.sample(2000, torch.Generator().manual_seed(123))
+    """With the exact score every sampler reaches the ring: at 100 steps its distance to fresh
+    exact samples is within the spread of the distances of independent exact draws of the same
+    size (sliced W2 of a multimodal set is noisy: 0.10-0.17 here between exact draws)."""
+    reference = RING.sample(4000, torch.Generator().manual_seed(123))
+    distance = lambda x: metrics.sliced_wasserstein2(x, reference, generator=torch.Generator().manual_seed(0))  # noqa: E731
+    floor = max(distance(RING.sample(4000, torch.Generator().manual_seed(s))) for s in range(4))
     errors = {}
     for steps in (10, 100):
-        x, *_ = run(preset, steps)
+        x, *_ = run(preset, steps, n=4000)
         assert torch.isfinite(x).all()
-        errors[steps] = metrics.sliced_wasserstein2(x, reference, generator=torch.Generator().manual_seed(0))
-    assert errors[100] < 0.2, errors
-    assert errors[100] <= errors[10] + 0.03, errors
+        errors[steps] = distance(x)
+    assert errors[100] < 1.5 * floor, (errors, floor)
+    assert errors[100] <= errors[10] + 0.5 * floor, (errors, floor)
     modes = metrics.mode_metrics(x, RING.mixture)
     assert modes["mode_coverage"] == 1.0
     assert modes["mode_weight_error"] < 0.08

@@ -85,7 +85,9 @@ def smoke_run(tmp_path_factory):
         workflow = api.workflow(resource_settings=ResourceSettings(cores=2),
                                 config_settings=ConfigSettings(configfiles=[workdir / "smoke.yaml"]),
                                 snakefile=ROOT / "Snakefile", workdir=workdir)
-        dag = workflow.dag(DAGSettings(rerun_triggers={RerunTrigger.MTIME, RerunTrigger.PARAMS, RerunTrigger.INPUT}))
+        profile = yaml.safe_load((ROOT / "profiles" / "default" / "config.yaml").read_text())
+        triggers = {RerunTrigger[name.upper().replace("-", "_")] for name in profile["rerun-triggers"]}
+        dag = workflow.dag(DAGSettings(rerun_triggers=triggers))
         dag.execute_workflow(executor="local")
     return workdir
 

@@ -68,8 +68,6 @@ def _describe(error) -> str:
         return f"{path}: {error.instance!r} is not allowed; allowed: {', '.join(map(str, schema['enum']))}"
     if error.validator == "anyOf":
         return f"{path}: {error.instance!r} has the wrong type or value ({error.schema.get('description', '')})"
-    if error.validator == "propertyNames":
-        return f"{path}: name {error.instance!r} must use letters, digits and underscores"
     return f"{path}: {error.message}"
 
 

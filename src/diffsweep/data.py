@@ -123,13 +123,15 @@ def family_names() -> list[str]:
 
 def _family(family: str, where: str = "") -> DatasetFamily:
     if family not in FAMILIES:
-        raise ValueError(f"{where}unknown dataset family {family!r}; allowed: {', '.join(family_names())}")
+        raise ValueError(f"{where and where + 'family: '}unknown dataset family {family!r}; allowed: {', '.join(family_names())}")
     return FAMILIES[family]
 
 
 def resolve_dataset_params(family: str, params: dict, where: str = "") -> dict:
-    """Parameters with defaults filled in; unknown families, names or values raise ValueError."""
+    """Parameters with defaults filled in; unknown families, names or values raise ValueError.
+    `where` is the config path of the dataset entry (e.g. "datasets.ring8.")."""
     spec = _family(family, where)
+    where = where and where + "params."
     resolved = resolve_knobs(spec.params, params or {}, f"dataset family '{family}'", where)
     if family == "gmm" and resolved["preset"] != "ring8":
         ring_only = sorted(k for k in RING_ONLY if k in (params or {}))

@@ -22,6 +22,12 @@ from diffsweep import data, noise, samplers
 LIST_VALUED_KEYS = {"datasets"}
 
 
+def canonical(obj):
+    """`obj` with every mapping's keys sorted: equal content gives equal rule params, whatever
+    order the config wrote (Snakemake's params trigger compares them in order)."""
+    return json.loads(json.dumps(obj, sort_keys=True))
+
+
 def short_hash(obj, length: int = 8) -> str:
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:length]
@@ -162,7 +168,7 @@ def build(config: dict, base_dir: str | Path = ".") -> Grid:
 
     datasets = {}
     for name, entry in config["datasets"].items():
-        params = data.resolve_dataset_params(entry["family"], entry["params"], where=f"datasets.{name}.params.")
+        params = data.resolve_dataset_params(entry["family"], entry["params"], where=f"datasets.{name}.")
         spec = {"family": entry["family"], "params": params, "n_train": config["data"]["n_train"],
                 "n_reference": config["data"]["n_reference"], "seed": config["data"]["seed"]}
         datasets[name] = DataSpec(id=f"{name}-{short_hash(spec)}", name=name, **spec)
@@ -218,7 +224,7 @@ def resolve_preset(point: dict, where: str) -> dict:
     """One point of a sampler preset: family, schedule and knobs checked and completed."""
     spec = samplers.get(point["family"], where=f"{where}family: ")
     schedule = point["schedule"] or spec.default_schedule
-    schedule_params = noise.resolve_schedule_params(schedule, point["schedule_params"], where=f"{where}schedule_params.")
+    schedule_params = noise.resolve_schedule_params(schedule, point["schedule_params"], where=where)
     steps = point["steps"]
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"{where}steps: expected a positive integer (or a list of them), got {steps!r}")

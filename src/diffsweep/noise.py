@@ -127,10 +127,12 @@ def schedule_names() -> list[str]:
 
 
 def resolve_schedule_params(name: str, params: dict | None = None, where: str = "") -> dict:
-    """Defaults filled in; unknown names or knobs raise ValueError naming the allowed ones."""
+    """Defaults filled in; unknown names or knobs raise ValueError naming the allowed ones.
+    `where` is the config path of the preset (e.g. "samplers.rw.")."""
     if name not in SCHEDULES:
-        raise ValueError(f"{where}unknown schedule '{name}'; allowed: {', '.join(schedule_names())}")
-    return resolve_knobs(SCHEDULES[name].params, params or {}, f"schedule '{name}'", where)
+        raise ValueError(f"{where and where + 'schedule: '}unknown schedule '{name}'; allowed: {', '.join(schedule_names())}")
+    return resolve_knobs(SCHEDULES[name].params, params or {}, f"schedule '{name}'",
+                         where and where + "schedule_params.")
 
 
 def make_schedule(name: str, steps: int, **params) -> np.ndarray:
@@ -210,10 +212,10 @@ def training_distribution_names() -> list[str]:
 
 def resolve_training_params(name: str, params: dict | None = None, where: str = "") -> dict:
     if name not in TRAINING_DISTRIBUTIONS:
-        raise ValueError(f"{where}unknown training sigma-distribution '{name}'; "
+        raise ValueError(f"{where and where + 'name: '}unknown training sigma-distribution '{name}'; "
                          f"allowed: {', '.join(training_distribution_names())}")
     return resolve_knobs(TRAINING_DISTRIBUTIONS[name].params, params or {},
-                         f"training distribution '{name}'", where)
+                         f"training distribution '{name}'", where and where + "params.")
 
 
 def sample_training_sigmas(name: str, n: int, generator, **params):

@@ -12,10 +12,14 @@ from pathlib import Path
 import pandas as pd
 
 RECORD_COLUMNS = ["status", "nfe", "wall_s", "device", "finished"]
+LEADING_COLUMNS = ["run_id", "dataset", "model", "sampler", "sampler_family", "schedule", "steps", "init", "seed"]
 
 
 def manifest_frame(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(rows).sort_values("run_id", ignore_index=True)
+    """Runs sorted by id; identifying columns first, the other parameters alphabetically."""
+    frame = pd.DataFrame(rows).sort_values("run_id", ignore_index=True)
+    rest = sorted(c for c in frame.columns if c not in LEADING_COLUMNS)
+    return frame[[c for c in LEADING_COLUMNS if c in frame.columns] + rest]
 
 
 def generation_table(manifest: pd.DataFrame, results) -> pd.DataFrame:

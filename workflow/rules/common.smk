@@ -28,19 +28,19 @@ wildcard_constraints:
 
 
 def data_dict(spec):
-    return {"id": spec.id, "name": spec.name, "family": spec.family, "params": spec.params,
-            "n_train": spec.n_train, "n_reference": spec.n_reference, "seed": spec.seed}
+    return ds_grid.canonical({"id": spec.id, "name": spec.name, "family": spec.family, "params": spec.params,
+            "n_train": spec.n_train, "n_reference": spec.n_reference, "seed": spec.seed})
 
 
 def model_dict(model):
-    return {"id": model.id, "name": model.name, "source": model.source, "recipe": model.recipe,
-            "data": data_dict(model.data)}
+    return ds_grid.canonical({"id": model.id, "name": model.name, "source": model.source, "recipe": model.recipe,
+                              "data": data_dict(model.data)})
 
 
 def run_dict(run):
-    return {"id": run.id, "family": run.family, "schedule": run.schedule, "schedule_params": run.schedule_params,
+    return ds_grid.canonical({"id": run.id, "family": run.family, "schedule": run.schedule, "schedule_params": run.schedule_params,
             "steps": run.steps, "init": run.init, "knobs": run.knobs, "seed": run.seed, "n_samples": run.n_samples,
-            "params": run.params(), "row": run.row()}
+            "params": run.params(), "row": run.row()})
 
 
 def shard_model(wildcards):

@@ -2,7 +2,7 @@ rule manifest:
     output:
         f"{RESULTS}/runs.parquet",
     params:
-        rows=lambda wc: GRID.manifest_rows(),
+        rows=lambda wc: ds_grid.canonical(sorted(GRID.manifest_rows(), key=lambda row: row["run_id"])),
     log:
         "logs/manifest.log",
     conda:
