@@ -1,4 +1,6 @@
 # Config -> grid -> targets. Input functions for every rule live here.
+from pathlib import Path
+
 from diffsweep import config as ds_config
 from diffsweep import grid as ds_grid
 from snakemake.exceptions import WorkflowError
@@ -53,6 +55,11 @@ def shard_inputs(wildcards):
     if model.source == "trained":
         inputs["checkpoint"] = f"{RESULTS}/models/{model.id}/checkpoint.pt"
     return inputs
+
+
+def results_of(path, depth):
+    """The results folder above `path` (`depth` folders between them), e.g. results/shards/x.json -> results."""
+    return str(Path(path).parents[depth])
 
 
 def run_records():

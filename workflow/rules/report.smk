@@ -21,7 +21,7 @@ rule aggregate:
                           caption="../report/generation.rst"),
         training=f"{RESULTS}/tables/training.parquet",
     params:
-        results=RESULTS,
+        results=lambda wc, input: results_of(input.manifest, depth=0),
     log:
         "logs/aggregate.log",
     conda:
@@ -52,7 +52,7 @@ rule plot_samples:
         report(f"{RESULTS}/plots/samples_{{dataset}}.png", category="Generation", subcategory="Samples",
                caption="../report/samples.rst"),
     params:
-        results=RESULTS,
+        results=lambda wc, input: results_of(input.table, depth=1),
         max_points=config["plots"]["max_scatter_points"],
     log:
         "logs/plots/samples_{dataset}.log",

@@ -6,7 +6,7 @@ rule sample_shard:
     params:
         model=lambda wc: model_dict(shard_model(wc)),
         runs=lambda wc: [run_dict(GRID.runs[run_id]) for run_id in SHARDS[wc.shard]],
-        results=RESULTS,
+        results=lambda wc, output: results_of(output.marker, depth=1),
         metrics=config["metrics"],
         device=config["device"],
     log:
