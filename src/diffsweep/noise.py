@@ -85,6 +85,20 @@ def vp_pretrained(steps, beta_min, beta_max, timesteps):
     return np.interp(t, np.arange(timesteps), table)[::-1].copy()
 
 
+@_schedule("vp_respaced", "K integer timesteps of the discrete VP chain, evenly strided "
+           "(guided-diffusion's space_timesteps)",
+           beta_min=Knob("float", VP_BETA_MIN, "beta_1 of the linear-beta chain", minimum=0.0),
+           beta_max=Knob("float", VP_BETA_MAX, "beta_T of the linear-beta chain", minimum=0.0, maximum=1.0),
+           timesteps=Knob("int", VP_TIMESTEPS, "length T of the discrete chain", minimum=2))
+def vp_respaced(steps, beta_min, beta_max, timesteps):
+    if steps > timesteps:
+        raise ValueError(f"vp_respaced: {steps} steps exceed the chain's {timesteps} timesteps")
+    table = vp_sigma_table(beta_min, beta_max, timesteps)
+    stride = (timesteps - 1) / max(steps - 1, 1)
+    taken = np.unique(np.round(np.arange(steps) * stride).astype(int))
+    return table[taken][::-1].copy()
+
+
 @_schedule("sigmoid", "the reference code's sigmoid ramp; sharpness 0.3 now, 0.5 in earlier code",
            sigma_min=Knob("float", VP_SIGMA_MIN, "smallest noise level", minimum=0.0),
            sigma_max=Knob("float", VP_SIGMA_MAX, "largest noise level", minimum=0.0),

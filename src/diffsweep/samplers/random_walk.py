@@ -1,15 +1,24 @@
-"""The paper's random walk (Park et al. 2025, the reference code's rule).
+"""The paper's random walk (Park et al. 2025) and the classic samplers it contains (Table 1).
 
     x_{k+1} = x_k + tau_k * score(x_k, sigma_k) + sqrt(2 * tau_k * T_k) * n_k,
-    tau_k = eps * sigma_k^2,   T_k linear from T0 to 1 over the K levels,
 
-with `inner_steps` walks per level and no noise on the very last step unless `last_noise`.
-The score is Tweedie's (D - x) / sigma^2, so tau_k * score = eps * (D - x).
+with the score from Tweedie, (D - x) / sigma^2. Only (tau_k, T_k) differ between samplers:
+
+    reference  tau = eps * sigma_k^2                            T_k linear from T0 to 1
+    ncsn       tau = eps * sigma_k^2 / (2 * sigma_ref^2)        T = 1      (sigma_ref: smallest or largest level)
+    ve_sde     tau = sigma_k^2 - sigma_{k+1}^2                  T = 1/2    (sigma_K = 0)
+    ddpm       tau = (1 - alpha_k) / abar_k                     T = s^2 alpha_k / (2 - 2 alpha_k)
+               abar_k = 1 / (1 + sigma_k^2), alpha_k = abar_k / abar_{k+1}, s^2 = beta or beta-tilde
+
+`inner_steps` walks are taken at each level; the very last step adds no noise unless
+`last_noise`. The presets `rw_ncsn`, `rw_ve_sde` and `rw_ddpm` fix the rule.
 """
 
 import math
 
 from diffsweep.samplers.registry import Knob, gaussian_like, register
+
+STEP_RULES = ("reference", "ncsn", "ve_sde", "ddpm")
 
 
 def temperature_ramp(T0: float, levels: int) -> list[float]:
@@ -19,23 +28,34 @@ def temperature_ramp(T0: float, levels: int) -> list[float]:
     return [T0 + (1.0 - T0) * k / (levels - 1) for k in range(levels)]
 
 
-@register(
-    "random_walk",
-    knobs={
-        "eps": Knob("float", 0.5, "step-size constant: tau_k = eps * sigma_k^2", minimum=0.0),
-        "T0": Knob("float", 1.0, "initial temperature; ramps linearly to 1", minimum=0.0),
-        "inner_steps": Knob("int", 1, "walk steps at each noise level", minimum=1),
-        "last_noise": Knob("bool", False, "add noise on the very last step (the reference code does not)"),
-    },
-    description="the paper's random walk with Tweedie: tau = eps sigma^2, temperature ramp T0 -> 1",
-    init="unit",
-    default_schedule="sigmoid",
-)
-def random_walk(denoise, x, sigmas, generator, *, eps, T0, inner_steps, last_noise):
-    temperatures = temperature_ramp(T0, len(sigmas))
+def step_sizes(rule: str, sigmas, eps: float, T0: float, sigma_ref: str, ddpm_variance: str):
+    """(tau_k, T_k) for every level of the schedule under one of the Table-1 rules."""
+    levels = list(sigmas)
+    following = levels[1:] + [0.0]
+    if rule == "reference":
+        return [eps * s ** 2 for s in levels], temperature_ramp(T0, len(levels))
+    if rule == "ncsn":
+        reference = min(levels) if sigma_ref == "smallest" else max(levels)
+        return [eps * s ** 2 / (2 * reference ** 2) for s in levels], [1.0] * len(levels)
+    if rule == "ve_sde":
+        return [s ** 2 - t ** 2 for s, t in zip(levels, following)], [0.5] * len(levels)
+    if rule == "ddpm":
+        taus, temperatures = [], []
+        for s, t in zip(levels, following):
+            abar, abar_next = 1 / (1 + s ** 2), 1 / (1 + t ** 2)
+            alpha = abar / abar_next
+            beta = 1 - alpha
+            variance = beta if ddpm_variance == "beta" else beta * (1 - abar_next) / (1 - abar)
+            taus.append(beta / abar)
+            temperatures.append(variance * alpha / (2 * beta))
+        return taus, temperatures
+    raise ValueError(f"unknown step rule '{rule}'; allowed: {', '.join(STEP_RULES)}")
+
+
+def walk(denoise, x, sigmas, generator, *, taus, temperatures, inner_steps, last_noise):
+    """The template itself, for given step sizes and temperatures."""
     nfe, total = 0, len(sigmas) * inner_steps
-    for k, (sigma, T) in enumerate(zip(sigmas, temperatures)):
-        tau = eps * sigma ** 2
+    for k, (sigma, tau, T) in enumerate(zip(sigmas, taus, temperatures)):
         for m in range(inner_steps):
             score = (denoise(x, sigma) - x) / sigma ** 2
             nfe += 1
@@ -44,3 +64,53 @@ def random_walk(denoise, x, sigmas, generator, *, eps, T0, inner_steps, last_noi
             if last_noise or not is_last:
                 x = x + math.sqrt(2.0 * tau * T) * gaussian_like(x, generator)
     return x, nfe
+
+
+COMMON_KNOBS = {
+    "inner_steps": Knob("int", 1, "walk steps at each noise level", minimum=1),
+    "last_noise": Knob("bool", False, "add noise on the very last step (the reference code does not)"),
+}
+EPS = Knob("float", 0.5, "step-size constant (tau = eps * sigma_k^2 for the reference rule)", minimum=0.0)
+T0 = Knob("float", 1.0, "initial temperature of the reference rule; ramps linearly to 1", minimum=0.0)
+SIGMA_REF = Knob("str", "smallest", "ncsn rule: the level that normalises tau (the original NCSN: smallest; "
+                 "the paper's Table 1 prints the largest)", choices=("smallest", "largest"))
+DDPM_VARIANCE = Knob("str", "beta_tilde", "ddpm rule: ancestral variance s^2", choices=("beta", "beta_tilde"))
+
+
+@register(
+    "random_walk",
+    knobs={"step_rule": Knob("str", "reference", "which Table-1 rule sets (tau_k, T_k)", choices=STEP_RULES),
+           "eps": EPS, "T0": T0, "sigma_ref": SIGMA_REF, "ddpm_variance": DDPM_VARIANCE, **COMMON_KNOBS},
+    description="the paper's random walk with Tweedie; step_rule picks tau_k and T_k (reference: eps sigma^2, T0 -> 1)",
+    init="unit",
+    default_schedule="sigmoid",
+)
+def random_walk(denoise, x, sigmas, generator, *, step_rule, eps, T0, sigma_ref, ddpm_variance, inner_steps,
+                last_noise):
+    taus, temperatures = step_sizes(step_rule, sigmas, eps, T0, sigma_ref, ddpm_variance)
+    return walk(denoise, x, sigmas, generator, taus=taus, temperatures=temperatures, inner_steps=inner_steps,
+                last_noise=last_noise)
+
+
+@register("rw_ncsn", knobs={"eps": EPS, "sigma_ref": SIGMA_REF, **COMMON_KNOBS},
+          description="random walk with NCSN's Table-1 setting: tau = eps sigma^2 / (2 sigma_ref^2), T = 1",
+          init="sigma_max", default_schedule="geometric")
+def rw_ncsn(denoise, x, sigmas, generator, *, eps, sigma_ref, inner_steps, last_noise):
+    return random_walk(denoise, x, sigmas, generator, step_rule="ncsn", eps=eps, T0=1.0, sigma_ref=sigma_ref,
+                       ddpm_variance="beta", inner_steps=inner_steps, last_noise=last_noise)
+
+
+@register("rw_ve_sde", knobs=COMMON_KNOBS,
+          description="random walk with the VE-SDE's Table-1 setting: tau = sigma_k^2 - sigma_{k+1}^2, T = 1/2",
+          init="sigma_max", default_schedule="geometric")
+def rw_ve_sde(denoise, x, sigmas, generator, *, inner_steps, last_noise):
+    return random_walk(denoise, x, sigmas, generator, step_rule="ve_sde", eps=0.0, T0=1.0, sigma_ref="smallest",
+                       ddpm_variance="beta", inner_steps=inner_steps, last_noise=last_noise)
+
+
+@register("rw_ddpm", knobs={"ddpm_variance": DDPM_VARIANCE, **COMMON_KNOBS},
+          description="random walk with DDPM's Table-1 setting: tau = (1 - alpha)/abar, T = s^2 alpha / (2 - 2 alpha)",
+          init="vp_prior", default_schedule="vp_pretrained")
+def rw_ddpm(denoise, x, sigmas, generator, *, ddpm_variance, inner_steps, last_noise):
+    return random_walk(denoise, x, sigmas, generator, step_rule="ddpm", eps=0.0, T0=1.0, sigma_ref="smallest",
+                       ddpm_variance=ddpm_variance, inner_steps=inner_steps, last_noise=last_noise)
