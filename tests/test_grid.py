@@ -76,9 +76,9 @@ def test_shards_pack_pending_runs_per_model():
 @pytest.mark.parametrize("change,message", [
     (lambda c: c.update(bogus=1), r"\(top level\): unknown key\(s\) \['bogus'\]; allowed: results, device"),
     (lambda c: c["samplers"]["rw"].update(steps="many"), r"samplers.rw.steps: 'many' has the wrong type"),
-    (lambda c: c["samplers"]["rw"].update(family="euler_ancestral"), r"samplers.rw.family: unknown sampler 'euler_ancestral'; allowed: ddpm"),
+    (lambda c: c["samplers"]["rw"].update(family="euler_ancestral"), r"samplers.rw.family: unknown sampler 'euler_ancestral'; allowed: ddim, ddpm"),
     (lambda c: c["samplers"]["rw"].update(schedule="cosine"), r"samplers.rw.schedule: unknown schedule 'cosine'; allowed: geometric"),
-    (lambda c: c["samplers"]["rw"]["knobs"].update(eta=1.0), r"samplers.rw.knobs.unknown knob\(s\) \['eta'\] for sampler 'random_walk'; allowed: eps, T0"),
+    (lambda c: c["samplers"]["rw"]["knobs"].update(eta=1.0), r"samplers.rw.knobs: unknown knob\(s\) \['eta'\] for sampler 'random_walk'; allowed: step_rule, eps, T0"),
     (lambda c: c["samplers"]["rw"]["knobs"].update(eps=-1.0), r"samplers.rw.knobs.eps: -1.0 is below the minimum 0.0"),
     (lambda c: c["samplers"]["rw"].update(steps=0), r"samplers.rw.steps: 0 has the wrong type or value"),
     (lambda c: c["datasets"].update(moons={"family": "moons"}), r"datasets.moons.family: unknown dataset family 'moons'; allowed: checkerboard, gmm, swissroll"),

@@ -41,7 +41,8 @@ def resolve_knobs(declared: dict[str, Knob], given: dict, owner: str, where: str
     """`given` with defaults filled in; unknown or ill-typed values raise ValueError naming the key."""
     unknown = sorted(set(given) - set(declared))
     if unknown:
-        raise ValueError(f"{where}unknown knob(s) {unknown} for {owner}; allowed: {', '.join(declared) or '(none)'}")
+        prefix = f"{where[:-1]}: " if where.endswith(".") else where  # "samplers.rw.knobs: unknown ..."
+        raise ValueError(f"{prefix}unknown knob(s) {unknown} for {owner}; allowed: {', '.join(declared) or '(none)'}")
     resolved = {}
     for key, knob in declared.items():
         value = given.get(key, knob.default)
