@@ -25,7 +25,7 @@ def ideal_targets(x0, eps, sigma, sd):
     x = x0 + s * eps
     c_skip, c_out = sd ** 2 / (s ** 2 + sd ** 2), s * sd / (s ** 2 + sd ** 2).sqrt()
     return {"x0": x0, "eps": eps, "score": -eps, "v": alpha * eps - vp_s * x0,
-            "edm": (x0 - c_skip * x) / c_out}
+            "edm": (x0 - c_skip * x) / c_out, "flow": eps - x0}
 
 
 @pytest.mark.parametrize("parametrisation", sorted(models.PARAMETRISATIONS))
@@ -37,6 +37,22 @@ def test_ideal_network_output_gives_the_clean_sample(parametrisation):
     target = ideal_targets(x0, eps, sigma, sd)[parametrisation]
     denoiser = models.PreconditionedDenoiser(Constant(target), parametrisation, sigma_data=sd)
     torch.testing.assert_close(denoiser(x0 + sigma[:, None] * eps, sigma), x0, rtol=1e-9, atol=1e-9)
+
+
+def test_flow_input_is_the_rectified_flow_interpolant():
+    # x_t = (1 - t) x0 + t n with t = sigma / (1 + sigma) is what the velocity network sees.
+    seen = {}
+
+    class Spy(torch.nn.Module):
+        def forward(self, x_in, c_noise):
+            seen["x_in"] = x_in
+            return torch.zeros_like(x_in)
+
+    sigma = torch.tensor([0.5, 3.0], dtype=torch.float64)
+    x0, n = torch.ones(2, 2, dtype=torch.float64), torch.full((2, 2), -2.0, dtype=torch.float64)
+    models.PreconditionedDenoiser(Spy(), "flow")(x0 + sigma[:, None] * n, sigma)
+    t = (sigma / (1 + sigma))[:, None]
+    torch.testing.assert_close(seen["x_in"], (1 - t) * x0 + t * n)
 
 
 def test_eps_input_is_the_vp_input():
@@ -69,8 +85,8 @@ def test_oracle_keeps_the_caller_dtype():
 
 
 def test_unknown_parametrisation_and_architecture():
-    with pytest.raises(ValueError, match="unknown parametrisation 'flow'; allowed: edm, eps, score, v, x0"):
-        models.PreconditionedDenoiser(torch.nn.Identity(), "flow")
+    with pytest.raises(ValueError, match="unknown parametrisation 'rf'; allowed: edm, eps, flow, score, v, x0"):
+        models.PreconditionedDenoiser(torch.nn.Identity(), "rf")
     with pytest.raises(ValueError, match="unknown architecture 'unet'; allowed: mlp"):
         models.build_network("unet", 2)
 
