@@ -7,5 +7,6 @@ from diffsweep.logs import setup_logging
 setup_logging(snakemake.log[0])
 
 manifest = pd.read_parquet(snakemake.input.manifest)
-io.write_parquet(snakemake.output.generation, tables.generation_table(manifest, snakemake.params.results))
+generation = tables.generation_table(manifest, snakemake.params.results)
+io.write_parquet(snakemake.output.generation, tables.with_model_metrics(generation, snakemake.input.likelihoods))
 io.write_parquet(snakemake.output.training, tables.training_table(snakemake.input.train_logs))

@@ -36,6 +36,17 @@ def generation_table(manifest: pd.DataFrame, results) -> pd.DataFrame:
     return manifest.merge(pd.DataFrame(records), on="run_id", how="left")
 
 
+def with_model_metrics(generation: pd.DataFrame, record_paths) -> pd.DataFrame:
+    """Per-model evaluations (likelihood.json) joined onto every run of that model, as model_<key> columns."""
+    rows = []
+    for path in record_paths:
+        record = json.loads(Path(path).read_text())
+        rows.append({"model_id": record.pop("model_id"), **{f"model_{k}": v for k, v in record.items()}})
+    if not rows:
+        return generation
+    return generation.merge(pd.DataFrame(rows), on="model_id", how="left")
+
+
 def training_table(log_paths) -> pd.DataFrame:
     frames = [pd.read_parquet(path) for path in log_paths]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["model_id", "step", "loss"])

@@ -49,12 +49,26 @@ def shard_model(wildcards):
     return GRID.runs[SHARDS[wildcards.shard][0]].model
 
 
-def shard_inputs(wildcards):
-    model = shard_model(wildcards)
+def inputs_of_model(model):
+    """What a job needs to evaluate a score source: the reference set and, if trained, its checkpoint."""
     inputs = {"reference": f"{RESULTS}/data/{model.data.id}/reference.npz"}
     if model.source == "trained":
         inputs["checkpoint"] = f"{RESULTS}/models/{model.id}/checkpoint.pt"
     return inputs
+
+
+def shard_inputs(wildcards):
+    return inputs_of_model(shard_model(wildcards))
+
+
+def model_inputs(wildcards):
+    return inputs_of_model(GRID.models[wildcards.model_id])
+
+
+def likelihood_records():
+    if config["metrics"]["likelihood"]["points"] == 0:
+        return []
+    return [f"{RESULTS}/models/{model_id}/likelihood.json" for model_id in sorted(GRID.models)]
 
 
 def results_of(path, depth):

@@ -16,6 +16,7 @@ rule aggregate:
         manifest=f"{RESULTS}/runs.parquet",
         records=run_records(),
         train_logs=[f"{RESULTS}/models/{m.id}/train_log.parquet" for m in GRID.trained_models()],
+        likelihoods=likelihood_records(),
     output:
         generation=report(f"{RESULTS}/tables/generation.parquet", category="Tables",
                           caption="../report/generation.rst"),

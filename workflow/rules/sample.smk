@@ -7,7 +7,7 @@ rule sample_shard:
         model=lambda wc: model_dict(shard_model(wc)),
         runs=lambda wc: [run_dict(GRID.runs[run_id]) for run_id in SHARDS[wc.shard]],
         results=lambda wc, output: results_of(output.marker, depth=1),
-        metrics=config["metrics"],
+        metrics={key: value for key, value in config["metrics"].items() if key != "likelihood"},
         device=config["device"],
     log:
         "logs/sample/{shard}.log",
