@@ -6,4 +6,5 @@ setup_logging(snakemake.log[0])
 jobs.use_threads(snakemake.threads)
 jobs.sample_shard(snakemake.params.model, snakemake.params.runs, snakemake.input.reference,
                   snakemake.input.get("checkpoint"), snakemake.params.results, snakemake.output.marker,
-                  metric_options=snakemake.params.metrics, device=snakemake.params.device)
+                  metric_options=snakemake.params.metrics, device=snakemake.params.device,
+                  plugins=snakemake.params.plugins)

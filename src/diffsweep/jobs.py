@@ -165,10 +165,12 @@ def draw_samples(run: dict, denoiser, dim: int, dtype, device):
 
 
 def sample_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, results, shard_path,
-                 metric_options: dict, device: str = "auto") -> None:
+                 metric_options: dict, device: str = "auto", plugins=()) -> None:
     """Sample and evaluate every run of one shard; one folder and run.json per run."""
     from tqdm.auto import tqdm
 
+    for entry in plugins:  # user samplers register themselves in this process too
+        samplers.load_plugin(entry)
     chosen = pick_device(device)
     denoiser, dtype = load_denoiser(model, checkpoint_path, chosen)
     dataset = build_dataset(model["data"])

@@ -9,6 +9,7 @@ rule sample_shard:
         results=lambda wc, output: results_of(output.marker, depth=1),
         metrics={key: value for key, value in config["metrics"].items() if key != "likelihood"},
         device=config["device"],
+        plugins=config["plugins"],
     log:
         "logs/sample/{shard}.log",
     benchmark:
