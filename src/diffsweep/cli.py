@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    import signal
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `diffsweep grid ... | head` ends quietly
     args = build_parser().parse_args(argv)
     return args.func(args)
 
