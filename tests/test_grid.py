@@ -132,3 +132,14 @@ def test_cli_grid_reports_a_bad_config(tmp_path, capsys):
     path.write_text("samplers: {x: {family: nope}}\n")
     assert cli.main(["grid", "--config", str(path)]) == 2
     assert "unknown sampler 'nope'" in capsys.readouterr().err
+
+
+def test_every_schema_key_has_a_description_and_a_default():
+    def walk(node, path):
+        for key, sub in node.get("properties", {}).items():
+            assert "description" in sub, f"{path}{key} has no description"
+            assert "default" in sub, f"{path}{key} has no default"
+            walk(sub, f"{path}{key}.")
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], f"{path}<name>.")
+    walk(config.load_schema(), "")
