@@ -2,6 +2,9 @@
 
     diffsweep list samplers|datasets|schedules|training [--json]
     diffsweep grid --config FILE [--json]
+    diffsweep table PARQUET --rows COLS [--cols COLS] --metric COL [--filter COL=V[,V...]]...
+                    [--format markdown|latex|csv|html] [--agg mean_std|mean|median|min|max]
+                    [--better auto|lower|higher|none] [--pool error|best|mean] [--number-format .3g]
 """
 
 from __future__ import annotations
@@ -73,6 +76,48 @@ def command_grid(args) -> int:
     return 0
 
 
+def _names(values) -> list[str]:
+    """Column names from repeated and/or comma-separated options."""
+    return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
+
+
+def command_table(args) -> int:
+    import pandas as pd
+
+    from diffsweep import tables
+
+    path = args.table
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError) as error:
+        print(f"error: cannot read the Parquet table '{path}': {error}", file=sys.stderr)
+        return 2
+    entry = {"metric": args.metric, "rows": _names(args.rows), "columns": _names(args.cols),
+             "filter": tables.parse_filters(args.filter), "aggregate": args.agg, "better": args.better,
+             "pool": args.pool, "format": args.number_format, "caption": args.caption or ""}
+    try:
+        format(1.5, args.number_format)
+    except ValueError:
+        print(f"error: --number-format: '{args.number_format}' is not a number format such as .3g, .2f or .2e",
+              file=sys.stderr)
+        return 2
+    try:
+        unmarked = args.better == "auto" and args.metric not in tables.METRIC_DIRECTIONS
+        if unmarked:
+            entry["better"] = "none"
+        spec = tables.TableSpec.from_config("table", entry, where="--")
+        table = tables.ablation(tables.records(frame), spec, where="--")
+    except tables.TableError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if unmarked:
+        print(f"note: no direction is known for '{args.metric}', nothing is marked (pass --better lower|higher)",
+              file=sys.stderr)
+    text = table.render(args.format, caption=args.caption)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffsweep", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +129,30 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--config", required=True, help="a config YAML file")
     grid.add_argument("--json", action="store_true", help="machine-readable output")
     grid.set_defaults(func=command_grid)
+    table = sub.add_parser(
+        "table", help="a pivot of a Parquet results table (seeds aggregated, best per column marked)",
+        description="Print a pivot of a Parquet table: cells aggregate a metric over seeds, the best value per "
+                    "column is marked. Example: diffsweep table results/tables/generation.parquet --rows sampler "
+                    "--cols steps --metric sliced_w2 --filter dataset=ring8 --filter model=oracle")
+    table.add_argument("table", help="a Parquet table (results/tables/generation.parquet, ...)")
+    table.add_argument("--rows", action="append", required=True, metavar="COLS",
+                       help="row columns (comma-separated or repeated)")
+    table.add_argument("--cols", "--columns", action="append", metavar="COLS",
+                       help="column columns (comma-separated or repeated); none gives a single metric column")
+    table.add_argument("--metric", required=True, help="the numeric column in the cells")
+    table.add_argument("--filter", action="append", metavar="COL=V[,V...]",
+                       help="keep rows whose COL is one of the values (repeatable; 'null' matches missing values)")
+    table.add_argument("--format", choices=["markdown", "latex", "csv", "html"], default="markdown")
+    table.add_argument("--agg", choices=["mean_std", "mean", "median", "min", "max"], default="mean_std",
+                       help="aggregation over seeds (default mean_std: mean ± std)")
+    table.add_argument("--better", choices=["auto", "lower", "higher", "none"], default="auto",
+                       help="which values are best (auto: the metric's known direction)")
+    table.add_argument("--pool", choices=["error", "best", "mean"], default="error",
+                       help="a cell holding runs that differ in more than the seed: fail (default), show the best "
+                            "configuration, or pool them")
+    table.add_argument("--number-format", default=".3g", metavar="SPEC", help="Python number format (default .3g)")
+    table.add_argument("--caption", help="caption (LaTeX: wraps the tabular in a table float)")
+    table.set_defaults(func=command_table)
     return parser
 
 
