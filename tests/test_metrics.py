@@ -194,3 +194,16 @@ def test_sample_metrics_rejects_divergent_samples(grid):
         sample_metrics(samples, grid, grid.sample(100, generator(2)))
     with pytest.raises(ValueError, match="dimension"):
         sample_metrics(torch.zeros(10, 3, dtype=F64), grid, grid.sample(100, generator(2)))
+
+
+def test_cached_reference_terms_give_the_same_distances():
+    from diffsweep.metrics import sample_metrics
+    dataset = make_dataset("gmm", preset="grid25")
+    reference = dataset.sample(800, torch.Generator().manual_seed(0))
+    cache = {}
+    for seed in (1, 2):
+        x = dataset.sample(500, torch.Generator().manual_seed(seed)) + 0.1 * seed
+        fresh = sample_metrics(x, dataset, reference, generator=torch.Generator().manual_seed(0))
+        cached = sample_metrics(x, dataset, reference, generator=torch.Generator().manual_seed(0), cache=cache)
+        assert cached == pytest.approx(fresh, rel=1e-9, abs=1e-12)
+    assert set(cache) == {("mmd_within_y", (0.25, 0.5, 1.0, 2.0, 4.0)), "energy_within_y"}

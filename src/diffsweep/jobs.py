@@ -32,11 +32,13 @@ def use_threads(threads: int) -> None:
 
 
 def pick_device(wanted: str = "auto") -> torch.device:
-    """The GPU the scheduler exposed (CUDA_VISIBLE_DEVICES), else the CPU; 'cuda' insists on one."""
+    """The GPU the scheduler exposed (CUDA_VISIBLE_DEVICES), else the CPU; 'cuda' insists on one.
+    Outside a scheduler, with several GPUs, each job claims a free one (diffsweep.devices)."""
     if wanted == "cpu":
         return torch.device("cpu")
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        from diffsweep import devices
+        return torch.device("cuda", devices.claim_gpu(torch.cuda.device_count()))
     if wanted == "cuda":
         raise RuntimeError("device: cuda was requested but no GPU is visible (CUDA_VISIBLE_DEVICES="
                            f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
@@ -52,7 +54,7 @@ def provenance() -> dict:
         revision = None
     return {"diffsweep": diffsweep.__version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version(), "git_revision": revision, "host": socket.gethostname(),
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 def build_dataset(spec: dict) -> data.Dataset:
@@ -75,7 +77,11 @@ def prepare_data(spec: dict, train_path, reference_path) -> None:
 
 # --- train -----------------------------------------------------------------------------
 
-def train_model(spec: dict, train_path, checkpoint_path, log_path, device: str = "auto") -> None:
+def train_model(spec: dict, train_path, checkpoint_path, log_path, device: str = "auto", resume_path=None,
+                checkpoint_every: int = 0) -> None:
+    """Train one model. With `resume_path` (results/models/<id>/resume.pt), the training state is
+    saved there every `checkpoint_every` steps and on SIGTERM, a re-run continues from it, and it
+    is deleted once the outputs are written."""
     from diffsweep import train
 
     recipe = spec["recipe"]
@@ -84,14 +90,18 @@ def train_model(spec: dict, train_path, checkpoint_path, log_path, device: str =
     log.info("training %s on %s (%d examples, %d steps) on %s", spec["id"], spec["data"]["id"], len(x),
              recipe["steps"], chosen)
     started = time.perf_counter()
-    ema, rows = train.train(recipe, x, device=chosen)
+    resumed = train.resume_step(resume_path, recipe, x)
+    ema, rows = train.train(recipe, x, device=chosen, resume_path=resume_path, checkpoint_every=checkpoint_every)
     import pandas as pd
     frame = pd.DataFrame(rows)
     frame.insert(0, "model_id", spec["id"])
     io.write_parquet(log_path, frame)
     with io.atomic_path(checkpoint_path) as tmp:
         torch.save({"recipe": recipe, "dim": x.shape[1], "ema": ema.cpu().state_dict(), "model_id": spec["id"],
-                    "train_wall_s": time.perf_counter() - started, "provenance": provenance()}, tmp)
+                    "train_wall_s": rows[-1]["wall_s"] if rows else time.perf_counter() - started,
+                    "resumed_from_step": resumed, "provenance": provenance()}, tmp)
+    if resume_path is not None:
+        Path(resume_path).unlink(missing_ok=True)
     log.info("trained %s in %.1f s, final loss %.4g", spec["id"], time.perf_counter() - started, rows[-1]["loss"])
 
 
@@ -176,6 +186,7 @@ def sample_shard(model: dict, runs: list[dict], reference_path, checkpoint_path,
     dataset = build_dataset(model["data"])
     reference = torch.from_numpy(io.read_arrays(reference_path)["x"])
     origin = provenance()
+    metric_options = {**metric_options, "cache": {}}  # the reference's own terms, computed once per job
     records, failures = [], []
     for run in tqdm(runs, desc="runs", mininterval=2.0):
         try:

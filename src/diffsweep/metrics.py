@@ -57,8 +57,10 @@ def _w2_squared_sorted(x_sorted: Tensor, y_sorted: Tensor) -> Tensor:
     return squared_gaps @ widths
 
 
-def mmd_rbf(x, y, bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0)) -> float:
-    """Squared MMD (unbiased U-statistic) with the kernel sum_h exp(-||a - b||^2 / (2 h^2))."""
+def mmd_rbf(x, y, bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0), cache: dict | None = None) -> float:
+    """Squared MMD (unbiased U-statistic) with the kernel sum_h exp(-||a - b||^2 / (2 h^2)).
+    `cache` (a dict kept by the caller for one fixed `y`) saves y's within-set term, the
+    costliest part when many sample sets are compared to one reference."""
     x, y = _as_samples(x, "x", min_rows=2), _as_samples(y, "y", min_rows=2)
     _check_same_dim(x, y)
     x, y = _centre_together(x, y)
@@ -76,13 +78,15 @@ def mmd_rbf(x, y, bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0)) -> float:
     # Each point's kernel value with itself is exp(0) = 1 per bandwidth; U-statistics drop it.
     self_terms = float(len(bandwidths))
     within_x = (_pairwise_sum(x, x, kernel_block_sum) - n * self_terms) / (n * (n - 1))
-    within_y = (_pairwise_sum(y, y, kernel_block_sum) - m * self_terms) / (m * (m - 1))
+    within_y = _cached(cache, ("mmd_within_y", tuple(bandwidths)),
+                       lambda: (_pairwise_sum(y, y, kernel_block_sum) - m * self_terms) / (m * (m - 1)))
     between = _pairwise_sum(x, y, kernel_block_sum) / (n * m)
     return within_x + within_y - 2.0 * between
 
 
-def energy_distance(x, y) -> float:
-    """2 E||X - Y|| - E||X - X'|| - E||Y - Y'||, with U-statistics for the within-set terms."""
+def energy_distance(x, y, cache: dict | None = None) -> float:
+    """2 E||X - Y|| - E||X - X'|| - E||Y - Y'||, with U-statistics for the within-set terms
+    (`cache` as in `mmd_rbf`)."""
     x, y = _as_samples(x, "x", min_rows=2), _as_samples(y, "y", min_rows=2)
     _check_same_dim(x, y)
     x, y = _centre_together(x, y)
@@ -93,7 +97,7 @@ def energy_distance(x, y) -> float:
     n, m = x.shape[0], y.shape[0]
     # The diagonal (distance of a point to itself) is 0, so the full sums serve for i != j.
     within_x = _pairwise_sum(x, x, distance_block_sum) / (n * (n - 1))
-    within_y = _pairwise_sum(y, y, distance_block_sum) / (m * (m - 1))
+    within_y = _cached(cache, "energy_within_y", lambda: _pairwise_sum(y, y, distance_block_sum) / (m * (m - 1)))
     between = _pairwise_sum(x, y, distance_block_sum) / (n * m)
     return 2.0 * between - within_x - within_y
 
@@ -137,17 +141,18 @@ def mean_log_likelihood(x, mixture: GaussianMixture) -> float:
 
 def sample_metrics(samples, dataset: Dataset, reference, generator: torch.Generator | None = None,
                    n_projections: int = 256, mmd_bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0),
-                   mode_std: float = 3.0) -> dict[str, float]:
+                   mode_std: float = 3.0, cache: dict | None = None) -> dict[str, float]:
     """All metrics that apply: distances to `reference` (fresh exact samples) always, mode
     statistics and mean log-likelihood when the data set has a known mixture density.
-    Non-finite samples raise ValueError (the caller records divergence before calling)."""
+    Non-finite samples raise ValueError (the caller records divergence before calling).
+    Pass the same `cache` dict for every call with one reference to compute its terms once."""
     samples, reference = _as_samples(samples, "samples"), _as_samples(reference, "reference")
     if samples.shape[1] != dataset.dim:
         raise ValueError(f"samples have dimension {samples.shape[1]}, dataset {dataset.name!r} has {dataset.dim}")
     results = {
         "sliced_w2": sliced_wasserstein2(samples, reference, n_projections=n_projections, generator=generator),
-        "mmd": mmd_rbf(samples, reference, bandwidths=tuple(mmd_bandwidths)),
-        "energy_distance": energy_distance(samples, reference),
+        "mmd": mmd_rbf(samples, reference, bandwidths=tuple(mmd_bandwidths), cache=cache),
+        "energy_distance": energy_distance(samples, reference, cache=cache),
     }
     if dataset.mixture is not None:
         results.update(mode_metrics(samples, dataset.mixture, n_std=mode_std))
@@ -156,6 +161,15 @@ def sample_metrics(samples, dataset: Dataset, reference, generator: torch.Genera
 
 
 # --- helpers ----------------------------------------------------------------------------
+
+def _cached(cache: dict | None, key, compute):
+    """Distances are translation invariant, so a within-set term does not depend on the other set."""
+    if cache is None:
+        return compute()
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]
+
 
 def _as_samples(x, name: str, min_rows: int = 1) -> Tensor:
     """(n, d) float64 tensor with finite entries and at least `min_rows` rows."""
