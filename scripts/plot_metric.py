@@ -1,4 +1,4 @@
-# Rule plot_metric: one metric against NFE, per sampler preset.
+# Rule plot_metrics: each metric against NFE, per sampler preset (bands over seeds); PNG and PDF.
 import pandas as pd
 
 from diffsweep import plots
@@ -6,4 +6,6 @@ from diffsweep.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 
-plots.metric_vs_nfe(pd.read_parquet(snakemake.input[0]), snakemake.wildcards.metric, snakemake.output[0])
+table = pd.read_parquet(snakemake.input[0])
+for metric in snakemake.params.metrics:
+    plots.metric_vs_nfe(table, metric, [snakemake.output[f"{metric}_png"], snakemake.output[f"{metric}_pdf"]])

@@ -7,5 +7,5 @@ from diffsweep.logs import setup_logging
 setup_logging(snakemake.log[0])
 
 plots.sample_grid(pd.read_parquet(snakemake.input.table), snakemake.wildcards.dataset, snakemake.params.results,
-                  io.read_arrays(snakemake.input.reference)["x"], snakemake.output[0],
+                  io.read_arrays(snakemake.input.reference)["x"], list(snakemake.output),
                   max_points=snakemake.params.max_points)

@@ -1,4 +1,15 @@
-"""Figures from the tables: metric vs NFE per sampler, and scatter grids of samples."""
+"""Figures from the tables, in one style, each saved in every format it is asked for (PNG, PDF).
+
+The functions take a table and the names of its columns, not generation-specific columns, so
+the same code draws restoration results (a task column instead of the dataset, a restorer
+instead of a sampler):
+
+- `metric_vs_x`     a metric against NFE (or any x), a line per sampler preset, bands over seeds
+- `heatmap`         a metric over two parameters, e.g. training sigma-distribution x sampling schedule
+- `schedule_curves` sigma_k against k for every schedule and step count of a sweep
+- `training_curves` training loss against step, per trained model
+- `sample_grid`     scatter grids of 2-D samples
+"""
 
 from __future__ import annotations
 
@@ -12,32 +23,226 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-STYLE = {"context": "paper", "style": "whitegrid", "font_scale": 1.1}
+STYLE = {"context": "paper", "style": "whitegrid", "font_scale": 1.1, "palette": "colorblind",
+         "rc": {"pdf.fonttype": 42, "ps.fonttype": 42, "savefig.dpi": 150, "legend.frameon": False}}
+FORMATS = ("png", "pdf")
+
+
+def theme() -> None:
+    """The one style of every figure (seaborn paper context, colour-blind palette, TrueType in PDFs)."""
+    sns.set_theme(**STYLE)
+
+
+# --- metric vs NFE -------------------------------------------------------------------------
+
+def metric_vs_x(table: pd.DataFrame, metric: str, out, x: str = "nfe", hue: str = "sampler",
+                style: str | None = "model", col: str | None = "dataset", seed: str = "seed") -> None:
+    """One panel per `col` value: `metric` against `x`, a line per `hue` value (plus whatever
+    else tells runs at the same x apart, e.g. a swept knob), a line style per `style` value, a
+    band of one standard deviation over seeds. Only runs with status ok (if the table has a
+    status column) and a finite metric are drawn."""
+    theme()
+    ok = _finished(table, metric)
+    if ok.empty:
+        _placeholder(out, f"no finished runs with '{metric}'")
+        return
+    ok = ok.assign(**{hue: series_labels(ok, hue, [c for c in (col, style, x) if c], seed)})
+    n_cols = ok[col].nunique() if col else 1
+    grid = sns.relplot(data=ok, x=x, y=metric, hue=hue, style=style if style else None, col=col,
+                       kind="line", marker="o", errorbar="sd", col_wrap=min(3, n_cols) if col else None,
+                       height=3.2, aspect=1.2, facet_kws={"sharey": False}, hue_order=sorted(ok[hue].unique()))
+    for ax in grid.axes.flat:
+        _log_axes(ax, x=bool((ok[x] > 0).all()), y=bool((ok[metric] > 0).all()))
+    grid.set_axis_labels(_label(x), metric)
+    save(grid.figure, out)
 
 
 def metric_vs_nfe(table: pd.DataFrame, metric: str, out) -> None:
-    """One panel per dataset: the metric against NFE, a line per sampler preset, a style per model."""
-    sns.set_theme(**STYLE)
-    ok = table[(table["status"] == "ok") & table[metric].notna()] if metric in table else table.iloc[:0]
-    if ok.empty:
-        fig, ax = plt.subplots(figsize=(4, 3))
-        ax.text(0.5, 0.5, f"no finished runs with '{metric}'", ha="center", va="center")
-        ax.set_axis_off()
-        _save(fig, out)
-        return
-    grid = sns.relplot(data=ok, x="nfe", y=metric, hue="sampler", style="model", col="dataset", kind="line",
-                       marker="o", errorbar="sd", col_wrap=min(3, ok["dataset"].nunique()),
-                       height=3.2, aspect=1.2, facet_kws={"sharey": False})
-    grid.set(xscale="log")
-    if (ok[metric] > 0).all():
-        grid.set(yscale="log")
-    grid.set_axis_labels("network evaluations (NFE)", metric)
-    _save(grid.figure, out)
+    """Generation: a metric against NFE per sampler preset and score source, a panel per dataset."""
+    metric_vs_x(table, metric, out, x="nfe", hue="sampler", style="model", col="dataset")
 
+
+def series_labels(table: pd.DataFrame, hue: str, within, seed: str = "seed") -> pd.Series:
+    """The `hue` value, extended by the parameters that still tell runs apart at the same
+    (`within`) point, so that a band spans seeds only: `rw (knob_T0=0.1)`, `rw (knob_T0=1)`."""
+    from diffsweep.tables import is_param
+
+    params = [c for c in table.columns if is_param(c) and c not in (hue, seed, *within)]
+    extra = []
+    for _, part in table.groupby([hue, *within], dropna=False, sort=False):
+        if len(part) < 2:
+            continue
+        for column in params:
+            if column not in extra and part[column].astype("string").nunique(dropna=False) > 1:
+                extra.append(column)
+    extra = _explaining(table, [hue, *within], extra)
+    if not extra:
+        return table[hue].astype("string")
+    def label(row):
+        detail = ", ".join(f"{c.removeprefix('knob_')}={_short(row[c])}" for c in extra)
+        return f"{row[hue]} ({detail})"
+    return table.apply(label, axis=1).astype("string")
+
+
+def _explaining(table: pd.DataFrame, keys, columns) -> list[str]:
+    """`columns` less those that the others (and `keys`) already determine."""
+    kept = []
+    for column in columns:
+        group = [*keys, *kept]
+        if kept and (table.groupby(group, dropna=False)[column].nunique(dropna=False) <= 1).all():
+            continue
+        kept.append(column)
+    return kept
+
+
+# --- heatmap ----------------------------------------------------------------------------------
+
+def heatmap(table: pd.DataFrame, metric: str, out, rows: str = "model_train_sigma_name", columns: str = "schedule",
+            facet: str | None = "dataset", reduce: str = "best", better: str = "lower", seed: str = "seed",
+            number_format: str = ".2g") -> None:
+    """One annotated heatmap per `facet` value: `metric` over `rows` x `columns`. Seeds are
+    averaged first; the configurations left in a cell (samplers, step counts, knobs sharing
+    the schedule) are then reduced: `best` (min or max by `better`), `mean` or `median`."""
+    from diffsweep.tables import is_param
+
+    theme()
+    ok = _finished(table, metric)
+    missing = [c for c in (rows, columns) if c not in table.columns]
+    if ok.empty or missing:
+        _placeholder(out, f"no finished runs with '{metric}'" if not missing else f"no column {', '.join(missing)}")
+        return
+    config = list(dict.fromkeys([c for c in (rows, columns, facet) if c] +
+                                [c for c in ok.columns if is_param(c) and c != seed]))
+    per_config = ok.groupby(config, dropna=False)[metric].mean().reset_index()
+    if reduce == "best":
+        how = "min" if better != "higher" else "max"
+    elif reduce in ("mean", "median"):
+        how = reduce
+    else:
+        raise ValueError(f"reduce: '{reduce}' is not allowed; allowed: best, mean, median")
+    facets = sorted(per_config[facet].dropna().unique()) if facet else [None]
+    width = 1.6 + 1.1 * max(2, per_config[columns].nunique())
+    height = 1.9 + 0.45 * max(1, per_config[rows].nunique())
+    fig, axes = plt.subplots(1, len(facets), figsize=(width * len(facets), height), squeeze=False)
+    cmap = "viridis_r" if better != "higher" else "viridis"
+    for ax, value in zip(axes[0], facets):
+        part = per_config if value is None else per_config[per_config[facet] == value]
+        grid = part.groupby([rows, columns], dropna=False)[metric].agg(how).unstack(columns)
+        grid.index = [_short(v) for v in grid.index]
+        grid.columns = [_short(v) for v in grid.columns]
+        grid = grid.astype(float)
+        finite = grid.to_numpy()[np.isfinite(grid.to_numpy())]
+        norm = None
+        if finite.size and finite.min() > 0 and finite.max() / finite.min() > 10:
+            from matplotlib.colors import LogNorm
+            norm = LogNorm(vmin=finite.min(), vmax=finite.max())
+        sns.heatmap(grid, ax=ax, annot=True, fmt=number_format, cmap=cmap, norm=norm, linewidths=0.5,
+                    cbar_kws={"label": metric, "shrink": 0.8}, annot_kws={"fontsize": 8})
+        ax.set_title(f"{facet} = {value}" if facet else "")
+        ax.set_xlabel(columns)
+        ax.set_ylabel(rows if ax is axes[0, 0] else "")
+        ax.tick_params(axis="x", rotation=30)
+        ax.tick_params(axis="y", rotation=0)
+    fig.suptitle(f"{metric} ({reduce} over {'samplers, steps and knobs' if reduce == 'best' else 'configurations'}"
+                 f" per cell; {better} is better)", fontsize=9)
+    fig.tight_layout()
+    save(fig, out)
+
+
+# --- noise schedules ------------------------------------------------------------------------
+
+def schedule_points(manifest: pd.DataFrame) -> list[dict]:
+    """Every (schedule, its parameters, step count) that `manifest` (runs.parquet) uses."""
+    from diffsweep.tables import records
+
+    params = [c for c in manifest.columns if c.startswith("schedule_")]
+    points, seen = [], set()
+    for row in records(manifest[["schedule", "steps", *params]].drop_duplicates()):
+        values = {c.removeprefix("schedule_"): row[c] for c in params if row[c] is not None}
+        key = (row["schedule"], int(row["steps"]), tuple(sorted(values.items())))
+        if key not in seen:
+            seen.add(key)
+            points.append({"schedule": row["schedule"], "steps": int(row["steps"]), "params": values})
+    return sorted(points, key=lambda p: (p["schedule"], sorted(p["params"].items()), p["steps"]))
+
+
+def schedule_curves(manifest: pd.DataFrame, out) -> None:
+    """sigma_k against k (log scale) for every schedule and step count a sweep uses: a panel
+    per schedule (and non-default parameters), a line per step count."""
+    from diffsweep import noise
+
+    theme()
+    frames = []
+    for point in schedule_points(manifest):
+        sigmas = noise.make_schedule(point["schedule"], point["steps"], **_schedule_params(point))
+        defaults = {k: knob.default for k, knob in noise.SCHEDULES[point["schedule"]].params.items()}
+        changed = {k: v for k, v in point["params"].items() if k in defaults and v != defaults[k]}
+        title = point["schedule"] + ("".join(f"\n{k}={_short(v)}" for k, v in sorted(changed.items())))
+        frames.append(pd.DataFrame({"k": np.arange(len(sigmas)), "sigma": sigmas, "K": str(point["steps"]),
+                                    "schedule": title}))
+    if not frames:
+        _placeholder(out, "no sampling schedules in the sweep")
+        return
+    data = pd.concat(frames, ignore_index=True)
+    n_panels = data["schedule"].nunique()
+    steps = sorted(data["K"].unique(), key=int)
+    grid = sns.relplot(data=data, x="k", y="sigma", hue="K", hue_order=steps, col="schedule", kind="line",
+                       col_wrap=min(3, n_panels), height=2.8, aspect=1.25,
+                       palette=sns.color_palette("viridis", len(steps)),
+                       facet_kws={"sharex": False, "sharey": False}, marker=".", markersize=4, markeredgewidth=0)
+    for ax in grid.axes.flat:
+        _log_axes(ax, y=True)
+    grid.set_axis_labels("step k", r"$\sigma_k$")
+    grid.set_titles("{col_name}")
+    if grid.legend is not None:
+        grid.legend.set_title("steps K")
+    save(grid.figure, out)
+
+
+def _schedule_params(point: dict) -> dict:
+    """Manifest values in the types the schedule's knobs declare (Parquet makes ints floats)."""
+    from diffsweep import noise
+
+    declared = noise.SCHEDULES[point["schedule"]].params
+    out = {}
+    for key, value in point["params"].items():
+        if key in declared:
+            kind = declared[key].type
+            out[key] = int(value) if kind == "int" else float(value) if kind == "float" else value
+    return out
+
+
+# --- training ---------------------------------------------------------------------------------
+
+def training_curves(training: pd.DataFrame, manifest: pd.DataFrame | None, out, y: str = "loss_ema",
+                    hue: str = "model", col: str = "dataset") -> None:
+    """Training loss against step, a line per model (named through the manifest), a panel per dataset."""
+    theme()
+    y = y if y in training.columns else "loss"
+    if training.empty or y not in training.columns:
+        _placeholder(out, "no trained models")
+        return
+    data = training
+    if manifest is not None:
+        names = manifest[[c for c in ("model_id", hue, col) if c in manifest.columns]].drop_duplicates("model_id")
+        data = training.merge(names, on="model_id", how="left")
+    hue = hue if hue in data.columns else "model_id"
+    col = col if col in data.columns else None
+    data = data.assign(**{hue: series_labels(data, hue, [c for c in (col, "step") if c])})
+    grid = sns.relplot(data=data, x="step", y=y, hue=hue, col=col, kind="line", height=3.0, aspect=1.3,
+                       col_wrap=min(3, data[col].nunique()) if col else None, facet_kws={"sharey": False},
+                       hue_order=sorted(data[hue].unique()))
+    for ax in grid.axes.flat:
+        _log_axes(ax, y=bool((data[y] > 0).all()))
+    grid.set_axis_labels("optimiser step", "training loss" + (" (EMA)" if y == "loss_ema" else ""))
+    save(grid.figure, out)
+
+
+# --- samples ----------------------------------------------------------------------------------
 
 def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarray, out, max_points: int = 1000) -> None:
     """Rows: models; columns: the exact reference and each sampler preset at its largest NFE (seed 0)."""
-    sns.set_theme(**STYLE)
+    theme()
     rows = table[(table["dataset"] == dataset) & (table["status"] != "missing")]
     rows = rows[rows["seed"] == rows["seed"].min()] if not rows.empty else rows
     best = rows.sort_values("nfe").groupby(["model", "sampler"], as_index=False).last()
@@ -65,19 +270,69 @@ def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarra
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(dataset)
-    _save(fig, out)
+    save(fig, out)
 
 
 def _scatter(ax, x, title) -> None:
     finite = np.isfinite(x).all(axis=1)
-    ax.scatter(x[finite, 0], x[finite, 1], s=2, alpha=0.5, linewidths=0)
+    ax.scatter(x[finite, 0], x[finite, 1], s=2, alpha=0.5, linewidths=0, rasterized=True)
     ax.set_title(title, fontsize=8)
 
 
-def _save(fig, out) -> None:
+# --- helpers ----------------------------------------------------------------------------------
+
+def _finished(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    if metric not in table.columns:
+        return table.iloc[:0]
+    ok = table[pd.to_numeric(table[metric], errors="coerce").notna()]
+    if "status" in ok.columns:
+        ok = ok[ok["status"] == "ok"]
+    ok = ok[np.isfinite(ok[metric].astype(float))]
+    return ok.assign(**{metric: ok[metric].astype(float)})
+
+
+def _log_axes(ax, x: bool = False, y: bool = False) -> None:
+    """Log scales with plain tick labels (10, 20, 50 rather than 2 x 10^1)."""
+    from matplotlib import ticker
+
+    for use, axis, set_scale in ((x, ax.xaxis, ax.set_xscale), (y, ax.yaxis, ax.set_yscale)):
+        if not use:
+            continue
+        set_scale("log")
+        low, high = axis.get_view_interval()
+        decades = np.log10(max(high, 1e-300) / max(low, 1e-300))
+        subs = (1.0, 2.0, 3.0, 5.0) if decades <= 1.2 else (1.0, 2.0, 5.0) if decades <= 2.5 else (1.0,)
+        axis.set_major_locator(ticker.LogLocator(base=10, subs=subs))
+        axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _label(column: str) -> str:
+    return {"nfe": "network evaluations (NFE)", "steps": "steps K"}.get(column, column)
+
+
+def _short(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _placeholder(out, message: str) -> None:
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.text(0.5, 0.5, message, ha="center", va="center")
+    ax.set_axis_off()
+    save(fig, out)
+
+
+def save(fig, out) -> None:
+    """Write `fig` to one path or several (the format follows each suffix), atomically."""
     from diffsweep.io import atomic_path
 
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format=out.suffix.lstrip("."))
+    paths = [out] if isinstance(out, (str, Path)) else list(out)
+    for path in map(Path, paths):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=150 if path.suffix == ".png" else None, bbox_inches="tight",
+                        format=path.suffix.lstrip("."))
     plt.close(fig)

@@ -184,8 +184,11 @@ class TableSpec:
         if better == "auto":
             known = {**METRIC_DIRECTIONS, **(directions or {})}
             if metric not in known:
-                raise TableError(f"{where}better: no direction is known for metric '{metric}'; set better: "
-                                 f"lower|higher|none here or declare it under tables.better")
+                close = difflib.get_close_matches(metric, list(known), n=3)
+                hint = f" (did you mean {', '.join(close)}?)" if close else ""
+                raise TableError(f"{where}metric: '{metric}' is not a known metric{hint}; known: "
+                                 f"{', '.join(sorted(known))}. For another numeric column set better: "
+                                 f"lower|higher|none on the table or declare its direction under tables.better")
             better = known[metric]
         spec = cls(name=name, metric=metric, rows=as_tuple(entry["rows"]), columns=as_tuple(entry.get("columns")),
                    filter=dict(entry.get("filter") or {}), aggregate=entry.get("aggregate", "mean_std"),
@@ -523,8 +526,9 @@ class Ablation:
             what = f"{AGGREGATES[spec.aggregate]} over {seeds}"
         parts = [f"{spec.metric}: {what}"]
         if spec.better != "none":
-            parts.append(f"{spec.better} is better; the best value per column is in bold")
-        if spec.pool == "best":
+            marked = any(c.best for c in self.cells.values())
+            parts.append(f"{spec.better} is better" + ("; the best value per column is in bold" if marked else ""))
+        if spec.pool == "best" and any(c.chosen for c in self.cells.values()):
             parts.append("each cell shows the best configuration of the runs it holds (column chosen of the CSV)")
         elif spec.pool == "mean":
             parts.append("each cell pools every run it holds")
@@ -815,3 +819,32 @@ def check_declared(specs: dict[str, TableSpec], manifest_rows: list[dict], direc
             raise TableError(f"tables.ablations.{spec.name}.source: '{spec.source}' is not allowed; "
                              f"allowed: {', '.join(SOURCES)}")
         check_table(spec, manifest_rows, extra)
+
+
+def check_heatmap(options: dict, manifest_rows: list[dict], directions: dict | None = None,
+                  where: str = "plots.heatmap.") -> list[dict]:
+    """Parse-time check of the heatmap options against the trained runs of the grid (the
+    heatmaps show trained models only): rows, columns and filter name existing columns."""
+    trained = [row for row in manifest_rows if row.get("model_source") == "trained"]
+    available = columns_of(trained)
+    for part in ("rows", "columns"):
+        if options[part] not in available:
+            raise unknown_column(options[part], available, f"{where}{part}: ")
+    extra = [*RECORD_COLUMNS, *EXTRA_COLUMNS, *known_metrics(directions), *sorted(MEASUREMENT_COLUMNS)]
+    return select(trained, options.get("filter") or {}, where, [*available, *extra])
+
+
+def select_frame(frame, filters: dict, where: str = ""):
+    """The rows of a DataFrame that match `filters` (the semantics of `select`)."""
+    if not filters:
+        return frame
+    rows = records(frame)
+    for position, row in enumerate(rows):
+        row["\0position"] = position
+    kept = select(rows, filters, where, available=list(frame.columns))
+    return frame.iloc[[row["\0position"] for row in kept]]
+
+
+def direction(metric: str, directions: dict | None = None, default: str = "none") -> str:
+    """lower, higher or none: which end of `metric` is better."""
+    return {**METRIC_DIRECTIONS, **(directions or {})}.get(metric, default)

@@ -88,6 +88,5 @@ def all_targets():
         f"{RESULTS}/runs.parquet",
         f"{RESULTS}/tables/generation.parquet",
         f"{RESULTS}/tables/training.parquet",
-        *expand(f"{RESULTS}/plots/{{metric}}_vs_nfe.png", metric=PLOT_METRICS),
-        *expand(f"{RESULTS}/plots/samples_{{dataset}}.png", dataset=sorted(GRID.datasets)),
+        *report_targets(),  # figures and ablation tables (report.smk)
     ]

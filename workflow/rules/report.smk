@@ -1,6 +1,63 @@
+# Aggregation, ablation tables, figures and the report (`snakemake --report report.html`).
+# Report categories follow the stages: training, generation, ablation tables, result tables.
+import mimetypes
+
+from diffsweep import tables as ds_tables
+
+mimetypes.add_type("application/vnd.apache.parquet", ".parquet")  # report: offered for download
+
+
+report: "../report/workflow.rst"
+
+
+PLOT_FORMATS = ["png", "pdf"]
+TABLE_FORMATS = {"markdown": "md", "latex": "tex", "csv": "csv", "html": "html"}
+TRAINED = bool(GRID.trained_models())
+HEATMAP = config["plots"]["heatmap"]
+DIRECTIONS = config["tables"]["better"]
+
+# Declared tables and heatmaps are checked against the grid now, before any job runs.
+try:
+    ABLATIONS = ds_tables.ablation_specs(config["tables"])
+    ds_tables.check_declared(ABLATIONS, GRID.manifest_rows(), DIRECTIONS)
+    if TRAINED and HEATMAP["metrics"]:
+        ds_tables.check_heatmap(HEATMAP, GRID.manifest_rows(), DIRECTIONS)
+except ValueError as error:
+    raise WorkflowError(f"invalid config: {error}") from None
+
+
+def figures(stem, metrics, **report_args):
+    """Named outputs `<metric>_png` (in the report, labelled by metric) and `<metric>_pdf` of one
+    figure per metric: one job draws them all (seaborn's import dominates a figure's cost)."""
+    outputs = {}
+    for metric in metrics:
+        if not metric.isidentifier():
+            raise WorkflowError(f"invalid config: plots: metric '{metric}' is not a column name")
+        path = f"{RESULTS}/plots/{stem.format(metric=metric)}"
+        outputs[f"{metric}_png"] = report(f"{path}.png", labels={"metric": metric}, **report_args)
+        outputs[f"{metric}_pdf"] = f"{path}.pdf"
+    return outputs
+
+
+def report_targets():
+    """Figures and ablation tables (all_targets adds them)."""
+    targets = [
+        *expand(f"{RESULTS}/plots/{{metric}}_vs_nfe.{{ext}}", metric=PLOT_METRICS, ext=PLOT_FORMATS),
+        *expand(f"{RESULTS}/plots/samples_{{dataset}}.{{ext}}", dataset=sorted(GRID.datasets), ext=PLOT_FORMATS),
+        *expand(f"{RESULTS}/tables/ablations/{{table}}.{{ext}}", table=sorted(ABLATIONS),
+                ext=TABLE_FORMATS.values()),
+    ]
+    if config["plots"]["schedules"]:
+        targets += expand(f"{RESULTS}/plots/schedules.{{ext}}", ext=PLOT_FORMATS)
+    if TRAINED:
+        targets += expand(f"{RESULTS}/plots/training_loss.{{ext}}", ext=PLOT_FORMATS)
+        targets += expand(f"{RESULTS}/plots/heatmap_{{metric}}.{{ext}}", metric=HEATMAP["metrics"], ext=PLOT_FORMATS)
+    return targets
+
+
 rule manifest:
     output:
-        f"{RESULTS}/runs.parquet",
+        report(f"{RESULTS}/runs.parquet", category="4. Result tables", caption="../report/runs.rst"),
     params:
         rows=lambda wc: ds_grid.canonical(sorted(GRID.manifest_rows(), key=lambda row: row["run_id"])),
     log:
@@ -18,9 +75,10 @@ rule aggregate:
         train_logs=[f"{RESULTS}/models/{m.id}/train_log.parquet" for m in GRID.trained_models()],
         likelihoods=likelihood_records(),
     output:
-        generation=report(f"{RESULTS}/tables/generation.parquet", category="Tables",
+        generation=report(f"{RESULTS}/tables/generation.parquet", category="4. Result tables",
                           caption="../report/generation.rst"),
-        training=f"{RESULTS}/tables/training.parquet",
+        training=report(f"{RESULTS}/tables/training.parquet", category="4. Result tables",
+                        caption="../report/training_table.rst"),
     params:
         results=lambda wc, input: results_of(input.manifest, depth=0),
     log:
@@ -31,14 +89,16 @@ rule aggregate:
         "../../scripts/aggregate.py"
 
 
-rule plot_metric:
+rule plot_metrics:
     input:
         f"{RESULTS}/tables/generation.parquet",
     output:
-        report(f"{RESULTS}/plots/{{metric}}_vs_nfe.png", category="Generation", subcategory="Metric vs NFE",
-               caption="../report/metric_vs_nfe.rst"),
+        **figures("{metric}_vs_nfe", PLOT_METRICS, category="2. Generation", subcategory="Metric vs NFE",
+                  caption="../report/metric_vs_nfe.rst"),
+    params:
+        metrics=PLOT_METRICS,
     log:
-        "logs/plots/{metric}_vs_nfe.log",
+        "logs/plots/metrics_vs_nfe.log",
     conda:
         "../../envs/diffsweep.yaml"
     script:
@@ -50,8 +110,9 @@ rule plot_samples:
         table=f"{RESULTS}/tables/generation.parquet",
         reference=lambda wc: f"{RESULTS}/data/{GRID.datasets[wc.dataset].id}/reference.npz",
     output:
-        report(f"{RESULTS}/plots/samples_{{dataset}}.png", category="Generation", subcategory="Samples",
-               caption="../report/samples.rst"),
+        png=report(f"{RESULTS}/plots/samples_{{dataset}}.png", category="2. Generation", subcategory="Samples",
+                   caption="../report/samples.rst"),
+        pdf=f"{RESULTS}/plots/samples_{{dataset}}.pdf",
     params:
         results=lambda wc, input: results_of(input.table, depth=1),
         max_points=config["plots"]["max_scatter_points"],
@@ -61,3 +122,71 @@ rule plot_samples:
         "../../envs/diffsweep.yaml"
     script:
         "../../scripts/plot_samples.py"
+
+
+rule plot_heatmaps:
+    input:
+        f"{RESULTS}/tables/generation.parquet",
+    output:
+        **figures("heatmap_{metric}", HEATMAP["metrics"], category="2. Generation",
+                  subcategory="Training x sampling schedule", caption="../report/heatmap.rst"),
+    params:
+        metrics=HEATMAP["metrics"],
+        options=HEATMAP,
+        better={metric: ds_tables.direction(metric, DIRECTIONS, default="lower") for metric in HEATMAP["metrics"]},
+    log:
+        "logs/plots/heatmaps.log",
+    conda:
+        "../../envs/diffsweep.yaml"
+    script:
+        "../../scripts/plot_heatmap.py"
+
+
+rule plot_schedules:
+    input:
+        f"{RESULTS}/runs.parquet",
+    output:
+        png=report(f"{RESULTS}/plots/schedules.png", category="2. Generation", subcategory="Noise schedules",
+                   caption="../report/schedules.rst"),
+        pdf=f"{RESULTS}/plots/schedules.pdf",
+    log:
+        "logs/plots/schedules.log",
+    conda:
+        "../../envs/diffsweep.yaml"
+    script:
+        "../../scripts/plot_schedules.py"
+
+
+rule plot_training:
+    input:
+        training=f"{RESULTS}/tables/training.parquet",
+        manifest=f"{RESULTS}/runs.parquet",
+    output:
+        png=report(f"{RESULTS}/plots/training_loss.png", category="1. Training", subcategory="Loss",
+                   caption="../report/training_loss.rst"),
+        pdf=f"{RESULTS}/plots/training_loss.pdf",
+    log:
+        "logs/plots/training_loss.log",
+    conda:
+        "../../envs/diffsweep.yaml"
+    script:
+        "../../scripts/plot_training.py"
+
+
+rule ablation_table:
+    input:
+        lambda wc: f"{RESULTS}/{ds_tables.SOURCES[ABLATIONS[wc.table].source]}",
+    output:
+        **{fmt: report(f"{RESULTS}/tables/ablations/{{table}}.{ext}", category="3. Ablation tables",
+                       subcategory="{table}", caption="../report/ablation.rst", labels={"format": fmt})
+           for fmt, ext in TABLE_FORMATS.items()},
+    params:
+        spec=lambda wc: ABLATIONS[wc.table].as_dict(),
+    wildcard_constraints:
+        table="[A-Za-z0-9_]+",
+    log:
+        "logs/tables/{table}.log",
+    conda:
+        "../../envs/diffsweep.yaml"
+    script:
+        "../../scripts/ablation_table.py"
