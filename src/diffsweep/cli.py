@@ -92,9 +92,6 @@ def command_table(args) -> int:
     except (OSError, ValueError) as error:
         print(f"error: cannot read the Parquet table '{path}': {error}", file=sys.stderr)
         return 2
-    entry = {"metric": args.metric, "rows": _names(args.rows), "columns": _names(args.cols),
-             "filter": tables.parse_filters(args.filter), "aggregate": args.agg, "better": args.better,
-             "pool": args.pool, "format": args.number_format, "caption": args.caption or ""}
     try:
         format(1.5, args.number_format)
     except ValueError:
@@ -102,6 +99,9 @@ def command_table(args) -> int:
               file=sys.stderr)
         return 2
     try:
+        entry = {"metric": args.metric, "rows": _names(args.rows), "columns": _names(args.cols),
+                 "filter": tables.parse_filters(args.filter), "aggregate": args.agg, "better": args.better,
+                 "pool": args.pool, "format": args.number_format, "caption": args.caption or ""}
         unmarked = args.better == "auto" and args.metric not in tables.METRIC_DIRECTIONS
         if unmarked:
             entry["better"] = "none"

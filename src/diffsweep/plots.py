@@ -79,8 +79,8 @@ def series_labels(table: pd.DataFrame, hue: str, within, seed: str = "seed") -> 
     if not extra:
         return table[hue].astype("string")
     def label(row):
-        detail = ", ".join(f"{c.removeprefix('knob_')}={_short(row[c])}" for c in extra)
-        return f"{row[hue]} ({detail})"
+        detail = ", ".join(f"{c.removeprefix('knob_')}={_short(row[c])}" for c in extra if not pd.isna(row[c]))
+        return f"{row[hue]} ({detail})" if detail else str(row[hue])
     return table.apply(label, axis=1).astype("string")
 
 
@@ -97,40 +97,53 @@ def _explaining(table: pd.DataFrame, keys, columns) -> list[str]:
 
 # --- heatmap ----------------------------------------------------------------------------------
 
-def heatmap(table: pd.DataFrame, metric: str, out, rows: str = "model_train_sigma_name", columns: str = "schedule",
-            facet: str | None = "dataset", reduce: str = "best", better: str = "lower", seed: str = "seed",
-            number_format: str = ".2g") -> None:
-    """One annotated heatmap per `facet` value: `metric` over `rows` x `columns`. Seeds are
-    averaged first; the configurations left in a cell (samplers, step counts, knobs sharing
-    the schedule) are then reduced: `best` (min or max by `better`), `mean` or `median`."""
+def heatmap_data(table: pd.DataFrame, metric: str, rows: str = "model_train_sigma_name", columns: str = "schedule",
+                 facet: str | None = "dataset", reduce: str = "best", better: str = "lower",
+                 seed: str = "seed") -> dict:
+    """{facet value: DataFrame rows x columns} of `metric`: seeds averaged per configuration
+    (every parameter column but the seed), then the configurations of a cell reduced by
+    `reduce`: best (min or max by `better`), mean or median."""
     from diffsweep.tables import is_param
 
-    theme()
     ok = _finished(table, metric)
-    missing = [c for c in (rows, columns) if c not in table.columns]
-    if ok.empty or missing:
-        _placeholder(out, f"no finished runs with '{metric}'" if not missing else f"no column {', '.join(missing)}")
-        return
-    config = list(dict.fromkeys([c for c in (rows, columns, facet) if c] +
-                                [c for c in ok.columns if is_param(c) and c != seed]))
-    per_config = ok.groupby(config, dropna=False)[metric].mean().reset_index()
+    if ok.empty:
+        return {}
     if reduce == "best":
-        how = "min" if better != "higher" else "max"
+        how = "max" if better == "higher" else "min"
     elif reduce in ("mean", "median"):
         how = reduce
     else:
         raise ValueError(f"reduce: '{reduce}' is not allowed; allowed: best, mean, median")
-    facets = sorted(per_config[facet].dropna().unique()) if facet else [None]
-    width = 1.6 + 1.1 * max(2, per_config[columns].nunique())
-    height = 1.9 + 0.45 * max(1, per_config[rows].nunique())
-    fig, axes = plt.subplots(1, len(facets), figsize=(width * len(facets), height), squeeze=False)
-    cmap = "viridis_r" if better != "higher" else "viridis"
-    for ax, value in zip(axes[0], facets):
+    config = list(dict.fromkeys([c for c in (rows, columns, facet) if c] +
+                                [c for c in ok.columns if is_param(c) and c != seed]))
+    per_config = ok.groupby(config, dropna=False)[metric].mean().reset_index()
+    out = {}
+    for value in (sorted(per_config[facet].dropna().unique()) if facet else [None]):
         part = per_config if value is None else per_config[per_config[facet] == value]
         grid = part.groupby([rows, columns], dropna=False)[metric].agg(how).unstack(columns)
         grid.index = [_short(v) for v in grid.index]
         grid.columns = [_short(v) for v in grid.columns]
-        grid = grid.astype(float)
+        out[value] = grid.astype(float)
+    return out
+
+
+def heatmap(table: pd.DataFrame, metric: str, out, rows: str = "model_train_sigma_name", columns: str = "schedule",
+            facet: str | None = "dataset", reduce: str = "best", better: str = "lower", seed: str = "seed",
+            number_format: str = ".2g") -> None:
+    """One annotated heatmap per `facet` value of `heatmap_data`: e.g. training
+    sigma-distribution x sampling schedule, the paper's decoupling of training and sampling."""
+    theme()
+    missing = [c for c in (rows, columns) if c not in table.columns]
+    data = {} if missing else heatmap_data(table, metric, rows, columns, facet, reduce, better, seed)
+    if not data:
+        _placeholder(out, f"no finished runs with '{metric}'" if not missing else f"no column {', '.join(missing)}")
+        return
+    n_rows = max(len(grid.index) for grid in data.values())
+    n_cols = max(len(grid.columns) for grid in data.values())
+    width, height = 1.6 + 1.1 * max(2, n_cols), 1.9 + 0.45 * max(1, n_rows)
+    fig, axes = plt.subplots(1, len(data), figsize=(width * len(data), height), squeeze=False)
+    cmap = "viridis" if better == "higher" else "viridis_r"     # brighter is better
+    for ax, (value, grid) in zip(axes[0], data.items()):
         finite = grid.to_numpy()[np.isfinite(grid.to_numpy())]
         norm = None
         if finite.size and finite.min() > 0 and finite.max() / finite.min() > 10:
@@ -143,8 +156,8 @@ def heatmap(table: pd.DataFrame, metric: str, out, rows: str = "model_train_sigm
         ax.set_ylabel(rows if ax is axes[0, 0] else "")
         ax.tick_params(axis="x", rotation=30)
         ax.tick_params(axis="y", rotation=0)
-    fig.suptitle(f"{metric} ({reduce} over {'samplers, steps and knobs' if reduce == 'best' else 'configurations'}"
-                 f" per cell; {better} is better)", fontsize=9)
+    what = "best over samplers, steps and knobs" if reduce == "best" else f"{reduce} over configurations"
+    fig.suptitle(f"{metric} ({what} per cell; {better} is better)", fontsize=9)
     fig.tight_layout()
     save(fig, out)
 

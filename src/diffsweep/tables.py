@@ -488,6 +488,7 @@ class Ablation:
     row_keys: list
     col_keys: list
     cells: dict
+    unit: str = "seed"         # what n counts: seeds, or runs where cells pool or the table has no seeds
 
     # -- text of cells and labels
     def number(self, value) -> str:
@@ -519,9 +520,10 @@ class Ablation:
     def note(self) -> str:
         """What the numbers are: metric, aggregation, n, direction, pooling and symbols."""
         spec, n = self.spec, self.uniform_n()
-        seeds = f"n = {n} seed{'s' if n != 1 else ''} per cell" if n is not None else "n seeds per cell as shown"
+        unit = self.unit
+        seeds = f"n = {n} {unit}{'s' if n != 1 else ''} per cell" if n is not None else f"n {unit}s per cell as shown"
         if spec.aggregate == "mean_std":
-            what = f"mean ± std over {seeds}" if n != 1 else "a single seed per cell (no std)"
+            what = f"mean ± std over {seeds}" if n != 1 else f"a single {unit} per cell (no std)"
         else:
             what = f"{AGGREGATES[spec.aggregate]} over {seeds}"
         parts = [f"{spec.metric}: {what}"]
@@ -593,7 +595,7 @@ class Ablation:
                 cells.append(f"\\textbf{{{text}}}" if cell.best else text)
             body.append(" & ".join(shown + cells) + " \\\\")
         body += ["\\bottomrule", "\\end{tabular}"]
-        header = (f"% diffsweep ablation table '{spec.name}' ({spec.source}); needs \\usepackage{{booktabs}}\n"
+        header = (f"% diffsweep ablation table '{spec.name}'; needs \\usepackage{{booktabs}}\n"
                   f"% {self.note()}\n")
         if caption is None:
             return header + "\n".join(body) + "\n"
@@ -700,7 +702,8 @@ def ablation(rows: list[dict], spec: TableSpec, where: str | None = None) -> Abl
         for ck in col_keys:
             runs = cells_by_key.get(rk + ck)
             cells[(rk, ck)] = _fill_cell(runs, spec, keys) if runs else Cell()
-    table = Ablation(spec, row_keys, col_keys, cells)
+    has_seed = any("seed" in row for row in selected[:1])
+    table = Ablation(spec, row_keys, col_keys, cells, unit="seed" if spec.pool == "error" and has_seed else "run")
     _mark_best(table)
     return table
 
