@@ -216,7 +216,7 @@ def test_gmm_dataset_fields():
     assert torch.equal(x, dataset.mixture.sample(100, generator(0))[0])
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", ["gmm", "swissroll", "checkerboard"])
 def test_all_families_sample_deterministically_in_range(family):
     params = {"preset": "grid25"} if family == "gmm" else {}
     dataset = make_dataset(family, **params)
@@ -250,11 +250,12 @@ def test_checkerboard_points_lie_on_black_squares():
 
 
 def test_presets_and_families_are_described():
-    assert set(FAMILIES) == {"gmm", "swissroll", "checkerboard"}
+    assert set(FAMILIES) == {"gmm", "swissroll", "checkerboard", "digits", "digits_gmm", "images"}
     assert {"ring8", "grid25"} <= set(GMM_PRESETS)
     descriptions = [f.description for f in FAMILIES.values()] + list(GMM_PRESETS.values())
     assert all(isinstance(text, str) and text for text in descriptions)
     assert is_analytic("gmm") and not is_analytic("swissroll") and not is_analytic("checkerboard")
+    assert is_analytic("digits_gmm") and not is_analytic("digits")
 
 
 def test_parameters_resolve_without_torch_defaults_filled():
@@ -265,7 +266,7 @@ def test_parameters_resolve_without_torch_defaults_filled():
 # --- errors ------------------------------------------------------------------------------
 
 def test_unknown_family_lists_allowed():
-    with pytest.raises(ValueError, match=r"unknown dataset family 'foo'; allowed: checkerboard, gmm, swissroll"):
+    with pytest.raises(ValueError, match=r"unknown dataset family 'foo'; allowed: checkerboard, digits, digits_gmm, gmm, images, swissroll"):
         make_dataset("foo")
 
 
@@ -338,3 +339,55 @@ def test_higher_dimensional_mixture_is_consistent():
     components = torch.distributions.MultivariateNormal(mixture.means, covariance_matrix=covariances)
     expected = torch.logsumexp(components.log_prob(x[:, None, :]) + mixture.weights.log(), dim=1)
     torch.testing.assert_close(mixture.log_prob(x), expected)
+
+
+# --- image datasets ----------------------------------------------------------------------
+
+def test_digits_splits_are_fixed_disjoint_and_in_range():
+    train = make_dataset("digits", split="train")
+    test = make_dataset("digits", split="test")
+    assert train.shape == (1, 8, 8) and train.is_image and train.dim == 64
+    from diffsweep.data import load_digits
+    a, b = load_digits(8, "train", 0.2, 0), load_digits(8, "test", 0.2, 0)
+    assert len(a) + len(b) == 1797 and len(b) == 359
+    flat_a, flat_b = {tuple(r) for r in a.flatten(1).tolist()}, {tuple(r) for r in b.flatten(1).tolist()}
+    assert len(flat_a & flat_b) < 5          # (a few digits are exact duplicates in sklearn's set)
+    assert torch.equal(a, load_digits(8, "train", 0.2, 0))
+    x = train.sample(100, generator(0))
+    assert x.shape == (100, 1, 8, 8) and x.min() >= -1 and x.max() <= 1
+    up = make_dataset("digits", resolution=16).sample(3, generator(0))
+    assert up.shape == (3, 1, 16, 16)
+    assert torch.equal(up[:, :, ::2, ::2], up[:, :, 1::2, 1::2])   # 2x nearest-neighbour upscale
+
+
+def test_digits_gmm_is_an_exact_image_prior():
+    dataset = make_dataset("digits_gmm", components=4)
+    assert is_analytic("digits_gmm") and dataset.mixture.dim == 64 and dataset.mixture.n_components == 4
+    x = dataset.sample(300, generator(0))
+    assert x.shape == (300, 1, 8, 8)
+    flat = x.flatten(1)
+    noisy = flat + 0.5 * torch.randn(flat.shape, generator=generator(1), dtype=F64)
+    noisy.requires_grad_(True)
+    log_p = dataset.mixture.log_prob(noisy, 0.5).sum()
+    grad, = torch.autograd.grad(log_p, noisy)
+    torch.testing.assert_close(dataset.mixture.score(noisy.detach(), 0.5), grad, rtol=1e-7, atol=1e-9)
+
+
+def test_image_folder_and_npz(tmp_path):
+    from PIL import Image
+    import numpy as np
+    rng = np.random.default_rng(0)
+    (tmp_path / "sub").mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(tmp_path / "sub" / f"{i}.png")
+    folder = make_dataset("images", path=str(tmp_path), resolution=8)
+    x = folder.sample(3, generator(0))
+    assert folder.shape == (3, 8, 8) and x.shape == (3, 3, 8, 8) and x.min() >= -1 and x.max() <= 1
+    np.savez(tmp_path / "set.npz", x=rng.integers(0, 256, (5, 16, 16, 3), dtype=np.uint8))
+    assert make_dataset("images", path=str(tmp_path / "set.npz"), resolution=16, limit=4).sample(
+        4, generator(0)).shape == (4, 3, 16, 16)
+    with pytest.raises(FileNotFoundError, match="images path .*missing' does not exist"):
+        make_dataset("images", path=str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no .png/.jpg images under"):
+        make_dataset("images", path=str(tmp_path / "empty"))

@@ -81,7 +81,7 @@ def test_shards_pack_pending_runs_per_model():
     (lambda c: c["samplers"]["rw"]["knobs"].update(eta=1.0), r"samplers.rw.knobs: unknown knob\(s\) \['eta'\] for sampler 'random_walk'; allowed: step_rule, eps, T0"),
     (lambda c: c["samplers"]["rw"]["knobs"].update(eps=-1.0), r"samplers.rw.knobs.eps: -1.0 is below the minimum 0.0"),
     (lambda c: c["samplers"]["rw"].update(steps=0), r"samplers.rw.steps: 0 has the wrong type or value"),
-    (lambda c: c["datasets"].update(moons={"family": "moons"}), r"datasets.moons.family: unknown dataset family 'moons'; allowed: checkerboard, gmm, swissroll"),
+    (lambda c: c["datasets"].update(moons={"family": "moons"}), r"datasets.moons.family: unknown dataset family 'moons'; allowed: checkerboard, digits, digits_gmm, gmm, images, swissroll"),
     (lambda c: c["datasets"]["ring8"]["params"].update(preset="ring9"), r"datasets.ring8.params.preset: 'ring9' is not allowed; allowed: ring8, grid25"),
     (lambda c: c["models"]["mlp"].update(parametrisation="rf"), r"models.mlp.parametrisation: 'rf' is not allowed; allowed: x0, eps, score, v, edm, flow"),
     (lambda c: c["models"]["mlp"].update(train_sigma={"name": "cosine"}), r"models.mlp.train_sigma.name: unknown training sigma-distribution 'cosine'"),

@@ -115,3 +115,12 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path):
     torch.save({"recipe": wrong, "dim": 2, "ema": denoiser.state_dict()}, tmp_path / "mismatch.pt")
     with pytest.raises(ValueError, match="does not match its recipe"):
         models.load_checkpoint(tmp_path / "mismatch.pt")
+
+
+def test_oracle_denoises_images_through_the_flattened_mixture():
+    dataset = make_dataset("digits_gmm", components=3)
+    oracle = models.OracleDenoiser(dataset.mixture)
+    x = dataset.sample(5, torch.Generator().manual_seed(0))
+    out = oracle(x, 0.7)
+    assert out.shape == x.shape
+    torch.testing.assert_close(out.flatten(1), dataset.mixture.denoise(x.flatten(1), 0.7))

@@ -3,6 +3,9 @@
 The registry (`FAMILIES`, `resolve_dataset_params`, `is_analytic`) is plain data, so the
 Snakefile checks dataset entries at parse time without importing torch; `make_dataset`
 builds the sampler (and, for mixtures, the exact density from `diffsweep.gmm`) in a job.
+
+Samples are float64 tensors shaped (n, *shape): (n, 2) for the 2-D sets, (n, C, H, W) for
+images, which live in [-1, 1]. A mixture over images is a mixture over the flattened pixels.
 """
 
 from __future__ import annotations
@@ -24,14 +27,23 @@ class Dataset:
     """A family instance: exact sampler plus, for mixtures, the exact density."""
 
     name: str                                  # family name, e.g. "gmm"
-    dim: int
-    mixture: GaussianMixture | None = None     # exact density / denoiser when known
+    dim: int                                   # number of coordinates of one sample
+    mixture: GaussianMixture | None = None     # exact density / denoiser (of flattened samples) when known
     mode_centers: Any = field(default=None, repr=False)  # (K, d) tensor for mixtures
     params: dict = field(default_factory=dict)  # the resolved parameters, for the record
     sampler: Callable[[int, "torch.Generator"], "torch.Tensor"] = field(default=None, kw_only=True, repr=False)
+    shape: tuple = ()                          # shape of one sample; () means (dim,)
+
+    def __post_init__(self):
+        if not self.shape:
+            object.__setattr__(self, "shape", (self.dim,))
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 3
 
     def sample(self, n: int, generator) -> "torch.Tensor":
-        """Exact fresh samples, (n, dim) float64."""
+        """Exact fresh samples, (n, *shape) float64."""
         return self.sampler(n, generator)
 
 
@@ -95,6 +107,126 @@ def _build_checkerboard(squares: int, size: float) -> Dataset:
     return Dataset(name="checkerboard", dim=2, params={"squares": squares, "size": size}, sampler=sample)
 
 
+def load_digits(resolution: int, split: str, test_fraction: float, split_seed: int):
+    """sklearn's 8x8 digits in [-1, 1] as (n, 1, R, R) float64, one fixed train/test split;
+    resolution 16 is the 2x nearest-neighbour upscale."""
+    import numpy as np
+    import torch
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    images = sklearn_digits().images / 8.0 - 1.0        # pixel values 0..16
+    order = np.random.default_rng(split_seed).permutation(len(images))
+    n_test = int(round(test_fraction * len(images)))
+    chosen = order[n_test:] if split == "train" else order[:n_test]
+    x = torch.from_numpy(images[np.sort(chosen)]).unsqueeze(1)
+    factor = resolution // 8
+    return x.repeat_interleave(factor, dim=2).repeat_interleave(factor, dim=3) if factor > 1 else x
+
+
+def _draw_from(pool):
+    """A sampler that draws rows of a finite pool: without replacement while it lasts."""
+    import torch
+
+    def sample(n: int, generator):
+        if n <= len(pool):
+            return pool[torch.randperm(len(pool), generator=generator)[:n]].clone()
+        return pool[torch.randint(len(pool), (n,), generator=generator)].clone()
+    return sample
+
+
+def _build_digits(resolution: int, split: str, test_fraction: float, split_seed: int) -> Dataset:
+    pool = load_digits(resolution, split, test_fraction, split_seed)
+    return Dataset(name="digits", dim=pool[0].numel(), shape=tuple(pool.shape[1:]), sampler=_draw_from(pool),
+                   params={"resolution": resolution, "split": split, "test_fraction": test_fraction,
+                           "split_seed": split_seed})
+
+
+def _build_digits_gmm(components: int, reg_covar: float, test_fraction: float, split_seed: int,
+                      fit_seed: int) -> Dataset:
+    """A Gaussian mixture fitted to the digits' training split: an analytic 64-D image prior."""
+    import torch
+    from sklearn.mixture import GaussianMixture as SklearnMixture
+
+    from diffsweep.gmm import GaussianMixture
+
+    pixels = load_digits(8, "train", test_fraction, split_seed).reshape(-1, 64).numpy()
+    fitted = SklearnMixture(components, covariance_type="full", reg_covar=reg_covar, random_state=fit_seed,
+                            max_iter=500).fit(pixels)
+    mixture = GaussianMixture(torch.from_numpy(fitted.weights_), torch.from_numpy(fitted.means_),
+                              torch.from_numpy(fitted.covariances_))
+    shape = (1, 8, 8)
+    return Dataset(name="digits_gmm", dim=64, shape=shape, mixture=mixture, mode_centers=mixture.means.clone(),
+                   params={"components": components, "reg_covar": reg_covar, "test_fraction": test_fraction,
+                           "split_seed": split_seed, "fit_seed": fit_seed},
+                   sampler=lambda n, generator: mixture.sample(n, generator)[0].reshape(n, *shape))
+
+
+def load_image_folder(path: str, resolution: int, channels: int, crop: str, limit: int):
+    """A user's images (a folder of png/jpg, searched recursively, or an .npz with an `x` array of
+    uint8 (n, H, W, C) or (n, C, H, W)) as (n, C, R, R) float64 in [-1, 1]."""
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    source = Path(path).expanduser()
+    if not source.exists():
+        raise FileNotFoundError(f"datasets: images path '{source}' does not exist")
+    if source.suffix == ".npz":
+        with np.load(source) as archive:
+            if "x" not in archive.files:
+                raise ValueError(f"{source}: no array 'x' in the .npz (found: {', '.join(archive.files)})")
+            array = archive["x"]
+        if array.ndim != 4:
+            raise ValueError(f"{source}: 'x' must be (n, H, W, C) or (n, C, H, W), got shape {array.shape}")
+        if array.shape[1] in (1, 3) and array.shape[-1] not in (1, 3):
+            array = array.transpose(0, 2, 3, 1)
+        images = [array[i] for i in range(len(array) if not limit else min(limit, len(array)))]
+    else:
+        from PIL import Image
+
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        if not files:
+            raise ValueError(f"datasets: no .png/.jpg images under '{source}'")
+        mode = "L" if channels == 1 else "RGB"
+        images = [np.asarray(Image.open(f).convert(mode)) for f in (files[:limit] if limit else files)]
+    batch = np.stack([_square(np.atleast_3d(image), resolution, crop) for image in images])
+    x = torch.from_numpy(batch).permute(0, 3, 1, 2).double() / 127.5 - 1.0
+    if x.shape[1] != channels:
+        raise ValueError(f"{source}: images have {x.shape[1]} channels, the dataset asks for {channels}")
+    return x
+
+
+def _square(image, resolution: int, crop: str):
+    """Centre-crop to a square (crop = 'center') and resize to resolution x resolution (uint8 HWC)."""
+    import numpy as np
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    if crop == "center":
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        image = image[top:top + side, left:left + side]
+    squeeze = image.shape[2] == 1
+    picture = Image.fromarray(image[:, :, 0] if squeeze else image)
+    if picture.size != (resolution, resolution):
+        picture = picture.resize((resolution, resolution), Image.BICUBIC)
+    return np.atleast_3d(np.asarray(picture, dtype=np.uint8))
+
+
+def _build_images(path: str, resolution: int, channels: int, crop: str, limit: int) -> Dataset:
+    pool = load_image_folder(path, resolution, channels, crop, limit)
+    return Dataset(name="images", dim=pool[0].numel(), shape=tuple(pool.shape[1:]), sampler=_draw_from(pool),
+                   params={"path": path, "resolution": resolution, "channels": channels, "crop": crop,
+                           "limit": limit})
+
+
+SPLIT_KNOBS = {
+    "test_fraction": Knob("float", 0.2, "fraction of the 1797 digits held out as the test split",
+                          minimum=0.0, maximum=0.9),
+    "split_seed": Knob("int", 0, "seed of the fixed train/test permutation", minimum=0),
+}
+
 FAMILIES: dict[str, DatasetFamily] = {
     "gmm": DatasetFamily(
         "gmm", "2-D Gaussian mixture with exact noisy density, denoiser, score and sampling", True,
@@ -114,6 +246,31 @@ FAMILIES: dict[str, DatasetFamily] = {
         {"squares": Knob("int", 4, "squares per side", minimum=1),
          "size": Knob("float", 8.0, "side length of the board", minimum=1e-12)},
         _build_checkerboard),
+    "digits": DatasetFamily(
+        "digits", "sklearn's 8x8 handwritten digits (1797, ships with scikit-learn) in [-1, 1]; fixed train/test "
+        "split; resolution 16 is a 2x upscale", False,
+        {"resolution": Knob("int", 8, "8 (native) or 16 (2x nearest-neighbour upscale)", choices=(8, 16)),
+         "split": Knob("str", "train", "which split the dataset draws from", choices=("train", "test")),
+         **SPLIT_KNOBS},
+        _build_digits),
+    "digits_gmm": DatasetFamily(
+        "digits_gmm", "a Gaussian mixture (full covariances) fitted to the digits' training split: an analytic "
+        "64-D image prior with exact denoiser and sampling", True,
+        {"components": Knob("int", 10, "mixture components", minimum=1),
+         "reg_covar": Knob("float", 1e-3, "ridge added to each fitted covariance", minimum=0.0),
+         **SPLIT_KNOBS,
+         "fit_seed": Knob("int", 0, "seed of sklearn's EM initialisation", minimum=0)},
+        _build_digits_gmm),
+    "images": DatasetFamily(
+        "images", "a user's image folder (png/jpg, recursive) or .npz, centre-cropped and resized; e.g. FFHQ or "
+        "CIFAR-10 already on disk (nothing is downloaded)", False,
+        {"path": Knob("str", "", "folder or .npz file with the images"),
+         "resolution": Knob("int", 64, "side of the square images after resizing", minimum=1),
+         "channels": Knob("int", 3, "1 (grey) or 3 (RGB)", choices=(1, 3)),
+         "crop": Knob("str", "center", "centre-crop to a square before resizing, or resize as is",
+                      choices=("center", "none")),
+         "limit": Knob("int", 0, "use only the first N images in sorted order (0: all)", minimum=0)},
+        _build_images),
 }
 
 

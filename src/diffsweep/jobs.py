@@ -159,12 +159,13 @@ def initial_sample(init: str, sigma_max: float, shape, generator, dtype, device)
     return scale * torch.randn(shape, generator=generator, dtype=dtype, device=device)
 
 
-def draw_samples(run: dict, denoiser, dim: int, dtype, device):
+def draw_samples(run: dict, denoiser, shape, dtype, device):
     """Run one sampler preset point: (samples, reported nfe, counted nfe, seconds)."""
     spec = samplers.get(run["family"])
     sigmas = make_schedule(run["schedule"], run["steps"], **run["schedule_params"]).tolist()
     generator = torch.Generator(device=device).manual_seed(run["seed"])
-    x = initial_sample(run["init"], sigmas[0], (run["n_samples"], dim), generator, dtype, device)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    x = initial_sample(run["init"], sigmas[0], (run["n_samples"], *shape), generator, dtype, device)
     counter = CountingDenoiser(denoiser)
     started = time.perf_counter()
     with torch.no_grad():
@@ -201,7 +202,7 @@ def sample_shard(model: dict, runs: list[dict], reference_path, checkpoint_path,
 
 
 def sample_run(run, model, denoiser, dataset, reference, dtype, device, results, metric_options, origin) -> dict:
-    samples, nfe, counted, wall = draw_samples(run, denoiser, dataset.dim, dtype, device)
+    samples, nfe, counted, wall = draw_samples(run, denoiser, dataset.shape, dtype, device)
     if nfe != counted:
         raise RuntimeError(f"sampler '{run['family']}' reported {nfe} network evaluations but made {counted}")
     samples = samples.detach().double().cpu()
@@ -210,9 +211,13 @@ def sample_run(run, model, denoiser, dataset, reference, dtype, device, results,
     values = {}
     if finite:
         generator = torch.Generator().manual_seed(run["seed"])
-        values = metrics.sample_metrics(samples, dataset, reference, generator=generator, **metric_options)
+        values = metrics.sample_metrics(samples.flatten(1), dataset, reference.flatten(1), generator=generator,
+                                        **metric_options)
     folder = Path(results) / "runs" / run["id"]
     io.write_arrays(folder / "samples.npz", x=samples.float().numpy())
+    if dataset.is_image:
+        from diffsweep.images import save_image_grid
+        save_image_grid(samples[:64], folder / "grid.png")
     record = {"run_id": run["id"], "status": status, "nfe": nfe, "wall_s": wall, "device": str(device),
               "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "metrics": values,
               "row": run["row"], "params": run["params"], "provenance": origin}

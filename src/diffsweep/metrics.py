@@ -118,7 +118,7 @@ def mode_metrics(x, mixture: GaussianMixture, n_std: float = 3.0) -> dict[str, f
     n = x.shape[0]
     assigned = mixture.responsibilities(x).argmax(dim=1)
     distances = mixture.mahalanobis(x).gather(1, assigned.unsqueeze(1)).squeeze(1)
-    on_mode = distances <= n_std
+    on_mode = distances <= mahalanobis_radius(n_std, x.shape[1])
     counts = torch.bincount(assigned[on_mode], minlength=mixture.n_components).to(torch.float64)
     weights = mixture.weights.to(counts.device)
     needed = torch.clamp(0.1 * weights * n, min=1.0)
@@ -132,6 +132,17 @@ def mode_metrics(x, mixture: GaussianMixture, n_std: float = 3.0) -> dict[str, f
         "mode_weight_error": weight_error,
         "off_mode_fraction": 1.0 - n_on_mode / n,
     }
+
+
+def mahalanobis_radius(n_std: float, dim: int) -> float:
+    """The radius holding the same Gaussian mass in `dim` dimensions as `n_std` does in 2-D
+    (typical Mahalanobis distances grow like sqrt(dim), so a fixed radius would reject most
+    exact samples of a 64-D mixture)."""
+    if dim == 2:
+        return n_std
+    from scipy.stats import chi2
+
+    return math.sqrt(chi2.ppf(chi2.cdf(n_std ** 2, 2), dim))
 
 
 def mean_log_likelihood(x, mixture: GaussianMixture) -> float:

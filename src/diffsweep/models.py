@@ -42,7 +42,7 @@ class Denoiser(nn.Module):
 
 
 class OracleDenoiser(Denoiser):
-    """The exact denoiser of an analytic dataset (a Gaussian mixture)."""
+    """The exact denoiser of an analytic dataset (a Gaussian mixture over flattened samples)."""
 
     def __init__(self, mixture):
         super().__init__()
@@ -50,7 +50,8 @@ class OracleDenoiser(Denoiser):
 
     def forward(self, x, sigma):
         sigma = torch.as_tensor(sigma, dtype=torch.float64)
-        return self.mixture.denoise(x.double(), sigma.double()).to(x.dtype)
+        flat = x.reshape(x.shape[0], -1).double()
+        return self.mixture.denoise(flat, sigma.double()).reshape(x.shape).to(x.dtype)
 
 
 # --- parametrisations -------------------------------------------------------------------
