@@ -87,8 +87,18 @@ def test_oracle_keeps_the_caller_dtype():
 def test_unknown_parametrisation_and_architecture():
     with pytest.raises(ValueError, match="unknown parametrisation 'rf'; allowed: edm, eps, flow, score, v, x0"):
         models.PreconditionedDenoiser(torch.nn.Identity(), "rf")
-    with pytest.raises(ValueError, match="unknown architecture 'unet'; allowed: mlp"):
+    with pytest.raises(ValueError, match="unknown architecture 'vit'; allowed: mlp, unet"):
+        models.build_network("vit", 2)
+    with pytest.raises(ValueError, match=r"arch 'unet' needs image data \(C, H, W\)"):
         models.build_network("unet", 2)
+
+
+def test_unet_denoiser_on_digit_shaped_images():
+    recipe = {"arch": "unet", "arch_params": {"channels": [16, 32]}, "parametrisation": "edm", "sigma_data": 0.5}
+    denoiser = models.build_denoiser(recipe, (1, 8, 8))
+    x = torch.randn(4, 1, 8, 8)
+    out = denoiser(x, torch.tensor([0.1, 1.0, 10.0, 80.0]))
+    assert out.shape == x.shape and torch.isfinite(out).all()
 
 
 def test_schema_lists_exactly_the_library_choices(root):
@@ -103,7 +113,7 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path):
     recipe = {"arch": "mlp", "arch_params": {"hidden": 16, "depth": 2}, "parametrisation": "eps", "sigma_data": 1.0}
     denoiser = models.build_denoiser(recipe, 2)
     path = tmp_path / "checkpoint.pt"
-    torch.save({"recipe": recipe, "dim": 2, "ema": denoiser.state_dict()}, path)
+    torch.save({"recipe": recipe, "shape": (2,), "ema": denoiser.state_dict()}, path)
     loaded, _ = models.load_checkpoint(path)
     x = torch.randn(5, 2)
     torch.testing.assert_close(loaded(x, 1.0), denoiser(x, 1.0))
@@ -112,7 +122,7 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path):
     with pytest.raises(ValueError, match="has no 'recipe' entry; it was not written by diffsweep.train"):
         models.load_checkpoint(tmp_path / "foreign.pt")
     wrong = {**recipe, "arch_params": {"hidden": 32, "depth": 2}}
-    torch.save({"recipe": wrong, "dim": 2, "ema": denoiser.state_dict()}, tmp_path / "mismatch.pt")
+    torch.save({"recipe": wrong, "shape": (2,), "ema": denoiser.state_dict()}, tmp_path / "mismatch.pt")
     with pytest.raises(ValueError, match="does not match its recipe"):
         models.load_checkpoint(tmp_path / "mismatch.pt")
 

@@ -97,7 +97,7 @@ def train_model(spec: dict, train_path, checkpoint_path, log_path, device: str =
     frame.insert(0, "model_id", spec["id"])
     io.write_parquet(log_path, frame)
     with io.atomic_path(checkpoint_path) as tmp:
-        torch.save({"recipe": recipe, "dim": x.shape[1], "ema": ema.cpu().state_dict(), "model_id": spec["id"],
+        torch.save({"recipe": recipe, "shape": tuple(x.shape[1:]), "ema": ema.cpu().state_dict(), "model_id": spec["id"],
                     "train_wall_s": rows[-1]["wall_s"] if rows else time.perf_counter() - started,
                     "resumed_from_step": resumed, "provenance": provenance()}, tmp)
     if resume_path is not None:

@@ -137,8 +137,9 @@ class FourierEmbedding(nn.Module):
 class MLP(nn.Module):
     """Raw network F(x_in, c_noise) for low-dimensional data: SiLU MLP with a noise embedding."""
 
-    def __init__(self, dim: int, hidden: int = 128, depth: int = 3, embedding: int = 32):
+    def __init__(self, shape: tuple, hidden: int = 128, depth: int = 3, embedding: int = 32):
         super().__init__()
+        dim = math.prod(shape)
         self.embed = FourierEmbedding(embedding)
         layers, width = [], dim + embedding
         for _ in range(depth):
@@ -148,31 +149,58 @@ class MLP(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, x_in, c_noise):
-        return self.body(torch.cat([x_in, self.embed(c_noise.to(x_in.dtype))], dim=1))
+        flat = x_in.flatten(1)
+        return self.body(torch.cat([flat, self.embed(c_noise.to(x_in.dtype))], dim=1)).reshape(x_in.shape)
 
 
-ARCHITECTURES = {"mlp": MLP}
+class UNet(nn.Module):
+    """Raw network F(x_in, c_noise) for images: diffusers' UNet2DModel. Its Fourier time
+    embedding takes log(t) itself, so it is given sigma = exp(4 c_noise) (NCSN++'s embedding)."""
+
+    def __init__(self, shape: tuple, channels: tuple = (32, 64), layers_per_block: int = 1,
+                 attention: bool = True, norm_groups: int = 8):
+        super().__init__()
+        from diffusers import UNet2DModel
+
+        if len(shape) != 3:
+            raise ValueError(f"arch 'unet' needs image data (C, H, W); this dataset's samples have shape {shape}")
+        levels = len(channels)
+        down = ["DownBlock2D"] * levels
+        up = ["UpBlock2D"] * levels
+        if attention:  # attention at the coarsest level only
+            down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
+        self.unet = UNet2DModel(sample_size=shape[1], in_channels=shape[0], out_channels=shape[0],
+                                block_out_channels=tuple(channels), down_block_types=tuple(down),
+                                up_block_types=tuple(up), layers_per_block=layers_per_block,
+                                time_embedding_type="fourier", norm_num_groups=norm_groups)
+
+    def forward(self, x_in, c_noise):
+        return self.unet(x_in, torch.exp(4 * c_noise)).sample
 
 
-def build_network(arch: str, dim: int, **arch_params) -> nn.Module:
+ARCHITECTURES = {"mlp": MLP, "unet": UNet}
+
+
+def build_network(arch: str, shape, **arch_params) -> nn.Module:
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture '{arch}'; allowed: {', '.join(sorted(ARCHITECTURES))}")
-    return ARCHITECTURES[arch](dim, **arch_params)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return ARCHITECTURES[arch](shape, **arch_params)
 
 
-def build_denoiser(recipe: dict, dim: int) -> PreconditionedDenoiser:
-    """The untrained denoiser of a `trained` model recipe (see the config schema)."""
-    net = build_network(recipe["arch"], dim, **recipe.get("arch_params", {}))
+def build_denoiser(recipe: dict, shape) -> PreconditionedDenoiser:
+    """The untrained denoiser of a `trained` model recipe (see the config schema) for samples of `shape`."""
+    net = build_network(recipe["arch"], shape, **recipe.get("arch_params", {}))
     return PreconditionedDenoiser(net, recipe["parametrisation"], recipe.get("sigma_data", 1.0))
 
 
 def load_checkpoint(path, map_location="cpu") -> tuple[PreconditionedDenoiser, dict]:
     """The EMA denoiser stored by `diffsweep.train`, and the checkpoint's metadata."""
     state = torch.load(path, map_location=map_location, weights_only=False)
-    for key in ("recipe", "dim", "ema"):
+    for key in ("recipe", "shape", "ema"):
         if key not in state:
             raise ValueError(f"checkpoint {path} has no '{key}' entry; it was not written by diffsweep.train")
-    denoiser = build_denoiser(state["recipe"], state["dim"])
+    denoiser = build_denoiser(state["recipe"], state["shape"])
     try:
         denoiser.load_state_dict(state["ema"], strict=True)
     except RuntimeError as error:
