@@ -88,5 +88,5 @@ def all_targets():
         f"{RESULTS}/runs.parquet",
         f"{RESULTS}/tables/generation.parquet",
         f"{RESULTS}/tables/training.parquet",
-        *report_targets(),  # figures and ablation tables (report.smk)
+        *REPORT_TARGETS,  # figures and ablation tables (report.smk)
     ]

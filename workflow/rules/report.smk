@@ -16,43 +16,29 @@ TRAINED = bool(GRID.trained_models())
 HEATMAP = config["plots"]["heatmap"]
 DIRECTIONS = config["tables"]["better"]
 
-# Declared tables and heatmaps are checked against the grid now, before any job runs.
+# Declared tables, heatmaps and plotted metrics are checked against the grid now, before any job runs.
 try:
     ABLATIONS = ds_tables.ablation_specs(config["tables"])
     ds_tables.check_declared(ABLATIONS, GRID.manifest_rows(), DIRECTIONS)
     if TRAINED and HEATMAP["metrics"]:
         ds_tables.check_heatmap(HEATMAP, GRID.manifest_rows(), DIRECTIONS)
+    for metric in [*PLOT_METRICS, *HEATMAP["metrics"]]:  # one job draws a figure per metric: outputs <metric>_png
+        if not metric.isidentifier():
+            raise ValueError(f"plots: metric '{metric}' is not a column name")
 except ValueError as error:
     raise WorkflowError(f"invalid config: {error}") from None
 
 
-def figures(stem, metrics, **report_args):
-    """Named outputs `<metric>_png` (in the report, labelled by metric) and `<metric>_pdf` of one
-    figure per metric: one job draws them all (seaborn's import dominates a figure's cost)."""
-    outputs = {}
-    for metric in metrics:
-        if not metric.isidentifier():
-            raise WorkflowError(f"invalid config: plots: metric '{metric}' is not a column name")
-        path = f"{RESULTS}/plots/{stem.format(metric=metric)}"
-        outputs[f"{metric}_png"] = report(f"{path}.png", labels={"metric": metric}, **report_args)
-        outputs[f"{metric}_pdf"] = f"{path}.pdf"
-    return outputs
-
-
-def report_targets():
-    """Figures and ablation tables (all_targets adds them)."""
-    targets = [
-        *expand(f"{RESULTS}/plots/{{metric}}_vs_nfe.{{ext}}", metric=PLOT_METRICS, ext=PLOT_FORMATS),
-        *expand(f"{RESULTS}/plots/samples_{{dataset}}.{{ext}}", dataset=sorted(GRID.datasets), ext=PLOT_FORMATS),
-        *expand(f"{RESULTS}/tables/ablations/{{table}}.{{ext}}", table=sorted(ABLATIONS),
-                ext=TABLE_FORMATS.values()),
-    ]
-    if config["plots"]["schedules"]:
-        targets += expand(f"{RESULTS}/plots/schedules.{{ext}}", ext=PLOT_FORMATS)
-    if TRAINED:
-        targets += expand(f"{RESULTS}/plots/training_loss.{{ext}}", ext=PLOT_FORMATS)
-        targets += expand(f"{RESULTS}/plots/heatmap_{{metric}}.{{ext}}", metric=HEATMAP["metrics"], ext=PLOT_FORMATS)
-    return targets
+# Figures and ablation tables; all_targets (common.smk) asks for them.
+REPORT_TARGETS = [
+    *expand(f"{RESULTS}/plots/{{metric}}_vs_nfe.{{ext}}", metric=PLOT_METRICS, ext=PLOT_FORMATS),
+    *expand(f"{RESULTS}/plots/samples_{{dataset}}.{{ext}}", dataset=sorted(GRID.datasets), ext=PLOT_FORMATS),
+    *expand(f"{RESULTS}/tables/ablations/{{table}}.{{ext}}", table=sorted(ABLATIONS), ext=TABLE_FORMATS.values()),
+    *(expand(f"{RESULTS}/plots/schedules.{{ext}}", ext=PLOT_FORMATS) if config["plots"]["schedules"] else []),
+    *(expand(f"{RESULTS}/plots/training_loss.{{ext}}", ext=PLOT_FORMATS) if TRAINED else []),
+    *(expand(f"{RESULTS}/plots/heatmap_{{metric}}.{{ext}}", metric=HEATMAP["metrics"], ext=PLOT_FORMATS)
+      if TRAINED else []),
+]
 
 
 rule manifest:
@@ -93,8 +79,10 @@ rule plot_metrics:
     input:
         f"{RESULTS}/tables/generation.parquet",
     output:
-        **figures("{metric}_vs_nfe", PLOT_METRICS, category="2. Generation", subcategory="Metric vs NFE",
-                  caption="../report/metric_vs_nfe.rst"),
+        **{f"{metric}_png": report(f"{RESULTS}/plots/{metric}_vs_nfe.png", category="2. Generation",
+                                   subcategory="Metric vs NFE", labels={"metric": metric},
+                                   caption="../report/metric_vs_nfe.rst") for metric in PLOT_METRICS},
+        **{f"{metric}_pdf": f"{RESULTS}/plots/{metric}_vs_nfe.pdf" for metric in PLOT_METRICS},
     params:
         metrics=PLOT_METRICS,
     log:
@@ -128,8 +116,10 @@ rule plot_heatmaps:
     input:
         f"{RESULTS}/tables/generation.parquet",
     output:
-        **figures("heatmap_{metric}", HEATMAP["metrics"], category="2. Generation",
-                  subcategory="Training x sampling schedule", caption="../report/heatmap.rst"),
+        **{f"{metric}_png": report(f"{RESULTS}/plots/heatmap_{metric}.png", category="2. Generation",
+                                   subcategory="Training x sampling schedule", labels={"metric": metric},
+                                   caption="../report/heatmap.rst") for metric in HEATMAP["metrics"]},
+        **{f"{metric}_pdf": f"{RESULTS}/plots/heatmap_{metric}.pdf" for metric in HEATMAP["metrics"]},
     params:
         metrics=HEATMAP["metrics"],
         options=HEATMAP,
