@@ -210,8 +210,7 @@ class TableSpec:
         if self.pool == "best" and self.better == "none":
             raise TableError(f"{where}pool: best needs a direction (better: lower|higher)")
         try:
-            text = format(1.2345, self.format)
-            float(text)
+            format(1.2345, self.format)
         except (ValueError, TypeError):
             raise TableError(f"{where}format: '{self.format}' is not a number format such as .3g, .2f or .2e") from None
         keys = self.rows + self.columns
@@ -385,7 +384,11 @@ def check_table(spec: TableSpec, rows: list[dict], extra_columns=(), where: str 
             if column not in available:
                 raise unknown_column(column, available, f"{where}{part}: ")
     if spec.metric not in available:
-        raise unknown_column(spec.metric, available, f"{where}metric: ")
+        error = unknown_column(spec.metric, available, f"{where}metric: ")
+        if extra_columns:   # parse time: metrics exist only once runs finished
+            error = TableError(f"{error} (a metric the library does not know is declared with its direction under "
+                               f"tables.better)")
+        raise error
     selected = select(rows, spec.filter, where, available)
     if spec.pool == "error":
         keys = spec.rows + spec.columns
