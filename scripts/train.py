@@ -1,8 +1,20 @@
 # Rule train: fit one model recipe on one dataset; writes the EMA checkpoint and the training log.
+# The training state goes to resume.pt next to the checkpoint (every training.checkpoint_every
+# steps and on SIGTERM), so a re-run after preemption or a time limit resumes from it.
+import sys
+from pathlib import Path
+
 from diffsweep import jobs
 from diffsweep.logs import setup_logging
+from diffsweep.train import TrainingInterrupted
 
 setup_logging(snakemake.log[0])
 jobs.use_threads(snakemake.threads)
-jobs.train_model(snakemake.params.model, snakemake.input.train, snakemake.output.checkpoint,
-                 snakemake.output.train_log, device=snakemake.params.device)
+try:
+    jobs.train_model(snakemake.params.model, snakemake.input.train, snakemake.output.checkpoint,
+                     snakemake.output.train_log, device=snakemake.params.device,
+                     resume_path=Path(snakemake.output.checkpoint).with_name("resume.pt"),
+                     checkpoint_every=snakemake.config["training"]["checkpoint_every"])
+except TrainingInterrupted as stopped:
+    jobs.log.warning("%s", stopped)
+    sys.exit(128 + stopped.signum)

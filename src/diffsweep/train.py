@@ -8,14 +8,76 @@ model. The EMA weights are what sampling uses.
 from __future__ import annotations
 
 import copy
+import hashlib
+import logging
+import signal
+import threading
 import time
+from pathlib import Path
 
 import torch
 
-from diffsweep import noise
+from diffsweep import io, noise
 from diffsweep.models import build_denoiser
 
 LOG_COLUMNS = ["step", "loss", "loss_ema", "lr", "sigma_median", "wall_s"]
+RESUME_FORMAT = 1
+
+log = logging.getLogger("diffsweep")
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM arrived (preemption, time limit, scancel): the state was saved, rerun to resume."""
+
+    def __init__(self, signum: int, step: int, path):
+        super().__init__(f"training stopped by signal {signal.Signals(signum).name} after step {step}; "
+                         f"state saved to {path}, a re-run resumes from it")
+        self.signum, self.step, self.path = signum, step, path
+
+
+class _StopOnSignal:
+    """Turn SIGTERM into a flag the training loop checks between steps (so the saved state is
+    always that of a finished step). Only the main thread can install signal handlers; elsewhere
+    this does nothing."""
+
+    SIGNALS = (signal.SIGTERM,)
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.received, self._previous = None, {}
+
+    def _handle(self, signum, frame):
+        self.received = signum
+
+    def __enter__(self):
+        if self.enabled:
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        return False
+
+
+def _fingerprint(data: torch.Tensor) -> str:
+    return hashlib.sha256(data.contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def read_resume(path) -> dict | None:
+    """The saved training state at `path`, or None if there is none."""
+    if path is None or not Path(path).exists():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def resume_step(path, recipe: dict, data: torch.Tensor) -> int | None:
+    """The step that `train(recipe, data, resume_path=path)` would continue from, or None."""
+    state = read_resume(path)
+    if state is None or _mismatch(state, recipe, _fingerprint(data.to(torch.float32))):
+        return None
+    return state["step"]
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
@@ -32,52 +94,103 @@ def denoising_loss(denoiser, x0, sigma, noise_draw, weight: str, sigma_data: flo
     return noise.loss_weight(weight, sigma, sigma_data) * squared
 
 
-def train(recipe: dict, data: torch.Tensor, device="cpu", progress: bool = True):
+def train(recipe: dict, data: torch.Tensor, device="cpu", progress: bool = True, resume_path=None,
+          checkpoint_every: int = 0):
     """Train a denoiser on `data` (n, d). Returns (ema denoiser, training log rows).
 
     `recipe` is a resolved `trained` model entry of the config: arch, arch_params,
     parametrisation, sigma_data, train_sigma {name, params}, weight, steps, batch_size, lr,
     ema, grad_clip, seed, log_every.
+
+    With `resume_path`, the state is saved there every `checkpoint_every` steps (0: only on
+    SIGTERM) and, if the file exists, training continues from it; the caller deletes it once
+    the final outputs are written.
     """
     from tqdm.auto import tqdm
 
     torch.manual_seed(recipe["seed"])  # parameter initialisation
     generator = torch.Generator().manual_seed(recipe["seed"])
     data = data.to(torch.float32)
-    denoiser = build_denoiser(recipe, data.shape[1]).to(device)
+    denoiser = build_denoiser(recipe, tuple(data.shape[1:])).to(device)
     ema = copy.deepcopy(denoiser).requires_grad_(False)
     optimiser = torch.optim.Adam(denoiser.parameters(), lr=recipe["lr"])
     train_sigma = recipe["train_sigma"]
 
-    log, running, started = [], [], time.perf_counter()
-    loss_ema = None
-    bar = tqdm(range(1, recipe["steps"] + 1), desc="train", disable=not progress, mininterval=2.0)
-    for step in bar:
-        index = torch.randint(0, data.shape[0], (recipe["batch_size"],), generator=generator)
-        x0 = data[index].to(device)
-        sigma = noise.sample_training_sigmas(train_sigma["name"], x0.shape[0], generator,
-                                             **train_sigma.get("params", {})).to(device, torch.float32)
-        noise_draw = torch.randn(x0.shape, generator=generator).to(device)
-        loss = denoising_loss(denoiser, x0, sigma, noise_draw, recipe["weight"], recipe["sigma_data"]).mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at step {step}; "
-                                     f"lower lr or set grad_clip (recipe: {recipe})")
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        if recipe["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(denoiser.parameters(), recipe["grad_clip"])
-        optimiser.step()
-        _ema_update(ema, denoiser, recipe["ema"])
+    rows, running, loss_ema, first, elapsed = [], [], None, 1, 0.0
+    fingerprint = _fingerprint(data) if resume_path is not None else None
+    state = read_resume(resume_path)
+    if state is not None:
+        problem = _mismatch(state, recipe, fingerprint)
+        if problem:
+            log.warning("ignoring %s (%s): training from scratch", resume_path, problem)
+        else:
+            denoiser.load_state_dict(state["model"])
+            ema.load_state_dict(state["ema"])
+            optimiser.load_state_dict(state["optimiser"])
+            generator.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            rows, running, loss_ema = state["log"], state["running"], state["loss_ema"]
+            first, elapsed = state["step"] + 1, state["elapsed"]
+            log.info("resuming training from step %d of %d (%s)", state["step"], recipe["steps"], resume_path)
 
-        running.append(loss.item())
-        if step % recipe["log_every"] == 0 or step == recipe["steps"]:
-            mean_loss = sum(running) / len(running)
-            loss_ema = mean_loss if loss_ema is None else 0.9 * loss_ema + 0.1 * mean_loss
-            log.append({"step": step, "loss": mean_loss, "loss_ema": loss_ema, "lr": recipe["lr"],
-                        "sigma_median": sigma.median().item(), "wall_s": time.perf_counter() - started})
-            bar.set_postfix(loss=f"{mean_loss:.4g}", refresh=False)
-            running = []
-    return ema.eval(), log
+    def save(step):
+        with io.atomic_path(resume_path) as tmp:
+            torch.save({"format": RESUME_FORMAT, "recipe": recipe, "data": fingerprint, "step": step,
+                        "model": denoiser.state_dict(), "ema": ema.state_dict(), "optimiser": optimiser.state_dict(),
+                        "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                        "log": rows, "running": running, "loss_ema": loss_ema,
+                        "elapsed": elapsed + time.perf_counter() - started}, tmp)
+
+    started = time.perf_counter()
+    bar = tqdm(range(first, recipe["steps"] + 1), desc="train", disable=not progress, mininterval=2.0,
+               initial=first - 1, total=recipe["steps"])
+    with _StopOnSignal(enabled=resume_path is not None) as stop:
+        for step in bar:
+            index = torch.randint(0, data.shape[0], (recipe["batch_size"],), generator=generator)
+            x0 = data[index].to(device)
+            sigma = noise.sample_training_sigmas(train_sigma["name"], x0.shape[0], generator,
+                                                 **train_sigma.get("params", {})).to(device, torch.float32)
+            noise_draw = torch.randn(x0.shape, generator=generator).to(device)
+            loss = denoising_loss(denoiser, x0, sigma, noise_draw, recipe["weight"], recipe["sigma_data"]).mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at step {step}; "
+                                         f"lower lr or set grad_clip (recipe: {recipe})")
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            if recipe["grad_clip"]:
+                torch.nn.utils.clip_grad_norm_(denoiser.parameters(), recipe["grad_clip"])
+            optimiser.step()
+            _ema_update(ema, denoiser, recipe["ema"])
+
+            running.append(loss.item())
+            if step % recipe["log_every"] == 0 or step == recipe["steps"]:
+                mean_loss = sum(running) / len(running)
+                loss_ema = mean_loss if loss_ema is None else 0.9 * loss_ema + 0.1 * mean_loss
+                rows.append({"step": step, "loss": mean_loss, "loss_ema": loss_ema, "lr": recipe["lr"],
+                             "sigma_median": sigma.median().item(),
+                             "wall_s": elapsed + time.perf_counter() - started})
+                bar.set_postfix(loss=f"{mean_loss:.4g}", refresh=False)
+                running = []
+            if stop.received is not None:
+                save(step)
+                raise TrainingInterrupted(stop.received, step, resume_path)
+            if resume_path is not None and checkpoint_every and step % checkpoint_every == 0 \
+                    and step < recipe["steps"]:
+                save(step)
+    return ema.eval(), rows
+
+
+def _mismatch(state: dict, recipe: dict, fingerprint: str) -> str | None:
+    """Why a saved state cannot continue this training, or None if it can."""
+    if state.get("format") != RESUME_FORMAT:
+        return f"format {state.get('format')}, expected {RESUME_FORMAT}"
+    if state["recipe"] != recipe:
+        return "it was saved for another recipe"
+    if state["data"] != fingerprint:
+        return "it was saved for other training data"
+    if state["step"] > recipe["steps"]:
+        return f"it is at step {state['step']}, beyond the recipe's {recipe['steps']}"
+    return None
 
 
 def loss_by_sigma(denoiser, data: torch.Tensor, sigmas, seed: int = 0, weight: str = "x0", sigma_data: float = 1.0):

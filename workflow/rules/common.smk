@@ -17,6 +17,9 @@ DONE = ds_grid.done_runs(RESULTS, GRID.runs)
 SHARDS = GRID.shards(config["sampling"]["runs_per_job"], done=DONE)
 DATASETS_BY_ID = {spec.id: spec for spec in GRID.datasets.values()}
 PLOT_METRICS = config["plots"]["metrics"]
+# Rules that can use a GPU ask for one (`resources: gpu`) unless the config pins the CPU: the SLURM
+# profile turns it into --gpus=1, locally `--resources gpu=N` caps them (docs/cluster.md).
+GPU = 0 if config["device"] == "cpu" else 1
 
 ID = "[A-Za-z0-9_]+-[0-9a-f]{8}"
 

@@ -7,8 +7,8 @@ rule prepare_data:
     log:
         "logs/prepare_data/{data_id}.log",
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+        runtime=lambda wc, attempt: 10 * attempt,
     conda:
         "../../envs/diffsweep.yaml"
     script:

@@ -16,9 +16,9 @@ rule sample_shard:
         "benchmarks/sample/{shard}.tsv"
     threads: 1
     resources:
-        gpu=0,
-        mem_mb=4000,
-        runtime=60,
+        gpu=GPU,
+        mem_mb=lambda wc, attempt: 4000 * attempt,  # a retry (profile: retries) asks for more
+        runtime=lambda wc, attempt: 60 * attempt,
     conda:
         "../../envs/diffsweep.yaml"
     script:

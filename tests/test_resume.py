@@ -1,0 +1,204 @@
+"""Preemption: a training job killed (kill -9, or SIGTERM as SLURM sends it) resumes from its
+last saved state when re-run, and ends with exactly the weights of an uninterrupted run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from diffsweep import devices, io, train
+from diffsweep.data import make_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = {"arch": "mlp", "arch_params": {"hidden": 64, "depth": 2}, "parametrisation": "eps", "sigma_data": 1.0,
+          "train_sigma": {"name": "ve_loguniform", "params": {"sigma_min": 0.05, "sigma_max": 20.0}},
+          "weight": "eps", "steps": 800, "batch_size": 128, "lr": 3e-3, "ema": 0.99, "grad_clip": 1.0,
+          "seed": 3, "log_every": 40}
+CHECKPOINT_EVERY = 20
+
+# One training job, as the workflow's train rule runs it (one thread, like `threads: 1`).
+JOB = """
+import sys
+from diffsweep import jobs
+from diffsweep.logs import setup_logging
+setup_logging()
+jobs.use_threads(1)
+spec = {"id": "mlp-00000000", "recipe": %r, "data": {"id": "ring8-00000000"}}
+folder = sys.argv[1]
+resume = folder + "/resume.pt" if sys.argv[2] == "resume" else None
+try:
+    jobs.train_model(spec, sys.argv[3], folder + "/checkpoint.pt", folder + "/train_log.parquet", device="cpu",
+                     resume_path=resume, checkpoint_every=%d)
+except Exception as error:
+    from diffsweep.train import TrainingInterrupted
+    if isinstance(error, TrainingInterrupted):
+        print(error, file=sys.stderr)
+        sys.exit(128 + error.signum)
+    raise
+""" % (RECIPE, CHECKPOINT_EVERY)
+
+
+def job(folder: Path, data: Path, resume: bool = True) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.Popen([sys.executable, "-c", JOB, str(folder), "resume" if resume else "plain", str(data)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, f"the job ended before writing {path}:\n{process.communicate()[0]}"
+        assert time.monotonic() < deadline, f"no {path} after {timeout} s"
+        time.sleep(0.005)
+
+
+def finish(process: subprocess.Popen, expect: int = 0) -> str:
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode == expect, output
+    return output
+
+
+@pytest.fixture(scope="module")
+def data_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "train.npz"
+    io.write_arrays(path, x=make_dataset("gmm", preset="ring8").sample(3000, torch.Generator().manual_seed(0)).numpy())
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_path) -> Path:
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    finish(job(folder, data_path, resume=False))
+    return folder
+
+
+def assert_same_training(resumed: Path, reference: Path) -> dict:
+    ours = torch.load(resumed / "checkpoint.pt", weights_only=False)
+    theirs = torch.load(reference / "checkpoint.pt", weights_only=False)
+    assert ours["ema"].keys() == theirs["ema"].keys()
+    for key in theirs["ema"]:
+        assert torch.equal(ours["ema"][key], theirs["ema"][key]), key      # bit for bit
+    columns = [c for c in train.LOG_COLUMNS if c != "wall_s"]
+    pd.testing.assert_frame_equal(pd.read_parquet(resumed / "train_log.parquet")[columns],
+                                  pd.read_parquet(reference / "train_log.parquet")[columns])
+    assert not (resumed / "resume.pt").exists()   # deleted once the outputs are written
+    return ours
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_resumes_and_matches_an_uninterrupted_run(tmp_path, data_path, uninterrupted):
+    process = job(tmp_path, data_path)
+    wait_for(tmp_path / "resume.pt", process)
+    time.sleep(0.3)                              # some checkpoints later, maybe in the middle of one
+    process.send_signal(signal.SIGKILL)
+    finish(process, expect=-signal.SIGKILL)
+    saved = train.read_resume(tmp_path / "resume.pt")
+    assert 0 < saved["step"] < RECIPE["steps"] and saved["step"] % CHECKPOINT_EVERY == 0
+    # nothing that Snakemake would take for an output (a killed atomic write leaves only a hidden .tmp)
+    assert not (tmp_path / "checkpoint.pt").exists() and not (tmp_path / "train_log.parquet").exists()
+
+    output = finish(job(tmp_path, data_path))
+    assert f"resuming training from step {saved['step']}" in output
+    record = assert_same_training(tmp_path, uninterrupted)
+    assert record["resumed_from_step"] == saved["step"]
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_state_and_exits_nonzero_then_resumes(tmp_path, data_path, uninterrupted):
+    process = job(tmp_path, data_path)
+    wait_for(tmp_path / "resume.pt", process)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    output = finish(process, expect=128 + signal.SIGTERM)
+    saved = train.read_resume(tmp_path / "resume.pt")
+    assert f"after step {saved['step']}" in output and 0 < saved["step"] < RECIPE["steps"]
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+    finish(job(tmp_path, data_path))
+    assert assert_same_training(tmp_path, uninterrupted)["resumed_from_step"] == saved["step"]
+
+
+def test_a_state_saved_for_another_recipe_is_ignored(tmp_path):
+    data = make_dataset("gmm", preset="ring8").sample(500, torch.Generator().manual_seed(0))
+    short = {**RECIPE, "steps": 12, "log_every": 4}
+    path = tmp_path / "resume.pt"
+    with pytest.raises(train.TrainingInterrupted):   # a state at step 1, saved by the SIGTERM path
+        with _sigterm_at_first_step():
+            train.train(short, data, progress=False, resume_path=path)
+    assert train.resume_step(path, short, data) == 1
+    other = {**short, "lr": 1e-3}
+    assert train.resume_step(path, other, data) is None
+    plain, _ = train.train(other, data, progress=False)
+    ignored, _ = train.train(other, data, progress=False, resume_path=path)
+    for a, b in zip(plain.parameters(), ignored.parameters()):
+        assert torch.equal(a, b)
+
+
+class _sigterm_at_first_step:
+    """Deliver SIGTERM to ourselves inside the first optimiser step."""
+
+    def __enter__(self):
+        self.original = torch.optim.Adam.step
+
+        def step(optimiser, *args, **kwargs):
+            torch.optim.Adam.step = self.original
+            os.kill(os.getpid(), signal.SIGTERM)
+            return self.original(optimiser, *args, **kwargs)
+        torch.optim.Adam.step = step
+
+    def __exit__(self, *exc):
+        torch.optim.Adam.step = self.original
+        return False
+
+
+# --- local GPU sharing (diffsweep.devices): the lock logic, without a GPU ---------------------
+
+def test_each_job_claims_a_gpu_nobody_else_holds(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    other_job = devices._try_lock(tmp_path / "gpu-2.lock")      # visible GPU 0 is physical GPU 2
+    try:
+        assert devices.claim_gpu(2, tmp_path) == 1
+        assert devices.claim_gpu(2, tmp_path) == 1               # the same process keeps its GPU
+        devices.release_gpus()
+        busy = devices._try_lock(tmp_path / "gpu-5.lock")
+        with pytest.raises(TimeoutError, match="all 2 GPUs"):
+            devices.claim_gpu(2, tmp_path, poll_s=0.05, timeout_s=0.2)
+        os.close(busy)
+        assert devices.claim_gpu(2, tmp_path) == 1
+    finally:
+        os.close(other_job)
+        devices.release_gpus()
+
+
+def test_a_killed_job_frees_its_gpu(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time; from diffsweep import devices; "
+                               "print(devices.claim_gpu(1, __import__('pathlib').Path(sys.argv[1])), flush=True); "
+                               "time.sleep(60)", str(tmp_path)],
+                              env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "0"
+        with pytest.raises(TimeoutError):
+            devices.claim_gpu(1, tmp_path, poll_s=0.05, timeout_s=0.2)
+        holder.kill()
+        holder.wait()
+        assert devices.claim_gpu(1, tmp_path, timeout_s=5) == 0
+    finally:
+        holder.kill()
+        devices.release_gpus()
+
+
+def test_under_slurm_the_given_gpu_is_used_without_locks(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    assert devices.claim_gpu(1, tmp_path) == 0
+    assert not list(tmp_path.iterdir())
+    devices.release_gpus()
