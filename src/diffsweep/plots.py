@@ -13,6 +13,7 @@ instead of a sampler):
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -36,21 +37,29 @@ def theme() -> None:
 # --- metric vs NFE -------------------------------------------------------------------------
 
 def metric_vs_x(table: pd.DataFrame, metric: str, out, x: str = "nfe", hue: str = "sampler",
-                style: str | None = "model", col: str | None = "dataset", seed: str = "seed") -> None:
-    """One panel per `col` value: `metric` against `x`, a line per `hue` value (plus whatever
-    else tells runs at the same x apart, e.g. a swept knob), a line style per `style` value, a
-    band of one standard deviation over seeds. Only runs with status ok (if the table has a
-    status column) and a finite metric are drawn."""
+                row: str | None = "model", col: str | None = "dataset", style: str | None = None,
+                seed: str = "seed") -> None:
+    """A grid of panels, `row` x `col` values (a single row wraps): `metric` against `x`, a
+    line per `hue` value (plus whatever else tells runs at the same x apart, e.g. a swept
+    knob), optionally a line style per `style` value, and a band of one standard deviation
+    over seeds. Panels of one column share their y axis. Only runs with status ok (if the
+    table has a status column) and a finite metric are drawn."""
     theme()
     ok = _finished(table, metric)
     if ok.empty:
         _placeholder(out, f"no finished runs with '{metric}'")
         return
-    ok = ok.assign(**{hue: series_labels(ok, hue, [c for c in (col, style, x) if c], seed)})
-    n_cols = ok[col].nunique() if col else 1
-    grid = sns.relplot(data=ok, x=x, y=metric, hue=hue, style=style if style else None, col=col,
-                       kind="line", marker="o", errorbar="sd", col_wrap=min(3, n_cols) if col else None,
-                       height=3.2, aspect=1.2, facet_kws={"sharey": False}, hue_order=sorted(ok[hue].unique()))
+    ok = ok.assign(**{hue: series_labels(ok, hue, [c for c in (row, col, style, x) if c], seed)})
+    row = row if row and ok[row].nunique() > 1 else None
+    col_order = sorted(ok[col].unique()) if col else None
+    wrap = min(3, len(col_order)) if col and not row else None
+    grid = sns.relplot(data=ok, x=x, y=metric, hue=hue, style=style, row=row, col=col, kind="line", marker="o",
+                       errorbar="sd", col_wrap=wrap, col_order=col_order,
+                       row_order=sorted(ok[row].unique()) if row else None, height=3.0, aspect=1.25,
+                       facet_kws={"sharey": "col" if row else False, "margin_titles": bool(row)},
+                       hue_order=sorted(ok[hue].unique()),
+                       palette=sns.color_palette("colorblind" if ok[hue].nunique() <= 10 else "husl",
+                                                 ok[hue].nunique()))
     for ax in grid.axes.flat:
         _log_axes(ax, x=bool((ok[x] > 0).all()), y=bool((ok[metric] > 0).all()))
     grid.set_axis_labels(_label(x), metric)
@@ -58,8 +67,9 @@ def metric_vs_x(table: pd.DataFrame, metric: str, out, x: str = "nfe", hue: str 
 
 
 def metric_vs_nfe(table: pd.DataFrame, metric: str, out) -> None:
-    """Generation: a metric against NFE per sampler preset and score source, a panel per dataset."""
-    metric_vs_x(table, metric, out, x="nfe", hue="sampler", style="model", col="dataset")
+    """Generation: a metric against NFE, a line per sampler preset, a row of panels per score
+    source and a column per dataset."""
+    metric_vs_x(table, metric, out, x="nfe", hue="sampler", row="model", col="dataset")
 
 
 def series_labels(table: pd.DataFrame, hue: str, within, seed: str = "seed") -> pd.Series:
@@ -141,9 +151,13 @@ def heatmap(table: pd.DataFrame, metric: str, out, rows: str = "model_train_sigm
     n_rows = max(len(grid.index) for grid in data.values())
     n_cols = max(len(grid.columns) for grid in data.values())
     width, height = 1.6 + 1.1 * max(2, n_cols), 1.9 + 0.45 * max(1, n_rows)
-    fig, axes = plt.subplots(1, len(data), figsize=(width * len(data), height), squeeze=False)
+    wrap = min(2, len(data))
+    fig, axes = plt.subplots(math.ceil(len(data) / wrap), wrap, figsize=(width * wrap, height *
+                             math.ceil(len(data) / wrap)), squeeze=False)
+    for ax in axes.flat[len(data):]:
+        ax.set_axis_off()
     cmap = "viridis" if better == "higher" else "viridis_r"     # brighter is better
-    for ax, (value, grid) in zip(axes[0], data.items()):
+    for ax, (value, grid) in zip(axes.flat, data.items()):
         finite = grid.to_numpy()[np.isfinite(grid.to_numpy())]
         norm = None
         if finite.size and finite.min() > 0 and finite.max() / finite.min() > 10:
@@ -153,7 +167,7 @@ def heatmap(table: pd.DataFrame, metric: str, out, rows: str = "model_train_sigm
                     cbar_kws={"label": metric, "shrink": 0.8}, annot_kws={"fontsize": 8})
         ax.set_title(f"{facet} = {value}" if facet else "")
         ax.set_xlabel(columns)
-        ax.set_ylabel(rows if ax is axes[0, 0] else "")
+        ax.set_ylabel(rows if ax in axes[:, 0] else "")
         ax.tick_params(axis="x", rotation=30)
         ax.tick_params(axis="y", rotation=0)
     what = "best over samplers, steps and knobs" if reduce == "best" else f"{reduce} over configurations"
@@ -314,7 +328,8 @@ def _log_axes(ax, x: bool = False, y: bool = False) -> None:
         set_scale("log")
         low, high = axis.get_view_interval()
         decades = np.log10(max(high, 1e-300) / max(low, 1e-300))
-        subs = (1.0, 2.0, 3.0, 5.0) if decades <= 1.2 else (1.0, 2.0, 5.0) if decades <= 2.5 else (1.0,)
+        subs = (tuple(range(1, 10)) if decades <= 0.7 else (1.0, 2.0, 3.0, 5.0) if decades <= 1.2
+                else (1.0, 2.0, 5.0) if decades <= 2.5 else (1.0,))
         axis.set_major_locator(ticker.LogLocator(base=10, subs=subs))
         axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         axis.set_minor_formatter(ticker.NullFormatter())

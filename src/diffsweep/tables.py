@@ -598,12 +598,13 @@ class Ablation:
                 cells.append(f"\\textbf{{{text}}}" if cell.best else text)
             body.append(" & ".join(shown + cells) + " \\\\")
         body += ["\\bottomrule", "\\end{tabular}"]
-        header = (f"% diffsweep ablation table '{spec.name}'; needs \\usepackage{{booktabs}}\n"
-                  f"% {self.note()}\n")
+        note = self.note().replace(EMPTY, "--")
+        header = f"% diffsweep ablation table '{spec.name}'; needs \\usepackage{{booktabs}}\n% {note}\n"
         if caption is None:
             return header + "\n".join(body) + "\n"
-        text = (caption.strip().rstrip(".") + ". " if caption.strip() else "") + self.note()
-        return header + "\n".join(["\\begin{table}[htbp]", "\\centering", f"\\caption{{{_tex(text)}}}",
+        text = _tex((caption.strip().rstrip(".") + ". " if caption.strip() else "") + note)
+        text = text.replace("±", "$\\pm$").replace(EMPTY, "--")
+        return header + "\n".join(["\\begin{table}[htbp]", "\\centering", f"\\caption{{{text}}}",
                                    f"\\label{{{label or 'tab:' + spec.name}}}", *body, "\\end{table}"]) + "\n"
 
     def csv_rows(self) -> list[dict]:
@@ -706,7 +707,7 @@ def ablation(rows: list[dict], spec: TableSpec, where: str | None = None) -> Abl
             runs = cells_by_key.get(rk + ck)
             cells[(rk, ck)] = _fill_cell(runs, spec, keys) if runs else Cell()
     has_seed = any("seed" in row for row in selected[:1])
-    table = Ablation(spec, row_keys, col_keys, cells, unit="seed" if spec.pool == "error" and has_seed else "run")
+    table = Ablation(spec, row_keys, col_keys, cells, unit="seed" if spec.pool != "mean" and has_seed else "run")
     _mark_best(table)
     return table
 
