@@ -60,8 +60,11 @@ def metric_vs_x(table: pd.DataFrame, metric: str, out, x: str = "nfe", hue: str 
                        hue_order=sorted(ok[hue].unique()),
                        palette=sns.color_palette("colorblind" if ok[hue].nunique() <= 10 else "husl",
                                                  ok[hue].nunique()))
+    positive = bool((ok[metric] > 0).all())
     for ax in grid.axes.flat:
-        _log_axes(ax, x=bool((ok[x] > 0).all()), y=bool((ok[metric] > 0).all()))
+        _log_axes(ax, x=bool((ok[x] > 0).all()), y=positive)
+        if not positive:
+            _symlog_y(ax, ok[metric])
     grid.set_axis_labels(_label(x), metric)
     save(grid.figure, out)
 
@@ -333,6 +336,17 @@ def _log_axes(ax, x: bool = False, y: bool = False) -> None:
         axis.set_major_locator(ticker.LogLocator(base=10, subs=subs))
         axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _symlog_y(ax, values: pd.Series) -> None:
+    """A symmetric-log y axis for values of either sign spanning several decades (e.g. a
+    log-likelihood with a few runs far off): linear within the smallest magnitude."""
+    magnitude = values.abs()
+    nonzero = magnitude[magnitude > 0]
+    if nonzero.empty or nonzero.max() / nonzero.min() < 100:
+        return
+    threshold = max(nonzero.min(), 1e-3 * nonzero.max())     # noise around zero stays in the linear part
+    ax.set_yscale("symlog", linthresh=10 ** np.floor(np.log10(threshold)))
 
 
 def _label(column: str) -> str:
