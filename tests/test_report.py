@@ -2,7 +2,6 @@
 by pandas, polars and DuckDB, checked against docs/tables.md."""
 
 import csv
-import importlib
 import re
 import shutil
 import subprocess
@@ -11,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -20,28 +18,12 @@ pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """config/smoke.yaml run once through the Snakemake API in a tmp dir, then its report built
-    with `snakemake --report`. The per-model likelihood evaluation (not part of any table or
-    figure here) is switched off to keep the suite fast."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.enums import RerunTrigger
-    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
-
-    workdir = tmp_path_factory.mktemp("report")
-    raw = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
-    raw.setdefault("metrics", {})["likelihood"] = {"points": 0}
-    (workdir / "smoke.yaml").write_text(yaml.safe_dump(raw))
-    with SnakemakeApi(OutputSettings(quiet=None)) as api:
-        workflow = api.workflow(resource_settings=ResourceSettings(cores=2),
-                                config_settings=ConfigSettings(configfiles=[workdir / "smoke.yaml"]),
-                                snakefile=ROOT / "Snakefile", workdir=workdir)
-        dag = workflow.dag(DAGSettings(rerun_triggers={RerunTrigger.MTIME, RerunTrigger.PARAMS}))
-        dag.execute_workflow(executor="local")
-    report = subprocess.run([*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--configfile",
-                             "smoke.yaml", "--report", "report.html"], capture_output=True, text=True, cwd=workdir)
+def smoke(smoke_run):
+    """The session's smoke run (conftest.py), with its report built by `snakemake --report`."""
+    report = subprocess.run([*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(smoke_run), "--configfile",
+                             "smoke.yaml", "--report", "report.html"], capture_output=True, text=True, cwd=smoke_run)
     assert report.returncode == 0, report.stdout + report.stderr
-    return workdir
+    return smoke_run
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """The workflow through Snakemake: DAG construction, bad configs, the smoke run end to end,
 incremental re-runs (a new preset re-runs only its runs) and the profile's rerun triggers."""
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -70,26 +69,6 @@ def test_a_bad_config_fails_before_any_job(tmp_path):
     with pytest.raises(Exception, match="samplers.rw.knobs.eps: expected float, got 'big'"):
         api_dag(tmp_path, bad)
     assert not (tmp_path / "results").exists()
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    """config/smoke.yaml run once, end to end, through the Snakemake API."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import (ConfigSettings, DAGSettings, OutputSettings, ResourceSettings)
-    from snakemake.settings.enums import RerunTrigger
-
-    workdir = tmp_path_factory.mktemp("smoke")
-    shutil.copy(ROOT / "config" / "smoke.yaml", workdir / "smoke.yaml")
-    with SnakemakeApi(OutputSettings(quiet=None)) as api:
-        workflow = api.workflow(resource_settings=ResourceSettings(cores=2),
-                                config_settings=ConfigSettings(configfiles=[workdir / "smoke.yaml"]),
-                                snakefile=ROOT / "Snakefile", workdir=workdir)
-        profile = yaml.safe_load((ROOT / "profiles" / "default" / "config.yaml").read_text())
-        triggers = {RerunTrigger[name.upper().replace("-", "_")] for name in profile["rerun-triggers"]}
-        dag = workflow.dag(DAGSettings(rerun_triggers=triggers))
-        dag.execute_workflow(executor="local")
-    return workdir
 
 
 @pytest.mark.slow
