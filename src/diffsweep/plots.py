@@ -271,8 +271,11 @@ def training_curves(training: pd.DataFrame, manifest: pd.DataFrame | None, out, 
 # --- samples ----------------------------------------------------------------------------------
 
 def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarray, out, max_points: int = 1000) -> None:
-    """Rows: models; columns: the exact reference and each sampler preset at its largest NFE (seed 0)."""
+    """Rows: models; columns: the exact reference and each sampler preset at its largest NFE (seed 0).
+    2-D sets are scatter plots; image sets show a mosaic of the first samples."""
     theme()
+    images = reference.ndim == 4
+    max_points = 16 if images else max_points
     rows = table[(table["dataset"] == dataset) & (table["status"] != "missing")]
     rows = rows[rows["seed"] == rows["seed"].min()] if not rows.empty else rows
     best = rows.sort_values("nfe").groupby(["model", "sampler"], as_index=False).last()
@@ -280,10 +283,8 @@ def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarra
     n_rows, n_cols = max(1, len(models)), 1 + len(presets)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.2 * n_cols, 2.2 * n_rows), squeeze=False,
                              sharex=True, sharey=True)
-    limits = np.quantile(reference, [0.001, 0.999], axis=0)
-    pad = 0.15 * (limits[1] - limits[0])
     for r in range(n_rows):
-        _scatter(axes[r, 0], reference[:max_points], "exact" if r == 0 else "")
+        _panel(axes[r, 0], reference[:max_points], "exact" if r == 0 else "")
         for c, preset in enumerate(presets, start=1):
             ax = axes[r, c]
             hit = best[(best["model"] == models[r]) & (best["sampler"] == preset)] if models else best.iloc[:0]
@@ -292,20 +293,30 @@ def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarra
                 continue
             run = hit.iloc[0]
             x = np.load(Path(results) / "runs" / run["run_id"] / "samples.npz")["x"][:max_points]
-            _scatter(ax, x, f"{preset}\nNFE {int(run['nfe'])}" if r == 0 else "")
+            _panel(ax, x, f"{preset}\nNFE {int(run['nfe'])}" if r == 0 else "")
         axes[r, 0].set_ylabel(models[r] if models else "")
+    if not images:
+        limits = np.quantile(reference, [0.001, 0.999], axis=0)
+        pad = 0.15 * (limits[1] - limits[0])
+        for ax in axes.flat:
+            ax.set_xlim(limits[0, 0] - pad[0], limits[1, 0] + pad[0])
+            ax.set_ylim(limits[0, 1] - pad[1], limits[1, 1] + pad[1])
     for ax in axes.flat:
-        ax.set_xlim(limits[0, 0] - pad[0], limits[1, 0] + pad[0])
-        ax.set_ylim(limits[0, 1] - pad[1], limits[1, 1] + pad[1])
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(dataset)
     save(fig, out)
 
 
-def _scatter(ax, x, title) -> None:
-    finite = np.isfinite(x).all(axis=1)
-    ax.scatter(x[finite, 0], x[finite, 1], s=2, alpha=0.5, linewidths=0, rasterized=True)
+def _panel(ax, x, title) -> None:
+    """A scatter of 2-D points, or a mosaic of (n, C, H, W) images in [-1, 1]."""
+    if x.ndim == 4:
+        from diffsweep.images import tile
+
+        ax.imshow(tile(np.nan_to_num(x)), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    else:
+        finite = np.isfinite(x).all(axis=1)
+        ax.scatter(x[finite, 0], x[finite, 1], s=2, alpha=0.5, linewidths=0, rasterized=True)
     ax.set_title(title, fontsize=8)
 
 
