@@ -1,0 +1,191 @@
+"""The sweep on a real SLURM cluster: config/smoke.yaml through profiles/slurm against
+slurmctld + slurmd + munged started on loopback (tests/cluster/local_slurm.py, with two fake
+GPUs), compared with a local run of the same config.
+
+Needs root and Debian's slurm-wlm and munge (.ci/run installs them when it runs as root);
+skipped otherwise, with the reason. Takes about three minutes: every SLURM job starts its
+own Snakemake, and the executor polls job states with a growing interval.
+"""
+
+import json
+import os
+import re
+import signal
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "cluster"))
+import local_slurm  # noqa: E402
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+TIMEOUT_S = 600
+# Columns that differ between any two runs (when and how long, and the git revision, which
+# another commit may move in between); everything else must be equal.
+VOLATILE = ("wall_s", "finished", "git_revision")
+
+
+def test_parsing_the_snakefile_is_light(tmp_path):
+    """Every cluster job parses the Snakefile again: no torch at parse time, and quick."""
+    shutil.copy(ROOT / "config" / "smoke.yaml", tmp_path)
+    probe = f"""
+import sys, time
+from pathlib import Path
+started = time.perf_counter()
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+with SnakemakeApi(OutputSettings(quiet=None)) as api:
+    workflow = api.workflow(resource_settings=ResourceSettings(cores=1),
+                            config_settings=ConfigSettings(configfiles=[Path("smoke.yaml")]),
+                            snakefile=Path({str(ROOT / "Snakefile")!r}), workdir=Path.cwd())
+    workflow.dag().execute_workflow(executor="dryrun")
+print("torch" in sys.modules, time.perf_counter() - started)
+"""
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    torch_imported, seconds = result.stdout.split()[-2:]
+    assert torch_imported == "False"
+    assert float(seconds) < 30
+
+
+def test_the_profile_groups_name_existing_rules(tmp_path):
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    result = subprocess.run([*SNAKEMAKE, "--list-rules", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path)],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rules = set(result.stdout.split())
+    grouped = {entry.split("=")[0] for entry in profile["groups"]}
+    assert grouped <= rules, f"profiles/slurm groups unknown rules {grouped - rules}"
+    assert set(profile["set-resources"]) <= rules
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    reason = local_slurm.why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        pytest.skip("snakemake-executor-plugin-slurm is not installed (pip install -e '.[test]')")
+    slurm = local_slurm.LocalSlurm(gpus=2)
+    try:
+        slurm.start()
+    except local_slurm.Unavailable as error:
+        slurm.stop()
+        pytest.skip(str(error))
+    except BaseException:
+        slurm.stop()
+        raise
+    yield slurm
+    slurm.stop()
+
+
+def cluster_profile(path: Path) -> Path:
+    """profiles/slurm as shipped, with what a one-node test cluster needs: small resources, squeue
+    for job states (no accounting), no account, fast first status check, no retries; the
+    sampling jobs are also bundled two to a SLURM job (--group-components)."""
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    profile.update({"cores": 2, "latency-wait": 5, "retries": 0, "slurm-status-command": "squeue",
+                    "slurm-init-seconds-before-status-checks": 2, "slurm-no-account": True,
+                    "default-resources": ["mem_mb=800", "runtime=10"],
+                    "groups": profile["groups"] + ["sample_shard=sampling"],
+                    "group-components": ["sampling=2"]})
+    for resources in profile["set-resources"].values():
+        resources.update({"mem_mb": "800 * attempt", "runtime": "10 * attempt"})
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(yaml.safe_dump(profile))
+    return path
+
+
+def snakemake(workdir: Path, profile: Path, *extra: str) -> subprocess.Popen:
+    shutil.copy(ROOT / "config" / "smoke.yaml", workdir)
+    return subprocess.Popen([*SNAKEMAKE, "--profile", str(profile), "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+                             "--configfile", "smoke.yaml", *extra], cwd=workdir, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def finish(process: subprocess.Popen, deadline: float, log: Path) -> str:
+    try:
+        output = process.communicate(timeout=max(1.0, deadline - time.monotonic()))[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)   # the executor can hang on status queries; never wait forever
+        output = process.communicate()[0] + f"\n(killed after {TIMEOUT_S} s)"
+    log.write_text(output)
+    assert process.returncode == 0, f"{log}:\n" + output[-6000:]
+    return output
+
+
+def planned_rules(output: str) -> set[str]:
+    """Rules of the 'Job stats' table that Snakemake prints when it starts."""
+    rules, in_table = set(), False
+    for line in output.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            in_table = True
+        elif in_table and len(parts) == 2 and parts[1].isdigit():
+            if parts[0] == "total":
+                break
+            rules.add(parts[0])
+    return rules - {"all"}
+
+
+def comparable(path: Path, key: list[str]) -> pd.DataFrame:
+    frame = pd.read_parquet(path)
+    frame = frame.drop(columns=[c for c in frame.columns if c.endswith(VOLATILE) or c in VOLATILE])
+    return frame.sort_values(key).reset_index(drop=True)
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_smoke_sweep_on_slurm_equals_a_local_run(cluster, tmp_path):
+    started = time.monotonic()
+    deadline = started + TIMEOUT_S
+    (tmp_path / "local").mkdir()
+    (tmp_path / "slurm").mkdir()
+    # the local run shares the two cores with the cluster, which mostly waits on status checks
+    local = snakemake(tmp_path / "local", ROOT / "profiles" / "default", "--cores", "1")
+    on_slurm = snakemake(tmp_path / "slurm", cluster_profile(tmp_path / "profile"))
+    output = finish(on_slurm, deadline, tmp_path / "slurm.log")
+    cluster_s = time.monotonic() - started
+    finish(local, deadline, tmp_path / "local.log")
+    print(f"\nsmoke sweep on SLURM: {cluster_s:.0f} s (cluster started in {cluster.start_seconds:.1f} s)")
+
+    # every job ran as a SLURM job (only the target rule `all` runs locally), and all succeeded
+    submitted = set(re.findall(r"submitted with SLURM jobid (\d+)", output))
+    jobs = {job["id"]: job for job in cluster.jobs()}
+    assert submitted and submitted == set(jobs), (submitted, jobs)
+    assert all(job["state"] == "COMPLETED" for job in jobs.values()), jobs
+    assert set(re.findall(r"^localrule (\w+):", output, flags=re.M)) == {"all"}
+    finished = set(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", output))
+    assert planned_rules(output) == finished - {"all"}
+    assert {"prepare_data", "train", "sample_shard", "likelihood", "aggregate"} <= finished
+    # group jobs: the report steps in one SLURM job, sampling shards two to a job (with two GPUs)
+    assert any(job["comment"].startswith("rule_report_") for job in jobs.values())
+    assert any(job["comment"].startswith("rule_sampling_") and job["tres"].endswith("gpu:2") for job in jobs.values())
+
+    results = tmp_path / "slurm" / "results"
+    records = [json.loads(p.read_text()) for p in sorted(results.glob("runs/*/run.json"))]
+    assert records and all(r["provenance"]["slurm_job_id"] in jobs for r in records)
+    for checkpoint in results.glob("models/*/checkpoint.pt"):
+        origin = torch.load(checkpoint, weights_only=False)["provenance"]
+        assert jobs[origin["slurm_job_id"]]["tres"].endswith("gpu:1")   # the rule asked for a GPU...
+        assert origin["cuda_visible_devices"] is not None                # ...and SLURM gave it one (a fake one)
+        assert not (checkpoint.parent / "resume.pt").exists()
+
+    # the same tables as the local run: parameters, metrics, NFE, status (not wall times)
+    local_results = tmp_path / "local" / "results"
+    pd.testing.assert_frame_equal(comparable(results / "tables" / "generation.parquet", ["run_id"]),
+                                  comparable(local_results / "tables" / "generation.parquet", ["run_id"]),
+                                  check_exact=True)
+    pd.testing.assert_frame_equal(comparable(results / "tables" / "training.parquet", ["model_id", "step"]),
+                                  comparable(local_results / "tables" / "training.parquet", ["model_id", "step"]),
+                                  check_exact=True)
