@@ -17,6 +17,9 @@ Pitfalls (snakemake 9.27 + snakemake-executor-plugin-slurm 2.8, slurm-wlm 22.05)
   `--slurm-status-command squeue`, and finished jobs must stay visible to squeue for
   `MinJobAge` seconds, at least 3x `--slurm-init-seconds-before-status-checks`.
 - No cgroups in a container: process tracking by /proc, no task binding.
+- One cluster per machine (the config path is fixed): `start()` holds an exclusive lock
+  (LOCK_PATH) until `stop()`, so two test sessions on one machine take turns instead of
+  rewriting each other's slurm.conf under running jobs.
 
 Needs root. By hand:
 
@@ -26,6 +29,7 @@ Needs root. By hand:
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -38,6 +42,7 @@ from pathlib import Path
 
 CONF_DIR = Path("/etc/slurm")
 MARK = "# written by diffsweep tests/cluster/local_slurm.py"
+LOCK_PATH = Path(tempfile.gettempdir()) / "diffsweep-local-slurm.lock"
 DAEMONS = ("slurmctld", "slurmd", "munged")
 PROGRAMS = ("slurmctld", "slurmd", "munged", "mungekey", "sbatch", "squeue", "scontrol", "sinfo", "scancel", "srun")
 
@@ -63,7 +68,25 @@ def why_unavailable() -> str | None:
         path = CONF_DIR / name
         if path.exists() and MARK not in path.read_text(errors="replace"):
             return f"{path} exists and was not written by this harness (another cluster?); not touching it"
+    conf = CONF_DIR / "slurm.conf"
+    if conf.exists():   # ours, but is its cluster still up (started by hand, or by another session)?
+        base = conf.read_text(errors="replace").split("(base ", 1)[-1].split(")", 1)[0]
+        pid_file = Path(base) / "run" / "slurmctld.pid"
+        if not LOCK_PATH.exists() or _lock_is_free():
+            if pid_file.exists() and _alive(int(pid_file.read_text())):
+                return f"a local cluster (base {base}) is running; stop it: {__file__} stop {base}"
     return None
+
+
+def _lock_is_free() -> bool:
+    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _free_port() -> int:
@@ -99,11 +122,16 @@ class LocalSlurm:
         self.host = socket.gethostname().split(".")[0]
         self.munge_socket = self.base / "munge" / "munge.socket"
         self.env = {**os.environ, "SLURM_CONF": str(CONF_DIR / "slurm.conf")}
+        self._lock_fd = None
 
     # --- start ---------------------------------------------------------------------------
 
-    def start(self, timeout: float = 60.0) -> "LocalSlurm":
+    def start(self, timeout: float = 60.0, wait_for_lock: float = 1200.0) -> "LocalSlurm":
         reason = why_unavailable()
+        if reason:
+            raise Unavailable(reason)
+        self._lock(wait_for_lock)
+        reason = why_unavailable()   # again: the previous holder may have left a foreign config
         if reason:
             raise Unavailable(reason)
         started = time.perf_counter()
@@ -125,6 +153,20 @@ class LocalSlurm:
         self._wait(node_ready, timeout, "the node did not become idle")
         self.start_seconds = time.perf_counter() - started
         return self
+
+    def _lock(self, wait: float) -> None:
+        self._lock_fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(self._lock_fd)
+                    self._lock_fd = None
+                    raise Unavailable(f"another local cluster held {LOCK_PATH} for {wait:.0f} s")
+                time.sleep(1.0)
 
     def _write_config(self) -> None:
         CONF_DIR.mkdir(parents=True, exist_ok=True)
@@ -276,6 +318,9 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
                 path.unlink()
         if purge:
             shutil.rmtree(self.base, ignore_errors=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
 
 def _reap(pids) -> None:
