@@ -180,7 +180,10 @@ class LocalSlurm:
             for index in range(self.gpus):
                 device = self.base / "dev" / f"fakegpu{index}"
                 if not device.exists():
-                    os.mknod(device, 0o666 | 0o020000, os.makedev(1, 3))  # a character device like /dev/null
+                    try:  # a character device like /dev/null: SLURM then sets CUDA_VISIBLE_DEVICES
+                        os.mknod(device, 0o666 | 0o020000, os.makedev(1, 3))
+                    except PermissionError:  # no CAP_MKNOD: still scheduled, but CUDA_VISIBLE_DEVICES is empty
+                        device.touch()
             (CONF_DIR / "gres.conf").write_text(
                 f"{MARK}\nNodeName={self.host} Name=gpu Type=fake File={self.base}/dev/fakegpu[0-{self.gpus - 1}]\n")
             gres_type, node_gres = "GresTypes=gpu", f"Gres=gpu:fake:{self.gpus}"
