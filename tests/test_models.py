@@ -39,36 +39,32 @@ def test_ideal_network_output_gives_the_clean_sample(parametrisation):
     torch.testing.assert_close(denoiser(x0 + sigma[:, None] * eps, sigma), x0, rtol=1e-9, atol=1e-9)
 
 
+class Spy(torch.nn.Module):
+    """A 'network' that records the input it is given."""
+
+    def forward(self, x_in, c_noise):
+        self.seen = x_in
+        return torch.zeros_like(x_in)
+
+
 def test_flow_input_is_the_rectified_flow_interpolant():
     # x_t = (1 - t) x0 + t n with t = sigma / (1 + sigma) is what the velocity network sees.
-    seen = {}
-
-    class Spy(torch.nn.Module):
-        def forward(self, x_in, c_noise):
-            seen["x_in"] = x_in
-            return torch.zeros_like(x_in)
-
     sigma = torch.tensor([0.5, 3.0], dtype=torch.float64)
     x0, n = torch.ones(2, 2, dtype=torch.float64), torch.full((2, 2), -2.0, dtype=torch.float64)
-    models.PreconditionedDenoiser(Spy(), "flow")(x0 + sigma[:, None] * n, sigma)
+    spy = Spy()
+    models.PreconditionedDenoiser(spy, "flow")(x0 + sigma[:, None] * n, sigma)
     t = (sigma / (1 + sigma))[:, None]
-    torch.testing.assert_close(seen["x_in"], (1 - t) * x0 + t * n)
+    torch.testing.assert_close(spy.seen, (1 - t) * x0 + t * n)
 
 
 def test_eps_input_is_the_vp_input():
     # A VP eps-network sees x_t = sqrt(abar) x; c_in = 1 / sqrt(1 + sigma^2) is exactly sqrt(abar).
-    seen = {}
-
-    class Spy(torch.nn.Module):
-        def forward(self, x_in, c_noise):
-            seen["x_in"] = x_in
-            return torch.zeros_like(x_in)
-
     sigma = torch.tensor([0.5, 3.0], dtype=torch.float64)
     x = torch.ones(2, 2, dtype=torch.float64)
-    models.PreconditionedDenoiser(Spy(), "eps")(x, sigma)
+    spy = Spy()
+    models.PreconditionedDenoiser(spy, "eps")(x, sigma)
     abar = 1 / (1 + sigma ** 2)
-    torch.testing.assert_close(seen["x_in"], abar.sqrt()[:, None] * x)
+    torch.testing.assert_close(spy.seen, abar.sqrt()[:, None] * x)
 
 
 def test_oracle_score_is_tweedie_of_its_denoiser():
