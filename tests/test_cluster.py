@@ -1,9 +1,9 @@
 """The sweep on a real SLURM cluster: config/smoke.yaml through profiles/slurm against
 slurmctld + slurmd + munged started on loopback (tests/cluster/local_slurm.py, with two fake
-GPUs), compared with a local run of the same config.
+GPUs), compared with the local smoke run of the same config (the `smoke_run` fixture).
 
 Needs root and Debian's slurm-wlm and munge (.ci/run installs them when it runs as root);
-skipped otherwise, with the reason. Takes about three minutes: every SLURM job starts its
+skipped otherwise, with the reason. Takes about 2.5 minutes: every SLURM job starts its
 own Snakemake, and the executor polls job states with a growing interval.
 """
 
@@ -146,18 +146,13 @@ def comparable(path: Path, key: list[str]) -> pd.DataFrame:
 
 @pytest.mark.slow
 @pytest.mark.cluster
-def test_smoke_sweep_on_slurm_equals_a_local_run(cluster, tmp_path):
+def test_smoke_sweep_on_slurm_equals_a_local_run(cluster, smoke_run, tmp_path):
+    """`smoke_run` (tests/conftest.py) is the local run of the same config."""
     started = time.monotonic()
-    deadline = started + TIMEOUT_S
-    (tmp_path / "local").mkdir()
     (tmp_path / "slurm").mkdir()
-    # the local run shares the two cores with the cluster, which mostly waits on status checks
-    local = snakemake(tmp_path / "local", ROOT / "profiles" / "default", "--cores", "1")
     on_slurm = snakemake(tmp_path / "slurm", cluster_profile(tmp_path / "profile"))
-    output = finish(on_slurm, deadline, tmp_path / "slurm.log")
-    cluster_s = time.monotonic() - started
-    finish(local, deadline, tmp_path / "local.log")
-    print(f"\nsmoke sweep on SLURM: {cluster_s:.0f} s (cluster started in {cluster.start_seconds:.1f} s)")
+    output = finish(on_slurm, started + TIMEOUT_S, tmp_path / "slurm.log")
+    print(f"\nsmoke sweep on SLURM: {time.monotonic() - started:.0f} s (cluster started in {cluster.start_seconds:.1f} s)")
 
     # every job ran as a SLURM job (only the target rule `all` runs locally), and all succeeded
     submitted = set(re.findall(r"submitted with SLURM jobid (\d+)", output))
@@ -182,7 +177,7 @@ def test_smoke_sweep_on_slurm_equals_a_local_run(cluster, tmp_path):
         assert not (checkpoint.parent / "resume.pt").exists()
 
     # the same tables as the local run: parameters, metrics, NFE, status (not wall times)
-    local_results = tmp_path / "local" / "results"
+    local_results = smoke_run / "results"
     pd.testing.assert_frame_equal(comparable(results / "tables" / "generation.parquet", ["run_id"]),
                                   comparable(local_results / "tables" / "generation.parquet", ["run_id"]),
                                   check_exact=True)
