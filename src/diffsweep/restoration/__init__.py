@@ -1,0 +1,9 @@
+"""Conditional restoration: operators (tasks), exact posteriors, restorers, metrics and jobs.
+
+Importing this package registers the built-in restorers; it does not import torch.
+"""
+
+from diffsweep.restoration.registry import (DATA_RANGE_SCALE, OPERATORS, RestorerSpec, get, get_operator, names,
+                                            noise_std, register)
+
+__all__ = ["DATA_RANGE_SCALE", "OPERATORS", "RestorerSpec", "get", "get_operator", "names", "noise_std", "register"]

@@ -1,0 +1,95 @@
+"""Restoration: operators (exact adjoints), exact posteriors, restorers against them, metrics."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from diffsweep.restoration import operators as ops
+from diffsweep.restoration.registry import OPERATORS, noise_std
+
+IMAGE = (2, 8, 8)
+CASES = [
+    ("sr_bicubic", {"factor": 2}), ("sr_bicubic", {"factor": 4}), ("sr_avgpool", {"factor": 2}),
+    ("inpaint_random", {"missing": 0.5}), ("inpaint_box", {"size": 3}), ("inpaint_half", {"side": "top"}),
+    ("deblur_gaussian", {"kernel_size": 5, "std": 1.0}), ("deblur_motion", {"kernel_size": 5, "intensity": 0.5}),
+]
+
+
+def build(name, params, shape=IMAGE, seed=0):
+    family = OPERATORS[name]
+    return family.build(shape, seed, family.resolve_params(params))
+
+
+def test_every_operator_family_is_tested():
+    assert {name for name, _ in CASES} == set(OPERATORS)
+
+
+@pytest.mark.parametrize("name,params", CASES)
+def test_adjoint_is_exact(name, params):
+    operator = build(name, params)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(3, *IMAGE, generator=generator, dtype=torch.float64)
+    y = torch.randn(3, *operator.measurement_shape, generator=generator, dtype=torch.float64)
+    ax = operator.forward(x)
+    assert ax.shape == (3, *operator.measurement_shape)
+    lhs = (ax * y).sum().item()
+    rhs = (x * operator.adjoint(y)).sum().item()
+    assert abs(lhs - rhs) <= 1e-12 * max(1.0, abs(lhs))
+    matrix = operator.matrix()
+    assert torch.allclose(ax.flatten(1), x.flatten(1) @ matrix.T, atol=1e-12)
+
+
+@pytest.mark.parametrize("name,params", CASES)
+def test_seeding_is_deterministic(name, params):
+    first, again, other = build(name, params, seed=3), build(name, params, seed=3), build(name, params, seed=4)
+    assert torch.equal(first.matrix(), again.matrix())
+    for key, value in first.arrays().items():
+        assert np.array_equal(value, again.arrays()[key])
+    if name in ("inpaint_random", "inpaint_box", "deblur_motion"):
+        assert not torch.equal(first.matrix(), other.matrix())
+
+
+def test_shapes():
+    assert build("sr_bicubic", {"factor": 2}).measurement_shape == (2, 4, 4)
+    assert build("sr_avgpool", {"factor": 4}).measurement_shape == (2, 2, 2)
+    mask = build("inpaint_random", {"missing": 0.25}, shape=(1, 4, 4)).arrays()["mask"]
+    assert mask.shape == (1, 4, 4) and mask.sum() == 12
+    box = build("inpaint_box", {"size": 3}).arrays()["mask"]
+    assert box.sum() == 64 - 9
+    half = build("inpaint_half", {"side": "left"}).arrays()["mask"]
+    assert half[0, :, :4].sum() == 0 and half[0, :, 4:].all()
+    kernel = build("deblur_motion", {"kernel_size": 5, "intensity": 0.5}).arrays()["kernel"]
+    assert kernel.shape == (5, 5) and abs(kernel.sum() - 1) < 1e-12 and (kernel >= 0).all()
+
+
+def test_bicubic_matches_matlab_weights():
+    """MATLAB imresize(., 0.5, 'bicubic') weights of an interior output pixel (centre at 8.5, taps 5..12),
+    computed by hand from Keys' cubic."""
+    matrix = ops.imresize_matrix(16, 2)
+    expected = [-0.01171875, -0.03515625, 0.11328125, 0.43359375, 0.43359375, 0.11328125, -0.03515625, -0.01171875]
+    assert torch.allclose(matrix[4, 5:13], torch.tensor(expected, dtype=torch.float64), atol=1e-15)
+    assert torch.allclose(matrix.sum(1), torch.ones(8, dtype=torch.float64))
+    # at the border the taps that fall outside are mirrored back (symmetric padding)
+    assert matrix[0, 0].item() == pytest.approx(0.43359375 + 0.11328125)
+
+
+def test_average_pooling_averages_blocks():
+    x = torch.arange(16, dtype=torch.float64).reshape(1, 1, 4, 4)
+    y = build("sr_avgpool", {"factor": 2}, shape=(1, 4, 4)).forward(x)
+    assert y.flatten().tolist() == [2.5, 4.5, 10.5, 12.5]
+
+
+def test_bad_operator_parameters_are_named():
+    with pytest.raises(ValueError, match="divisible by 3"):
+        build("sr_bicubic", {"factor": 3})
+    with pytest.raises(ValueError, match="restoration.tasks.t.params.missing"):
+        OPERATORS["inpaint_random"].resolve_params({"missing": 2.0}, where="restoration.tasks.t.params.")
+
+
+def test_noise_convention():
+    assert noise_std(0.05, "minus_one_one") == 0.05
+    assert noise_std(0.05, "zero_one") == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="allowed: minus_one_one, zero_one"):
+        noise_std(0.05, "0-255")
