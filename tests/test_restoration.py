@@ -93,3 +93,52 @@ def test_noise_convention():
     assert noise_std(0.05, "zero_one") == pytest.approx(0.1)
     with pytest.raises(ValueError, match="allowed: minus_one_one, zero_one"):
         noise_std(0.05, "0-255")
+
+
+# --- exact posterior ----------------------------------------------------------------------
+
+from diffsweep.gmm import GaussianMixture, grid25_mixture, ring_mixture  # noqa: E402
+from diffsweep.restoration.posterior import exact_posterior  # noqa: E402
+
+
+def grid_posterior(prior, A, y, s, half_width=7.0, n=801):
+    """Brute force: the posterior on a fine 2-D grid, density prior(x) * N(y; A x, s^2 I)."""
+    axis = torch.linspace(-half_width, half_width, n, dtype=torch.float64)
+    points = torch.cartesian_prod(axis, axis)
+    log_density = prior.log_prob(points) - 0.5 * ((y - points @ A.T) ** 2).sum(1) / s ** 2
+    w = torch.softmax(log_density, 0)
+    mean = w @ points
+    centred = points - mean
+    return mean, (w[:, None] * centred).T @ centred
+
+
+@pytest.mark.parametrize("prior,A,y,s", [
+    (ring_mixture(), [[1.0, 0.0]], [1.5], 0.5),          # bimodal posterior (upper and lower arc)
+    (grid25_mixture(), [[0.6, 0.8]], [0.3], 0.7),
+    (grid25_mixture(), [[1.0, 0.0], [0.0, 1.0]], [1.0, -2.2], 0.4),
+])
+def test_exact_posterior_matches_grid_integration(prior, A, y, s):
+    A, y = torch.tensor(A, dtype=torch.float64), torch.tensor(y, dtype=torch.float64)
+    posterior = exact_posterior(prior, A, y, s)
+    mean, cov = grid_posterior(prior, A, y, s)
+    assert torch.allclose(posterior.mean(), mean, atol=1e-6)
+    assert torch.allclose(posterior.covariance(), cov, atol=1e-6)
+    samples = posterior.sample(200_000, torch.Generator().manual_seed(0))
+    assert torch.allclose(samples.mean(0), mean, atol=0.02)
+    assert torch.allclose(samples.T.cov(), cov, atol=0.03)
+
+
+def test_single_gaussian_posterior_is_the_closed_form():
+    generator = torch.Generator().manual_seed(0)
+    root = torch.randn(5, 5, generator=generator, dtype=torch.float64)
+    sigma = root @ root.T + 0.5 * torch.eye(5, dtype=torch.float64)
+    mu = torch.randn(5, generator=generator, dtype=torch.float64)
+    A = torch.randn(3, 5, generator=generator, dtype=torch.float64)
+    y = torch.randn(3, generator=generator, dtype=torch.float64)
+    s = 0.3
+    posterior = exact_posterior(GaussianMixture(torch.ones(1), mu[None], sigma[None]), A, y, s)
+    precision = torch.linalg.inv(sigma) + A.T @ A / s ** 2     # information form, independent of the gain form
+    cov = torch.linalg.inv(precision)
+    mean = cov @ (torch.linalg.solve(sigma, mu) + A.T @ y / s ** 2)
+    assert torch.allclose(posterior.means[0], mean, atol=1e-10)
+    assert torch.allclose(posterior.covariances[0], cov, atol=1e-10)
