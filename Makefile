@@ -10,8 +10,8 @@ CORES ?= 2
 $(BIN)/diffsweep: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	# torch first and pinned: this wheel is the one served locally (CPU machines run its CUDA build on the CPU)
-	$(BIN)/pip install "torch==2.14.1"
+	# torch and torchvision first and pinned: these wheels are the ones served locally (CPU machines run its CUDA build on the CPU)
+	$(BIN)/pip install "torch==2.14.1" "torchvision==0.29.1"
 	$(BIN)/pip install -e ".[test]"
 	touch $@
 

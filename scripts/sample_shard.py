@@ -7,4 +7,5 @@ jobs.use_threads(snakemake.threads)
 jobs.sample_shard(snakemake.params.model, snakemake.params.runs, snakemake.input.reference,
                   snakemake.input.get("checkpoint"), snakemake.params.results, snakemake.output.marker,
                   metric_options=snakemake.params.metrics, device=snakemake.params.device,
-                  plugins=snakemake.params.plugins)
+                  plugins=snakemake.params.plugins, fidelity_records=snakemake.input.fidelity,
+                  fidelity_options=snakemake.params.fidelity)

@@ -14,7 +14,9 @@ try:
     jobs.train_model(snakemake.params.model, snakemake.input.train, snakemake.output.checkpoint,
                      snakemake.output.train_log, device=snakemake.params.device,
                      resume_path=Path(snakemake.output.checkpoint).with_name("resume.pt"),
-                     checkpoint_every=snakemake.config["training"]["checkpoint_every"])
+                     checkpoint_every=snakemake.config["training"]["checkpoint_every"],
+                     by_sigma_path=snakemake.output.loss_by_sigma, amp=snakemake.config["training"]["amp"],
+                     compile_model=snakemake.config["training"]["compile"])
 except TrainingInterrupted as stopped:
     jobs.log.warning("%s", stopped)
     sys.exit(128 + stopped.signum)

@@ -134,8 +134,8 @@ def test_a_state_saved_for_another_recipe_is_ignored(tmp_path):
     assert train.resume_step(path, short, data) == 1
     other = {**short, "lr": 1e-3}
     assert train.resume_step(path, other, data) is None
-    plain, _ = train.train(other, data, progress=False)
-    ignored, _ = train.train(other, data, progress=False, resume_path=path)
+    plain, _, _ = train.train(other, data, progress=False)
+    ignored, _, _ = train.train(other, data, progress=False, resume_path=path)
     for a, b in zip(plain.parameters(), ignored.parameters()):
         assert torch.equal(a, b)
 

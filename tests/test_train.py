@@ -24,14 +24,30 @@ def trained(ring):
 
 
 def test_log_rows_and_falling_loss(trained):
-    _, rows = trained
+    _, rows, _ = trained
     assert [row["step"] for row in rows] == list(range(50, 1001, 50))
     assert set(rows[0]) == set(train.LOG_COLUMNS)
     assert rows[-1]["loss"] < 0.7 * rows[0]["loss"]
 
 
+def test_loss_by_sigma_bins_account_for_every_example(trained):
+    _, rows, binned = trained
+    steps = sorted({row["step"] for row in binned})
+    assert steps == [row["step"] for row in rows]
+    assert set(binned[0]) == set(train.BINNED_COLUMNS)
+    per_window = {}
+    for row in binned:
+        assert row["sigma_lo"] < row["sigma_hi"] and row["count"] > 0 and row["x0_mse"] >= 0
+        per_window[row["step"]] = per_window.get(row["step"], 0) + row["count"]
+    assert set(per_window.values()) == {50 * RECIPE["batch_size"]}   # each window: log_every steps of full batches
+    # the window's batch-mean loss is the count-weighted mean of its bins
+    last = [row for row in binned if row["step"] == steps[-1]]
+    pooled = sum(row["loss"] * row["count"] for row in last) / sum(row["count"] for row in last)
+    assert pooled == pytest.approx(rows[-1]["loss"], rel=1e-6)
+
+
 def test_trained_denoiser_beats_the_identity_and_approaches_the_oracle(trained, ring):
-    ema, _ = trained
+    ema, _, _ = trained
     x0 = ring.sample(2000, torch.Generator().manual_seed(5))
     noisy = x0 + 1.0 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
     with torch.no_grad():
@@ -45,8 +61,8 @@ def test_trained_denoiser_beats_the_identity_and_approaches_the_oracle(trained, 
 def test_same_seed_same_weights(ring):
     data = ring.sample(1000, torch.Generator().manual_seed(0))
     short = {**RECIPE, "steps": 20, "log_every": 10}
-    a, _ = train.train(short, data, progress=False)
-    b, _ = train.train(short, data, progress=False)
+    a, _, _ = train.train(short, data, progress=False)
+    b, _, _ = train.train(short, data, progress=False)
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
 

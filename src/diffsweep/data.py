@@ -54,6 +54,8 @@ class DatasetFamily:
     analytic: bool            # a closed-form density and denoiser exist (the oracle applies)
     params: dict[str, Knob]
     build: Callable[..., Dataset]
+    image: bool = False       # samples are (C, H, W) images in [-1, 1]
+    fitted: bool = False      # a prior fitted to data: `build` takes fit_path, where the fit is cached
 
 
 GMM_PRESETS: dict[str, str] = {
@@ -107,20 +109,23 @@ def _build_checkerboard(squares: int, size: float) -> Dataset:
     return Dataset(name="checkerboard", dim=2, params={"squares": squares, "size": size}, sampler=sample)
 
 
-def load_digits(resolution: int, split: str, test_fraction: float, split_seed: int):
+def load_digits(resolution: int, split: str, test_fraction: float, split_seed: int, with_labels: bool = False):
     """sklearn's 8x8 digits in [-1, 1] as (n, 1, R, R) float64, one fixed train/test split;
-    resolution 16 is the 2x nearest-neighbour upscale."""
+    resolution 16 is the 2x nearest-neighbour upscale. With `with_labels`, (images, labels)."""
     import numpy as np
     import torch
     from sklearn.datasets import load_digits as sklearn_digits
 
-    images = sklearn_digits().images / 8.0 - 1.0        # pixel values 0..16
+    digits = sklearn_digits()
+    images = digits.images / 8.0 - 1.0        # pixel values 0..16
     order = np.random.default_rng(split_seed).permutation(len(images))
     n_test = int(round(test_fraction * len(images)))
     chosen = order[n_test:] if split == "train" else order[:n_test]
     x = torch.from_numpy(images[np.sort(chosen)]).unsqueeze(1)
     factor = resolution // 8
-    return x.repeat_interleave(factor, dim=2).repeat_interleave(factor, dim=3) if factor > 1 else x
+    if factor > 1:
+        x = x.repeat_interleave(factor, dim=2).repeat_interleave(factor, dim=3)
+    return (x, torch.from_numpy(digits.target[np.sort(chosen)])) if with_labels else x
 
 
 def _draw_from(pool):
@@ -142,18 +147,29 @@ def _build_digits(resolution: int, split: str, test_fraction: float, split_seed:
 
 
 def _build_digits_gmm(components: int, reg_covar: float, test_fraction: float, split_seed: int,
-                      fit_seed: int) -> Dataset:
-    """A Gaussian mixture fitted to the digits' training split: an analytic 64-D image prior."""
-    import torch
-    from sklearn.mixture import GaussianMixture as SklearnMixture
+                      fit_seed: int, fit_path=None) -> Dataset:
+    """A Gaussian mixture fitted to the digits' training split: an analytic 64-D image prior.
+    With `fit_path` (results/data/<id>/prior.npz) the fit is read from there, or made and saved
+    there, so the jobs of one dataset share one fit (EM takes seconds)."""
+    from pathlib import Path
 
+    import torch
+
+    from diffsweep import io
     from diffsweep.gmm import GaussianMixture
 
-    pixels = load_digits(8, "train", test_fraction, split_seed).reshape(-1, 64).numpy()
-    fitted = SklearnMixture(components, covariance_type="full", reg_covar=reg_covar, random_state=fit_seed,
-                            max_iter=500).fit(pixels)
-    mixture = GaussianMixture(torch.from_numpy(fitted.weights_), torch.from_numpy(fitted.means_),
-                              torch.from_numpy(fitted.covariances_))
+    if fit_path is not None and Path(fit_path).exists():
+        fit = io.read_arrays(fit_path)
+    else:
+        from sklearn.mixture import GaussianMixture as SklearnMixture
+
+        pixels = load_digits(8, "train", test_fraction, split_seed).reshape(-1, 64).numpy()
+        fitted = SklearnMixture(components, covariance_type="full", reg_covar=reg_covar, random_state=fit_seed,
+                                max_iter=500).fit(pixels)
+        fit = {"weights": fitted.weights_, "means": fitted.means_, "covariances": fitted.covariances_}
+        if fit_path is not None:
+            io.write_arrays(fit_path, **fit)
+    mixture = GaussianMixture(*(torch.from_numpy(fit[key]) for key in ("weights", "means", "covariances")))
     shape = (1, 8, 8)
     return Dataset(name="digits_gmm", dim=64, shape=shape, mixture=mixture, mode_centers=mixture.means.clone(),
                    params={"components": components, "reg_covar": reg_covar, "test_fraction": test_fraction,
@@ -252,7 +268,7 @@ FAMILIES: dict[str, DatasetFamily] = {
         {"resolution": Knob("int", 8, "8 (native) or 16 (2x nearest-neighbour upscale)", choices=(8, 16)),
          "split": Knob("str", "train", "which split the dataset draws from", choices=("train", "test")),
          **SPLIT_KNOBS},
-        _build_digits),
+        _build_digits, image=True),
     "digits_gmm": DatasetFamily(
         "digits_gmm", "a Gaussian mixture (full covariances) fitted to the digits' training split: an analytic "
         "64-D image prior with exact denoiser and sampling", True,
@@ -260,7 +276,7 @@ FAMILIES: dict[str, DatasetFamily] = {
          "reg_covar": Knob("float", 1e-3, "ridge added to each fitted covariance", minimum=0.0),
          **SPLIT_KNOBS,
          "fit_seed": Knob("int", 0, "seed of sklearn's EM initialisation", minimum=0)},
-        _build_digits_gmm),
+        _build_digits_gmm, image=True, fitted=True),
     "images": DatasetFamily(
         "images", "a user's image folder (png/jpg, recursive) or .npz, centre-cropped and resized; e.g. FFHQ or "
         "CIFAR-10 already on disk (nothing is downloaded)", False,
@@ -270,7 +286,7 @@ FAMILIES: dict[str, DatasetFamily] = {
          "crop": Knob("str", "center", "centre-crop to a square before resizing, or resize as is",
                       choices=("center", "none")),
          "limit": Knob("int", 0, "use only the first N images in sorted order (0: all)", minimum=0)},
-        _build_images),
+        _build_images, image=True),
 }
 
 
@@ -302,6 +318,13 @@ def is_analytic(family: str) -> bool:
     return _family(family).analytic
 
 
-def make_dataset(family: str, **params) -> Dataset:
-    """Build a dataset by family name; unknown names or parameters raise ValueError."""
-    return _family(family).build(**resolve_dataset_params(family, params))
+def is_image(family: str) -> bool:
+    return _family(family).image
+
+
+def make_dataset(family: str, fit_path=None, **params) -> Dataset:
+    """Build a dataset by family name; unknown names or parameters raise ValueError. A fitted
+    prior (digits_gmm) caches its fit at `fit_path` when one is given."""
+    spec = _family(family)
+    params = resolve_dataset_params(family, params)
+    return spec.build(**params, fit_path=fit_path) if spec.fitted else spec.build(**params)

@@ -73,6 +73,10 @@ class DataSpec:
     def analytic(self) -> bool:
         return data.is_analytic(self.family)
 
+    @property
+    def is_image(self) -> bool:
+        return data.is_image(self.family)
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -231,6 +235,18 @@ def resolve_preset(point: dict, where: str) -> dict:
     init = spec.init if point["init"] == "default" else point["init"]
     return {"family": spec.name, "schedule": schedule, "schedule_params": schedule_params, "steps": steps,
             "init": init, "knobs": spec.resolve_knobs(point["knobs"], where=f"{where}knobs.")}
+
+
+# Sets the digits classifier (diffsweep.fidelity) understands.
+DIGITS_FAMILIES = ("digits", "digits_gmm")
+
+
+def fidelity_extractors(data_spec: DataSpec, options: dict) -> list[str]:
+    """The torch-fidelity feature extractors that score a dataset's samples (config `fidelity`)."""
+    if not options["enabled"] or not data_spec.is_image:
+        return []
+    chosen = ["digits"] if data_spec.family in DIGITS_FAMILIES else []
+    return chosen + (["inception"] if options["inception_weights"] else [])
 
 
 def done_runs(results: str | Path, run_ids) -> set[str]:

@@ -57,15 +57,17 @@ def provenance() -> dict:
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
-def build_dataset(spec: dict) -> data.Dataset:
-    return data.make_dataset(spec["family"], **spec["params"])
+def build_dataset(spec: dict, data_dir=None) -> data.Dataset:
+    """The dataset of a spec; `data_dir` (results/data/<id>) holds the cached fit of a fitted prior."""
+    fit_path = Path(data_dir) / "prior.npz" if data_dir is not None else None
+    return data.make_dataset(spec["family"], fit_path=fit_path, **spec["params"])
 
 
 # --- prepare_data ----------------------------------------------------------------------
 
 def prepare_data(spec: dict, train_path, reference_path) -> None:
     """Draw the training set and an independent reference set (fresh exact samples)."""
-    dataset = build_dataset(spec)
+    dataset = build_dataset(spec, Path(train_path).parent)
     generator = torch.Generator().manual_seed(spec["seed"])
     train = dataset.sample(spec["n_train"], generator)
     reference = dataset.sample(spec["n_reference"], generator)
@@ -78,7 +80,7 @@ def prepare_data(spec: dict, train_path, reference_path) -> None:
 # --- train -----------------------------------------------------------------------------
 
 def train_model(spec: dict, train_path, checkpoint_path, log_path, device: str = "auto", resume_path=None,
-                checkpoint_every: int = 0) -> None:
+                checkpoint_every: int = 0, by_sigma_path=None, amp: str = "off", compile_model: bool = False) -> None:
     """Train one model. With `resume_path` (results/models/<id>/resume.pt), the training state is
     saved there every `checkpoint_every` steps and on SIGTERM, a re-run continues from it, and it
     is deleted once the outputs are written."""
@@ -91,11 +93,14 @@ def train_model(spec: dict, train_path, checkpoint_path, log_path, device: str =
              recipe["steps"], chosen)
     started = time.perf_counter()
     resumed = train.resume_step(resume_path, recipe, x)
-    ema, rows = train.train(recipe, x, device=chosen, resume_path=resume_path, checkpoint_every=checkpoint_every)
+    ema, rows, binned = train.train(recipe, x, device=chosen, resume_path=resume_path,
+                                    checkpoint_every=checkpoint_every, amp=amp, compile_model=compile_model)
     import pandas as pd
-    frame = pd.DataFrame(rows)
-    frame.insert(0, "model_id", spec["id"])
-    io.write_parquet(log_path, frame)
+    for path, table, columns in ((log_path, rows, train.LOG_COLUMNS), (by_sigma_path, binned, train.BINNED_COLUMNS)):
+        if path is not None:
+            frame = pd.DataFrame(table, columns=columns)
+            frame.insert(0, "model_id", spec["id"])
+            io.write_parquet(path, frame)
     with io.atomic_path(checkpoint_path) as tmp:
         torch.save({"recipe": recipe, "shape": tuple(x.shape[1:]), "ema": ema.cpu().state_dict(), "model_id": spec["id"],
                     "train_wall_s": rows[-1]["wall_s"] if rows else time.perf_counter() - started,
@@ -113,7 +118,7 @@ def evaluate_likelihood(model: dict, reference_path, checkpoint_path, out_path, 
     from diffsweep import likelihood
 
     chosen = pick_device(device)
-    denoiser, dtype = load_denoiser(model, checkpoint_path, chosen)
+    denoiser, dtype = load_denoiser(model, checkpoint_path, chosen, Path(reference_path).parent)
     x = torch.from_numpy(io.read_arrays(reference_path)["x"][: options["points"]]).to(chosen, dtype)
     started = time.perf_counter()
     log_p, nfe = likelihood.ode_log_likelihood(
@@ -122,7 +127,7 @@ def evaluate_likelihood(model: dict, reference_path, checkpoint_path, out_path, 
     dim = x[0].numel()
     record = {"model_id": model["id"], "nll_bpd": likelihood.bits_per_dim(log_p, dim).mean().item(),
               "likelihood_nfe": nfe, "likelihood_points": len(x), "likelihood_wall_s": time.perf_counter() - started}
-    mixture = build_dataset(model["data"]).mixture
+    mixture = build_dataset(model["data"], Path(reference_path).parent).mixture
     if mixture is not None:
         truth = mixture.log_prob(x.double().cpu(), options["sigma_min"])
         record["true_nll_bpd"] = likelihood.bits_per_dim(truth, dim).mean().item()
@@ -133,12 +138,12 @@ def evaluate_likelihood(model: dict, reference_path, checkpoint_path, out_path, 
 
 # --- sample ----------------------------------------------------------------------------
 
-def load_denoiser(model: dict, checkpoint_path, device):
+def load_denoiser(model: dict, checkpoint_path, device, data_dir=None):
     """(denoiser, dtype) of a score source: the exact oracle in float64, a network in float32."""
     from diffsweep.models import OracleDenoiser, load_checkpoint
 
     if model["source"] == "oracle":
-        return OracleDenoiser(build_dataset(model["data"]).mixture), torch.float64
+        return OracleDenoiser(build_dataset(model["data"], data_dir).mixture), torch.float64
     denoiser, _ = load_checkpoint(checkpoint_path, map_location=device)
     return denoiser.to(device), torch.float32
 
@@ -176,23 +181,30 @@ def draw_samples(run: dict, denoiser, shape, dtype, device):
 
 
 def sample_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, results, shard_path,
-                 metric_options: dict, device: str = "auto", plugins=()) -> None:
+                 metric_options: dict, device: str = "auto", plugins=(), fidelity_records=(),
+                 fidelity_options=None) -> None:
     """Sample and evaluate every run of one shard; one folder and run.json per run."""
     from tqdm.auto import tqdm
 
     for entry in plugins:  # user samplers register themselves in this process too
         samplers.load_plugin(entry)
     chosen = pick_device(device)
-    denoiser, dtype = load_denoiser(model, checkpoint_path, chosen)
-    dataset = build_dataset(model["data"])
+    data_dir = Path(reference_path).parent
+    denoiser, dtype = load_denoiser(model, checkpoint_path, chosen, data_dir)
+    dataset = build_dataset(model["data"], data_dir)
     reference = torch.from_numpy(io.read_arrays(reference_path)["x"])
     origin = provenance()
     metric_options = {**metric_options, "cache": {}}  # the reference's own terms, computed once per job
+    scorer = None
+    if fidelity_records:
+        from diffsweep.fidelity import FidelityEvaluator
+        scorer = FidelityEvaluator.from_records(fidelity_records, reference, fidelity_options,
+                                                Path(results) / "fidelity" / "cache", chosen)
     records, failures = [], []
     for run in tqdm(runs, desc="runs", mininterval=2.0):
         try:
             records.append(sample_run(run, model, denoiser, dataset, reference, dtype, chosen, results,
-                                      metric_options, origin))
+                                      metric_options, origin, scorer))
         except Exception as error:  # one broken run must not lose the others
             log.exception("run %s failed", run["id"])
             failures.append(f"{run['id']}: {type(error).__name__}: {error}")
@@ -201,25 +213,29 @@ def sample_shard(model: dict, runs: list[dict], reference_path, checkpoint_path,
     io.write_json(shard_path, {"model_id": model["id"], "runs": {r["run_id"]: r["status"] for r in records}})
 
 
-def sample_run(run, model, denoiser, dataset, reference, dtype, device, results, metric_options, origin) -> dict:
+def sample_run(run, model, denoiser, dataset, reference, dtype, device, results, metric_options, origin,
+               scorer=None) -> dict:
     samples, nfe, counted, wall = draw_samples(run, denoiser, dataset.shape, dtype, device)
     if nfe != counted:
         raise RuntimeError(f"sampler '{run['family']}' reported {nfe} network evaluations but made {counted}")
     samples = samples.detach().double().cpu()
     finite = bool(torch.isfinite(samples).all())
     status = "ok" if finite else "diverged"
-    values = {}
+    values, skipped = {}, {}
     if finite:
         generator = torch.Generator().manual_seed(run["seed"])
         values = metrics.sample_metrics(samples.flatten(1), dataset, reference.flatten(1), generator=generator,
                                         **metric_options)
+        if scorer is not None:
+            fidelity_values, skipped = scorer.evaluate(samples)
+            values.update(fidelity_values)
     folder = Path(results) / "runs" / run["id"]
     io.write_arrays(folder / "samples.npz", x=samples.float().numpy())
     if dataset.is_image:
         from diffsweep.images import save_image_grid
         save_image_grid(samples[:64], folder / "grid.png")
     record = {"run_id": run["id"], "status": status, "nfe": nfe, "wall_s": wall, "device": str(device),
-              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "metrics": values,
+              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "metrics": values, "skipped": skipped,
               "row": run["row"], "params": run["params"], "provenance": origin}
     io.write_json(folder / "run.json", record)  # written last: its presence marks the run done
     log.info("%s: %s, nfe %d, %.2f s %s", run["id"], status, nfe, wall,

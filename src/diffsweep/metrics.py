@@ -102,6 +102,23 @@ def energy_distance(x, y, cache: dict | None = None) -> float:
     return 2.0 * between - within_x - within_y
 
 
+def frechet_distance(x, y, cache: dict | None = None) -> float:
+    """Frechet distance between Gaussian fits of two sample sets (FID's formula, on raw pixels):
+    |mu_x - mu_y|^2 + tr(S_x + S_y - 2 (S_x^1/2 S_y S_x^1/2)^1/2)."""
+    x, y = _as_samples(x, "x", 2), _as_samples(y, "y", 2)
+    _check_same_dim(x, y)
+    mean_x, cov_x = x.mean(0), torch.cov(x.T).reshape(x.shape[1], x.shape[1])
+    mean_y, cov_y = _cached(cache, "gaussian_fit_y", lambda: (y.mean(0), torch.cov(y.T).reshape(y.shape[1], y.shape[1])))
+    root_x = _psd_sqrt(cov_x)
+    cross = _psd_sqrt(root_x @ cov_y @ root_x)
+    return float((mean_x - mean_y).pow(2).sum() + torch.trace(cov_x + cov_y - 2 * cross))
+
+
+def _psd_sqrt(matrix: Tensor) -> Tensor:
+    values, vectors = torch.linalg.eigh((matrix + matrix.T) / 2)
+    return (vectors * values.clamp(min=0).sqrt()) @ vectors.T
+
+
 def mode_metrics(x, mixture: GaussianMixture, n_std: float = 3.0) -> dict[str, float]:
     """Mode statistics of samples x against a known mixture.
 
@@ -165,6 +182,8 @@ def sample_metrics(samples, dataset: Dataset, reference, generator: torch.Genera
         "mmd": mmd_rbf(samples, reference, bandwidths=tuple(mmd_bandwidths), cache=cache),
         "energy_distance": energy_distance(samples, reference, cache=cache),
     }
+    if dataset.is_image:
+        results["pixel_frechet"] = frechet_distance(samples, reference, cache=cache)
     if dataset.mixture is not None:
         results.update(mode_metrics(samples, dataset.mixture, n_std=mode_std))
         results["mean_loglik"] = mean_log_likelihood(samples, dataset.mixture)

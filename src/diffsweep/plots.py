@@ -268,6 +268,36 @@ def training_curves(training: pd.DataFrame, manifest: pd.DataFrame | None, out, 
     save(grid.figure, out)
 
 
+def loss_by_sigma(by_sigma: pd.DataFrame, manifest: pd.DataFrame | None, out, last_fraction: float = 0.5,
+                  hue: str = "model", col: str = "dataset") -> None:
+    """Plain denoising error E||x0 - D||^2 against training sigma (bins of the training log),
+    pooled over the last `last_fraction` of training: where each recipe learned the denoiser."""
+    theme()
+    if by_sigma.empty:
+        _placeholder(out, "no trained models")
+        return
+    last = by_sigma.groupby("model_id")["step"].transform("max")
+    data = by_sigma[by_sigma["step"] > (1 - last_fraction) * last]
+    data = data.assign(error=data["x0_mse"] * data["count"])
+    data = data.groupby(["model_id", "sigma_lo", "sigma_hi"], as_index=False)[["error", "count"]].sum()
+    lo, hi = data["sigma_lo"].where(data["sigma_lo"] > 0, data["sigma_hi"] / 10), data["sigma_hi"]
+    data = data.assign(x0_mse=data["error"] / data["count"],
+                       sigma=np.sqrt(lo * hi.where(np.isfinite(hi), lo * 10)))
+    if manifest is not None:
+        names = manifest[[c for c in ("model_id", hue, col) if c in manifest.columns]].drop_duplicates("model_id")
+        data = data.merge(names, on="model_id", how="left")
+    hue = hue if hue in data.columns else "model_id"
+    col = col if col in data.columns else None
+    data = data.assign(**{hue: series_labels(data, hue, [c for c in (col, "sigma") if c])})
+    grid = sns.relplot(data=data, x="sigma", y="x0_mse", hue=hue, col=col, kind="line", marker="o", height=3.0,
+                       aspect=1.3, col_wrap=min(3, data[col].nunique()) if col else None,
+                       facet_kws={"sharey": False}, hue_order=sorted(data[hue].unique()))
+    for ax in grid.axes.flat:
+        _log_axes(ax, x=True, y=bool((data["x0_mse"] > 0).all()))
+    grid.set_axis_labels("training sigma (bin centre)", "denoising error E|x0 - D|^2")
+    save(grid.figure, out)
+
+
 # --- samples ----------------------------------------------------------------------------------
 
 def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarray, out, max_points: int = 1000) -> None:

@@ -50,6 +50,7 @@ def generation_table(manifest, results):
             continue
         record = json.loads(path.read_text())
         records.append({"run_id": run_id, **{k: record.get(k) for k in RECORD_COLUMNS}, **record["metrics"],
+                        **{f"{name}_status": why for name, why in record.get("skipped", {}).items()},
                         "git_revision": record["provenance"].get("git_revision")})
     metric_names = sorted({k for r in records for k in r} - {"run_id", *RECORD_COLUMNS, "git_revision"})
     frame = typed_frame(records, first=["run_id", *RECORD_COLUMNS, *metric_names, "git_revision"])
@@ -133,6 +134,10 @@ METRIC_DIRECTIONS = {
     "nfe": "lower", "wall_s": "lower",
     # restoration metrics (issue 5) and common image metrics
     "psnr": "higher", "ssim": "higher", "lpips": "lower", "fid": "lower", "mse": "lower",
+    "pixel_frechet": "lower",
+    **{f"{metric}_{extractor}": direction for extractor in ("digits", "inception") for metric, direction in (
+        ("fid", "lower"), ("kid", "lower"), ("precision", "higher"), ("recall", "higher"), ("prc_f_score", "higher"),
+        ("isc", "higher"))},
 }
 # Columns that hold measurements although their names look like parameters (see PARAM_PREFIXES).
 MEASUREMENT_COLUMNS = {"model_nll_bpd", "model_true_nll_bpd", "model_likelihood_nfe", "model_likelihood_points",

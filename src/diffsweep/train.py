@@ -21,7 +21,7 @@ from diffsweep import io, noise
 from diffsweep.models import build_denoiser
 
 LOG_COLUMNS = ["step", "loss", "loss_ema", "lr", "sigma_median", "wall_s"]
-RESUME_FORMAT = 1
+RESUME_FORMAT = 2
 
 log = logging.getLogger("diffsweep")
 
@@ -86,17 +86,67 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
             ema_param.lerp_(param, 1.0 - decay)
 
 
-def denoising_loss(denoiser, x0, sigma, noise_draw, weight: str, sigma_data: float):
-    """Per-example weighted loss w(sigma) * ||x0 - D(x0 + sigma n, sigma)||^2 (mean over dimensions)."""
+def denoising_error(denoiser, x0, sigma, noise_draw):
+    """Per-example ||x0 - D(x0 + sigma n, sigma)||^2 (mean over dimensions)."""
     s = sigma.reshape(-1, *([1] * (x0.ndim - 1)))
     denoised = denoiser(x0 + s * noise_draw, sigma)
-    squared = (denoised - x0).pow(2).flatten(1).mean(dim=1)
-    return noise.loss_weight(weight, sigma, sigma_data) * squared
+    return (denoised.float() - x0).pow(2).flatten(1).mean(dim=1)
+
+
+def denoising_loss(denoiser, x0, sigma, noise_draw, weight: str, sigma_data: float):
+    """Per-example weighted loss w(sigma) * ||x0 - D(x0 + sigma n, sigma)||^2 (mean over dimensions)."""
+    return noise.loss_weight(weight, sigma, sigma_data) * denoising_error(denoiser, x0, sigma, noise_draw)
+
+
+# Training sigmas are binned on these log-spaced edges (plus one bin below and one above) for
+# the loss-by-sigma log: where in noise level a recipe spends its capacity.
+SIGMA_BIN_EDGES = [10.0 ** (k / 2) for k in range(-6, 5)]      # 1e-3 ... 1e2
+BINNED_COLUMNS = ["step", "sigma_lo", "sigma_hi", "loss", "x0_mse", "count"]
+
+
+class SigmaBins:
+    """Running sums of the weighted loss and the plain denoising error per sigma bin."""
+
+    def __init__(self, state=None):
+        self.sums = state or {}
+
+    def add(self, sigma, weighted, error):
+        index = torch.bucketize(sigma.detach().float().cpu(), torch.tensor(SIGMA_BIN_EDGES))
+        for b in index.unique().tolist():
+            chosen = index == b
+            loss, mse, count = self.sums.get(b, (0.0, 0.0, 0))
+            self.sums[b] = (loss + weighted.detach().cpu()[chosen].sum().item(),
+                            mse + error.detach().cpu()[chosen].sum().item(), count + int(chosen.sum()))
+
+    def rows(self, step: int) -> list[dict]:
+        """One row per non-empty bin (then the sums restart)."""
+        edges = [0.0, *SIGMA_BIN_EDGES, float("inf")]
+        rows = [{"step": step, "sigma_lo": edges[b], "sigma_hi": edges[b + 1], "loss": loss / count,
+                 "x0_mse": mse / count, "count": count} for b, (loss, mse, count) in sorted(self.sums.items())]
+        self.sums = {}
+        return rows
+
+
+def _accelerated(denoiser, device, amp: str, compile_model: bool):
+    """(network to train through, autocast context factory, grad scaler): mixed precision and
+    torch.compile act only on a GPU; on the CPU they are ignored (and said so)."""
+    import contextlib
+
+    on_gpu = torch.device(device).type == "cuda"
+    if not on_gpu and (amp != "off" or compile_model):
+        log.info("training.amp=%s / training.compile=%s act only on a GPU; training in float32 on %s",
+                 amp, compile_model, device)
+    if not on_gpu:
+        return denoiser, contextlib.nullcontext, torch.amp.GradScaler("cpu", enabled=False)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    network = torch.compile(denoiser) if compile_model else denoiser
+    autocast = (lambda: torch.autocast("cuda", dtype=dtype)) if dtype else contextlib.nullcontext
+    return network, autocast, torch.amp.GradScaler("cuda", enabled=amp == "fp16")
 
 
 def train(recipe: dict, data: torch.Tensor, device="cpu", progress: bool = True, resume_path=None,
-          checkpoint_every: int = 0):
-    """Train a denoiser on `data` (n, d). Returns (ema denoiser, training log rows).
+          checkpoint_every: int = 0, amp: str = "off", compile_model: bool = False):
+    """Train a denoiser on `data` (n, d). Returns (ema denoiser, training log rows, loss-by-sigma rows).
 
     `recipe` is a resolved `trained` model entry of the config: arch, arch_params,
     parametrisation, sigma_data, train_sigma {name, params}, weight, steps, batch_size, lr,
@@ -104,7 +154,7 @@ def train(recipe: dict, data: torch.Tensor, device="cpu", progress: bool = True,
 
     With `resume_path`, the state is saved there every `checkpoint_every` steps (0: only on
     SIGTERM) and, if the file exists, training continues from it; the caller deletes it once
-    the final outputs are written.
+    the final outputs are written. `amp` (off, bf16, fp16) and `compile_model` act only on a GPU.
     """
     from tqdm.auto import tqdm
 
@@ -115,8 +165,10 @@ def train(recipe: dict, data: torch.Tensor, device="cpu", progress: bool = True,
     ema = copy.deepcopy(denoiser).requires_grad_(False)
     optimiser = torch.optim.Adam(denoiser.parameters(), lr=recipe["lr"])
     train_sigma = recipe["train_sigma"]
+    network, autocast, scaler = _accelerated(denoiser, device, amp, compile_model)
 
     rows, running, loss_ema, first, elapsed = [], [], None, 1, 0.0
+    binned, bins = [], SigmaBins()
     fingerprint = _fingerprint(data) if resume_path is not None else None
     state = read_resume(resume_path)
     if state is not None:
@@ -130,6 +182,8 @@ def train(recipe: dict, data: torch.Tensor, device="cpu", progress: bool = True,
             generator.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
             rows, running, loss_ema = state["log"], state["running"], state["loss_ema"]
+            binned, bins = state["binned"], SigmaBins(state["bins"])
+            scaler.load_state_dict(state["scaler"])
             first, elapsed = state["step"] + 1, state["elapsed"]
             log.info("resuming training from step %d of %d (%s)", state["step"], recipe["steps"], resume_path)
 
@@ -138,7 +192,8 @@ def train(recipe: dict, data: torch.Tensor, device="cpu", progress: bool = True,
             torch.save({"format": RESUME_FORMAT, "recipe": recipe, "data": fingerprint, "step": step,
                         "model": denoiser.state_dict(), "ema": ema.state_dict(), "optimiser": optimiser.state_dict(),
                         "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                        "log": rows, "running": running, "loss_ema": loss_ema,
+                        "log": rows, "running": running, "loss_ema": loss_ema, "binned": binned,
+                        "bins": bins.sums, "scaler": scaler.state_dict(),
                         "elapsed": elapsed + time.perf_counter() - started}, tmp)
 
     started = time.perf_counter()
@@ -151,24 +206,31 @@ def train(recipe: dict, data: torch.Tensor, device="cpu", progress: bool = True,
             sigma = noise.sample_training_sigmas(train_sigma["name"], x0.shape[0], generator,
                                                  **train_sigma.get("params", {})).to(device, torch.float32)
             noise_draw = torch.randn(x0.shape, generator=generator).to(device)
-            loss = denoising_loss(denoiser, x0, sigma, noise_draw, recipe["weight"], recipe["sigma_data"]).mean()
+            with autocast():
+                error = denoising_error(network, x0, sigma, noise_draw)
+            weighted = noise.loss_weight(recipe["weight"], sigma, recipe["sigma_data"]) * error
+            loss = weighted.mean()
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss.item()} at step {step}; "
                                          f"lower lr or set grad_clip (recipe: {recipe})")
             optimiser.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
             if recipe["grad_clip"]:
+                scaler.unscale_(optimiser)
                 torch.nn.utils.clip_grad_norm_(denoiser.parameters(), recipe["grad_clip"])
-            optimiser.step()
+            scaler.step(optimiser)
+            scaler.update()
             _ema_update(ema, denoiser, recipe["ema"])
 
             running.append(loss.item())
+            bins.add(sigma, weighted, error)
             if step % recipe["log_every"] == 0 or step == recipe["steps"]:
                 mean_loss = sum(running) / len(running)
                 loss_ema = mean_loss if loss_ema is None else 0.9 * loss_ema + 0.1 * mean_loss
                 rows.append({"step": step, "loss": mean_loss, "loss_ema": loss_ema, "lr": recipe["lr"],
                              "sigma_median": sigma.median().item(),
                              "wall_s": elapsed + time.perf_counter() - started})
+                binned.extend(bins.rows(step))
                 bar.set_postfix(loss=f"{mean_loss:.4g}", refresh=False)
                 running = []
             if stop.received is not None:
@@ -177,7 +239,7 @@ def train(recipe: dict, data: torch.Tensor, device="cpu", progress: bool = True,
             if resume_path is not None and checkpoint_every and step % checkpoint_every == 0 \
                     and step < recipe["steps"]:
                 save(step)
-    return ema.eval(), rows
+    return ema.eval(), rows, binned
 
 
 def _mismatch(state: dict, recipe: dict, fingerprint: str) -> str | None:

@@ -30,6 +30,7 @@ wildcard_constraints:
     shard=ID + r"\.[0-9a-f]{6}",
     metric="[a-z0-9_]+",
     dataset="[A-Za-z0-9_]+",
+    extractor="digits|inception",
 
 
 def data_dict(spec):
@@ -60,8 +61,22 @@ def inputs_of_model(model):
     return inputs
 
 
+def fidelity_records(data_spec):
+    """Reference features of each torch-fidelity extractor that scores this dataset's samples."""
+    return [f"{RESULTS}/fidelity/reference/{data_spec.id}.{extractor}.json"
+            for extractor in ds_grid.fidelity_extractors(data_spec, config["fidelity"])]
+
+
+def fidelity_reference_inputs(wildcards):
+    inputs = {"reference": f"{RESULTS}/data/{wildcards.data_id}/reference.npz"}
+    if wildcards.extractor == "digits":
+        inputs["classifier"] = f"{RESULTS}/fidelity/digits_classifier.pt"
+    return inputs
+
+
 def shard_inputs(wildcards):
-    return inputs_of_model(shard_model(wildcards))
+    model = shard_model(wildcards)
+    return {**inputs_of_model(model), "fidelity": fidelity_records(model.data)}
 
 
 def model_inputs(wildcards):

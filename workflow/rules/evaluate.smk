@@ -23,3 +23,46 @@ rule likelihood:
         "../../envs/diffsweep.yaml"
     script:
         "../../scripts/likelihood.py"
+
+
+# torch-fidelity metrics of image samples (diffsweep.fidelity): the digits feature extractor,
+# then each dataset's reference features, cached once per dataset and extractor.
+
+
+rule train_digits_classifier:
+    output:
+        f"{RESULTS}/fidelity/digits_classifier.pt",
+    params:
+        options=config["fidelity"]["digits_classifier"],
+    log:
+        "logs/fidelity/digits_classifier.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/diffsweep.yaml"
+    script:
+        "../../scripts/train_digits_classifier.py"
+
+
+rule fidelity_reference:
+    input:
+        unpack(fidelity_reference_inputs),
+    output:
+        f"{RESULTS}/fidelity/reference/{{data_id}}.{{extractor}}.json",
+    params:
+        options=config["fidelity"],
+        cache=f"{RESULTS}/fidelity/cache",
+        device=config["device"],
+    log:
+        "logs/fidelity/{data_id}.{extractor}.log",
+    threads: 1
+    resources:
+        gpu=GPU,
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/diffsweep.yaml"
+    script:
+        "../../scripts/fidelity_reference.py"

@@ -59,12 +59,14 @@ rule aggregate:
         manifest=f"{RESULTS}/runs.parquet",
         records=run_records(),
         train_logs=[f"{RESULTS}/models/{m.id}/train_log.parquet" for m in GRID.trained_models()],
+        loss_by_sigma=[f"{RESULTS}/models/{m.id}/loss_by_sigma.parquet" for m in GRID.trained_models()],
         likelihoods=likelihood_records(),
     output:
         generation=report(f"{RESULTS}/tables/generation.parquet", category="4. Result tables",
                           caption="../report/generation.rst"),
         training=report(f"{RESULTS}/tables/training.parquet", category="4. Result tables",
                         caption="../report/training_table.rst"),
+        training_by_sigma=f"{RESULTS}/tables/training_by_sigma.parquet",
     params:
         results=lambda wc, input: results_of(input.manifest, depth=0),
     log:
@@ -150,11 +152,15 @@ rule plot_schedules:
 rule plot_training:
     input:
         training=f"{RESULTS}/tables/training.parquet",
+        training_by_sigma=f"{RESULTS}/tables/training_by_sigma.parquet",
         manifest=f"{RESULTS}/runs.parquet",
     output:
         png=report(f"{RESULTS}/plots/training_loss.png", category="1. Training", subcategory="Loss",
                    caption="../report/training_loss.rst"),
         pdf=f"{RESULTS}/plots/training_loss.pdf",
+        by_sigma_png=report(f"{RESULTS}/plots/training_loss_by_sigma.png", category="1. Training",
+                            subcategory="Loss", caption="../report/training_loss_by_sigma.rst"),
+        by_sigma_pdf=f"{RESULTS}/plots/training_loss_by_sigma.pdf",
     log:
         "logs/plots/training_loss.log",
     conda:

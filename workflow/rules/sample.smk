@@ -8,6 +8,7 @@ rule sample_shard:
         runs=lambda wc: [run_dict(GRID.runs[run_id]) for run_id in SHARDS[wc.shard]],
         results=lambda wc, output: results_of(output.marker, depth=1),
         metrics={key: value for key, value in config["metrics"].items() if key != "likelihood"},
+        fidelity=config["fidelity"],
         device=config["device"],
         plugins=config["plugins"],
     log:

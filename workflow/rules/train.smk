@@ -4,6 +4,7 @@ rule train:
     output:
         checkpoint=f"{RESULTS}/models/{{model_id}}/checkpoint.pt",
         train_log=f"{RESULTS}/models/{{model_id}}/train_log.parquet",
+        loss_by_sigma=f"{RESULTS}/models/{{model_id}}/loss_by_sigma.parquet",
     params:
         model=lambda wc: model_dict(GRID.models[wc.model_id]),
         device=config["device"],
