@@ -7,3 +7,4 @@ from diffsweep.restoration.registry import (DATA_RANGE_SCALE, OPERATORS, Restore
                                             noise_std, register)
 
 __all__ = ["DATA_RANGE_SCALE", "OPERATORS", "RestorerSpec", "get", "get_operator", "names", "noise_std", "register"]
+from diffsweep.restoration import restorers  # noqa: E402,F401  (registration)

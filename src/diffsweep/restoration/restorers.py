@@ -1,0 +1,235 @@
+"""Restorers: conditional samplers for y = A x + s n, behind the registry like the samplers.
+
+    restorer(denoise, x, sigmas, generator, operator, y, noise_std, **knobs) -> (samples, nfe)
+
+Where a method is an unconditional sampler run with a conditional denoiser, it reuses the
+sampler itself: a likelihood score g added to the prior score is a denoiser
+D'(x, sigma) = D(x, sigma) + sigma^2 g(x, sigma), since score = (D - x) / sigma^2.
+
+    rw_conditional  the paper's walk, g = A^T (y - A x) / s^2 exact at the current iterate
+    dps             VE ancestral step, then x -= scale (1 + sigma^2) grad_x ||y - A D(x)||
+    ddrm            DDRM's spectral update (operators with an SVD)
+    diffpir         prox step on D(x) (rho = lam s^2 / sigma^2), then partial renoising (zeta)
+    pigdm           DDIM with PiGDM's guidance (r^2 = sigma^2 / (1 + sigma^2))
+    replacement     RePaint/ILVR: ancestral step, then the measured part is replaced by y renoised
+"""
+
+import math
+
+from diffsweep.restoration.registry import Knob, register
+from diffsweep.samplers.ddpm import ddim
+from diffsweep.samplers.random_walk import COMMON_KNOBS, EPS, T0, step_sizes, walk
+from diffsweep.samplers.registry import gaussian_like
+
+
+def next_levels(sigmas) -> list[float]:
+    return list(sigmas[1:]) + [0.0]
+
+
+def residual(operator, x, y):
+    return y - operator.forward(x)
+
+
+def ancestral_step(x, x0, sigma, following, generator):
+    """Exact DDPM posterior q(x_{sigma'} | x_sigma = x, x0) in VE coordinates."""
+    ratio = following ** 2 / sigma ** 2
+    x = x0 + ratio * (x - x0)
+    if following > 0:
+        x = x + math.sqrt(following ** 2 * (1 - ratio)) * gaussian_like(x, generator)
+    return x
+
+
+class Spectral:
+    """A = U diag(s) Vh in the dtype and device of `like`; s padded with zeros to d (and to m)."""
+
+    def __init__(self, operator, like, rtol: float = 1e-10):
+        import torch
+        U, s, Vh = operator.svd()
+        s = torch.where(s > rtol * s.max(), s, torch.zeros_like(s))
+        m, d = U.shape[0], Vh.shape[0]
+        self.U, self.Vh = U.to(like), Vh.to(like)
+        self.s = torch.zeros(d, dtype=like.dtype, device=like.device)
+        self.s[:min(m, d)] = s[:min(m, d)].to(like)
+        self.s_m = torch.zeros(m, dtype=like.dtype, device=like.device)   # singular value of each row of U^T y
+        self.s_m[:min(m, d)] = s[:min(m, d)].to(like)
+        self.shape, self.observed = operator.shape, self.s > 0
+
+    def to_spectral(self, x):
+        return x.flatten(1) @ self.Vh.T
+
+    def from_spectral(self, x_bar):
+        return (x_bar @ self.Vh).reshape(x_bar.shape[0], *self.shape)
+
+    def y_coefficients(self, y):
+        """(U^T y)_i padded/cut to d, per sample: the measurement in the right singular basis, times s_i."""
+        import torch
+        u_y = y.flatten(1) @ self.U
+        out = torch.zeros(u_y.shape[0], self.s.shape[0], dtype=y.dtype, device=y.device)
+        r = min(u_y.shape[1], out.shape[1])
+        out[:, :r] = u_y[:, :r]
+        return out
+
+    def pseudo_inverse(self, y):
+        safe = self.s.clamp(min=1e-300)
+        return self.from_spectral(self.y_coefficients(y) * self.observed / safe)
+
+
+# --- the paper's conditional walk -------------------------------------------------------------
+
+@register(
+    "rw_conditional",
+    knobs={"eps": EPS, "T0": T0,
+           "clamp_tau": Knob("bool", True, "tau_k = min(eps sigma_k^2, eta^2), as the reference code"),
+           **COMMON_KNOBS},
+    description="the paper's conditional random walk: exact likelihood gradient at the current iterate, "
+                "tau = eps sigma^2 (clamped at eta^2), temperature T0 -> 1",
+    init="unit",
+    default_schedule="sigmoid",
+)
+def rw_conditional(denoise, x, sigmas, generator, operator, y, noise_std, *, eps, T0, clamp_tau, inner_steps,
+                   last_noise):
+    taus, temperatures = step_sizes("reference", sigmas, eps, T0, "smallest", "beta")
+    if clamp_tau:
+        taus = [min(tau, noise_std ** 2) for tau in taus]
+
+    def posterior_denoiser(x, sigma):
+        return denoise(x, sigma) + sigma ** 2 * operator.adjoint(residual(operator, x, y)) / noise_std ** 2
+
+    return walk(posterior_denoiser, x, sigmas, generator, taus=taus, temperatures=temperatures,
+                inner_steps=inner_steps, last_noise=last_noise)
+
+
+# --- DPS --------------------------------------------------------------------------------------
+
+@register(
+    "dps",
+    knobs={"scale": Knob("float", 1.0, "DPS's step zeta' (the VP code's step in VE coordinates: "
+                                       "zeta' (1 + sigma^2) grad ||y - A D(x)||)", minimum=0.0)},
+    description="diffusion posterior sampling (Chung et al. 2023): ancestral step, then a gradient step on "
+                "||y - A D(x)|| through the denoiser",
+    init="vp_prior",
+    default_schedule="vp_respaced",
+)
+def dps(denoise, x, sigmas, generator, operator, y, noise_std, *, scale):
+    import torch
+    nfe = 0
+    for sigma, following in zip(sigmas, next_levels(sigmas)):
+        with torch.enable_grad():
+            x_in = x.detach().requires_grad_(True)
+            x0 = denoise(x_in, sigma)
+            nfe += 1
+            distance = residual(operator, x0, y).flatten(1).norm(dim=1)
+            (gradient,) = torch.autograd.grad(distance.sum(), x_in)
+        x = ancestral_step(x, x0.detach(), sigma, following, generator)
+        x = x - scale * (1 + sigma ** 2) * gradient
+    return x, nfe
+
+
+# --- DDRM -------------------------------------------------------------------------------------
+
+@register(
+    "ddrm",
+    knobs={"eta": Knob("float", 0.85, "DDRM's eta: fresh-noise share of the update", minimum=0.0, maximum=1.0),
+           "eta_b": Knob("float", 1.0, "DDRM's eta_b: weight of the measurement where it is noisier than x",
+                         minimum=0.0, maximum=1.0)},
+    description="denoising diffusion restoration models (Kawar et al. 2022), in the operator's SVD basis",
+    init="sigma_max",
+    default_schedule="vp_respaced",
+)
+def ddrm(denoise, x, sigmas, generator, operator, y, noise_std, *, eta, eta_b):
+    import torch
+    basis = Spectral(operator, x)
+    observed = basis.observed
+    safe_s = basis.s.clamp(min=1e-300)
+    y_bar = basis.y_coefficients(y) * observed / safe_s
+    y_level = torch.where(observed, noise_std / safe_s, torch.full_like(safe_s, math.inf))  # noise of y_bar_i
+    nfe = 0
+    for sigma, following in zip(sigmas, next_levels(sigmas)):
+        x0 = denoise(x, sigma)
+        nfe += 1
+        x0_bar, x_bar = basis.to_spectral(x0), basis.to_spectral(x)
+        z = gaussian_like(x_bar, generator)
+        keep = math.sqrt(1 - eta ** 2) * following
+        unobserved = x0_bar + keep * (x_bar - x0_bar) / sigma + eta * following * z
+        below_noise = x0_bar + keep * (y_bar - x0_bar) / y_level.clamp(max=1e300) + eta * following * z
+        above_noise = ((1 - eta_b) * x0_bar + eta_b * y_bar
+                       + (following ** 2 - eta_b ** 2 * y_level.clamp(max=1e300) ** 2).clamp(min=0).sqrt() * z)
+        new = torch.where(observed, torch.where(following < y_level, below_noise, above_noise), unobserved)
+        x = basis.from_spectral(new)
+    return x, nfe
+
+
+# --- DiffPIR ----------------------------------------------------------------------------------
+
+@register(
+    "diffpir",
+    knobs={"lam": Knob("float", 1.0, "DiffPIR's lambda: rho_t = lam s^2 / sigma_t^2", minimum=0.0),
+           "zeta": Knob("float", 0.3, "DiffPIR's zeta: share of fresh noise when renoising", minimum=0.0,
+                        maximum=1.0)},
+    description="DiffPIR (Zhu et al. 2023): data-consistency prox on D(x), then partial renoising",
+    init="sigma_max",
+    default_schedule="vp_respaced",
+)
+def diffpir(denoise, x, sigmas, generator, operator, y, noise_std, *, lam, zeta):
+    basis = Spectral(operator, x)
+    y_coefficients = basis.y_coefficients(y)
+    nfe = 0
+    for sigma, following in zip(sigmas, next_levels(sigmas)):
+        x0 = denoise(x, sigma)
+        nfe += 1
+        rho = lam * noise_std ** 2 / sigma ** 2
+        # argmin ||y - A v||^2 + rho ||v - x0||^2, in the SVD basis
+        x0 = basis.from_spectral((basis.s * y_coefficients + rho * basis.to_spectral(x0)) / (basis.s ** 2 + rho))
+        eps_hat = (x - x0) / sigma
+        x = x0 + following * (math.sqrt(1 - zeta) * eps_hat + math.sqrt(zeta) * gaussian_like(x, generator))
+    return x, nfe
+
+
+# --- PiGDM ------------------------------------------------------------------------------------
+
+@register(
+    "pigdm",
+    knobs={"eta": Knob("float", 1.0, "DDIM's eta of the underlying sampler", minimum=0.0),
+           "scale": Knob("float", 1.0, "multiplies the guidance", minimum=0.0)},
+    description="pseudo-inverse guided diffusion (Song et al. 2023): DDIM with the guidance "
+                "J^T A^T (r^2 A A^T + s^2 I)^{-1} (y - A D(x)), r^2 = sigma^2 / (1 + sigma^2)",
+    init="vp_prior",
+    default_schedule="vp_respaced",
+)
+def pigdm(denoise, x, sigmas, generator, operator, y, noise_std, *, eta, scale):
+    import torch
+    basis = Spectral(operator, x)
+
+    def guided_denoiser(x, sigma):
+        r2 = sigma ** 2 / (1 + sigma ** 2)
+        with torch.enable_grad():
+            x_in = x.detach().requires_grad_(True)
+            x0 = denoise(x_in, sigma)
+            measured = operator.forward(x0)
+            weighted = (((y - measured).flatten(1) @ basis.U) / (r2 * basis.s_m ** 2 + noise_std ** 2)) @ basis.U.T
+            (guidance,) = torch.autograd.grad((weighted.detach() * measured.flatten(1)).sum(), x_in)
+        return x0.detach() + scale * sigma ** 2 * guidance
+
+    return ddim(guided_denoiser, x, sigmas, generator, eta=eta)
+
+
+# --- replacement / projection ----------------------------------------------------------------
+
+@register(
+    "replacement",
+    knobs={},
+    description="RePaint/ILVR-style baseline: ancestral step, then the measured subspace of x is replaced by "
+                "y renoised to the next level (A^+ via the SVD; masks: the known pixels)",
+    init="sigma_max",
+    default_schedule="vp_respaced",
+)
+def replacement(denoise, x, sigmas, generator, operator, y, noise_std):
+    basis = Spectral(operator, x)
+    nfe = 0
+    for sigma, following in zip(sigmas, next_levels(sigmas)):
+        x0 = denoise(x, sigma)
+        nfe += 1
+        x = ancestral_step(x, x0, sigma, following, generator)
+        noisy_y = y + following * operator.forward(gaussian_like(x, generator))
+        x = x + basis.pseudo_inverse(noisy_y - operator.forward(x))
+    return x, nfe
