@@ -219,3 +219,45 @@ def test_conditional_walk_adds_the_exact_likelihood_gradient():
     tau = min(0.5 * sigma ** 2, s ** 2)
     expected = x + tau * (RING.score(x, sigma) + (Y_RING - x[:, :1]) @ OBSERVE_X / s ** 2)
     assert torch.allclose(out, expected, atol=1e-12)
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+from diffsweep.restoration import metrics as rmetrics  # noqa: E402
+
+
+def test_psnr_is_on_zero_one_with_data_range_one():
+    truth = torch.zeros(1, 1, 4, 4, dtype=torch.float64)          # 0.5 on [0, 1]
+    off = truth + 0.2                                             # 0.1 off on [0, 1]: MSE 0.01, PSNR 20 dB
+    assert rmetrics.psnr(off, truth).item() == pytest.approx(20.0)
+    assert rmetrics.psnr(truth + 5.0, truth).item() == pytest.approx(rmetrics.psnr(truth + 1.0, truth).item())  # clipped
+
+
+def test_minmax_psnr_ignores_affine_changes_that_psnr_sees():
+    truth = torch.linspace(-1, 1, 16, dtype=torch.float64).reshape(1, 1, 4, 4)
+    scaled = 0.5 * truth + 0.1
+    assert rmetrics.psnr_minmax_ref(scaled, truth).item() > 150
+    assert rmetrics.psnr(scaled, truth).item() < 25
+
+
+def test_ssim_is_one_for_equal_images_and_drops_with_noise():
+    truth = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1
+    assert torch.allclose(rmetrics.ssim(truth, truth), torch.ones(2, dtype=torch.float64))
+    noisy = truth + 0.3 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert (rmetrics.ssim(noisy, truth) < 0.9).all()
+
+
+def test_exact_posterior_sample_sits_3db_below_the_mmse_bound():
+    """Averaged over measurements, E||x_sample - x||^2 = 2 E||x_mmse - x||^2 for exact posterior samples."""
+    prior = GaussianMixture(torch.ones(1), torch.zeros(1, 16), torch.eye(16)[None] * 0.1)
+    operator = build("inpaint_random", {"missing": 0.5}, shape=(1, 4, 4))
+    generator = torch.Generator().manual_seed(0)
+    mse_mean, mse_sample = 0.0, 0.0
+    for _ in range(400):
+        truth, _ = prior.sample(1, generator)
+        y = operator.forward(truth.reshape(1, 1, 4, 4)) + 0.1 * torch.randn(1, 1, 4, 4, generator=generator,
+                                                                             dtype=torch.float64)
+        posterior = exact_posterior(prior, operator.matrix(), y.flatten(), 0.1)
+        mse_mean += ((posterior.mean() - truth[0]) ** 2).mean().item()
+        mse_sample += ((posterior.sample(1, generator)[0] - truth[0]) ** 2).mean().item()
+    assert 10 * math.log10(mse_sample / mse_mean) == pytest.approx(3.01, abs=0.4)
