@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diffsweep import data, noise, samplers
+from diffsweep import data, noise, restoration, samplers
 
 # Keys whose value is a list by nature, not a sweep axis.
 LIST_VALUED_KEYS = {"datasets"}
@@ -142,6 +142,7 @@ class Grid:
     models: dict[str, ModelSpec]      # by model id
     runs: dict[str, RunSpec]          # by run id
     excluded: list[str]               # human-readable reasons for skipped combinations
+    restorations: dict[str, "RestoreSpec"] = field(default_factory=dict)   # by restoration run id
 
     def trained_models(self) -> list[ModelSpec]:
         return [m for m in self.models.values() if m.source == "trained"]
@@ -152,16 +153,25 @@ class Grid:
     def shards(self, runs_per_job: int, done: set[str] = frozenset()) -> dict[str, list[str]]:
         """Pending runs packed by model: shard id -> run ids. Done runs belong to no shard, so a
         new preset adds jobs only for its own runs and a failed job's finished runs are kept."""
-        by_model: dict[str, list[str]] = {}
-        for run in sorted(self.runs.values(), key=lambda r: r.id):
-            if run.id not in done:
-                by_model.setdefault(run.model.id, []).append(run.id)
-        shards = {}
-        for model_id, run_ids in sorted(by_model.items()):
-            for start in range(0, len(run_ids), runs_per_job):
-                chunk = run_ids[start:start + runs_per_job]
-                shards[f"{model_id}.{short_hash(chunk, 6)}"] = chunk
-        return shards
+        return pack_by_model(self.runs.values(), runs_per_job, done)
+
+    def restoration_shards(self, runs_per_job: int, done: set[str] = frozenset()) -> dict[str, list[str]]:
+        """Pending restoration runs packed by model, like `shards`."""
+        return pack_by_model(self.restorations.values(), runs_per_job, done)
+
+
+def pack_by_model(runs, runs_per_job: int, done) -> dict[str, list[str]]:
+    """Shard id `<model_id>.<hash of its run ids>` -> run ids, pending runs only."""
+    by_model: dict[str, list[str]] = {}
+    for run in sorted(runs, key=lambda r: r.id):
+        if run.id not in done:
+            by_model.setdefault(run.model.id, []).append(run.id)
+    shards = {}
+    for model_id, run_ids in sorted(by_model.items()):
+        for start in range(0, len(run_ids), runs_per_job):
+            chunk = run_ids[start:start + runs_per_job]
+            shards[f"{model_id}.{short_hash(chunk, 6)}"] = chunk
+    return shards
 
 
 def build(config: dict, base_dir: str | Path = ".") -> Grid:
@@ -209,7 +219,8 @@ def build(config: dict, base_dir: str | Path = ".") -> Grid:
                     if run_id in runs:
                         raise ValueError(f"samplers.{preset_name}: two grid points resolve to the same run {run_id}")
                     runs[run_id] = RunSpec(**{**run.__dict__, "id": run_id})
-    return Grid(datasets, models, runs, excluded)
+    restorations = build_restorations(config["restoration"], models, excluded) if "restoration" in config else {}
+    return Grid(datasets, models, runs, excluded, restorations)
 
 
 def resolve_recipe(recipe: dict, where: str) -> dict:
@@ -224,9 +235,10 @@ def resolve_recipe(recipe: dict, where: str) -> dict:
     return recipe
 
 
-def resolve_preset(point: dict, where: str) -> dict:
-    """One point of a sampler preset: family, schedule and knobs checked and completed."""
-    spec = samplers.get(point["family"], where=f"{where}family: ")
+def resolve_preset(point: dict, where: str, registry=samplers) -> dict:
+    """One point of a sampler (or, with registry=restoration, restorer) preset: family, schedule
+    and knobs checked and completed."""
+    spec = registry.get(point["family"], where=f"{where}family: ")
     schedule = point["schedule"] or spec.default_schedule
     schedule_params = noise.resolve_schedule_params(schedule, point["schedule_params"], where=where)
     steps = point["steps"]
@@ -247,6 +259,115 @@ def fidelity_extractors(data_spec: DataSpec, options: dict) -> list[str]:
         return []
     chosen = ["digits"] if data_spec.family in DIGITS_FAMILIES else []
     return chosen + (["inception"] if options["inception_weights"] else [])
+
+
+@dataclass(frozen=True)
+class RestoreSpec:
+    """One restoration run: a score source, a task (operator, its params, eta) and a restorer preset point."""
+    id: str
+    model: ModelSpec
+    task: str
+    operator: str
+    operator_params: dict
+    eta: float
+    data_range: str
+    preset: str
+    family: str
+    schedule: str
+    schedule_params: dict
+    steps: int
+    init: str
+    knobs: dict
+    seed: int
+    n_measurements: int
+    n_samples: int
+
+    @property
+    def noise_std(self) -> float:
+        return restoration.noise_std(self.eta, self.data_range)
+
+    def params(self) -> dict:
+        return {
+            "data": {"family": self.model.data.family, "params": self.model.data.params,
+                     "n_train": self.model.data.n_train, "n_reference": self.model.data.n_reference,
+                     "seed": self.model.data.seed},
+            "model": {"source": self.model.source, "recipe": self.model.recipe},
+            "task": {"operator": self.operator, "params": self.operator_params, "eta": self.eta,
+                     "data_range": self.data_range},
+            "restorer": {"family": self.family, "schedule": self.schedule, "schedule_params": self.schedule_params,
+                         "steps": self.steps, "init": self.init, "knobs": self.knobs},
+            "seed": self.seed, "n_measurements": self.n_measurements, "n_samples": self.n_samples,
+        }
+
+    def row(self) -> dict:
+        row = {"run_id": self.id, "dataset": self.model.data.name, "dataset_family": self.model.data.family,
+               "data_id": self.model.data.id, "model": self.model.name, "model_source": self.model.source,
+               "model_id": self.model.id, "task": self.task, "operator": self.operator, "eta": self.eta,
+               "data_range": self.data_range, "noise_std": self.noise_std, "restorer": self.preset,
+               "restorer_family": self.family, "schedule": self.schedule, "steps": self.steps, "init": self.init,
+               "seed": self.seed, "n_measurements": self.n_measurements, "n_samples": self.n_samples}
+        row.update({f"operator_{k}": v for k, v in self.operator_params.items()})
+        row.update(_flatten(self.model.recipe, "model_"))
+        row.update({f"schedule_{k}": v for k, v in self.schedule_params.items()})
+        row.update({f"knob_{k}": v for k, v in self.knobs.items()})
+        return row
+
+
+def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: list[str]) -> dict[str, RestoreSpec]:
+    """models (named in section['models'], default all) x tasks x restorer presets x seeds; list values sweep.
+    Operators that need images skip flat datasets (recorded in `excluded`)."""
+    known_models = {m.name for m in models.values()}
+    for index, name in enumerate(section["models"]):
+        if name not in known_models:
+            raise ValueError(f"restoration.models[{index}]: unknown model '{name}'; allowed: {', '.join(sorted(known_models))}")
+    known_datasets = {m.data.name for m in models.values()}
+    for index, name in enumerate(section["datasets"]):
+        if name not in known_datasets:
+            raise ValueError(f"restoration.datasets[{index}]: unknown dataset '{name}'; "
+                             f"allowed: {', '.join(sorted(known_datasets))}")
+    tasks = []
+    for task_name, entry in section["tasks"].items():
+        where = f"restoration.tasks.{task_name}."
+        family = restoration.get_operator(entry["operator"], where=f"{where}operator: ")
+        for point in expand_axes(entry):
+            if point["eta"] <= 0:
+                raise ValueError(f"{where}eta: must be > 0 (the likelihood needs measurement noise), got {point['eta']}")
+            tasks.append((task_name, family, family.resolve_params(point["params"], where=f"{where}params."), point))
+    presets = []
+    for preset_name, preset in section["restorers"].items():
+        for point in expand_axes(preset):
+            presets.append((preset_name, resolve_preset(point, where=f"restoration.restorers.{preset_name}.",
+                                                       registry=restoration)))
+    runs = {}
+    for model in models.values():
+        if section["models"] and model.name not in section["models"]:
+            continue
+        if section["datasets"] and model.data.name not in section["datasets"]:
+            continue
+        image = data.is_image(model.data.family)
+        for task_name, family, operator_params, task in tasks:
+            if family.image_only and not image:
+                excluded.append(f"restoration task '{task_name}' ({family.name}) x dataset '{model.data.name}': "
+                                "needs (C, H, W) images")
+                continue
+            for preset_name, template in presets:
+                for seed in section["seeds"]:
+                    run = RestoreSpec(id="", model=model, task=task_name, operator=family.name,
+                                      operator_params=operator_params, eta=float(task["eta"]),
+                                      data_range=task["data_range"], preset=preset_name, seed=seed,
+                                      n_measurements=section["n_measurements"], n_samples=section["n_samples"],
+                                      **template)
+                    run_id = f"{preset_name}-{short_hash(run.params())}"
+                    if run_id in runs:
+                        raise ValueError(f"restoration.restorers.{preset_name}: two grid points resolve to the same "
+                                         f"run {run_id}")
+                    runs[run_id] = RestoreSpec(**{**run.__dict__, "id": run_id})
+    return runs
+
+
+def done_restorations(results: str | Path, run_ids) -> set[str]:
+    results = Path(results)
+    return {run_id for run_id in run_ids if (results / "restorations" / run_id / "run.json").exists()}
 
 
 def done_runs(results: str | Path, run_ids) -> set[str]:
