@@ -391,3 +391,13 @@ def test_image_folder_and_npz(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no .png/.jpg images under"):
         make_dataset("images", path=str(tmp_path / "empty"))
+
+
+def test_digits_gmm_fit_is_cached_and_reused(tmp_path):
+    path = tmp_path / "prior.npz"
+    fitted = make_dataset("digits_gmm", components=3, fit_path=path)
+    assert path.exists()
+    reloaded = make_dataset("digits_gmm", components=3, fit_path=path)
+    assert torch.equal(fitted.mixture.covariances, reloaded.mixture.covariances)
+    x = torch.randn(4, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(fitted.mixture.denoise(x, 0.5), reloaded.mixture.denoise(x, 0.5))

@@ -143,3 +143,13 @@ def test_every_schema_key_has_a_description_and_a_default():
         if isinstance(node.get("additionalProperties"), dict):
             walk(node["additionalProperties"], f"{path}<name>.")
     walk(config.load_schema(), "")
+
+
+def test_list_valued_keys_sweep_only_as_lists_of_lists():
+    from diffsweep.grid import expand_axes
+    entry = {"arch_params": {"channels": [16, 32]}, "lr": [1e-3, 2e-3]}
+    assert expand_axes(entry) == [{"arch_params": {"channels": [16, 32]}, "lr": 1e-3},
+                                  {"arch_params": {"channels": [16, 32]}, "lr": 2e-3}]
+    swept = expand_axes({"arch_params": {"channels": [[16, 32], [32, 64]]}})
+    assert [point["arch_params"]["channels"] for point in swept] == [[16, 32], [32, 64]]
+    assert expand_axes({"datasets": []}) == [{"datasets": []}]

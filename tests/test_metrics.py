@@ -207,3 +207,20 @@ def test_cached_reference_terms_give_the_same_distances():
         cached = sample_metrics(x, dataset, reference, generator=torch.Generator().manual_seed(0), cache=cache)
         assert cached == pytest.approx(fresh, rel=1e-9, abs=1e-12)
     assert set(cache) == {("mmd_within_y", (0.25, 0.5, 1.0, 2.0, 4.0)), "energy_within_y"}
+
+
+def test_frechet_distance_matches_the_gaussian_closed_form():
+    from diffsweep.metrics import frechet_distance
+    # N(0, I) against N(1, 4 I) in 3-D: |mu|^2 = 3, tr(I + 4I - 2 * 2I) = 3
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40000, 3, generator=g, dtype=torch.float64)
+    y = 2 * torch.randn(40000, 3, generator=g, dtype=torch.float64) + 1
+    assert frechet_distance(x, y) == pytest.approx(6.0, abs=0.15)
+    assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6)
+    # non-commuting covariances: the symmetric form agrees with the direct trace of sqrt(S1 S2)
+    a = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
+    b = torch.tensor([[1.0, -0.3], [-0.3, 0.5]], dtype=torch.float64)
+    xa = torch.randn(200000, 2, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(a).T
+    xb = torch.randn(200000, 2, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(b).T
+    eigenvalues = torch.linalg.eigvals(a @ b).real.clamp(min=0).sqrt().sum()
+    assert frechet_distance(xa, xb) == pytest.approx(float(torch.trace(a + b) - 2 * eigenvalues), abs=0.02)

@@ -121,22 +121,36 @@ def test_a_new_preset_runs_only_its_runs(smoke_run):
 
 @pytest.mark.slow
 def test_an_image_dataset_runs_end_to_end(tmp_path):
-    """The analytic digits prior through the whole workflow: oracle sampling of 8x8 images,
-    metrics on flattened pixels, per-run image grids and the image panels of the figures."""
+    """The analytic digits prior through the whole workflow: oracle and a (briefly) trained UNet
+    sampling 8x8 images, metrics on flattened pixels and through torch-fidelity's registered digits
+    extractor, per-run image grids, the loss-by-sigma log and the image panels of the figures."""
     config = {"datasets": {"digits_gmm": {"family": "digits_gmm", "params": {"components": 3}}},
-              "models": {"oracle": {"source": "oracle"}},
+              "models": {"oracle": {"source": "oracle"},
+                         "unet": {"source": "trained", "arch": "unet", "arch_params": {"channels": [16, 32]},
+                                  "train_sigma": {"name": "edm_lognormal"}, "parametrisation": "edm",
+                                  "weight": "edm", "sigma_data": 0.5, "steps": 20, "batch_size": 32, "log_every": 10}},
               "samplers": {"ddim": {"family": "ddim", "steps": 10}},
               "data": {"n_train": 200, "n_reference": 200}, "sampling": {"n_samples": 64},
+              "fidelity": {"digits_classifier": {"epochs": 3}, "kid_subset_size": 50},
               "metrics": {"likelihood": {"points": 0}}, "tables": {"ablations": {}}}
     (tmp_path / "digits.yaml").write_text(yaml.safe_dump(config))
     result = subprocess.run([*SNAKEMAKE, "--profile", str(ROOT / "profiles" / "default"), "-s", str(ROOT / "Snakefile"),
                              "-d", str(tmp_path), "--configfile", "digits.yaml", "--cores", "2"],
                             capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    table = pd.read_parquet(tmp_path / "results" / "tables" / "generation.parquet")
-    assert len(table) == 1 and table["status"].iloc[0] == "ok"
-    assert table["mode_coverage"].iloc[0] == 1.0          # the exact prior reaches every component
-    run_folder = tmp_path / "results" / "runs" / table["run_id"].iloc[0]
+    table = pd.read_parquet(tmp_path / "results" / "tables" / "generation.parquet").set_index("model")
+    assert len(table) == 2 and (table["status"] == "ok").all()
+    assert table.loc["oracle", "mode_coverage"] == 1.0          # the exact prior reaches every component
+    for column in ("fid_digits", "kid_digits", "precision_digits", "recall_digits", "isc_digits", "pixel_frechet"):
+        assert table[column].notna().all(), column
+    # 20 training steps give noise-like images: every distance ranks them below the exact prior
+    assert table.loc["unet", "fid_digits"] > table.loc["oracle", "fid_digits"]
+    assert table.loc["unet", "pixel_frechet"] > table.loc["oracle", "pixel_frechet"]
+    assert (table["fidelity_inception_status"].str.startswith("skipped: fidelity.inception_weights is not set")).all()
+    by_sigma = pd.read_parquet(tmp_path / "results" / "tables" / "training_by_sigma.parquet")
+    assert by_sigma["count"].sum() == 20 * 32 and set(by_sigma["step"]) == {10, 20}
+    assert (tmp_path / "results" / "plots" / "training_loss_by_sigma.png").stat().st_size > 1000
+    run_folder = tmp_path / "results" / "runs" / table.loc["oracle", "run_id"]
     import numpy as np
     assert np.load(run_folder / "samples.npz")["x"].shape == (64, 1, 8, 8)
     assert (run_folder / "grid.png").stat().st_size > 500

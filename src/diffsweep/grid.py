@@ -16,10 +16,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diffsweep import data, noise, restoration, samplers
+from diffsweep import data, noise, pretrained, restoration, samplers
 
 # Keys whose value is a list by nature, not a sweep axis.
-LIST_VALUED_KEYS = {"datasets"}
+# Keys whose value is itself a list: a plain list is one value, a list of lists sweeps over them
+# (unet `channels: [[16, 32], [32, 64]]` is two models).
+LIST_VALUED_KEYS = {"datasets", "channels"}
 
 
 def canonical(obj):
@@ -41,7 +43,7 @@ def expand_axes(entry: dict) -> list[dict]:
         for key, value in node.items():
             if isinstance(value, dict):
                 walk(value, prefix + (key,))
-            elif isinstance(value, list) and key not in LIST_VALUED_KEYS:
+            elif isinstance(value, list) and (key not in LIST_VALUED_KEYS or (value and all(isinstance(v, list) for v in value))):
                 if not value:
                     raise ValueError(f"{'.'.join(prefix + (key,))}: an empty list sweeps over nothing")
                 paths.append(prefix + (key,))
@@ -84,7 +86,7 @@ class ModelSpec:
     name: str
     source: str
     data: DataSpec
-    recipe: dict = field(default_factory=dict)  # resolved training recipe (source == "trained")
+    recipe: dict = field(default_factory=dict)  # resolved training recipe, or the pretrained checkpoint's entry
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,17 @@ def build(config: dict, base_dir: str | Path = ".") -> Grid:
                 model_id = f"{name}-{short_hash([data_spec.id, 'oracle'])}"
                 models[model_id] = ModelSpec(model_id, name, "oracle", data_spec)
                 continue
-            for recipe in expand_axes({k: v for k, v in entry.items() if k not in ("source", "datasets")}):
+            if entry["source"] == "pretrained":
+                recipe = resolve_pretrained(entry, where=f"models.{name}.")
+                reason = pretrained_mismatch(recipe, data_spec)
+                if reason:
+                    excluded.append(f"model '{name}' (pretrained {recipe['format']}) x dataset '{dataset_name}': {reason}")
+                    continue
+                model_id = f"{name}-{short_hash([data_spec.id, recipe])}"
+                models[model_id] = ModelSpec(model_id, name, "pretrained", data_spec, recipe)
+                continue
+            trained_keys = {k: v for k, v in entry.items() if k not in ("source", "datasets", *PRETRAINED_KEYS)}
+            for recipe in expand_axes(trained_keys):
                 recipe = resolve_recipe(recipe, where=f"models.{name}.")
                 model_id = f"{name}-{short_hash([data_spec.id, recipe])}"
                 models[model_id] = ModelSpec(model_id, name, "trained", data_spec, recipe)
@@ -235,6 +247,33 @@ def resolve_recipe(recipe: dict, where: str) -> dict:
     return recipe
 
 
+# Keys of a models entry that only a pretrained source reads (it reads arch_params too).
+PRETRAINED_KEYS = ("format", "checkpoint", "weights")
+
+
+def resolve_pretrained(entry: dict, where: str) -> dict:
+    """A pretrained source's entry: format, checkpoint path (as written: the id hashes the
+    string, the file is only read by the job), weights and architecture overrides checked."""
+    pretrained.resolve_arch(entry["format"], entry["arch_params"], where=where)
+    if not entry["checkpoint"]:
+        raise ValueError(f"{where}checkpoint: a pretrained model needs the path of its checkpoint file")
+    return {"format": entry["format"], "checkpoint": entry["checkpoint"], "weights": entry["weights"],
+            "arch_params": copy.deepcopy(entry["arch_params"])}
+
+
+def pretrained_mismatch(recipe: dict, data_spec: DataSpec) -> str:
+    """Why a pretrained network cannot denoise a dataset's samples ('' if it can): it takes
+    images of one size and channel count."""
+    channels, size = pretrained.image_shape(recipe["format"], recipe["arch_params"])
+    params = data_spec.params
+    if "resolution" not in params or "channels" not in params:
+        return f"the network takes {channels}x{size}x{size} images, not '{data_spec.family}' samples"
+    if (params["channels"], params["resolution"]) != (channels, size):
+        return (f"the network takes {channels}x{size}x{size} images, the dataset has "
+                f"{params['channels']}x{params['resolution']}x{params['resolution']}")
+    return ""
+
+
 def resolve_preset(point: dict, where: str, registry=samplers) -> dict:
     """One point of a sampler (or, with registry=restoration, restorer) preset: family, schedule
     and knobs checked and completed."""
@@ -254,11 +293,11 @@ DIGITS_FAMILIES = ("digits", "digits_gmm")
 
 
 def fidelity_extractors(data_spec: DataSpec, options: dict) -> list[str]:
-    """The torch-fidelity feature extractors that score a dataset's samples (config `fidelity`)."""
+    """The torch-fidelity feature extractors that score a dataset's samples (config `fidelity`).
+    Inception is listed even without weights, so every image run records why it was skipped."""
     if not options["enabled"] or not data_spec.is_image:
         return []
-    chosen = ["digits"] if data_spec.family in DIGITS_FAMILIES else []
-    return chosen + (["inception"] if options["inception_weights"] else [])
+    return (["digits"] if data_spec.family in DIGITS_FAMILIES else []) + ["inception"]
 
 
 @dataclass(frozen=True)
