@@ -144,6 +144,12 @@ def load_denoiser(model: dict, checkpoint_path, device, data_dir=None):
 
     if model["source"] == "oracle":
         return OracleDenoiser(build_dataset(model["data"], data_dir).mixture), torch.float64
+    if model["source"] == "pretrained":  # the file is checked here, not by Snakemake: a dry run needs none
+        from diffsweep.pretrained import load_pretrained
+        recipe = model["recipe"]
+        denoiser = load_pretrained(recipe["format"], recipe["checkpoint"], arch=recipe["arch_params"],
+                                   ema=recipe["weights"] == "ema", device=device, where=f"models.{model['name']}.")
+        return denoiser, torch.float32
     denoiser, _ = load_checkpoint(checkpoint_path, map_location=device)
     return denoiser.to(device), torch.float32
 

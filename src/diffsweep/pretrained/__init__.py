@@ -61,6 +61,13 @@ def resolve_arch(format: str, arch: dict | None = None, where: str = "") -> dict
     return resolved
 
 
+def image_shape(format: str, arch: dict | None = None) -> tuple[int, int]:
+    """(channels, side) of the square images the network of `format` takes."""
+    resolved = resolve_arch(format, arch)
+    channels = resolved["in_channels"] if FORMATS[format].kind == "adm" else resolved["channels"]
+    return channels, resolved["image_size"]
+
+
 def build_network(format: str, arch: dict | None = None):
     """The raw network of a format (random weights); build under `torch.device('meta')` to
     inspect a full-size one without allocating it."""

@@ -1,0 +1,123 @@
+"""Pretrained score sources in the grid and the workflow: ids, dataset matching, a dry run without
+the checkpoint files, a real run with the small fixture checkpoints, and a missing file failing
+with the config key named."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from diffsweep import config as ds_config
+from diffsweep import grid as ds_grid
+from test_pretrained import ADM_SMALL, FIXTURES, NCSNPP_SMALL
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"fixtures not found at {FIXTURES}")
+
+
+def faces_config(folder: Path, adm=FIXTURES / "adm_small.pt", ncsnpp=FIXTURES / "ncsnpp_small.pth") -> dict:
+    """Two pretrained sources (VP ADM and VE NCSN++, small fixture networks) on 32x32 RGB images."""
+    rng = np.random.default_rng(0)
+    np.savez(folder / "faces.npz", x=rng.integers(0, 256, size=(16, 32, 32, 3), dtype=np.uint8))
+    return {"datasets": {"faces": {"family": "images", "params": {"path": str(folder / "faces.npz"), "resolution": 32}}},
+            "models": {"vp": {"source": "pretrained", "format": "adm_ffhq256", "checkpoint": str(adm),
+                              "arch_params": ADM_SMALL},
+                       "ve": {"source": "pretrained", "format": "ncsnpp_ffhq256", "checkpoint": str(ncsnpp),
+                              "arch_params": NCSNPP_SMALL}},
+            "samplers": {"walk": {"family": "random_walk", "steps": 3}},
+            "data": {"n_train": 8, "n_reference": 8}, "sampling": {"n_samples": 2},
+            "metrics": {"likelihood": {"points": 0}}, "tables": {"ablations": {}}}
+
+
+def build(config: dict) -> ds_grid.Grid:
+    return ds_grid.build(ds_config.prepare(config))
+
+
+def test_pretrained_ids_hash_format_weights_arch_and_path(tmp_path):
+    config = faces_config(tmp_path)
+    base = build(config)
+    assert sorted(m.source for m in base.models.values()) == ["pretrained", "pretrained"]
+    vp = next(m for m in base.models.values() if m.name == "vp")
+    assert vp.recipe == {"format": "adm_ffhq256", "checkpoint": str(FIXTURES / "adm_small.pt"), "weights": "ema",
+                         "arch_params": ADM_SMALL}
+    for key, value in [("checkpoint", "elsewhere/adm_small.pt"), ("weights", "model"),
+                       ("arch_params", {**ADM_SMALL, "num_heads_upsample": 2})]:
+        changed = copy.deepcopy(config)
+        changed["models"]["vp"][key] = value
+        ids = {m.name: m.id for m in build(changed).models.values()}
+        assert ids["vp"] != vp.id, key
+        assert ids["ve"] in base.models, key  # the other source keeps its id
+
+
+def test_pretrained_keys_leave_trained_recipes_alone(tmp_path):
+    config = faces_config(tmp_path)
+    config["models"] = {"unet": {"source": "trained", "arch": "unet"}}
+    (model,) = build(config).models.values()
+    assert not set(ds_grid.PRETRAINED_KEYS) & set(model.recipe)
+
+
+def test_a_pretrained_network_skips_datasets_of_another_shape(tmp_path):
+    config = faces_config(tmp_path)
+    config["datasets"]["ring8"] = {"family": "gmm"}
+    config["datasets"]["faces64"] = {"family": "images", "params": {"path": str(tmp_path / "faces.npz"), "resolution": 64}}
+    grid = build(config)
+    assert {m.data.name for m in grid.models.values()} == {"faces"}
+    assert any("'faces64': the network takes 3x32x32 images, the dataset has 3x64x64" in r for r in grid.excluded)
+
+
+def test_bad_pretrained_entries_fail_at_parse_time_naming_the_key(tmp_path):
+    config = faces_config(tmp_path)
+    config["models"]["vp"]["checkpoint"] = ""
+    with pytest.raises(ValueError, match=r"models\.vp\.checkpoint: a pretrained model needs"):
+        build(config)
+    config = faces_config(tmp_path)
+    config["models"]["ve"]["format"] = "ncsnpp_cifar10"
+    with pytest.raises(ValueError, match=r"models\.ve\.format: unknown pretrained format 'ncsnpp_cifar10'"):
+        build(config)
+
+
+def snakemake(workdir: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*SNAKEMAKE, "--profile", str(ROOT / "profiles" / "default"), "-s", str(ROOT / "Snakefile"),
+                           "-d", str(workdir), "--configfile", "faces.yaml", "--cores", "2", *extra],
+                          capture_output=True, text=True, cwd=workdir)
+
+
+@pytest.mark.workflow
+def test_a_dry_run_needs_no_checkpoint_file(tmp_path):
+    config = faces_config(tmp_path, adm=tmp_path / "missing" / "ffhq_10m.pt",
+                          ncsnpp=tmp_path / "missing" / "checkpoint_48.pth")
+    (tmp_path / "faces.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "sample_shard" in result.stdout
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_pretrained_sources_sample_through_the_workflow_and_a_missing_file_is_named(tmp_path):
+    config = faces_config(tmp_path)
+    (tmp_path / "faces.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "results/tables/generation.parquet")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = pd.read_parquet(tmp_path / "results" / "tables" / "generation.parquet").set_index("model")
+    assert sorted(table.index) == ["ve", "vp"] and (table["status"] == "ok").all()
+    assert (table["model_source"] == "pretrained").all()
+    assert table.loc["vp", "model_format"] == "adm_ffhq256" and table.loc["ve", "model_weights"] == "ema"
+    samples = np.load(tmp_path / "results" / "runs" / table.loc["vp", "run_id"] / "samples.npz")["x"]
+    assert samples.shape == (2, 3, 32, 32) and np.isfinite(samples).all()
+
+    # The same grid with the VE file gone: the DAG builds, its sampling job fails naming the key.
+    config["models"]["ve"]["checkpoint"] = str(tmp_path / "gone.pth")
+    (tmp_path / "faces.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "results/tables/generation.parquet")
+    assert result.returncode != 0
+    logs = "".join(p.read_text() for p in (tmp_path / "logs" / "sample").glob("*.log"))
+    message = "models.ve.checkpoint: pretrained checkpoint '" + str(tmp_path / "gone.pth") + "' not found"
+    assert message in result.stderr + logs
