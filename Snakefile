@@ -24,6 +24,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
+include: "workflow/rules/restore.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

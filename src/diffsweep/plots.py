@@ -419,3 +419,9 @@ def save(fig, out) -> None:
             fig.savefig(tmp, dpi=150 if path.suffix == ".png" else None, bbox_inches="tight",
                         format=path.suffix.lstrip("."))
     plt.close(fig)
+
+
+def restoration_vs_nfe(table: pd.DataFrame, metric: str, out) -> None:
+    """Restoration: a metric against NFE, a line per restorer preset, a row per score source and a
+    column per task; bands over measurements and seeds."""
+    metric_vs_x(table, metric, out, x="nfe", hue="restorer", row="model", col="task", seed="measurement")

@@ -107,4 +107,5 @@ def all_targets():
         f"{RESULTS}/tables/generation.parquet",
         f"{RESULTS}/tables/training.parquet",
         *REPORT_TARGETS,  # figures and ablation tables (report.smk)
+        *RESTORATION_TARGETS,  # restoration table and figures (restore.smk)
     ]

@@ -1,0 +1,10 @@
+# Rule plot_restoration: each restoration metric against NFE, a line per restorer preset.
+import pandas as pd
+
+from diffsweep import plots
+from diffsweep.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+table = pd.read_parquet(snakemake.input[0])
+for metric, out in zip(snakemake.params.metrics, snakemake.output):
+    plots.restoration_vs_nfe(table, metric, out)
