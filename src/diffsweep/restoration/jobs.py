@@ -100,7 +100,7 @@ def restore_run(run, denoiser, dataset, reference, dtype, device, results, metri
         arrays["posterior_mean"] = torch.stack(exact_means).float().numpy()
     io.write_arrays(folder / "samples.npz", **arrays)
     io.write_arrays(folder / "operator.npz", **operator.arrays())
-    if strips:
+    if strips and dataset.is_image:
         save_strip(operator, y[:strips], samples[:strips], exact_means[:strips] or None, truth[:strips],
                    folder / "strip.png")
     record = {"run_id": run["id"], "status": status, "nfe": nfe, "wall_s": wall, "device": str(device),
