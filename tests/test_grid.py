@@ -153,3 +153,17 @@ def test_list_valued_keys_sweep_only_as_lists_of_lists():
     swept = expand_axes({"arch_params": {"channels": [[16, 32], [32, 64]]}})
     assert [point["arch_params"]["channels"] for point in swept] == [[16, 32], [32, 64]]
     assert expand_axes({"datasets": []}) == [{"datasets": []}]
+
+
+def test_sampler_presets_can_be_limited_to_datasets():
+    raw = ({"datasets": {"ring8": {"family": "gmm", "params": {"preset": "ring8"}},
+                                    "grid25": {"family": "gmm", "params": {"preset": "grid25"}}},
+                       "models": {"oracle": {"source": "oracle"}},
+                       "samplers": {"everywhere": {"family": "ddim", "steps": 5},
+                                    "ring_only": {"family": "ddim", "steps": 7, "datasets": ["ring8"]}}})
+    runs = build(copy.deepcopy(raw)).runs.values()
+    assert sorted((r.preset, r.model.data.name) for r in runs) == [
+        ("everywhere", "grid25"), ("everywhere", "ring8"), ("ring_only", "ring8")]
+    raw["samplers"]["ring_only"]["datasets"] = ["moons"]
+    with pytest.raises(ValueError, match=r"samplers.ring_only.datasets: unknown dataset 'moons'; allowed: ring8, grid25"):
+        build(raw)

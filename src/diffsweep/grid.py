@@ -219,9 +219,16 @@ def build(config: dict, base_dir: str | Path = ".") -> Grid:
                 model_id = f"{name}-{short_hash([data_spec.id, recipe])}"
                 models[model_id] = ModelSpec(model_id, name, "trained", data_spec, recipe)
 
+    for preset_name, preset in config["samplers"].items():
+        for dataset_name in preset.get("datasets", []):
+            if dataset_name not in datasets:
+                raise ValueError(f"samplers.{preset_name}.datasets: unknown dataset '{dataset_name}'; "
+                                 f"allowed: {', '.join(datasets)}")
     runs = {}
     for model in models.values():
         for preset_name, preset in config["samplers"].items():
+            if preset.get("datasets") and model.data.name not in preset["datasets"]:
+                continue
             for point in expand_axes(preset):
                 run_template = resolve_preset(point, where=f"samplers.{preset_name}.")
                 for seed in config["seeds"]:
