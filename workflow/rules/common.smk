@@ -54,7 +54,8 @@ def shard_model(wildcards):
 
 
 def inputs_of_model(model):
-    """What a job needs to evaluate a score source: the reference set and, if trained, its checkpoint."""
+    """What a job needs to evaluate a score source: the reference set and, if trained, its checkpoint.
+    A pretrained checkpoint is no input: the job checks the file, so a dry run builds without it."""
     inputs = {"reference": f"{RESULTS}/data/{model.data.id}/reference.npz"}
     if model.source == "trained":
         inputs["checkpoint"] = f"{RESULTS}/models/{model.id}/checkpoint.pt"
