@@ -19,7 +19,6 @@ from test_pretrained import ADM_SMALL, FIXTURES, NCSNPP_SMALL
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"fixtures not found at {FIXTURES}")
 
 
 def faces_config(folder: Path, adm=FIXTURES / "adm_small.pt", ncsnpp=FIXTURES / "ncsnpp_small.pth") -> dict:
