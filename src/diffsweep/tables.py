@@ -141,7 +141,7 @@ METRIC_DIRECTIONS = {
 }
 # Columns that hold measurements although their names look like parameters (see PARAM_PREFIXES).
 MEASUREMENT_COLUMNS = {"model_nll_bpd", "model_true_nll_bpd", "model_likelihood_nfe", "model_likelihood_points",
-                       "model_likelihood_wall_s"}
+                       "model_likelihood_wall_s", "model_likelihood_trace"}
 # Columns that are neither parameters nor metrics.
 ID_COLUMNS = ("run_id", "data_id", "model_id")
 EXTRA_COLUMNS = ("git_revision",)
