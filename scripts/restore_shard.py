@@ -7,4 +7,5 @@ setup_logging(snakemake.log[0])
 jobs.use_threads(snakemake.threads)
 restore_shard(snakemake.params.model, snakemake.params.runs, snakemake.input.reference,
               snakemake.input.get("checkpoint"), snakemake.params.results, snakemake.output.marker,
-              metric_options=snakemake.params.metrics, strips=snakemake.params.strips, device=snakemake.params.device)
+              metric_options=snakemake.params.metrics, strips=snakemake.params.strips, device=snakemake.params.device,
+              fidelity_records=snakemake.input.fidelity, fidelity_options=snakemake.params.fidelity)

@@ -261,3 +261,47 @@ def test_exact_posterior_sample_sits_3db_below_the_mmse_bound():
         mse_mean += ((posterior.mean() - truth[0]) ** 2).mean().item()
         mse_sample += ((posterior.sample(1, generator)[0] - truth[0]) ** 2).mean().item()
     assert 10 * math.log10(mse_sample / mse_mean) == pytest.approx(3.01, abs=0.4)
+
+
+# --- LPIPS (backbone from a local file; a randomly initialised torchvision AlexNet stands in for ImageNet weights)
+
+@pytest.fixture(scope="module")
+def alexnet_weights(tmp_path_factory):
+    """torchvision's AlexNet feature weights, randomly initialised (seeded), saved as torchvision names them."""
+    import torchvision
+    torch.manual_seed(0)
+    state = {key: value for key, value in torchvision.models.alexnet(weights=None).state_dict().items()
+             if key.startswith("features.")}
+    path = tmp_path_factory.mktemp("lpips") / "alexnet.pth"
+    torch.save(state, path)
+    return path, state
+
+
+def test_lpips_without_weights_is_skipped_naming_the_key(tmp_path):
+    scorer, status = rmetrics.Lpips.from_options({"lpips_weights": None}, True, "cpu")
+    assert scorer is None and status.startswith("skipped: restoration.metrics.lpips_weights not set")
+    missing = tmp_path / "nowhere.pth"
+    scorer, status = rmetrics.Lpips.from_options({"lpips_weights": str(missing)}, True, "cpu")
+    assert scorer is None and status == f"skipped: restoration.metrics.lpips_weights: file not found: {missing}"
+
+
+def test_lpips_loads_the_backbone_from_the_file_and_is_zero_only_for_equal_images(alexnet_weights):
+    path, state = alexnet_weights
+    scorer, status = rmetrics.Lpips.from_options({"lpips_weights": str(path), "lpips_net": "alex"}, True, "cpu")
+    assert status == "ok"
+    assert torch.equal(scorer.model.net.slice1[0].weight, state["features.0.weight"])
+    assert torch.equal(getattr(scorer.model.net.slice5, "10").weight, state["features.10.weight"])
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 1, 8, 8, generator=generator, dtype=torch.float64) * 2 - 1      # digits-sized: upsampled
+    y = torch.rand(3, 1, 8, 8, generator=generator, dtype=torch.float64) * 2 - 1
+    assert scorer(x, x).abs().max().item() < 1e-6
+    distances = scorer(x, y)
+    assert distances.shape == (3,) and (distances > 1e-3).all()
+
+
+def test_lpips_rejects_weights_of_another_backbone(alexnet_weights, tmp_path):
+    path, state = alexnet_weights
+    wrong = tmp_path / "not_alexnet.pth"
+    torch.save({key.replace("features", "body"): value for key, value in state.items()}, wrong)
+    with pytest.raises(ValueError, match="restoration.metrics.lpips_weights: .* is not a torchvision state dict"):
+        rmetrics.Lpips(wrong, "alex")

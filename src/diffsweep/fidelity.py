@@ -213,6 +213,21 @@ def prepare_reference(extractor: str, reference: torch.Tensor, options: dict, ca
     return record
 
 
+# The fewest samples each torch-fidelity metric is defined for (KID's subset size is capped at the
+# number of samples; its unbiased MMD needs two; precision/recall take each sample's 3rd nearest
+# neighbour other than itself; the Inception score splits the set into 10 parts).
+MIN_SAMPLES = {"fid": (2, "FID needs at least 2 samples (a covariance)"),
+               "kid": (2, "KID needs at least 2 samples (an unbiased MMD)"),
+               "prc": (4, "precision/recall need more than 3 samples (k=3 nearest-neighbour radii)"),
+               "isc": (10, "the Inception score needs at least 10 samples (10 splits)")}
+
+
+def too_few_samples(metric: str, n_samples: int) -> str | None:
+    """Why `metric` cannot be computed on `n_samples` samples, or None when it can."""
+    fewest, why = MIN_SAMPLES[metric]
+    return f"skipped: {why}; got {n_samples}" if n_samples < fewest else None
+
+
 class FidelityEvaluator:
     """Everything a sampling job needs to score runs: the reference records of its dataset."""
 
@@ -226,15 +241,25 @@ class FidelityEvaluator:
         return cls([json.loads(Path(p).read_text()) for p in record_paths], reference, options, cache_root, device)
 
     def evaluate(self, samples: torch.Tensor) -> tuple[dict[str, float], dict[str, str]]:
-        """(metrics, skipped): `<metric>_<extractor>` values, and `fidelity_<extractor>` reasons."""
+        """(metrics, skipped): `<metric>_<extractor>` values, and reasons: `fidelity_<extractor>` for a
+        skipped extractor, `<metric>_<extractor>` for a metric the set is too small for."""
         import torch_fidelity
 
         values, skipped = {}, {}
-        wanted = set(self.options["metrics"])
+        wanted = set()
+        for metric in self.options["metrics"]:
+            reason = too_few_samples(metric, len(samples))
+            if reason is None:
+                wanted.add(metric)
+            else:
+                skipped.update({f"{metric}_{record['extractor']}": reason for record in self.references
+                                if record["status"] == "ok"})
         for record in self.references:
             extractor = record["extractor"]
             if record["status"] != "ok":
                 skipped[f"fidelity_{extractor}"] = record["status"]
+                continue
+            if not wanted:
                 continue
             register_digits_extractor()
             rgb = extractor == "inception"

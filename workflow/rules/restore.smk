@@ -19,6 +19,12 @@ def restoration_shard_model(wildcards):
     return GRID.restorations[RESTORATION_SHARDS[wildcards.shard][0]].model
 
 
+def restoration_shard_inputs(wildcards):
+    """The score source's inputs and the dataset's reference features for FID/KID of restorations."""
+    model = restoration_shard_model(wildcards)
+    return {**inputs_of_model(model), "fidelity": fidelity_records(model.data)}
+
+
 def restoration_records():
     return [f"{RESULTS}/restorations/shards/{shard}.json" for shard in RESTORATION_SHARDS] + [
         f"{RESULTS}/restorations/{run_id}/run.json" for run_id in sorted(DONE_RESTORATIONS)
@@ -34,7 +40,7 @@ RESTORATION_TARGETS = (
 
 rule restore_shard:
     input:
-        unpack(lambda wc: inputs_of_model(restoration_shard_model(wc))),
+        unpack(restoration_shard_inputs),
     output:
         marker=f"{RESULTS}/restorations/shards/{{shard}}.json",
     params:
@@ -42,6 +48,7 @@ rule restore_shard:
         runs=lambda wc: [restoration_dict(GRID.restorations[run_id]) for run_id in RESTORATION_SHARDS[wc.shard]],
         results=lambda wc, output: results_of(output.marker, depth=2),
         metrics=RESTORATION["metrics"],
+        fidelity=config["fidelity"],
         strips=RESTORATION["strips"],
         device=config["device"],
     log:

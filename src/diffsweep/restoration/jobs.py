@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,22 +24,38 @@ from diffsweep.restoration.restorers import Spectral
 
 log = logging.getLogger("diffsweep")
 
-# Image-track FID/KID of restorations (diffsweep.fidelity) would be added per run here; not computed yet.
-FIDELITY_STATUS = "skipped: FID/KID of restorations not wired to diffsweep.fidelity yet"
+
+
+@dataclass
+class Scorers:
+    """What a shard loads once to score every run: LPIPS (or why it is skipped) and the image-track
+    FID/KID evaluator of the dataset (None when the dataset has no fidelity records)."""
+    lpips: rmetrics.Lpips | None
+    lpips_status: str
+    fidelity: object = None     # diffsweep.fidelity.FidelityEvaluator
 
 
 def restore_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, results, shard_path,
-                  metric_options: dict, strips: int = 4, device: str = "auto") -> None:
+                  metric_options: dict, strips: int = 4, device: str = "auto", fidelity_records=(),
+                  fidelity_options=None) -> None:
     chosen = jobs.pick_device(device)
     denoiser, dtype = jobs.load_denoiser(model, checkpoint_path, chosen)
     dataset = jobs.build_dataset(model["data"])
     reference = torch.from_numpy(io.read_arrays(reference_path)["x"])
     origin = jobs.provenance()
+    lpips, lpips_status = rmetrics.Lpips.from_options(metric_options, dataset.is_image, chosen)
+    if lpips is None:
+        log.warning("LPIPS: %s", lpips_status)
+    scorers = Scorers(lpips, lpips_status)
+    if fidelity_records:
+        from diffsweep.fidelity import FidelityEvaluator
+        scorers.fidelity = FidelityEvaluator.from_records(fidelity_records, reference, fidelity_options,
+                                                          Path(results) / "fidelity" / "cache", chosen)
     statuses, failures = {}, []
     for run in runs:
         try:
             statuses[run["id"]] = restore_run(run, denoiser, dataset, reference, dtype, chosen, results,
-                                              metric_options, strips, origin)
+                                              metric_options, strips, origin, scorers)
         except Exception as error:  # one broken run must not lose the others
             log.exception("restoration %s failed", run["id"])
             failures.append(f"{run['id']}: {type(error).__name__}: {error}")
@@ -58,7 +75,8 @@ def measure(run: dict, dataset, reference, generator):
     return operator, truth, y
 
 
-def restore_run(run, denoiser, dataset, reference, dtype, device, results, metric_options, strips, origin) -> str:
+def restore_run(run, denoiser, dataset, reference, dtype, device, results, metric_options, strips, origin,
+                scorers: Scorers) -> str:
     spec = restoration.get(run["family"])
     generator = torch.Generator().manual_seed(run["seed"])
     operator, truth, y = measure(run, dataset, reference, generator)
@@ -79,20 +97,27 @@ def restore_run(run, denoiser, dataset, reference, dtype, device, results, metri
     samples = samples.detach().double().cpu().reshape(n, k, *dataset.shape)
     status = "ok" if bool(torch.isfinite(samples).all()) else "diverged"
 
+    run_values, run_skipped = {}, {}      # FID/KID of the run: all its restorations pooled, one set
+    if status == "ok" and scorers.fidelity is not None:
+        run_values, run_skipped = scorers.fidelity.evaluate(samples.reshape(n * k, *dataset.shape))
+
     rows, exact_means = [], []
     metric_generator = torch.Generator().manual_seed(run["seed"])
     for j in range(n):
         values = {}
         if status == "ok":
             values = rmetrics.measurement_metrics(samples[j], truth[j], y[j], operator, run["noise_std"])
+            if scorers.lpips is not None:
+                values["lpips"] = scorers.lpips(samples[j], truth[j:j + 1].expand_as(samples[j])).mean().item()
+                values["lpips_of_mean"] = scorers.lpips(samples[j].mean(0, keepdim=True), truth[j:j + 1]).item()
             if dataset.mixture is not None:
                 posterior = exact_posterior(dataset.mixture, operator.matrix(), y[j].flatten(), run["noise_std"])
                 exact = posterior.sample(metric_options["posterior_samples"], metric_generator)
                 values.update(rmetrics.posterior_metrics(samples[j], posterior, truth[j], exact, metric_generator))
                 exact_means.append(posterior.mean().reshape(dataset.shape))
-        rows.append({"measurement": j, "status": status, "nfe": nfe, "wall_s": wall, **values,
-                     "lpips_status": rmetrics.LPIPS_SKIPPED if not metric_options.get("lpips_weights")
-                     else "skipped: LPIPS is not implemented yet", "fidelity_status": FIDELITY_STATUS})
+        rows.append({"measurement": j, "status": status, "nfe": nfe, "wall_s": wall, **values, **run_values,
+                     "lpips_status": scorers.lpips_status,
+                     **{f"{name}_status": why for name, why in run_skipped.items()}})
 
     folder = Path(results) / "restorations" / run["id"]
     arrays = {"truth": truth.float().numpy(), "y": y.float().numpy(), "samples": samples.float().numpy()}

@@ -9,13 +9,18 @@ each image min-max normalised to [0, 1] on its own before PSNR, kept only under 
 from __future__ import annotations
 
 import math
+import warnings
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from diffsweep import metrics as sample_metrics
 
-LPIPS_SKIPPED = "skipped: restoration.metrics.lpips_weights not set (LPIPS backbones are never downloaded)"
+LPIPS_KEY = "restoration.metrics.lpips_weights"
+LPIPS_SKIPPED = f"skipped: {LPIPS_KEY} not set (LPIPS backbones are never downloaded)"
+LPIPS_MIN_SIDE = 64       # smaller images are upsampled (bilinear, integer factor) to at least this side
+TORCHVISION_WEIGHTS = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
 
 
 def to_unit_range(x):
@@ -94,3 +99,62 @@ def posterior_metrics(samples, posterior, truth, exact_samples, generator) -> di
     if len(flat) > 1:
         values["posterior_cov_error"] = ((flat.T.cov() - exact_cov).norm() / exact_cov.norm().clamp(min=1e-20)).item()
     return values
+
+
+class Lpips:
+    """LPIPS (Zhang et al. 2018) through the `lpips` package: the package's calibrated linear layers
+    (v0.1, shipped inside the package) on a backbone whose ImageNet weights are read from a local
+    torchvision state dict (`restoration.metrics.lpips_weights`), so nothing is downloaded. With
+    torchvision's own file (TORCHVISION_WEIGHTS) it equals `lpips.LPIPS(net=net)`."""
+
+    def __init__(self, weights_path, net: str = "alex", device="cpu"):
+        import lpips
+
+        with warnings.catch_warnings():   # lpips asks torchvision for `pretrained=False`, a deprecated spelling
+            warnings.filterwarnings("ignore", message="The parameter 'pretrained' is deprecated", category=UserWarning)
+            warnings.filterwarnings("ignore", message="Arguments other than a weight enum", category=UserWarning)
+            self.model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)  # backbone left random
+        self.model.net.load_state_dict(backbone_state(torch.load(weights_path, map_location="cpu", weights_only=True),
+                                                      self.model.net.state_dict(), weights_path))
+        self.model.to(device).eval()
+        self.device = device
+
+    @classmethod
+    def from_options(cls, options: dict, is_image: bool, device) -> tuple["Lpips | None", str]:
+        """(scorer, "ok"), or (None, why LPIPS is skipped)."""
+        path = options.get("lpips_weights")
+        if not path:
+            return None, LPIPS_SKIPPED
+        if not Path(path).is_file():
+            return None, f"skipped: {LPIPS_KEY}: file not found: {path}"
+        if not is_image:
+            return None, "skipped: LPIPS needs image data"
+        return cls(path, options.get("lpips_net", "alex"), device), "ok"
+
+    def __call__(self, x_hat, x) -> torch.Tensor:
+        """Per image distance between (n, C, H, W) batches in [-1, 1] (clipped; grey repeated to RGB)."""
+        with torch.no_grad():
+            return self.model(lpips_input(x_hat).to(self.device), lpips_input(x).to(self.device)).flatten().double().cpu()
+
+
+def lpips_input(x) -> torch.Tensor:
+    x = x.float().clamp(-1, 1)
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    factor = math.ceil(LPIPS_MIN_SIDE / min(x.shape[-2:]))
+    if factor > 1:
+        x = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+    return x
+
+
+def backbone_state(torchvision_state: dict, lpips_state: dict, path) -> dict:
+    """torchvision's `features.<i>.<param>` keys renamed to the lpips backbone's `slice<k>.<i>.<param>`."""
+    renamed = {}
+    for key in lpips_state:
+        _, index, param = key.split(".")
+        source = f"features.{index}.{param}"
+        if source not in torchvision_state:
+            raise ValueError(f"{LPIPS_KEY}: {path} is not a torchvision state dict of this backbone (no '{source}'; "
+                             f"expected e.g. torchvision's {' or '.join(TORCHVISION_WEIGHTS.values())})")
+        renamed[key] = torchvision_state[source]
+    return renamed
