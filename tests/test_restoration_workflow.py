@@ -1,9 +1,11 @@
-"""Restoration end to end through the Snakemake API: a tiny config on the 64-D digits mixture with its
-exact oracle, two tasks and three restorers."""
+"""Restoration end to end through the Snakemake API: a tiny config on the 64-D digits mixture (8x8
+images) with its exact oracle, two tasks and three restorers, scored with the digits FID extractor
+and LPIPS on a randomly initialised AlexNet backbone saved as a local file."""
 
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -18,7 +20,7 @@ TINY = {
     "tables": {"ablations": {}},
     "plots": {"schedules": False},
     "metrics": {"likelihood": {"points": 0}},   # generation-side extras are not under test here
-    "fidelity": {"enabled": False},
+    "fidelity": {"digits_classifier": {"epochs": 3}},    # features only need to exist, not to be good
     "restoration": {
         "tasks": {"sr2": {"operator": "sr_bicubic", "params": {"factor": 2}, "eta": 0.05},
                   "box": {"operator": "inpaint_box", "params": {"size": 3}, "eta": 0.05}},
@@ -26,7 +28,7 @@ TINY = {
                       "ddrm": {"family": "ddrm", "steps": 10},
                       "diffpir": {"family": "diffpir", "steps": 10}},
         "n_measurements": 2, "n_samples": 3, "runs_per_job": 4,
-        "metrics": {"posterior_samples": 200},
+        "metrics": {"posterior_samples": 200, "lpips_weights": "alexnet.pth"},   # written by the fixture
     },
 }
 
@@ -46,7 +48,12 @@ def run_workflow(workdir, root, config):
 @pytest.fixture(scope="module")
 def restoration_run(tmp_path_factory, request):
     from conftest import ROOT
+    import torch
+    import torchvision
     workdir = tmp_path_factory.mktemp("restoration")
+    torch.manual_seed(0)
+    torch.save({key: value for key, value in torchvision.models.alexnet(weights=None).state_dict().items()
+                if key.startswith("features.")}, workdir / "alexnet.pth")
     run_workflow(workdir, ROOT, TINY)
     return workdir
 
@@ -66,14 +73,27 @@ def test_restoration_table_has_a_row_per_run_and_measurement(restoration_run):
     assert (table["psnr"] < table["mmse_psnr"] + 3).all()
 
 
+def test_fid_and_lpips_columns_are_finite_and_fid_is_one_value_per_run(restoration_run):
+    table = pd.read_parquet(restoration_run / "results" / "tables" / "restoration.parquet")
+    for column in ("fid_digits", "kid_digits", "precision_digits", "recall_digits", "lpips", "lpips_of_mean"):
+        assert column in table and np.isfinite(table[column]).all(), column
+    assert (table["fid_digits"] > 0).all() and (table["lpips"] > 0).all()
+    assert (table.groupby("run_id")["fid_digits"].nunique() == 1).all()     # all measurements pooled, one set
+    assert table["fid_digits"].nunique() > 1
+    assert set(table["lpips_status"]) == {"ok"}
+    # 2 measurements x 3 samples = 6 images: too few for the Inception score's 10 splits, recorded as such
+    assert set(table["isc_digits_status"]) == {"skipped: the Inception score needs at least 10 samples (10 splits); got 6"}
+    assert table["fidelity_inception_status"].str.startswith("skipped: fidelity.inception_weights is not set").all()
+
+
 def test_run_folders_hold_samples_operator_and_strip(restoration_run):
     folders = sorted((restoration_run / "results" / "restorations").glob("*-*/run.json"))
     assert len(folders) == 6
     box = [f.parent for f in folders if json.loads(f.read_text())["row"]["task"] == "box"]
     assert (box[0] / "operator.npz").exists() and (box[0] / "strip.png").exists()
-    import numpy as np
     assert np.load(box[0] / "operator.npz")["mask"].sum() == 64 - 9
     assert (restoration_run / "results" / "plots" / "restoration_psnr_vs_nfe.png").exists()
+    assert (restoration_run / "results" / "plots" / "restoration_lpips_vs_nfe.png").exists()
 
 
 def test_bad_restoration_config_fails_before_any_job(tmp_path, root):

@@ -4,7 +4,7 @@
 RESTORATION = config["restoration"]
 DONE_RESTORATIONS = ds_grid.done_restorations(RESULTS, GRID.restorations)
 RESTORATION_SHARDS = GRID.restoration_shards(RESTORATION["runs_per_job"], done=DONE_RESTORATIONS)
-RESTORATION_METRICS = ["psnr", "ssim"]
+RESTORATION_METRICS = ["psnr", "ssim", "lpips"]   # lpips: a placeholder figure when LPIPS is skipped
 
 
 def restoration_dict(run):
