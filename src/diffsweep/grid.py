@@ -21,7 +21,7 @@ from diffsweep import data, noise, pretrained, restoration, samplers
 # Keys whose value is a list by nature, not a sweep axis.
 # Keys whose value is itself a list: a plain list is one value, a list of lists sweeps over them
 # (unet `channels: [[16, 32], [32, 64]]` is two models).
-LIST_VALUED_KEYS = {"datasets", "channels"}
+LIST_VALUED_KEYS = {"datasets", "models", "tasks", "channels"}
 
 
 def canonical(obj):
@@ -224,10 +224,13 @@ def build(config: dict, base_dir: str | Path = ".") -> Grid:
             if dataset_name not in datasets:
                 raise ValueError(f"samplers.{preset_name}.datasets: unknown dataset '{dataset_name}'; "
                                  f"allowed: {', '.join(datasets)}")
+        check_names(preset.get("models", []), config["models"], f"samplers.{preset_name}.models", "model")
     runs = {}
     for model in models.values():
         for preset_name, preset in config["samplers"].items():
             if preset.get("datasets") and model.data.name not in preset["datasets"]:
+                continue
+            if preset.get("models") and model.name not in preset["models"]:
                 continue
             for point in expand_axes(preset):
                 run_template = resolve_preset(point, where=f"samplers.{preset_name}.")
@@ -240,6 +243,13 @@ def build(config: dict, base_dir: str | Path = ".") -> Grid:
                     runs[run_id] = RunSpec(**{**run.__dict__, "id": run_id})
     restorations = build_restorations(config["restoration"], models, excluded) if "restoration" in config else {}
     return Grid(datasets, models, runs, excluded, restorations)
+
+
+def check_names(names: list[str], known, where: str, what: str) -> None:
+    """Every name of a preset's restriction list (models, tasks) must exist."""
+    for name in names:
+        if name not in known:
+            raise ValueError(f"{where}: unknown {what} '{name}'; allowed: {', '.join(sorted(known))}")
 
 
 def resolve_recipe(recipe: dict, where: str) -> dict:
@@ -381,9 +391,11 @@ def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: li
             tasks.append((task_name, family, family.resolve_params(point["params"], where=f"{where}params."), point))
     presets = []
     for preset_name, preset in section["restorers"].items():
+        check_names(preset.get("models", []), known_models, f"restoration.restorers.{preset_name}.models", "model")
+        check_names(preset.get("tasks", []), section["tasks"], f"restoration.restorers.{preset_name}.tasks", "task")
         for point in expand_axes(preset):
-            presets.append((preset_name, resolve_preset(point, where=f"restoration.restorers.{preset_name}.",
-                                                       registry=restoration)))
+            presets.append((preset_name, preset, resolve_preset(point, where=f"restoration.restorers.{preset_name}.",
+                                                                registry=restoration)))
     runs = {}
     for model in models.values():
         if section["models"] and model.name not in section["models"]:
@@ -396,7 +408,11 @@ def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: li
                 excluded.append(f"restoration task '{task_name}' ({family.name}) x dataset '{model.data.name}': "
                                 "needs (C, H, W) images")
                 continue
-            for preset_name, template in presets:
+            for preset_name, preset, template in presets:
+                if preset.get("models") and model.name not in preset["models"]:
+                    continue
+                if preset.get("tasks") and task_name not in preset["tasks"]:
+                    continue
                 for seed in section["seeds"]:
                     run = RestoreSpec(id="", model=model, task=task_name, operator=family.name,
                                       operator_params=operator_params, eta=float(task["eta"]),

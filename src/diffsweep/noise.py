@@ -24,6 +24,8 @@ VP_TIMESTEPS = 1000
 # Geometric VE range of score_sde's NCSN++ (FFHQ-256).
 VE_SIGMA_MIN = 0.01
 VE_SIGMA_MAX = 348.0
+# score_sde's sampling_eps: its VE walk runs t = linspace(1, eps, K) (reference sde/__init__.py:11).
+SCORE_SDE_SAMPLING_EPS = 1e-5
 
 
 # --- VP <-> VE ------------------------------------------------------------------------
@@ -124,6 +126,25 @@ def linear(steps, sigma_min, sigma_max):
            sigma_max=Knob("float", VE_SIGMA_MAX, "largest noise level", minimum=0.0))
 def geometric(steps, sigma_min, sigma_max):
     return np.geomspace(sigma_max, sigma_min, steps)
+
+
+@_schedule("ve_discrete", "the reference VE code's levels: score_sde's discrete table "
+           "exp(linspace(log sigma_min, log sigma_max, K)) indexed by int(t_k (K - 1)), t_k = linspace(1, 1e-5, K)",
+           sigma_min=Knob("float", 2 * VE_SIGMA_MIN, "smallest level (score_sde's 0.01 on [0, 1] data)", minimum=1e-12),
+           sigma_max=Knob("float", 2 * VE_SIGMA_MAX, "largest level (score_sde's 348 on [0, 1] data)", minimum=1e-12))
+def ve_discrete(steps, sigma_min, sigma_max):
+    table = np.exp(np.linspace(np.log(sigma_min), np.log(sigma_max), steps))
+    t = np.linspace(1.0, SCORE_SDE_SAMPLING_EPS, steps)
+    return table[np.floor(t * (steps - 1)).astype(int)]
+
+
+def ve_continuous_levels(sigmas) -> list[float]:
+    """score_sde's continuous sigma at the same steps, sigma_min (sigma_max / sigma_min)^t_k with
+    t_k = linspace(1, 1e-5, K) and sigma_min, sigma_max the last and first level of `sigmas`:
+    what the reference VE code feeds its network while its step size uses the `ve_discrete` level."""
+    first, last = float(sigmas[0]), float(sigmas[-1])
+    t = np.linspace(1.0, SCORE_SDE_SAMPLING_EPS, len(sigmas))
+    return [last * (first / last) ** float(u) for u in t]
 
 
 @_schedule("karras", "EDM's rho-warped schedule",

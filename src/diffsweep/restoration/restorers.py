@@ -18,7 +18,7 @@ import math
 
 from diffsweep.restoration.registry import Knob, register
 from diffsweep.samplers.ddpm import ddim
-from diffsweep.samplers.random_walk import COMMON_KNOBS, EPS, T0, step_sizes, walk
+from diffsweep.samplers.random_walk import COMMON_KNOBS, EPS, T0, VE_CONTINUOUS_SIGMA, reference_levels, walk
 from diffsweep.samplers.registry import gaussian_like
 
 
@@ -80,15 +80,15 @@ class Spectral:
     "rw_conditional",
     knobs={"eps": EPS, "T0": T0,
            "clamp_tau": Knob("bool", True, "tau_k = min(eps sigma_k^2, eta^2), as the reference code"),
-           **COMMON_KNOBS},
+           "ve_continuous_sigma": VE_CONTINUOUS_SIGMA, **COMMON_KNOBS},
     description="the paper's conditional random walk: exact likelihood gradient at the current iterate, "
                 "tau = eps sigma^2 (clamped at eta^2), temperature T0 -> 1",
     init="unit",
     default_schedule="sigmoid",
 )
-def rw_conditional(denoise, x, sigmas, generator, operator, y, noise_std, *, eps, T0, clamp_tau, inner_steps,
-                   last_noise):
-    taus, temperatures = step_sizes("reference", sigmas, eps, T0, "smallest", "beta")
+def rw_conditional(denoise, x, sigmas, generator, operator, y, noise_std, *, eps, T0, clamp_tau,
+                   ve_continuous_sigma, inner_steps, last_noise):
+    sigmas, taus, temperatures = reference_levels(sigmas, eps, T0, ve_continuous_sigma)
     if clamp_tau:
         taus = [min(tau, noise_std ** 2) for tau in taus]
 

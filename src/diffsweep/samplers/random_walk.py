@@ -12,10 +12,16 @@ with the score from Tweedie, (D - x) / sigma^2. Only (tau_k, T_k) differ between
 
 `inner_steps` walks are taken at each level; the very last step adds no noise unless
 `last_noise`. The presets `rw_ncsn`, `rw_ve_sde` and `rw_ddpm` fix the rule.
+
+`ve_continuous_sigma` reproduces the reference VE code, which steps with score_sde's discrete
+table level (schedule `ve_discrete`) but feeds its network the continuous sigma of the same step
+(`noise.ve_continuous_levels`): `network` evaluates the score there, `network_and_step` takes tau
+from it too, `off` (default) uses the schedule's level for both.
 """
 
 import math
 
+from diffsweep.noise import ve_continuous_levels
 from diffsweep.samplers.registry import Knob, gaussian_like, register
 
 STEP_RULES = ("reference", "ncsn", "ve_sde", "ddpm")
@@ -75,19 +81,38 @@ T0 = Knob("float", 1.0, "initial temperature of the reference rule; ramps linear
 SIGMA_REF = Knob("str", "smallest", "ncsn rule: the level that normalises tau (the original NCSN: smallest; "
                  "the paper's Table 1 prints the largest)", choices=("smallest", "largest"))
 DDPM_VARIANCE = Knob("str", "beta_tilde", "ddpm rule: ancestral variance s^2", choices=("beta", "beta_tilde"))
+VE_CONTINUOUS_SIGMA = Knob("str", "off", "where score_sde's continuous sigma replaces the schedule's level: off, "
+                           "network (the reference VE code, with schedule ve_discrete), network_and_step",
+                           choices=("off", "network", "network_and_step"))
+
+
+def reference_levels(sigmas, eps: float, T0: float, ve_continuous_sigma: str):
+    """(score levels, taus, temperatures) of the reference rule under `ve_continuous_sigma`."""
+    levels = list(sigmas)
+    continuous = levels if ve_continuous_sigma == "off" else ve_continuous_levels(levels)
+    score_levels = continuous
+    step_levels = continuous if ve_continuous_sigma == "network_and_step" else levels
+    taus, temperatures = step_sizes("reference", step_levels, eps, T0, "smallest", "beta")
+    return score_levels, taus, temperatures
 
 
 @register(
     "random_walk",
     knobs={"step_rule": Knob("str", "reference", "which Table-1 rule sets (tau_k, T_k)", choices=STEP_RULES),
-           "eps": EPS, "T0": T0, "sigma_ref": SIGMA_REF, "ddpm_variance": DDPM_VARIANCE, **COMMON_KNOBS},
+           "eps": EPS, "T0": T0, "sigma_ref": SIGMA_REF, "ddpm_variance": DDPM_VARIANCE,
+           "ve_continuous_sigma": VE_CONTINUOUS_SIGMA, **COMMON_KNOBS},
     description="the paper's random walk with Tweedie; step_rule picks tau_k and T_k (reference: eps sigma^2, T0 -> 1)",
     init="unit",
     default_schedule="sigmoid",
 )
-def random_walk(denoise, x, sigmas, generator, *, step_rule, eps, T0, sigma_ref, ddpm_variance, inner_steps,
-                last_noise):
-    taus, temperatures = step_sizes(step_rule, sigmas, eps, T0, sigma_ref, ddpm_variance)
+def random_walk(denoise, x, sigmas, generator, *, step_rule, eps, T0, sigma_ref, ddpm_variance, ve_continuous_sigma,
+                inner_steps, last_noise):
+    if ve_continuous_sigma != "off":
+        if step_rule != "reference":
+            raise ValueError(f"ve_continuous_sigma '{ve_continuous_sigma}' needs step_rule 'reference', got '{step_rule}'")
+        sigmas, taus, temperatures = reference_levels(sigmas, eps, T0, ve_continuous_sigma)
+    else:
+        taus, temperatures = step_sizes(step_rule, sigmas, eps, T0, sigma_ref, ddpm_variance)
     return walk(denoise, x, sigmas, generator, taus=taus, temperatures=temperatures, inner_steps=inner_steps,
                 last_noise=last_noise)
 
@@ -97,7 +122,7 @@ def random_walk(denoise, x, sigmas, generator, *, step_rule, eps, T0, sigma_ref,
           init="sigma_max", default_schedule="geometric")
 def rw_ncsn(denoise, x, sigmas, generator, *, eps, sigma_ref, inner_steps, last_noise):
     return random_walk(denoise, x, sigmas, generator, step_rule="ncsn", eps=eps, T0=1.0, sigma_ref=sigma_ref,
-                       ddpm_variance="beta", inner_steps=inner_steps, last_noise=last_noise)
+                       ddpm_variance="beta", ve_continuous_sigma="off", inner_steps=inner_steps, last_noise=last_noise)
 
 
 @register("rw_ve_sde", knobs=COMMON_KNOBS,
@@ -105,7 +130,7 @@ def rw_ncsn(denoise, x, sigmas, generator, *, eps, sigma_ref, inner_steps, last_
           init="sigma_max", default_schedule="geometric")
 def rw_ve_sde(denoise, x, sigmas, generator, *, inner_steps, last_noise):
     return random_walk(denoise, x, sigmas, generator, step_rule="ve_sde", eps=0.0, T0=1.0, sigma_ref="smallest",
-                       ddpm_variance="beta", inner_steps=inner_steps, last_noise=last_noise)
+                       ddpm_variance="beta", ve_continuous_sigma="off", inner_steps=inner_steps, last_noise=last_noise)
 
 
 @register("rw_ddpm", knobs={"ddpm_variance": DDPM_VARIANCE, **COMMON_KNOBS},
@@ -113,4 +138,4 @@ def rw_ve_sde(denoise, x, sigmas, generator, *, inner_steps, last_noise):
           init="vp_prior", default_schedule="vp_pretrained")
 def rw_ddpm(denoise, x, sigmas, generator, *, ddpm_variance, inner_steps, last_noise):
     return random_walk(denoise, x, sigmas, generator, step_rule="ddpm", eps=0.0, T0=1.0, sigma_ref="smallest",
-                       ddpm_variance=ddpm_variance, inner_steps=inner_steps, last_noise=last_noise)
+                       ddpm_variance=ddpm_variance, ve_continuous_sigma="off", inner_steps=inner_steps, last_noise=last_noise)
