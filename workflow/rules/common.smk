@@ -110,3 +110,42 @@ def all_targets():
         *REPORT_TARGETS,  # figures and ablation tables (report.smk)
         *RESTORATION_TARGETS,  # restoration table and figures (restore.smk)
     ]
+
+
+# --- restoration (restore.smk) ---
+
+RESTORATION = config["restoration"]
+DONE_RESTORATIONS = ds_grid.done_restorations(RESULTS, GRID.restorations)
+RESTORATION_SHARDS = GRID.restoration_shards(RESTORATION["runs_per_job"], done=DONE_RESTORATIONS)
+RESTORATION_METRICS = ["psnr", "ssim", "lpips"]   # lpips: a placeholder figure when LPIPS is skipped
+
+
+def restoration_dict(run):
+    return ds_grid.canonical({"id": run.id, "operator": run.operator, "operator_params": run.operator_params,
+            "noise_std": run.noise_std, "family": run.family, "schedule": run.schedule,
+            "schedule_params": run.schedule_params, "steps": run.steps, "init": run.init, "knobs": run.knobs,
+            "seed": run.seed, "n_measurements": run.n_measurements, "n_samples": run.n_samples,
+            "params": run.params(), "row": run.row()})
+
+
+def restoration_shard_model(wildcards):
+    return GRID.restorations[RESTORATION_SHARDS[wildcards.shard][0]].model
+
+
+def restoration_shard_inputs(wildcards):
+    """The score source's inputs and the dataset's reference features for FID/KID of restorations."""
+    model = restoration_shard_model(wildcards)
+    return {**inputs_of_model(model), "fidelity": fidelity_records(model.data)}
+
+
+def restoration_records():
+    return [f"{RESULTS}/restorations/shards/{shard}.json" for shard in RESTORATION_SHARDS] + [
+        f"{RESULTS}/restorations/{run_id}/run.json" for run_id in sorted(DONE_RESTORATIONS)
+    ]
+
+
+RESTORATION_TARGETS = (
+    [f"{RESULTS}/tables/restoration.parquet",
+     *expand(f"{RESULTS}/plots/restoration_{{metric}}_vs_nfe.png", metric=RESTORATION_METRICS)]
+    if GRID.restorations else []
+)

@@ -39,8 +39,9 @@ def restore_shard(model: dict, runs: list[dict], reference_path, checkpoint_path
                   metric_options: dict, strips: int = 4, device: str = "auto", fidelity_records=(),
                   fidelity_options=None) -> None:
     chosen = jobs.pick_device(device)
-    denoiser, dtype = jobs.load_denoiser(model, checkpoint_path, chosen)
-    dataset = jobs.build_dataset(model["data"])
+    data_dir = Path(reference_path).parent     # holds a fitted prior's cached fit
+    denoiser, dtype = jobs.load_denoiser(model, checkpoint_path, chosen, data_dir)
+    dataset = jobs.build_dataset(model["data"], data_dir)
     reference = torch.from_numpy(io.read_arrays(reference_path)["x"])
     origin = jobs.provenance()
     lpips, lpips_status = rmetrics.Lpips.from_options(metric_options, dataset.is_image, chosen)
