@@ -97,3 +97,17 @@ def test_unknown_weight_and_distribution():
         noise.loss_weight("l1", 1.0)
     with pytest.raises(ValueError, match="unknown training sigma-distribution 'cosine'"):
         noise.resolve_training_params("cosine")
+
+
+def test_cosine_chain_matches_its_closed_form():
+    abar = noise.cosine_alphas_cumprod(1000)
+    # away from the clipped end, abar_t is f(t + 1) / f(0) exactly (the product telescopes)
+    f = lambda t: math.cos((t / 1000 + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
+    for t in (0, 10, 500, 900):
+        assert abar[t] == pytest.approx(f(t + 1) / f(0), rel=1e-10)
+    assert np.all(np.diff(abar) < 0) and abar[-1] > 0       # betas clipped at 0.999 keep it positive
+    sigmas = noise.sample_training_sigmas("ddpm_cosine", 5000, torch.Generator().manual_seed(0))
+    assert torch.isin(sigmas, torch.from_numpy(noise.sigma_from_alpha_bar(abar))).all()
+    # the cosine chain spends more of its steps at small noise than the linear one
+    linear = noise.sample_training_sigmas("ddpm", 5000, torch.Generator().manual_seed(0))
+    assert (sigmas < 1).float().mean() > (linear < 1).float().mean()

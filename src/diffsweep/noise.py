@@ -216,6 +216,25 @@ def ddpm_discrete(n, generator, beta_min, beta_max, timesteps):
     return table[t]
 
 
+def cosine_alphas_cumprod(timesteps: int = VP_TIMESTEPS, offset: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
+    """abar_t of the improved-DDPM cosine chain (Nichol & Dhariwal 2021), t = 0 .. timesteps - 1:
+    abar(t) = f(t) / f(0), f(t) = cos^2((t / T + s) / (1 + s) pi / 2), betas clipped at max_beta."""
+    grid = np.arange(timesteps + 1, dtype=np.float64) / timesteps
+    f = np.cos((grid + offset) / (1 + offset) * np.pi / 2) ** 2
+    betas = np.minimum(1.0 - f[1:] / f[:-1], max_beta)
+    return np.cumprod(1.0 - betas)
+
+
+@_training("ddpm_cosine", "discrete t ~ U{1..T} of the cosine VP chain (improved DDPM), mapped to sigma_t",
+           offset=Knob("float", 0.008, "the cosine schedule's offset s", minimum=0.0),
+           timesteps=Knob("int", VP_TIMESTEPS, "length T of the discrete chain", minimum=2))
+def ddpm_cosine(n, generator, offset, timesteps):
+    import torch
+    table = torch.from_numpy(sigma_from_alpha_bar(cosine_alphas_cumprod(timesteps, offset)))
+    t = torch.randint(0, timesteps, (n,), generator=generator)
+    return table[t]
+
+
 @_training("ve_uniform", "sigma ~ U[sigma_min, sigma_max]",
            sigma_min=Knob("float", VE_SIGMA_MIN, "smallest noise level", minimum=0.0),
            sigma_max=Knob("float", 50.0, "largest noise level", minimum=0.0))
