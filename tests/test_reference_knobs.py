@@ -126,7 +126,7 @@ def test_random_walk_with_ve_continuous_network_sigma_is_the_reference_ve_walk()
                             **knobs)
     assert nfe == N
     torch.testing.assert_close(ours, expected, rtol=1e-9, atol=1e-9)
-    for other in ("off", "network_and_step"):
+    for other in ("none", "network_and_step"):
         differs, _ = random_walk(denoise, x, sigmas, torch.Generator().manual_seed(7), ve_continuous_sigma=other,
                                  **knobs)
         assert (differs - expected).abs().max() > 1e-9

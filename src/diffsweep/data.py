@@ -187,7 +187,8 @@ def load_image_folder(path: str, resolution: int, channels: int, crop: str, limi
 
     source = Path(path).expanduser()
     if not source.exists():
-        raise FileNotFoundError(f"datasets: images path '{source}' does not exist")
+        raise FileNotFoundError(f"datasets: images path '{source}' does not exist "
+                                f"(relative paths start at the working directory {Path.cwd()})")
     if source.suffix == ".npz":
         with np.load(source) as archive:
             if "x" not in archive.files:

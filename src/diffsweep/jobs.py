@@ -60,7 +60,12 @@ def provenance() -> dict:
 def build_dataset(spec: dict, data_dir=None) -> data.Dataset:
     """The dataset of a spec; `data_dir` (results/data/<id>) holds the cached fit of a fitted prior."""
     fit_path = Path(data_dir) / "prior.npz" if data_dir is not None else None
-    return data.make_dataset(spec["family"], fit_path=fit_path, **spec["params"])
+    try:
+        return data.make_dataset(spec["family"], fit_path=fit_path, **spec["params"])
+    except FileNotFoundError as error:  # a user's image folder: name the config key that points at it
+        if "path" not in spec["params"]:
+            raise
+        raise FileNotFoundError(f"datasets.{spec.get('name', spec['id'])}.params.path: {error}") from None
 
 
 # --- prepare_data ----------------------------------------------------------------------

@@ -16,7 +16,7 @@ with the score from Tweedie, (D - x) / sigma^2. Only (tau_k, T_k) differ between
 `ve_continuous_sigma` reproduces the reference VE code, which steps with score_sde's discrete
 table level (schedule `ve_discrete`) but feeds its network the continuous sigma of the same step
 (`noise.ve_continuous_levels`): `network` evaluates the score there, `network_and_step` takes tau
-from it too, `off` (default) uses the schedule's level for both.
+from it too, `none` (default) uses the schedule's level for both.
 """
 
 import math
@@ -81,15 +81,15 @@ T0 = Knob("float", 1.0, "initial temperature of the reference rule; ramps linear
 SIGMA_REF = Knob("str", "smallest", "ncsn rule: the level that normalises tau (the original NCSN: smallest; "
                  "the paper's Table 1 prints the largest)", choices=("smallest", "largest"))
 DDPM_VARIANCE = Knob("str", "beta_tilde", "ddpm rule: ancestral variance s^2", choices=("beta", "beta_tilde"))
-VE_CONTINUOUS_SIGMA = Knob("str", "off", "where score_sde's continuous sigma replaces the schedule's level: off, "
+VE_CONTINUOUS_SIGMA = Knob("str", "none", "where score_sde's continuous sigma replaces the schedule's level: none, "
                            "network (the reference VE code, with schedule ve_discrete), network_and_step",
-                           choices=("off", "network", "network_and_step"))
+                           choices=("none", "network", "network_and_step"))
 
 
 def reference_levels(sigmas, eps: float, T0: float, ve_continuous_sigma: str):
     """(score levels, taus, temperatures) of the reference rule under `ve_continuous_sigma`."""
     levels = list(sigmas)
-    continuous = levels if ve_continuous_sigma == "off" else ve_continuous_levels(levels)
+    continuous = levels if ve_continuous_sigma == "none" else ve_continuous_levels(levels)
     score_levels = continuous
     step_levels = continuous if ve_continuous_sigma == "network_and_step" else levels
     taus, temperatures = step_sizes("reference", step_levels, eps, T0, "smallest", "beta")
@@ -107,7 +107,7 @@ def reference_levels(sigmas, eps: float, T0: float, ve_continuous_sigma: str):
 )
 def random_walk(denoise, x, sigmas, generator, *, step_rule, eps, T0, sigma_ref, ddpm_variance, ve_continuous_sigma,
                 inner_steps, last_noise):
-    if ve_continuous_sigma != "off":
+    if ve_continuous_sigma != "none":
         if step_rule != "reference":
             raise ValueError(f"ve_continuous_sigma '{ve_continuous_sigma}' needs step_rule 'reference', got '{step_rule}'")
         sigmas, taus, temperatures = reference_levels(sigmas, eps, T0, ve_continuous_sigma)
@@ -122,7 +122,7 @@ def random_walk(denoise, x, sigmas, generator, *, step_rule, eps, T0, sigma_ref,
           init="sigma_max", default_schedule="geometric")
 def rw_ncsn(denoise, x, sigmas, generator, *, eps, sigma_ref, inner_steps, last_noise):
     return random_walk(denoise, x, sigmas, generator, step_rule="ncsn", eps=eps, T0=1.0, sigma_ref=sigma_ref,
-                       ddpm_variance="beta", ve_continuous_sigma="off", inner_steps=inner_steps, last_noise=last_noise)
+                       ddpm_variance="beta", ve_continuous_sigma="none", inner_steps=inner_steps, last_noise=last_noise)
 
 
 @register("rw_ve_sde", knobs=COMMON_KNOBS,
@@ -130,7 +130,7 @@ def rw_ncsn(denoise, x, sigmas, generator, *, eps, sigma_ref, inner_steps, last_
           init="sigma_max", default_schedule="geometric")
 def rw_ve_sde(denoise, x, sigmas, generator, *, inner_steps, last_noise):
     return random_walk(denoise, x, sigmas, generator, step_rule="ve_sde", eps=0.0, T0=1.0, sigma_ref="smallest",
-                       ddpm_variance="beta", ve_continuous_sigma="off", inner_steps=inner_steps, last_noise=last_noise)
+                       ddpm_variance="beta", ve_continuous_sigma="none", inner_steps=inner_steps, last_noise=last_noise)
 
 
 @register("rw_ddpm", knobs={"ddpm_variance": DDPM_VARIANCE, **COMMON_KNOBS},
@@ -138,4 +138,4 @@ def rw_ve_sde(denoise, x, sigmas, generator, *, inner_steps, last_noise):
           init="vp_prior", default_schedule="vp_pretrained")
 def rw_ddpm(denoise, x, sigmas, generator, *, ddpm_variance, inner_steps, last_noise):
     return random_walk(denoise, x, sigmas, generator, step_rule="ddpm", eps=0.0, T0=1.0, sigma_ref="smallest",
-                       ddpm_variance=ddpm_variance, ve_continuous_sigma="off", inner_steps=inner_steps, last_noise=last_noise)
+                       ddpm_variance=ddpm_variance, ve_continuous_sigma="none", inner_steps=inner_steps, last_noise=last_noise)
