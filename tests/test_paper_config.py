@@ -1,0 +1,133 @@
+"""config/paper.yaml: it validates, its grid builds, a dry run builds the DAG with none of its
+files present, the seven experiments carry the reference code's settings (docs/paper.md cites
+them), and a real run without the image folder fails naming the config key."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from diffsweep import config as ds_config
+from diffsweep import grid as ds_grid
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = ROOT / "config" / "paper.yaml"
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--profile", str(ROOT / "profiles" / "default"),
+             "-s", str(ROOT / "Snakefile"), "--configfile", str(PAPER)]
+
+
+@pytest.fixture(scope="module")
+def paper_grid():
+    _, grid = ds_config.load(PAPER)
+    return grid
+
+
+def only_run(runs, preset):
+    chosen = [run for run in runs if run.preset == preset]
+    assert len(chosen) == 1, (preset, len(chosen))
+    return chosen[0]
+
+
+# (preset, model, schedule, schedule params that matter, K, eps, T0, extra knobs): reference configs/*.yaml
+UNCONDITIONAL = [
+    ("paper_vp_sigmoid", "vp_adm", "sigmoid", {"sharpness": 0.3}, 100, 0.7, 0.1, {"ve_continuous_sigma": "none"}),
+    ("paper_vp_pretrained_schedule", "vp_adm", "vp_pretrained", {"beta_min": 1e-4, "beta_max": 0.02, "timesteps": 1000},
+     1000, 0.4, 0.4, {"ve_continuous_sigma": "none"}),
+    ("paper_ve", "ve_ncsnpp", "ve_discrete", {"sigma_min": 0.02, "sigma_max": 696.0}, 1000, 0.16, 0.4,
+     {"ve_continuous_sigma": "network"}),
+]
+
+
+@pytest.mark.parametrize("preset, model, schedule, schedule_params, steps, eps, T0, extra", UNCONDITIONAL)
+def test_unconditional_experiments_have_the_reference_settings(paper_grid, preset, model, schedule, schedule_params,
+                                                               steps, eps, T0, extra):
+    run = only_run(paper_grid.runs.values(), preset)
+    assert run.model.name == model and run.family == "random_walk"
+    assert run.schedule == schedule and run.steps == steps
+    assert {key: run.schedule_params[key] for key in schedule_params} == schedule_params
+    assert run.init == "unit"                              # x ~ N(0, I): sample.py:147,161
+    assert run.n_samples == 1000
+    assert run.knobs == {**run.knobs, "step_rule": "reference", "eps": eps, "T0": T0, "last_noise": False,
+                         "inner_steps": 1, **extra}
+
+
+# (preset, model, task, operator params, eta, data range, schedule, K, eps, extra knobs)
+CONDITIONAL = [
+    ("paper_vp_sr4", "vp_adm", "vp_sr4", {"factor": 4}, "minus_one_one", "sigmoid", 750, 0.15651, "none"),
+    ("paper_vp_inpaint92", "vp_adm", "vp_inpaint92", {"missing": 0.92}, "minus_one_one", "sigmoid", 750, 0.77683,
+     "none"),
+    ("paper_ve_sr4", "ve_ncsnpp", "ve_sr4", {"factor": 4}, "zero_one", "ve_discrete", 1000, 0.15651, "network"),
+    ("paper_ve_inpaint92", "ve_ncsnpp", "ve_inpaint92", {"missing": 0.92}, "zero_one", "ve_discrete", 1000, 0.29487,
+     "network"),
+]
+
+
+@pytest.mark.parametrize("preset, model, task, operator_params, data_range, schedule, steps, eps, continuous",
+                         CONDITIONAL)
+def test_conditional_experiments_have_the_reference_settings(paper_grid, preset, model, task, operator_params,
+                                                             data_range, schedule, steps, eps, continuous):
+    run = only_run(paper_grid.restorations.values(), preset)
+    assert (run.model.name, run.task, run.family) == (model, task, "rw_conditional")
+    assert run.operator == ("sr_bicubic" if "factor" in operator_params else "inpaint_random")
+    assert run.operator_params == operator_params
+    assert run.eta == 0.2 and run.data_range == data_range
+    # eta 0.2 on the network's own data: [-1, 1] for VP (sample.py:103-106), [0, 1] for VE (sample.py:100-102)
+    assert run.noise_std == pytest.approx(0.2 if model == "vp_adm" else 0.4)
+    assert (run.schedule, run.steps, run.init) == (schedule, steps, "unit")
+    assert run.knobs == {"eps": eps, "T0": 0.0, "clamp_tau": True, "ve_continuous_sigma": continuous,
+                         "inner_steps": 1, "last_noise": False}
+    if schedule == "sigmoid":
+        assert run.schedule_params["sharpness"] == 0.3
+    assert run.n_samples == 1 and run.n_measurements == 1000
+
+
+def test_dataset_models_and_sizes(paper_grid):
+    (dataset,) = paper_grid.datasets.values()
+    assert dataset.family == "images" and dataset.n_reference == 1000
+    assert {k: dataset.params[k] for k in ("resolution", "channels", "limit")} == {"resolution": 256, "channels": 3,
+                                                                                  "limit": 1000}
+    formats = {model.name: model.recipe["format"] for model in paper_grid.models.values()}
+    assert formats == {"vp_adm": "adm_ffhq256", "ve_ncsnpp": "ncsnpp_ffhq256"}
+    assert not paper_grid.excluded
+    # presets tuned for one network run only with it; the same-walk ablations run with both
+    assert {run.model.name for run in paper_grid.runs.values() if run.preset == "abl_same_walk_sigmoid"} == \
+        {"vp_adm", "ve_ncsnpp"}
+    assert {run.model.name for run in paper_grid.runs.values() if run.preset.startswith("abl_sigmoid")} == {"vp_adm"}
+
+
+def test_sweep_size_stays_what_the_comments_say(paper_grid):
+    """The NFE totals quoted in config/paper.yaml (steps x images, before 2-NFE-per-level samplers)."""
+    unconditional = sum(run.steps * run.n_samples for run in paper_grid.runs.values())
+    restoration = sum(run.steps * run.n_measurements * run.n_samples for run in paper_grid.restorations.values())
+    assert (len(paper_grid.runs), len(paper_grid.restorations)) == (50, 16)
+    assert unconditional == 9_475_000 and restoration == 7_700_000
+
+
+def test_preset_restrictions_name_unknown_models_and_tasks():
+    config = yaml.safe_load(PAPER.read_text())
+    config["samplers"]["paper_ve"]["models"] = ["ve"]
+    with pytest.raises(ValueError, match="samplers.paper_ve.models: unknown model 've'; allowed: ve_ncsnpp, vp_adm"):
+        ds_grid.build(ds_config.prepare(config))
+    config = yaml.safe_load(PAPER.read_text())
+    config["restoration"]["restorers"]["paper_ve_sr4"]["tasks"] = ["sr4"]
+    with pytest.raises(ValueError, match="restoration.restorers.paper_ve_sr4.tasks: unknown task 'sr4'"):
+        ds_grid.build(ds_config.prepare(config))
+
+
+@pytest.mark.workflow
+def test_dry_run_needs_none_of_the_files(tmp_path, paper_grid):
+    result = subprocess.run([*SNAKEMAKE, "-n", "-d", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"sample_shard             {len(paper_grid.runs)}" in result.stdout
+    assert f"restore_shard            {len(paper_grid.restorations)}" in result.stdout
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.workflow
+def test_a_real_run_without_the_image_folder_names_the_config_key(tmp_path):
+    result = subprocess.run([*SNAKEMAKE, "--cores", "1", "-d", str(tmp_path), "--until", "prepare_data"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "datasets.ffhq.params.path: datasets: images path 'data/ffhq256' does not exist" in result.stdout + result.stderr
