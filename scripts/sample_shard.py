@@ -8,4 +8,4 @@ jobs.sample_shard(snakemake.params.model, snakemake.params.runs, snakemake.input
                   snakemake.input.get("checkpoint"), snakemake.params.results, snakemake.output.marker,
                   metric_options=snakemake.params.metrics, device=snakemake.params.device,
                   plugins=snakemake.params.plugins, fidelity_records=snakemake.input.fidelity,
-                  fidelity_options=snakemake.params.fidelity)
+                  fidelity_options=snakemake.params.fidelity, max_batch=snakemake.config["max_batch"])

@@ -119,3 +119,18 @@ def test_random_walk_is_the_reference_rule_step_by_step():
         if k < len(sigmas) - 1:
             x = x + math.sqrt(2 * tau * temperatures[k].item()) * torch.randn(x.shape, generator=g, dtype=torch.float64)
     torch.testing.assert_close(ours, x, rtol=1e-6, atol=1e-6)
+
+
+def test_a_denoiser_in_chunks_gives_the_same_samples_and_gradients():
+    from diffsweep.jobs import InChunks
+    from diffsweep.models import OracleDenoiser
+    denoiser = OracleDenoiser(make_dataset("gmm", preset="grid25").mixture)
+    chunked = InChunks(denoiser, max_batch=7)
+    x = torch.randn(30, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.equal(chunked(x, 0.7), denoiser(x, 0.7))
+    sigmas = torch.linspace(0.1, 3.0, 30, dtype=torch.float64)
+    assert torch.equal(chunked(x, sigmas), denoiser(x, sigmas))
+    leaf = x.clone().requires_grad_(True)
+    (grad_chunked,) = torch.autograd.grad(chunked(leaf, 0.7).pow(2).sum(), leaf)
+    (grad_whole,) = torch.autograd.grad(denoiser(leaf, 0.7).pow(2).sum(), leaf)
+    assert torch.allclose(grad_chunked, grad_whole, rtol=0, atol=1e-12)

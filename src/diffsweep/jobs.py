@@ -146,7 +146,29 @@ def evaluate_likelihood(model: dict, reference_path, checkpoint_path, out_path, 
 
 # --- sample ----------------------------------------------------------------------------
 
-def load_denoiser(model: dict, checkpoint_path, device, data_dir=None):
+class InChunks:
+    """A denoiser called on at most `max_batch` samples at a time, so a run may draw more samples
+    than fit in accelerator memory (gradients flow through, for DPS-style restorers)."""
+
+    def __init__(self, denoiser, max_batch: int):
+        self.denoiser, self.max_batch = denoiser, max_batch
+
+    def __call__(self, x, sigma):
+        if x.shape[0] <= self.max_batch:
+            return self.denoiser(x, sigma)
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+        sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
+        return torch.cat([self.denoiser(part, level) for part, level in
+                          zip(x.split(self.max_batch), sigma.split(self.max_batch))])
+
+
+def load_denoiser(model: dict, checkpoint_path, device, data_dir=None, max_batch: int = 0):
+    """(denoiser, dtype) of a score source; with `max_batch` (config `max_batch`) it is called in chunks."""
+    denoiser, dtype = _load_denoiser(model, checkpoint_path, device, data_dir)
+    return (InChunks(denoiser, max_batch) if max_batch else denoiser), dtype
+
+
+def _load_denoiser(model: dict, checkpoint_path, device, data_dir=None):
     """(denoiser, dtype) of a score source: the exact oracle in float64, a network in float32."""
     from diffsweep.models import OracleDenoiser, load_checkpoint
 
@@ -196,7 +218,7 @@ def draw_samples(run: dict, denoiser, shape, dtype, device):
 
 def sample_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, results, shard_path,
                  metric_options: dict, device: str = "auto", plugins=(), fidelity_records=(),
-                 fidelity_options=None) -> None:
+                 fidelity_options=None, max_batch: int = 0) -> None:
     """Sample and evaluate every run of one shard; one folder and run.json per run."""
     from tqdm.auto import tqdm
 
@@ -204,7 +226,7 @@ def sample_shard(model: dict, runs: list[dict], reference_path, checkpoint_path,
         samplers.load_plugin(entry)
     chosen = pick_device(device)
     data_dir = Path(reference_path).parent
-    denoiser, dtype = load_denoiser(model, checkpoint_path, chosen, data_dir)
+    denoiser, dtype = load_denoiser(model, checkpoint_path, chosen, data_dir, max_batch)
     dataset = build_dataset(model["data"], data_dir)
     reference = torch.from_numpy(io.read_arrays(reference_path)["x"])
     origin = provenance()

@@ -37,10 +37,10 @@ class Scorers:
 
 def restore_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, results, shard_path,
                   metric_options: dict, strips: int = 4, device: str = "auto", fidelity_records=(),
-                  fidelity_options=None) -> None:
+                  fidelity_options=None, max_batch: int = 0) -> None:
     chosen = jobs.pick_device(device)
     data_dir = Path(reference_path).parent     # holds a fitted prior's cached fit
-    denoiser, dtype = jobs.load_denoiser(model, checkpoint_path, chosen, data_dir)
+    denoiser, dtype = jobs.load_denoiser(model, checkpoint_path, chosen, data_dir, max_batch)
     dataset = jobs.build_dataset(model["data"], data_dir)
     reference = torch.from_numpy(io.read_arrays(reference_path)["x"])
     origin = jobs.provenance()
