@@ -219,6 +219,7 @@ def build(config: dict, base_dir: str | Path = ".") -> Grid:
                 model_id = f"{name}-{short_hash([data_spec.id, recipe])}"
                 models[model_id] = ModelSpec(model_id, name, "trained", data_spec, recipe)
 
+    check_names(config["metrics"]["likelihood"]["models"], config["models"], "metrics.likelihood.models", "model")
     for preset_name, preset in config["samplers"].items():
         for dataset_name in preset.get("datasets", []):
             if dataset_name not in datasets:
@@ -236,7 +237,8 @@ def build(config: dict, base_dir: str | Path = ".") -> Grid:
                 run_template = resolve_preset(point, where=f"samplers.{preset_name}.")
                 for seed in config["seeds"]:
                     run = RunSpec(id="", model=model, preset=preset_name, seed=seed,
-                                  n_samples=config["sampling"]["n_samples"], **run_template)
+                                  n_samples=point.get("n_samples") or config["sampling"]["n_samples"],
+                                  **run_template)
                     run_id = f"{preset_name}-{short_hash(run.params())}"
                     if run_id in runs:
                         raise ValueError(f"samplers.{preset_name}: two grid points resolve to the same run {run_id}")

@@ -85,9 +85,11 @@ def model_inputs(wildcards):
 
 
 def likelihood_records():
-    if config["metrics"]["likelihood"]["points"] == 0:
+    options = config["metrics"]["likelihood"]
+    if options["points"] == 0:
         return []
-    return [f"{RESULTS}/models/{model_id}/likelihood.json" for model_id in sorted(GRID.models)]
+    return [f"{RESULTS}/models/{model_id}/likelihood.json" for model_id, model in sorted(GRID.models.items())
+            if not options["models"] or model.name in options["models"]]
 
 
 def results_of(path, depth):

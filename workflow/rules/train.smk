@@ -13,6 +13,7 @@ rule train:
     benchmark:
         "benchmarks/train/{model_id}.tsv"
     threads: 1
+    priority: 1  # trainings head the critical path: start them before runs that need no model
     resources:
         gpu=GPU,
         mem_mb=lambda wc, attempt: 4000 * attempt,  # a retry (profile: retries) asks for more
