@@ -167,3 +167,21 @@ def test_sampler_presets_can_be_limited_to_datasets():
     raw["samplers"]["ring_only"]["datasets"] = ["moons"]
     with pytest.raises(ValueError, match=r"samplers.ring_only.datasets: unknown dataset 'moons'; allowed: ring8, grid25"):
         build(raw)
+
+
+def test_a_preset_can_set_its_own_sample_count():
+    raw = copy.deepcopy(BASE)
+    raw["samplers"]["ode"]["n_samples"] = [300, 600]
+    g = build(raw)
+    counts = {r.n_samples for r in g.runs.values() if r.preset == "ode"}
+    assert counts == {300, 600}
+    assert {r.n_samples for r in g.runs.values() if r.preset == "rw"} == {2000}   # sampling.n_samples
+    unchanged = build(copy.deepcopy(BASE))
+    assert {k for k in unchanged.runs if k.startswith("rw-")} == {k for k in g.runs if k.startswith("rw-")}
+
+
+def test_likelihood_models_must_exist():
+    raw = copy.deepcopy(BASE)
+    raw["metrics"] = {"likelihood": {"models": ["oracle", "unet"]}}
+    with pytest.raises(ValueError, match=r"metrics.likelihood.models: unknown model 'unet'; allowed: mlp, oracle"):
+        build(raw)

@@ -308,3 +308,17 @@ def test_lpips_rejects_weights_of_another_backbone(alexnet_weights, tmp_path):
     torch.save({key.replace("features", "body"): value for key, value in state.items()}, wrong)
     with pytest.raises(ValueError, match="restoration.metrics.lpips_weights: .* is not a torchvision state dict"):
         rmetrics.Lpips(wrong, "alex")
+
+
+def test_bicubic_downsampling_matches_deepinv_downsampling_matlab():
+    """Against stored outputs of deepinv 0.5.0's imresize_matlab (tests/fixtures/restoration/README.md)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from diffsweep.restoration.operators import BicubicDownsampling
+    stored = np.load(Path(__file__).parent / "fixtures" / "restoration" / "deepinv_imresize_matlab.npz")
+    for size, factor in ((16, 2), (32, 4)):
+        x = torch.from_numpy(stored[f"x{size}"])
+        ours = BicubicDownsampling((3, size, size), 0, factor).forward(x)
+        assert torch.allclose(ours, torch.from_numpy(stored[f"y{size}_k{factor}"]), rtol=0, atol=1e-12)
