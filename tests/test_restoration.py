@@ -188,6 +188,23 @@ def test_every_restorer_is_tested():
 
 
 @pytest.mark.parametrize("name,steps,knobs", RESTORER_CASES)
+def test_restorer_runs_in_float32_like_a_network(name, steps, knobs):
+    """Trained networks compute in float32: no float64-only constants (e.g. 1e300) may overflow."""
+    spec = restoration.get(name)
+    image = (1, 4, 4)
+    operator = ops.BoxInpainting(image, seed=0, size=2)
+    sigmas = noise.make_schedule(spec.default_schedule, 10).tolist()
+    generator = torch.Generator().manual_seed(0)
+    x = initial_sample(spec.init, sigmas[0], (3, *image), generator, torch.float32, torch.device("cpu"))
+    y = operator.forward(torch.zeros(3, *image)) + 0.1 * torch.randn(3, *operator.measurement_shape, generator=generator)
+
+    def shrink(x, sigma):     # the denoiser of N(0, I): D = x / (1 + sigma^2)
+        return x / (1 + torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, *[1] * (x.ndim - 1)) ** 2)
+    samples, _ = spec.fn(shrink, x, sigmas, generator, operator, y, 0.1, **spec.resolve_knobs(knobs))
+    assert samples.dtype == torch.float32 and torch.isfinite(samples).all()
+
+
+@pytest.mark.parametrize("name,steps,knobs", RESTORER_CASES)
 def test_restorer_approaches_the_exact_posterior(ring_case, name, steps, knobs):
     posterior, exact, prior_gap = ring_case
     samples, nfe = restore(name, steps, knobs)

@@ -70,7 +70,8 @@ class Spectral:
         return out
 
     def pseudo_inverse(self, y):
-        safe = self.s.clamp(min=1e-300)
+        import torch
+        safe = self.s.clamp(min=torch.finfo(self.s.dtype).tiny)
         return self.from_spectral(self.y_coefficients(y) * self.observed / safe)
 
 
@@ -140,9 +141,10 @@ def ddrm(denoise, x, sigmas, generator, operator, y, noise_std, *, eta, eta_b):
     import torch
     basis = Spectral(operator, x)
     observed = basis.observed
-    safe_s = basis.s.clamp(min=1e-300)
+    safe_s = basis.s.clamp(min=torch.finfo(basis.s.dtype).tiny)   # float32 or float64, as the score source
     y_bar = basis.y_coefficients(y) * observed / safe_s
     y_level = torch.where(observed, noise_std / safe_s, torch.full_like(safe_s, math.inf))  # noise of y_bar_i
+    finite_level = y_level.clamp(max=torch.finfo(y_level.dtype).max)
     nfe = 0
     for sigma, following in zip(sigmas, next_levels(sigmas)):
         x0 = denoise(x, sigma)
@@ -151,9 +153,9 @@ def ddrm(denoise, x, sigmas, generator, operator, y, noise_std, *, eta, eta_b):
         z = gaussian_like(x_bar, generator)
         keep = math.sqrt(1 - eta ** 2) * following
         unobserved = x0_bar + keep * (x_bar - x0_bar) / sigma + eta * following * z
-        below_noise = x0_bar + keep * (y_bar - x0_bar) / y_level.clamp(max=1e300) + eta * following * z
+        below_noise = x0_bar + keep * (y_bar - x0_bar) / finite_level + eta * following * z
         above_noise = ((1 - eta_b) * x0_bar + eta_b * y_bar
-                       + (following ** 2 - eta_b ** 2 * y_level.clamp(max=1e300) ** 2).clamp(min=0).sqrt() * z)
+                       + (following ** 2 - eta_b ** 2 * finite_level ** 2).clamp(min=0).sqrt() * z)
         new = torch.where(observed, torch.where(following < y_level, below_noise, above_noise), unobserved)
         x = basis.from_spectral(new)
     return x, nfe
