@@ -252,13 +252,7 @@ def training_curves(training: pd.DataFrame, manifest: pd.DataFrame | None, out, 
     if training.empty or y not in training.columns:
         _placeholder(out, "no trained models")
         return
-    data = training
-    if manifest is not None:
-        names = manifest[[c for c in ("model_id", hue, col) if c in manifest.columns]].drop_duplicates("model_id")
-        data = training.merge(names, on="model_id", how="left")
-    hue = hue if hue in data.columns else "model_id"
-    col = col if col in data.columns else None
-    data = data.assign(**{hue: series_labels(data, hue, [c for c in (col, "step") if c])})
+    data, hue, col = _named_by_model(training, manifest, hue, col, "step")
     grid = sns.relplot(data=data, x="step", y=y, hue=hue, col=col, kind="line", height=3.0, aspect=1.3,
                        col_wrap=min(3, data[col].nunique()) if col else None, facet_kws={"sharey": False},
                        hue_order=sorted(data[hue].unique()))
@@ -283,12 +277,7 @@ def loss_by_sigma(by_sigma: pd.DataFrame, manifest: pd.DataFrame | None, out, la
     lo, hi = data["sigma_lo"].where(data["sigma_lo"] > 0, data["sigma_hi"] / 10), data["sigma_hi"]
     data = data.assign(x0_mse=data["error"] / data["count"],
                        sigma=np.sqrt(lo * hi.where(np.isfinite(hi), lo * 10)))
-    if manifest is not None:
-        names = manifest[[c for c in ("model_id", hue, col) if c in manifest.columns]].drop_duplicates("model_id")
-        data = data.merge(names, on="model_id", how="left")
-    hue = hue if hue in data.columns else "model_id"
-    col = col if col in data.columns else None
-    data = data.assign(**{hue: series_labels(data, hue, [c for c in (col, "sigma") if c])})
+    data, hue, col = _named_by_model(data, manifest, hue, col, "sigma")
     grid = sns.relplot(data=data, x="sigma", y="x0_mse", hue=hue, col=col, kind="line", marker="o", height=3.0,
                        aspect=1.3, col_wrap=min(3, data[col].nunique()) if col else None,
                        facet_kws={"sharey": False}, hue_order=sorted(data[hue].unique()))
@@ -296,6 +285,17 @@ def loss_by_sigma(by_sigma: pd.DataFrame, manifest: pd.DataFrame | None, out, la
         _log_axes(ax, x=True, y=bool((data["x0_mse"] > 0).all()))
     grid.set_axis_labels("training sigma (bin centre)", "denoising error E|x0 - D|^2")
     save(grid.figure, out)
+
+
+def _named_by_model(data: pd.DataFrame, manifest: pd.DataFrame | None, hue: str, col: str, x: str):
+    """Per-model rows joined with the model's name and dataset (through the manifest), and the
+    hue and facet columns that exist: (data, hue, col)."""
+    if manifest is not None:
+        names = manifest[[c for c in ("model_id", hue, col) if c in manifest.columns]].drop_duplicates("model_id")
+        data = data.merge(names, on="model_id", how="left")
+    hue = hue if hue in data.columns else "model_id"
+    col = col if col in data.columns else None
+    return data.assign(**{hue: series_labels(data, hue, [c for c in (col, x) if c])}), hue, col
 
 
 # --- samples ----------------------------------------------------------------------------------

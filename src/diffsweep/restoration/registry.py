@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Callable
 
 from diffsweep.knobs import Knob, resolve_knobs
-from diffsweep.samplers.registry import INITS
+from diffsweep.samplers.registry import MethodSpec, Registry
 
 # How much one unit of eta on a data range is in our [-1, 1] coordinates.
 DATA_RANGE_SCALE = {"minus_one_one": 1.0, "zero_one": 2.0}
@@ -96,42 +95,6 @@ def get_operator(name: str, where: str = "") -> OperatorFamily:
 
 # --- restorers ---------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class RestorerSpec:
-    name: str
-    fn: Callable
-    knobs: dict[str, Knob]
-    description: str
-    init: str = "sigma_max"
-    default_schedule: str = "geometric"
-    module: str = ""
-
-    def resolve_knobs(self, given: dict, where: str = "") -> dict:
-        return resolve_knobs(self.knobs, given, f"restorer '{self.name}'", where)
-
-
-_RESTORERS: dict[str, RestorerSpec] = {}
-
-
-def register(name: str, knobs: dict[str, Knob], description: str, init: str = "sigma_max",
-             default_schedule: str = "geometric"):
-    """Decorator: make the restorer `fn` available under `name` in restoration presets."""
-    if init not in INITS:
-        raise ValueError(f"restorer '{name}': unknown init '{init}'; allowed: {', '.join(INITS)}")
-
-    def add(fn):
-        if name in _RESTORERS and _RESTORERS[name].fn is not fn:
-            raise ValueError(f"restorer '{name}' is registered twice ({_RESTORERS[name].module} and {fn.__module__})")
-        _RESTORERS[name] = RestorerSpec(name, fn, dict(knobs), description, init, default_schedule, fn.__module__)
-        return fn
-    return add
-
-
-def names() -> list[str]:
-    return sorted(_RESTORERS)
-
-
-def get(name: str, where: str = "") -> RestorerSpec:
-    if name not in _RESTORERS:
-        raise ValueError(f"{where}unknown restorer '{name}'; allowed: {', '.join(names())}")
-    return _RESTORERS[name]
+RESTORERS = Registry("restorer")
+register, names, get = RESTORERS.register, RESTORERS.names, RESTORERS.get
+RestorerSpec = MethodSpec

@@ -29,7 +29,8 @@ INITS = {
 
 
 @dataclass(frozen=True)
-class SamplerSpec:
+class MethodSpec:
+    """A registered sampler or restorer: its function, declared knobs and defaults."""
     name: str
     fn: Callable
     knobs: dict[str, Knob]
@@ -37,36 +38,47 @@ class SamplerSpec:
     init: str = "sigma_max"          # default start distribution
     default_schedule: str = "geometric"
     module: str = ""
+    kind: str = "sampler"            # what error messages call it
 
     def resolve_knobs(self, given: dict, where: str = "") -> dict:
-        return resolve_knobs(self.knobs, given, f"sampler '{self.name}'", where)
+        return resolve_knobs(self.knobs, given, f"{self.kind} '{self.name}'", where)
 
 
-_REGISTRY: dict[str, SamplerSpec] = {}
+SamplerSpec = MethodSpec
 
 
-def register(name: str, knobs: dict[str, Knob], description: str, init: str = "sigma_max",
-             default_schedule: str = "geometric"):
-    """Decorator: make `fn` available under `name` in presets."""
-    if init not in INITS:
-        raise ValueError(f"sampler '{name}': unknown init '{init}'; allowed: {', '.join(INITS)}")
+class Registry:
+    """Functions behind names: the samplers here, the restorers in diffsweep.restoration."""
 
-    def add(fn):
-        if name in _REGISTRY and _REGISTRY[name].fn is not fn:
-            raise ValueError(f"sampler '{name}' is registered twice ({_REGISTRY[name].module} and {fn.__module__})")
-        _REGISTRY[name] = SamplerSpec(name, fn, dict(knobs), description, init, default_schedule, fn.__module__)
-        return fn
-    return add
+    def __init__(self, kind: str):
+        self.kind, self._specs = kind, {}
+
+    def register(self, name: str, knobs: dict[str, Knob], description: str, init: str = "sigma_max",
+                 default_schedule: str = "geometric"):
+        """Decorator: make `fn` available under `name` in presets."""
+        if init not in INITS:
+            raise ValueError(f"{self.kind} '{name}': unknown init '{init}'; allowed: {', '.join(INITS)}")
+
+        def add(fn):
+            if name in self._specs and self._specs[name].fn is not fn:
+                raise ValueError(f"{self.kind} '{name}' is registered twice "
+                                 f"({self._specs[name].module} and {fn.__module__})")
+            self._specs[name] = MethodSpec(name, fn, dict(knobs), description, init, default_schedule,
+                                           fn.__module__, self.kind)
+            return fn
+        return add
+
+    def names(self) -> list[str]:
+        return sorted(self._specs)
+
+    def get(self, name: str, where: str = "") -> MethodSpec:
+        if name not in self._specs:
+            raise ValueError(f"{where}unknown {self.kind} '{name}'; allowed: {', '.join(self.names())}")
+        return self._specs[name]
 
 
-def names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def get(name: str, where: str = "") -> SamplerSpec:
-    if name not in _REGISTRY:
-        raise ValueError(f"{where}unknown sampler '{name}'; allowed: {', '.join(names())}")
-    return _REGISTRY[name]
+SAMPLERS = Registry("sampler")
+register, names, get = SAMPLERS.register, SAMPLERS.names, SAMPLERS.get
 
 
 def load_plugin(entry: str, base_dir: str | Path = ".") -> None:
