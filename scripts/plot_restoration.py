@@ -6,5 +6,5 @@ from diffsweep.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 table = pd.read_parquet(snakemake.input[0])
-for metric, out in zip(snakemake.params.metrics, snakemake.output):
-    plots.restoration_vs_nfe(table, metric, out)
+for metric, png, pdf in zip(snakemake.params.metrics, snakemake.output.png, snakemake.output.pdf):
+    plots.restoration_vs_nfe(table, metric, [png, pdf])

@@ -21,6 +21,8 @@ PLOT_METRICS = config["plots"]["metrics"]
 # profile turns it into --gpus=1, locally `--resources gpu=N` caps them (docs/cluster.md).
 GPU = 0 if config["device"] == "cpu" else 1
 
+PLOT_FORMATS = ["png", "pdf"]   # every figure is written in both
+
 ID = "[A-Za-z0-9_]+-[0-9a-f]{8}"
 
 
@@ -148,6 +150,6 @@ def restoration_records():
 
 RESTORATION_TARGETS = (
     [f"{RESULTS}/tables/restoration.parquet",
-     *expand(f"{RESULTS}/plots/restoration_{{metric}}_vs_nfe.png", metric=RESTORATION_METRICS)]
+     *expand(f"{RESULTS}/plots/restoration_{{metric}}_vs_nfe.{{ext}}", metric=RESTORATION_METRICS, ext=PLOT_FORMATS)]
     if GRID.restorations else []
 )

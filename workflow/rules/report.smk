@@ -10,7 +10,6 @@ mimetypes.add_type("application/vnd.apache.parquet", ".parquet")  # report: offe
 report: "../report/workflow.rst"
 
 
-PLOT_FORMATS = ["png", "pdf"]
 TABLE_FORMATS = {"markdown": "md", "latex": "tex", "csv": "csv", "html": "html"}
 TRAINED = bool(GRID.trained_models())
 HEATMAP = config["plots"]["heatmap"]

@@ -36,7 +36,8 @@ rule restoration_table:
     input:
         restoration_records(),
     output:
-        f"{RESULTS}/tables/restoration.parquet",
+        report(f"{RESULTS}/tables/restoration.parquet", category="5. Restoration", subcategory="Table",
+               caption="../report/restoration_table.rst"),
     params:
         rows=lambda wc: ds_grid.canonical(sorted((r.row() for r in GRID.restorations.values()),
                                                  key=lambda row: row["run_id"])),
@@ -53,7 +54,10 @@ rule plot_restoration:
     input:
         f"{RESULTS}/tables/restoration.parquet",
     output:
-        expand(f"{RESULTS}/plots/restoration_{{metric}}_vs_nfe.png", metric=RESTORATION_METRICS),
+        png=[report(f"{RESULTS}/plots/restoration_{metric}_vs_nfe.png", category="5. Restoration",
+                    subcategory="Metric vs NFE", caption="../report/restoration_vs_nfe.rst", labels={"metric": metric})
+             for metric in RESTORATION_METRICS],
+        pdf=[f"{RESULTS}/plots/restoration_{metric}_vs_nfe.pdf" for metric in RESTORATION_METRICS],
     params:
         metrics=RESTORATION_METRICS,
     log:
