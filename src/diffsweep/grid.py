@@ -105,27 +105,41 @@ class RunSpec:
 
     def params(self) -> dict:
         """Everything that determines the run's output (what its id hashes)."""
-        return {
-            "data": {"family": self.model.data.family, "params": self.model.data.params,
-                     "n_train": self.model.data.n_train, "seed": self.model.data.seed},
-            "model": {"source": self.model.source, "recipe": self.model.recipe},
-            "sampler": {"family": self.family, "schedule": self.schedule, "schedule_params": self.schedule_params,
-                        "steps": self.steps, "init": self.init, "knobs": self.knobs},
-            "seed": self.seed, "n_samples": self.n_samples,
-        }
+        return {**_source_params(self.model), "sampler": _method_params(self),
+                "seed": self.seed, "n_samples": self.n_samples}
 
     def row(self) -> dict:
         """One flat manifest row: ids, names and every resolved parameter as a column."""
-        row = {"run_id": self.id, "dataset": self.model.data.name, "dataset_family": self.model.data.family,
-               "data_id": self.model.data.id, "model": self.model.name, "model_source": self.model.source,
-               "model_id": self.model.id, "sampler": self.preset, "sampler_family": self.family,
-               "schedule": self.schedule, "steps": self.steps, "init": self.init,
-               "seed": self.seed, "n_samples": self.n_samples}
-        row.update({f"dataset_{k}": v for k, v in self.model.data.params.items()})
-        row.update(_flatten(self.model.recipe, "model_"))
-        row.update({f"schedule_{k}": v for k, v in self.schedule_params.items()})
-        row.update({f"knob_{k}": v for k, v in self.knobs.items()})
-        return row
+        return {"run_id": self.id, **_source_row(self.model), "sampler": self.preset, "sampler_family": self.family,
+                "schedule": self.schedule, "steps": self.steps, "init": self.init, "seed": self.seed,
+                "n_samples": self.n_samples, **_method_columns(self)}
+
+
+def _source_params(model: ModelSpec, with_reference_size: bool = False) -> dict:
+    """The dataset and score source part of a run's identity."""
+    data_part = {"family": model.data.family, "params": model.data.params, "n_train": model.data.n_train,
+                 "seed": model.data.seed}
+    if with_reference_size:   # restoration draws its ground truths from the reference set
+        data_part["n_reference"] = model.data.n_reference
+    return {"data": data_part, "model": {"source": model.source, "recipe": model.recipe}}
+
+
+def _method_params(point) -> dict:
+    """The sampler or restorer preset point of a run."""
+    return {"family": point.family, "schedule": point.schedule, "schedule_params": point.schedule_params,
+            "steps": point.steps, "init": point.init, "knobs": point.knobs}
+
+
+def _source_row(model: ModelSpec) -> dict:
+    """Manifest columns naming the dataset and score source, with their parameters."""
+    return {"dataset": model.data.name, "dataset_family": model.data.family, "data_id": model.data.id,
+            "model": model.name, "model_source": model.source, "model_id": model.id,
+            **{f"dataset_{k}": v for k, v in model.data.params.items()}, **_flatten(model.recipe, "model_")}
+
+
+def _method_columns(point) -> dict:
+    return {**{f"schedule_{k}": v for k, v in point.schedule_params.items()},
+            **{f"knob_{k}": v for k, v in point.knobs.items()}}
 
 
 def _flatten(node: dict, prefix: str) -> dict:
@@ -345,30 +359,18 @@ class RestoreSpec:
         return restoration.noise_std(self.eta, self.data_range)
 
     def params(self) -> dict:
-        return {
-            "data": {"family": self.model.data.family, "params": self.model.data.params,
-                     "n_train": self.model.data.n_train, "n_reference": self.model.data.n_reference,
-                     "seed": self.model.data.seed},
-            "model": {"source": self.model.source, "recipe": self.model.recipe},
-            "task": {"operator": self.operator, "params": self.operator_params, "eta": self.eta,
-                     "data_range": self.data_range},
-            "restorer": {"family": self.family, "schedule": self.schedule, "schedule_params": self.schedule_params,
-                         "steps": self.steps, "init": self.init, "knobs": self.knobs},
-            "seed": self.seed, "n_measurements": self.n_measurements, "n_samples": self.n_samples,
-        }
+        return {**_source_params(self.model, with_reference_size=True),
+                "task": {"operator": self.operator, "params": self.operator_params, "eta": self.eta,
+                         "data_range": self.data_range},
+                "restorer": _method_params(self),
+                "seed": self.seed, "n_measurements": self.n_measurements, "n_samples": self.n_samples}
 
     def row(self) -> dict:
-        row = {"run_id": self.id, "dataset": self.model.data.name, "dataset_family": self.model.data.family,
-               "data_id": self.model.data.id, "model": self.model.name, "model_source": self.model.source,
-               "model_id": self.model.id, "task": self.task, "operator": self.operator, "eta": self.eta,
-               "data_range": self.data_range, "noise_std": self.noise_std, "restorer": self.preset,
-               "restorer_family": self.family, "schedule": self.schedule, "steps": self.steps, "init": self.init,
-               "seed": self.seed, "n_measurements": self.n_measurements, "n_samples": self.n_samples}
-        row.update({f"operator_{k}": v for k, v in self.operator_params.items()})
-        row.update(_flatten(self.model.recipe, "model_"))
-        row.update({f"schedule_{k}": v for k, v in self.schedule_params.items()})
-        row.update({f"knob_{k}": v for k, v in self.knobs.items()})
-        return row
+        return {"run_id": self.id, **_source_row(self.model), "task": self.task, "operator": self.operator,
+                "eta": self.eta, "data_range": self.data_range, "noise_std": self.noise_std, "restorer": self.preset,
+                "restorer_family": self.family, "schedule": self.schedule, "steps": self.steps, "init": self.init,
+                "seed": self.seed, "n_measurements": self.n_measurements, "n_samples": self.n_samples,
+                **{f"operator_{k}": v for k, v in self.operator_params.items()}, **_method_columns(self)}
 
 
 def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: list[str]) -> dict[str, RestoreSpec]:

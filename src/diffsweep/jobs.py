@@ -125,13 +125,13 @@ def evaluate_likelihood(model: dict, reference_path, checkpoint_path, out_path, 
     chosen = pick_device(device)
     denoiser, dtype = load_denoiser(model, checkpoint_path, chosen, Path(reference_path).parent)
     x = torch.from_numpy(io.read_arrays(reference_path)["x"][: options["points"]]).to(chosen, dtype)
+    dim = x[0].numel()
     # auto: the exact trace costs one backward pass per dimension, so images use Hutchinson's estimate
-    trace = options["trace"] if options["trace"] != "auto" else "exact" if x[0].numel() <= 16 else "hutchinson"
+    trace = options["trace"] if options["trace"] != "auto" else "exact" if dim <= 16 else "hutchinson"
     started = time.perf_counter()
     log_p, nfe = likelihood.ode_log_likelihood(
         denoiser, x, options["sigma_min"], options["sigma_max"], trace=trace, n_probes=options["probes"],
         generator=torch.Generator(device=chosen).manual_seed(0), rtol=options["rtol"], atol=options["atol"])
-    dim = x[0].numel()
     record = {"model_id": model["id"], "nll_bpd": likelihood.bits_per_dim(log_p, dim).mean().item(),
               "likelihood_nfe": nfe, "likelihood_points": len(x), "likelihood_wall_s": time.perf_counter() - started,
               "likelihood_trace": trace}
