@@ -1,4 +1,4 @@
-# diffsweep: sweeps over score-based diffusion models (see README.md and ../DESIGN).
+# diffsweep: sweeps over score-based diffusion models (see README.md and docs/design.md).
 # Parsing stays light (no torch): every cluster job re-parses this file.
 import os
 import sys

@@ -1,6 +1,6 @@
 """Noise levels: sampling schedules, training sigma-distributions, loss weights, VP <-> VE.
 
-Everything here lives in "VE coordinates" (DESIGN §1): a noisy sample is x + sigma * n.
+Everything here lives in "VE coordinates" (docs/design.md): a noisy sample is x + sigma * n.
 Sampling schedules return K noise levels as a float64 numpy array, largest first; they are
 independent of how the network was trained (the paper's decoupling). Training
 distributions draw a sigma per example. Only numpy is imported at module level, so the
@@ -277,7 +277,7 @@ def sample_training_sigmas(name: str, n: int, generator, **params):
 
 
 # --- loss weights w(sigma) ------------------------------------------------------------
-# The loss is w(sigma) * ||x - D(x + sigma n, sigma)||^2 (DESIGN §1). Since
+# The loss is w(sigma) * ||x - D(x + sigma n, sigma)||^2 (docs/design.md). Since
 # x - D = sigma * (eps_hat - eps), w = sigma^-2 is exactly the DDPM eps-loss.
 
 def _edm_weight(sigma, sigma_data):
