@@ -1,9 +1,9 @@
 """Datasets: a registry of families with declared parameters, and their exact samplers.
 
 The registry (`FAMILIES`, `resolve_dataset_params`, `is_analytic`) is plain data, so the
-Snakefile checks dataset entries at parse time without importing torch (a plugin adds a
-family with `FAMILIES.add(DatasetFamily(...))`); `make_dataset`
+Snakefile checks dataset entries at parse time without importing torch; `make_dataset`
 builds the sampler (and, for mixtures, the exact density from `diffsweep.gmm`) in a job.
+A plugin adds a family with `FAMILIES.add(DatasetFamily(name=..., build=..., knobs=...))`.
 
 Samples are float64 tensors shaped (n, *shape): (n, 2) for the 2-D sets, (n, C, H, W) for
 images, which live in [-1, 1]. A mixture over images is a mixture over the flattened pixels.

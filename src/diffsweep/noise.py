@@ -168,7 +168,8 @@ def schedule_names() -> list[str]:
 def resolve_schedule_params(name: str, params: dict | None = None, where: str = "") -> dict:
     """Defaults filled in; unknown names or knobs raise ValueError naming the allowed ones.
     `where` is the config path of the preset (e.g. "samplers.rw.")."""
-    return SCHEDULES.get(name, where and where + "schedule: ").resolve_knobs(params, where and where + "schedule_params.")
+    schedule = SCHEDULES.get(name, where and where + "schedule: ")
+    return schedule.resolve_knobs(params, where and where + "schedule_params.")
 
 
 def make_schedule(name: str, steps: int, **params) -> np.ndarray:
@@ -259,7 +260,8 @@ def training_distribution_names() -> list[str]:
 
 
 def resolve_training_params(name: str, params: dict | None = None, where: str = "") -> dict:
-    return TRAINING_DISTRIBUTIONS.get(name, where and where + "name: ").resolve_knobs(params, where and where + "params.")
+    distribution = TRAINING_DISTRIBUTIONS.get(name, where and where + "name: ")
+    return distribution.resolve_knobs(params, where and where + "params.")
 
 
 def sample_training_sigmas(name: str, n: int, generator, **params):

@@ -132,10 +132,9 @@ def load_plugin(entry: str, base_dir: str | Path = ".", where: str = "plugins") 
 
 
 def _describe(error: Exception, path: Path | None) -> str:
-    """'SyntaxError: invalid syntax (line 3)': the error and, when known, the line in the plugin."""
+    """'SyntaxError: invalid syntax (line 3)': the error and, for a plugin file, its line there."""
     if isinstance(error, SyntaxError):
         return f"SyntaxError: {error.msg} (line {error.lineno})"
-    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
-              if path is None or Path(frame.filename) == path]
-    line = f" (line {frames[-1].lineno})" if frames and path is not None else ""
-    return f"{type(error).__name__}: {error}{line}"
+    lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
+             if path is not None and Path(frame.filename) == path]
+    return f"{type(error).__name__}: {error}" + (f" (line {lines[-1]})" if lines else "")
