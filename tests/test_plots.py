@@ -88,3 +88,28 @@ def test_every_figure_is_written_as_png_and_pdf(tmp_path):
             assert (tmp_path / f"{name}.{ext}").read_bytes()[:4] == magic[ext]
     with pytest.raises(ValueError, match="not one of png, pdf"):
         plots.metric_vs_nfe(frame, "sliced_w2", tmp_path / "m.svg")
+
+
+def test_lines_are_told_apart_by_listed_parameters_only(captured):
+    """A per-run result named like a parameter (model_*) varies over seeds: it does not split
+    the lines; a listed parameter does, whatever its name."""
+    frame = generation_frame()
+    frame = frame.assign(model_score_norm=frame["seed"].astype(float), temperature=1.0)
+    frame = tables.with_params(frame, [*tables.param_columns(generation_frame()), "temperature"])
+    labels = plots.series_labels(frame, "sampler", ["model", "dataset", "nfe"], tables.param_columns(frame))
+    assert set(labels) == {"ddpm", "rw (T0=0.1)", "rw (T0=1)"}
+    frame.loc[frame["seed"] == 2, "temperature"] = 2.0
+    labels = plots.series_labels(frame, "sampler", ["model", "dataset", "nfe"], tables.param_columns(frame))
+    assert "rw (T0=0.1, temperature=2)" in set(labels) and "ddpm (temperature=1)" in set(labels)
+
+
+def test_restoration_bands_span_measurements_and_seeds(captured):
+    rows = [{"run_id": f"{r}{k}{s}", "model": "oracle", "task": "box", "restorer": r, "steps": k, "seed": s,
+             "measurement": m, "status": "ok", "nfe": k, "psnr": 20 + k / 10 + m + 0.1 * s + (r == "dps")}
+            for r in ("dps", "rw_cond") for k in (10, 30) for s in (0, 1) for m in (0, 1)]
+    frame = tables.with_params(tables.typed_frame(rows), ["model", "task", "restorer", "steps", "seed"])
+    plots.restoration_vs_nfe(frame, "psnr", "unused.png")
+    from matplotlib.collections import PolyCollection
+    ax = captured[0].axes[0]
+    assert sum(isinstance(c, PolyCollection) for c in ax.collections) == 2        # a line and band per restorer
+    assert {t.get_text() for t in captured[0].legends[0].get_texts()} >= {"dps", "rw_cond"}

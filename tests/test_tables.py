@@ -4,6 +4,7 @@ renderings, the `diffsweep table` command and the configs' declared tables."""
 
 import csv
 import io
+import json
 import math
 import statistics
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from diffsweep import cli, config, tables
+from diffsweep import cli, config, io as ds_io, tables
 
 
 def run(sampler, steps, seed, value, model="oracle", dataset="ring8", status="ok", **extra):
@@ -66,6 +67,128 @@ def test_manifest_types_do_not_depend_on_the_oracle(root):
     assert str(frame["model_steps"].dtype) == "Int64"             # ...and they stay integers
     assert str(frame["steps"].dtype) == "Int64" and str(frame["knob_eps"].dtype) == "float64"
     assert list(frame.columns[:9]) == tables.LEADING_COLUMNS
+
+
+# --- parameter columns: from the manifest, stored with the table -----------------------------
+
+def test_tables_carry_their_parameter_columns_through_parquet(root, tmp_path):
+    _, grid = config.load(root / "config" / "smoke.yaml")
+    manifest = tables.manifest_frame(grid.manifest_rows())
+    params = tables.param_columns(manifest)
+    assert params == [c for c in manifest.columns if c not in ("run_id", "data_id", "model_id")]
+    assert {"sampler", "seed", "knob_eps", "model_lr", "model_log_every"} <= set(params)
+    ds_io.write_parquet(tmp_path / "runs.parquet", manifest)
+    manifest = pd.read_parquet(tmp_path / "runs.parquet")
+    assert tables.param_columns(manifest) == params
+    generation = tables.generation_table(manifest, tmp_path)      # no run has finished: every status missing
+    assert set(generation["status"]) == {"missing"} and tables.param_columns(generation) == params
+    likelihood = tmp_path / "likelihood.json"
+    likelihood.write_text(json.dumps({"model_id": manifest["model_id"].iloc[0], "nll_bpd": 1.5}))
+    generation = tables.with_model_metrics(generation, [likelihood])
+    assert "model_nll_bpd" in generation and tables.param_columns(generation) == params
+
+
+def test_a_result_named_like_a_parameter_is_not_one(rows):
+    """Only the listed columns are parameters: a per-run measurement called model_* that differs
+    between the seeds of a cell is aggregated over, and a parameter named like nothing known is
+    compared."""
+    rows = [dict(r, model_score_norm=0.1 * r["seed"], temperature=1.0) for r in rows]
+    assert ablation(rows, spec()).cells[(("rw",), (10,))].n == 3
+    rows += [dict(run("rw", 10, seed, 0.3), model_score_norm=0.0, temperature=2.0) for seed in range(3)]
+    with pytest.raises(tables.MixedCellError, match=r"differ in temperature \(1, 2\)"):
+        tables.ablation(rows, spec(), params=[*PARAMS, "temperature"])
+
+
+def test_a_table_without_its_parameter_columns_is_refused(tmp_path, rows, capsys):
+    with pytest.raises(tables.TableError, match="does not list its parameter columns"):
+        tables.param_columns(tables.typed_frame(rows))
+    tables.typed_frame(rows).to_parquet(tmp_path / "old.parquet")
+    assert cli.main(["table", str(tmp_path / "old.parquet"), "--rows", "sampler", "--metric", "sliced_w2"]) == 2
+    assert "old.parquet: the table does not list its parameter columns" in capsys.readouterr().err
+
+
+def test_distinguishing_names_the_columns_that_tell_rows_apart():
+    rows = [{"k": 1, "model": m, "model_lr": lr, "eps": e} for m, lr in (("a", 0.1), ("b", 0.2)) for e in (1, 2)]
+    assert tables.distinguishing(rows, ["k"], ["model", "model_lr", "eps"]) == ["model", "eps"]   # model sets lr
+    rows.append({"k": 1, "model": "a", "model_lr": 0.3, "eps": 1})          # two recipes of one model
+    assert tables.distinguishing(rows, ["k"], ["model", "model_lr", "eps"]) == ["model", "model_lr", "eps"]
+    steps = [{"k": k, "steps": 10 * k, "seed": s} for k in (1, 2) for s in (0, 1)]
+    assert tables.distinguishing(steps, ["k"], ["steps"]) == []             # constant within each key
+    assert tables.distinguishing(steps, [], ["steps", "k"]) == ["steps"]    # k follows from steps
+
+
+# --- restoration: a row per run and measurement ------------------------------------------------
+
+RESTORATION_PARAMS = ["dataset", "model", "task", "operator", "noise_std", "restorer", "restorer_family", "schedule",
+                      "steps", "seed", "n_measurements"]
+
+
+def restoration_rows():
+    out = []
+    for restorer, offset in (("dps", 1.0), ("rw_cond", 0.0)):
+        for task in ("box", "random_half"):
+            for steps in (10, 30):
+                for seed in (0, 1):
+                    for measurement in (0, 1):
+                        out.append({"run_id": f"{restorer}-{task}-{steps}-{seed}", "dataset": "ring8",
+                                    "model": "oracle", "task": task, "operator": f"inpaint_{task}", "noise_std": 0.1,
+                                    "restorer": restorer, "restorer_family": restorer, "schedule": "sigmoid",
+                                    "steps": steps, "seed": seed, "n_measurements": 2, "measurement": measurement,
+                                    "status": "ok", "nfe": steps,
+                                    "psnr": 20 + offset + steps / 10 + measurement + 0.1 * seed})
+    return out
+
+
+def test_an_ablation_over_a_restoration_table(tmp_path):
+    rows = restoration_rows()
+    declared = tables.TableSpec.from_config("r", {"source": "restoration", "metric": "psnr",
+                                                  "rows": ["task", "restorer"], "columns": "steps"})
+    assert declared.better == "higher"
+    table = tables.ablation(rows, declared, params=RESTORATION_PARAMS)
+    cell = table.cells[(("box", "rw_cond"), (30,))]
+    assert cell.n == 4 and cell.value == pytest.approx(statistics.fmean([23, 24, 23.1, 24.1]))
+    assert table.cells[(("box", "dps"), (30,))].best and not cell.best
+    assert "psnr: mean ± std over n = 4 measurements per cell; higher is better" in table.note()
+    mixed = rows + [dict(r, noise_std=0.2, run_id=r["run_id"] + "-loud") for r in rows]
+    with pytest.raises(tables.MixedCellError, match=r"tables.ablations.r: the cell task=box, restorer=dps, steps=10 "
+                                                    r"holds runs that differ in noise_std \(0.1, 0.2\)"):
+        tables.ablation(mixed, declared, params=RESTORATION_PARAMS)
+    frame = tables.with_params(tables.typed_frame(rows), RESTORATION_PARAMS)
+    frame.to_parquet(tmp_path / "restoration.parquet")
+    outputs = {"csv": tmp_path / "r.csv", "markdown": tmp_path / "r.md"}
+    tables.write_ablation(tmp_path / "restoration.parquet", declared.as_dict(), outputs)
+    assert outputs["markdown"].read_text().startswith("| task | restorer \\ steps | 10 | 30 |")
+
+
+def test_declared_restoration_tables_are_checked_against_the_restoration_manifest():
+    manifest = list({r["run_id"]: {k: v for k, v in r.items() if k not in ("measurement", "status", "nfe", "psnr")}
+                     for r in restoration_rows()}.values())
+    generation = [run("rw", 10, 0, 0.5)]
+    good = tables.ablation_specs({"ablations": {"r": {"source": "restoration", "metric": "psnr_of_mean",
+                                                      "rows": ["restorer"], "columns": ["measurement"],
+                                                      "filter": {"task": "box", "steps": 30}}}})
+    tables.check_declared(good, {"generation": generation, "restoration": manifest})
+    bad = tables.ablation_specs({"ablations": {"r": {"source": "restoration", "metric": "psnr", "rows": ["restorr"]}}})
+    with pytest.raises(tables.TableError, match=r"tables.ablations.r.rows: unknown column 'restorr' \(did you mean "
+                                                r"restorer"):
+        tables.check_declared(bad, {"generation": generation, "restoration": manifest})
+    with pytest.raises(tables.TableError, match=r"tables.ablations.r.source: the grid has no restoration runs"):
+        tables.check_declared(good, {"generation": generation, "restoration": []})
+    with pytest.raises(tables.TableError, match=r"source: 'restore' is not allowed; allowed: generation, restoration"):
+        tables.ablation_specs({"ablations": {"r": {"source": "restore", "metric": "psnr", "rows": ["task"]}}})
+
+
+def test_the_schema_offers_the_options_the_code_knows(root):
+    schema = yaml.safe_load((root / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    section = schema["properties"]["tables"]["properties"]
+    ablation = section["ablations"]["additionalProperties"]["properties"]
+    assert ablation["source"]["enum"] == list(tables.SOURCES)
+    assert ablation["aggregate"]["enum"] == list(tables.AGGREGATES)
+    assert ablation["pool"]["enum"] == list(tables.POOLING)
+    assert ablation["better"]["enum"] == ["auto", *tables.DIRECTIONS]
+    assert section["better"]["additionalProperties"]["enum"] == list(tables.DIRECTIONS)
+    heatmap = schema["properties"]["plots"]["properties"]["heatmap"]["properties"]
+    assert heatmap["reduce"]["enum"] == list(tables.HEATMAP_REDUCE)
 
 
 # --- the pivot ------------------------------------------------------------------------------
@@ -238,7 +361,9 @@ def test_cli_table_prints_a_pivot(parquet, capsys):
                                                     "available columns: run_id, dataset"),
     (["--rows", "sampler", "--metric", "sliced_w2", "--filter", "model=mlp"],
      "error: --filter model=mlp matches no run; values of model: oracle"),
-    (["--rows", "sampler", "--metric", "sliced_w2"], "holds runs that differ in steps (10, 40)"),
+    (["--rows", "sampler", "--metric", "sliced_w2"], "error: the cell sampler=rw holds runs that differ in steps "
+                                                     "(10, 40), not only in the seed; add a --filter, put them in "
+                                                     "--rows/--cols, or pass --pool best"),
     (["--rows", "sampler", "--metric", "sliced_w2", "--filter", "nothing"], "expected COLUMN=VALUE"),
 ])
 def test_cli_table_errors(parquet, capsys, args, message):

@@ -39,20 +39,21 @@ def theme() -> None:
 
 def metric_vs_x(table: pd.DataFrame, metric: str, out, x: str = "nfe", hue: str = "sampler",
                 row: str | None = "model", col: str | None = "dataset", style: str | None = None,
-                seed: str = "seed") -> None:
+                replicates=("seed",)) -> None:
     """A grid of panels, `row` x `col` values (a single row wraps): `metric` against `x`, a
-    line per `hue` value (plus whatever else tells runs at the same x apart, e.g. a swept
-    knob), optionally a line style per `style` value, and a band of one standard deviation
-    over seeds. Panels of one column share their y axis. Only runs with status ok (if the
-    table has a status column) and a finite metric are drawn. The table lists its parameter
-    columns (`tables.param_columns`)."""
+    line per `hue` value (plus whatever parameter else tells runs at the same x apart, e.g. a
+    swept knob), optionally a line style per `style` value, and a band of one standard
+    deviation over `replicates` (seeds; a restoration's measurements too). Panels of one
+    column share their y axis. Only runs with status ok (if the table has a status column)
+    and a finite metric are drawn. The table lists its parameter columns
+    (`tables.param_columns`)."""
     theme()
     params = param_columns(table)
     ok = _finished(table, metric)
     if ok.empty:
         _placeholder(out, f"no finished runs with '{metric}'")
         return
-    ok = ok.assign(**{hue: series_labels(ok, hue, [c for c in (row, col, style, x) if c], params, seed)})
+    ok = ok.assign(**{hue: series_labels(ok, hue, [c for c in (row, col, style, x) if c], params, replicates)})
     row = row if row and ok[row].nunique() > 1 else None
     col_order = sorted(ok[col].unique()) if col else None
     wrap = min(3, len(col_order)) if col and not row else None
@@ -78,11 +79,11 @@ def metric_vs_nfe(table: pd.DataFrame, metric: str, out) -> None:
     metric_vs_x(table, metric, out, x="nfe", hue="sampler", row="model", col="dataset")
 
 
-def series_labels(table: pd.DataFrame, hue: str, within, params, seed: str = "seed") -> pd.Series:
+def series_labels(table: pd.DataFrame, hue: str, within, params, replicates=("seed",)) -> pd.Series:
     """The `hue` value, extended by the parameters (of `params`) that still tell runs apart at
-    the same (`within`) point, so that a band spans seeds only: `rw (T0=0.1)`, `rw (T0=1)`."""
+    the same (`within`) point, so that a band spans `replicates` only: `rw (T0=0.1)`, `rw (T0=1)`."""
     keys = [hue, *within]
-    candidates = [c for c in table.columns if c in params and c not in (seed, *keys)]
+    candidates = [c for c in table.columns if c in params and c not in (*replicates, *keys)]
     extra = distinguishing(records(table[[*keys, *candidates]]), keys, candidates)
     if not extra:
         return table[hue].astype("string")
@@ -409,4 +410,5 @@ def save(fig, out) -> None:
 def restoration_vs_nfe(table: pd.DataFrame, metric: str, out) -> None:
     """Restoration: a metric against NFE, a line per restorer preset, a row per score source and a
     column per task; bands over measurements and seeds."""
-    metric_vs_x(table, metric, out, x="nfe", hue="restorer", row="model", col="task", seed="measurement")
+    metric_vs_x(table, metric, out, x="nfe", hue="restorer", row="model", col="task",
+                replicates=("seed", "measurement"))

@@ -34,7 +34,7 @@ class Ablation:
     row_keys: list
     col_keys: list
     cells: dict
-    unit: str = "seed"         # what n counts: seeds, or runs where cells pool or the table has no seeds
+    unit: str = "seed"         # what n counts: seed, run or measurement (see _unit)
 
     def number(self, value) -> str:
         text = format(value, self.spec.format)
@@ -99,10 +99,18 @@ def ablation(rows: list[dict], spec: TableSpec, *, params, where: str | None = N
         for ck in col_keys:
             runs = cells_by_key.get(rk + ck)
             cells[(rk, ck)] = _fill_cell(runs, spec, keys, params) if runs else Cell()
-    has_seed = any("seed" in row for row in selected[:1])
-    table = Ablation(spec, row_keys, col_keys, cells, unit="seed" if spec.pool != "mean" and has_seed else "run")
+    table = Ablation(spec, row_keys, col_keys, cells, unit=_unit(spec, selected))
     _mark_best(table)
     return table
+
+
+def _unit(spec: TableSpec, selected: list[dict]) -> str:
+    """What n counts: measurements (a restoration row is one measurement of a run), seeds, or
+    runs where cells pool configurations or the table has no seed column."""
+    if spec.source == "restoration":
+        return "measurement"
+    has_seed = any("seed" in row for row in selected[:1])
+    return "seed" if spec.pool != "mean" and has_seed else "run"
 
 
 def _aggregate(values: list[float], how: str) -> tuple:
