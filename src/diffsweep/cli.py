@@ -126,39 +126,62 @@ def _names(values) -> list[str]:
     return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
 
 
+def parse_filters(items) -> dict:
+    """`["dataset=ring8", "steps=10,40"]` -> {"dataset": ["ring8"], "steps": ["10", "40"]}; a
+    malformed item raises ValueError."""
+    filters = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--filter '{item}': expected COLUMN=VALUE or COLUMN=V1,V2")
+        filters.setdefault(key.strip(), []).extend(v.strip() for v in value.split(","))
+    return filters
+
+
 def command_table(args) -> int:
     import pandas as pd
 
     from diffsweep import tables
 
+    def fail(message: str) -> int:
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
     path = args.table
     try:
         frame = pd.read_parquet(path)
     except (OSError, ValueError) as error:
-        print(f"error: cannot read the Parquet table '{path}': {error}", file=sys.stderr)
-        return 2
+        return fail(f"cannot read the Parquet table '{path}': {error}")
     try:
         format(1.5, args.number_format)
     except ValueError:
-        print(f"error: --number-format: '{args.number_format}' is not a number format such as .3g, .2f or .2e",
-              file=sys.stderr)
-        return 2
+        return fail(f"--number-format: '{args.number_format}' is not a number format such as .3g, .2f or .2e")
     try:
-        entry = {"metric": args.metric, "rows": _names(args.rows), "columns": _names(args.cols),
-                 "filter": tables.parse_filters(args.filter), "aggregate": args.agg, "better": args.better,
-                 "pool": args.pool, "format": args.number_format, "caption": args.caption or ""}
-        unmarked = args.better == "auto" and args.metric not in tables.METRIC_DIRECTIONS
-        if unmarked:
-            entry["better"] = "none"
-        spec = tables.TableSpec.from_config("table", entry, where="--")
-        table = tables.ablation(tables.records(frame), spec, where="--")
+        filters = parse_filters(args.filter)
+    except ValueError as error:
+        return fail(str(error))
+    try:
+        params = tables.param_columns(frame)
     except tables.TableError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(f"{path}: {error}")
+    entry = {"metric": args.metric, "rows": _names(args.rows), "columns": _names(args.cols), "filter": filters,
+             "aggregate": args.agg, "better": args.better, "pool": args.pool, "format": args.number_format,
+             "caption": args.caption or ""}
+    unmarked = args.better == "auto" and args.metric not in tables.METRIC_DIRECTIONS
+    if unmarked:
+        entry["better"] = "none"
+    try:
+        spec = tables.TableSpec.from_config("table", entry, where="--")
+        table = tables.ablation(tables.records(frame), spec, params=params, where="--")
+    except tables.MixedCellError as error:
+        return fail(f"{error.what}; add a --filter, put them in --rows/--cols, or pass --pool best (best of them) "
+                    f"or --pool mean (pool them)")
+    except tables.TableError as error:
+        return fail(str(error))
     if unmarked:
         print(f"note: no direction is known for '{args.metric}', nothing is marked (pass --better lower|higher)",
               file=sys.stderr)
-    text = table.render(args.format, caption=args.caption)
+    text = tables.render_table(table, args.format, caption=args.caption)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
 
@@ -176,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--config", required=True, help="a config YAML file")
     grid.add_argument("--json", action="store_true", help="machine-readable output")
     grid.set_defaults(func=command_grid)
+    from diffsweep.tables.options import AGGREGATES, DIRECTIONS, FORMATS, POOLING
+
     table = sub.add_parser(
         "table", help="a pivot of a Parquet results table (seeds aggregated, best per column marked)",
         description="Print a pivot of a Parquet table: cells aggregate a metric over seeds, the best value per "
@@ -189,12 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--metric", required=True, help="the numeric column in the cells")
     table.add_argument("--filter", action="append", metavar="COL=V[,V...]",
                        help="keep rows whose COL is one of the values (repeatable; 'null' matches missing values)")
-    table.add_argument("--format", choices=["markdown", "latex", "csv", "html"], default="markdown")
-    table.add_argument("--agg", choices=["mean_std", "mean", "median", "min", "max"], default="mean_std",
+    table.add_argument("--format", choices=FORMATS, default="markdown")
+    table.add_argument("--agg", choices=list(AGGREGATES), default="mean_std",
                        help="aggregation over seeds (default mean_std: mean ± std)")
-    table.add_argument("--better", choices=["auto", "lower", "higher", "none"], default="auto",
+    table.add_argument("--better", choices=["auto", *DIRECTIONS], default="auto",
                        help="which values are best (auto: the metric's known direction)")
-    table.add_argument("--pool", choices=["error", "best", "mean"], default="error",
+    table.add_argument("--pool", choices=POOLING, default="error",
                        help="a cell holding runs that differ in more than the seed: fail (default), show the best "
                             "configuration, or pool them")
     table.add_argument("--number-format", default=".3g", metavar="SPEC", help="Python number format (default .3g)")
