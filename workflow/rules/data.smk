@@ -7,8 +7,7 @@ rule prepare_data:
     log:
         "logs/prepare_data/{data_id}.log",
     resources:
-        mem_mb=lambda wc, attempt: 2000 * attempt,
-        runtime=lambda wc, attempt: 10 * attempt,
+        **resources("prepare_data"),
     conda:
         "../../envs/diffsweep.yaml"
     script:

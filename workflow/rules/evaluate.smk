@@ -16,9 +16,7 @@ rule likelihood:
         "benchmarks/likelihood/{model_id}.tsv"
     threads: 1
     resources:
-        gpu=0,
-        mem_mb=4000,
-        runtime=30,
+        **resources("likelihood"),
     conda:
         "../../envs/diffsweep.yaml"
     script:
@@ -38,8 +36,7 @@ rule train_digits_classifier:
         "logs/fidelity/digits_classifier.log",
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **resources("train_digits_classifier"),
     conda:
         "../../envs/diffsweep.yaml"
     script:
@@ -59,9 +56,7 @@ rule fidelity_reference:
         "logs/fidelity/{data_id}.{extractor}.log",
     threads: 1
     resources:
-        gpu=GPU,
-        mem_mb=4000,
-        runtime=30,
+        **resources("fidelity_reference"),
     conda:
         "../../envs/diffsweep.yaml"
     script:

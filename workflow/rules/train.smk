@@ -8,6 +8,9 @@ rule train:
     params:
         model=lambda wc: model_dict(GRID.models[wc.model_id]),
         device=config["device"],
+    # The script reads training.checkpoint_every, amp and compile from snakemake.config, not params:
+    # they are how a model is trained, not which model (its id), and a params change would retrain
+    # finished models (rerun trigger `params`).
     log:
         "logs/train/{model_id}.log",
     benchmark:
@@ -15,9 +18,7 @@ rule train:
     threads: 1
     priority: 1  # trainings head the critical path: start them before runs that need no model
     resources:
-        gpu=GPU,
-        mem_mb=lambda wc, attempt: 4000 * attempt,  # a retry (profile: retries) asks for more
-        runtime=lambda wc, attempt: 60 * attempt,
+        **resources("train"),
     conda:
         "../../envs/diffsweep.yaml"
     script:
