@@ -153,7 +153,7 @@ PARAM_PREFIXES = ("dataset", "model", "sampler", "schedule", "steps", "init", "k
 AGGREGATES = {"mean_std": "mean ± std", "mean": "mean", "median": "median", "min": "minimum", "max": "maximum"}
 POOLING = ("error", "best", "mean")
 DIRECTIONS = ("lower", "higher", "none")
-SOURCES = {"generation": "tables/generation.parquet"}
+SOURCES = {"generation": "tables/generation.parquet", "restoration": "tables/restoration.parquet"}
 FORMATS = ("markdown", "latex", "csv", "html")
 EMPTY = "–"        # a cell without runs
 
