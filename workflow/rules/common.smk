@@ -158,6 +158,14 @@ def shard_inputs(wildcards):
     return {**inputs_of_model(model), "fidelity": fidelity_records(model.data)}
 
 
+def training_set(wildcards):
+    return f"{RESULTS}/data/{GRID.models[wildcards.model_id].data.id}/train.npz"
+
+
+def dataset_reference(wildcards):
+    return f"{RESULTS}/data/{GRID.datasets[wildcards.dataset].id}/reference.npz"
+
+
 def model_inputs(wildcards):
     return inputs_of_model(GRID.models[wildcards.model_id])
 

@@ -72,7 +72,7 @@ rule plot_metrics:
 rule plot_samples:
     input:
         table=f"{RESULTS}/tables/generation.parquet",
-        reference=lambda wc: f"{RESULTS}/data/{GRID.datasets[wc.dataset].id}/reference.npz",
+        reference=dataset_reference,
     output:
         png=report(f"{RESULTS}/plots/samples_{{dataset}}.png", category="2. Generation", subcategory="Samples",
                    caption="../report/samples.rst"),

@@ -1,6 +1,6 @@
 rule train:
     input:
-        train=lambda wc: f"{RESULTS}/data/{GRID.models[wc.model_id].data.id}/train.npz",
+        train=training_set,
     output:
         checkpoint=f"{RESULTS}/models/{{model_id}}/checkpoint.pt",
         train_log=f"{RESULTS}/models/{{model_id}}/train_log.parquet",
