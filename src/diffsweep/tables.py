@@ -822,15 +822,20 @@ def write_ablation(table_path, spec: TableSpec | dict, outputs: dict) -> Ablatio
     return table
 
 
-def check_declared(specs: dict[str, TableSpec], manifest_rows: list[dict], directions: dict | None = None) -> None:
+def check_declared(specs: dict[str, TableSpec], manifest_rows, directions: dict | None = None) -> None:
     """Parse-time check of every declared table against the grid: the columns runs will have
-    are the manifest's, the record's and the known metrics'."""
-    extra = [*RECORD_COLUMNS, *EXTRA_COLUMNS, *known_metrics(directions), *sorted(MEASUREMENT_COLUMNS)]
+    are the manifest's, the record's and the known metrics'. `manifest_rows`: the grid's
+    manifest rows per source ({"generation": [...], "restoration": [...]}), or the generation
+    rows alone."""
+    by_source = manifest_rows if isinstance(manifest_rows, dict) else {"generation": manifest_rows}
+    extra = [*RECORD_COLUMNS, *EXTRA_COLUMNS, "measurement", *known_metrics(directions), *sorted(MEASUREMENT_COLUMNS)]
     for spec in specs.values():
         if spec.source not in SOURCES:
             raise TableError(f"tables.ablations.{spec.name}.source: '{spec.source}' is not allowed; "
                              f"allowed: {', '.join(SOURCES)}")
-        check_table(spec, manifest_rows, extra)
+        if not by_source.get(spec.source):
+            raise TableError(f"tables.ablations.{spec.name}.source: the grid has no {spec.source} runs")
+        check_table(spec, by_source[spec.source], extra)
 
 
 def check_heatmap(options: dict, manifest_rows: list[dict], directions: dict | None = None,

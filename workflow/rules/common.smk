@@ -17,13 +17,9 @@ try:
     GRID = ds_grid.build(config)
     ds_runs.check_layout(config["results"])
     ABLATIONS = ds_tables.ablation_specs(config["tables"])
-    for source in sorted({spec.source for spec in ABLATIONS.values()}):   # a source is a run kind's table
-        declared = {name: spec for name, spec in ABLATIONS.items() if spec.source == source}
-        if source == "restoration" and not GRID.restorations:
-            raise ValueError(f"tables.ablations.{min(declared)}.source: 'restoration', but the grid has no "
-                             "restoration runs (restoration.tasks and restoration.restorers)")
-        rows = GRID.manifest_rows(source) if source in ds_runs.KINDS else []
-        ds_tables.check_declared(declared, rows, config["tables"]["better"])
+    # a table's source is a run kind: its columns are that kind's manifest columns and results
+    ds_tables.check_declared(ABLATIONS, {kind: GRID.manifest_rows(kind) for kind in ds_runs.KINDS},
+                             config["tables"]["better"])
     if GRID.trained_models() and config["plots"]["heatmap"]["metrics"]:
         ds_tables.check_heatmap(config["plots"]["heatmap"], GRID.manifest_rows(), config["tables"]["better"])
     for metric in [*config["plots"]["metrics"], *config["plots"]["heatmap"]["metrics"]]:
