@@ -17,6 +17,7 @@ if not workflow.overwrite_configfiles:
 # The library lives in src/: importable here and, through PYTHONPATH, in every job.
 SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, SRC)
+# (update(), not os.environ[...] =: `snakemake --lint` takes that for a required variable)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
 
 

@@ -13,20 +13,6 @@ import yaml
 
 pytestmark = pytest.mark.workflow
 
-# A user's restorer, registered by a plugin file (config `plugins`): the parse and the job import it.
-PLUGIN = """
-import torch
-
-from diffsweep.restoration import register
-
-
-@register("denoise_only", knobs={}, description="unconditional baseline: denoise and renoise, ignoring y")
-def denoise_only(denoise, x, sigmas, generator, operator, y, noise_std):
-    for sigma, following in zip(sigmas, [*sigmas[1:], 0.0]):
-        x = denoise(x, sigma) + following * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    return x, len(sigmas)
-"""
-
 TINY = {
     "seeds": [0],
     "data": {"n_train": 200, "n_reference": 50},
@@ -51,6 +37,20 @@ TINY = {
         "metrics": {"posterior_samples": 200, "lpips_weights": "alexnet.pth"},   # written by the fixture
     },
 }
+
+# A user's restorer, registered by a plugin file (config `plugins`): the parse and the job import it.
+PLUGIN = """
+import torch
+
+from diffsweep.restoration import register
+
+
+@register("denoise_only", knobs={}, description="unconditional baseline: denoise and renoise, ignoring y")
+def denoise_only(denoise, x, sigmas, generator, operator, y, noise_std):
+    for sigma, following in zip(sigmas, [*sigmas[1:], 0.0]):
+        x = denoise(x, sigma) + following * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return x, len(sigmas)
+"""
 
 
 def run_workflow(workdir, root, config):
