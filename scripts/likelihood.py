@@ -4,5 +4,6 @@ from diffsweep.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 jobs.use_threads(snakemake.threads)
+jobs.load_plugins(snakemake.config["plugins"])
 jobs.evaluate_likelihood(snakemake.params.model, snakemake.input.reference, snakemake.input.get("checkpoint"),
                          snakemake.output[0], snakemake.params.options, device=snakemake.params.device)

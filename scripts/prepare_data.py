@@ -4,4 +4,5 @@ from diffsweep.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 jobs.use_threads(snakemake.threads)
+jobs.load_plugins(snakemake.config["plugins"])
 jobs.prepare_data(snakemake.params.spec, snakemake.output.train, snakemake.output.reference)

@@ -10,6 +10,7 @@ from diffsweep.train import TrainingInterrupted
 
 setup_logging(snakemake.log[0])
 jobs.use_threads(snakemake.threads)
+jobs.load_plugins(snakemake.config["plugins"])
 try:
     jobs.train_model(snakemake.params.model, snakemake.input.train, snakemake.output.checkpoint,
                      snakemake.output.train_log, device=snakemake.params.device,

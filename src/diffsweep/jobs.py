@@ -30,6 +30,13 @@ def use_threads(threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
 
 
+def load_plugins(entries) -> None:
+    """Import the config's `plugins:` in this job, so what they register (samplers, restorers,
+    schedules, dataset families, ...) exists here as it did when the Snakefile was parsed."""
+    for entry in entries:
+        samplers.load_plugin(entry)
+
+
 def pick_device(wanted: str = "auto") -> torch.device:
     """The GPU the scheduler exposed (CUDA_VISIBLE_DEVICES), else the CPU; 'cuda' insists on one.
     Outside a scheduler, with several GPUs, each job claims a free one (diffsweep.devices)."""

@@ -98,10 +98,9 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     `options` are the kind's options (generation: metrics; restoration: metrics, strips)."""
     import torch
 
-    from diffsweep import jobs, samplers
+    from diffsweep import jobs
 
-    for entry in plugins:  # user-registered samplers, restorers, ... register themselves in this process too
-        samplers.load_plugin(entry)
+    jobs.load_plugins(plugins)
     (kind,) = {run["kind"] for run in runs}
     mark_layout(results)
     chosen = jobs.pick_device(device)

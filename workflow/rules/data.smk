@@ -4,6 +4,7 @@ rule prepare_data:
         reference=f"{RESULTS}/data/{{data_id}}/reference.npz",
     params:
         spec=lambda wc: data_dict(DATASETS_BY_ID[wc.data_id]),
+    # `plugins` reaches the script through snakemake.config: adding a plugin must not re-run this job.
     log:
         "logs/prepare_data/{data_id}.log",
     resources:

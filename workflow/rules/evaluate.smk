@@ -10,6 +10,7 @@ rule likelihood:
         model=lambda wc: model_dict(GRID.models[wc.model_id]),
         options=config["metrics"]["likelihood"],
         device=config["device"],
+    # `plugins` reaches the script through snakemake.config: adding a plugin must not re-run this job.
     log:
         "logs/likelihood/{model_id}.log",
     benchmark:
@@ -52,6 +53,7 @@ rule fidelity_reference:
         options=config["fidelity"],
         cache=f"{RESULTS}/fidelity/cache",
         device=config["device"],
+    # `plugins` reaches the script through snakemake.config: adding a plugin must not re-run this job.
     log:
         "logs/fidelity/{data_id}.{extractor}.log",
     threads: 1

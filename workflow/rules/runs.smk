@@ -15,9 +15,9 @@ rule run_shard:
         options=shard_options,
         fidelity=config["fidelity"],
         device=config["device"],
-        plugins=config["plugins"],
-    # The script reads `max_batch` from snakemake.config, not params: it only chunks the network's
-    # calls, and a params change would re-run finished shards (rerun trigger `params`).
+    # The script reads `max_batch` and `plugins` from snakemake.config, not params: chunking the
+    # network's calls or adding a plugin changes no run, and a params change would re-run finished
+    # shards (rerun trigger `params`).
     log:
         "logs/run_shard/{shard}.log",
     benchmark:

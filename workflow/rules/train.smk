@@ -8,9 +8,9 @@ rule train:
     params:
         model=lambda wc: model_dict(GRID.models[wc.model_id]),
         device=config["device"],
-    # The script reads training.checkpoint_every, amp and compile from snakemake.config, not params:
-    # they are how a model is trained, not which model (its id), and a params change would retrain
-    # finished models (rerun trigger `params`).
+    # The script reads training.checkpoint_every, amp, compile and `plugins` from snakemake.config,
+    # not params: they are how a model is trained, not which model (its id), and a params change
+    # would retrain finished models (rerun trigger `params`).
     log:
         "logs/train/{model_id}.log",
     benchmark:
