@@ -231,6 +231,31 @@ class Grid:
         return shards
 
 
+# --- what a job receives (its rule's params): plain dicts, keys sorted -----------------------
+
+def data_dict(spec: DataSpec) -> dict:
+    return canonical({"id": spec.id, "name": spec.name, "family": spec.family, "params": spec.params,
+                      "n_train": spec.n_train, "n_reference": spec.n_reference, "seed": spec.seed})
+
+
+def model_dict(model: ModelSpec) -> dict:
+    return canonical({"id": model.id, "name": model.name, "source": model.source, "recipe": model.recipe,
+                      "data": data_dict(model.data)})
+
+
+def run_dict(run: RunSpec) -> dict:
+    """A run as its shard job reads it; `task` only for a restoration run. `params` (what the id
+    hashes) and `row` (the manifest row) go into its record."""
+    task = run.task and {"name": run.task.name, "operator": run.task.operator,
+                         "operator_params": run.task.operator_params, "noise_std": run.task.noise_std,
+                         "data_range": run.task.data_range, "noise_std_effective": run.task.noise_std_effective,
+                         "n_measurements": run.task.n_measurements}
+    return canonical({"id": run.id, "kind": run.kind, "family": run.family, "schedule": run.schedule,
+                      "schedule_params": run.schedule_params, "steps": run.steps, "init": run.init, "knobs": run.knobs,
+                      "seed": run.seed, "n_samples": run.n_samples, **({"task": task} if task else {}),
+                      "params": run.params(), "row": run.row()})
+
+
 def build(config: dict, base_dir: str | Path = ".") -> Grid:
     """The grid of a config that `diffsweep.config.prepare` has validated and completed.
     `base_dir` is where plugin file paths are relative to (the working directory)."""

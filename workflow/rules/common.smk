@@ -84,33 +84,6 @@ def resources(rule):
             for key, value in RESOURCES[rule].items()}
 
 
-# --- what jobs receive -----------------------------------------------------------------------
-
-
-def data_dict(spec):
-    return ds_grid.canonical({"id": spec.id, "name": spec.name, "family": spec.family, "params": spec.params,
-            "n_train": spec.n_train, "n_reference": spec.n_reference, "seed": spec.seed})
-
-
-def model_dict(model):
-    return ds_grid.canonical({"id": model.id, "name": model.name, "source": model.source, "recipe": model.recipe,
-                              "data": data_dict(model.data)})
-
-
-def task_dict(task):
-    return {"name": task.name, "operator": task.operator, "operator_params": task.operator_params,
-            "noise_std": task.noise_std, "data_range": task.data_range,
-            "noise_std_effective": task.noise_std_effective, "n_measurements": task.n_measurements}
-
-
-def run_dict(run):
-    """A run as its job reads it; `task` only for a restoration run."""
-    return ds_grid.canonical({"id": run.id, "kind": run.kind, "family": run.family, "schedule": run.schedule,
-            "schedule_params": run.schedule_params, "steps": run.steps, "init": run.init, "knobs": run.knobs,
-            "seed": run.seed, "n_samples": run.n_samples, **({"task": task_dict(run.task)} if run.task else {}),
-            "params": run.params(), "row": run.row()})
-
-
 # --- input functions and params of the rules ---------------------------------------------------
 
 

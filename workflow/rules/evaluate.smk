@@ -7,7 +7,7 @@ rule likelihood:
     output:
         f"{RESULTS}/models/{{model_id}}/likelihood.json",
     params:
-        model=lambda wc: model_dict(GRID.models[wc.model_id]),
+        model=lambda wc: ds_grid.model_dict(GRID.models[wc.model_id]),
         options=config["metrics"]["likelihood"],
         device=config["device"],
     # `plugins` reaches the script through snakemake.config: adding a plugin must not re-run this job.

@@ -9,8 +9,8 @@ rule run_shard:
     output:
         marker=f"{RESULTS}/shards/{{shard}}.json",
     params:
-        model=lambda wc: model_dict(shard_run(wc).model),
-        runs=lambda wc: [run_dict(RUNS[run_id]) for run_id in SHARDS[wc.shard]],
+        model=lambda wc: ds_grid.model_dict(shard_run(wc).model),
+        runs=lambda wc: [ds_grid.run_dict(RUNS[run_id]) for run_id in SHARDS[wc.shard]],
         results=lambda wc, output: results_of(output.marker, depth=1),
         options=shard_options,
         fidelity=config["fidelity"],
