@@ -1,11 +1,12 @@
 # Rule fidelity_reference: one dataset's reference features for one extractor, cached by torch-fidelity.
 import torch
 
-from diffsweep import fidelity, io, jobs
+from diffsweep import fidelity, io, jobs, registry
 from diffsweep.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 jobs.use_threads(snakemake.threads)
+registry.load_plugins(snakemake.config["plugins"])
 reference = torch.from_numpy(io.read_arrays(snakemake.input.reference)["x"])
 fidelity.prepare_reference(snakemake.wildcards.extractor, reference, snakemake.params.options, snakemake.params.cache,
                            snakemake.output[0], digits_weights=snakemake.input.get("classifier"),

@@ -1,7 +1,8 @@
 # Rule prepare_data: draw a dataset's training and reference sets.
-from diffsweep import jobs
+from diffsweep import jobs, registry
 from diffsweep.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 jobs.use_threads(snakemake.threads)
+registry.load_plugins(snakemake.config["plugins"])
 jobs.prepare_data(snakemake.params.spec, snakemake.output.train, snakemake.output.reference)

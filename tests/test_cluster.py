@@ -97,10 +97,10 @@ def cluster_profile(path: Path) -> Path:
     profile.update({"cores": 2, "latency-wait": 5, "retries": 0, "slurm-status-command": "squeue",
                     "slurm-init-seconds-before-status-checks": 2, "slurm-no-account": True,
                     "default-resources": ["mem_mb=800", "runtime=10"],
-                    "groups": profile["groups"] + ["sample_shard=sampling"],
+                    "groups": profile["groups"] + ["run_shard=sampling"],
                     "group-components": ["sampling=2"]})
-    for resources in profile["set-resources"].values():
-        resources.update({"mem_mb": "800 * attempt", "runtime": "10 * attempt"})
+    for rule in ("prepare_data", "train", "run_shard", "likelihood"):   # the rules declaring more than the default
+        profile["set-resources"].setdefault(rule, {}).update({"mem_mb": "800 * attempt", "runtime": "10 * attempt"})
     path.mkdir(parents=True)
     (path / "config.yaml").write_text(yaml.safe_dump(profile))
     return path
@@ -162,7 +162,7 @@ def test_smoke_sweep_on_slurm_equals_a_local_run(cluster, smoke_run, tmp_path):
     assert set(re.findall(r"^localrule (\w+):", output, flags=re.M)) == {"all"}
     finished = set(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", output))
     assert planned_rules(output) == finished - {"all"}
-    assert {"prepare_data", "train", "sample_shard", "likelihood", "aggregate"} <= finished
+    assert {"prepare_data", "train", "run_shard", "likelihood", "aggregate"} <= finished
     # group jobs: the report steps in one SLURM job, sampling shards two to a job (with two GPUs)
     assert any(job["comment"].startswith("rule_report_") for job in jobs.values())
     assert any(job["comment"].startswith("rule_sampling_") and job["tres"].endswith("gpu:2") for job in jobs.values())

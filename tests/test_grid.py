@@ -2,6 +2,7 @@
 
 import copy
 import json
+import re
 
 import pytest
 import yaml
@@ -60,17 +61,66 @@ def test_explicit_defaults_do_not_change_ids():
     assert set(build(explicit).runs) == set(build(copy.deepcopy(BASE)).runs)
 
 
-def test_shards_pack_pending_runs_per_model():
-    g = build(copy.deepcopy(BASE))
-    shards = g.shards(runs_per_job=4)
+RESTORING = {"tasks": {"half": {"operator": "inpaint_random", "noise_std": 0.1, "data_range": "minus_one_one"}},
+             "restorers": {"ddrm": {"family": "ddrm", "steps": [5, 10]}}, "models": ["oracle"], "seeds": [0, 1]}
+
+
+def test_ids_are_names_and_64_bit_hashes():
+    g = build({**copy.deepcopy(BASE), "restoration": copy.deepcopy(RESTORING)})
+    ids = [*(d.id for d in g.datasets.values()), *g.models, *g.all_runs]
+    assert all(re.fullmatch(r"[A-Za-z0-9_]+-[0-9a-f]{16}", i) for i in ids), ids
+    shards = g.shards({"generation": 4, "restoration": 4})
+    assert all(re.fullmatch(r"[A-Za-z0-9_]+-[0-9a-f]{16}\.[0-9a-f]{16}", s) for s in shards)
+
+
+def test_shards_pack_pending_runs_per_model_and_kind():
+    g = build({**copy.deepcopy(BASE), "restoration": copy.deepcopy(RESTORING)})
+    assert {r.kind for r in g.runs.values()} == {"generation"} and len(g.restorations) == 2 * 2   # 2 steps x 2 seeds
+    shards = g.shards({"generation": 4, "restoration": 3})
     packed = [run_id for ids in shards.values() for run_id in ids]
-    assert sorted(packed) == sorted(g.runs)
+    assert sorted(packed) == sorted(g.all_runs)
     for shard_id, ids in shards.items():
-        assert 1 <= len(ids) <= 4
-        assert len({g.runs[i].model.id for i in ids}) == 1
-        assert shard_id.startswith(g.runs[ids[0]].model.id + ".")
-    done = set(list(g.runs)[:7])
-    assert not done & {i for ids in g.shards(4, done=done).values() for i in ids}
+        runs = [g.all_runs[i] for i in ids]
+        assert 1 <= len(ids) <= (4 if runs[0].kind == "generation" else 3)
+        assert len({(run.model.id, run.kind) for run in runs}) == 1
+        assert shard_id.startswith(runs[0].model.id + ".")
+    assert sum(g.all_runs[ids[0]].kind == "restoration" for ids in shards.values()) == 2   # 4 runs, 3 a shard
+    done = set(list(g.all_runs)[:7])
+    assert not done & {i for ids in g.shards({"generation": 4, "restoration": 3}, done=done).values() for i in ids}
+
+
+def test_restoration_runs_have_their_task_and_noise_std_stated_on_a_range():
+    g = build({**copy.deepcopy(BASE), "restoration": copy.deepcopy(RESTORING)})
+    run = next(iter(g.restorations.values()))
+    assert run.kind == "restoration" and run.task.name == "half" and run.task.noise_std == 0.1
+    assert run.task.noise_std_effective == 0.1          # stated on [-1, 1]: used as is
+    row = run.row()
+    assert (row["restorer"], row["noise_std"], row["noise_std_effective"], row["operator_missing"]) == \
+        ("ddrm", 0.1, 0.1, 0.5)
+    zero_one = copy.deepcopy(RESTORING)
+    zero_one["tasks"]["half"]["data_range"] = "zero_one"
+    other = build({**copy.deepcopy(BASE), "restoration": zero_one})
+    assert {r.task.noise_std_effective for r in other.restorations.values()} == {0.2}
+    assert not set(other.restorations) & set(g.restorations)    # the range is part of the id
+
+
+def test_an_old_results_layout_is_refused_with_what_to_do(tmp_path):
+    from diffsweep import runs
+    runs.check_layout(tmp_path / "results")                  # nothing yet
+    (tmp_path / "results" / "data").mkdir(parents=True)
+    runs.check_layout(tmp_path / "results")                  # no runs: nothing to mix
+    (tmp_path / "results" / "restorations" / "ddrm-0123abcd").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"results: '.*results' holds runs of an older layout \(no layout.json\), "
+                                         r"this diffsweep writes layout version 2; move the folder aside or set "
+                                         r"`results:` to another folder"):
+        runs.check_layout(tmp_path / "results")
+    (tmp_path / "results" / "layout.json").write_text('{"version": 1}')
+    with pytest.raises(ValueError, match="holds runs of layout version 1"):
+        runs.check_layout(tmp_path / "results")
+    runs.mark_layout(tmp_path / "fresh")
+    assert json.loads((tmp_path / "fresh" / "layout.json").read_text()) == {"version": runs.LAYOUT_VERSION}
+    (tmp_path / "fresh" / "runs").mkdir()
+    runs.check_layout(tmp_path / "fresh")
 
 
 @pytest.mark.parametrize("change,message", [

@@ -26,3 +26,14 @@ def test_outputs_get_the_umask_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o644
+
+
+def test_parquet_keeps_the_param_columns_of_a_table(tmp_path):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    frame = pd.DataFrame({"run_id": ["a", "b"], "steps": [10, 20], "psnr": [1.0, 2.0]})
+    frame.attrs["param_columns"] = ["steps"]
+    io.write_parquet(tmp_path / "t.parquet", frame)
+    assert io.read_parquet(tmp_path / "t.parquet").attrs == {"param_columns": ["steps"]}
+    assert b"PANDAS_ATTRS" in pq.read_schema(tmp_path / "t.parquet").metadata   # in the file, for any reader

@@ -2,6 +2,7 @@
 files present, the seven experiments carry the reference code's settings (docs/paper.md cites
 them), and a real run without the image folder fails naming the config key."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,7 +54,7 @@ def test_unconditional_experiments_have_the_reference_settings(paper_grid, prese
                          "inner_steps": 1, **extra}
 
 
-# (preset, model, task, operator params, eta, data range, schedule, K, eps, extra knobs)
+# (preset, model, task, operator params, data range, schedule, K, eps, ve_continuous_sigma)
 CONDITIONAL = [
     ("paper_vp_sr4", "vp_adm", "vp_sr4", {"factor": 4}, "minus_one_one", "sigmoid", 750, 0.15651, "none"),
     ("paper_vp_inpaint92", "vp_adm", "vp_inpaint92", {"missing": 0.92}, "minus_one_one", "sigmoid", 750, 0.77683,
@@ -69,18 +70,18 @@ CONDITIONAL = [
 def test_conditional_experiments_have_the_reference_settings(paper_grid, preset, model, task, operator_params,
                                                              data_range, schedule, steps, eps, continuous):
     run = only_run(paper_grid.restorations.values(), preset)
-    assert (run.model.name, run.task, run.family) == (model, task, "rw_conditional")
-    assert run.operator == ("sr_bicubic" if "factor" in operator_params else "inpaint_random")
-    assert run.operator_params == operator_params
-    assert run.eta == 0.2 and run.data_range == data_range
-    # eta 0.2 on the network's own data: [-1, 1] for VP (sample.py:103-106), [0, 1] for VE (sample.py:100-102)
-    assert run.noise_std == pytest.approx(0.2 if model == "vp_adm" else 0.4)
+    assert (run.kind, run.model.name, run.task.name, run.family) == ("restoration", model, task, "rw_conditional")
+    assert run.task.operator == ("sr_bicubic" if "factor" in operator_params else "inpaint_random")
+    assert run.task.operator_params == operator_params
+    assert run.task.noise_std == 0.2 and run.task.data_range == data_range
+    # noise_std 0.2 on the network's own data: [-1, 1] for VP (sample.py:103-106), [0, 1] for VE (sample.py:100-102)
+    assert run.task.noise_std_effective == pytest.approx(0.2 if model == "vp_adm" else 0.4)
     assert (run.schedule, run.steps, run.init) == (schedule, steps, "unit")
     assert run.knobs == {"eps": eps, "T0": 0.0, "clamp_tau": True, "ve_continuous_sigma": continuous,
                          "inner_steps": 1, "last_noise": False}
     if schedule == "sigmoid":
         assert run.schedule_params["sharpness"] == 0.3
-    assert run.n_samples == 1 and run.n_measurements == 1000
+    assert run.n_samples == 1 and run.task.n_measurements == 1000
 
 
 def test_dataset_models_and_sizes(paper_grid):
@@ -100,7 +101,7 @@ def test_dataset_models_and_sizes(paper_grid):
 def test_sweep_size_stays_what_the_comments_say(paper_grid):
     """The NFE totals quoted in config/paper.yaml (steps x images, before 2-NFE-per-level samplers)."""
     unconditional = sum(run.steps * run.n_samples for run in paper_grid.runs.values())
-    restoration = sum(run.steps * run.n_measurements * run.n_samples for run in paper_grid.restorations.values())
+    restoration = sum(run.steps * run.task.n_measurements * run.n_samples for run in paper_grid.restorations.values())
     assert (len(paper_grid.runs), len(paper_grid.restorations)) == (50, 16)
     assert unconditional == 9_475_000 and restoration == 7_700_000
 
@@ -120,8 +121,8 @@ def test_preset_restrictions_name_unknown_models_and_tasks():
 def test_dry_run_needs_none_of_the_files(tmp_path, paper_grid):
     result = subprocess.run([*SNAKEMAKE, "-n", "-d", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"sample_shard             {len(paper_grid.runs)}" in result.stdout
-    assert f"restore_shard            {len(paper_grid.restorations)}" in result.stdout
+    # runs_per_job: 1 for both kinds: one shard job per run
+    assert re.search(rf"^run_shard +{len(paper_grid.runs) + len(paper_grid.restorations)}$", result.stdout, re.M)
     assert not (tmp_path / "results").exists()
 
 

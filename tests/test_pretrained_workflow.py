@@ -95,7 +95,7 @@ def test_a_dry_run_needs_no_checkpoint_file(tmp_path):
     (tmp_path / "faces.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "-n")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "sample_shard" in result.stdout
+    assert "run_shard" in result.stdout
 
 
 @pytest.mark.workflow
@@ -117,6 +117,6 @@ def test_pretrained_sources_sample_through_the_workflow_and_a_missing_file_is_na
     (tmp_path / "faces.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "results/tables/generation.parquet")
     assert result.returncode != 0
-    logs = "".join(p.read_text() for p in (tmp_path / "logs" / "sample").glob("*.log"))
+    logs = "".join(p.read_text() for p in (tmp_path / "logs" / "run_shard").glob("*.log"))
     message = "models.ve.checkpoint: pretrained checkpoint '" + str(tmp_path / "gone.pth") + "' not found"
     assert message in result.stderr + logs

@@ -1,6 +1,7 @@
 """Restoration end to end through the Snakemake API: a tiny config on the 64-D digits mixture (8x8
-images) with its exact oracle, two tasks and three restorers, scored with the digits FID extractor
-and LPIPS on a randomly initialised AlexNet backbone saved as a local file."""
+images) with its exact oracle, two tasks and four restorers (one defined in a user's plugin file),
+scored with the digits FID extractor and LPIPS on a randomly initialised AlexNet backbone saved as
+a local file, and pivoted into a declared ablation table that reads the restoration table."""
 
 import json
 import shutil
@@ -10,6 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
+pytestmark = pytest.mark.workflow
+
 TINY = {
     "seeds": [0],
     "data": {"n_train": 200, "n_reference": 50},
@@ -17,20 +20,37 @@ TINY = {
     "datasets": {"digits_gmm": {"family": "digits_gmm", "params": {"components": 3}}},
     "models": {"oracle": {"source": "oracle"}},
     "samplers": {"rw": {"family": "random_walk", "steps": 5}},
-    "tables": {"ablations": {}},
+    "plugins": ["my_restorers.py"],
+    "tables": {"ablations": {"restorer_by_task": {"source": "restoration", "rows": "restorer", "columns": "task",
+                                                  "metric": "psnr"}}},
     "plots": {"schedules": False},
     "metrics": {"likelihood": {"points": 0}},   # generation-side extras are not under test here
     "fidelity": {"digits_classifier": {"epochs": 3}},    # features only need to exist, not to be good
     "restoration": {
-        "tasks": {"sr2": {"operator": "sr_bicubic", "params": {"factor": 2}, "eta": 0.05},
-                  "box": {"operator": "inpaint_box", "params": {"size": 3}, "eta": 0.05}},
+        "tasks": {"sr2": {"operator": "sr_bicubic", "params": {"factor": 2}, "noise_std": 0.05},
+                  "box": {"operator": "inpaint_box", "params": {"size": 3}, "noise_std": 0.05}},
         "restorers": {"rw": {"family": "rw_conditional", "steps": 30, "knobs": {"eps": 0.7, "T0": 0.1}},
                       "ddrm": {"family": "ddrm", "steps": 10},
-                      "diffpir": {"family": "diffpir", "steps": 10}},
+                      "diffpir": {"family": "diffpir", "steps": 10},
+                      "plugin": {"family": "denoise_only", "steps": 10}},
         "n_measurements": 2, "n_samples": 3, "runs_per_job": 4,
         "metrics": {"posterior_samples": 200, "lpips_weights": "alexnet.pth"},   # written by the fixture
     },
 }
+
+# A user's restorer, registered by a plugin file (config `plugins`): the parse and the job import it.
+PLUGIN = """
+import torch
+
+from diffsweep.restoration import register
+
+
+@register("denoise_only", knobs={}, description="unconditional baseline: denoise and renoise, ignoring y")
+def denoise_only(denoise, x, sigmas, generator, operator, y, noise_std):
+    for sigma, following in zip(sigmas, [*sigmas[1:], 0.0]):
+        x = denoise(x, sigma) + following * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return x, len(sigmas)
+"""
 
 
 def run_workflow(workdir, root, config):
@@ -38,6 +58,7 @@ def run_workflow(workdir, root, config):
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
 
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    (workdir / "my_restorers.py").write_text(PLUGIN)
     with SnakemakeApi(OutputSettings(quiet=None)) as api:
         workflow = api.workflow(resource_settings=ResourceSettings(cores=2),
                                 config_settings=ConfigSettings(configfiles=[workdir / "config.yaml"]),
@@ -59,18 +80,33 @@ def restoration_run(tmp_path_factory, request):
 
 
 def test_restoration_table_has_a_row_per_run_and_measurement(restoration_run):
-    table = pd.read_parquet(restoration_run / "results" / "tables" / "restoration.parquet")
-    assert len(table) == 2 * 3 * 2                     # tasks x restorers x measurements
+    from diffsweep import io
+    table = io.read_parquet(restoration_run / "results" / "tables" / "restoration.parquet")
+    assert len(table) == 2 * 4 * 2                     # tasks x restorers x measurements
     assert set(table["status"]) == {"ok"}
-    assert set(table["restorer"]) == {"rw", "ddrm", "diffpir"}
+    assert set(table["restorer"]) == {"rw", "ddrm", "diffpir", "plugin"}
     for column in ("psnr", "ssim", "psnr_minmax_ref", "data_consistency", "expected_noise_norm", "mmse_psnr",
                    "sliced_w2_posterior", "posterior_mean_error", "nfe", "wall_s", "operator_factor", "knob_eps",
-                   "noise_std", "lpips_status"):
+                   "noise_std", "noise_std_effective", "lpips_status", "measurement", "device", "git_revision"):
         assert column in table, column
-    assert (table["noise_std"] == 0.1).all()           # eta 0.05 on [0, 1] is 0.1 on [-1, 1]
-    assert table.groupby("restorer")["nfe"].first().to_dict() == {"rw": 30, "ddrm": 10, "diffpir": 10}
+    assert (table["noise_std"] == 0.05).all()
+    assert (table["noise_std_effective"] == 0.1).all()           # 0.05 on [0, 1] is 0.1 on [-1, 1]
+    assert table.groupby("restorer")["nfe"].first().to_dict() == {"rw": 30, "ddrm": 10, "diffpir": 10, "plugin": 10}
     # a restoration never beats the MMSE bound by more than noise allows on average
     assert (table["psnr"] < table["mmse_psnr"] + 3).all()
+    # the parameter columns come from the manifest and travel in the Parquet file
+    params = table.attrs["param_columns"]
+    assert {"restorer", "task", "noise_std", "noise_std_effective", "operator_size", "knob_eps", "steps"} <= set(params)
+    assert not {"run_id", "model_id", "psnr", "measurement", "nfe", "status"} & set(params)
+
+
+def test_a_declared_ablation_table_reads_the_restoration_table(restoration_run):
+    cells = pd.read_csv(restoration_run / "results" / "tables" / "ablations" / "restorer_by_task.csv")
+    table = pd.read_parquet(restoration_run / "results" / "tables" / "restoration.parquet")
+    assert set(cells["restorer"]) == {"rw", "ddrm", "diffpir", "plugin"} and set(cells["task"]) == {"sr2", "box"}
+    cell = cells[(cells["restorer"] == "plugin") & (cells["task"] == "box")].iloc[0]
+    hit = table[(table["restorer"] == "plugin") & (table["task"] == "box")]
+    assert cell["value"] == pytest.approx(hit["psnr"].mean()) and cell["n"] == len(hit) == 2
 
 
 def test_fid_and_lpips_columns_are_finite_and_fid_is_one_value_per_run(restoration_run):
@@ -87,9 +123,11 @@ def test_fid_and_lpips_columns_are_finite_and_fid_is_one_value_per_run(restorati
 
 
 def test_run_folders_hold_samples_operator_and_strip(restoration_run):
-    folders = sorted((restoration_run / "results" / "restorations").glob("*-*/run.json"))
-    assert len(folders) == 6
-    box = [f.parent for f in folders if json.loads(f.read_text())["row"]["task"] == "box"]
+    records = [json.loads(path.read_text()) for path in (restoration_run / "results" / "runs").glob("*-*/run.json")]
+    restorations = [r for r in records if r["kind"] == "restoration"]
+    assert len(restorations) == 8 and len(records) == 8 + 1       # and the one generation run
+    assert {r["params"]["task"]["noise_std"] for r in restorations} == {0.05}
+    box = [restoration_run / "results" / "runs" / r["run_id"] for r in restorations if r["row"]["task"] == "box"]
     assert (box[0] / "operator.npz").exists() and (box[0] / "strip.png").exists()
     assert np.load(box[0] / "operator.npz")["mask"].sum() == 64 - 9
     assert (restoration_run / "results" / "plots" / "restoration_psnr_vs_nfe.png").exists()

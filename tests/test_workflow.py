@@ -1,6 +1,7 @@
 """The workflow through Snakemake: DAG construction, bad configs, the smoke run end to end,
 incremental re-runs (a new preset re-runs only its runs) and the profile's rerun triggers."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -49,18 +50,54 @@ def planned_jobs(workdir: Path, *extra: str) -> dict[str, int]:
     return counts
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml"])
-def test_dry_run_builds_the_dag(tmp_path, name):
-    api_dag(tmp_path, ROOT / "config" / name)
+# config/smoke.yaml from scratch: 2 datasets, the oracle and 1 MLP per dataset (3 score sources, 3
+# likelihoods), generation runs packed 8 to a job per source (oracle on ring8: 1 shard; each MLP: 1)
+# and the oracle's restorations on ring8 (1 shard), 2 declared ablation tables.
+SMOKE_JOBS = {"prepare_data": 2, "train": 2, "likelihood": 3, "run_shard": 4, "manifest": 1, "aggregate": 1,
+              "restoration_table": 1, "ablation_table": 2, "plot_metrics": 1, "plot_samples": 2, "plot_heatmaps": 1,
+              "plot_schedules": 1, "plot_training": 1, "plot_restoration": 1, "all": 1}
+
+
+def expected_jobs(path: Path) -> dict[str, int]:
+    """Jobs a dry run of a config plans from scratch, counted from its grid."""
+    from diffsweep import config, grid as ds_grid, tables
+
+    cfg, grid = config.load(path)
+    shards = grid.shards({"generation": cfg["sampling"]["runs_per_job"],
+                          "restoration": cfg["restoration"]["runs_per_job"]})
+    extractors = {(run.model.data.id, extractor) for run in grid.all_runs.values()
+                  for extractor in ds_grid.fidelity_extractors(run.model.data, cfg["fidelity"])}
+    likelihood = cfg["metrics"]["likelihood"]
+    trained = bool(grid.trained_models())
+    counts = {"prepare_data": len(grid.datasets), "train": len(grid.trained_models()), "run_shard": len(shards),
+              "likelihood": sum(not likelihood["models"] or m.name in likelihood["models"] for m in grid.models.values())
+              if likelihood["points"] else 0,
+              "train_digits_classifier": int(any(e == "digits" for _, e in extractors)),
+              "fidelity_reference": len(extractors), "manifest": 1, "aggregate": 1,
+              "restoration_table": int(bool(grid.restorations)), "plot_restoration": int(bool(grid.restorations)),
+              "ablation_table": len(tables.ablation_specs(cfg["tables"])), "plot_metrics": 1,
+              "plot_samples": len(grid.datasets), "plot_heatmaps": int(trained and bool(cfg["plots"]["heatmap"]["metrics"])),
+              "plot_schedules": int(cfg["plots"]["schedules"]), "plot_training": int(trained), "all": 1}
+    return {rule: count for rule, count in counts.items() if count}
+
+
+def test_dry_run_plans_every_job_of_the_smoke_grid(tmp_path):
+    counts = planned_jobs(tmp_path, "--configfile", str(ROOT / "config" / "smoke.yaml"))
+    assert counts == SMOKE_JOBS == expected_jobs(ROOT / "config" / "smoke.yaml")
 
 
 def test_embedded_default_applies_without_a_configfile(tmp_path):
-    from diffsweep import config
+    """The default grid (config/config.yaml, embedded) plans exactly the jobs its grid implies."""
+    assert planned_jobs(tmp_path) == expected_jobs(ROOT / "config" / "config.yaml")
 
-    counts = planned_jobs(tmp_path)
-    _, grid = config.load(ROOT / "config" / "config.yaml")
-    assert counts["train"] == len(grid.trained_models())
-    assert counts["prepare_data"] == len(grid.datasets)
+
+def test_a_results_folder_of_the_old_layout_is_refused(tmp_path):
+    old_run = tmp_path / "results" / "runs" / "rw_sigmoid-0123abcd"   # 8-digit hashes, no layout.json
+    old_run.mkdir(parents=True)
+    (old_run / "run.json").write_text("{}")
+    with pytest.raises(Exception, match=r"results: 'results' holds runs of an older layout .*move the folder aside "
+                                        r"or set `results:` to another folder"):
+        api_dag(tmp_path, ROOT / "config" / "smoke.yaml")
 
 
 def test_a_bad_config_fails_before_any_job(tmp_path):
@@ -91,8 +128,16 @@ def test_smoke_run_produces_tables_and_plots(smoke_run):
     assert set(training["model_id"]) == {m.id for m in grid.trained_models()}
     for png in ("sliced_w2_vs_nfe.png", "samples_ring8.png", "samples_swissroll.png"):
         assert (results / "plots" / png).stat().st_size > 1000
-    for run_id in grid.runs:
+    for run_id in grid.all_runs:
         assert (results / "runs" / run_id / "samples.npz").exists()
+    assert json.loads((results / "layout.json").read_text()) == {"version": 2}
+    assert sorted(json.loads(path.read_text())["kind"] for path in (results / "runs").glob("*/run.json")) == \
+        sorted(run.kind for run in grid.all_runs.values())
+    from diffsweep import io
+    params = io.read_parquet(results / "tables" / "generation.parquet").attrs["param_columns"]
+    assert params == io.read_parquet(results / "runs.parquet").attrs["param_columns"]
+    assert {"sampler", "steps", "knob_eps", "schedule_sharpness", "model_train_sigma_name", "seed"} <= set(params)
+    assert not {"run_id", "model_id", "data_id", "sliced_w2", "nfe", "status", "model_nll_bpd"} & set(params)
     assert list((smoke_run / "logs").rglob("*.log"))
 
 
@@ -116,7 +161,7 @@ def test_a_new_preset_runs_only_its_runs(smoke_run):
     counts = planned_jobs(smoke_run, "--configfile", "extended.yaml")
     assert "train" not in counts and "prepare_data" not in counts
     # one shard per score source, holding only the new runs (runs_per_job is larger than that)
-    assert counts["sample_shard"] == len({r.model.id for r in new_runs})
+    assert counts["run_shard"] == len({r.model.id for r in new_runs})
 
 
 @pytest.mark.slow

@@ -1,22 +1,26 @@
 """Expand a validated config into the sweep: data sets, models, runs and shards.
 
-datasets x score sources x sampler presets x seeds, where every list-valued knob of a model
-or a sampler preset is a sweep axis. Each object gets a stable id, `<name>-<hash>`, where the
-hash covers its resolved parameters (defaults filled in), so renaming nothing and changing
-nothing keeps every id, and adding a preset adds only new ids. Torch is not imported here:
-the Snakefile calls this at parse time.
+datasets x score sources x sampler presets x seeds (generation runs), and score sources x
+restoration tasks x restorer presets x seeds (restoration runs), where every list-valued knob
+of a model, a task or a preset is a sweep axis. Both are runs of one `RunSpec`: a generation
+run draws samples, a restoration run (one with a `task`) measures and restores. Each object
+gets a stable id, `<name>-<hash>`, where the hash (HASH_DIGITS hex digits of SHA-256) covers
+its resolved parameters (defaults filled in), so renaming nothing and changing nothing keeps
+every id, and adding a preset adds only new ids. Torch is not imported here: the Snakefile
+calls this at parse time.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diffsweep import data, noise, pretrained, restoration, samplers
+from diffsweep import data, noise, pretrained, registry, restoration, samplers
 
 # Keys whose value is a list by nature, not a sweep axis.
 # Keys whose value is itself a list: a plain list is one value, a list of lists sweeps over them
@@ -30,7 +34,11 @@ def canonical(obj):
     return json.loads(json.dumps(obj, sort_keys=True))
 
 
-def short_hash(obj, length: int = 8) -> str:
+# 64 bits: a grid of a million runs collides with probability ~3e-8 (32 bits collided near 100k runs).
+HASH_DIGITS = 16
+
+
+def short_hash(obj, length: int = HASH_DIGITS) -> str:
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
@@ -90,7 +98,39 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class TaskSpec:
+    """What a restoration run measures: y = A x + noise_std_effective n, for the first
+    `n_measurements` reference samples x. `noise_std` is stated on `data_range`."""
+    name: str
+    operator: str
+    operator_params: dict
+    noise_std: float
+    data_range: str
+    n_measurements: int
+
+    @property
+    def noise_std_effective(self) -> float:
+        """The measurement noise's std in the model's [-1, 1] coordinates."""
+        return restoration.noise_std(self.noise_std, self.data_range)
+
+    def params(self) -> dict:
+        return {"operator": self.operator, "params": self.operator_params, "noise_std": self.noise_std,
+                "data_range": self.data_range}
+
+    def row(self) -> dict:
+        return {"task": self.name, "operator": self.operator, "noise_std": self.noise_std, "data_range": self.data_range,
+                "noise_std_effective": self.noise_std_effective, "n_measurements": self.n_measurements,
+                **{f"operator_{k}": v for k, v in self.operator_params.items()}}
+
+
+# Manifest columns naming the preset and its family, by run kind (tables and plots group by them).
+PRESET_COLUMNS = {"generation": ("sampler", "sampler_family"), "restoration": ("restorer", "restorer_family")}
+
+
+@dataclass(frozen=True)
 class RunSpec:
+    """One run: a score source, a sampler (generation) or restorer (restoration) preset point, a
+    seed and a sample count; a restoration run also has its task."""
     id: str
     model: ModelSpec
     preset: str
@@ -102,17 +142,29 @@ class RunSpec:
     knobs: dict
     seed: int
     n_samples: int
+    task: TaskSpec | None = None
+
+    @property
+    def kind(self) -> str:
+        return "generation" if self.task is None else "restoration"
 
     def params(self) -> dict:
         """Everything that determines the run's output (what its id hashes)."""
-        return {**_source_params(self.model), "sampler": _method_params(self),
-                "seed": self.seed, "n_samples": self.n_samples}
+        method = {"family": self.family, "schedule": self.schedule, "schedule_params": self.schedule_params,
+                  "steps": self.steps, "init": self.init, "knobs": self.knobs}
+        if self.task is None:
+            return {**_source_params(self.model), "sampler": method, "seed": self.seed, "n_samples": self.n_samples}
+        return {**_source_params(self.model, with_reference_size=True), "task": self.task.params(), "restorer": method,
+                "seed": self.seed, "n_measurements": self.task.n_measurements, "n_samples": self.n_samples}
 
     def row(self) -> dict:
         """One flat manifest row: ids, names and every resolved parameter as a column."""
-        return {"run_id": self.id, **_source_row(self.model), "sampler": self.preset, "sampler_family": self.family,
-                "schedule": self.schedule, "steps": self.steps, "init": self.init, "seed": self.seed,
-                "n_samples": self.n_samples, **_method_columns(self)}
+        preset, family = PRESET_COLUMNS[self.kind]
+        return {"run_id": self.id, **_source_row(self.model), **(self.task.row() if self.task else {}),
+                preset: self.preset, family: self.family, "schedule": self.schedule, "steps": self.steps,
+                "init": self.init, "seed": self.seed, "n_samples": self.n_samples,
+                **{f"schedule_{k}": v for k, v in self.schedule_params.items()},
+                **{f"knob_{k}": v for k, v in self.knobs.items()}}
 
 
 def _source_params(model: ModelSpec, with_reference_size: bool = False) -> dict:
@@ -124,22 +176,11 @@ def _source_params(model: ModelSpec, with_reference_size: bool = False) -> dict:
     return {"data": data_part, "model": {"source": model.source, "recipe": model.recipe}}
 
 
-def _method_params(point) -> dict:
-    """The sampler or restorer preset point of a run."""
-    return {"family": point.family, "schedule": point.schedule, "schedule_params": point.schedule_params,
-            "steps": point.steps, "init": point.init, "knobs": point.knobs}
-
-
 def _source_row(model: ModelSpec) -> dict:
     """Manifest columns naming the dataset and score source, with their parameters."""
     return {"dataset": model.data.name, "dataset_family": model.data.family, "data_id": model.data.id,
             "model": model.name, "model_source": model.source, "model_id": model.id,
             **{f"dataset_{k}": v for k, v in model.data.params.items()}, **_flatten(model.recipe, "model_")}
-
-
-def _method_columns(point) -> dict:
-    return {**{f"schedule_{k}": v for k, v in point.schedule_params.items()},
-            **{f"knob_{k}": v for k, v in point.knobs.items()}}
 
 
 def _flatten(node: dict, prefix: str) -> dict:
@@ -156,45 +197,69 @@ def _flatten(node: dict, prefix: str) -> dict:
 class Grid:
     datasets: dict[str, DataSpec]
     models: dict[str, ModelSpec]      # by model id
-    runs: dict[str, RunSpec]          # by run id
+    runs: dict[str, RunSpec]          # generation runs by run id
     excluded: list[str]               # human-readable reasons for skipped combinations
-    restorations: dict[str, "RestoreSpec"] = field(default_factory=dict)   # by restoration run id
+    restorations: dict[str, RunSpec] = field(default_factory=dict)   # restoration runs by run id
+
+    @property
+    def all_runs(self) -> dict[str, RunSpec]:
+        """Runs of both kinds by id (ids never coincide: a restoration's hash covers its task)."""
+        return {**self.runs, **self.restorations}
 
     def trained_models(self) -> list[ModelSpec]:
         return [m for m in self.models.values() if m.source == "trained"]
 
-    def manifest_rows(self) -> list[dict]:
-        return [run.row() for run in self.runs.values()]
+    def manifest_rows(self, kind: str = "generation") -> list[dict]:
+        """The manifest rows of one kind of run, sorted by run id."""
+        runs = self.runs if kind == "generation" else self.restorations
+        return [runs[run_id].row() for run_id in sorted(runs)]
 
-    def shards(self, runs_per_job: int, done: set[str] = frozenset()) -> dict[str, list[str]]:
-        """Pending runs packed by model: shard id -> run ids. Done runs belong to no shard, so a
-        new preset adds jobs only for its own runs and a failed job's finished runs are kept."""
-        return pack_by_model(self.runs.values(), runs_per_job, done)
+    def shards(self, runs_per_job: dict[str, int], done=frozenset()) -> dict[str, list[str]]:
+        """Pending runs packed by score source and kind, `runs_per_job[kind]` to a shard: shard id
+        `<model_id>.<hash of its run ids>` -> run ids. Done runs belong to no shard, so a new
+        preset adds jobs only for its own runs and a failed job's finished runs are kept."""
+        groups: dict[tuple, list[str]] = {}
+        for run_id, run in sorted(self.all_runs.items()):
+            if run_id not in done:
+                groups.setdefault((run.model.id, run.kind), []).append(run_id)
+        shards = {}
+        for (model_id, kind), run_ids in sorted(groups.items()):
+            size = runs_per_job[kind]
+            for start in range(0, len(run_ids), size):
+                chunk = run_ids[start:start + size]
+                shards[f"{model_id}.{short_hash(chunk)}"] = chunk
+        return shards
 
-    def restoration_shards(self, runs_per_job: int, done: set[str] = frozenset()) -> dict[str, list[str]]:
-        """Pending restoration runs packed by model, like `shards`."""
-        return pack_by_model(self.restorations.values(), runs_per_job, done)
+
+# --- what a job receives (its rule's params): plain dicts, keys sorted -----------------------
+
+def data_dict(spec: DataSpec) -> dict:
+    return canonical({"id": spec.id, "name": spec.name, "family": spec.family, "params": spec.params,
+                      "n_train": spec.n_train, "n_reference": spec.n_reference, "seed": spec.seed})
 
 
-def pack_by_model(runs, runs_per_job: int, done) -> dict[str, list[str]]:
-    """Shard id `<model_id>.<hash of its run ids>` -> run ids, pending runs only."""
-    by_model: dict[str, list[str]] = {}
-    for run in sorted(runs, key=lambda r: r.id):
-        if run.id not in done:
-            by_model.setdefault(run.model.id, []).append(run.id)
-    shards = {}
-    for model_id, run_ids in sorted(by_model.items()):
-        for start in range(0, len(run_ids), runs_per_job):
-            chunk = run_ids[start:start + runs_per_job]
-            shards[f"{model_id}.{short_hash(chunk, 6)}"] = chunk
-    return shards
+def model_dict(model: ModelSpec) -> dict:
+    return canonical({"id": model.id, "name": model.name, "source": model.source, "recipe": model.recipe,
+                      "data": data_dict(model.data)})
+
+
+def run_dict(run: RunSpec) -> dict:
+    """A run as its shard job reads it; `task` only for a restoration run. `params` (what the id
+    hashes) and `row` (the manifest row) go into its record."""
+    task = run.task and {"name": run.task.name, "operator": run.task.operator,
+                         "operator_params": run.task.operator_params, "noise_std": run.task.noise_std,
+                         "data_range": run.task.data_range, "noise_std_effective": run.task.noise_std_effective,
+                         "n_measurements": run.task.n_measurements}
+    return canonical({"id": run.id, "kind": run.kind, "family": run.family, "schedule": run.schedule,
+                      "schedule_params": run.schedule_params, "steps": run.steps, "init": run.init, "knobs": run.knobs,
+                      "seed": run.seed, "n_samples": run.n_samples, **({"task": task} if task else {}),
+                      "params": run.params(), "row": run.row()})
 
 
 def build(config: dict, base_dir: str | Path = ".") -> Grid:
     """The grid of a config that `diffsweep.config.prepare` has validated and completed.
     `base_dir` is where plugin file paths are relative to (the working directory)."""
-    for entry in config["plugins"]:
-        samplers.load_plugin(entry, base_dir)
+    registry.load_plugins(config["plugins"], base_dir)
 
     datasets = {}
     for name, entry in config["datasets"].items():
@@ -253,12 +318,17 @@ def build(config: dict, base_dir: str | Path = ".") -> Grid:
                     run = RunSpec(id="", model=model, preset=preset_name, seed=seed,
                                   n_samples=point.get("n_samples") or config["sampling"]["n_samples"],
                                   **run_template)
-                    run_id = f"{preset_name}-{short_hash(run.params())}"
-                    if run_id in runs:
-                        raise ValueError(f"samplers.{preset_name}: two grid points resolve to the same run {run_id}")
-                    runs[run_id] = RunSpec(**{**run.__dict__, "id": run_id})
+                    add_run(runs, run, where=f"samplers.{preset_name}")
     restorations = build_restorations(config["restoration"], models, excluded) if "restoration" in config else {}
     return Grid(datasets, models, runs, excluded, restorations)
+
+
+def add_run(runs: dict[str, RunSpec], run: RunSpec, where: str) -> None:
+    """Give `run` its id, `<preset>-<hash of its params>`, and add it to `runs`."""
+    run_id = f"{run.preset}-{short_hash(run.params())}"
+    if run_id in runs:
+        raise ValueError(f"{where}: two grid points resolve to the same run {run_id}")
+    runs[run_id] = dataclasses.replace(run, id=run_id)
 
 
 def check_names(names: list[str], known, where: str, what: str) -> None:
@@ -307,10 +377,10 @@ def pretrained_mismatch(recipe: dict, data_spec: DataSpec) -> str:
     return ""
 
 
-def resolve_preset(point: dict, where: str, registry=samplers) -> dict:
-    """One point of a sampler (or, with registry=restoration, restorer) preset: family, schedule
+def resolve_preset(point: dict, where: str, methods=samplers) -> dict:
+    """One point of a sampler (or, with methods=restoration, restorer) preset: family, schedule
     and knobs checked and completed."""
-    spec = registry.get(point["family"], where=f"{where}family: ")
+    spec = methods.get(point["family"], where=f"{where}family: ")
     schedule = point["schedule"] or spec.default_schedule
     schedule_params = noise.resolve_schedule_params(schedule, point["schedule_params"], where=where)
     steps = point["steps"]
@@ -333,47 +403,7 @@ def fidelity_extractors(data_spec: DataSpec, options: dict) -> list[str]:
     return (["digits"] if data_spec.family in DIGITS_FAMILIES else []) + ["inception"]
 
 
-@dataclass(frozen=True)
-class RestoreSpec:
-    """One restoration run: a score source, a task (operator, its params, eta) and a restorer preset point."""
-    id: str
-    model: ModelSpec
-    task: str
-    operator: str
-    operator_params: dict
-    eta: float
-    data_range: str
-    preset: str
-    family: str
-    schedule: str
-    schedule_params: dict
-    steps: int
-    init: str
-    knobs: dict
-    seed: int
-    n_measurements: int
-    n_samples: int
-
-    @property
-    def noise_std(self) -> float:
-        return restoration.noise_std(self.eta, self.data_range)
-
-    def params(self) -> dict:
-        return {**_source_params(self.model, with_reference_size=True),
-                "task": {"operator": self.operator, "params": self.operator_params, "eta": self.eta,
-                         "data_range": self.data_range},
-                "restorer": _method_params(self),
-                "seed": self.seed, "n_measurements": self.n_measurements, "n_samples": self.n_samples}
-
-    def row(self) -> dict:
-        return {"run_id": self.id, **_source_row(self.model), "task": self.task, "operator": self.operator,
-                "eta": self.eta, "data_range": self.data_range, "noise_std": self.noise_std, "restorer": self.preset,
-                "restorer_family": self.family, "schedule": self.schedule, "steps": self.steps, "init": self.init,
-                "seed": self.seed, "n_measurements": self.n_measurements, "n_samples": self.n_samples,
-                **{f"operator_{k}": v for k, v in self.operator_params.items()}, **_method_columns(self)}
-
-
-def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: list[str]) -> dict[str, RestoreSpec]:
+def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: list[str]) -> dict[str, RunSpec]:
     """models (named in section['models'], default all) x tasks x restorer presets x seeds; list values sweep.
     Operators that need images skip flat datasets (recorded in `excluded`)."""
     known_models = {m.name for m in models.values()}
@@ -390,16 +420,21 @@ def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: li
         where = f"restoration.tasks.{task_name}."
         family = restoration.get_operator(entry["operator"], where=f"{where}operator: ")
         for point in expand_axes(entry):
-            if point["eta"] <= 0:
-                raise ValueError(f"{where}eta: must be > 0 (the likelihood needs measurement noise), got {point['eta']}")
-            tasks.append((task_name, family, family.resolve_params(point["params"], where=f"{where}params."), point))
+            if point["noise_std"] <= 0:
+                raise ValueError(f"{where}noise_std: must be > 0 (the likelihood needs measurement noise), "
+                                 f"got {point['noise_std']}")
+            task = TaskSpec(name=task_name, operator=family.name,
+                            operator_params=family.resolve_params(point["params"], where=f"{where}params."),
+                            noise_std=float(point["noise_std"]), data_range=point["data_range"],
+                            n_measurements=section["n_measurements"])
+            tasks.append((family, task))
     presets = []
     for preset_name, preset in section["restorers"].items():
         check_names(preset.get("models", []), known_models, f"restoration.restorers.{preset_name}.models", "model")
         check_names(preset.get("tasks", []), section["tasks"], f"restoration.restorers.{preset_name}.tasks", "task")
         for point in expand_axes(preset):
             presets.append((preset_name, preset, resolve_preset(point, where=f"restoration.restorers.{preset_name}.",
-                                                                registry=restoration)))
+                                                                methods=restoration)))
     runs = {}
     for model in models.values():
         if section["models"] and model.name not in section["models"]:
@@ -407,36 +442,18 @@ def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: li
         if section["datasets"] and model.data.name not in section["datasets"]:
             continue
         image = data.is_image(model.data.family)
-        for task_name, family, operator_params, task in tasks:
+        for family, task in tasks:
             if family.image_only and not image:
-                excluded.append(f"restoration task '{task_name}' ({family.name}) x dataset '{model.data.name}': "
+                excluded.append(f"restoration task '{task.name}' ({family.name}) x dataset '{model.data.name}': "
                                 "needs (C, H, W) images")
                 continue
             for preset_name, preset, template in presets:
                 if preset.get("models") and model.name not in preset["models"]:
                     continue
-                if preset.get("tasks") and task_name not in preset["tasks"]:
+                if preset.get("tasks") and task.name not in preset["tasks"]:
                     continue
                 for seed in section["seeds"]:
-                    run = RestoreSpec(id="", model=model, task=task_name, operator=family.name,
-                                      operator_params=operator_params, eta=float(task["eta"]),
-                                      data_range=task["data_range"], preset=preset_name, seed=seed,
-                                      n_measurements=section["n_measurements"], n_samples=section["n_samples"],
-                                      **template)
-                    run_id = f"{preset_name}-{short_hash(run.params())}"
-                    if run_id in runs:
-                        raise ValueError(f"restoration.restorers.{preset_name}: two grid points resolve to the same "
-                                         f"run {run_id}")
-                    runs[run_id] = RestoreSpec(**{**run.__dict__, "id": run_id})
+                    run = RunSpec(id="", model=model, preset=preset_name, seed=seed, n_samples=section["n_samples"],
+                                  task=task, **template)
+                    add_run(runs, run, where=f"restoration.restorers.{preset_name}")
     return runs
-
-
-def done_restorations(results: str | Path, run_ids) -> set[str]:
-    results = Path(results)
-    return {run_id for run_id in run_ids if (results / "restorations" / run_id / "run.json").exists()}
-
-
-def done_runs(results: str | Path, run_ids) -> set[str]:
-    """Runs whose record exists: they are never recomputed (delete the folder to redo one)."""
-    results = Path(results)
-    return {run_id for run_id in run_ids if (results / "runs" / run_id / "run.json").exists()}

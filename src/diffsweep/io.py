@@ -59,8 +59,16 @@ def read_arrays(path) -> dict:
 
 
 def write_parquet(path, frame) -> None:
+    """A DataFrame as Parquet. Its `attrs` (a table's `param_columns`) travel in the file's
+    metadata (pandas >= 2.1 writes them under the key PANDAS_ATTRS); read_parquet restores them."""
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
+
+
+def read_parquet(path):
+    """A Parquet table with the attrs it was written with (`frame.attrs["param_columns"]`)."""
+    import pandas as pd
+    return pd.read_parquet(path)
 
 
 def _jsonable(value):

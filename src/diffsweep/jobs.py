@@ -1,8 +1,8 @@
 """The bodies of the workflow's jobs, callable without Snakemake.
 
 Rule scripts in scripts/ only unpack `snakemake.*` and call one function here. Every output
-is written atomically; a sampling job records each run as soon as it is finished, so a job
-that dies keeps the runs it completed.
+is written atomically. The job loop of a shard of runs is diffsweep.runs.run_shard; the
+generation half of it (draw samples, score and save them) is `Generation` here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import platform
 import socket
 import subprocess
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +199,18 @@ def initial_sample(init: str, sigma_max: float, shape, generator, dtype, device)
     return scale * torch.randn(shape, generator=generator, dtype=dtype, device=device)
 
 
+def call_counted(fn, denoiser, device, *args, **kwargs):
+    """`fn(counted denoiser, *args, **kwargs)` without gradients, for a sampler or restorer that
+    returns (output, nfe): (output, reported nfe, counted nfe, seconds of the call)."""
+    counter = CountingDenoiser(denoiser)
+    started = time.perf_counter()
+    with torch.no_grad():
+        output, nfe = fn(counter, *args, **kwargs)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return output, nfe, counter.calls, time.perf_counter() - started
+
+
 def draw_samples(run: dict, denoiser, shape, dtype, device):
     """Run one sampler preset point: (samples, reported nfe, counted nfe, seconds)."""
     spec = samplers.get(run["family"])
@@ -207,73 +218,37 @@ def draw_samples(run: dict, denoiser, shape, dtype, device):
     generator = torch.Generator(device=device).manual_seed(run["seed"])
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     x = initial_sample(run["init"], sigmas[0], (run["n_samples"], *shape), generator, dtype, device)
-    counter = CountingDenoiser(denoiser)
-    started = time.perf_counter()
-    with torch.no_grad():
-        samples, nfe = spec.fn(counter, x, sigmas, generator, **run["knobs"])
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return samples, nfe, counter.calls, time.perf_counter() - started
+    return call_counted(spec.fn, denoiser, device, x, sigmas, generator, **run["knobs"])
 
 
-def sample_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, results, shard_path,
-                 metric_options: dict, device: str = "auto", plugins=(), fidelity_records=(),
-                 fidelity_options=None, max_batch: int = 0) -> None:
-    """Sample and evaluate every run of one shard; one folder and run.json per run."""
-    from tqdm.auto import tqdm
+class Generation:
+    """The generation half of a shard job (diffsweep.runs.run_shard): draw a run's samples, then
+    score them against the reference set and save samples.npz (and grid.png for images)."""
+    method = "sampler"
 
-    for entry in plugins:  # user samplers register themselves in this process too
-        samplers.load_plugin(entry)
-    chosen = pick_device(device)
-    data_dir = Path(reference_path).parent
-    denoiser, dtype = load_denoiser(model, checkpoint_path, chosen, data_dir, max_batch)
-    dataset = build_dataset(model["data"], data_dir)
-    reference = torch.from_numpy(io.read_arrays(reference_path)["x"])
-    origin = provenance()
-    metric_options = {**metric_options, "cache": {}}  # the reference's own terms, computed once per job
-    scorer = None
-    if fidelity_records:
-        from diffsweep.fidelity import FidelityEvaluator
-        scorer = FidelityEvaluator.from_records(fidelity_records, reference, fidelity_options,
-                                                Path(results) / "fidelity" / "cache", chosen)
-    records, failures = [], []
-    for run in tqdm(runs, desc="runs", mininterval=2.0):
-        try:
-            records.append(sample_run(run, model, denoiser, dataset, reference, dtype, chosen, results,
-                                      metric_options, origin, scorer))
-        except Exception as error:  # one broken run must not lose the others
-            log.exception("run %s failed", run["id"])
-            failures.append(f"{run['id']}: {type(error).__name__}: {error}")
-    if failures:
-        raise RuntimeError(f"{len(failures)} of {len(runs)} runs failed (the others are saved):\n" + "\n".join(failures))
-    io.write_json(shard_path, {"model_id": model["id"], "runs": {r["run_id"]: r["status"] for r in records}})
+    def __init__(self, dataset, reference, dtype, device, options: dict, fidelity=None):
+        self.dataset, self.reference, self.dtype, self.device = dataset, reference, dtype, device
+        self.metric_options = {**options["metrics"], "cache": {}}  # the reference's own terms, computed once per job
+        self.fidelity = fidelity
 
+    def draw(self, run: dict, denoiser):
+        return draw_samples(run, denoiser, self.dataset.shape, self.dtype, self.device)
 
-def sample_run(run, model, denoiser, dataset, reference, dtype, device, results, metric_options, origin,
-               scorer=None) -> dict:
-    samples, nfe, counted, wall = draw_samples(run, denoiser, dataset.shape, dtype, device)
-    if nfe != counted:
-        raise RuntimeError(f"sampler '{run['family']}' reported {nfe} network evaluations but made {counted}")
-    samples = samples.detach().double().cpu()
-    finite = bool(torch.isfinite(samples).all())
-    status = "ok" if finite else "diverged"
-    values, skipped = {}, {}
-    if finite:
-        generator = torch.Generator().manual_seed(run["seed"])
-        values = metrics.sample_metrics(samples.flatten(1), dataset, reference.flatten(1), generator=generator,
-                                        **metric_options)
-        if scorer is not None:
-            fidelity_values, skipped = scorer.evaluate(samples)
-            values.update(fidelity_values)
-    folder = Path(results) / "runs" / run["id"]
-    io.write_arrays(folder / "samples.npz", x=samples.float().numpy())
-    if dataset.is_image:
-        from diffsweep.images import save_image_grid
-        save_image_grid(samples[:64], folder / "grid.png")
-    record = {"run_id": run["id"], "status": status, "nfe": nfe, "wall_s": wall, "device": str(device),
-              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "metrics": values, "skipped": skipped,
-              "row": run["row"], "params": run["params"], "provenance": origin}
-    io.write_json(folder / "run.json", record)  # written last: its presence marks the run done
-    log.info("%s: %s, nfe %d, %.2f s %s", run["id"], status, nfe, wall,
-             " ".join(f"{k}={v:.4g}" for k, v in values.items()))
-    return record
+    def finish(self, run: dict, samples, folder: Path) -> tuple[str, dict]:
+        """(status, the record's metrics and skipped fidelity metrics)."""
+        samples = samples.detach().double().cpu()
+        finite = bool(torch.isfinite(samples).all())
+        values, skipped = {}, {}
+        if finite:
+            generator = torch.Generator().manual_seed(run["seed"])
+            values = metrics.sample_metrics(samples.flatten(1), self.dataset, self.reference.flatten(1),
+                                            generator=generator, **self.metric_options)
+            if self.fidelity is not None:
+                fidelity_values, skipped = self.fidelity.evaluate(samples)
+                values.update(fidelity_values)
+        io.write_arrays(folder / "samples.npz", x=samples.float().numpy())
+        if self.dataset.is_image:
+            from diffsweep.images import save_image_grid
+            save_image_grid(samples[:64], folder / "grid.png")
+        log.info("%s: %s", run["id"], " ".join(f"{k}={v:.4g}" for k, v in values.items()))
+        return ("ok" if finite else "diverged"), {"metrics": values, "skipped": skipped}

@@ -1,58 +1,102 @@
-# Config -> grid -> targets. Input functions for every rule live here.
+# Config -> grid -> checks -> targets. Every input function, target list and rule resource lives
+# here; the other rule files only declare rules.
 from pathlib import Path
 
 from diffsweep import config as ds_config
 from diffsweep import grid as ds_grid
+from diffsweep import runs as ds_runs
+from diffsweep import tables as ds_tables
 from snakemake.exceptions import WorkflowError
 
+# One validation: `prepare` fills the schema's defaults and checks the config against
+# workflow/schemas/config.schema.yaml; the grid build checks what needs the registries (families,
+# knobs, schedules, dataset parameters). Then the results folder must be of this layout, and the
+# declared ablation tables, heatmaps and plotted metrics must fit the grid, before any job runs.
 try:
     config.update(ds_config.prepare(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")))
     GRID = ds_grid.build(config)
+    ds_runs.check_layout(config["results"])
+    ABLATIONS = ds_tables.ablation_specs(config["tables"])
+    # a table's source is a run kind: its columns are that kind's manifest columns and results
+    ds_tables.check_declared(ABLATIONS, {kind: GRID.manifest_rows(kind) for kind in ds_runs.KINDS},
+                             config["tables"]["better"])
+    if GRID.trained_models() and config["plots"]["heatmap"]["metrics"]:
+        ds_tables.check_heatmap(config["plots"]["heatmap"], GRID.manifest_rows(), config["tables"]["better"])
+    for metric in [*config["plots"]["metrics"], *config["plots"]["heatmap"]["metrics"]]:
+        if not metric.isidentifier():   # one job draws a figure per metric: outputs <metric>_png
+            raise ValueError(f"plots: metric '{metric}' is not a column name")
 except ValueError as error:
     raise WorkflowError(f"invalid config: {error}") from None
-validate(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
 
 RESULTS = config["results"]
-DONE = ds_grid.done_runs(RESULTS, GRID.runs)
-SHARDS = GRID.shards(config["sampling"]["runs_per_job"], done=DONE)
+RUNS = GRID.all_runs
+DONE = ds_runs.done_runs(RESULTS, RUNS)
+SHARDS = GRID.shards({"generation": config["sampling"]["runs_per_job"],
+                      "restoration": config["restoration"]["runs_per_job"]}, done=DONE)
 DATASETS_BY_ID = {spec.id: spec for spec in GRID.datasets.values()}
+TRAINED = bool(GRID.trained_models())
 PLOT_METRICS = config["plots"]["metrics"]
-# Rules that can use a GPU ask for one (`resources: gpu`) unless the config pins the CPU: the SLURM
-# profile turns it into --gpus=1, locally `--resources gpu=N` caps them (docs/cluster.md).
-GPU = 0 if config["device"] == "cpu" else 1
+HEATMAP = config["plots"]["heatmap"]
+DIRECTIONS = config["tables"]["better"]
+RESTORATION_METRICS = ["psnr", "ssim", "lpips"]   # lpips: a placeholder figure when LPIPS is skipped
 
-PLOT_FORMATS = ["png", "pdf"]   # every figure is written in both
+PLOT_FORMATS = ds_tables.PLOT_FORMATS     # every figure is written in each
+TABLE_FORMATS = ds_tables.TABLE_FORMATS   # ablation table format -> file extension
 
-ID = "[A-Za-z0-9_]+-[0-9a-f]{8}"
+HASH = f"[0-9a-f]{{{ds_grid.HASH_DIGITS}}}"
+ID = f"[A-Za-z0-9_]+-{HASH}"
 
 
 wildcard_constraints:
     data_id=ID,
     model_id=ID,
-    shard=ID + r"\.[0-9a-f]{6}",
+    shard=ID + r"\." + HASH,
     metric="[a-z0-9_]+",
     dataset="[A-Za-z0-9_]+",
     extractor="digits|inception",
+    table="[A-Za-z0-9_]+",
 
 
-def data_dict(spec):
-    return ds_grid.canonical({"id": spec.id, "name": spec.name, "family": spec.family, "params": spec.params,
-            "n_train": spec.n_train, "n_reference": spec.n_reference, "seed": spec.seed})
+# --- resources -------------------------------------------------------------------------------
+
+# Rules that can use a GPU ask for one (`gpu: 1`) unless the config pins the CPU: the SLURM profile
+# turns it into --gpus=1, locally `--resources gpu=N` caps them (docs/cluster.md).
+GPU = 0 if config["device"] == "cpu" else 1
+LIGHT = {"mem_mb": 2000, "runtime": 30, "gpu": 0}   # aggregation, tables and figures
+# Every rule's resources, in one place: memory (MB) and runtime (minutes) of the first attempt; a
+# retry (profile `retries`) asks for `attempt` times as much.
+RESOURCES = {
+    "prepare_data": {"mem_mb": 2000, "runtime": 10, "gpu": 0},
+    "train": {"mem_mb": 4000, "runtime": 60, "gpu": GPU},
+    "run_shard": {"mem_mb": 4000, "runtime": 60, "gpu": GPU},
+    "likelihood": {"mem_mb": 4000, "runtime": 30, "gpu": 0},
+    "train_digits_classifier": {"mem_mb": 2000, "runtime": 30, "gpu": 0},
+    "fidelity_reference": {"mem_mb": 4000, "runtime": 30, "gpu": GPU},
+    **{rule: LIGHT for rule in ("manifest", "aggregate", "restoration_table", "ablation_table", "plot_metrics",
+                                "plot_samples", "plot_heatmaps", "plot_schedules", "plot_training",
+                                "plot_restoration")},
+}
 
 
-def model_dict(model):
-    return ds_grid.canonical({"id": model.id, "name": model.name, "source": model.source, "recipe": model.recipe,
-                              "data": data_dict(model.data)})
+def resources(rule):
+    """The `resources:` of a rule (RESOURCES), memory and runtime scaled by the attempt."""
+    return {key: (lambda wc, attempt, value=value: value * attempt) if key in ("mem_mb", "runtime") else value
+            for key, value in RESOURCES[rule].items()}
 
 
-def run_dict(run):
-    return ds_grid.canonical({"id": run.id, "family": run.family, "schedule": run.schedule, "schedule_params": run.schedule_params,
-            "steps": run.steps, "init": run.init, "knobs": run.knobs, "seed": run.seed, "n_samples": run.n_samples,
-            "params": run.params(), "row": run.row()})
+# --- input functions and params of the rules ---------------------------------------------------
 
 
-def shard_model(wildcards):
-    return GRID.runs[SHARDS[wildcards.shard][0]].model
+def shard_run(wildcards):
+    """The first run of a shard: every run of a shard has its score source and kind."""
+    return RUNS[SHARDS[wildcards.shard][0]]
+
+
+def shard_options(wildcards):
+    """The options of a shard's kind: sample metrics (generation), or restoration metrics and strips."""
+    if shard_run(wildcards).kind == "generation":
+        return {"metrics": {key: value for key, value in config["metrics"].items() if key != "likelihood"}}
+    return {"metrics": config["restoration"]["metrics"], "strips": config["restoration"]["strips"]}
 
 
 def inputs_of_model(model):
@@ -78,8 +122,17 @@ def fidelity_reference_inputs(wildcards):
 
 
 def shard_inputs(wildcards):
-    model = shard_model(wildcards)
+    """The score source's inputs and the dataset's reference features for FID/KID."""
+    model = shard_run(wildcards).model
     return {**inputs_of_model(model), "fidelity": fidelity_records(model.data)}
+
+
+def training_set(wildcards):
+    return f"{RESULTS}/data/{GRID.models[wildcards.model_id].data.id}/train.npz"
+
+
+def dataset_reference(wildcards):
+    return f"{RESULTS}/data/{GRID.datasets[wildcards.dataset].id}/reference.npz"
 
 
 def model_inputs(wildcards):
@@ -99,57 +152,40 @@ def results_of(path, depth):
     return str(Path(path).parents[depth])
 
 
-def run_records():
-    """Evidence that every run is done: shard markers of pending runs, records of finished ones."""
-    return [f"{RESULTS}/shards/{shard}.json" for shard in SHARDS] + [
-        f"{RESULTS}/runs/{run_id}/run.json" for run_id in sorted(DONE)
+def run_records(kind):
+    """Evidence that every run of a kind is done: markers of the shards of pending runs, records
+    of finished ones."""
+    return [f"{RESULTS}/shards/{shard}.json" for shard, run_ids in SHARDS.items()
+            if RUNS[run_ids[0]].kind == kind] + [
+        f"{RESULTS}/runs/{run_id}/run.json" for run_id in sorted(DONE) if RUNS[run_id].kind == kind
     ]
+
+
+def ablation_source(wildcards):
+    """The results table a declared ablation table pivots (tables.ablations.<name>.source)."""
+    return f"{RESULTS}/{ds_tables.SOURCES[ABLATIONS[wildcards.table].source]}"
+
+
+# --- targets -------------------------------------------------------------------------------------
 
 
 def all_targets():
-    return [
+    """Every table and figure of the grid (rule all)."""
+    targets = [
         f"{RESULTS}/runs.parquet",
         f"{RESULTS}/tables/generation.parquet",
         f"{RESULTS}/tables/training.parquet",
-        *REPORT_TARGETS,  # figures and ablation tables (report.smk)
-        *RESTORATION_TARGETS,  # restoration table and figures (restore.smk)
+        *expand(f"{RESULTS}/plots/{{metric}}_vs_nfe.{{ext}}", metric=PLOT_METRICS, ext=PLOT_FORMATS),
+        *expand(f"{RESULTS}/plots/samples_{{dataset}}.{{ext}}", dataset=sorted(GRID.datasets), ext=PLOT_FORMATS),
+        *expand(f"{RESULTS}/tables/ablations/{{table}}.{{ext}}", table=sorted(ABLATIONS), ext=TABLE_FORMATS.values()),
     ]
-
-
-# --- restoration (restore.smk) ---
-
-RESTORATION = config["restoration"]
-DONE_RESTORATIONS = ds_grid.done_restorations(RESULTS, GRID.restorations)
-RESTORATION_SHARDS = GRID.restoration_shards(RESTORATION["runs_per_job"], done=DONE_RESTORATIONS)
-RESTORATION_METRICS = ["psnr", "ssim", "lpips"]   # lpips: a placeholder figure when LPIPS is skipped
-
-
-def restoration_dict(run):
-    return ds_grid.canonical({"id": run.id, "operator": run.operator, "operator_params": run.operator_params,
-            "noise_std": run.noise_std, "family": run.family, "schedule": run.schedule,
-            "schedule_params": run.schedule_params, "steps": run.steps, "init": run.init, "knobs": run.knobs,
-            "seed": run.seed, "n_measurements": run.n_measurements, "n_samples": run.n_samples,
-            "params": run.params(), "row": run.row()})
-
-
-def restoration_shard_model(wildcards):
-    return GRID.restorations[RESTORATION_SHARDS[wildcards.shard][0]].model
-
-
-def restoration_shard_inputs(wildcards):
-    """The score source's inputs and the dataset's reference features for FID/KID of restorations."""
-    model = restoration_shard_model(wildcards)
-    return {**inputs_of_model(model), "fidelity": fidelity_records(model.data)}
-
-
-def restoration_records():
-    return [f"{RESULTS}/restorations/shards/{shard}.json" for shard in RESTORATION_SHARDS] + [
-        f"{RESULTS}/restorations/{run_id}/run.json" for run_id in sorted(DONE_RESTORATIONS)
-    ]
-
-
-RESTORATION_TARGETS = (
-    [f"{RESULTS}/tables/restoration.parquet",
-     *expand(f"{RESULTS}/plots/restoration_{{metric}}_vs_nfe.{{ext}}", metric=RESTORATION_METRICS, ext=PLOT_FORMATS)]
-    if GRID.restorations else []
-)
+    if config["plots"]["schedules"]:
+        targets += expand(f"{RESULTS}/plots/schedules.{{ext}}", ext=PLOT_FORMATS)
+    if TRAINED:
+        targets += expand(f"{RESULTS}/plots/training_loss.{{ext}}", ext=PLOT_FORMATS)
+        targets += expand(f"{RESULTS}/plots/heatmap_{{metric}}.{{ext}}", metric=HEATMAP["metrics"], ext=PLOT_FORMATS)
+    if GRID.restorations:
+        targets.append(f"{RESULTS}/tables/restoration.parquet")
+        targets += expand(f"{RESULTS}/plots/restoration_{{metric}}_vs_nfe.{{ext}}", metric=RESTORATION_METRICS,
+                          ext=PLOT_FORMATS)
+    return targets

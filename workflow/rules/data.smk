@@ -3,12 +3,12 @@ rule prepare_data:
         train=f"{RESULTS}/data/{{data_id}}/train.npz",
         reference=f"{RESULTS}/data/{{data_id}}/reference.npz",
     params:
-        spec=lambda wc: data_dict(DATASETS_BY_ID[wc.data_id]),
+        spec=lambda wc: ds_grid.data_dict(DATASETS_BY_ID[wc.data_id]),
+    # `plugins` reaches the script through snakemake.config: adding a plugin must not re-run this job.
     log:
         "logs/prepare_data/{data_id}.log",
     resources:
-        mem_mb=lambda wc, attempt: 2000 * attempt,
-        runtime=lambda wc, attempt: 10 * attempt,
+        **resources("prepare_data"),
     conda:
         "../../envs/diffsweep.yaml"
     script:

@@ -7,18 +7,17 @@ rule likelihood:
     output:
         f"{RESULTS}/models/{{model_id}}/likelihood.json",
     params:
-        model=lambda wc: model_dict(GRID.models[wc.model_id]),
+        model=lambda wc: ds_grid.model_dict(GRID.models[wc.model_id]),
         options=config["metrics"]["likelihood"],
         device=config["device"],
+    # `plugins` reaches the script through snakemake.config: adding a plugin must not re-run this job.
     log:
         "logs/likelihood/{model_id}.log",
     benchmark:
         "benchmarks/likelihood/{model_id}.tsv"
     threads: 1
     resources:
-        gpu=0,
-        mem_mb=4000,
-        runtime=30,
+        **resources("likelihood"),
     conda:
         "../../envs/diffsweep.yaml"
     script:
@@ -38,8 +37,7 @@ rule train_digits_classifier:
         "logs/fidelity/digits_classifier.log",
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **resources("train_digits_classifier"),
     conda:
         "../../envs/diffsweep.yaml"
     script:
@@ -55,13 +53,12 @@ rule fidelity_reference:
         options=config["fidelity"],
         cache=f"{RESULTS}/fidelity/cache",
         device=config["device"],
+    # `plugins` reaches the script through snakemake.config: adding a plugin must not re-run this job.
     log:
         "logs/fidelity/{data_id}.{extractor}.log",
     threads: 1
     resources:
-        gpu=GPU,
-        mem_mb=4000,
-        runtime=30,
+        **resources("fidelity_reference"),
     conda:
         "../../envs/diffsweep.yaml"
     script:

@@ -1,8 +1,7 @@
 # Aggregation, ablation tables, figures and the report (`snakemake --report report.html`).
-# Report categories follow the stages: training, generation, ablation tables, result tables.
+# Report categories follow the stages: training, generation, ablation tables, result tables,
+# restoration. Tables and figures to build, and the checks of their declarations: common.smk.
 import mimetypes
-
-from diffsweep import tables as ds_tables
 
 mimetypes.add_type("application/vnd.apache.parquet", ".parquet")  # report: offered for download
 
@@ -10,43 +9,15 @@ mimetypes.add_type("application/vnd.apache.parquet", ".parquet")  # report: offe
 report: "../report/workflow.rst"
 
 
-TABLE_FORMATS = {"markdown": "md", "latex": "tex", "csv": "csv", "html": "html"}
-TRAINED = bool(GRID.trained_models())
-HEATMAP = config["plots"]["heatmap"]
-DIRECTIONS = config["tables"]["better"]
-
-# Declared tables, heatmaps and plotted metrics are checked against the grid now, before any job runs.
-try:
-    ABLATIONS = ds_tables.ablation_specs(config["tables"])
-    ds_tables.check_declared(ABLATIONS, GRID.manifest_rows(), DIRECTIONS)
-    if TRAINED and HEATMAP["metrics"]:
-        ds_tables.check_heatmap(HEATMAP, GRID.manifest_rows(), DIRECTIONS)
-    for metric in [*PLOT_METRICS, *HEATMAP["metrics"]]:  # one job draws a figure per metric: outputs <metric>_png
-        if not metric.isidentifier():
-            raise ValueError(f"plots: metric '{metric}' is not a column name")
-except ValueError as error:
-    raise WorkflowError(f"invalid config: {error}") from None
-
-
-# Figures and ablation tables; all_targets (common.smk) asks for them.
-REPORT_TARGETS = [
-    *expand(f"{RESULTS}/plots/{{metric}}_vs_nfe.{{ext}}", metric=PLOT_METRICS, ext=PLOT_FORMATS),
-    *expand(f"{RESULTS}/plots/samples_{{dataset}}.{{ext}}", dataset=sorted(GRID.datasets), ext=PLOT_FORMATS),
-    *expand(f"{RESULTS}/tables/ablations/{{table}}.{{ext}}", table=sorted(ABLATIONS), ext=TABLE_FORMATS.values()),
-    *(expand(f"{RESULTS}/plots/schedules.{{ext}}", ext=PLOT_FORMATS) if config["plots"]["schedules"] else []),
-    *(expand(f"{RESULTS}/plots/training_loss.{{ext}}", ext=PLOT_FORMATS) if TRAINED else []),
-    *(expand(f"{RESULTS}/plots/heatmap_{{metric}}.{{ext}}", metric=HEATMAP["metrics"], ext=PLOT_FORMATS)
-      if TRAINED else []),
-]
-
-
 rule manifest:
     output:
         report(f"{RESULTS}/runs.parquet", category="4. Result tables", caption="../report/runs.rst"),
     params:
-        rows=lambda wc: ds_grid.canonical(sorted(GRID.manifest_rows(), key=lambda row: row["run_id"])),
+        rows=lambda wc: ds_grid.canonical(GRID.manifest_rows("generation")),
     log:
         "logs/manifest.log",
+    resources:
+        **resources("manifest"),
     conda:
         "../../envs/diffsweep.yaml"
     script:
@@ -55,8 +26,7 @@ rule manifest:
 
 rule aggregate:
     input:
-        manifest=f"{RESULTS}/runs.parquet",
-        records=run_records(),
+        records=run_records("generation"),
         train_logs=[f"{RESULTS}/models/{m.id}/train_log.parquet" for m in GRID.trained_models()],
         loss_by_sigma=[f"{RESULTS}/models/{m.id}/loss_by_sigma.parquet" for m in GRID.trained_models()],
         likelihoods=likelihood_records(),
@@ -67,9 +37,12 @@ rule aggregate:
                         caption="../report/training_table.rst"),
         training_by_sigma=f"{RESULTS}/tables/training_by_sigma.parquet",
     params:
-        results=lambda wc, input: results_of(input.manifest, depth=0),
+        rows=lambda wc: ds_grid.canonical(GRID.manifest_rows("generation")),
+        results=lambda wc, output: results_of(output.generation, depth=1),
     log:
         "logs/aggregate.log",
+    resources:
+        **resources("aggregate"),
     conda:
         "../../envs/diffsweep.yaml"
     script:
@@ -88,6 +61,8 @@ rule plot_metrics:
         metrics=PLOT_METRICS,
     log:
         "logs/plots/metrics_vs_nfe.log",
+    resources:
+        **resources("plot_metrics"),
     conda:
         "../../envs/diffsweep.yaml"
     script:
@@ -97,7 +72,7 @@ rule plot_metrics:
 rule plot_samples:
     input:
         table=f"{RESULTS}/tables/generation.parquet",
-        reference=lambda wc: f"{RESULTS}/data/{GRID.datasets[wc.dataset].id}/reference.npz",
+        reference=dataset_reference,
     output:
         png=report(f"{RESULTS}/plots/samples_{{dataset}}.png", category="2. Generation", subcategory="Samples",
                    caption="../report/samples.rst"),
@@ -107,6 +82,8 @@ rule plot_samples:
         max_points=config["plots"]["max_scatter_points"],
     log:
         "logs/plots/samples_{dataset}.log",
+    resources:
+        **resources("plot_samples"),
     conda:
         "../../envs/diffsweep.yaml"
     script:
@@ -127,6 +104,8 @@ rule plot_heatmaps:
         better={metric: ds_tables.direction(metric, DIRECTIONS, default="lower") for metric in HEATMAP["metrics"]},
     log:
         "logs/plots/heatmaps.log",
+    resources:
+        **resources("plot_heatmaps"),
     conda:
         "../../envs/diffsweep.yaml"
     script:
@@ -142,6 +121,8 @@ rule plot_schedules:
         pdf=f"{RESULTS}/plots/schedules.pdf",
     log:
         "logs/plots/schedules.log",
+    resources:
+        **resources("plot_schedules"),
     conda:
         "../../envs/diffsweep.yaml"
     script:
@@ -162,6 +143,8 @@ rule plot_training:
         by_sigma_pdf=f"{RESULTS}/plots/training_loss_by_sigma.pdf",
     log:
         "logs/plots/training_loss.log",
+    resources:
+        **resources("plot_training"),
     conda:
         "../../envs/diffsweep.yaml"
     script:
@@ -170,18 +153,57 @@ rule plot_training:
 
 rule ablation_table:
     input:
-        lambda wc: f"{RESULTS}/{ds_tables.SOURCES[ABLATIONS[wc.table].source]}",
+        ablation_source,
     output:
         **{fmt: report(f"{RESULTS}/tables/ablations/{{table}}.{ext}", category="3. Ablation tables",
                        subcategory="{table}", caption="../report/ablation.rst", labels={"format": fmt})
            for fmt, ext in TABLE_FORMATS.items()},
     params:
         spec=lambda wc: ABLATIONS[wc.table].as_dict(),
-    wildcard_constraints:
-        table="[A-Za-z0-9_]+",
     log:
         "logs/tables/{table}.log",
+    resources:
+        **resources("ablation_table"),
     conda:
         "../../envs/diffsweep.yaml"
     script:
         "../../scripts/ablation_table.py"
+
+
+rule restoration_table:
+    input:
+        run_records("restoration"),
+    output:
+        report(f"{RESULTS}/tables/restoration.parquet", category="5. Restoration", subcategory="Table",
+               caption="../report/restoration_table.rst"),
+    params:
+        rows=lambda wc: ds_grid.canonical(GRID.manifest_rows("restoration")),
+        results=lambda wc, output: results_of(output[0], depth=1),
+    log:
+        "logs/restoration_table.log",
+    resources:
+        **resources("restoration_table"),
+    conda:
+        "../../envs/diffsweep.yaml"
+    script:
+        "../../scripts/restoration_table.py"
+
+
+rule plot_restoration:
+    input:
+        f"{RESULTS}/tables/restoration.parquet",
+    output:
+        png=[report(f"{RESULTS}/plots/restoration_{metric}_vs_nfe.png", category="5. Restoration",
+                    subcategory="Metric vs NFE", caption="../report/restoration_vs_nfe.rst", labels={"metric": metric})
+             for metric in RESTORATION_METRICS],
+        pdf=[f"{RESULTS}/plots/restoration_{metric}_vs_nfe.pdf" for metric in RESTORATION_METRICS],
+    params:
+        metrics=RESTORATION_METRICS,
+    log:
+        "logs/plots/restoration.log",
+    resources:
+        **resources("plot_restoration"),
+    conda:
+        "../../envs/diffsweep.yaml"
+    script:
+        "../../scripts/plot_restoration.py"

@@ -1,13 +1,16 @@
 rule train:
     input:
-        train=lambda wc: f"{RESULTS}/data/{GRID.models[wc.model_id].data.id}/train.npz",
+        train=training_set,
     output:
         checkpoint=f"{RESULTS}/models/{{model_id}}/checkpoint.pt",
         train_log=f"{RESULTS}/models/{{model_id}}/train_log.parquet",
         loss_by_sigma=f"{RESULTS}/models/{{model_id}}/loss_by_sigma.parquet",
     params:
-        model=lambda wc: model_dict(GRID.models[wc.model_id]),
+        model=lambda wc: ds_grid.model_dict(GRID.models[wc.model_id]),
         device=config["device"],
+    # The script reads training.checkpoint_every, amp, compile and `plugins` from snakemake.config,
+    # not params: they are how a model is trained, not which model (its id), and a params change
+    # would retrain finished models (rerun trigger `params`).
     log:
         "logs/train/{model_id}.log",
     benchmark:
@@ -15,9 +18,7 @@ rule train:
     threads: 1
     priority: 1  # trainings head the critical path: start them before runs that need no model
     resources:
-        gpu=GPU,
-        mem_mb=lambda wc, attempt: 4000 * attempt,  # a retry (profile: retries) asks for more
-        runtime=lambda wc, attempt: 60 * attempt,
+        **resources("train"),
     conda:
         "../../envs/diffsweep.yaml"
     script:

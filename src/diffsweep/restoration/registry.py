@@ -5,17 +5,17 @@ Nothing here imports torch: the Snakefile resolves restoration presets at parse 
 An operator family builds a linear measurement operator A for an image shape and a seed
 (diffsweep.restoration.operators). A task is an operator plus the measurement noise
 
-    y = A x + eta_eff * n,  n ~ N(0, I),
+    y = A x + noise_std_effective * n,  n ~ N(0, I),
 
-where `eta` is stated against an explicit data range: eta on [-1, 1] is used as is (our
-images live in [-1, 1]), eta on [0, 1] means eta_eff = 2 * eta in our coordinates.
+where the task's `noise_std` is stated against an explicit data range: on [-1, 1] it is used as
+is (our images live in [-1, 1]), on [0, 1] it means noise_std_effective = 2 * noise_std.
 
 A restorer is a function
 
     restorer(denoise, x, sigmas, generator, operator, y, noise_std, **knobs) -> (samples, nfe)
 
 with the sampler contract (diffsweep.samplers.registry) plus the operator, the measurement y
-(one row per row of x) and noise_std = eta_eff.
+(one row per row of x) and noise_std = the task's noise_std_effective.
 """
 
 from __future__ import annotations
@@ -27,15 +27,16 @@ from diffsweep.knobs import Knob
 from diffsweep.registry import Entry, Registry
 from diffsweep.samplers.registry import MethodSpec
 
-# How much one unit of eta on a data range is in our [-1, 1] coordinates.
+# How much one unit of noise_std on a data range is in our [-1, 1] coordinates.
 DATA_RANGE_SCALE = {"minus_one_one": 1.0, "zero_one": 2.0}
 
 
-def noise_std(eta: float, data_range: str) -> float:
-    """eta_eff in [-1, 1] coordinates: eta on [0, 1] is twice as large on [-1, 1]."""
+def noise_std(stated: float, data_range: str) -> float:
+    """noise_std_effective: a noise_std `stated` on `data_range` in [-1, 1] coordinates (one on
+    [0, 1] is twice as large on [-1, 1])."""
     if data_range not in DATA_RANGE_SCALE:
         raise ValueError(f"unknown data range '{data_range}'; allowed: {', '.join(DATA_RANGE_SCALE)}")
-    return eta * DATA_RANGE_SCALE[data_range]
+    return stated * DATA_RANGE_SCALE[data_range]
 
 
 # --- operators ---------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 Importing this package registers the built-in families; it does not import torch.
 """
 
-from diffsweep.samplers.registry import (INITS, SAMPLERS, Knob, SamplerSpec, gaussian_like, get, load_plugin, names,
+from diffsweep.samplers.registry import (INITS, SAMPLERS, Knob, SamplerSpec, gaussian_like, get, names,
                                          register)
 from diffsweep.samplers import random_walk, langevin, ddpm, sde, ode, edm, dpm  # noqa: F401  (registration)
 
-__all__ = ["INITS", "SAMPLERS", "Knob", "SamplerSpec", "gaussian_like", "get", "load_plugin", "names", "register"]
+__all__ = ["INITS", "SAMPLERS", "Knob", "SamplerSpec", "gaussian_like", "get", "names", "register"]

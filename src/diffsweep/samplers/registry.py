@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from diffsweep.knobs import Knob  # noqa: F401  (re-exported: plugins declare knobs with it)
-from diffsweep.registry import Entry, Registry, load_plugin  # noqa: F401  (load_plugin: old home)
+from diffsweep.registry import Entry, Registry
 
 INITS = {
     "unit": "x ~ N(0, I), the reference code's start",

@@ -16,7 +16,7 @@ pandas is imported only by the functions that need it.
 """
 
 from diffsweep.tables.aggregate import (ID_COLUMNS, LEADING_COLUMNS, MEASUREMENT_COLUMNS, RECORD_COLUMNS,
-                                        generation_table, manifest_frame, manifest_params, training_table,
+                                        manifest_frame, manifest_params, training_table,
                                         typed_frame, with_model_metrics, with_params)
 from diffsweep.tables.options import (AGGREGATES, DIRECTIONS, EMPTY, FORMATS, HEATMAP_REDUCE, METRIC_DIRECTIONS,
                                       PLOT_FORMATS, POOLING, SOURCES, TABLE_FORMATS, TableError)
@@ -32,7 +32,7 @@ __all__ = [
     "LEADING_COLUMNS", "MEASUREMENT_COLUMNS", "METRIC_DIRECTIONS", "MixedCellError", "PARAM_COLUMNS", "PLOT_FORMATS",
     "POOLING", "RECORD_COLUMNS", "SOURCES", "TABLE_FORMATS", "TableError", "TableSpec", "ablation", "ablation_specs",
     "check_declared", "check_heatmap", "check_table", "columns_of", "direction", "distinguishing", "format_key",
-    "generation_table", "group", "known_metrics", "manifest_frame", "manifest_params", "param_columns", "records",
+    "group", "known_metrics", "manifest_frame", "manifest_params", "param_columns", "records",
     "render_table", "select", "select_frame", "sorted_values", "to_csv", "to_html", "to_latex", "to_markdown",
     "training_table", "typed_frame", "with_model_metrics", "with_params", "write_ablation",
 ]

@@ -45,26 +45,6 @@ def manifest_frame(rows: list[dict]):
     return with_params(frame, frame.columns)
 
 
-def generation_table(manifest, results):
-    """The manifest joined with each run's record and metrics."""
-    records = []
-    for run_id in manifest["run_id"]:
-        path = Path(results) / "runs" / run_id / "run.json"
-        if not path.exists():
-            records.append({"run_id": run_id, "status": "missing"})
-            continue
-        record = json.loads(path.read_text())
-        records.append({"run_id": run_id, **{k: record.get(k) for k in RECORD_COLUMNS}, **record["metrics"],
-                        **{f"{name}_status": why for name, why in record.get("skipped", {}).items()},
-                        "git_revision": record["provenance"].get("git_revision")})
-    metric_names = sorted({k for r in records for k in r} - {"run_id", *RECORD_COLUMNS, "git_revision"})
-    frame = typed_frame(records, first=["run_id", *RECORD_COLUMNS, *metric_names, "git_revision"])
-    for column, dtype in (("nfe", "Int64"), ("wall_s", "float64")):   # stable even when every run is missing
-        if column in frame:
-            frame[column] = frame[column].astype(dtype)
-    return with_params(manifest.merge(frame, on="run_id", how="left"), manifest.columns)
-
-
 def with_model_metrics(generation, record_paths):
     """Per-model evaluations (likelihood.json) joined onto every run of that model, as model_<key> columns."""
     rows = []

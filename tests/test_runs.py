@@ -1,0 +1,81 @@
+"""The run pipeline without Snakemake (diffsweep.runs): a shard job of either kind writes one
+record per run under results/runs/<id>/, a broken run loses no other run, and one aggregator
+turns manifest rows and records into a typed table that lists its parameter columns."""
+
+import copy
+
+import pytest
+
+from diffsweep import config, io, jobs, runs, tables
+from diffsweep import grid as ds_grid
+
+CONFIG = {
+    "datasets": {"ring8": {"family": "gmm", "params": {"preset": "ring8"}}},
+    "models": {"oracle": {"source": "oracle"}},
+    "samplers": {"ddim": {"family": "ddim", "steps": [3, 5]}},
+    "data": {"n_train": 100, "n_reference": 200},
+    "sampling": {"n_samples": 100},
+    "restoration": {"tasks": {"half": {"operator": "inpaint_random", "noise_std": 0.05, "data_range": "zero_one"}},
+                    "restorers": {"ddrm": {"family": "ddrm", "steps": 4}}, "n_measurements": 2, "n_samples": 5},
+}
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """The grid of CONFIG and a results folder holding its dataset."""
+    results = tmp_path_factory.mktemp("sweep") / "results"
+    cfg = config.prepare(copy.deepcopy(CONFIG))
+    grid = ds_grid.build(cfg)
+    (model,) = grid.models.values()
+    folder = results / "data" / model.data.id
+    jobs.prepare_data(ds_grid.data_dict(model.data), folder / "train.npz", folder / "reference.npz")
+    return cfg, grid, model, results
+
+
+def run_shard(sweep, kind: str, run_dicts: list[dict]) -> None:
+    cfg, _, model, results = sweep
+    options = ({"metrics": {k: v for k, v in cfg["metrics"].items() if k != "likelihood"}} if kind == "generation"
+               else {"metrics": cfg["restoration"]["metrics"], "strips": 0})
+    runs.run_shard(ds_grid.model_dict(model), run_dicts, results / "data" / model.data.id / "reference.npz", None,
+                   results, results / "shards" / f"{kind}.json", options, device="cpu")
+
+
+def test_a_broken_run_loses_no_other_run_and_shows_as_missing(sweep):
+    _, grid, _, results = sweep
+    good, broken = (ds_grid.run_dict(grid.runs[run_id]) for run_id in sorted(grid.runs))
+    broken["family"] = "no_such_sampler"
+    with pytest.raises(RuntimeError, match=r"1 of 2 runs failed \(the others are saved\):\n.*no_such_sampler"):
+        run_shard(sweep, "generation", [good, broken])
+    assert not (results / "shards" / "generation.json").exists()          # the shard is not done
+    assert io.read_json(results / "layout.json") == {"version": runs.LAYOUT_VERSION}
+    record = io.read_json(runs.record_path(results, good["id"]))
+    assert (record["kind"], record["status"], record["row"], record["params"]) == \
+        ("generation", "ok", good["row"], good["params"])
+    assert record["nfe"] > 0 and record["metrics"]["sliced_w2"] > 0
+    assert runs.done_runs(results, grid.all_runs) == {good["id"]}
+    assert good["id"] not in {i for ids in grid.shards({"generation": 8, "restoration": 8},
+                                                         done={good["id"]}).values() for i in ids}
+
+    table = runs.frame("generation", grid.manifest_rows("generation"), results)
+    assert list(table["status"]) == ["ok", "missing"] and list(table["run_id"]) == [good["id"], broken["id"]]
+    assert str(table["nfe"].dtype) == "Int64" and table["nfe"].isna().tolist() == [False, True]
+    params = table.attrs["param_columns"]
+    assert params == [c for c in runs.manifest(grid.manifest_rows()).columns if c not in tables.ID_COLUMNS]
+    assert {"sampler", "steps", "seed", "dataset_preset"} <= set(params)
+    assert not {"run_id", "model_id", "data_id", "status", "nfe", "sliced_w2"} & set(params)
+
+
+def test_a_restoration_shard_writes_one_table_row_per_measurement(sweep):
+    _, grid, _, results = sweep
+    (run,) = grid.restorations.values()
+    run_shard(sweep, "restoration", [ds_grid.run_dict(run)])
+    assert io.read_json(results / "shards" / "restoration.json")["kind"] == "restoration"
+    arrays = io.read_arrays(runs.run_folder(results, run.id) / "samples.npz")
+    assert arrays["samples"].shape == (2, 5, 2) and arrays["y"].shape[0] == 2
+
+    table = runs.frame("restoration", grid.manifest_rows("restoration"), results)
+    assert list(table["measurement"]) == [0, 1] and set(table["status"]) == {"ok"}
+    assert (table["noise_std"] == 0.05).all() and (table["noise_std_effective"] == 0.1).all()   # [0, 1] -> [-1, 1]
+    assert (table["nfe"] == 4).all() and (table["psnr"] > 0).all()
+    assert {"restorer", "task", "operator_missing", "noise_std", "n_measurements"} <= set(table.attrs["param_columns"])
+    assert "measurement" not in table.attrs["param_columns"]
