@@ -155,7 +155,7 @@ def plugin_config(plugin: str) -> dict:
                                                                                "params": {"sigma": 0.5}}}},
         "samplers": {"ode": {"family": "pf_ode", "steps": 4, "schedule": "cosine_levels",
                              "schedule_params": {"sigma_max": 5.0}}},
-        "restoration": {"tasks": {"first": {"operator": "first_coordinate", "params": {"scale": 2.0}, "eta": 0.1}},
+        "restoration": {"tasks": {"first": {"operator": "first_coordinate", "params": {"scale": 2.0}, "noise_std": 0.1}},
                         "restorers": {"walk": {"family": "replace_walk", "steps": 3, "knobs": {"mix": 0.25}}}},
     }
 
@@ -171,8 +171,8 @@ def test_a_plugin_registers_a_schedule_dataset_training_distribution_operator_an
     assert all(run.schedule_params == {"sigma_min": 0.01, "sigma_max": 5.0} for run in g.runs.values())
     restorations = list(g.restorations.values())
     assert len(restorations) == 2
-    assert all(r.family == "replace_walk" and r.operator == "first_coordinate" and r.schedule == "cosine_levels"
-               and r.operator_params == {"scale": 2.0} and r.knobs == {"mix": 0.25} for r in restorations)
+    assert all(r.family == "replace_walk" and r.task.operator == "first_coordinate" and r.schedule == "cosine_levels"
+               and r.task.operator_params == {"scale": 2.0} and r.knobs == {"mix": 0.25} for r in restorations)
 
     # What the jobs call works on the plugin's entries.
     sigmas = noise.make_schedule("cosine_levels", 4, sigma_max=5.0)
