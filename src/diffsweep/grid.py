@@ -386,6 +386,7 @@ def resolve_preset(point: dict, where: str, methods=samplers) -> dict:
     steps = point["steps"]
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"{where}steps: expected a positive integer (or a list of them), got {steps!r}")
+    noise.check_schedule(schedule, steps, schedule_params, where=where)
     init = spec.init if point["init"] == "default" else point["init"]
     return {"family": spec.name, "schedule": schedule, "schedule_params": schedule_params, "steps": steps,
             "init": init, "knobs": spec.resolve_knobs(point["knobs"], where=f"{where}knobs.")}

@@ -13,7 +13,8 @@ from diffsweep.samplers.registry import Knob, gaussian_like, register
 @register(
     "ncsn",
     knobs={
-        "eps": Knob("float", 2e-5, "step constant: alpha_i = eps * sigma_i^2 / sigma_ref^2", minimum=0.0),
+        "eps": Knob("float", 2e-5, "step constant: alpha_i = eps * sigma_i^2 / sigma_ref^2",
+                     exclusive_minimum=0.0),
         "steps_per_level": Knob("int", 10, "Langevin steps M at each noise level", minimum=1),
         "sigma_ref": Knob("str", "smallest", "which level normalises the step", choices=("smallest", "largest")),
         "final_denoise": Knob("bool", True, "finish with one Tweedie denoising step D(x, sigma_L) (NCSNv2)"),

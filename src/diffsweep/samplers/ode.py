@@ -36,8 +36,8 @@ def pf_ode(denoise, x, sigmas, generator, *, solver):
 @register(
     "pf_ode_rk45",
     knobs={
-        "rtol": Knob("float", 1e-5, "relative tolerance of the adaptive solver", minimum=0.0),
-        "atol": Knob("float", 1e-5, "absolute tolerance of the adaptive solver", minimum=0.0),
+        "rtol": Knob("float", 1e-5, "relative tolerance of the adaptive solver", exclusive_minimum=0.0),
+        "atol": Knob("float", 1e-5, "absolute tolerance of the adaptive solver", exclusive_minimum=0.0),
         "final_denoise": Knob("bool", True, "end with D(x, sigma_min) instead of stopping at sigma_min"),
     },
     description="probability-flow ODE with adaptive RK45 (scipy, Dormand-Prince) from sigma_max to sigma_min; "

@@ -76,7 +76,8 @@ COMMON_KNOBS = {
     "inner_steps": Knob("int", 1, "walk steps at each noise level", minimum=1),
     "last_noise": Knob("bool", False, "add noise on the very last step (the reference code does not)"),
 }
-EPS = Knob("float", 0.5, "step-size constant (tau = eps * sigma_k^2 for the reference rule)", minimum=0.0)
+EPS = Knob("float", 0.5, "step-size constant (tau = eps * sigma_k^2 for the reference rule)",
+           exclusive_minimum=0.0)
 T0 = Knob("float", 1.0, "initial temperature of the reference rule; ramps linearly to 1", minimum=0.0)
 SIGMA_REF = Knob("str", "smallest", "ncsn rule: the level that normalises tau (the original NCSN: smallest; "
                  "the paper's Table 1 prints the largest)", choices=("smallest", "largest"))
