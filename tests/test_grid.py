@@ -129,7 +129,7 @@ def test_an_old_results_layout_is_refused_with_what_to_do(tmp_path):
     (lambda c: c["samplers"]["rw"].update(family="euler_ancestral"), r"samplers.rw.family: unknown sampler 'euler_ancestral'; allowed: ddim, ddpm"),
     (lambda c: c["samplers"]["rw"].update(schedule="cosine"), r"samplers.rw.schedule: unknown schedule 'cosine'; allowed: geometric"),
     (lambda c: c["samplers"]["rw"]["knobs"].update(eta=1.0), r"samplers.rw.knobs: unknown knob\(s\) \['eta'\] for sampler 'random_walk'; allowed: step_rule, eps, T0"),
-    (lambda c: c["samplers"]["rw"]["knobs"].update(eps=-1.0), r"samplers.rw.knobs.eps: -1.0 is below the minimum 0.0"),
+    (lambda c: c["samplers"]["rw"]["knobs"].update(eps=-1.0), r"samplers.rw.knobs.eps: -1.0 is not above the exclusive minimum 0.0; allowed: > 0.0"),
     (lambda c: c["samplers"]["rw"].update(steps=0), r"samplers.rw.steps: 0 has the wrong type or value"),
     (lambda c: c["datasets"].update(moons={"family": "moons"}), r"datasets.moons.family: unknown dataset family 'moons'; allowed: checkerboard, digits, digits_gmm, gmm, images, swissroll"),
     (lambda c: c["datasets"]["ring8"]["params"].update(preset="ring9"), r"datasets.ring8.params.preset: 'ring9' is not allowed; allowed: ring8, grid25"),

@@ -3,6 +3,7 @@ the checkpoint files, a real run with the small fixture checkpoints, and a missi
 with the config key named."""
 
 import copy
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -82,20 +83,23 @@ def test_bad_pretrained_entries_fail_at_parse_time_naming_the_key(tmp_path):
         build(config)
 
 
-def snakemake(workdir: Path, *extra: str) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*SNAKEMAKE, "--profile", str(ROOT / "profiles" / "default"), "-s", str(ROOT / "Snakefile"),
                            "-d", str(workdir), "--configfile", "faces.yaml", "--cores", "2", *extra],
-                          capture_output=True, text=True, cwd=workdir)
+                          capture_output=True, text=True, cwd=workdir, env={**os.environ, **(env or {})})
 
 
 @pytest.mark.workflow
-def test_a_dry_run_needs_no_checkpoint_file(tmp_path):
+def test_a_dry_run_needs_no_checkpoint_file_with_the_switch(tmp_path):
     config = faces_config(tmp_path, adm=tmp_path / "missing" / "ffhq_10m.pt",
                           ncsnpp=tmp_path / "missing" / "checkpoint_48.pth")
     (tmp_path / "faces.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake(tmp_path, "-n")
+    result = snakemake(tmp_path, "-n", env={"DIFFSWEEP_SKIP_PATH_CHECKS": "1"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "run_shard" in result.stdout
+    result = snakemake(tmp_path, "-n", env={"DIFFSWEEP_SKIP_PATH_CHECKS": "0"})   # without it: refused, naming the key
+    assert result.returncode != 0
+    assert f"models.vp.checkpoint: '{tmp_path / 'missing' / 'ffhq_10m.pt'}' does not exist" in result.stderr
 
 
 @pytest.mark.workflow
@@ -112,10 +116,11 @@ def test_pretrained_sources_sample_through_the_workflow_and_a_missing_file_is_na
     samples = np.load(tmp_path / "results" / "runs" / table.loc["vp", "run_id"] / "samples.npz")["x"]
     assert samples.shape == (2, 3, 32, 32) and np.isfinite(samples).all()
 
-    # The same grid with the VE file gone: the DAG builds, its sampling job fails naming the key.
+    # The same grid with the VE file gone, planned with the path checks off: the DAG builds, its
+    # sampling job fails naming the key.
     config["models"]["ve"]["checkpoint"] = str(tmp_path / "gone.pth")
     (tmp_path / "faces.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake(tmp_path, "results/tables/generation.parquet")
+    result = snakemake(tmp_path, "results/tables/generation.parquet", env={"DIFFSWEEP_SKIP_PATH_CHECKS": "1"})
     assert result.returncode != 0
     logs = "".join(p.read_text() for p in (tmp_path / "logs" / "run_shard").glob("*.log"))
     message = "models.ve.checkpoint: pretrained checkpoint '" + str(tmp_path / "gone.pth") + "' not found"

@@ -147,7 +147,7 @@ def not_a_number(node, path: str = "") -> list[str]:
     """A problem for every NaN anywhere in `node` (no setting means anything with NaN); infinities
     are refused by the schema's number type and by each knob (diffsweep.knobs.Knob.check)."""
     if isinstance(node, float) and math.isnan(node):
-        return [f"{path or '(top level)'}: nan is not allowed; allowed: a number"]
+        return [f"{path or '(top level)'}: nan is not allowed; allowed: a finite number"]
     if isinstance(node, dict):
         return [problem for key, value in node.items() for problem in not_a_number(value, _join(path, key))]
     if isinstance(node, list):
@@ -200,18 +200,23 @@ def _describe(error) -> str:
         return f"{path}: {error.instance!r} has the wrong type or value; allowed: {allowed_values(schema)}{hint}"
     if error.validator == "type":
         return f"{path}: {error.instance!r} is not allowed; allowed: {allowed_values(schema)}{hint}"
+    if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems"):
+        return f"{path}: {error.message}; allowed: {allowed_values(schema)}"
     return f"{path}: {error.message}"
 
 
 def allowed_values(schema: dict) -> str:
-    """What a schema node allows, in words: 'integer >= 1, or a list of integer >= 1'."""
+    """What a schema node allows, in words: 'an integer >= 1, or a list of those'."""
     if "anyOf" in schema:
-        return ", or ".join(allowed_values(option) for option in schema["anyOf"])
+        options = schema["anyOf"]
+        return ", or ".join("a list of those" if option.get("type") == "array" and option.get("items") in options
+                            else allowed_values(option) for option in options)
     if "enum" in schema:
         return "one of " + ", ".join(map(str, schema["enum"]))
     kind = schema.get("type", "any value")
     if kind == "array":
-        return "a list of " + allowed_values(schema.get("items", {}))
+        items = allowed_values(schema.get("items", {}))
+        return ("a non-empty list" if schema.get("minItems") else "a list") + (f" of: {items}" if "items" in schema else "")
     text = " or ".join(kind) if isinstance(kind, list) else kind
     text = {"number": "a finite number", "integer": "an integer", "string": "a string", "object": "a mapping",
             "boolean": "true or false"}.get(text, text)

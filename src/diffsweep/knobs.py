@@ -56,9 +56,11 @@ class Knob:
         if self.maximum is not None and value > self.maximum:
             raise ValueError(f"{key}: {value!r} is above the maximum {self.maximum}")
         if self.exclusive_minimum is not None and value <= self.exclusive_minimum:
-            raise ValueError(f"{key}: {value!r} is degenerate; allowed: > {self.exclusive_minimum}")
+            raise ValueError(f"{key}: {value!r} is not above the exclusive minimum {self.exclusive_minimum}; "
+                             f"allowed: > {self.exclusive_minimum}")
         if self.exclusive_maximum is not None and value >= self.exclusive_maximum:
-            raise ValueError(f"{key}: {value!r} is degenerate; allowed: < {self.exclusive_maximum}")
+            raise ValueError(f"{key}: {value!r} is not below the exclusive maximum {self.exclusive_maximum}; "
+                             f"allowed: < {self.exclusive_maximum}")
 
     def bounds(self) -> str:
         """' >= 0, < 1': the declared bounds, as a message reads them ('' if none)."""
