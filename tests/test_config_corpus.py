@@ -283,7 +283,8 @@ def test_snakemake_refuses_the_same_way(tmp_path, text, expected):
 
 def test_infinity_where_the_knob_default_is_infinite(tmp_path, capsys, monkeypatch):
     """EDM's S_tmax has no bound by default (inf): writing it, or sweeping it, is meaningful."""
+    from diffsweep import samplers
+    (unbounded,) = [name for name, knob in samplers.get("edm").knobs.items() if knob.default == INF]
     monkeypatch.chdir(tmp_path)
-    path = write_case(tmp_path, replace("samplers.edm", {"family": "edm", "steps": 5,
-                                                         "knobs": {"S_churn": 1.0, "S_tmax": [10.0, INF]}}))
+    path = write_case(tmp_path, replace("samplers.edm", {"family": "edm", "steps": 5, "knobs": {unbounded: [10.0, INF]}}))
     assert cli.main(["grid", "--config", str(path)]) == 0, capsys.readouterr().err

@@ -63,8 +63,11 @@ def test_schedule_errors_name_the_problem():
         noise.make_schedule("nope", 10)
     with pytest.raises(ValueError, match=r"unknown knob\(s\) \['rho'\] for schedule 'linear'"):
         noise.make_schedule("linear", 10, rho=3.0)
-    with pytest.raises(ValueError, match="not strictly decreasing"):
+    with pytest.raises(ValueError, match="sigma_min: 5.0 is not below sigma_max 1.0; allowed: sigma_min < sigma_max"):
         noise.make_schedule("linear", 10, sigma_min=5.0, sigma_max=1.0)
+    with pytest.raises(ValueError, match=r"samplers.x.schedule_params: vp_respaced: 20 steps exceed the chain's 10"):
+        noise.check_schedule("vp_respaced", 20, noise.resolve_schedule_params("vp_respaced", {"timesteps": 10}),
+                             where="samplers.x.")
 
 
 def test_training_distributions():

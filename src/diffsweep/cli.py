@@ -50,9 +50,13 @@ def registry_listing(kind: str) -> dict:
 
 
 def _knob_line(name: str, knob: dict) -> str:
-    bounds = [f"{sign} {knob[key]}" for key, sign in (("minimum", ">="), ("exclusive_minimum", ">"),
-                                                      ("maximum", "<="), ("exclusive_maximum", "<"))
-              if key in knob]
+    low, high = knob.get("minimum"), knob.get("maximum")
+    if low is not None and high is not None:
+        bounds = [f"in [{low}, {high}]"]
+    else:
+        bounds = [f"{sign} {knob[key]}" for key, sign in (("minimum", ">="), ("exclusive_minimum", ">"),
+                                                          ("maximum", "<="), ("exclusive_maximum", "<"))
+                  if key in knob]
     allowed = "; " + ", ".join(bounds) if bounds else ""
     if "choices" in knob:
         allowed += f"; one of {', '.join(map(str, knob['choices']))}"
