@@ -19,11 +19,8 @@ import math
 from diffsweep.restoration.registry import Knob, register
 from diffsweep.samplers.ddpm import ddim
 from diffsweep.samplers.random_walk import COMMON_KNOBS, EPS, T0, VE_CONTINUOUS_SIGMA, reference_levels, walk
+from diffsweep.samplers.levels import steps_to_zero
 from diffsweep.samplers.registry import gaussian_like
-
-
-def next_levels(sigmas) -> list[float]:
-    return list(sigmas[1:]) + [0.0]
 
 
 def residual(operator, x, y):
@@ -114,7 +111,7 @@ def rw_conditional(denoise, x, sigmas, generator, operator, y, noise_std, *, eps
 def dps(denoise, x, sigmas, generator, operator, y, noise_std, *, scale):
     import torch
     nfe = 0
-    for sigma, following in zip(sigmas, next_levels(sigmas)):
+    for sigma, following in steps_to_zero(sigmas):
         with torch.enable_grad():
             x_in = x.detach().requires_grad_(True)
             x0 = denoise(x_in, sigma)
@@ -146,7 +143,7 @@ def ddrm(denoise, x, sigmas, generator, operator, y, noise_std, *, eta, eta_b):
     y_level = torch.where(observed, noise_std / safe_s, torch.full_like(safe_s, math.inf))  # noise of y_bar_i
     finite_level = y_level.clamp(max=torch.finfo(y_level.dtype).max)
     nfe = 0
-    for sigma, following in zip(sigmas, next_levels(sigmas)):
+    for sigma, following in steps_to_zero(sigmas):
         x0 = denoise(x, sigma)
         nfe += 1
         x0_bar, x_bar = basis.to_spectral(x0), basis.to_spectral(x)
@@ -176,7 +173,7 @@ def diffpir(denoise, x, sigmas, generator, operator, y, noise_std, *, lam, zeta)
     basis = Spectral(operator, x)
     y_coefficients = basis.y_coefficients(y)
     nfe = 0
-    for sigma, following in zip(sigmas, next_levels(sigmas)):
+    for sigma, following in steps_to_zero(sigmas):
         x0 = denoise(x, sigma)
         nfe += 1
         rho = lam * noise_std ** 2 / sigma ** 2
@@ -228,7 +225,7 @@ def pigdm(denoise, x, sigmas, generator, operator, y, noise_std, *, eta, scale):
 def replacement(denoise, x, sigmas, generator, operator, y, noise_std):
     basis = Spectral(operator, x)
     nfe = 0
-    for sigma, following in zip(sigmas, next_levels(sigmas)):
+    for sigma, following in steps_to_zero(sigmas):
         x0 = denoise(x, sigma)
         nfe += 1
         x = ancestral_step(x, x0, sigma, following, generator)

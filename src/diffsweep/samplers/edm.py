@@ -9,6 +9,7 @@ With S_churn = 0 it is the deterministic Heun solver `pf_ode`.
 
 import math
 
+from diffsweep.samplers.levels import steps_to_zero
 from diffsweep.samplers.registry import Knob, gaussian_like, register
 
 
@@ -25,10 +26,9 @@ from diffsweep.samplers.registry import Knob, gaussian_like, register
     default_schedule="karras",
 )
 def edm(denoise, x, sigmas, generator, *, S_churn, S_tmin, S_tmax, S_noise):
-    levels = list(sigmas) + [0.0]
     steps = len(sigmas)
     nfe = 0
-    for sigma, sigma_next in zip(levels[:-1], levels[1:]):
+    for sigma, sigma_next in steps_to_zero(sigmas):
         gamma = min(S_churn / steps, math.sqrt(2.0) - 1.0) if S_tmin <= sigma <= S_tmax else 0.0
         sigma_hat = sigma * (1.0 + gamma)
         if gamma > 0:

@@ -22,6 +22,7 @@ from it too, `none` (default) uses the schedule's level for both.
 import math
 
 from diffsweep.noise import ve_continuous_levels
+from diffsweep.samplers.levels import checked_levels, with_final_zero
 from diffsweep.samplers.registry import Knob, gaussian_like, register
 
 STEP_RULES = ("reference", "ncsn", "ve_sde", "ddpm")
@@ -36,8 +37,8 @@ def temperature_ramp(T0: float, levels: int) -> list[float]:
 
 def step_sizes(rule: str, sigmas, eps: float, T0: float, sigma_ref: str, ddpm_variance: str):
     """(tau_k, T_k) for every level of the schedule under one of the Table-1 rules."""
-    levels = list(sigmas)
-    following = levels[1:] + [0.0]
+    levels = checked_levels(sigmas)
+    following = with_final_zero(levels)[1:]
     if rule == "reference":
         return [eps * s ** 2 for s in levels], temperature_ramp(T0, len(levels))
     if rule == "ncsn":
@@ -88,7 +89,7 @@ VE_CONTINUOUS_SIGMA = Knob("str", "none", "where score_sde's continuous sigma re
 
 def reference_levels(sigmas, eps: float, T0: float, ve_continuous_sigma: str):
     """(score levels, taus, temperatures) of the reference rule under `ve_continuous_sigma`."""
-    levels = list(sigmas)
+    levels = checked_levels(sigmas)
     continuous = levels if ve_continuous_sigma == "none" else ve_continuous_levels(levels)
     score_levels = continuous
     step_levels = continuous if ve_continuous_sigma == "network_and_step" else levels
