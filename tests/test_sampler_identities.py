@@ -33,11 +33,11 @@ def assert_same(a, b):
 def test_ncsn_setting_is_annealed_langevin(sigma_ref):
     sigmas = make_schedule("geometric", 8, sigma_max=20.0, sigma_min=0.05).tolist()
     x = start(20.0)
-    walk = sample("random_walk", x, sigmas, step_rule="ncsn", eps=2e-4, sigma_ref=sigma_ref, inner_steps=5,
-                  last_noise=True)
+    walk = sample("random_walk", x, sigmas, step_rule="ncsn", eps=2e-4, sigma_ref=sigma_ref, steps_per_level=5,
+                  final_noise=True)
     langevin = sample("ncsn", x, sigmas, eps=2e-4, sigma_ref=sigma_ref, steps_per_level=5, final_denoise=False)
     assert_same(walk, langevin)
-    assert_same(sample("rw_ncsn", x, sigmas, eps=2e-4, sigma_ref=sigma_ref, inner_steps=5, last_noise=True), langevin)
+    assert_same(sample("rw_ncsn", x, sigmas, eps=2e-4, sigma_ref=sigma_ref, steps_per_level=5, final_noise=True), langevin)
 
 
 @pytest.mark.parametrize("schedule", ["geometric", "karras"])
@@ -75,7 +75,7 @@ def test_deterministic_ddim_is_the_euler_ode_step():
 def test_edm_without_churn_is_heun():
     sigmas = make_schedule("karras", 20).tolist()
     x = start(sigmas[0])
-    assert_same(sample("edm", x, sigmas, S_churn=0.0), sample("pf_ode", x, sigmas, solver="heun"))
+    assert_same(sample("edm", x, sigmas, s_churn=0.0), sample("pf_ode", x, sigmas, solver="heun"))
 
 
 def test_dpmpp_2s_without_noise_is_deterministic():

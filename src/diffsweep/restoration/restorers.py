@@ -85,7 +85,7 @@ class Spectral:
     default_schedule="sigmoid",
 )
 def rw_conditional(denoise, x, sigmas, generator, operator, y, noise_std, *, eps, T0, clamp_tau,
-                   ve_continuous_sigma, inner_steps, last_noise):
+                   ve_continuous_sigma, steps_per_level, final_noise):
     sigmas, taus, temperatures = reference_levels(sigmas, eps, T0, ve_continuous_sigma)
     if clamp_tau:
         taus = [min(tau, noise_std ** 2) for tau in taus]
@@ -94,7 +94,7 @@ def rw_conditional(denoise, x, sigmas, generator, operator, y, noise_std, *, eps
         return denoise(x, sigma) + sigma ** 2 * operator.adjoint(residual(operator, x, y)) / noise_std ** 2
 
     return walk(posterior_denoiser, x, sigmas, generator, taus=taus, temperatures=temperatures,
-                inner_steps=inner_steps, last_noise=last_noise)
+                steps_per_level=steps_per_level, final_noise=final_noise)
 
 
 # --- DPS --------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def dpmpp_2m(denoise, x, sigmas, generator):
     return x, nfe
 
 
-def ancestral_step(sigma: float, sigma_next: float, eta: float) -> tuple[float, float]:
+def ancestral_sigmas(sigma: float, sigma_next: float, eta: float) -> tuple[float, float]:
     """(sigma_down, sigma_up) splitting a step into a deterministic part and fresh noise."""
     if sigma_next == 0 or eta == 0:
         return sigma_next, 0.0
@@ -65,7 +65,7 @@ def dpmpp_2s_ancestral(denoise, x, sigmas, generator, *, eta, s_noise):
     for sigma, sigma_next in steps_to_zero(sigmas):
         denoised = denoise(x, sigma)
         nfe += 1
-        sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta)
+        sigma_down, sigma_up = ancestral_sigmas(sigma, sigma_next, eta)
         if sigma_down == 0:
             x = x + (sigma_down - sigma) * (x - denoised) / sigma
         else:
