@@ -27,7 +27,7 @@ test: $(BIN)/diffsweep  ## the whole test suite
 dryrun: $(BIN)/diffsweep
 	$(BIN)/snakemake -n --profile profiles/default
 
-lint: $(BIN)/diffsweep
+lint: $(BIN)/diffsweep  ## snakemake's linter on the Snakefile and rules (CI runs it before the tests)
 	$(BIN)/snakemake --lint
 
 clean:

@@ -1,4 +1,4 @@
-# diffsweep: sweeps over score-based diffusion models (see README.md and ../DESIGN).
+# diffsweep: sweeps over score-based diffusion models (see README.md and docs/design.md).
 # Parsing stays light (no torch): every cluster job re-parses this file.
 import os
 import sys
@@ -17,7 +17,8 @@ if not workflow.overwrite_configfiles:
 # The library lives in src/: importable here and, through PYTHONPATH, in every job.
 SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+# (update(), not os.environ[...] =: `snakemake --lint` takes that for a required variable)
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
 
 
 include: "workflow/rules/common.smk"

@@ -252,7 +252,7 @@ def test_checkerboard_points_lie_on_black_squares():
 def test_presets_and_families_are_described():
     assert set(FAMILIES) == {"gmm", "swissroll", "checkerboard", "digits", "digits_gmm", "images"}
     assert {"ring8", "grid25"} <= set(GMM_PRESETS)
-    descriptions = [f.description for f in FAMILIES.values()] + list(GMM_PRESETS.values())
+    descriptions = [f.description for f in FAMILIES.entries()] + list(GMM_PRESETS.values())
     assert all(isinstance(text, str) and text for text in descriptions)
     assert is_analytic("gmm") and not is_analytic("swissroll") and not is_analytic("checkerboard")
     assert is_analytic("digits_gmm") and not is_analytic("digits")

@@ -18,8 +18,8 @@ CASES = [
 
 
 def build(name, params, shape=IMAGE, seed=0):
-    family = OPERATORS[name]
-    return family.build(shape, seed, family.resolve_params(params))
+    family = OPERATORS.get(name)
+    return family.build(shape, seed, family.resolve_knobs(params))
 
 
 def test_every_operator_family_is_tested():
@@ -85,7 +85,7 @@ def test_bad_operator_parameters_are_named():
     with pytest.raises(ValueError, match="divisible by 3"):
         build("sr_bicubic", {"factor": 3})
     with pytest.raises(ValueError, match="restoration.tasks.t.params.missing"):
-        OPERATORS["inpaint_random"].resolve_params({"missing": 2.0}, where="restoration.tasks.t.params.")
+        OPERATORS.get("inpaint_random").resolve_knobs({"missing": 2.0}, where="restoration.tasks.t.params.")
 
 
 def test_noise_convention():

@@ -1,9 +1,10 @@
-"""Tables and figures without Snakemake: stable Parquet types, ablation pivots (aggregation over
-seeds, best marking, pooling, filters, error messages), their four renderings, the
-`diffsweep table` command, the configs' declared tables, and the figures."""
+"""Tables without Snakemake: stable Parquet types and their parameter columns, ablation pivots
+(aggregation over seeds, best marking, pooling, filters, error messages), their four
+renderings, the `diffsweep table` command and the configs' declared tables."""
 
 import csv
 import io
+import json
 import math
 import statistics
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from diffsweep import cli, config, plots, tables
+from diffsweep import cli, config, io as ds_io, tables
 
 
 def run(sampler, steps, seed, value, model="oracle", dataset="ring8", status="ok", **extra):
@@ -30,8 +31,21 @@ def rows():
     return out
 
 
+# The parameter columns of the rows above (as a manifest would list them); the rest are results.
+PARAMS = ["dataset", "model", "sampler", "steps", "seed", "knob_T0", "knob_eps", "flag"]
+
+
 def spec(**entry):
     return tables.TableSpec.from_config("t", {"metric": "sliced_w2", "rows": "sampler", "columns": "steps", **entry})
+
+
+def ablation(rows, spec, **options):
+    return tables.ablation(rows, spec, params=PARAMS, **options)
+
+
+def frame_of(rows):
+    """A results table as the workflow writes it: typed, its parameter columns listed."""
+    return tables.with_params(tables.typed_frame(rows), PARAMS)
 
 
 # --- Parquet types ------------------------------------------------------------------------
@@ -55,10 +69,132 @@ def test_manifest_types_do_not_depend_on_the_oracle(root):
     assert list(frame.columns[:9]) == tables.LEADING_COLUMNS
 
 
+# --- parameter columns: from the manifest, stored with the table -----------------------------
+
+def test_tables_carry_their_parameter_columns_through_parquet(root, tmp_path):
+    _, grid = config.load(root / "config" / "smoke.yaml")
+    manifest = tables.manifest_frame(grid.manifest_rows())
+    params = tables.param_columns(manifest)
+    assert params == [c for c in manifest.columns if c not in ("run_id", "data_id", "model_id")]
+    assert {"sampler", "seed", "knob_eps", "model_lr", "model_log_every"} <= set(params)
+    ds_io.write_parquet(tmp_path / "runs.parquet", manifest)
+    manifest = pd.read_parquet(tmp_path / "runs.parquet")
+    assert tables.param_columns(manifest) == params
+    generation = tables.generation_table(manifest, tmp_path)      # no run has finished: every status missing
+    assert set(generation["status"]) == {"missing"} and tables.param_columns(generation) == params
+    likelihood = tmp_path / "likelihood.json"
+    likelihood.write_text(json.dumps({"model_id": manifest["model_id"].iloc[0], "nll_bpd": 1.5}))
+    generation = tables.with_model_metrics(generation, [likelihood])
+    assert "model_nll_bpd" in generation and tables.param_columns(generation) == params
+
+
+def test_a_result_named_like_a_parameter_is_not_one(rows):
+    """Only the listed columns are parameters: a per-run measurement called model_* that differs
+    between the seeds of a cell is aggregated over, and a parameter named like nothing known is
+    compared."""
+    rows = [dict(r, model_score_norm=0.1 * r["seed"], temperature=1.0) for r in rows]
+    assert ablation(rows, spec()).cells[(("rw",), (10,))].n == 3
+    rows += [dict(run("rw", 10, seed, 0.3), model_score_norm=0.0, temperature=2.0) for seed in range(3)]
+    with pytest.raises(tables.MixedCellError, match=r"differ in temperature \(1, 2\)"):
+        tables.ablation(rows, spec(), params=[*PARAMS, "temperature"])
+
+
+def test_a_table_without_its_parameter_columns_is_refused(tmp_path, rows, capsys):
+    with pytest.raises(tables.TableError, match="does not list its parameter columns"):
+        tables.param_columns(tables.typed_frame(rows))
+    tables.typed_frame(rows).to_parquet(tmp_path / "old.parquet")
+    assert cli.main(["table", str(tmp_path / "old.parquet"), "--rows", "sampler", "--metric", "sliced_w2"]) == 2
+    assert "old.parquet: the table does not list its parameter columns" in capsys.readouterr().err
+
+
+def test_distinguishing_names_the_columns_that_tell_rows_apart():
+    rows = [{"k": 1, "model": m, "model_lr": lr, "eps": e} for m, lr in (("a", 0.1), ("b", 0.2)) for e in (1, 2)]
+    assert tables.distinguishing(rows, ["k"], ["model", "model_lr", "eps"]) == ["model", "eps"]   # model sets lr
+    rows.append({"k": 1, "model": "a", "model_lr": 0.3, "eps": 1})          # two recipes of one model
+    assert tables.distinguishing(rows, ["k"], ["model", "model_lr", "eps"]) == ["model", "model_lr", "eps"]
+    steps = [{"k": k, "steps": 10 * k, "seed": s} for k in (1, 2) for s in (0, 1)]
+    assert tables.distinguishing(steps, ["k"], ["steps"]) == []             # constant within each key
+    assert tables.distinguishing(steps, [], ["steps", "k"]) == ["steps"]    # k follows from steps
+
+
+# --- restoration: a row per run and measurement ------------------------------------------------
+
+RESTORATION_PARAMS = ["dataset", "model", "task", "operator", "noise_std", "restorer", "restorer_family", "schedule",
+                      "steps", "seed", "n_measurements"]
+
+
+def restoration_rows():
+    out = []
+    for restorer, offset in (("dps", 1.0), ("rw_cond", 0.0)):
+        for task in ("box", "random_half"):
+            for steps in (10, 30):
+                for seed in (0, 1):
+                    for measurement in (0, 1):
+                        out.append({"run_id": f"{restorer}-{task}-{steps}-{seed}", "dataset": "ring8",
+                                    "model": "oracle", "task": task, "operator": f"inpaint_{task}", "noise_std": 0.1,
+                                    "restorer": restorer, "restorer_family": restorer, "schedule": "sigmoid",
+                                    "steps": steps, "seed": seed, "n_measurements": 2, "measurement": measurement,
+                                    "status": "ok", "nfe": steps,
+                                    "psnr": 20 + offset + steps / 10 + measurement + 0.1 * seed})
+    return out
+
+
+def test_an_ablation_over_a_restoration_table(tmp_path):
+    rows = restoration_rows()
+    declared = tables.TableSpec.from_config("r", {"source": "restoration", "metric": "psnr",
+                                                  "rows": ["task", "restorer"], "columns": "steps"})
+    assert declared.better == "higher"
+    table = tables.ablation(rows, declared, params=RESTORATION_PARAMS)
+    cell = table.cells[(("box", "rw_cond"), (30,))]
+    assert cell.n == 4 and cell.value == pytest.approx(statistics.fmean([23, 24, 23.1, 24.1]))
+    assert table.cells[(("box", "dps"), (30,))].best and not cell.best
+    assert "psnr: mean ± std over n = 4 measurements per cell; higher is better" in table.note()
+    mixed = rows + [dict(r, noise_std=0.2, run_id=r["run_id"] + "-loud") for r in rows]
+    with pytest.raises(tables.MixedCellError, match=r"tables.ablations.r: the cell task=box, restorer=dps, steps=10 "
+                                                    r"holds runs that differ in noise_std \(0.1, 0.2\)"):
+        tables.ablation(mixed, declared, params=RESTORATION_PARAMS)
+    frame = tables.with_params(tables.typed_frame(rows), RESTORATION_PARAMS)
+    frame.to_parquet(tmp_path / "restoration.parquet")
+    outputs = {"csv": tmp_path / "r.csv", "markdown": tmp_path / "r.md"}
+    tables.write_ablation(tmp_path / "restoration.parquet", declared.as_dict(), outputs)
+    assert outputs["markdown"].read_text().startswith("| task | restorer \\ steps | 10 | 30 |")
+
+
+def test_declared_restoration_tables_are_checked_against_the_restoration_manifest():
+    manifest = list({r["run_id"]: {k: v for k, v in r.items() if k not in ("measurement", "status", "nfe", "psnr")}
+                     for r in restoration_rows()}.values())
+    generation = [run("rw", 10, 0, 0.5)]
+    good = tables.ablation_specs({"ablations": {"r": {"source": "restoration", "metric": "psnr_of_mean",
+                                                      "rows": ["restorer"], "columns": ["measurement"],
+                                                      "filter": {"task": "box", "steps": 30}}}})
+    tables.check_declared(good, {"generation": generation, "restoration": manifest})
+    bad = tables.ablation_specs({"ablations": {"r": {"source": "restoration", "metric": "psnr", "rows": ["restorr"]}}})
+    with pytest.raises(tables.TableError, match=r"tables.ablations.r.rows: unknown column 'restorr' \(did you mean "
+                                                r"restorer"):
+        tables.check_declared(bad, {"generation": generation, "restoration": manifest})
+    with pytest.raises(tables.TableError, match=r"tables.ablations.r.source: the grid has no restoration runs"):
+        tables.check_declared(good, {"generation": generation, "restoration": []})
+    with pytest.raises(tables.TableError, match=r"source: 'restore' is not allowed; allowed: generation, restoration"):
+        tables.ablation_specs({"ablations": {"r": {"source": "restore", "metric": "psnr", "rows": ["task"]}}})
+
+
+def test_the_schema_offers_the_options_the_code_knows(root):
+    schema = yaml.safe_load((root / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    section = schema["properties"]["tables"]["properties"]
+    ablation = section["ablations"]["additionalProperties"]["properties"]
+    assert ablation["source"]["enum"] == list(tables.SOURCES)
+    assert ablation["aggregate"]["enum"] == list(tables.AGGREGATES)
+    assert ablation["pool"]["enum"] == list(tables.POOLING)
+    assert ablation["better"]["enum"] == ["auto", *tables.DIRECTIONS]
+    assert section["better"]["additionalProperties"]["enum"] == list(tables.DIRECTIONS)
+    heatmap = schema["properties"]["plots"]["properties"]["heatmap"]["properties"]
+    assert heatmap["reduce"]["enum"] == list(tables.HEATMAP_REDUCE)
+
+
 # --- the pivot ------------------------------------------------------------------------------
 
 def test_cells_aggregate_seeds_and_mark_the_best_per_column(rows):
-    table = tables.ablation(rows, spec())
+    table = ablation(rows, spec())
     assert table.row_keys == [("ddpm",), ("rw",)] and table.col_keys == [(10,), (40,)]
     cell = table.cells[(("rw",), (10,))]
     assert cell.n == 3 and cell.value == pytest.approx(0.6) and cell.std == pytest.approx(statistics.stdev([.5, .7, .6]))
@@ -70,21 +206,21 @@ def test_cells_aggregate_seeds_and_mark_the_best_per_column(rows):
 
 
 def test_higher_is_better_and_other_aggregates(rows):
-    table = tables.ablation(rows, spec(metric="mode_coverage", aggregate="median"))
+    table = ablation(rows, spec(metric="mode_coverage", aggregate="median"))
     assert table.spec.better == "higher"
     assert table.cells[(("rw",), (10,))].best and table.cells[(("rw",), (10,))].value == pytest.approx(0.94)
-    assert "±" not in table.to_markdown()
+    assert "±" not in tables.to_markdown(table)
 
 
 def test_ties_in_print_are_all_marked():
     rows = [run("a", 10, 0, 0.1231), run("b", 10, 0, 0.1229), run("c", 10, 0, 0.2)]
-    table = tables.ablation(rows, spec(rows="sampler", columns=[]))
+    table = ablation(rows, spec(rows="sampler", columns=[]))
     assert [table.cells[((s,), ())].best for s in "abc"] == [True, True, False]
 
 
 def test_uneven_n_is_printed_per_cell(rows):
     rows = [r for r in rows if not (r["sampler"] == "rw" and r["steps"] == 40 and r["seed"] == 2)]
-    table = tables.ablation(rows, spec())
+    table = ablation(rows, spec())
     assert table.uniform_n() is None
     assert "(n=2)" in table.cell_text(table.cells[(("rw",), (40,))])
 
@@ -93,24 +229,24 @@ def test_a_cell_mixing_configurations_fails_naming_the_column(rows):
     rows = rows + [run("rw", 10, 0, 5.0, model="mlp")]
     with pytest.raises(tables.TableError, match=r"cell sampler=rw, steps=10 holds runs that differ in model "
                                                 r"\(mlp, oracle\).*pool: best"):
-        tables.ablation(rows, spec())
+        ablation(rows, spec())
 
 
 def test_pool_best_shows_the_best_configuration_and_pool_mean_pools(rows):
     rows = rows + [run("rw", 10, seed, 0.1, model="mlp") for seed in range(3)]
-    best = tables.ablation(rows, spec(pool="best"))
+    best = ablation(rows, spec(pool="best"))
     cell = best.cells[(("rw",), (10,))]
     assert cell.value == pytest.approx(0.1) and cell.chosen == "model=mlp" and cell.n == 3
-    pooled = tables.ablation(rows, spec(pool="mean")).cells[(("rw",), (10,))]
+    pooled = ablation(rows, spec(pool="mean")).cells[(("rw",), (10,))]
     assert pooled.n == 6 and pooled.value == pytest.approx((0.6 * 3 + 0.3) / 6)
 
 
 def test_filters_coerce_command_line_strings(rows):
     rows = [dict(r, knob_eps=0.7 if r["sampler"] == "rw" else None, flag=r["seed"] == 0) for r in rows]
-    assert {r["steps"] for r in tables.select(rows, tables.parse_filters(["steps=40"]))} == {40}
-    assert {r["sampler"] for r in tables.select(rows, tables.parse_filters(["knob_eps=0.7"]))} == {"rw"}
-    assert {r["sampler"] for r in tables.select(rows, tables.parse_filters(["knob_eps=null"]))} == {"ddpm"}
-    assert {r["seed"] for r in tables.select(rows, tables.parse_filters(["flag=true"]))} == {0}
+    assert {r["steps"] for r in tables.select(rows, cli.parse_filters(["steps=40"]))} == {40}
+    assert {r["sampler"] for r in tables.select(rows, cli.parse_filters(["knob_eps=0.7"]))} == {"rw"}
+    assert {r["sampler"] for r in tables.select(rows, cli.parse_filters(["knob_eps=null"]))} == {"ddpm"}
+    assert {r["seed"] for r in tables.select(rows, cli.parse_filters(["flag=true"]))} == {0}
     assert len(tables.select(rows, {"steps": [10, 40], "sampler": "rw"})) == 6
     with pytest.raises(tables.TableError, match="'ten' is not a number"):
         tables.select(rows, {"steps": "ten"})
@@ -119,13 +255,13 @@ def test_filters_coerce_command_line_strings(rows):
 def test_unknown_columns_and_empty_filters_name_what_exists(rows):
     with pytest.raises(tables.TableError, match=r"rows: unknown column 'samplr' \(did you mean sampler\?\); "
                                                 r"available columns: run_id, dataset, model, sampler, steps"):
-        tables.ablation(rows, spec(rows="samplr"))
+        ablation(rows, spec(rows="samplr"))
     with pytest.raises(tables.TableError, match=r"filter: unknown column 'datset'"):
-        tables.ablation(rows, spec(filter={"datset": "ring8"}))
+        ablation(rows, spec(filter={"datset": "ring8"}))
     with pytest.raises(tables.TableError, match=r"filter dataset=ring9 matches no run; values of dataset: ring8"):
-        tables.ablation(rows, spec(filter={"dataset": "ring9"}))
+        ablation(rows, spec(filter={"dataset": "ring9"}))
     with pytest.raises(tables.TableError, match=r"metric: unknown column 'mmd'"):
-        tables.ablation(rows, spec(metric="mmd"))
+        ablation(rows, spec(metric="mmd"))
 
 
 @pytest.mark.parametrize("entry, message", [
@@ -149,7 +285,7 @@ def test_declared_directions_extend_the_known_ones():
 # --- renderings -----------------------------------------------------------------------------
 
 def test_markdown(rows):
-    text = tables.ablation(rows, spec()).to_markdown()
+    text = tables.to_markdown(ablation(rows, spec()))
     lines = text.splitlines()
     assert lines[0] == "| sampler \\ steps | 10 | 40 |"
     assert lines[1] == "| --- | ---: | ---: |"
@@ -161,20 +297,20 @@ def test_markdown(rows):
 
 def test_latex_is_booktabs_with_escapes_and_spanning_headers(rows):
     rows = [dict(r, knob_T0=0.1) for r in rows]
-    table = tables.ablation(rows, spec(rows=["dataset", "sampler"], columns=["knob_T0", "steps"]))
-    tex = table.to_latex(caption="Sampler_x steps", label="tab:x")
+    table = ablation(rows, spec(rows=["dataset", "sampler"], columns=["knob_T0", "steps"]))
+    tex = tables.to_latex(table, caption="Sampler_x steps", label="tab:x")
     for piece in ("\\begin{table}", "\\caption{Sampler\\_x steps. sliced\\_w2: mean", "\\label{tab:x}",
                   "\\toprule", "\\midrule", "\\bottomrule", "\\begin{tabular}{llrr}",
                   "\\multicolumn{2}{c}{knob\\_T0 = 0.1}", "\\cmidrule(lr){3-4}",
                   "dataset & sampler & steps = 10 & steps = 40 \\\\", "\\textbf{0.6 $\\pm$ 0.1}",
                   " & rw & "):                      # repeated outer keys are left blank
         assert piece in tex, piece
-    bare = table.to_latex()
+    bare = tables.to_latex(table)
     assert bare.splitlines()[2].startswith("\\begin{tabular}") and "\\caption" not in bare
 
 
 def test_csv_has_one_line_per_cell_and_the_documented_columns(rows):
-    text = tables.ablation(rows, spec()).to_csv()
+    text = tables.to_csv(ablation(rows, spec()))
     read = list(csv.DictReader(io.StringIO(text)))
     assert list(read[0]) == ["sampler", "steps", *tables.CSV_COLUMNS]
     assert len(read) == 4
@@ -186,12 +322,12 @@ def test_csv_has_one_line_per_cell_and_the_documented_columns(rows):
 
 
 def test_html_marks_the_best_and_escapes(rows):
-    html = tables.ablation(rows, spec(caption="a < b")).to_html()
+    html = tables.to_html(ablation(rows, spec(caption="a < b")))
     assert "<strong>0.6 ± 0.1</strong>" in html and "a &lt; b" in html and html.startswith("<!DOCTYPE html>")
 
 
 def test_write_ablation_writes_every_format(tmp_path, rows):
-    tables.typed_frame(rows).to_parquet(tmp_path / "g.parquet")
+    frame_of(rows).to_parquet(tmp_path / "g.parquet")
     outputs = {fmt: tmp_path / f"t.{ext}" for fmt, ext in {"markdown": "md", "latex": "tex", "csv": "csv",
                                                           "html": "html"}.items()}
     tables.write_ablation(tmp_path / "g.parquet", spec(caption="Cap").as_dict(), outputs)
@@ -204,7 +340,7 @@ def test_write_ablation_writes_every_format(tmp_path, rows):
 @pytest.fixture
 def parquet(tmp_path, rows):
     path = tmp_path / "generation.parquet"
-    tables.typed_frame(rows).to_parquet(path)
+    frame_of(rows).to_parquet(path)
     return path
 
 
@@ -225,7 +361,9 @@ def test_cli_table_prints_a_pivot(parquet, capsys):
                                                     "available columns: run_id, dataset"),
     (["--rows", "sampler", "--metric", "sliced_w2", "--filter", "model=mlp"],
      "error: --filter model=mlp matches no run; values of model: oracle"),
-    (["--rows", "sampler", "--metric", "sliced_w2"], "holds runs that differ in steps (10, 40)"),
+    (["--rows", "sampler", "--metric", "sliced_w2"], "error: the cell sampler=rw holds runs that differ in steps "
+                                                     "(10, 40), not only in the seed; add a --filter, put them in "
+                                                     "--rows/--cols, or pass --pool best"),
     (["--rows", "sampler", "--metric", "sliced_w2", "--filter", "nothing"], "expected COLUMN=VALUE"),
 ])
 def test_cli_table_errors(parquet, capsys, args, message):
@@ -267,80 +405,3 @@ def test_schema_rejects_unknown_table_keys(root, tmp_path):
         config.prepare(raw)
 
 
-# --- figures ----------------------------------------------------------------------------------------
-
-@pytest.fixture
-def captured(monkeypatch):
-    """Figures handed to plots.save, kept open instead of written."""
-    figures = []
-    monkeypatch.setattr(plots, "save", lambda fig, out: figures.append(fig))
-    yield figures
-    import matplotlib.pyplot as plt
-    for fig in figures:
-        plt.close(fig)
-
-
-def generation_frame():
-    rows = []
-    for model, offset in (("oracle", 0.0), ("mlp", 0.5)):
-        for sampler in ("rw", "ddpm"):
-            for steps in (10, 40):
-                for T0 in ((0.1, 1.0) if sampler == "rw" else (None,)):
-                    for seed in range(3):
-                        rows.append({"run_id": f"{model}{sampler}{steps}{T0}{seed}", "dataset": "ring8",
-                                     "model": model, "model_source": "oracle" if model == "oracle" else "trained",
-                                     "model_train_sigma_name": None if model == "oracle" else "ve_loguniform",
-                                     "sampler": sampler, "schedule": "sigmoid" if sampler == "rw" else "vp_respaced",
-                                     "steps": steps, "knob_T0": T0, "seed": seed, "status": "ok",
-                                     "nfe": steps, "sliced_w2": offset + 1 / steps + 0.01 * seed + (T0 or 0)})
-    return tables.typed_frame(rows)
-
-
-def test_metric_vs_nfe_has_seed_bands_and_a_line_per_swept_knob(captured):
-    plots.metric_vs_nfe(generation_frame(), "sliced_w2", "unused.png")
-    ax = captured[0].axes[0]
-    from matplotlib.collections import PolyCollection
-    assert len(captured[0].axes) == 2                                         # a row of panels per model
-    assert sum(isinstance(c, PolyCollection) for c in ax.collections) == 3    # 3 series, one band each
-    labels = [t.get_text() for t in captured[0].legends[0].get_texts()]
-    assert {"ddpm", "rw (T0=0.1)", "rw (T0=1)"} <= set(labels)
-
-
-def test_heatmap_averages_seeds_then_takes_the_best_configuration():
-    frame = generation_frame()
-    data = plots.heatmap_data(frame[frame["model_source"] == "trained"], "sliced_w2")
-    grid = data["ring8"]
-    assert list(grid.index) == ["ve_loguniform"] and list(grid.columns) == ["sigmoid", "vp_respaced"]
-    assert grid.loc["ve_loguniform", "sigmoid"] == pytest.approx(0.5 + 1 / 40 + 0.01 + 0.1)   # best: 40 steps, T0 0.1
-    mean = plots.heatmap_data(frame[frame["model_source"] == "trained"], "sliced_w2", reduce="mean")["ring8"]
-    assert mean.loc["ve_loguniform", "vp_respaced"] == pytest.approx(0.5 + (1 / 10 + 1 / 40) / 2 + 0.01)
-
-
-def test_schedule_points_give_every_schedule_and_step_count():
-    manifest = tables.typed_frame([
-        {"schedule": "karras", "steps": 8, "schedule_sigma_min": 0.002, "schedule_sigma_max": 80.0,
-         "schedule_rho": 7.0, "schedule_timesteps": None},
-        {"schedule": "vp_respaced", "steps": 20, "schedule_beta_min": 1e-4, "schedule_beta_max": 0.02,
-         "schedule_timesteps": 1000},
-        {"schedule": "vp_respaced", "steps": 20, "schedule_beta_min": 1e-4, "schedule_beta_max": 0.02,
-         "schedule_timesteps": 1000}])
-    points = plots.schedule_points(manifest)
-    assert [(p["schedule"], p["steps"]) for p in points] == [("karras", 8), ("vp_respaced", 20)]
-    assert plots._schedule_params(points[1]) == {"beta_min": 1e-4, "beta_max": 0.02, "timesteps": 1000}
-
-
-def test_every_figure_is_written_as_png_and_pdf(tmp_path):
-    frame = generation_frame()
-    manifest = tables.typed_frame([{"schedule": "sigmoid", "steps": k, "schedule_sigma_min": 0.01,
-                                    "schedule_sigma_max": 50.0, "schedule_sharpness": 0.3} for k in (10, 40)])
-    training = pd.DataFrame({"model_id": ["m-1"] * 3, "step": [50, 100, 150], "loss": [1.0, 0.8, 0.7],
-                             "loss_ema": [1.0, 0.9, 0.8]})
-    names = {"m": lambda out: plots.metric_vs_nfe(frame, "sliced_w2", out),
-             "h": lambda out: plots.heatmap(frame[frame["model_source"] == "trained"], "sliced_w2", out),
-             "s": lambda out: plots.schedule_curves(manifest, out),
-             "t": lambda out: plots.training_curves(training, None, out),
-             "empty": lambda out: plots.metric_vs_nfe(frame, "no_such_metric", out)}
-    for name, draw in names.items():
-        draw([tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"])
-        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
-        assert (tmp_path / f"{name}.pdf").read_bytes()[:4] == b"%PDF"

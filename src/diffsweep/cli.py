@@ -1,6 +1,6 @@
 """The `diffsweep` command: look at the registries and at the runs a config expands to.
 
-    diffsweep list samplers|datasets|schedules|training [--json]
+    diffsweep list [KIND] [--config FILE] [--json]
     diffsweep grid --config FILE [--json]
     diffsweep table PARQUET --rows COLS [--cols COLS] --metric COL [--filter COL=V[,V...]]...
                     [--format markdown|latex|csv|html] [--agg mean_std|mean|median|min|max]
@@ -14,38 +14,83 @@ import json
 import sys
 
 
-def _knob_table(knobs) -> dict:
-    return {name: knob.as_dict() for name, knob in knobs.items()}
+# `diffsweep list <kind>`: the registry of each kind (module, attribute), imported only when
+# listed (parametrisations and extractors import torch), and what a config names with it.
+KINDS = {
+    "samplers": ("diffsweep.samplers", "SAMPLERS", "sampler families: samplers.<preset>.family"),
+    "restorers": ("diffsweep.restoration", "RESTORERS", "restorer families: restoration.restorers.<preset>.family"),
+    "schedules": ("diffsweep.noise", "SCHEDULES", "sampling schedules: samplers.<preset>.schedule"),
+    "training": ("diffsweep.noise", "TRAINING_DISTRIBUTIONS",
+                 "training sigma-distributions: models.<model>.train_sigma.name"),
+    "weights": ("diffsweep.noise", "LOSS_WEIGHTS", "loss weights w(sigma): models.<model>.weight"),
+    "parametrisations": ("diffsweep.parametrisations", "PARAMETRISATIONS",
+                         "what a trained network predicts: models.<model>.parametrisation"),
+    "datasets": ("diffsweep.data", "FAMILIES", "dataset families: datasets.<name>.family"),
+    "operators": ("diffsweep.restoration", "OPERATORS", "measurement operators: restoration.tasks.<task>.operator"),
+    "pretrained": ("diffsweep.pretrained", "FORMATS", "pretrained checkpoint formats: models.<model>.format"),
+    "extractors": ("diffsweep.fidelity", "EXTRACTORS", "fidelity feature extractors (fidelity metrics of images)"),
+}
 
 
-def registry_listing(what: str) -> dict:
-    from diffsweep import data, noise, samplers
+def registry_listing(kind: str) -> dict:
+    """Every entry of a kind: its description, knobs and the plain-data fields of its kind."""
+    import dataclasses
+    import importlib
 
-    if what == "samplers":
-        return {name: {"description": spec.description, "init": spec.init, "default_schedule": spec.default_schedule,
-                       "module": spec.module, "knobs": _knob_table(spec.knobs)}
-                for name in samplers.names() for spec in [samplers.get(name)]}
-    if what == "schedules":
-        return {name: {"description": s.description, "params": _knob_table(s.params)}
-                for name, s in sorted(noise.SCHEDULES.items())}
-    if what == "training":
-        return {name: {"description": t.description, "params": _knob_table(t.params)}
-                for name, t in sorted(noise.TRAINING_DISTRIBUTIONS.items())}
-    if what == "datasets":
-        return {name: {"description": f.description, "analytic": f.analytic, "params": _knob_table(f.params)}
-                for name, f in sorted(data.FAMILIES.items())}
-    raise ValueError(what)
+    module, attribute, _ = KINDS[kind]
+    listing = {}
+    for entry in getattr(importlib.import_module(module), attribute).entries():
+        fields = {field.name: getattr(entry, field.name) for field in dataclasses.fields(entry)}
+        listing[entry.name] = {
+            "description": entry.description,
+            **{key: value for key, value in fields.items()
+               if key not in ("name", "kind", "description", "knobs") and not callable(value)},
+            "knobs": {name: knob.as_dict() for name, knob in entry.knobs.items()}}
+    return listing
+
+
+def _knob_line(name: str, knob: dict) -> str:
+    low, high = knob.get("minimum"), knob.get("maximum")
+    allowed = (f"; in [{low}, {high}]" if low is not None and high is not None else
+               f"; >= {low}" if low is not None else f"; <= {high}" if high is not None else "")
+    if "choices" in knob:
+        allowed += f"; one of {', '.join(map(str, knob['choices']))}"
+    return f"    {name} ({knob['type']}, default {knob['default']!r}{allowed}): {knob['description']}"
 
 
 def print_listing(listing: dict) -> None:
     for name, entry in listing.items():
         print(f"{name}: {entry['description']}")
-        for knob, spec in (entry.get("knobs") or entry.get("params") or {}).items():
-            extra = f" {list(spec['choices'])}" if "choices" in spec else ""
-            print(f"    {knob} ({spec['type']}, default {spec['default']!r}){extra}: {spec['description']}")
+        details = [f"{key}: {value}" for key, value in entry.items() if key not in ("description", "knobs", "module")]
+        if not entry["module"].startswith("diffsweep."):
+            details.append(f"registered by {entry['module']}")
+        if details:
+            print("    " + ", ".join(details))
+        for knob, spec in entry["knobs"].items():
+            print(_knob_line(knob, spec))
 
 
 def command_list(args) -> int:
+    if args.config:
+        import yaml
+
+        from diffsweep.registry import load_plugins
+        try:
+            with open(args.config) as handle:
+                plugins = (yaml.safe_load(handle) or {}).get("plugins", [])
+            load_plugins(plugins, ".")
+        except (OSError, ValueError, yaml.YAMLError) as error:
+            print(f"error: {args.config}: {error}", file=sys.stderr)
+            return 2
+    if args.what is None:
+        kinds = {kind: description for kind, (_, _, description) in KINDS.items()}
+        if args.json:
+            print(json.dumps(kinds, indent=2))
+        else:
+            print("diffsweep list KIND shows the registered names of a kind, with their knobs:")
+            for kind, description in kinds.items():
+                print(f"  {kind:<17} {description}")
+        return 0
     listing = registry_listing(args.what)
     if args.json:
         print(json.dumps(listing, indent=2, default=str))
@@ -81,39 +126,62 @@ def _names(values) -> list[str]:
     return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
 
 
+def parse_filters(items) -> dict:
+    """`["dataset=ring8", "steps=10,40"]` -> {"dataset": ["ring8"], "steps": ["10", "40"]}; a
+    malformed item raises ValueError."""
+    filters = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--filter '{item}': expected COLUMN=VALUE or COLUMN=V1,V2")
+        filters.setdefault(key.strip(), []).extend(v.strip() for v in value.split(","))
+    return filters
+
+
 def command_table(args) -> int:
     import pandas as pd
 
     from diffsweep import tables
 
+    def fail(message: str) -> int:
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
     path = args.table
     try:
         frame = pd.read_parquet(path)
     except (OSError, ValueError) as error:
-        print(f"error: cannot read the Parquet table '{path}': {error}", file=sys.stderr)
-        return 2
+        return fail(f"cannot read the Parquet table '{path}': {error}")
     try:
         format(1.5, args.number_format)
     except ValueError:
-        print(f"error: --number-format: '{args.number_format}' is not a number format such as .3g, .2f or .2e",
-              file=sys.stderr)
-        return 2
+        return fail(f"--number-format: '{args.number_format}' is not a number format such as .3g, .2f or .2e")
     try:
-        entry = {"metric": args.metric, "rows": _names(args.rows), "columns": _names(args.cols),
-                 "filter": tables.parse_filters(args.filter), "aggregate": args.agg, "better": args.better,
-                 "pool": args.pool, "format": args.number_format, "caption": args.caption or ""}
-        unmarked = args.better == "auto" and args.metric not in tables.METRIC_DIRECTIONS
-        if unmarked:
-            entry["better"] = "none"
-        spec = tables.TableSpec.from_config("table", entry, where="--")
-        table = tables.ablation(tables.records(frame), spec, where="--")
+        filters = parse_filters(args.filter)
+    except ValueError as error:
+        return fail(str(error))
+    try:
+        params = tables.param_columns(frame)
     except tables.TableError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(f"{path}: {error}")
+    entry = {"metric": args.metric, "rows": _names(args.rows), "columns": _names(args.cols), "filter": filters,
+             "aggregate": args.agg, "better": args.better, "pool": args.pool, "format": args.number_format,
+             "caption": args.caption or ""}
+    unmarked = args.better == "auto" and args.metric not in tables.METRIC_DIRECTIONS
+    if unmarked:
+        entry["better"] = "none"
+    try:
+        spec = tables.TableSpec.from_config("table", entry, where="--")
+        table = tables.ablation(tables.records(frame), spec, params=params, where="--")
+    except tables.MixedCellError as error:
+        return fail(f"{error.what}; add a --filter, put them in --rows/--cols, or pass --pool best (best of them) "
+                    f"or --pool mean (pool them)")
+    except tables.TableError as error:
+        return fail(str(error))
     if unmarked:
         print(f"note: no direction is known for '{args.metric}', nothing is marked (pass --better lower|higher)",
               file=sys.stderr)
-    text = table.render(args.format, caption=args.caption)
+    text = tables.render_table(table, args.format, caption=args.caption)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
 
@@ -121,14 +189,18 @@ def command_table(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffsweep", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    listing = sub.add_parser("list", help="registered samplers, datasets, schedules or training distributions")
-    listing.add_argument("what", choices=["samplers", "datasets", "schedules", "training"])
+    listing = sub.add_parser("list", help="the registered names of a kind (samplers, datasets, ...), with their knobs")
+    listing.add_argument("what", nargs="?", choices=list(KINDS), metavar="KIND",
+                         help=f"one of {', '.join(KINDS)}; without it, the kinds")
+    listing.add_argument("--config", metavar="FILE", help="also list what the config's plugins register")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(func=command_list)
     grid = sub.add_parser("grid", help="the runs a config expands to")
     grid.add_argument("--config", required=True, help="a config YAML file")
     grid.add_argument("--json", action="store_true", help="machine-readable output")
     grid.set_defaults(func=command_grid)
+    from diffsweep.tables.options import AGGREGATES, DIRECTIONS, FORMATS, POOLING
+
     table = sub.add_parser(
         "table", help="a pivot of a Parquet results table (seeds aggregated, best per column marked)",
         description="Print a pivot of a Parquet table: cells aggregate a metric over seeds, the best value per "
@@ -142,12 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--metric", required=True, help="the numeric column in the cells")
     table.add_argument("--filter", action="append", metavar="COL=V[,V...]",
                        help="keep rows whose COL is one of the values (repeatable; 'null' matches missing values)")
-    table.add_argument("--format", choices=["markdown", "latex", "csv", "html"], default="markdown")
-    table.add_argument("--agg", choices=["mean_std", "mean", "median", "min", "max"], default="mean_std",
+    table.add_argument("--format", choices=FORMATS, default="markdown")
+    table.add_argument("--agg", choices=list(AGGREGATES), default="mean_std",
                        help="aggregation over seeds (default mean_std: mean ± std)")
-    table.add_argument("--better", choices=["auto", "lower", "higher", "none"], default="auto",
+    table.add_argument("--better", choices=["auto", *DIRECTIONS], default="auto",
                        help="which values are best (auto: the metric's known direction)")
-    table.add_argument("--pool", choices=["error", "best", "mean"], default="error",
+    table.add_argument("--pool", choices=POOLING, default="error",
                        help="a cell holding runs that differ in more than the seed: fail (default), show the best "
                             "configuration, or pool them")
     table.add_argument("--number-format", default=".3g", metavar="SPEC", help="Python number format (default .3g)")

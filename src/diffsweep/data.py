@@ -3,6 +3,7 @@
 The registry (`FAMILIES`, `resolve_dataset_params`, `is_analytic`) is plain data, so the
 Snakefile checks dataset entries at parse time without importing torch; `make_dataset`
 builds the sampler (and, for mixtures, the exact density from `diffsweep.gmm`) in a job.
+A plugin adds a family with `FAMILIES.add(DatasetFamily(name=..., build=..., knobs=...))`.
 
 Samples are float64 tensors shaped (n, *shape): (n, 2) for the 2-D sets, (n, C, H, W) for
 images, which live in [-1, 1]. A mixture over images is a mixture over the flattened pixels.
@@ -14,7 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from diffsweep.knobs import Knob, resolve_knobs
+from diffsweep.knobs import Knob
+from diffsweep.registry import Entry, Registry
 
 if TYPE_CHECKING:
     import torch
@@ -47,15 +49,15 @@ class Dataset:
         return self.sampler(n, generator)
 
 
-@dataclass(frozen=True)
-class DatasetFamily:
-    name: str
-    description: str
-    analytic: bool            # a closed-form density and denoiser exist (the oracle applies)
-    params: dict[str, Knob]
-    build: Callable[..., Dataset]
+@dataclass(frozen=True, kw_only=True)
+class DatasetFamily(Entry):
+    build: Callable[..., Dataset]   # build(**knobs) -> Dataset (torch imported inside)
+    analytic: bool = False    # a closed-form density and denoiser exist (the oracle applies)
     image: bool = False       # samples are (C, H, W) images in [-1, 1]
     fitted: bool = False      # a prior fitted to data: `build` takes fit_path, where the fit is cached
+
+
+FAMILIES = Registry("dataset family", DatasetFamily)
 
 
 GMM_PRESETS: dict[str, str] = {
@@ -244,69 +246,64 @@ SPLIT_KNOBS = {
     "split_seed": Knob("int", 0, "seed of the fixed train/test permutation", minimum=0),
 }
 
-FAMILIES: dict[str, DatasetFamily] = {
-    "gmm": DatasetFamily(
-        "gmm", "2-D Gaussian mixture with exact noisy density, denoiser, score and sampling", True,
-        {"preset": Knob("str", "ring8", "mixture preset", choices=tuple(GMM_PRESETS)),
-         "scale": Knob("float", 1.0, "multiplies means and standard deviations", minimum=1e-12),
-         "n_modes": Knob("int", 8, "ring8: number of modes", minimum=1),
-         "radius": Knob("float", 4.0, "ring8: radius of the ring", minimum=1e-12),
-         "std": Knob("float", 0.3, "ring8: standard deviation of each mode", minimum=1e-12)},
-        _build_gmm),
-    "swissroll": DatasetFamily(
-        "swissroll", "2-D swiss roll spiral (outer radius 4) plus Gaussian noise; no closed form", False,
-        {"noise": Knob("float", 0.25, "standard deviation of the added noise", minimum=0.0)},
-        _build_swissroll),
-    "checkerboard": DatasetFamily(
-        "checkerboard", "2-D uniform density on the black squares of a board spanning [-size/2, size/2]^2; "
-        "no closed form", False,
-        {"squares": Knob("int", 4, "squares per side", minimum=1),
-         "size": Knob("float", 8.0, "side length of the board", minimum=1e-12)},
-        _build_checkerboard),
-    "digits": DatasetFamily(
-        "digits", "sklearn's 8x8 handwritten digits (1797, ships with scikit-learn) in [-1, 1]; fixed train/test "
-        "split; resolution 16 is a 2x upscale", False,
-        {"resolution": Knob("int", 8, "8 (native) or 16 (2x nearest-neighbour upscale)", choices=(8, 16)),
-         "split": Knob("str", "train", "which split the dataset draws from", choices=("train", "test")),
-         **SPLIT_KNOBS},
-        _build_digits, image=True),
-    "digits_gmm": DatasetFamily(
-        "digits_gmm", "a Gaussian mixture (full covariances) fitted to the digits' training split: an analytic "
-        "64-D image prior with exact denoiser and sampling", True,
-        {"components": Knob("int", 10, "mixture components", minimum=1),
-         "reg_covar": Knob("float", 1e-3, "ridge added to each fitted covariance", minimum=0.0),
-         **SPLIT_KNOBS,
-         "fit_seed": Knob("int", 0, "seed of sklearn's EM initialisation", minimum=0)},
-        _build_digits_gmm, image=True, fitted=True),
-    "images": DatasetFamily(
-        "images", "a user's image folder (png/jpg, recursive) or .npz, centre-cropped and resized; e.g. FFHQ or "
-        "CIFAR-10 already on disk (nothing is downloaded)", False,
-        {"path": Knob("str", "", "folder or .npz file with the images"),
-         "resolution": Knob("int", 64, "side of the square images after resizing", minimum=1),
-         "channels": Knob("int", 3, "1 (grey) or 3 (RGB)", choices=(1, 3)),
-         "crop": Knob("str", "center", "centre-crop to a square before resizing, or resize as is",
-                      choices=("center", "none")),
-         "limit": Knob("int", 0, "use only the first N images in sorted order (0: all)", minimum=0)},
-        _build_images, image=True),
-}
+for _family in [
+    DatasetFamily(
+        name="gmm", build=_build_gmm, analytic=True,
+        description="2-D Gaussian mixture with exact noisy density, denoiser, score and sampling",
+        knobs={"preset": Knob("str", "ring8", "mixture preset", choices=tuple(GMM_PRESETS)),
+               "scale": Knob("float", 1.0, "multiplies means and standard deviations", minimum=1e-12),
+               "n_modes": Knob("int", 8, "ring8: number of modes", minimum=1),
+               "radius": Knob("float", 4.0, "ring8: radius of the ring", minimum=1e-12),
+               "std": Knob("float", 0.3, "ring8: standard deviation of each mode", minimum=1e-12)}),
+    DatasetFamily(
+        name="swissroll", build=_build_swissroll,
+        description="2-D swiss roll spiral (outer radius 4) plus Gaussian noise; no closed form",
+        knobs={"noise": Knob("float", 0.25, "standard deviation of the added noise", minimum=0.0)}),
+    DatasetFamily(
+        name="checkerboard", build=_build_checkerboard,
+        description="2-D uniform density on the black squares of a board spanning [-size/2, size/2]^2; "
+                    "no closed form",
+        knobs={"squares": Knob("int", 4, "squares per side", minimum=1),
+               "size": Knob("float", 8.0, "side length of the board", minimum=1e-12)}),
+    DatasetFamily(
+        name="digits", build=_build_digits, image=True,
+        description="sklearn's 8x8 handwritten digits (1797, ships with scikit-learn) in [-1, 1]; fixed "
+                    "train/test split; resolution 16 is a 2x upscale",
+        knobs={"resolution": Knob("int", 8, "8 (native) or 16 (2x nearest-neighbour upscale)", choices=(8, 16)),
+               "split": Knob("str", "train", "which split the dataset draws from", choices=("train", "test")),
+               **SPLIT_KNOBS}),
+    DatasetFamily(
+        name="digits_gmm", build=_build_digits_gmm, analytic=True, image=True, fitted=True,
+        description="a Gaussian mixture (full covariances) fitted to the digits' training split: an analytic "
+                    "64-D image prior with exact denoiser and sampling",
+        knobs={"components": Knob("int", 10, "mixture components", minimum=1),
+               "reg_covar": Knob("float", 1e-3, "ridge added to each fitted covariance", minimum=0.0),
+               **SPLIT_KNOBS,
+               "fit_seed": Knob("int", 0, "seed of sklearn's EM initialisation", minimum=0)}),
+    DatasetFamily(
+        name="images", build=_build_images, image=True,
+        description="a user's image folder (png/jpg, recursive) or .npz, centre-cropped and resized; e.g. FFHQ "
+                    "or CIFAR-10 already on disk (nothing is downloaded)",
+        knobs={"path": Knob("str", "", "folder or .npz file with the images"),
+               "resolution": Knob("int", 64, "side of the square images after resizing", minimum=1),
+               "channels": Knob("int", 3, "1 (grey) or 3 (RGB)", choices=(1, 3)),
+               "crop": Knob("str", "center", "centre-crop to a square before resizing, or resize as is",
+                            choices=("center", "none")),
+               "limit": Knob("int", 0, "use only the first N images in sorted order (0: all)", minimum=0)}),
+]:
+    FAMILIES.add(_family)
 
 
 def family_names() -> list[str]:
-    return sorted(FAMILIES)
-
-
-def _family(family: str, where: str = "") -> DatasetFamily:
-    if family not in FAMILIES:
-        raise ValueError(f"{where and where + 'family: '}unknown dataset family {family!r}; allowed: {', '.join(family_names())}")
-    return FAMILIES[family]
+    return FAMILIES.names()
 
 
 def resolve_dataset_params(family: str, params: dict, where: str = "") -> dict:
     """Parameters with defaults filled in; unknown families, names or values raise ValueError.
     `where` is the config path of the dataset entry (e.g. "datasets.ring8.")."""
-    spec = _family(family, where)
+    spec = FAMILIES.get(family, where and where + "family: ")
     where = where and where + "params."
-    resolved = resolve_knobs(spec.params, params or {}, f"dataset family '{family}'", where)
+    resolved = spec.resolve_knobs(params, where)
     if family == "gmm" and resolved["preset"] != "ring8":
         ring_only = sorted(k for k in RING_ONLY if k in (params or {}))
         if ring_only:
@@ -316,16 +313,16 @@ def resolve_dataset_params(family: str, params: dict, where: str = "") -> dict:
 
 
 def is_analytic(family: str) -> bool:
-    return _family(family).analytic
+    return FAMILIES.get(family).analytic
 
 
 def is_image(family: str) -> bool:
-    return _family(family).image
+    return FAMILIES.get(family).image
 
 
 def make_dataset(family: str, fit_path=None, **params) -> Dataset:
     """Build a dataset by family name; unknown names or parameters raise ValueError. A fitted
     prior (digits_gmm) caches its fit at `fit_path` when one is given."""
-    spec = _family(family)
+    spec = FAMILIES.get(family)
     params = resolve_dataset_params(family, params)
     return spec.build(**params, fit_path=fit_path) if spec.fitted else spec.build(**params)

@@ -18,16 +18,36 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
-log = logging.getLogger("diffsweep")
+from diffsweep.registry import Entry, Registry
 
-# Which extractors score which dataset is decided at parse time: grid.fidelity_extractors.
-EXTRACTORS = {"inception": "inception-v3-compat", "digits": "diffsweep-digits"}
+log = logging.getLogger("diffsweep")
 INCEPTION_KEY = "fidelity.inception_weights"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Extractor(Entry):
+    """A torch-fidelity feature extractor. Which extractors score which dataset is decided at
+    parse time: grid.fidelity_extractors."""
+    feature_extractor: str        # its name in torch-fidelity's registry
+    rgb: bool                     # takes three channels (grey images are repeated)
+    install: Callable = lambda: None   # registers it with torch-fidelity, before each use
+
+
+EXTRACTORS = Registry("fidelity extractor", Extractor)
+
+
+def use_extractor(name: str) -> Extractor:
+    """The extractor's entry, installed in torch-fidelity."""
+    extractor = EXTRACTORS.get(name)
+    extractor.install()
+    return extractor
 
 
 # --- the digits classifier ------------------------------------------------------------------
@@ -142,8 +162,18 @@ def register_digits_extractor() -> None:
     import torch_fidelity
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-    if EXTRACTORS["digits"] not in FEATURE_EXTRACTORS_REGISTRY:
-        torch_fidelity.register_feature_extractor(EXTRACTORS["digits"], _digits_extractor_class())
+    if DIGITS_FEATURES not in FEATURE_EXTRACTORS_REGISTRY:
+        torch_fidelity.register_feature_extractor(DIGITS_FEATURES, _digits_extractor_class())
+
+
+DIGITS_FEATURES = "diffsweep-digits"
+EXTRACTORS.add(Extractor(name="inception", feature_extractor="inception-v3-compat", rgb=True,
+                         description="torch-fidelity's Inception-v3 (FID's standard features); weights from "
+                                     f"the local file at {INCEPTION_KEY}"))
+EXTRACTORS.add(Extractor(name="digits", feature_extractor=DIGITS_FEATURES, rgb=False,
+                         install=register_digits_extractor,
+                         description="a small CNN trained on the digits' training split by the "
+                                     "train_digits_classifier rule: FID-style numbers offline"))
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -183,7 +213,8 @@ def weights_of(extractor: str, options: dict, digits_weights=None) -> tuple[str 
 
 
 def _fidelity_kwargs(extractor: str, weights: str, options: dict, cache_root, device) -> dict:
-    return {"feature_extractor": EXTRACTORS[extractor], "feature_extractor_weights_path": weights,
+    return {"feature_extractor": EXTRACTORS.get(extractor).feature_extractor,
+            "feature_extractor_weights_path": weights,
             "cuda": torch.device(device).type == "cuda", "batch_size": options["batch_size"],
             "save_cpu_ram": True, "verbose": False, "cache_root": str(cache_root), "cache": True}
 
@@ -198,9 +229,8 @@ def prepare_reference(extractor: str, reference: torch.Tensor, options: dict, ca
     weights, skipped = weights_of(extractor, options, digits_weights)
     record = {"extractor": extractor, "weights": weights, "status": skipped or "ok"}
     if skipped is None:
-        register_digits_extractor()
+        rgb = use_extractor(extractor).rgb
         record["cache_name"] = f"{extractor}-{content_hash(reference, weights)}"
-        rgb = extractor == "inception"
         metrics = torch_fidelity.calculate_metrics(
             input1=ImageSet(reference, rgb), input2=ImageSet(reference, rgb), input1_cache_name=record["cache_name"],
             input2_cache_name=record["cache_name"], fid=True,
@@ -261,8 +291,7 @@ class FidelityEvaluator:
                 continue
             if not wanted:
                 continue
-            register_digits_extractor()
-            rgb = extractor == "inception"
+            rgb = use_extractor(extractor).rgb
             n = min(len(samples), len(self.reference))
             result = torch_fidelity.calculate_metrics(
                 input1=ImageSet(samples, rgb), input2=ImageSet(self.reference, rgb),

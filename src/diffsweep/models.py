@@ -6,10 +6,7 @@ The score is Tweedie's (D - x) / sigma^2 and is derived, never stored.
 
 Parametrisations are conversions of the same object: a network F is wrapped as
     D(x, sigma) = c_skip(sigma) * x + c_out(sigma) * F(c_in(sigma) * x, c_noise(sigma))
-with c_noise = log(sigma) / 4 and, except for rectified flow, c_in = 1 / sqrt(sigma^2 + sd^2)
-(for sd = 1 this is the VP input sqrt(abar) * x). Rectified flow's x_t = (1 - t) x0 + t n is
-x / (1 + sigma) in VE coordinates with t = sigma / (1 + sigma), and its velocity v = n - x0
-gives x0 = x_t - t v.
+with the coefficients of the parametrisation's entry in diffsweep.parametrisations.
 """
 
 from __future__ import annotations
@@ -18,6 +15,8 @@ import math
 
 import torch
 from torch import nn
+
+from diffsweep.parametrisations import PARAMETRISATIONS
 
 
 def as_sigma_column(sigma, x: torch.Tensor) -> torch.Tensor:
@@ -54,67 +53,19 @@ class OracleDenoiser(Denoiser):
         return self.mixture.denoise(flat, sigma.double()).reshape(x.shape).to(x.dtype)
 
 
-# --- parametrisations -------------------------------------------------------------------
-
-# Each returns (c_skip, c_out, c_in) for a noise level sigma and data scale sd.
-
-def _unit_input(sigma, sd):
-    return 1.0 / (sigma ** 2 + sd ** 2).sqrt()
-
-
-def _x0(sigma, sd):
-    return torch.zeros_like(sigma), torch.ones_like(sigma), _unit_input(sigma, sd)
-
-
-def _eps(sigma, sd):
-    return torch.ones_like(sigma), -sigma, _unit_input(sigma, sd)
-
-
-def _score(sigma, sd):
-    # F approximates sigma * score (score_sde's scale_by_sigma); D = x + sigma * F.
-    return torch.ones_like(sigma), sigma, _unit_input(sigma, sd)
-
-
-def _v(sigma, sd):
-    # v = alpha eps - s x0 in VP coordinates; in VE coordinates x0 = x / (1 + sigma^2) - sigma / sqrt(1 + sigma^2) v.
-    total = sigma ** 2 + sd ** 2
-    return sd ** 2 / total, -sigma * sd / total.sqrt(), _unit_input(sigma, sd)
-
-
-def _edm(sigma, sd):
-    total = sigma ** 2 + sd ** 2
-    return sd ** 2 / total, sigma * sd / total.sqrt(), _unit_input(sigma, sd)
-
-
-def _flow(sigma, sd):
-    # x_t = x / (1 + sigma), t = sigma / (1 + sigma), x0 = x_t - t v.
-    return 1.0 / (1.0 + sigma), -sigma / (1.0 + sigma), 1.0 / (1.0 + sigma)
-
-
-PARAMETRISATIONS = {
-    "x0": (_x0, "the network predicts the clean sample"),
-    "eps": (_eps, "the network predicts the noise (DDPM)"),
-    "score": (_score, "the network predicts sigma * score (NCSN++ scale_by_sigma)"),
-    "v": (_v, "the network predicts v = alpha eps - s x0 (progressive distillation)"),
-    "edm": (_edm, "EDM preconditioning (c_skip, c_out of Karras et al.)"),
-    "flow": (_flow, "the network predicts the rectified-flow velocity n - x0 at x_t = (1 - t) x0 + t n"),
-}
-
-
 class PreconditionedDenoiser(Denoiser):
     """D = c_skip x + c_out F(c_in x, c_noise) around a raw network F(x_in, c_noise)."""
 
     def __init__(self, net: nn.Module, parametrisation: str, sigma_data: float = 1.0):
         super().__init__()
-        if parametrisation not in PARAMETRISATIONS:
-            raise ValueError(f"unknown parametrisation '{parametrisation}'; allowed: {', '.join(sorted(PARAMETRISATIONS))}")
+        PARAMETRISATIONS.get(parametrisation)  # an unknown name fails here, naming the known ones
         self.net = net
         self.parametrisation = parametrisation
         self.sigma_data = sigma_data
 
     def forward(self, x, sigma):
         s = as_sigma_column(sigma, x)
-        c_skip, c_out, c_in = PARAMETRISATIONS[self.parametrisation][0](s, self.sigma_data)
+        c_skip, c_out, c_in = PARAMETRISATIONS.get(self.parametrisation).fn(s, self.sigma_data)
         c_noise = s.reshape(-1).log() / 4
         return c_skip * x + c_out * self.net(c_in * x, c_noise)
 

@@ -1,6 +1,6 @@
 """Noise levels: sampling schedules, training sigma-distributions, loss weights, VP <-> VE.
 
-Everything here lives in "VE coordinates" (DESIGN §1): a noisy sample is x + sigma * n.
+Everything here lives in "VE coordinates" (docs/design.md): a noisy sample is x + sigma * n.
 Sampling schedules return K noise levels as a float64 numpy array, largest first; they are
 independent of how the network was trained (the paper's decoupling). Training
 distributions draw a sigma per example. Only numpy is imported at module level, so the
@@ -15,7 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from diffsweep.knobs import Knob, resolve_knobs
+from diffsweep.knobs import Knob
+from diffsweep.registry import Entry, Registry
 
 # The DDPM / guided-diffusion forward process that the pretrained VP models were trained on.
 VP_BETA_MIN = 1e-4
@@ -59,39 +60,37 @@ VP_SIGMA_MAX = float(vp_sigma_table()[-1])
 
 # --- sampling schedules ---------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Schedule:
-    name: str
-    fn: Callable[..., np.ndarray]
-    params: dict[str, Knob]
-    description: str
+@dataclass(frozen=True, kw_only=True)
+class Schedule(Entry):
+    fn: Callable[..., np.ndarray]   # fn(steps, **knobs) -> K levels, largest first
+
+    @property
+    def params(self) -> dict[str, Knob]:  # old name of `knobs`, still read by plots.py
+        return self.knobs
 
 
-SCHEDULES: dict[str, Schedule] = {}
+SCHEDULES = Registry("schedule", Schedule)
+
+VP_CHAIN_KNOBS = {
+    "beta_min": Knob("float", VP_BETA_MIN, "beta_1 of the linear-beta chain", minimum=0.0),
+    "beta_max": Knob("float", VP_BETA_MAX, "beta_T of the linear-beta chain", minimum=0.0, maximum=1.0),
+    "timesteps": Knob("int", VP_TIMESTEPS, "length T of the discrete chain", minimum=2),
+}
 
 
-def _schedule(name: str, description: str, **knobs: Knob):
-    def register(fn):
-        SCHEDULES[name] = Schedule(name, fn, knobs, description)
-        return fn
-    return register
-
-
-@_schedule("vp_pretrained", "the discrete linear-beta VP table interpolated at K evenly spaced timesteps",
-           beta_min=Knob("float", VP_BETA_MIN, "beta_1 of the linear-beta chain", minimum=0.0),
-           beta_max=Knob("float", VP_BETA_MAX, "beta_T of the linear-beta chain", minimum=0.0, maximum=1.0),
-           timesteps=Knob("int", VP_TIMESTEPS, "length T of the discrete chain", minimum=2))
+@SCHEDULES.register(
+    "vp_pretrained", "the discrete linear-beta VP table interpolated at K evenly spaced timesteps",
+    knobs=VP_CHAIN_KNOBS)
 def vp_pretrained(steps, beta_min, beta_max, timesteps):
     table = vp_sigma_table(beta_min, beta_max, timesteps)
     t = np.linspace(0.0, timesteps - 1, steps)
     return np.interp(t, np.arange(timesteps), table)[::-1].copy()
 
 
-@_schedule("vp_respaced", "K integer timesteps of the discrete VP chain, evenly strided "
-           "(guided-diffusion's space_timesteps)",
-           beta_min=Knob("float", VP_BETA_MIN, "beta_1 of the linear-beta chain", minimum=0.0),
-           beta_max=Knob("float", VP_BETA_MAX, "beta_T of the linear-beta chain", minimum=0.0, maximum=1.0),
-           timesteps=Knob("int", VP_TIMESTEPS, "length T of the discrete chain", minimum=2))
+@SCHEDULES.register(
+    "vp_respaced", "K integer timesteps of the discrete VP chain, evenly strided "
+    "(guided-diffusion's space_timesteps)",
+    knobs=VP_CHAIN_KNOBS)
 def vp_respaced(steps, beta_min, beta_max, timesteps):
     if steps > timesteps:
         raise ValueError(f"vp_respaced: {steps} steps exceed the chain's {timesteps} timesteps")
@@ -101,10 +100,11 @@ def vp_respaced(steps, beta_min, beta_max, timesteps):
     return table[taken][::-1].copy()
 
 
-@_schedule("sigmoid", "the reference code's sigmoid ramp; sharpness 0.3 now, 0.5 in earlier code",
-           sigma_min=Knob("float", VP_SIGMA_MIN, "smallest noise level", minimum=0.0),
-           sigma_max=Knob("float", VP_SIGMA_MAX, "largest noise level", minimum=0.0),
-           sharpness=Knob("float", 0.3, "sigmoid temperature ts (0.3 now, 0.5 before)", minimum=1e-6))
+@SCHEDULES.register(
+    "sigmoid", "the reference code's sigmoid ramp; sharpness 0.3 now, 0.5 in earlier code",
+    knobs={"sigma_min": Knob("float", VP_SIGMA_MIN, "smallest noise level", minimum=0.0),
+           "sigma_max": Knob("float", VP_SIGMA_MAX, "largest noise level", minimum=0.0),
+           "sharpness": Knob("float", 0.3, "sigmoid temperature ts (0.3 now, 0.5 before)", minimum=1e-6)})
 def sigmoid(steps, sigma_min, sigma_max, sharpness):
     def sig(z):
         return 1.0 / (1.0 + np.exp(-z))
@@ -114,24 +114,27 @@ def sigmoid(steps, sigma_min, sigma_max, sharpness):
     return sigma_min + (sigma_max - sigma_min) * ramp
 
 
-@_schedule("linear", "evenly spaced in sigma",
-           sigma_min=Knob("float", VP_SIGMA_MIN, "smallest noise level", minimum=0.0),
-           sigma_max=Knob("float", VP_SIGMA_MAX, "largest noise level", minimum=0.0))
+@SCHEDULES.register(
+    "linear", "evenly spaced in sigma",
+    knobs={"sigma_min": Knob("float", VP_SIGMA_MIN, "smallest noise level", minimum=0.0),
+           "sigma_max": Knob("float", VP_SIGMA_MAX, "largest noise level", minimum=0.0)})
 def linear(steps, sigma_min, sigma_max):
     return np.linspace(sigma_max, sigma_min, steps)
 
 
-@_schedule("geometric", "evenly spaced in log sigma (VE / NCSN)",
-           sigma_min=Knob("float", VE_SIGMA_MIN, "smallest noise level", minimum=0.0),
-           sigma_max=Knob("float", VE_SIGMA_MAX, "largest noise level", minimum=0.0))
+@SCHEDULES.register(
+    "geometric", "evenly spaced in log sigma (VE / NCSN)",
+    knobs={"sigma_min": Knob("float", VE_SIGMA_MIN, "smallest noise level", minimum=0.0),
+           "sigma_max": Knob("float", VE_SIGMA_MAX, "largest noise level", minimum=0.0)})
 def geometric(steps, sigma_min, sigma_max):
     return np.geomspace(sigma_max, sigma_min, steps)
 
 
-@_schedule("ve_discrete", "the reference VE code's levels: score_sde's discrete table "
-           "exp(linspace(log sigma_min, log sigma_max, K)) indexed by int(t_k (K - 1)), t_k = linspace(1, 1e-5, K)",
-           sigma_min=Knob("float", 2 * VE_SIGMA_MIN, "smallest level (score_sde's 0.01 on [0, 1] data)", minimum=1e-12),
-           sigma_max=Knob("float", 2 * VE_SIGMA_MAX, "largest level (score_sde's 348 on [0, 1] data)", minimum=1e-12))
+@SCHEDULES.register(
+    "ve_discrete", "the reference VE code's levels: score_sde's discrete table "
+    "exp(linspace(log sigma_min, log sigma_max, K)) indexed by int(t_k (K - 1)), t_k = linspace(1, 1e-5, K)",
+    knobs={"sigma_min": Knob("float", 2 * VE_SIGMA_MIN, "smallest level (score_sde's 0.01 on [0, 1] data)", minimum=1e-12),
+           "sigma_max": Knob("float", 2 * VE_SIGMA_MAX, "largest level (score_sde's 348 on [0, 1] data)", minimum=1e-12)})
 def ve_discrete(steps, sigma_min, sigma_max):
     table = np.exp(np.linspace(np.log(sigma_min), np.log(sigma_max), steps))
     t = np.linspace(1.0, SCORE_SDE_SAMPLING_EPS, steps)
@@ -147,10 +150,11 @@ def ve_continuous_levels(sigmas) -> list[float]:
     return [last * (first / last) ** float(u) for u in t]
 
 
-@_schedule("karras", "EDM's rho-warped schedule",
-           sigma_min=Knob("float", 0.002, "smallest noise level", minimum=0.0),
-           sigma_max=Knob("float", 80.0, "largest noise level", minimum=0.0),
-           rho=Knob("float", 7.0, "warp exponent", minimum=1e-6))
+@SCHEDULES.register(
+    "karras", "EDM's rho-warped schedule",
+    knobs={"sigma_min": Knob("float", 0.002, "smallest noise level", minimum=0.0),
+           "sigma_max": Knob("float", 80.0, "largest noise level", minimum=0.0),
+           "rho": Knob("float", 7.0, "warp exponent", minimum=1e-6)})
 def karras(steps, sigma_min, sigma_max, rho):
     u = np.linspace(0.0, 1.0, steps)
     inv = 1.0 / rho
@@ -158,16 +162,14 @@ def karras(steps, sigma_min, sigma_max, rho):
 
 
 def schedule_names() -> list[str]:
-    return sorted(SCHEDULES)
+    return SCHEDULES.names()
 
 
 def resolve_schedule_params(name: str, params: dict | None = None, where: str = "") -> dict:
     """Defaults filled in; unknown names or knobs raise ValueError naming the allowed ones.
     `where` is the config path of the preset (e.g. "samplers.rw.")."""
-    if name not in SCHEDULES:
-        raise ValueError(f"{where and where + 'schedule: '}unknown schedule '{name}'; allowed: {', '.join(schedule_names())}")
-    return resolve_knobs(SCHEDULES[name].params, params or {}, f"schedule '{name}'",
-                         where and where + "schedule_params.")
+    schedule = SCHEDULES.get(name, where and where + "schedule: ")
+    return schedule.resolve_knobs(params, where and where + "schedule_params.")
 
 
 def make_schedule(name: str, steps: int, **params) -> np.ndarray:
@@ -175,7 +177,7 @@ def make_schedule(name: str, steps: int, **params) -> np.ndarray:
     params = resolve_schedule_params(name, params)
     if steps < 1:
         raise ValueError(f"schedule '{name}' needs at least 1 step, got {steps}")
-    sigmas = np.asarray(SCHEDULES[name].fn(steps, **params), dtype=np.float64)
+    sigmas = np.asarray(SCHEDULES.get(name).fn(steps, **params), dtype=np.float64)
     if steps > 1 and not np.all(np.diff(sigmas) < 0):
         raise ValueError(f"schedule '{name}' with {params} is not strictly decreasing")
     if np.any(sigmas <= 0):
@@ -187,28 +189,17 @@ def make_schedule(name: str, steps: int, **params) -> np.ndarray:
 # Each takes (n, generator) and returns a float64 tensor of n noise levels. torch is
 # imported inside because these run only in training jobs.
 
-@dataclass(frozen=True)
-class TrainingDistribution:
-    name: str
-    fn: Callable
-    params: dict[str, Knob]
-    description: str
+@dataclass(frozen=True, kw_only=True)
+class TrainingDistribution(Entry):
+    fn: Callable                     # fn(n, generator, **knobs) -> n levels, float64 tensor
 
 
-TRAINING_DISTRIBUTIONS: dict[str, TrainingDistribution] = {}
+TRAINING_DISTRIBUTIONS = Registry("training sigma-distribution", TrainingDistribution)
 
 
-def _training(name: str, description: str, **knobs: Knob):
-    def register(fn):
-        TRAINING_DISTRIBUTIONS[name] = TrainingDistribution(name, fn, knobs, description)
-        return fn
-    return register
-
-
-@_training("ddpm", "discrete t ~ U{1..T} of the linear-beta VP chain, mapped to sigma_t",
-           beta_min=Knob("float", VP_BETA_MIN, "beta_1 of the linear-beta chain", minimum=0.0),
-           beta_max=Knob("float", VP_BETA_MAX, "beta_T of the linear-beta chain", minimum=0.0, maximum=1.0),
-           timesteps=Knob("int", VP_TIMESTEPS, "length T of the discrete chain", minimum=2))
+@TRAINING_DISTRIBUTIONS.register(
+    "ddpm", "discrete t ~ U{1..T} of the linear-beta VP chain, mapped to sigma_t",
+    knobs=VP_CHAIN_KNOBS)
 def ddpm_discrete(n, generator, beta_min, beta_max, timesteps):
     import torch
     table = torch.from_numpy(vp_sigma_table(beta_min, beta_max, timesteps))
@@ -225,9 +216,10 @@ def cosine_alphas_cumprod(timesteps: int = VP_TIMESTEPS, offset: float = 0.008, 
     return np.cumprod(1.0 - betas)
 
 
-@_training("ddpm_cosine", "discrete t ~ U{1..T} of the cosine VP chain (improved DDPM), mapped to sigma_t",
-           offset=Knob("float", 0.008, "the cosine schedule's offset s", minimum=0.0),
-           timesteps=Knob("int", VP_TIMESTEPS, "length T of the discrete chain", minimum=2))
+@TRAINING_DISTRIBUTIONS.register(
+    "ddpm_cosine", "discrete t ~ U{1..T} of the cosine VP chain (improved DDPM), mapped to sigma_t",
+    knobs={"offset": Knob("float", 0.008, "the cosine schedule's offset s", minimum=0.0),
+           "timesteps": Knob("int", VP_TIMESTEPS, "length T of the discrete chain", minimum=2)})
 def ddpm_cosine(n, generator, offset, timesteps):
     import torch
     table = torch.from_numpy(sigma_from_alpha_bar(cosine_alphas_cumprod(timesteps, offset)))
@@ -235,64 +227,78 @@ def ddpm_cosine(n, generator, offset, timesteps):
     return table[t]
 
 
-@_training("ve_uniform", "sigma ~ U[sigma_min, sigma_max]",
-           sigma_min=Knob("float", VE_SIGMA_MIN, "smallest noise level", minimum=0.0),
-           sigma_max=Knob("float", 50.0, "largest noise level", minimum=0.0))
+@TRAINING_DISTRIBUTIONS.register(
+    "ve_uniform", "sigma ~ U[sigma_min, sigma_max]",
+    knobs={"sigma_min": Knob("float", VE_SIGMA_MIN, "smallest noise level", minimum=0.0),
+           "sigma_max": Knob("float", 50.0, "largest noise level", minimum=0.0)})
 def ve_uniform(n, generator, sigma_min, sigma_max):
     import torch
     return sigma_min + (sigma_max - sigma_min) * torch.rand(n, generator=generator, dtype=torch.float64)
 
 
-@_training("ve_loguniform", "log sigma ~ U[log sigma_min, log sigma_max] (NCSN / VE)",
-           sigma_min=Knob("float", VE_SIGMA_MIN, "smallest noise level", minimum=1e-12),
-           sigma_max=Knob("float", VE_SIGMA_MAX, "largest noise level", minimum=1e-12))
+@TRAINING_DISTRIBUTIONS.register(
+    "ve_loguniform", "log sigma ~ U[log sigma_min, log sigma_max] (NCSN / VE)",
+    knobs={"sigma_min": Knob("float", VE_SIGMA_MIN, "smallest noise level", minimum=1e-12),
+           "sigma_max": Knob("float", VE_SIGMA_MAX, "largest noise level", minimum=1e-12)})
 def ve_loguniform(n, generator, sigma_min, sigma_max):
     import torch
     u = torch.rand(n, generator=generator, dtype=torch.float64)
     return torch.exp(math.log(sigma_min) + u * (math.log(sigma_max) - math.log(sigma_min)))
 
 
-@_training("edm_lognormal", "log sigma ~ N(p_mean, p_std^2) (EDM)",
-           p_mean=Knob("float", -1.2, "mean of log sigma"),
-           p_std=Knob("float", 1.2, "standard deviation of log sigma", minimum=0.0))
+@TRAINING_DISTRIBUTIONS.register(
+    "edm_lognormal", "log sigma ~ N(p_mean, p_std^2) (EDM)",
+    knobs={"p_mean": Knob("float", -1.2, "mean of log sigma"),
+           "p_std": Knob("float", 1.2, "standard deviation of log sigma", minimum=0.0)})
 def edm_lognormal(n, generator, p_mean, p_std):
     import torch
     return torch.exp(p_mean + p_std * torch.randn(n, generator=generator, dtype=torch.float64))
 
 
 def training_distribution_names() -> list[str]:
-    return sorted(TRAINING_DISTRIBUTIONS)
+    return TRAINING_DISTRIBUTIONS.names()
 
 
 def resolve_training_params(name: str, params: dict | None = None, where: str = "") -> dict:
-    if name not in TRAINING_DISTRIBUTIONS:
-        raise ValueError(f"{where and where + 'name: '}unknown training sigma-distribution '{name}'; "
-                         f"allowed: {', '.join(training_distribution_names())}")
-    return resolve_knobs(TRAINING_DISTRIBUTIONS[name].params, params or {},
-                         f"training distribution '{name}'", where and where + "params.")
+    distribution = TRAINING_DISTRIBUTIONS.get(name, where and where + "name: ")
+    return distribution.resolve_knobs(params, where and where + "params.")
 
 
 def sample_training_sigmas(name: str, n: int, generator, **params):
-    return TRAINING_DISTRIBUTIONS[name].fn(n, generator, **resolve_training_params(name, params))
+    return TRAINING_DISTRIBUTIONS.get(name).fn(n, generator, **resolve_training_params(name, params))
 
 
 # --- loss weights w(sigma) ------------------------------------------------------------
-# The loss is w(sigma) * ||x - D(x + sigma n, sigma)||^2 (DESIGN §1). Since
+# The loss is w(sigma) * ||x - D(x + sigma n, sigma)||^2 (docs/design.md). Since
 # x - D = sigma * (eps_hat - eps), w = sigma^-2 is exactly the DDPM eps-loss.
 
+@dataclass(frozen=True, kw_only=True)
+class LossWeight(Entry):
+    fn: Callable                     # fn(sigma, sigma_data) -> w(sigma)
+
+
+LOSS_WEIGHTS = Registry("loss weight", LossWeight)
+
+
+@LOSS_WEIGHTS.register("x0", "w = 1: plain denoising loss")
+def _plain_weight(sigma, sigma_data):
+    return sigma ** 0
+
+
+@LOSS_WEIGHTS.register("eps", "w = sigma^-2: the DDPM eps-prediction loss")
+def _eps_weight(sigma, sigma_data):
+    return sigma ** -2
+
+
+@LOSS_WEIGHTS.register("score", "w = sigma^-4: the unscaled score-matching loss")
+def _score_weight(sigma, sigma_data):
+    return sigma ** -4
+
+
+@LOSS_WEIGHTS.register("edm", "w = (sigma^2 + sd^2) / (sigma sd)^2: EDM's weighting")
 def _edm_weight(sigma, sigma_data):
     return (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2
 
 
-LOSS_WEIGHTS: dict[str, tuple[Callable, str]] = {
-    "x0": (lambda sigma, sigma_data: sigma ** 0, "w = 1: plain denoising loss"),
-    "eps": (lambda sigma, sigma_data: sigma ** -2, "w = sigma^-2: the DDPM eps-prediction loss"),
-    "score": (lambda sigma, sigma_data: sigma ** -4, "w = sigma^-4: the unscaled score-matching loss"),
-    "edm": (_edm_weight, "w = (sigma^2 + sd^2) / (sigma sd)^2: EDM's weighting"),
-}
-
-
 def loss_weight(name: str, sigma, sigma_data: float = 1.0):
-    if name not in LOSS_WEIGHTS:
-        raise ValueError(f"unknown loss weight '{name}'; allowed: {', '.join(sorted(LOSS_WEIGHTS))}")
-    return LOSS_WEIGHTS[name][0](sigma, sigma_data)
+    return LOSS_WEIGHTS.get(name).fn(sigma, sigma_data)

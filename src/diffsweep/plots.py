@@ -24,9 +24,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from diffsweep.tables import HEATMAP_REDUCE, PLOT_FORMATS, distinguishing, param_columns, records  # noqa: E402
+
 STYLE = {"context": "paper", "style": "whitegrid", "font_scale": 1.1, "palette": "colorblind",
          "rc": {"pdf.fonttype": 42, "ps.fonttype": 42, "savefig.dpi": 150, "legend.frameon": False}}
-FORMATS = ("png", "pdf")
 
 
 def theme() -> None:
@@ -38,18 +39,21 @@ def theme() -> None:
 
 def metric_vs_x(table: pd.DataFrame, metric: str, out, x: str = "nfe", hue: str = "sampler",
                 row: str | None = "model", col: str | None = "dataset", style: str | None = None,
-                seed: str = "seed") -> None:
+                replicates=("seed",)) -> None:
     """A grid of panels, `row` x `col` values (a single row wraps): `metric` against `x`, a
-    line per `hue` value (plus whatever else tells runs at the same x apart, e.g. a swept
-    knob), optionally a line style per `style` value, and a band of one standard deviation
-    over seeds. Panels of one column share their y axis. Only runs with status ok (if the
-    table has a status column) and a finite metric are drawn."""
+    line per `hue` value (plus whatever parameter else tells runs at the same x apart, e.g. a
+    swept knob), optionally a line style per `style` value, and a band of one standard
+    deviation over `replicates` (seeds; a restoration's measurements too). Panels of one
+    column share their y axis. Only runs with status ok (if the table has a status column)
+    and a finite metric are drawn. The table lists its parameter columns
+    (`tables.param_columns`)."""
     theme()
+    params = param_columns(table)
     ok = _finished(table, metric)
     if ok.empty:
         _placeholder(out, f"no finished runs with '{metric}'")
         return
-    ok = ok.assign(**{hue: series_labels(ok, hue, [c for c in (row, col, style, x) if c], seed)})
+    ok = ok.assign(**{hue: series_labels(ok, hue, [c for c in (row, col, style, x) if c], params, replicates)})
     row = row if row and ok[row].nunique() > 1 else None
     col_order = sorted(ok[col].unique()) if col else None
     wrap = min(3, len(col_order)) if col and not row else None
@@ -75,37 +79,18 @@ def metric_vs_nfe(table: pd.DataFrame, metric: str, out) -> None:
     metric_vs_x(table, metric, out, x="nfe", hue="sampler", row="model", col="dataset")
 
 
-def series_labels(table: pd.DataFrame, hue: str, within, seed: str = "seed") -> pd.Series:
-    """The `hue` value, extended by the parameters that still tell runs apart at the same
-    (`within`) point, so that a band spans seeds only: `rw (knob_T0=0.1)`, `rw (knob_T0=1)`."""
-    from diffsweep.tables import is_param
-
-    params = [c for c in table.columns if is_param(c) and c not in (hue, seed, *within)]
-    extra = []
-    for _, part in table.groupby([hue, *within], dropna=False, sort=False):
-        if len(part) < 2:
-            continue
-        for column in params:
-            if column not in extra and part[column].astype("string").nunique(dropna=False) > 1:
-                extra.append(column)
-    extra = _explaining(table, [hue, *within], extra)
+def series_labels(table: pd.DataFrame, hue: str, within, params, replicates=("seed",)) -> pd.Series:
+    """The `hue` value, extended by the parameters (of `params`) that still tell runs apart at
+    the same (`within`) point, so that a band spans `replicates` only: `rw (T0=0.1)`, `rw (T0=1)`."""
+    keys = [hue, *within]
+    candidates = [c for c in table.columns if c in params and c not in (*replicates, *keys)]
+    extra = distinguishing(records(table[[*keys, *candidates]]), keys, candidates)
     if not extra:
         return table[hue].astype("string")
     def label(row):
         detail = ", ".join(f"{c.removeprefix('knob_')}={_short(row[c])}" for c in extra if not pd.isna(row[c]))
         return f"{row[hue]} ({detail})" if detail else str(row[hue])
     return table.apply(label, axis=1).astype("string")
-
-
-def _explaining(table: pd.DataFrame, keys, columns) -> list[str]:
-    """`columns` less those that the others (and `keys`) already determine."""
-    kept = []
-    for column in columns:
-        group = [*keys, *kept]
-        if kept and (table.groupby(group, dropna=False)[column].nunique(dropna=False) <= 1).all():
-            continue
-        kept.append(column)
-    return kept
 
 
 # --- heatmap ----------------------------------------------------------------------------------
@@ -115,20 +100,20 @@ def heatmap_data(table: pd.DataFrame, metric: str, rows: str = "model_train_sigm
                  seed: str = "seed") -> dict:
     """{facet value: DataFrame rows x columns} of `metric`: seeds averaged per configuration
     (every parameter column but the seed), then the configurations of a cell reduced by
-    `reduce`: best (min or max by `better`), mean or median."""
-    from diffsweep.tables import is_param
-
+    `reduce`: best (min or max by `better`), mean or median. The table lists its parameter
+    columns (`tables.param_columns`)."""
+    params = param_columns(table)
     ok = _finished(table, metric)
     if ok.empty:
         return {}
     if reduce == "best":
         how = "max" if better == "higher" else "min"
-    elif reduce in ("mean", "median"):
+    elif reduce in HEATMAP_REDUCE:
         how = reduce
     else:
-        raise ValueError(f"reduce: '{reduce}' is not allowed; allowed: best, mean, median")
+        raise ValueError(f"reduce: '{reduce}' is not allowed; allowed: {', '.join(HEATMAP_REDUCE)}")
     config = list(dict.fromkeys([c for c in (rows, columns, facet) if c] +
-                                [c for c in ok.columns if is_param(c) and c != seed]))
+                                [c for c in ok.columns if c in params and c != seed]))
     per_config = ok.groupby(config, dropna=False)[metric].mean().reset_index()
     out = {}
     for value in (sorted(per_config[facet].dropna().unique()) if facet else [None]):
@@ -183,8 +168,6 @@ def heatmap(table: pd.DataFrame, metric: str, out, rows: str = "model_train_sigm
 
 def schedule_points(manifest: pd.DataFrame) -> list[dict]:
     """Every (schedule, its parameters, step count) that `manifest` (runs.parquet) uses."""
-    from diffsweep.tables import records
-
     params = [c for c in manifest.columns if c.startswith("schedule_")]
     points, seen = [], set()
     for row in records(manifest[["schedule", "steps", *params]].drop_duplicates()):
@@ -295,7 +278,7 @@ def _named_by_model(data: pd.DataFrame, manifest: pd.DataFrame | None, hue: str,
         data = data.merge(names, on="model_id", how="left")
     hue = hue if hue in data.columns else "model_id"
     col = col if col in data.columns else None
-    return data.assign(**{hue: series_labels(data, hue, [c for c in (col, x) if c])}), hue, col
+    return data.assign(**{hue: series_labels(data, hue, [c for c in (col, x) if c], params=())}), hue, col
 
 
 # --- samples ----------------------------------------------------------------------------------
@@ -413,8 +396,11 @@ def save(fig, out) -> None:
     """Write `fig` to one path or several (the format follows each suffix), atomically."""
     from diffsweep.io import atomic_path
 
-    paths = [out] if isinstance(out, (str, Path)) else list(out)
-    for path in map(Path, paths):
+    paths = [Path(p) for p in ([out] if isinstance(out, (str, Path)) else out)]
+    unknown = [str(p) for p in paths if p.suffix.lstrip(".") not in PLOT_FORMATS]
+    if unknown:
+        raise ValueError(f"figure {', '.join(unknown)}: the suffix is not one of {', '.join(PLOT_FORMATS)}")
+    for path in paths:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=150 if path.suffix == ".png" else None, bbox_inches="tight",
                         format=path.suffix.lstrip("."))
@@ -424,4 +410,5 @@ def save(fig, out) -> None:
 def restoration_vs_nfe(table: pd.DataFrame, metric: str, out) -> None:
     """Restoration: a metric against NFE, a line per restorer preset, a row per score source and a
     column per task; bands over measurements and seeds."""
-    metric_vs_x(table, metric, out, x="nfe", hue="restorer", row="model", col="task", seed="measurement")
+    metric_vs_x(table, metric, out, x="nfe", hue="restorer", row="model", col="task",
+                replicates=("seed", "measurement"))

@@ -1,4 +1,4 @@
-"""Training template of DESIGN §1: L = E[w(sigma) ||x - D_theta(x + sigma n, sigma)||^2].
+"""Training template (docs/design.md): L = E[w(sigma) ||x - D_theta(x + sigma n, sigma)||^2].
 
 The sigma-distribution, the weight and the parametrisation are independent knobs of a
 recipe, so the same code trains a DDPM-style eps model, an NCSN-style VE model or an EDM

@@ -18,41 +18,32 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from diffsweep import noise
+from diffsweep.registry import Entry, Registry
 
 
-@dataclass(frozen=True)
-class Format:
-    kind: str          # "adm" or "ncsnpp": which architecture and file layout
-    arch: dict         # keyword arguments of the architecture
-    description: str
+@dataclass(frozen=True, kw_only=True)
+class Format(Entry):
+    """A checkpoint layout: the network, its published configuration and how to read the file."""
+    arch: dict            # keyword arguments of the architecture (`arch_params` override some)
+    channels_key: str     # the `arch` key holding the number of image channels
+    network: Callable     # network(**arch) -> the raw network (torch imported inside)
+    denoiser: Callable    # denoiser(net) -> the Denoiser D(x, sigma) in [-1, 1] VE coordinates
+    read: Callable        # read(net, checkpoint, path, ema): load the file's weights into net, strictly
 
 
-FORMATS = {
-    "adm_ffhq256": Format("adm", {
-        "image_size": 256, "in_channels": 3, "model_channels": 128, "num_res_blocks": 1,
-        "channel_mult": [1, 1, 2, 2, 4, 4], "attention_resolutions": [16], "num_heads": 4,
-        "num_head_channels": 64, "num_heads_upsample": -1, "use_scale_shift_norm": True,
-        "resblock_updown": True, "learn_sigma": True,
-    }, "DPS FFHQ-256 VP model ffhq_10m.pt (guided-diffusion ADM UNet, eps + learned variance)"),
-    "ncsnpp_ffhq256": Format("ncsnpp", {
-        "image_size": 256, "channels": 3, "nf": 128, "ch_mult": [1, 1, 2, 2, 2, 2, 2], "num_res_blocks": 2,
-        "attn_resolutions": [16], "fourier_scale": 16.0, "fir_kernel": [1, 3, 3, 1],
-        "sigma_min": noise.VE_SIGMA_MIN, "sigma_max": noise.VE_SIGMA_MAX, "num_scales": 2000,
-    }, "score_sde FFHQ-256 VE model checkpoint_48.pth (NCSN++ continuous, sigma 0.01..348, data in [0, 1])"),
-}
+FORMATS = Registry("pretrained format", Format)   # filled at the end of this module
 
 
 def format_names() -> list[str]:
-    return sorted(FORMATS)
+    return FORMATS.names()
 
 
 def resolve_arch(format: str, arch: dict | None = None, where: str = "") -> dict:
     """The architecture keywords of `format` with `arch` overriding some of them."""
-    if format not in FORMATS:
-        raise ValueError(f"{where}format: unknown pretrained format '{format}'; allowed: {', '.join(format_names())}")
-    resolved = copy.deepcopy(FORMATS[format].arch)
+    resolved = copy.deepcopy(FORMATS.get(format, f"{where}format: ").arch)
     unknown = sorted(set(arch or {}) - set(resolved))
     if unknown:
         raise ValueError(f"{where}arch_params: unknown key(s) {unknown} for format '{format}'; "
@@ -64,28 +55,18 @@ def resolve_arch(format: str, arch: dict | None = None, where: str = "") -> dict
 def image_shape(format: str, arch: dict | None = None) -> tuple[int, int]:
     """(channels, side) of the square images the network of `format` takes."""
     resolved = resolve_arch(format, arch)
-    channels = resolved["in_channels"] if FORMATS[format].kind == "adm" else resolved["channels"]
-    return channels, resolved["image_size"]
+    return resolved[FORMATS.get(format).channels_key], resolved["image_size"]
 
 
 def build_network(format: str, arch: dict | None = None):
     """The raw network of a format (random weights); build under `torch.device('meta')` to
     inspect a full-size one without allocating it."""
-    resolved = resolve_arch(format, arch)
-    if FORMATS[format].kind == "adm":
-        from diffsweep.pretrained.adm import ADMUNet
-        return ADMUNet(**resolved)
-    from diffsweep.pretrained.ncsnpp import NCSNpp
-    return NCSNpp(**resolved)
+    return FORMATS.get(format).network(**resolve_arch(format, arch))
 
 
 def wrap_denoiser(format: str, net):
     """The Denoiser D(x, sigma) in [-1, 1] VE coordinates around a format's raw network."""
-    if FORMATS[format].kind == "adm":
-        from diffsweep.pretrained.adm import ADMDenoiser
-        return ADMDenoiser(net)
-    from diffsweep.pretrained.ncsnpp import NCSNppDenoiser
-    return NCSNppDenoiser(net)
+    return FORMATS.get(format).denoiser(net)
 
 
 class CheckpointMismatch(ValueError):
@@ -157,13 +138,54 @@ def load_pretrained(format: str, path, *, arch: dict | None = None, ema: bool = 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{where}checkpoint: pretrained checkpoint '{path}' not found "
-                                f"({FORMATS[format].description})")
+                                f"({FORMATS.get(format).description})")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(checkpoint, dict):
         raise CheckpointMismatch(f"{path} holds a {type(checkpoint).__name__}, not a state dict")
     net = build_network(format, resolved)
-    reader = _read_adm if FORMATS[format].kind == "adm" else _read_ncsnpp
-    reader(net, checkpoint, path, ema)
+    FORMATS.get(format).read(net, checkpoint, path, ema)
     denoiser = wrap_denoiser(format, net).to(device).eval()
     denoiser.requires_grad_(False)
     return denoiser
+
+
+# --- the formats ---------------------------------------------------------------------------
+
+def _adm_network(**arch):
+    from diffsweep.pretrained.adm import ADMUNet
+    return ADMUNet(**arch)
+
+
+def _adm_denoiser(net):
+    from diffsweep.pretrained.adm import ADMDenoiser
+    return ADMDenoiser(net)
+
+
+def _ncsnpp_network(**arch):
+    from diffsweep.pretrained.ncsnpp import NCSNpp
+    return NCSNpp(**arch)
+
+
+def _ncsnpp_denoiser(net):
+    from diffsweep.pretrained.ncsnpp import NCSNppDenoiser
+    return NCSNppDenoiser(net)
+
+
+FORMATS.add(Format(
+    name="adm_ffhq256", channels_key="in_channels", network=_adm_network, denoiser=_adm_denoiser, read=_read_adm,
+    description="DPS FFHQ-256 VP model ffhq_10m.pt (guided-diffusion ADM UNet, eps + learned variance)",
+    arch={
+        "image_size": 256, "in_channels": 3, "model_channels": 128, "num_res_blocks": 1,
+        "channel_mult": [1, 1, 2, 2, 4, 4], "attention_resolutions": [16], "num_heads": 4,
+        "num_head_channels": 64, "num_heads_upsample": -1, "use_scale_shift_norm": True,
+        "resblock_updown": True, "learn_sigma": True,
+    }))
+FORMATS.add(Format(
+    name="ncsnpp_ffhq256", channels_key="channels", network=_ncsnpp_network, denoiser=_ncsnpp_denoiser,
+    read=_read_ncsnpp,
+    description="score_sde FFHQ-256 VE model checkpoint_48.pth (NCSN++ continuous, sigma 0.01..348, data in [0, 1])",
+    arch={
+        "image_size": 256, "channels": 3, "nf": 128, "ch_mult": [1, 1, 2, 2, 2, 2, 2], "num_res_blocks": 2,
+        "attn_resolutions": [16], "fourier_scale": 16.0, "fir_kernel": [1, 3, 3, 1],
+        "sigma_min": noise.VE_SIGMA_MIN, "sigma_max": noise.VE_SIGMA_MAX, "num_scales": 2000,
+    }))

@@ -155,7 +155,7 @@ def save_strip(operator, y, samples, exact_means, truth, path) -> None:
 
 def restoration_table(manifest_rows: list[dict], results):
     """One row per run and measurement: every resolved parameter, metrics, NFE, time, status."""
-    from diffsweep.tables import typed_frame
+    from diffsweep.tables import columns_of, typed_frame, with_params
     rows = []
     for row in manifest_rows:
         path = Path(results) / "restorations" / row["run_id"] / "run.json"
@@ -165,4 +165,5 @@ def restoration_table(manifest_rows: list[dict], results):
         record = io.read_json(path)
         git_revision = record["provenance"].get("git_revision")
         rows.extend({**row, **measurement, "git_revision": git_revision} for measurement in record["measurements"])
-    return typed_frame(rows, first=list(manifest_rows[0]) if manifest_rows else [])
+    return with_params(typed_frame(rows, first=list(manifest_rows[0]) if manifest_rows else []),
+                       columns_of(manifest_rows))

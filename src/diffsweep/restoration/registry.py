@@ -20,11 +20,12 @@ with the sampler contract (diffsweep.samplers.registry) plus the operator, the m
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
+from typing import Callable
 
-from diffsweep.knobs import Knob, resolve_knobs
-from diffsweep.samplers.registry import MethodSpec, Registry
+from diffsweep.knobs import Knob
+from diffsweep.registry import Entry, Registry
+from diffsweep.samplers.registry import MethodSpec
 
 # How much one unit of eta on a data range is in our [-1, 1] coordinates.
 DATA_RANGE_SCALE = {"minus_one_one": 1.0, "zero_one": 2.0}
@@ -39,62 +40,73 @@ def noise_std(eta: float, data_range: str) -> float:
 
 # --- operators ---------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class OperatorFamily:
-    name: str
-    class_name: str            # in diffsweep.restoration.operators
-    knobs: dict[str, Knob]
-    description: str
-    image_only: bool = True     # needs (C, H, W) data; False: any flattened shape
-
-    def resolve_params(self, given: dict, where: str = "") -> dict:
-        return resolve_knobs(self.knobs, given, f"operator '{self.name}'", where)
+@dataclass(frozen=True, kw_only=True)
+class OperatorFamily(Entry):
+    make: Callable             # (shape, seed, **knobs) -> a LinearOperator (diffsweep.restoration.operators)
+    image_only: bool = True    # needs (C, H, W) data; False: any flattened shape
 
     def build(self, shape, seed: int, params: dict):
         """The operator for data of `shape`, its random parts (mask position, kernel) drawn from `seed`."""
-        module = importlib.import_module("diffsweep.restoration.operators")
-        return getattr(module, self.class_name)(tuple(shape), seed, **params)
+        return self.make(tuple(shape), seed, **params)
 
+    resolve_params = Entry.resolve_knobs  # old name, still called by grid.build_restorations
+
+
+def _operator_class(class_name: str) -> Callable:
+    """A builder of a built-in operator class; torch is imported when a job builds one."""
+    def make(shape, seed, **knobs):
+        from diffsweep.restoration import operators
+        return getattr(operators, class_name)(shape, seed, **knobs)
+    return make
+
+
+OPERATORS = Registry("operator", OperatorFamily)
+get_operator = OPERATORS.get
 
 FACTOR = Knob("int", 2, "downsampling factor k (height and width divisible by k)", minimum=1)
 KERNEL_SIZE = Knob("int", 5, "blur kernel size (odd, at most the image size)", minimum=1)
 
-OPERATORS = {family.name: family for family in [
-    OperatorFamily("sr_bicubic", "BicubicDownsampling", {"factor": FACTOR},
-                   "super-resolution: antialiased bicubic downsampling by k, MATLAB imresize (DPS, the paper's code)"),
-    OperatorFamily("sr_avgpool", "AveragePooling", {"factor": FACTOR},
-                   "super-resolution: average pooling over k x k blocks"),
-    OperatorFamily("inpaint_random", "RandomInpainting",
-                   {"missing": Knob("float", 0.5, "fraction of pixels removed (the paper: 0.92)", minimum=0.0,
-                                    maximum=1.0)},
-                   "inpainting: a seeded random set of pixels is missing (all channels of a pixel together)",
-                   image_only=False),
-    OperatorFamily("inpaint_box", "BoxInpainting",
-                   {"size": Knob("int", 4, "side of the missing square, in pixels", minimum=1)},
-                   "inpainting: a size x size square at a seeded position is missing"),
-    OperatorFamily("inpaint_half", "HalfInpainting",
-                   {"side": Knob("str", "right", "which half is missing", choices=("left", "right", "top", "bottom"))},
-                   "inpainting: one half of the image is missing"),
-    OperatorFamily("deblur_gaussian", "GaussianBlur",
-                   {"kernel_size": KERNEL_SIZE, "std": Knob("float", 1.0, "kernel standard deviation, pixels",
-                                                            minimum=1e-6)},
-                   "deblurring: circular convolution with a Gaussian kernel"),
-    OperatorFamily("deblur_motion", "MotionBlur",
-                   {"kernel_size": KERNEL_SIZE,
-                    "intensity": Knob("float", 0.5, "how far the seeded random camera path wanders (0: a line)",
-                                      minimum=0.0, maximum=1.0)},
-                   "deblurring: circular convolution with a seeded random motion-blur kernel"),
-]}
-
-
-def get_operator(name: str, where: str = "") -> OperatorFamily:
-    if name not in OPERATORS:
-        raise ValueError(f"{where}unknown operator '{name}'; allowed: {', '.join(sorted(OPERATORS))}")
-    return OPERATORS[name]
+for _family in [
+    OperatorFamily(name="sr_bicubic", make=_operator_class("BicubicDownsampling"), knobs={"factor": FACTOR},
+                   description="super-resolution: antialiased bicubic downsampling by k, MATLAB imresize "
+                               "(DPS, the paper's code)"),
+    OperatorFamily(name="sr_avgpool", make=_operator_class("AveragePooling"), knobs={"factor": FACTOR},
+                   description="super-resolution: average pooling over k x k blocks"),
+    OperatorFamily(name="inpaint_random", make=_operator_class("RandomInpainting"), image_only=False,
+                   knobs={"missing": Knob("float", 0.5, "fraction of pixels removed (the paper: 0.92)", minimum=0.0,
+                                          maximum=1.0)},
+                   description="inpainting: a seeded random set of pixels is missing (all channels of a pixel "
+                               "together)"),
+    OperatorFamily(name="inpaint_box", make=_operator_class("BoxInpainting"),
+                   knobs={"size": Knob("int", 4, "side of the missing square, in pixels", minimum=1)},
+                   description="inpainting: a size x size square at a seeded position is missing"),
+    OperatorFamily(name="inpaint_half", make=_operator_class("HalfInpainting"),
+                   knobs={"side": Knob("str", "right", "which half is missing",
+                                       choices=("left", "right", "top", "bottom"))},
+                   description="inpainting: one half of the image is missing"),
+    OperatorFamily(name="deblur_gaussian", make=_operator_class("GaussianBlur"),
+                   knobs={"kernel_size": KERNEL_SIZE,
+                          "std": Knob("float", 1.0, "kernel standard deviation, pixels", minimum=1e-6)},
+                   description="deblurring: circular convolution with a Gaussian kernel"),
+    OperatorFamily(name="deblur_motion", make=_operator_class("MotionBlur"),
+                   knobs={"kernel_size": KERNEL_SIZE,
+                          "intensity": Knob("float", 0.5, "how far the seeded random camera path wanders (0: a line)",
+                                            minimum=0.0, maximum=1.0)},
+                   description="deblurring: circular convolution with a seeded random motion-blur kernel"),
+]:
+    OPERATORS.add(_family)
 
 
 # --- restorers ---------------------------------------------------------------------------
 
-RESTORERS = Registry("restorer")
-register, names, get = RESTORERS.register, RESTORERS.names, RESTORERS.get
 RestorerSpec = MethodSpec
+RESTORERS = Registry("restorer", MethodSpec)
+
+
+def register(name: str, knobs: dict[str, Knob], description: str, init: str = "sigma_max",
+             default_schedule: str = "geometric"):
+    """Decorator: make a restorer function available under `name` in restoration presets."""
+    return RESTORERS.register(name, description, knobs, init=init, default_schedule=default_schedule)
+
+
+names, get = RESTORERS.names, RESTORERS.get

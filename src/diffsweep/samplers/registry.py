@@ -12,14 +12,11 @@ so the workflow validates presets at parse time without importing torch.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
-from diffsweep.knobs import Knob, resolve_knobs
+from diffsweep.knobs import Knob  # noqa: F401  (re-exported: plugins declare knobs with it)
+from diffsweep.registry import Entry, Registry, load_plugin  # noqa: F401  (load_plugin: old home)
 
 INITS = {
     "unit": "x ~ N(0, I), the reference code's start",
@@ -28,79 +25,30 @@ INITS = {
 }
 
 
-@dataclass(frozen=True)
-class MethodSpec:
+@dataclass(frozen=True, kw_only=True)
+class MethodSpec(Entry):
     """A registered sampler or restorer: its function, declared knobs and defaults."""
-    name: str
     fn: Callable
-    knobs: dict[str, Knob]
-    description: str
     init: str = "sigma_max"          # default start distribution
     default_schedule: str = "geometric"
-    module: str = ""
-    kind: str = "sampler"            # what error messages call it
 
-    def resolve_knobs(self, given: dict, where: str = "") -> dict:
-        return resolve_knobs(self.knobs, given, f"{self.kind} '{self.name}'", where)
+    def __post_init__(self):
+        if self.init not in INITS:
+            raise ValueError(f"{self.kind} '{self.name}': unknown init '{self.init}'; "
+                             f"allowed: {', '.join(INITS)}")
 
 
 SamplerSpec = MethodSpec
+SAMPLERS = Registry("sampler", MethodSpec)
 
 
-class Registry:
-    """Functions behind names: the samplers here, the restorers in diffsweep.restoration."""
-
-    def __init__(self, kind: str):
-        self.kind, self._specs = kind, {}
-
-    def register(self, name: str, knobs: dict[str, Knob], description: str, init: str = "sigma_max",
-                 default_schedule: str = "geometric"):
-        """Decorator: make `fn` available under `name` in presets."""
-        if init not in INITS:
-            raise ValueError(f"{self.kind} '{name}': unknown init '{init}'; allowed: {', '.join(INITS)}")
-
-        def add(fn):
-            if name in self._specs and self._specs[name].fn is not fn:
-                raise ValueError(f"{self.kind} '{name}' is registered twice "
-                                 f"({self._specs[name].module} and {fn.__module__})")
-            self._specs[name] = MethodSpec(name, fn, dict(knobs), description, init, default_schedule,
-                                           fn.__module__, self.kind)
-            return fn
-        return add
-
-    def names(self) -> list[str]:
-        return sorted(self._specs)
-
-    def get(self, name: str, where: str = "") -> MethodSpec:
-        if name not in self._specs:
-            raise ValueError(f"{where}unknown {self.kind} '{name}'; allowed: {', '.join(self.names())}")
-        return self._specs[name]
+def register(name: str, knobs: dict[str, Knob], description: str, init: str = "sigma_max",
+             default_schedule: str = "geometric"):
+    """Decorator: make a sampler function available under `name` in presets."""
+    return SAMPLERS.register(name, description, knobs, init=init, default_schedule=default_schedule)
 
 
-SAMPLERS = Registry("sampler")
-register, names, get = SAMPLERS.register, SAMPLERS.names, SAMPLERS.get
-
-
-def load_plugin(entry: str, base_dir: str | Path = ".") -> None:
-    """Import a user module (dotted name or .py path, relative to `base_dir`) so its @register runs."""
-    if entry.endswith(".py") or "/" in entry:
-        path = Path(entry)
-        if not path.is_absolute():
-            path = Path(base_dir) / path
-        if not path.is_file():
-            raise ValueError(f"plugins: file '{entry}' not found (looked at {path})")
-        module_name = f"diffsweep_plugin_{path.stem}"
-        if module_name in sys.modules:
-            return
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    else:
-        try:
-            importlib.import_module(entry)
-        except ImportError as error:
-            raise ValueError(f"plugins: cannot import module '{entry}': {error}") from None
+names, get = SAMPLERS.names, SAMPLERS.get
 
 
 def gaussian_like(x, generator):

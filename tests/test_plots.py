@@ -1,0 +1,115 @@
+"""Figures without Snakemake: metric against NFE with seed bands, heatmaps, schedules and
+training curves, each written in every figure format."""
+
+import pandas as pd
+import pytest
+
+from diffsweep import plots, tables
+from diffsweep.tables import PLOT_FORMATS
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """Figures handed to plots.save, kept open instead of written."""
+    figures = []
+    monkeypatch.setattr(plots, "save", lambda fig, out: figures.append(fig))
+    yield figures
+    import matplotlib.pyplot as plt
+    for fig in figures:
+        plt.close(fig)
+
+
+def generation_frame():
+    rows = []
+    for model, offset in (("oracle", 0.0), ("mlp", 0.5)):
+        for sampler in ("rw", "ddpm"):
+            for steps in (10, 40):
+                for T0 in ((0.1, 1.0) if sampler == "rw" else (None,)):
+                    for seed in range(3):
+                        rows.append({"run_id": f"{model}{sampler}{steps}{T0}{seed}", "dataset": "ring8",
+                                     "model": model, "model_source": "oracle" if model == "oracle" else "trained",
+                                     "model_train_sigma_name": None if model == "oracle" else "ve_loguniform",
+                                     "sampler": sampler, "schedule": "sigmoid" if sampler == "rw" else "vp_respaced",
+                                     "steps": steps, "knob_T0": T0, "seed": seed, "status": "ok",
+                                     "nfe": steps, "sliced_w2": offset + 1 / steps + 0.01 * seed + (T0 or 0)})
+    params = ["dataset", "model", "model_source", "model_train_sigma_name", "sampler", "schedule", "steps", "knob_T0",
+              "seed"]
+    return tables.with_params(tables.typed_frame(rows), params)
+
+
+def test_metric_vs_nfe_has_seed_bands_and_a_line_per_swept_knob(captured):
+    plots.metric_vs_nfe(generation_frame(), "sliced_w2", "unused.png")
+    ax = captured[0].axes[0]
+    from matplotlib.collections import PolyCollection
+    assert len(captured[0].axes) == 2                                         # a row of panels per model
+    assert sum(isinstance(c, PolyCollection) for c in ax.collections) == 3    # 3 series, one band each
+    labels = [t.get_text() for t in captured[0].legends[0].get_texts()]
+    assert {"ddpm", "rw (T0=0.1)", "rw (T0=1)"} <= set(labels)
+
+
+def test_heatmap_averages_seeds_then_takes_the_best_configuration():
+    frame = generation_frame()
+    data = plots.heatmap_data(frame[frame["model_source"] == "trained"], "sliced_w2")
+    grid = data["ring8"]
+    assert list(grid.index) == ["ve_loguniform"] and list(grid.columns) == ["sigmoid", "vp_respaced"]
+    assert grid.loc["ve_loguniform", "sigmoid"] == pytest.approx(0.5 + 1 / 40 + 0.01 + 0.1)   # best: 40 steps, T0 0.1
+    mean = plots.heatmap_data(frame[frame["model_source"] == "trained"], "sliced_w2", reduce="mean")["ring8"]
+    assert mean.loc["ve_loguniform", "vp_respaced"] == pytest.approx(0.5 + (1 / 10 + 1 / 40) / 2 + 0.01)
+
+
+def test_schedule_points_give_every_schedule_and_step_count():
+    manifest = tables.typed_frame([
+        {"schedule": "karras", "steps": 8, "schedule_sigma_min": 0.002, "schedule_sigma_max": 80.0,
+         "schedule_rho": 7.0, "schedule_timesteps": None},
+        {"schedule": "vp_respaced", "steps": 20, "schedule_beta_min": 1e-4, "schedule_beta_max": 0.02,
+         "schedule_timesteps": 1000},
+        {"schedule": "vp_respaced", "steps": 20, "schedule_beta_min": 1e-4, "schedule_beta_max": 0.02,
+         "schedule_timesteps": 1000}])
+    points = plots.schedule_points(manifest)
+    assert [(p["schedule"], p["steps"]) for p in points] == [("karras", 8), ("vp_respaced", 20)]
+    assert plots._schedule_params(points[1]) == {"beta_min": 1e-4, "beta_max": 0.02, "timesteps": 1000}
+
+
+def test_every_figure_is_written_as_png_and_pdf(tmp_path):
+    frame = generation_frame()
+    manifest = tables.typed_frame([{"schedule": "sigmoid", "steps": k, "schedule_sigma_min": 0.01,
+                                    "schedule_sigma_max": 50.0, "schedule_sharpness": 0.3} for k in (10, 40)])
+    training = pd.DataFrame({"model_id": ["m-1"] * 3, "step": [50, 100, 150], "loss": [1.0, 0.8, 0.7],
+                             "loss_ema": [1.0, 0.9, 0.8]})
+    names = {"m": lambda out: plots.metric_vs_nfe(frame, "sliced_w2", out),
+             "h": lambda out: plots.heatmap(frame[frame["model_source"] == "trained"], "sliced_w2", out),
+             "s": lambda out: plots.schedule_curves(manifest, out),
+             "t": lambda out: plots.training_curves(training, None, out),
+             "empty": lambda out: plots.metric_vs_nfe(frame, "no_such_metric", out)}
+    magic = {"png": b"\x89PNG", "pdf": b"%PDF"}
+    for name, draw in names.items():
+        draw([tmp_path / f"{name}.{ext}" for ext in PLOT_FORMATS])
+        for ext in PLOT_FORMATS:
+            assert (tmp_path / f"{name}.{ext}").read_bytes()[:4] == magic[ext]
+    with pytest.raises(ValueError, match="not one of png, pdf"):
+        plots.metric_vs_nfe(frame, "sliced_w2", tmp_path / "m.svg")
+
+
+def test_lines_are_told_apart_by_listed_parameters_only(captured):
+    """A per-run result named like a parameter (model_*) varies over seeds: it does not split
+    the lines; a listed parameter does, whatever its name."""
+    frame = generation_frame()
+    frame = frame.assign(model_score_norm=frame["seed"].astype(float), temperature=1.0)
+    frame = tables.with_params(frame, [*tables.param_columns(generation_frame()), "temperature"])
+    labels = plots.series_labels(frame, "sampler", ["model", "dataset", "nfe"], tables.param_columns(frame))
+    assert set(labels) == {"ddpm", "rw (T0=0.1)", "rw (T0=1)"}
+    frame.loc[frame["seed"] == 2, "temperature"] = 2.0
+    labels = plots.series_labels(frame, "sampler", ["model", "dataset", "nfe"], tables.param_columns(frame))
+    assert "rw (T0=0.1, temperature=2)" in set(labels) and "ddpm (temperature=1)" in set(labels)
+
+
+def test_restoration_bands_span_measurements_and_seeds(captured):
+    rows = [{"run_id": f"{r}{k}{s}", "model": "oracle", "task": "box", "restorer": r, "steps": k, "seed": s,
+             "measurement": m, "status": "ok", "nfe": k, "psnr": 20 + k / 10 + m + 0.1 * s + (r == "dps")}
+            for r in ("dps", "rw_cond") for k in (10, 30) for s in (0, 1) for m in (0, 1)]
+    frame = tables.with_params(tables.typed_frame(rows), ["model", "task", "restorer", "steps", "seed"])
+    plots.restoration_vs_nfe(frame, "psnr", "unused.png")
+    from matplotlib.collections import PolyCollection
+    ax = captured[0].axes[0]
+    assert sum(isinstance(c, PolyCollection) for c in ax.collections) == 2        # a line and band per restorer
+    assert {t.get_text() for t in captured[0].legends[0].get_texts()} >= {"dps", "rw_cond"}
