@@ -427,7 +427,7 @@ class CircularBlur(LinearOperator):
         self.transfer = torch.fft.rfft2(self.centred)
 
     def _filter(self, x, transfer):
-        return torch.fft.irfft2(torch.fft.rfft2(x) * transfer.to(x.device), s=x.shape[-2:]).to(x.dtype)
+        return torch.fft.irfft2(torch.fft.rfft2(x) * _cast(transfer, x), s=x.shape[-2:])
 
     def forward(self, x):
         return self._filter(x, self.transfer)
