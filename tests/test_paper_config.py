@@ -52,8 +52,8 @@ def test_unconditional_experiments_have_the_reference_settings(paper_grid, prese
     assert {key: run.schedule_params[key] for key in schedule_params} == schedule_params
     assert run.init == "unit"                              # x ~ N(0, I): sample.py:147,161
     assert run.n_samples == 1000
-    assert run.knobs == {**run.knobs, "step_rule": "reference", "eps": eps, "T0": T0, "last_noise": False,
-                         "inner_steps": 1, **extra}
+    assert run.knobs == {**run.knobs, "step_rule": "reference", "eps": eps, "T0": T0, "final_noise": False,
+                         "steps_per_level": 1, **extra}
 
 
 # (preset, model, task, operator params, data range, schedule, K, eps, ve_continuous_sigma)
@@ -80,7 +80,7 @@ def test_conditional_experiments_have_the_reference_settings(paper_grid, preset,
     assert run.task.noise_std_effective == pytest.approx(0.2 if model == "vp_adm" else 0.4)
     assert (run.schedule, run.steps, run.init) == (schedule, steps, "unit")
     assert run.knobs == {"eps": eps, "T0": 0.0, "clamp_tau": True, "ve_continuous_sigma": continuous,
-                         "inner_steps": 1, "last_noise": False}
+                         "steps_per_level": 1, "final_noise": False}
     if schedule == "sigmoid":
         assert run.schedule_params["sharpness"] == 0.3
     assert run.n_samples == 1 and run.task.n_measurements == 1000

@@ -54,8 +54,8 @@ def test_knob_checks_name_the_key():
         spec.resolve_knobs({"snr": 0.1})
     with pytest.raises(ValueError, match="eps: expected float, got 'big'"):
         samplers.get("random_walk").resolve_knobs({"eps": "big"})
-    with pytest.raises(ValueError, match="inner_steps: 0 is below the minimum 1"):
-        samplers.get("random_walk").resolve_knobs({"inner_steps": 0})
+    with pytest.raises(ValueError, match="steps_per_level: 0 is below the minimum 1"):
+        samplers.get("random_walk").resolve_knobs({"steps_per_level": 0})
 
 
 EXPECTED_NFE = {  # family -> NFE of K levels with default knobs (None: adaptive, checked against the count)
@@ -84,12 +84,12 @@ def test_nfe_is_exact(family, steps):
     assert samples.shape == x.shape and torch.isfinite(samples).all()
 
 
-def test_random_walk_inner_steps_count():
+def test_random_walk_steps_per_level_count():
     spec = samplers.get("random_walk")
     counter = jobs.CountingDenoiser(ORACLE)
     sigmas = make_schedule("sigmoid", 6).tolist()
     _, nfe = spec.fn(counter, torch.zeros(4, 2, dtype=torch.float64), sigmas, torch.Generator().manual_seed(0),
-                     **spec.resolve_knobs({"inner_steps": 3}))
+                     **spec.resolve_knobs({"steps_per_level": 3}))
     assert nfe == counter.calls == 18
 
 

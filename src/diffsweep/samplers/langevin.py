@@ -7,6 +7,7 @@ the largest (as the paper's Table 1 prints it). In the random-walk view: tau = a
 
 import math
 
+from diffsweep.samplers.levels import checked_levels
 from diffsweep.samplers.registry import Knob, gaussian_like, register
 
 
@@ -24,6 +25,7 @@ from diffsweep.samplers.registry import Knob, gaussian_like, register
     default_schedule="geometric",
 )
 def ncsn(denoise, x, sigmas, generator, *, eps, steps_per_level, sigma_ref, final_denoise):
+    sigmas = checked_levels(sigmas)
     reference = min(sigmas) if sigma_ref == "smallest" else max(sigmas)
     nfe = 0
     for sigma in sigmas:

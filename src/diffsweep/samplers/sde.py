@@ -18,6 +18,7 @@ Correctors at level k (alpha = 1 - beta_k for VP, 1 for VE), score_sde's rules:
 
 import math
 
+from diffsweep.samplers.levels import with_final_zero
 from diffsweep.samplers.registry import Knob, gaussian_like, register
 
 
@@ -26,7 +27,7 @@ class Process:
 
     def __init__(self, kind: str, sigmas):
         self.kind = kind
-        self.levels = list(sigmas) + [0.0]
+        self.levels = with_final_zero(sigmas)
         self.abar = [1.0 / (1.0 + s ** 2) for s in self.levels]
 
     def scale(self, k: int) -> float:
