@@ -29,7 +29,7 @@ def string_number_hint(value) -> str:
 @dataclass(frozen=True)
 class Knob:
     """A declared setting. Numbers must be finite, except that a knob whose default is infinite
-    (EDM's S_tmax: no bound) also takes infinity. `exclusive_minimum`/`exclusive_maximum` bound
+    (EDM's s_tmax: no bound) also takes infinity. `exclusive_minimum`/`exclusive_maximum` bound
     a value where the bound itself is degenerate (a step size or a noise level of zero)."""
     type: str
     default: Any
