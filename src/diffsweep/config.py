@@ -14,6 +14,7 @@ the config names (unless DIFFSWEEP_SKIP_PATH_CHECKS=1). `load` = `read_yaml` + `
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -54,12 +55,19 @@ def read_yaml(path: str | Path) -> dict:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read the file: {error}", path) from None
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)   # libyaml's parser when there is one
     try:
-        data = yaml.load(text, Loader=_strict_loader())
+        node = loader.get_single_node()
+        duplicate = _first_duplicate_key(node)
+        if duplicate:
+            raise ConfigError(duplicate, path)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as error:
         raise ConfigError(_yaml_problem(error), path) from None
     except yaml.YAMLError as error:
         raise ConfigError(f"YAML error: {error}", path) from None
+    finally:
+        loader.dispose()
     if data is None:
         raise ConfigError("the file is empty; expected a mapping of config keys (datasets, models, samplers, ...)",
                           path)
@@ -69,56 +77,55 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def _yaml_problem(error) -> str:
-    """'line 3, column 5: <problem> (<context>)' of a YAML error, lines counted from 1."""
+    """'line 3, column 5: YAML syntax error: <problem> (<context>)', lines counted from 1."""
     mark = error.problem_mark or error.context_mark
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
     context = f" ({error.context})" if error.context else ""
-    kind = "" if getattr(error, "duplicate_key", False) else "YAML syntax error: "
-    return f"{where}{kind}{error.problem}{context}"
+    return f"{where}YAML syntax error: {error.problem}{context}"
 
 
-_LOADER = None
-
-
-def _strict_loader():
-    """PyYAML's safe loader, refusing a mapping that repeats a key (PyYAML keeps the last one)."""
-    global _LOADER
-    if _LOADER is not None:
-        return _LOADER
+def _first_duplicate_key(node, path: str = "", seen: set | None = None) -> str:
+    """'line 5, column 5: samplers.rw.steps: duplicate key ...' for the first mapping of the
+    composed YAML that repeats a key ('' if none): PyYAML would silently keep the last value."""
     import yaml
 
-    class DuplicateKeyError(yaml.constructor.ConstructorError):
-        duplicate_key = True
-
-    class StrictLoader(yaml.SafeLoader):
-        def construct_mapping(self, node, deep=False):
-            if isinstance(node, yaml.MappingNode):
-                first = {}
-                for key_node, _ in node.value:
-                    if key_node.tag == "tag:yaml.org,2002:merge":
-                        continue
-                    key = self.construct_object(key_node, deep=True)
-                    try:
-                        seen = first.get(key)
-                    except TypeError:   # an unhashable key: the base loader names it
-                        continue
-                    if seen is not None:
-                        raise DuplicateKeyError(
-                            None, None, f"duplicate key {key!r} (first at line {seen}); a mapping takes each key "
-                                        f"once", key_node.start_mark)
-                    first[key] = key_node.start_mark.line + 1
-            return super().construct_mapping(node, deep)
-
-    _LOADER = StrictLoader
-    return _LOADER
+    seen = set() if seen is None else seen
+    if id(node) in seen:   # an alias of a node already walked (or a recursive one)
+        return ""
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is not None and key_node.tag != "tag:yaml.org,2002:merge":
+                if key in first:
+                    mark = key_node.start_mark
+                    return (f"line {mark.line + 1}, column {mark.column + 1}: {_join(path, key)}: duplicate key "
+                            f"(first at line {first[key]}); a mapping takes each key once")
+                first[key] = key_node.start_mark.line + 1
+            found = _first_duplicate_key(value_node, _join(path, key), seen)
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found = _first_duplicate_key(item, f"{path}[{index}]", seen)
+            if found:
+                return found
+    return ""
 
 
 # --- schema -----------------------------------------------------------------------------
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    """The schema (a fresh copy: callers may change it)."""
+    return copy.deepcopy(_read_schema(str(path)))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_schema(path: str) -> dict:
     import yaml
     with open(path) as handle:
-        return yaml.safe_load(handle)
+        return yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def fill_defaults(config: dict, schema: dict) -> dict:

@@ -18,11 +18,16 @@ YAML11_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 def string_number_hint(value) -> str:
-    """For a string such as '1e-3': why it is one and what to write instead ('' otherwise)."""
+    """For a string such as '1e-3' (or a list holding one): why it is a string and what to write
+    instead ('' otherwise)."""
+    if isinstance(value, list):
+        return next((hint for hint in map(string_number_hint, value) if hint), "")
     if isinstance(value, str) and YAML11_FLOAT.match(value.strip()):
         mantissa, exponent = re.split("[eE]", value.strip())
         fixed = (mantissa if "." in mantissa else mantissa + ".0") + "e" + exponent
-        return f" (YAML 1.1 reads {value} as a string: write {fixed})"
+        number = float(value)
+        integer = f", or {int(number)} for an integer" if number.is_integer() and abs(number) < 1e15 else ""
+        return f" (YAML 1.1 reads {value} as a string: write {fixed}{integer})"
     return ""
 
 
