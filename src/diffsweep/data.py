@@ -61,8 +61,8 @@ class DatasetFamily(Entry):
     def resolve_knobs(self, given: dict | None, where: str = "") -> dict:
         for key in self.required:
             if (given or {}).get(key) in (None, ""):
-                raise ValueError(f"{where}{key}: required by dataset family '{self.name}' "
-                                 f"({self.knobs[key].description})")
+                raise ValueError(f"{where}{key}: required by dataset family '{self.name}': "
+                                 f"{self.knobs[key].description}")
         return super().resolve_knobs(given, where)
 
 
