@@ -178,7 +178,9 @@ def test_a_corrupt_npz_is_refused_naming_it(tmp_path):
     (tmp_path / "cut.npz").write_bytes((tmp_path / "whole.npz").read_bytes()[:100])
     np.savez(tmp_path / "floats.npz", x=RGB8[None] / 255)
     np.savez(tmp_path / "other.npz", images=RGB8[None])
+    np.savez(tmp_path / "none.npz", x=np.zeros((0, 4, 4, 3), np.uint8))
     for name, problem in (("cut", "cannot read"), ("floats", "dtype float64; expected uint8 or uint16"),
+                          ("none", "holds no images"),
                           ("other", "has no array 'x' (found: images)")):
         path = tmp_path / f"{name}.npz"
         with pytest.raises(DataFileError) as error:
@@ -325,3 +327,10 @@ def test_checkpoints_saved_before_plain_provenance_still_load(tmp_path, trained)
     torch.save(state, tmp_path / "old.pt")
     denoiser, old = models.load_checkpoint(tmp_path / "old.pt")
     assert old["provenance"]["torch"] == str(torch.__version__)
+
+
+def test_the_cheap_checkpoint_check_refuses_missing_files_without_reading(tmp_path):
+    pretrained.checkpoint_file("adm_ffhq256", FIXTURES / "adm_small.pt", "models.vp.").check()
+    with pytest.raises(CheckpointError) as error:
+        pretrained.checkpoint_file("adm_ffhq256", tmp_path / "gone.pt", "models.vp.").check()
+    assert_names(one_line(error), "models.vp.checkpoint", tmp_path / "gone.pt", "adm_ffhq256: ")

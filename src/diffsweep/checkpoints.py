@@ -35,17 +35,21 @@ class CheckpointFile:
         return CheckpointError(f"{self.where}checkpoint: {self.kind} '{self.path}' {problem}; "
                                f"expected {self.expected}")
 
+    def check(self) -> None:
+        """Refuse a path that is no file; cheap (no torch), for a parse-time look."""
+        path = Path(self.path)
+        if not path.is_file():
+            raise self.error("not found" if not path.exists() else "is not a file")
+
     def read(self, map_location="cpu"):
         """The file's content, loaded with weights_only=True."""
         import torch
 
-        path = Path(self.path)
-        if not path.is_file():
-            raise self.error("not found" if not path.exists() else "is not a file")
+        self.check()
         try:
             # Checkpoints written before provenance stored plain strings hold torch.__version__.
             with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
-                return torch.load(path, map_location=map_location, weights_only=True)
+                return torch.load(self.path, map_location=map_location, weights_only=True)
         except Exception as error:  # torch's own messages span lines and advise unsafe loading
             raise self.error(_why_unreadable(error)) from None
 

@@ -263,8 +263,7 @@ def _read_image(file, where: str):
                     picture = picture.convert("RGBA" if alpha else "RGB")
                 pixels, scale = np.asarray(picture, dtype=np.float64), 255.0
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
-        raise DataFileError(f"{where}: cannot read image '{file}' ({type(error).__name__}: "
-                            f"{' '.join(str(error).split())})") from None
+        raise DataFileError(f"{where}: cannot read image '{file}' ({_one_line(error)})") from None
     return np.atleast_3d(pixels) / scale
 
 
@@ -274,23 +273,28 @@ def _npz_images(source, limit: int, where: str):
 
     try:
         with np.load(source) as archive:
-            if "x" not in archive.files:
-                raise DataFileError(f"{where}: '{source}' has no array 'x' (found: {', '.join(archive.files) or 'none'})")
-            array = archive["x"]
-    except DataFileError:
-        raise
+            found = archive.files
+            array = archive["x"] if "x" in found else None
     except Exception as error:  # a truncated or foreign file
-        raise DataFileError(f"{where}: cannot read '{source}' as an .npz ({type(error).__name__}: "
-                            f"{' '.join(str(error).split())})") from None
+        raise DataFileError(f"{where}: cannot read '{source}' as an .npz ({_one_line(error)})") from None
+    if array is None:
+        raise DataFileError(f"{where}: '{source}' has no array 'x' (found: {', '.join(found) or 'none'})")
     if array.ndim != 4 or (array.shape[-1] not in (1, 2, 3, 4) and array.shape[1] not in (1, 2, 3, 4)):
         raise DataFileError(f"{where}: '{source}': 'x' must be (n, H, W, C) or (n, C, H, W) with C in 1..4, "
                             f"got shape {array.shape}")
     scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(array.dtype)
     if scale is None:
         raise DataFileError(f"{where}: '{source}': 'x' has dtype {array.dtype}; expected uint8 or uint16")
+    if len(array) == 0:
+        raise DataFileError(f"{where}: '{source}': 'x' holds no images (shape {array.shape})")
     if array.shape[-1] not in (1, 2, 3, 4):
         array = array.transpose(0, 2, 3, 1)
     return (array[i] / scale for i in range(min(limit, len(array)) if limit else len(array)))
+
+
+def _one_line(error: Exception) -> str:
+    """'OSError: image file is truncated': an error as one line, however its message is laid out."""
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
 def _to_channels(pixels, channels: int):

@@ -118,13 +118,19 @@ def _read_ncsnpp(net, checkpoint, file, ema: bool) -> None:
             param.copy_(value)
 
 
+def checkpoint_file(format: str, path, where: str = "") -> CheckpointFile:
+    """The checkpoint file of a pretrained entry; `.check()` is a cheap existence check for
+    parse time, `.read()` loads it."""
+    return CheckpointFile(Path(path), "pretrained checkpoint", expected_format(format), where)
+
+
 def load_pretrained(format: str, path, *, arch: dict | None = None, ema: bool = True, device="cpu",
                     where: str = ""):
     """The Denoiser of a checkpoint file in `format`'s layout, in eval mode on `device`, with
     frozen weights. `ema` picks score_sde's EMA weights (default) or the raw 'model' weights;
     `where` is the config key path of the entry ("models.vp."), named in every loading error."""
     resolved = resolve_arch(format, arch, where)
-    file = CheckpointFile(Path(path), "pretrained checkpoint", expected_format(format), where)
+    file = checkpoint_file(format, path, where)
     checkpoint = file.read()
     net = build_network(format, resolved)
     FORMATS.get(format).read(net, checkpoint, file, ema)
