@@ -334,3 +334,16 @@ def test_the_cheap_checkpoint_check_refuses_missing_files_without_reading(tmp_pa
     with pytest.raises(CheckpointError) as error:
         pretrained.checkpoint_file("adm_ffhq256", tmp_path / "gone.pt", "models.vp.").check()
     assert_names(one_line(error), "models.vp.checkpoint", tmp_path / "gone.pt", "adm_ffhq256: ")
+
+
+def test_a_score_sde_checkpoint_with_broken_ema_is_refused(tmp_path):
+    checkpoint = torch.load(FIXTURES / "ncsnpp_small.pth", weights_only=True)
+    shadow = checkpoint["ema"]["shadow_params"]
+    cases = {"short": (shadow[:-1], r"has \d+ shadow params in 'ema', the network has \d+ trainable parameters"),
+             "reshaped": ([shadow[0].flatten(), *shadow[1:]], r"has an ema shadow param for 'all_modules\.1\.weight' "
+                                                              r"of shape \[\d+\], the network's is \[\d+, \d+\]")}
+    for name, (params, problem) in cases.items():
+        torch.save({**checkpoint, "ema": {**checkpoint["ema"], "shadow_params": params}}, tmp_path / f"{name}.pth")
+        with pytest.raises(CheckpointError, match=problem) as error:
+            pretrained.load_pretrained("ncsnpp_ffhq256", tmp_path / f"{name}.pth", arch=NCSNPP_SMALL, where="models.ve.")
+        assert_names(one_line(error), "models.ve.checkpoint", tmp_path / f"{name}.pth", "ncsnpp_ffhq256: ")
