@@ -68,6 +68,8 @@ class CheckpointFile:
 
 
 def _why_unreadable(error: Exception) -> str:
+    if isinstance(error, OSError):  # permissions, a failing disk: not the file's content
+        return f"cannot be read ({type(error).__name__}: {error.strerror or error})"
     refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
     if refused:
         return (f"holds a Python object ({refused.group(1)}) that safe loading refuses: only tensors and plain "
