@@ -55,7 +55,7 @@ class DatasetFamily(Entry):
     analytic: bool = False    # a closed-form density and denoiser exist (the oracle applies)
     image: bool = False       # samples are (C, H, W) images in [-1, 1]
     fitted: bool = False      # a prior fitted to data: `build` takes fit_path, where the fit is cached
-    required: tuple = ()      # knobs without a default: the config must give them
+    required: tuple = ()      # knobs the config must give (non-empty); their declared default is never used
     check: Callable | None = None  # check(**knobs): a cheap look at the files the knobs name (DataFileError)
 
     def resolve_knobs(self, given: dict | None, where: str = "") -> dict:
@@ -383,7 +383,7 @@ for _family in [
         description="a user's image folder (png/jpg, recursive) or .npz, centre-cropped and resized; e.g. FFHQ "
                     "or CIFAR-10 already on disk (nothing is downloaded)",
         required=("path",), check=lambda path, **_: check_image_source(path),
-        knobs={"path": Knob("str", None, "a folder of png/jpg images (searched recursively) or an .npz file"),
+        knobs={"path": Knob("str", "", "a folder of png/jpg images (searched recursively) or an .npz file"),
                "resolution": Knob("int", 64, "side of the square images after resizing", minimum=1),
                "channels": Knob("int", 3, "1 (grey) or 3 (RGB)", choices=(1, 3)),
                "crop": Knob("str", "center", "centre-crop to a square before resizing, or resize as is",
