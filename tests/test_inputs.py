@@ -345,5 +345,6 @@ def test_a_score_sde_checkpoint_with_broken_ema_is_refused(tmp_path):
     for name, (params, problem) in cases.items():
         torch.save({**checkpoint, "ema": {**checkpoint["ema"], "shadow_params": params}}, tmp_path / f"{name}.pth")
         with pytest.raises(CheckpointError, match=problem) as error:
-            pretrained.load_pretrained("ncsnpp_ffhq256", tmp_path / f"{name}.pth", arch=NCSNPP_SMALL, where="models.ve.")
+            pretrained.load_pretrained("ncsnpp_ffhq256", tmp_path / f"{name}.pth", arch=NCSNPP_SMALL,
+                                       where="models.ve.")
         assert_names(one_line(error), "models.ve.checkpoint", tmp_path / f"{name}.pth", "ncsnpp_ffhq256: ")

@@ -210,7 +210,8 @@ def check_image_source(path: str, where: str = "path") -> None:
     if source.is_file() and source.suffix != ".npz":
         raise DataFileError(f"{where}: '{path}' is a file but not an .npz; give a folder of images or an .npz file")
     if source.is_dir() and next(_image_files(source), None) is None:
-        raise DataFileError(f"{where}: folder '{path}' holds no {'/'.join(IMAGE_SUFFIXES)} images (searched recursively)")
+        raise DataFileError(f"{where}: folder '{path}' holds no {'/'.join(IMAGE_SUFFIXES)} images "
+                            "(searched recursively)")
 
 
 def _image_files(folder):
