@@ -51,7 +51,8 @@ def provenance() -> dict:
                                   cwd=Path(__file__).parent).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         revision = None
-    return {"diffsweep": diffsweep.__version__, "torch": torch.__version__, "numpy": np.__version__,
+    # Plain str (torch.__version__ is a TorchVersion): checkpoints then load with weights_only=True.
+    return {"diffsweep": diffsweep.__version__, "torch": str(torch.__version__), "numpy": np.__version__,
             "python": platform.python_version(), "git_revision": revision, "host": socket.gethostname(),
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
