@@ -131,4 +131,4 @@ def test_a_real_run_without_the_image_folder_names_the_config_key(tmp_path):
     result = subprocess.run([*SNAKEMAKE, "--cores", "1", "-d", str(tmp_path), "--until", "prepare_data"],
                             capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode != 0
-    assert "datasets.ffhq.params.path: datasets: images path 'data/ffhq256' does not exist" in result.stdout + result.stderr
+    assert "datasets.ffhq.params.path: 'data/ffhq256' does not exist" in result.stdout + result.stderr

@@ -60,12 +60,8 @@ def provenance() -> dict:
 def build_dataset(spec: dict, data_dir=None) -> data.Dataset:
     """The dataset of a spec; `data_dir` (results/data/<id>) holds the cached fit of a fitted prior."""
     fit_path = Path(data_dir) / "prior.npz" if data_dir is not None else None
-    try:
-        return data.make_dataset(spec["family"], fit_path=fit_path, **spec["params"])
-    except FileNotFoundError as error:  # a user's image folder: name the config key that points at it
-        if "path" not in spec["params"]:
-            raise
-        raise FileNotFoundError(f"datasets.{spec.get('name', spec['id'])}.params.path: {error}") from None
+    return data.make_dataset(spec["family"], fit_path=fit_path, where=f"datasets.{spec.get('name', spec['id'])}.",
+                             **spec["params"])
 
 
 # --- prepare_data ----------------------------------------------------------------------
@@ -180,7 +176,7 @@ def _load_denoiser(model: dict, checkpoint_path, device, data_dir=None):
         denoiser = load_pretrained(recipe["format"], recipe["checkpoint"], arch=recipe["arch_params"],
                                    ema=recipe["weights"] == "ema", device=device, where=f"models.{model['name']}.")
         return denoiser, torch.float32
-    denoiser, _ = load_checkpoint(checkpoint_path, map_location=device)
+    denoiser, _ = load_checkpoint(checkpoint_path, map_location=device, where=f"models.{model['name']}.")
     return denoiser.to(device), torch.float32
 
 
