@@ -136,8 +136,9 @@ def test_a_run_without_the_files_is_refused_at_parse_time_naming_each_key(tmp_pa
                             capture_output=True, text=True, cwd=tmp_path, env=env)
     assert result.returncode != 0
     output = result.stdout + result.stderr
-    for key, path in [("datasets.ffhq.params.path", "data/ffhq256"), ("models.vp_adm.checkpoint", "pretrained/ffhq_10m.pt"),
-                      ("fidelity.inception_weights", "pretrained/weights-inception-2015-12-05-6726825d.pth"),
-                      ("restoration.metrics.lpips_weights", "pretrained/vgg16-397923af.pth")]:
-        assert f"invalid config: {key}: '{path}' does not exist" in output
+    for line in ["datasets.ffhq.params.path: 'data/ffhq256' does not exist",
+                 "models.vp_adm.checkpoint: pretrained checkpoint 'pretrained/ffhq_10m.pt' not found",
+                 "fidelity.inception_weights: 'pretrained/weights-inception-2015-12-05-6726825d.pth' does not exist",
+                 "restoration.metrics.lpips_weights: 'pretrained/vgg16-397923af.pth' does not exist"]:
+        assert f"invalid config: {line}" in output
     assert "Traceback" not in output and not (tmp_path / "results").exists()

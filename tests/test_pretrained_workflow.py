@@ -99,7 +99,8 @@ def test_a_dry_run_needs_no_checkpoint_file_with_the_switch(tmp_path):
     assert "run_shard" in result.stdout
     result = snakemake(tmp_path, "-n", env={"DIFFSWEEP_SKIP_PATH_CHECKS": "0"})   # without it: refused, naming the key
     assert result.returncode != 0
-    assert f"models.vp.checkpoint: '{tmp_path / 'missing' / 'ffhq_10m.pt'}' does not exist" in result.stdout + result.stderr
+    missing = tmp_path / "missing" / "ffhq_10m.pt"
+    assert f"models.vp.checkpoint: pretrained checkpoint '{missing}' not found" in result.stdout + result.stderr
 
 
 @pytest.mark.workflow

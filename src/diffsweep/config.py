@@ -259,8 +259,9 @@ class Checked:
 def check(raw: dict, schema_path: str | Path = SCHEMA_PATH, base_dir: str | Path = ".",
           check_paths: bool | None = None, source: str | Path = "") -> Checked:
     """Every parse-time check of a config, for `snakemake` and `diffsweep grid` alike; raises
-    ConfigError naming `source` (the file) and the key. `check_paths` (default: unless
-    DIFFSWEEP_SKIP_PATH_CHECKS=1) checks that the files the config names exist."""
+    ConfigError naming `source` (the file) and the key. `base_dir` is where plugin files are
+    relative to. `check_paths` (default: unless DIFFSWEEP_SKIP_PATH_CHECKS=1) checks that the
+    files the config names exist (relative to the working directory, as the jobs read them)."""
     from diffsweep import grid as ds_grid
     from diffsweep import noise, runs, tables
 
@@ -285,7 +286,7 @@ def check(raw: dict, schema_path: str | Path = SCHEMA_PATH, base_dir: str | Path
         if check_paths is None:
             check_paths = os.environ.get(SKIP_PATH_CHECKS, "") not in ("1", "true", "yes")
         if check_paths:
-            check_named_files(config, grid, base_dir)
+            check_named_files(config, grid)
     except ConfigError as error:
         raise ConfigError(error.problems, source) from None
     except ValueError as error:   # registries, knobs, tables: messages that name the key
@@ -305,32 +306,36 @@ def check_results(results: str) -> None:
         raise ValueError(f"results: {results!r} is an existing file; allowed: a folder (existing or not)")
 
 
-def named_files(config: dict, grid) -> list[tuple[str, str, str]]:
-    """(key path, path, what is expected there) of every file or folder the config names."""
-    named = [(f"datasets.{name}.params.path", spec.params["path"], "the image folder or .npz file")
-             for name, spec in sorted(grid.datasets.items()) if spec.params.get("path")]
-    named += [(f"models.{name}.checkpoint", entry["checkpoint"], "the checkpoint file")
-              for name, entry in sorted(config["models"].items())
-              if entry["source"] == "pretrained" and entry["checkpoint"]]
-    if config["fidelity"]["inception_weights"]:
-        named.append(("fidelity.inception_weights", config["fidelity"]["inception_weights"], "the weights file"))
-    lpips = config.get("restoration", {}).get("metrics", {}).get("lpips_weights")
-    if lpips:
-        named.append(("restoration.metrics.lpips_weights", lpips, "the weights file"))
-    return named
+def check_named_files(config: dict, grid) -> None:
+    """Every file the config names is there, by the cheap checks of the code that reads it (no
+    file is opened): a dataset family's `check` (an images folder holding images, an .npz),
+    a pretrained checkpoint file, the Inception and LPIPS weights. Relative paths start at the
+    working directory."""
+    from diffsweep import data, pretrained
 
-
-def check_named_files(config: dict, grid, base_dir: str | Path = ".") -> None:
-    """Every file the config names exists (relative paths start at `base_dir`, the working directory)."""
     problems = []
-    for key, value, what in named_files(config, grid):
-        path = Path(value).expanduser()
-        if not (path if path.is_absolute() else Path(base_dir) / path).exists():
-            problems.append(f"{key}: '{value}' does not exist (relative paths start at the working directory "
-                            f"{Path(base_dir).resolve()}); allowed: {what}, or set {SKIP_PATH_CHECKS}=1 to plan "
-                            f"without it")
+    for name, spec in sorted(grid.datasets.items()):
+        family = data.FAMILIES.get(spec.family)
+        if family.check is not None:
+            try:
+                family.check(**spec.params)
+            except ValueError as error:   # "path: ..." (diffsweep.data.DataFileError)
+                problems.append(f"datasets.{name}.params.{error}")
+    for name, entry in sorted(config["models"].items()):
+        if entry["source"] == "pretrained" and entry["checkpoint"]:
+            try:
+                pretrained.checkpoint_file(entry["format"], entry["checkpoint"], where=f"models.{name}.").check()
+            except ValueError as error:
+                problems.append(str(error))
+    weights = [("fidelity.inception_weights", config["fidelity"]["inception_weights"]),
+               ("restoration.metrics.lpips_weights", config.get("restoration", {}).get("metrics", {}).get("lpips_weights"))]
+    for key, path in weights:
+        if path and not Path(path).expanduser().is_file():
+            problems.append(f"{key}: '{path}' {'is not a file' if Path(path).exists() else 'does not exist'} "
+                            f"(relative paths start at the working directory {Path.cwd()}); allowed: the weights file "
+                            f"or null")
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError([f"{problem} (set {SKIP_PATH_CHECKS}=1 to plan without the files)" for problem in problems])
 
 
 def load(path: str | Path, check_paths: bool | None = None):
