@@ -157,6 +157,9 @@ CHANGES = [
     # declared tables and plots
     ("ablation_column_unknown", replace("tables.ablations.t", {"rows": ["nosuch"], "metric": "sliced_w2"}),
      "tables.ablations.t.rows: "),
+    ("heatmap_filter_key_not_a_name", replace("plots.heatmap.filter", {1: 2}), "plots.heatmap.filter: 1 is not allowed"),
+    ("heatmap_filter_value_a_mapping", replace("plots.heatmap.filter", {"steps": {"a": 1}}),
+     "plots.heatmap.filter.steps: {'a': 1} has the wrong type or value"),
     ("plot_metric_not_a_name", replace("plots.metrics", ["not a name"]), "plots: metric 'not a name' is not a column"),
 ]
 
