@@ -123,6 +123,8 @@ CHANGES = [
     ("timesteps_huge", replace("samplers.rw", {"family": "ddpm", "schedule": "vp_pretrained",
                                                "schedule_params": {"timesteps": 100_000_000}}),
      "samplers.rw.schedule_params.timesteps: 100000000 is above the maximum"),
+    ("steps_per_level_huge", replace("samplers.rw.knobs.steps_per_level", 1_000_000),
+     "samplers.rw.knobs.steps_per_level: 1000000 is above the maximum 10000"),
     # the results folder
     ("results_empty", replace("results", ""), "results: '' is empty"),
     ("results_blank", replace("results", "   "), "results: '   ' is empty"),

@@ -16,7 +16,7 @@ from diffsweep.samplers.registry import Knob, gaussian_like, register
     knobs={
         "eps": Knob("float", 2e-5, "step constant: alpha_i = eps * sigma_i^2 / sigma_ref^2",
                      exclusive_minimum=0.0),
-        "steps_per_level": Knob("int", 10, "Langevin steps M at each noise level", minimum=1),
+        "steps_per_level": Knob("int", 10, "Langevin steps M at each noise level", minimum=1, maximum=10_000),
         "sigma_ref": Knob("str", "smallest", "which level normalises the step", choices=("smallest", "largest")),
         "final_denoise": Knob("bool", True, "finish with one Tweedie denoising step D(x, sigma_L) (NCSNv2)"),
     },

@@ -74,7 +74,7 @@ def walk(denoise, x, sigmas, generator, *, taus, temperatures, steps_per_level, 
 
 
 COMMON_KNOBS = {
-    "steps_per_level": Knob("int", 1, "walk steps at each noise level", minimum=1),
+    "steps_per_level": Knob("int", 1, "walk steps at each noise level", minimum=1, maximum=10_000),
     "final_noise": Knob("bool", False, "add noise on the very last step (the reference code does not)"),
 }
 EPS = Knob("float", 0.5, "step-size constant (tau = eps * sigma_k^2 for the reference rule)",

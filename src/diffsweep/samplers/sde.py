@@ -99,7 +99,7 @@ def sde_euler(denoise, x, sigmas, generator, *, process, final_noise):
                           choices=("reverse_diffusion", "euler_maruyama", "none")),
         "corrector": Knob("str", "langevin", "corrector step", choices=("langevin", "annealed_langevin", "none")),
         "snr": Knob("float", 0.16, "corrector signal-to-noise ratio", exclusive_minimum=0.0),
-        "corrector_steps": Knob("int", 1, "corrector steps per level", minimum=0),
+        "corrector_steps": Knob("int", 1, "corrector steps per level", minimum=0, maximum=10_000),
         "order": Knob("str", "corrector_first", "score_sde corrects at a level before predicting from it",
                       choices=("corrector_first", "predictor_first")),
         "final_noise": Knob("bool", False, "add the noise of the last predictor step (to sigma = 0)"),
