@@ -79,7 +79,8 @@ CHANGES = [
     ("likelihood_nan", replace("metrics.likelihood.sigma_min", NAN), "metrics.likelihood.sigma_min: nan"),
     ("arch_param_nan", replace("models.mlp.arch_params", {"hidden": NAN}), "models.mlp.arch_params.hidden: nan"),
     # degenerate values: an exclusive minimum where zero (or one) means nothing
-    ("eps_zero", replace("samplers.rw.knobs.eps", 0.0), "samplers.rw.knobs.eps: 0.0 is not above the exclusive minimum"),
+    ("eps_zero", replace("samplers.rw.knobs.eps", 0.0),
+     "samplers.rw.knobs.eps: 0.0 is not above the exclusive minimum"),
     ("eps_negative", replace("samplers.rw.knobs.eps", -1.0), "samplers.rw.knobs.eps: -1.0 is not above"),
     ("sigma_min_zero", replace("samplers.rw.schedule_params.sigma_min", 0.0),
      "samplers.rw.schedule_params.sigma_min: 0.0 is not above"),
@@ -90,7 +91,8 @@ CHANGES = [
     ("beta_max_one", replace("samplers.rw", {"family": "random_walk", "schedule": "vp_pretrained",
                                              "schedule_params": {"beta_max": 1.0}}),
      "samplers.rw.schedule_params.beta_max: 1.0 is not below the exclusive maximum"),
-    ("lr_zero", replace("models.mlp.lr", 0), "models.mlp.lr: 0 has the wrong type or value; allowed: a finite number > 0"),
+    ("lr_zero", replace("models.mlp.lr", 0),
+     "models.mlp.lr: 0 has the wrong type or value; allowed: a finite number > 0"),
     ("ema_one", replace("models.mlp.ema", 1.0), "models.mlp.ema: 1.0 has the wrong type or value"),
     ("sigma_data_zero", replace("models.mlp.sigma_data", 0.0), "models.mlp.sigma_data"),
     ("noise_std_zero", replace("restoration.tasks.half.noise_std", 0.0), "restoration.tasks.half.noise_std"),
@@ -108,7 +110,8 @@ CHANGES = [
      "metrics.likelihood.sigma_min: 100.0 is not below sigma_max"),
     ("respaced_too_many_steps", replace("samplers.rw", {"family": "ddpm", "schedule": "vp_respaced", "steps": 2000}),
      "samplers.rw.schedule_params: vp_respaced: 2000 steps exceed the chain's 1000 timesteps"),
-    ("restorer_sigma_range", replace("restoration.restorers.rw_cond.schedule_params", {"sigma_min": 3.0, "sigma_max": 1.0}),
+    ("restorer_sigma_range", replace("restoration.restorers.rw_cond.schedule_params",
+                                     {"sigma_min": 3.0, "sigma_max": 1.0}),
      "restoration.restorers.rw_cond.schedule_params.sigma_min: 3.0 is not below"),
     # sizes above the documented maxima
     ("n_samples_huge", replace("sampling.n_samples", 1_000_000_000), "sampling.n_samples: 1000000000 is greater than"),
@@ -159,7 +162,8 @@ CHANGES = [
     # declared tables and plots
     ("ablation_column_unknown", replace("tables.ablations.t", {"rows": ["nosuch"], "metric": "sliced_w2"}),
      "tables.ablations.t.rows: "),
-    ("heatmap_filter_key_not_a_name", replace("plots.heatmap.filter", {1: 2}), "plots.heatmap.filter: 1 is not allowed"),
+    ("heatmap_filter_key_not_a_name", replace("plots.heatmap.filter", {1: 2}),
+     "plots.heatmap.filter: 1 is not allowed"),
     ("heatmap_filter_value_a_mapping", replace("plots.heatmap.filter", {"steps": {"a": 1}}),
      "plots.heatmap.filter.steps: {'a': 1} has the wrong type or value"),
     ("plot_metric_not_a_name", replace("plots.metrics", ["not a name"]), "plots: metric 'not a name' is not a column"),
@@ -178,7 +182,8 @@ TEXTS = [
      "line 2, column 1: samplers: duplicate key (first at line 1)"),
     ("duplicate_nested_key", "samplers:\n  rw:\n    family: ddpm\n    steps: 10\n    steps: 20\n",
      "line 5, column 5: samplers.rw.steps: duplicate key (first at line 4)"),
-    ("duplicate_flow_key", "datasets: {ring8: {family: gmm, family: swissroll}}\n", "line 1, column 33: datasets.ring8.family: duplicate key (first at line 1)"),
+    ("duplicate_flow_key", "datasets: {ring8: {family: gmm, family: swissroll}}\n",
+     "line 1, column 33: datasets.ring8.family: duplicate key (first at line 1)"),
     ("syntax_unclosed", "samplers:\n  rw: {family: ddpm\nmodels: {}\n", "YAML syntax error"),
     ("syntax_tab", "samplers:\n\trw: {family: ddpm}\n", "line 2, column 1: YAML syntax error"),
     ("syntax_bad_indent", "samplers:\n  rw:\n    family: ddpm\n   steps: 3\n", "YAML syntax error"),
@@ -192,14 +197,16 @@ TEXTS = [
     ("knob_yaml11_string", "samplers:\n  rw: {family: random_walk, knobs: {eps: 5e-1}}\n",
      "samplers.rw.knobs.eps: expected float, got '5e-1' (YAML 1.1 reads 5e-1 as a string: write 5.0e-1)"),
     ("nan_literal", "samplers:\n  rw: {family: random_walk, knobs: {eps: .nan}}\n", "samplers.rw.knobs.eps: nan"),
-    ("duplicate_deep_key", "seeds: [0]\ntables:\n  ablations:\n    t: {rows: [sampler], metric: mmd, metric: sliced_w2}\n",
+    ("duplicate_deep_key",
+     "seeds: [0]\ntables:\n  ablations:\n    t: {rows: [sampler], metric: mmd, metric: sliced_w2}\n",
      "line 4, column 39: tables.ablations.t.metric: duplicate key (first at line 4)"),
     ("steps_yaml11_string", "samplers:\n  rw: {family: ddpm, steps: 1e3}\n",
      "(YAML 1.1 reads 1e3 as a string: write 1.0e3, or 1000 for an integer)"),
     ("lr_list_yaml11_string", "models:\n  mlp: {source: trained, lr: [2.0e-3, 1e-3]}\n",
      "models.mlp.lr: [0.002, '1e-3'] has the wrong type or value; allowed: a finite number > 0, or a list of those "
      "(YAML 1.1 reads 1e-3 as a string: write 1.0e-3)"),
-    ("restoration_seed_negative", "restoration:\n  seeds: [-1]\n", "restoration.seeds.0: -1 is less than the minimum of 0"),
+    ("restoration_seed_negative", "restoration:\n  seeds: [-1]\n",
+     "restoration.seeds.0: -1 is less than the minimum of 0"),
 ]
 
 
@@ -303,5 +310,6 @@ def test_infinity_where_the_knob_default_is_infinite(tmp_path, capsys, monkeypat
     from diffsweep import samplers
     (unbounded,) = [name for name, knob in samplers.get("edm").knobs.items() if knob.default == INF]
     monkeypatch.chdir(tmp_path)
-    path = write_case(tmp_path, replace("samplers.edm", {"family": "edm", "steps": 5, "knobs": {unbounded: [10.0, INF]}}))
+    path = write_case(tmp_path, replace("samplers.edm", {"family": "edm", "steps": 5,
+                                                         "knobs": {unbounded: [10.0, INF]}}))
     assert cli.main(["grid", "--config", str(path)]) == 0, capsys.readouterr().err

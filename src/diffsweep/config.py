@@ -222,8 +222,8 @@ def allowed_values(schema: dict) -> str:
         return "one of " + ", ".join(map(str, schema["enum"]))
     kind = schema.get("type", "any value")
     if kind == "array":
-        items = allowed_values(schema.get("items", {}))
-        return ("a non-empty list" if schema.get("minItems") else "a list") + (f" of: {items}" if "items" in schema else "")
+        items = f" of: {allowed_values(schema['items'])}" if "items" in schema else ""
+        return ("a non-empty list" if schema.get("minItems") else "a list") + items
     text = " or ".join(kind) if isinstance(kind, list) else kind
     text = {"number": "a finite number", "integer": "an integer", "string": "a string", "object": "a mapping",
             "boolean": "true or false"}.get(text, text)
@@ -327,8 +327,9 @@ def check_named_files(config: dict, grid) -> None:
                 pretrained.checkpoint_file(entry["format"], entry["checkpoint"], where=f"models.{name}.").check()
             except ValueError as error:
                 problems.append(str(error))
+    lpips = config.get("restoration", {}).get("metrics", {}).get("lpips_weights")
     weights = [("fidelity.inception_weights", config["fidelity"]["inception_weights"]),
-               ("restoration.metrics.lpips_weights", config.get("restoration", {}).get("metrics", {}).get("lpips_weights"))]
+               ("restoration.metrics.lpips_weights", lpips)]
     for key, path in weights:
         if path and not Path(path).expanduser().is_file():
             problems.append(f"{key}: '{path}' {'is not a file' if Path(path).exists() else 'does not exist'} "

@@ -137,8 +137,10 @@ def geometric(steps, sigma_min, sigma_max):
 @SCHEDULES.register(
     "ve_discrete", "the reference VE code's levels: score_sde's discrete table "
     "exp(linspace(log sigma_min, log sigma_max, K)) indexed by int(t_k (K - 1)), t_k = linspace(1, 1e-5, K)",
-    knobs={"sigma_min": Knob("float", 2 * VE_SIGMA_MIN, "smallest level (score_sde's 0.01 on [0, 1] data)", exclusive_minimum=0.0),
-           "sigma_max": Knob("float", 2 * VE_SIGMA_MAX, "largest level (score_sde's 348 on [0, 1] data)", exclusive_minimum=0.0)})
+    knobs={"sigma_min": Knob("float", 2 * VE_SIGMA_MIN, "smallest level (score_sde's 0.01 on [0, 1] data)",
+                             exclusive_minimum=0.0),
+           "sigma_max": Knob("float", 2 * VE_SIGMA_MAX, "largest level (score_sde's 348 on [0, 1] data)",
+                             exclusive_minimum=0.0)})
 def ve_discrete(steps, sigma_min, sigma_max):
     table = np.exp(np.linspace(np.log(sigma_min), np.log(sigma_max), steps))
     t = np.linspace(1.0, SCORE_SDE_SAMPLING_EPS, steps)
