@@ -142,6 +142,8 @@ CHANGES = [
      "models.vp.checkpoint: pretrained checkpoint 'nowhere/ffhq_10m.pt' not found; expected adm_ffhq256"),
     ("inception_weights_missing", replace("fidelity.inception_weights", "nowhere/inception.pth"),
      "fidelity.inception_weights: 'nowhere/inception.pth' does not exist"),
+    ("images_without_path", replace("datasets.faces", {"family": "images"}),
+     "datasets.faces.params.path: required by dataset family 'images'"),
     ("images_folder_empty", replace("datasets.faces", {"family": "images", "params": {"path": "."}}),
      "datasets.faces.params.path: folder '.' holds no"),
     ("images_file_not_npz", replace("datasets.faces", {"family": "images", "params": {"path": "bad.yaml"}}),
