@@ -29,7 +29,7 @@ def test_vp_ve_round_trip():
 @pytest.mark.parametrize("steps", [2, 7, 100])
 def test_schedules_decrease_between_their_endpoints(name, steps):
     sigmas = noise.make_schedule(name, steps)
-    params = noise.resolve_schedule_params(name)
+    params = noise.resolve_schedule_knobs(name)
     assert sigmas.shape == (steps,) and sigmas.dtype == np.float64
     assert np.all(np.diff(sigmas) < 0)
     if "sigma_max" in params:
@@ -96,7 +96,7 @@ def test_unknown_weight_and_distribution():
     with pytest.raises(ValueError, match="unknown loss weight 'l1'; allowed: edm, eps, score, x0"):
         noise.loss_weight("l1", 1.0)
     with pytest.raises(ValueError, match="unknown training sigma-distribution 'cosine'"):
-        noise.resolve_training_params("cosine")
+        noise.resolve_training_knobs("cosine")
 
 
 def test_cosine_chain_matches_its_closed_form():

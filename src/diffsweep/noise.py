@@ -64,10 +64,6 @@ VP_SIGMA_MAX = float(vp_sigma_table()[-1])
 class Schedule(Entry):
     fn: Callable[..., np.ndarray]   # fn(steps, **knobs) -> K levels, largest first
 
-    @property
-    def params(self) -> dict[str, Knob]:  # old name of `knobs`, still read by plots.py
-        return self.knobs
-
 
 SCHEDULES = Registry("schedule", Schedule)
 
@@ -165,16 +161,16 @@ def schedule_names() -> list[str]:
     return SCHEDULES.names()
 
 
-def resolve_schedule_params(name: str, params: dict | None = None, where: str = "") -> dict:
+def resolve_schedule_knobs(name: str, params: dict | None = None, where: str = "") -> dict:
     """Defaults filled in; unknown names or knobs raise ValueError naming the allowed ones.
     `where` is the config path of the preset (e.g. "samplers.rw.")."""
     schedule = SCHEDULES.get(name, where and where + "schedule: ")
-    return schedule.resolve_knobs(params, where and where + "schedule_params.")
+    return schedule.resolve_knobs(params, where and where + "schedule_knobs.")
 
 
 def make_schedule(name: str, steps: int, **params) -> np.ndarray:
     """K noise levels, largest first, float64."""
-    params = resolve_schedule_params(name, params)
+    params = resolve_schedule_knobs(name, params)
     if steps < 1:
         raise ValueError(f"schedule '{name}' needs at least 1 step, got {steps}")
     sigmas = np.asarray(SCHEDULES.get(name).fn(steps, **params), dtype=np.float64)
@@ -259,13 +255,13 @@ def training_distribution_names() -> list[str]:
     return TRAINING_DISTRIBUTIONS.names()
 
 
-def resolve_training_params(name: str, params: dict | None = None, where: str = "") -> dict:
+def resolve_training_knobs(name: str, params: dict | None = None, where: str = "") -> dict:
     distribution = TRAINING_DISTRIBUTIONS.get(name, where and where + "name: ")
-    return distribution.resolve_knobs(params, where and where + "params.")
+    return distribution.resolve_knobs(params, where and where + "knobs.")
 
 
 def sample_training_sigmas(name: str, n: int, generator, **params):
-    return TRAINING_DISTRIBUTIONS.get(name).fn(n, generator, **resolve_training_params(name, params))
+    return TRAINING_DISTRIBUTIONS.get(name).fn(n, generator, **resolve_training_knobs(name, params))
 
 
 # --- loss weights w(sigma) ------------------------------------------------------------
