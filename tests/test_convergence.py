@@ -34,7 +34,7 @@ STOCHASTIC = {  # preset -> (family, schedule, knobs)
 
 def draw(dataset, family, schedule, knobs, steps, n=2000, seed=0):
     spec = samplers.get(family)
-    run = {"family": family, "schedule": schedule, "schedule_params": {}, "steps": steps, "init": spec.init,
+    run = {"family": family, "schedule": schedule, "schedule_knobs": {}, "steps": steps, "init": spec.init,
            "knobs": spec.resolve_knobs(knobs), "seed": seed, "n_samples": n}
     return jobs.draw_samples(run, OracleDenoiser(dataset.mixture), 2, torch.float64, torch.device("cpu"))[0]
 

@@ -15,13 +15,13 @@ from PIL import Image
 from diffsweep import jobs, models, pretrained
 from diffsweep.checkpoints import CheckpointError
 from diffsweep.data import (DataFileError, check_dataset_files, load_image_folder, make_dataset,
-                            resolve_dataset_params)
+                            resolve_dataset_knobs)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "pretrained"
 ADM_SMALL = {"image_size": 32, "model_channels": 32, "channel_mult": [1, 2, 2], "num_head_channels": 8}
 NCSNPP_SMALL = {"image_size": 32, "nf": 16, "ch_mult": [1, 2, 2], "num_res_blocks": 1}
 WHERE = "datasets.faces."
-KEY = "datasets.faces.params.path"
+KEY = "datasets.faces.knobs.path"
 
 
 def one_line(error) -> str:
@@ -150,7 +150,7 @@ def test_mixed_modes_and_sizes_stack_into_one_dataset(tmp_path):
 def test_a_dataset_without_path_is_refused_when_resolved():
     for given in ({}, {"path": ""}):
         with pytest.raises(ValueError) as error:
-            resolve_dataset_params("images", {**given, "resolution": 8}, where=WHERE)
+            resolve_dataset_knobs("images", {**given, "resolution": 8}, where=WHERE)
         assert one_line(error).startswith(f"{KEY}: required by dataset family 'images'")
 
 
@@ -216,7 +216,7 @@ def test_file_checks_pass_for_readable_sources_and_for_families_without_files(tm
 # --- checkpoints -------------------------------------------------------------------------------
 
 RECIPE = {"arch": "mlp", "arch_params": {"hidden": 16, "depth": 2}, "parametrisation": "eps", "sigma_data": 1.0,
-          "train_sigma": {"name": "ve_loguniform", "params": {"sigma_min": 0.05, "sigma_max": 20.0}},
+          "train_sigma": {"name": "ve_loguniform", "knobs": {"sigma_min": 0.05, "sigma_max": 20.0}},
           "weight": "eps", "steps": 2, "batch_size": 8, "lr": 1e-3, "ema": 0.9, "grad_clip": 1.0,
           "seed": 0, "log_every": 1}
 

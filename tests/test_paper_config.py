@@ -43,13 +43,13 @@ UNCONDITIONAL = [
 ]
 
 
-@pytest.mark.parametrize("preset, model, schedule, schedule_params, steps, eps, T0, extra", UNCONDITIONAL)
-def test_unconditional_experiments_have_the_reference_settings(paper_grid, preset, model, schedule, schedule_params,
+@pytest.mark.parametrize("preset, model, schedule, schedule_knobs, steps, eps, T0, extra", UNCONDITIONAL)
+def test_unconditional_experiments_have_the_reference_settings(paper_grid, preset, model, schedule, schedule_knobs,
                                                                steps, eps, T0, extra):
     run = only_run(paper_grid.runs.values(), preset)
     assert run.model.name == model and run.family == "random_walk"
     assert run.schedule == schedule and run.steps == steps
-    assert {key: run.schedule_params[key] for key in schedule_params} == schedule_params
+    assert {key: run.schedule_knobs[key] for key in schedule_knobs} == schedule_knobs
     assert run.init == "unit"                              # x ~ N(0, I): sample.py:147,161
     assert run.n_samples == 1000
     assert run.knobs == {**run.knobs, "step_rule": "reference", "eps": eps, "T0": T0, "final_noise": False,
@@ -67,14 +67,14 @@ CONDITIONAL = [
 ]
 
 
-@pytest.mark.parametrize("preset, model, task, operator_params, data_range, schedule, steps, eps, continuous",
+@pytest.mark.parametrize("preset, model, task, operator_knobs, data_range, schedule, steps, eps, continuous",
                          CONDITIONAL)
-def test_conditional_experiments_have_the_reference_settings(paper_grid, preset, model, task, operator_params,
+def test_conditional_experiments_have_the_reference_settings(paper_grid, preset, model, task, operator_knobs,
                                                              data_range, schedule, steps, eps, continuous):
     run = only_run(paper_grid.restorations.values(), preset)
     assert (run.kind, run.model.name, run.task.name, run.family) == ("restoration", model, task, "rw_conditional")
-    assert run.task.operator == ("sr_bicubic" if "factor" in operator_params else "inpaint_random")
-    assert run.task.operator_params == operator_params
+    assert run.task.operator == ("sr_bicubic" if "factor" in operator_knobs else "inpaint_random")
+    assert run.task.operator_knobs == operator_knobs
     assert run.task.noise_std == 0.2 and run.task.data_range == data_range
     # noise_std 0.2 on the network's own data: [-1, 1] for VP (sample.py:103-106), [0, 1] for VE (sample.py:100-102)
     assert run.task.noise_std_effective == pytest.approx(0.2 if model == "vp_adm" else 0.4)
@@ -82,14 +82,14 @@ def test_conditional_experiments_have_the_reference_settings(paper_grid, preset,
     assert run.knobs == {"eps": eps, "T0": 0.0, "clamp_tau": True, "ve_continuous_sigma": continuous,
                          "steps_per_level": 1, "final_noise": False}
     if schedule == "sigmoid":
-        assert run.schedule_params["sharpness"] == 0.3
+        assert run.schedule_knobs["sharpness"] == 0.3
     assert run.n_samples == 1 and run.task.n_measurements == 1000
 
 
 def test_dataset_models_and_sizes(paper_grid):
     (dataset,) = paper_grid.datasets.values()
     assert dataset.family == "images" and dataset.n_reference == 1000
-    assert {k: dataset.params[k] for k in ("resolution", "channels", "limit")} == {"resolution": 256, "channels": 3,
+    assert {k: dataset.knobs[k] for k in ("resolution", "channels", "limit")} == {"resolution": 256, "channels": 3,
                                                                                   "limit": 1000}
     formats = {model.name: model.recipe["format"] for model in paper_grid.models.values()}
     assert formats == {"vp_adm": "adm_ffhq256", "ve_ncsnpp": "ncsnpp_ffhq256"}
@@ -136,7 +136,7 @@ def test_a_run_without_the_files_is_refused_at_parse_time_naming_each_key(tmp_pa
                             capture_output=True, text=True, cwd=tmp_path, env=env)
     assert result.returncode != 0
     output = result.stdout + result.stderr
-    for line in ["datasets.ffhq.params.path: 'data/ffhq256' does not exist",
+    for line in ["datasets.ffhq.knobs.path: 'data/ffhq256' does not exist",
                  "models.vp_adm.checkpoint: pretrained checkpoint 'pretrained/ffhq_10m.pt' not found",
                  "fidelity.inception_weights: 'pretrained/weights-inception-2015-12-05-6726825d.pth' does not exist",
                  "restoration.metrics.lpips_weights: 'pretrained/vgg16-397923af.pth' does not exist"]:

@@ -26,7 +26,7 @@ def faces_config(folder: Path, adm=FIXTURES / "adm_small.pt", ncsnpp=FIXTURES / 
     """Two pretrained sources (VP ADM and VE NCSN++, small fixture networks) on 32x32 RGB images."""
     rng = np.random.default_rng(0)
     np.savez(folder / "faces.npz", x=rng.integers(0, 256, size=(16, 32, 32, 3), dtype=np.uint8))
-    return {"datasets": {"faces": {"family": "images", "params": {"path": str(folder / "faces.npz"), "resolution": 32}}},
+    return {"datasets": {"faces": {"family": "images", "knobs": {"path": str(folder / "faces.npz"), "resolution": 32}}},
             "models": {"vp": {"source": "pretrained", "format": "adm_ffhq256", "checkpoint": str(adm),
                               "arch_params": ADM_SMALL},
                        "ve": {"source": "pretrained", "format": "ncsnpp_ffhq256", "checkpoint": str(ncsnpp),
@@ -66,7 +66,7 @@ def test_pretrained_keys_leave_trained_recipes_alone(tmp_path):
 def test_a_pretrained_network_skips_datasets_of_another_shape(tmp_path):
     config = faces_config(tmp_path)
     config["datasets"]["ring8"] = {"family": "gmm"}
-    config["datasets"]["faces64"] = {"family": "images", "params": {"path": str(tmp_path / "faces.npz"), "resolution": 64}}
+    config["datasets"]["faces64"] = {"family": "images", "knobs": {"path": str(tmp_path / "faces.npz"), "resolution": 64}}
     grid = build(config)
     assert {m.data.name for m in grid.models.values()} == {"faces"}
     assert any("'faces64': the network takes 3x32x32 images, the dataset has 3x64x64" in r for r in grid.excluded)

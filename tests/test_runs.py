@@ -10,7 +10,7 @@ from diffsweep import config, io, jobs, runs, tables
 from diffsweep import grid as ds_grid
 
 CONFIG = {
-    "datasets": {"ring8": {"family": "gmm", "params": {"preset": "ring8"}}},
+    "datasets": {"ring8": {"family": "gmm", "knobs": {"preset": "ring8"}}},
     "models": {"oracle": {"source": "oracle"}},
     "samplers": {"ddim": {"family": "ddim", "steps": [3, 5]}},
     "data": {"n_train": 100, "n_reference": 200},

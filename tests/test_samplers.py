@@ -30,11 +30,11 @@ def family_of(preset: str) -> str:
     return {"sde_ve": "sde_euler", "sde_vp": "sde_euler", "pf_ode_heun": "pf_ode", "pf_ode_euler": "pf_ode"}.get(preset, preset)
 
 
-def run(preset, steps, n=2000, seed=0, **schedule_params):
+def run(preset, steps, n=2000, seed=0, **schedule_knobs):
     schedule, knobs = PRESETS[preset]
     family = family_of(preset)
     spec = samplers.get(family)
-    run_spec = {"family": family, "schedule": schedule, "schedule_params": schedule_params, "steps": steps,
+    run_spec = {"family": family, "schedule": schedule, "schedule_knobs": schedule_knobs, "steps": steps,
                 "init": spec.init, "knobs": spec.resolve_knobs(knobs), "seed": seed, "n_samples": n}
     return jobs.draw_samples(run_spec, ORACLE, 2, torch.float64, torch.device("cpu"))
 

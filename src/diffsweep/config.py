@@ -320,7 +320,7 @@ def check_named_files(config: dict, grid) -> None:
             try:
                 family.check(**spec.params)
             except ValueError as error:   # "path: ..." (diffsweep.data.DataFileError)
-                problems.append(f"datasets.{name}.params.{error}")
+                problems.append(f"datasets.{name}.knobs.{error}")
     for name, entry in sorted(config["models"].items()):
         if entry["source"] == "pretrained" and entry["checkpoint"]:
             try:

@@ -1,6 +1,6 @@
 """Datasets: a registry of families with declared parameters, and their exact samplers.
 
-The registry (`FAMILIES`, `resolve_dataset_params`, `is_analytic`) is plain data, so the
+The registry (`FAMILIES`, `resolve_dataset_knobs`, `is_analytic`) is plain data, so the
 Snakefile checks dataset entries at parse time without importing torch; `make_dataset`
 builds the sampler (and, for mixtures, the exact density from `diffsweep.gmm`) in a job.
 A plugin adds a family with `FAMILIES.add(DatasetFamily(name=..., build=..., knobs=...))`.
@@ -32,7 +32,7 @@ class Dataset:
     dim: int                                   # number of coordinates of one sample
     mixture: GaussianMixture | None = None     # exact density / denoiser (of flattened samples) when known
     mode_centers: Any = field(default=None, repr=False)  # (K, d) tensor for mixtures
-    params: dict = field(default_factory=dict)  # the resolved parameters, for the record
+    knobs: dict = field(default_factory=dict)  # the resolved knobs, for the record
     sampler: Callable[[int, "torch.Generator"], "torch.Tensor"] = field(default=None, kw_only=True, repr=False)
     shape: tuple = ()                          # shape of one sample; () means (dim,)
 
@@ -87,7 +87,7 @@ def _build_gmm(preset: str, scale: float, n_modes: int = 8, radius: float = 4.0,
     # Scaling x by c scales means by c and covariances by c^2.
     mixture = GaussianMixture(mixture.weights, scale * mixture.means, scale ** 2 * mixture.covariances)
     return Dataset(name="gmm", dim=mixture.dim, mixture=mixture, mode_centers=mixture.means.clone(),
-                   params={"preset": preset, "scale": scale,
+                   knobs={"preset": preset, "scale": scale,
                            **({"n_modes": n_modes, "radius": radius, "std": std} if preset == "ring8" else {})},
                    sampler=lambda n, generator: mixture.sample(n, generator)[0])
 
@@ -101,7 +101,7 @@ def _build_swissroll(noise: float) -> Dataset:
         curve = torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=1) * (4.0 / (4.5 * math.pi))
         return curve + noise * torch.randn(n, 2, generator=generator, dtype=torch.float64)
 
-    return Dataset(name="swissroll", dim=2, params={"noise": noise}, sampler=sample)
+    return Dataset(name="swissroll", dim=2, knobs={"noise": noise}, sampler=sample)
 
 
 def _build_checkerboard(squares: int, size: float) -> Dataset:
@@ -117,7 +117,7 @@ def _build_checkerboard(squares: int, size: float) -> Dataset:
         offset = torch.rand(n, 2, generator=generator, dtype=torch.float64)
         return -size / 2 + (black[which] + offset) * width
 
-    return Dataset(name="checkerboard", dim=2, params={"squares": squares, "size": size}, sampler=sample)
+    return Dataset(name="checkerboard", dim=2, knobs={"squares": squares, "size": size}, sampler=sample)
 
 
 def load_digits(resolution: int, split: str, test_fraction: float, split_seed: int, with_labels: bool = False):
@@ -153,7 +153,7 @@ def _draw_from(pool):
 def _build_digits(resolution: int, split: str, test_fraction: float, split_seed: int) -> Dataset:
     pool = load_digits(resolution, split, test_fraction, split_seed)
     return Dataset(name="digits", dim=pool[0].numel(), shape=tuple(pool.shape[1:]), sampler=_draw_from(pool),
-                   params={"resolution": resolution, "split": split, "test_fraction": test_fraction,
+                   knobs={"resolution": resolution, "split": split, "test_fraction": test_fraction,
                            "split_seed": split_seed})
 
 
@@ -183,7 +183,7 @@ def _build_digits_gmm(components: int, reg_covar: float, test_fraction: float, s
     mixture = GaussianMixture(*(torch.from_numpy(fit[key]) for key in ("weights", "means", "covariances")))
     shape = (1, 8, 8)
     return Dataset(name="digits_gmm", dim=64, shape=shape, mixture=mixture, mode_centers=mixture.means.clone(),
-                   params={"components": components, "reg_covar": reg_covar, "test_fraction": test_fraction,
+                   knobs={"components": components, "reg_covar": reg_covar, "test_fraction": test_fraction,
                            "split_seed": split_seed, "fit_seed": fit_seed},
                    sampler=lambda n, generator: mixture.sample(n, generator)[0].reshape(n, *shape))
 
@@ -335,7 +335,7 @@ def _square(image, resolution: int, crop: str):
 def _build_images(path: str, resolution: int, channels: int, crop: str, limit: int) -> Dataset:
     pool = load_image_folder(path, resolution, channels, crop, limit)
     return Dataset(name="images", dim=pool[0].numel(), shape=tuple(pool.shape[1:]), sampler=_draw_from(pool),
-                   params={"path": path, "resolution": resolution, "channels": channels, "crop": crop,
+                   knobs={"path": path, "resolution": resolution, "channels": channels, "crop": crop,
                            "limit": limit})
 
 
@@ -400,10 +400,10 @@ def family_names() -> list[str]:
 
 def knobs_where(where: str) -> str:
     """The config path of a dataset entry's knobs, from the entry's ("datasets.faces.")."""
-    return where and where + "params."
+    return where and where + "knobs."
 
 
-def resolve_dataset_params(family: str, params: dict, where: str = "") -> dict:
+def resolve_dataset_knobs(family: str, params: dict, where: str = "") -> dict:
     """Parameters with defaults filled in; unknown families, names or values raise ValueError.
     `where` is the config path of the dataset entry (e.g. "datasets.ring8.")."""
     spec = FAMILIES.get(family, where and where + "family: ")
@@ -441,7 +441,7 @@ def make_dataset(family: str, fit_path=None, where: str = "", **params) -> Datas
     cannot be read DataFileError, naming `where` (the entry's config path, "datasets.faces.").
     A fitted prior (digits_gmm) caches its fit at `fit_path` when one is given."""
     spec = FAMILIES.get(family, where and where + "family: ")
-    params = resolve_dataset_params(family, params, where)
+    params = resolve_dataset_knobs(family, params, where)
     try:
         return spec.build(**params, fit_path=fit_path) if spec.fitted else spec.build(**params)
     except DataFileError as error:

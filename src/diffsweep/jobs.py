@@ -61,7 +61,7 @@ def build_dataset(spec: dict, data_dir=None) -> data.Dataset:
     """The dataset of a spec; `data_dir` (results/data/<id>) holds the cached fit of a fitted prior."""
     fit_path = Path(data_dir) / "prior.npz" if data_dir is not None else None
     return data.make_dataset(spec["family"], fit_path=fit_path, where=f"datasets.{spec.get('name', spec['id'])}.",
-                             **spec["params"])
+                             **spec["knobs"])
 
 
 # --- prepare_data ----------------------------------------------------------------------
@@ -211,7 +211,7 @@ def call_counted(fn, denoiser, device, *args, **kwargs):
 def draw_samples(run: dict, denoiser, shape, dtype, device):
     """Run one sampler preset point: (samples, reported nfe, counted nfe, seconds)."""
     spec = samplers.get(run["family"])
-    sigmas = make_schedule(run["schedule"], run["steps"], **run["schedule_params"]).tolist()
+    sigmas = make_schedule(run["schedule"], run["steps"], **run["schedule_knobs"]).tolist()
     generator = torch.Generator(device=device).manual_seed(run["seed"])
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     x = initial_sample(run["init"], sigmas[0], (run["n_samples"], *shape), generator, dtype, device)

@@ -66,10 +66,6 @@ VP_SIGMA_MAX = float(vp_sigma_table()[-1])
 class Schedule(Entry):
     fn: Callable[..., np.ndarray]   # fn(steps, **knobs) -> K levels, largest first
 
-    @property
-    def params(self) -> dict[str, Knob]:  # old name of `knobs`, still read by plots.py
-        return self.knobs
-
 
 SCHEDULES = Registry("schedule", Schedule)
 
@@ -171,12 +167,12 @@ def schedule_names() -> list[str]:
     return SCHEDULES.names()
 
 
-def resolve_schedule_params(name: str, params: dict | None = None, where: str = "") -> dict:
+def resolve_schedule_knobs(name: str, params: dict | None = None, where: str = "") -> dict:
     """Defaults filled in; unknown names or knobs raise ValueError naming the allowed ones.
     `where` is the config path of the preset (e.g. "samplers.rw.")."""
     schedule = SCHEDULES.get(name, where and where + "schedule: ")
-    resolved = schedule.resolve_knobs(params, where and where + "schedule_params.")
-    check_sigma_range(resolved, where and where + "schedule_params.")
+    resolved = schedule.resolve_knobs(params, where and where + "schedule_knobs.")
+    check_sigma_range(resolved, where and where + "schedule_knobs.")
     return resolved
 
 
@@ -193,12 +189,12 @@ def check_schedule(name: str, steps: int, params: dict, where: str = "") -> None
     try:
         make_schedule(name, steps, **params)
     except (ValueError, FloatingPointError, OverflowError, ZeroDivisionError) as error:
-        raise ValueError(f"{where}schedule_params: {error}") from None
+        raise ValueError(f"{where}schedule_knobs: {error}") from None
 
 
 def make_schedule(name: str, steps: int, **params) -> np.ndarray:
     """K noise levels, largest first, float64."""
-    params = resolve_schedule_params(name, params)
+    params = resolve_schedule_knobs(name, params)
     if steps < 1:
         raise ValueError(f"schedule '{name}' needs at least 1 step, got {steps}")
     with np.errstate(all="ignore"):   # overflow and 0/0 become inf and nan, refused below
@@ -287,15 +283,15 @@ def training_distribution_names() -> list[str]:
     return TRAINING_DISTRIBUTIONS.names()
 
 
-def resolve_training_params(name: str, params: dict | None = None, where: str = "") -> dict:
+def resolve_training_knobs(name: str, params: dict | None = None, where: str = "") -> dict:
     distribution = TRAINING_DISTRIBUTIONS.get(name, where and where + "name: ")
-    resolved = distribution.resolve_knobs(params, where and where + "params.")
-    check_sigma_range(resolved, where and where + "params.")
+    resolved = distribution.resolve_knobs(params, where and where + "knobs.")
+    check_sigma_range(resolved, where and where + "knobs.")
     return resolved
 
 
 def sample_training_sigmas(name: str, n: int, generator, **params):
-    return TRAINING_DISTRIBUTIONS.get(name).fn(n, generator, **resolve_training_params(name, params))
+    return TRAINING_DISTRIBUTIONS.get(name).fn(n, generator, **resolve_training_knobs(name, params))
 
 
 # --- loss weights w(sigma) ------------------------------------------------------------

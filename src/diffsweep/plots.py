@@ -168,15 +168,15 @@ def heatmap(table: pd.DataFrame, metric: str, out, rows: str = "model_train_sigm
 
 def schedule_points(manifest: pd.DataFrame) -> list[dict]:
     """Every (schedule, its parameters, step count) that `manifest` (runs.parquet) uses."""
-    params = [c for c in manifest.columns if c.startswith("schedule_")]
+    knob_columns = [c for c in manifest.columns if c.startswith("schedule_")]
     points, seen = [], set()
-    for row in records(manifest[["schedule", "steps", *params]].drop_duplicates()):
-        values = {c.removeprefix("schedule_"): row[c] for c in params if row[c] is not None}
+    for row in records(manifest[["schedule", "steps", *knob_columns]].drop_duplicates()):
+        values = {c.removeprefix("schedule_"): row[c] for c in knob_columns if row[c] is not None}
         key = (row["schedule"], int(row["steps"]), tuple(sorted(values.items())))
         if key not in seen:
             seen.add(key)
-            points.append({"schedule": row["schedule"], "steps": int(row["steps"]), "params": values})
-    return sorted(points, key=lambda p: (p["schedule"], sorted(p["params"].items()), p["steps"]))
+            points.append({"schedule": row["schedule"], "steps": int(row["steps"]), "knobs": values})
+    return sorted(points, key=lambda p: (p["schedule"], sorted(p["knobs"].items()), p["steps"]))
 
 
 def schedule_curves(manifest: pd.DataFrame, out) -> None:
@@ -187,9 +187,9 @@ def schedule_curves(manifest: pd.DataFrame, out) -> None:
     theme()
     frames = []
     for point in schedule_points(manifest):
-        sigmas = noise.make_schedule(point["schedule"], point["steps"], **_schedule_params(point))
-        defaults = {k: knob.default for k, knob in noise.SCHEDULES[point["schedule"]].params.items()}
-        changed = {k: v for k, v in point["params"].items() if k in defaults and v != defaults[k]}
+        sigmas = noise.make_schedule(point["schedule"], point["steps"], **_schedule_knobs(point))
+        defaults = {k: knob.default for k, knob in noise.SCHEDULES[point["schedule"]].knobs.items()}
+        changed = {k: v for k, v in point["knobs"].items() if k in defaults and v != defaults[k]}
         title = point["schedule"] + ("".join(f"\n{k}={_short(v)}" for k, v in sorted(changed.items())))
         frames.append(pd.DataFrame({"k": np.arange(len(sigmas)), "sigma": sigmas, "K": str(point["steps"]),
                                     "schedule": title}))
@@ -212,13 +212,13 @@ def schedule_curves(manifest: pd.DataFrame, out) -> None:
     save(grid.figure, out)
 
 
-def _schedule_params(point: dict) -> dict:
+def _schedule_knobs(point: dict) -> dict:
     """Manifest values in the types the schedule's knobs declare (Parquet makes ints floats)."""
     from diffsweep import noise
 
-    declared = noise.SCHEDULES[point["schedule"]].params
+    declared = noise.SCHEDULES[point["schedule"]].knobs
     out = {}
-    for key, value in point["params"].items():
+    for key, value in point["knobs"].items():
         if key in declared:
             kind = declared[key].type
             out[key] = int(value) if kind == "int" else float(value) if kind == "float" else value
