@@ -318,7 +318,7 @@ def check_named_files(config: dict, grid) -> None:
         family = data.FAMILIES.get(spec.family)
         if family.check is not None:
             try:
-                family.check(**spec.params)
+                family.check(**spec.knobs)
             except ValueError as error:   # "path: ..." (diffsweep.data.DataFileError)
                 problems.append(f"datasets.{name}.knobs.{error}")
     for name, entry in sorted(config["models"].items()):
