@@ -104,8 +104,8 @@ def test_sweep_size_stays_what_the_comments_say(paper_grid):
     """The NFE totals quoted in config/paper.yaml (steps x images, before 2-NFE-per-level samplers)."""
     unconditional = sum(run.steps * run.n_samples for run in paper_grid.runs.values())
     restoration = sum(run.steps * run.task.n_measurements * run.n_samples for run in paper_grid.restorations.values())
-    assert (len(paper_grid.runs), len(paper_grid.restorations)) == (50, 16)
-    assert unconditional == 9_475_000 and restoration == 7_700_000
+    assert (len(paper_grid.runs), len(paper_grid.restorations)) == (50, 22)
+    assert unconditional == 9_475_000 and restoration == 8_140_000
 
 
 def test_preset_restrictions_name_unknown_models_and_tasks():
