@@ -256,11 +256,12 @@ def test_dpmpp_2m_sde_equals_diffusers(monkeypatch, solver_type, eta):
 
 
 def test_dpmpp_3m_sde_without_noise_equals_diffusers_third_order(monkeypatch):
-    # diffusers' third-order sde-dpmsolver++ step has -1/2 where the SDE's phi_3 term needs +1/2
-    # (k-diffusion's), so the stochastic path is compared through its 2M part above only.
+    # (3M) warms up with the heun-type second-order step. diffusers' third-order sde-dpmsolver++
+    # step has -1/2 where the SDE's phi_3 term needs +1/2 (k-diffusion's, and the integral of the
+    # SDE's weight 2 e^{-2(h - s)} against the quadratic), so the stochastic 3M path is not compared.
     sigmas, x = karras(10), start(80.0)
     scheduler = diffusers_scheduler(monkeypatch, "DPMSolverMultistepScheduler", algorithm_type="dpmsolver++",
-                                    solver_order=3, prediction_type="sample", lower_order_final=False,
+                                    solver_order=3, solver_type="heun", prediction_type="sample", lower_order_final=False,
                                     final_sigmas_type="zero")
     theirs = drive_vp(scheduler, x, sigmas + [0.0])[-1]
     ours, _ = sample("dpmpp_3m_sde", x, sigmas, eta=0.0)

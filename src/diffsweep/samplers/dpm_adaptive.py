@@ -76,7 +76,7 @@ def dpm_adaptive(denoise, x, sigmas, generator, *, order, rtol, atol, h_init, et
         sigma, sigma_next = math.exp(-t), math.exp(-min(t_end, t + h))
         sigma_down, _ = ancestral_sigmas(sigma, sigma_next, eta)
         sigma_down = max(sigma_down, levels[-1])
-        sigma_up = math.sqrt(sigma_next ** 2 - sigma_down ** 2)
+        sigma_up = math.sqrt(max(sigma_next ** 2 - sigma_down ** 2, 0.0))   # 0 up to rounding when eta = 0
         if eps is None:
             eps = (x - denoise(x, sigma)) / sigma
             nfe += 1
