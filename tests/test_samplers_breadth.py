@@ -4,6 +4,7 @@ and equality with diffusers' scheduler of the same name driven by the same denoi
 is used here only, never at run time). Small n and few levels: the whole file runs in seconds."""
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -310,3 +311,47 @@ def test_deis_equals_diffusers(monkeypatch, order):
     calls = []
     sample("deis", x, sigmas, denoise=recorder(ORACLE, calls), order=order)
     torch.testing.assert_close(torch.stack(calls), torch.stack(theirs), rtol=1e-12, atol=1e-12)
+
+
+# --- k-diffusion reference values ----------------------------------------------------------------
+# tests/fixtures/reference/make_breadth_reference.py ran k-diffusion's samplers with this oracle in
+# float64, feeding them the stored noise through their `noise_sampler`.
+
+@pytest.fixture(scope="module")
+def k_diffusion():
+    from pathlib import Path
+    stored = np.load(Path(__file__).parent / "fixtures" / "reference" / "breadth.npz")
+    return {key: stored[key] for key in stored.files}
+
+
+K_DIFFUSION = {  # stored name -> (family, knobs); knobs as given to k-diffusion
+    "euler_ancestral": ("euler_ancestral", {"eta": 1.0}),
+    "dpm_2_ancestral": ("dpm_2_ancestral", {"eta": 1.0}),
+    "dpmpp_sde": ("dpmpp_sde", {"eta": 1.0, "r": 0.5}),
+    "dpmpp_2m_sde": ("dpmpp_2m_sde", {"eta": 1.0, "solver_type": "midpoint"}),
+    "dpmpp_2m_sde_heun": ("dpmpp_2m_sde", {"eta": 1.0, "solver_type": "heun"}),
+    "dpmpp_3m_sde": ("dpmpp_3m_sde", {"eta": 0.8}),
+    "dpm_2": ("dpm_2", {}),
+    "lms": ("lms", {"order": 4}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(K_DIFFUSION))
+def test_matches_k_diffusion(name, k_diffusion, monkeypatch):
+    family, knobs = K_DIFFUSION[name]
+    spec = samplers.get(family)
+    if f"{name}_noise" in k_diffusion:
+        draws = iter(torch.from_numpy(k_diffusion[f"{name}_noise"]))
+        monkeypatch.setattr(sys.modules[spec.fn.__module__], "gaussian_like", lambda x, generator: next(draws))
+    ours, _ = sample(family, torch.from_numpy(k_diffusion["x"]), k_diffusion["sigmas"].tolist(), **knobs)
+    if f"{name}_noise" in k_diffusion:
+        assert next(draws, None) is None, "the sampler drew less noise than k-diffusion was given"
+    np.testing.assert_allclose(ours.numpy(), k_diffusion[name], rtol=1e-12, atol=1e-12)
+
+
+def test_adaptive_dpm_solver_matches_k_diffusion(k_diffusion):
+    counter = jobs.CountingDenoiser(ORACLE)
+    ours, nfe = sample("dpm_adaptive", torch.from_numpy(k_diffusion["x"]), k_diffusion["sigmas"].tolist(),
+                       denoise=counter, order=3, rtol=2.0 ** -10, atol=2.0 ** -10, final_denoise=False)
+    np.testing.assert_allclose(ours.numpy(), k_diffusion["dpm_adaptive"], rtol=1e-12, atol=1e-12)
+    assert nfe == counter.calls <= int(k_diffusion["dpm_adaptive_nfe"])   # the first evaluation is reused after a rejection
