@@ -1,9 +1,9 @@
-"""Adaptive DPM-Solver-12 and -23 (Lu et al. 2022, "DPM-Solver", Sec. 3.3 and App. C), as in
+"""Adaptive DPM-Solver-12 and -23 (Lu et al. 2022, "DPM-Solver", adaptive step size), as in
 k-diffusion's `sample_dpm_adaptive`, in the noise-prediction form eps = (x - D(x, sigma)) / sigma
 with lambda = -log sigma.
 
 A step of size h in lambda from sigma to sigma' = sigma e^{-h} computes a lower- and a
-higher-order solution from shared evaluations (Algorithms 1-2 of the paper):
+higher-order solution from shared evaluations:
     DPM-Solver-1:  x' = x - sigma' (e^h - 1) eps(x, sigma)
     DPM-Solver-2(r1): u = x - s1 (e^{r1 h} - 1) eps,  s1 = sigma e^{-r1 h},
         x' = x - sigma' (e^h - 1) eps - sigma' / (2 r1) (e^h - 1) (eps(u, s1) - eps)

@@ -1,4 +1,4 @@
-"""Stochastic DPM-Solver++ (Lu et al. 2022, "DPM-Solver++", Sec. 5 and App. B), in the data-prediction
+"""Stochastic DPM-Solver++ (Lu et al. 2022, "DPM-Solver++", its SDE solvers), in the data-prediction
 form with lambda = -log sigma and h = log(sigma_k / sigma_{k+1}), as in k-diffusion's
 `sample_dpmpp_sde`, `sample_dpmpp_2m_sde` and `sample_dpmpp_3m_sde`.
 

@@ -1,5 +1,5 @@
-"""Linear multistep (Adams-Bashforth) on the probability-flow ODE in sigma, as in k-diffusion's
-`sample_lms` and diffusers' `LMSDiscreteScheduler` (Karras et al. 2022 list it as a baseline).
+"""Linear multistep: the classic variable-step Adams-Bashforth method on the probability-flow ODE
+in sigma, as in k-diffusion's `sample_lms` and diffusers' `LMSDiscreteScheduler`.
 
 With the slopes d_j = (x_j - D(x_j, sigma_j)) / sigma_j of the last p = min(order, k + 1) levels,
     x_{k+1} = x_k + sum_j w_j d_j,   w_j = integral from sigma_k to sigma_{k+1} of l_j(s) ds,

@@ -1,5 +1,5 @@
-"""UniPC (Zhao et al. 2023, "UniPC: a unified predictor-corrector framework", Algorithms 2-3, the
-B(h) variants), in the data-prediction form with lambda = -log sigma, as in diffusers'
+"""UniPC (Zhao et al. 2023, "UniPC: a unified predictor-corrector framework for fast sampling of
+diffusion models", the B(h) variants), in the data-prediction form with lambda = -log sigma, as in diffusers'
 `UniPCMultistepScheduler` (predict_x0, no thresholding).
 
 With D_j = D(x_j, sigma_j), a step from level k to k+1 of size h = lambda_{k+1} - lambda_k uses
