@@ -122,7 +122,8 @@ def test_stochastic_samplers_draw_only_from_the_generator(family):
 
 def test_unipc_variants_and_corrector_change_the_path():
     sigmas, x = karras(10), start(80.0)
-    paths = [sample("unipc", x, sigmas, order=3, variant=v, corrector=c)[0] for v in ("bh1", "bh2") for c in (True, False)]
+    paths = [sample("unipc", x, sigmas, order=3, variant=variant, corrector=corrector)[0]
+             for variant in ("bh1", "bh2") for corrector in (True, False)]
     for i in range(len(paths)):
         for j in range(i):
             assert (paths[i] - paths[j]).abs().max() > 1e-8
@@ -260,11 +261,12 @@ def test_dpmpp_2m_sde_equals_diffusers(monkeypatch, solver_type, eta):
 def test_dpmpp_3m_sde_without_noise_equals_diffusers_third_order(monkeypatch):
     # (3M) warms up with the heun-type second-order step. diffusers' third-order sde-dpmsolver++
     # step has -1/2 where the SDE's phi_3 term needs +1/2 (k-diffusion's, and the integral of the
-    # SDE's weight 2 e^{-2(h - s)} against the quadratic), so the stochastic 3M path is not compared.
+    # SDE's weight 2 e^{-2(h - s)} against the quadratic): the stochastic path is compared with
+    # k-diffusion below.
     sigmas, x = karras(10), start(80.0)
     scheduler = diffusers_scheduler(monkeypatch, "DPMSolverMultistepScheduler", algorithm_type="dpmsolver++",
-                                    solver_order=3, solver_type="heun", prediction_type="sample", lower_order_final=False,
-                                    final_sigmas_type="zero")
+                                    solver_order=3, solver_type="heun", prediction_type="sample",
+                                    lower_order_final=False, final_sigmas_type="zero")
     theirs = drive_vp(scheduler, x, sigmas + [0.0])[-1]
     ours, _ = sample("dpmpp_3m_sde", x, sigmas, eta=0.0)
     torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
@@ -356,4 +358,5 @@ def test_adaptive_dpm_solver_matches_k_diffusion(k_diffusion):
     ours, nfe = sample("dpm_adaptive", torch.from_numpy(k_diffusion["x"]), k_diffusion["sigmas"].tolist(),
                        denoise=counter, order=3, rtol=2.0 ** -10, atol=2.0 ** -10, final_denoise=False)
     np.testing.assert_allclose(ours.numpy(), k_diffusion["dpm_adaptive"], rtol=1e-12, atol=1e-12)
-    assert nfe == counter.calls <= int(k_diffusion["dpm_adaptive_nfe"])   # the first evaluation is reused after a rejection
+    # fewer calls than k-diffusion: the evaluation at the current point is reused after a rejection
+    assert nfe == counter.calls <= int(k_diffusion["dpm_adaptive_nfe"])

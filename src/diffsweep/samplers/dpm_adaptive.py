@@ -7,7 +7,8 @@ higher-order solution from shared evaluations:
     DPM-Solver-1:  x' = x - sigma' (e^h - 1) eps(x, sigma)
     DPM-Solver-2(r1): u = x - s1 (e^{r1 h} - 1) eps,  s1 = sigma e^{-r1 h},
         x' = x - sigma' (e^h - 1) eps - sigma' / (2 r1) (e^h - 1) (eps(u, s1) - eps)
-    DPM-Solver-3 (r1 = 1/3, r2 = 2/3): u2 = x - s2 (e^{r2 h} - 1) eps - s2 (r2 / r1) ((e^{r2 h} - 1) / (r2 h) - 1)(eps_1 - eps),
+    DPM-Solver-3 (r1 = 1/3, r2 = 2/3), with eps_1 = eps(u, s1) from DPM-Solver-2(1/3):
+        u2 = x - s2 (e^{r2 h} - 1) eps - s2 (r2 / r1) ((e^{r2 h} - 1) / (r2 h) - 1)(eps_1 - eps),
         x' = x - sigma' (e^h - 1) eps - sigma' / r2 ((e^h - 1) / h - 1)(eps(u2, s2) - eps)
 order 2 pairs DPM-Solver-1 with -2 (r1 = 1/2), order 3 pairs -2 (r1 = 1/3) with -3; the scaled
 difference E = ||(x_low - x_high) / max(atol, rtol max(|x_low|, |x_prev|))|| / sqrt(numel)
