@@ -36,7 +36,7 @@ def log_lagrange_weights(nodes: list, a: float, b: float) -> list:
         basis = Polynomial.fromroots(others) / math.prod(u_j - u for u in others) if others else Polynomial([1.0])
         # integral of P(u) e^u du = e^u (P - P' + P'' - ...)
         antiderivative = sum((-1) ** m * basis.deriv(m) for m in range(len(nodes)))
-        weights.append(b * antiderivative(math.log(b)) - a * antiderivative(math.log(a)))
+        weights.append(float(b * antiderivative(math.log(b)) - a * antiderivative(math.log(a))))
     return weights
 
 
