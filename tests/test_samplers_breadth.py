@@ -87,6 +87,19 @@ def test_adaptive_dpm_solver_meets_its_tolerance_and_counts_its_evaluations(refe
     assert (order_2 - solution).norm(dim=1).mean().item() < 5e-3
 
 
+NEW_FAMILIES = ["euler_ancestral", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde",
+                "dpm_adaptive", "unipc", "deis", "ipndm"]
+
+
+@pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_float32_in_float32_out(family):
+    # standard normal data: D(x, sigma) = x / (1 + sigma^2); the samplers' scalars must not promote
+    spec, x = samplers.get(family), 80.0 * torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    out, _ = spec.fn(lambda x, sigma: x / (1 + sigma ** 2), x, karras(6), torch.Generator().manual_seed(1),
+                     **spec.resolve_knobs({}))
+    assert out.dtype == torch.float32 and out.shape == x.shape and torch.isfinite(out).all()
+
+
 # --- identities ----------------------------------------------------------------------------------
 
 def assert_same(a, b, tol=1e-12):
