@@ -37,16 +37,15 @@ def unipc_update(x, sigma, sigma_next, history, variant, new=None):
         b.append(phi * factorial / b_h)
         factorial *= n + 1
         phi = phi / -h - 1 / factorial
-    if new is None:     # UniP: fit the past points only (the closed form 1/2 for one)
-        if len(past) < 2:
-            rhos = [0.5] * len(past)
-        else:
-            rhos = np.linalg.solve(np.vander(rs[:-1], increasing=True).T, b[:-1])
-    else:               # UniC: the new point too (1/2 for it alone)
-        rhos = [0.5] if not past else np.linalg.solve(np.vander(rs, increasing=True).T, b)
+    # R rho = b over the fitted points (UniP: the past ones; UniC: the new one too); a single
+    # unknown takes the closed form 1/2, as diffusers does for UniP-2 and UniC-1
+    fitted = rs if new is not None else rs[:-1]
+    if len(fitted) < 2:
+        rhos = [0.5] * len(fitted)
+    else:
+        rhos = np.linalg.solve(np.vander(fitted, increasing=True).T, b[:len(fitted)]).tolist()
     x = (sigma_next / sigma) * x - math.expm1(-h) * denoised
-    return x - b_h * sum(float(rho) * e for rho, e in zip(rhos, differences)) if len(rhos) else x
-
+    return x - b_h * sum(rho * e for rho, e in zip(rhos, differences)) if rhos else x
 
 @register(
     "unipc",
