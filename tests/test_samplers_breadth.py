@@ -38,6 +38,7 @@ def karras(steps):
 
 ORDERS = {  # name -> (family, knobs, expected slope of log error against log levels at 32/64/128 Karras levels)
     "dpm_2": ("dpm_2", {}, 2),
+
     "dpmpp_sde_eta0": ("dpmpp_sde", {"eta": 0.0}, 2),
     "dpmpp_2m_sde_heun_eta0": ("dpmpp_2m_sde", {"eta": 0.0, "solver_type": "heun"}, 2),
     "dpmpp_3m_sde_eta0": ("dpmpp_3m_sde", {"eta": 0.0}, 3),
@@ -52,6 +53,9 @@ ORDERS = {  # name -> (family, knobs, expected slope of log error against log le
 }
 
 
+TWO_EVALUATIONS = {"dpm_2", "dpmpp_sde_eta0"}   # already in their asymptotic range at 16/32/64 levels
+
+
 @pytest.fixture(scope="module")
 def reference():
     """Heun on 256 and 512 levels, Richardson-extrapolated (error about 1e-6 here)."""
@@ -64,7 +68,7 @@ def reference():
 def test_deterministic_samplers_show_their_order(name, reference):
     family, knobs, expected = ORDERS[name]
     x, solution = reference
-    steps = (32, 64, 128)
+    steps = (16, 32, 64) if name in TWO_EVALUATIONS else (32, 64, 128)
     errors = [(sample(family, x, karras(k), **knobs)[0] - solution).norm(dim=1).mean().item() for k in steps]
     slope = -np.polyfit(np.log(steps), np.log(errors), 1)[0]
     print(name, round(slope, 2), errors)
