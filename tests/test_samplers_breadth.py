@@ -36,9 +36,8 @@ def karras(steps):
 
 # --- orders --------------------------------------------------------------------------------------
 
-ORDERS = {  # name -> (family, knobs, expected slope of log error against log levels at 32/64/128 Karras levels)
+ORDERS = {  # name -> (family, knobs, expected slope of log error against log levels, Karras levels)
     "dpm_2": ("dpm_2", {}, 2),
-
     "dpmpp_sde_eta0": ("dpmpp_sde", {"eta": 0.0}, 2),
     "dpmpp_2m_sde_heun_eta0": ("dpmpp_2m_sde", {"eta": 0.0, "solver_type": "heun"}, 2),
     "dpmpp_3m_sde_eta0": ("dpmpp_3m_sde", {"eta": 0.0}, 3),
@@ -51,8 +50,6 @@ ORDERS = {  # name -> (family, knobs, expected slope of log error against log le
     "deis_3": ("deis", {"order": 3}, 3),
     "ipndm": ("ipndm", {}, 2),        # equal-step coefficients on unequal levels
 }
-
-
 TWO_EVALUATIONS = {"dpm_2", "dpmpp_sde_eta0"}   # already in their asymptotic range at 16/32/64 levels
 
 
