@@ -44,10 +44,10 @@ ORDERS = {  # name -> (family, knobs, expected slope of log error against log le
     # Multistep methods start with lower orders (as k-diffusion and diffusers do); the local error of
     # those first steps caps the asymptotic order, so fourth-order LMS shows about 3.4 at these K.
     "lms": ("lms", {}, 3.5),
-    "unipc_2": ("unipc", {"order": 2}, 3),   # the corrector adds one
-    "unipc_3": ("unipc", {"order": 3}, 4),
-    "deis_2": ("deis", {"order": 2}, 2),
-    "deis_3": ("deis", {"order": 3}, 3),
+    "unipc_2": ("unipc", {"solver_order": 2}, 3),   # the corrector adds one
+    "unipc_3": ("unipc", {"solver_order": 3}, 4),
+    "deis_2": ("deis", {"solver_order": 2}, 2),
+    "deis_3": ("deis", {"solver_order": 3}, 3),
     "ipndm": ("ipndm", {}, 2),        # equal-step coefficients on unequal levels
 }
 TWO_EVALUATIONS = {"dpm_2", "dpmpp_sde_eta0"}   # already in their asymptotic range at 16/32/64 levels
@@ -84,7 +84,7 @@ def test_adaptive_dpm_solver_meets_its_tolerance_and_counts_its_evaluations(refe
         nfes.append(nfe)
     assert errors[1] < 0.05 * errors[0] and errors[1] < 1e-3, errors
     assert nfes[1] > nfes[0], nfes
-    order_2, _ = sample("dpm_adaptive", x, karras(2), rtol=1e-3, atol=1e-3, order=2)
+    order_2, _ = sample("dpm_adaptive", x, karras(2), rtol=1e-3, atol=1e-3, solver_order=2)
     assert (order_2 - solution).norm(dim=1).mean().item() < 5e-3
 
 
@@ -114,11 +114,11 @@ IDENTITIES = [  # (family, knobs, equal to family, knobs)
     ("dpm_2_ancestral", {"eta": 0.0}, "dpm_2", {}),
     ("dpmpp_2m_sde", {"eta": 0.0}, "dpmpp_2m", {}),
     ("dpmpp_sde", {"eta": 0.0}, "dpmpp_2s_ancestral", {"eta": 0.0}),
-    ("lms", {"order": 1}, "pf_ode", {"solver": "euler"}),
-    ("unipc", {"order": 1, "corrector": False}, "ddim", {"eta": 0.0}),
-    ("unipc", {"order": 1, "corrector": False, "variant": "bh1"}, "ddim", {"eta": 0.0}),
-    ("deis", {"order": 1}, "ddim", {"eta": 0.0}),
-    ("ipndm", {"order": 1}, "pf_ode", {"solver": "euler"}),
+    ("lms", {"solver_order": 1}, "pf_ode", {"solver": "euler"}),
+    ("unipc", {"solver_order": 1, "use_corrector": False}, "ddim", {"eta": 0.0}),
+    ("unipc", {"solver_order": 1, "use_corrector": False, "solver_type": "bh1"}, "ddim", {"eta": 0.0}),
+    ("deis", {"solver_order": 1}, "ddim", {"eta": 0.0}),
+    ("ipndm", {"solver_order": 1}, "pf_ode", {"solver": "euler"}),
 ]
 
 
@@ -138,8 +138,8 @@ def test_stochastic_samplers_draw_only_from_the_generator(family):
 
 def test_unipc_variants_and_corrector_change_the_path():
     sigmas, x = karras(10), start(80.0)
-    paths = [sample("unipc", x, sigmas, order=3, variant=variant, corrector=corrector)[0]
-             for variant in ("bh1", "bh2") for corrector in (True, False)]
+    paths = [sample("unipc", x, sigmas, solver_order=3, solver_type=solver_type, use_corrector=use_corrector)[0]
+             for solver_type in ("bh1", "bh2") for use_corrector in (True, False)]
     for i in range(len(paths)):
         for j in range(i):
             assert (paths[i] - paths[j]).abs().max() > 1e-8
@@ -211,7 +211,7 @@ def test_lms_equals_diffusers(monkeypatch, order):
     sigmas, x = karras(10), start(80.0)
     scheduler = with_sigmas(diffusers_scheduler(monkeypatch, "LMSDiscreteScheduler"), sigmas + [0.0], 10)
     theirs = drive_ve(scheduler, x, lambda s: s.sigmas[s.step_index], order=order)
-    ours, _ = sample("lms", x, sigmas, order=order)
+    ours, _ = sample("lms", x, sigmas, solver_order=order)
     torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
 
 
@@ -318,7 +318,8 @@ def test_unipc_equals_diffusers(monkeypatch, order, variant, corrector):
                                     disable_corrector=[] if corrector else list(range(len(sigmas))))
     theirs = drive_vp(scheduler, x, sigmas)
     calls = []
-    sample("unipc", x, sigmas, denoise=recorder(ORACLE, calls), order=order, variant=variant, corrector=corrector)
+    sample("unipc", x, sigmas, denoise=recorder(ORACLE, calls), solver_order=order,
+           solver_type=variant, use_corrector=corrector)
     torch.testing.assert_close(torch.stack(calls), torch.stack(theirs), rtol=1e-12, atol=1e-12)
 
 
@@ -329,7 +330,7 @@ def test_deis_equals_diffusers(monkeypatch, order):
                                     prediction_type="sample", lower_order_final=False)
     theirs = drive_vp(scheduler, x, sigmas)
     calls = []
-    sample("deis", x, sigmas, denoise=recorder(ORACLE, calls), order=order)
+    sample("deis", x, sigmas, denoise=recorder(ORACLE, calls), solver_order=order)
     torch.testing.assert_close(torch.stack(calls), torch.stack(theirs), rtol=1e-12, atol=1e-12)
 
 
@@ -352,7 +353,7 @@ K_DIFFUSION = {  # stored name -> (family, knobs); knobs as given to k-diffusion
     "dpmpp_2m_sde_heun": ("dpmpp_2m_sde", {"eta": 1.0, "solver_type": "heun"}),
     "dpmpp_3m_sde": ("dpmpp_3m_sde", {"eta": 0.8}),
     "dpm_2": ("dpm_2", {}),
-    "lms": ("lms", {"order": 4}),
+    "lms": ("lms", {"solver_order": 4}),
 }
 
 
@@ -372,7 +373,7 @@ def test_matches_k_diffusion(name, k_diffusion, monkeypatch):
 def test_adaptive_dpm_solver_matches_k_diffusion(k_diffusion):
     counter = jobs.CountingDenoiser(ORACLE)
     ours, nfe = sample("dpm_adaptive", torch.from_numpy(k_diffusion["x"]), k_diffusion["sigmas"].tolist(),
-                       denoise=counter, order=3, rtol=2.0 ** -10, atol=2.0 ** -10, final_denoise=False)
+                       denoise=counter, solver_order=3, rtol=2.0 ** -10, atol=2.0 ** -10, final_denoise=False)
     np.testing.assert_allclose(ours.numpy(), k_diffusion["dpm_adaptive"], rtol=1e-12, atol=1e-12)
     # fewer calls than k-diffusion: the evaluation at the current point is reused after a rejection
     assert nfe == counter.calls <= int(k_diffusion["dpm_adaptive_nfe"])

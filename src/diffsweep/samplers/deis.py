@@ -3,7 +3,7 @@ integrator"), on the probability-flow ODE in VE coordinates dx/dsigma = eps(x, s
 (x - D(x, sigma)) / sigma, which is the VP ODE in the paper's rho = sigma / alpha.
 
 DEIS (multistep "log-rho" form, as diffusers' `DEISMultistepScheduler`): the noise prediction is
-extrapolated by the polynomial in log sigma through the last p = min(order, k + 1) points and
+extrapolated by the polynomial in log sigma through the last p = min(solver_order, k + 1) points and
 integrated exactly in sigma,
     x_{k+1} = x_k + sum_j eps_j integral from sigma_k to sigma_{k+1} of l_j(log s) ds,
 with l_j the Lagrange basis of the nodes log sigma_{k-p+1..k} (u = log s turns the integral into
@@ -42,16 +42,16 @@ def log_lagrange_weights(nodes: list, a: float, b: float) -> list:
 
 @register(
     "deis",
-    knobs={"order": Knob("int", 3, "order of the multistep extrapolation (1: DDIM)", minimum=1, maximum=3)},
+    knobs={"solver_order": Knob("int", 3, "order of the multistep extrapolation (1: DDIM)", minimum=1, maximum=3)},
     description="DEIS multistep (log-rho polynomial extrapolation of eps), one evaluation per step",
     init="sigma_max",
     default_schedule="karras",
 )
-def deis(denoise, x, sigmas, generator, *, order):
+def deis(denoise, x, sigmas, generator, *, solver_order):
     levels = checked_levels(sigmas)
     slopes, nfe = [], 0     # eps at the visited levels, newest last
     for k, (sigma, sigma_next) in enumerate(steps_to_zero(levels)):
-        slopes = (slopes + [(x - denoise(x, sigma)) / sigma])[-order:]
+        slopes = (slopes + [(x - denoise(x, sigma)) / sigma])[-solver_order:]
         nfe += 1
         p = 1 if sigma_next == 0 else len(slopes)
         weights = log_lagrange_weights(levels[k + 1 - p:k + 1], sigma, sigma_next) if p > 1 else [sigma_next - sigma]
@@ -61,15 +61,15 @@ def deis(denoise, x, sigmas, generator, *, order):
 
 @register(
     "ipndm",
-    knobs={"order": Knob("int", 4, "length of the eps history (1: Euler)", minimum=1, maximum=4)},
+    knobs={"solver_order": Knob("int", 4, "length of the eps history (1: Euler)", minimum=1, maximum=4)},
     description="iPNDM: Adams-Bashforth with fixed coefficients on eps, warming up from Euler; one evaluation per step",
     init="sigma_max",
     default_schedule="karras",
 )
-def ipndm(denoise, x, sigmas, generator, *, order):
+def ipndm(denoise, x, sigmas, generator, *, solver_order):
     slopes, nfe = [], 0     # eps at the visited levels, newest first
     for sigma, sigma_next in steps_to_zero(sigmas):
-        slopes = [(x - denoise(x, sigma)) / sigma] + slopes[:order - 1]
+        slopes = [(x - denoise(x, sigma)) / sigma] + slopes[:solver_order - 1]
         nfe += 1
         combined = sum(c * d for c, d in zip(ADAMS_BASHFORTH[len(slopes) - 1], slopes))
         x = x + (sigma_next - sigma) * combined

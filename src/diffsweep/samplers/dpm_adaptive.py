@@ -10,9 +10,9 @@ higher-order solution from shared evaluations:
     DPM-Solver-3 (r1 = 1/3, r2 = 2/3), with eps_1 = eps(u, s1) from DPM-Solver-2(1/3):
         u2 = x - s2 (e^{r2 h} - 1) eps - s2 (r2 / r1) ((e^{r2 h} - 1) / (r2 h) - 1)(eps_1 - eps),
         x' = x - sigma' (e^h - 1) eps - sigma' / r2 ((e^h - 1) / h - 1)(eps(u2, s2) - eps)
-order 2 pairs DPM-Solver-1 with -2 (r1 = 1/2), order 3 pairs -2 (r1 = 1/3) with -3; the scaled
+`solver_order` 2 pairs DPM-Solver-1 with -2 (r1 = 1/2), 3 pairs -2 (r1 = 1/3) with -3; the scaled
 difference E = ||(x_low - x_high) / max(atol, rtol max(|x_low|, |x_prev|))|| / sqrt(numel)
-drives k-diffusion's default (integral) controller: h <- h (1 + atan(E^{-1/order} - 1)), the step
+drives k-diffusion's default (integral) controller: h <- h (1 + atan(E^{-1/solver_order} - 1)), the step
 is accepted when that factor is at least 0.81. The error norm runs over the whole batch, so the
 batch shares one step-size sequence (like `pf_ode_rk45`). With eta > 0 each accepted step ends at
 its sigma_down and adds noise (controller order 1.5). Only the schedule's end points are used;
@@ -53,7 +53,7 @@ def dpm_solver_pair(denoise, x, sigma, eps, sigma_to, order):
 @register(
     "dpm_adaptive",
     knobs={
-        "order": Knob("int", 3, "2: DPM-Solver-12, 3: DPM-Solver-23", choices=(2, 3)),
+        "solver_order": Knob("int", 3, "2: DPM-Solver-12, 3: DPM-Solver-23", choices=(2, 3)),
         "rtol": Knob("float", 0.05, "relative tolerance", minimum=0.0),
         "atol": Knob("float", 0.0078, "absolute tolerance", minimum=0.0),
         "h_init": Knob("float", 0.05, "first step size in lambda = -log sigma", minimum=1e-6),
@@ -66,12 +66,12 @@ def dpm_solver_pair(denoise, x, sigma, eps, sigma_to, order):
     init="sigma_max",
     default_schedule="karras",
 )
-def dpm_adaptive(denoise, x, sigmas, generator, *, order, rtol, atol, h_init, eta, s_noise, final_denoise):
+def dpm_adaptive(denoise, x, sigmas, generator, *, solver_order, rtol, atol, h_init, eta, s_noise, final_denoise):
     import torch
 
     levels = checked_levels(sigmas)
     t, t_end = -math.log(levels[0]), -math.log(levels[-1])
-    h, controller_order = h_init, 1.5 if eta > 0 else order
+    h, controller_order = h_init, 1.5 if eta > 0 else solver_order
     x_prev, eps, nfe = x, None, 0
     while t < t_end - 1e-5:
         sigma, sigma_next = math.exp(-t), math.exp(-min(t_end, t + h))
@@ -81,7 +81,7 @@ def dpm_adaptive(denoise, x, sigmas, generator, *, order, rtol, atol, h_init, et
         if eps is None:
             eps = (x - denoise(x, sigma)) / sigma
             nfe += 1
-        x_low, x_high, calls = dpm_solver_pair(denoise, x, sigma, eps, sigma_down, order)
+        x_low, x_high, calls = dpm_solver_pair(denoise, x, sigma, eps, sigma_down, solver_order)
         nfe += calls
         scale = torch.clamp(rtol * torch.maximum(x_low.abs(), x_prev.abs()), min=atol)
         error = ((x_low - x_high) / scale).norm().item() / math.sqrt(x.numel())

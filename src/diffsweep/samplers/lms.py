@@ -1,7 +1,7 @@
 """Linear multistep: the classic variable-step Adams-Bashforth method on the probability-flow ODE
 in sigma, as in k-diffusion's `sample_lms` and diffusers' `LMSDiscreteScheduler`.
 
-With the slopes d_j = (x_j - D(x_j, sigma_j)) / sigma_j of the last p = min(order, k + 1) levels,
+With the slopes d_j = (x_j - D(x_j, sigma_j)) / sigma_j of the last p = min(solver_order, k + 1) levels,
     x_{k+1} = x_k + sum_j w_j d_j,   w_j = integral from sigma_k to sigma_{k+1} of l_j(s) ds,
 where l_j is the Lagrange basis polynomial of the nodes sigma_{k-p+1..k}: the slope is
 extrapolated by the polynomial through the last p slopes and integrated exactly (k-diffusion
@@ -29,16 +29,16 @@ def lagrange_weights(nodes: list, a: float, b: float) -> list:
 
 @register(
     "lms",
-    knobs={"order": Knob("int", 4, "number of past slopes in the extrapolation (1: Euler)", minimum=1)},
+    knobs={"solver_order": Knob("int", 4, "number of past slopes in the extrapolation (1: Euler)", minimum=1)},
     description="linear multistep (Adams-Bashforth in sigma), one evaluation per step",
     init="sigma_max",
     default_schedule="karras",
 )
-def lms(denoise, x, sigmas, generator, *, order):
+def lms(denoise, x, sigmas, generator, *, solver_order):
     levels = with_final_zero(sigmas)
     slopes, nfe = [], 0
     for k in range(len(levels) - 1):
-        slopes = (slopes + [(x - denoise(x, levels[k])) / levels[k]])[-order:]
+        slopes = (slopes + [(x - denoise(x, levels[k])) / levels[k]])[-solver_order:]
         nfe += 1
         nodes = levels[k + 1 - len(slopes):k + 1]
         weights = lagrange_weights(nodes, levels[k], levels[k + 1])
