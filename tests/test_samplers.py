@@ -41,8 +41,9 @@ def run(preset, steps, n=2000, seed=0, **schedule_knobs):
 
 def test_registry_lists_the_builtin_families():
     assert {"random_walk", "ncsn", "ddpm", "ddim", "sde_euler", "pc", "pf_ode", "pf_ode_rk45", "edm", "dpmpp_2m",
-            "dpmpp_2s_ancestral"} <= set(samplers.names())
-    with pytest.raises(ValueError, match="unknown sampler 'dpm'; allowed: ddim, ddpm, dpmpp_2m"):
+            "dpmpp_2s_ancestral", "euler_ancestral", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_sde", "dpmpp_2m_sde",
+            "dpmpp_3m_sde", "dpm_adaptive", "unipc", "deis", "ipndm"} <= set(samplers.names())
+    with pytest.raises(ValueError, match="unknown sampler 'dpm'; allowed: ddim, ddpm, deis, dpm_2, dpm_2_ancestral, dpm_adaptive, dpmpp_2m"):
         samplers.get("dpm")
 
 
@@ -63,6 +64,9 @@ EXPECTED_NFE = {  # family -> NFE of K levels with default knobs (None: adaptive
     "ncsn": lambda k: 10 * k + 1, "ddpm": lambda k: k, "ddim": lambda k: k, "sde_euler": lambda k: k,
     "pc": lambda k: 2 * k, "pf_ode": lambda k: 2 * k - 1, "edm": lambda k: 2 * k - 1,
     "dpmpp_2m": lambda k: k, "dpmpp_2s_ancestral": lambda k: 2 * k - 1, "pf_ode_rk45": None,
+    "euler_ancestral": lambda k: k, "dpm_2": lambda k: 2 * k - 1, "dpm_2_ancestral": lambda k: 2 * k - 1,
+    "lms": lambda k: k, "dpmpp_sde": lambda k: 2 * k - 1, "dpmpp_2m_sde": lambda k: k, "dpmpp_3m_sde": lambda k: k,
+    "dpm_adaptive": None, "unipc": lambda k: k, "deis": lambda k: k, "ipndm": lambda k: k,
 }
 
 
