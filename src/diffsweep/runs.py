@@ -30,6 +30,7 @@ Torch is imported only by the job loop.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -162,6 +163,18 @@ def failure_report(failures: list[dict]) -> str:
              f"invocation retries them:"]
     lines += [f"  {record['run_id']}: {record['error']} (log: {record['log']})" for record in failures]
     return "\n".join(lines)
+
+
+def attempt(results, run_ids) -> str:
+    """A key of the records that pending runs already have (failed or corrupt ones): it changes
+    whenever one of them is rewritten, so a shard whose runs failed runs again, although its marker
+    exists (the shard rule's params hold it)."""
+    states = []
+    for run_id in sorted(run_ids):
+        path = record_path(results, run_id)
+        stat = path.stat() if path.exists() else None
+        states.append([run_id, stat and stat.st_mtime_ns, stat and stat.st_size])
+    return hashlib.sha256(json.dumps(states).encode()).hexdigest()[:16]
 
 
 def read_run_arrays(results, run_id: str, name: str = "samples.npz") -> dict:
