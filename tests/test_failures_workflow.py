@@ -68,6 +68,7 @@ def test_a_failing_run_is_recorded_tables_are_made_and_the_workflow_fails_at_the
     assert f"  {failed['run_id']}: ValueError: scale 2.0 is too large (log: {log})" in output
     for figure in ("sliced_w2_vs_nfe.png", "samples_ring8.png"):     # every figure is still made
         assert (results / "plots" / figure).stat().st_size > 1000
+    assert "left out of the figure" not in (tmp_path / "logs" / "plots" / "samples_ring8.log").read_text()
     # a table or figure is never removed before its replacement is complete
     outputs = [line.split("output: ", 1)[1] for line in output.splitlines() if line.strip().startswith("output: ")]
     kept = [path for line in outputs for path in line.split(", ") if "/tables/" in path or "/plots/" in path]

@@ -293,7 +293,7 @@ def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarra
     theme()
     images = reference.ndim == 4
     max_points = 16 if images else max_points
-    rows = table[(table["dataset"] == dataset) & (table["status"] != "missing")]
+    rows = table[(table["dataset"] == dataset) & table["status"].isin(runs.DONE_STATUSES)]   # runs with samples
     rows = rows[rows["seed"] == rows["seed"].min()] if not rows.empty else rows
     best = rows.sort_values("nfe").groupby(["model", "sampler"], as_index=False).last()
     models, presets = sorted(best["model"].unique()), sorted(best["sampler"].unique())
