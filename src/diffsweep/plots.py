@@ -13,6 +13,7 @@ instead of a sampler):
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -24,7 +25,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from diffsweep import runs  # noqa: E402
 from diffsweep.tables import HEATMAP_REDUCE, PLOT_FORMATS, distinguishing, param_columns, records  # noqa: E402
+
+log = logging.getLogger("diffsweep")
 
 STYLE = {"context": "paper", "style": "whitegrid", "font_scale": 1.1, "palette": "colorblind",
          "rc": {"pdf.fonttype": 42, "ps.fonttype": 42, "savefig.dpi": 150, "legend.frameon": False}}
@@ -289,7 +293,7 @@ def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarra
     theme()
     images = reference.ndim == 4
     max_points = 16 if images else max_points
-    rows = table[(table["dataset"] == dataset) & (table["status"] != "missing")]
+    rows = table[(table["dataset"] == dataset) & table["status"].isin(runs.DONE_STATUSES)]   # runs with samples
     rows = rows[rows["seed"] == rows["seed"].min()] if not rows.empty else rows
     best = rows.sort_values("nfe").groupby(["model", "sampler"], as_index=False).last()
     models, presets = sorted(best["model"].unique()), sorted(best["sampler"].unique())
@@ -305,7 +309,13 @@ def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarra
                 ax.set_axis_off()
                 continue
             run = hit.iloc[0]
-            x = np.load(Path(results) / "runs" / run["run_id"] / "samples.npz")["x"][:max_points]
+            try:   # checked against the sha256 in its record
+                x = runs.read_run_arrays(results, run["run_id"])["x"][:max_points]
+            except runs.CorruptRecord as error:   # the figure is still made, without this panel
+                log.warning("samples of run %s left out of the figure: %s", run["run_id"], error)
+                ax.set_axis_off()
+                ax.set_title(f"{preset}\nunreadable samples", fontsize=8)
+                continue
             _panel(ax, x, f"{preset}\nNFE {int(run['nfe'])}" if r == 0 else "")
         axes[r, 0].set_ylabel(models[r] if models else "")
     if not images:

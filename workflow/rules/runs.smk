@@ -11,6 +11,9 @@ rule run_shard:
     params:
         model=lambda wc: ds_grid.model_dict(shard_run(wc).model),
         runs=lambda wc: [ds_grid.run_dict(RUNS[run_id]) for run_id in SHARDS[wc.shard]],
+        # A shard holds runs that are not done; if its marker exists, some of them failed or their
+        # records were found corrupt since: the changed value re-runs it (rerun trigger `params`).
+        attempt=lambda wc: ds_runs.attempt(RESULTS, SHARDS[wc.shard]),
         results=lambda wc, output: results_of(output.marker, depth=1),
         options=shard_options,
         fidelity=config["fidelity"],
