@@ -17,7 +17,7 @@ pytestmark = pytest.mark.workflow
 
 CONFIG = {
     "seeds": [0],
-    "datasets": {"ring8": {"family": "gmm", "params": {"preset": "ring8"}}},
+    "datasets": {"ring8": {"family": "gmm", "knobs": {"preset": "ring8"}}},
     "models": {"oracle": {"source": "oracle"}},
     "samplers": {"flaky": {"family": "flaky_euler", "steps": 5, "knobs": {"scale": [0.5, 2.0]}}},
     "plugins": ["flaky.py"],

@@ -20,7 +20,7 @@ from diffsweep import grid as ds_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = {
-    "datasets": {"ring8": {"family": "gmm", "params": {"preset": "ring8"}}},
+    "datasets": {"ring8": {"family": "gmm", "knobs": {"preset": "ring8"}}},
     "models": {"oracle": {"source": "oracle"},
                "mlp": {"source": "trained", "arch_params": {"hidden": 32, "depth": 2}, "steps": 20, "batch_size": 64,
                        "log_every": 10}},
