@@ -14,11 +14,11 @@ from diffsweep.samplers.levels import steps_to_zero
 from diffsweep.samplers.registry import gaussian_like
 
 
-def log_twist(basis, operator, y, x0, sigma, noise_std):
-    """log N(y; A x0, s^2 I + r^2 A A^T) up to a constant per level, r^2 = sigma^2 / (1 + sigma^2)
-    (PiGDM's guess of the spread of x_0 given x_sigma), computed in A's SVD basis."""
+def log_twist(basis, operator, y, x0, sigma, noise_std, prior_variance):
+    """log N(y; A x0, s^2 I + r^2 A A^T) up to a constant per level, r^2 = sigma^2 v / (sigma^2 + v):
+    the spread of x_0 given x_sigma for a Gaussian prior of variance v (PiGDM's with v = 1), in A's SVD basis."""
     import torch
-    r2 = sigma ** 2 / (1 + sigma ** 2)
+    r2 = sigma ** 2 * prior_variance / (sigma ** 2 + prior_variance)
     variance = (noise_std ** 2 + r2 * basis.s ** 2).clamp(min=torch.finfo(basis.s.dtype).tiny)
     residual_bar = basis.y_coefficients(residual(operator, x0, y))
     return -0.5 * (basis.observed * residual_bar.abs() ** 2 / variance).flatten(1).sum(1)
@@ -35,14 +35,17 @@ def resample(log_weights, generator, *tensors):
 
 @register(
     "twisted_smc",
-    knobs={"particles": Knob("int", 16, "particles per restored sample (1: the unconditional chain)", minimum=1)},
+    knobs={"particles": Knob("int", 16, "particles per restored sample (1: the unconditional chain)", minimum=1),
+           "prior_variance": Knob("float", 1.0, "v in the twist's r^2 = sigma^2 v / (sigma^2 + v): the data's "
+                                               "variance per coordinate (1: PiGDM's, images in [-1, 1])",
+                                  minimum=1e-12)},
     description="twisted SMC (the framework of TDS, Wu et al. 2023) with the prior's ancestral step as proposal: "
                 "weights p~(y|x_sigma') / p~(y|x_sigma), twist N(y; A D(x), s^2 + r^2 A A^T), multinomial "
                 "resampling every step; consistent as particles grow",
     init="sigma_max",
     default_schedule="vp_respaced",
 )
-def twisted_smc(denoise, x, sigmas, generator, operator, y, noise_std, *, particles):
+def twisted_smc(denoise, x, sigmas, generator, operator, y, noise_std, *, particles, prior_variance):
     import torch
     n, k = x.shape[0], particles
     basis = Spectral(operator, x)
@@ -53,7 +56,7 @@ def twisted_smc(denoise, x, sigmas, generator, operator, y, noise_std, *, partic
 
     x0 = denoise(x, sigmas[0])
     nfe = 1
-    twist = log_twist(basis, operator, y, x0, sigmas[0], noise_std)
+    twist = log_twist(basis, operator, y, x0, sigmas[0], noise_std, prior_variance)
     log_weights = twist
     for sigma, following in steps_to_zero(sigmas):
         x, x0, twist = resample(log_weights.reshape(n, k), generator, x, x0, twist)
@@ -63,7 +66,7 @@ def twisted_smc(denoise, x, sigmas, generator, operator, y, noise_std, *, partic
             nfe += 1
         else:
             x0 = x       # at sigma = 0 the twist is the exact likelihood
-        following_twist = log_twist(basis, operator, y, x0, following, noise_std)
+        following_twist = log_twist(basis, operator, y, x0, following, noise_std, prior_variance)
         log_weights, twist = following_twist - twist, following_twist
     picks = torch.multinomial(torch.softmax(log_weights.reshape(n, k), 1), 1, generator=generator).flatten()
     return x.reshape(n, k, *x.shape[1:])[torch.arange(n, device=x.device), picks], nfe
