@@ -183,7 +183,9 @@ RESTORER_CASES = [("rw_conditional", 300, {"eps": 0.7, "T0": 0.1}), ("dps", 200,
                   ("diffpir", 100, {}), ("pigdm", 100, {}), ("replacement", 100, {}),
                   ("repaint", 30, {"jump_length": 5, "jump_count": 3}), ("ilvr", 100, {}), ("ddnm", 100, {}),
                   ("ddnm_plus", 100, {}), ("twisted_smc", 20, {"particles": 16})]
-RESAMPLING = {"repaint"}      # more denoiser calls than steps (tests/test_restoration_projections.py counts them)
+# RePaint makes more denoiser calls than steps and, resampling, approaches the posterior of a noiseless y:
+# tests/test_restoration_projections.py measures it against that one.
+RESAMPLING = {"repaint"}
 
 
 def test_every_restorer_is_tested():
@@ -209,9 +211,11 @@ def test_restorer_runs_in_float32_like_a_network(name, steps, knobs):
 
 @pytest.mark.parametrize("name,steps,knobs", RESTORER_CASES)
 def test_restorer_approaches_the_exact_posterior(ring_case, name, steps, knobs):
+    if name in RESAMPLING:
+        pytest.skip("measured against the noiseless posterior in test_restoration_projections.py")
     posterior, exact, prior_gap = ring_case
     samples, nfe = restore(name, steps, knobs)
-    assert nfe == steps or name in RESAMPLING
+    assert nfe == steps
     gap = metrics.sliced_wasserstein2(samples, exact, generator=torch.Generator().manual_seed(1))
     mean_error = (samples.mean(0) - posterior.mean()).norm().item()
     # the prior sits 1.9 away in sliced W2 and its mean 1.87 away; every restorer must get much closer

@@ -53,6 +53,20 @@ def test_without_resampling_repaint_and_ilvr_are_the_replacement_baseline():
     assert not torch.equal(unrefined, reference)
 
 
+def test_repaint_resampling_approaches_the_noiseless_posterior():
+    """RePaint replaces with y itself (y treated as exact): more resampling passes bring it closer to the
+    posterior of a noiseless y (n = 1000 against 2000 exact samples: 0.51, 0.46, 0.31 for jump_count 1, 3, 6)."""
+    posterior = exact_posterior(RING, OBSERVE_X, Y, 1e-4)
+    exact = posterior.sample(1000, torch.Generator().manual_seed(0))
+    prior, _ = RING.sample(1000, torch.Generator().manual_seed(0))
+    gaps = {}
+    for jump_count in (1, 6):
+        samples, _ = restore("repaint", 30, {"jump_length": 5, "jump_count": jump_count}, n=1000)
+        gaps[jump_count] = metrics.sliced_wasserstein2(samples, exact, generator=torch.Generator().manual_seed(1))
+    prior_gap = metrics.sliced_wasserstein2(prior, exact, generator=torch.Generator().manual_seed(1))
+    assert gaps[6] < 0.85 * gaps[1] and gaps[6] < 0.25 * prior_gap, (gaps, prior_gap)
+
+
 def test_ddnm_keeps_the_measured_part_and_ddnm_plus_does_not_with_noise():
     """DDNM treats y as exact: x_1 lands on y. DDNM+ leaves the noise of y to the prior: x_1 spreads."""
     ddnm, _ = restore("ddnm", 50, {}, n=200)
