@@ -98,11 +98,12 @@ def null_space_step(denoise, x, sigma, following, generator, operator, y, basis,
     a, budget = 1 - ratio, following ** 2 * (1 - ratio)
     safe_s = basis.s.clamp(min=torch.finfo(basis.s.dtype).tiny)
     carried = a * noise_std / safe_s                    # std the full correction carries, per coordinate
-    lam = torch.where(carried <= math.sqrt(budget), torch.ones_like(carried), math.sqrt(budget) / carried)
-    lam = lam * basis.observed
+    full = carried <= math.sqrt(budget)                 # lam = 1; else lam < 1 and the budget is used up
+    lam = torch.where(full, torch.ones_like(carried), math.sqrt(budget) / carried) * basis.observed
     correction = lam * basis.y_coefficients(residual(operator, x0, y)) / safe_s     # lam V^T A^+ (y - A x0)
     x0_hat = x0 + basis.from_spectral(correction)
-    fresh = torch.where(basis.observed, (budget - (lam * carried) ** 2).clamp(min=0), torch.full_like(lam, budget))
+    fresh = torch.where(full, (budget - carried ** 2).clamp(min=0), torch.zeros_like(carried))  # 0 where lam < 1
+    fresh = torch.where(basis.observed, fresh, torch.full_like(fresh, budget))
     return x0_hat + ratio * (x - x0_hat) + basis.from_spectral(fresh.sqrt() * basis.noise(x, generator))
 
 
