@@ -138,3 +138,32 @@ def ddnm(denoise, x, sigmas, generator, operator, y, noise_std):
 )
 def ddnm_plus(denoise, x, sigmas, generator, operator, y, noise_std):
     return null_space(denoise, x, sigmas, generator, operator, y, noise_std)
+
+
+# --- RED-diff ---------------------------------------------------------------------------------
+
+@register(
+    "red_diff",
+    knobs={"lam": Knob("float", 0.25, "RED-diff's lambda: weight of the denoiser regulariser", minimum=0.0),
+           "lr": Knob("float", 0.25, "Adam's step size on mu", minimum=0.0)},
+    description="RED-diff (Mardani et al. 2023): mu from A^+ y; per level one Adam step on "
+                "||y - A mu||^2 / 2 + lam sigma sg(eps_hat(mu + sigma n) - n)^T mu (a MAP-like estimate, not a sampler)",
+    init="sigma_max",
+    default_schedule="vp_respaced",
+)
+def red_diff(denoise, x, sigmas, generator, operator, y, noise_std, *, lam, lr):
+    import torch
+    mu = Spectral(operator, x).pseudo_inverse(y).clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([mu], lr=lr)
+    nfe = 0
+    for sigma in sigmas:
+        n = gaussian_like(x, generator)
+        x_sigma = mu.detach() + sigma * n
+        eps_hat = (x_sigma - denoise(x_sigma, sigma)) / sigma
+        nfe += 1
+        with torch.enable_grad():
+            loss = 0.5 * residual(operator, mu, y).pow(2).sum() + lam * sigma * ((eps_hat - n) * mu).sum()
+            optimizer.zero_grad()
+            loss.backward()
+        optimizer.step()
+    return mu.detach(), nfe
