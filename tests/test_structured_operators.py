@@ -19,7 +19,7 @@ STRUCTURE = {"sr_bicubic": ops.KroneckerSVD, "sr_avgpool": ops.KroneckerSVD, "in
              "inpaint_box": ops.PixelSelection, "inpaint_half": ops.PixelSelection,
              "deblur_gaussian": ops.FourierSVD, "deblur_motion": ops.FourierSVD}
 SPECTRAL_RESTORERS = ["ddrm", "diffpir", "pigdm", "replacement", "repaint", "ilvr", "ddnm", "ddnm_plus", "twisted_smc",
-                      "red_diff"]
+                      "red_diff", "daps"]
 
 
 def build(name, params, shape=IMAGE, seed=0):

@@ -167,3 +167,31 @@ def red_diff(denoise, x, sigmas, generator, operator, y, noise_std, *, lam, lr):
             loss.backward()
         optimizer.step()
     return mu.detach(), nfe
+
+
+# --- DAPS -------------------------------------------------------------------------------------
+
+@register(
+    "daps",
+    knobs={"langevin_steps": Knob("int", 50, "Langevin steps on x0 per level", minimum=1),
+           "step_size": Knob("float", 0.1, "Langevin step as a share of the target's smallest std^2: "
+                                           "eta = step_size / (1 / r^2 + max(s_i)^2 / s^2)", minimum=0.0,
+                             maximum=1.0)},
+    description="DAPS (Zhang et al. 2024): per level x0_hat = D(x, sigma) (one call), Langevin on "
+                "N(x0; x0_hat, r^2 I) N(y; A x0, s^2 I) with r = sigma, then x = x0 + sigma' n",
+    init="sigma_max",
+    default_schedule="vp_respaced",
+)
+def daps(denoise, x, sigmas, generator, operator, y, noise_std, *, langevin_steps, step_size):
+    largest = float(Spectral(operator, x).s.max())
+    nfe = 0
+    for sigma, following in steps_to_zero(sigmas):
+        x0_hat = denoise(x, sigma)
+        nfe += 1
+        eta = step_size / (1 / sigma ** 2 + largest ** 2 / noise_std ** 2)
+        x0 = x0_hat
+        for _ in range(langevin_steps):
+            drift = (x0_hat - x0) / sigma ** 2 + operator.adjoint(residual(operator, x0, y)) / noise_std ** 2
+            x0 = x0 + eta * drift + math.sqrt(2 * eta) * gaussian_like(x0, generator)
+        x = x0 + following * gaussian_like(x0, generator)
+    return x, nfe
