@@ -1,10 +1,13 @@
-"""Restorers that project onto the measurement: RePaint, ILVR, DDNM and DDNM+.
+"""Restorers that project onto the measurement (RePaint, ILVR, DDNM, DDNM+) and two that trade the
+projection for optimisation (RED-diff) or Langevin sampling (DAPS) of x0 given the measurement.
 
     repaint     replacement steps on RePaint's jump schedule: every jump_length steps, go back up
                 jump_length levels by forward noising, jump_count - 1 times
     ilvr        replacement with ILVR's low-pass phi = A^+ A, applied while sigma >= refine_until
     ddnm        x0 <- A^+ y + (I - A^+ A) D(x), then an ancestral step (noiseless measurements)
     ddnm_plus   DDNM+'s spectral scaling: the correction is shrunk where y is noisier than the step's noise
+    red_diff    one Adam step per level on ||y - A mu||^2 / 2 + lam sigma sg(eps_hat - n)^T mu
+    daps        per level: Langevin on x0 ~ N(D(x), sigma^2) N(y; A x0, s^2), then renoise to sigma'
 
 All act on the operator only through A, A^T and its SVD (`Spectral`), never a dense matrix.
 """
