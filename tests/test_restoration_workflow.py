@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
+pytestmark = pytest.mark.workflow
+
 TINY = {
     "seeds": [0],
     "data": {"n_train": 200, "n_reference": 50},
