@@ -93,6 +93,8 @@ def test_dataset_models_and_sizes(paper_grid):
                                                                                   "limit": 1000}
     formats = {model.name: model.recipe["format"] for model in paper_grid.models.values()}
     assert formats == {"vp_adm": "adm_ffhq256", "ve_ncsnpp": "ncsnpp_ffhq256"}
+    # the reference loads the VE checkpoint's raw 'model' weights, not the EMA copy (sample.py:57-60)
+    assert {model.name: model.recipe["weights"] for model in paper_grid.models.values()}["ve_ncsnpp"] == "model"
     assert not paper_grid.excluded
     # presets tuned for one network run only with it; the same-walk ablations run with both
     assert {run.model.name for run in paper_grid.runs.values() if run.preset == "abl_same_walk_sigmoid"} == \
