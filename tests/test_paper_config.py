@@ -33,6 +33,10 @@ def only_run(runs, preset):
     return chosen[0]
 
 
+# x ~ N(0, I) on the network's data (sample.py:147,161): [-1, 1] for VP, [0, 1] for VE, i.e. N(-1, 4 I) here
+START = {"vp_adm": ("unit", {}), "ve_ncsnpp": ("gaussian", {"mean": -1.0, "std": 2.0})}
+
+
 # (preset, model, schedule, schedule params that matter, K, eps, T0, extra knobs): reference configs/*.yaml
 UNCONDITIONAL = [
     ("paper_vp_sigmoid", "vp_adm", "sigmoid", {"sharpness": 0.3}, 100, 0.7, 0.1, {"ve_continuous_sigma": "none"}),
@@ -50,7 +54,7 @@ def test_unconditional_experiments_have_the_reference_settings(paper_grid, prese
     assert run.model.name == model and run.family == "random_walk"
     assert run.schedule == schedule and run.steps == steps
     assert {key: run.schedule_knobs[key] for key in schedule_knobs} == schedule_knobs
-    assert run.init == "unit"                              # x ~ N(0, I): sample.py:147,161
+    assert (run.init, run.init_knobs) == START[model]
     assert run.n_samples == 1000
     assert run.knobs == {**run.knobs, "step_rule": "reference", "eps": eps, "T0": T0, "final_noise": False,
                          "steps_per_level": 1, **extra}
@@ -78,7 +82,7 @@ def test_conditional_experiments_have_the_reference_settings(paper_grid, preset,
     assert run.task.noise_std == 0.2 and run.task.data_range == data_range
     # noise_std 0.2 on the network's own data: [-1, 1] for VP (sample.py:103-106), [0, 1] for VE (sample.py:100-102)
     assert run.task.noise_std_effective == pytest.approx(0.2 if model == "vp_adm" else 0.4)
-    assert (run.schedule, run.steps, run.init) == (schedule, steps, "unit")
+    assert (run.schedule, run.steps, run.init, run.init_knobs) == (schedule, steps, *START[model])
     assert run.knobs == {"eps": eps, "T0": 0.0, "clamp_tau": True, "ve_continuous_sigma": continuous,
                          "steps_per_level": 1, "final_noise": False}
     if schedule == "sigmoid":

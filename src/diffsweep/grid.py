@@ -143,6 +143,7 @@ class RunSpec:
     seed: int
     n_samples: int
     task: TaskSpec | None = None
+    init_knobs: dict = field(default_factory=dict)     # the start's knobs (init: gaussian), {} for the others
 
     @property
     def kind(self) -> str:
@@ -152,6 +153,8 @@ class RunSpec:
         """Everything that determines the run's output (what its id hashes)."""
         method = {"family": self.family, "schedule": self.schedule, "schedule_knobs": self.schedule_knobs,
                   "steps": self.steps, "init": self.init, "knobs": self.knobs}
+        if self.init_knobs:     # only starts with knobs hash them: the ids of the other runs stay
+            method["init_knobs"] = self.init_knobs
         if self.task is None:
             return {**_source_params(self.model), "sampler": method, "seed": self.seed, "n_samples": self.n_samples}
         return {**_source_params(self.model, with_reference_size=True), "task": self.task.params(), "restorer": method,
@@ -164,6 +167,7 @@ class RunSpec:
                 preset: self.preset, family: self.family, "schedule": self.schedule, "steps": self.steps,
                 "init": self.init, "seed": self.seed, "n_samples": self.n_samples,
                 **{f"schedule_{k}": v for k, v in self.schedule_knobs.items()},
+                **{f"init_{k}": v for k, v in self.init_knobs.items()},
                 **{f"knob_{k}": v for k, v in self.knobs.items()}}
 
 
@@ -251,8 +255,8 @@ def run_dict(run: RunSpec) -> dict:
                          "data_range": run.task.data_range, "noise_std_effective": run.task.noise_std_effective,
                          "n_measurements": run.task.n_measurements}
     return canonical({"id": run.id, "kind": run.kind, "family": run.family, "schedule": run.schedule,
-                      "schedule_knobs": run.schedule_knobs, "steps": run.steps, "init": run.init, "knobs": run.knobs,
-                      "seed": run.seed, "n_samples": run.n_samples, **({"task": task} if task else {}),
+                      "schedule_knobs": run.schedule_knobs, "steps": run.steps, "init": run.init,
+                      "init_knobs": run.init_knobs, "knobs": run.knobs, "seed": run.seed, "n_samples": run.n_samples, **({"task": task} if task else {}),
                       "params": run.params(), "row": run.row()})
 
 
@@ -388,8 +392,9 @@ def resolve_preset(point: dict, where: str, methods=samplers) -> dict:
         raise ValueError(f"{where}steps: expected a positive integer (or a list of them), got {steps!r}")
     noise.check_schedule(schedule, steps, schedule_knobs, where=where)
     init = spec.init if point["init"] == "default" else point["init"]
+    init_knobs = samplers.resolve_init_knobs(init, point.get("init_knobs"), where=f"{where}init_knobs.")
     return {"family": spec.name, "schedule": schedule, "schedule_knobs": schedule_knobs, "steps": steps,
-            "init": init, "knobs": spec.resolve_knobs(point["knobs"], where=f"{where}knobs.")}
+            "init": init, "init_knobs": init_knobs, "knobs": spec.resolve_knobs(point["knobs"], where=f"{where}knobs.")}
 
 
 # Sets the digits classifier (diffsweep.fidelity) understands.

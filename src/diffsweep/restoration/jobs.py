@@ -101,7 +101,8 @@ def restore(run: dict, denoiser, operator, y, shape, dtype, device):
     k = run["n_samples"]
     sigmas = make_schedule(run["schedule"], run["steps"], **run["schedule_knobs"]).tolist()
     generator = torch.Generator(device=device).manual_seed(run["seed"])
-    x = jobs.initial_sample(run["init"], sigmas[0], (len(y) * k, *shape), generator, dtype, device)
+    x = jobs.initial_sample(run["init"], sigmas[0], (len(y) * k, *shape), generator, dtype, device,
+                            run.get("init_knobs"))
     y_rows = y.repeat_interleave(k, dim=0).to(device, dtype)
     return jobs.call_counted(spec.fn, denoiser, device, x, sigmas, generator, operator, y_rows,
                              run["task"]["noise_std_effective"], **run["knobs"])
