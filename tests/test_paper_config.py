@@ -63,10 +63,10 @@ def test_unconditional_experiments_have_the_reference_settings(paper_grid, prese
 # (preset, model, task, operator params, data range, schedule, K, eps, ve_continuous_sigma)
 CONDITIONAL = [
     ("paper_vp_sr4", "vp_adm", "vp_sr4", {"factor": 4}, "minus_one_one", "sigmoid", 750, 0.15651, "none"),
-    ("paper_vp_inpaint92", "vp_adm", "vp_inpaint92", {"missing": 0.92}, "minus_one_one", "sigmoid", 750, 0.77683,
+    ("paper_vp_inpaint92", "vp_adm", "vp_inpaint92", {"missing": 0.92, "per_image": True}, "minus_one_one", "sigmoid", 750, 0.77683,
      "none"),
     ("paper_ve_sr4", "ve_ncsnpp", "ve_sr4", {"factor": 4}, "zero_one", "ve_discrete", 1000, 0.15651, "network"),
-    ("paper_ve_inpaint92", "ve_ncsnpp", "ve_inpaint92", {"missing": 0.92}, "zero_one", "ve_discrete", 1000, 0.29487,
+    ("paper_ve_inpaint92", "ve_ncsnpp", "ve_inpaint92", {"missing": 0.92, "per_image": True}, "zero_one", "ve_discrete", 1000, 0.29487,
      "network"),
 ]
 
@@ -78,7 +78,7 @@ def test_conditional_experiments_have_the_reference_settings(paper_grid, preset,
     run = only_run(paper_grid.restorations.values(), preset)
     assert (run.kind, run.model.name, run.task.name, run.family) == ("restoration", model, task, "rw_conditional")
     assert run.task.operator == ("sr_bicubic" if "factor" in operator_knobs else "inpaint_random")
-    assert run.task.operator_knobs == operator_knobs
+    assert run.task.operator_knobs == operator_knobs        # inpainting: a mask per image (sample.py:120-123)
     assert run.task.noise_std == 0.2 and run.task.data_range == data_range
     # noise_std 0.2 on the network's own data: [-1, 1] for VP (sample.py:103-106), [0, 1] for VE (sample.py:100-102)
     assert run.task.noise_std_effective == pytest.approx(0.2 if model == "vp_adm" else 0.4)
