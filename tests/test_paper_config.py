@@ -39,7 +39,7 @@ START = {"vp_adm": ("unit", {}), "ve_ncsnpp": ("gaussian", {"mean": -1.0, "std":
 
 # (preset, model, schedule, schedule params that matter, K, eps, T0, extra knobs): reference configs/*.yaml
 UNCONDITIONAL = [
-    ("paper_vp_sigmoid", "vp_adm", "sigmoid", {"sharpness": 0.3}, 100, 0.7, 0.1, {"ve_continuous_sigma": "none"}),
+    ("paper_vp_sigmoid", "vp_adm", "sigmoid", {"sharpness": 0.3, "snap": 10 ** 6}, 100, 0.7, 0.1, {"ve_continuous_sigma": "none"}),
     ("paper_vp_pretrained_schedule", "vp_adm", "vp_pretrained", {"beta_min": 1e-4, "beta_max": 0.02, "timesteps": 1000},
      1000, 0.4, 0.4, {"ve_continuous_sigma": "none"}),
     ("paper_ve", "ve_ncsnpp", "ve_discrete", {"sigma_min": 0.02, "sigma_max": 696.0}, 1000, 0.16, 0.4,
@@ -85,8 +85,8 @@ def test_conditional_experiments_have_the_reference_settings(paper_grid, preset,
     assert (run.schedule, run.steps, run.init, run.init_knobs) == (schedule, steps, *START[model])
     assert run.knobs == {"eps": eps, "T0": 0.0, "clamp_tau": True, "ve_continuous_sigma": continuous,
                          "steps_per_level": 1, "final_noise": False}
-    if schedule == "sigmoid":
-        assert run.schedule_knobs["sharpness"] == 0.3
+    if schedule == "sigmoid":       # snapped to the reference's 10^6-point grid (tweedie_utility.py:745-815)
+        assert (run.schedule_knobs["sharpness"], run.schedule_knobs["snap"]) == (0.3, 10 ** 6)
     assert run.n_samples == 1 and run.task.n_measurements == 1000
 
 
