@@ -110,8 +110,17 @@ def test_sweep_size_stays_what_the_comments_say(paper_grid):
     """The NFE totals quoted in config/paper.yaml (steps x images, before 2-NFE-per-level samplers)."""
     unconditional = sum(run.steps * run.n_samples for run in paper_grid.runs.values())
     restoration = sum(run.steps * run.task.n_measurements * run.n_samples for run in paper_grid.restorations.values())
-    assert (len(paper_grid.runs), len(paper_grid.restorations)) == (50, 22)
-    assert unconditional == 9_475_000 and restoration == 8_140_000
+    assert (len(paper_grid.runs), len(paper_grid.restorations)) == (51, 22)
+    assert unconditional == 9_975_000 and restoration == 8_140_000
+
+
+def test_ncsn_row_of_table_1_is_a_preset(paper_grid):
+    """The walk with NCSN's Table-1 rule on the VE network, NCSNv2's FFHQ step (docs/paper.md)."""
+    run = only_run(paper_grid.runs.values(), "other_rw_ncsn")
+    assert (run.model.name, run.family, run.schedule, run.steps, run.init) == ("ve_ncsnpp", "rw_ncsn", "geometric",
+                                                                               500, "sigma_max")
+    assert run.knobs == {"eps": 7.2e-6, "sigma_ref": "smallest", "steps_per_level": 3, "final_noise": False}
+    assert (run.schedule_knobs["sigma_min"], run.schedule_knobs["sigma_max"]) == (0.02, 696.0)
 
 
 def test_preset_restrictions_name_unknown_models_and_tasks():
