@@ -27,7 +27,7 @@ def test_per_image_masks_differ_share_channels_and_start_with_the_per_run_mask()
     assert all(int((mask == 0).sum()) == round(0.75 * 64) for mask in masks)
     assert len({tuple(mask.flatten().tolist()) for mask in masks}) == 4
     assert torch.equal(masks[0], shared.mask)                     # the same seed draws the per-run mask first
-    assert shared.for_measurements(7) is shared and shared.rows(5) is shared
+    assert shared.for_measurements(7) is shared and shared.restrict(5) is shared
 
 
 def test_batched_operator_adjoint_and_svd_act_row_by_row():
@@ -40,13 +40,13 @@ def test_batched_operator_adjoint_and_svd_act_row_by_row():
     assert isinstance(svd, ops.PixelSelection) and svd.s.shape == (4, *IMAGE)
     assert close(svd.u(svd.s * svd.vt(x)), Ax) and close(svd.v(svd.s * svd.ut(y)), operator.adjoint(y))
     for j in range(4):
-        single = operator.rows(j)
+        single = operator.restrict(j)
         assert not single.per_row and close(single.forward(x[j:j + 1]), Ax[j:j + 1])
         pinv = torch.linalg.pinv(single.matrix(), rtol=1e-10)
         assert close(svd.pseudo_inverse(y)[j].flatten(), pinv @ y[j].flatten())
-    repeated = operator.rows(torch.arange(4).repeat_interleave(2))          # k = 2 samples per measurement
+    repeated = operator.restrict(torch.arange(4).repeat_interleave(2))          # k = 2 samples per measurement
     assert torch.equal(repeated.mask[2 * 3 + 1], operator.mask[3])
-    with pytest.raises(ValueError, match="a batch of 3 rows for 4 masks; take operator.rows"):
+    with pytest.raises(ValueError, match="a batch of 3 rows for 4 masks; take operator.restrict"):
         operator.forward(x[:3])
 
 
@@ -55,7 +55,7 @@ def test_restorers_restore_each_row_with_its_own_mask(restorer):
     operator = inpainting(True)
     batched = run_restorer(restorer, operator, n=4)
     for j in range(4):
-        alone = run_restorer(restorer, operator.rows(j), n=4)         # the same draws, mask j for every row
+        alone = run_restorer(restorer, operator.restrict(j), n=4)         # the same draws, mask j for every row
         assert close(batched[j], alone[j]), (restorer, j, (batched[j] - alone[j]).abs().max().item())
 
 

@@ -243,7 +243,7 @@ class LinearOperator:
         here; an operator with one random part per image (inpaint_random, per_image) draws them."""
         return self
 
-    def rows(self, index) -> LinearOperator:
+    def restrict(self, index) -> LinearOperator:
         """The operator acting on rows `index` (an int, a slice or a 1-D tensor) of the batch that
         `for_measurements` was given: itself when the rows share it."""
         return self
@@ -359,7 +359,7 @@ class MaskOperator(LinearOperator):
     def forward(self, x):
         if self.per_row and x.shape[0] != len(self.mask):
             raise ValueError(f"inpainting with one mask per image: a batch of {x.shape[0]} rows for "
-                             f"{len(self.mask)} masks; take operator.rows(index) for a part of the batch")
+                             f"{len(self.mask)} masks; take operator.restrict(index) for a part of the batch")
         return x * self.mask.to(x)
 
     adjoint = forward
@@ -367,7 +367,7 @@ class MaskOperator(LinearOperator):
     def decompose(self):
         return PixelSelection(self.mask.expand(*self.mask.shape[:-len(self.shape)], *self.shape))
 
-    def rows(self, index):
+    def restrict(self, index):
         return MaskOperator(self.shape, self.mask[index]) if self.per_row else self
 
     def arrays(self):
