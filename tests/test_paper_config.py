@@ -78,7 +78,7 @@ def test_conditional_experiments_have_the_reference_settings(paper_grid, preset,
     run = only_run(paper_grid.restorations.values(), preset)
     assert (run.kind, run.model.name, run.task.name, run.family) == ("restoration", model, task, "rw_conditional")
     assert run.task.operator == ("sr_bicubic" if "factor" in operator_knobs else "inpaint_random")
-    assert run.task.operator_knobs == operator_knobs        # inpainting: a mask per image (sample.py:120-123)
+    assert run.task.operator_knobs == operator_knobs        # inpainting: a mask per image (sample.py:124-127)
     assert run.task.noise_std == 0.2 and run.task.data_range == data_range
     # noise_std 0.2 on the network's own data: [-1, 1] for VP (sample.py:103-106), [0, 1] for VE (sample.py:100-102)
     assert run.task.noise_std_effective == pytest.approx(0.2 if model == "vp_adm" else 0.4)
@@ -97,7 +97,7 @@ def test_dataset_models_and_sizes(paper_grid):
                                                                                   "limit": 1000}
     formats = {model.name: model.recipe["format"] for model in paper_grid.models.values()}
     assert formats == {"vp_adm": "adm_ffhq256", "ve_ncsnpp": "ncsnpp_ffhq256"}
-    # the reference loads the VE checkpoint's raw 'model' weights, not the EMA copy (sample.py:57-60)
+    # the reference loads the VE checkpoint's raw 'model' weights, not the EMA copy (sample.py:60-65)
     assert {model.name: model.recipe["weights"] for model in paper_grid.models.values()}["ve_ncsnpp"] == "model"
     assert not paper_grid.excluded
     # presets tuned for one network run only with it; the same-walk ablations run with both
