@@ -37,7 +37,7 @@ def test_a_plugin_sampler_runs_through_the_workflow_with_no_rule_edited(tmp_path
                          cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     table = pd.read_parquet(tmp_path / "results" / "tables" / "generation.parquet")
-    assert (table["sampler_family"] == "euler_ancestral").all() and len(table) == 4
+    assert (table["sampler_family"] == "my_euler_ancestral").all() and len(table) == 4
     assert sorted(table["knob_eta"].unique()) == [0.5, 1.0]
     assert (table["status"] == "ok").all()
     assert sorted(table["nfe"].unique()) == [10, 40]
