@@ -35,6 +35,12 @@ PLOT_METRICS = config["plots"]["metrics"]
 HEATMAP = config["plots"]["heatmap"]
 DIRECTIONS = config["tables"]["better"]
 RESTORATION_METRICS = ["psnr", "ssim", "lpips"]   # lpips: a placeholder figure when LPIPS is skipped
+# The declared studies (docs/studies.md), their options with defaults filled.
+STUDIES = {name: {"metric": "sliced_w2", **options} for name, options in config["studies"].items() if options is not None}
+for _name in STUDIES.get("temperature_ramp", {}).get("samplers", []):
+    if _name not in config["samplers"]:
+        raise WorkflowError(f"studies.temperature_ramp.samplers: '{_name}' is not a preset under samplers; "
+                            f"allowed: {', '.join(sorted(config['samplers']))}")
 
 PLOT_FORMATS = ds_tables.PLOT_FORMATS     # every figure is written in each
 TABLE_FORMATS = ds_tables.TABLE_FORMATS   # ablation table format -> file extension
@@ -70,7 +76,7 @@ RESOURCES = {
     "fidelity_reference": {"mem_mb": 4000, "runtime": 30, "gpu": GPU},
     **{rule: LIGHT for rule in ("manifest", "aggregate", "restoration_table", "ablation_table", "plot_metrics",
                                 "plot_samples", "plot_heatmaps", "plot_schedules", "plot_training",
-                                "plot_restoration")},
+                                "plot_restoration", "study_temperature_ramp", "study_error_sources")},
 }
 
 
@@ -184,4 +190,17 @@ def all_targets():
         targets.append(f"{RESULTS}/tables/restoration.parquet")
         targets += expand(f"{RESULTS}/plots/restoration_{{metric}}_vs_nfe.{{ext}}", metric=RESTORATION_METRICS,
                           ext=PLOT_FORMATS)
+    return targets + study_targets()
+
+
+def study_targets():
+    """The figures and tables of the studies the config declares (`studies:`); error_sources
+    needs a trained network."""
+    targets = []
+    if "temperature_ramp" in STUDIES:
+        targets += [*expand(f"{RESULTS}/plots/study_temperature_ramp.{{ext}}", ext=PLOT_FORMATS),
+                    f"{RESULTS}/tables/study_temperature_ramp.csv"]
+    if "error_sources" in STUDIES and TRAINED:
+        targets += [*expand(f"{RESULTS}/plots/study_error_sources.{{ext}}", ext=PLOT_FORMATS),
+                    f"{RESULTS}/tables/study_error_sources.csv"]
     return targets
