@@ -37,10 +37,6 @@ DIRECTIONS = config["tables"]["better"]
 RESTORATION_METRICS = ["psnr", "ssim", "lpips"]   # lpips: a placeholder figure when LPIPS is skipped
 # The declared studies (docs/studies.md), their options with defaults filled.
 STUDIES = {name: {"metric": "sliced_w2", **options} for name, options in config["studies"].items() if options is not None}
-for _name in STUDIES.get("temperature_ramp", {}).get("samplers", []):
-    if _name not in config["samplers"]:
-        raise WorkflowError(f"studies.temperature_ramp.samplers: '{_name}' is not a preset under samplers; "
-                            f"allowed: {', '.join(sorted(config['samplers']))}")
 
 PLOT_FORMATS = ds_tables.PLOT_FORMATS     # every figure is written in each
 TABLE_FORMATS = ds_tables.TABLE_FORMATS   # ablation table format -> file extension

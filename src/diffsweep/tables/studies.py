@@ -47,6 +47,9 @@ def error_sources(table, metric: str = "sliced_w2"):
     keys = [c for c in params if c not in owned and c in done.columns]
     oracle = done[done["model_source"] == ORACLE_SOURCE]
     trained = done[done["model_source"] != ORACLE_SOURCE]
+    if oracle.duplicated(keys).any():
+        raise TableError("error_sources: several oracle runs share every parameter but the model (two oracle "
+                         "presets?); keep one oracle per dataset")
     paired = trained[[*keys, "model", metric]].merge(
         oracle[[*keys, metric]].rename(columns={metric: "discretisation"}), on=keys, how="inner",
         validate="many_to_one")
