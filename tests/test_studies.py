@@ -62,3 +62,11 @@ def test_ramp_summary_and_figures_are_drawn(tmp_path):
                                    run("oracle", 100, 0, 0.1), run("mlp_ddpm", 100, 0, 0.2)]))
     plots.error_sources(sources, tmp_path / "sources.png")
     assert all((tmp_path / name).stat().st_size > 1000 for name in ("ramp.png", "sources.png"))
+
+
+def test_error_sources_keeps_a_knob_swept_at_equal_steps():
+    table = frame([run("oracle", 10, 0, 0.3), run("oracle", 10, 0, 0.5, eps=0.3),
+                   run("mlp_ddpm", 10, 0, 0.4), run("mlp_ddpm", 10, 0, 0.9, eps=0.3)])
+    out = error_sources(table).set_index("knob_eps")
+    assert out.attrs["settings"] == ["dataset", "sampler", "steps", "knob_eps"]
+    assert out.loc[0.3, "score"] == pytest.approx(0.4) and out.loc[0.7, "score"] == pytest.approx(0.1)

@@ -8,7 +8,7 @@ pandas and torch are imported by the functions that need them (the Snakefile imp
 """
 
 from diffsweep.tables.options import TableError
-from diffsweep.tables.rows import param_columns
+from diffsweep.tables.rows import distinguishing, param_columns, records
 
 ORACLE_SOURCE = "oracle"
 
@@ -55,9 +55,10 @@ def error_sources(table, metric: str = "sliced_w2"):
         validate="many_to_one")
     paired = paired.rename(columns={metric: "total"})
     paired["score"] = paired["total"] - paired["discretisation"]
-    # the run's settings that vary (and always dataset, sampler, steps) name a row; seeds are averaged
-    settings = [c for c in keys if c != "seed"
-                and (c in ("dataset", "sampler", "steps") or paired[c].nunique(dropna=False) > 1)]
+    # a row: dataset, sampler, steps and whatever else tells configurations apart there (a swept
+    # knob); seeds are averaged
+    named = [c for c in ("dataset", "sampler", "steps") if c in keys]
+    settings = named + distinguishing(records(paired[keys]), named, [c for c in keys if c not in named and c != "seed"])
     grouped = paired.groupby([*settings, "model"], dropna=False, sort=True)
     out = grouped[["total", "discretisation", "score"]].mean().reset_index()
     out["seeds"] = grouped.size().to_numpy()
