@@ -35,7 +35,7 @@ PLOT_METRICS = config["plots"]["metrics"]
 HEATMAP = config["plots"]["heatmap"]
 DIRECTIONS = config["tables"]["better"]
 RESTORATION_METRICS = ["psnr", "ssim", "lpips"]   # lpips: a placeholder figure when LPIPS is skipped
-# The declared studies (docs/studies.md), their options with defaults filled.
+# The studies the config declares (documented in docs, studies.md), their options with defaults filled.
 STUDIES = {name: {"metric": "sliced_w2", **options} for name, options in config["studies"].items() if options is not None}
 
 PLOT_FORMATS = ds_tables.PLOT_FORMATS     # every figure is written in each
@@ -186,17 +186,13 @@ def all_targets():
         targets.append(f"{RESULTS}/tables/restoration.parquet")
         targets += expand(f"{RESULTS}/plots/restoration_{{metric}}_vs_nfe.{{ext}}", metric=RESTORATION_METRICS,
                           ext=PLOT_FORMATS)
-    return targets + study_targets()
+    return [*targets, *study_targets()]
 
 
 def study_targets():
     """The figures and tables of the studies the config declares (`studies:`); error_sources
     needs a trained network."""
-    targets = []
-    if "temperature_ramp" in STUDIES:
-        targets += [*expand(f"{RESULTS}/plots/study_temperature_ramp.{{ext}}", ext=PLOT_FORMATS),
-                    f"{RESULTS}/tables/study_temperature_ramp.csv"]
-    if "error_sources" in STUDIES and TRAINED:
-        targets += [*expand(f"{RESULTS}/plots/study_error_sources.{{ext}}", ext=PLOT_FORMATS),
-                    f"{RESULTS}/tables/study_error_sources.csv"]
-    return targets
+    drawn = [name for name, possible in (("temperature_ramp", True), ("error_sources", TRAINED))
+             if name in STUDIES and possible]
+    return [path for name in drawn for path in (*expand(f"{RESULTS}/plots/study_{name}.{{ext}}", ext=PLOT_FORMATS),
+                                                 f"{RESULTS}/tables/study_{name}.csv")]

@@ -10,7 +10,8 @@ rule study_temperature_ramp:
         png=update(report(f"{RESULTS}/plots/study_temperature_ramp.png", category="6. Studies",
                           subcategory="Temperature ramp", caption="../report/study_temperature_ramp.rst")),
         pdf=update(f"{RESULTS}/plots/study_temperature_ramp.pdf"),
-        csv=update(f"{RESULTS}/tables/study_temperature_ramp.csv"),
+        csv=update(report(f"{RESULTS}/tables/study_temperature_ramp.csv", category="6. Studies",
+                          subcategory="Temperature ramp", caption="../report/study_temperature_ramp.rst")),
     params:
         options=lambda wc: STUDIES["temperature_ramp"],
         datasets=lambda wc: [ds_grid.data_dict(spec) for _, spec in sorted(GRID.datasets.items())],
