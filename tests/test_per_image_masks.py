@@ -11,7 +11,8 @@ from diffsweep.restoration.registry import OPERATORS
 from test_structured_operators import close, run_restorer
 
 IMAGE = (3, 8, 8)
-RESTORERS = ["rw_conditional", "ddrm", "diffpir", "pigdm", "replacement"]
+RESTORERS = ["rw_conditional", "ddrm", "diffpir", "pigdm", "replacement", "repaint", "ilvr", "ddnm", "ddnm_plus",
+             "twisted_smc", "red_diff", "daps"]
 
 
 def inpainting(per_image, n=4, missing=0.75, seed=3):

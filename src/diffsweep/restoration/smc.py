@@ -48,11 +48,12 @@ def resample(log_weights, generator, *tensors):
 def twisted_smc(denoise, x, sigmas, generator, operator, y, noise_std, *, particles, prior_variance):
     import torch
     n, k = x.shape[0], particles
-    basis = Spectral(operator, x)
+    operator = operator.restrict(torch.arange(n).repeat_interleave(k))     # particle i of row j: row j's operator
     # particle 0 of each row is the given start; the others are drawn from the same N(0, sigma_max^2 I)
     others = sigmas[0] * gaussian_like(x.unsqueeze(1).expand(n, k - 1, *x.shape[1:]), generator)
     x = torch.cat([x.unsqueeze(1), others], 1).flatten(0, 1)
     y = y.repeat_interleave(k, 0)
+    basis = Spectral(operator, x)
 
     x0 = denoise(x, sigmas[0])
     nfe = 1
