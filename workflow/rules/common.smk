@@ -35,6 +35,8 @@ PLOT_METRICS = config["plots"]["metrics"]
 HEATMAP = config["plots"]["heatmap"]
 DIRECTIONS = config["tables"]["better"]
 RESTORATION_METRICS = ["psnr", "ssim", "lpips"]   # lpips: a placeholder figure when LPIPS is skipped
+if any(run.model.data.analytic for run in GRID.restorations.values()):
+    RESTORATION_METRICS.append("sliced_w2_posterior")   # distance to exact posterior samples (analytic priors)
 # The studies the config declares (documented in docs, studies.md), their options with defaults filled.
 STUDIES = {name: {"metric": "sliced_w2", **options} for name, options in config["studies"].items() if options is not None}
 
