@@ -73,7 +73,7 @@ def test_ids_are_names_and_64_bit_hashes():
     assert all(re.fullmatch(r"[A-Za-z0-9_]+-[0-9a-f]{16}\.[0-9a-f]{16}", s) for s in shards)
 
 
-def test_shards_pack_pending_runs_per_model_and_kind():
+def test_shards_pack_every_run_per_model_and_kind():
     g = build({**copy.deepcopy(BASE), "restoration": copy.deepcopy(RESTORING)})
     assert {r.kind for r in g.runs.values()} == {"generation"} and len(g.restorations) == 2 * 2   # 2 steps x 2 seeds
     shards = g.shards({"generation": 4, "restoration": 3})
@@ -85,8 +85,66 @@ def test_shards_pack_pending_runs_per_model_and_kind():
         assert len({(run.model.id, run.kind) for run in runs}) == 1
         assert shard_id.startswith(runs[0].model.id + ".")
     assert sum(g.all_runs[ids[0]].kind == "restoration" for ids in shards.values()) == 2   # 4 runs, 3 a shard
-    done = set(list(g.all_runs)[:7])
-    assert not done & {i for ids in g.shards({"generation": 4, "restoration": 3}, done=done).values() for i in ids}
+
+
+def sweep_config(**changes):
+    """One score source with 14 runs: 5 shards of at most 3."""
+    raw = {"datasets": {"ring8": {"family": "gmm", "params": {"preset": "ring8"}}},
+           "models": {"oracle": {"source": "oracle"}},
+           "samplers": {"rw": {"family": "random_walk", "steps": 5, "knobs": {"eps": [0.1, 0.2, 0.3, 0.4, 0.5]}},
+                        "ode": {"family": "pf_ode", "steps": [4, 8]}},
+           "seeds": [0, 1], "sampling": {"runs_per_job": 3}}
+    raw.update(changes)
+    return config.prepare(raw)
+
+
+def test_shards_stay_put_while_their_runs_finish():
+    """Each parse (the main Snakemake, every cluster job) builds the grid again while jobs finish
+    runs: shard ids and members never move, a shard is a target while it has pending runs, and a
+    job finds its runs from its shard id alone."""
+    cfg = sweep_config()
+    shards = grid.build(cfg).shards(grid.runs_per_job(cfg))
+    assert sorted(len(ids) for ids in shards.values()) == [2, 3, 3, 3, 3]
+    assert grid.pending_shards(shards, set()).keys() == shards.keys()
+    a, b, *_ = sorted(shards)
+    for finished in range(len(shards[a]) + 1):       # shard a's job finishes its runs one by one
+        done = set(shards[a][:finished])
+        again = grid.build(copy.deepcopy(cfg))        # another job re-parses meanwhile
+        assert again.shards(grid.runs_per_job(cfg)) == shards
+        model, runs = grid.shard_job(cfg, b)          # ... and finds its own shard
+        assert [run["id"] for run in runs] == shards[b] and model["id"] == b.split(".")[0]
+        pending = grid.pending_shards(shards, done)
+        assert (a in pending) == (finished < len(shards[a]))
+        assert set(pending) - {a} == set(shards) - {a}
+    # the marker name follows what is left: a half-done shard, or one with a run deleted to be redone, runs again
+    keys = {grid.pending_shards(shards, set(shards[a][:n]))[a] for n in range(len(shards[a]))}
+    assert len(keys) == len(shards[a])
+
+
+def test_a_shard_job_reads_the_runs_the_grid_has():
+    cfg = sweep_config(restoration=copy.deepcopy(RESTORING))
+    g = grid.build(cfg)
+    assert g.restorations
+    for shard, run_ids in g.shards(grid.runs_per_job(cfg)).items():
+        model, runs = grid.shard_job(cfg, shard)
+        assert runs == [grid.run_dict(g.all_runs[run_id]) for run_id in run_ids]
+        assert model == grid.model_dict(g.models[shard.split(".")[0]])
+    with pytest.raises(ValueError, match=r"shard 'oracle-0123456789abcdef.0123456789abcdef' is not in this "
+                                         r"config's grid"):
+        grid.shard_job(cfg, "oracle-0123456789abcdef.0123456789abcdef")
+
+
+def test_a_new_preset_makes_targets_only_of_shards_with_its_runs():
+    cfg = sweep_config()
+    before = grid.build(cfg)
+    done = set(before.all_runs)                       # the first sweep finished
+    cfg["samplers"]["ddpm"] = {**cfg["samplers"]["ode"], "family": "ddpm", "steps": 6}   # 2 seeds: 2 runs
+    after = grid.build(cfg)
+    shards = after.shards(grid.runs_per_job(cfg))
+    pending = grid.pending_shards(shards, done)
+    new = set(after.all_runs) - done
+    assert len(new) == 2 and 1 <= len(pending) <= 2
+    assert {run_id for shard in pending for run_id in shards[shard] if run_id not in done} == new
 
 
 def test_restoration_runs_have_their_task_and_noise_std_stated_on_a_range():
