@@ -1,7 +1,7 @@
 """Benchmark: how parsing, the dry run and aggregation grow with the number of runs.
 
 For each size N, a config with one sampler preset on the ring8 oracle and two list-valued
-knobs (eps x T0, N runs; 10 steps, 200 samples per run) is written to a temporary folder,
+knobs (eps x T0, about sqrt(N) values each, N runs; 10 steps, 200 samples per run) is written to a temporary folder,
 and each step runs in its own process, timed with its peak memory (max RSS):
 
 - `diffsweep grid --config sweep.yaml` (the expansion),
@@ -27,19 +27,18 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-T0_VALUES = [0.05, 0.1, 0.2, 0.4, 0.8]
-
-
 def sweep_config(n_runs: int, runs_per_job: int) -> dict:
-    """One preset, eps x T0 = n_runs points (5 values of T0, n_runs / 5 of eps)."""
-    n_eps = max(1, n_runs // len(T0_VALUES))
+    """One preset, eps x T0 = n_runs points (two axes of about sqrt(n_runs) values each)."""
+    n_t0 = max(d for d in range(1, int(n_runs ** 0.5) + 1) if n_runs % d == 0)
+    n_eps = n_runs // n_t0
     eps = [round(0.1 + 0.9 * i / n_eps, 9) for i in range(n_eps)]
+    t0 = [round(0.05 + 0.95 * i / n_t0, 9) for i in range(n_t0)]
     return {"results": "results", "seeds": [0], "data": {"n_train": 2000, "n_reference": 1000},
             "sampling": {"n_samples": 200, "runs_per_job": runs_per_job},
             "datasets": {"ring8": {"family": "gmm", "params": {"preset": "ring8"}}},
             "models": {"oracle": {"source": "oracle"}},
             "samplers": {"rw": {"family": "random_walk", "schedule": "sigmoid", "steps": 10,
-                                "knobs": {"eps": eps, "T0": T0_VALUES}}},
+                                "knobs": {"eps": eps, "T0": t0}}},
             "plots": {"schedules": False}}
 
 

@@ -213,6 +213,7 @@ class Grid:
     runs: dict[str, RunSpec]          # generation runs by run id
     excluded: list[str]               # human-readable reasons for skipped combinations
     restorations: dict[str, RunSpec] = field(default_factory=dict)   # restoration runs by run id
+    _rows: dict = field(default_factory=dict, repr=False)             # manifest rows by kind, made once
 
     @property
     def all_runs(self) -> dict[str, RunSpec]:
@@ -223,9 +224,20 @@ class Grid:
         return [m for m in self.models.values() if m.source == "trained"]
 
     def manifest_rows(self, kind: str = "generation") -> list[dict]:
-        """The manifest rows of one kind of run, sorted by run id."""
+        """The manifest rows of one kind of run, sorted by run id (made once; do not change them)."""
+        if kind not in self._rows:
+            runs = self.runs if kind == "generation" else self.restorations
+            self._rows[kind] = [runs[run_id].row() for run_id in sorted(runs)]
+        return self._rows[kind]
+
+    def digest(self, kind: str = "generation") -> str:
+        """A hash that changes when the manifest rows of a kind do (its runs, or the names around
+        them): the tables' rule params carry it instead of the rows, so a changed grid
+        re-aggregates without every run's parameters in the DAG."""
         runs = self.runs if kind == "generation" else self.restorations
-        return [runs[run_id].row() for run_id in sorted(runs)]
+        text = "\n".join(f"{run_id} {run.model.id} {run.model.data.id} {run.task.name if run.task else ''}"
+                         for run_id, run in sorted(runs.items()))
+        return hashlib.sha256(text.encode()).hexdigest()[:HASH_DIGITS]
 
     def shards(self, runs_per_job: dict[str, int]) -> dict[str, list[str]]:
         """Every run packed by score source and kind, in run id order, `runs_per_job[kind]` to a
@@ -233,8 +245,7 @@ class Grid:
         shard (its job skips them), so a shard's id and membership do not depend on when the
         grid is built: a cluster job that re-parses while other shards finish finds its own."""
         groups: dict[tuple, list[str]] = {}
-        for run_id in sorted(self.all_runs):
-            run = self.all_runs[run_id]
+        for run_id, run in sorted(self.all_runs.items()):
             groups.setdefault((run.model.id, run.kind), []).append(run_id)
         shards = {}
         for (model_id, kind), run_ids in sorted(groups.items()):
@@ -273,6 +284,12 @@ def shard_job(config: dict, shard_id: str, base_dir: str | Path = ".") -> tuple[
     if shard_id not in shards:
         raise ValueError(f"shard '{shard_id}' is not in this config's grid (was the config changed under a running sweep?)")
     return model_dict(grid.models[model_id]), [run_dict(grid.all_runs[run_id]) for run_id in shards[shard_id]]
+
+
+def manifest_rows(config: dict, kind: str, base_dir: str | Path = ".") -> list[dict]:
+    """The manifest rows of a kind, expanded from the config (what the table jobs read), keys sorted
+    as rule params had them."""
+    return canonical(build(config, base_dir).manifest_rows(kind))
 
 
 # --- what a job receives (its rule's params): plain dicts, keys sorted -----------------------

@@ -25,6 +25,7 @@ Torch is imported only by the job loop.
 from __future__ import annotations
 
 import logging
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -50,7 +51,9 @@ def record_path(results, run_id: str) -> Path:
 
 def done_runs(results, run_ids) -> set[str]:
     """Runs whose record exists: they are never recomputed (delete the folder to redo one)."""
-    return {run_id for run_id in run_ids if record_path(results, run_id).exists()}
+    folder = Path(results) / "runs"
+    present = set(os.listdir(folder)) if folder.is_dir() else set()   # one listing, then a stat per run folder
+    return {run_id for run_id in run_ids if run_id in present and os.path.exists(record_path(results, run_id))}
 
 
 def check_layout(results) -> None:

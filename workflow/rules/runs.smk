@@ -18,9 +18,9 @@ rule run_shard:
     # shard id names its runs (no per-run dicts in the DAG), chunking the network's calls or adding
     # a plugin changes no run, and a params change would re-run finished shards (trigger `params`).
     log:
-        "logs/run_shard/{shard}.log",
+        "logs/run_shard/{shard}.{pending}.log",
     benchmark:
-        "benchmarks/run_shard/{shard}.tsv"
+        "benchmarks/run_shard/{shard}.{pending}.tsv"
     threads: 1
     resources:
         **resources("run_shard"),
