@@ -293,3 +293,49 @@ def test_likelihood_models_must_exist():
     raw["metrics"] = {"likelihood": {"models": ["oracle", "unet"]}}
     with pytest.raises(ValueError, match=r"metrics.likelihood.models: unknown model 'unet'; allowed: mlp, oracle"):
         build(raw)
+
+
+def test_cli_status_counts_states_per_preset_and_source_and_points_at_failures(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({**copy.deepcopy(BASE), "restoration": copy.deepcopy(RESTORING)}))
+    _, g = config.load(path)
+    ids = sorted(g.runs)
+    model_a, model_b = sorted(g.models)[:2]
+    rw = [i for i in ids if i.startswith("rw-") and g.runs[i].model.id == model_a]
+    rw_b = next(i for i in ids if i.startswith("rw-") and g.runs[i].model.id == model_b)
+    ode = [i for i in ids if i.startswith("ode-")]
+    records = {rw[0]: {"status": "ok", "wall_s": 2.0}, rw[1]: {"status": "ok", "wall_s": 4.0},
+               rw_b: {"status": "diverged", "wall_s": 10.0},
+               ode[0]: {"status": "failed", "error": "RuntimeError: boom", "log": "logs/run_shard/x.log"},
+               ode[1]: {"status": "failed"},                  # no error, no log: the shard's logs are named
+               ode[2]: {}}                                    # an older record without a status
+    for run_id, record in records.items():
+        folder = tmp_path / "results" / "runs" / run_id
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps(record))
+    assert cli.main(["status", "--config", str(path), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["runs"] == len(g.all_runs)
+    assert status["total"] == {"ok": 2, "diverged": 1, "failed": 3, "pending": len(g.all_runs) - 6}
+    n_rw = sum(i.startswith("rw-") for i in ids)
+    assert status["by_preset"]["generation rw"] == {"ok": 2, "diverged": 1, "failed": 0, "pending": n_rw - 3}
+    assert status["by_preset"]["restoration ddrm"]["pending"] == len(g.restorations)
+    assert sum(c["ok"] for c in status["by_source"].values()) == 2
+    # a pending run costs the mean wall time of the done runs of its preset and source (rw on a: 3 s, on b:
+    # 10 s), else of its preset (rw: 16 / 3 s), else of all done runs (16 / 3 s)
+    pending_rw = {m: sum(g.runs[i].model.id == m for i in ids if i.startswith("rw-")) - done
+                  for m, done in ((model_a, 2), (model_b, 1))}
+    others = len(g.all_runs) - 6 - sum(pending_rw.values())
+    assert status["remaining_run_s"] == pytest.approx(3.0 * pending_rw[model_a] + 10.0 * pending_rw[model_b]
+                                                      + 16 / 3 * others)
+    assert status["remaining_unknown_runs"] == 0
+    failures = {f["run_id"]: f for f in status["failures"]}
+    assert failures[ode[0]]["log"] == "logs/run_shard/x.log" and failures[ode[0]]["error"] == "RuntimeError: boom"
+    shard = next(s for s, members in g.shards(grid.runs_per_job(config.prepare(yaml.safe_load(path.read_text())))).items()
+                 if ode[1] in members)
+    assert failures[ode[1]]["log"] == f"logs/run_shard/{shard}.*.log"
+    assert cli.main(["status", "--config", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert f"{len(g.all_runs)} runs in results: 2 ok, 1 diverged, 3 failed" in text
+    assert "estimated run time left: " in text and f"{ode[0]}: RuntimeError: boom\n    log: logs/run_shard/x.log" in text
