@@ -61,7 +61,9 @@ def check_layout(results) -> None:
     results = Path(results)
     marker = results / "layout.json"
     version = io.read_json(marker).get("version") if marker.exists() else None
-    has_runs = any((results / folder).is_dir() for folder in ("runs", "restorations", "shards"))
+    # run folders only: Snakemake makes shards/ for a job's marker before the job writes layout.json,
+    # and a job that parses meanwhile (on a cluster) must not take that for an old layout
+    has_runs = any((results / folder).is_dir() for folder in ("runs", "restorations"))
     if version == LAYOUT_VERSION or (version is None and not has_runs):
         return
     found = f"layout version {version}" if version is not None else "an older layout (no layout.json)"
