@@ -33,3 +33,12 @@ rule all:
     input:
         all_targets(),
     default_target: True
+
+
+# A run that raised is recorded (status `failed`) and every table and figure is still made; the
+# workflow then ends non-zero listing the failed runs and their logs, so a failure is never
+# silent. The next invocation retries them (docs/running.md, "When something goes wrong").
+onsuccess:
+    failures = ds_runs.failed_runs(RESULTS, RUNS)
+    if failures:
+        raise WorkflowError(ds_runs.failure_report(failures))

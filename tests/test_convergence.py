@@ -19,7 +19,7 @@ DATASETS = ["ring8", "grid25"]
 
 STOCHASTIC = {  # preset -> (family, schedule, knobs)
     "random_walk": ("random_walk", "sigmoid", {"eps": 0.7, "T0": 0.1}),
-    "rw_ncsn": ("rw_ncsn", "geometric", {"eps": 2e-5, "inner_steps": 3}),
+    "rw_ncsn": ("rw_ncsn", "geometric", {"eps": 2e-5, "steps_per_level": 3}),
     "ncsn": ("ncsn", "geometric", {"eps": 2e-5, "steps_per_level": 3}),
     "ddpm": ("ddpm", "vp_respaced", {}),
     "ddim_eta1": ("ddim", "vp_respaced", {"eta": 1.0}),
@@ -27,14 +27,14 @@ STOCHASTIC = {  # preset -> (family, schedule, knobs)
     "sde_vp": ("sde_euler", "vp_pretrained", {"process": "vp"}),
     "pc_ve": ("pc", "geometric", {}),
     "pc_vp": ("pc", "vp_pretrained", {"process": "vp", "corrector": "annealed_langevin", "snr": 0.05}),
-    "edm_churn": ("edm", "karras", {"S_churn": 40.0}),
+    "edm_churn": ("edm", "karras", {"s_churn": 40.0}),
     "dpmpp_2s_ancestral": ("dpmpp_2s_ancestral", "karras", {}),
 }
 
 
 def draw(dataset, family, schedule, knobs, steps, n=2000, seed=0):
     spec = samplers.get(family)
-    run = {"family": family, "schedule": schedule, "schedule_params": {}, "steps": steps, "init": spec.init,
+    run = {"family": family, "schedule": schedule, "schedule_knobs": {}, "steps": steps, "init": spec.init,
            "knobs": spec.resolve_knobs(knobs), "seed": seed, "n_samples": n}
     return jobs.draw_samples(run, OracleDenoiser(dataset.mixture), 2, torch.float64, torch.device("cpu"))[0]
 

@@ -10,7 +10,7 @@ import yaml
 from diffsweep import cli, config, grid
 
 BASE = {
-    "datasets": {"ring8": {"family": "gmm", "params": {"preset": "ring8"}}, "swiss": {"family": "swissroll"}},
+    "datasets": {"ring8": {"family": "gmm", "knobs": {"preset": "ring8"}}, "swiss": {"family": "swissroll"}},
     "models": {"oracle": {"source": "oracle"}, "mlp": {"source": "trained", "steps": [100, 200]}},
     "samplers": {"rw": {"family": "random_walk", "steps": [10, 20], "knobs": {"T0": [0.1, 1.0]}},
                  "ode": {"family": "pf_ode", "steps": 5}},
@@ -25,7 +25,7 @@ def build(raw):
 def test_defaults_are_filled_everywhere():
     prepared = config.prepare(copy.deepcopy(BASE))
     assert prepared["results"] == "results" and prepared["sampling"]["runs_per_job"] == 16
-    assert prepared["models"]["mlp"]["train_sigma"] == {"name": "ddpm", "params": {}}
+    assert prepared["models"]["mlp"]["train_sigma"] == {"name": "ddpm", "knobs": {}}
     assert prepared["samplers"]["ode"]["schedule"] is None and prepared["samplers"]["ode"]["knobs"] == {}
 
 
@@ -187,10 +187,10 @@ def test_an_old_results_layout_is_refused_with_what_to_do(tmp_path):
     (lambda c: c["samplers"]["rw"].update(family="euler_ancestral"), r"samplers.rw.family: unknown sampler 'euler_ancestral'; allowed: ddim, ddpm"),
     (lambda c: c["samplers"]["rw"].update(schedule="cosine"), r"samplers.rw.schedule: unknown schedule 'cosine'; allowed: geometric"),
     (lambda c: c["samplers"]["rw"]["knobs"].update(eta=1.0), r"samplers.rw.knobs: unknown knob\(s\) \['eta'\] for sampler 'random_walk'; allowed: step_rule, eps, T0"),
-    (lambda c: c["samplers"]["rw"]["knobs"].update(eps=-1.0), r"samplers.rw.knobs.eps: -1.0 is below the minimum 0.0"),
+    (lambda c: c["samplers"]["rw"]["knobs"].update(eps=-1.0), r"samplers.rw.knobs.eps: -1.0 is not above the exclusive minimum 0.0; allowed: > 0.0"),
     (lambda c: c["samplers"]["rw"].update(steps=0), r"samplers.rw.steps: 0 has the wrong type or value"),
     (lambda c: c["datasets"].update(moons={"family": "moons"}), r"datasets.moons.family: unknown dataset family 'moons'; allowed: checkerboard, digits, digits_gmm, gmm, images, swissroll"),
-    (lambda c: c["datasets"]["ring8"]["params"].update(preset="ring9"), r"datasets.ring8.params.preset: 'ring9' is not allowed; allowed: ring8, grid25"),
+    (lambda c: c["datasets"]["ring8"]["knobs"].update(preset="ring9"), r"datasets.ring8.knobs.preset: 'ring9' is not allowed; allowed: ring8, grid25"),
     (lambda c: c["models"]["mlp"].update(parametrisation="rf"), r"models.mlp.parametrisation: 'rf' is not allowed; allowed: x0, eps, score, v, edm, flow"),
     (lambda c: c["models"]["mlp"].update(train_sigma={"name": "cosine"}), r"models.mlp.train_sigma.name: unknown training sigma-distribution 'cosine'"),
     (lambda c: c["models"]["oracle"].update(datasets=["cifar"]), r"models.oracle.datasets: unknown dataset 'cifar'; allowed: ring8, swiss"),
@@ -264,8 +264,8 @@ def test_list_valued_keys_sweep_only_as_lists_of_lists():
 
 
 def test_sampler_presets_can_be_limited_to_datasets():
-    raw = ({"datasets": {"ring8": {"family": "gmm", "params": {"preset": "ring8"}},
-                                    "grid25": {"family": "gmm", "params": {"preset": "grid25"}}},
+    raw = ({"datasets": {"ring8": {"family": "gmm", "knobs": {"preset": "ring8"}},
+                                    "grid25": {"family": "gmm", "knobs": {"preset": "grid25"}}},
                        "models": {"oracle": {"source": "oracle"}},
                        "samplers": {"everywhere": {"family": "ddim", "steps": 5},
                                     "ring_only": {"family": "ddim", "steps": 7, "datasets": ["ring8"]}}})

@@ -37,3 +37,20 @@ def test_parquet_keeps_the_param_columns_of_a_table(tmp_path):
     io.write_parquet(tmp_path / "t.parquet", frame)
     assert io.read_parquet(tmp_path / "t.parquet").attrs == {"param_columns": ["steps"]}
     assert b"PANDAS_ATTRS" in pq.read_schema(tmp_path / "t.parquet").metadata   # in the file, for any reader
+
+
+def test_a_write_removes_the_temporaries_that_interrupted_writes_of_its_file_left(tmp_path):
+    import time
+
+    stale, fresh, other = (tmp_path / name for name in (".out.json.abc123.tmp", ".out.json.def456.tmp",
+                                                         ".other.json.ghi789.tmp"))
+    for path in (stale, fresh, other):
+        path.write_text("partial")
+    past = io.STARTED - 60                 # before this process started: an earlier, killed job's
+    for path in (stale, other):
+        os.utime(path, (past, past))
+    os.utime(fresh, (time.time() + 60, time.time() + 60))   # newer than this process: a live write
+    io.write_json(tmp_path / "out.json", {"a": 1})
+    assert not stale.exists() and fresh.exists() and other.exists()
+    assert io.remove_stale_temporaries(tmp_path) == [other]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.json.def456.tmp", "out.json"]

@@ -29,7 +29,7 @@ def test_vp_ve_round_trip():
 @pytest.mark.parametrize("steps", [2, 7, 100])
 def test_schedules_decrease_between_their_endpoints(name, steps):
     sigmas = noise.make_schedule(name, steps)
-    params = noise.resolve_schedule_params(name)
+    params = noise.resolve_schedule_knobs(name)
     assert sigmas.shape == (steps,) and sigmas.dtype == np.float64
     assert np.all(np.diff(sigmas) < 0)
     if "sigma_max" in params:
@@ -63,8 +63,11 @@ def test_schedule_errors_name_the_problem():
         noise.make_schedule("nope", 10)
     with pytest.raises(ValueError, match=r"unknown knob\(s\) \['rho'\] for schedule 'linear'"):
         noise.make_schedule("linear", 10, rho=3.0)
-    with pytest.raises(ValueError, match="not strictly decreasing"):
+    with pytest.raises(ValueError, match="sigma_min: 5.0 is not below sigma_max 1.0; allowed: sigma_min < sigma_max"):
         noise.make_schedule("linear", 10, sigma_min=5.0, sigma_max=1.0)
+    with pytest.raises(ValueError, match=r"samplers.x.schedule_knobs: vp_respaced: 20 steps exceed the chain's 10"):
+        noise.check_schedule("vp_respaced", 20, noise.resolve_schedule_knobs("vp_respaced", {"timesteps": 10}),
+                             where="samplers.x.")
 
 
 def test_training_distributions():
@@ -96,7 +99,7 @@ def test_unknown_weight_and_distribution():
     with pytest.raises(ValueError, match="unknown loss weight 'l1'; allowed: edm, eps, score, x0"):
         noise.loss_weight("l1", 1.0)
     with pytest.raises(ValueError, match="unknown training sigma-distribution 'cosine'"):
-        noise.resolve_training_params("cosine")
+        noise.resolve_training_knobs("cosine")
 
 
 def test_cosine_chain_matches_its_closed_form():

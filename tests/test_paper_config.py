@@ -1,7 +1,9 @@
-"""config/paper.yaml: it validates, its grid builds, a dry run builds the DAG with none of its
-files present, the seven experiments carry the reference code's settings (docs/paper.md cites
-them), and a real run without the image folder fails naming the config key."""
+"""config/paper.yaml: it validates, its grid builds, a dry run with DIFFSWEEP_SKIP_PATH_CHECKS=1
+builds the DAG with none of its files present, the seven experiments carry the reference code's
+settings (docs/paper.md cites them), and without the switch the missing files are refused at parse
+time naming each config key."""
 
+import os
 import re
 import subprocess
 import sys
@@ -21,7 +23,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "--profile", str(ROOT / "profile
 
 @pytest.fixture(scope="module")
 def paper_grid():
-    _, grid = ds_config.load(PAPER)
+    _, grid = ds_config.load(PAPER, check_paths=False)   # the images, checkpoints and weights are not here
     return grid
 
 
@@ -41,17 +43,17 @@ UNCONDITIONAL = [
 ]
 
 
-@pytest.mark.parametrize("preset, model, schedule, schedule_params, steps, eps, T0, extra", UNCONDITIONAL)
-def test_unconditional_experiments_have_the_reference_settings(paper_grid, preset, model, schedule, schedule_params,
+@pytest.mark.parametrize("preset, model, schedule, schedule_knobs, steps, eps, T0, extra", UNCONDITIONAL)
+def test_unconditional_experiments_have_the_reference_settings(paper_grid, preset, model, schedule, schedule_knobs,
                                                                steps, eps, T0, extra):
     run = only_run(paper_grid.runs.values(), preset)
     assert run.model.name == model and run.family == "random_walk"
     assert run.schedule == schedule and run.steps == steps
-    assert {key: run.schedule_params[key] for key in schedule_params} == schedule_params
+    assert {key: run.schedule_knobs[key] for key in schedule_knobs} == schedule_knobs
     assert run.init == "unit"                              # x ~ N(0, I): sample.py:147,161
     assert run.n_samples == 1000
-    assert run.knobs == {**run.knobs, "step_rule": "reference", "eps": eps, "T0": T0, "last_noise": False,
-                         "inner_steps": 1, **extra}
+    assert run.knobs == {**run.knobs, "step_rule": "reference", "eps": eps, "T0": T0, "final_noise": False,
+                         "steps_per_level": 1, **extra}
 
 
 # (preset, model, task, operator params, data range, schedule, K, eps, ve_continuous_sigma)
@@ -65,29 +67,29 @@ CONDITIONAL = [
 ]
 
 
-@pytest.mark.parametrize("preset, model, task, operator_params, data_range, schedule, steps, eps, continuous",
+@pytest.mark.parametrize("preset, model, task, operator_knobs, data_range, schedule, steps, eps, continuous",
                          CONDITIONAL)
-def test_conditional_experiments_have_the_reference_settings(paper_grid, preset, model, task, operator_params,
+def test_conditional_experiments_have_the_reference_settings(paper_grid, preset, model, task, operator_knobs,
                                                              data_range, schedule, steps, eps, continuous):
     run = only_run(paper_grid.restorations.values(), preset)
     assert (run.kind, run.model.name, run.task.name, run.family) == ("restoration", model, task, "rw_conditional")
-    assert run.task.operator == ("sr_bicubic" if "factor" in operator_params else "inpaint_random")
-    assert run.task.operator_params == operator_params
+    assert run.task.operator == ("sr_bicubic" if "factor" in operator_knobs else "inpaint_random")
+    assert run.task.operator_knobs == operator_knobs
     assert run.task.noise_std == 0.2 and run.task.data_range == data_range
     # noise_std 0.2 on the network's own data: [-1, 1] for VP (sample.py:103-106), [0, 1] for VE (sample.py:100-102)
     assert run.task.noise_std_effective == pytest.approx(0.2 if model == "vp_adm" else 0.4)
     assert (run.schedule, run.steps, run.init) == (schedule, steps, "unit")
     assert run.knobs == {"eps": eps, "T0": 0.0, "clamp_tau": True, "ve_continuous_sigma": continuous,
-                         "inner_steps": 1, "last_noise": False}
+                         "steps_per_level": 1, "final_noise": False}
     if schedule == "sigmoid":
-        assert run.schedule_params["sharpness"] == 0.3
+        assert run.schedule_knobs["sharpness"] == 0.3
     assert run.n_samples == 1 and run.task.n_measurements == 1000
 
 
 def test_dataset_models_and_sizes(paper_grid):
     (dataset,) = paper_grid.datasets.values()
     assert dataset.family == "images" and dataset.n_reference == 1000
-    assert {k: dataset.params[k] for k in ("resolution", "channels", "limit")} == {"resolution": 256, "channels": 3,
+    assert {k: dataset.knobs[k] for k in ("resolution", "channels", "limit")} == {"resolution": 256, "channels": 3,
                                                                                   "limit": 1000}
     formats = {model.name: model.recipe["format"] for model in paper_grid.models.values()}
     assert formats == {"vp_adm": "adm_ffhq256", "ve_ncsnpp": "ncsnpp_ffhq256"}
@@ -102,8 +104,8 @@ def test_sweep_size_stays_what_the_comments_say(paper_grid):
     """The NFE totals quoted in config/paper.yaml (steps x images, before 2-NFE-per-level samplers)."""
     unconditional = sum(run.steps * run.n_samples for run in paper_grid.runs.values())
     restoration = sum(run.steps * run.task.n_measurements * run.n_samples for run in paper_grid.restorations.values())
-    assert (len(paper_grid.runs), len(paper_grid.restorations)) == (50, 16)
-    assert unconditional == 9_475_000 and restoration == 7_700_000
+    assert (len(paper_grid.runs), len(paper_grid.restorations)) == (50, 22)
+    assert unconditional == 9_475_000 and restoration == 8_140_000
 
 
 def test_preset_restrictions_name_unknown_models_and_tasks():
@@ -119,7 +121,8 @@ def test_preset_restrictions_name_unknown_models_and_tasks():
 
 @pytest.mark.workflow
 def test_dry_run_needs_none_of_the_files(tmp_path, paper_grid):
-    result = subprocess.run([*SNAKEMAKE, "-n", "-d", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run([*SNAKEMAKE, "-n", "-d", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, ds_config.SKIP_PATH_CHECKS: "1"})
     assert result.returncode == 0, result.stdout + result.stderr
     # runs_per_job: 1 for both kinds: one shard job per run
     assert re.search(rf"^run_shard +{len(paper_grid.runs) + len(paper_grid.restorations)}$", result.stdout, re.M)
@@ -127,8 +130,15 @@ def test_dry_run_needs_none_of_the_files(tmp_path, paper_grid):
 
 
 @pytest.mark.workflow
-def test_a_real_run_without_the_image_folder_names_the_config_key(tmp_path):
+def test_a_run_without_the_files_is_refused_at_parse_time_naming_each_key(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != ds_config.SKIP_PATH_CHECKS}
     result = subprocess.run([*SNAKEMAKE, "--cores", "1", "-d", str(tmp_path), "--until", "prepare_data"],
-                            capture_output=True, text=True, cwd=tmp_path)
+                            capture_output=True, text=True, cwd=tmp_path, env=env)
     assert result.returncode != 0
-    assert "datasets.ffhq.params.path: datasets: images path 'data/ffhq256' does not exist" in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    for line in ["datasets.ffhq.knobs.path: 'data/ffhq256' does not exist",
+                 "models.vp_adm.checkpoint: pretrained checkpoint 'pretrained/ffhq_10m.pt' not found",
+                 "fidelity.inception_weights: 'pretrained/weights-inception-2015-12-05-6726825d.pth' does not exist",
+                 "restoration.metrics.lpips_weights: 'pretrained/vgg16-397923af.pth' does not exist"]:
+        assert f"invalid config: {line}" in output
+    assert "Traceback" not in output and not (tmp_path / "results").exists()

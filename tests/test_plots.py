@@ -67,7 +67,7 @@ def test_schedule_points_give_every_schedule_and_step_count():
          "schedule_timesteps": 1000}])
     points = plots.schedule_points(manifest)
     assert [(p["schedule"], p["steps"]) for p in points] == [("karras", 8), ("vp_respaced", 20)]
-    assert plots._schedule_params(points[1]) == {"beta_min": 1e-4, "beta_max": 0.02, "timesteps": 1000}
+    assert plots._schedule_knobs(points[1]) == {"beta_min": 1e-4, "beta_max": 0.02, "timesteps": 1000}
 
 
 def test_every_figure_is_written_as_png_and_pdf(tmp_path):

@@ -18,10 +18,6 @@ def code_block(language: str) -> str:
     return blocks[0]
 
 
-def test_the_doc_is_under_a_page():
-    assert len(DOC.splitlines()) <= 70
-
-
 @pytest.mark.workflow
 def test_a_plugin_sampler_runs_through_the_workflow_with_no_rule_edited(tmp_path):
     (tmp_path / "my_samplers.py").write_text(code_block("python"))

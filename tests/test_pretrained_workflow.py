@@ -3,6 +3,7 @@ the checkpoint files, a real run with the small fixture checkpoints, and a missi
 with the config key named."""
 
 import copy
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ def faces_config(folder: Path, adm=FIXTURES / "adm_small.pt", ncsnpp=FIXTURES / 
     """Two pretrained sources (VP ADM and VE NCSN++, small fixture networks) on 32x32 RGB images."""
     rng = np.random.default_rng(0)
     np.savez(folder / "faces.npz", x=rng.integers(0, 256, size=(16, 32, 32, 3), dtype=np.uint8))
-    return {"datasets": {"faces": {"family": "images", "params": {"path": str(folder / "faces.npz"), "resolution": 32}}},
+    return {"datasets": {"faces": {"family": "images", "knobs": {"path": str(folder / "faces.npz"), "resolution": 32}}},
             "models": {"vp": {"source": "pretrained", "format": "adm_ffhq256", "checkpoint": str(adm),
                               "arch_params": ADM_SMALL},
                        "ve": {"source": "pretrained", "format": "ncsnpp_ffhq256", "checkpoint": str(ncsnpp),
@@ -65,7 +66,7 @@ def test_pretrained_keys_leave_trained_recipes_alone(tmp_path):
 def test_a_pretrained_network_skips_datasets_of_another_shape(tmp_path):
     config = faces_config(tmp_path)
     config["datasets"]["ring8"] = {"family": "gmm"}
-    config["datasets"]["faces64"] = {"family": "images", "params": {"path": str(tmp_path / "faces.npz"), "resolution": 64}}
+    config["datasets"]["faces64"] = {"family": "images", "knobs": {"path": str(tmp_path / "faces.npz"), "resolution": 64}}
     grid = build(config)
     assert {m.data.name for m in grid.models.values()} == {"faces"}
     assert any("'faces64': the network takes 3x32x32 images, the dataset has 3x64x64" in r for r in grid.excluded)
@@ -82,20 +83,24 @@ def test_bad_pretrained_entries_fail_at_parse_time_naming_the_key(tmp_path):
         build(config)
 
 
-def snakemake(workdir: Path, *extra: str) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*SNAKEMAKE, "--profile", str(ROOT / "profiles" / "default"), "-s", str(ROOT / "Snakefile"),
                            "-d", str(workdir), "--configfile", "faces.yaml", "--cores", "2", *extra],
-                          capture_output=True, text=True, cwd=workdir)
+                          capture_output=True, text=True, cwd=workdir, env={**os.environ, **(env or {})})
 
 
 @pytest.mark.workflow
-def test_a_dry_run_needs_no_checkpoint_file(tmp_path):
+def test_a_dry_run_needs_no_checkpoint_file_with_the_switch(tmp_path):
     config = faces_config(tmp_path, adm=tmp_path / "missing" / "ffhq_10m.pt",
                           ncsnpp=tmp_path / "missing" / "checkpoint_48.pth")
     (tmp_path / "faces.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake(tmp_path, "-n")
+    result = snakemake(tmp_path, "-n", env={"DIFFSWEEP_SKIP_PATH_CHECKS": "1"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "run_shard" in result.stdout
+    result = snakemake(tmp_path, "-n", env={"DIFFSWEEP_SKIP_PATH_CHECKS": "0"})   # without it: refused, naming the key
+    assert result.returncode != 0
+    missing = tmp_path / "missing" / "ffhq_10m.pt"
+    assert f"models.vp.checkpoint: pretrained checkpoint '{missing}' not found" in result.stdout + result.stderr
 
 
 @pytest.mark.workflow
@@ -112,10 +117,11 @@ def test_pretrained_sources_sample_through_the_workflow_and_a_missing_file_is_na
     samples = np.load(tmp_path / "results" / "runs" / table.loc["vp", "run_id"] / "samples.npz")["x"]
     assert samples.shape == (2, 3, 32, 32) and np.isfinite(samples).all()
 
-    # The same grid with the VE file gone: the DAG builds, its sampling job fails naming the key.
+    # The same grid with the VE file gone, planned with the path checks off: the DAG builds, its
+    # sampling job fails naming the key.
     config["models"]["ve"]["checkpoint"] = str(tmp_path / "gone.pth")
     (tmp_path / "faces.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake(tmp_path, "results/tables/generation.parquet")
+    result = snakemake(tmp_path, "results/tables/generation.parquet", env={"DIFFSWEEP_SKIP_PATH_CHECKS": "1"})
     assert result.returncode != 0
     logs = "".join(p.read_text() for p in (tmp_path / "logs" / "run_shard").glob("*.log"))
     message = "models.ve.checkpoint: pretrained checkpoint '" + str(tmp_path / "gone.pth") + "' not found"

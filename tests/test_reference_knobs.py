@@ -121,7 +121,7 @@ def test_random_walk_with_ve_continuous_network_sigma_is_the_reference_ve_walk()
     expected = reference_ve_walk(x, score_fn, eps=0.16, temperature=0.4, N=N, draws=draws)
     sigmas = noise.make_schedule("ve_discrete", N)
     knobs = dict(step_rule="reference", eps=0.16, T0=0.4, sigma_ref="smallest", ddpm_variance="beta",
-                 inner_steps=1, last_noise=False)
+                 steps_per_level=1, final_noise=False)
     ours, nfe = random_walk(denoise, x, sigmas, torch.Generator().manual_seed(7), ve_continuous_sigma="network",
                             **knobs)
     assert nfe == N
@@ -148,6 +148,6 @@ def test_rw_conditional_with_ve_continuous_network_sigma_is_the_reference_ve_res
                                  measurement=y, operator=operator, eta=eta)
     ours, nfe = rw_conditional(denoise, x, noise.make_schedule("ve_discrete", N), torch.Generator().manual_seed(5),
                                operator, y, eta, eps=0.29487, T0=0.0, clamp_tau=True, ve_continuous_sigma="network",
-                               inner_steps=1, last_noise=False)
+                               steps_per_level=1, final_noise=False)
     assert nfe == N
     torch.testing.assert_close(ours, expected, rtol=1e-9, atol=1e-9)

@@ -45,12 +45,12 @@ def test_unknown_names_read_the_same_for_every_kind():
         (lambda: restoration.get("nope"), "unknown restorer 'nope'"),
         (lambda: restoration.get_operator("nope", "restoration.tasks.t.operator: "),
          "restoration.tasks.t.operator: unknown operator 'nope'"),
-        (lambda: noise.resolve_schedule_params("nope", {}, "samplers.p."), "samplers.p.schedule: unknown schedule 'nope'"),
-        (lambda: noise.resolve_training_params("nope", {}, "models.m.train_sigma."),
+        (lambda: noise.resolve_schedule_knobs("nope", {}, "samplers.p."), "samplers.p.schedule: unknown schedule 'nope'"),
+        (lambda: noise.resolve_training_knobs("nope", {}, "models.m.train_sigma."),
          "models.m.train_sigma.name: unknown training sigma-distribution 'nope'"),
         (lambda: noise.loss_weight("nope", 1.0), "unknown loss weight 'nope'"),
         (lambda: PARAMETRISATIONS.get("nope"), "unknown parametrisation 'nope'"),
-        (lambda: data.resolve_dataset_params("nope", {}, "datasets.d."), "datasets.d.family: unknown dataset family 'nope'"),
+        (lambda: data.resolve_dataset_knobs("nope", {}, "datasets.d."), "datasets.d.family: unknown dataset family 'nope'"),
         (lambda: pretrained.resolve_arch("nope", {}, "models.m."), "models.m.format: unknown pretrained format 'nope'"),
         (lambda: EXTRACTORS.get("nope"), "unknown fidelity extractor 'nope'"),
     ]
@@ -120,7 +120,7 @@ def two_points(separation):
     def sample(n, generator):
         sign = 2.0 * torch.randint(0, 2, (n, 1), generator=generator, dtype=torch.float64) - 1.0
         return sign * torch.tensor([separation / 2, 0.0], dtype=torch.float64)
-    return data.Dataset(name="two_points", dim=2, params={"separation": separation}, sampler=sample)
+    return data.Dataset(name="two_points", dim=2, knobs={"separation": separation}, sampler=sample)
 
 
 data.FAMILIES.add(data.DatasetFamily(
@@ -150,12 +150,12 @@ def replace_walk(denoise, x, sigmas, generator, operator, y, noise_std, *, mix):
 def plugin_config(plugin: str) -> dict:
     return {
         "plugins": [plugin],
-        "datasets": {"near": {"family": "two_points"}, "far": {"family": "two_points", "params": {"separation": 4.0}}},
+        "datasets": {"near": {"family": "two_points"}, "far": {"family": "two_points", "knobs": {"separation": 4.0}}},
         "models": {"mlp": {"source": "trained", "steps": 10, "train_sigma": {"name": "one_level",
-                                                                               "params": {"sigma": 0.5}}}},
+                                                                               "knobs": {"sigma": 0.5}}}},
         "samplers": {"ode": {"family": "pf_ode", "steps": 4, "schedule": "cosine_levels",
-                             "schedule_params": {"sigma_max": 5.0}}},
-        "restoration": {"tasks": {"first": {"operator": "first_coordinate", "params": {"scale": 2.0}, "noise_std": 0.1}},
+                             "schedule_knobs": {"sigma_max": 5.0}}},
+        "restoration": {"tasks": {"first": {"operator": "first_coordinate", "knobs": {"scale": 2.0}, "noise_std": 0.1}},
                         "restorers": {"walk": {"family": "replace_walk", "steps": 3, "knobs": {"mix": 0.25}}}},
     }
 
@@ -164,15 +164,15 @@ def test_a_plugin_registers_a_schedule_dataset_training_distribution_operator_an
     (tmp_path / "my_plugin.py").write_text(PLUGIN)
     g = grid.build(config.prepare(plugin_config("my_plugin.py")), base_dir=tmp_path)
 
-    assert sorted(spec.params["separation"] for spec in g.datasets.values()) == [2.0, 4.0]
-    assert {model.recipe["train_sigma"]["params"]["sigma"] for model in g.models.values()} == {0.5}
+    assert sorted(spec.knobs["separation"] for spec in g.datasets.values()) == [2.0, 4.0]
+    assert {model.recipe["train_sigma"]["knobs"]["sigma"] for model in g.models.values()} == {0.5}
     rows = g.manifest_rows()
     assert len(rows) == 2 and all(row["schedule"] == "cosine_levels" for row in rows)
-    assert all(run.schedule_params == {"sigma_min": 0.01, "sigma_max": 5.0} for run in g.runs.values())
+    assert all(run.schedule_knobs == {"sigma_min": 0.01, "sigma_max": 5.0} for run in g.runs.values())
     restorations = list(g.restorations.values())
     assert len(restorations) == 2
     assert all(r.family == "replace_walk" and r.task.operator == "first_coordinate" and r.schedule == "cosine_levels"
-               and r.task.operator_params == {"scale": 2.0} and r.knobs == {"mix": 0.25} for r in restorations)
+               and r.task.operator_knobs == {"scale": 2.0} and r.knobs == {"mix": 0.25} for r in restorations)
 
     # What the jobs call works on the plugin's entries.
     sigmas = noise.make_schedule("cosine_levels", 4, sigma_max=5.0)

@@ -113,7 +113,7 @@ def test_parquet_tables_are_read_by(smoke, library):
         frame = module.read_parquet(path)
         got = dict(frame.filter(module.col("status") == "ok").group_by("sampler")
                    .agg(module.col("sliced_w2").mean()).iter_rows())
-        assert frame.schema["model_steps"] == module.Int64 and frame.schema["knob_last_noise"] == module.Boolean
+        assert frame.schema["model_steps"] == module.Int64 and frame.schema["knob_final_noise"] == module.Boolean
         assert module.read_parquet(results / "tables" / "training.parquet").height > 0
     else:
         got = dict(module.sql(f"SELECT sampler, avg(sliced_w2) FROM read_parquet('{path}') "

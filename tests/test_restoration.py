@@ -84,8 +84,8 @@ def test_average_pooling_averages_blocks():
 def test_bad_operator_parameters_are_named():
     with pytest.raises(ValueError, match="divisible by 3"):
         build("sr_bicubic", {"factor": 3})
-    with pytest.raises(ValueError, match="restoration.tasks.t.params.missing"):
-        OPERATORS.get("inpaint_random").resolve_knobs({"missing": 2.0}, where="restoration.tasks.t.params.")
+    with pytest.raises(ValueError, match="restoration.tasks.t.knobs.missing"):
+        OPERATORS.get("inpaint_random").resolve_knobs({"missing": 2.0}, where="restoration.tasks.t.knobs.")
 
 
 def test_noise_convention():

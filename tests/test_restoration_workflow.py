@@ -17,7 +17,7 @@ TINY = {
     "seeds": [0],
     "data": {"n_train": 200, "n_reference": 50},
     "sampling": {"n_samples": 20, "runs_per_job": 8},
-    "datasets": {"digits_gmm": {"family": "digits_gmm", "params": {"components": 3}}},
+    "datasets": {"digits_gmm": {"family": "digits_gmm", "knobs": {"components": 3}}},
     "models": {"oracle": {"source": "oracle"}},
     "samplers": {"rw": {"family": "random_walk", "steps": 5}},
     "plugins": ["my_restorers.py"],
@@ -27,8 +27,8 @@ TINY = {
     "metrics": {"likelihood": {"points": 0}},   # generation-side extras are not under test here
     "fidelity": {"digits_classifier": {"epochs": 3}},    # features only need to exist, not to be good
     "restoration": {
-        "tasks": {"sr2": {"operator": "sr_bicubic", "params": {"factor": 2}, "noise_std": 0.05},
-                  "box": {"operator": "inpaint_box", "params": {"size": 3}, "noise_std": 0.05}},
+        "tasks": {"sr2": {"operator": "sr_bicubic", "knobs": {"factor": 2}, "noise_std": 0.05},
+                  "box": {"operator": "inpaint_box", "knobs": {"size": 3}, "noise_std": 0.05}},
         "restorers": {"rw": {"family": "rw_conditional", "steps": 30, "knobs": {"eps": 0.7, "T0": 0.1}},
                       "ddrm": {"family": "ddrm", "steps": 10},
                       "diffpir": {"family": "diffpir", "steps": 10},

@@ -17,7 +17,7 @@ from diffsweep.data import make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = {"arch": "mlp", "arch_params": {"hidden": 64, "depth": 2}, "parametrisation": "eps", "sigma_data": 1.0,
-          "train_sigma": {"name": "ve_loguniform", "params": {"sigma_min": 0.05, "sigma_max": 20.0}},
+          "train_sigma": {"name": "ve_loguniform", "knobs": {"sigma_min": 0.05, "sigma_max": 20.0}},
           "weight": "eps", "steps": 800, "batch_size": 128, "lr": 3e-3, "ema": 0.99, "grad_clip": 1.0,
           "seed": 3, "log_every": 40}
 CHECKPOINT_EVERY = 20

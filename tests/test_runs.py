@@ -1,16 +1,17 @@
 """The run pipeline without Snakemake (diffsweep.runs): a shard job of either kind writes one
-record per run under results/runs/<id>/, a broken run loses no other run, and one aggregator
+record per run under results/runs/<id>/, a broken run is recorded as failed and loses no other
+run, and one aggregator
 turns manifest rows and records into a typed table that lists its parameter columns."""
 
 import copy
 
 import pytest
 
-from diffsweep import config, io, jobs, runs, tables
+from diffsweep import config, io, jobs, runs, samplers, tables
 from diffsweep import grid as ds_grid
 
 CONFIG = {
-    "datasets": {"ring8": {"family": "gmm", "params": {"preset": "ring8"}}},
+    "datasets": {"ring8": {"family": "gmm", "knobs": {"preset": "ring8"}}},
     "models": {"oracle": {"source": "oracle"}},
     "samplers": {"ddim": {"family": "ddim", "steps": [3, 5]}},
     "data": {"n_train": 100, "n_reference": 200},
@@ -37,32 +38,52 @@ def run_shard(sweep, kind: str, run_dicts: list[dict]) -> None:
     options = ({"metrics": {k: v for k, v in cfg["metrics"].items() if k != "likelihood"}} if kind == "generation"
                else {"metrics": cfg["restoration"]["metrics"], "strips": 0})
     runs.run_shard(ds_grid.model_dict(model), run_dicts, results / "data" / model.data.id / "reference.npz", None,
-                   results, results / "shards" / f"{kind}.json", options, device="cpu")
+                   results, results / "shards" / f"{kind}.json", options, device="cpu", log_path="job.log")
 
 
-def test_a_broken_run_loses_no_other_run_and_shows_as_missing(sweep):
+def test_a_broken_run_is_recorded_as_failed_and_loses_no_other_run(sweep):
     _, grid, _, results = sweep
     good, broken = (ds_grid.run_dict(grid.runs[run_id]) for run_id in sorted(grid.runs))
     broken["family"] = "no_such_sampler"
-    with pytest.raises(RuntimeError, match=r"1 of 2 runs failed \(the others are saved\):\n.*no_such_sampler"):
-        run_shard(sweep, "generation", [good, broken])
-    assert not (results / "shards" / "generation.json").exists()          # the shard is not done
+    run_shard(sweep, "generation", [good, broken])
+    assert io.read_json(results / "shards" / "generation.json")["runs"] == {good["id"]: "ok", broken["id"]: "failed"}
     assert io.read_json(results / "layout.json") == {"version": runs.LAYOUT_VERSION}
-    record = io.read_json(runs.record_path(results, good["id"]))
+    record = runs.read_record(runs.record_path(results, good["id"]))
     assert (record["kind"], record["status"], record["row"], record["params"]) == \
         ("generation", "ok", good["row"], good["params"])
     assert record["nfe"] > 0 and record["metrics"]["sliced_w2"] > 0
+    assert set(record["files"]) == {"samples.npz"} and len(record["files"]["samples.npz"]["sha256"]) == 64
+    failure = runs.read_record(runs.record_path(results, broken["id"]))
+    assert (failure["status"], failure["nfe"], failure["log"]) == ("failed", None, "job.log")
+    assert failure["error"] == "ValueError: unknown sampler 'no_such_sampler'; allowed: " + ", ".join(samplers.names())
+    # a failed run is not done: the next invocation retries it
     assert runs.done_runs(results, grid.all_runs) == {good["id"]}
+    assert [r["run_id"] for r in runs.failed_runs(results, grid.all_runs)] == [broken["id"]]
     shards = grid.shards({"generation": 8, "restoration": 8})   # the shard stays a target for its broken run
     assert any(broken["id"] in shards[shard] for shard in ds_grid.pending_shards(shards, {good["id"]}))
 
     table = runs.frame("generation", grid.manifest_rows("generation"), results)
-    assert list(table["status"]) == ["ok", "missing"] and list(table["run_id"]) == [good["id"], broken["id"]]
+    assert list(table["status"]) == ["ok", "failed"] and list(table["run_id"]) == [good["id"], broken["id"]]
+    assert table["error"].isna().tolist() == [True, False] and table["log"].tolist()[1] == "job.log"
     assert str(table["nfe"].dtype) == "Int64" and table["nfe"].isna().tolist() == [False, True]
     params = table.attrs["param_columns"]
     assert params == [c for c in runs.manifest(grid.manifest_rows()).columns if c not in tables.ID_COLUMNS]
     assert {"sampler", "steps", "seed", "dataset_preset"} <= set(params)
-    assert not {"run_id", "model_id", "data_id", "status", "nfe", "sliced_w2"} & set(params)
+    assert not {"run_id", "model_id", "data_id", "status", "nfe", "sliced_w2", "error", "log"} & set(params)
+    assert "1 run(s) failed" in runs.failure_report(runs.failed_runs(results, grid.all_runs))
+
+
+def test_fail_fast_stops_at_the_first_failed_run(sweep, tmp_path):
+    cfg, grid, model, results = sweep
+    broken, good = (ds_grid.run_dict(grid.runs[run_id]) for run_id in sorted(grid.runs))
+    broken["family"] = "no_such_sampler"
+    with pytest.raises(RuntimeError, match=f"run {broken['id']} failed \\(fail_fast is set, the job stops\\): ValueError: unknown sampler"):
+        runs.run_shard(ds_grid.model_dict(model), [broken, good], results / "data" / model.data.id / "reference.npz",
+                       None, tmp_path, tmp_path / "shards" / "x.json",
+                       {"metrics": {k: v for k, v in cfg["metrics"].items() if k != "likelihood"}}, device="cpu",
+                       fail_fast=True)
+    assert runs.run_state(tmp_path, broken["id"])[0] == "failed"
+    assert runs.run_state(tmp_path, good["id"])[0] == "missing" and not (tmp_path / "shards" / "x.json").exists()
 
 
 def test_a_restoration_shard_writes_one_table_row_per_measurement(sweep):

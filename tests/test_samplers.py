@@ -30,19 +30,20 @@ def family_of(preset: str) -> str:
     return {"sde_ve": "sde_euler", "sde_vp": "sde_euler", "pf_ode_heun": "pf_ode", "pf_ode_euler": "pf_ode"}.get(preset, preset)
 
 
-def run(preset, steps, n=2000, seed=0, **schedule_params):
+def run(preset, steps, n=2000, seed=0, **schedule_knobs):
     schedule, knobs = PRESETS[preset]
     family = family_of(preset)
     spec = samplers.get(family)
-    run_spec = {"family": family, "schedule": schedule, "schedule_params": schedule_params, "steps": steps,
+    run_spec = {"family": family, "schedule": schedule, "schedule_knobs": schedule_knobs, "steps": steps,
                 "init": spec.init, "knobs": spec.resolve_knobs(knobs), "seed": seed, "n_samples": n}
     return jobs.draw_samples(run_spec, ORACLE, 2, torch.float64, torch.device("cpu"))
 
 
 def test_registry_lists_the_builtin_families():
     assert {"random_walk", "ncsn", "ddpm", "ddim", "sde_euler", "pc", "pf_ode", "pf_ode_rk45", "edm", "dpmpp_2m",
-            "dpmpp_2s_ancestral"} <= set(samplers.names())
-    with pytest.raises(ValueError, match="unknown sampler 'dpm'; allowed: ddim, ddpm, dpmpp_2m"):
+            "dpmpp_2s_ancestral", "euler_ancestral", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_sde", "dpmpp_2m_sde",
+            "dpmpp_3m_sde", "dpm_adaptive", "unipc", "deis", "ipndm"} <= set(samplers.names())
+    with pytest.raises(ValueError, match="unknown sampler 'dpm'; allowed: ddim, ddpm, deis, dpm_2, dpm_2_ancestral, dpm_adaptive, dpmpp_2m"):
         samplers.get("dpm")
 
 
@@ -54,8 +55,8 @@ def test_knob_checks_name_the_key():
         spec.resolve_knobs({"snr": 0.1})
     with pytest.raises(ValueError, match="eps: expected float, got 'big'"):
         samplers.get("random_walk").resolve_knobs({"eps": "big"})
-    with pytest.raises(ValueError, match="inner_steps: 0 is below the minimum 1"):
-        samplers.get("random_walk").resolve_knobs({"inner_steps": 0})
+    with pytest.raises(ValueError, match="steps_per_level: 0 is below the minimum 1"):
+        samplers.get("random_walk").resolve_knobs({"steps_per_level": 0})
 
 
 EXPECTED_NFE = {  # family -> NFE of K levels with default knobs (None: adaptive, checked against the count)
@@ -63,6 +64,9 @@ EXPECTED_NFE = {  # family -> NFE of K levels with default knobs (None: adaptive
     "ncsn": lambda k: 10 * k + 1, "ddpm": lambda k: k, "ddim": lambda k: k, "sde_euler": lambda k: k,
     "pc": lambda k: 2 * k, "pf_ode": lambda k: 2 * k - 1, "edm": lambda k: 2 * k - 1,
     "dpmpp_2m": lambda k: k, "dpmpp_2s_ancestral": lambda k: 2 * k - 1, "pf_ode_rk45": None,
+    "euler_ancestral": lambda k: k, "dpm_2": lambda k: 2 * k - 1, "dpm_2_ancestral": lambda k: 2 * k - 1,
+    "lms": lambda k: k, "dpmpp_sde": lambda k: 2 * k - 1, "dpmpp_2m_sde": lambda k: k, "dpmpp_3m_sde": lambda k: k,
+    "dpm_adaptive": None, "unipc": lambda k: k, "deis": lambda k: k, "ipndm": lambda k: k,
 }
 
 
@@ -84,12 +88,12 @@ def test_nfe_is_exact(family, steps):
     assert samples.shape == x.shape and torch.isfinite(samples).all()
 
 
-def test_random_walk_inner_steps_count():
+def test_random_walk_steps_per_level_count():
     spec = samplers.get("random_walk")
     counter = jobs.CountingDenoiser(ORACLE)
     sigmas = make_schedule("sigmoid", 6).tolist()
     _, nfe = spec.fn(counter, torch.zeros(4, 2, dtype=torch.float64), sigmas, torch.Generator().manual_seed(0),
-                     **spec.resolve_knobs({"inner_steps": 3}))
+                     **spec.resolve_knobs({"steps_per_level": 3}))
     assert nfe == counter.calls == 18
 
 

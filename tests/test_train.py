@@ -7,7 +7,7 @@ from diffsweep import train
 from diffsweep.data import make_dataset
 
 RECIPE = {"arch": "mlp", "arch_params": {"hidden": 64, "depth": 2}, "parametrisation": "eps", "sigma_data": 1.0,
-          "train_sigma": {"name": "ve_loguniform", "params": {"sigma_min": 0.05, "sigma_max": 20.0}},
+          "train_sigma": {"name": "ve_loguniform", "knobs": {"sigma_min": 0.05, "sigma_max": 20.0}},
           "weight": "eps", "steps": 1000, "batch_size": 256, "lr": 3e-3, "ema": 0.9, "grad_clip": 1.0,
           "seed": 0, "log_every": 50}
 

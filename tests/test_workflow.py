@@ -169,7 +169,7 @@ def test_an_image_dataset_runs_end_to_end(tmp_path):
     """The analytic digits prior through the whole workflow: oracle and a (briefly) trained UNet
     sampling 8x8 images, metrics on flattened pixels and through torch-fidelity's registered digits
     extractor, per-run image grids, the loss-by-sigma log and the image panels of the figures."""
-    config = {"datasets": {"digits_gmm": {"family": "digits_gmm", "params": {"components": 3}}},
+    config = {"datasets": {"digits_gmm": {"family": "digits_gmm", "knobs": {"components": 3}}},
               "models": {"oracle": {"source": "oracle"},
                          "unet": {"source": "trained", "arch": "unet", "arch_params": {"channels": [16, 32]},
                                   "train_sigma": {"name": "edm_lognormal"}, "parametrisation": "edm",

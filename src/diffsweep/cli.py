@@ -52,8 +52,13 @@ def registry_listing(kind: str) -> dict:
 
 def _knob_line(name: str, knob: dict) -> str:
     low, high = knob.get("minimum"), knob.get("maximum")
-    allowed = (f"; in [{low}, {high}]" if low is not None and high is not None else
-               f"; >= {low}" if low is not None else f"; <= {high}" if high is not None else "")
+    if low is not None and high is not None:
+        bounds = [f"in [{low}, {high}]"]
+    else:
+        bounds = [f"{sign} {knob[key]}" for key, sign in (("minimum", ">="), ("exclusive_minimum", ">"),
+                                                          ("maximum", "<="), ("exclusive_maximum", "<"))
+                  if key in knob]
+    allowed = "; " + ", ".join(bounds) if bounds else ""
     if "choices" in knob:
         allowed += f"; one of {', '.join(map(str, knob['choices']))}"
     return f"    {name} ({knob['type']}, default {knob['default']!r}{allowed}): {knob['description']}"
@@ -73,15 +78,19 @@ def print_listing(listing: dict) -> None:
 
 def command_list(args) -> int:
     if args.config:
-        import yaml
-
+        from diffsweep import config
         from diffsweep.registry import load_plugins
         try:
-            with open(args.config) as handle:
-                plugins = (yaml.safe_load(handle) or {}).get("plugins", [])
+            plugins = config.read_yaml(args.config).get("plugins", [])
+            if not isinstance(plugins, list) or not all(isinstance(entry, str) for entry in plugins):
+                raise config.ConfigError(f"plugins: {plugins!r} is not allowed; allowed: a list of strings",
+                                         args.config)
             load_plugins(plugins, ".")
-        except (OSError, ValueError, yaml.YAMLError) as error:
-            print(f"error: {args.config}: {error}", file=sys.stderr)
+        except config.ConfigError as error:
+            print(error, file=sys.stderr)
+            return 2
+        except ValueError as error:   # a plugin that fails to import: one line naming plugins[i]
+            print(f"invalid config {args.config}: {error}", file=sys.stderr)
             return 2
     if args.what is None:
         kinds = {kind: description for kind, (_, _, description) in KINDS.items()}
@@ -105,8 +114,8 @@ def command_grid(args) -> int:
 
     try:
         _, grid = config.load(args.config)
-    except config.ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except config.ConfigError as error:   # one line per problem, each naming the file and key
+        print(error, file=sys.stderr)
         return 2
     rows = grid.manifest_rows()
     if args.json:

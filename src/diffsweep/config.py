@@ -1,28 +1,131 @@
-"""Load, complete and check a config against workflow/schemas/config.schema.yaml.
+"""Read, complete and check a config: every value that cannot give a meaningful run is refused
+here, before any job, with one line per problem naming the key path, the value and what is
+allowed.
 
-`prepare` fills every default the schema declares (inside named presets too), then reports
-every schema violation with its key path and the allowed values. The semantic checks that
-need the registries (sampler families, knobs, schedules, dataset parameters) run when
-`diffsweep.grid.build` resolves the grid; `load` does both, so a bad config fails before any
-job runs.
+`read_yaml` reads a config file strictly (a duplicate key, a syntax error, an empty file or a
+top level that is no mapping is refused with the file and line). `prepare` fills every default
+that workflow/schemas/config.schema.yaml declares (inside named presets too) and checks the
+schema (numbers must be finite). `check` does everything else, once for both callers
+(`snakemake` through workflow/rules/common.smk and `diffsweep grid`): the grid (registries,
+knobs, schedules), the results folder, the declared ablation tables and plots, and the files
+the config names (unless DIFFSWEEP_SKIP_PATH_CHECKS=1). `load` = `read_yaml` + `check`.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import math
+import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from diffsweep.knobs import string_number_hint
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
+# Set to 1 to plan (dry-run, `diffsweep grid`) a config whose datasets, checkpoints or weights
+# files are not on this machine: their existence is then checked only by the jobs that read them.
+SKIP_PATH_CHECKS = "DIFFSWEEP_SKIP_PATH_CHECKS"
+
 
 class ConfigError(ValueError):
-    """A config that cannot run; the message names the key path and what is allowed."""
+    """A config that cannot run: one problem per line, each `invalid config[ FILE]: key.path: ...`."""
 
+    def __init__(self, problems, source: str | Path = ""):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.source = str(source)
+        prefix = f"invalid config {self.source}: " if self.source else "invalid config: "
+        super().__init__("\n".join(prefix + problem for problem in self.problems))
+
+
+# --- reading YAML -----------------------------------------------------------------------
+
+def read_yaml(path: str | Path) -> dict:
+    """A config file as a mapping; a missing or unreadable file, a YAML syntax error, a duplicate
+    key, an empty file or a top level that is no mapping raises ConfigError naming the file
+    (and the line)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' not found" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read the file: {error}", path) from None
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)   # libyaml's parser when there is one
+    try:
+        node = loader.get_single_node()
+        duplicate = _first_duplicate_key(node)
+        if duplicate:
+            raise ConfigError(duplicate, path)
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as error:
+        raise ConfigError(_yaml_problem(error), path) from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"YAML error: {error}", path) from None
+    finally:
+        loader.dispose()
+    if data is None:
+        raise ConfigError("the file is empty; expected a mapping of config keys (datasets, models, samplers, ...)",
+                          path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping of config keys at the top level, got a {type(data).__name__}", path)
+    return data
+
+
+def _yaml_problem(error) -> str:
+    """'line 3, column 5: YAML syntax error: <problem> (<context>)', lines counted from 1."""
+    mark = error.problem_mark or error.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    context = f" ({error.context})" if error.context else ""
+    return f"{where}YAML syntax error: {error.problem}{context}"
+
+
+def _first_duplicate_key(node, path: str = "", seen: set | None = None) -> str:
+    """'line 5, column 5: samplers.rw.steps: duplicate key ...' for the first mapping of the
+    composed YAML that repeats a key ('' if none): PyYAML would silently keep the last value."""
+    import yaml
+
+    seen = set() if seen is None else seen
+    if id(node) in seen:   # an alias of a node already walked (or a recursive one)
+        return ""
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is not None and key_node.tag != "tag:yaml.org,2002:merge":
+                if key in first:
+                    mark = key_node.start_mark
+                    return (f"line {mark.line + 1}, column {mark.column + 1}: {_join(path, key)}: duplicate key "
+                            f"(first at line {first[key]}); a mapping takes each key once")
+                first[key] = key_node.start_mark.line + 1
+            found = _first_duplicate_key(value_node, _join(path, key), seen)
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found = _first_duplicate_key(item, f"{path}[{index}]", seen)
+            if found:
+                return found
+    return ""
+
+
+# --- schema -----------------------------------------------------------------------------
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    """The schema (a fresh copy: callers may change it)."""
+    return copy.deepcopy(_read_schema(str(path)))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_schema(path: str) -> dict:
     import yaml
     with open(path) as handle:
-        return yaml.safe_load(handle)
+        return yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def fill_defaults(config: dict, schema: dict) -> dict:
@@ -47,19 +150,53 @@ def _fill(node, schema: dict, root: dict) -> None:
                 _fill(value, extra, root)
 
 
-def check_schema(config: dict, schema: dict) -> None:
-    """Raise ConfigError listing every violation as `key.path: problem (allowed: ...)`."""
+def not_a_number(node, path: str = "") -> list[str]:
+    """A problem for every NaN anywhere in `node` (no setting means anything with NaN); infinities
+    are refused by the schema's number type and by each knob (diffsweep.knobs.Knob.check)."""
+    if isinstance(node, float) and math.isnan(node):
+        return [f"{path or '(top level)'}: nan is not allowed; allowed: a finite number"]
+    if isinstance(node, dict):
+        return [problem for key, value in node.items() for problem in not_a_number(value, _join(path, key))]
+    if isinstance(node, list):
+        return [problem for index, value in enumerate(node) for problem in not_a_number(value, f"{path}[{index}]")]
+    return []
+
+
+def _join(path: str, key) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _validator(schema: dict):
+    """A JSON-schema validator whose `number` (and `integer`) excludes infinities."""
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(schema)
-    problems = [_describe(error) for error in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))]
+    base = jsonschema.Draft202012Validator
+
+    def finite_number(checker, instance):
+        return base.TYPE_CHECKER.is_type(instance, "number") and not (
+            isinstance(instance, float) and not math.isfinite(instance))
+
+    finite = jsonschema.validators.extend(base, type_checker=base.TYPE_CHECKER.redefine("number", finite_number))
+    return finite(schema)
+
+
+def schema_problems(config: dict, schema: dict) -> list[str]:
+    """Every schema violation as `key.path: problem; allowed: ...`."""
+    errors = sorted(_validator(schema).iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    return [_describe(error) for error in errors]
+
+
+def check_schema(config: dict, schema: dict) -> None:
+    """Raise ConfigError listing every violation, one per line."""
+    problems = schema_problems(config, schema)
     if problems:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+        raise ConfigError(problems)
 
 
 def _describe(error) -> str:
     path = ".".join(str(part) for part in error.absolute_path) or "(top level)"
     schema = error.schema
+    hint = string_number_hint(error.instance)
     if error.validator == "additionalProperties":
         allowed = ", ".join(schema.get("properties", {}))
         unexpected = sorted(set(error.instance) - set(schema.get("properties", {})))
@@ -67,32 +204,142 @@ def _describe(error) -> str:
     if error.validator == "enum":
         return f"{path}: {error.instance!r} is not allowed; allowed: {', '.join(map(str, schema['enum']))}"
     if error.validator == "anyOf":
-        return f"{path}: {error.instance!r} has the wrong type or value ({error.schema.get('description', '')})"
+        return f"{path}: {error.instance!r} has the wrong type or value; allowed: {allowed_values(schema)}{hint}"
+    if error.validator == "type":
+        return f"{path}: {error.instance!r} is not allowed; allowed: {allowed_values(schema)}{hint}"
+    if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems"):
+        return f"{path}: {error.message}; allowed: {allowed_values(schema)}"
     return f"{path}: {error.message}"
 
 
+def allowed_values(schema: dict) -> str:
+    """What a schema node allows, in words: 'an integer >= 1, or a list of those'."""
+    if "anyOf" in schema:
+        options = schema["anyOf"]
+        return ", or ".join("a list of those" if option.get("type") == "array" and option.get("items") in options
+                            else allowed_values(option) for option in options)
+    if "enum" in schema:
+        return "one of " + ", ".join(map(str, schema["enum"]))
+    kind = schema.get("type", "any value")
+    if kind == "array":
+        items = f" of: {allowed_values(schema['items'])}" if "items" in schema else ""
+        return ("a non-empty list" if schema.get("minItems") else "a list") + items
+    text = " or ".join(kind) if isinstance(kind, list) else kind
+    text = {"number": "a finite number", "integer": "an integer", "string": "a string", "object": "a mapping",
+            "boolean": "true or false"}.get(text, text)
+    bounds = [f"{sign} {schema[key]}" for key, sign in (("minimum", ">="), ("exclusiveMinimum", ">"),
+                                                        ("maximum", "<="), ("exclusiveMaximum", "<"))
+              if key in schema]
+    return text + (" " + ", ".join(bounds) if bounds else "")
+
+
 def prepare(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
-    """Defaults filled and the schema checked; raises ConfigError naming the key."""
+    """Defaults filled and the schema checked; raises ConfigError, one line per problem."""
     if not isinstance(config, dict):
-        raise ConfigError(f"the config must be a mapping, got {type(config).__name__}")
+        raise ConfigError(f"expected a mapping of config keys at the top level, got a {type(config).__name__}")
+    problems = not_a_number(config)
+    if problems:
+        raise ConfigError(problems)
     schema = load_schema(schema_path)
     config = fill_defaults(config, schema)
     check_schema(config, schema)
     return config
 
 
-def load(path: str | Path):
-    """Read a YAML config, complete and check it, and expand its grid: (config, grid)."""
-    import yaml
-    from diffsweep import grid
+# --- everything else, before any job -------------------------------------------------------
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file '{path}' not found")
-    with open(path) as handle:
-        raw = yaml.safe_load(handle) or {}
-    config = prepare(raw)
+@dataclass
+class Checked:
+    """A config that passed every check: completed, its grid and its declared ablation tables."""
+    config: dict
+    grid: Any
+    ablations: dict
+
+
+def check(raw: dict, schema_path: str | Path = SCHEMA_PATH, base_dir: str | Path = ".",
+          check_paths: bool | None = None, source: str | Path = "") -> Checked:
+    """Every parse-time check of a config, for `snakemake` and `diffsweep grid` alike; raises
+    ConfigError naming `source` (the file) and the key. `base_dir` is where plugin files are
+    relative to. `check_paths` (default: unless DIFFSWEEP_SKIP_PATH_CHECKS=1) checks that the
+    files the config names exist (relative to the working directory, as the jobs read them)."""
+    from diffsweep import grid as ds_grid
+    from diffsweep import noise, runs, tables
+
     try:
-        return config, grid.build(config)
-    except ValueError as error:
-        raise ConfigError(f"invalid config {path}: {error}") from None
+        config = prepare(raw, schema_path)
+    except ConfigError as error:
+        raise ConfigError(error.problems, source) from None
+    try:
+        check_results(config["results"])
+        noise.check_sigma_range(config["metrics"]["likelihood"], "metrics.likelihood.")
+        grid = ds_grid.build(config, base_dir)
+        runs.check_layout(config["results"])
+        ablations = tables.ablation_specs(config["tables"])
+        # a table's source is a run kind: its columns are that kind's manifest columns and results
+        tables.check_declared(ablations, {kind: grid.manifest_rows(kind) for kind in runs.KINDS},
+                              config["tables"]["better"])
+        if grid.trained_models() and config["plots"]["heatmap"]["metrics"]:
+            tables.check_heatmap(config["plots"]["heatmap"], grid.manifest_rows(), config["tables"]["better"])
+        for metric in [*config["plots"]["metrics"], *config["plots"]["heatmap"]["metrics"]]:
+            if not metric.isidentifier():   # one job draws a figure per metric: outputs <metric>_png
+                raise ValueError(f"plots: metric '{metric}' is not a column name")
+        if check_paths is None:
+            check_paths = os.environ.get(SKIP_PATH_CHECKS, "") not in ("1", "true", "yes")
+        if check_paths:
+            check_named_files(config, grid)
+    except ConfigError as error:
+        raise ConfigError(error.problems, source) from None
+    except ValueError as error:   # registries, knobs, tables: messages that name the key
+        raise ConfigError(str(error).splitlines() or [repr(error)], source) from None
+    return Checked(config, grid, ablations)
+
+
+def check_results(results: str) -> None:
+    """`results` must name a folder: not empty (outputs would be planned at the filesystem root),
+    not the root itself, not an existing file."""
+    if not results.strip():
+        raise ValueError(f"results: {results!r} is empty; allowed: a folder path such as 'results'")
+    path = Path(results).expanduser()
+    if path.resolve() == Path(path.resolve().anchor):
+        raise ValueError(f"results: {results!r} is the filesystem root; allowed: a folder path such as 'results'")
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"results: {results!r} is an existing file; allowed: a folder (existing or not)")
+
+
+def check_named_files(config: dict, grid) -> None:
+    """Every file the config names is there, by the cheap checks of the code that reads it (no
+    file is opened): a dataset family's `check` (an images folder holding images, an .npz),
+    a pretrained checkpoint file, the Inception and LPIPS weights. Relative paths start at the
+    working directory."""
+    from diffsweep import data, pretrained
+
+    problems = []
+    for name, spec in sorted(grid.datasets.items()):
+        family = data.FAMILIES.get(spec.family)
+        if family.check is not None:
+            try:
+                family.check(**spec.knobs)
+            except ValueError as error:   # "path: ..." (diffsweep.data.DataFileError)
+                problems.append(f"datasets.{name}.knobs.{error}")
+    for name, entry in sorted(config["models"].items()):
+        if entry["source"] == "pretrained" and entry["checkpoint"]:
+            try:
+                pretrained.checkpoint_file(entry["format"], entry["checkpoint"], where=f"models.{name}.").check()
+            except ValueError as error:
+                problems.append(str(error))
+    lpips = config.get("restoration", {}).get("metrics", {}).get("lpips_weights")
+    weights = [("fidelity.inception_weights", config["fidelity"]["inception_weights"]),
+               ("restoration.metrics.lpips_weights", lpips)]
+    for key, path in weights:
+        if path and not Path(path).expanduser().is_file():
+            problems.append(f"{key}: '{path}' {'is not a file' if Path(path).exists() else 'does not exist'} "
+                            f"(relative paths start at the working directory {Path.cwd()}); allowed: the weights file "
+                            f"or null")
+    if problems:
+        raise ConfigError([f"{problem} (set {SKIP_PATH_CHECKS}=1 to plan without the files)" for problem in problems])
+
+
+def load(path: str | Path, check_paths: bool | None = None):
+    """Read a YAML config strictly, complete and check it, and expand its grid: (config, grid)."""
+    checked = check(read_yaml(path), check_paths=check_paths, source=path)
+    return checked.config, checked.grid

@@ -1,6 +1,6 @@
 """Datasets: a registry of families with declared parameters, and their exact samplers.
 
-The registry (`FAMILIES`, `resolve_dataset_params`, `is_analytic`) is plain data, so the
+The registry (`FAMILIES`, `resolve_dataset_knobs`, `is_analytic`) is plain data, so the
 Snakefile checks dataset entries at parse time without importing torch; `make_dataset`
 builds the sampler (and, for mixtures, the exact density from `diffsweep.gmm`) in a job.
 A plugin adds a family with `FAMILIES.add(DatasetFamily(name=..., build=..., knobs=...))`.
@@ -32,7 +32,7 @@ class Dataset:
     dim: int                                   # number of coordinates of one sample
     mixture: GaussianMixture | None = None     # exact density / denoiser (of flattened samples) when known
     mode_centers: Any = field(default=None, repr=False)  # (K, d) tensor for mixtures
-    params: dict = field(default_factory=dict)  # the resolved parameters, for the record
+    knobs: dict = field(default_factory=dict)  # the resolved knobs, for the record
     sampler: Callable[[int, "torch.Generator"], "torch.Tensor"] = field(default=None, kw_only=True, repr=False)
     shape: tuple = ()                          # shape of one sample; () means (dim,)
 
@@ -55,6 +55,15 @@ class DatasetFamily(Entry):
     analytic: bool = False    # a closed-form density and denoiser exist (the oracle applies)
     image: bool = False       # samples are (C, H, W) images in [-1, 1]
     fitted: bool = False      # a prior fitted to data: `build` takes fit_path, where the fit is cached
+    required: tuple = ()      # knobs the config must give (non-empty); their declared default is never used
+    check: Callable | None = None  # check(**knobs): a cheap look at the files the knobs name (DataFileError)
+
+    def resolve_knobs(self, given: dict | None, where: str = "") -> dict:
+        for key in self.required:
+            if (given or {}).get(key) in (None, ""):
+                raise ValueError(f"{where}{key}: required by dataset family '{self.name}': "
+                                 f"{self.knobs[key].description}")
+        return super().resolve_knobs(given, where)
 
 
 FAMILIES = Registry("dataset family", DatasetFamily)
@@ -78,7 +87,7 @@ def _build_gmm(preset: str, scale: float, n_modes: int = 8, radius: float = 4.0,
     # Scaling x by c scales means by c and covariances by c^2.
     mixture = GaussianMixture(mixture.weights, scale * mixture.means, scale ** 2 * mixture.covariances)
     return Dataset(name="gmm", dim=mixture.dim, mixture=mixture, mode_centers=mixture.means.clone(),
-                   params={"preset": preset, "scale": scale,
+                   knobs={"preset": preset, "scale": scale,
                            **({"n_modes": n_modes, "radius": radius, "std": std} if preset == "ring8" else {})},
                    sampler=lambda n, generator: mixture.sample(n, generator)[0])
 
@@ -92,7 +101,7 @@ def _build_swissroll(noise: float) -> Dataset:
         curve = torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=1) * (4.0 / (4.5 * math.pi))
         return curve + noise * torch.randn(n, 2, generator=generator, dtype=torch.float64)
 
-    return Dataset(name="swissroll", dim=2, params={"noise": noise}, sampler=sample)
+    return Dataset(name="swissroll", dim=2, knobs={"noise": noise}, sampler=sample)
 
 
 def _build_checkerboard(squares: int, size: float) -> Dataset:
@@ -108,7 +117,7 @@ def _build_checkerboard(squares: int, size: float) -> Dataset:
         offset = torch.rand(n, 2, generator=generator, dtype=torch.float64)
         return -size / 2 + (black[which] + offset) * width
 
-    return Dataset(name="checkerboard", dim=2, params={"squares": squares, "size": size}, sampler=sample)
+    return Dataset(name="checkerboard", dim=2, knobs={"squares": squares, "size": size}, sampler=sample)
 
 
 def load_digits(resolution: int, split: str, test_fraction: float, split_seed: int, with_labels: bool = False):
@@ -144,7 +153,7 @@ def _draw_from(pool):
 def _build_digits(resolution: int, split: str, test_fraction: float, split_seed: int) -> Dataset:
     pool = load_digits(resolution, split, test_fraction, split_seed)
     return Dataset(name="digits", dim=pool[0].numel(), shape=tuple(pool.shape[1:]), sampler=_draw_from(pool),
-                   params={"resolution": resolution, "split": split, "test_fraction": test_fraction,
+                   knobs={"resolution": resolution, "split": split, "test_fraction": test_fraction,
                            "split_seed": split_seed})
 
 
@@ -174,50 +183,139 @@ def _build_digits_gmm(components: int, reg_covar: float, test_fraction: float, s
     mixture = GaussianMixture(*(torch.from_numpy(fit[key]) for key in ("weights", "means", "covariances")))
     shape = (1, 8, 8)
     return Dataset(name="digits_gmm", dim=64, shape=shape, mixture=mixture, mode_centers=mixture.means.clone(),
-                   params={"components": components, "reg_covar": reg_covar, "test_fraction": test_fraction,
+                   knobs={"components": components, "reg_covar": reg_covar, "test_fraction": test_fraction,
                            "split_seed": split_seed, "fit_seed": fit_seed},
                    sampler=lambda n, generator: mixture.sample(n, generator)[0].reshape(n, *shape))
 
 
-def load_image_folder(path: str, resolution: int, channels: int, crop: str, limit: int):
-    """A user's images (a folder of png/jpg, searched recursively, or an .npz with an `x` array of
-    uint8 (n, H, W, C) or (n, C, H, W)) as (n, C, R, R) float64 in [-1, 1]."""
+class DataFileError(ValueError):
+    """A dataset's file or folder that cannot be read. The message starts with the key of the
+    knob naming it ("path: ..."); `make_dataset` prefixes the dataset's config path."""
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+LUMA = (0.299, 0.587, 0.114)   # ITU-R BT.601 weights of R, G, B in a grey value (as Pillow's "L")
+
+
+def check_image_source(path: str, where: str = "path") -> None:
+    """Refuse a missing path, a folder without images or a file that is no .npz, in one line
+    naming `where` (the key of the path) and the path. Cheap (no image is opened), so the
+    workflow may call it at parse time."""
+    from pathlib import Path
+
+    source = Path(path).expanduser()
+    if not source.exists():
+        raise DataFileError(f"{where}: '{path}' does not exist (relative paths start at the working directory "
+                            f"{Path.cwd()})")
+    if source.is_file() and source.suffix != ".npz":
+        raise DataFileError(f"{where}: '{path}' is a file but not an .npz; give a folder of images or an .npz file")
+    if source.is_dir() and next(_image_files(source), None) is None:
+        raise DataFileError(f"{where}: folder '{path}' holds no {'/'.join(IMAGE_SUFFIXES)} images "
+                            "(searched recursively)")
+
+
+def _image_files(folder):
+    return (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def load_image_folder(path: str, resolution: int, channels: int, crop: str, limit: int, where: str = "path"):
+    """A user's images (a folder of png/jpg, searched recursively, or an .npz with an `x` array
+    (n, H, W, C) or (n, C, H, W)) as (n, C, R, R) float64 in [-1, 1], by the rule of
+    docs/images.md: 8-bit values / 255, 16-bit / 65535, alpha composited on white, grey
+    repeated to RGB or RGB to grey by BT.601 luma, then centre-cropped and resized (bicubic, in
+    floating point, clipped to [0, 1]). A file that cannot be read is refused naming it and
+    `where` (the key of the path)."""
     from pathlib import Path
 
     import numpy as np
     import torch
 
+    check_image_source(path, where)
     source = Path(path).expanduser()
-    if not source.exists():
-        raise FileNotFoundError(f"datasets: images path '{source}' does not exist "
-                                f"(relative paths start at the working directory {Path.cwd()})")
     if source.suffix == ".npz":
-        with np.load(source) as archive:
-            if "x" not in archive.files:
-                raise ValueError(f"{source}: no array 'x' in the .npz (found: {', '.join(archive.files)})")
-            array = archive["x"]
-        if array.ndim != 4:
-            raise ValueError(f"{source}: 'x' must be (n, H, W, C) or (n, C, H, W), got shape {array.shape}")
-        if array.shape[1] in (1, 3) and array.shape[-1] not in (1, 3):
-            array = array.transpose(0, 2, 3, 1)
-        images = [array[i] for i in range(len(array) if not limit else min(limit, len(array)))]
+        images = _npz_images(source, limit, where)
     else:
-        from PIL import Image
+        files = sorted(_image_files(source))
+        images = (_read_image(file, where) for file in (files[:limit] if limit else files))
+    batch = np.stack([_square(_to_channels(image, channels), resolution, crop) for image in images])
+    return torch.from_numpy(batch).permute(0, 3, 1, 2) * 2.0 - 1.0
 
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-        if not files:
-            raise ValueError(f"datasets: no .png/.jpg images under '{source}'")
-        mode = "L" if channels == 1 else "RGB"
-        images = [np.asarray(Image.open(f).convert(mode)) for f in (files[:limit] if limit else files)]
-    batch = np.stack([_square(np.atleast_3d(image), resolution, crop) for image in images])
-    x = torch.from_numpy(batch).permute(0, 3, 1, 2).double() / 127.5 - 1.0
-    if x.shape[1] != channels:
-        raise ValueError(f"{source}: images have {x.shape[1]} channels, the dataset asks for {channels}")
-    return x
+
+def _read_image(file, where: str):
+    """One image file as float64 (H, W, C) in [0, 1]; C is 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA)."""
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(file) as picture:
+            picture.load()
+            mode = picture.mode
+            if mode == "I" or mode.startswith("I;16"):          # 16-bit grey PNG: full precision
+                pixels, scale = np.asarray(picture, dtype=np.float64), 65535.0
+                if pixels.min() < 0 or pixels.max() > 65535:
+                    raise ValueError(f"mode {mode} with values outside 0..65535")
+            else:
+                # Bilevel becomes grey; palette, CMYK, ... become RGB(A). 16-bit colour arrives here
+                # as 8-bit RGB(A): Pillow reads it at 8-bit precision.
+                if mode == "1":
+                    picture = picture.convert("L")
+                elif mode not in ("L", "LA", "RGB", "RGBA") or "transparency" in picture.info:
+                    alpha = "A" in mode or "a" in mode or "transparency" in picture.info
+                    picture = picture.convert("RGBA" if alpha else "RGB")
+                pixels, scale = np.asarray(picture, dtype=np.float64), 255.0
+    except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
+        raise DataFileError(f"{where}: cannot read image '{file}' ({_one_line(error)})") from None
+    return np.atleast_3d(pixels) / scale
+
+
+def _npz_images(source, limit: int, where: str):
+    """The images of an .npz's `x` array, as float64 (H, W, C) in [0, 1]."""
+    import numpy as np
+
+    try:
+        with np.load(source) as archive:
+            found = archive.files
+            array = archive["x"] if "x" in found else None
+    except Exception as error:  # a truncated or foreign file
+        raise DataFileError(f"{where}: cannot read '{source}' as an .npz ({_one_line(error)})") from None
+    if array is None:
+        raise DataFileError(f"{where}: '{source}' has no array 'x' (found: {', '.join(found) or 'none'})")
+    if array.ndim != 4 or (array.shape[-1] not in (1, 2, 3, 4) and array.shape[1] not in (1, 2, 3, 4)):
+        raise DataFileError(f"{where}: '{source}': 'x' must be (n, H, W, C) or (n, C, H, W) with C in 1..4, "
+                            f"got shape {array.shape}")
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(array.dtype)
+    if scale is None:
+        raise DataFileError(f"{where}: '{source}': 'x' has dtype {array.dtype}; expected uint8 or uint16")
+    if len(array) == 0:
+        raise DataFileError(f"{where}: '{source}': 'x' holds no images (shape {array.shape})")
+    if array.shape[-1] not in (1, 2, 3, 4):
+        array = array.transpose(0, 2, 3, 1)
+    return (array[i] / scale for i in range(min(limit, len(array)) if limit else len(array)))
+
+
+def _one_line(error: Exception) -> str:
+    """'OSError: image file is truncated': an error as one line, however its message is laid out."""
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+def _to_channels(pixels, channels: int):
+    """(H, W, C) in [0, 1] -> (H, W, channels): alpha composited on white, grey repeated to RGB,
+    RGB to grey by BT.601 luma."""
+    import numpy as np
+
+    if pixels.shape[2] in (2, 4):
+        colour, alpha = pixels[:, :, :-1], pixels[:, :, -1:]
+        pixels = colour * alpha + (1.0 - alpha)
+    if pixels.shape[2] == channels:
+        return pixels
+    if channels == 3:
+        return np.repeat(pixels, 3, axis=2)
+    return pixels @ np.array(LUMA)[:, None]
 
 
 def _square(image, resolution: int, crop: str):
-    """Centre-crop to a square (crop = 'center') and resize to resolution x resolution (uint8 HWC)."""
+    """Centre-crop to a square (crop = 'center') and resize to resolution x resolution: float
+    (H, W, C) in [0, 1] in and out, each channel resized bicubically in floating point."""
     import numpy as np
     from PIL import Image
 
@@ -226,17 +324,18 @@ def _square(image, resolution: int, crop: str):
         side = min(height, width)
         top, left = (height - side) // 2, (width - side) // 2
         image = image[top:top + side, left:left + side]
-    squeeze = image.shape[2] == 1
-    picture = Image.fromarray(image[:, :, 0] if squeeze else image)
-    if picture.size != (resolution, resolution):
-        picture = picture.resize((resolution, resolution), Image.BICUBIC)
-    return np.atleast_3d(np.asarray(picture, dtype=np.uint8))
+    if image.shape[:2] == (resolution, resolution):
+        return image
+    planes = [np.asarray(Image.fromarray(image[:, :, c].astype(np.float32))   # mode "F"
+                         .resize((resolution, resolution), Image.BICUBIC), dtype=np.float64)
+              for c in range(image.shape[2])]
+    return np.clip(np.stack(planes, axis=2), 0.0, 1.0)   # bicubic overshoots at edges
 
 
 def _build_images(path: str, resolution: int, channels: int, crop: str, limit: int) -> Dataset:
     pool = load_image_folder(path, resolution, channels, crop, limit)
     return Dataset(name="images", dim=pool[0].numel(), shape=tuple(pool.shape[1:]), sampler=_draw_from(pool),
-                   params={"path": path, "resolution": resolution, "channels": channels, "crop": crop,
+                   knobs={"path": path, "resolution": resolution, "channels": channels, "crop": crop,
                            "limit": limit})
 
 
@@ -284,7 +383,8 @@ for _family in [
         name="images", build=_build_images, image=True,
         description="a user's image folder (png/jpg, recursive) or .npz, centre-cropped and resized; e.g. FFHQ "
                     "or CIFAR-10 already on disk (nothing is downloaded)",
-        knobs={"path": Knob("str", "", "folder or .npz file with the images"),
+        required=("path",), check=lambda path, **_: check_image_source(path),
+        knobs={"path": Knob("str", "", "a folder of png/jpg images (searched recursively) or an .npz file"),
                "resolution": Knob("int", 64, "side of the square images after resizing", minimum=1),
                "channels": Knob("int", 3, "1 (grey) or 3 (RGB)", choices=(1, 3)),
                "crop": Knob("str", "center", "centre-crop to a square before resizing, or resize as is",
@@ -298,11 +398,16 @@ def family_names() -> list[str]:
     return FAMILIES.names()
 
 
-def resolve_dataset_params(family: str, params: dict, where: str = "") -> dict:
+def knobs_where(where: str) -> str:
+    """The config path of a dataset entry's knobs, from the entry's ("datasets.faces.")."""
+    return where and where + "knobs."
+
+
+def resolve_dataset_knobs(family: str, params: dict, where: str = "") -> dict:
     """Parameters with defaults filled in; unknown families, names or values raise ValueError.
     `where` is the config path of the dataset entry (e.g. "datasets.ring8.")."""
     spec = FAMILIES.get(family, where and where + "family: ")
-    where = where and where + "params."
+    where = knobs_where(where)
     resolved = spec.resolve_knobs(params, where)
     if family == "gmm" and resolved["preset"] != "ring8":
         ring_only = sorted(k for k in RING_ONLY if k in (params or {}))
@@ -310,6 +415,17 @@ def resolve_dataset_params(family: str, params: dict, where: str = "") -> dict:
             raise ValueError(f"{where}parameters {ring_only} only apply to preset 'ring8'")
         resolved = {k: v for k, v in resolved.items() if k not in RING_ONLY}
     return resolved
+
+
+def check_dataset_files(family: str, params: dict, where: str = "") -> None:
+    """Refuse (DataFileError, one line naming the key) resolved parameters that name missing or
+    empty files; cheap, for parse time. Families that read no files pass."""
+    check = FAMILIES.get(family).check
+    if check is not None:
+        try:
+            check(**params)
+        except DataFileError as error:
+            raise DataFileError(f"{knobs_where(where)}{error}") from None
 
 
 def is_analytic(family: str) -> bool:
@@ -320,9 +436,13 @@ def is_image(family: str) -> bool:
     return FAMILIES.get(family).image
 
 
-def make_dataset(family: str, fit_path=None, **params) -> Dataset:
-    """Build a dataset by family name; unknown names or parameters raise ValueError. A fitted
-    prior (digits_gmm) caches its fit at `fit_path` when one is given."""
-    spec = FAMILIES.get(family)
-    params = resolve_dataset_params(family, params)
-    return spec.build(**params, fit_path=fit_path) if spec.fitted else spec.build(**params)
+def make_dataset(family: str, fit_path=None, where: str = "", **params) -> Dataset:
+    """Build a dataset by family name; unknown names or parameters raise ValueError, files that
+    cannot be read DataFileError, naming `where` (the entry's config path, "datasets.faces.").
+    A fitted prior (digits_gmm) caches its fit at `fit_path` when one is given."""
+    spec = FAMILIES.get(family, where and where + "family: ")
+    params = resolve_dataset_knobs(family, params, where)
+    try:
+        return spec.build(**params, fit_path=fit_path) if spec.fitted else spec.build(**params)
+    except DataFileError as error:
+        raise DataFileError(f"{knobs_where(where)}{error}") from None

@@ -87,7 +87,7 @@ class DataSpec:
     id: str
     name: str
     family: str
-    params: dict
+    knobs: dict
     n_train: int
     n_reference: int
     seed: int
@@ -116,7 +116,7 @@ class TaskSpec:
     `n_measurements` reference samples x. `noise_std` is stated on `data_range`."""
     name: str
     operator: str
-    operator_params: dict
+    operator_knobs: dict
     noise_std: float
     data_range: str
     n_measurements: int
@@ -127,13 +127,13 @@ class TaskSpec:
         return restoration.noise_std(self.noise_std, self.data_range)
 
     def params(self) -> dict:
-        return {"operator": self.operator, "params": self.operator_params, "noise_std": self.noise_std,
+        return {"operator": self.operator, "knobs": self.operator_knobs, "noise_std": self.noise_std,
                 "data_range": self.data_range}
 
     def row(self) -> dict:
         return {"task": self.name, "operator": self.operator, "noise_std": self.noise_std, "data_range": self.data_range,
                 "noise_std_effective": self.noise_std_effective, "n_measurements": self.n_measurements,
-                **{f"operator_{k}": v for k, v in self.operator_params.items()}}
+                **{f"operator_{k}": v for k, v in self.operator_knobs.items()}}
 
 
 # Manifest columns naming the preset and its family, by run kind (tables and plots group by them).
@@ -149,7 +149,7 @@ class RunSpec:
     preset: str
     family: str
     schedule: str
-    schedule_params: dict
+    schedule_knobs: dict
     steps: int
     init: str
     knobs: dict
@@ -163,7 +163,7 @@ class RunSpec:
 
     def params(self) -> dict:
         """Everything that determines the run's output (what its id hashes)."""
-        method = {"family": self.family, "schedule": self.schedule, "schedule_params": self.schedule_params,
+        method = {"family": self.family, "schedule": self.schedule, "schedule_knobs": self.schedule_knobs,
                   "steps": self.steps, "init": self.init, "knobs": self.knobs}
         if self.task is None:
             return {**_source_params(self.model), "sampler": method, "seed": self.seed, "n_samples": self.n_samples}
@@ -176,13 +176,13 @@ class RunSpec:
         return {"run_id": self.id, **_source_row(self.model), **(self.task.row() if self.task else {}),
                 preset: self.preset, family: self.family, "schedule": self.schedule, "steps": self.steps,
                 "init": self.init, "seed": self.seed, "n_samples": self.n_samples,
-                **{f"schedule_{k}": v for k, v in self.schedule_params.items()},
+                **{f"schedule_{k}": v for k, v in self.schedule_knobs.items()},
                 **{f"knob_{k}": v for k, v in self.knobs.items()}}
 
 
 def _source_params(model: ModelSpec, with_reference_size: bool = False) -> dict:
     """The dataset and score source part of a run's identity."""
-    data_part = {"family": model.data.family, "params": model.data.params, "n_train": model.data.n_train,
+    data_part = {"family": model.data.family, "knobs": model.data.knobs, "n_train": model.data.n_train,
                  "seed": model.data.seed}
     if with_reference_size:   # restoration draws its ground truths from the reference set
         data_part["n_reference"] = model.data.n_reference
@@ -193,7 +193,7 @@ def _source_row(model: ModelSpec) -> dict:
     """Manifest columns naming the dataset and score source, with their parameters."""
     return {"dataset": model.data.name, "dataset_family": model.data.family, "data_id": model.data.id,
             "model": model.name, "model_source": model.source, "model_id": model.id,
-            **{f"dataset_{k}": v for k, v in model.data.params.items()}, **_flatten(model.recipe, "model_")}
+            **{f"dataset_{k}": v for k, v in model.data.knobs.items()}, **_flatten(model.recipe, "model_")}
 
 
 def _flatten(node: dict, prefix: str) -> dict:
@@ -262,15 +262,16 @@ def runs_per_job(config: dict) -> dict[str, int]:
             "restoration": config.get("restoration", {}).get("runs_per_job", 16)}
 
 
-def pending_shards(shards: dict[str, list[str]], done) -> dict[str, str]:
-    """The shards with runs not done -> a key naming those runs: the job's marker is
-    results/shards/<shard>.<key>.json, so a shard whose runs were deleted (to be redone) or left
-    unfinished runs again, and a finished shard is no target."""
+def pending_shards(shards: dict[str, list[str]], done, key=short_hash) -> dict[str, str]:
+    """The shards with runs not done -> `key(those runs)`: the job's marker is
+    results/shards/<shard>.<key>.json, so a shard whose runs were deleted (to be redone), left
+    unfinished or (with a key of their records, runs.attempt) failed runs again, and a finished
+    shard is no target."""
     pending = {}
     for shard, run_ids in shards.items():
         left = [run_id for run_id in run_ids if run_id not in done]
         if left:
-            pending[shard] = short_hash(left)
+            pending[shard] = key(left)
     return pending
 
 
@@ -295,7 +296,7 @@ def manifest_rows(config: dict, kind: str, base_dir: str | Path = ".") -> list[d
 # --- what a job receives (its rule's params): plain dicts, keys sorted -----------------------
 
 def data_dict(spec: DataSpec) -> dict:
-    return canonical({"id": spec.id, "name": spec.name, "family": spec.family, "params": spec.params,
+    return canonical({"id": spec.id, "name": spec.name, "family": spec.family, "knobs": spec.knobs,
                       "n_train": spec.n_train, "n_reference": spec.n_reference, "seed": spec.seed})
 
 
@@ -308,11 +309,11 @@ def run_dict(run: RunSpec) -> dict:
     """A run as its shard job reads it; `task` only for a restoration run. `params` (what the id
     hashes) and `row` (the manifest row) go into its record."""
     task = run.task and {"name": run.task.name, "operator": run.task.operator,
-                         "operator_params": run.task.operator_params, "noise_std": run.task.noise_std,
+                         "operator_knobs": run.task.operator_knobs, "noise_std": run.task.noise_std,
                          "data_range": run.task.data_range, "noise_std_effective": run.task.noise_std_effective,
                          "n_measurements": run.task.n_measurements}
     return canonical({"id": run.id, "kind": run.kind, "family": run.family, "schedule": run.schedule,
-                      "schedule_params": run.schedule_params, "steps": run.steps, "init": run.init, "knobs": run.knobs,
+                      "schedule_knobs": run.schedule_knobs, "steps": run.steps, "init": run.init, "knobs": run.knobs,
                       "seed": run.seed, "n_samples": run.n_samples, **({"task": task} if task else {}),
                       "params": run.params(), "row": run.row()})
 
@@ -325,8 +326,8 @@ def build(config: dict, base_dir: str | Path = ".", models: set[str] | None = No
 
     datasets = {}
     for name, entry in config["datasets"].items():
-        params = data.resolve_dataset_params(entry["family"], entry["params"], where=f"datasets.{name}.")
-        spec = {"family": entry["family"], "params": params, "n_train": config["data"]["n_train"],
+        knobs = data.resolve_dataset_knobs(entry["family"], entry["knobs"], where=f"datasets.{name}.")
+        spec = {"family": entry["family"], "knobs": knobs, "n_train": config["data"]["n_train"],
                 "n_reference": config["data"]["n_reference"], "seed": config["data"]["seed"]}
         datasets[name] = DataSpec(id=f"{name}-{short_hash(spec)}", name=name, **spec)
 
@@ -406,7 +407,7 @@ def resolve_recipe(recipe: dict, where: str) -> dict:
     """A trained model's recipe with its training distribution and weight checked."""
     recipe = copy.deepcopy(recipe)
     sigma_entry = recipe["train_sigma"]
-    sigma_entry["params"] = noise.resolve_training_params(sigma_entry["name"], sigma_entry.get("params", {}),
+    sigma_entry["knobs"] = noise.resolve_training_knobs(sigma_entry["name"], sigma_entry.get("knobs", {}),
                                                           where=f"{where}train_sigma.")
     if recipe["weight"] not in noise.LOSS_WEIGHTS:
         raise ValueError(f"{where}weight: unknown loss weight '{recipe['weight']}'; "
@@ -432,25 +433,25 @@ def pretrained_mismatch(recipe: dict, data_spec: DataSpec) -> str:
     """Why a pretrained network cannot denoise a dataset's samples ('' if it can): it takes
     images of one size and channel count."""
     channels, size = pretrained.image_shape(recipe["format"], recipe["arch_params"])
-    params = data_spec.params
-    if "resolution" not in params or "channels" not in params:
+    knobs = data_spec.knobs
+    if "resolution" not in knobs or "channels" not in knobs:
         return f"the network takes {channels}x{size}x{size} images, not '{data_spec.family}' samples"
-    if (params["channels"], params["resolution"]) != (channels, size):
+    if (knobs["channels"], knobs["resolution"]) != (channels, size):
         return (f"the network takes {channels}x{size}x{size} images, the dataset has "
-                f"{params['channels']}x{params['resolution']}x{params['resolution']}")
+                f"{knobs['channels']}x{knobs['resolution']}x{knobs['resolution']}")
     return ""
 
 
-def resolve_schedule_params(schedule: str, params: dict, where: str, cache: dict = {}) -> dict:  # noqa: B006
-    """noise.resolve_schedule_params, once per distinct (schedule, params): the points of a preset
+def resolve_schedule_knobs(schedule: str, knobs: dict, where: str, cache: dict = {}) -> dict:  # noqa: B006
+    """noise.resolve_schedule_knobs, once per distinct (schedule, knobs): the points of a preset
     usually share them. A copy each time, so no two runs share a mutable dict."""
     try:
-        key = (schedule, tuple(sorted(params.items())))
+        key = (schedule, tuple(sorted(knobs.items())))
         hash(key)
-    except TypeError:     # a list-valued parameter: resolved every time
-        return noise.resolve_schedule_params(schedule, params, where=where)
+    except TypeError:     # a list-valued knob: resolved every time
+        return noise.resolve_schedule_knobs(schedule, knobs, where=where)
     if key not in cache:
-        cache[key] = noise.resolve_schedule_params(schedule, params, where=where)
+        cache[key] = noise.resolve_schedule_knobs(schedule, knobs, where=where)
     return dict(cache[key])
 
 
@@ -459,12 +460,13 @@ def resolve_preset(point: dict, where: str, methods=samplers) -> dict:
     and knobs checked and completed."""
     spec = methods.get(point["family"], where=f"{where}family: ")
     schedule = point["schedule"] or spec.default_schedule
-    schedule_params = resolve_schedule_params(schedule, point["schedule_params"], where=where)
+    schedule_knobs = resolve_schedule_knobs(schedule, point["schedule_knobs"], where=where)
     steps = point["steps"]
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"{where}steps: expected a positive integer (or a list of them), got {steps!r}")
+    noise.check_schedule(schedule, steps, schedule_knobs, where=where)
     init = spec.init if point["init"] == "default" else point["init"]
-    return {"family": spec.name, "schedule": schedule, "schedule_params": schedule_params, "steps": steps,
+    return {"family": spec.name, "schedule": schedule, "schedule_knobs": schedule_knobs, "steps": steps,
             "init": init, "knobs": spec.resolve_knobs(point["knobs"], where=f"{where}knobs.")}
 
 
@@ -503,7 +505,7 @@ def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: li
                 raise ValueError(f"{where}noise_std: must be > 0 (the likelihood needs measurement noise), "
                                  f"got {point['noise_std']}")
             task = TaskSpec(name=task_name, operator=family.name,
-                            operator_params=family.resolve_params(point["params"], where=f"{where}params."),
+                            operator_knobs=family.resolve_knobs(point["knobs"], where=f"{where}knobs."),
                             noise_std=float(point["noise_std"]), data_range=point["data_range"],
                             n_measurements=section["n_measurements"])
             tasks.append((family, task))

@@ -1,23 +1,33 @@
 """Atomic file output and the small JSON/array formats the workflow passes between jobs.
 
 A job killed mid-write must leave no partial file that Snakemake (or a later run) would
-accept, so every writer goes to a temporary file in the target folder and renames it.
+accept, so every writer goes to a temporary file in the target folder (`.<name>.<random>.tmp`)
+and renames it. A job killed (kill -9, a node lost) before the rename leaves that temporary file
+behind; the next writer of the same file removes it (`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
+
+# When this process started writing: a temporary file last modified before it was left by an
+# earlier, interrupted job (Snakemake never runs two jobs writing one output at once).
+STARTED = time.time()
 
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
+    Temporary files of `path` left by interrupted earlier jobs are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent, names=[path.name])
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -28,6 +38,34 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_stale_temporaries(folder, names=None, older_than: float | None = None) -> list[Path]:
+    """Remove the temporary files of interrupted atomic writes in `folder` (of the files `names`,
+    or of any file) last modified before `older_than` (default: this process's start); return them."""
+    folder, older_than = Path(folder), STARTED if older_than is None else older_than
+    if not folder.is_dir():
+        return []
+    patterns = [f".{name}.*.tmp" for name in names] if names is not None else [".*.tmp"]
+    removed = []
+    for pattern in patterns:
+        for stale in folder.glob(pattern):
+            try:
+                if stale.is_file() and stale.stat().st_mtime < older_than:
+                    stale.unlink()
+                    removed.append(stale)
+            except FileNotFoundError:   # removed meanwhile
+                pass
+    return removed
+
+
+def file_digest(path) -> dict:
+    """{"bytes": size, "sha256": hex digest} of a file, as run records store them."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": Path(path).stat().st_size, "sha256": digest.hexdigest()}
 
 
 def _umask() -> int:

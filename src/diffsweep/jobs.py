@@ -51,7 +51,8 @@ def provenance() -> dict:
                                   cwd=Path(__file__).parent).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         revision = None
-    return {"diffsweep": diffsweep.__version__, "torch": torch.__version__, "numpy": np.__version__,
+    # Plain str (torch.__version__ is a TorchVersion): checkpoints then load with weights_only=True.
+    return {"diffsweep": diffsweep.__version__, "torch": str(torch.__version__), "numpy": np.__version__,
             "python": platform.python_version(), "git_revision": revision, "host": socket.gethostname(),
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
@@ -59,12 +60,8 @@ def provenance() -> dict:
 def build_dataset(spec: dict, data_dir=None) -> data.Dataset:
     """The dataset of a spec; `data_dir` (results/data/<id>) holds the cached fit of a fitted prior."""
     fit_path = Path(data_dir) / "prior.npz" if data_dir is not None else None
-    try:
-        return data.make_dataset(spec["family"], fit_path=fit_path, **spec["params"])
-    except FileNotFoundError as error:  # a user's image folder: name the config key that points at it
-        if "path" not in spec["params"]:
-            raise
-        raise FileNotFoundError(f"datasets.{spec.get('name', spec['id'])}.params.path: {error}") from None
+    return data.make_dataset(spec["family"], fit_path=fit_path, where=f"datasets.{spec.get('name', spec['id'])}.",
+                             **spec["knobs"])
 
 
 # --- prepare_data ----------------------------------------------------------------------
@@ -179,7 +176,7 @@ def _load_denoiser(model: dict, checkpoint_path, device, data_dir=None):
         denoiser = load_pretrained(recipe["format"], recipe["checkpoint"], arch=recipe["arch_params"],
                                    ema=recipe["weights"] == "ema", device=device, where=f"models.{model['name']}.")
         return denoiser, torch.float32
-    denoiser, _ = load_checkpoint(checkpoint_path, map_location=device)
+    denoiser, _ = load_checkpoint(checkpoint_path, map_location=device, where=f"models.{model['name']}.")
     return denoiser.to(device), torch.float32
 
 
@@ -214,7 +211,7 @@ def call_counted(fn, denoiser, device, *args, **kwargs):
 def draw_samples(run: dict, denoiser, shape, dtype, device):
     """Run one sampler preset point: (samples, reported nfe, counted nfe, seconds)."""
     spec = samplers.get(run["family"])
-    sigmas = make_schedule(run["schedule"], run["steps"], **run["schedule_params"]).tolist()
+    sigmas = make_schedule(run["schedule"], run["steps"], **run["schedule_knobs"]).tolist()
     generator = torch.Generator(device=device).manual_seed(run["seed"])
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     x = initial_sample(run["init"], sigmas[0], (run["n_samples"], *shape), generator, dtype, device)

@@ -63,6 +63,7 @@ def mmd_rbf(x, y, bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0), cache: dict | None = No
     costliest part when many sample sets are compared to one reference."""
     x, y = _as_samples(x, "x", min_rows=2), _as_samples(y, "y", min_rows=2)
     _check_same_dim(x, y)
+    reference = y.to(x.device)
     x, y = _centre_together(x, y)
     inverse_two_h2 = [1.0 / (2.0 * h * h) for h in bandwidths]
 
@@ -79,7 +80,7 @@ def mmd_rbf(x, y, bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0), cache: dict | None = No
     self_terms = float(len(bandwidths))
     within_x = (_pairwise_sum(x, x, kernel_block_sum) - n * self_terms) / (n * (n - 1))
     within_y = _cached(cache, ("mmd_within_y", tuple(bandwidths)),
-                       lambda: (_pairwise_sum(y, y, kernel_block_sum) - m * self_terms) / (m * (m - 1)))
+                       lambda: (_within_sum(reference, kernel_block_sum) - m * self_terms) / (m * (m - 1)))
     between = _pairwise_sum(x, y, kernel_block_sum) / (n * m)
     return within_x + within_y - 2.0 * between
 
@@ -89,6 +90,7 @@ def energy_distance(x, y, cache: dict | None = None) -> float:
     (`cache` as in `mmd_rbf`)."""
     x, y = _as_samples(x, "x", min_rows=2), _as_samples(y, "y", min_rows=2)
     _check_same_dim(x, y)
+    reference = y.to(x.device)
     x, y = _centre_together(x, y)
 
     def distance_block_sum(squared_distances: Tensor) -> float:
@@ -97,7 +99,7 @@ def energy_distance(x, y, cache: dict | None = None) -> float:
     n, m = x.shape[0], y.shape[0]
     # The diagonal (distance of a point to itself) is 0, so the full sums serve for i != j.
     within_x = _pairwise_sum(x, x, distance_block_sum) / (n * (n - 1))
-    within_y = _cached(cache, "energy_within_y", lambda: _pairwise_sum(y, y, distance_block_sum) / (m * (m - 1)))
+    within_y = _cached(cache, "energy_within_y", lambda: _within_sum(reference, distance_block_sum) / (m * (m - 1)))
     between = _pairwise_sum(x, y, distance_block_sum) / (n * m)
     return 2.0 * between - within_x - within_y
 
@@ -193,7 +195,9 @@ def sample_metrics(samples, dataset: Dataset, reference, generator: torch.Genera
 # --- helpers ----------------------------------------------------------------------------
 
 def _cached(cache: dict | None, key, compute):
-    """Distances are translation invariant, so a within-set term does not depend on the other set."""
+    """A term of the reference alone, computed once per `cache`. It must not depend on the other
+    set, not even in the last digit: the reference's within-set terms centre it on its own mean
+    (`_within_sum`), so a run's metrics are the same whichever run of a job filled the cache."""
     if cache is None:
         return compute()
     if key not in cache:
@@ -216,6 +220,12 @@ def _as_samples(x, name: str, min_rows: int = 1) -> Tensor:
 def _check_same_dim(x: Tensor, y: Tensor) -> None:
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"sample dimensions differ: {x.shape[1]} vs {y.shape[1]}")
+
+
+def _within_sum(y: Tensor, block_sum) -> float:
+    """`_pairwise_sum` of y with itself, y centred on its own mean (see `_centre_together`)."""
+    centred = y - y.mean(dim=0)
+    return _pairwise_sum(centred, centred, block_sum)
 
 
 def _centre_together(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:

@@ -145,15 +145,22 @@ def build_denoiser(recipe: dict, shape) -> PreconditionedDenoiser:
     return PreconditionedDenoiser(net, recipe["parametrisation"], recipe.get("sigma_data", 1.0))
 
 
-def load_checkpoint(path, map_location="cpu") -> tuple[PreconditionedDenoiser, dict]:
-    """The EMA denoiser stored by `diffsweep.train`, and the checkpoint's metadata."""
-    state = torch.load(path, map_location=map_location, weights_only=False)
-    for key in ("recipe", "shape", "ema"):
-        if key not in state:
-            raise ValueError(f"checkpoint {path} has no '{key}' entry; it was not written by diffsweep.train")
-    denoiser = build_denoiser(state["recipe"], state["shape"])
+TRAINED_FORMAT = "a checkpoint written by the train rule (a dict with recipe, shape and ema weights)"
+
+
+def load_checkpoint(path, map_location="cpu", where: str = "") -> tuple[PreconditionedDenoiser, dict]:
+    """The EMA denoiser stored by the train rule (diffsweep.jobs.train_model), and the
+    checkpoint's metadata. Read with weights_only=True; any failure is one CheckpointError line
+    naming `where` (the model's config path, e.g. "models.unet.") and the path."""
+    from diffsweep.checkpoints import CheckpointFile, describe
+
+    file = CheckpointFile(path, "trained checkpoint", TRAINED_FORMAT, where)
+    state = file.read(map_location)
+    if not isinstance(state, dict) or not {"recipe", "shape", "ema"} <= set(state):
+        raise file.error(f"is not a trained diffsweep model: it holds {describe(state)}")
     try:
-        denoiser.load_state_dict(state["ema"], strict=True)
-    except RuntimeError as error:
-        raise ValueError(f"checkpoint {path} does not match its recipe: {error}") from None
+        denoiser = build_denoiser(state["recipe"], state["shape"])
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise file.error(f"has a recipe that builds no network ({error})") from None
+    file.load_state(denoiser, state["ema"])  # the network of its own recipe
     return denoiser.eval(), state

@@ -27,6 +27,8 @@ VE_SIGMA_MIN = 0.01
 VE_SIGMA_MAX = 348.0
 # score_sde's sampling_eps: its VE walk runs t = linspace(1, eps, K) (reference sde/__init__.py:11).
 SCORE_SDE_SAMPLING_EPS = 1e-5
+# Longest discrete chain a schedule or training distribution may declare (a table of this many levels).
+MAX_TIMESTEPS = 1_000_000
 
 
 # --- VP <-> VE ------------------------------------------------------------------------
@@ -64,17 +66,15 @@ VP_SIGMA_MAX = float(vp_sigma_table()[-1])
 class Schedule(Entry):
     fn: Callable[..., np.ndarray]   # fn(steps, **knobs) -> K levels, largest first
 
-    @property
-    def params(self) -> dict[str, Knob]:  # old name of `knobs`, still read by plots.py
-        return self.knobs
-
 
 SCHEDULES = Registry("schedule", Schedule)
 
 VP_CHAIN_KNOBS = {
-    "beta_min": Knob("float", VP_BETA_MIN, "beta_1 of the linear-beta chain", minimum=0.0),
-    "beta_max": Knob("float", VP_BETA_MAX, "beta_T of the linear-beta chain", minimum=0.0, maximum=1.0),
-    "timesteps": Knob("int", VP_TIMESTEPS, "length T of the discrete chain", minimum=2),
+    "beta_min": Knob("float", VP_BETA_MIN, "beta_1 of the linear-beta chain", exclusive_minimum=0.0,
+                     exclusive_maximum=1.0),
+    "beta_max": Knob("float", VP_BETA_MAX, "beta_T of the linear-beta chain", exclusive_minimum=0.0,
+                     exclusive_maximum=1.0),
+    "timesteps": Knob("int", VP_TIMESTEPS, "length T of the discrete chain", minimum=2, maximum=MAX_TIMESTEPS),
 }
 
 
@@ -102,8 +102,8 @@ def vp_respaced(steps, beta_min, beta_max, timesteps):
 
 @SCHEDULES.register(
     "sigmoid", "the reference code's sigmoid ramp; sharpness 0.3 now, 0.5 in earlier code",
-    knobs={"sigma_min": Knob("float", VP_SIGMA_MIN, "smallest noise level", minimum=0.0),
-           "sigma_max": Knob("float", VP_SIGMA_MAX, "largest noise level", minimum=0.0),
+    knobs={"sigma_min": Knob("float", VP_SIGMA_MIN, "smallest noise level", exclusive_minimum=0.0),
+           "sigma_max": Knob("float", VP_SIGMA_MAX, "largest noise level", exclusive_minimum=0.0),
            "sharpness": Knob("float", 0.3, "sigmoid temperature ts (0.3 now, 0.5 before)", minimum=1e-6)})
 def sigmoid(steps, sigma_min, sigma_max, sharpness):
     def sig(z):
@@ -116,16 +116,16 @@ def sigmoid(steps, sigma_min, sigma_max, sharpness):
 
 @SCHEDULES.register(
     "linear", "evenly spaced in sigma",
-    knobs={"sigma_min": Knob("float", VP_SIGMA_MIN, "smallest noise level", minimum=0.0),
-           "sigma_max": Knob("float", VP_SIGMA_MAX, "largest noise level", minimum=0.0)})
+    knobs={"sigma_min": Knob("float", VP_SIGMA_MIN, "smallest noise level", exclusive_minimum=0.0),
+           "sigma_max": Knob("float", VP_SIGMA_MAX, "largest noise level", exclusive_minimum=0.0)})
 def linear(steps, sigma_min, sigma_max):
     return np.linspace(sigma_max, sigma_min, steps)
 
 
 @SCHEDULES.register(
     "geometric", "evenly spaced in log sigma (VE / NCSN)",
-    knobs={"sigma_min": Knob("float", VE_SIGMA_MIN, "smallest noise level", minimum=0.0),
-           "sigma_max": Knob("float", VE_SIGMA_MAX, "largest noise level", minimum=0.0)})
+    knobs={"sigma_min": Knob("float", VE_SIGMA_MIN, "smallest noise level", exclusive_minimum=0.0),
+           "sigma_max": Knob("float", VE_SIGMA_MAX, "largest noise level", exclusive_minimum=0.0)})
 def geometric(steps, sigma_min, sigma_max):
     return np.geomspace(sigma_max, sigma_min, steps)
 
@@ -133,8 +133,10 @@ def geometric(steps, sigma_min, sigma_max):
 @SCHEDULES.register(
     "ve_discrete", "the reference VE code's levels: score_sde's discrete table "
     "exp(linspace(log sigma_min, log sigma_max, K)) indexed by int(t_k (K - 1)), t_k = linspace(1, 1e-5, K)",
-    knobs={"sigma_min": Knob("float", 2 * VE_SIGMA_MIN, "smallest level (score_sde's 0.01 on [0, 1] data)", minimum=1e-12),
-           "sigma_max": Knob("float", 2 * VE_SIGMA_MAX, "largest level (score_sde's 348 on [0, 1] data)", minimum=1e-12)})
+    knobs={"sigma_min": Knob("float", 2 * VE_SIGMA_MIN, "smallest level (score_sde's 0.01 on [0, 1] data)",
+                             exclusive_minimum=0.0),
+           "sigma_max": Knob("float", 2 * VE_SIGMA_MAX, "largest level (score_sde's 348 on [0, 1] data)",
+                             exclusive_minimum=0.0)})
 def ve_discrete(steps, sigma_min, sigma_max):
     table = np.exp(np.linspace(np.log(sigma_min), np.log(sigma_max), steps))
     t = np.linspace(1.0, SCORE_SDE_SAMPLING_EPS, steps)
@@ -152,8 +154,8 @@ def ve_continuous_levels(sigmas) -> list[float]:
 
 @SCHEDULES.register(
     "karras", "EDM's rho-warped schedule",
-    knobs={"sigma_min": Knob("float", 0.002, "smallest noise level", minimum=0.0),
-           "sigma_max": Knob("float", 80.0, "largest noise level", minimum=0.0),
+    knobs={"sigma_min": Knob("float", 0.002, "smallest noise level", exclusive_minimum=0.0),
+           "sigma_max": Knob("float", 80.0, "largest noise level", exclusive_minimum=0.0),
            "rho": Knob("float", 7.0, "warp exponent", minimum=1e-6)})
 def karras(steps, sigma_min, sigma_max, rho):
     u = np.linspace(0.0, 1.0, steps)
@@ -165,19 +167,40 @@ def schedule_names() -> list[str]:
     return SCHEDULES.names()
 
 
-def resolve_schedule_params(name: str, params: dict | None = None, where: str = "") -> dict:
+def resolve_schedule_knobs(name: str, params: dict | None = None, where: str = "") -> dict:
     """Defaults filled in; unknown names or knobs raise ValueError naming the allowed ones.
     `where` is the config path of the preset (e.g. "samplers.rw.")."""
     schedule = SCHEDULES.get(name, where and where + "schedule: ")
-    return schedule.resolve_knobs(params, where and where + "schedule_params.")
+    resolved = schedule.resolve_knobs(params, where and where + "schedule_knobs.")
+    check_sigma_range(resolved, where and where + "schedule_knobs.")
+    return resolved
+
+
+def check_sigma_range(params: dict, where: str) -> None:
+    """sigma_min < sigma_max, where both are knobs: an empty or inverted range is no schedule."""
+    if "sigma_min" in params and "sigma_max" in params and not params["sigma_min"] < params["sigma_max"]:
+        raise ValueError(f"{where}sigma_min: {params['sigma_min']!r} is not below sigma_max {params['sigma_max']!r}; "
+                         f"allowed: sigma_min < sigma_max")
+
+
+def check_schedule(name: str, steps: int, params: dict, where: str = "") -> None:
+    """Compute the schedule once at parse time (numpy, cheap): levels that are not finite,
+    positive and strictly decreasing raise ValueError naming `where` (the preset's path)."""
+    try:
+        make_schedule(name, steps, **params)
+    except (ValueError, FloatingPointError, OverflowError, ZeroDivisionError) as error:
+        raise ValueError(f"{where}schedule_knobs: {error}") from None
 
 
 def make_schedule(name: str, steps: int, **params) -> np.ndarray:
     """K noise levels, largest first, float64."""
-    params = resolve_schedule_params(name, params)
+    params = resolve_schedule_knobs(name, params)
     if steps < 1:
         raise ValueError(f"schedule '{name}' needs at least 1 step, got {steps}")
-    sigmas = np.asarray(SCHEDULES.get(name).fn(steps, **params), dtype=np.float64)
+    with np.errstate(all="ignore"):   # overflow and 0/0 become inf and nan, refused below
+        sigmas = np.asarray(SCHEDULES.get(name).fn(steps, **params), dtype=np.float64)
+    if not np.all(np.isfinite(sigmas)):
+        raise ValueError(f"schedule '{name}' with {params} has non-finite noise levels")
     if steps > 1 and not np.all(np.diff(sigmas) < 0):
         raise ValueError(f"schedule '{name}' with {params} is not strictly decreasing")
     if np.any(sigmas <= 0):
@@ -219,7 +242,8 @@ def cosine_alphas_cumprod(timesteps: int = VP_TIMESTEPS, offset: float = 0.008, 
 @TRAINING_DISTRIBUTIONS.register(
     "ddpm_cosine", "discrete t ~ U{1..T} of the cosine VP chain (improved DDPM), mapped to sigma_t",
     knobs={"offset": Knob("float", 0.008, "the cosine schedule's offset s", minimum=0.0),
-           "timesteps": Knob("int", VP_TIMESTEPS, "length T of the discrete chain", minimum=2)})
+           "timesteps": Knob("int", VP_TIMESTEPS, "length T of the discrete chain", minimum=2,
+                             maximum=MAX_TIMESTEPS)})
 def ddpm_cosine(n, generator, offset, timesteps):
     import torch
     table = torch.from_numpy(sigma_from_alpha_bar(cosine_alphas_cumprod(timesteps, offset)))
@@ -229,8 +253,8 @@ def ddpm_cosine(n, generator, offset, timesteps):
 
 @TRAINING_DISTRIBUTIONS.register(
     "ve_uniform", "sigma ~ U[sigma_min, sigma_max]",
-    knobs={"sigma_min": Knob("float", VE_SIGMA_MIN, "smallest noise level", minimum=0.0),
-           "sigma_max": Knob("float", 50.0, "largest noise level", minimum=0.0)})
+    knobs={"sigma_min": Knob("float", VE_SIGMA_MIN, "smallest noise level", exclusive_minimum=0.0),
+           "sigma_max": Knob("float", 50.0, "largest noise level", exclusive_minimum=0.0)})
 def ve_uniform(n, generator, sigma_min, sigma_max):
     import torch
     return sigma_min + (sigma_max - sigma_min) * torch.rand(n, generator=generator, dtype=torch.float64)
@@ -238,8 +262,8 @@ def ve_uniform(n, generator, sigma_min, sigma_max):
 
 @TRAINING_DISTRIBUTIONS.register(
     "ve_loguniform", "log sigma ~ U[log sigma_min, log sigma_max] (NCSN / VE)",
-    knobs={"sigma_min": Knob("float", VE_SIGMA_MIN, "smallest noise level", minimum=1e-12),
-           "sigma_max": Knob("float", VE_SIGMA_MAX, "largest noise level", minimum=1e-12)})
+    knobs={"sigma_min": Knob("float", VE_SIGMA_MIN, "smallest noise level", exclusive_minimum=0.0),
+           "sigma_max": Knob("float", VE_SIGMA_MAX, "largest noise level", exclusive_minimum=0.0)})
 def ve_loguniform(n, generator, sigma_min, sigma_max):
     import torch
     u = torch.rand(n, generator=generator, dtype=torch.float64)
@@ -259,13 +283,15 @@ def training_distribution_names() -> list[str]:
     return TRAINING_DISTRIBUTIONS.names()
 
 
-def resolve_training_params(name: str, params: dict | None = None, where: str = "") -> dict:
+def resolve_training_knobs(name: str, params: dict | None = None, where: str = "") -> dict:
     distribution = TRAINING_DISTRIBUTIONS.get(name, where and where + "name: ")
-    return distribution.resolve_knobs(params, where and where + "params.")
+    resolved = distribution.resolve_knobs(params, where and where + "knobs.")
+    check_sigma_range(resolved, where and where + "knobs.")
+    return resolved
 
 
 def sample_training_sigmas(name: str, n: int, generator, **params):
-    return TRAINING_DISTRIBUTIONS.get(name).fn(n, generator, **resolve_training_params(name, params))
+    return TRAINING_DISTRIBUTIONS.get(name).fn(n, generator, **resolve_training_knobs(name, params))
 
 
 # --- loss weights w(sigma) ------------------------------------------------------------

@@ -13,6 +13,7 @@ instead of a sampler):
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -24,7 +25,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from diffsweep import runs  # noqa: E402
 from diffsweep.tables import HEATMAP_REDUCE, PLOT_FORMATS, distinguishing, param_columns, records  # noqa: E402
+
+log = logging.getLogger("diffsweep")
 
 STYLE = {"context": "paper", "style": "whitegrid", "font_scale": 1.1, "palette": "colorblind",
          "rc": {"pdf.fonttype": 42, "ps.fonttype": 42, "savefig.dpi": 150, "legend.frameon": False}}
@@ -168,15 +172,15 @@ def heatmap(table: pd.DataFrame, metric: str, out, rows: str = "model_train_sigm
 
 def schedule_points(manifest: pd.DataFrame) -> list[dict]:
     """Every (schedule, its parameters, step count) that `manifest` (runs.parquet) uses."""
-    params = [c for c in manifest.columns if c.startswith("schedule_")]
+    knob_columns = [c for c in manifest.columns if c.startswith("schedule_")]
     points, seen = [], set()
-    for row in records(manifest[["schedule", "steps", *params]].drop_duplicates()):
-        values = {c.removeprefix("schedule_"): row[c] for c in params if row[c] is not None}
+    for row in records(manifest[["schedule", "steps", *knob_columns]].drop_duplicates()):
+        values = {c.removeprefix("schedule_"): row[c] for c in knob_columns if row[c] is not None}
         key = (row["schedule"], int(row["steps"]), tuple(sorted(values.items())))
         if key not in seen:
             seen.add(key)
-            points.append({"schedule": row["schedule"], "steps": int(row["steps"]), "params": values})
-    return sorted(points, key=lambda p: (p["schedule"], sorted(p["params"].items()), p["steps"]))
+            points.append({"schedule": row["schedule"], "steps": int(row["steps"]), "knobs": values})
+    return sorted(points, key=lambda p: (p["schedule"], sorted(p["knobs"].items()), p["steps"]))
 
 
 def schedule_curves(manifest: pd.DataFrame, out) -> None:
@@ -187,9 +191,9 @@ def schedule_curves(manifest: pd.DataFrame, out) -> None:
     theme()
     frames = []
     for point in schedule_points(manifest):
-        sigmas = noise.make_schedule(point["schedule"], point["steps"], **_schedule_params(point))
-        defaults = {k: knob.default for k, knob in noise.SCHEDULES[point["schedule"]].params.items()}
-        changed = {k: v for k, v in point["params"].items() if k in defaults and v != defaults[k]}
+        sigmas = noise.make_schedule(point["schedule"], point["steps"], **_schedule_knobs(point))
+        defaults = {k: knob.default for k, knob in noise.SCHEDULES[point["schedule"]].knobs.items()}
+        changed = {k: v for k, v in point["knobs"].items() if k in defaults and v != defaults[k]}
         title = point["schedule"] + ("".join(f"\n{k}={_short(v)}" for k, v in sorted(changed.items())))
         frames.append(pd.DataFrame({"k": np.arange(len(sigmas)), "sigma": sigmas, "K": str(point["steps"]),
                                     "schedule": title}))
@@ -212,13 +216,13 @@ def schedule_curves(manifest: pd.DataFrame, out) -> None:
     save(grid.figure, out)
 
 
-def _schedule_params(point: dict) -> dict:
+def _schedule_knobs(point: dict) -> dict:
     """Manifest values in the types the schedule's knobs declare (Parquet makes ints floats)."""
     from diffsweep import noise
 
-    declared = noise.SCHEDULES[point["schedule"]].params
+    declared = noise.SCHEDULES[point["schedule"]].knobs
     out = {}
-    for key, value in point["params"].items():
+    for key, value in point["knobs"].items():
         if key in declared:
             kind = declared[key].type
             out[key] = int(value) if kind == "int" else float(value) if kind == "float" else value
@@ -289,7 +293,7 @@ def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarra
     theme()
     images = reference.ndim == 4
     max_points = 16 if images else max_points
-    rows = table[(table["dataset"] == dataset) & (table["status"] != "missing")]
+    rows = table[(table["dataset"] == dataset) & table["status"].isin(runs.DONE_STATUSES)]   # runs with samples
     rows = rows[rows["seed"] == rows["seed"].min()] if not rows.empty else rows
     best = rows.sort_values("nfe").groupby(["model", "sampler"], as_index=False).last()
     models, presets = sorted(best["model"].unique()), sorted(best["sampler"].unique())
@@ -305,7 +309,13 @@ def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarra
                 ax.set_axis_off()
                 continue
             run = hit.iloc[0]
-            x = np.load(Path(results) / "runs" / run["run_id"] / "samples.npz")["x"][:max_points]
+            try:   # checked against the sha256 in its record
+                x = runs.read_run_arrays(results, run["run_id"])["x"][:max_points]
+            except runs.CorruptRecord as error:   # the figure is still made, without this panel
+                log.warning("samples of run %s left out of the figure: %s", run["run_id"], error)
+                ax.set_axis_off()
+                ax.set_title(f"{preset}\nunreadable samples", fontsize=8)
+                continue
             _panel(ax, x, f"{preset}\nNFE {int(run['nfe'])}" if r == 0 else "")
         axes[r, 0].set_ylabel(models[r] if models else "")
     if not images:

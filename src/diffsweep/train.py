@@ -204,7 +204,7 @@ def train(recipe: dict, data: torch.Tensor, device="cpu", progress: bool = True,
             index = torch.randint(0, data.shape[0], (recipe["batch_size"],), generator=generator)
             x0 = data[index].to(device)
             sigma = noise.sample_training_sigmas(train_sigma["name"], x0.shape[0], generator,
-                                                 **train_sigma.get("params", {})).to(device, torch.float32)
+                                                 **train_sigma.get("knobs", {})).to(device, torch.float32)
             noise_draw = torch.randn(x0.shape, generator=generator).to(device)
             with autocast():
                 error = denoising_error(network, x0, sigma, noise_draw)

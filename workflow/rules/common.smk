@@ -8,34 +8,31 @@ from diffsweep import runs as ds_runs
 from diffsweep import tables as ds_tables
 from snakemake.exceptions import WorkflowError
 
-# One validation: `prepare` fills the schema's defaults and checks the config against
-# workflow/schemas/config.schema.yaml; the grid build checks what needs the registries (families,
-# knobs, schedules, dataset parameters). Then the results folder must be of this layout, and the
-# declared ablation tables, heatmaps and plotted metrics must fit the grid, before any job runs.
+# One validation, the same as `diffsweep grid`'s (diffsweep.config.check): the config files
+# re-read strictly (Snakemake's reader keeps the last of two equal keys), the schema's defaults
+# filled and checked, the grid built (families, knobs, schedules, dataset parameters), the
+# results folder, the declared ablation tables, heatmaps and plotted metrics, and the files the
+# config names, before any job runs. Every problem is one line naming the key.
 try:
-    config.update(ds_config.prepare(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")))
-    GRID = ds_grid.build(config)
-    ds_runs.check_layout(config["results"])
-    ABLATIONS = ds_tables.ablation_specs(config["tables"])
-    # a table's source is a run kind: its columns are that kind's manifest columns and results
-    ds_tables.check_declared(ABLATIONS, {kind: GRID.manifest_rows(kind) for kind in ds_runs.KINDS},
-                             config["tables"]["better"])
-    if GRID.trained_models() and config["plots"]["heatmap"]["metrics"]:
-        ds_tables.check_heatmap(config["plots"]["heatmap"], GRID.manifest_rows(), config["tables"]["better"])
-    for metric in [*config["plots"]["metrics"], *config["plots"]["heatmap"]["metrics"]]:
-        if not metric.isidentifier():   # one job draws a figure per metric: outputs <metric>_png
-            raise ValueError(f"plots: metric '{metric}' is not a column name")
-except ValueError as error:
-    raise WorkflowError(f"invalid config: {error}") from None
+    for _configfile in workflow.configfiles:
+        if os.path.isfile(_configfile):
+            ds_config.read_yaml(_configfile)
+    CHECKED = ds_config.check(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
+except ds_config.ConfigError as error:
+    raise WorkflowError(str(error)) from None
+config.update(CHECKED.config)
+GRID = CHECKED.grid
+ABLATIONS = CHECKED.ablations
 
 RESULTS = config["results"]
 RUNS = GRID.all_runs
 DONE = ds_runs.done_runs(RESULTS, RUNS)
 # Every run is in one shard whatever is done (a job re-parsing this file while other shards finish
 # finds its own shard); a shard is a target only while it has pending runs, under a marker named
-# by what is pending (diffsweep.grid.pending_shards). The job finds its runs from the shard id.
+# by those runs and their records (grid.pending_shards, runs.attempt): a shard whose runs failed,
+# or whose records were found corrupt, runs again. The job finds its runs from the shard id.
 SHARDS = GRID.shards(ds_grid.runs_per_job(config))
-PENDING = ds_grid.pending_shards(SHARDS, DONE)
+PENDING = ds_grid.pending_shards(SHARDS, DONE, key=lambda run_ids: ds_runs.attempt(RESULTS, run_ids))
 DATASETS_BY_ID = {spec.id: spec for spec in GRID.datasets.values()}
 TRAINED = bool(GRID.trained_models())
 PLOT_METRICS = config["plots"]["metrics"]

@@ -1,4 +1,7 @@
 # Aggregation, ablation tables, figures and the report (`snakemake --report report.html`).
+# Every table and figure is flagged update(): Snakemake keeps the existing file while its job runs
+# and restores it if the job fails, so one is only ever replaced by a complete new one (the
+# scripts write atomically).
 # Report categories follow the stages: training, generation, ablation tables, result tables,
 # restoration. Tables and figures to build, and the checks of their declarations: common.smk.
 import mimetypes
@@ -11,7 +14,7 @@ report: "../report/workflow.rst"
 
 rule manifest:
     output:
-        report(f"{RESULTS}/runs.parquet", category="4. Result tables", caption="../report/runs.rst"),
+        update(report(f"{RESULTS}/runs.parquet", category="4. Result tables", caption="../report/runs.rst")),
     params:
         grid=GRID.digest("generation"),   # the job expands the rows from the config; a changed grid re-runs it
     log:
@@ -31,11 +34,11 @@ rule aggregate:
         loss_by_sigma=[f"{RESULTS}/models/{m.id}/loss_by_sigma.parquet" for m in GRID.trained_models()],
         likelihoods=likelihood_records(),
     output:
-        generation=report(f"{RESULTS}/tables/generation.parquet", category="4. Result tables",
-                          caption="../report/generation.rst"),
-        training=report(f"{RESULTS}/tables/training.parquet", category="4. Result tables",
-                        caption="../report/training_table.rst"),
-        training_by_sigma=f"{RESULTS}/tables/training_by_sigma.parquet",
+        generation=update(report(f"{RESULTS}/tables/generation.parquet", category="4. Result tables",
+                                 caption="../report/generation.rst")),
+        training=update(report(f"{RESULTS}/tables/training.parquet", category="4. Result tables",
+                               caption="../report/training_table.rst")),
+        training_by_sigma=update(f"{RESULTS}/tables/training_by_sigma.parquet"),
     params:
         grid=GRID.digest("generation"),   # the job expands the rows from the config; a changed grid re-runs it
         results=lambda wc, output: results_of(output.generation, depth=1),
@@ -53,10 +56,10 @@ rule plot_metrics:
     input:
         f"{RESULTS}/tables/generation.parquet",
     output:
-        **{f"{metric}_png": report(f"{RESULTS}/plots/{metric}_vs_nfe.png", category="2. Generation",
-                                   subcategory="Metric vs NFE", labels={"metric": metric},
-                                   caption="../report/metric_vs_nfe.rst") for metric in PLOT_METRICS},
-        **{f"{metric}_pdf": f"{RESULTS}/plots/{metric}_vs_nfe.pdf" for metric in PLOT_METRICS},
+        **{f"{metric}_png": update(report(f"{RESULTS}/plots/{metric}_vs_nfe.png", category="2. Generation",
+                                          subcategory="Metric vs NFE", labels={"metric": metric},
+                                          caption="../report/metric_vs_nfe.rst")) for metric in PLOT_METRICS},
+        **{f"{metric}_pdf": update(f"{RESULTS}/plots/{metric}_vs_nfe.pdf") for metric in PLOT_METRICS},
     params:
         metrics=PLOT_METRICS,
     log:
@@ -74,9 +77,9 @@ rule plot_samples:
         table=f"{RESULTS}/tables/generation.parquet",
         reference=dataset_reference,
     output:
-        png=report(f"{RESULTS}/plots/samples_{{dataset}}.png", category="2. Generation", subcategory="Samples",
-                   caption="../report/samples.rst"),
-        pdf=f"{RESULTS}/plots/samples_{{dataset}}.pdf",
+        png=update(report(f"{RESULTS}/plots/samples_{{dataset}}.png", category="2. Generation", subcategory="Samples",
+                          caption="../report/samples.rst")),
+        pdf=update(f"{RESULTS}/plots/samples_{{dataset}}.pdf"),
     params:
         results=lambda wc, input: results_of(input.table, depth=1),
         max_points=config["plots"]["max_scatter_points"],
@@ -94,10 +97,10 @@ rule plot_heatmaps:
     input:
         f"{RESULTS}/tables/generation.parquet",
     output:
-        **{f"{metric}_png": report(f"{RESULTS}/plots/heatmap_{metric}.png", category="2. Generation",
-                                   subcategory="Training x sampling schedule", labels={"metric": metric},
-                                   caption="../report/heatmap.rst") for metric in HEATMAP["metrics"]},
-        **{f"{metric}_pdf": f"{RESULTS}/plots/heatmap_{metric}.pdf" for metric in HEATMAP["metrics"]},
+        **{f"{metric}_png": update(report(f"{RESULTS}/plots/heatmap_{metric}.png", category="2. Generation",
+                                          subcategory="Training x sampling schedule", labels={"metric": metric},
+                                          caption="../report/heatmap.rst")) for metric in HEATMAP["metrics"]},
+        **{f"{metric}_pdf": update(f"{RESULTS}/plots/heatmap_{metric}.pdf") for metric in HEATMAP["metrics"]},
     params:
         metrics=HEATMAP["metrics"],
         options=HEATMAP,
@@ -116,9 +119,9 @@ rule plot_schedules:
     input:
         f"{RESULTS}/runs.parquet",
     output:
-        png=report(f"{RESULTS}/plots/schedules.png", category="2. Generation", subcategory="Noise schedules",
-                   caption="../report/schedules.rst"),
-        pdf=f"{RESULTS}/plots/schedules.pdf",
+        png=update(report(f"{RESULTS}/plots/schedules.png", category="2. Generation", subcategory="Noise schedules",
+                          caption="../report/schedules.rst")),
+        pdf=update(f"{RESULTS}/plots/schedules.pdf"),
     log:
         "logs/plots/schedules.log",
     resources:
@@ -135,12 +138,12 @@ rule plot_training:
         training_by_sigma=f"{RESULTS}/tables/training_by_sigma.parquet",
         manifest=f"{RESULTS}/runs.parquet",
     output:
-        png=report(f"{RESULTS}/plots/training_loss.png", category="1. Training", subcategory="Loss",
-                   caption="../report/training_loss.rst"),
-        pdf=f"{RESULTS}/plots/training_loss.pdf",
-        by_sigma_png=report(f"{RESULTS}/plots/training_loss_by_sigma.png", category="1. Training",
-                            subcategory="Loss", caption="../report/training_loss_by_sigma.rst"),
-        by_sigma_pdf=f"{RESULTS}/plots/training_loss_by_sigma.pdf",
+        png=update(report(f"{RESULTS}/plots/training_loss.png", category="1. Training", subcategory="Loss",
+                          caption="../report/training_loss.rst")),
+        pdf=update(f"{RESULTS}/plots/training_loss.pdf"),
+        by_sigma_png=update(report(f"{RESULTS}/plots/training_loss_by_sigma.png", category="1. Training",
+                                   subcategory="Loss", caption="../report/training_loss_by_sigma.rst")),
+        by_sigma_pdf=update(f"{RESULTS}/plots/training_loss_by_sigma.pdf"),
     log:
         "logs/plots/training_loss.log",
     resources:
@@ -155,8 +158,8 @@ rule ablation_table:
     input:
         ablation_source,
     output:
-        **{fmt: report(f"{RESULTS}/tables/ablations/{{table}}.{ext}", category="3. Ablation tables",
-                       subcategory="{table}", caption="../report/ablation.rst", labels={"format": fmt})
+        **{fmt: update(report(f"{RESULTS}/tables/ablations/{{table}}.{ext}", category="3. Ablation tables",
+                              subcategory="{table}", caption="../report/ablation.rst", labels={"format": fmt}))
            for fmt, ext in TABLE_FORMATS.items()},
     params:
         spec=lambda wc: ABLATIONS[wc.table].as_dict(),
@@ -174,8 +177,8 @@ rule restoration_table:
     input:
         run_records("restoration"),
     output:
-        report(f"{RESULTS}/tables/restoration.parquet", category="5. Restoration", subcategory="Table",
-               caption="../report/restoration_table.rst"),
+        update(report(f"{RESULTS}/tables/restoration.parquet", category="5. Restoration", subcategory="Table",
+                      caption="../report/restoration_table.rst")),
     params:
         grid=GRID.digest("restoration"),   # the job expands the rows from the config; a changed grid re-runs it
         results=lambda wc, output: results_of(output[0], depth=1),
@@ -193,10 +196,11 @@ rule plot_restoration:
     input:
         f"{RESULTS}/tables/restoration.parquet",
     output:
-        png=[report(f"{RESULTS}/plots/restoration_{metric}_vs_nfe.png", category="5. Restoration",
-                    subcategory="Metric vs NFE", caption="../report/restoration_vs_nfe.rst", labels={"metric": metric})
+        png=[update(report(f"{RESULTS}/plots/restoration_{metric}_vs_nfe.png", category="5. Restoration",
+                           subcategory="Metric vs NFE", caption="../report/restoration_vs_nfe.rst",
+                           labels={"metric": metric}))
              for metric in RESTORATION_METRICS],
-        pdf=[f"{RESULTS}/plots/restoration_{metric}_vs_nfe.pdf" for metric in RESTORATION_METRICS],
+        pdf=[update(f"{RESULTS}/plots/restoration_{metric}_vs_nfe.pdf") for metric in RESTORATION_METRICS],
     params:
         metrics=RESTORATION_METRICS,
     log:

@@ -8,9 +8,11 @@ its published configuration:
   sigma 0.01..348, data in [0, 1]), a dict {'optimizer', 'model', 'ema', 'step'} whose 'model'
   keys carry DataParallel's 'module.' prefix and whose 'ema' holds shadow_params in the order
   of the trainable parameters.
-`arch` overrides architecture keys of a format (smaller test networks). A file whose keys or
-shapes do not match fails naming them; nothing falls back to random weights. Torch is imported
-only when a network is built, so the grid may read the format names at parse time.
+`arch` overrides architecture keys of a format (smaller test networks). Files are read with
+`weights_only=True`; a file that is missing, unreadable, of the other layout, or whose keys or
+shapes do not match fails with one line naming the config key, the path, the expected format
+and a few of the keys (diffsweep.checkpoints); nothing falls back to random weights. Torch is
+imported only when a network is built, so the grid may read the format names at parse time.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from diffsweep import noise
+from diffsweep.checkpoints import CheckpointError, CheckpointFile, describe
 from diffsweep.registry import Entry, Registry
 
 
@@ -31,7 +34,8 @@ class Format(Entry):
     channels_key: str     # the `arch` key holding the number of image channels
     network: Callable     # network(**arch) -> the raw network (torch imported inside)
     denoiser: Callable    # denoiser(net) -> the Denoiser D(x, sigma) in [-1, 1] VE coordinates
-    read: Callable        # read(net, checkpoint, path, ema): load the file's weights into net, strictly
+    read: Callable        # read(net, checkpoint, file, ema): load the file's weights into net, strictly
+    layout: str           # what the file holds, named in every loading error
 
 
 FORMATS = Registry("pretrained format", Format)   # filled at the end of this module
@@ -69,81 +73,67 @@ def wrap_denoiser(format: str, net):
     return FORMATS.get(format).denoiser(net)
 
 
-class CheckpointMismatch(ValueError):
-    """A checkpoint file that does not hold the weights of the configured network."""
+# Kept under its old name: a checkpoint whose content does not fit is one kind of CheckpointError.
+CheckpointMismatch = CheckpointError
 
 
-def _load_strict(net, state: dict, path) -> None:
-    expected, found = set(net.state_dict()), set(state)
-    missing, unexpected = sorted(expected - found), sorted(found - expected)
-    if missing or unexpected:
-        raise CheckpointMismatch(
-            f"{path} does not match the network: {len(missing)} missing key(s) {_preview(missing)}, "
-            f"{len(unexpected)} unexpected key(s) {_preview(unexpected)}")
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as error:  # shape mismatches
-        raise CheckpointMismatch(f"{path} does not match the network: {error}") from None
+def expected_format(format: str) -> str:
+    """'adm_ffhq256: a plain state_dict (like DPS's ffhq_10m.pt)': what loading errors expect."""
+    return f"{format}: {FORMATS.get(format).layout}"
 
 
-def _preview(keys: list[str], count: int = 8) -> str:
-    return str(keys[:count])[:-1] + (", ...]" if len(keys) > count else "]")
-
-
-def _read_adm(net, checkpoint: dict, path, ema: bool) -> None:
+def _read_adm(net, checkpoint, file, ema: bool) -> None:
     # ffhq_10m.pt is a plain state_dict of the (already EMA) weights: `ema` has nothing to choose.
-    if "model" in checkpoint and isinstance(checkpoint["model"], dict):
-        raise CheckpointMismatch(f"{path} is a wrapped checkpoint (keys {sorted(checkpoint)[:6]}); the adm formats "
-                                 "expect a plain state_dict such as ffhq_10m.pt")
-    _load_strict(net, checkpoint, path)
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
+        raise file.error(f"is a wrapped checkpoint ({describe(checkpoint)}), not a plain state_dict")
+    file.load_state(net, checkpoint)
 
 
-def _read_ncsnpp(net, checkpoint: dict, path, ema: bool) -> None:
+def _read_ncsnpp(net, checkpoint, file, ema: bool) -> None:
     import torch
 
-    for key in ("model", "ema"):
-        if key not in checkpoint:
-            raise CheckpointMismatch(f"{path} has no '{key}' entry (top-level keys {sorted(checkpoint)}); the ncsnpp "
-                                     "formats expect score_sde's checkpoint dict {'optimizer', 'model', 'ema', 'step'}")
-    state = {key.removeprefix("module."): value for key, value in checkpoint["model"].items()}
+    if not (isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict)
+            and isinstance(checkpoint.get("ema"), dict)):
+        raise file.error(f"has no 'model' and 'ema' entries: it holds {describe(checkpoint)}")
+    state = {str(key).removeprefix("module."): value for key, value in checkpoint["model"].items()}
     # The discrete sigma table is unused by the continuous forward and its length follows the
     # training run's num_scales: take the file's.
-    if "sigmas" in state and state["sigmas"].shape != net.sigmas.shape:
-        net.sigmas = torch.empty_like(state["sigmas"])
-    _load_strict(net, state, path)
+    sigmas = state.get("sigmas")
+    if isinstance(sigmas, torch.Tensor) and sigmas.ndim == 1 and sigmas.shape != net.sigmas.shape:
+        net.sigmas = torch.empty_like(sigmas)
+    file.load_state(net, state)
     if not ema:
         return
     # score_sde's ExponentialMovingAverage.copy_to: shadow_params[i] -> i-th trainable parameter.
     trainable = [(name, p) for name, p in net.named_parameters() if p.requires_grad]
-    shadow = checkpoint["ema"]["shadow_params"]
-    if len(shadow) != len(trainable):
-        raise CheckpointMismatch(f"{path}: ema holds {len(shadow)} shadow params, the network has "
-                                 f"{len(trainable)} trainable parameters")
+    shadow = checkpoint["ema"].get("shadow_params")
+    if not isinstance(shadow, (list, tuple)) or len(shadow) != len(trainable):
+        count = f"{len(shadow)} shadow params" if isinstance(shadow, (list, tuple)) else "no shadow_params list"
+        raise file.error(f"has {count} in 'ema', the network has {len(trainable)} trainable parameters")
     with torch.no_grad():
         for (name, param), value in zip(trainable, shadow):
-            if param.shape != value.shape:
-                raise CheckpointMismatch(f"{path}: ema shadow param for '{name}' has shape {tuple(value.shape)}, "
-                                         f"expected {tuple(param.shape)}")
+            if not isinstance(value, torch.Tensor) or param.shape != value.shape:
+                raise file.error(f"has an ema shadow param for '{name}' of shape {list(getattr(value, 'shape', []))}, "
+                                 f"the network's is {list(param.shape)}")
             param.copy_(value)
+
+
+def checkpoint_file(format: str, path, where: str = "") -> CheckpointFile:
+    """The checkpoint file of a pretrained entry; `.check()` is a cheap existence check for
+    parse time, `.read()` loads it."""
+    return CheckpointFile(Path(path), "pretrained checkpoint", expected_format(format), where)
 
 
 def load_pretrained(format: str, path, *, arch: dict | None = None, ema: bool = True, device="cpu",
                     where: str = ""):
     """The Denoiser of a checkpoint file in `format`'s layout, in eval mode on `device`, with
     frozen weights. `ema` picks score_sde's EMA weights (default) or the raw 'model' weights;
-    `where` is the config key path of the entry, named in the error for a missing file."""
-    import torch
-
+    `where` is the config key path of the entry ("models.vp."), named in every loading error."""
     resolved = resolve_arch(format, arch, where)
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{where}checkpoint: pretrained checkpoint '{path}' not found "
-                                f"({FORMATS.get(format).description})")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict):
-        raise CheckpointMismatch(f"{path} holds a {type(checkpoint).__name__}, not a state dict")
+    file = checkpoint_file(format, path, where)
+    checkpoint = file.read()
     net = build_network(format, resolved)
-    FORMATS.get(format).read(net, checkpoint, path, ema)
+    FORMATS.get(format).read(net, checkpoint, file, ema)
     denoiser = wrap_denoiser(format, net).to(device).eval()
     denoiser.requires_grad_(False)
     return denoiser
@@ -173,6 +163,7 @@ def _ncsnpp_denoiser(net):
 
 FORMATS.add(Format(
     name="adm_ffhq256", channels_key="in_channels", network=_adm_network, denoiser=_adm_denoiser, read=_read_adm,
+    layout="a plain state_dict of the ADM UNet's weights (like DPS's ffhq_10m.pt)",
     description="DPS FFHQ-256 VP model ffhq_10m.pt (guided-diffusion ADM UNet, eps + learned variance)",
     arch={
         "image_size": 256, "in_channels": 3, "model_channels": 128, "num_res_blocks": 1,
@@ -183,6 +174,7 @@ FORMATS.add(Format(
 FORMATS.add(Format(
     name="ncsnpp_ffhq256", channels_key="channels", network=_ncsnpp_network, denoiser=_ncsnpp_denoiser,
     read=_read_ncsnpp,
+    layout="score_sde's checkpoint dict {'optimizer', 'model', 'ema', 'step'} (like checkpoint_48.pth)",
     description="score_sde FFHQ-256 VE model checkpoint_48.pth (NCSN++ continuous, sigma 0.01..348, data in [0, 1])",
     arch={
         "image_size": 256, "channels": 3, "nf": 128, "ch_mult": [1, 1, 2, 2, 2, 2, 2], "num_res_blocks": 2,

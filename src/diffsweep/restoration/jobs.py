@@ -87,7 +87,7 @@ def measure(run: dict, dataset, reference, generator):
     """(operator, ground truths, measurements): the first n_measurements reference rows, y = A x + s n."""
     task = run["task"]
     family = restoration.get_operator(task["operator"])
-    operator = family.build(dataset.shape, run["seed"], task["operator_params"])
+    operator = family.build(dataset.shape, run["seed"], task["operator_knobs"])
     truth = reference[: task["n_measurements"]].double().reshape(-1, *dataset.shape)
     clean = operator.forward(truth)
     y = clean + task["noise_std_effective"] * torch.randn(clean.shape, generator=generator, dtype=torch.float64)
@@ -99,7 +99,7 @@ def restore(run: dict, denoiser, operator, y, shape, dtype, device):
     sample j * n_samples + i restores measurement j."""
     spec = restoration.get(run["family"])
     k = run["n_samples"]
-    sigmas = make_schedule(run["schedule"], run["steps"], **run["schedule_params"]).tolist()
+    sigmas = make_schedule(run["schedule"], run["steps"], **run["schedule_knobs"]).tolist()
     generator = torch.Generator(device=device).manual_seed(run["seed"])
     x = jobs.initial_sample(run["init"], sigmas[0], (len(y) * k, *shape), generator, dtype, device)
     y_rows = y.repeat_interleave(k, dim=0).to(device, dtype)

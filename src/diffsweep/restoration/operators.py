@@ -1,27 +1,205 @@
 """Linear measurement operators A on batches x of shape (n, *shape), with exact adjoints.
 
-Every operator has `forward(x)` (A x), `adjoint(y)` (A^T y), `measurement_shape`, a dense
-float64 `matrix()` (m, d) for small images, its cached `svd()`, and `arrays()`: the seeded
-random parts (mask, kernel) to save with a run. Images are (C, H, W); inpainting keeps the
-measurement at full size (missing pixels are zero rows of A), blur is a circular convolution.
-Build them by name through diffsweep.restoration.registry.OPERATORS.
+Every operator has `forward(x)` (A x), `adjoint(y)` (A^T y), `measurement_shape`, `svd()`
+(its singular value decomposition as factors, see SVD), and `arrays()`: the seeded random
+parts (mask, kernel) to save with a run. The dense float64 `matrix()` (m, d) and its
+`dense_svd()` are the reference, for small data only. Images are (C, H, W); inpainting keeps
+the measurement at full size (missing pixels are zero rows of A), blur is a circular
+convolution. Build them by name through diffsweep.restoration.registry.OPERATORS.
+
+Structured SVDs (no d x d matrix is ever formed):
+    masks (inpainting)           U = V = I, s = the mask (0/1): a pixel selection
+    separable super-resolution   per channel Y = M_h X M_w^T with M = U_1 diag(s_1) V_1^T (1-D SVDs):
+                                 A = (U_h (x) U_w) diag(s_h (x) s_w) (V_h (x) V_w)^T, applied as two matmuls
+    circular blur                A = F^H diag(T) F, T = FFT of the kernel, F the unitary 2-D DFT:
+                                 V = F^H, s = |T|, U = F^H diag(T / |T|) (complex coordinates)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import torch
 
 
+# --- singular value decompositions, applied factor by factor ----------------------------------
+
+# Dense forms (matrix(), dense_svd(), the exact Gaussian-mixture posterior) stop at this many
+# matrix entries (512 MiB in float64): e.g. 64 x 64 grey images, not 256 x 256 x 3.
+MAX_DENSE_ENTRIES = 2 ** 26
+
+
+def _cast(tensor, like):
+    """`tensor` on like's device in like's precision; complex tensors stay complex."""
+    dtype = (like.new_zeros(()) * 1j).dtype if tensor.is_complex() else like.dtype
+    return tensor.to(device=like.device, dtype=dtype)
+
+
+@dataclasses.dataclass
+class SVD:
+    """A = U diag(s) V^T without forming U or V: the interface of every SVD-based restorer.
+
+    Spectral coordinates have the shape of `s`: one entry per right singular vector (d in
+    all), s is zero on the null space of A, and U^T y is placed at the positions of the
+    singular values (components of y outside the range of A are dropped: A^T, A^+ and every
+    restorer ignore them). Coordinates may be complex (the Fourier basis of circular blur):
+    then V^T means V^H and v() returns the real part.
+    """
+
+    s: torch.Tensor
+
+    def vt(self, x):
+        """V^T x: (n, *shape) -> spectral coordinates."""
+        raise NotImplementedError
+
+    def v(self, c):
+        """V c: spectral coordinates -> (n, *shape)."""
+        raise NotImplementedError
+
+    def ut(self, y):
+        """U^T y: (n, *measurement_shape) -> spectral coordinates."""
+        raise NotImplementedError
+
+    def u(self, c):
+        """U c: spectral coordinates -> (n, *measurement_shape); coordinates without a left
+        singular vector (d > m) are ignored."""
+        raise NotImplementedError
+
+    def significant(self, rtol: float = 1e-10):
+        """s with the values below rtol * max(s) set to zero (numerically in the null space)."""
+        return torch.where(self.s > rtol * self.s.max(), self.s, torch.zeros_like(self.s))
+
+    def pseudo_inverse(self, y, rtol: float = 1e-10):
+        """A^+ y = V diag(1/s) U^T y over the significant singular values."""
+        s = self.significant(rtol)
+        return self.v(self.ut(y) * (s > 0) / s.clamp(min=torch.finfo(s.dtype).tiny))
+
+    def to(self, like) -> SVD:
+        """The same decomposition in like's dtype and device."""
+        return dataclasses.replace(self, **{field.name: _cast(getattr(self, field.name), like)
+                                            for field in dataclasses.fields(self)
+                                            if isinstance(getattr(self, field.name), torch.Tensor)})
+
+
+@dataclasses.dataclass
+class DenseSVD(SVD):
+    """The reference: U (m, m), Vh (d, d) dense, s padded with zeros to d; coordinates (d,)."""
+
+    U: torch.Tensor
+    Vh: torch.Tensor
+    shape: tuple
+    measurement_shape: tuple
+
+    @classmethod
+    def of(cls, matrix, shape, measurement_shape) -> DenseSVD:
+        U, s, Vh = torch.linalg.svd(matrix, full_matrices=True)
+        padded = torch.zeros(Vh.shape[0], dtype=s.dtype)
+        padded[:len(s)] = s
+        return cls(padded, U, Vh, tuple(shape), tuple(measurement_shape))
+
+    def vt(self, x):
+        return x.flatten(1) @ self.Vh.T
+
+    def v(self, c):
+        return (c @ self.Vh).reshape(c.shape[0], *self.shape)
+
+    def ut(self, y):
+        u_y = y.flatten(1) @ self.U
+        out = torch.zeros(u_y.shape[0], self.s.shape[0], dtype=y.dtype, device=y.device)
+        r = min(u_y.shape[1], out.shape[1])
+        out[:, :r] = u_y[:, :r]
+        return out
+
+    def u(self, c):
+        r = min(self.U.shape[0], c.shape[1])
+        return (c[:, :r] @ self.U[:, :r].T).reshape(c.shape[0], *self.measurement_shape)
+
+
+@dataclasses.dataclass
+class PixelSelection(SVD):
+    """A diagonal 0/1 operator (masks): U = V = I, s = the mask; coordinates are the pixels."""
+
+    def vt(self, x):
+        return x
+
+    v = ut = u = vt
+
+
+@dataclasses.dataclass
+class KroneckerSVD(SVD):
+    """Y = M_h X M_w^T per channel with M_h = U_h diag(s_h) V_h^T, M_w = U_w diag(s_w) V_w^T (full
+    1-D SVDs): coordinates V_h^T X V_w, shape (C, H, W); s = s_h s_w^T in the top-left
+    (H/k, W/k) block, zero elsewhere."""
+
+    U_h: torch.Tensor
+    V_h: torch.Tensor
+    U_w: torch.Tensor
+    V_w: torch.Tensor
+
+    @classmethod
+    def of(cls, rows, columns, channels: int) -> KroneckerSVD:
+        U_h, s_h, Vh_h = torch.linalg.svd(rows, full_matrices=True)
+        U_w, s_w, Vh_w = torch.linalg.svd(columns, full_matrices=True)
+        s = torch.zeros(rows.shape[1], columns.shape[1], dtype=rows.dtype)
+        s[:len(s_h), :len(s_w)] = torch.outer(s_h, s_w)
+        return cls(s.expand(channels, -1, -1), U_h, Vh_h.T, U_w, Vh_w.T)
+
+    def vt(self, x):
+        return self.V_h.T @ x @ self.V_w
+
+    def v(self, c):
+        return self.V_h @ c @ self.V_w.T
+
+    def ut(self, y):
+        out = torch.zeros(*y.shape[:-2], *self.s.shape[-2:], dtype=y.dtype, device=y.device)
+        out[..., :y.shape[-2], :y.shape[-1]] = self.U_h.T @ y @ self.U_w
+        return out
+
+    def u(self, c):
+        return self.U_h @ c[..., :self.U_h.shape[0], :self.U_w.shape[0]] @ self.U_w.T
+
+
+@dataclasses.dataclass
+class FourierSVD(SVD):
+    """Circular convolution A = F^H diag(T) F (F: unitary 2-D DFT per channel): V = F^H, s = |T|,
+    U = F^H diag(phase), phase = T / |T| (1 where T = 0). Coordinates are complex, (C, H, W);
+    real images have conjugate-symmetric coordinates and s is symmetric, so every update
+    that scales coordinates by functions of s keeps images real."""
+
+    phase: torch.Tensor
+
+    @classmethod
+    def of(cls, transfer, channels: int) -> FourierSVD:
+        s = transfer.abs()
+        phase = torch.where(s > 0, transfer / s.clamp(min=torch.finfo(s.dtype).tiny), torch.ones_like(transfer))
+        return cls(s.expand(channels, -1, -1), phase)
+
+    def vt(self, x):
+        return torch.fft.fft2(x, norm="ortho")
+
+    def v(self, c):
+        return torch.fft.ifft2(c, norm="ortho").real
+
+    def ut(self, y):
+        return torch.fft.fft2(y, norm="ortho") * self.phase.conj()
+
+    def u(self, c):
+        return torch.fft.ifft2(c * self.phase, norm="ortho").real
+
+
+# --- operators ---------------------------------------------------------------------------------
+
 class LinearOperator:
-    """Base class: subclasses set `measurement_shape` and implement forward/adjoint."""
+    """Base class: subclasses set `measurement_shape`, implement forward/adjoint and, where they
+    have a structure, `decompose()` (their SVD as factors; the dense SVD otherwise)."""
 
     def __init__(self, shape):
         self.shape = tuple(shape)
         self.measurement_shape = self.shape
         self._svd = None
+        self._dense_svd = None
 
     @property
     def dim(self) -> int:
@@ -41,14 +219,29 @@ class LinearOperator:
         return {}
 
     def matrix(self) -> torch.Tensor:
-        """Dense A, shape (m, d), float64: A applied to every basis vector."""
+        """Dense A, shape (m, d), float64: A applied to every basis vector (small data only)."""
+        m = math.prod(self.measurement_shape)
+        if m * self.dim > MAX_DENSE_ENTRIES:
+            raise ValueError(f"{type(self).__name__}: the dense matrix for data of shape {self.shape} would be "
+                             f"{m} x {self.dim} ({m * self.dim * 8 / 2 ** 30:.1f} GiB in float64); dense forms "
+                             f"(matrix(), dense_svd(), the exact Gaussian-mixture posterior) are for data with "
+                             f"m * d <= {MAX_DENSE_ENTRIES}; restorers use svd()")
         basis = torch.eye(self.dim, dtype=torch.float64).reshape(self.dim, *self.shape)
         return self.forward(basis).reshape(self.dim, -1).T.contiguous()
 
-    def svd(self):
-        """(U (m, m), s (min(m, d),), Vh (d, d)) of the dense matrix, computed once."""
+    def dense_svd(self) -> DenseSVD:
+        """The SVD of the dense matrix (the reference; small data only), computed once."""
+        if self._dense_svd is None:
+            self._dense_svd = DenseSVD.of(self.matrix(), self.shape, self.measurement_shape)
+        return self._dense_svd
+
+    def decompose(self) -> SVD:
+        return self.dense_svd()
+
+    def svd(self) -> SVD:
+        """A's SVD as factors (structured where the operator has a structure), float64, computed once."""
         if self._svd is None:
-            self._svd = torch.linalg.svd(self.matrix(), full_matrices=True)
+            self._svd = self.decompose()
         return self._svd
 
 
@@ -86,6 +279,9 @@ class SeparableDownsampling(LinearOperator):
 
     def adjoint(self, y):
         return torch.einsum("ih,ncij,jw->nchw", self.rows.to(y), y, self.columns.to(y))
+
+    def decompose(self):
+        return KroneckerSVD.of(self.rows, self.columns, self.shape[0])
 
 
 def _check_factor(shape, factor: int) -> None:
@@ -153,6 +349,9 @@ class MaskOperator(LinearOperator):
 
     adjoint = forward
 
+    def decompose(self):
+        return PixelSelection(self.mask.expand(self.shape))
+
     def arrays(self):
         return {"mask": self.mask.numpy().astype(np.uint8)}
 
@@ -208,7 +407,11 @@ class HalfInpainting(MaskOperator):
 # --- deblurring ------------------------------------------------------------------------------
 
 class CircularBlur(LinearOperator):
-    """y = k (*) x, circular convolution per channel (through the FFT); the adjoint correlates."""
+    """y = k (*) x, circular convolution per channel (through the FFT); the adjoint correlates.
+
+    Boundaries are circular by definition of the operator, which is what makes the FFT its
+    exact SVD; zero- or reflect-padded blur (a Toeplitz-plus-Hankel matrix) has no such fast
+    SVD and is not offered."""
 
     def __init__(self, shape, kernel):
         _check_image(shape, "blur")
@@ -220,17 +423,20 @@ class CircularBlur(LinearOperator):
         self.kernel = kernel.to(torch.float64)
         padded = torch.zeros(height, width, dtype=torch.float64)
         padded[:size, :size] = self.kernel
-        padded = torch.roll(padded, shifts=(-(size // 2), -(size // 2)), dims=(0, 1))   # centre at (0, 0)
-        self.transfer = torch.fft.rfft2(padded)
+        self.centred = torch.roll(padded, shifts=(-(size // 2), -(size // 2)), dims=(0, 1))   # centre at (0, 0)
+        self.transfer = torch.fft.rfft2(self.centred)
 
     def _filter(self, x, transfer):
-        return torch.fft.irfft2(torch.fft.rfft2(x) * transfer.to(x.device), s=x.shape[-2:]).to(x.dtype)
+        return torch.fft.irfft2(torch.fft.rfft2(x) * _cast(transfer, x), s=x.shape[-2:])
 
     def forward(self, x):
         return self._filter(x, self.transfer)
 
     def adjoint(self, y):
         return self._filter(y, self.transfer.conj())
+
+    def decompose(self):
+        return FourierSVD.of(torch.fft.fft2(self.centred), self.shape[0])
 
     def arrays(self):
         return {"kernel": self.kernel.numpy()}

@@ -50,7 +50,6 @@ class OperatorFamily(Entry):
         """The operator for data of `shape`, its random parts (mask position, kernel) drawn from `seed`."""
         return self.make(tuple(shape), seed, **params)
 
-    resolve_params = Entry.resolve_knobs  # old name, still called by grid.build_restorations
 
 
 def _operator_class(class_name: str) -> Callable:

@@ -19,11 +19,8 @@ import math
 from diffsweep.restoration.registry import Knob, register
 from diffsweep.samplers.ddpm import ddim
 from diffsweep.samplers.random_walk import COMMON_KNOBS, EPS, T0, VE_CONTINUOUS_SIGMA, reference_levels, walk
+from diffsweep.samplers.levels import steps_to_zero
 from diffsweep.samplers.registry import gaussian_like
-
-
-def next_levels(sigmas) -> list[float]:
-    return list(sigmas[1:]) + [0.0]
 
 
 def residual(operator, x, y):
@@ -40,39 +37,32 @@ def ancestral_step(x, x0, sigma, following, generator):
 
 
 class Spectral:
-    """A = U diag(s) Vh in the dtype and device of `like`; s padded with zeros to d (and to m)."""
+    """The operator's SVD (`operator.svd()`: structured where the operator has a structure, so no
+    dense matrix is formed) in the dtype and device of `like`, singular values below rtol * max
+    set to zero. `s` and `observed` broadcast against spectral coordinates (possibly complex)."""
 
     def __init__(self, operator, like, rtol: float = 1e-10):
-        import torch
-        U, s, Vh = operator.svd()
-        s = torch.where(s > rtol * s.max(), s, torch.zeros_like(s))
-        m, d = U.shape[0], Vh.shape[0]
-        self.U, self.Vh = U.to(like), Vh.to(like)
-        self.s = torch.zeros(d, dtype=like.dtype, device=like.device)
-        self.s[:min(m, d)] = s[:min(m, d)].to(like)
-        self.s_m = torch.zeros(m, dtype=like.dtype, device=like.device)   # singular value of each row of U^T y
-        self.s_m[:min(m, d)] = s[:min(m, d)].to(like)
-        self.shape, self.observed = operator.shape, self.s > 0
+        self.svd, self.rtol = operator.svd().to(like), rtol
+        self.s = self.svd.significant(rtol)
+        self.observed = self.s > 0
 
     def to_spectral(self, x):
-        return x.flatten(1) @ self.Vh.T
+        return self.svd.vt(x)
 
     def from_spectral(self, x_bar):
-        return (x_bar @ self.Vh).reshape(x_bar.shape[0], *self.shape)
+        return self.svd.v(x_bar)
 
     def y_coefficients(self, y):
-        """(U^T y)_i padded/cut to d, per sample: the measurement in the right singular basis, times s_i."""
-        import torch
-        u_y = y.flatten(1) @ self.U
-        out = torch.zeros(u_y.shape[0], self.s.shape[0], dtype=y.dtype, device=y.device)
-        r = min(u_y.shape[1], out.shape[1])
-        out[:, :r] = u_y[:, :r]
-        return out
+        """U^T y at the positions of the singular values: the measurement in the right singular basis, times s_i."""
+        return self.svd.ut(y)
+
+    def noise(self, x, generator):
+        """V^T z, z ~ N(0, I) shaped like x: white noise in spectral coordinates, drawn in image space so that
+        a draw does not depend on the basis (dense and structured SVDs give the same samples)."""
+        return self.to_spectral(gaussian_like(x, generator))
 
     def pseudo_inverse(self, y):
-        import torch
-        safe = self.s.clamp(min=torch.finfo(self.s.dtype).tiny)
-        return self.from_spectral(self.y_coefficients(y) * self.observed / safe)
+        return self.svd.pseudo_inverse(y, self.rtol)
 
 
 # --- the paper's conditional walk -------------------------------------------------------------
@@ -88,7 +78,7 @@ class Spectral:
     default_schedule="sigmoid",
 )
 def rw_conditional(denoise, x, sigmas, generator, operator, y, noise_std, *, eps, T0, clamp_tau,
-                   ve_continuous_sigma, inner_steps, last_noise):
+                   ve_continuous_sigma, steps_per_level, final_noise):
     sigmas, taus, temperatures = reference_levels(sigmas, eps, T0, ve_continuous_sigma)
     if clamp_tau:
         taus = [min(tau, noise_std ** 2) for tau in taus]
@@ -97,7 +87,7 @@ def rw_conditional(denoise, x, sigmas, generator, operator, y, noise_std, *, eps
         return denoise(x, sigma) + sigma ** 2 * operator.adjoint(residual(operator, x, y)) / noise_std ** 2
 
     return walk(posterior_denoiser, x, sigmas, generator, taus=taus, temperatures=temperatures,
-                inner_steps=inner_steps, last_noise=last_noise)
+                steps_per_level=steps_per_level, final_noise=final_noise)
 
 
 # --- DPS --------------------------------------------------------------------------------------
@@ -114,7 +104,7 @@ def rw_conditional(denoise, x, sigmas, generator, operator, y, noise_std, *, eps
 def dps(denoise, x, sigmas, generator, operator, y, noise_std, *, scale):
     import torch
     nfe = 0
-    for sigma, following in zip(sigmas, next_levels(sigmas)):
+    for sigma, following in steps_to_zero(sigmas):
         with torch.enable_grad():
             x_in = x.detach().requires_grad_(True)
             x0 = denoise(x_in, sigma)
@@ -146,11 +136,11 @@ def ddrm(denoise, x, sigmas, generator, operator, y, noise_std, *, eta, eta_b):
     y_level = torch.where(observed, noise_std / safe_s, torch.full_like(safe_s, math.inf))  # noise of y_bar_i
     finite_level = y_level.clamp(max=torch.finfo(y_level.dtype).max)
     nfe = 0
-    for sigma, following in zip(sigmas, next_levels(sigmas)):
+    for sigma, following in steps_to_zero(sigmas):
         x0 = denoise(x, sigma)
         nfe += 1
         x0_bar, x_bar = basis.to_spectral(x0), basis.to_spectral(x)
-        z = gaussian_like(x_bar, generator)
+        z = basis.noise(x, generator)
         keep = math.sqrt(1 - eta ** 2) * following
         unobserved = x0_bar + keep * (x_bar - x0_bar) / sigma + eta * following * z
         below_noise = x0_bar + keep * (y_bar - x0_bar) / finite_level + eta * following * z
@@ -176,7 +166,7 @@ def diffpir(denoise, x, sigmas, generator, operator, y, noise_std, *, lam, zeta)
     basis = Spectral(operator, x)
     y_coefficients = basis.y_coefficients(y)
     nfe = 0
-    for sigma, following in zip(sigmas, next_levels(sigmas)):
+    for sigma, following in steps_to_zero(sigmas):
         x0 = denoise(x, sigma)
         nfe += 1
         rho = lam * noise_std ** 2 / sigma ** 2
@@ -207,9 +197,10 @@ def pigdm(denoise, x, sigmas, generator, operator, y, noise_std, *, eta, scale):
         with torch.enable_grad():
             x_in = x.detach().requires_grad_(True)
             x0 = denoise(x_in, sigma)
-            measured = operator.forward(x0)
-            weighted = (((y - measured).flatten(1) @ basis.U) / (r2 * basis.s_m ** 2 + noise_std ** 2)) @ basis.U.T
-            (guidance,) = torch.autograd.grad((weighted.detach() * measured.flatten(1)).sum(), x_in)
+            # A^T (r^2 A A^T + s^2 I)^{-1} (y - A x0) = V diag(s_i / (r^2 s_i^2 + s^2)) U^T (y - A x0)
+            residual_bar = basis.y_coefficients(residual(operator, x0.detach(), y))
+            weighted = basis.from_spectral(basis.s * residual_bar / (r2 * basis.s ** 2 + noise_std ** 2))
+            (guidance,) = torch.autograd.grad((weighted * x0).sum(), x_in)
         return x0.detach() + scale * sigma ** 2 * guidance
 
     return ddim(guided_denoiser, x, sigmas, generator, eta=eta)
@@ -228,7 +219,7 @@ def pigdm(denoise, x, sigmas, generator, operator, y, noise_std, *, eta, scale):
 def replacement(denoise, x, sigmas, generator, operator, y, noise_std):
     basis = Spectral(operator, x)
     nfe = 0
-    for sigma, following in zip(sigmas, next_levels(sigmas)):
+    for sigma, following in steps_to_zero(sigmas):
         x0 = denoise(x, sigma)
         nfe += 1
         x = ancestral_step(x, x0, sigma, following, generator)

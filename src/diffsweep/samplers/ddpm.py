@@ -17,12 +17,13 @@ DDIM, with x0 = D(x, sigma_k) and eps = (x - x0) / sigma_k:
 
 import math
 
+from diffsweep.samplers.levels import with_final_zero
 from diffsweep.samplers.registry import Knob, gaussian_like, register
 
 
 def alpha_bars(sigmas) -> list[float]:
     """abar for every level and for the final sigma = 0."""
-    return [1.0 / (1.0 + s ** 2) for s in list(sigmas) + [0.0]]
+    return [1.0 / (1.0 + s ** 2) for s in with_final_zero(sigmas)]
 
 
 @register(

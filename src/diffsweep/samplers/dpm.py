@@ -12,6 +12,7 @@ The step to sigma = 0 returns the denoised sample (2M) or takes an Euler step (2
 
 import math
 
+from diffsweep.samplers.levels import steps_to_zero
 from diffsweep.samplers.registry import Knob, gaussian_like, register
 
 
@@ -23,9 +24,8 @@ from diffsweep.samplers.registry import Knob, gaussian_like, register
     default_schedule="karras",
 )
 def dpmpp_2m(denoise, x, sigmas, generator):
-    levels = list(sigmas) + [0.0]
     previous, h_previous, nfe = None, None, 0
-    for k, (sigma, sigma_next) in enumerate(zip(levels[:-1], levels[1:])):
+    for sigma, sigma_next in steps_to_zero(sigmas):
         denoised = denoise(x, sigma)
         nfe += 1
         if sigma_next == 0:
@@ -42,7 +42,7 @@ def dpmpp_2m(denoise, x, sigmas, generator):
     return x, nfe
 
 
-def ancestral_step(sigma: float, sigma_next: float, eta: float) -> tuple[float, float]:
+def ancestral_sigmas(sigma: float, sigma_next: float, eta: float) -> tuple[float, float]:
     """(sigma_down, sigma_up) splitting a step into a deterministic part and fresh noise."""
     if sigma_next == 0 or eta == 0:
         return sigma_next, 0.0
@@ -61,12 +61,11 @@ def ancestral_step(sigma: float, sigma_next: float, eta: float) -> tuple[float, 
     default_schedule="karras",
 )
 def dpmpp_2s_ancestral(denoise, x, sigmas, generator, *, eta, s_noise):
-    levels = list(sigmas) + [0.0]
     nfe = 0
-    for sigma, sigma_next in zip(levels[:-1], levels[1:]):
+    for sigma, sigma_next in steps_to_zero(sigmas):
         denoised = denoise(x, sigma)
         nfe += 1
-        sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta)
+        sigma_down, sigma_up = ancestral_sigmas(sigma, sigma_next, eta)
         if sigma_down == 0:
             x = x + (sigma_down - sigma) * (x - denoised) / sigma
         else:

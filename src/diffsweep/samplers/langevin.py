@@ -7,14 +7,16 @@ the largest (as the paper's Table 1 prints it). In the random-walk view: tau = a
 
 import math
 
+from diffsweep.samplers.levels import checked_levels
 from diffsweep.samplers.registry import Knob, gaussian_like, register
 
 
 @register(
     "ncsn",
     knobs={
-        "eps": Knob("float", 2e-5, "step constant: alpha_i = eps * sigma_i^2 / sigma_ref^2", minimum=0.0),
-        "steps_per_level": Knob("int", 10, "Langevin steps M at each noise level", minimum=1),
+        "eps": Knob("float", 2e-5, "step constant: alpha_i = eps * sigma_i^2 / sigma_ref^2",
+                     exclusive_minimum=0.0),
+        "steps_per_level": Knob("int", 10, "Langevin steps M at each noise level", minimum=1, maximum=10_000),
         "sigma_ref": Knob("str", "smallest", "which level normalises the step", choices=("smallest", "largest")),
         "final_denoise": Knob("bool", True, "finish with one Tweedie denoising step D(x, sigma_L) (NCSNv2)"),
     },
@@ -23,6 +25,7 @@ from diffsweep.samplers.registry import Knob, gaussian_like, register
     default_schedule="geometric",
 )
 def ncsn(denoise, x, sigmas, generator, *, eps, steps_per_level, sigma_ref, final_denoise):
+    sigmas = checked_levels(sigmas)
     reference = min(sigmas) if sigma_ref == "smallest" else max(sigmas)
     nfe = 0
     for sigma in sigmas:

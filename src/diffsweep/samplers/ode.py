@@ -5,6 +5,7 @@ levels and then to sigma = 0; the step to 0 is an Euler step (EDM, Karras et al.
 Euler: K evaluations; Heun: 2K - 1.
 """
 
+from diffsweep.samplers.levels import checked_levels, steps_to_zero
 from diffsweep.samplers.registry import Knob, register
 
 
@@ -18,9 +19,8 @@ from diffsweep.samplers.registry import Knob, register
     default_schedule="karras",
 )
 def pf_ode(denoise, x, sigmas, generator, *, solver):
-    levels = list(sigmas) + [0.0]
     nfe = 0
-    for sigma, sigma_next in zip(levels[:-1], levels[1:]):
+    for sigma, sigma_next in steps_to_zero(sigmas):
         slope = (x - denoise(x, sigma)) / sigma
         nfe += 1
         x_euler = x + (sigma_next - sigma) * slope
@@ -36,8 +36,8 @@ def pf_ode(denoise, x, sigmas, generator, *, solver):
 @register(
     "pf_ode_rk45",
     knobs={
-        "rtol": Knob("float", 1e-5, "relative tolerance of the adaptive solver", minimum=0.0),
-        "atol": Knob("float", 1e-5, "absolute tolerance of the adaptive solver", minimum=0.0),
+        "rtol": Knob("float", 1e-5, "relative tolerance of the adaptive solver", exclusive_minimum=0.0),
+        "atol": Knob("float", 1e-5, "absolute tolerance of the adaptive solver", exclusive_minimum=0.0),
         "final_denoise": Knob("bool", True, "end with D(x, sigma_min) instead of stopping at sigma_min"),
     },
     description="probability-flow ODE with adaptive RK45 (scipy, Dormand-Prince) from sigma_max to sigma_min; "
@@ -50,6 +50,7 @@ def pf_ode_rk45(denoise, x, sigmas, generator, *, rtol, atol, final_denoise):
     import torch
     from scipy.integrate import solve_ivp
 
+    sigmas = checked_levels(sigmas)
     shape, like = x.shape, x
     nfe = 0
 

@@ -10,8 +10,8 @@ with the score from Tweedie, (D - x) / sigma^2. Only (tau_k, T_k) differ between
     ddpm       tau = (1 - alpha_k) / abar_k                     T = s^2 alpha_k / (2 - 2 alpha_k)
                abar_k = 1 / (1 + sigma_k^2), alpha_k = abar_k / abar_{k+1}, s^2 = beta or beta-tilde
 
-`inner_steps` walks are taken at each level; the very last step adds no noise unless
-`last_noise`. The presets `rw_ncsn`, `rw_ve_sde` and `rw_ddpm` fix the rule.
+`steps_per_level` walks are taken at each level; the very last step adds no noise unless
+`final_noise`. The presets `rw_ncsn`, `rw_ve_sde` and `rw_ddpm` fix the rule.
 
 `ve_continuous_sigma` reproduces the reference VE code, which steps with score_sde's discrete
 table level (schedule `ve_discrete`) but feeds its network the continuous sigma of the same step
@@ -22,6 +22,7 @@ from it too, `none` (default) uses the schedule's level for both.
 import math
 
 from diffsweep.noise import ve_continuous_levels
+from diffsweep.samplers.levels import checked_levels, with_final_zero
 from diffsweep.samplers.registry import Knob, gaussian_like, register
 
 STEP_RULES = ("reference", "ncsn", "ve_sde", "ddpm")
@@ -36,8 +37,8 @@ def temperature_ramp(T0: float, levels: int) -> list[float]:
 
 def step_sizes(rule: str, sigmas, eps: float, T0: float, sigma_ref: str, ddpm_variance: str):
     """(tau_k, T_k) for every level of the schedule under one of the Table-1 rules."""
-    levels = list(sigmas)
-    following = levels[1:] + [0.0]
+    levels = checked_levels(sigmas)
+    following = with_final_zero(levels)[1:]
     if rule == "reference":
         return [eps * s ** 2 for s in levels], temperature_ramp(T0, len(levels))
     if rule == "ncsn":
@@ -58,25 +59,26 @@ def step_sizes(rule: str, sigmas, eps: float, T0: float, sigma_ref: str, ddpm_va
     raise ValueError(f"unknown step rule '{rule}'; allowed: {', '.join(STEP_RULES)}")
 
 
-def walk(denoise, x, sigmas, generator, *, taus, temperatures, inner_steps, last_noise):
+def walk(denoise, x, sigmas, generator, *, taus, temperatures, steps_per_level, final_noise):
     """The template itself, for given step sizes and temperatures."""
-    nfe, total = 0, len(sigmas) * inner_steps
+    nfe, total = 0, len(sigmas) * steps_per_level
     for k, (sigma, tau, T) in enumerate(zip(sigmas, taus, temperatures)):
-        for m in range(inner_steps):
+        for m in range(steps_per_level):
             score = (denoise(x, sigma) - x) / sigma ** 2
             nfe += 1
             x = x + tau * score
-            is_last = k * inner_steps + m == total - 1
-            if last_noise or not is_last:
+            is_last = k * steps_per_level + m == total - 1
+            if final_noise or not is_last:
                 x = x + math.sqrt(2.0 * tau * T) * gaussian_like(x, generator)
     return x, nfe
 
 
 COMMON_KNOBS = {
-    "inner_steps": Knob("int", 1, "walk steps at each noise level", minimum=1),
-    "last_noise": Knob("bool", False, "add noise on the very last step (the reference code does not)"),
+    "steps_per_level": Knob("int", 1, "walk steps at each noise level", minimum=1, maximum=10_000),
+    "final_noise": Knob("bool", False, "add noise on the very last step (the reference code does not)"),
 }
-EPS = Knob("float", 0.5, "step-size constant (tau = eps * sigma_k^2 for the reference rule)", minimum=0.0)
+EPS = Knob("float", 0.5, "step-size constant (tau = eps * sigma_k^2 for the reference rule)",
+           exclusive_minimum=0.0)
 T0 = Knob("float", 1.0, "initial temperature of the reference rule; ramps linearly to 1", minimum=0.0)
 SIGMA_REF = Knob("str", "smallest", "ncsn rule: the level that normalises tau (the original NCSN: smallest; "
                  "the paper's Table 1 prints the largest)", choices=("smallest", "largest"))
@@ -88,7 +90,7 @@ VE_CONTINUOUS_SIGMA = Knob("str", "none", "where score_sde's continuous sigma re
 
 def reference_levels(sigmas, eps: float, T0: float, ve_continuous_sigma: str):
     """(score levels, taus, temperatures) of the reference rule under `ve_continuous_sigma`."""
-    levels = list(sigmas)
+    levels = checked_levels(sigmas)
     continuous = levels if ve_continuous_sigma == "none" else ve_continuous_levels(levels)
     score_levels = continuous
     step_levels = continuous if ve_continuous_sigma == "network_and_step" else levels
@@ -106,36 +108,39 @@ def reference_levels(sigmas, eps: float, T0: float, ve_continuous_sigma: str):
     default_schedule="sigmoid",
 )
 def random_walk(denoise, x, sigmas, generator, *, step_rule, eps, T0, sigma_ref, ddpm_variance, ve_continuous_sigma,
-                inner_steps, last_noise):
+                steps_per_level, final_noise):
     if ve_continuous_sigma != "none":
         if step_rule != "reference":
             raise ValueError(f"ve_continuous_sigma '{ve_continuous_sigma}' needs step_rule 'reference', got '{step_rule}'")
         sigmas, taus, temperatures = reference_levels(sigmas, eps, T0, ve_continuous_sigma)
     else:
         taus, temperatures = step_sizes(step_rule, sigmas, eps, T0, sigma_ref, ddpm_variance)
-    return walk(denoise, x, sigmas, generator, taus=taus, temperatures=temperatures, inner_steps=inner_steps,
-                last_noise=last_noise)
+    return walk(denoise, x, sigmas, generator, taus=taus, temperatures=temperatures,
+                steps_per_level=steps_per_level, final_noise=final_noise)
 
 
 @register("rw_ncsn", knobs={"eps": EPS, "sigma_ref": SIGMA_REF, **COMMON_KNOBS},
           description="random walk with NCSN's Table-1 setting: tau = eps sigma^2 / (2 sigma_ref^2), T = 1",
           init="sigma_max", default_schedule="geometric")
-def rw_ncsn(denoise, x, sigmas, generator, *, eps, sigma_ref, inner_steps, last_noise):
+def rw_ncsn(denoise, x, sigmas, generator, *, eps, sigma_ref, steps_per_level, final_noise):
     return random_walk(denoise, x, sigmas, generator, step_rule="ncsn", eps=eps, T0=1.0, sigma_ref=sigma_ref,
-                       ddpm_variance="beta", ve_continuous_sigma="none", inner_steps=inner_steps, last_noise=last_noise)
+                       ddpm_variance="beta", ve_continuous_sigma="none",
+                       steps_per_level=steps_per_level, final_noise=final_noise)
 
 
 @register("rw_ve_sde", knobs=COMMON_KNOBS,
           description="random walk with the VE-SDE's Table-1 setting: tau = sigma_k^2 - sigma_{k+1}^2, T = 1/2",
           init="sigma_max", default_schedule="geometric")
-def rw_ve_sde(denoise, x, sigmas, generator, *, inner_steps, last_noise):
+def rw_ve_sde(denoise, x, sigmas, generator, *, steps_per_level, final_noise):
     return random_walk(denoise, x, sigmas, generator, step_rule="ve_sde", eps=0.0, T0=1.0, sigma_ref="smallest",
-                       ddpm_variance="beta", ve_continuous_sigma="none", inner_steps=inner_steps, last_noise=last_noise)
+                       ddpm_variance="beta", ve_continuous_sigma="none",
+                       steps_per_level=steps_per_level, final_noise=final_noise)
 
 
 @register("rw_ddpm", knobs={"ddpm_variance": DDPM_VARIANCE, **COMMON_KNOBS},
           description="random walk with DDPM's Table-1 setting: tau = (1 - alpha)/abar, T = s^2 alpha / (2 - 2 alpha)",
           init="vp_prior", default_schedule="vp_pretrained")
-def rw_ddpm(denoise, x, sigmas, generator, *, ddpm_variance, inner_steps, last_noise):
+def rw_ddpm(denoise, x, sigmas, generator, *, ddpm_variance, steps_per_level, final_noise):
     return random_walk(denoise, x, sigmas, generator, step_rule="ddpm", eps=0.0, T0=1.0, sigma_ref="smallest",
-                       ddpm_variance=ddpm_variance, ve_continuous_sigma="none", inner_steps=inner_steps, last_noise=last_noise)
+                       ddpm_variance=ddpm_variance, ve_continuous_sigma="none",
+                       steps_per_level=steps_per_level, final_noise=final_noise)

@@ -18,6 +18,7 @@ Correctors at level k (alpha = 1 - beta_k for VP, 1 for VE), score_sde's rules:
 
 import math
 
+from diffsweep.samplers.levels import with_final_zero
 from diffsweep.samplers.registry import Knob, gaussian_like, register
 
 
@@ -26,7 +27,7 @@ class Process:
 
     def __init__(self, kind: str, sigmas):
         self.kind = kind
-        self.levels = list(sigmas) + [0.0]
+        self.levels = with_final_zero(sigmas)
         self.abar = [1.0 / (1.0 + s ** 2) for s in self.levels]
 
     def scale(self, k: int) -> float:
@@ -97,8 +98,8 @@ def sde_euler(denoise, x, sigmas, generator, *, process, final_noise):
         "predictor": Knob("str", "reverse_diffusion", "predictor step",
                           choices=("reverse_diffusion", "euler_maruyama", "none")),
         "corrector": Knob("str", "langevin", "corrector step", choices=("langevin", "annealed_langevin", "none")),
-        "snr": Knob("float", 0.16, "corrector signal-to-noise ratio", minimum=0.0),
-        "corrector_steps": Knob("int", 1, "corrector steps per level", minimum=0),
+        "snr": Knob("float", 0.16, "corrector signal-to-noise ratio", exclusive_minimum=0.0),
+        "corrector_steps": Knob("int", 1, "corrector steps per level", minimum=0, maximum=10_000),
         "order": Knob("str", "corrector_first", "score_sde corrects at a level before predicting from it",
                       choices=("corrector_first", "predictor_first")),
         "final_noise": Knob("bool", False, "add the noise of the last predictor step (to sigma = 0)"),

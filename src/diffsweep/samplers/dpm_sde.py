@@ -1,0 +1,140 @@
+"""Stochastic DPM-Solver++ (Lu et al. 2022, "DPM-Solver++", its SDE solvers), in the data-prediction
+form with lambda = -log sigma and h = log(sigma_k / sigma_{k+1}), as in k-diffusion's
+`sample_dpmpp_sde`, `sample_dpmpp_2m_sde` and `sample_dpmpp_3m_sde`.
+
+SDE (singlestep, two evaluations): a first-order ancestral step to the intermediate level
+sigma_s = sigma_k exp(-r h), then the step to sigma_{k+1} with D' = (1 - 1/(2r)) D_k + 1/(2r) D_s;
+each part moves to its sigma_down and adds noise sigma_up (`ancestral_sigmas`), where the
+first-order step is x <- D + (sigma_down / sigma_k)(x - D).
+(2M) SDE, multistep, one evaluation; with the noise fraction eta:
+    x_{k+1} = (sigma_{k+1} / sigma_k) e^{-eta h} x_k + (1 - e^{-(1+eta) h}) D_k + c (D_k - D_{k-1}) / r
+              + s_noise sigma_{k+1} sqrt(1 - e^{-2 eta h}) n,      r = h_{k-1} / h,
+    c = (1 - e^{-(1+eta) h}) / 2 (midpoint) or (1 - e^{-(1+eta) h}) / (-(1+eta) h) + 1 (heun).
+(3M) SDE adds the second difference: with r0 = h_{k-1} / h, r1 = h_{k-2} / h, H = (1+eta) h,
+    d1_0 = (D_k - D_{k-1}) / r0,  d1_1 = (D_{k-1} - D_{k-2}) / r1,
+    d1 = d1_0 + (d1_0 - d1_1) r0 / (r0 + r1),  d2 = (d1_0 - d1_1) / (r0 + r1),
+    x_{k+1} = (...first-order part as above...) + phi_2 d1 - phi_3 d2,
+    phi_2 = (e^{-H} - 1) / H + 1,  phi_3 = phi_2 / H - 1/2.
+eta = 0 is the deterministic DPM-Solver++ ((2M) midpoint: `dpmpp_2m`). The step to sigma = 0
+returns the denoised sample.
+
+Noise: k-diffusion draws SDE noise from a Brownian tree (torchsde) so that it is a function of
+the seed and the interval. Here every draw is a plain Gaussian from `generator`: the multistep
+samplers need one increment per step (disjoint intervals, so independent: the same law); the
+singlestep SDE needs the increments over [sigma_s, sigma_k] and [sigma_{k+1}, sigma_k], which
+overlap, so it draws the two independent pieces W(sigma_k) - W(sigma_s) and W(sigma_s) -
+W(sigma_{k+1}) and adds them: the same joint law as the tree, not the same numbers.
+"""
+
+import math
+
+from diffsweep.samplers.dpm import ancestral_sigmas
+from diffsweep.samplers.levels import steps_to_zero
+from diffsweep.samplers.registry import Knob, gaussian_like, register
+
+SDE_KNOBS = {
+    "eta": Knob("float", 1.0, "noise fraction (0: the deterministic DPM-Solver++)", minimum=0.0),
+    "s_noise": Knob("float", 1.0, "scale of the noise", minimum=0.0),
+}
+
+
+def first_order_step(x, denoised, sigma, sigma_to):
+    """DPM-Solver++(1), i.e. DDIM, from sigma to sigma_to."""
+    return denoised + (sigma_to / sigma) * (x - denoised)
+
+
+@register(
+    "dpmpp_sde",
+    knobs={**SDE_KNOBS, "r": Knob("float", 0.5, "intermediate level, as a fraction of the step in lambda",
+                                  minimum=0.01, maximum=1.0)},
+    description="DPM-Solver++ SDE (k-diffusion): two-stage stochastic step, Gaussian increments",
+    init="sigma_max",
+    default_schedule="karras",
+)
+def dpmpp_sde(denoise, x, sigmas, generator, *, eta, s_noise, r):
+    nfe = 0
+    for sigma, sigma_next in steps_to_zero(sigmas):
+        denoised = denoise(x, sigma)
+        nfe += 1
+        if sigma_next == 0:
+            x = denoised
+            break
+        sigma_s = sigma * math.exp(-r * math.log(sigma / sigma_next))
+        # Brownian increments over [sigma_s, sigma] and [sigma_next, sigma], normalised to unit variance
+        first, second = (gaussian_like(x, generator), gaussian_like(x, generator)) if eta > 0 else (0.0, 0.0)
+        noise_s = first
+        noise_next = (math.sqrt(sigma - sigma_s) * first + math.sqrt(sigma_s - sigma_next) * second) / math.sqrt(
+            sigma - sigma_next)
+
+        sigma_down, sigma_up = ancestral_sigmas(sigma, sigma_s, eta)
+        x_s = first_order_step(x, denoised, sigma, sigma_down) + s_noise * sigma_up * noise_s
+        denoised_s = denoise(x_s, sigma_s)
+        nfe += 1
+
+        sigma_down, sigma_up = ancestral_sigmas(sigma, sigma_next, eta)
+        combined = (1 - 1 / (2 * r)) * denoised + 1 / (2 * r) * denoised_s
+        x = first_order_step(x, combined, sigma, sigma_down) + s_noise * sigma_up * noise_next
+    return x, nfe
+
+
+def multistep_sde(denoise, x, sigmas, generator, eta, s_noise, correction):
+    """The shared loop of (2M) and (3M) SDE: first-order part, `correction(h, H, history)`, noise."""
+    history, nfe = [], 0    # (D, h) of the previous steps, newest first
+    for sigma, sigma_next in steps_to_zero(sigmas):
+        denoised = denoise(x, sigma)
+        nfe += 1
+        if sigma_next == 0:
+            x = denoised
+            break
+        h = math.log(sigma / sigma_next)
+        big_h = (1 + eta) * h
+        x = (sigma_next / sigma) * math.exp(-eta * h) * x - math.expm1(-big_h) * denoised
+        x = x + correction(denoised, h, big_h, history)
+        if eta > 0:
+            x = x + s_noise * sigma_next * math.sqrt(-math.expm1(-2 * eta * h)) * gaussian_like(x, generator)
+        history = [(denoised, h)] + history[:1]
+    return x, nfe
+
+
+@register(
+    "dpmpp_2m_sde",
+    knobs={**SDE_KNOBS, "solver_type": Knob("str", "midpoint", "second-order correction",
+                                            choices=("midpoint", "heun"))},
+    description="DPM-Solver++(2M) SDE (k-diffusion), midpoint or heun correction, one evaluation per step",
+    init="sigma_max",
+    default_schedule="karras",
+)
+def dpmpp_2m_sde(denoise, x, sigmas, generator, *, eta, s_noise, solver_type):
+    def correction(denoised, h, big_h, history):
+        if not history:
+            return 0.0
+        previous, h_previous = history[0]
+        c = -math.expm1(-big_h) / 2 if solver_type == "midpoint" else math.expm1(-big_h) / big_h + 1
+        return c * (denoised - previous) / (h_previous / h)
+
+    return multistep_sde(denoise, x, sigmas, generator, eta, s_noise, correction)
+
+
+@register(
+    "dpmpp_3m_sde",
+    knobs=SDE_KNOBS,
+    description="DPM-Solver++(3M) SDE (k-diffusion), one evaluation per step",
+    init="sigma_max",
+    default_schedule="karras",
+)
+def dpmpp_3m_sde(denoise, x, sigmas, generator, *, eta, s_noise):
+    def correction(denoised, h, big_h, history):
+        phi_2 = math.expm1(-big_h) / big_h + 1
+        if len(history) == 1:
+            (d_1, h_1), = history
+            return phi_2 * (denoised - d_1) / (h_1 / h)
+        if len(history) == 2:
+            (d_1, h_1), (d_2, h_2) = history
+            r0, r1 = h_1 / h, h_2 / h
+            d1_0, d1_1 = (denoised - d_1) / r0, (d_1 - d_2) / r1
+            d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
+            d2 = (d1_0 - d1_1) / (r0 + r1)
+            return phi_2 * d1 - (phi_2 / big_h - 0.5) * d2
+        return 0.0
+
+    return multistep_sde(denoise, x, sigmas, generator, eta, s_noise, correction)

@@ -1,0 +1,317 @@
+"""A corpus of bad configs, each refused before any work with one line per problem that names
+the key, and no traceback: through `diffsweep grid --config FILE` (in-process, fast) for all of
+them, and through `snakemake -n` for a few (the Snakefile calls the same diffsweep.config.check).
+
+Each case is a change to a small valid config (BASE), or the raw text of the config file."""
+
+import copy
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from diffsweep import cli
+from diffsweep import config as ds_config
+
+ROOT = Path(__file__).resolve().parents[1]
+NAN, INF = math.nan, math.inf
+
+BASE = {
+    "data": {"n_train": 100, "n_reference": 100},
+    "sampling": {"n_samples": 10},
+    "datasets": {"ring8": {"family": "gmm", "knobs": {"preset": "ring8"}}},
+    "models": {"oracle": {"source": "oracle"}, "mlp": {"source": "trained", "steps": 10}},
+    "samplers": {"rw": {"family": "random_walk", "schedule": "geometric", "steps": 10, "knobs": {"eps": 0.5}}},
+    "metrics": {"likelihood": {"points": 0}},
+    "tables": {"ablations": {}},
+    "restoration": {"tasks": {"half": {"operator": "inpaint_random", "knobs": {"missing": 0.5}, "noise_std": 0.1}},
+                    "restorers": {"rw_cond": {"family": "rw_conditional", "steps": 5}},
+                    "models": ["oracle"], "n_measurements": 2, "n_samples": 2},
+}
+
+PLUGIN_SYNTAX = "from diffsweep.samplers import register\n\ndef broken(:\n    pass\n"
+PLUGIN_RAISES = "import json\n\nraise ImportError('needs a package that is not installed')\n"
+
+
+def replace(path: str, value):
+    """A change setting the dotted `path` of the config (created as needed) to `value`."""
+    def change(config, tmp_path):
+        *parents, last = path.split(".")
+        node = config
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value(tmp_path) if callable(value) else value
+    return change
+
+
+def plugin(text: str):
+    def change(config, tmp_path):
+        (tmp_path / "bad_plugin.py").write_text(text)
+        config["plugins"] = [str(tmp_path / "bad_plugin.py")]
+    return change
+
+
+# (case id, change to BASE, text the message must contain: the key path, and what identifies the problem)
+CHANGES = [
+    # non-finite numbers anywhere
+    ("knob_nan", replace("samplers.rw.knobs.eps", NAN), "samplers.rw.knobs.eps: nan is not allowed"),
+    ("knob_inf", replace("samplers.rw.knobs.eps", INF), "samplers.rw.knobs.eps: inf is not allowed; allowed: a finite"),
+    ("knob_minus_inf", replace("samplers.rw.knobs.T0", -INF), "samplers.rw.knobs.T0: -inf is not allowed"),
+    ("nan_in_knob_list", replace("samplers.rw.knobs.eps", [0.1, NAN]), "samplers.rw.knobs.eps[1]: nan"),
+    ("inf_in_knob_list", replace("samplers.rw.knobs.eps", [0.1, INF]), "samplers.rw.knobs.eps: inf"),
+    ("schedule_param_inf", replace("samplers.rw.schedule_knobs.sigma_max", INF),
+     "samplers.rw.schedule_knobs.sigma_max: inf"),
+    ("schedule_param_nan", replace("samplers.rw.schedule_knobs.sigma_min", NAN),
+     "samplers.rw.schedule_knobs.sigma_min: nan"),
+    ("lr_nan", replace("models.mlp.lr", NAN), "models.mlp.lr: nan"),
+    ("lr_inf", replace("models.mlp.lr", INF), "models.mlp.lr: inf has the wrong type or value; allowed: a finite"),
+    ("mode_std_inf", replace("metrics.mode_std", INF), "metrics.mode_std: inf is not allowed; allowed: a finite"),
+    ("noise_std_nan", replace("restoration.tasks.half.noise_std", NAN), "restoration.tasks.half.noise_std: nan"),
+    ("noise_std_minus_inf", replace("restoration.tasks.half.noise_std", -INF), "restoration.tasks.half.noise_std"),
+    ("dataset_param_inf", replace("datasets.ring8.knobs.radius", INF), "datasets.ring8.knobs.radius: inf"),
+    ("train_param_inf", replace("models.mlp.train_sigma", {"name": "edm_lognormal", "knobs": {"p_std": INF}}),
+     "models.mlp.train_sigma.knobs.p_std: inf"),
+    ("bandwidth_inf", replace("metrics.mmd_bandwidths", [1.0, INF]), "metrics.mmd_bandwidths.1: inf"),
+    ("likelihood_nan", replace("metrics.likelihood.sigma_min", NAN), "metrics.likelihood.sigma_min: nan"),
+    ("arch_param_nan", replace("models.mlp.arch_params", {"hidden": NAN}), "models.mlp.arch_params.hidden: nan"),
+    # degenerate values: an exclusive minimum where zero (or one) means nothing
+    ("eps_zero", replace("samplers.rw.knobs.eps", 0.0),
+     "samplers.rw.knobs.eps: 0.0 is not above the exclusive minimum"),
+    ("eps_negative", replace("samplers.rw.knobs.eps", -1.0), "samplers.rw.knobs.eps: -1.0 is not above"),
+    ("sigma_min_zero", replace("samplers.rw.schedule_knobs.sigma_min", 0.0),
+     "samplers.rw.schedule_knobs.sigma_min: 0.0 is not above"),
+    ("langevin_eps_zero", replace("samplers.rw", {"family": "ncsn", "knobs": {"eps": 0.0}}),
+     "samplers.rw.knobs.eps: 0.0 is not above"),
+    ("rtol_zero", replace("samplers.rw", {"family": "pf_ode_rk45", "knobs": {"rtol": 0.0}}),
+     "samplers.rw.knobs.rtol: 0.0 is not above"),
+    ("beta_max_one", replace("samplers.rw", {"family": "random_walk", "schedule": "vp_pretrained",
+                                             "schedule_knobs": {"beta_max": 1.0}}),
+     "samplers.rw.schedule_knobs.beta_max: 1.0 is not below the exclusive maximum"),
+    ("lr_zero", replace("models.mlp.lr", 0),
+     "models.mlp.lr: 0 has the wrong type or value; allowed: a finite number > 0"),
+    ("ema_one", replace("models.mlp.ema", 1.0), "models.mlp.ema: 1.0 has the wrong type or value"),
+    ("sigma_data_zero", replace("models.mlp.sigma_data", 0.0), "models.mlp.sigma_data"),
+    ("noise_std_zero", replace("restoration.tasks.half.noise_std", 0.0), "restoration.tasks.half.noise_std"),
+    ("rtol_likelihood_zero", replace("metrics.likelihood.rtol", 0.0), "metrics.likelihood.rtol: 0.0"),
+    ("ring_std_zero", replace("datasets.ring8.knobs.std", 0.0), "datasets.ring8.knobs.std: 0.0 is below the minimum"),
+    # inconsistent schedule parameters
+    ("sigma_range_inverted", replace("samplers.rw.schedule_knobs", {"sigma_min": 10.0, "sigma_max": 1.0}),
+     "samplers.rw.schedule_knobs.sigma_min: 10.0 is not below sigma_max 1.0"),
+    ("sigma_range_empty", replace("samplers.rw.schedule_knobs", {"sigma_min": 2.0, "sigma_max": 2.0}),
+     "samplers.rw.schedule_knobs.sigma_min: 2.0 is not below sigma_max"),
+    ("train_range_inverted", replace("models.mlp.train_sigma", {"name": "ve_uniform",
+                                                                 "knobs": {"sigma_min": 5.0, "sigma_max": 1.0}}),
+     "models.mlp.train_sigma.knobs.sigma_min: 5.0 is not below sigma_max"),
+    ("likelihood_range_inverted", replace("metrics.likelihood", {"sigma_min": 100.0, "sigma_max": 1.0}),
+     "metrics.likelihood.sigma_min: 100.0 is not below sigma_max"),
+    ("respaced_too_many_steps", replace("samplers.rw", {"family": "ddpm", "schedule": "vp_respaced", "steps": 2000}),
+     "samplers.rw.schedule_knobs: vp_respaced: 2000 steps exceed the chain's 1000 timesteps"),
+    ("restorer_sigma_range", replace("restoration.restorers.rw_cond.schedule_knobs",
+                                     {"sigma_min": 3.0, "sigma_max": 1.0}),
+     "restoration.restorers.rw_cond.schedule_knobs.sigma_min: 3.0 is not below"),
+    # sizes above the documented maxima
+    ("n_samples_huge", replace("sampling.n_samples", 1_000_000_000), "sampling.n_samples: 1000000000 is greater than"),
+    ("preset_n_samples_huge", replace("samplers.rw.n_samples", 1_000_000_000), "samplers.rw.n_samples: 1000000000"),
+    ("n_train_huge", replace("data.n_train", 1_000_000_000), "data.n_train: 1000000000 is greater than"),
+    ("n_reference_huge", replace("data.n_reference", 100_000_000), "data.n_reference: 100000000 is greater than"),
+    ("sampling_steps_huge", replace("samplers.rw.steps", 10_000_000), "samplers.rw.steps: 10000000 has the wrong type"),
+    ("training_steps_huge", replace("models.mlp.steps", 1_000_000_000), "models.mlp.steps: 1000000000"),
+    ("batch_size_huge", replace("models.mlp.batch_size", 100_000_000), "models.mlp.batch_size: 100000000"),
+    ("n_measurements_huge", replace("restoration.n_measurements", 10_000_000), "restoration.n_measurements: 10000000"),
+    ("projections_huge", replace("metrics.n_projections", 10_000_000), "metrics.n_projections: 10000000"),
+    ("timesteps_huge", replace("samplers.rw", {"family": "ddpm", "schedule": "vp_pretrained",
+                                               "schedule_knobs": {"timesteps": 100_000_000}}),
+     "samplers.rw.schedule_knobs.timesteps: 100000000 is above the maximum"),
+    ("steps_per_level_huge", replace("samplers.rw.knobs.steps_per_level", 1_000_000),
+     "samplers.rw.knobs.steps_per_level: 1000000 is above the maximum 10000"),
+    # the results folder
+    ("results_empty", replace("results", ""), "results: '' is empty"),
+    ("results_blank", replace("results", "   "), "results: '   ' is empty"),
+    ("results_root", replace("results", "/"), "results: '/' is the filesystem root"),
+    ("results_a_file", replace("results", lambda tmp: str(_a_file(tmp))), "is an existing file; allowed: a folder"),
+    ("results_not_a_string", replace("results", 3), "results: 3 is not allowed; allowed: a string"),
+    # files the config names
+    ("images_folder_missing", replace("datasets.faces", {"family": "images", "knobs": {"path": "nowhere/faces"}}),
+     "datasets.faces.knobs.path: 'nowhere/faces' does not exist"),
+    ("checkpoint_missing", replace("models.vp", {"source": "pretrained", "format": "adm_ffhq256",
+                                                 "checkpoint": "nowhere/ffhq_10m.pt"}),
+     "models.vp.checkpoint: pretrained checkpoint 'nowhere/ffhq_10m.pt' not found; expected adm_ffhq256"),
+    ("inception_weights_missing", replace("fidelity.inception_weights", "nowhere/inception.pth"),
+     "fidelity.inception_weights: 'nowhere/inception.pth' does not exist"),
+    ("images_without_path", replace("datasets.faces", {"family": "images"}),
+     "datasets.faces.knobs.path: required by dataset family 'images'"),
+    ("images_folder_empty", replace("datasets.faces", {"family": "images", "knobs": {"path": "."}}),
+     "datasets.faces.knobs.path: folder '.' holds no"),
+    ("images_file_not_npz", replace("datasets.faces", {"family": "images", "knobs": {"path": "bad.yaml"}}),
+     "datasets.faces.knobs.path: 'bad.yaml' is a file but not an .npz"),
+    ("lpips_weights_missing", replace("restoration.metrics.lpips_weights", "nowhere/vgg16.pth"),
+     "restoration.metrics.lpips_weights: 'nowhere/vgg16.pth' does not exist"),
+    # plugins that fail to import
+    ("plugin_syntax_error", plugin(PLUGIN_SYNTAX), "plugins[0]: "),
+    ("plugin_import_error", plugin(PLUGIN_RAISES), "plugins[0]: "),
+    ("plugin_missing", replace("plugins", ["nowhere/plugin.py"]), "plugins[0]: file 'nowhere/plugin.py' not found"),
+    # the schema and the registries
+    ("unknown_top_key", replace("bogus", 1), "(top level): unknown key(s) ['bogus']"),
+    ("steps_a_word", replace("samplers.rw.steps", "many"), "samplers.rw.steps: 'many' has the wrong type or value"),
+    ("device_unknown", replace("device", "tpu"), "device: 'tpu' is not allowed; allowed: auto, cpu, cuda"),
+    ("family_unknown", replace("samplers.rw.family", "nope"), "samplers.rw.family: unknown sampler 'nope'"),
+    ("knob_unknown", replace("samplers.rw.knobs.bogus", 1.0), "samplers.rw.knobs: unknown knob(s) ['bogus']"),
+    ("model_dataset_unknown", replace("models.oracle.datasets", ["cifar"]), "models.oracle.datasets: unknown dataset"),
+    # declared tables and plots
+    ("ablation_column_unknown", replace("tables.ablations.t", {"rows": ["nosuch"], "metric": "sliced_w2"}),
+     "tables.ablations.t.rows: "),
+    ("heatmap_filter_key_not_a_name", replace("plots.heatmap.filter", {1: 2}),
+     "plots.heatmap.filter: 1 is not allowed"),
+    ("heatmap_filter_value_a_mapping", replace("plots.heatmap.filter", {"steps": {"a": 1}}),
+     "plots.heatmap.filter.steps: {'a': 1} has the wrong type or value"),
+    ("plot_metric_not_a_name", replace("plots.metrics", ["not a name"]), "plots: metric 'not a name' is not a column"),
+]
+
+
+def _a_file(tmp_path: Path) -> Path:
+    path = tmp_path / "results.txt"
+    path.write_text("not a folder\n")
+    return path
+
+
+# (case id, file text, what the message must contain)
+TEXTS = [
+    ("duplicate_top_key", "samplers: {rw: {family: ddpm}}\nsamplers: {rw: {family: ddim}}\n",
+     "line 2, column 1: samplers: duplicate key (first at line 1)"),
+    ("duplicate_nested_key", "samplers:\n  rw:\n    family: ddpm\n    steps: 10\n    steps: 20\n",
+     "line 5, column 5: samplers.rw.steps: duplicate key (first at line 4)"),
+    ("duplicate_flow_key", "datasets: {ring8: {family: gmm, family: swissroll}}\n",
+     "line 1, column 33: datasets.ring8.family: duplicate key (first at line 1)"),
+    ("syntax_unclosed", "samplers:\n  rw: {family: ddpm\nmodels: {}\n", "YAML syntax error"),
+    ("syntax_tab", "samplers:\n\trw: {family: ddpm}\n", "line 2, column 1: YAML syntax error"),
+    ("syntax_bad_indent", "samplers:\n  rw:\n    family: ddpm\n   steps: 3\n", "YAML syntax error"),
+    ("empty_file", "", "the file is empty; expected a mapping"),
+    ("comments_only", "# nothing here\n", "the file is empty"),
+    ("top_level_list", "- samplers\n- models\n", "expected a mapping of config keys at the top level, got a list"),
+    ("top_level_string", "just words\n", "got a str"),
+    ("lr_yaml11_string", "models:\n  mlp: {source: trained, lr: 1e-3}\n",
+     "models.mlp.lr: '1e-3' has the wrong type or value; allowed: a finite number > 0, or a list of those "
+     "(YAML 1.1 reads 1e-3 as a string: write 1.0e-3)"),
+    ("knob_yaml11_string", "samplers:\n  rw: {family: random_walk, knobs: {eps: 5e-1}}\n",
+     "samplers.rw.knobs.eps: expected float, got '5e-1' (YAML 1.1 reads 5e-1 as a string: write 5.0e-1)"),
+    ("nan_literal", "samplers:\n  rw: {family: random_walk, knobs: {eps: .nan}}\n", "samplers.rw.knobs.eps: nan"),
+    ("duplicate_deep_key",
+     "seeds: [0]\ntables:\n  ablations:\n    t: {rows: [sampler], metric: mmd, metric: sliced_w2}\n",
+     "line 4, column 39: tables.ablations.t.metric: duplicate key (first at line 4)"),
+    ("steps_yaml11_string", "samplers:\n  rw: {family: ddpm, steps: 1e3}\n",
+     "(YAML 1.1 reads 1e3 as a string: write 1.0e3, or 1000 for an integer)"),
+    ("lr_list_yaml11_string", "models:\n  mlp: {source: trained, lr: [2.0e-3, 1e-3]}\n",
+     "models.mlp.lr: [0.002, '1e-3'] has the wrong type or value; allowed: a finite number > 0, or a list of those "
+     "(YAML 1.1 reads 1e-3 as a string: write 1.0e-3)"),
+    ("restoration_seed_negative", "restoration:\n  seeds: [-1]\n",
+     "restoration.seeds.0: -1 is less than the minimum of 0"),
+]
+
+
+def write_case(tmp_path: Path, change) -> Path:
+    config = copy.deepcopy(BASE)
+    change(config, tmp_path)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def assert_refused(capsys, path: Path, expected: str) -> None:
+    assert cli.main(["grid", "--config", str(path)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    assert expected in err, err
+    assert "Traceback" not in err + captured.out and not captured.out
+    lines = err.strip().splitlines()
+    assert lines and all(line.startswith(f"invalid config {path}: ") for line in lines), err
+
+
+def test_the_base_config_is_valid(tmp_path, capsys):
+    path = write_case(tmp_path, lambda config, tmp: None)
+    assert cli.main(["grid", "--config", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_the_corpus_is_large():
+    assert len(CHANGES) + len(TEXTS) >= 50
+
+
+@pytest.mark.parametrize("change, expected", [case[1:] for case in CHANGES], ids=[case[0] for case in CHANGES])
+def test_a_bad_config_is_refused_in_one_line_naming_the_key(tmp_path, capsys, monkeypatch, change, expected):
+    monkeypatch.chdir(tmp_path)          # relative paths (results, files named) start here
+    monkeypatch.delenv(ds_config.SKIP_PATH_CHECKS, raising=False)
+    assert_refused(capsys, write_case(tmp_path, change), expected)
+
+
+@pytest.mark.parametrize("text, expected", [case[1:] for case in TEXTS], ids=[case[0] for case in TEXTS])
+def test_a_bad_config_file_is_refused_naming_the_line_or_key(tmp_path, capsys, monkeypatch, text, expected):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert_refused(capsys, path, expected)
+
+
+def test_every_problem_is_a_line_of_its_own(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_case(tmp_path, lambda config, tmp: config.update(bogus=1, device="tpu"))
+    assert_refused(capsys, path, "(top level): unknown key(s) ['bogus']")
+    capsys.readouterr()
+    assert cli.main(["grid", "--config", str(path)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 2
+
+
+def test_the_switch_plans_without_the_named_files(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_case(tmp_path, replace("fidelity.inception_weights", "nowhere/inception.pth"))
+    monkeypatch.setenv(ds_config.SKIP_PATH_CHECKS, "1")
+    assert cli.main(["grid", "--config", str(path)]) == 0
+    (tmp_path / "nowhere").mkdir()
+    (tmp_path / "nowhere" / "inception.pth").write_bytes(b"")
+    monkeypatch.delenv(ds_config.SKIP_PATH_CHECKS)
+    assert cli.main(["grid", "--config", str(path)]) == 0          # present: accepted without the switch
+
+
+def test_list_reads_the_config_strictly(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("plugins: []\nplugins: [x.py]\n")
+    assert cli.main(["list", "samplers", "--config", str(path)]) == 2
+    assert "line 2, column 1: plugins: duplicate key" in capsys.readouterr().err
+
+
+# --- the same refusals from `snakemake -n` (slow: a few only) -----------------------------
+
+SNAKEMAKE_CASES = [
+    ("duplicate_key", "samplers: {rw: {family: ddpm}}\nsamplers: {rw: {family: ddim}}\n",
+     "line 2, column 1: samplers: duplicate key (first at line 1)"),
+    ("knob_nan", yaml.safe_dump({**BASE, "samplers": {"rw": {"family": "random_walk", "knobs": {"eps": NAN}}}}),
+     "invalid config: samplers.rw.knobs.eps: nan is not allowed"),
+    ("results_empty", yaml.safe_dump({**BASE, "results": ""}), "invalid config: results: '' is empty"),
+]
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("text, expected", [case[1:] for case in SNAKEMAKE_CASES],
+                         ids=[case[0] for case in SNAKEMAKE_CASES])
+def test_snakemake_refuses_the_same_way(tmp_path, text, expected):
+    (tmp_path / "bad.yaml").write_text(text)
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--profile", str(ROOT / "profiles" / "default"),
+                             "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "--configfile", "bad.yaml"],
+                            capture_output=True, text=True, cwd=tmp_path,
+                            env={k: v for k, v in os.environ.items() if k != ds_config.SKIP_PATH_CHECKS})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert expected in output, output
+    assert "Traceback" not in output and not (tmp_path / "results").exists()
+
+
+def test_infinity_where_the_knob_default_is_infinite(tmp_path, capsys, monkeypatch):
+    """EDM's S_tmax has no bound by default (inf): writing it, or sweeping it, is meaningful."""
+    from diffsweep import samplers
+    (unbounded,) = [name for name, knob in samplers.get("edm").knobs.items() if knob.default == INF]
+    monkeypatch.chdir(tmp_path)
+    path = write_case(tmp_path, replace("samplers.edm", {"family": "edm", "steps": 5,
+                                                         "knobs": {unbounded: [10.0, INF]}}))
+    assert cli.main(["grid", "--config", str(path)]) == 0, capsys.readouterr().err

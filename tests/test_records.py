@@ -1,0 +1,277 @@
+"""Fault injection on the run pipeline (diffsweep.runs), without Snakemake: a job killed with
+kill -9 while sampling or while writing a table, a truncated record, sample archive or trained
+checkpoint. Each fault is named when it is met, loses nothing, and the sweep then ends with the
+same table as an uninterrupted run. Also: a run's metrics do not depend on which runs share its job."""
+
+import copy
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from diffsweep import config, io, jobs, runs
+from diffsweep import grid as ds_grid
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = {
+    "datasets": {"ring8": {"family": "gmm", "knobs": {"preset": "ring8"}}},
+    "models": {"oracle": {"source": "oracle"},
+               "mlp": {"source": "trained", "arch_params": {"hidden": 32, "depth": 2}, "steps": 20, "batch_size": 64,
+                       "log_every": 10}},
+    "samplers": {"ddim": {"family": "ddim", "steps": [3, 5]}},
+    "data": {"n_train": 200, "n_reference": 200},
+    "sampling": {"n_samples": 100},
+    "metrics": {"likelihood": {"points": 0}},
+}
+# Columns that differ between two computations of the same run.
+WHEN = ["wall_s", "finished"]
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    """(config, grid, results folder of an uninterrupted sweep, its table without WHEN)."""
+    cfg = config.prepare(copy.deepcopy(CONFIG))
+    grid = ds_grid.build(cfg)
+    results = tmp_path_factory.mktemp("clean") / "results"
+    (data,) = grid.datasets.values()
+    folder = results / "data" / data.id
+    jobs.prepare_data(ds_grid.data_dict(data), folder / "train.npz", folder / "reference.npz")
+    for model in grid.trained_models():
+        train(model, results)
+    sweep(cfg, grid, results)
+    return cfg, grid, results, table(grid, results)
+
+
+def train(model, results) -> Path:
+    checkpoint = results / "models" / model.id / "checkpoint.pt"
+    jobs.train_model(ds_grid.model_dict(model), results / "data" / model.data.id / "train.npz", checkpoint,
+                     checkpoint.parent / "train_log.parquet", device="cpu")
+    return checkpoint
+
+
+def sweep(cfg, grid, results) -> None:
+    """What the workflow does: every pending run (not `ok`/`diverged`) in one shard per model."""
+    done = runs.done_runs(results, grid.runs)
+    for model in grid.models.values():
+        pending = [ds_grid.run_dict(run) for run_id, run in sorted(grid.runs.items())
+                   if run.model.id == model.id and run_id not in done]
+        if pending:
+            shard(cfg, model, pending, results)
+
+
+def shard(cfg, model, run_dicts, results, shard_name="shard") -> None:
+    checkpoint = results / "models" / model.id / "checkpoint.pt" if model.source == "trained" else None
+    runs.run_shard(ds_grid.model_dict(model), run_dicts, results / "data" / model.data.id / "reference.npz",
+                   checkpoint, results, results / "shards" / f"{model.id}.{shard_name}.json", options(cfg),
+                   device="cpu", log_path="logs/run_shard/x.log")
+
+
+def options(cfg) -> dict:
+    return {"metrics": {k: v for k, v in cfg["metrics"].items() if k != "likelihood"}}
+
+
+def table(grid, results):
+    return runs.frame("generation", grid.manifest_rows("generation"), results).drop(columns=WHEN)
+
+
+@pytest.fixture
+def copied(clean, tmp_path):
+    """A copy of the clean results to break."""
+    cfg, grid, results, expected = clean
+    target = tmp_path / "results"
+    shutil.copytree(results, target)
+    return cfg, grid, target, expected
+
+
+def truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def run_ids(grid, source: str) -> list[str]:
+    return sorted(run_id for run_id, run in grid.runs.items() if run.model.source == source)
+
+
+def assert_same(actual, expected) -> None:
+    import pandas as pd
+    pd.testing.assert_frame_equal(actual, expected)
+    assert actual.attrs == expected.attrs
+
+
+def test_a_truncated_record_is_named_recomputed_and_the_table_shows_it_corrupt_meanwhile(copied, caplog):
+    cfg, grid, results, expected = copied
+    bad = run_ids(grid, "oracle")[0]
+    truncate(runs.record_path(results, bad))
+    with caplog.at_level(logging.WARNING, logger="diffsweep"):
+        done = runs.done_runs(results, grid.runs)
+    assert done == set(grid.runs) - {bad}
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning.startswith(f"corrupt run record: {runs.record_path(results, bad)}: unreadable (JSONDecodeError")
+    assert warning.endswith(f"run {bad} will be recomputed")
+    meanwhile = table(grid, results).set_index("run_id")
+    assert meanwhile.loc[bad, "status"] == "corrupt" and "JSONDecodeError" in meanwhile.loc[bad, "error"]
+    assert (meanwhile.drop(index=bad)["status"] == "ok").all()
+
+    sweep(cfg, grid, results)
+    assert_same(table(grid, results), expected)
+
+
+@pytest.mark.parametrize("fault", ["missing key", "wrong run", "not an object"])
+def test_a_record_that_parses_but_cannot_be_trusted_is_corrupt(copied, fault):
+    _, grid, results, _ = copied
+    run_id = run_ids(grid, "oracle")[0]
+    path = runs.record_path(results, run_id)
+    record = io.read_json(path)
+    if fault == "missing key":
+        del record["metrics"]
+    elif fault == "wrong run":
+        record["run_id"] = run_ids(grid, "oracle")[1]
+    else:
+        record = [record]
+    io.write_json(path, record)
+    status, _, problem = runs.run_state(results, run_id)
+    assert status == "corrupt" and problem.startswith(f"{path}: ")
+    assert {"missing key": "lacks metrics", "wrong run": "holds run", "not an object": "not a JSON object"}[fault] \
+        in problem
+    with pytest.raises(runs.CorruptRecord, match=str(path)):
+        runs.read_record(path)
+
+
+def test_a_truncated_sample_archive_is_found_at_parse_time_and_recomputed(copied, caplog):
+    cfg, grid, results, expected = copied
+    bad = run_ids(grid, "oracle")[1]
+    samples = runs.run_folder(results, bad) / "samples.npz"
+    truncate(samples)
+    with caplog.at_level(logging.WARNING, logger="diffsweep"):
+        assert runs.done_runs(results, grid.runs) == set(grid.runs) - {bad}
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert f"{samples}: " in warning and "bytes, its record run.json says" in warning
+    with pytest.raises(runs.CorruptRecord, match=str(samples)):
+        runs.read_run_arrays(results, bad)
+
+    sweep(cfg, grid, results)
+    assert_same(table(grid, results), expected)
+    assert runs.read_run_arrays(results, bad)["x"].shape == (100, 2)
+
+
+def test_a_sample_archive_changed_in_place_fails_its_checksum_and_the_figure_is_still_made(copied, caplog):
+    import numpy as np
+    import pandas as pd
+
+    from diffsweep import plots
+
+    _, grid, results, _ = copied
+    bad = run_ids(grid, "oracle")[1]
+    samples = runs.run_folder(results, bad) / "samples.npz"
+    data = bytearray(samples.read_bytes())
+    data[-100] ^= 0xFF            # same size: only the checksum can tell
+    samples.write_bytes(bytes(data))
+    assert bad in runs.done_runs(results, grid.runs)       # parse time reads no archive
+    with pytest.raises(runs.CorruptRecord, match=f"{samples}: its sha256 differs from the one in .*run.json; "
+                                                 f"delete .*{bad} to recompute it"):
+        runs.read_run_arrays(results, bad)
+    figure = results / "plots" / "samples.png"
+    generation = runs.frame("generation", grid.manifest_rows("generation"), results)
+    reference = io.read_arrays(results / "data" / grid.runs[bad].model.data.id / "reference.npz")["x"]
+    with caplog.at_level(logging.WARNING, logger="diffsweep"):
+        plots.sample_grid(pd.DataFrame(generation), "ring8", results, reference, figure)
+    assert figure.stat().st_size > 1000
+    assert any(f"samples of run {bad} left out of the figure: {samples}" in r.getMessage() for r in caplog.records)
+    assert np.isfinite(reference).all()
+
+
+def test_a_truncated_checkpoint_fails_its_runs_as_data_and_retraining_restores_the_table(copied):
+    cfg, grid, results, expected = copied
+    (model,) = grid.trained_models()
+    checkpoint = results / "models" / model.id / "checkpoint.pt"
+    truncate(checkpoint)
+    for run_id in run_ids(grid, "trained"):            # its runs pending (e.g. a new preset)
+        shutil.rmtree(runs.run_folder(results, run_id))
+    sweep(cfg, grid, results)                           # the job succeeds; its runs are recorded as failed
+    failures = runs.failed_runs(results, grid.runs)
+    assert [f["run_id"] for f in failures] == run_ids(grid, "trained")
+    assert all(f["log"] == "logs/run_shard/x.log" and f["error"] for f in failures)
+    assert set(table(grid, results).set_index("run_id").loc[run_ids(grid, "trained"), "status"]) == {"failed"}
+
+    checkpoint.unlink()                                 # the recovery docs/running.md gives
+    train(model, results)
+    sweep(cfg, grid, results)                           # failed runs are retried
+    assert_same(table(grid, results), expected)
+
+
+# A shard job whose second run blocks while sampling, so the test can kill it there.
+KILLED_JOB = """
+import pathlib, sys, time
+from diffsweep import config, grid as ds_grid, jobs, runs
+sys.path.insert(0, sys.argv[3])
+import test_records as t
+cfg = config.prepare(t.copy.deepcopy(t.CONFIG))
+grid = ds_grid.build(cfg)
+results, blocked = pathlib.Path(sys.argv[1]), sys.argv[2]
+real = jobs.draw_samples
+def draw_samples(run, *args, **kwargs):
+    if run["id"] == blocked:
+        (results / "blocked").touch()
+        time.sleep(600)
+    return real(run, *args, **kwargs)
+jobs.draw_samples = draw_samples
+(model,) = [m for m in grid.models.values() if m.source == "oracle"]
+t.shard(cfg, model, [ds_grid.run_dict(grid.runs[i]) for i in t.run_ids(grid, "oracle")], results)
+"""
+
+
+def test_kill_9_during_sampling_then_during_a_table_write_loses_nothing(copied):
+    cfg, grid, results, expected = copied
+    first, blocked = run_ids(grid, "oracle")
+    for run_id in (first, blocked):
+        shutil.rmtree(runs.run_folder(results, run_id))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    job = subprocess.Popen([sys.executable, "-c", KILLED_JOB, str(results), blocked, str(ROOT / "tests")], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not (results / "blocked").exists():
+        assert job.poll() is None, job.communicate()[0]
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    assert runs.run_state(results, first)[0] == "ok" and runs.run_state(results, blocked)[0] == "missing"
+    # what a kill in the middle of writing samples.npz and the table leaves: temporary files
+    interrupted = runs.run_folder(results, blocked) / ".samples.npz.x1y2z3.tmp"
+    interrupted.parent.mkdir(parents=True)
+    interrupted.write_bytes(b"partial")
+    tables = results / "tables"
+    tables.mkdir()
+    io.write_parquet(tables / "generation.parquet", expected)     # the table of an earlier invocation
+    half_table = tables / ".generation.parquet.a1b2c3.tmp"
+    half_table.write_bytes(b"partial")
+    past = time.time() - 60
+    for path in (interrupted, half_table):
+        os.utime(path, (past, past))
+    fresh = tables / ".training.parquet.d4e5f6.tmp"      # a live write of another job: kept
+    fresh.write_bytes(b"partial")
+
+    sweep(cfg, grid, results)
+    assert not interrupted.exists()
+    io.write_parquet(tables / "generation.parquet", table(grid, results))   # the aggregate
+    assert not half_table.exists() and fresh.exists()
+    assert_same(io.read_parquet(tables / "generation.parquet"), expected)
+
+
+def test_a_runs_metrics_do_not_depend_on_the_runs_sharing_its_job(clean, tmp_path):
+    cfg, grid, results, _ = clean
+    model = next(m for m in grid.models.values() if m.source == "oracle")
+    first, second = (ds_grid.run_dict(grid.runs[i]) for i in run_ids(grid, "oracle"))
+    alone, packed = tmp_path / "alone", tmp_path / "packed"
+    for folder in (alone, packed):
+        shutil.copytree(results / "data", folder / "data")
+    shard(cfg, model, [second], alone)
+    shard(cfg, model, [first, second], packed)     # the first run fills the job's metric cache
+    metrics = [io.read_json(runs.record_path(folder, second["id"]))["metrics"] for folder in (alone, packed)]
+    assert metrics[0] == metrics[1] and "energy_distance" in metrics[0]
