@@ -89,7 +89,7 @@ def test_shards_pack_every_run_per_model_and_kind():
 
 def sweep_config(**changes):
     """One score source with 14 runs: 5 shards of at most 3."""
-    raw = {"datasets": {"ring8": {"family": "gmm", "params": {"preset": "ring8"}}},
+    raw = {"datasets": {"ring8": {"family": "gmm", "knobs": {"preset": "ring8"}}},
            "models": {"oracle": {"source": "oracle"}},
            "samplers": {"rw": {"family": "random_walk", "steps": 5, "knobs": {"eps": [0.1, 0.2, 0.3, 0.4, 0.5]}},
                         "ode": {"family": "pf_ode", "steps": [4, 8]}},
@@ -305,28 +305,35 @@ def test_cli_status_counts_states_per_preset_and_source_and_points_at_failures(t
     rw = [i for i in ids if i.startswith("rw-") and g.runs[i].model.id == model_a]
     rw_b = next(i for i in ids if i.startswith("rw-") and g.runs[i].model.id == model_b)
     ode = [i for i in ids if i.startswith("ode-")]
-    records = {rw[0]: {"status": "ok", "wall_s": 2.0}, rw[1]: {"status": "ok", "wall_s": 4.0},
-               rw_b: {"status": "diverged", "wall_s": 10.0},
-               ode[0]: {"status": "failed", "error": "RuntimeError: boom", "log": "logs/run_shard/x.log"},
-               ode[1]: {"status": "failed"},                  # no error, no log: the shard's logs are named
-               ode[2]: {}}                                    # an older record without a status
-    for run_id, record in records.items():
+    def record(run_id, status, wall_s=None, **more):
+        return {"run_id": run_id, "kind": "generation", "status": status, "nfe": 1, "wall_s": wall_s, "device": "cpu",
+                "finished": "", "row": {}, "params": {}, "provenance": {}, "files": {}, "metrics": {}, **more}
+
+    records = {rw[0]: record(rw[0], "ok", 2.0), rw[1]: record(rw[1], "ok", 4.0),
+               rw_b: record(rw_b, "diverged", 10.0),
+               ode[0]: record(ode[0], "failed", error="RuntimeError: boom", log="logs/run_shard/x.log"),
+               ode[1]: record(ode[1], "failed", error="OSError: disk", log=None),   # no log: the shard's logs
+               ode[2]: {"status": "ok"}}                      # cannot be trusted: corrupt, redone
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "layout.json").write_text(json.dumps({"version": 2}))
+    for run_id, content in records.items():
         folder = tmp_path / "results" / "runs" / run_id
         folder.mkdir(parents=True)
-        (folder / "run.json").write_text(json.dumps(record))
+        (folder / "run.json").write_text(json.dumps(content))
     assert cli.main(["status", "--config", str(path), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["runs"] == len(g.all_runs)
-    assert status["total"] == {"ok": 2, "diverged": 1, "failed": 3, "pending": len(g.all_runs) - 6}
+    assert status["total"] == {"ok": 2, "diverged": 1, "failed": 2, "corrupt": 1, "pending": len(g.all_runs) - 6}
     n_rw = sum(i.startswith("rw-") for i in ids)
-    assert status["by_preset"]["generation rw"] == {"ok": 2, "diverged": 1, "failed": 0, "pending": n_rw - 3}
+    assert status["by_preset"]["generation rw"] == {"ok": 2, "diverged": 1, "failed": 0, "corrupt": 0,
+                                                    "pending": n_rw - 3}
     assert status["by_preset"]["restoration ddrm"]["pending"] == len(g.restorations)
     assert sum(c["ok"] for c in status["by_source"].values()) == 2
-    # a pending run costs the mean wall time of the done runs of its preset and source (rw on a: 3 s, on b:
+    # a run to do costs the mean wall time of the done runs of its preset and source (rw on a: 3 s, on b:
     # 10 s), else of its preset (rw: 16 / 3 s), else of all done runs (16 / 3 s)
     pending_rw = {m: sum(g.runs[i].model.id == m for i in ids if i.startswith("rw-")) - done
                   for m, done in ((model_a, 2), (model_b, 1))}
-    others = len(g.all_runs) - 6 - sum(pending_rw.values())
+    others = len(g.all_runs) - 3 - sum(pending_rw.values())   # failed and corrupt runs are redone too
     assert status["remaining_run_s"] == pytest.approx(3.0 * pending_rw[model_a] + 10.0 * pending_rw[model_b]
                                                       + 16 / 3 * others)
     assert status["remaining_unknown_runs"] == 0
@@ -335,7 +342,8 @@ def test_cli_status_counts_states_per_preset_and_source_and_points_at_failures(t
     shard = next(s for s, members in g.shards(grid.runs_per_job(config.prepare(yaml.safe_load(path.read_text())))).items()
                  if ode[1] in members)
     assert failures[ode[1]]["log"] == f"logs/run_shard/{shard}.*.log"
+    assert failures[ode[2]]["error"].startswith("corrupt record: ")
     assert cli.main(["status", "--config", str(path)]) == 0
     text = capsys.readouterr().out
-    assert f"{len(g.all_runs)} runs in results: 2 ok, 1 diverged, 3 failed" in text
+    assert f"{len(g.all_runs)} runs in results: 2 ok, 1 diverged, 2 failed, 1 corrupt" in text
     assert "estimated run time left: " in text and f"{ode[0]}: RuntimeError: boom\n    log: logs/run_shard/x.log" in text

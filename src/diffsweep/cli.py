@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 # `diffsweep list <kind>`: the registry of each kind (module, attribute), imported only when
@@ -131,32 +132,38 @@ def command_grid(args) -> int:
     return 0
 
 
-# `diffsweep status`: a run's state is its record's status (ok, diverged, failed, ...), or pending.
-STATES = ("ok", "diverged", "failed", "pending")
+# `diffsweep status`: a run's state is its record's status (ok, diverged, failed), corrupt (a
+# record that cannot be trusted, diffsweep.runs.read_record) or pending (no record yet).
+STATES = ("ok", "diverged", "failed", "corrupt", "pending")
 
 
 def sweep_status(grid, results, config: dict | None = None) -> dict:
     """Counts of run states per preset and per score source, the estimated run time left, and the
-    failed runs with their error and log. Reads only the records of done runs."""
-    from diffsweep import grid as ds_grid, io, runs
+    failed runs with their error and log. Reads only the records of run folders that exist."""
+    import os
+
+    from diffsweep import grid as ds_grid, runs
 
     all_runs = grid.all_runs
-    done = runs.done_runs(results, all_runs)
+    folder = Path(results) / "runs"
+    present = sorted(set(os.listdir(folder)) & set(all_runs)) if folder.is_dir() else []
     state, wall, failures = {}, {}, []
-    for run_id in sorted(done):
-        try:
-            record = io.read_json(runs.record_path(results, run_id))
-        except (OSError, ValueError) as error:   # unreadable: show it, do not stop the count
-            record = {"status": "failed", "error": f"unreadable record: {error}"}
-        state[run_id] = record.get("status") or "failed"
-        if isinstance(record.get("wall_s"), (int, float)):
+    for run_id in present:
+        status, record, problem = runs.run_state(results, run_id)
+        if status == runs.MISSING:
+            continue
+        state[run_id] = status
+        if record and isinstance(record.get("wall_s"), (int, float)):
             wall[run_id] = record["wall_s"]
-        if state[run_id] == "failed":
-            failures.append({"run_id": run_id, "error": record.get("error", ""), "log": record.get("log")})
+        if status == runs.FAILED:
+            failures.append({"run_id": run_id, "error": record.get("error") or "", "log": record.get("log")})
+        elif status == runs.CORRUPT:
+            failures.append({"run_id": run_id, "error": f"corrupt record: {problem}", "log": None})
     if failures and config is not None:   # a record without its log: the shard job's logs
         shard_of = {run_id: shard for shard, ids in grid.shards(ds_grid.runs_per_job(config)).items() for run_id in ids}
         for failure in failures:
             failure["log"] = failure["log"] or f"logs/run_shard/{shard_of[failure['run_id']]}.*.log"
+    done = {run_id for run_id, status in state.items() if status in runs.DONE_STATUSES}
 
     def group(key_of) -> dict:
         table = {}
@@ -210,18 +217,19 @@ def print_status(status: dict, shown_failures: int = 10) -> None:
         print(f"\nby {title}:\n  {title:<{width}}  " + "  ".join(f"{name:>8}" for name in names))
         for key, counts in rows.items():
             print(f"  {key:<{width}}  " + "  ".join(f"{counts.get(name, 0):>8,}" for name in names))
-    pending, unknown = total["pending"], status["remaining_unknown_runs"]
-    if pending == unknown > 0:
+    to_do = status["runs"] - total["ok"] - total["diverged"]    # pending, failed (retried) and corrupt runs
+    unknown = status["remaining_unknown_runs"]
+    if to_do == unknown > 0:
         print("\nestimated run time left: unknown until a run is done")
-    elif pending:
-        line = f"\nestimated run time left: {_duration(status['remaining_run_s'])} for {pending - unknown:,} pending runs"
+    elif to_do:
+        line = f"\nestimated run time left: {_duration(status['remaining_run_s'])} for {to_do - unknown:,} runs to do"
         line += " (mean wall_s of the done runs of the same preset and score source, one run at a time, without job start-up)"
         if unknown:
             line += f"; {unknown:,} more with no done run to estimate from"
         print(line)
     failures = status["failures"]
     if failures:
-        print(f"\nfailed runs ({len(failures):,}{', first ' + str(shown_failures) if len(failures) > shown_failures else ''}):")
+        print(f"\nfailed or corrupt runs, retried by the next invocation ({len(failures):,}{', first ' + str(shown_failures) if len(failures) > shown_failures else ''}):")
         for failure in failures[:shown_failures]:
             error = (failure["error"] or "").strip().splitlines()
             print(f"  {failure['run_id']}: {error[-1] if error else '(no error recorded)'}\n    log: {failure['log']}")
