@@ -200,12 +200,14 @@ def test_smoke_sweep_on_slurm_equals_a_local_run(cluster, smoke_run, tmp_path):
         assert origin["cuda_visible_devices"] is not None                # ...and SLURM gave it one (a fake one)
         assert not (checkpoint.parent / "resume.pt").exists()
 
-    # the same tables as the local run of seed 0, whatever the sharding: parameters, metrics, NFE, status
+    # the same tables as the local run of seed 0, whatever the sharding: parameters, metrics, NFE, status.
+    # Kernel metrics (mmd, energy distance: float64 sums over 10^5 pairs) may differ in the last bit
+    # with a run's place in its job (this run shards differently), hence rtol 1e-12, not bit equality.
     local_results = smoke_run / "results"
     assert sorted(pd.read_parquet(results / "tables" / "generation.parquet")["run_id"]) == sorted(grid.runs)
     pd.testing.assert_frame_equal(comparable(results / "tables" / "generation.parquet", ["run_id"], seed=0),
                                   comparable(local_results / "tables" / "generation.parquet", ["run_id"]),
-                                  check_exact=True)
+                                  check_exact=False, rtol=1e-12, atol=1e-14)
     pd.testing.assert_frame_equal(comparable(results / "tables" / "training.parquet", ["model_id", "step"]),
                                   comparable(local_results / "tables" / "training.parquet", ["model_id", "step"]),
                                   check_exact=True)
