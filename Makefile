@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: run smoke test dryrun lint clean
+.PHONY: run smoke test test-quick dryrun lint clean
 
 $(BIN)/diffsweep: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -26,8 +26,11 @@ run: $(BIN)/diffsweep  ## the embedded default grid (config/config.yaml)
 smoke: $(BIN)/diffsweep
 	$(LOCAL) $(BIN)/snakemake --cores $(CORES) --profile profiles/default --configfile config/smoke.yaml
 
-test: $(BIN)/diffsweep  ## the whole test suite
-	$(BIN)/python -m pytest -q
+test: $(BIN)/diffsweep  ## the whole test suite (what CI runs), with the 15 slowest tests
+	$(BIN)/python -m pytest -q --durations=15
+
+test-quick: $(BIN)/diffsweep  ## the inner loop: no Snakemake runs, no end-to-end runs (under 2 minutes)
+	$(BIN)/python -m pytest -q --durations=15 -m "not workflow and not slow and not cluster"
 
 dryrun: $(BIN)/diffsweep
 	$(LOCAL) $(BIN)/snakemake -n --profile profiles/default

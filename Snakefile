@@ -27,6 +27,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/runs.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/studies.smk"
 
 
 rule all:

@@ -35,6 +35,7 @@ TIMEOUT_S = 600
 VOLATILE = ("wall_s", "finished", "git_revision")
 
 
+@pytest.mark.workflow
 def test_parsing_the_snakefile_is_light(tmp_path):
     """Every cluster job parses the Snakefile again: no torch at parse time, and quick."""
     shutil.copy(ROOT / "config" / "smoke.yaml", tmp_path)
@@ -58,6 +59,7 @@ print("torch" in sys.modules, time.perf_counter() - started)
     assert float(seconds) < 30
 
 
+@pytest.mark.workflow
 def test_the_profile_groups_name_existing_rules(tmp_path):
     profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
     result = subprocess.run([*SNAKEMAKE, "--list-rules", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path)],

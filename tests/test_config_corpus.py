@@ -169,6 +169,11 @@ CHANGES = [
     ("heatmap_filter_value_a_mapping", replace("plots.heatmap.filter", {"steps": {"a": 1}}),
      "plots.heatmap.filter.steps: {'a': 1} has the wrong type or value"),
     ("plot_metric_not_a_name", replace("plots.metrics", ["not a name"]), "plots: metric 'not a name' is not a column"),
+    ("ramp_unknown", replace("samplers.rw.knobs.ramp", "linear"), "samplers.rw.knobs.ramp"),
+    ("study_sampler_unknown", replace("studies.temperature_ramp", {"samplers": ["nope"]}),
+     "studies.temperature_ramp.samplers: 'nope' is not a random_walk preset under samplers; allowed: rw"),
+    ("study_without_samplers", replace("studies.temperature_ramp", {}), "studies.temperature_ramp"),
+    ("study_unknown", replace("studies.noise_ramp", {}), "studies"),
 ]
 
 

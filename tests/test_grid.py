@@ -184,7 +184,7 @@ def test_an_old_results_layout_is_refused_with_what_to_do(tmp_path):
 @pytest.mark.parametrize("change,message", [
     (lambda c: c.update(bogus=1), r"\(top level\): unknown key\(s\) \['bogus'\]; allowed: results, device"),
     (lambda c: c["samplers"]["rw"].update(steps="many"), r"samplers.rw.steps: 'many' has the wrong type"),
-    (lambda c: c["samplers"]["rw"].update(family="euler_ancestral"), r"samplers.rw.family: unknown sampler 'euler_ancestral'; allowed: ddim, ddpm"),
+    (lambda c: c["samplers"]["rw"].update(family="euler_ancestrall"), r"samplers.rw.family: unknown sampler 'euler_ancestrall'; allowed: ddim, ddpm"),
     (lambda c: c["samplers"]["rw"].update(schedule="cosine"), r"samplers.rw.schedule: unknown schedule 'cosine'; allowed: geometric"),
     (lambda c: c["samplers"]["rw"]["knobs"].update(eta=1.0), r"samplers.rw.knobs: unknown knob\(s\) \['eta'\] for sampler 'random_walk'; allowed: step_rule, eps, T0"),
     (lambda c: c["samplers"]["rw"]["knobs"].update(eps=-1.0), r"samplers.rw.knobs.eps: -1.0 is not above the exclusive minimum 0.0; allowed: > 0.0"),

@@ -15,7 +15,7 @@ SIGMA_MIN, SIGMA_MAX = 1e-3, 100.0
 @pytest.mark.parametrize("preset", ["ring8", "grid25"])
 def test_exact_trace_recovers_the_true_log_density(preset):
     mixture = make_dataset("gmm", preset=preset).mixture
-    x = mixture.sample(64, torch.Generator().manual_seed(0))[0]
+    x = mixture.sample(16, torch.Generator().manual_seed(0))[0]
     log_p, nfe = likelihood.ode_log_likelihood(OracleDenoiser(mixture), x, SIGMA_MIN, SIGMA_MAX, rtol=1e-7, atol=1e-7)
     truth = mixture.log_prob(x, SIGMA_MIN)
     # tolerance: the N(0, sigma_max^2 I) prior stands in for p_{sigma_max} (~1e-3 nats) plus solver error
@@ -27,9 +27,9 @@ def test_hutchinson_estimate_is_unbiased_around_the_exact_trace():
     mixture = make_dataset("gmm", preset="ring8").mixture
     x = mixture.sample(32, torch.Generator().manual_seed(1))[0]
     oracle = OracleDenoiser(mixture)
-    exact, _ = likelihood.ode_log_likelihood(oracle, x, SIGMA_MIN, SIGMA_MAX, rtol=1e-6, atol=1e-6)
+    exact, _ = likelihood.ode_log_likelihood(oracle, x, SIGMA_MIN, SIGMA_MAX, rtol=1e-5, atol=1e-5)
     estimate, _ = likelihood.ode_log_likelihood(oracle, x, SIGMA_MIN, SIGMA_MAX, trace="hutchinson", n_probes=8,
-                                                generator=torch.Generator().manual_seed(2), rtol=1e-6, atol=1e-6)
+                                                generator=torch.Generator().manual_seed(2), rtol=1e-5, atol=1e-5)
     assert abs((estimate - exact).mean().item()) < 0.1
     assert (estimate - exact).abs().max().item() > 1e-6   # an estimate, not the exact trace
 

@@ -33,9 +33,13 @@ def only_run(runs, preset):
     return chosen[0]
 
 
+# x ~ N(0, I) on the network's data (sample.py:147,161): [-1, 1] for VP, [0, 1] for VE, i.e. N(-1, 4 I) here
+START = {"vp_adm": ("unit", {}), "ve_ncsnpp": ("gaussian", {"mean": -1.0, "std": 2.0})}
+
+
 # (preset, model, schedule, schedule params that matter, K, eps, T0, extra knobs): reference configs/*.yaml
 UNCONDITIONAL = [
-    ("paper_vp_sigmoid", "vp_adm", "sigmoid", {"sharpness": 0.3}, 100, 0.7, 0.1, {"ve_continuous_sigma": "none"}),
+    ("paper_vp_sigmoid", "vp_adm", "sigmoid", {"sharpness": 0.3, "snap": 10 ** 6}, 100, 0.7, 0.1, {"ve_continuous_sigma": "none"}),
     ("paper_vp_pretrained_schedule", "vp_adm", "vp_pretrained", {"beta_min": 1e-4, "beta_max": 0.02, "timesteps": 1000},
      1000, 0.4, 0.4, {"ve_continuous_sigma": "none"}),
     ("paper_ve", "ve_ncsnpp", "ve_discrete", {"sigma_min": 0.02, "sigma_max": 696.0}, 1000, 0.16, 0.4,
@@ -50,7 +54,7 @@ def test_unconditional_experiments_have_the_reference_settings(paper_grid, prese
     assert run.model.name == model and run.family == "random_walk"
     assert run.schedule == schedule and run.steps == steps
     assert {key: run.schedule_knobs[key] for key in schedule_knobs} == schedule_knobs
-    assert run.init == "unit"                              # x ~ N(0, I): sample.py:147,161
+    assert (run.init, run.init_knobs) == START[model]
     assert run.n_samples == 1000
     assert run.knobs == {**run.knobs, "step_rule": "reference", "eps": eps, "T0": T0, "final_noise": False,
                          "steps_per_level": 1, **extra}
@@ -59,10 +63,10 @@ def test_unconditional_experiments_have_the_reference_settings(paper_grid, prese
 # (preset, model, task, operator params, data range, schedule, K, eps, ve_continuous_sigma)
 CONDITIONAL = [
     ("paper_vp_sr4", "vp_adm", "vp_sr4", {"factor": 4}, "minus_one_one", "sigmoid", 750, 0.15651, "none"),
-    ("paper_vp_inpaint92", "vp_adm", "vp_inpaint92", {"missing": 0.92}, "minus_one_one", "sigmoid", 750, 0.77683,
+    ("paper_vp_inpaint92", "vp_adm", "vp_inpaint92", {"missing": 0.92, "per_image": True}, "minus_one_one", "sigmoid", 750, 0.77683,
      "none"),
     ("paper_ve_sr4", "ve_ncsnpp", "ve_sr4", {"factor": 4}, "zero_one", "ve_discrete", 1000, 0.15651, "network"),
-    ("paper_ve_inpaint92", "ve_ncsnpp", "ve_inpaint92", {"missing": 0.92}, "zero_one", "ve_discrete", 1000, 0.29487,
+    ("paper_ve_inpaint92", "ve_ncsnpp", "ve_inpaint92", {"missing": 0.92, "per_image": True}, "zero_one", "ve_discrete", 1000, 0.29487,
      "network"),
 ]
 
@@ -74,15 +78,15 @@ def test_conditional_experiments_have_the_reference_settings(paper_grid, preset,
     run = only_run(paper_grid.restorations.values(), preset)
     assert (run.kind, run.model.name, run.task.name, run.family) == ("restoration", model, task, "rw_conditional")
     assert run.task.operator == ("sr_bicubic" if "factor" in operator_knobs else "inpaint_random")
-    assert run.task.operator_knobs == operator_knobs
+    assert run.task.operator_knobs == operator_knobs        # inpainting: a mask per image (sample.py:124-127)
     assert run.task.noise_std == 0.2 and run.task.data_range == data_range
     # noise_std 0.2 on the network's own data: [-1, 1] for VP (sample.py:103-106), [0, 1] for VE (sample.py:100-102)
     assert run.task.noise_std_effective == pytest.approx(0.2 if model == "vp_adm" else 0.4)
-    assert (run.schedule, run.steps, run.init) == (schedule, steps, "unit")
+    assert (run.schedule, run.steps, run.init, run.init_knobs) == (schedule, steps, *START[model])
     assert run.knobs == {"eps": eps, "T0": 0.0, "clamp_tau": True, "ve_continuous_sigma": continuous,
                          "steps_per_level": 1, "final_noise": False}
-    if schedule == "sigmoid":
-        assert run.schedule_knobs["sharpness"] == 0.3
+    if schedule == "sigmoid":       # snapped to the reference's 10^6-point grid (tweedie_utility.py:745-815)
+        assert (run.schedule_knobs["sharpness"], run.schedule_knobs["snap"]) == (0.3, 10 ** 6)
     assert run.n_samples == 1 and run.task.n_measurements == 1000
 
 
@@ -93,6 +97,8 @@ def test_dataset_models_and_sizes(paper_grid):
                                                                                   "limit": 1000}
     formats = {model.name: model.recipe["format"] for model in paper_grid.models.values()}
     assert formats == {"vp_adm": "adm_ffhq256", "ve_ncsnpp": "ncsnpp_ffhq256"}
+    # the reference loads the VE checkpoint's raw 'model' weights, not the EMA copy (sample.py:60-65)
+    assert {model.name: model.recipe["weights"] for model in paper_grid.models.values()}["ve_ncsnpp"] == "model"
     assert not paper_grid.excluded
     # presets tuned for one network run only with it; the same-walk ablations run with both
     assert {run.model.name for run in paper_grid.runs.values() if run.preset == "abl_same_walk_sigmoid"} == \
@@ -104,8 +110,17 @@ def test_sweep_size_stays_what_the_comments_say(paper_grid):
     """The NFE totals quoted in config/paper.yaml (steps x images, before 2-NFE-per-level samplers)."""
     unconditional = sum(run.steps * run.n_samples for run in paper_grid.runs.values())
     restoration = sum(run.steps * run.task.n_measurements * run.n_samples for run in paper_grid.restorations.values())
-    assert (len(paper_grid.runs), len(paper_grid.restorations)) == (50, 22)
-    assert unconditional == 9_475_000 and restoration == 8_140_000
+    assert (len(paper_grid.runs), len(paper_grid.restorations)) == (51, 22)
+    assert unconditional == 9_975_000 and restoration == 8_140_000
+
+
+def test_ncsn_row_of_table_1_is_a_preset(paper_grid):
+    """The walk with NCSN's Table-1 rule on the VE network, NCSNv2's FFHQ step (docs/paper.md)."""
+    run = only_run(paper_grid.runs.values(), "other_rw_ncsn")
+    assert (run.model.name, run.family, run.schedule, run.steps, run.init) == ("ve_ncsnpp", "rw_ncsn", "geometric",
+                                                                               500, "sigma_max")
+    assert run.knobs == {"eps": 7.2e-6, "sigma_ref": "smallest", "steps_per_level": 3, "final_noise": False}
+    assert (run.schedule_knobs["sigma_min"], run.schedule_knobs["sigma_max"]) == (0.02, 696.0)
 
 
 def test_preset_restrictions_name_unknown_models_and_tasks():

@@ -1,5 +1,6 @@
 """The extension contract: docs/adding-a-sampler.md, done exactly as it shows."""
 
+import os
 import re
 import subprocess
 import sys
@@ -26,8 +27,9 @@ def test_a_plugin_sampler_runs_through_the_workflow_with_no_rule_edited(tmp_path
     assert commands == ["diffsweep grid --config my_config.yaml",
                         "snakemake --profile profiles/default --configfile my_config.yaml"]
     bin_dir = Path(sys.executable).parent
+    checkout = {**os.environ, "PYTHONPATH": str(ROOT / "src")}   # this checkout's library, as the Snakefile's jobs
     grid = subprocess.run([str(bin_dir / "diffsweep"), "grid", "--config", "my_config.yaml"], cwd=tmp_path,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=checkout)
     assert grid.returncode == 0, grid.stderr
     assert grid.stdout.startswith("4 runs")
     run = subprocess.run([sys.executable, "-m", "snakemake", "--profile", str(ROOT / "profiles" / "default"),
@@ -35,7 +37,7 @@ def test_a_plugin_sampler_runs_through_the_workflow_with_no_rule_edited(tmp_path
                          cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     table = pd.read_parquet(tmp_path / "results" / "tables" / "generation.parquet")
-    assert (table["sampler_family"] == "euler_ancestral").all() and len(table) == 4
+    assert (table["sampler_family"] == "my_euler_ancestral").all() and len(table) == 4
     assert sorted(table["knob_eta"].unique()) == [0.5, 1.0]
     assert (table["status"] == "ok").all()
     assert sorted(table["nfe"].unique()) == [10, 40]

@@ -151,3 +151,48 @@ def test_rw_conditional_with_ve_continuous_network_sigma_is_the_reference_ve_res
                                steps_per_level=1, final_noise=False)
     assert nfe == N
     torch.testing.assert_close(ours, expected, rtol=1e-9, atol=1e-9)
+
+
+def reference_snapped_sigmoid(K, sharpness, points):
+    """tweedie_utility.py:745-815: the ramp on a `points`-entry interpolation of the VP table,
+    smallest first; each level, scanning the grid onwards from the previous match, takes the first
+    entry of least distance (np.isclose with atol 100 admits every entry at these sigmas)."""
+    table = reference_vp_table()
+    fine = np.interp(np.linspace(0, len(table) - 1, points), np.arange(len(table)), table)
+    ramp = sigmoid_schedule(np.linspace(0, 1, K), fine[0], fine[-1], start=0, end=3, tau=sharpness)[::-1]
+    chosen, start = [], 0
+    for value in ramp:
+        best, best_distance = start, np.inf
+        for j in range(start, points):
+            distance = abs(value - fine[j])
+            if not np.isclose(value, fine[j], atol=100):
+                continue
+            if distance >= best_distance:
+                break
+            best, best_distance = j, distance
+        chosen.append(best)
+        start = best
+    return fine[chosen][::-1]                      # largest first, as the walk runs
+
+
+@pytest.mark.parametrize("sharpness, K, points", [(0.3, 100, 5000), (0.5, 100, 3000), (0.3, 20, 2000)])
+def test_snapped_sigmoid_is_the_reference_walk_on_its_grid(sharpness, K, points):
+    ours = noise.make_schedule("sigmoid", K, sharpness=sharpness, snap=points)
+    np.testing.assert_array_equal(ours, reference_snapped_sigmoid(K, sharpness, points))
+
+
+def test_snapping_to_the_reference_grid_moves_the_sigmoid_by_at_most_2e_4():
+    """The reference's grid has 10^6 points: every snapped level is a grid entry, within 2e-4 of the ramp."""
+    table = reference_vp_table()
+    fine = np.interp(np.linspace(0, 999, 10 ** 6), np.arange(1000), table)
+    snapped = noise.make_schedule("sigmoid", 100, sharpness=0.3, snap=10 ** 6)
+    ramp = noise.make_schedule("sigmoid", 100, sharpness=0.3)
+    assert 1e-5 < np.abs(snapped / ramp - 1).max() < 2.5e-4
+    nearest = [fine[np.abs(fine - level).argmin()] for level in ramp[::10]]          # grid entries, the nearest
+    np.testing.assert_array_equal(snapped[::10], nearest)
+    assert np.all(np.diff(noise.make_schedule("sigmoid", 750, sharpness=0.3, snap=10 ** 6)) < 0)   # K = 750: distinct
+
+
+def test_a_grid_too_coarse_for_the_steps_is_refused_at_parse_time():
+    with pytest.raises(ValueError, match="samplers.x.schedule_knobs: schedule 'sigmoid' .* is not strictly decreasing"):
+        noise.check_schedule("sigmoid", 200, noise.resolve_schedule_knobs("sigmoid", {"snap": 5000}), where="samplers.x.")

@@ -23,7 +23,7 @@ def sample(name, x, sigmas, seed=11, **knobs):
     return spec.fn(ORACLE, x.clone(), sigmas, torch.Generator().manual_seed(seed), **spec.resolve_knobs(knobs))
 
 
-def start(scale, n=256, seed=3):
+def start(scale, n=64, seed=3):
     return scale * torch.randn(n, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
 
 

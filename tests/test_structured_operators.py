@@ -18,7 +18,8 @@ CASES = [
 STRUCTURE = {"sr_bicubic": ops.KroneckerSVD, "sr_avgpool": ops.KroneckerSVD, "inpaint_random": ops.PixelSelection,
              "inpaint_box": ops.PixelSelection, "inpaint_half": ops.PixelSelection,
              "deblur_gaussian": ops.FourierSVD, "deblur_motion": ops.FourierSVD}
-SPECTRAL_RESTORERS = ["ddrm", "diffpir", "pigdm", "replacement"]
+SPECTRAL_RESTORERS = ["ddrm", "diffpir", "pigdm", "replacement", "repaint", "ilvr", "ddnm", "ddnm_plus", "twisted_smc",
+                      "red_diff", "daps"]
 
 
 def build(name, params, shape=IMAGE, seed=0):

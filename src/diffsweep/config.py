@@ -283,6 +283,7 @@ def check(raw: dict, schema_path: str | Path = SCHEMA_PATH, base_dir: str | Path
         for metric in [*config["plots"]["metrics"], *config["plots"]["heatmap"]["metrics"]]:
             if not metric.isidentifier():   # one job draws a figure per metric: outputs <metric>_png
                 raise ValueError(f"plots: metric '{metric}' is not a column name")
+        check_studies(config)
         if check_paths is None:
             check_paths = os.environ.get(SKIP_PATH_CHECKS, "") not in ("1", "true", "yes")
         if check_paths:
@@ -292,6 +293,16 @@ def check(raw: dict, schema_path: str | Path = SCHEMA_PATH, base_dir: str | Path
     except ValueError as error:   # registries, knobs, tables: messages that name the key
         raise ConfigError(str(error).splitlines() or [repr(error)], source) from None
     return Checked(config, grid, ablations)
+
+
+def check_studies(config: dict) -> None:
+    """The temperature-ramp study draws random-walk presets of the config (their ramp and T0 knobs)."""
+    study = config["studies"]["temperature_ramp"]
+    for name in (study or {}).get("samplers", []):
+        family = config["samplers"].get(name, {}).get("family")
+        if family != "random_walk":
+            raise ConfigError([f"studies.temperature_ramp.samplers: '{name}' is not a random_walk preset under "
+                               f"samplers; allowed: {', '.join(sorted(n for n, p in config['samplers'].items() if p['family'] == 'random_walk')) or '(none)'}"])
 
 
 def check_results(results: str) -> None:

@@ -24,7 +24,7 @@ from diffsweep import data, noise, pretrained, registry, restoration, samplers
 # Keys whose value is a list by nature, not a sweep axis.
 # Keys whose value is itself a list: a plain list is one value, a list of lists sweeps over them
 # (unet `channels: [[16, 32], [32, 64]]` is two models).
-LIST_VALUED_KEYS = {"datasets", "models", "tasks", "channels"}
+LIST_VALUED_KEYS = {"datasets", "models", "tasks", "channels", "images"}
 
 
 def canonical(obj):
@@ -113,13 +113,15 @@ class ModelSpec:
 @dataclass(frozen=True)
 class TaskSpec:
     """What a restoration run measures: y = A x + noise_std_effective n, for the first
-    `n_measurements` reference samples x. `noise_std` is stated on `data_range`."""
+    `n_measurements` reference samples x, or for the reference samples `images` (indices) when
+    given. `noise_std` is stated on `data_range`."""
     name: str
     operator: str
     operator_knobs: dict
     noise_std: float
     data_range: str
     n_measurements: int
+    images: tuple | None = None
 
     @property
     def noise_std_effective(self) -> float:
@@ -127,8 +129,11 @@ class TaskSpec:
         return restoration.noise_std(self.noise_std, self.data_range)
 
     def params(self) -> dict:
-        return {"operator": self.operator, "knobs": self.operator_knobs, "noise_std": self.noise_std,
-                "data_range": self.data_range}
+        params = {"operator": self.operator, "knobs": self.operator_knobs, "noise_std": self.noise_std,
+                  "data_range": self.data_range}
+        if self.images is not None:     # only given images hash: the ids of the other tasks stay
+            params["images"] = list(self.images)
+        return params
 
     def row(self) -> dict:
         return {"task": self.name, "operator": self.operator, "noise_std": self.noise_std, "data_range": self.data_range,
@@ -156,6 +161,7 @@ class RunSpec:
     seed: int
     n_samples: int
     task: TaskSpec | None = None
+    init_knobs: dict = field(default_factory=dict)     # the start's knobs (init: gaussian), {} for the others
 
     @property
     def kind(self) -> str:
@@ -165,6 +171,8 @@ class RunSpec:
         """Everything that determines the run's output (what its id hashes)."""
         method = {"family": self.family, "schedule": self.schedule, "schedule_knobs": self.schedule_knobs,
                   "steps": self.steps, "init": self.init, "knobs": self.knobs}
+        if self.init_knobs:     # only starts with knobs hash them: the ids of the other runs stay
+            method["init_knobs"] = self.init_knobs
         if self.task is None:
             return {**_source_params(self.model), "sampler": method, "seed": self.seed, "n_samples": self.n_samples}
         return {**_source_params(self.model, with_reference_size=True), "task": self.task.params(), "restorer": method,
@@ -177,6 +185,7 @@ class RunSpec:
                 preset: self.preset, family: self.family, "schedule": self.schedule, "steps": self.steps,
                 "init": self.init, "seed": self.seed, "n_samples": self.n_samples,
                 **{f"schedule_{k}": v for k, v in self.schedule_knobs.items()},
+                **{f"init_{k}": v for k, v in self.init_knobs.items()},
                 **{f"knob_{k}": v for k, v in self.knobs.items()}}
 
 
@@ -311,10 +320,11 @@ def run_dict(run: RunSpec) -> dict:
     task = run.task and {"name": run.task.name, "operator": run.task.operator,
                          "operator_knobs": run.task.operator_knobs, "noise_std": run.task.noise_std,
                          "data_range": run.task.data_range, "noise_std_effective": run.task.noise_std_effective,
-                         "n_measurements": run.task.n_measurements}
+                         "n_measurements": run.task.n_measurements,
+                         "images": None if run.task.images is None else list(run.task.images)}
     return canonical({"id": run.id, "kind": run.kind, "family": run.family, "schedule": run.schedule,
-                      "schedule_knobs": run.schedule_knobs, "steps": run.steps, "init": run.init, "knobs": run.knobs,
-                      "seed": run.seed, "n_samples": run.n_samples, **({"task": task} if task else {}),
+                      "schedule_knobs": run.schedule_knobs, "steps": run.steps, "init": run.init,
+                      "init_knobs": run.init_knobs, "knobs": run.knobs, "seed": run.seed, "n_samples": run.n_samples, **({"task": task} if task else {}),
                       "params": run.params(), "row": run.row()})
 
 
@@ -480,8 +490,9 @@ def resolve_preset(point: dict, where: str, methods=samplers) -> dict:
         raise ValueError(f"{where}steps: expected a positive integer (or a list of them), got {steps!r}")
     check_schedule(schedule, steps, schedule_knobs, where=where)
     init = spec.init if point["init"] == "default" else point["init"]
+    init_knobs = samplers.resolve_init_knobs(init, point.get("init_knobs"), where=f"{where}init_knobs.")
     return {"family": spec.name, "schedule": schedule, "schedule_knobs": schedule_knobs, "steps": steps,
-            "init": init, "knobs": spec.resolve_knobs(point["knobs"], where=f"{where}knobs.")}
+            "init": init, "init_knobs": init_knobs, "knobs": spec.resolve_knobs(point["knobs"], where=f"{where}knobs.")}
 
 
 # Sets the digits classifier (diffsweep.fidelity) understands.
@@ -521,7 +532,8 @@ def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: li
             task = TaskSpec(name=task_name, operator=family.name,
                             operator_knobs=family.resolve_knobs(point["knobs"], where=f"{where}knobs."),
                             noise_std=float(point["noise_std"]), data_range=point["data_range"],
-                            n_measurements=section["n_measurements"])
+                            n_measurements=len(point["images"]) if point.get("images") else section["n_measurements"],
+                            images=tuple(point["images"]) if point.get("images") else None)
             tasks.append((family, task))
     presets = []
     for preset_name, preset in section["restorers"].items():
@@ -542,6 +554,10 @@ def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: li
                 excluded.append(f"restoration task '{task.name}' ({family.name}) x dataset '{model.data.name}': "
                                 "needs (C, H, W) images")
                 continue
+            if task.images and max(task.images) >= model.data.n_reference:
+                raise ValueError(f"restoration.tasks.{task.name}.images: index {max(task.images)} is beyond the "
+                                 f"reference set of dataset '{model.data.name}' ({model.data.n_reference} samples: "
+                                 f"0 .. {model.data.n_reference - 1})")
             for preset_name, preset, template in presets:
                 if preset.get("models") and model.name not in preset["models"]:
                     continue

@@ -191,9 +191,13 @@ class CountingDenoiser:
         return self.denoiser(x, sigma)
 
 
-def initial_sample(init: str, sigma_max: float, shape, generator, dtype, device):
-    scale = {"unit": 1.0, "sigma_max": sigma_max, "vp_prior": (1.0 + sigma_max ** 2) ** 0.5}[init]
-    return scale * torch.randn(shape, generator=generator, dtype=dtype, device=device)
+def initial_sample(init: str, sigma_max: float, shape, generator, dtype, device, init_knobs: dict | None = None):
+    """The start x ~ N(mean, scale^2 I) of `init` (samplers.INITS); `init_knobs` only for `gaussian`."""
+    mean, scale = 0.0, {"unit": 1.0, "sigma_max": sigma_max, "vp_prior": (1.0 + sigma_max ** 2) ** 0.5,
+                        "gaussian": None}[init]
+    if init == "gaussian":
+        mean, scale = init_knobs["mean"], init_knobs["std"]
+    return mean + scale * torch.randn(shape, generator=generator, dtype=dtype, device=device)
 
 
 def call_counted(fn, denoiser, device, *args, **kwargs):
@@ -214,7 +218,8 @@ def draw_samples(run: dict, denoiser, shape, dtype, device):
     sigmas = make_schedule(run["schedule"], run["steps"], **run["schedule_knobs"]).tolist()
     generator = torch.Generator(device=device).manual_seed(run["seed"])
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    x = initial_sample(run["init"], sigmas[0], (run["n_samples"], *shape), generator, dtype, device)
+    x = initial_sample(run["init"], sigmas[0], (run["n_samples"], *shape), generator, dtype, device,
+                       run.get("init_knobs"))
     return call_counted(spec.fn, denoiser, device, x, sigmas, generator, **run["knobs"])
 
 

@@ -104,14 +104,32 @@ def vp_respaced(steps, beta_min, beta_max, timesteps):
     "sigmoid", "the reference code's sigmoid ramp; sharpness 0.3 now, 0.5 in earlier code",
     knobs={"sigma_min": Knob("float", VP_SIGMA_MIN, "smallest noise level", exclusive_minimum=0.0),
            "sigma_max": Knob("float", VP_SIGMA_MAX, "largest noise level", exclusive_minimum=0.0),
-           "sharpness": Knob("float", 0.3, "sigmoid temperature ts (0.3 now, 0.5 before)", minimum=1e-6)})
-def sigmoid(steps, sigma_min, sigma_max, sharpness):
+           "sharpness": Knob("float", 0.3, "sigmoid temperature ts (0.3 now, 0.5 before)", minimum=1e-6),
+           "snap": Knob("int", 0, "0: the ramp itself; n >= 2: each level moved to the nearest of n points of the "
+                                  "VP table interpolated evenly in timestep (the reference code: 1000000)",
+                        minimum=0, maximum=10 ** 7)})
+def sigmoid(steps, sigma_min, sigma_max, sharpness, snap=0):
     def sig(z):
         return 1.0 / (1.0 + np.exp(-z))
     u = np.linspace(0.0, 1.0, steps)
     top, bottom = sig(3.0 / sharpness), sig(0.0)
     ramp = np.clip((top - sig(3.0 * u / sharpness)) / (top - bottom), 1e-9, 1.0)
-    return sigma_min + (sigma_max - sigma_min) * ramp
+    levels = sigma_min + (sigma_max - sigma_min) * ramp
+    return snap_to_vp_grid(levels, snap) if snap else levels
+
+
+def snap_to_vp_grid(levels: np.ndarray, points: int) -> np.ndarray:
+    """Each level replaced by the nearest point (the earlier one on a tie) of the default VP sigma
+    table interpolated at `points` evenly spaced timesteps: the reference code's fine grid, whose
+    entries are the sigmas its sigmoid walk actually uses."""
+    if points < 2:
+        raise ValueError(f"snap: the grid needs at least 2 points, got {points}")
+    table = vp_sigma_table()
+    grid = np.interp(np.linspace(0.0, len(table) - 1, points), np.arange(len(table)), table)   # increasing
+    right = np.clip(np.searchsorted(grid, levels), 1, points - 1)
+    left = right - 1
+    take_left = np.abs(levels - grid[left]) <= np.abs(grid[right] - levels)
+    return grid[np.where(take_left, left, right)]
 
 
 @SCHEDULES.register(

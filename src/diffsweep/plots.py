@@ -9,6 +9,8 @@ instead of a sampler):
 - `schedule_curves` sigma_k against k for every schedule and step count of a sweep
 - `training_curves` training loss against step, per trained model
 - `sample_grid`     scatter grids of 2-D samples
+- `ramp_study`      the temperature-ramp study: a metric against steps, hue ramp, style T0, floor drawn
+- `error_sources`   each network's error against steps beside the oracle's (discretisation) part
 """
 
 from __future__ import annotations
@@ -341,6 +343,77 @@ def _panel(ax, x, title) -> None:
         finite = np.isfinite(x).all(axis=1)
         ax.scatter(x[finite, 0], x[finite, 1], s=2, alpha=0.5, linewidths=0, rasterized=True)
     ax.set_title(title, fontsize=8)
+
+
+# --- studies (docs/studies.md) ----------------------------------------------------------------
+
+def ramp_study(summary: pd.DataFrame, floors: dict, out, metric: str = "sliced_w2") -> None:
+    """The temperature-ramp study (`tables.studies.ramp_summary`): `metric` against steps, a panel
+    per dataset, a colour per ramp, a line style per T0, bars of one standard deviation over
+    seeds, and each dataset's exact-sample floor (`floors`: dataset -> value) as a grey line."""
+    theme()
+    if summary.empty:
+        _placeholder(out, "no finished runs of the temperature-ramp study")
+        return
+    data = summary.assign(ramp=summary["knob_ramp"].astype(str), T0=summary["knob_T0"].map(_short))
+    datasets = sorted(data["dataset"].unique())
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.8 * len(datasets), 3.2), squeeze=False)
+    for ax, dataset in zip(axes.flat, datasets):
+        panel = data[data["dataset"] == dataset]
+        sns.lineplot(data=panel, x="steps", y="mean", hue="ramp", style="T0", markers=True, ax=ax,
+                     hue_order=sorted(data["ramp"].unique()), style_order=sorted(data["T0"].unique(), key=float))
+        for _, line in panel.iterrows():
+            ax.errorbar(line["steps"], line["mean"], yerr=0.0 if pd.isna(line["std"]) else line["std"],
+                        fmt="none", ecolor="0.4", elinewidth=0.8)
+        if dataset in floors:
+            ax.axhline(floors[dataset], color="0.5", linestyle=":", label="exact-sample floor")
+        _log_axes(ax, x=True, y=bool((panel["mean"] > 0).all()))
+        ax.set(title=dataset, xlabel=_label("steps"), ylabel=metric)
+        if ax is not axes.flat[-1]:
+            ax.get_legend().remove()
+    axes.flat[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    save(fig, out)
+
+
+def error_sources(sources: pd.DataFrame, out) -> None:
+    """Where the error comes from (`tables.studies.error_sources`): each network's total error
+    against steps (a colour per network) and the oracle's at the same sampler and steps
+    (discretisation, black dashed); the gap is the score error. A row per dataset, a column
+    per sampler configuration."""
+    theme()
+    if sources.empty:
+        _placeholder(out, "no trained network with a matching oracle run")
+        return
+    metric = sources.attrs.get("metric", "metric")
+    settings = [c for c in sources.attrs.get("settings", ["dataset", "sampler", "steps"]) if c in sources.columns]
+    within = [c for c in settings if c not in ("dataset", "sampler", "steps")]
+    configuration = sources["sampler"].astype(str)
+    if within:
+        configuration = configuration + sources[within].apply(
+            lambda row: " (" + ", ".join(f"{c.removeprefix('knob_')}={_short(row[c])}" for c in within
+                                        if not pd.isna(row[c])) + ")", axis=1)
+    data = sources.assign(configuration=configuration)
+    datasets, configurations = sorted(data["dataset"].unique()), sorted(data["configuration"].unique())
+    fig, axes = plt.subplots(len(datasets), len(configurations), squeeze=False,
+                             figsize=(3.2 * len(configurations), 2.8 * len(datasets)))
+    models = sorted(data["model"].unique())
+    colours = dict(zip(models, sns.color_palette("colorblind", len(models))))
+    for (i, dataset), (j, config) in ((d, c) for d in enumerate(datasets) for c in enumerate(configurations)):
+        ax = axes[i, j]
+        panel = data[(data["dataset"] == dataset) & (data["configuration"] == config)].sort_values("steps")
+        for model, lines in panel.groupby("model"):
+            ax.plot(lines["steps"], lines["total"], marker="o", color=colours[model], label=f"{model} (total)")
+        oracle = panel.drop_duplicates("steps")
+        ax.plot(oracle["steps"], oracle["discretisation"], "k--", marker="x", label="oracle (discretisation)")
+        if not panel.empty:
+            _log_axes(ax, x=bool((panel["steps"] > 0).all()) and panel["steps"].nunique() > 1,
+                      y=bool((panel[["total", "discretisation"]] > 0).all().all()))
+        ax.set_title(f"{dataset} / {config}", fontsize=8)
+        ax.set(xlabel=_label("steps"), ylabel=metric if j == 0 else "")
+    handles = {label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), loc="upper left", bbox_to_anchor=(1.0, 0.95))
+    fig.tight_layout()
+    save(fig, out)
 
 
 # --- helpers ----------------------------------------------------------------------------------

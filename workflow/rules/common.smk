@@ -39,6 +39,10 @@ PLOT_METRICS = config["plots"]["metrics"]
 HEATMAP = config["plots"]["heatmap"]
 DIRECTIONS = config["tables"]["better"]
 RESTORATION_METRICS = ["psnr", "ssim", "lpips"]   # lpips: a placeholder figure when LPIPS is skipped
+if any(run.model.data.analytic for run in GRID.restorations.values()):
+    RESTORATION_METRICS.append("sliced_w2_posterior")   # distance to exact posterior samples (analytic priors)
+# The studies the config declares (documented in docs, studies.md), their options with defaults filled.
+STUDIES = {name: {"metric": "sliced_w2", **options} for name, options in config["studies"].items() if options is not None}
 
 PLOT_FORMATS = ds_tables.PLOT_FORMATS     # every figure is written in each
 TABLE_FORMATS = ds_tables.TABLE_FORMATS   # ablation table format -> file extension
@@ -75,7 +79,7 @@ RESOURCES = {
     "fidelity_reference": {"mem_mb": 4000, "runtime": 30, "gpu": GPU},
     **{rule: LIGHT for rule in ("manifest", "aggregate", "restoration_table", "ablation_table", "plot_metrics",
                                 "plot_samples", "plot_heatmaps", "plot_schedules", "plot_training",
-                                "plot_restoration")},
+                                "plot_restoration", "study_temperature_ramp", "study_error_sources")},
 }
 
 
@@ -189,4 +193,13 @@ def all_targets():
         targets.append(f"{RESULTS}/tables/restoration.parquet")
         targets += expand(f"{RESULTS}/plots/restoration_{{metric}}_vs_nfe.{{ext}}", metric=RESTORATION_METRICS,
                           ext=PLOT_FORMATS)
-    return targets
+    return [*targets, *study_targets()]
+
+
+def study_targets():
+    """The figures and tables of the studies the config declares (`studies:`); error_sources
+    needs a trained network."""
+    drawn = [name for name, possible in (("temperature_ramp", True), ("error_sources", TRAINED))
+             if name in STUDIES and possible]
+    return [path for name in drawn for path in (*expand(f"{RESULTS}/plots/study_{name}.{{ext}}", ext=PLOT_FORMATS),
+                                                 f"{RESULTS}/tables/study_{name}.csv")]

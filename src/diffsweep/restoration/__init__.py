@@ -9,3 +9,4 @@ from diffsweep.restoration.registry import (DATA_RANGE_SCALE, OPERATORS, RESTORE
 __all__ = ["DATA_RANGE_SCALE", "OPERATORS", "RESTORERS", "RestorerSpec", "get", "get_operator", "names", "noise_std",
            "register"]
 from diffsweep.restoration import restorers  # noqa: E402,F401  (registration)
+from diffsweep.restoration import projections, smc  # noqa: E402,F401  (registration)

@@ -59,12 +59,13 @@ class Restoration:
         for j in range(n):
             values = {}
             if status == "ok":
-                values = rmetrics.measurement_metrics(samples[j], truth[j], y[j], operator, noise_std)
+                values = rmetrics.measurement_metrics(samples[j], truth[j], y[j], operator.restrict(j), noise_std)
                 if self.lpips is not None:
                     values["lpips"] = self.lpips(samples[j], truth[j:j + 1].expand_as(samples[j])).mean().item()
                     values["lpips_of_mean"] = self.lpips(samples[j].mean(0, keepdim=True), truth[j:j + 1]).item()
                 if self.dataset.mixture is not None:
-                    posterior = exact_posterior(self.dataset.mixture, operator.matrix(), y[j].flatten(), noise_std)
+                    posterior = exact_posterior(self.dataset.mixture, operator.restrict(j).matrix(), y[j].flatten(),
+                                                noise_std)
                     exact = posterior.sample(self.metric_options["posterior_samples"], metric_generator)
                     values.update(rmetrics.posterior_metrics(samples[j], posterior, truth[j], exact, metric_generator))
                     exact_means.append(posterior.mean().reshape(shape))
@@ -77,18 +78,20 @@ class Restoration:
         io.write_arrays(folder / "samples.npz", **arrays)
         io.write_arrays(folder / "operator.npz", **operator.arrays())
         if self.strips and self.dataset.is_image:
-            save_strip(operator, y[:self.strips], samples[:self.strips], exact_means[:self.strips] or None,
-                       truth[:self.strips], folder / "strip.png")
+            save_strip(operator.restrict(slice(0, self.strips)), y[:self.strips], samples[:self.strips],
+                       exact_means[:self.strips] or None, truth[:self.strips], folder / "strip.png")
         log.info("%s: psnr %s", run["id"], [round(r.get("psnr", float("nan")), 2) for r in rows])
         return status, {"measurements": rows}
 
 
 def measure(run: dict, dataset, reference, generator):
-    """(operator, ground truths, measurements): the first n_measurements reference rows, y = A x + s n."""
+    """(operator, ground truths, measurements): the first n_measurements reference rows (or the task's
+    `images`), y = A x + s n."""
     task = run["task"]
     family = restoration.get_operator(task["operator"])
-    operator = family.build(dataset.shape, run["seed"], task["operator_knobs"])
-    truth = reference[: task["n_measurements"]].double().reshape(-1, *dataset.shape)
+    chosen = task.get("images") or slice(task["n_measurements"])    # given indices, or the first n
+    truth = reference[chosen].double().reshape(-1, *dataset.shape)
+    operator = family.build(dataset.shape, run["seed"], task["operator_knobs"]).for_measurements(len(truth))
     clean = operator.forward(truth)
     y = clean + task["noise_std_effective"] * torch.randn(clean.shape, generator=generator, dtype=torch.float64)
     return operator, truth, y
@@ -101,9 +104,11 @@ def restore(run: dict, denoiser, operator, y, shape, dtype, device):
     k = run["n_samples"]
     sigmas = make_schedule(run["schedule"], run["steps"], **run["schedule_knobs"]).tolist()
     generator = torch.Generator(device=device).manual_seed(run["seed"])
-    x = jobs.initial_sample(run["init"], sigmas[0], (len(y) * k, *shape), generator, dtype, device)
+    x = jobs.initial_sample(run["init"], sigmas[0], (len(y) * k, *shape), generator, dtype, device,
+                            run.get("init_knobs"))
     y_rows = y.repeat_interleave(k, dim=0).to(device, dtype)
-    return jobs.call_counted(spec.fn, denoiser, device, x, sigmas, generator, operator, y_rows,
+    rows = operator.restrict(torch.arange(len(y)).repeat_interleave(k))    # sample j * k + i measures image j
+    return jobs.call_counted(spec.fn, denoiser, device, x, sigmas, generator, rows, y_rows,
                              run["task"]["noise_std_effective"], **run["knobs"])
 
 

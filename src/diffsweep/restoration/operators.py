@@ -238,6 +238,16 @@ class LinearOperator:
     def decompose(self) -> SVD:
         return self.dense_svd()
 
+    def for_measurements(self, n: int) -> LinearOperator:
+        """The operator that measures a batch of n ground truths. One operator serves all of them
+        here; an operator with one random part per image (inpaint_random, per_image) draws them."""
+        return self
+
+    def restrict(self, index) -> LinearOperator:
+        """The operator acting on rows `index` (an int, a slice or a 1-D tensor) of the batch that
+        `for_measurements` was given: itself when the rows share it."""
+        return self
+
     def svd(self) -> SVD:
         """A's SVD as factors (structured where the operator has a structure), float64, computed once."""
         if self._svd is None:
@@ -338,19 +348,27 @@ class AveragePooling(SeparableDownsampling):
 
 class MaskOperator(LinearOperator):
     """y = mask * x: a diagonal 0/1 operator, its own adjoint. The mask covers the pixel grid
-    (H, W) and is shared by all channels; flat data (d,) masks coordinates."""
+    (H, W) and is shared by all channels; flat data (d,) masks coordinates. A mask with one more
+    (leading) dimension holds one mask per row of the batch (per-image masks)."""
 
     def __init__(self, shape, mask):
         super().__init__(shape)
         self.mask = mask.to(torch.float64)
+        self.per_row = self.mask.ndim == len(self.shape) + 1
 
     def forward(self, x):
+        if self.per_row and x.shape[0] != len(self.mask):
+            raise ValueError(f"inpainting with one mask per image: a batch of {x.shape[0]} rows for "
+                             f"{len(self.mask)} masks; take operator.restrict(index) for a part of the batch")
         return x * self.mask.to(x)
 
     adjoint = forward
 
     def decompose(self):
-        return PixelSelection(self.mask.expand(self.shape))
+        return PixelSelection(self.mask.expand(*self.mask.shape[:-len(self.shape)], *self.shape))
+
+    def restrict(self, index):
+        return MaskOperator(self.shape, self.mask[index]) if self.per_row else self
 
     def arrays(self):
         return {"mask": self.mask.numpy().astype(np.uint8)}
@@ -364,14 +382,29 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
 
+def random_mask(grid, missing: float, generator) -> torch.Tensor:
+    """A 0/1 mask over `grid` with round(missing * pixels) zeros at random positions."""
+    n_pixels = math.prod(grid)
+    removed = torch.randperm(n_pixels, generator=generator)[:round(missing * n_pixels)]
+    mask = torch.ones(n_pixels, dtype=torch.float64)
+    mask[removed] = 0.0
+    return mask.reshape(grid)
+
+
 class RandomInpainting(MaskOperator):
-    def __init__(self, shape, seed: int, missing: float):
-        grid = _pixel_grid(shape)
-        n_pixels = math.prod(grid)
-        removed = torch.randperm(n_pixels, generator=_generator(seed))[:round(missing * n_pixels)]
-        mask = torch.ones(n_pixels, dtype=torch.float64)
-        mask[removed] = 0.0
-        super().__init__(shape, mask.reshape(grid))
+    """One seeded random mask for the run, or with `per_image` one per measured image (the
+    reference code draws one per image): `for_measurements(n)` draws them from the same seed."""
+
+    def __init__(self, shape, seed: int, missing: float, per_image: bool = False):
+        self.seed, self.missing, self.per_image = seed, missing, per_image
+        super().__init__(shape, random_mask(_pixel_grid(shape), missing, _generator(seed)))
+
+    def for_measurements(self, n: int) -> LinearOperator:
+        if not self.per_image:
+            return self
+        generator = _generator(self.seed)
+        grid = _pixel_grid(self.shape)
+        return MaskOperator(self.shape, torch.stack([random_mask(grid, self.missing, generator) for _ in range(n)]))
 
 
 def _check_image(shape, what: str) -> None:

@@ -74,9 +74,11 @@ for _family in [
                    description="super-resolution: average pooling over k x k blocks"),
     OperatorFamily(name="inpaint_random", make=_operator_class("RandomInpainting"), image_only=False,
                    knobs={"missing": Knob("float", 0.5, "fraction of pixels removed (the paper: 0.92)", minimum=0.0,
-                                          maximum=1.0)},
+                                          maximum=1.0),
+                          "per_image": Knob("bool", False, "one random mask per measured image (the reference "
+                                                           "code's) instead of one per run")},
                    description="inpainting: a seeded random set of pixels is missing (all channels of a pixel "
-                               "together)"),
+                               "together), one set per run or per image"),
     OperatorFamily(name="inpaint_box", make=_operator_class("BoxInpainting"),
                    knobs={"size": Knob("int", 4, "side of the missing square, in pixels", minimum=1)},
                    description="inpainting: a size x size square at a seeded position is missing"),

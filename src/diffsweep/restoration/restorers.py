@@ -220,9 +220,15 @@ def replacement(denoise, x, sigmas, generator, operator, y, noise_std):
     basis = Spectral(operator, x)
     nfe = 0
     for sigma, following in steps_to_zero(sigmas):
-        x0 = denoise(x, sigma)
+        x = replacement_step(denoise, x, sigma, following, generator, operator, y, basis)
         nfe += 1
-        x = ancestral_step(x, x0, sigma, following, generator)
-        noisy_y = y + following * operator.forward(gaussian_like(x, generator))
-        x = x + basis.pseudo_inverse(noisy_y - operator.forward(x))
     return x, nfe
+
+
+def replacement_step(denoise, x, sigma, following, generator, operator, y, basis):
+    """One step of the replacement family (one denoiser call): ancestral step to `following`, then
+    x + A^+ (y_following - A x), y_following = y + following A n (y renoised to the next level).
+    For masks A^+ A keeps the known pixels; for SR it is ILVR's low-pass phi = A^+ A."""
+    x = ancestral_step(x, denoise(x, sigma), sigma, following, generator)
+    noisy_y = y + following * operator.forward(gaussian_like(x, generator))
+    return x + basis.pseudo_inverse(noisy_y - operator.forward(x))

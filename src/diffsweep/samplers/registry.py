@@ -15,14 +15,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from diffsweep.knobs import Knob  # noqa: F401  (re-exported: plugins declare knobs with it)
+from diffsweep.knobs import Knob, resolve_knobs  # Knob re-exported: plugins declare knobs with it
 from diffsweep.registry import Entry, Registry
 
 INITS = {
     "unit": "x ~ N(0, I), the reference code's start",
     "sigma_max": "x ~ N(0, sigma_0^2 I), the VE prior",
     "vp_prior": "x ~ N(0, (1 + sigma_0^2) I), the VP prior z ~ N(0, I) in VE coordinates",
+    "gaussian": "x ~ N(mean, std^2 I) with init_knobs mean, std (e.g. a start drawn on [0, 1] data: mean -1, std 2)",
 }
+
+# The knobs of each start (`init_knobs` in a preset); a start not listed takes none.
+INIT_KNOBS = {
+    "gaussian": {
+        "mean": Knob("float", 0.0, "mean of every coordinate of the start"),
+        "std": Knob("float", 1.0, "standard deviation of every coordinate of the start", exclusive_minimum=0.0),
+    },
+}
+
+
+def resolve_init_knobs(init: str, given: dict | None, where: str = "") -> dict:
+    """The knobs of start `init`, defaults filled in; knobs given to a start that takes none are refused."""
+    return resolve_knobs(INIT_KNOBS.get(init, {}), given or {}, f"init '{init}'", where)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,27 @@
+# Rule study_temperature_ramp: the metric against steps per ramp and T0 (seeds averaged, CSV) and
+# the figure, with each dataset's floor of two independent exact sample sets (sliced_w2 only).
+from pathlib import Path
+
+import pandas as pd
+
+from diffsweep import io, jobs, plots
+from diffsweep.logs import setup_logging
+from diffsweep.tables import studies
+
+setup_logging(snakemake.log[0])
+options = snakemake.params.options
+summary = studies.ramp_summary(pd.read_parquet(snakemake.input.table), options["metric"], options["samplers"])
+floors = {}
+if options["metric"] == "sliced_w2":
+    for spec in snakemake.params.datasets:
+        if spec["name"] not in set(summary["dataset"]):
+            continue
+        data_dir = Path(snakemake.output.csv).parents[1] / "data" / spec["id"]
+        reference = io.read_arrays(data_dir / "reference.npz")["x"]
+        floors[spec["name"]], _ = studies.exact_floor(jobs.build_dataset(spec, data_dir), reference,
+                                                      snakemake.params.n_samples, snakemake.params.seeds,
+                                                      snakemake.params.n_projections)
+summary["floor"] = summary["dataset"].map(floors)
+with io.atomic_path(snakemake.output.csv) as tmp:
+    summary.to_csv(tmp, index=False, float_format="%.5g")
+plots.ramp_study(summary, floors, [snakemake.output.png, snakemake.output.pdf], options["metric"])

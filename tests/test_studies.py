@@ -1,0 +1,72 @@
+"""The studies' tables and figures on hand-made frames: the error decomposition pairs each
+network run with the oracle run equal in every parameter but the model (seed included)."""
+
+import pandas as pd
+import pytest
+
+from diffsweep import plots
+from diffsweep.tables import PARAM_COLUMNS, TableError
+from diffsweep.tables.studies import error_sources, model_columns, ramp_summary
+
+PARAMS = ["dataset", "model", "model_source", "model_train_sigma_name", "sampler", "steps", "knob_eps", "seed"]
+
+
+def run(model, steps, seed, value, eps=0.7, sampler="rw", status="ok"):
+    source = "oracle" if model == "oracle" else "trained"
+    return {"dataset": "ring8", "model": model, "model_source": source,
+            "model_train_sigma_name": None if model == "oracle" else model.removeprefix("mlp_"),
+            "sampler": sampler, "steps": steps, "knob_eps": eps, "seed": seed, "status": status, "sliced_w2": value}
+
+
+def frame(rows):
+    table = pd.DataFrame(rows)
+    table.attrs[PARAM_COLUMNS] = PARAMS
+    return table
+
+
+def test_model_columns_are_the_model_and_its_own():
+    assert model_columns(PARAMS) == ["model", "model_source", "model_train_sigma_name"]
+
+
+def test_error_sources_pairs_every_parameter_but_the_model():
+    table = frame([
+        run("oracle", 10, 0, 0.30), run("oracle", 10, 1, 0.50), run("oracle", 100, 0, 0.10),
+        run("oracle", 10, 0, 9.00, eps=0.3),                 # another knob value: never paired with eps 0.7
+        run("mlp_ddpm", 10, 0, 0.40), run("mlp_ddpm", 10, 1, 0.80), run("mlp_ddpm", 100, 0, 0.25),
+        run("mlp_ve", 10, 0, 0.35),
+        run("mlp_ve", 100, 0, 7.0, status="diverged"),        # not ok: left out
+        run("mlp_ve", 30, 0, 0.2),                            # no oracle run at 30 steps: left out
+    ])
+    out = error_sources(table).set_index(["model", "steps"])
+    assert sorted(out.index) == [("mlp_ddpm", 10), ("mlp_ddpm", 100), ("mlp_ve", 10)]
+    row = out.loc[("mlp_ddpm", 10)]
+    assert (row["total"], row["discretisation"], row["score"], row["seeds"]) == pytest.approx((0.6, 0.4, 0.2, 2))
+    assert out.loc[("mlp_ddpm", 100), "score"] == pytest.approx(0.15)
+    assert out.loc[("mlp_ve", 10), "score_share"] == pytest.approx(0.05 / 0.35)
+    assert "knob_eps" not in out.columns                     # one value among the paired runs: not a setting
+
+
+def test_error_sources_names_a_missing_column():
+    with pytest.raises(TableError, match="fid"):
+        error_sources(frame([run("oracle", 10, 0, 0.3)]), metric="fid")
+
+
+def test_ramp_summary_and_figures_are_drawn(tmp_path):
+    rows = [{**run("oracle", k, seed, 1.0 / k + 0.01 * seed), "knob_ramp": ramp, "knob_T0": T0}
+            for k in (10, 100) for seed in (0, 1) for ramp in ("index", "log_sigma") for T0 in (0.1, 1.0)]
+    summary = ramp_summary(frame(rows), samplers=["rw"])
+    assert len(summary) == 8 and set(summary["seeds"]) == {2}
+    assert summary.loc[summary["steps"] == 10, "mean"].iloc[0] == pytest.approx(0.105)
+    plots.ramp_study(summary, {"ring8": 0.01}, tmp_path / "ramp.png")
+    sources = error_sources(frame([run("oracle", 10, 0, 0.3), run("mlp_ddpm", 10, 0, 0.4),
+                                   run("oracle", 100, 0, 0.1), run("mlp_ddpm", 100, 0, 0.2)]))
+    plots.error_sources(sources, tmp_path / "sources.png")
+    assert all((tmp_path / name).stat().st_size > 1000 for name in ("ramp.png", "sources.png"))
+
+
+def test_error_sources_keeps_a_knob_swept_at_equal_steps():
+    table = frame([run("oracle", 10, 0, 0.3), run("oracle", 10, 0, 0.5, eps=0.3),
+                   run("mlp_ddpm", 10, 0, 0.4), run("mlp_ddpm", 10, 0, 0.9, eps=0.3)])
+    out = error_sources(table).set_index("knob_eps")
+    assert out.attrs["settings"] == ["dataset", "sampler", "steps", "knob_eps"]
+    assert out.loc[0.3, "score"] == pytest.approx(0.4) and out.loc[0.7, "score"] == pytest.approx(0.1)
