@@ -15,11 +15,16 @@ $(BIN)/diffsweep: pyproject.toml
 	$(BIN)/pip install -e ".[test]"
 	touch $@
 
+# Local runs never talk to SLURM: with SLURM_CONF=/dev/null the SLURM executor plugin's import
+# (every snakemake start, where it is installed) does not wait ~9 s for a controller that does not
+# answer (docs/cluster.md).
+LOCAL := SLURM_CONF=/dev/null
+
 run: $(BIN)/diffsweep  ## the embedded default grid (config/config.yaml)
-	$(BIN)/snakemake --cores $(CORES) --profile profiles/default
+	$(LOCAL) $(BIN)/snakemake --cores $(CORES) --profile profiles/default
 
 smoke: $(BIN)/diffsweep
-	$(BIN)/snakemake --cores $(CORES) --profile profiles/default --configfile config/smoke.yaml
+	$(LOCAL) $(BIN)/snakemake --cores $(CORES) --profile profiles/default --configfile config/smoke.yaml
 
 test: $(BIN)/diffsweep  ## the whole test suite (what CI runs), with the 15 slowest tests
 	$(BIN)/python -m pytest -q --durations=15
@@ -28,10 +33,10 @@ test-quick: $(BIN)/diffsweep  ## the inner loop: no Snakemake runs, no end-to-en
 	$(BIN)/python -m pytest -q --durations=15 -m "not workflow and not slow and not cluster"
 
 dryrun: $(BIN)/diffsweep
-	$(BIN)/snakemake -n --profile profiles/default
+	$(LOCAL) $(BIN)/snakemake -n --profile profiles/default
 
 lint: $(BIN)/diffsweep  ## snakemake's linter on the Snakefile and rules (CI runs it before the tests)
-	$(BIN)/snakemake --lint
+	$(LOCAL) $(BIN)/snakemake --lint
 
 clean:
 	rm -rf results logs benchmarks .snakemake report.html

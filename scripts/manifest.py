@@ -1,7 +1,7 @@
 # Rule manifest: the run id -> parameters table of the grid's generation runs.
-from diffsweep import io, runs
+from diffsweep import grid, io, runs
 from diffsweep.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 
-io.write_parquet(snakemake.output[0], runs.manifest(snakemake.params.rows))
+io.write_parquet(snakemake.output[0], runs.manifest(grid.manifest_rows(snakemake.config, "generation")))

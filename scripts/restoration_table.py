@@ -1,6 +1,7 @@
 # Rule restoration_table: one Parquet row per restoration run and measurement.
-from diffsweep import io, runs
+from diffsweep import grid, io, runs
 from diffsweep.logs import setup_logging
 
 setup_logging(snakemake.log[0])
-io.write_parquet(snakemake.output[0], runs.frame("restoration", snakemake.params.rows, snakemake.params.results))
+io.write_parquet(snakemake.output[0], runs.frame("restoration", grid.manifest_rows(snakemake.config, "restoration"),
+                                                 snakemake.params.results))

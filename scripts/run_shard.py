@@ -1,14 +1,21 @@
-# Rule run_shard: run a pack of runs of one kind that share one score source (loaded once). A run
-# that raises is recorded as failed and the job succeeds (the Snakefile's onsuccess reports it),
-# unless `sampling.fail_fast` is set.
-from diffsweep import jobs, runs
+# Rule run_shard: run a pack of runs of one kind that share one score source (loaded once). The
+# shard's runs come from its id and the config; runs done meanwhile (an earlier attempt) are
+# skipped. A run that raises is recorded as failed and the job succeeds (the Snakefile's onsuccess
+# reports it), unless `sampling.fail_fast` is set.
+from diffsweep import grid, io, jobs, runs
 from diffsweep.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 jobs.use_threads(snakemake.threads)
-runs.run_shard(snakemake.params.model, snakemake.params.runs, snakemake.input.reference,
-               snakemake.input.get("checkpoint"), snakemake.params.results, snakemake.output.marker,
-               options=snakemake.params.options, device=snakemake.params.device, plugins=snakemake.config["plugins"],
-               fidelity_records=snakemake.input.fidelity, fidelity_options=snakemake.params.fidelity,
-               max_batch=snakemake.config["max_batch"], log_path=snakemake.log[0],
-               fail_fast=snakemake.config["sampling"]["fail_fast"])
+model, shard_runs = grid.shard_job(snakemake.config, snakemake.wildcards.shard)
+done = runs.done_runs(snakemake.params.results, [run["id"] for run in shard_runs])
+pending = [run for run in shard_runs if run["id"] not in done]
+if pending:
+    runs.run_shard(model, pending, snakemake.input.reference, snakemake.input.get("checkpoint"),
+                   snakemake.params.results, snakemake.output.marker, options=snakemake.params.options,
+                   device=snakemake.params.device, plugins=snakemake.config["plugins"],
+                   fidelity_records=snakemake.input.fidelity, fidelity_options=snakemake.params.fidelity,
+                   max_batch=snakemake.config["max_batch"], log_path=snakemake.log[0],
+                   fail_fast=snakemake.config["sampling"]["fail_fast"])
+else:   # done by another job of the same shard in the meantime
+    io.write_json(snakemake.output.marker, {"model_id": model["id"], "kind": shard_runs[0]["kind"], "runs": {}})

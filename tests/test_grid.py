@@ -73,7 +73,7 @@ def test_ids_are_names_and_64_bit_hashes():
     assert all(re.fullmatch(r"[A-Za-z0-9_]+-[0-9a-f]{16}\.[0-9a-f]{16}", s) for s in shards)
 
 
-def test_shards_pack_pending_runs_per_model_and_kind():
+def test_shards_pack_every_run_per_model_and_kind():
     g = build({**copy.deepcopy(BASE), "restoration": copy.deepcopy(RESTORING)})
     assert {r.kind for r in g.runs.values()} == {"generation"} and len(g.restorations) == 2 * 2   # 2 steps x 2 seeds
     shards = g.shards({"generation": 4, "restoration": 3})
@@ -85,8 +85,66 @@ def test_shards_pack_pending_runs_per_model_and_kind():
         assert len({(run.model.id, run.kind) for run in runs}) == 1
         assert shard_id.startswith(runs[0].model.id + ".")
     assert sum(g.all_runs[ids[0]].kind == "restoration" for ids in shards.values()) == 2   # 4 runs, 3 a shard
-    done = set(list(g.all_runs)[:7])
-    assert not done & {i for ids in g.shards({"generation": 4, "restoration": 3}, done=done).values() for i in ids}
+
+
+def sweep_config(**changes):
+    """One score source with 14 runs: 5 shards of at most 3."""
+    raw = {"datasets": {"ring8": {"family": "gmm", "knobs": {"preset": "ring8"}}},
+           "models": {"oracle": {"source": "oracle"}},
+           "samplers": {"rw": {"family": "random_walk", "steps": 5, "knobs": {"eps": [0.1, 0.2, 0.3, 0.4, 0.5]}},
+                        "ode": {"family": "pf_ode", "steps": [4, 8]}},
+           "seeds": [0, 1], "sampling": {"runs_per_job": 3}}
+    raw.update(changes)
+    return config.prepare(raw)
+
+
+def test_shards_stay_put_while_their_runs_finish():
+    """Each parse (the main Snakemake, every cluster job) builds the grid again while jobs finish
+    runs: shard ids and members never move, a shard is a target while it has pending runs, and a
+    job finds its runs from its shard id alone."""
+    cfg = sweep_config()
+    shards = grid.build(cfg).shards(grid.runs_per_job(cfg))
+    assert sorted(len(ids) for ids in shards.values()) == [2, 3, 3, 3, 3]
+    assert grid.pending_shards(shards, set()).keys() == shards.keys()
+    a, b, *_ = sorted(shards)
+    for finished in range(len(shards[a]) + 1):       # shard a's job finishes its runs one by one
+        done = set(shards[a][:finished])
+        again = grid.build(copy.deepcopy(cfg))        # another job re-parses meanwhile
+        assert again.shards(grid.runs_per_job(cfg)) == shards
+        model, runs = grid.shard_job(cfg, b)          # ... and finds its own shard
+        assert [run["id"] for run in runs] == shards[b] and model["id"] == b.split(".")[0]
+        pending = grid.pending_shards(shards, done)
+        assert (a in pending) == (finished < len(shards[a]))
+        assert set(pending) - {a} == set(shards) - {a}
+    # the marker name follows what is left: a half-done shard, or one with a run deleted to be redone, runs again
+    keys = {grid.pending_shards(shards, set(shards[a][:n]))[a] for n in range(len(shards[a]))}
+    assert len(keys) == len(shards[a])
+
+
+def test_a_shard_job_reads_the_runs_the_grid_has():
+    cfg = sweep_config(restoration=copy.deepcopy(RESTORING))
+    g = grid.build(cfg)
+    assert g.restorations
+    for shard, run_ids in g.shards(grid.runs_per_job(cfg)).items():
+        model, runs = grid.shard_job(cfg, shard)
+        assert runs == [grid.run_dict(g.all_runs[run_id]) for run_id in run_ids]
+        assert model == grid.model_dict(g.models[shard.split(".")[0]])
+    with pytest.raises(ValueError, match=r"shard 'oracle-0123456789abcdef.0123456789abcdef' is not in this "
+                                         r"config's grid"):
+        grid.shard_job(cfg, "oracle-0123456789abcdef.0123456789abcdef")
+
+
+def test_a_new_preset_makes_targets_only_of_shards_with_its_runs():
+    cfg = sweep_config()
+    before = grid.build(cfg)
+    done = set(before.all_runs)                       # the first sweep finished
+    cfg["samplers"]["ddpm"] = {**cfg["samplers"]["ode"], "family": "ddpm", "steps": 6}   # 2 seeds: 2 runs
+    after = grid.build(cfg)
+    shards = after.shards(grid.runs_per_job(cfg))
+    pending = grid.pending_shards(shards, done)
+    new = set(after.all_runs) - done
+    assert len(new) == 2 and 1 <= len(pending) <= 2
+    assert {run_id for shard in pending for run_id in shards[shard] if run_id not in done} == new
 
 
 def test_restoration_runs_have_their_task_and_noise_std_stated_on_a_range():
@@ -235,3 +293,57 @@ def test_likelihood_models_must_exist():
     raw["metrics"] = {"likelihood": {"models": ["oracle", "unet"]}}
     with pytest.raises(ValueError, match=r"metrics.likelihood.models: unknown model 'unet'; allowed: mlp, oracle"):
         build(raw)
+
+
+def test_cli_status_counts_states_per_preset_and_source_and_points_at_failures(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({**copy.deepcopy(BASE), "restoration": copy.deepcopy(RESTORING)}))
+    _, g = config.load(path)
+    ids = sorted(g.runs)
+    model_a, model_b = sorted(g.models)[:2]
+    rw = [i for i in ids if i.startswith("rw-") and g.runs[i].model.id == model_a]
+    rw_b = next(i for i in ids if i.startswith("rw-") and g.runs[i].model.id == model_b)
+    ode = [i for i in ids if i.startswith("ode-")]
+    def record(run_id, status, wall_s=None, **more):
+        return {"run_id": run_id, "kind": "generation", "status": status, "nfe": 1, "wall_s": wall_s, "device": "cpu",
+                "finished": "", "row": {}, "params": {}, "provenance": {}, "files": {}, "metrics": {}, **more}
+
+    records = {rw[0]: record(rw[0], "ok", 2.0), rw[1]: record(rw[1], "ok", 4.0),
+               rw_b: record(rw_b, "diverged", 10.0),
+               ode[0]: record(ode[0], "failed", error="RuntimeError: boom", log="logs/run_shard/x.log"),
+               ode[1]: record(ode[1], "failed", error="OSError: disk", log=None),   # no log: the shard's logs
+               ode[2]: {"status": "ok"}}                      # cannot be trusted: corrupt, redone
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "layout.json").write_text(json.dumps({"version": 2}))
+    for run_id, content in records.items():
+        folder = tmp_path / "results" / "runs" / run_id
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps(content))
+    assert cli.main(["status", "--config", str(path), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["runs"] == len(g.all_runs)
+    assert status["total"] == {"ok": 2, "diverged": 1, "failed": 2, "corrupt": 1, "pending": len(g.all_runs) - 6}
+    n_rw = sum(i.startswith("rw-") for i in ids)
+    assert status["by_preset"]["generation rw"] == {"ok": 2, "diverged": 1, "failed": 0, "corrupt": 0,
+                                                    "pending": n_rw - 3}
+    assert status["by_preset"]["restoration ddrm"]["pending"] == len(g.restorations)
+    assert sum(c["ok"] for c in status["by_source"].values()) == 2
+    # a run to do costs the mean wall time of the done runs of its preset and source (rw on a: 3 s, on b:
+    # 10 s), else of its preset (rw: 16 / 3 s), else of all done runs (16 / 3 s)
+    pending_rw = {m: sum(g.runs[i].model.id == m for i in ids if i.startswith("rw-")) - done
+                  for m, done in ((model_a, 2), (model_b, 1))}
+    others = len(g.all_runs) - 3 - sum(pending_rw.values())   # failed and corrupt runs are redone too
+    assert status["remaining_run_s"] == pytest.approx(3.0 * pending_rw[model_a] + 10.0 * pending_rw[model_b]
+                                                      + 16 / 3 * others)
+    assert status["remaining_unknown_runs"] == 0
+    failures = {f["run_id"]: f for f in status["failures"]}
+    assert failures[ode[0]]["log"] == "logs/run_shard/x.log" and failures[ode[0]]["error"] == "RuntimeError: boom"
+    shard = next(s for s, members in g.shards(grid.runs_per_job(config.prepare(yaml.safe_load(path.read_text())))).items()
+                 if ode[1] in members)
+    assert failures[ode[1]]["log"] == f"logs/run_shard/{shard}.*.log"
+    assert failures[ode[2]]["error"].startswith("corrupt record: ")
+    assert cli.main(["status", "--config", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert f"{len(g.all_runs)} runs in results: 2 ok, 1 diverged, 2 failed, 1 corrupt" in text
+    assert "estimated run time left: " in text and f"{ode[0]}: RuntimeError: boom\n    log: logs/run_shard/x.log" in text

@@ -2,6 +2,7 @@
 
     diffsweep list [KIND] [--config FILE] [--json]
     diffsweep grid --config FILE [--json]
+    diffsweep status [--config FILE] [--json]
     diffsweep table PARQUET --rows COLS [--cols COLS] --metric COL [--filter COL=V[,V...]]...
                     [--format markdown|latex|csv|html] [--agg mean_std|mean|median|min|max]
                     [--better auto|lower|higher|none] [--pool error|best|mean] [--number-format .3g]
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 # `diffsweep list <kind>`: the registry of each kind (module, attribute), imported only when
@@ -130,6 +132,125 @@ def command_grid(args) -> int:
     return 0
 
 
+# `diffsweep status`: a run's state is its record's status (ok, diverged, failed), corrupt (a
+# record that cannot be trusted, diffsweep.runs.read_record) or pending (no record yet).
+STATES = ("ok", "diverged", "failed", "corrupt", "pending")
+
+
+def sweep_status(grid, results, config: dict | None = None) -> dict:
+    """Counts of run states per preset and per score source, the estimated run time left, and the
+    failed runs with their error and log. Reads only the records of run folders that exist."""
+    import os
+
+    from diffsweep import grid as ds_grid, runs
+
+    all_runs = grid.all_runs
+    folder = Path(results) / "runs"
+    present = sorted(set(os.listdir(folder)) & set(all_runs)) if folder.is_dir() else []
+    state, wall, failures = {}, {}, []
+    for run_id in present:
+        status, record, problem = runs.run_state(results, run_id)
+        if status == runs.MISSING:
+            continue
+        state[run_id] = status
+        if record and isinstance(record.get("wall_s"), (int, float)):
+            wall[run_id] = record["wall_s"]
+        if status == runs.FAILED:
+            failures.append({"run_id": run_id, "error": record.get("error") or "", "log": record.get("log")})
+        elif status == runs.CORRUPT:
+            failures.append({"run_id": run_id, "error": f"corrupt record: {problem}", "log": None})
+    if failures and config is not None:   # a record without its log: the shard job's logs
+        shard_of = {run_id: shard for shard, ids in grid.shards(ds_grid.runs_per_job(config)).items() for run_id in ids}
+        for failure in failures:
+            failure["log"] = failure["log"] or f"logs/run_shard/{shard_of[failure['run_id']]}.*.log"
+    done = {run_id for run_id, status in state.items() if status in runs.DONE_STATUSES}
+
+    def group(key_of) -> dict:
+        table = {}
+        for run_id, run in all_runs.items():
+            counts = table.setdefault(key_of(run), {name: 0 for name in STATES})
+            name = state.get(run_id, "pending")
+            counts[name] = counts.get(name, 0) + 1
+        return dict(sorted(table.items()))
+
+    # run time left: each pending run costs the mean wall time of the done runs of its preset and
+    # score source, else of its preset, else of all done runs
+    estimates = []   # (key of a run, mean wall time of the done runs by that key), finest first
+    for key_of in (lambda r: (r.kind, r.preset, r.model.id), lambda r: (r.kind, r.preset), lambda r: ()):
+        sums = {}
+        for run_id, seconds in wall.items():
+            sums.setdefault(key_of(all_runs[run_id]), []).append(seconds)
+        estimates.append((key_of, {key: sum(values) / len(values) for key, values in sums.items()}))
+    left, unknown = 0.0, 0
+    for run_id, run in all_runs.items():
+        if run_id not in done:
+            mean = next((table[key_of(run)] for key_of, table in estimates if key_of(run) in table), None)
+            unknown += mean is None
+            left += mean or 0.0
+    return {"results": str(results), "runs": len(all_runs),
+            "total": {**{name: 0 for name in STATES}, **_count(state.get(run_id, "pending") for run_id in all_runs)},
+            "by_preset": {f"{kind} {preset}": counts for (kind, preset), counts in group(lambda r: (r.kind, r.preset)).items()},
+            "by_source": {f"{name} on {dataset} ({model_id})": counts for (name, dataset, model_id), counts
+                          in group(lambda r: (r.model.name, r.model.data.name, r.model.id)).items()},
+            "remaining_run_s": left, "remaining_unknown_runs": unknown, "failures": failures}
+
+
+def _count(values) -> dict:
+    counts = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def print_status(status: dict, shown_failures: int = 10) -> None:
+    total = status["total"]
+    print(f"{status['runs']:,} runs in {status['results']}: " + ", ".join(f"{count:,} {name}" for name, count in total.items()))
+    names = [*STATES, *sorted({n for section in ("by_preset", "by_source") for c in status[section].values() for n in c}
+                               - set(STATES))]
+    for title, section in (("preset", "by_preset"), ("score source", "by_source")):
+        rows = status[section]
+        width = max([len(title), *map(len, rows)])
+        print(f"\nby {title}:\n  {title:<{width}}  " + "  ".join(f"{name:>8}" for name in names))
+        for key, counts in rows.items():
+            print(f"  {key:<{width}}  " + "  ".join(f"{counts.get(name, 0):>8,}" for name in names))
+    to_do = status["runs"] - total["ok"] - total["diverged"]    # pending, failed (retried) and corrupt runs
+    unknown = status["remaining_unknown_runs"]
+    if to_do == unknown > 0:
+        print("\nestimated run time left: unknown until a run is done")
+    elif to_do:
+        line = f"\nestimated run time left: {_duration(status['remaining_run_s'])} for {to_do - unknown:,} runs to do"
+        line += " (mean wall_s of the done runs of the same preset and score source, one run at a time, without job start-up)"
+        if unknown:
+            line += f"; {unknown:,} more with no done run to estimate from"
+        print(line)
+    failures = status["failures"]
+    if failures:
+        print(f"\nfailed or corrupt runs, retried by the next invocation ({len(failures):,}{', first ' + str(shown_failures) if len(failures) > shown_failures else ''}):")
+        for failure in failures[:shown_failures]:
+            error = (failure["error"] or "").strip().splitlines()
+            print(f"  {failure['run_id']}: {error[-1] if error else '(no error recorded)'}\n    log: {failure['log']}")
+
+
+def command_status(args) -> int:
+    from diffsweep import config
+
+    try:
+        cfg, grid = config.load(args.config)
+    except config.ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    status = sweep_status(grid, cfg["results"], cfg)
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        print_status(status)
+    return 0
+
+
 def _names(values) -> list[str]:
     """Column names from repeated and/or comma-separated options."""
     return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
@@ -208,6 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--config", required=True, help="a config YAML file")
     grid.add_argument("--json", action="store_true", help="machine-readable output")
     grid.set_defaults(func=command_grid)
+    status = sub.add_parser("status", help="how many runs are done, pending, diverged or failed, and the time left")
+    status.add_argument("--config", default="config/config.yaml",
+                        help="the sweep's config YAML file (default: config/config.yaml, the embedded default)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=command_status)
     from diffsweep.tables.options import AGGREGATES, DIRECTIONS, FORMATS, POOLING
 
     table = sub.add_parser(

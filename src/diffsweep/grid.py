@@ -13,7 +13,6 @@ calls this at parse time.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import itertools
 import json
@@ -57,16 +56,30 @@ def expand_axes(entry: dict) -> list[dict]:
                 paths.append(prefix + (key,))
                 choices.append(value)
     walk(entry, ())
+    template = copy_plain(entry)
     points = []
     for combo in itertools.product(*choices):
-        point = copy.deepcopy(entry)
+        # copy only the mappings on the way to a swept value; the rest is shared, read-only
+        point, copied = dict(template), set()
         for path, value in zip(paths, combo):
             node = point
-            for key in path[:-1]:
+            for depth, key in enumerate(path[:-1]):
+                if path[:depth + 1] not in copied:
+                    node[key] = dict(node[key])
+                    copied.add(path[:depth + 1])
                 node = node[key]
-            node[path[-1]] = value
+            node[path[-1]] = copy_plain(value)
         points.append(point)
     return points
+
+
+def copy_plain(node):
+    """A copy of plain config data (dicts, lists, scalars); much faster than copy.deepcopy."""
+    if isinstance(node, dict):
+        return {key: copy_plain(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [copy_plain(value) for value in node]
+    return node
 
 
 @dataclass(frozen=True)
@@ -209,6 +222,7 @@ class Grid:
     runs: dict[str, RunSpec]          # generation runs by run id
     excluded: list[str]               # human-readable reasons for skipped combinations
     restorations: dict[str, RunSpec] = field(default_factory=dict)   # restoration runs by run id
+    _rows: dict = field(default_factory=dict, repr=False)             # manifest rows by kind, made once
 
     @property
     def all_runs(self) -> dict[str, RunSpec]:
@@ -219,18 +233,29 @@ class Grid:
         return [m for m in self.models.values() if m.source == "trained"]
 
     def manifest_rows(self, kind: str = "generation") -> list[dict]:
-        """The manifest rows of one kind of run, sorted by run id."""
-        runs = self.runs if kind == "generation" else self.restorations
-        return [runs[run_id].row() for run_id in sorted(runs)]
+        """The manifest rows of one kind of run, sorted by run id (made once; do not change them)."""
+        if kind not in self._rows:
+            runs = self.runs if kind == "generation" else self.restorations
+            self._rows[kind] = [runs[run_id].row() for run_id in sorted(runs)]
+        return self._rows[kind]
 
-    def shards(self, runs_per_job: dict[str, int], done=frozenset()) -> dict[str, list[str]]:
-        """Pending runs packed by score source and kind, `runs_per_job[kind]` to a shard: shard id
-        `<model_id>.<hash of its run ids>` -> run ids. Done runs belong to no shard, so a new
-        preset adds jobs only for its own runs and a failed job's finished runs are kept."""
+    def digest(self, kind: str = "generation") -> str:
+        """A hash that changes when the manifest rows of a kind do (its runs, or the names around
+        them): the tables' rule params carry it instead of the rows, so a changed grid
+        re-aggregates without every run's parameters in the DAG."""
+        runs = self.runs if kind == "generation" else self.restorations
+        text = "\n".join(f"{run_id} {run.model.id} {run.model.data.id} {run.task.name if run.task else ''}"
+                         for run_id, run in sorted(runs.items()))
+        return hashlib.sha256(text.encode()).hexdigest()[:HASH_DIGITS]
+
+    def shards(self, runs_per_job: dict[str, int]) -> dict[str, list[str]]:
+        """Every run packed by score source and kind, in run id order, `runs_per_job[kind]` to a
+        shard: shard id `<model_id>.<hash of its run ids>` -> run ids. Done runs stay in their
+        shard (its job skips them), so a shard's id and membership do not depend on when the
+        grid is built: a cluster job that re-parses while other shards finish finds its own."""
         groups: dict[tuple, list[str]] = {}
         for run_id, run in sorted(self.all_runs.items()):
-            if run_id not in done:
-                groups.setdefault((run.model.id, run.kind), []).append(run_id)
+            groups.setdefault((run.model.id, run.kind), []).append(run_id)
         shards = {}
         for (model_id, kind), run_ids in sorted(groups.items()):
             size = runs_per_job[kind]
@@ -238,6 +263,43 @@ class Grid:
                 chunk = run_ids[start:start + size]
                 shards[f"{model_id}.{short_hash(chunk)}"] = chunk
         return shards
+
+
+def runs_per_job(config: dict) -> dict[str, int]:
+    """Runs packed into one shard job, by run kind (config sampling/restoration.runs_per_job)."""
+    return {"generation": config["sampling"]["runs_per_job"],
+            "restoration": config.get("restoration", {}).get("runs_per_job", 16)}
+
+
+def pending_shards(shards: dict[str, list[str]], done, key=short_hash) -> dict[str, str]:
+    """The shards with runs not done -> `key(those runs)`: the job's marker is
+    results/shards/<shard>.<key>.json, so a shard whose runs were deleted (to be redone), left
+    unfinished or (with a key of their records, runs.attempt) failed runs again, and a finished
+    shard is no target."""
+    pending = {}
+    for shard, run_ids in shards.items():
+        left = [run_id for run_id in run_ids if run_id not in done]
+        if left:
+            pending[shard] = key(left)
+    return pending
+
+
+def shard_job(config: dict, shard_id: str, base_dir: str | Path = ".") -> tuple[dict, list[dict]]:
+    """What a shard job runs, found from the shard id and the config alone (no rule params): the
+    score source as `model_dict` and the shard's runs as `run_dict`s. Expands only the runs of
+    the shard's score source."""
+    model_id = shard_id.split(".")[0]
+    grid = build(config, base_dir, models={model_id})
+    shards = grid.shards(runs_per_job(config))
+    if shard_id not in shards:
+        raise ValueError(f"shard '{shard_id}' is not in this config's grid (was the config changed under a running sweep?)")
+    return model_dict(grid.models[model_id]), [run_dict(grid.all_runs[run_id]) for run_id in shards[shard_id]]
+
+
+def manifest_rows(config: dict, kind: str, base_dir: str | Path = ".") -> list[dict]:
+    """The manifest rows of a kind, expanded from the config (what the table jobs read), keys sorted
+    as rule params had them."""
+    return canonical(build(config, base_dir).manifest_rows(kind))
 
 
 # --- what a job receives (its rule's params): plain dicts, keys sorted -----------------------
@@ -266,9 +328,10 @@ def run_dict(run: RunSpec) -> dict:
                       "params": run.params(), "row": run.row()})
 
 
-def build(config: dict, base_dir: str | Path = ".") -> Grid:
+def build(config: dict, base_dir: str | Path = ".", models: set[str] | None = None) -> Grid:
     """The grid of a config that `diffsweep.config.prepare` has validated and completed.
-    `base_dir` is where plugin file paths are relative to (the working directory)."""
+    `base_dir` is where plugin file paths are relative to (the working directory). With
+    `models` (model ids), only the runs of those score sources are expanded (a shard job's)."""
     registry.load_plugins(config["plugins"], base_dir)
 
     datasets = {}
@@ -278,7 +341,7 @@ def build(config: dict, base_dir: str | Path = ".") -> Grid:
                 "n_reference": config["data"]["n_reference"], "seed": config["data"]["seed"]}
         datasets[name] = DataSpec(id=f"{name}-{short_hash(spec)}", name=name, **spec)
 
-    models, excluded = {}, []
+    models_by_id, excluded = {}, []
     for name, entry in config["models"].items():
         wanted = entry["datasets"] or list(datasets)
         for dataset_name in wanted:
@@ -291,7 +354,7 @@ def build(config: dict, base_dir: str | Path = ".") -> Grid:
                     excluded.append(f"model '{name}' (oracle) x dataset '{dataset_name}': no closed-form denoiser")
                     continue
                 model_id = f"{name}-{short_hash([data_spec.id, 'oracle'])}"
-                models[model_id] = ModelSpec(model_id, name, "oracle", data_spec)
+                models_by_id[model_id] = ModelSpec(model_id, name, "oracle", data_spec)
                 continue
             if entry["source"] == "pretrained":
                 recipe = resolve_pretrained(entry, where=f"models.{name}.")
@@ -300,13 +363,13 @@ def build(config: dict, base_dir: str | Path = ".") -> Grid:
                     excluded.append(f"model '{name}' (pretrained {recipe['format']}) x dataset '{dataset_name}': {reason}")
                     continue
                 model_id = f"{name}-{short_hash([data_spec.id, recipe])}"
-                models[model_id] = ModelSpec(model_id, name, "pretrained", data_spec, recipe)
+                models_by_id[model_id] = ModelSpec(model_id, name, "pretrained", data_spec, recipe)
                 continue
             trained_keys = {k: v for k, v in entry.items() if k not in ("source", "datasets", *PRETRAINED_KEYS)}
             for recipe in expand_axes(trained_keys):
                 recipe = resolve_recipe(recipe, where=f"models.{name}.")
                 model_id = f"{name}-{short_hash([data_spec.id, recipe])}"
-                models[model_id] = ModelSpec(model_id, name, "trained", data_spec, recipe)
+                models_by_id[model_id] = ModelSpec(model_id, name, "trained", data_spec, recipe)
 
     check_names(config["metrics"]["likelihood"]["models"], config["models"], "metrics.likelihood.models", "model")
     for preset_name, preset in config["samplers"].items():
@@ -315,8 +378,9 @@ def build(config: dict, base_dir: str | Path = ".") -> Grid:
                 raise ValueError(f"samplers.{preset_name}.datasets: unknown dataset '{dataset_name}'; "
                                  f"allowed: {', '.join(datasets)}")
         check_names(preset.get("models", []), config["models"], f"samplers.{preset_name}.models", "model")
+    expanded = {model_id: model for model_id, model in models_by_id.items() if models is None or model_id in models}
     runs = {}
-    for model in models.values():
+    for model in expanded.values():
         for preset_name, preset in config["samplers"].items():
             if preset.get("datasets") and model.data.name not in preset["datasets"]:
                 continue
@@ -325,20 +389,21 @@ def build(config: dict, base_dir: str | Path = ".") -> Grid:
             for point in expand_axes(preset):
                 run_template = resolve_preset(point, where=f"samplers.{preset_name}.")
                 for seed in config["seeds"]:
-                    run = RunSpec(id="", model=model, preset=preset_name, seed=seed,
-                                  n_samples=point.get("n_samples") or config["sampling"]["n_samples"],
-                                  **run_template)
-                    add_run(runs, run, where=f"samplers.{preset_name}")
-    restorations = build_restorations(config["restoration"], models, excluded) if "restoration" in config else {}
-    return Grid(datasets, models, runs, excluded, restorations)
+                    fields = dict(model=model, preset=preset_name, seed=seed,
+                                  n_samples=point.get("n_samples") or config["sampling"]["n_samples"], **run_template)
+                    add_run(runs, fields, where=f"samplers.{preset_name}")
+    restorations = build_restorations(config["restoration"], models_by_id, excluded, expanded) \
+        if "restoration" in config else {}
+    return Grid(datasets, models_by_id, runs, excluded, restorations)
 
 
-def add_run(runs: dict[str, RunSpec], run: RunSpec, where: str) -> None:
-    """Give `run` its id, `<preset>-<hash of its params>`, and add it to `runs`."""
-    run_id = f"{run.preset}-{short_hash(run.params())}"
+def add_run(runs: dict[str, RunSpec], fields: dict, where: str) -> None:
+    """Make the run of `fields` (RunSpec's fields but the id), give it its id, `<preset>-<hash
+    of its params>`, and add it to `runs`."""
+    run_id = f"{fields['preset']}-{short_hash(RunSpec(id='', **fields).params())}"
     if run_id in runs:
         raise ValueError(f"{where}: two grid points resolve to the same run {run_id}")
-    runs[run_id] = dataclasses.replace(run, id=run_id)
+    runs[run_id] = RunSpec(id=run_id, **fields)
 
 
 def check_names(names: list[str], known, where: str, what: str) -> None:
@@ -387,16 +452,43 @@ def pretrained_mismatch(recipe: dict, data_spec: DataSpec) -> str:
     return ""
 
 
+def resolve_schedule_knobs(schedule: str, knobs: dict, where: str, cache: dict = {}) -> dict:  # noqa: B006
+    """noise.resolve_schedule_knobs, once per distinct (schedule, knobs): the points of a preset
+    usually share them. A copy each time, so no two runs share a mutable dict."""
+    try:
+        key = (schedule, tuple(sorted(knobs.items())))
+        hash(key)
+    except TypeError:     # a list-valued knob: resolved every time
+        return noise.resolve_schedule_knobs(schedule, knobs, where=where)
+    if key not in cache:
+        cache[key] = noise.resolve_schedule_knobs(schedule, knobs, where=where)
+    return dict(cache[key])
+
+
+def check_schedule(schedule: str, steps: int, knobs: dict, where: str, checked: set = set()) -> None:  # noqa: B006
+    """noise.check_schedule, once per distinct (schedule, steps, knobs) that passed: it computes
+    the levels, and the points of a preset usually share them (100k runs: 85 s of a profiled build)."""
+    try:
+        key = (schedule, steps, tuple(sorted(knobs.items())))
+        hash(key)
+    except TypeError:
+        key = None
+    if key is None or key not in checked:
+        noise.check_schedule(schedule, steps, knobs, where=where)
+        if key is not None:
+            checked.add(key)
+
+
 def resolve_preset(point: dict, where: str, methods=samplers) -> dict:
     """One point of a sampler (or, with methods=restoration, restorer) preset: family, schedule
     and knobs checked and completed."""
     spec = methods.get(point["family"], where=f"{where}family: ")
     schedule = point["schedule"] or spec.default_schedule
-    schedule_knobs = noise.resolve_schedule_knobs(schedule, point["schedule_knobs"], where=where)
+    schedule_knobs = resolve_schedule_knobs(schedule, point["schedule_knobs"], where=where)
     steps = point["steps"]
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"{where}steps: expected a positive integer (or a list of them), got {steps!r}")
-    noise.check_schedule(schedule, steps, schedule_knobs, where=where)
+    check_schedule(schedule, steps, schedule_knobs, where=where)
     init = spec.init if point["init"] == "default" else point["init"]
     init_knobs = samplers.resolve_init_knobs(init, point.get("init_knobs"), where=f"{where}init_knobs.")
     return {"family": spec.name, "schedule": schedule, "schedule_knobs": schedule_knobs, "steps": steps,
@@ -415,9 +507,11 @@ def fidelity_extractors(data_spec: DataSpec, options: dict) -> list[str]:
     return (["digits"] if data_spec.family in DIGITS_FAMILIES else []) + ["inception"]
 
 
-def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: list[str]) -> dict[str, RunSpec]:
+def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: list[str],
+                       expanded: dict[str, ModelSpec] | None = None) -> dict[str, RunSpec]:
     """models (named in section['models'], default all) x tasks x restorer presets x seeds; list values sweep.
-    Operators that need images skip flat datasets (recorded in `excluded`)."""
+    Operators that need images skip flat datasets (recorded in `excluded`). Only the runs of
+    `expanded` (default: all models) are made."""
     known_models = {m.name for m in models.values()}
     for index, name in enumerate(section["models"]):
         if name not in known_models:
@@ -449,7 +543,7 @@ def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: li
             presets.append((preset_name, preset, resolve_preset(point, where=f"restoration.restorers.{preset_name}.",
                                                                 methods=restoration)))
     runs = {}
-    for model in models.values():
+    for model in (models if expanded is None else expanded).values():
         if section["models"] and model.name not in section["models"]:
             continue
         if section["datasets"] and model.data.name not in section["datasets"]:
@@ -470,7 +564,7 @@ def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: li
                 if preset.get("tasks") and task.name not in preset["tasks"]:
                     continue
                 for seed in section["seeds"]:
-                    run = RunSpec(id="", model=model, preset=preset_name, seed=seed, n_samples=section["n_samples"],
+                    fields = dict(model=model, preset=preset_name, seed=seed, n_samples=section["n_samples"],
                                   task=task, **template)
-                    add_run(runs, run, where=f"restoration.restorers.{preset_name}")
+                    add_run(runs, fields, where=f"restoration.restorers.{preset_name}")
     return runs

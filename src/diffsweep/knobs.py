@@ -45,6 +45,9 @@ class Knob:
     exclusive_minimum: float | None = None
     exclusive_maximum: float | None = None
 
+    def __post_init__(self):
+        self.check("default", self.default)   # so resolve_knobs checks only the values a config gives
+
     def check(self, key: str, value) -> None:
         """Raise ValueError naming `key`, the value and what is allowed if `value` is not allowed."""
         allowed = KNOB_TYPES[self.type]
@@ -88,7 +91,10 @@ def resolve_knobs(declared: dict[str, Knob], given: dict, owner: str, where: str
         raise ValueError(f"{prefix}unknown knob(s) {unknown} for {owner}; allowed: {', '.join(declared) or '(none)'}")
     resolved = {}
     for key, knob in declared.items():
-        value = given.get(key, knob.default)
-        knob.check(f"{where}{key}", value)
+        if key in given:
+            value = given[key]
+            knob.check(f"{where}{key}", value)
+        else:
+            value = knob.default    # checked when the knob was declared
         resolved[key] = float(value) if knob.type == "float" else value
     return resolved

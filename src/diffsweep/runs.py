@@ -6,7 +6,7 @@ samples with a task's operator and restores them with a restorer preset (diffswe
 Everything around the kind-specific work is shared:
 
 - Layout. Every run owns results/runs/<run_id>/ (its arrays and figures, and run.json written
-  last); a shard job's marker is results/shards/<shard>.json.
+  last); a shard job's marker is results/shards/<shard>.<attempt>.json (grid.pending_shards).
   results/layout.json names the layout version; a results folder of an older layout is refused
   at parse time (`check_layout`), so old and new records never mix.
 - Job loop (`run_shard`). Plugins imported, device picked, score source loaded once, each run
@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,7 +63,9 @@ def check_layout(results) -> None:
     results = Path(results)
     marker = results / "layout.json"
     version = io.read_json(marker).get("version") if marker.exists() else None
-    has_runs = any((results / folder).is_dir() for folder in ("runs", "restorations", "shards"))
+    # run folders only: Snakemake makes shards/ for a job's marker before the job writes layout.json,
+    # and a job that parses meanwhile (on a cluster) must not take that for an old layout
+    has_runs = any((results / folder).is_dir() for folder in ("runs", "restorations"))
     if version == LAYOUT_VERSION or (version is None and not has_runs):
         return
     found = f"layout version {version}" if version is not None else "an older layout (no layout.json)"
@@ -141,8 +144,12 @@ def run_state(results, run_id: str) -> tuple[str, dict | None, str | None]:
 def done_runs(results, run_ids) -> set[str]:
     """Runs whose record says `ok` or `diverged` (DONE_STATUSES): the others are (re)computed.
     Each corrupt record is named in one warning line."""
+    folder = Path(results) / "runs"
+    present = set(os.listdir(folder)) if folder.is_dir() else set()   # one listing: no read attempt per new run
     done = set()
     for run_id in run_ids:
+        if run_id not in present:
+            continue
         status, _, problem = run_state(results, run_id)
         if problem:
             log.warning("corrupt run record: %s; run %s will be recomputed", problem, run_id)
@@ -166,9 +173,9 @@ def failure_report(failures: list[dict]) -> str:
 
 
 def attempt(results, run_ids) -> str:
-    """A key of the records that pending runs already have (failed or corrupt ones): it changes
-    whenever one of them is rewritten, so a shard whose runs failed runs again, although its marker
-    exists (the shard rule's params hold it)."""
+    """A key of a shard's pending runs and the records they already have (failed or corrupt ones):
+    it changes whenever one of them is rewritten, so a shard whose runs failed runs again (the key
+    names the shard's marker, results/shards/<shard>.<key>.json)."""
     states = []
     for run_id in sorted(run_ids):
         path = record_path(results, run_id)

@@ -270,13 +270,15 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
     # --- use -------------------------------------------------------------------------------
 
     def jobs(self) -> list[dict]:
-        """Every job slurmctld still remembers (MinJobAge): id, state, comment, tres (GPUs asked for)."""
+        """Every job slurmctld still remembers (MinJobAge): id, state, comment, tres (GPUs asked for),
+        start and end (ISO times, seconds)."""
         jobs = []
         for line in self._out(["scontrol", "show", "job", "--oneliner"]).splitlines():
             fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
             if "JobId" in fields:
                 jobs.append({"id": fields["JobId"], "state": fields.get("JobState", ""),
-                             "comment": fields.get("Comment", ""), "tres": fields.get("TresPerJob", "")})
+                             "comment": fields.get("Comment", ""), "tres": fields.get("TresPerJob", ""),
+                             "start": fields.get("StartTime", ""), "end": fields.get("EndTime", "")})
         return jobs
 
     def logs(self, lines: int = 30) -> str:

@@ -16,7 +16,7 @@ rule manifest:
     output:
         update(report(f"{RESULTS}/runs.parquet", category="4. Result tables", caption="../report/runs.rst")),
     params:
-        rows=lambda wc: ds_grid.canonical(GRID.manifest_rows("generation")),
+        grid=GRID.digest("generation"),   # the job expands the rows from the config; a changed grid re-runs it
     log:
         "logs/manifest.log",
     resources:
@@ -40,7 +40,7 @@ rule aggregate:
                                caption="../report/training_table.rst")),
         training_by_sigma=update(f"{RESULTS}/tables/training_by_sigma.parquet"),
     params:
-        rows=lambda wc: ds_grid.canonical(GRID.manifest_rows("generation")),
+        grid=GRID.digest("generation"),   # the job expands the rows from the config; a changed grid re-runs it
         results=lambda wc, output: results_of(output.generation, depth=1),
     log:
         "logs/aggregate.log",
@@ -180,7 +180,7 @@ rule restoration_table:
         update(report(f"{RESULTS}/tables/restoration.parquet", category="5. Restoration", subcategory="Table",
                       caption="../report/restoration_table.rst")),
     params:
-        rows=lambda wc: ds_grid.canonical(GRID.manifest_rows("restoration")),
+        grid=GRID.digest("restoration"),   # the job expands the rows from the config; a changed grid re-runs it
         results=lambda wc, output: results_of(output[0], depth=1),
     log:
         "logs/restoration_table.log",

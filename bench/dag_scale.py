@@ -1,0 +1,101 @@
+"""Benchmark: how parsing, the dry run and aggregation grow with the number of runs.
+
+For each size N, a config with one sampler preset on the ring8 oracle and two list-valued
+knobs (eps x T0, about sqrt(N) values each, N runs; 10 steps, 200 samples per run) is written to a temporary folder,
+and each step runs in its own process, timed with its peak memory (max RSS):
+
+- `diffsweep grid --config sweep.yaml` (the expansion),
+- `snakemake -n` (parse, grid, shards, DAG; nothing runs),
+- `diffsweep status` (done / pending per preset),
+- the aggregation of the generation table (`diffsweep.runs.frame`) with no run done yet.
+
+    python bench/dag_scale.py [--sizes 1000,10000,100000] [--runs-per-job 32]
+
+Run it from the repository root; it writes only under a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+def sweep_config(n_runs: int, runs_per_job: int) -> dict:
+    """One preset, eps x T0 = n_runs points (two axes of about sqrt(n_runs) values each)."""
+    n_t0 = max(d for d in range(1, int(n_runs ** 0.5) + 1) if n_runs % d == 0)
+    n_eps = n_runs // n_t0
+    eps = [round(0.1 + 0.9 * i / n_eps, 9) for i in range(n_eps)]
+    t0 = [round(0.05 + 0.95 * i / n_t0, 9) for i in range(n_t0)]
+    return {"results": "results", "seeds": [0], "data": {"n_train": 2000, "n_reference": 1000},
+            "sampling": {"n_samples": 200, "runs_per_job": runs_per_job},
+            "datasets": {"ring8": {"family": "gmm", "knobs": {"preset": "ring8"}}},
+            "models": {"oracle": {"source": "oracle"}},
+            "samplers": {"rw": {"family": "random_walk", "schedule": "sigmoid", "steps": 10,
+                                "knobs": {"eps": eps, "T0": t0}}},
+            "plots": {"schedules": False}}
+
+
+def measure(command: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one command in a fresh process (GNU time)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    started = time.perf_counter()
+    result = subprocess.run(["/usr/bin/time", "-f", "%M", *command], cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
+    peak_kb = int(result.stderr.strip().splitlines()[-1])
+    return seconds, peak_kb / 1024
+
+
+AGGREGATE = """
+import sys
+from diffsweep import config, runs
+cfg, grid = config.load(sys.argv[1])
+table = runs.frame("generation", grid.manifest_rows("generation"), cfg["results"])
+assert len(table) == len(grid.runs)
+"""
+
+
+def bench(n_runs: int, runs_per_job: int, workdir: Path) -> dict:
+    workdir.mkdir(parents=True)
+    config = workdir / "sweep.yaml"
+    config.write_text(yaml.safe_dump(sweep_config(n_runs, runs_per_job)))
+    python = sys.executable
+    row = {"runs": n_runs}
+    row["grid"] = measure([python, "-m", "diffsweep.cli", "grid", "--config", str(config)], workdir)
+    dry = [python, "-m", "snakemake", "-n", "--quiet", "all", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(config), "--cores", "1"]
+    row["dry run"] = measure(dry, workdir)
+    row["status"] = measure([python, "-m", "diffsweep.cli", "status", "--config", str(config)], workdir)
+    row["aggregate"] = measure([python, "-c", AGGREGATE, str(config)], workdir)
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated run counts")
+    parser.add_argument("--runs-per-job", type=int, default=32)
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    steps = ("grid", "dry run", "status", "aggregate")
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print("| runs | " + " | ".join(f"{step} s | {step} MB" for step in steps) + " |")
+    print("|---:|" + "---:|---:|" * len(steps))
+    with tempfile.TemporaryDirectory(prefix="dag-scale-") as tmp:
+        for n_runs in sizes:
+            row = bench(n_runs, args.runs_per_job, Path(tmp) / str(n_runs))
+            cells = [f"{row[step][0]:.1f} | {row[step][1]:.0f}" for step in steps]
+            print(f"| {n_runs:,} | " + " | ".join(cells) + " |", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
