@@ -78,7 +78,9 @@ def expected_jobs(path: Path) -> dict[str, int]:
               "restoration_table": int(bool(grid.restorations)), "plot_restoration": int(bool(grid.restorations)),
               "ablation_table": len(tables.ablation_specs(cfg["tables"])), "plot_metrics": 1,
               "plot_samples": len(grid.datasets), "plot_heatmaps": int(trained and bool(cfg["plots"]["heatmap"]["metrics"])),
-              "plot_schedules": int(cfg["plots"]["schedules"]), "plot_training": int(trained), "all": 1}
+              "plot_schedules": int(cfg["plots"]["schedules"]), "plot_training": int(trained),
+              **{f"study_{name}": 1 for name, options in cfg["studies"].items()   # error_sources needs a network
+                 if options is not None and (trained or name != "error_sources")}, "all": 1}
     return {rule: count for rule, count in counts.items() if count}
 
 

@@ -16,7 +16,7 @@ import math
 
 from diffsweep.restoration.registry import Knob, register
 from diffsweep.restoration.restorers import Spectral, ancestral_step, replacement_step, residual
-from diffsweep.samplers.levels import steps_to_zero, with_final_zero
+from diffsweep.samplers.levels import checked_levels, steps_to_zero, with_final_zero
 from diffsweep.samplers.registry import gaussian_like
 
 
@@ -159,7 +159,7 @@ def red_diff(denoise, x, sigmas, generator, operator, y, noise_std, *, lam, lr):
     mu = Spectral(operator, x).pseudo_inverse(y).clone().requires_grad_(True)
     optimizer = torch.optim.Adam([mu], lr=lr)
     nfe = 0
-    for sigma in sigmas:
+    for sigma in checked_levels(sigmas):
         n = gaussian_like(x, generator)
         x_sigma = mu.detach() + sigma * n
         eps_hat = (x_sigma - denoise(x_sigma, sigma)) / sigma

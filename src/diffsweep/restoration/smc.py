@@ -10,7 +10,7 @@ the twist only decides how many particles that takes.
 
 from diffsweep.restoration.registry import Knob, register
 from diffsweep.restoration.restorers import Spectral, ancestral_step, residual
-from diffsweep.samplers.levels import steps_to_zero
+from diffsweep.samplers.levels import checked_levels, steps_to_zero
 from diffsweep.samplers.registry import gaussian_like
 
 
@@ -47,6 +47,7 @@ def resample(log_weights, generator, *tensors):
 )
 def twisted_smc(denoise, x, sigmas, generator, operator, y, noise_std, *, particles, prior_variance):
     import torch
+    sigmas = checked_levels(sigmas)
     n, k = x.shape[0], particles
     operator = operator.restrict(torch.arange(n).repeat_interleave(k))     # particle i of row j: row j's operator
     # particle 0 of each row is the given start; the others are drawn from the same N(0, sigma_max^2 I)
