@@ -40,15 +40,14 @@ TINY = {
 
 # A user's restorer, registered by a plugin file (config `plugins`): the parse and the job import it.
 PLUGIN = """
-import torch
-
 from diffsweep.restoration import register
+from diffsweep.samplers import gaussian_like, steps_to_zero
 
 
 @register("denoise_only", knobs={}, description="unconditional baseline: denoise and renoise, ignoring y")
 def denoise_only(denoise, x, sigmas, generator, operator, y, noise_std):
-    for sigma, following in zip(sigmas, [*sigmas[1:], 0.0]):
-        x = denoise(x, sigma) + following * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    for sigma, following in steps_to_zero(sigmas):
+        x = denoise(x, sigma) + following * gaussian_like(x, generator)
     return x, len(sigmas)
 """
 
