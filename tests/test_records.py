@@ -252,7 +252,7 @@ def test_kill_9_during_sampling_then_during_a_table_write_loses_nothing(copied):
     io.write_parquet(tables / "generation.parquet", expected)     # the table of an earlier invocation
     half_table = tables / ".generation.parquet.a1b2c3.tmp"
     half_table.write_bytes(b"partial")
-    past = time.time() - 60
+    past = io.STARTED - 60          # before this process started: what an earlier, killed job left
     for path in (interrupted, half_table):
         os.utime(path, (past, past))
     fresh = tables / ".training.parquet.d4e5f6.tmp"      # a live write of another job: kept

@@ -272,10 +272,10 @@ def runs_per_job(config: dict) -> dict[str, int]:
 
 
 def pending_shards(shards: dict[str, list[str]], done, key=short_hash) -> dict[str, str]:
-    """The shards with runs not done -> `key(those runs)`: the job's marker is
-    results/shards/<shard>.<key>.json, so a shard whose runs were deleted (to be redone), left
-    unfinished or (with a key of their records, runs.attempt) failed runs again, and a finished
-    shard is no target."""
+    """The shards with runs not done -> `key(those runs)`: the key is the shard job's `attempt`
+    param, so a shard whose runs were deleted (to be redone), left unfinished or (with a key of
+    their records, runs.attempt) failed runs again through the params rerun trigger, and a
+    finished shard is no target."""
     pending = {}
     for shard, run_ids in shards.items():
         left = [run_id for run_id in run_ids if run_id not in done]

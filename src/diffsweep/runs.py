@@ -6,7 +6,7 @@ samples with a task's operator and restores them with a restorer preset (diffswe
 Everything around the kind-specific work is shared:
 
 - Layout. Every run owns results/runs/<run_id>/ (its arrays and figures, and run.json written
-  last); a shard job's marker is results/shards/<shard>.<attempt>.json (grid.pending_shards).
+  last); a shard job's marker is results/shards/<shard>.json (its `attempt` param: grid.pending_shards).
   results/layout.json names the layout version; a results folder of an older layout is refused
   at parse time (`check_layout`), so old and new records never mix.
 - Job loop (`run_shard`). Plugins imported, device picked, score source loaded once, each run
@@ -175,7 +175,7 @@ def failure_report(failures: list[dict]) -> str:
 def attempt(results, run_ids) -> str:
     """A key of a shard's pending runs and the records they already have (failed or corrupt ones):
     it changes whenever one of them is rewritten, so a shard whose runs failed runs again (the key
-    names the shard's marker, results/shards/<shard>.<key>.json)."""
+    is the shard job's `attempt` param, which the params rerun trigger compares)."""
     states = []
     for run_id in sorted(run_ids):
         path = record_path(results, run_id)

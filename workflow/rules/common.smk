@@ -28,9 +28,10 @@ RESULTS = config["results"]
 RUNS = GRID.all_runs
 DONE = ds_runs.done_runs(RESULTS, RUNS)
 # Every run is in one shard whatever is done (a job re-parsing this file while other shards finish
-# finds its own shard); a shard is a target only while it has pending runs, under a marker named
-# by those runs and their records (grid.pending_shards, runs.attempt): a shard whose runs failed,
-# or whose records were found corrupt, runs again. The job finds its runs from the shard id.
+# finds its own shard); a shard is a target only while it has pending runs, and its job's params
+# carry a key of those runs and their records (grid.pending_shards, runs.attempt): a shard whose
+# runs failed, or whose records were found corrupt, runs again. The job finds its runs from the
+# shard id.
 SHARDS = GRID.shards(ds_grid.runs_per_job(config))
 PENDING = ds_grid.pending_shards(SHARDS, DONE, key=lambda run_ids: ds_runs.attempt(RESULTS, run_ids))
 DATASETS_BY_ID = {spec.id: spec for spec in GRID.datasets.values()}
@@ -55,7 +56,6 @@ wildcard_constraints:
     data_id=ID,
     model_id=ID,
     shard=ID + r"\." + HASH,
-    pending=HASH,
     metric="[a-z0-9_]+",
     dataset="[A-Za-z0-9_]+",
     extractor="digits|inception",
@@ -160,7 +160,7 @@ def results_of(path, depth):
 def run_records(kind):
     """Evidence that every run of a kind is done: markers of the shards of pending runs, records
     of finished ones."""
-    return [f"{RESULTS}/shards/{shard}.{pending}.json" for shard, pending in PENDING.items()
+    return [f"{RESULTS}/shards/{shard}.json" for shard in PENDING
             if RUNS[SHARDS[shard][0]].kind == kind] + [
         f"{RESULTS}/runs/{run_id}/run.json" for run_id in sorted(DONE) if RUNS[run_id].kind == kind
     ]

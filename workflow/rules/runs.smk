@@ -1,15 +1,20 @@
 # Runs of both kinds (docs/restoration.md for restoration), packed into shards by score source
 # and kind (common.smk: SHARDS). A shard job finds its runs from the shard id and the config
 # (diffsweep.grid.shard_job), skips those already done, writes results/runs/<run_id>/ for each
-# other run and its marker results/shards/<shard>.<pending>.json (diffsweep.runs).
+# other run and its marker results/shards/<shard>.json (diffsweep.runs).
 
 
 rule run_shard:
     input:
         unpack(shard_inputs),
     output:
-        marker=f"{RESULTS}/shards/{{shard}}.{{pending}}.json",
+        marker=f"{RESULTS}/shards/{{shard}}.json",
     params:
+        # A key of the shard's pending runs and their records (runs.attempt): when a run failed, its
+        # record turned corrupt or a run folder was deleted, the key changes and the `params` rerun
+        # trigger runs the shard again. (A new marker name would not do: Snakemake does not remake a
+        # missing intermediate file while the tables after it are up to date.)
+        attempt=lambda wc: PENDING.get(wc.shard, "done"),
         results=lambda wc, output: results_of(output.marker, depth=1),
         options=shard_options,
         fidelity=config["fidelity"],
@@ -18,9 +23,9 @@ rule run_shard:
     # shard id names its runs (no per-run dicts in the DAG), chunking the network's calls or adding
     # a plugin changes no run, and a params change would re-run finished shards (trigger `params`).
     log:
-        "logs/run_shard/{shard}.{pending}.log",
+        "logs/run_shard/{shard}.log",
     benchmark:
-        "benchmarks/run_shard/{shard}.{pending}.tsv"
+        "benchmarks/run_shard/{shard}.tsv"
     threads: 1
     resources:
         **resources("run_shard"),
