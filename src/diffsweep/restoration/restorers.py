@@ -70,10 +70,10 @@ class Spectral:
 @register(
     "rw_conditional",
     knobs={"eps": EPS, "T0": T0,
-           "clamp_tau": Knob("bool", True, "tau_k = min(eps sigma_k^2, eta^2), as the reference code"),
+           "clamp_tau": Knob("bool", True, "tau_k = min(eps sigma_k^2, noise_std_effective^2), as the reference code"),
            "ve_continuous_sigma": VE_CONTINUOUS_SIGMA, **COMMON_KNOBS},
     description="the paper's conditional random walk: exact likelihood gradient at the current iterate, "
-                "tau = eps sigma^2 (clamped at eta^2), temperature T0 -> 1",
+                "tau = eps sigma^2 (clamped at noise_std_effective^2), temperature T0 -> 1",
     init="unit",
     default_schedule="sigmoid",
 )
