@@ -107,10 +107,10 @@ def cluster_profile(path: Path) -> Path:
     return path
 
 
-# config/smoke.yaml with three seeds, three runs to a shard: each score source has 4 shards of
-# generation runs, each its own SLURM job (GPU rules, 2 fake GPUs: two run side by side), so jobs
-# start, and parse the Snakefile, while other shards of their score source are half done.
-SEEDS, RUNS_PER_JOB = [0, 1, 2], 3
+# config/smoke.yaml with two seeds, three runs to a shard: each score source has 3 shards of
+# generation runs (8 runs), each its own SLURM job (GPU rules, 2 fake GPUs: two run side by side),
+# so jobs start, and parse the Snakefile, while other shards of their score source are half done.
+SEEDS, RUNS_PER_JOB = [0, 1], 3
 
 
 def snakemake(workdir: Path, profile: Path, *extra: str) -> subprocess.Popen:
@@ -183,7 +183,7 @@ def test_smoke_sweep_on_slurm_equals_a_local_run(cluster, smoke_run, tmp_path):
     assert {"prepare_data", "train", "run_shard", "likelihood", "aggregate"} <= finished
     # group jobs: the report steps in one SLURM job
     assert any(job["comment"].startswith("rule_report_") for job in jobs.values())
-    # shards that stay put: 4 shard jobs per score source, two at a time, each started while others of
+    # shards that stay put: 3 shard jobs per score source, two at a time, each started while others of
     # its score source were running or done, and every one found its shard
     _, grid = config.load(tmp_path / "slurm" / "sweep.yaml")
     shard_jobs = [job for job in jobs.values() if job["comment"].startswith("rule_run_shard_")]
