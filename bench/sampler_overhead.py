@@ -12,9 +12,11 @@ does not depend on them):
     unet  the digits UNet (channels 16, 32; 1 x 8 x 8) at batch 256: every sampler, and every
           restorer on the default grid's sr2 task (bicubic x2, 64 measurements x 4 samples)
 
-On a shared machine each figure is the minimum over `--repeats` runs (noise only ever adds time),
-with torch's and BLAS's thread counts fixed; the load average before and after is printed, to say
-how quiet the machine was. A forward is timed at the batch the sampler evaluates (twisted SMC
+On a shared machine: times are this process's CPU time (`time.process_time`: with one torch and one
+BLAS thread, the time it computed, not the time it waited for a core; at a load average of 11-13
+on 2 cores a UNet forward took 215 ms of wall-clock time but 54 ms of CPU time, 46 ms quiet), each
+figure is the minimum over `--repeats` runs, and the load average before and after is printed.
+Cores shared with other processes (caches, a busy hyperthread sibling) still slow both parts. A forward is timed at the batch the sampler evaluates (twisted SMC
 evaluates particles x batch rows).
 """
 
@@ -82,9 +84,10 @@ class Counting:
 
 
 def seconds(fn) -> float:
-    started = time.perf_counter()
+    """CPU seconds of fn() in this process (not wall-clock: other processes do not count)."""
+    started = time.process_time()
     fn()
-    return time.perf_counter() - started
+    return time.process_time() - started
 
 
 def sampler_case(name: str, shape, batch: int, steps: int):
@@ -132,7 +135,7 @@ def main(args) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     only = set(filter(None, args.only.split(",")))
-    print(f"# torch {torch.__version__}, {args.threads} thread(s) (torch and BLAS), {args.steps} levels, "
+    print(f"# torch {torch.__version__}, {args.threads} thread(s) (torch and BLAS), {args.steps} levels, CPU time, "
           f"minimum of {args.repeats} repeats; load average before: {os.getloadavg()[0]:.2f}")
     missed = []
     with torch.no_grad():
@@ -152,9 +155,9 @@ def main(args) -> None:
             for kind, name, run in cases:
                 per_eval = []
                 for _ in range(args.repeats):
-                    started = time.perf_counter()
+                    started = time.process_time()
                     counted = run(zero)
-                    per_eval.append((time.perf_counter() - started) / counted.calls)
+                    per_eval.append((time.process_time() - started) / counted.calls)
                 if counted.rows not in forwards:                 # a forward at the batch the sampler evaluates
                     forwards[counted.rows] = forward_seconds(network, shape, counted.rows, 3)
                 share = min(per_eval) / forwards[counted.rows]
