@@ -88,8 +88,11 @@ def metric_vs_x(table: pd.DataFrame, metric: str, out, x: str = "nfe", hue: str 
             spread = line["std"].fillna(0.0)
             ax.plot(line[x], line["mean"], marker="o", markersize=4, color=colour, linestyle=dash,
                     label=" / ".join(str(v) for v in line_key))
-            ax.fill_between(line[x], line["mean"] - spread, line["mean"] + spread, color=colour, alpha=0.2,
-                            linewidth=0)
+            if len(line) > 1:
+                ax.fill_between(line[x], line["mean"] - spread, line["mean"] + spread, color=colour, alpha=0.2,
+                                linewidth=0)
+            else:           # a band over one x has no width: a bar instead
+                ax.errorbar(line[x], line["mean"], yerr=spread, color=colour, capsize=2, linewidth=1)
         _log_axes(ax, x=x_positive, y=positive)
         if not positive:
             _symlog_y(ax, ok[metric])
