@@ -17,11 +17,11 @@ from diffsweep.samplers.registry import Knob, register
 
 
 @functools.lru_cache(maxsize=None)
-def gauss_legendre(n: int) -> tuple[list, list]:
+def gauss_legendre(n: int) -> tuple[tuple, tuple]:
     """The n Gauss-Legendre points and weights on [-1, 1], as python floats (numpy's, computed once)."""
     import numpy as np
     points, weights = np.polynomial.legendre.leggauss(n)
-    return points.tolist(), weights.tolist()
+    return tuple(points.tolist()), tuple(weights.tolist())
 
 
 def lagrange_weights(nodes: list, a: float, b: float) -> list:
