@@ -139,3 +139,12 @@ def test_a_sweep_over_knobs_on_some_pairs_gives_no_empty_panel_and_a_short_legen
     assert len([ax for ax in captured[0].axes if ax.axison]) == 5                  # one per (dataset, model) pair
     assert [figure_problems(fig) for fig in captured] == [[], []]
     assert {t.get_text() for t in captured[0].legends[0].get_texts()} == {"ddim", "rw"}   # 30 T0 values pooled
+
+
+def test_a_sweep_over_schedule_knobs_and_steps_keeps_the_schedule_figure_small(captured):
+    manifest = tables.typed_frame([{"schedule": "karras", "steps": k, "schedule_sigma_min": 0.002,
+                                    "schedule_sigma_max": 10.0 + i, "schedule_rho": 7.0, "schedule_timesteps": None}
+                                   for i in range(13) for k in range(5, 18)])
+    plots.schedule_curves(manifest, "unused.png")
+    assert len([ax for ax in captured[0].axes if ax.axison]) == 1          # not one panel per sigma_max
+    assert figure_problems(captured[0]) == []

@@ -230,7 +230,9 @@ def schedule_points(manifest: pd.DataFrame) -> list[dict]:
 
 def schedule_curves(manifest: pd.DataFrame, out) -> None:
     """sigma_k against k (log scale) for every schedule and step count a sweep uses: a panel
-    per schedule (and non-default parameters), a line per step count."""
+    per schedule (and non-default parameters; a panel per schedule with all its knob values in it
+    where that would make over MAX_SERIES panels), a line per step count (a colour scale beyond
+    MAX_SERIES step counts)."""
     from diffsweep import noise
 
     theme()
@@ -246,11 +248,19 @@ def schedule_curves(manifest: pd.DataFrame, out) -> None:
         _placeholder(out, "no sampling schedules in the sweep")
         return
     data = pd.concat(frames, ignore_index=True)
+    variants = data["schedule"].nunique() > MAX_SERIES    # a sweep over schedule knobs: a panel per schedule
+    if variants:
+        data = data.assign(variant=data["schedule"],
+                           schedule=data["schedule"].str.split("\n").str[0] + "\n(every knob value)")
     n_panels = data["schedule"].nunique()
     steps = sorted(data["K"].unique(), key=int)
-    grid = sns.relplot(data=data, x="k", y="sigma", hue="K", hue_order=steps, col="schedule", kind="line",
+    many_steps = len(steps) > MAX_SERIES                   # a colour scale with a few values in the legend
+    grid = sns.relplot(data=data.assign(K=data["K"].astype(int)) if many_steps else data, x="k", y="sigma", hue="K",
+                       hue_order=None if many_steps else steps, col="schedule", kind="line",
                        col_wrap=min(3, n_panels), height=2.8, aspect=1.25,
-                       palette=sns.color_palette("viridis", len(steps)),
+                       palette="viridis" if many_steps else sns.color_palette("viridis", len(steps)),
+                       legend="brief" if many_steps else "auto", units="variant" if variants else None,
+                       estimator=None if variants else "mean",
                        facet_kws={"sharex": False, "sharey": False}, marker=".", markersize=4, markeredgewidth=0)
     for ax in grid.axes.flat:
         _log_axes(ax, y=True)
