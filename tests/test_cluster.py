@@ -1,6 +1,7 @@
 """The sweep on a real SLURM cluster: config/smoke.yaml through profiles/slurm against
 slurmctld + slurmd + munged started on loopback (tests/cluster/local_slurm.py, with two fake
-GPUs), compared with the local smoke run of the same config (the `smoke_run` fixture).
+GPUs), compared with the local smoke run of the same config (the `smoke_run` fixture). Shard jobs go
+out as SLURM job arrays, as the profile ships (slurm-array-jobs: run_shard).
 
 Needs root and Debian's slurm-wlm and munge (.ci/run installs them when it runs as root);
 skipped otherwise, with the reason. Takes about 2.5 minutes: every SLURM job starts its
@@ -225,3 +226,20 @@ def test_smoke_sweep_on_slurm_equals_a_local_run(cluster, smoke_run, tmp_path):
     pd.testing.assert_frame_equal(comparable(results / "tables" / "training.parquet", ["model_id", "step"]),
                                   comparable(local_results / "tables" / "training.parquet", ["model_id", "step"]),
                                   check_exact=True)
+
+
+@pytest.mark.cluster
+def test_arrays_with_fewer_job_slots_than_jobs_are_refused_before_submitting(cluster, tmp_path):
+    """With fewer `jobs` than the sweep has jobs the SLURM executor plugin (2.8) holds array jobs back
+    forever; the Snakefile's onstart check stops such a run at once instead (about 7 s)."""
+    before = {job["id"] for job in cluster.jobs()}
+    (tmp_path / "slurm").mkdir()
+    process = snakemake(tmp_path / "slurm", cluster_profile(tmp_path / "profile"), "--jobs", "5")
+    try:
+        output = process.communicate(timeout=120)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output = process.communicate()[0] + "\n(killed after 120 s)"
+    assert process.returncode != 0, output[-3000:]
+    assert re.search(r"jobs: 5 is below this sweep's \d+ jobs while slurm-array-jobs is set", output), output[-3000:]
+    assert {job["id"] for job in cluster.jobs()} <= before   # nothing was submitted
