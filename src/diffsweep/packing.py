@@ -70,25 +70,26 @@ def runs_to_fill(job_minutes: float, run_seconds: float) -> int:
 
 def check(raw: dict, config: dict, grid) -> None:
     """With `job_minutes`, every score source of the kind has a declared cost and runs_per_job is
-    not set too; every `run_seconds` key names a score source (of the raw config, before defaults).
+    not set too (in the config as written, `raw`); every `run_seconds` key names a score source.
     Raises ValueError, one line naming the key."""
+    size = ShardSize.from_config(config)
     for kind, section in SECTIONS.items():
-        options = config.get(section) or {}
         runs = grid.runs if kind == "generation" else grid.restorations
-        sources = {(run.model.name, run.model.data.name) for run in runs.values()}
-        known = {"default"} | {name for name, _ in sources} | {f"{name}/{data}" for name, data in sources}
-        costs = options.get("run_seconds") or {}
-        for key in costs:
+        models = sorted({run.model.id: run.model for run in runs.values()}.values(),
+                        key=lambda model: (model.name, model.data.name, model.id))
+        known = {key for model in models for key in cost_keys(model.name, model.data.name)} | {"default"}
+        for key in size.run_seconds[kind]:
             if key not in known:
                 raise ValueError(f"{section}.run_seconds.{key}: names no score source of this config's "
                                  f"{kind} runs; allowed: {', '.join(sorted(known))} (<model> or <model>/<dataset>)")
-        if options.get("job_minutes") is None:
+        if size.job_minutes[kind] is None:
             continue
         if "runs_per_job" in ((raw or {}).get(section) or {}):
             raise ValueError(f"{section}.job_minutes and {section}.runs_per_job are both set; set one "
                              f"(job_minutes chooses the runs per job of each score source from run_seconds)")
-        for name, data in sorted(sources):
-            if not any(key in costs for key in cost_keys(name, data)):
+        for model in models:
+            if size.run_cost(model, kind) is None:
+                name, data = model.name, model.data.name
                 raise ValueError(f"{section}.run_seconds: no cost for score source '{name}' on '{data}', needed by "
                                  f"{section}.job_minutes; declare '{name}/{data}', '{name}' or 'default' "
                                  f"(`diffsweep costs --config FILE` measures them from a finished sweep)")
