@@ -4,7 +4,7 @@ GPUs), compared with the local smoke run of the same config (the `smoke_run` fix
 out as SLURM job arrays, as the profile ships (slurm-array-jobs: run_shard).
 
 Needs root and Debian's slurm-wlm and munge (.ci/run installs them when it runs as root);
-skipped otherwise, with the reason. Takes about 2.5 minutes: every SLURM job starts its
+skipped otherwise, with the reason. Takes about 3 minutes on a quiet machine: every SLURM job starts its
 own Snakemake, and the executor polls job states with a growing interval.
 """
 
