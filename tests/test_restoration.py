@@ -351,3 +351,20 @@ def test_bicubic_downsampling_matches_deepinv_downsampling_matlab():
         x = torch.from_numpy(stored[f"x{size}"])
         ours = BicubicDownsampling((3, size, size), 0, factor).forward(x)
         assert torch.allclose(ours, torch.from_numpy(stored[f"y{size}_k{factor}"]), rtol=0, atol=1e-12)
+
+
+def test_measurement_psnr_scores_the_measurement_on_the_image_grid():
+    """The reference code's input PSNR: an SR measurement upsampled nearest-neighbour, an
+    inpainting measurement as measured."""
+    truth = torch.rand(1, *IMAGE, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1
+    sr, mask = build("sr_bicubic", {"factor": 2}), build("inpaint_random", {"missing": 0.5})
+    y = sr.forward(truth)
+    assert torch.equal(sr.as_image(y), y.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3))
+    assert torch.equal(mask.as_image(mask.forward(truth)), mask.forward(truth))
+    for operator in (sr, mask):
+        y = operator.forward(truth)[0]
+        values = rmetrics.measurement_metrics(truth, truth[0], y, operator, 0.1)
+        assert values["psnr_measurement"] == pytest.approx(rmetrics.psnr(operator.as_image(y[None]), truth).item())
+        assert values["psnr_measurement_minmax_ref"] == pytest.approx(
+            rmetrics.psnr_minmax_ref(operator.as_image(y[None]), truth).item())
+        assert values["psnr_measurement"] < values["psnr"]       # the truth itself beats its measurement
