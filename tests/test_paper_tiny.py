@@ -5,7 +5,12 @@ only, the small fixture networks), every experiment has its rows with the paper'
 is a declared ablation table in the outputs."""
 
 import math
+import os
+import shutil
+import subprocess
+import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -80,6 +85,35 @@ def tiny_run(tmp_path_factory):
                                 snakefile=ROOT / "Snakefile", workdir=workdir)
         workflow.dag(DAGSettings(targets=targets)).execute_workflow(executor="local")
     return workdir / "results" / "tables"
+
+
+@pytest.mark.workflow
+def test_the_pretrained_runs_hold_their_source_and_a_missing_checkpoint_fails_naming_the_key(tiny_run,
+                                                                                              tmp_path):
+    generation = pd.read_parquet(tiny_run / "generation.parquet")
+    assert (generation["model_source"] == "pretrained").all()
+    formats = generation.groupby("model")[["model_format", "model_weights"]].first().to_dict("index")
+    assert formats == {"vp_adm": {"model_format": "adm_ffhq256", "model_weights": "ema"},
+                       "ve_ncsnpp": {"model_format": "ncsnpp_ffhq256", "model_weights": "model"}}
+    run = generation[generation["sampler"] == "paper_ve"].iloc[0]
+    samples = np.load(tiny_run.parent / "runs" / run["run_id"] / "samples.npz")["x"]
+    assert samples.shape == (2, 3, 32, 32) and np.isfinite(samples).all()
+
+    # A copy of the run with the VE file gone, planned with the path checks off: the DAG builds,
+    # the VE runs (new ids: the path is part of them) fail their job naming the key.
+    workdir = tmp_path / "copy"
+    shutil.copytree(tiny_run.parents[1], workdir, ignore=shutil.ignore_patterns("locks"))
+    config = yaml.safe_load((workdir / "paper_tiny.yaml").read_text())
+    config["models"]["ve_ncsnpp"]["checkpoint"] = str(tmp_path / "gone.pth")
+    (workdir / "paper_tiny.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--profile", str(ROOT / "profiles" / "default"),
+                             "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--configfile", "paper_tiny.yaml",
+                             "--cores", "2", "results/tables/generation.parquet"], capture_output=True, text=True,
+                            cwd=workdir, env={**os.environ, "DIFFSWEEP_SKIP_PATH_CHECKS": "1"})
+    assert result.returncode != 0
+    logs = "".join(p.read_text() for p in (workdir / "logs" / "run_shard").glob("ve_ncsnpp-*.log"))
+    message = "models.ve_ncsnpp.checkpoint: pretrained checkpoint '" + str(tmp_path / "gone.pth") + "' not found"
+    assert message in result.stderr + logs
 
 
 @pytest.mark.workflow

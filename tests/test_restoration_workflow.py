@@ -5,12 +5,10 @@ FID extractor and LPIPS on a randomly initialised AlexNet backbone saved as a lo
 pivoted into a declared ablation table that reads the restoration table."""
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 pytestmark = pytest.mark.workflow
 
