@@ -230,9 +230,11 @@ def test_restorer_approaches_the_exact_posterior(ring_case, name, steps, knobs):
 
 def test_conditional_walk_with_many_steps_is_close_to_the_exact_posterior(ring_case):
     posterior, exact, prior_gap = ring_case
-    samples, _ = restore("rw_conditional", 1000, {"eps": 0.7, "T0": 0.1})
+    # 600 steps (1000 before: 40% of this test's time) meet the same bounds: gap 0.136 of the prior's
+    # (0.091 at 1000), mean error 0.131 (0.093), covariance error 0.086 (0.057)
+    samples, _ = restore("rw_conditional", 600, {"eps": 0.7, "T0": 0.1})
     gap = metrics.sliced_wasserstein2(samples, exact, generator=torch.Generator().manual_seed(1))
-    assert gap < 0.15 * prior_gap, gap          # measured 0.175 against a prior gap of 1.92
+    assert gap < 0.15 * prior_gap, gap          # the prior sits 1.92 away
     assert (samples.mean(0) - posterior.mean()).norm() < 0.15
     covariance_error = (samples.T.cov() - posterior.covariance()).norm() / posterior.covariance().norm()
     assert covariance_error < 0.1, covariance_error
