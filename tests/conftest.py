@@ -35,3 +35,83 @@ def smoke_run(tmp_path_factory):
         dag = workflow.dag(DAGSettings(rerun_triggers=triggers))
         dag.execute_workflow(executor="local")
     return workdir
+
+
+# The digits run: one workflow run serves test_workflow's image test (generation: the oracle and a
+# briefly trained UNet, ddim) and test_restoration_workflow (restoration with the oracle), which
+# share the dataset, the digits classifier and its FID reference.
+DIGITS = {
+    "seeds": [0],
+    "data": {"n_train": 200, "n_reference": 200},
+    "sampling": {"n_samples": 64, "runs_per_job": 8},
+    "datasets": {"digits_gmm": {"family": "digits_gmm", "knobs": {"components": 3}}},
+    "models": {"oracle": {"source": "oracle"},
+               "unet": {"source": "trained", "arch": "unet", "arch_params": {"channels": [16, 32]},
+                        "train_sigma": {"name": "edm_lognormal"}, "parametrisation": "edm",
+                        "weight": "edm", "sigma_data": 0.5, "steps": 20, "batch_size": 32, "log_every": 10}},
+    "samplers": {"ddim": {"family": "ddim", "steps": 10}},
+    "plugins": ["my_restorers.py"],
+    "tables": {"ablations": {"restorer_by_task": {"source": "restoration", "rows": "restorer", "columns": "task",
+                                                  "metric": "psnr"}}},
+    "plots": {"schedules": False},
+    "metrics": {"likelihood": {"points": 0}},   # the likelihood is not under test here
+    "fidelity": {"digits_classifier": {"epochs": 3}, "kid_subset_size": 50},  # features only need to exist
+    "restoration": {
+        "tasks": {"sr2": {"operator": "sr_bicubic", "knobs": {"factor": 2}, "noise_std": 0.05},
+                  "box": {"operator": "inpaint_box", "knobs": {"size": 3}, "noise_std": 0.05}},
+        "restorers": {"rw": {"family": "rw_conditional", "steps": 30, "knobs": {"eps": 0.7, "T0": 0.1}},
+                      "ddrm": {"family": "ddrm", "steps": 10},
+                      "diffpir": {"family": "diffpir", "steps": 10},
+                      "plugin": {"family": "denoise_only", "steps": 10}},
+        "models": ["oracle"],
+        "n_measurements": 2, "n_samples": 3, "runs_per_job": 4,
+        "metrics": {"posterior_samples": 200, "lpips_weights": "alexnet.pth"},   # written by the fixture
+    },
+}
+
+# A user's restorer, registered by a plugin file (config `plugins`): the parse and the job import it.
+PLUGIN = """
+from diffsweep.restoration import register
+from diffsweep.samplers import gaussian_like, steps_to_zero
+
+
+@register("denoise_only", knobs={}, description="unconditional baseline: denoise and renoise, ignoring y")
+def denoise_only(denoise, x, sigmas, generator, operator, y, noise_std):
+    for sigma, following in steps_to_zero(sigmas):
+        x = denoise(x, sigma) + following * gaussian_like(x, generator)
+    return x, len(sigmas)
+"""
+
+
+# What the digits tests read: the tables, and the figures of training, samples and restoration
+# (the metric-vs-NFE and heatmap figures are the smoke run's to check).
+DIGITS_TARGETS = ("results/tables/generation.parquet", "results/tables/restoration.parquet",
+                  "results/tables/ablations/restorer_by_task.csv", "results/plots/training_loss_by_sigma.png",
+                  "results/plots/samples_digits_gmm.png", "results/plots/restoration_psnr_vs_nfe.png")
+
+
+def run_workflow(workdir, root, config, targets=()):
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
+
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    (workdir / "my_restorers.py").write_text(PLUGIN)
+    with SnakemakeApi(OutputSettings(quiet=None)) as api:
+        workflow = api.workflow(resource_settings=ResourceSettings(cores=2),
+                                config_settings=ConfigSettings(configfiles=[workdir / "config.yaml"]),
+                                snakefile=root / "Snakefile", workdir=workdir)
+        workflow.dag(DAGSettings(targets=set(targets))).execute_workflow(executor="local")
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """DIGITS run once per test session through the Snakemake API, to DIGITS_TARGETS. Tests that
+    read it must not change its results."""
+    import torch
+    import torchvision
+    workdir = tmp_path_factory.mktemp("digits")
+    torch.manual_seed(0)
+    torch.save({key: value for key, value in torchvision.models.alexnet(weights=None).state_dict().items()
+                if key.startswith("features.")}, workdir / "alexnet.pth")
+    run_workflow(workdir, ROOT, DIGITS, DIGITS_TARGETS)
+    return workdir

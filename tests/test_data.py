@@ -250,7 +250,7 @@ def test_checkerboard_points_lie_on_black_squares():
 
 
 def test_presets_and_families_are_described():
-    assert set(FAMILIES) == {"gmm", "swissroll", "checkerboard", "digits", "digits_gmm", "images"}
+    assert set(FAMILIES) == {"gmm", "swissroll", "checkerboard", "digits", "digits_gmm", "images", "blobs"}
     assert {"ring8", "grid25"} <= set(GMM_PRESETS)
     descriptions = [f.description for f in FAMILIES.entries()] + list(GMM_PRESETS.values())
     assert all(isinstance(text, str) and text for text in descriptions)
@@ -266,7 +266,7 @@ def test_parameters_resolve_without_torch_defaults_filled():
 # --- errors ------------------------------------------------------------------------------
 
 def test_unknown_family_lists_allowed():
-    with pytest.raises(ValueError, match=r"unknown dataset family 'foo'; allowed: checkerboard, digits, digits_gmm, gmm, images, swissroll"):
+    with pytest.raises(ValueError, match=r"unknown dataset family 'foo'; allowed: blobs, checkerboard, digits, digits_gmm, gmm, images, swissroll"):
         make_dataset("foo")
 
 
@@ -399,3 +399,17 @@ def test_digits_gmm_fit_is_cached_and_reused(tmp_path):
     assert torch.equal(fitted.mixture.covariances, reloaded.mixture.covariances)
     x = torch.randn(4, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     assert torch.equal(fitted.mixture.denoise(x, 0.5), reloaded.mixture.denoise(x, 0.5))
+
+
+def test_blobs_are_seeded_smooth_images_in_range():
+    dataset = make_dataset("blobs", count=4, resolution=16)
+    pool = dataset.sample(4, torch.Generator().manual_seed(0))
+    assert dataset.shape == (3, 16, 16) and dataset.is_image and not is_analytic("blobs")
+    assert pool.min() >= -1 and pool.max() <= 1 and len({float(x.sum()) for x in pool}) == 4
+    again = make_dataset("blobs", count=4, resolution=16).sample(4, torch.Generator().manual_seed(0))
+    assert torch.equal(pool, again)
+    assert not torch.equal(pool, make_dataset("blobs", count=4, resolution=16, seed=1).sample(
+        4, torch.Generator().manual_seed(0)))
+    # smooth: neighbouring pixels differ far less than the images span
+    assert (pool[..., 1:] - pool[..., :-1]).abs().mean() < 0.1 * (pool.max() - pool.min())
+    assert make_dataset("blobs", channels=1).shape == (1, 32, 32)

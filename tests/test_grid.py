@@ -189,7 +189,7 @@ def test_an_old_results_layout_is_refused_with_what_to_do(tmp_path):
     (lambda c: c["samplers"]["rw"]["knobs"].update(eta=1.0), r"samplers.rw.knobs: unknown knob\(s\) \['eta'\] for sampler 'random_walk'; allowed: step_rule, eps, T0"),
     (lambda c: c["samplers"]["rw"]["knobs"].update(eps=-1.0), r"samplers.rw.knobs.eps: -1.0 is not above the exclusive minimum 0.0; allowed: > 0.0"),
     (lambda c: c["samplers"]["rw"].update(steps=0), r"samplers.rw.steps: 0 has the wrong type or value"),
-    (lambda c: c["datasets"].update(moons={"family": "moons"}), r"datasets.moons.family: unknown dataset family 'moons'; allowed: checkerboard, digits, digits_gmm, gmm, images, swissroll"),
+    (lambda c: c["datasets"].update(moons={"family": "moons"}), r"datasets.moons.family: unknown dataset family 'moons'; allowed: blobs, checkerboard, digits, digits_gmm, gmm, images, swissroll"),
     (lambda c: c["datasets"]["ring8"]["knobs"].update(preset="ring9"), r"datasets.ring8.knobs.preset: 'ring9' is not allowed; allowed: ring8, grid25"),
     (lambda c: c["models"]["mlp"].update(parametrisation="rf"), r"models.mlp.parametrisation: 'rf' is not allowed; allowed: x0, eps, score, v, edm, flow"),
     (lambda c: c["models"]["mlp"].update(train_sigma={"name": "cosine"}), r"models.mlp.train_sigma.name: unknown training sigma-distribution 'cosine'"),

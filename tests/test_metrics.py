@@ -228,3 +228,19 @@ def test_frechet_distance_matches_the_gaussian_closed_form():
     xb = torch.randn(200000, 2, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(b).T
     eigenvalues = torch.linalg.eigvals(a @ b).real.clamp(min=0).sqrt().sum()
     assert frechet_distance(xa, xb) == pytest.approx(float(torch.trace(a + b) - 2 * eigenvalues), abs=0.02)
+
+
+def test_frechet_distance_with_fewer_samples_than_dimensions_is_the_covariance_form():
+    """Images have more pixels than samples: the distance is then taken from the samples' Gram
+    factors (no d x d matrix), and equals the covariance form."""
+    from diffsweep.metrics import _psd_sqrt, frechet_distance
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 50, generator=g, dtype=torch.float64)
+    y = 1.5 * torch.randn(9, 50, generator=g, dtype=torch.float64) + 0.3
+    cov_x, cov_y = torch.cov(x.T), torch.cov(y.T)
+    root = _psd_sqrt(cov_x)
+    expected = (x.mean(0) - y.mean(0)).pow(2).sum() + torch.trace(cov_x + cov_y - 2 * _psd_sqrt(root @ cov_y @ root))
+    assert frechet_distance(x, y) == pytest.approx(float(expected), rel=1e-6)
+    assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-9)
+    cache = {}
+    assert frechet_distance(x, y, cache=cache) == frechet_distance(x, y, cache=cache) == frechet_distance(x, y)

@@ -1,6 +1,6 @@
-"""Pretrained score sources in the grid and the workflow: ids, dataset matching, a dry run without
-the checkpoint files, a real run with the small fixture checkpoints, and a missing file failing
-with the config key named."""
+"""Pretrained score sources in the grid and the workflow: ids, dataset matching, and a dry run
+without the checkpoint files. A real run with the small fixture checkpoints and a missing file
+failing with the config key named: tests/test_paper_tiny.py."""
 
 import copy
 import os
@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 
@@ -33,7 +32,8 @@ def faces_config(folder: Path, adm=FIXTURES / "adm_small.pt", ncsnpp=FIXTURES / 
                               "arch_params": NCSNPP_SMALL}},
             "samplers": {"walk": {"family": "random_walk", "steps": 3}},
             "data": {"n_train": 8, "n_reference": 8}, "sampling": {"n_samples": 2},
-            "metrics": {"likelihood": {"points": 0}}, "tables": {"ablations": {}}}
+            "metrics": {"likelihood": {"points": 0}}, "tables": {"ablations": {}},
+            "fidelity": {"enabled": False}}       # no Inception weights here: its job would only record a skip
 
 
 def build(config: dict) -> ds_grid.Grid:
@@ -103,26 +103,5 @@ def test_a_dry_run_needs_no_checkpoint_file_with_the_switch(tmp_path):
     assert f"models.vp.checkpoint: pretrained checkpoint '{missing}' not found" in result.stdout + result.stderr
 
 
-@pytest.mark.workflow
-@pytest.mark.slow
-def test_pretrained_sources_sample_through_the_workflow_and_a_missing_file_is_named(tmp_path):
-    config = faces_config(tmp_path)
-    (tmp_path / "faces.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake(tmp_path, "results/tables/generation.parquet")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    table = pd.read_parquet(tmp_path / "results" / "tables" / "generation.parquet").set_index("model")
-    assert sorted(table.index) == ["ve", "vp"] and (table["status"] == "ok").all()
-    assert (table["model_source"] == "pretrained").all()
-    assert table.loc["vp", "model_format"] == "adm_ffhq256" and table.loc["ve", "model_weights"] == "ema"
-    samples = np.load(tmp_path / "results" / "runs" / table.loc["vp", "run_id"] / "samples.npz")["x"]
-    assert samples.shape == (2, 3, 32, 32) and np.isfinite(samples).all()
-
-    # The same grid with the VE file gone, planned with the path checks off: the DAG builds, its
-    # sampling job fails naming the key.
-    config["models"]["ve"]["checkpoint"] = str(tmp_path / "gone.pth")
-    (tmp_path / "faces.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake(tmp_path, "results/tables/generation.parquet", env={"DIFFSWEEP_SKIP_PATH_CHECKS": "1"})
-    assert result.returncode != 0
-    logs = "".join(p.read_text() for p in (tmp_path / "logs" / "run_shard").glob("*.log"))
-    message = "models.ve.checkpoint: pretrained checkpoint '" + str(tmp_path / "gone.pth") + "' not found"
-    assert message in result.stderr + logs
+# A real run with the small fixture networks, and a missing checkpoint failing its job naming the
+# key: tests/test_paper_tiny.py (config/paper_tiny.yaml runs both networks through every experiment).

@@ -1,86 +1,23 @@
-"""Restoration end to end through the Snakemake API: a tiny config on the 64-D digits mixture (8x8
-images) with its exact oracle, two tasks and four restorers (one defined in a user's plugin file),
-scored with the digits FID extractor and LPIPS on a randomly initialised AlexNet backbone saved as
-a local file, and pivoted into a declared ablation table that reads the restoration table."""
+"""Restoration end to end through the Snakemake API (the session's digits run, conftest.digits_run,
+shared with test_workflow's image test): the 64-D digits mixture (8x8 images) with its exact
+oracle, two tasks and four restorers (one defined in a user's plugin file), scored with the digits
+FID extractor and LPIPS on a randomly initialised AlexNet backbone saved as a local file, and
+pivoted into a declared ablation table that reads the restoration table."""
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 pytestmark = pytest.mark.workflow
 
-TINY = {
-    "seeds": [0],
-    "data": {"n_train": 200, "n_reference": 50},
-    "sampling": {"n_samples": 20, "runs_per_job": 8},
-    "datasets": {"digits_gmm": {"family": "digits_gmm", "knobs": {"components": 3}}},
-    "models": {"oracle": {"source": "oracle"}},
-    "samplers": {"rw": {"family": "random_walk", "steps": 5}},
-    "plugins": ["my_restorers.py"],
-    "tables": {"ablations": {"restorer_by_task": {"source": "restoration", "rows": "restorer", "columns": "task",
-                                                  "metric": "psnr"}}},
-    "plots": {"schedules": False},
-    "metrics": {"likelihood": {"points": 0}},   # generation-side extras are not under test here
-    "fidelity": {"digits_classifier": {"epochs": 3}},    # features only need to exist, not to be good
-    "restoration": {
-        "tasks": {"sr2": {"operator": "sr_bicubic", "knobs": {"factor": 2}, "noise_std": 0.05},
-                  "box": {"operator": "inpaint_box", "knobs": {"size": 3}, "noise_std": 0.05}},
-        "restorers": {"rw": {"family": "rw_conditional", "steps": 30, "knobs": {"eps": 0.7, "T0": 0.1}},
-                      "ddrm": {"family": "ddrm", "steps": 10},
-                      "diffpir": {"family": "diffpir", "steps": 10},
-                      "plugin": {"family": "denoise_only", "steps": 10}},
-        "n_measurements": 2, "n_samples": 3, "runs_per_job": 4,
-        "metrics": {"posterior_samples": 200, "lpips_weights": "alexnet.pth"},   # written by the fixture
-    },
-}
-
-# A user's restorer, registered by a plugin file (config `plugins`): the parse and the job import it.
-PLUGIN = """
-from diffsweep.restoration import register
-from diffsweep.samplers import gaussian_like, steps_to_zero
+from conftest import DIGITS, run_workflow  # noqa: E402  (the config and its run: conftest.digits_run)
 
 
-@register("denoise_only", knobs={}, description="unconditional baseline: denoise and renoise, ignoring y")
-def denoise_only(denoise, x, sigmas, generator, operator, y, noise_std):
-    for sigma, following in steps_to_zero(sigmas):
-        x = denoise(x, sigma) + following * gaussian_like(x, generator)
-    return x, len(sigmas)
-"""
-
-
-def run_workflow(workdir, root, config):
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
-
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    (workdir / "my_restorers.py").write_text(PLUGIN)
-    with SnakemakeApi(OutputSettings(quiet=None)) as api:
-        workflow = api.workflow(resource_settings=ResourceSettings(cores=2),
-                                config_settings=ConfigSettings(configfiles=[workdir / "config.yaml"]),
-                                snakefile=root / "Snakefile", workdir=workdir)
-        workflow.dag(DAGSettings()).execute_workflow(executor="local")
-
-
-@pytest.fixture(scope="module")
-def restoration_run(tmp_path_factory, request):
-    from conftest import ROOT
-    import torch
-    import torchvision
-    workdir = tmp_path_factory.mktemp("restoration")
-    torch.manual_seed(0)
-    torch.save({key: value for key, value in torchvision.models.alexnet(weights=None).state_dict().items()
-                if key.startswith("features.")}, workdir / "alexnet.pth")
-    run_workflow(workdir, ROOT, TINY)
-    return workdir
-
-
-def test_restoration_table_has_a_row_per_run_and_measurement(restoration_run):
+def test_restoration_table_has_a_row_per_run_and_measurement(digits_run):
     from diffsweep import io
-    table = io.read_parquet(restoration_run / "results" / "tables" / "restoration.parquet")
+    table = io.read_parquet(digits_run / "results" / "tables" / "restoration.parquet")
     assert len(table) == 2 * 4 * 2                     # tasks x restorers x measurements
     assert set(table["status"]) == {"ok"}
     assert set(table["restorer"]) == {"rw", "ddrm", "diffpir", "plugin"}
@@ -99,17 +36,17 @@ def test_restoration_table_has_a_row_per_run_and_measurement(restoration_run):
     assert not {"run_id", "model_id", "psnr", "measurement", "nfe", "status"} & set(params)
 
 
-def test_a_declared_ablation_table_reads_the_restoration_table(restoration_run):
-    cells = pd.read_csv(restoration_run / "results" / "tables" / "ablations" / "restorer_by_task.csv")
-    table = pd.read_parquet(restoration_run / "results" / "tables" / "restoration.parquet")
+def test_a_declared_ablation_table_reads_the_restoration_table(digits_run):
+    cells = pd.read_csv(digits_run / "results" / "tables" / "ablations" / "restorer_by_task.csv")
+    table = pd.read_parquet(digits_run / "results" / "tables" / "restoration.parquet")
     assert set(cells["restorer"]) == {"rw", "ddrm", "diffpir", "plugin"} and set(cells["task"]) == {"sr2", "box"}
     cell = cells[(cells["restorer"] == "plugin") & (cells["task"] == "box")].iloc[0]
     hit = table[(table["restorer"] == "plugin") & (table["task"] == "box")]
     assert cell["value"] == pytest.approx(hit["psnr"].mean()) and cell["n"] == len(hit) == 2
 
 
-def test_fid_and_lpips_columns_are_finite_and_fid_is_one_value_per_run(restoration_run):
-    table = pd.read_parquet(restoration_run / "results" / "tables" / "restoration.parquet")
+def test_fid_and_lpips_columns_are_finite_and_fid_is_one_value_per_run(digits_run):
+    table = pd.read_parquet(digits_run / "results" / "tables" / "restoration.parquet")
     for column in ("fid_digits", "kid_digits", "precision_digits", "recall_digits", "lpips", "lpips_of_mean"):
         assert column in table and np.isfinite(table[column]).all(), column
     assert (table["fid_digits"] > 0).all() and (table["lpips"] > 0).all()
@@ -121,20 +58,20 @@ def test_fid_and_lpips_columns_are_finite_and_fid_is_one_value_per_run(restorati
     assert table["fidelity_inception_status"].str.startswith("skipped: fidelity.inception_weights is not set").all()
 
 
-def test_run_folders_hold_samples_operator_and_strip(restoration_run):
-    records = [json.loads(path.read_text()) for path in (restoration_run / "results" / "runs").glob("*-*/run.json")]
+def test_run_folders_hold_samples_operator_and_strip(digits_run):
+    records = [json.loads(path.read_text()) for path in (digits_run / "results" / "runs").glob("*-*/run.json")]
     restorations = [r for r in records if r["kind"] == "restoration"]
-    assert len(restorations) == 8 and len(records) == 8 + 1       # and the one generation run
+    assert len(restorations) == 8 and len(records) == 8 + 2       # and the two generation runs (oracle, unet)
     assert {r["params"]["task"]["noise_std"] for r in restorations} == {0.05}
-    box = [restoration_run / "results" / "runs" / r["run_id"] for r in restorations if r["row"]["task"] == "box"]
+    box = [digits_run / "results" / "runs" / r["run_id"] for r in restorations if r["row"]["task"] == "box"]
     assert (box[0] / "operator.npz").exists() and (box[0] / "strip.png").exists()
     assert np.load(box[0] / "operator.npz")["mask"].sum() == 64 - 9
-    assert (restoration_run / "results" / "plots" / "restoration_psnr_vs_nfe.png").exists()
-    assert (restoration_run / "results" / "plots" / "restoration_lpips_vs_nfe.png").exists()
+    assert (digits_run / "results" / "plots" / "restoration_psnr_vs_nfe.png").exists()
+    assert (digits_run / "results" / "plots" / "restoration_lpips_vs_nfe.png").exists()
 
 
 def test_bad_restoration_config_fails_before_any_job(tmp_path, root):
-    bad = json.loads(json.dumps(TINY))
+    bad = json.loads(json.dumps(DIGITS))
     bad["restoration"]["restorers"]["rw"]["knobs"] = {"epsilon": 0.7}
     with pytest.raises(Exception, match="restoration.restorers.rw.knobs"):
         run_workflow(tmp_path, root, bad)

@@ -70,3 +70,20 @@ def test_error_sources_keeps_a_knob_swept_at_equal_steps():
     out = error_sources(table).set_index("knob_eps")
     assert out.attrs["settings"] == ["dataset", "sampler", "steps", "knob_eps"]
     assert out.loc[0.3, "score"] == pytest.approx(0.4) and out.loc[0.7, "score"] == pytest.approx(0.1)
+
+
+def test_the_ramp_study_config_covers_the_2d_mixtures_and_digits_gmm():
+    """config/studies/temperature_ramp.yaml: ramp kind x T0 x steps on ring8, grid25 and digits_gmm
+    (fewer samples there: its floor is drawn at that size, the runs' own `n_samples`)."""
+    from conftest import ROOT
+    from diffsweep import config
+
+    cfg, grid = config.load(ROOT / "config" / "studies" / "temperature_ramp.yaml")
+    presets = cfg["studies"]["temperature_ramp"]["samplers"]
+    runs = [run for run in grid.runs.values() if run.preset in presets]
+    cells = {(run.model.data.name, run.knobs["ramp"], run.knobs["T0"]) for run in runs}
+    assert cells == {(d, ramp, T0) for d in ("ring8", "grid25", "digits_gmm") for ramp in ("index", "log_sigma")
+                     for T0 in (0.1, 1.0)}
+    sizes = {run.model.data.name: run.n_samples for run in runs}
+    assert sizes == {"ring8": 2000, "grid25": 2000, "digits_gmm": 1000}
+    assert all(run.model.source == "oracle" for run in runs)

@@ -173,24 +173,12 @@ def test_a_new_preset_runs_only_its_runs(smoke_run):
 
 
 @pytest.mark.slow
-def test_an_image_dataset_runs_end_to_end(tmp_path):
-    """The analytic digits prior through the whole workflow: oracle and a (briefly) trained UNet
-    sampling 8x8 images, metrics on flattened pixels and through torch-fidelity's registered digits
-    extractor, per-run image grids, the loss-by-sigma log and the image panels of the figures."""
-    config = {"datasets": {"digits_gmm": {"family": "digits_gmm", "knobs": {"components": 3}}},
-              "models": {"oracle": {"source": "oracle"},
-                         "unet": {"source": "trained", "arch": "unet", "arch_params": {"channels": [16, 32]},
-                                  "train_sigma": {"name": "edm_lognormal"}, "parametrisation": "edm",
-                                  "weight": "edm", "sigma_data": 0.5, "steps": 20, "batch_size": 32, "log_every": 10}},
-              "samplers": {"ddim": {"family": "ddim", "steps": 10}},
-              "data": {"n_train": 200, "n_reference": 200}, "sampling": {"n_samples": 64},
-              "fidelity": {"digits_classifier": {"epochs": 3}, "kid_subset_size": 50},
-              "metrics": {"likelihood": {"points": 0}}, "tables": {"ablations": {}}}
-    (tmp_path / "digits.yaml").write_text(yaml.safe_dump(config))
-    result = subprocess.run([*SNAKEMAKE, "--profile", str(ROOT / "profiles" / "default"), "-s", str(ROOT / "Snakefile"),
-                             "-d", str(tmp_path), "--configfile", "digits.yaml", "--cores", "2"],
-                            capture_output=True, text=True, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+def test_an_image_dataset_runs_end_to_end(digits_run):
+    """The analytic digits prior through the whole workflow (conftest.DIGITS, run once per session
+    and shared with the restoration tests): oracle and a (briefly) trained UNet sampling 8x8 images,
+    metrics on flattened pixels and through torch-fidelity's registered digits extractor, per-run
+    image grids, the loss-by-sigma log and the image panels of the figures."""
+    tmp_path = digits_run
     table = pd.read_parquet(tmp_path / "results" / "tables" / "generation.parquet").set_index("model")
     assert len(table) == 2 and (table["status"] == "ok").all()
     assert table.loc["oracle", "mode_coverage"] == 1.0          # the exact prior reaches every component

@@ -339,6 +339,34 @@ def _build_images(path: str, resolution: int, channels: int, crop: str, limit: i
                            "limit": limit})
 
 
+def make_blobs(count: int, resolution: int, channels: int, blobs: int, seed: int):
+    """`count` smooth images in [-1, 1], (count, channels, R, R) float64: a colour gradient with a few
+    soft coloured ellipses on it, drawn from `seed`. Image-like test data the project makes itself
+    (tests/fixtures' small pretrained networks take 3x32x32), so nothing is downloaded."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(seed)
+    grid = (np.arange(resolution) + 0.5) / resolution
+    v, u = np.meshgrid(grid, grid, indexing="ij")
+    images = np.empty((count, channels, resolution, resolution))
+    for image in images:
+        corners = rng.uniform(-1, 1, size=(2, channels, 1, 1))       # the background's colours at left and right
+        image[:] = corners[0] + (corners[1] - corners[0]) * u
+        for _ in range(blobs):
+            centre, radii, colour = rng.uniform(0.1, 0.9, 2), rng.uniform(0.08, 0.3, 2), rng.uniform(-1, 1, channels)
+            weight = np.exp(-0.5 * (((u - centre[0]) / radii[0]) ** 2 + ((v - centre[1]) / radii[1]) ** 2) ** 2)
+            image[:] = (1 - weight) * image + weight * colour[:, None, None]
+    return torch.from_numpy(np.clip(images, -1.0, 1.0))
+
+
+def _build_blobs(count: int, resolution: int, channels: int, blobs: int, seed: int) -> Dataset:
+    pool = make_blobs(count, resolution, channels, blobs, seed)
+    return Dataset(name="blobs", dim=pool[0].numel(), shape=tuple(pool.shape[1:]), sampler=_draw_from(pool),
+                   knobs={"count": count, "resolution": resolution, "channels": channels, "blobs": blobs,
+                           "seed": seed})
+
+
 SPLIT_KNOBS = {
     "test_fraction": Knob("float", 0.2, "fraction of the 1797 digits held out as the test split",
                           minimum=0.0, maximum=0.9),
@@ -379,6 +407,15 @@ for _family in [
                "reg_covar": Knob("float", 1e-3, "ridge added to each fitted covariance", minimum=0.0),
                **SPLIT_KNOBS,
                "fit_seed": Knob("int", 0, "seed of sklearn's EM initialisation", minimum=0)}),
+    DatasetFamily(
+        name="blobs", build=_build_blobs, image=True,
+        description="synthetic smooth images (soft coloured ellipses on a colour gradient) made from a "
+                    "seed: small image data for the pretrained networks' tests and config/paper_tiny.yaml",
+        knobs={"count": Knob("int", 64, "images in the pool the dataset draws from", minimum=1),
+               "resolution": Knob("int", 32, "side of the square images", minimum=4),
+               "channels": Knob("int", 3, "1 (grey) or 3 (RGB)", choices=(1, 3)),
+               "blobs": Knob("int", 3, "ellipses per image", minimum=0),
+               "seed": Knob("int", 0, "seed of the drawing", minimum=0)}),
     DatasetFamily(
         name="images", build=_build_images, image=True,
         description="a user's image folder (png/jpg, recursive) or .npz, centre-cropped and resized; e.g. FFHQ "

@@ -109,11 +109,25 @@ def frechet_distance(x, y, cache: dict | None = None) -> float:
     |mu_x - mu_y|^2 + tr(S_x + S_y - 2 (S_x^1/2 S_y S_x^1/2)^1/2)."""
     x, y = _as_samples(x, "x", 2), _as_samples(y, "y", 2)
     _check_same_dim(x, y)
+    if min(len(x), len(y)) < x.shape[1]:
+        return _frechet_from_samples(x, y, cache)
     mean_x, cov_x = x.mean(0), torch.cov(x.T).reshape(x.shape[1], x.shape[1])
     mean_y, cov_y = _cached(cache, "gaussian_fit_y", lambda: (y.mean(0), torch.cov(y.T).reshape(y.shape[1], y.shape[1])))
     root_x = _psd_sqrt(cov_x)
     cross = _psd_sqrt(root_x @ cov_y @ root_x)
     return float((mean_x - mean_y).pow(2).sum() + torch.trace(cov_x + cov_y - 2 * cross))
+
+
+def _frechet_from_samples(x, y, cache: dict | None = None) -> float:
+    """The same distance without a d x d matrix, for fewer samples than dimensions (images: a
+    256x256 covariance would not fit in memory). With S_x = A A^T, S_y = B B^T (A, B the centred
+    samples over sqrt(n - 1)), tr((S_x^1/2 S_y S_x^1/2)^1/2) is the nuclear norm of A^T B."""
+    def factor(v):
+        mean = v.mean(0)
+        return mean, (v - mean) / math.sqrt(max(len(v) - 1, 1))
+    (mean_x, a), (mean_y, b) = factor(x), _cached(cache, "centred_factor_y", lambda: factor(y))
+    cross = torch.linalg.svdvals(a @ b.T).sum()
+    return float((mean_x - mean_y).pow(2).sum() + a.pow(2).sum() + b.pow(2).sum() - 2 * cross)
 
 
 def _psd_sqrt(matrix: Tensor) -> Tensor:

@@ -1,5 +1,7 @@
 """Restoration metrics for one measurement: reconstructions against the ground truth, against
-the measurement, and (analytic priors) against the exact posterior.
+the measurement, and (analytic priors) against the exact posterior. `psnr_measurement` (and its
+min-max form) scores the measurement itself on the image grid (`operator.as_image`), the
+"input PSNR" a restoration should beat.
 
 Images live in [-1, 1]; PSNR and SSIM take them to [0, 1] (x / 2 + 1 / 2), clip, and use
 data_range 1. `psnr_minmax_ref` is the paper's code's number (tweedie_utility.compute_metrics):
@@ -68,11 +70,14 @@ def measurement_metrics(samples, truth, y, operator, noise_std: float) -> dict:
     """`samples` (n, C, H, W) restorations of one ground truth `truth` (C, H, W) from y (*m)."""
     truth = truth.unsqueeze(0).expand_as(samples)
     mean = samples.mean(0, keepdim=True)
+    measured = operator.as_image(y.unsqueeze(0))     # the measurement on the image grid (the baseline row)
     residual_norm = (y.unsqueeze(0) - operator.forward(samples)).flatten(1).norm(dim=1)
     values = {
         "psnr": psnr(samples, truth).mean().item(),
         "psnr_of_mean": psnr(mean, truth[:1]).item(),
         "psnr_minmax_ref": psnr_minmax_ref(samples, truth).mean().item(),
+        "psnr_measurement": psnr(measured, truth[:1]).item(),
+        "psnr_measurement_minmax_ref": psnr_minmax_ref(measured, truth[:1]).item(),
         "data_consistency": residual_norm.mean().item(),
         "expected_noise_norm": noise_std * math.sqrt(y.numel()),
         "sample_std": samples.flatten(1).std(0).mean().item() if len(samples) > 1 else 0.0,

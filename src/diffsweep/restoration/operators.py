@@ -214,6 +214,12 @@ class LinearOperator:
     def __call__(self, x):
         return self.forward(x)
 
+    def as_image(self, y):
+        """The measurement y (batch) shown on the data's grid, for its PSNR against the ground
+        truth (the reference code's "input PSNR"): y itself where it has the data's shape
+        (inpainting, blur), the back-projection A^T y otherwise."""
+        return y if tuple(y.shape[1:]) == self.shape else self.adjoint(y)
+
     def arrays(self) -> dict[str, np.ndarray]:
         """The seeded parts of the operator, saved with each run."""
         return {}
@@ -292,6 +298,12 @@ class SeparableDownsampling(LinearOperator):
 
     def decompose(self):
         return KroneckerSVD.of(self.rows, self.columns, self.shape[0])
+
+    def as_image(self, y):
+        """Nearest-neighbour upsampling, as the reference code shows an SR measurement
+        (F.interpolate's default mode)."""
+        factor_h, factor_w = self.shape[1] // self.rows.shape[0], self.shape[2] // self.columns.shape[0]
+        return y.repeat_interleave(factor_h, dim=2).repeat_interleave(factor_w, dim=3)
 
 
 def _check_factor(shape, factor: int) -> None:

@@ -33,6 +33,7 @@ METRIC_DIRECTIONS = {
     "psnr": "higher", "ssim": "higher", "lpips": "lower", "fid": "lower", "mse": "lower",
     "pixel_frechet": "lower",
     "psnr_of_mean": "higher", "ssim_of_mean": "higher", "lpips_of_mean": "lower", "psnr_minmax_ref": "higher",
+    "psnr_measurement": "higher", "psnr_measurement_minmax_ref": "higher",
     "posterior_mean_error": "lower", "posterior_cov_error": "lower", "sliced_w2_posterior": "lower",
     **{f"{metric}_{extractor}": direction for extractor in ("digits", "inception") for metric, direction in (
         ("fid", "lower"), ("kid", "lower"), ("precision", "higher"), ("recall", "higher"), ("prc_f_score", "higher"),
