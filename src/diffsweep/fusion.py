@@ -1,0 +1,170 @@
+"""Fused evaluation: the runs of a shard advance together and one network call evaluates the
+current samples of all of them, each row at its own sigma (config `sampling.fuse`).
+
+Samplers and restorers stay plain functions that call `denoiser(x, sigma)`. Each run draws in
+a thread of its own through a member of a `FusedGroup`: a call hands in (x, sigma) and waits.
+Once every run still drawing has handed in a call (the others have finished or raised), the
+shard's own thread concatenates the calls in the runs' order, calls the real denoiser once
+with one sigma per row, and gives each run its rows. A batch thus holds the k-th call of every
+run that makes more than k calls, whatever the threads' timing: reruns are bit-exact, runs
+with different call counts (adaptive samplers, other step counts) simply leave the group
+when done, and a run's rows are computed exactly as alone (the oracle, float64) or up to
+float32 rounding (networks: other batch sizes pick other kernels).
+
+Calls that need gradients (DPS-style restorers) or whose x cannot be concatenated with the
+others (another dtype, device or sample shape) are answered one by one, as is every call of
+a fused batch whose network call raised: each run then gets its own result or error.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+
+import torch
+
+
+def draws(job, denoiser, runs: list[dict], fuse: bool) -> list:
+    """One callable per run, in the runs' order, giving `job.draw(run, denoiser)`'s result
+    (output, reported nfe, counted nfe, seconds) or raising its error. Unfused, each run draws
+    when its callable is called (one run at a time); fused, all of them draw together here."""
+    if not fuse or len(runs) < 2:
+        return [functools.partial(job.draw, run, denoiser) for run in runs]
+    return draw_fused(job.draw, denoiser, runs)
+
+
+def draw_fused(draw, denoiser, runs: list[dict]) -> list:
+    """`draw(run, member)` for every run at once, each in a thread, their network calls fused.
+    A run's seconds are its share of the fused draw's wall time, in proportion to the rows it
+    sent through the network: the shard's runs add up to the time the shard took."""
+    group = FusedGroup(denoiser, len(runs))
+    outcomes = [Outcome(error=RuntimeError("the run's draw ended without a result")) for _ in runs]
+    threads = torch.get_num_threads()    # the job's intra-op threads (jobs.use_threads), in every run thread
+
+    def work(index, run):
+        torch.set_num_threads(threads)
+        try:
+            outcomes[index] = Outcome(value=draw(run, group.member(index)))
+        except Exception as error:   # recorded as the run's failure by the job loop
+            outcomes[index] = Outcome(error=error)
+        finally:
+            group.leave(index)   # never leave the others waiting for this run
+
+    started = time.perf_counter()
+    workers = [threading.Thread(target=work, args=(index, run), name=f"run-{run['id']}", daemon=True)
+               for index, run in enumerate(runs)]
+    for worker in workers:
+        worker.start()
+    group.serve()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - started
+    total = sum(group.rows) or 1
+    for index, outcome in enumerate(outcomes):
+        if outcome.error is None:
+            output, nfe, counted, _ = outcome.value
+            outcome.value = (output, nfe, counted, elapsed * group.rows[index] / total)
+    return outcomes
+
+
+class Outcome:
+    """A draw's result, or its error raised when called."""
+
+    def __init__(self, value=None, error: BaseException | None = None):
+        self.value, self.error = value, error
+
+    def __call__(self):
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class Call:
+    """One denoiser call of a run, waiting for its answer."""
+
+    def __init__(self, x: torch.Tensor, sigma):
+        self.x, self.sigma = x, sigma
+        self.grad = torch.is_grad_enabled()    # the caller's thread's mode (thread-local in torch)
+        self.output, self.error = None, None
+        self.answered = threading.Event()
+
+    def sigma_rows(self) -> torch.Tensor:
+        """sigma as one float64 value per row of x (lossless for a float, a float32 or float64
+        tensor: each score source casts it as it would the caller's own sigma)."""
+        sigma = torch.as_tensor(self.sigma, dtype=torch.float64, device=self.x.device)
+        return sigma.expand(len(self.x)) if sigma.ndim == 0 else sigma.reshape(len(self.x))
+
+    def answer_alone(self, denoiser) -> None:
+        try:
+            with torch.set_grad_enabled(self.grad):
+                self.output = denoiser(self.x, self.sigma)
+        except Exception as error:
+            self.error = error
+
+
+class FusedGroup:
+    """The runs of a shard around one denoiser: members call, the serving thread answers."""
+
+    def __init__(self, denoiser, size: int):
+        self.denoiser = denoiser
+        self.drawing = set(range(size))      # members that have not left
+        self.waiting: dict[int, Call] = {}   # member -> its unanswered call
+        self.rows = [0] * size               # rows each member sent through the network
+        self.changed = threading.Condition()
+
+    def member(self, index: int):
+        """The denoiser that member `index` (the index-th run of the shard) calls."""
+        return functools.partial(self.call, index)
+
+    def call(self, index: int, x, sigma):
+        call, rows = Call(x, sigma), x.shape[0]
+        with self.changed:
+            self.waiting[index] = call
+            self.rows[index] += rows
+            self.changed.notify_all()
+        call.answered.wait()
+        if call.error is not None:
+            raise call.error
+        return call.output
+
+    def leave(self, index: int) -> None:
+        with self.changed:
+            self.drawing.discard(index)
+            self.changed.notify_all()
+
+    def serve(self) -> None:
+        """Answer one batch at a time, in the calling thread, until every member has left."""
+        while True:
+            with self.changed:
+                # a waiting member has not left, so this waits until every member still drawing waits
+                self.changed.wait_for(lambda: len(self.waiting) == len(self.drawing))
+                if not self.drawing:
+                    return
+                batch = [self.waiting.pop(index) for index in sorted(self.waiting)]
+            answer(self.denoiser, batch)
+            for call in batch:
+                call.answered.set()
+
+
+def answer(denoiser, batch: list[Call]) -> None:
+    """Give every call its output (or error): compatible calls without gradients in one network
+    call, in batch order, the others one by one."""
+    groups: dict[tuple, list[Call]] = {}
+    for call in batch:
+        if call.grad or not isinstance(call.x, torch.Tensor):
+            call.answer_alone(denoiser)
+        else:
+            groups.setdefault((call.x.dtype, call.x.device, tuple(call.x.shape[1:])), []).append(call)
+    for calls in groups.values():
+        if len(calls) == 1:
+            calls[0].answer_alone(denoiser)
+            continue
+        try:
+            with torch.no_grad():
+                output = denoiser(torch.cat([call.x for call in calls]), torch.cat([call.sigma_rows() for call in calls]))
+            for call, rows in zip(calls, output.split([len(call.x) for call in calls])):
+                call.output = rows
+        except Exception:   # one run's bad call must not fail the others: each gets its own answer
+            for call in calls:
+                call.answer_alone(denoiser)
