@@ -155,3 +155,21 @@ def test_calls_that_need_gradients_are_answered_alone():
     leaf = x.clone().requires_grad_(True)
     expected = torch.autograd.grad(ORACLE(leaf, 0.8).pow(2).sum(), leaf)[0]
     assert torch.equal(gradients["fused"], expected) and group.denoiser.sizes == [5, 5]
+
+
+@pytest.mark.parametrize("source", ["oracle", "mlp", "unet"])
+def test_a_score_source_takes_one_sigma_per_row(source):
+    """What a fused call sends: the rows of two calls, each at its own sigma (float64 per row)."""
+    from diffsweep.models import UNet
+    torch.manual_seed(0)
+    denoiser, shape, dtype = {
+        "oracle": lambda: (ORACLE, (2,), torch.float64),
+        "mlp": lambda: (PreconditionedDenoiser(MLP((2,)), "eps"), (2,), torch.float32),
+        "unet": lambda: (PreconditionedDenoiser(UNet((1, 8, 8), channels=(8, 16), norm_groups=4), "edm"), (1, 8, 8),
+                         torch.float32),
+    }[source]()
+    first, second = torch.randn(3, *shape, dtype=dtype), torch.randn(2, *shape, dtype=dtype)
+    with torch.no_grad():
+        rows = denoiser(torch.cat([first, second]), torch.tensor([0.5] * 3 + [7.0] * 2, dtype=torch.float64))
+        expected = torch.cat([denoiser(first, 0.5), denoiser(second, 7.0)])
+    assert ((rows - expected).abs() <= 1e-5 * expected.abs().max()).all()
