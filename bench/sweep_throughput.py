@@ -76,13 +76,16 @@ def measure(denoiser, shape, runs: list[dict], device) -> dict:
     rows = sum(run["n_samples"] for run in runs)
     x = torch.randn(rows, *shape, device=device)
     sigma = torch.linspace(0.5, 5.0, rows, dtype=torch.float64, device=device)   # one level per row
+    one_run = x[:runs[0]["n_samples"]]
     with torch.no_grad():
         denoiser(x, sigma)      # warm-up: allocation, kernel choice
         forward = min(timed(lambda: denoiser(x, sigma), device) for _ in range(3))
+        forward_one_run = min(timed(lambda: denoiser(one_run, 1.0), device) for _ in range(3))
     overhead = timed(lambda: [draw(run, zero_cost) for run in runs], device)
     times = {"unfused": timed(unfused, device),
              "fused": timed(lambda: [outcome() for outcome in fusion.draw_fused(draw, denoiser, runs)], device)}
-    return {**times, "forward": forward, "overhead": overhead, "ideal": nfe * forward + overhead, "nfe": nfe}
+    return {**times, "forward": forward, "forward_one_run": forward_one_run, "overhead": overhead,
+            "ideal": nfe * forward + overhead, "nfe": nfe}
 
 
 class Job:
@@ -112,7 +115,8 @@ def main() -> None:
     print(f"# shard of {args.runs} {SAMPLER} runs, device {device}, torch threads {args.threads}, "
           f"min of {args.repeats} repeats, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"{'shard':<9} {'rows/call':>9} {'nfe':>4} {'unfused s':>9} {'fused s':>8} {'ideal s':>8} "
-          f"{'of which overhead':>17} {'runs/s unfused':>14} {'runs/s fused':>12} {'fused gain':>10} {'fused/ideal':>11}")
+          f"{'of which overhead':>17} {'runs/s unfused':>14} {'runs/s fused':>12} {'fused gain':>10} {'fused/ideal':>11} "
+          f"{'forward gain':>12}")
     for name in args.shards:
         network, n_samples, steps = shards[name]
         recipe, shape = NETWORKS[network]
@@ -124,7 +128,10 @@ def main() -> None:
         print(f"{name:<9} {n_samples * args.runs:>9} {best['nfe']:>4} {best['unfused']:>9.3f} {best['fused']:>8.3f} "
               f"{best['ideal']:>8.3f} {best['overhead']:>17.3f} {args.runs / best['unfused']:>14.2f} "
               f"{args.runs / best['fused']:>12.2f} {best['unfused'] / best['fused']:>9.2f}x "
-              f"{best['fused'] / best['ideal']:>10.2f}x", flush=True)
+              f"{best['fused'] / best['ideal']:>10.2f}x {len(runs) * best['forward_one_run'] / best['forward']:>11.2f}x",
+              flush=True)
+    print("# fused gain: unfused / fused seconds; forward gain: runs x one forward over one run's batch / one forward "
+          "over the shard's batch (about 1 where the network is compute-bound)")
     print(f"# load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 

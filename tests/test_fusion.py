@@ -4,6 +4,7 @@ bit-exact, runs with other call counts and runs that raise leave the group witho
 up or changing the others, and `max_batch` chunks the fused batch."""
 
 import threading
+import types
 
 import pytest
 import torch
@@ -128,6 +129,18 @@ def test_max_batch_chunks_the_fused_batch(runs):
     assert outer.sizes == [80, 80, 80, 40, 40]       # both runs' 40 rows while both draw, then the longer one's
     assert max(inner.sizes) <= 30 and sum(inner.sizes) == sum(outer.sizes)
     assert torch.equal(outcomes[0]()[0], alone(draw, ORACLE, shard[0])[0])
+
+
+def test_a_large_shard_draws_in_groups_and_unfused_one_run_at_a_time(runs, monkeypatch):
+    monkeypatch.setattr(fusion, "GROUP_RUNS", 2)
+    job = types.SimpleNamespace(draw=drawer(torch.float64))
+    shard = [runs["ddim", 5, 0], runs["ddim", 3, 1], runs["ddim", 5, 1]]
+    expected = [alone(job.draw, ORACLE, run)[0] for run in shard]
+    for fuse, sizes in [(True, [80, 80, 80, 40, 40, 40, 40, 40, 40, 40]), (False, [40] * 13)]:
+        recorder = Recorder(ORACLE)
+        for drawn, samples in zip(fusion.draws(job, recorder, shard, fuse), expected, strict=True):
+            assert torch.equal(drawn()[0], samples)
+        assert recorder.sizes == sizes
 
 
 def test_calls_that_need_gradients_are_answered_alone():

@@ -25,13 +25,22 @@ import time
 import torch
 
 
-def draws(job, denoiser, runs: list[dict], fuse: bool) -> list:
+# Most runs drawn together: bounds the threads, and the memory of the runs' states, of a large shard.
+GROUP_RUNS = 64
+
+
+def draws(job, denoiser, runs: list[dict], fuse: bool):
     """One callable per run, in the runs' order, giving `job.draw(run, denoiser)`'s result
     (output, reported nfe, counted nfe, seconds) or raising its error. Unfused, each run draws
-    when its callable is called (one run at a time); fused, all of them draw together here."""
-    if not fuse or len(runs) < 2:
-        return [functools.partial(job.draw, run, denoiser) for run in runs]
-    return draw_fused(job.draw, denoiser, runs)
+    when its callable is called (one run at a time); fused, the runs draw together, GROUP_RUNS
+    at a time, when the first callable of their group is taken (a generator)."""
+    size = GROUP_RUNS if fuse else 1
+    for start in range(0, len(runs), size):
+        group = runs[start:start + size]
+        if len(group) == 1:
+            yield functools.partial(job.draw, group[0], denoiser)
+        else:
+            yield from draw_fused(job.draw, denoiser, group)
 
 
 def draw_fused(draw, denoiser, runs: list[dict]) -> list:
