@@ -96,7 +96,7 @@ class Call:
         self.x, self.sigma = x, sigma
         self.grad = torch.is_grad_enabled()    # the caller's thread's mode (thread-local in torch)
         self.output, self.error = None, None
-        self.answered = threading.Event()
+        self.answered = locked()             # released by the serving thread with the answer
 
     def sigma_rows(self) -> torch.Tensor:
         """sigma as one float64 value per row of x (lossless for a float, a float32 or float64
@@ -113,14 +113,17 @@ class Call:
 
 
 class FusedGroup:
-    """The runs of a shard around one denoiser: members call, the serving thread answers."""
+    """The runs of a shard around one denoiser: members call, the serving thread answers.
+    Hand-offs are plain locks held by one thread and released by another (cheaper than
+    conditions, which matters at one hand-off per run and call)."""
 
     def __init__(self, denoiser, size: int):
         self.denoiser = denoiser
         self.drawing = set(range(size))      # members that have not left
         self.waiting: dict[int, Call] = {}   # member -> its unanswered call
         self.rows = [0] * size               # rows each member sent through the network
-        self.changed = threading.Condition()
+        self.lock = threading.Lock()         # guards the three above
+        self.ready = locked()                # released when every member still drawing waits
 
     def member(self, index: int):
         """The denoiser that member `index` (the index-th run of the shard) calls."""
@@ -128,32 +131,44 @@ class FusedGroup:
 
     def call(self, index: int, x, sigma):
         call, rows = Call(x, sigma), x.shape[0]
-        with self.changed:
+        with self.lock:
             self.waiting[index] = call
             self.rows[index] += rows
-            self.changed.notify_all()
-        call.answered.wait()
+            self.release_when_ready()
+        call.answered.acquire()
         if call.error is not None:
             raise call.error
         return call.output
 
     def leave(self, index: int) -> None:
-        with self.changed:
+        with self.lock:
             self.drawing.discard(index)
-            self.changed.notify_all()
+            self.release_when_ready()
+
+    def release_when_ready(self) -> None:
+        # A waiting member has not left, so this holds once per batch: when the last member
+        # still drawing calls or leaves; nobody calls or leaves again before the batch is answered.
+        if len(self.waiting) == len(self.drawing):
+            self.ready.release()
 
     def serve(self) -> None:
         """Answer one batch at a time, in the calling thread, until every member has left."""
         while True:
-            with self.changed:
-                # a waiting member has not left, so this waits until every member still drawing waits
-                self.changed.wait_for(lambda: len(self.waiting) == len(self.drawing))
+            self.ready.acquire()
+            with self.lock:
                 if not self.drawing:
                     return
                 batch = [self.waiting.pop(index) for index in sorted(self.waiting)]
             answer(self.denoiser, batch)
             for call in batch:
-                call.answered.set()
+                call.answered.release()
+
+
+def locked() -> threading.Lock:
+    """A lock already held: `acquire` waits until another thread releases it."""
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
 
 
 def answer(denoiser, batch: list[Call]) -> None:
