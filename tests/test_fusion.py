@@ -143,6 +143,15 @@ def test_a_large_shard_draws_in_groups_and_unfused_one_run_at_a_time(runs, monke
         assert recorder.sizes == sizes
 
 
+def test_on_the_cpu_calls_are_packed_whole_up_to_cpu_rows(runs, monkeypatch):
+    monkeypatch.setattr(fusion, "CPU_ROWS", 90)
+    recorder, draw = Recorder(ORACLE), drawer(torch.float64)
+    shard = [runs["ddim", 5, 0], runs["ddim", 3, 1], runs["ddim", 5, 1]]
+    outcomes = fused(draw, recorder, shard)
+    assert recorder.sizes == [80, 40] * 3 + [80] * 2      # 40 + 40 rows fit in 90, a third call does not
+    assert all(torch.equal(outcome()[0], alone(draw, ORACLE, run)[0]) for outcome, run in zip(outcomes, shard))
+
+
 def test_calls_that_need_gradients_are_answered_alone():
     group = fusion.FusedGroup(Recorder(ORACLE), 2)
     x = torch.randn(5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))

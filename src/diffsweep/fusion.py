@@ -5,7 +5,8 @@ Samplers and restorers stay plain functions that call `denoiser(x, sigma)`. Each
 a thread of its own through a member of a `FusedGroup`: a call hands in (x, sigma) and waits.
 Once every run still drawing has handed in a call (the others have finished or raised), the
 shard's own thread concatenates the calls in the runs' order, calls the real denoiser once
-with one sigma per row, and gives each run its rows. A batch thus holds the k-th call of every
+with one sigma per row, and gives each run its rows (on the CPU, calls are packed whole into
+network calls of at most CPU_ROWS rows). A batch thus holds the k-th call of every
 run that makes more than k calls, whatever the threads' timing: reruns are bit-exact, runs
 with different call counts (adaptive samplers, other step counts) simply leave the group
 when done, and a run's rows are computed exactly as alone (the oracle, float64) or up to
@@ -19,6 +20,7 @@ a fused batch whose network call raised: each run then gets its own result or er
 from __future__ import annotations
 
 import functools
+import math
 import threading
 import time
 
@@ -27,6 +29,10 @@ import torch
 
 # Most runs drawn together: bounds the threads, and the memory of the runs' states, of a large shard.
 GROUP_RUNS = 64
+# Most rows of a fused call on the CPU. There the network is compute-bound beyond a few thousand
+# rows and a row costs more once the activations leave the cache (docs/scale.md, "Fused
+# evaluation"): fusing pays for small runs only. A GPU gets every call of a batch at once.
+CPU_ROWS = 2048
 
 
 def draws(job, denoiser, runs: list[dict], fuse: bool):
@@ -172,23 +178,42 @@ def locked() -> threading.Lock:
 
 
 def answer(denoiser, batch: list[Call]) -> None:
-    """Give every call its output (or error): compatible calls without gradients in one network
-    call, in batch order, the others one by one."""
+    """Give every call its output (or error): compatible calls without gradients together, in
+    batch order (on the CPU in packs of at most CPU_ROWS rows), the others one by one."""
     groups: dict[tuple, list[Call]] = {}
     for call in batch:
         if call.grad or not isinstance(call.x, torch.Tensor):
             call.answer_alone(denoiser)
         else:
             groups.setdefault((call.x.dtype, call.x.device, tuple(call.x.shape[1:])), []).append(call)
-    for calls in groups.values():
-        if len(calls) == 1:
-            calls[0].answer_alone(denoiser)
-            continue
-        try:
-            with torch.no_grad():
-                output = denoiser(torch.cat([call.x for call in calls]), torch.cat([call.sigma_rows() for call in calls]))
-            for call, rows in zip(calls, output.split([len(call.x) for call in calls])):
-                call.output = rows
-        except Exception:   # one run's bad call must not fail the others: each gets its own answer
-            for call in calls:
-                call.answer_alone(denoiser)
+    for (_, device, _), calls in groups.items():
+        for pack in packs(calls, CPU_ROWS if device.type == "cpu" else math.inf):
+            answer_together(denoiser, pack)
+
+
+def packs(calls: list[Call], most_rows) -> list[list[Call]]:
+    """Consecutive calls, packed whole, at most `most_rows` rows a pack (a larger call alone)."""
+    packed, rows = [], 0
+    for call in calls:
+        if packed and rows + len(call.x) <= most_rows:
+            packed[-1].append(call)
+            rows += len(call.x)
+        else:
+            packed.append([call])
+            rows = len(call.x)
+    return packed
+
+
+def answer_together(denoiser, calls: list[Call]) -> None:
+    """One network call for all `calls` (one sigma per row), each given its rows."""
+    if len(calls) == 1:
+        calls[0].answer_alone(denoiser)
+        return
+    try:
+        with torch.no_grad():
+            output = denoiser(torch.cat([call.x for call in calls]), torch.cat([call.sigma_rows() for call in calls]))
+        for call, rows in zip(calls, output.split([len(call.x) for call in calls])):
+            call.output = rows
+    except Exception:   # one run's bad call must not fail the others: each gets its own answer
+        for call in calls:
+            call.answer_alone(denoiser)
