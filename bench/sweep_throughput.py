@@ -13,10 +13,11 @@ Every figure is the minimum over `--repeats` interleaved repeats (robust to a no
 at a fixed torch thread count (`--threads`, 1 like a run_shard job). Shards: the 2-D MLP at
 200 and 2000 samples per run (100 steps) and the digits UNet (`--unet-samples`, `--unet-steps`).
 Target: fused within 1.2x of the ideal. On a CPU the network is compute-bound at these batch
-sizes, so fused gains little over unfused there; the gain is on a GPU (`--device cuda`).
+sizes, so fused gains little over unfused there (and fused calls are packed to at most
+`--cpu-rows` rows, the library's fusion.CPU_ROWS); the gain is on a GPU (`--device cuda`).
 
     python bench/sweep_throughput.py [--runs 32] [--repeats 3] [--threads 1] [--device cpu]
-        [--unet-samples 64] [--unet-steps 20] [--shards mlp200 mlp2000 unet]
+        [--unet-samples 64] [--unet-steps 20] [--shards mlp200 mlp2000 unet] [--cpu-rows 2048]
 """
 
 from __future__ import annotations
@@ -106,15 +107,19 @@ def main() -> None:
     parser.add_argument("--shards", nargs="+", default=["mlp200", "mlp2000", "unet"],
                         choices=["mlp200", "mlp2000", "unet"])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cpu-rows", type=int, default=fusion.CPU_ROWS,
+                        help="most rows of a fused call on the CPU (fusion.CPU_ROWS)")
     args = parser.parse_args()
+    fusion.CPU_ROWS = args.cpu_rows
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     shards = {"mlp200": ("mlp", 200, args.steps), "mlp2000": ("mlp", 2000, args.steps),
               "unet": ("unet", args.unet_samples, args.unet_steps)}
     print(f"# shard of {args.runs} {SAMPLER} runs, device {device}, torch threads {args.threads}, "
+          f"fused calls on the CPU of at most {fusion.CPU_ROWS} rows, "
           f"min of {args.repeats} repeats, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print(f"{'shard':<9} {'rows/call':>9} {'nfe':>4} {'unfused s':>9} {'fused s':>8} {'ideal s':>8} "
+    print(f"{'shard':<9} {'rows/step':>9} {'nfe':>4} {'unfused s':>9} {'fused s':>8} {'ideal s':>8} "
           f"{'of which overhead':>17} {'runs/s unfused':>14} {'runs/s fused':>12} {'fused gain':>10} {'fused/ideal':>11} "
           f"{'forward gain':>12}")
     for name in args.shards:
