@@ -7,7 +7,9 @@ process with random network weights (the cost does not depend on them):
 - unfused: one run after the other, each network call evaluates one run's samples;
 - fused: all runs together, one network call per step evaluates every run's samples;
 - ideal: nfe x one forward over the shard's concatenated batch (one sigma per row), plus the
-  samplers' own overhead (every run drawn with a zero-cost denoiser: arithmetic, noise draws).
+  samplers' own overhead (every run drawn with a zero-cost denoiser: arithmetic, noise draws);
+- hand-offs: what fusing adds besides the network (the fused draw with a zero-cost denoiser,
+  less that overhead): each run's thread waking once per call.
 
 Every figure is the minimum over `--repeats` interleaved repeats (robust to a noisy machine),
 at a fixed torch thread count (`--threads`, 1 like a run_shard job). Shards: the 2-D MLP at
@@ -83,9 +85,11 @@ def measure(denoiser, shape, runs: list[dict], device) -> dict:
         forward = min(timed(lambda: denoiser(x, sigma), device) for _ in range(3))
         forward_one_run = min(timed(lambda: denoiser(one_run, 1.0), device) for _ in range(3))
     overhead = timed(lambda: [draw(run, zero_cost) for run in runs], device)
+    # what fusing adds besides the network: the threads' hand-offs (zero-cost denoiser, fused)
+    handoffs = timed(lambda: [outcome() for outcome in fusion.draw_fused(draw, zero_cost, runs)], device) - overhead
     times = {"unfused": timed(unfused, device),
              "fused": timed(lambda: [outcome() for outcome in fusion.draw_fused(draw, denoiser, runs)], device)}
-    return {**times, "forward": forward, "forward_one_run": forward_one_run, "overhead": overhead,
+    return {**times, "forward": forward, "forward_one_run": forward_one_run, "overhead": overhead, "handoffs": handoffs,
             "ideal": nfe * forward + overhead, "nfe": nfe}
 
 
@@ -120,8 +124,8 @@ def main() -> None:
           f"fused calls on the CPU of at most {fusion.CPU_ROWS} rows, "
           f"min of {args.repeats} repeats, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"{'shard':<9} {'rows/step':>9} {'nfe':>4} {'unfused s':>9} {'fused s':>8} {'ideal s':>8} "
-          f"{'of which overhead':>17} {'runs/s unfused':>14} {'runs/s fused':>12} {'fused gain':>10} {'fused/ideal':>11} "
-          f"{'forward gain':>12}")
+          f"{'of which overhead':>17} {'hand-offs s':>11} {'runs/s unfused':>14} {'runs/s fused':>12} {'fused gain':>10} "
+          f"{'fused/ideal':>11} {'forward gain':>12}")
     for name in args.shards:
         network, n_samples, steps = shards[name]
         recipe, shape = NETWORKS[network]
@@ -131,12 +135,13 @@ def main() -> None:
         repeats = [measure(denoiser, shape, runs, device) for _ in range(args.repeats)]
         best = {key: min(repeat[key] for repeat in repeats) for key in repeats[0]}
         print(f"{name:<9} {n_samples * args.runs:>9} {best['nfe']:>4} {best['unfused']:>9.3f} {best['fused']:>8.3f} "
-              f"{best['ideal']:>8.3f} {best['overhead']:>17.3f} {args.runs / best['unfused']:>14.2f} "
+              f"{best['ideal']:>8.3f} {best['overhead']:>17.3f} {best['handoffs']:>11.3f} {args.runs / best['unfused']:>14.2f} "
               f"{args.runs / best['fused']:>12.2f} {best['unfused'] / best['fused']:>9.2f}x "
               f"{best['fused'] / best['ideal']:>10.2f}x {len(runs) * best['forward_one_run'] / best['forward']:>11.2f}x",
               flush=True)
-    print("# fused gain: unfused / fused seconds; forward gain: runs x one forward over one run's batch / one forward "
-          "over the shard's batch (about 1 where the network is compute-bound)")
+    print("# fused gain: unfused / fused seconds; hand-offs: the fused draw with a zero-cost denoiser less the "
+          "overhead (the threads' hand-offs, not in the ideal); forward gain: runs x one forward over one run's batch / "
+          "one forward over the shard's batch (about 1 where the network is compute-bound)")
     print(f"# load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 

@@ -120,15 +120,18 @@ class Call:
 
 class FusedGroup:
     """The runs of a shard around one denoiser: members call, the serving thread answers.
-    Hand-offs are plain locks held by one thread and released by another (cheaper than
-    conditions, which matters at one hand-off per run and call)."""
+    After a batch, its members resume one at a time, in order, each passing the turn on when
+    it calls again or leaves, and the last one wakes the serving thread: one thread runs at a
+    time, so the runs' small tensor operations do not fight over the GIL. Hand-offs are plain
+    locks held by one thread and released by another."""
 
     def __init__(self, denoiser, size: int):
         self.denoiser = denoiser
         self.drawing = set(range(size))      # members that have not left
         self.waiting: dict[int, Call] = {}   # member -> its unanswered call
+        self.resuming: list[Call] = []       # answered calls whose members have not had their turn
         self.rows = [0] * size               # rows each member sent through the network
-        self.lock = threading.Lock()         # guards the three above
+        self.lock = threading.Lock()         # guards the four above
         self.ready = locked()                # released when every member still drawing waits
 
     def member(self, index: int):
@@ -140,7 +143,7 @@ class FusedGroup:
         with self.lock:
             self.waiting[index] = call
             self.rows[index] += rows
-            self.release_when_ready()
+            self.pass_turn()
         call.answered.acquire()
         if call.error is not None:
             raise call.error
@@ -149,12 +152,15 @@ class FusedGroup:
     def leave(self, index: int) -> None:
         with self.lock:
             self.drawing.discard(index)
-            self.release_when_ready()
+            self.pass_turn()
 
-    def release_when_ready(self) -> None:
-        # A waiting member has not left, so this holds once per batch: when the last member
-        # still drawing calls or leaves; nobody calls or leaves again before the batch is answered.
-        if len(self.waiting) == len(self.drawing):
+    def pass_turn(self) -> None:
+        """To the next member of the last batch; after the last one, to the serving thread once
+        every member still drawing waits (a waiting member has not left, so this happens once
+        per batch, and nobody calls or leaves again before the batch is answered)."""
+        if self.resuming:
+            self.resuming.pop(0).answered.release()
+        elif len(self.waiting) == len(self.drawing):
             self.ready.release()
 
     def serve(self) -> None:
@@ -166,8 +172,9 @@ class FusedGroup:
                     return
                 batch = [self.waiting.pop(index) for index in sorted(self.waiting)]
             answer(self.denoiser, batch)
-            for call in batch:
-                call.answered.release()
+            with self.lock:
+                self.resuming = batch
+                self.pass_turn()
 
 
 def locked() -> threading.Lock:
