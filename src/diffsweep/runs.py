@@ -251,7 +251,7 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
             record_failure(run, error, device)
         io.write_json(shard_path, {"model_id": model["id"], "kind": kind, "runs": statuses})
         return
-    for run, drawn in zip(runs, fusion.draws(job, denoiser, runs, fuse)):   # fused: all runs have drawn here
+    for run, drawn in zip(runs, fusion.draws(job, denoiser, runs, fuse)):   # fused: drawn by groups, together
         try:
             output, nfe, counted, wall = drawn()
             if nfe != counted:
