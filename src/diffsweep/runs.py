@@ -10,7 +10,8 @@ Everything around the kind-specific work is shared:
   results/layout.json names the layout version; a results folder of an older layout is refused
   at parse time (`check_layout`), so old and new records never mix.
 - Job loop (`run_shard`). Plugins imported, device picked, score source loaded once, each run
-  drawn (counting network evaluations and timing the draw), evaluated, saved. A run that raises
+  drawn (counting network evaluations and timing the draw; with `fuse` the runs draw together,
+  one network call serving all of them: diffsweep.fusion), evaluated, saved. A run that raises
   is recorded as `failed` and the job goes on (`fail_fast` stops it instead).
 - Record. run.json holds run_id, kind, status, nfe, wall_s, device, finished, row (the manifest
   row), params (what the id hashes), provenance, files (size and sha256 of every file of the run
@@ -214,19 +215,20 @@ def kind_job(kind: str):
 
 def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, results, shard_path,
               options: dict, device: str = "auto", plugins=(), fidelity_records=(), fidelity_options=None,
-              max_batch: int = 0, log_path=None, fail_fast: bool = False) -> None:
+              max_batch: int = 0, log_path=None, fail_fast: bool = False, fuse: bool = True) -> None:
     """Run every run of one shard (one score source, one kind); one folder and run.json per run.
     `options` are the kind's options (generation: metrics; restoration: metrics, strips).
     A run that raises is recorded as `failed` (its error and `log_path`) and the job goes on; if
     the score source or the data cannot be loaded, every run is. With `fail_fast` the job stops
-    (raises) at the first failure instead."""
+    (raises) at the first failure instead. With `fuse` the runs draw together, one network call
+    serving all of them at each step (diffsweep.fusion)."""
     registry.load_plugins(plugins)   # what they register exists in this job as at parse time
     (kind,) = {run["kind"] for run in runs}
     mark_layout(results)
     started = time.time()
     for run in runs:   # left by an earlier job of these runs that was killed mid-write
         io.remove_stale_temporaries(run_folder(results, run["id"]), older_than=started)
-    from diffsweep import jobs
+    from diffsweep import fusion, jobs
 
     origin = jobs.provenance()
     statuses = {}
@@ -249,9 +251,9 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
             record_failure(run, error, device)
         io.write_json(shard_path, {"model_id": model["id"], "kind": kind, "runs": statuses})
         return
-    for run in runs:
+    for run, drawn in zip(runs, fusion.draws(job, denoiser, runs, fuse)):   # fused: drawn by groups, together
         try:
-            output, nfe, counted, wall = job.draw(run, denoiser)
+            output, nfe, counted, wall = drawn()
             if nfe != counted:
                 raise RuntimeError(f"{job.method} '{run['family']}' reported {nfe} network evaluations but made {counted}")
             folder = run_folder(results, run["id"])

@@ -1,0 +1,197 @@
+"""Fused evaluation (diffsweep.fusion): a run's samples do not depend on which runs share its
+shard (exactly for the float64 oracle, up to float32 rounding for a network), reruns are
+bit-exact, runs with other call counts and runs that raise leave the group without holding
+up or changing the others, and `max_batch` chunks the fused batch."""
+
+import threading
+import types
+
+import pytest
+import torch
+
+from diffsweep import config, fusion, grid, jobs
+from diffsweep.data import make_dataset
+from diffsweep.models import MLP, OracleDenoiser, PreconditionedDenoiser
+
+CONFIG = {
+    "datasets": {"ring8": {"family": "gmm", "knobs": {"preset": "ring8"}}},
+    "models": {"oracle": {"source": "oracle"}},
+    "samplers": {"ddim": {"family": "ddim", "steps": [3, 5]},
+                 "rw": {"family": "random_walk", "schedule": "sigmoid", "steps": 6, "knobs": {"eps": 0.7, "T0": 0.1}},
+                 "adaptive": {"family": "dpm_adaptive", "steps": 10}},
+    "seeds": [0, 1],
+    "data": {"n_train": 100, "n_reference": 200},
+    "sampling": {"n_samples": 40},
+}
+ORACLE = OracleDenoiser(make_dataset("gmm", preset="ring8").mixture)
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict:
+    """Run dicts by (sampler, steps, seed): samplers with 3, 5, 6 and a data-dependent number of calls."""
+    built = grid.build(config.prepare(CONFIG))
+    run_dicts = [grid.run_dict(run) for run in built.runs.values()]
+    return {(run["row"]["sampler"], run["steps"], run["seed"]): run for run in run_dicts}
+
+
+def drawer(dtype, broken: dict | None = None):
+    """draw(run, denoiser) of 2-D samples in `dtype`; a run named in `broken` calls with sigma -1 at that call."""
+    def draw(run, denoiser):
+        if broken and run["id"] in broken:
+            denoiser = BadSigmaAt(denoiser, broken[run["id"]])
+        return jobs.draw_samples(run, denoiser, 2, dtype, torch.device("cpu"))
+    return draw
+
+
+class BadSigmaAt:
+    """Passes sigma -1 (which the oracle refuses) at its `call`-th call."""
+
+    def __init__(self, denoiser, call: int):
+        self.denoiser, self.call, self.calls = denoiser, call, 0
+
+    def __call__(self, x, sigma):
+        self.calls += 1
+        return self.denoiser(x, -1.0 if self.calls == self.call else sigma)
+
+
+class Recorder:
+    """A denoiser that records the batch size of every call."""
+
+    def __init__(self, denoiser):
+        self.denoiser, self.sizes = denoiser, []
+
+    def __call__(self, x, sigma):
+        self.sizes.append(len(x))
+        return self.denoiser(x, sigma)
+
+
+def fused(draw, denoiser, shard: list[dict]) -> list:
+    """fusion.draw_fused in a thread that must end within a minute (a deadlock fails, not hangs)."""
+    result = []
+    worker = threading.Thread(target=lambda: result.append(fusion.draw_fused(draw, denoiser, shard)), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "the fused draw did not end (deadlock)"
+    return result[0]
+
+
+def alone(draw, denoiser, run):
+    return draw(run, denoiser)
+
+
+def test_oracle_samples_do_not_depend_on_the_shard_mates(runs):
+    draw = drawer(torch.float64)
+    a, b, c, d, e = (runs[key] for key in [("ddim", 5, 0), ("rw", 6, 0), ("adaptive", 10, 0), ("ddim", 3, 1),
+                                            ("adaptive", 10, 1)])
+    by_itself = {run["id"]: alone(draw, ORACLE, run) for run in (a, b, c, d, e)}
+    first, second = fused(draw, ORACLE, [a, b, c]), fused(draw, ORACLE, [d, e, a])
+    for run, outcome in [*zip([a, b, c], first), *zip([d, e, a], second)]:
+        samples, nfe, counted, wall = outcome()
+        expected, expected_nfe, *_ = by_itself[run["id"]]
+        assert torch.equal(samples, expected), run["id"]
+        assert nfe == counted == expected_nfe and wall >= 0
+    assert len({outcome()[1] for outcome in first}) == 3     # three call counts in one group
+
+
+def test_network_samples_agree_to_float32_rounding_and_reruns_are_bit_exact(runs):
+    torch.manual_seed(0)
+    network = PreconditionedDenoiser(MLP((2,), hidden=32, depth=2), "edm").eval()
+    draw = drawer(torch.float32)
+    shard = [runs["ddim", 5, 0], runs["rw", 6, 1], runs["ddim", 3, 1], runs["adaptive", 10, 0]]
+    by_itself = [alone(draw, network, run)[0] for run in shard]
+    first, rerun = fused(draw, network, shard), fused(draw, network, shard)
+    for expected, outcome, again in zip(by_itself, first, rerun):
+        samples = outcome()[0]
+        assert torch.equal(samples, again()[0])
+        assert ((samples - expected).abs() <= 1e-5 * expected.abs().clamp(min=1)).all()
+    # other shard-mates (in another order) change nothing beyond rounding either
+    (_, other_mate), ddim = fused(draw, network, [runs["rw", 6, 0], shard[0]]), by_itself[0]
+    assert ((other_mate()[0] - ddim).abs() <= 1e-5 * ddim.abs().clamp(min=1)).all()
+
+
+def test_a_failing_run_leaves_the_others_intact(runs):
+    draw = drawer(torch.float64)
+    good, bad_in_batch, bad_sampler = runs["ddim", 5, 0], runs["rw", 6, 0], dict(runs["ddim", 3, 1])
+    bad_sampler["family"] = "no_such_sampler"          # raises before its first call
+    outcomes = fused(drawer(torch.float64, {bad_in_batch["id"]: 3}), ORACLE, [bad_sampler, good, bad_in_batch])
+    with pytest.raises(ValueError, match="unknown sampler"):
+        outcomes[0]()
+    with pytest.raises(ValueError, match="sigma must be finite and >= 0"):   # its bad call failed the fused batch
+        outcomes[2]()
+    assert torch.equal(outcomes[1]()[0], alone(draw, ORACLE, good)[0])
+
+
+def test_max_batch_chunks_the_fused_batch(runs):
+    outer = Recorder(jobs.InChunks(inner := Recorder(ORACLE), max_batch=30))
+    draw = drawer(torch.float64)
+    shard = [runs["ddim", 5, 0], runs["ddim", 3, 1]]
+    outcomes = fused(draw, outer, shard)
+    assert outer.sizes == [80, 80, 80, 40, 40]       # both runs' 40 rows while both draw, then the longer one's
+    assert max(inner.sizes) <= 30 and sum(inner.sizes) == sum(outer.sizes)
+    assert torch.equal(outcomes[0]()[0], alone(draw, ORACLE, shard[0])[0])
+
+
+def test_a_large_shard_draws_in_groups_and_unfused_one_run_at_a_time(runs, monkeypatch):
+    monkeypatch.setattr(fusion, "GROUP_RUNS", 2)
+    job = types.SimpleNamespace(draw=drawer(torch.float64))
+    shard = [runs["ddim", 5, 0], runs["ddim", 3, 1], runs["ddim", 5, 1]]
+    expected = [alone(job.draw, ORACLE, run)[0] for run in shard]
+    for fuse, sizes in [(True, [80, 80, 80, 40, 40, 40, 40, 40, 40, 40]), (False, [40] * 13)]:
+        recorder = Recorder(ORACLE)
+        for drawn, samples in zip(fusion.draws(job, recorder, shard, fuse), expected, strict=True):
+            assert torch.equal(drawn()[0], samples)
+        assert recorder.sizes == sizes
+
+
+def test_on_the_cpu_calls_are_packed_whole_up_to_cpu_rows(runs, monkeypatch):
+    monkeypatch.setattr(fusion, "CPU_ROWS", 90)
+    recorder, draw = Recorder(ORACLE), drawer(torch.float64)
+    shard = [runs["ddim", 5, 0], runs["ddim", 3, 1], runs["ddim", 5, 1]]
+    outcomes = fused(draw, recorder, shard)
+    assert recorder.sizes == [80, 40] * 3 + [80] * 2      # 40 + 40 rows fit in 90, a third call does not
+    assert all(torch.equal(outcome()[0], alone(draw, ORACLE, run)[0]) for outcome, run in zip(outcomes, shard))
+
+
+def test_calls_that_need_gradients_are_answered_alone():
+    group = fusion.FusedGroup(Recorder(ORACLE), 2)
+    x = torch.randn(5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    gradients = {}
+
+    def with_gradient():
+        leaf = x.clone().requires_grad_(True)
+        with torch.enable_grad():
+            gradients["fused"] = torch.autograd.grad(group.call(0, leaf, 0.8).pow(2).sum(), leaf)[0]
+        group.leave(0)
+
+    def without():
+        with torch.no_grad():
+            group.call(1, x, 0.5)
+        group.leave(1)
+
+    workers = [threading.Thread(target=work, daemon=True) for work in (with_gradient, without)]
+    for worker in workers:
+        worker.start()
+    group.serve()
+    for worker in workers:
+        worker.join(10)
+    leaf = x.clone().requires_grad_(True)
+    expected = torch.autograd.grad(ORACLE(leaf, 0.8).pow(2).sum(), leaf)[0]
+    assert torch.equal(gradients["fused"], expected) and group.denoiser.sizes == [5, 5]
+
+
+@pytest.mark.parametrize("source", ["oracle", "mlp", "unet"])
+def test_a_score_source_takes_one_sigma_per_row(source):
+    """What a fused call sends: the rows of two calls, each at its own sigma (float64 per row)."""
+    from diffsweep.models import UNet
+    torch.manual_seed(0)
+    denoiser, shape, dtype = {
+        "oracle": lambda: (ORACLE, (2,), torch.float64),
+        "mlp": lambda: (PreconditionedDenoiser(MLP((2,)), "eps"), (2,), torch.float32),
+        "unet": lambda: (PreconditionedDenoiser(UNet((1, 8, 8), channels=(8, 16), norm_groups=4), "edm"), (1, 8, 8),
+                         torch.float32),
+    }[source]()
+    first, second = torch.randn(3, *shape, dtype=dtype), torch.randn(2, *shape, dtype=dtype)
+    with torch.no_grad():
+        rows = denoiser(torch.cat([first, second]), torch.tensor([0.5] * 3 + [7.0] * 2, dtype=torch.float64))
+        expected = torch.cat([denoiser(first, 0.5), denoiser(second, 7.0)])
+    assert ((rows - expected).abs() <= 1e-5 * expected.abs().max()).all()
