@@ -133,25 +133,20 @@ def command_grid(args) -> int:
 
 
 # `diffsweep status`: a run's state is its record's status (ok, diverged, failed), corrupt (a
-# record that cannot be trusted, diffsweep.runs.read_record) or pending (no record yet).
+# record that cannot be trusted, diffsweep.runs.index) or pending (no record yet).
 STATES = ("ok", "diverged", "failed", "corrupt", "pending")
 
 
 def sweep_status(grid, results, config: dict | None = None) -> dict:
     """Counts of run states per preset and per score source, the estimated run time left, and the
-    failed runs with their error and log. Reads only the records of run folders that exist."""
-    import os
-
+    failed runs with their error and log. Reads every record file once (runs.index)."""
     from diffsweep import grid as ds_grid, runs
 
     all_runs = grid.all_runs
-    folder = Path(results) / "runs"
-    present = sorted(set(os.listdir(folder)) & set(all_runs)) if folder.is_dir() else []
+    states = runs.index(results)
     state, wall, failures = {}, {}, []
-    for run_id in present:
-        status, record, problem = runs.run_state(results, run_id)
-        if status == runs.MISSING:
-            continue
+    for run_id in sorted(set(states) & set(all_runs)):
+        status, record, problem = runs.run_state(results, run_id, states)
         state[run_id] = status
         if record and isinstance(record.get("wall_s"), (int, float)):
             wall[run_id] = record["wall_s"]

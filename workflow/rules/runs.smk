@@ -1,7 +1,8 @@
 # Runs of both kinds (docs/restoration.md for restoration), packed into shards by score source
 # and kind (common.smk: SHARDS). A shard job finds its runs from the shard id and the config
-# (diffsweep.grid.shard_job), skips those already done, writes results/runs/<run_id>/ for each
-# other run and its marker results/shards/<shard>.json (diffsweep.runs).
+# (diffsweep.grid.shard_job), skips those already done, appends each other run's record and files
+# to results/records/<shard>.jsonl and .archive, and writes its marker results/shards/<shard>.json
+# (diffsweep.runs).
 
 
 rule run_shard:
