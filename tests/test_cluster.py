@@ -194,7 +194,8 @@ def test_smoke_sweep_on_slurm_equals_a_local_run(cluster, smoke_run, tmp_path):
     assert overlapping(shard_jobs), shard_jobs
 
     results = tmp_path / "slurm" / "results"
-    records = [json.loads(p.read_text()) for p in sorted(results.glob("runs/*/run.json"))]
+    from diffsweep import runs
+    records = [state.record for state in runs.index(results).values()]
     assert records and all(r["provenance"]["slurm_job_id"] in jobs for r in records)
     for checkpoint in results.glob("models/*/checkpoint.pt"):
         origin = torch.load(checkpoint, weights_only=False)["provenance"]

@@ -114,7 +114,8 @@ def test_pretrained_sources_sample_through_the_workflow_and_a_missing_file_is_na
     assert sorted(table.index) == ["ve", "vp"] and (table["status"] == "ok").all()
     assert (table["model_source"] == "pretrained").all()
     assert table.loc["vp", "model_format"] == "adm_ffhq256" and table.loc["ve", "model_weights"] == "ema"
-    samples = np.load(tmp_path / "results" / "runs" / table.loc["vp", "run_id"] / "samples.npz")["x"]
+    from diffsweep import runs
+    samples = runs.read_run_arrays(tmp_path / "results", table.loc["vp", "run_id"])["x"]
     assert samples.shape == (2, 3, 32, 32) and np.isfinite(samples).all()
 
     # The same grid with the VE file gone, planned with the path checks off: the DAG builds, its
