@@ -104,10 +104,8 @@ def record_file(results, run_id: str) -> tuple[Path, int]:
 
 
 def forget(results, run_ids) -> None:
-    """Delete the record lines of runs (what docs/running.md says to do to redo a run)."""
-    for path in (results / "records").glob("*.jsonl"):
-        lines = path.read_text().splitlines(keepends=True)
-        path.write_text("".join(line for line in lines if not any(f'"run_id":"{r}"' in line for r in run_ids)))
+    """Delete the record lines of runs (`diffsweep forget`, what docs/running.md says to do to redo a run)."""
+    assert runs.forget(results, run_ids) >= len(run_ids)
 
 
 def run_ids(grid, source: str) -> list[str]:
@@ -191,6 +189,22 @@ def test_done_detection_reads_every_record_file_and_the_latest_line_wins(copied)
     before = runs.attempt(results, [second])
     retried.write_text(json.dumps({**ok, "run_id": second, "status": "failed", "error": "e", "log": None}) + "\n")
     assert runs.run_state(results, second)[0] == "failed" and runs.attempt(results, [second]) != before
+
+
+def test_a_runs_stored_files_are_extracted_and_a_forgotten_run_is_pending(copied, tmp_path, capsys):
+    import numpy as np
+
+    from diffsweep import cli
+
+    _, grid, results, _ = copied
+    run_id = run_ids(grid, "oracle")[0]
+    assert cli.main(["extract", run_id, "--results", str(results), "--out", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().out == f"{run_id} (ok): {tmp_path / 'out' / run_id / 'samples.npz'}\n"
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / run_id / "samples.npz")["x"],
+                                  runs.read_run_arrays(results, run_id)["x"])
+    assert cli.main(["forget", run_id, "--results", str(results)]) == 0
+    assert "deleted 1 record line(s) of 1 run(s)" in capsys.readouterr().out
+    assert runs.done_runs(results, grid.runs) == set(grid.runs) - {run_id}
 
 
 def test_a_truncated_sample_archive_is_found_at_parse_time_and_recomputed(copied, caplog):

@@ -3,6 +3,8 @@
     diffsweep list [KIND] [--config FILE] [--json]
     diffsweep grid --config FILE [--json]
     diffsweep status [--config FILE] [--json]
+    diffsweep extract RUN_ID... [--results DIR] [--out DIR]
+    diffsweep forget RUN_ID... [--results DIR]
     diffsweep table PARQUET --rows COLS [--cols COLS] --metric COL [--filter COL=V[,V...]]...
                     [--format markdown|latex|csv|html] [--agg mean_std|mean|median|min|max]
                     [--better auto|lower|higher|none] [--pool error|best|mean] [--number-format .3g]
@@ -246,6 +248,32 @@ def command_status(args) -> int:
     return 0
 
 
+def command_extract(args) -> int:
+    """The files runs stored (in their shard's archive) written to OUT/<run_id>/."""
+    from diffsweep import runs
+
+    states = runs.index(args.results)
+    for run_id in args.run_ids:
+        try:
+            written = runs.extract(args.results, run_id, Path(args.out) / run_id)
+        except (FileNotFoundError, runs.CorruptRecord) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        status = states[run_id].status
+        print(f"{run_id} ({status}): " + (", ".join(map(str, written)) or "no files stored (keep_samples: none)"))
+    return 0
+
+
+def command_forget(args) -> int:
+    """Delete runs' record lines: the next invocation recomputes them."""
+    from diffsweep import runs
+
+    deleted = runs.forget(args.results, args.run_ids)
+    print(f"deleted {deleted} record line(s) of {len(args.run_ids)} run(s) under {args.results}/records; "
+          f"the next invocation recomputes them")
+    return 0
+
+
 def _names(values) -> list[str]:
     """Column names from repeated and/or comma-separated options."""
     return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
@@ -329,6 +357,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the sweep's config YAML file (default: config/config.yaml, the embedded default)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=command_status)
+    extract = sub.add_parser("extract", help="write the files runs stored (samples.npz, grid.png, strip.png, ...) "
+                                             "to a folder, checked against their sha256")
+    extract.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    extract.add_argument("--results", default="results", help="the results folder (default: results)")
+    extract.add_argument("--out", default="extracted", help="write to OUT/<run_id>/ (default: extracted)")
+    extract.set_defaults(func=command_extract)
+    forget = sub.add_parser("forget", help="delete runs' records so the next invocation recomputes them (e.g. to "
+                                           "store samples a run did not keep); not while the workflow runs")
+    forget.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    forget.add_argument("--results", default="results", help="the results folder (default: results)")
+    forget.set_defaults(func=command_forget)
     from diffsweep.tables.options import AGGREGATES, DIRECTIONS, FORMATS, POOLING
 
     table = sub.add_parser(

@@ -298,6 +298,38 @@ def read_run_arrays(results, run_id: str, name: str = "samples.npz", states: dic
         return {key: data[key] for key in data.files}
 
 
+def forget(results, run_ids) -> int:
+    """Delete every record line of `run_ids` (each record file rewritten atomically): the runs are
+    pending again, and the next invocation recomputes them (with today's keep_samples). Their
+    bytes stay in the archives, listed by no record. Returns the number of lines deleted. Not
+    while a job of the sweep runs: a line it appends meanwhile could be lost."""
+    run_ids, deleted = set(run_ids), 0
+    folder = records_folder(results)
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        lines = path.read_bytes().splitlines(keepends=True)
+        kept = [line for line in lines if not ((match := RUN_OF_LINE.match(line.decode("utf-8", "replace")))
+                                              and match.group(1) in run_ids)]
+        if len(kept) < len(lines):
+            deleted += len(lines) - len(kept)
+            with io.atomic_path(path) as tmp:
+                tmp.write_bytes(b"".join(kept))
+    return deleted
+
+
+def extract(results, run_id: str, out) -> list[Path]:
+    """Write the files a run stored (samples.npz, grid.png, strip.png, ...), checked against their
+    sha256, to the folder `out`; return their paths."""
+    states = index(results)
+    written = []
+    for name in read_record(results, run_id, states)["files"]:
+        path = Path(out) / name
+        data = read_run_file(results, run_id, name, states)
+        with io.atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        written.append(path)
+    return written
+
+
 class ShardStore:
     """The append-only record file and archive of one shard job. A run is stored by appending its
     files' bytes to the archive (flushed and fsynced), then its record line, which lists where
