@@ -158,12 +158,13 @@ def check_record(record, path: Path, line: int, archive_sizes: dict) -> str | No
     return None
 
 
-def index(results) -> dict[str, State]:
+def index(results, only=None) -> dict[str, State]:
     """Every run that has a record, by run id, from every record file of the results folder (a
     run's shard changes with the config, so its records may be in any file): a run's latest line
     wins (a failed run retried later), and a done record wins over a failed one. A line that is
     not a complete JSON object (a job killed while writing it) is ignored with a warning naming
-    the file; if it names its run, the run is `corrupt` (recomputed) unless a later line exists."""
+    the file; if it names its run, the run is `corrupt` (recomputed) unless a later line exists.
+    With `only` (a set of run ids), only those runs' lines are parsed (a shard job's own runs)."""
     folder = records_folder(results)
     files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
     states: dict[str, State] = {}
@@ -176,6 +177,10 @@ def index(results) -> dict[str, State]:
             if not raw.strip():
                 continue
             where = f"{path.name}:{number}"
+            if only is not None:     # the run id leads the line: no JSON parse for other runs
+                named = RUN_OF_LINE.match(raw.decode("utf-8", "replace"))
+                if named and named.group(1) not in only:
+                    continue
             try:
                 record = json.loads(raw)
                 if not isinstance(record, dict) or not isinstance(record.get("run_id"), str):
@@ -206,7 +211,7 @@ def run_state(results, run_id: str, states: dict | None = None) -> tuple[str, di
     """(status, record, problem) of a run: (`missing`, None, None) without a record, (`corrupt`,
     None, what is wrong) when it cannot be trusted, else (its status, the record, None).
     `states`: an index(results) already read (reading it costs one pass over every record)."""
-    state = (index(results) if states is None else states).get(run_id)
+    state = (index(results, only={run_id}) if states is None else states).get(run_id)
     if state is None:
         return MISSING, None, None
     return state.status, state.record, state.problem
@@ -225,7 +230,8 @@ def read_record(results, run_id: str, states: dict | None = None) -> dict:
 def done_runs(results, run_ids, states: dict | None = None) -> set[str]:
     """Runs whose record says `ok` or `diverged` (DONE_STATUSES): the others are (re)computed.
     Each corrupt record is named in one warning line."""
-    states = index(results) if states is None else states
+    run_ids = set(run_ids)
+    states = index(results, only=run_ids) if states is None else states
     done = set()
     for run_id in run_ids:
         state = states.get(run_id)
@@ -240,7 +246,7 @@ def done_runs(results, run_ids, states: dict | None = None) -> set[str]:
 
 def failed_runs(results, run_ids, states: dict | None = None) -> list[dict]:
     """Records of the runs that failed (status `failed`), by run id."""
-    states = index(results) if states is None else states
+    states = index(results, only=set(run_ids)) if states is None else states
     return [states[run_id].record for run_id in sorted(run_ids)
             if run_id in states and states[run_id].status == FAILED]
 
@@ -257,7 +263,7 @@ def attempt(results, run_ids, states: dict | None = None) -> str:
     """A key of a shard's pending runs and the records they already have (failed or corrupt ones):
     it changes whenever one of them gets a new record line, so a shard whose runs failed runs
     again (the key is the shard job's `attempt` param, which the params rerun trigger compares)."""
-    states = index(results) if states is None else states
+    states = index(results, only=set(run_ids)) if states is None else states
     entries = [[run_id, states[run_id].where if run_id in states else None] for run_id in sorted(run_ids)]
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
 
