@@ -243,8 +243,8 @@ def test_a_sample_archive_changed_in_place_fails_its_checksum_and_the_figure_is_
     archive.write_bytes(bytes(data))
     assert bad in runs.done_runs(results, grid.runs)       # parse time reads no archive
     with pytest.raises(runs.CorruptRecord, match=f"{archive}: samples.npz of run {bad} at byte {listed['offset']}: "
-                                                 f"its sha256 differs from its record's; delete the run's lines "
-                                                 f"from {archive.with_suffix('.jsonl')} to recompute it"):
+                                                 f"its sha256 differs from its record's; `diffsweep forget {bad}` "
+                                                 f"and re-run to recompute it"):
         runs.read_run_arrays(results, bad)
     figure = results / "plots" / "samples.png"
     generation = runs.frame("generation", grid.manifest_rows("generation"), results)

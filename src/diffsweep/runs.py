@@ -290,8 +290,7 @@ def read_run_file(results, run_id: str, name: str, states: dict | None = None) -
         data = handle.read(listed["bytes"])
     if hashlib.sha256(data).hexdigest() != listed["sha256"]:
         raise CorruptRecord(f"{archive}: {name} of run {run_id} at byte {listed['offset']}: its sha256 differs "
-                            f"from its record's; delete the run's lines from {archive.with_suffix('.jsonl')} "
-                            f"to recompute it")
+                            f"from its record's; `diffsweep forget {run_id}` and re-run to recompute it")
     return data
 
 

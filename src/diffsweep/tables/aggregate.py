@@ -1,5 +1,5 @@
 """Run records -> Parquet tables. Parameter columns come from the resolved run (the manifest
-row stored in run.json), never from paths. A run in the manifest without a record shows up
+row, also stored in its record), never from paths. A run in the manifest without a record shows up
 with status `missing`. Column types are fixed by the values' Python types, not by which runs
 happen to be in the grid: an integer parameter is `Int64` (nullable) even where the oracle
 leaves it empty, a boolean one `boolean`, so the schema documented in docs/tables.md holds
