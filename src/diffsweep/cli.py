@@ -145,7 +145,7 @@ def sweep_status(grid, results, config: dict | None = None) -> dict:
     from diffsweep import grid as ds_grid, runs
 
     all_runs = grid.all_runs
-    states = runs.index(results)
+    states = runs.index(results, keep=["wall_s", *runs.FAILURE_KEYS])
     state, wall, failures = {}, {}, []
     for run_id in sorted(set(states) & set(all_runs)):
         status, record, problem = runs.run_state(results, run_id, states)

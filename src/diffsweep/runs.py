@@ -158,13 +158,14 @@ def check_record(record, path: Path, line: int, archive_sizes: dict) -> str | No
     return None
 
 
-def index(results, only=None) -> dict[str, State]:
+def index(results, only=None, keep=None) -> dict[str, State]:
     """Every run that has a record, by run id, from every record file of the results folder (a
     run's shard changes with the config, so its records may be in any file): a run's latest line
     wins (a failed run retried later), and a done record wins over a failed one. A line that is
     not a complete JSON object (a job killed while writing it) is ignored with a warning naming
     the file; if it names its run, the run is `corrupt` (recomputed) unless a later line exists.
-    With `only` (a set of run ids), only those runs' lines are parsed (a shard job's own runs)."""
+    With `only` (a set of run ids), only those runs' lines are parsed (a shard job's own runs);
+    with `keep` (record keys), records keep only those keys once checked (memory at 100k runs)."""
     folder = records_folder(results)
     files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
     states: dict[str, State] = {}
@@ -194,6 +195,8 @@ def index(results, only=None) -> dict[str, State]:
                     log.warning("ignored a broken record line (a job killed while writing it?): %s", problem)
                 continue
             problem = check_record(record, path, number, archive_sizes)
+            if keep is not None:
+                record = {key: record[key] for key in ("run_id", "status", *keep) if key in record}
             state = State(CORRUPT, None, problem, where) if problem else State(record["status"], record, None, where)
             settle(states, record["run_id"], state)
     return states
@@ -527,7 +530,8 @@ def frame(kind: str, rows: list[dict], results):
 
     expand = ROWS_OF_RECORD[kind]
     rows = sorted(rows, key=lambda row: row["run_id"])
-    states = index(results)
+    # what a table takes from a record (the parameters come from the manifest rows)
+    states = index(results, keep=[*RECORD_COLUMNS, *FAILURE_KEYS, "provenance", "skipped", *RESULT_KEYS[kind]])
     table = []
     for row in rows:
         status, record, problem = run_state(results, row["run_id"], states)
