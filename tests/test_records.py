@@ -315,7 +315,8 @@ def test_kill_9_during_sampling_then_during_a_table_write_loses_nothing(copied):
     (model,) = [m for m in grid.models.values() if m.source == "oracle"]
     shard = f"{model.id}.shard"
     staging = runs.staging_folder(results, shard)
-    interrupted = [staging / ".samples.npz.x1y2z3.tmp", staging / "samples.npz"]
+    interrupted = [staging / blocked / ".samples.npz.x1y2z3.tmp", staging / blocked / "samples.npz"]
+    interrupted[0].parent.mkdir(parents=True)
     for path in interrupted:
         path.write_bytes(b"partial")
     with open(runs.archive_file(results, shard), "ab") as archive:
@@ -328,7 +329,7 @@ def test_kill_9_during_sampling_then_during_a_table_write_loses_nothing(copied):
     half_table = tables / ".generation.parquet.a1b2c3.tmp"
     half_table.write_bytes(b"partial")
     past = io.STARTED - 60          # before this process started: what an earlier, killed job left
-    for path in (*interrupted, half_table):
+    for path in (*interrupted, interrupted[0].parent, half_table):
         os.utime(path, (past, past))
     fresh = tables / ".training.parquet.d4e5f6.tmp"      # a live write of another job: kept
     fresh.write_bytes(b"partial")

@@ -41,6 +41,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -342,36 +343,51 @@ class ShardStore:
     """The append-only record file and archive of one shard job. A run is stored by appending its
     files' bytes to the archive (flushed and fsynced), then its record line, which lists where
     they are, to the record file (flushed and fsynced): a job killed at any moment leaves every
-    earlier run intact, and at worst bytes no record lists or one torn last line (index)."""
+    earlier run intact, and at worst bytes no record lists or one torn last line (index). A run's
+    files are first written into its own staging folder (`run_staging`), so runs finishing in
+    any order, or at once, never mix their files."""
 
     def __init__(self, results, shard: str):
         self.records, self.archive = record_file(results, shard), archive_file(results, shard)
         self.staging = staging_folder(results, shard)
 
-    def stage(self, started: float) -> Path:
-        """The empty staging folder of this job (what a killed earlier job left there, removed)."""
+    def open(self, started: float) -> None:
+        """Remove what a killed earlier job of this shard left in its staging folder."""
         self.staging.mkdir(parents=True, exist_ok=True)
-        self.clear(older_than=started)
-        return self.staging
-
-    def clear(self, older_than: float | None = None) -> None:
         for path in self.staging.iterdir():
-            if path.is_file() and (older_than is None or path.stat().st_mtime < older_than):
+            if path.stat().st_mtime >= started:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
                 path.unlink()
+
+    def run_staging(self, run_id: str) -> Path:
+        """The empty folder where `job.finish` writes a run's files."""
+        folder = self.staging / run_id
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        return folder
+
+    def discard(self, run_id: str) -> None:
+        shutil.rmtree(self.staging / run_id, ignore_errors=True)
 
     def close(self) -> None:
         """Remove the (empty) staging folders: every run's files are in the archive."""
         for folder in (self.staging, self.staging.parent):
             try:
                 folder.rmdir()
-            except OSError:     # another job's staging folder is there
+            except OSError:     # not empty: another job's staging folder is there
                 pass
 
-    def append(self, record: dict, files: list[Path]) -> None:
-        """Append `files` (then delete them) and `record`, which gains `archive` and `files`."""
+    def append(self, record: dict, folder: Path | None = None) -> None:
+        """Append the files of `folder` (a run_staging folder, then removed) and `record`, which
+        gains `archive` and `files`."""
+        files = sorted(path for path in folder.iterdir() if path.is_file() and not path.name.startswith(".")) \
+            if folder is not None else []
         self.records.parent.mkdir(parents=True, exist_ok=True)
         with open(self.archive, "ab") as archive:
-            fcntl.flock(archive, fcntl.LOCK_EX)    # two jobs of one shard (two invocations) never interleave
+            fcntl.flock(archive, fcntl.LOCK_EX)    # two jobs or threads of one shard never interleave
             listed = {}
             for path in files:
                 data = path.read_bytes()
@@ -389,8 +405,8 @@ class ShardStore:
                 records.write(line)
                 records.flush()
                 os.fsync(records.fileno())
-        for path in files:
-            path.unlink()
+        if folder is not None:
+            shutil.rmtree(folder)
 
 
 # --- job loop ----------------------------------------------------------------------------
@@ -421,7 +437,7 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     (kind,) = {run["kind"] for run in runs}
     mark_layout(results)
     store = ShardStore(results, Path(shard_path).name.removesuffix(".json"))
-    staging = store.stage(started=time.time())   # files left by an earlier job of this shard that was killed
+    store.open(started=time.time())   # files left by an earlier job of this shard that was killed
     from diffsweep import jobs
 
     origin = jobs.provenance()
@@ -430,9 +446,9 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     def record_failure(run, error, where):
         log.error("run %s failed", run["id"], exc_info=error)
         summary = one_line(error)
-        store.clear()
+        store.discard(run["id"])
         store.append(make_record(run, FAILED, None, None, where, origin,
-                                 {"error": summary, "log": None if log_path is None else str(log_path)}), [])
+                                 {"error": summary, "log": None if log_path is None else str(log_path)}))
         statuses[run["id"]] = FAILED
         if fail_fast:
             raise RuntimeError(f"run {run['id']} failed (fail_fast is set, the job stops): {summary}") from error
@@ -452,9 +468,9 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
             output, nfe, counted, wall = job.draw(run, denoiser)
             if nfe != counted:
                 raise RuntimeError(f"{job.method} '{run['family']}' reported {nfe} network evaluations but made {counted}")
-            status, results_part = job.finish(run, output, staging)
-            store.append(make_record(run, status, nfe, wall, chosen, origin, results_part), sorted(
-                path for path in staging.iterdir() if path.is_file() and not path.name.startswith(".")))
+            folder = store.run_staging(run["id"])
+            status, results_part = job.finish(run, output, folder)
+            store.append(make_record(run, status, nfe, wall, chosen, origin, results_part), folder)
             statuses[run["id"]] = status
             log.info("%s run %s: %s, nfe %d, %.2f s", kind, run["id"], status, nfe, wall)
         except Exception as error:  # one broken run must not lose the others
