@@ -26,8 +26,8 @@ ABLATIONS = CHECKED.ablations
 
 RESULTS = config["results"]
 RUNS = GRID.all_runs
-# Done detection is run-level: the records of every record file under results/records/, read
-# once (a run's shard, hence its record file, changes when the config adds runs).
+# Done detection is run-level: the records of every record file in the records folder, read
+# once (the shard of a run, hence its record file, changes when the config adds runs).
 STATES = ds_runs.index(RESULTS)
 DONE = ds_runs.done_runs(RESULTS, RUNS, STATES)
 # Every run is in one shard whatever is done (a job re-parsing this file while other shards finish
@@ -101,7 +101,7 @@ def shard_run(wildcards):
 
 
 def shard_options(wildcards):
-    """The options of a shard's kind: sample metrics (generation), or restoration metrics and
+    """The options of the kind of a shard: sample metrics (generation), or restoration metrics and
     strips; and the samples its runs store (keep_samples)."""
     if shard_run(wildcards).kind == "generation":
         return {"metrics": {key: value for key, value in config["metrics"].items() if key != "likelihood"},
@@ -166,8 +166,9 @@ def results_of(path, depth):
 def run_records(kind):
     """Evidence that every run of a kind is done: markers of the shards of pending runs, the
     record files holding the records of finished ones."""
-    return [f"{RESULTS}/shards/{shard}.json" for shard in PENDING if RUNS[SHARDS[shard][0]].kind == kind] + \
-        ds_runs.record_files(RESULTS, [run_id for run_id in DONE if RUNS[run_id].kind == kind], STATES)
+    markers = [f"{RESULTS}/shards/{shard}.json" for shard in PENDING if RUNS[SHARDS[shard][0]].kind == kind]
+    done = [run_id for run_id in DONE if RUNS[run_id].kind == kind]
+    return [*markers, *ds_runs.record_files(RESULTS, done, STATES)]
 
 
 def ablation_source(wildcards):
