@@ -27,8 +27,9 @@ ABLATIONS = CHECKED.ablations
 RESULTS = config["results"]
 RUNS = GRID.all_runs
 # Done detection is run-level: the records of every record file in the records folder, read
-# once (the shard of a run, hence its record file, changes when the config adds runs).
-STATES = ds_runs.index(RESULTS)
+# once (the shard of a run, hence its record file, changes when the config adds runs); only
+# their statuses are kept (memory at 100k runs).
+STATES = ds_runs.index(RESULTS, keep=())
 DONE = ds_runs.done_runs(RESULTS, RUNS, STATES)
 # Every run is in one shard whatever is done (a job re-parsing this file while other shards finish
 # finds its own shard); a shard is a target only while it has pending runs, and its job's params
