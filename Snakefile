@@ -36,6 +36,18 @@ rule all:
     default_target: True
 
 
+# Shard jobs sent as SLURM job arrays (profiles/slurm) hang the executor plugin when fewer job
+# slots (`jobs`) are free than jobs are ready: refuse such a run before anything is submitted.
+onstart:
+    problem = ds_packing.array_jobs_problem(
+        getattr(workflow.executor_settings, "array_jobs", None),
+        Counter(job.rule.name for job in workflow.dag.needrun_jobs() if not job.is_local),
+        workflow.nodes,
+    )
+    if problem:
+        raise WorkflowError(problem)
+
+
 # A run that raised is recorded (status `failed`) and every table and figure is still made; the
 # workflow then ends non-zero listing the failed runs and their logs, so a failure is never
 # silent. The next invocation retries them (docs/running.md, "When something goes wrong").

@@ -1,9 +1,10 @@
 """The sweep on a real SLURM cluster: config/smoke.yaml through profiles/slurm against
 slurmctld + slurmd + munged started on loopback (tests/cluster/local_slurm.py, with two fake
-GPUs), compared with the local smoke run of the same config (the `smoke_run` fixture).
+GPUs), compared with the local smoke run of the same config (the `smoke_run` fixture). Shard jobs go
+out as SLURM job arrays, as the profile ships (slurm-array-jobs: run_shard).
 
 Needs root and Debian's slurm-wlm and munge (.ci/run installs them when it runs as root);
-skipped otherwise, with the reason. Takes about 2.5 minutes: every SLURM job starts its
+skipped otherwise, with the reason. Takes about 3 minutes on a quiet machine: every SLURM job starts its
 own Snakemake, and the executor polls job states with a growing interval.
 """
 
@@ -172,31 +173,43 @@ def test_smoke_sweep_on_slurm_equals_a_local_run(cluster, smoke_run, tmp_path):
     output = finish(on_slurm, started + TIMEOUT_S, tmp_path / "slurm.log")
     print(f"\nsmoke sweep on SLURM: {time.monotonic() - started:.0f} s (cluster started in {cluster.start_seconds:.1f} s)")
 
-    # every job ran as a SLURM job (only the target rule `all` runs locally), and all succeeded
+    # every job ran as a SLURM job or a task of a SLURM job array (only the target rule `all` runs
+    # locally), and all succeeded
     submitted = set(re.findall(r"submitted with SLURM jobid (\d+)", output))
+    arrays = {array: members.split(",") for members, array in
+              re.findall(r"Submitted array job with Snakemake IDs ([\d,]+) and SLURM job ID (\d+)", output)}
     jobs = {job["id"]: job for job in cluster.jobs()}
-    assert submitted and submitted == set(jobs), (submitted, jobs)
+    assert submitted and submitted | set(arrays) == {job["array"] or job["id"] for job in jobs.values()}, (submitted, arrays, jobs)
     assert all(job["state"] == "COMPLETED" for job in jobs.values()), jobs
+    # array jobs (profiles/slurm: slurm-array-jobs: run_shard): the shards that became ready together went
+    # out as arrays, one task per Snakemake job
+    tasks = {array: [job for job in jobs.values() if job["array"] == array] for array in arrays}
+    assert all(len(tasks[array]) == len(members) for array, members in arrays.items()), (arrays, tasks)
+    assert any(len(members) >= 2 and tasks[array][0]["comment"].startswith("rule_run_shard_")
+               for array, members in arrays.items()), (arrays, tasks)
     assert set(re.findall(r"^localrule (\w+):", output, flags=re.M)) == {"all"}
     finished = set(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", output))
     assert planned_rules(output) == finished - {"all"}
     assert {"prepare_data", "train", "run_shard", "likelihood", "aggregate"} <= finished
     # group jobs: the report steps in one SLURM job
     assert any(job["comment"].startswith("rule_report_") for job in jobs.values())
-    # shards that stay put: 3 shard jobs per score source, two at a time, each started while others of
-    # its score source were running or done, and every one found its shard
+    # shards that stay put: 3 shard jobs per score source (each its own SLURM job, an array task or
+    # not: the runs' records name it), two at a time, each started while others of its score source
+    # were running or done, and every one found its shard
     _, grid = config.load(tmp_path / "slurm" / "sweep.yaml")
-    shard_jobs = [job for job in jobs.values() if job["comment"].startswith("rule_run_shard_")]
-    for model_id in {run.model.id for run in grid.runs.values()}:
-        of_model = [job for job in shard_jobs if model_id in job["comment"]]
-        assert len(of_model) >= 3, (model_id, shard_jobs)
-        assert all(job["tres"].endswith("gpu:1") for job in of_model)
-    assert overlapping(shard_jobs), shard_jobs
-
     results = tmp_path / "slurm" / "results"
     from diffsweep import runs
     records = [state.record for state in runs.index(results).values()]
     assert records and all(r["provenance"]["slurm_job_id"] in jobs for r in records)
+    shard_jobs = {}   # model id -> the SLURM jobs that ran its generation runs
+    for record in records:
+        if record["kind"] == "generation":
+            shard_jobs.setdefault(record["row"]["model_id"], set()).add(record["provenance"]["slurm_job_id"])
+    assert set(shard_jobs) == {run.model.id for run in grid.runs.values()}
+    for model_id, ids in shard_jobs.items():
+        assert len(ids) >= 3, (model_id, ids)
+        assert all(jobs[i]["comment"].startswith("rule_run_shard_") and jobs[i]["tres"].endswith("gpu:1") for i in ids)
+    assert overlapping([jobs[i] for ids in shard_jobs.values() for i in ids]), shard_jobs
     for checkpoint in results.glob("models/*/checkpoint.pt"):
         origin = torch.load(checkpoint, weights_only=False)["provenance"]
         assert jobs[origin["slurm_job_id"]]["tres"].endswith("gpu:1")   # the rule asked for a GPU...
@@ -214,3 +227,20 @@ def test_smoke_sweep_on_slurm_equals_a_local_run(cluster, smoke_run, tmp_path):
     pd.testing.assert_frame_equal(comparable(results / "tables" / "training.parquet", ["model_id", "step"]),
                                   comparable(local_results / "tables" / "training.parquet", ["model_id", "step"]),
                                   check_exact=True)
+
+
+@pytest.mark.cluster
+def test_arrays_with_fewer_job_slots_than_jobs_are_refused_before_submitting(cluster, tmp_path):
+    """With fewer `jobs` than the sweep has jobs the SLURM executor plugin (2.8) holds array jobs back
+    forever; the Snakefile's onstart check stops such a run at once instead (about 7 s)."""
+    before = {job["id"] for job in cluster.jobs()}
+    (tmp_path / "slurm").mkdir()
+    process = snakemake(tmp_path / "slurm", cluster_profile(tmp_path / "profile"), "--jobs", "5")
+    try:
+        output = process.communicate(timeout=120)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output = process.communicate()[0] + "\n(killed after 120 s)"
+    assert process.returncode != 0, output[-3000:]
+    assert re.search(r"jobs: 5 is below this sweep's \d+ jobs while slurm-array-jobs is set", output), output[-3000:]
+    assert {job["id"] for job in cluster.jobs()} <= before   # nothing was submitted

@@ -113,3 +113,38 @@ def test_restoration_bands_span_measurements_and_seeds(captured):
     ax = captured[0].axes[0]
     assert sum(isinstance(c, PolyCollection) for c in ax.collections) == 2        # a line and band per restorer
     assert {t.get_text() for t in captured[0].legends[0].get_texts()} >= {"dps", "rw_cond"}
+
+
+def figure_problems(fig) -> list[str]:
+    """Panels drawn without data, and legends longer than plots.MAX_SERIES."""
+    problems = [f"empty panel '{ax.get_title()}'" for ax in fig.axes
+                if ax.axison and ax.get_label() != "<colorbar>" and not (ax.lines or ax.collections or ax.images)]
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend() is not None)]
+    problems += [f"a legend of {len(legend.get_texts())} entries" for legend in legends
+                 if len(legend.get_texts()) > plots.MAX_SERIES]
+    return problems
+
+
+def test_a_sweep_over_knobs_on_some_pairs_gives_no_empty_panel_and_a_short_legend(captured):
+    """The default grid's shape: score sources on some datasets only (an 18-panel grid had 11 empty
+    panels), and a knob swept over many values (a line each made a legend per configuration)."""
+    sources = {"ring8": ["oracle", "mlp"], "grid25": ["oracle"], "digits": ["oracle", "unet"]}
+    rows = [{"run_id": f"{len(rows)}", "dataset": d, "model": m, "sampler": p, "steps": k, "knob_T0": t0,
+             "seed": s, "status": "ok", "nfe": k, "sliced_w2": 1 / k + t0 + 0.01 * s}
+            for rows in [[]] for d, models in sources.items() for m in models for p in ("rw", "ddim")
+            for t0 in ([0.05 * i for i in range(1, 31)] if p == "rw" else [0.0]) for k in (10, 40) for s in (0, 1)]
+    frame = tables.with_params(tables.typed_frame(rows), ["dataset", "model", "sampler", "steps", "knob_T0", "seed"])
+    plots.metric_vs_nfe(frame, "sliced_w2", "unused.png")
+    plots.heatmap(frame, "sliced_w2", "unused.png", rows="model", columns="sampler")
+    assert len([ax for ax in captured[0].axes if ax.axison]) == 5                  # one per (dataset, model) pair
+    assert [figure_problems(fig) for fig in captured] == [[], []]
+    assert {t.get_text() for t in captured[0].legends[0].get_texts()} == {"ddim", "rw"}   # 30 T0 values pooled
+
+
+def test_a_sweep_over_schedule_knobs_and_steps_keeps_the_schedule_figure_small(captured):
+    manifest = tables.typed_frame([{"schedule": "karras", "steps": k, "schedule_sigma_min": 0.002,
+                                    "schedule_sigma_max": 10.0 + i, "schedule_rho": 7.0, "schedule_timesteps": None}
+                                   for i in range(13) for k in range(5, 18)])
+    plots.schedule_curves(manifest, "unused.png")
+    assert len([ax for ax in captured[0].axes if ax.axison]) == 1          # not one panel per sigma_max
+    assert figure_problems(captured[0]) == []

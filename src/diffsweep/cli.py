@@ -5,6 +5,7 @@
     diffsweep status [--config FILE] [--json]
     diffsweep extract RUN_ID... [--results DIR] [--out DIR]
     diffsweep forget RUN_ID... [--results DIR]
+    diffsweep costs [--config FILE] [--benchmarks DIR] [--job-minutes M]
     diffsweep table PARQUET --rows COLS [--cols COLS] --metric COL [--filter COL=V[,V...]]...
                     [--format markdown|latex|csv|html] [--agg mean_std|mean|median|min|max]
                     [--better auto|lower|higher|none] [--pool error|best|mean] [--number-format .3g]
@@ -271,6 +272,30 @@ def command_forget(args) -> int:
     deleted = runs.forget(args.results, args.run_ids)
     print(f"deleted {deleted} record line(s) of {len(args.run_ids)} run(s) under {args.results}/records; "
           f"the next invocation recomputes them")
+def command_costs(args) -> int:
+    """The `run_seconds` to declare for `job_minutes`, measured from a finished sweep's shard jobs."""
+    from diffsweep import config, grid as ds_grid, packing
+
+    try:
+        cfg, grid = config.load(args.config)
+    except config.ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    shards = grid.shards(ds_grid.runs_per_job(cfg))
+    measured = packing.measured_run_seconds(grid, shards, args.benchmarks)
+    if not measured:
+        print(f"error: no benchmark of this config's {len(shards)} shard jobs in {args.benchmarks}/ (run the sweep "
+              f"first, from this working directory)", file=sys.stderr)
+        return 2
+    print(f"# seconds per run: each score source's shard jobs (Snakemake benchmarks in {args.benchmarks}/: start-up, "
+          f"sampling and metrics) over their runs")
+    for kind, by_source in measured.items():
+        print(f"{packing.SECTIONS[kind]}:\n  run_seconds:")
+        for key, (seconds, count) in by_source.items():
+            note = f"{count} runs"
+            if args.job_minutes:
+                note += f"; {packing.runs_to_fill(args.job_minutes, seconds)} to a job at job_minutes {args.job_minutes:g}"
+            print(f"    {key}: {seconds:.3g}".ljust(40) + f"# {note}")
     return 0
 
 
@@ -368,6 +393,14 @@ def build_parser() -> argparse.ArgumentParser:
     forget.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     forget.add_argument("--results", default="results", help="the results folder (default: results)")
     forget.set_defaults(func=command_forget)
+    costs = sub.add_parser("costs", help="seconds per run of each score source, measured from a finished sweep's "
+                                         "job benchmarks: the run_seconds to declare for job_minutes")
+    costs.add_argument("--config", default="config/config.yaml",
+                       help="the sweep's config YAML file (default: config/config.yaml, the embedded default)")
+    costs.add_argument("--benchmarks", default="benchmarks/run_shard", metavar="DIR",
+                       help="the shard jobs' benchmark files (default: benchmarks/run_shard of the working directory)")
+    costs.add_argument("--job-minutes", type=float, metavar="M", help="also show the runs per job this target gives")
+    costs.set_defaults(func=command_costs)
     from diffsweep.tables.options import AGGREGATES, DIRECTIONS, FORMATS, POOLING
 
     table = sub.add_parser(

@@ -263,7 +263,7 @@ def check(raw: dict, schema_path: str | Path = SCHEMA_PATH, base_dir: str | Path
     relative to. `check_paths` (default: unless DIFFSWEEP_SKIP_PATH_CHECKS=1) checks that the
     files the config names exist (relative to the working directory, as the jobs read them)."""
     from diffsweep import grid as ds_grid
-    from diffsweep import noise, runs, tables
+    from diffsweep import noise, packing, runs, tables
 
     try:
         config = prepare(raw, schema_path)
@@ -273,6 +273,7 @@ def check(raw: dict, schema_path: str | Path = SCHEMA_PATH, base_dir: str | Path
         check_results(config["results"])
         noise.check_sigma_range(config["metrics"]["likelihood"], "metrics.likelihood.")
         grid = ds_grid.build(config, base_dir)
+        packing.check(raw, config, grid)
         runs.check_layout(config["results"])
         ablations = tables.ablation_specs(config["tables"])
         # a table's source is a run kind: its columns are that kind's manifest columns and results

@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diffsweep import data, noise, pretrained, registry, restoration, samplers
+from diffsweep import data, noise, packing, pretrained, registry, restoration, samplers
 
 # Keys whose value is a list by nature, not a sweep axis.
 # Keys whose value is itself a list: a plain list is one value, a list of lists sweeps over them
@@ -248,27 +248,33 @@ class Grid:
                          for run_id, run in sorted(runs.items()))
         return hashlib.sha256(text.encode()).hexdigest()[:HASH_DIGITS]
 
-    def shards(self, runs_per_job: dict[str, int]) -> dict[str, list[str]]:
-        """Every run packed by score source and kind, in run id order, `runs_per_job[kind]` to a
-        shard: shard id `<model_id>.<hash of its run ids>` -> run ids. Done runs stay in their
-        shard (its job skips them), so a shard's id and membership do not depend on when the
-        grid is built: a cluster job that re-parses while other shards finish finds its own."""
+    def shards(self, runs_per_job) -> dict[str, list[str]]:
+        """Every run packed by score source and kind, in run id order, `runs_per_job` to a shard:
+        shard id `<model_id>.<hash of its run ids>` -> run ids. `runs_per_job` is a size by kind
+        ({"generation": 32, "restoration": 16}) or a function of (score source, kind) (the config's,
+        `runs_per_job(config)`). Done runs stay in their shard (its job skips them), so a shard's
+        id and membership do not depend on when the grid is built: a cluster job that re-parses
+        while other shards finish finds its own."""
+        size_of = runs_per_job if callable(runs_per_job) else (lambda model, kind: runs_per_job[kind])
         groups: dict[tuple, list[str]] = {}
+        models = {}
         for run_id, run in sorted(self.all_runs.items()):
             groups.setdefault((run.model.id, run.kind), []).append(run_id)
+            models[run.model.id] = run.model
         shards = {}
         for (model_id, kind), run_ids in sorted(groups.items()):
-            size = runs_per_job[kind]
+            size = size_of(models[model_id], kind)
             for start in range(0, len(run_ids), size):
                 chunk = run_ids[start:start + size]
                 shards[f"{model_id}.{short_hash(chunk)}"] = chunk
         return shards
 
 
-def runs_per_job(config: dict) -> dict[str, int]:
-    """Runs packed into one shard job, by run kind (config sampling/restoration.runs_per_job)."""
-    return {"generation": config["sampling"]["runs_per_job"],
-            "restoration": config.get("restoration", {}).get("runs_per_job", 16)}
+def runs_per_job(config: dict) -> packing.ShardSize:
+    """Runs packed into one shard job, as a function of (score source, kind): the config's
+    sampling/restoration `runs_per_job`, or as many as fill `job_minutes` at the declared
+    `run_seconds` (diffsweep.packing)."""
+    return packing.ShardSize.from_config(config)
 
 
 def pending_shards(shards: dict[str, list[str]], done, key=short_hash) -> dict[str, str]:

@@ -4,7 +4,8 @@ The functions take a table and the names of its columns, not generation-specific
 the same code draws restoration results (a task column instead of the dataset, a restorer
 instead of a sampler):
 
-- `metric_vs_x`     a metric against NFE (or any x), a line per sampler preset, bands over seeds
+- `metric_vs_x`     a metric against NFE (or any x), a line per sampler preset, bands over seeds,
+                    a panel per score source and dataset that has runs
 - `heatmap`         a metric over two parameters, e.g. training sigma-distribution x sampling schedule
 - `schedule_curves` sigma_k against k for every schedule and step count of a sweep
 - `training_curves` training loss against step, per trained model
@@ -43,40 +44,69 @@ def theme() -> None:
 
 # --- metric vs NFE -------------------------------------------------------------------------
 
+MAX_SERIES = 12   # lines in one figure's legend; beyond it each preset's configurations are pooled into one line
+
+
 def metric_vs_x(table: pd.DataFrame, metric: str, out, x: str = "nfe", hue: str = "sampler",
                 row: str | None = "model", col: str | None = "dataset", style: str | None = None,
                 replicates=("seed",)) -> None:
-    """A grid of panels, `row` x `col` values (a single row wraps): `metric` against `x`, a
-    line per `hue` value (plus whatever parameter else tells runs at the same x apart, e.g. a
-    swept knob), optionally a line style per `style` value, and a band of one standard
-    deviation over `replicates` (seeds; a restoration's measurements too). Panels of one
-    column share their y axis. Only runs with status ok (if the table has a status column)
-    and a finite metric are drawn. The table lists its parameter columns
-    (`tables.param_columns`)."""
+    """`metric` against `x`: a panel per (`col`, `row`) pair that has runs (wrapped, three to a
+    row: no empty panels), a line per `hue` value (plus whatever parameter else tells runs at the
+    same x apart, e.g. a swept knob), optionally a line style per `style` value. A line is the
+    mean over `replicates` (seeds; a restoration's measurements too) with a band of one standard
+    deviation. Where that makes more than MAX_SERIES lines (a sweep over knobs), a line is a
+    whole `hue` value instead, its band spanning its configurations and replicates, so the legend
+    stays short. Only runs with status ok (if the table has a status column) and a finite metric
+    are drawn. The table lists its parameter columns (`tables.param_columns`)."""
     theme()
     params = param_columns(table)
     ok = _finished(table, metric)
     if ok.empty:
         _placeholder(out, f"no finished runs with '{metric}'")
         return
-    ok = ok.assign(**{hue: series_labels(ok, hue, [c for c in (row, col, style, x) if c], params, replicates)})
-    row = row if row and ok[row].nunique() > 1 else None
-    col_order = sorted(ok[col].unique()) if col else None
-    wrap = min(3, len(col_order)) if col and not row else None
-    grid = sns.relplot(data=ok, x=x, y=metric, hue=hue, style=style, row=row, col=col, kind="line", marker="o",
-                       errorbar="sd", col_wrap=wrap, col_order=col_order,
-                       row_order=sorted(ok[row].unique()) if row else None, height=3.0, aspect=1.25,
-                       facet_kws={"sharey": "col" if row else False, "margin_titles": bool(row)},
-                       hue_order=sorted(ok[hue].unique()),
-                       palette=sns.color_palette("colorblind" if ok[hue].nunique() <= 10 else "husl",
-                                                 ok[hue].nunique()))
-    positive = bool((ok[metric] > 0).all())
-    for ax in grid.axes.flat:
-        _log_axes(ax, x=bool((ok[x] > 0).all()), y=positive)
+    facets = [c for c in (col, row) if c and ok[c].nunique() > 1]
+    labels = series_labels(ok, hue, [c for c in (*facets, style, x) if c], params, replicates)
+    pooled = labels.nunique() > max(MAX_SERIES, ok[hue].nunique())
+    ok = ok.assign(**{hue: ok[hue].astype("string") if pooled else labels})
+    lines = [c for c in (hue, style) if c]
+    points = (ok.groupby([*facets, *lines, x], dropna=False, sort=True)[metric].agg(["mean", "std"])
+              .reset_index())
+    panels = list(points.groupby(facets, sort=True)) if facets else [((), points)]
+    series = sorted(points[hue].unique())
+    colours = dict(zip(series, sns.color_palette("colorblind" if len(series) <= 10 else "husl", len(series))))
+    dashes = dict(zip(sorted(points[style].unique()) if style else [], ["-", "--", ":", "-."] * 100))
+    wrap = min(3, len(panels))
+    fig, axes = plt.subplots(math.ceil(len(panels) / wrap), wrap, squeeze=False,
+                             figsize=(3.75 * wrap, 3.0 * math.ceil(len(panels) / wrap)))
+    for ax in axes.flat[len(panels):]:
+        fig.delaxes(ax)
+    positive, x_positive = bool((ok[metric] > 0).all()), bool((ok[x] > 0).all())
+    for ax, (key, panel) in zip(axes.flat, panels):
+        for line_key, line in panel.groupby(lines, sort=True):
+            line_key = line_key if isinstance(line_key, tuple) else (line_key,)
+            colour, dash = colours[line_key[0]], dashes.get(line_key[1], "-") if style else "-"
+            spread = line["std"].fillna(0.0)
+            ax.plot(line[x], line["mean"], marker="o", markersize=4, color=colour, linestyle=dash,
+                    label=" / ".join(str(v) for v in line_key))
+            if len(line) > 1:
+                ax.fill_between(line[x], line["mean"] - spread, line["mean"] + spread, color=colour, alpha=0.2,
+                                linewidth=0)
+            else:           # a band over one x has no width: a bar instead
+                ax.errorbar(line[x], line["mean"], yerr=spread, color=colour, capsize=2, linewidth=1)
+        _log_axes(ax, x=x_positive, y=positive)
         if not positive:
             _symlog_y(ax, ok[metric])
-    grid.set_axis_labels(_label(x), metric)
-    save(grid.figure, out)
+        key = key if isinstance(key, tuple) else (key,)
+        ax.set_title(" / ".join(str(v) for v in key), fontsize=9)
+        ax.set(xlabel=_label(x), ylabel=metric)
+    handles = {label: handle for ax in fig.axes for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend([handles[k] for k in sorted(handles)], sorted(handles), loc="upper left",
+               bbox_to_anchor=(1.0, 0.95), title=hue)
+    spread_over = (f"configurations of a {hue} (over {MAX_SERIES} lines otherwise) and " if pooled else "") + \
+        " and ".join(replicates)
+    fig.suptitle(f"{metric}: mean, band of one standard deviation over {spread_over}", fontsize=9)
+    fig.tight_layout()
+    save(fig, out)
 
 
 def metric_vs_nfe(table: pd.DataFrame, metric: str, out) -> None:
@@ -87,16 +117,29 @@ def metric_vs_nfe(table: pd.DataFrame, metric: str, out) -> None:
 
 def series_labels(table: pd.DataFrame, hue: str, within, params, replicates=("seed",)) -> pd.Series:
     """The `hue` value, extended by the parameters (of `params`) that still tell runs apart at
-    the same (`within`) point, so that a band spans `replicates` only: `rw (T0=0.1)`, `rw (T0=1)`."""
+    the same (`within`) point, so that a band spans `replicates` only: `rw (T0=0.1)`, `rw (T0=1)`.
+    Found on the distinct configurations and labelled once each: 100k runs are a few thousand."""
     keys = [hue, *within]
     candidates = [c for c in table.columns if c in params and c not in (*replicates, *keys)]
-    extra = distinguishing(records(table[[*keys, *candidates]]), keys, candidates)
+    extra = distinguishing(records(_distinct(table[[*keys, *candidates]])), keys, candidates)
     if not extra:
         return table[hue].astype("string")
+
     def label(row):
         detail = ", ".join(f"{c.removeprefix('knob_')}={_short(row[c])}" for c in extra if not pd.isna(row[c]))
         return f"{row[hue]} ({detail})" if detail else str(row[hue])
-    return table.apply(label, axis=1).astype("string")
+    combos = _distinct(table[[hue, *extra]])
+    combos = combos.assign(label=combos.apply(label, axis=1))
+    merged = table[[hue, *extra]].merge(combos, how="left", on=[hue, *extra])
+    return pd.Series(merged["label"].to_numpy(), index=table.index, dtype="string")
+
+
+def _distinct(frame: pd.DataFrame) -> pd.DataFrame:
+    """The distinct rows of `frame` (all of them where a value cannot be hashed, e.g. a list)."""
+    try:
+        return frame.drop_duplicates()
+    except TypeError:
+        return frame
 
 
 # --- heatmap ----------------------------------------------------------------------------------
@@ -187,7 +230,9 @@ def schedule_points(manifest: pd.DataFrame) -> list[dict]:
 
 def schedule_curves(manifest: pd.DataFrame, out) -> None:
     """sigma_k against k (log scale) for every schedule and step count a sweep uses: a panel
-    per schedule (and non-default parameters), a line per step count."""
+    per schedule (and non-default parameters; a panel per schedule with all its knob values in it
+    where that would make over MAX_SERIES panels), a line per step count (a colour scale beyond
+    MAX_SERIES step counts)."""
     from diffsweep import noise
 
     theme()
@@ -203,11 +248,19 @@ def schedule_curves(manifest: pd.DataFrame, out) -> None:
         _placeholder(out, "no sampling schedules in the sweep")
         return
     data = pd.concat(frames, ignore_index=True)
+    variants = data["schedule"].nunique() > MAX_SERIES    # a sweep over schedule knobs: a panel per schedule
+    if variants:
+        data = data.assign(variant=data["schedule"],
+                           schedule=data["schedule"].str.split("\n").str[0] + "\n(every knob value)")
     n_panels = data["schedule"].nunique()
     steps = sorted(data["K"].unique(), key=int)
-    grid = sns.relplot(data=data, x="k", y="sigma", hue="K", hue_order=steps, col="schedule", kind="line",
+    many_steps = len(steps) > MAX_SERIES                   # a colour scale with a few values in the legend
+    grid = sns.relplot(data=data.assign(K=data["K"].astype(int)) if many_steps else data, x="k", y="sigma", hue="K",
+                       hue_order=None if many_steps else steps, col="schedule", kind="line",
                        col_wrap=min(3, n_panels), height=2.8, aspect=1.25,
-                       palette=sns.color_palette("viridis", len(steps)),
+                       palette="viridis" if many_steps else sns.color_palette("viridis", len(steps)),
+                       legend="brief" if many_steps else "auto", units="variant" if variants else None,
+                       estimator=None if variants else "mean",
                        facet_kws={"sharex": False, "sharey": False}, marker=".", markersize=4, markeredgewidth=0)
     for ax in grid.axes.flat:
         _log_axes(ax, y=True)

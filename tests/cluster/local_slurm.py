@@ -271,14 +271,16 @@ PartitionName={self.partition} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 
     def jobs(self) -> list[dict]:
         """Every job slurmctld still remembers (MinJobAge): id, state, comment, tres (GPUs asked for),
-        start and end (ISO times, seconds)."""
+        start and end (ISO times, seconds), and for a task of a job array its array's id
+        (`array`, the id sbatch printed) and task id (`task`); both None for a plain job."""
         jobs = []
         for line in self._out(["scontrol", "show", "job", "--oneliner"]).splitlines():
             fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
             if "JobId" in fields:
                 jobs.append({"id": fields["JobId"], "state": fields.get("JobState", ""),
                              "comment": fields.get("Comment", ""), "tres": fields.get("TresPerJob", ""),
-                             "start": fields.get("StartTime", ""), "end": fields.get("EndTime", "")})
+                             "start": fields.get("StartTime", ""), "end": fields.get("EndTime", ""),
+                             "array": fields.get("ArrayJobId"), "task": fields.get("ArrayTaskId")})
         return jobs
 
     def logs(self, lines: int = 30) -> str:

@@ -1,9 +1,11 @@
 # Config -> grid -> checks -> targets. Every input function, target list and rule resource lives
 # here; the other rule files only declare rules.
+from collections import Counter
 from pathlib import Path
 
 from diffsweep import config as ds_config
 from diffsweep import grid as ds_grid
+from diffsweep import packing as ds_packing
 from diffsweep import runs as ds_runs
 from diffsweep import tables as ds_tables
 from snakemake.exceptions import WorkflowError
@@ -77,7 +79,7 @@ LIGHT = {"mem_mb": 2000, "runtime": 30, "gpu": 0}   # aggregation, tables and fi
 RESOURCES = {
     "prepare_data": {"mem_mb": 2000, "runtime": 10, "gpu": 0},
     "train": {"mem_mb": 4000, "runtime": 60, "gpu": GPU},
-    "run_shard": {"mem_mb": 4000, "runtime": 60, "gpu": GPU},
+    "run_shard": {"mem_mb": 4000, "runtime": ds_packing.shard_runtime(config, 60), "gpu": GPU},   # job_minutes x 2
     "likelihood": {"mem_mb": 4000, "runtime": 30, "gpu": 0},
     "train_digits_classifier": {"mem_mb": 2000, "runtime": 30, "gpu": 0},
     "fidelity_reference": {"mem_mb": 4000, "runtime": 30, "gpu": GPU},

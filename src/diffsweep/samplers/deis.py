@@ -26,18 +26,35 @@ ADAMS_BASHFORTH = [[1], [3 / 2, -1 / 2], [23 / 12, -16 / 12, 5 / 12], [55 / 24, 
 
 
 def log_lagrange_weights(nodes: list, a: float, b: float) -> list:
-    """The integrals from a to b of l_j(log s) ds, l_j the Lagrange basis of log(nodes)."""
-    from numpy.polynomial import Polynomial
-
+    """The integrals from a to b of l_j(log s) ds, l_j the Lagrange basis of log(nodes), in plain floats
+    (numpy's polynomial classes on a few scalars cost more per step than the sampler's tensor arithmetic)."""
     logs = [math.log(node) for node in nodes]
     weights = []
     for j, u_j in enumerate(logs):
         others = [u for m, u in enumerate(logs) if m != j]
-        basis = Polynomial.fromroots(others) / math.prod(u_j - u for u in others) if others else Polynomial([1.0])
-        # integral of P(u) e^u du = e^u (P - P' + P'' - ...)
-        antiderivative = sum((-1) ** m * basis.deriv(m) for m in range(len(nodes)))
-        weights.append(float(b * antiderivative(math.log(b)) - a * antiderivative(math.log(a))))
+        basis = [1.0]                                # coefficients, lowest degree first
+        for root in others:                          # times (u - root)
+            basis = [(basis[i - 1] if i > 0 else 0.0) - (root * basis[i] if i < len(basis) else 0.0)
+                     for i in range(len(basis) + 1)]
+        scale = math.prod(u_j - u for u in others)
+        antiderivative = exp_antiderivative([c / scale for c in basis])
+        weights.append(b * horner(antiderivative, math.log(b)) - a * horner(antiderivative, math.log(a)))
     return weights
+
+
+def exp_antiderivative(coefficients: list) -> list:
+    """Q with (Q e^u)' = P e^u, i.e. Q + Q' = P: Q = P - P' + P'' - ... (coefficients lowest degree first)."""
+    q = list(coefficients)
+    for i in reversed(range(len(q) - 1)):
+        q[i] = coefficients[i] - (i + 1) * q[i + 1]
+    return q
+
+
+def horner(coefficients: list, u: float) -> float:
+    value = 0.0
+    for c in reversed(coefficients):
+        value = value * u + c
+    return value
 
 
 @register(

@@ -9,22 +9,31 @@ integrates numerically with scipy's quad; Gauss-Legendre with p points is exact 
 step integrates to sigma = 0. One evaluation per step; order p.
 """
 
+import functools
+import math
+
 from diffsweep.samplers.levels import with_final_zero
 from diffsweep.samplers.registry import Knob, register
 
 
-def lagrange_weights(nodes: list, a: float, b: float) -> list:
-    """The integrals from a to b of the Lagrange basis polynomials of `nodes`."""
+@functools.lru_cache(maxsize=None)
+def gauss_legendre(n: int) -> tuple[tuple, tuple]:
+    """The n Gauss-Legendre points and weights on [-1, 1], as python floats (numpy's, computed once)."""
     import numpy as np
+    points, weights = np.polynomial.legendre.leggauss(n)
+    return tuple(points.tolist()), tuple(weights.tolist())
 
-    points, gauss_weights = np.polynomial.legendre.leggauss(len(nodes))
-    taus = (a + b) / 2 + (b - a) / 2 * points   # p Gauss points integrate degree p - 1 exactly
+
+def lagrange_weights(nodes: list, a: float, b: float) -> list:
+    """The integrals from a to b of the Lagrange basis polynomials of `nodes`, in plain floats: numpy
+    calls on a few scalars cost more per step than the sampler's tensor arithmetic."""
+    points, gauss_weights = gauss_legendre(len(nodes))
+    taus = [(a + b) / 2 + (b - a) / 2 * point for point in points]  # p Gauss points integrate degree p - 1 exactly
 
     def basis(j, tau):
-        return np.prod([(tau - node) / (nodes[j] - node) for m, node in enumerate(nodes) if m != j])
+        return math.prod((tau - node) / (nodes[j] - node) for m, node in enumerate(nodes) if m != j)
 
-    return [float((b - a) / 2 * sum(g * basis(j, tau) for g, tau in zip(gauss_weights, taus)))
-            for j in range(len(nodes))]
+    return [(b - a) / 2 * sum(g * basis(j, tau) for g, tau in zip(gauss_weights, taus)) for j in range(len(nodes))]
 
 
 @register(
