@@ -272,6 +272,9 @@ def command_forget(args) -> int:
     deleted = runs.forget(args.results, args.run_ids)
     print(f"deleted {deleted} record line(s) of {len(args.run_ids)} run(s) under {args.results}/records; "
           f"the next invocation recomputes them")
+    return 0
+
+
 def command_costs(args) -> int:
     """The `run_seconds` to declare for `job_minutes`, measured from a finished sweep's shard jobs."""
     from diffsweep import config, grid as ds_grid, packing
