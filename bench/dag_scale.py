@@ -7,7 +7,9 @@ and each step runs in its own process, timed with its peak memory (max RSS):
 - `diffsweep grid --config sweep.yaml` (the expansion),
 - `snakemake -n` (parse, grid, shards, DAG; nothing runs),
 - `diffsweep status` (done / pending per preset),
-- the aggregation of the generation table (`diffsweep.runs.frame`) with no run done yet.
+- the aggregation of the generation table (`diffsweep.runs.frame`) with every run done: before
+  it (untimed), each shard gets a record file of synthetic records and a sparse archive in the
+  results layout (records/), as a finished sweep leaves them.
 
     python bench/dag_scale.py [--sizes 1000,10000,100000] [--runs-per-job 32]
 
@@ -59,7 +61,34 @@ import sys
 from diffsweep import config, runs
 cfg, grid = config.load(sys.argv[1])
 table = runs.frame("generation", grid.manifest_rows("generation"), cfg["results"])
-assert len(table) == len(grid.runs)
+assert len(table) == len(grid.runs) and (table["status"] == "ok").all()
+"""
+
+# A finished sweep's records/: one record file per shard, a record per run (the fields and size of
+# a real ring8 record: 12 metrics, provenance), one sparse archive per shard.
+FINISHED = """
+import json
+import sys
+from diffsweep import config, grid as ds_grid, runs
+cfg, grid = config.load(sys.argv[1])
+runs.mark_layout(cfg["results"])
+origin = {"diffsweep": "0", "torch": "2", "numpy": "2", "python": "3.11", "git_revision": "0" * 40, "host": "node",
+          "slurm_job_id": None, "cuda_visible_devices": None}
+metrics = dict.fromkeys(["sliced_w2", "mmd", "energy_distance", "mode_coverage", "mean_error", "cov_error",
+                         "sliced_w2_std", "mmd_std", "nll_exact", "kl_histogram", "precision", "recall"], 0.123456789)
+for shard, run_ids in grid.shards(ds_grid.runs_per_job(cfg)).items():
+    lines, offset = [], 0
+    for run_id in run_ids:
+        spec = grid.all_runs[run_id]
+        run = {"id": run_id, "kind": spec.kind, "row": spec.row(), "params": spec.params()}
+        record = runs.make_record(run, "ok", 10, 0.5, "cpu", origin, {"metrics": metrics, "skipped": {}})
+        record.update(archive=f"{shard}.archive", files={"samples.npz": {"offset": offset, "bytes": 3456, "sha256": "0" * 64}})
+        offset += 3456
+        lines.append(json.dumps(record, separators=(",", ":")) + "\\n")
+    runs.record_file(cfg["results"], shard).parent.mkdir(parents=True, exist_ok=True)
+    runs.record_file(cfg["results"], shard).write_text("".join(lines))
+    with open(runs.archive_file(cfg["results"], shard), "wb") as archive:
+        archive.truncate(offset)
 """
 
 
@@ -74,6 +103,7 @@ def bench(n_runs: int, runs_per_job: int, workdir: Path) -> dict:
            "--configfile", str(config), "--cores", "1"]
     row["dry run"] = measure(dry, workdir)
     row["status"] = measure([python, "-m", "diffsweep.cli", "status", "--config", str(config)], workdir)
+    measure([python, "-c", FINISHED, str(config)], workdir)
     row["aggregate"] = measure([python, "-c", AGGREGATE, str(config)], workdir)
     return row
 

@@ -198,7 +198,8 @@ def test_smoke_sweep_on_slurm_equals_a_local_run(cluster, smoke_run, tmp_path):
     # were running or done, and every one found its shard
     _, grid = config.load(tmp_path / "slurm" / "sweep.yaml")
     results = tmp_path / "slurm" / "results"
-    records = [json.loads(p.read_text()) for p in sorted(results.glob("runs/*/run.json"))]
+    from diffsweep import runs
+    records = [state.record for state in runs.index(results).values()]
     assert records and all(r["provenance"]["slurm_job_id"] in jobs for r in records)
     shard_jobs = {}   # model id -> the SLURM jobs that ran its generation runs
     for record in records:

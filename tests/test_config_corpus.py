@@ -113,6 +113,10 @@ CHANGES = [
     ("restorer_sigma_range", replace("restoration.restorers.rw_cond.schedule_knobs",
                                      {"sigma_min": 3.0, "sigma_max": 1.0}),
      "restoration.restorers.rw_cond.schedule_knobs.sigma_min: 3.0 is not below"),
+    ("keep_samples_word", replace("sampling.keep_samples", "some"),
+     "sampling.keep_samples: 'some' has the wrong type or value; allowed: one of all, none, or an integer >= 1"),
+    ("keep_samples_zero", replace("restoration.keep_samples", 0),
+     "restoration.keep_samples: 0 has the wrong type or value; allowed: one of all, none, or an integer >= 1"),
     # sizes above the documented maxima
     ("n_samples_huge", replace("sampling.n_samples", 1_000_000_000), "sampling.n_samples: 1000000000 is greater than"),
     ("preset_n_samples_huge", replace("samplers.rw.n_samples", 1_000_000_000), "samplers.rw.n_samples: 1000000000"),

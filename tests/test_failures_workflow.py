@@ -74,12 +74,16 @@ def test_a_failing_run_is_recorded_tables_are_made_and_the_workflow_fails_at_the
     kept = [path for line in outputs for path in line.split(", ") if "/tables/" in path or "/plots/" in path]
     assert kept and all(path.endswith(" (update)") for path in kept), kept
 
-    # Next invocation: the failed run is retried, the good one kept; a corrupt record is named and recomputed.
-    good = results / "runs" / table.loc[0.5, "run_id"] / "run.json"
-    good.write_text(good.read_text()[:100])
+    # Next invocation: the failed run is retried, the good one kept; a torn record line (the good run's,
+    # as a job killed while writing it leaves it) is named and its run recomputed.
+    (records,) = (results / "records").glob("*.jsonl")             # one shard: one record file
+    good_id = table.loc[0.5, "run_id"]
+    lines = records.read_text().splitlines(keepends=True)
+    good = next(line for line in lines if good_id in line)
+    records.write_text("".join(line for line in lines if line != good) + good[:100])
     second = snakemake(tmp_path)
     output = second.stdout + second.stderr
     assert second.returncode != 0 and "1 run(s) failed" in output
-    assert f"corrupt run record: results/runs/{table.loc[0.5, 'run_id']}/run.json: unreadable (JSONDecodeError" in output
+    assert f"corrupt run record: results/records/{records.name} line 2: unreadable (JSONDecodeError" in output
     again = pd.read_parquet(results / "tables" / "generation.parquet").set_index("knob_scale")
     pd.testing.assert_frame_equal(again.drop(columns=["wall_s", "finished"]), table.drop(columns=["wall_s", "finished"]))

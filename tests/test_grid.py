@@ -169,15 +169,17 @@ def test_an_old_results_layout_is_refused_with_what_to_do(tmp_path):
     runs.check_layout(tmp_path / "results")                  # no runs: nothing to mix
     (tmp_path / "results" / "restorations" / "ddrm-0123abcd").mkdir(parents=True)
     with pytest.raises(ValueError, match=r"results: '.*results' holds runs of an older layout \(no layout.json\), "
-                                         r"this diffsweep writes layout version 2; move the folder aside or set "
+                                         r"this diffsweep writes layout version 3; move the folder aside or set "
                                          r"`results:` to another folder"):
         runs.check_layout(tmp_path / "results")
-    (tmp_path / "results" / "layout.json").write_text('{"version": 1}')
-    with pytest.raises(ValueError, match="holds runs of layout version 1"):
-        runs.check_layout(tmp_path / "results")
+    for version in (1, 2):       # 2: a folder and run.json per run
+        (tmp_path / "results" / "layout.json").write_text(json.dumps({"version": version}))
+        with pytest.raises(ValueError, match=f"holds runs of layout version {version}, this diffsweep writes layout "
+                                             f"version 3"):
+            runs.check_layout(tmp_path / "results")
     runs.mark_layout(tmp_path / "fresh")
     assert json.loads((tmp_path / "fresh" / "layout.json").read_text()) == {"version": runs.LAYOUT_VERSION}
-    (tmp_path / "fresh" / "runs").mkdir()
+    (tmp_path / "fresh" / "records").mkdir()
     runs.check_layout(tmp_path / "fresh")
 
 
@@ -307,19 +309,19 @@ def test_cli_status_counts_states_per_preset_and_source_and_points_at_failures(t
     ode = [i for i in ids if i.startswith("ode-")]
     def record(run_id, status, wall_s=None, **more):
         return {"run_id": run_id, "kind": "generation", "status": status, "nfe": 1, "wall_s": wall_s, "device": "cpu",
-                "finished": "", "row": {}, "params": {}, "provenance": {}, "files": {}, "metrics": {}, **more}
+                "finished": "", "row": {}, "params": {}, "provenance": {}, "archive": "x.archive", "files": {},
+                "metrics": {}, **more}
 
     records = {rw[0]: record(rw[0], "ok", 2.0), rw[1]: record(rw[1], "ok", 4.0),
                rw_b: record(rw_b, "diverged", 10.0),
                ode[0]: record(ode[0], "failed", error="RuntimeError: boom", log="logs/run_shard/x.log"),
                ode[1]: record(ode[1], "failed", error="OSError: disk", log=None),   # no log: the shard's logs
-               ode[2]: {"status": "ok"}}                      # cannot be trusted: corrupt, redone
-    (tmp_path / "results").mkdir()
-    (tmp_path / "results" / "layout.json").write_text(json.dumps({"version": 2}))
-    for run_id, content in records.items():
-        folder = tmp_path / "results" / "runs" / run_id
-        folder.mkdir(parents=True)
-        (folder / "run.json").write_text(json.dumps(content))
+               ode[2]: {"run_id": ode[2], "status": "ok"}}    # cannot be trusted: corrupt, redone
+    (tmp_path / "results" / "records").mkdir(parents=True)
+    (tmp_path / "results" / "layout.json").write_text(json.dumps({"version": 3}))
+    for name, run_ids in (("a", list(records)[:3]), ("b", list(records)[3:])):   # any record file, any shard
+        (tmp_path / "results" / "records" / f"{name}.jsonl").write_text(
+            "".join(json.dumps(records[run_id]) + "\n" for run_id in run_ids))
     assert cli.main(["status", "--config", str(path), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["runs"] == len(g.all_runs)

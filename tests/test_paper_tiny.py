@@ -96,7 +96,8 @@ def test_the_pretrained_runs_hold_their_source_and_a_missing_checkpoint_fails_na
     assert formats == {"vp_adm": {"model_format": "adm_ffhq256", "model_weights": "ema"},
                        "ve_ncsnpp": {"model_format": "ncsnpp_ffhq256", "model_weights": "model"}}
     run = generation[generation["sampler"] == "paper_ve"].iloc[0]
-    samples = np.load(tiny_run.parent / "runs" / run["run_id"] / "samples.npz")["x"]
+    from diffsweep import runs
+    samples = runs.read_run_arrays(tiny_run.parent, run["run_id"])["x"]
     assert samples.shape == (2, 3, 32, 32) and np.isfinite(samples).all()
 
     # A copy of the run with the VE file gone, planned with the path checks off: the DAG builds,

@@ -1,9 +1,12 @@
 """Fault injection on the run pipeline (diffsweep.runs), without Snakemake: a job killed with
-kill -9 while sampling or while writing a table, a truncated record, sample archive or trained
-checkpoint. Each fault is named when it is met, loses nothing, and the sweep then ends with the
-same table as an uninterrupted run. Also: a run's metrics do not depend on which runs share its job."""
+kill -9 while sampling or while writing a table, a truncated record file (a torn last line), a
+truncated or changed sample archive, a truncated trained checkpoint. Each fault is named when it
+is met, loses nothing, and the sweep then ends with the same table as an uninterrupted run. Also:
+done detection is run-level (any record file, latest line wins), and a run's metrics do not
+depend on which runs share its job."""
 
 import copy
+import json
 import logging
 import os
 import shutil
@@ -94,6 +97,17 @@ def truncate(path: Path, keep: float = 0.5) -> None:
     path.write_bytes(data[: int(len(data) * keep)])
 
 
+def record_file(results, run_id: str) -> tuple[Path, int]:
+    """(the record file holding a run's latest line, that line's number)."""
+    name, line = runs.index(results)[run_id].where.rsplit(":", 1)
+    return results / "records" / name, int(line)
+
+
+def forget(results, run_ids) -> None:
+    """Delete the record lines of runs (`diffsweep forget`, what docs/running.md says to do to redo a run)."""
+    assert runs.forget(results, run_ids) >= len(run_ids)
+
+
 def run_ids(grid, source: str) -> list[str]:
     return sorted(run_id for run_id, run in grid.runs.items() if run.model.source == source)
 
@@ -104,55 +118,107 @@ def assert_same(actual, expected) -> None:
     assert actual.attrs == expected.attrs
 
 
-def test_a_truncated_record_is_named_recomputed_and_the_table_shows_it_corrupt_meanwhile(copied, caplog):
+def test_a_torn_record_line_is_named_recomputed_and_the_table_shows_it_corrupt_meanwhile(copied, caplog):
     cfg, grid, results, expected = copied
-    bad = run_ids(grid, "oracle")[0]
-    truncate(runs.record_path(results, bad))
+    path, _ = record_file(results, run_ids(grid, "oracle")[0])
+    lines = path.read_bytes().splitlines(keepends=True)
+    bad = json.loads(lines[-1])["run_id"]
+    path.write_bytes(b"".join(lines[:-1]) + lines[-1][:100])      # a job killed while writing its last line
     with caplog.at_level(logging.WARNING, logger="diffsweep"):
         done = runs.done_runs(results, grid.runs)
     assert done == set(grid.runs) - {bad}
     (warning,) = [r.getMessage() for r in caplog.records]
-    assert warning.startswith(f"corrupt run record: {runs.record_path(results, bad)}: unreadable (JSONDecodeError")
+    assert warning.startswith(f"corrupt run record: {path} line {len(lines)}: unreadable (JSONDecodeError")
     assert warning.endswith(f"run {bad} will be recomputed")
     meanwhile = table(grid, results).set_index("run_id")
     assert meanwhile.loc[bad, "status"] == "corrupt" and "JSONDecodeError" in meanwhile.loc[bad, "error"]
     assert (meanwhile.drop(index=bad)["status"] == "ok").all()
 
-    sweep(cfg, grid, results)
+    sweep(cfg, grid, results)          # the torn line is ended, and stays one ignored line
+    assert path.read_bytes().count(b"\n") == len(lines) + 1
     assert_same(table(grid, results), expected)
+    caplog.clear()
+    path.write_bytes(path.read_bytes() + b'{"kind": "gener')      # a torn line that names no run
+    with caplog.at_level(logging.WARNING, logger="diffsweep"):
+        assert runs.done_runs(results, grid.runs) == set(grid.runs)
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning.startswith(f"ignored a broken record line (a job killed while writing it?): {path} line "
+                              f"{len(lines) + 2}: unreadable")
 
 
-@pytest.mark.parametrize("fault", ["missing key", "wrong run", "not an object"])
+@pytest.mark.parametrize("fault", ["missing key", "unknown status", "beyond its archive"])
 def test_a_record_that_parses_but_cannot_be_trusted_is_corrupt(copied, fault):
     _, grid, results, _ = copied
     run_id = run_ids(grid, "oracle")[0]
-    path = runs.record_path(results, run_id)
-    record = io.read_json(path)
+    path, number = record_file(results, run_id)
+    lines = path.read_text().splitlines(keepends=True)
+    record = json.loads(lines[number - 1])
     if fault == "missing key":
         del record["metrics"]
-    elif fault == "wrong run":
-        record["run_id"] = run_ids(grid, "oracle")[1]
+    elif fault == "unknown status":
+        record["status"] = "done"
     else:
-        record = [record]
-    io.write_json(path, record)
+        record["files"]["samples.npz"]["offset"] += 10 ** 9
+    lines[number - 1] = json.dumps(record) + "\n"
+    path.write_text("".join(lines))
     status, _, problem = runs.run_state(results, run_id)
-    assert status == "corrupt" and problem.startswith(f"{path}: ")
-    assert {"missing key": "lacks metrics", "wrong run": "holds run", "not an object": "not a JSON object"}[fault] \
-        in problem
-    with pytest.raises(runs.CorruptRecord, match=str(path)):
-        runs.read_record(path)
+    assert status == "corrupt"
+    assert {"missing key": f"{path} line {number}: lacks metrics",
+            "unknown status": f"{path} line {number}: status 'done' is not one of ok, diverged, failed",
+            "beyond its archive": f"{path.with_suffix('.archive')}: "}[fault] in problem
+    assert run_id not in runs.done_runs(results, grid.runs)
+    with pytest.raises(runs.CorruptRecord, match=str(path.with_suffix(".archive" if "archive" in fault else ".jsonl"))):
+        runs.read_record(results, run_id)
+
+
+def test_done_detection_reads_every_record_file_and_the_latest_line_wins(copied):
+    _, grid, results, _ = copied
+    first, second = run_ids(grid, "oracle")
+    path, _ = record_file(results, first)
+    path.rename(results / "records" / "a_shard_of_an_earlier_config.jsonl")    # the config moved shard boundaries
+    assert runs.done_runs(results, grid.runs) == set(grid.runs)
+    ok = runs.read_record(results, first)
+    failed = {**ok, "status": "failed", "error": "RuntimeError: boom", "log": None}
+    (results / "records" / "later.jsonl").write_text(json.dumps(failed) + "\n")
+    assert runs.run_state(results, first)[0] == "ok"      # a stale failed line never undoes a done run
+    forget(results, [second])
+    retried = results / "records" / "retried.jsonl"
+    retried.write_text("".join(json.dumps({**ok, "run_id": second, "status": status}) + "\n"
+                               for status in ("failed", "ok")))
+    assert runs.run_state(results, second)[0] == "ok"
+    before = runs.attempt(results, [second])
+    retried.write_text(json.dumps({**ok, "run_id": second, "status": "failed", "error": "e", "log": None}) + "\n")
+    assert runs.run_state(results, second)[0] == "failed" and runs.attempt(results, [second]) != before
+
+
+def test_a_runs_stored_files_are_extracted_and_a_forgotten_run_is_pending(copied, tmp_path, capsys):
+    import numpy as np
+
+    from diffsweep import cli
+
+    _, grid, results, _ = copied
+    run_id = run_ids(grid, "oracle")[0]
+    assert cli.main(["extract", run_id, "--results", str(results), "--out", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().out == f"{run_id} (ok): {tmp_path / 'out' / run_id / 'samples.npz'}\n"
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / run_id / "samples.npz")["x"],
+                                  runs.read_run_arrays(results, run_id)["x"])
+    assert cli.main(["forget", run_id, "--results", str(results)]) == 0
+    assert "deleted 1 record line(s) of 1 run(s)" in capsys.readouterr().out
+    assert runs.done_runs(results, grid.runs) == set(grid.runs) - {run_id}
 
 
 def test_a_truncated_sample_archive_is_found_at_parse_time_and_recomputed(copied, caplog):
     cfg, grid, results, expected = copied
     bad = run_ids(grid, "oracle")[1]
-    samples = runs.run_folder(results, bad) / "samples.npz"
-    truncate(samples)
+    record = runs.read_record(results, bad)
+    archive = results / "records" / record["archive"]
+    listed = record["files"]["samples.npz"]
+    archive.write_bytes(archive.read_bytes()[: listed["offset"] + listed["bytes"] // 2])
     with caplog.at_level(logging.WARNING, logger="diffsweep"):
         assert runs.done_runs(results, grid.runs) == set(grid.runs) - {bad}
     (warning,) = [r.getMessage() for r in caplog.records]
-    assert f"{samples}: " in warning and "bytes, its record run.json says" in warning
-    with pytest.raises(runs.CorruptRecord, match=str(samples)):
+    assert f"{archive}: {archive.stat().st_size} bytes, but " in warning and f"puts samples.npz of run {bad}" in warning
+    with pytest.raises(runs.CorruptRecord, match=str(archive)):
         runs.read_run_arrays(results, bad)
 
     sweep(cfg, grid, results)
@@ -169,13 +235,16 @@ def test_a_sample_archive_changed_in_place_fails_its_checksum_and_the_figure_is_
     _, grid, results, _ = copied
     # the run the figure draws: the oracle's ddim run with the most steps
     bad = max(run_ids(grid, "oracle"), key=lambda run_id: (grid.runs[run_id].steps, -grid.runs[run_id].seed))
-    samples = runs.run_folder(results, bad) / "samples.npz"
-    data = bytearray(samples.read_bytes())
-    data[-100] ^= 0xFF            # same size: only the checksum can tell
-    samples.write_bytes(bytes(data))
+    record = runs.read_record(results, bad)
+    archive = results / "records" / record["archive"]
+    listed = record["files"]["samples.npz"]
+    data = bytearray(archive.read_bytes())
+    data[listed["offset"] + listed["bytes"] - 100] ^= 0xFF       # same size: only the checksum can tell
+    archive.write_bytes(bytes(data))
     assert bad in runs.done_runs(results, grid.runs)       # parse time reads no archive
-    with pytest.raises(runs.CorruptRecord, match=f"{samples}: its sha256 differs from the one in .*run.json; "
-                                                 f"delete .*{bad} to recompute it"):
+    with pytest.raises(runs.CorruptRecord, match=f"{archive}: samples.npz of run {bad} at byte {listed['offset']}: "
+                                                 f"its sha256 differs from its record's; `diffsweep forget {bad}` "
+                                                 f"and re-run to recompute it"):
         runs.read_run_arrays(results, bad)
     figure = results / "plots" / "samples.png"
     generation = runs.frame("generation", grid.manifest_rows("generation"), results)
@@ -183,7 +252,7 @@ def test_a_sample_archive_changed_in_place_fails_its_checksum_and_the_figure_is_
     with caplog.at_level(logging.WARNING, logger="diffsweep"):
         plots.sample_grid(pd.DataFrame(generation), "ring8", results, reference, figure)
     assert figure.stat().st_size > 1000
-    assert any(f"samples of run {bad} left out of the figure: {samples}" in r.getMessage() for r in caplog.records)
+    assert any(f"samples of run {bad} left out of the figure: {archive}" in r.getMessage() for r in caplog.records)
     assert np.isfinite(reference).all()
 
 
@@ -192,8 +261,7 @@ def test_a_truncated_checkpoint_fails_its_runs_as_data_and_retraining_restores_t
     (model,) = grid.trained_models()
     checkpoint = results / "models" / model.id / "checkpoint.pt"
     truncate(checkpoint)
-    for run_id in run_ids(grid, "trained"):            # its runs pending (e.g. a new preset)
-        shutil.rmtree(runs.run_folder(results, run_id))
+    forget(results, run_ids(grid, "trained"))           # its runs pending (e.g. a new preset)
     sweep(cfg, grid, results)                           # the job succeeds; its runs are recorded as failed
     failures = runs.failed_runs(results, grid.runs)
     assert [f["run_id"] for f in failures] == run_ids(grid, "trained")
@@ -230,8 +298,7 @@ t.shard(cfg, model, [ds_grid.run_dict(grid.runs[i]) for i in t.run_ids(grid, "or
 def test_kill_9_during_sampling_then_during_a_table_write_loses_nothing(copied):
     cfg, grid, results, expected = copied
     first, blocked = run_ids(grid, "oracle")
-    for run_id in (first, blocked):
-        shutil.rmtree(runs.run_folder(results, run_id))
+    forget(results, [first, blocked])
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     job = subprocess.Popen([sys.executable, "-c", KILLED_JOB, str(results), blocked, str(ROOT / "tests")], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -243,26 +310,37 @@ def test_kill_9_during_sampling_then_during_a_table_write_loses_nothing(copied):
     job.send_signal(signal.SIGKILL)
     job.wait()
     assert runs.run_state(results, first)[0] == "ok" and runs.run_state(results, blocked)[0] == "missing"
-    # what a kill in the middle of writing samples.npz and the table leaves: temporary files
-    interrupted = runs.run_folder(results, blocked) / ".samples.npz.x1y2z3.tmp"
-    interrupted.parent.mkdir(parents=True)
-    interrupted.write_bytes(b"partial")
+    # what a kill in the middle of storing a run leaves: its files in the job's staging folder (one
+    # half written), bytes at the end of the archive that no record lists, a torn record line
+    (model,) = [m for m in grid.models.values() if m.source == "oracle"]
+    shard = f"{model.id}.shard"
+    staging = runs.staging_folder(results, shard)
+    interrupted = [staging / blocked / ".samples.npz.x1y2z3.tmp", staging / blocked / "samples.npz"]
+    interrupted[0].parent.mkdir(parents=True)
+    for path in interrupted:
+        path.write_bytes(b"partial")
+    with open(runs.archive_file(results, shard), "ab") as archive:
+        archive.write(b"partial")
+    with open(runs.record_file(results, shard), "ab") as records:
+        records.write(b'{"run_id":"' + blocked.encode() + b'","kind":"gen')
     tables = results / "tables"
     tables.mkdir()
     io.write_parquet(tables / "generation.parquet", expected)     # the table of an earlier invocation
     half_table = tables / ".generation.parquet.a1b2c3.tmp"
     half_table.write_bytes(b"partial")
     past = io.STARTED - 60          # before this process started: what an earlier, killed job left
-    for path in (interrupted, half_table):
+    for path in (*interrupted, interrupted[0].parent, half_table):
         os.utime(path, (past, past))
     fresh = tables / ".training.parquet.d4e5f6.tmp"      # a live write of another job: kept
     fresh.write_bytes(b"partial")
+    assert runs.run_state(results, blocked)[0] == "corrupt"
 
     sweep(cfg, grid, results)
-    assert not interrupted.exists()
+    assert not staging.exists()
     io.write_parquet(tables / "generation.parquet", table(grid, results))   # the aggregate
     assert not half_table.exists() and fresh.exists()
     assert_same(io.read_parquet(tables / "generation.parquet"), expected)
+    assert runs.read_run_arrays(results, blocked)["x"].shape == (100, 2)
 
 
 def test_a_runs_metrics_do_not_depend_on_the_runs_sharing_its_job(clean, tmp_path):
@@ -274,5 +352,5 @@ def test_a_runs_metrics_do_not_depend_on_the_runs_sharing_its_job(clean, tmp_pat
         shutil.copytree(results / "data", folder / "data")
     shard(cfg, model, [second], alone)
     shard(cfg, model, [first, second], packed)     # the first run fills the job's metric cache
-    metrics = [io.read_json(runs.record_path(folder, second["id"]))["metrics"] for folder in (alone, packed)]
+    metrics = [runs.read_record(folder, second["id"])["metrics"] for folder in (alone, packed)]
     assert metrics[0] == metrics[1] and "energy_distance" in metrics[0]

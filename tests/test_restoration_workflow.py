@@ -58,14 +58,17 @@ def test_fid_and_lpips_columns_are_finite_and_fid_is_one_value_per_run(digits_ru
     assert table["fidelity_inception_status"].str.startswith("skipped: fidelity.inception_weights is not set").all()
 
 
-def test_run_folders_hold_samples_operator_and_strip(digits_run):
-    records = [json.loads(path.read_text()) for path in (digits_run / "results" / "runs").glob("*-*/run.json")]
+def test_runs_store_samples_operator_and_strip(digits_run):
+    from diffsweep import runs
+    results = digits_run / "results"
+    records = [state.record for state in runs.index(results).values()]
     restorations = [r for r in records if r["kind"] == "restoration"]
     assert len(restorations) == 8 and len(records) == 8 + 2       # and the two generation runs (oracle, unet)
     assert {r["params"]["task"]["noise_std"] for r in restorations} == {0.05}
-    box = [digits_run / "results" / "runs" / r["run_id"] for r in restorations if r["row"]["task"] == "box"]
-    assert (box[0] / "operator.npz").exists() and (box[0] / "strip.png").exists()
-    assert np.load(box[0] / "operator.npz")["mask"].sum() == 64 - 9
+    box = [r["run_id"] for r in restorations if r["row"]["task"] == "box"]
+    assert set(runs.read_record(results, box[0])["files"]) == {"samples.npz", "operator.npz", "strip.png"}
+    assert runs.read_run_arrays(results, box[0], "operator.npz")["mask"].sum() == 64 - 9
+    assert runs.read_run_file(results, box[0], "strip.png").startswith(b"\x89PNG")
     assert (digits_run / "results" / "plots" / "restoration_psnr_vs_nfe.png").exists()
     assert (digits_run / "results" / "plots" / "restoration_lpips_vs_nfe.png").exists()
 

@@ -1,7 +1,8 @@
 """The run pipeline without Snakemake (diffsweep.runs): a shard job of either kind writes one
-record per run under results/runs/<id>/, a broken run is recorded as failed and loses no other
-run, and one aggregator
-turns manifest rows and records into a typed table that lists its parameter columns."""
+record line per run to its shard's record file and its files to the shard's archive under
+results/records/, a broken run is recorded as failed and loses no other run, keep_samples changes
+what is stored and no metric, and one aggregator turns manifest rows and records into a typed
+table that lists its parameter columns."""
 
 import copy
 
@@ -33,12 +34,14 @@ def sweep(tmp_path_factory):
     return cfg, grid, model, results
 
 
-def run_shard(sweep, kind: str, run_dicts: list[dict]) -> None:
-    cfg, _, model, results = sweep
+def run_shard(sweep, kind: str, run_dicts: list[dict], keep="all", results=None) -> None:
+    cfg, _, model, data = sweep
+    results = results or data
     options = ({"metrics": {k: v for k, v in cfg["metrics"].items() if k != "likelihood"}} if kind == "generation"
                else {"metrics": cfg["restoration"]["metrics"], "strips": 0})
-    runs.run_shard(ds_grid.model_dict(model), run_dicts, results / "data" / model.data.id / "reference.npz", None,
-                   results, results / "shards" / f"{kind}.json", options, device="cpu", log_path="job.log")
+    runs.run_shard(ds_grid.model_dict(model), run_dicts, data / "data" / model.data.id / "reference.npz", None,
+                   results, results / "shards" / f"{kind}.json", {**options, "keep_samples": keep}, device="cpu",
+                   log_path="job.log")
 
 
 def test_a_broken_run_is_recorded_as_failed_and_loses_no_other_run(sweep):
@@ -48,12 +51,16 @@ def test_a_broken_run_is_recorded_as_failed_and_loses_no_other_run(sweep):
     run_shard(sweep, "generation", [good, broken])
     assert io.read_json(results / "shards" / "generation.json")["runs"] == {good["id"]: "ok", broken["id"]: "failed"}
     assert io.read_json(results / "layout.json") == {"version": runs.LAYOUT_VERSION}
-    record = runs.read_record(runs.record_path(results, good["id"]))
+    # files grow with shard jobs, not runs: one record file and one archive per shard
+    assert sorted(path.name for path in (results / "records").iterdir()) == ["generation.archive", "generation.jsonl"]
+    record = runs.read_record(results, good["id"])
     assert (record["kind"], record["status"], record["row"], record["params"]) == \
         ("generation", "ok", good["row"], good["params"])
     assert record["nfe"] > 0 and record["metrics"]["sliced_w2"] > 0
-    assert set(record["files"]) == {"samples.npz"} and len(record["files"]["samples.npz"]["sha256"]) == 64
-    failure = runs.read_record(runs.record_path(results, broken["id"]))
+    assert record["archive"] == "generation.archive" and set(record["files"]) == {"samples.npz"}
+    assert record["files"]["samples.npz"]["offset"] == 0 and len(record["files"]["samples.npz"]["sha256"]) == 64
+    assert runs.read_run_arrays(results, good["id"])["x"].shape == (100, 2)
+    failure = runs.read_record(results, broken["id"])
     assert (failure["status"], failure["nfe"], failure["log"]) == ("failed", None, "job.log")
     message = "ValueError: unknown sampler 'no_such_sampler'; allowed: " + ", ".join(samplers.names())
     assert len(failure["error"]) <= 300 and message.startswith(failure["error"].removesuffix("..."))
@@ -92,8 +99,9 @@ def test_a_restoration_shard_writes_one_table_row_per_measurement(sweep):
     (run,) = grid.restorations.values()
     run_shard(sweep, "restoration", [ds_grid.run_dict(run)])
     assert io.read_json(results / "shards" / "restoration.json")["kind"] == "restoration"
-    arrays = io.read_arrays(runs.run_folder(results, run.id) / "samples.npz")
+    arrays = runs.read_run_arrays(results, run.id)
     assert arrays["samples"].shape == (2, 5, 2) and arrays["y"].shape[0] == 2
+    assert set(runs.read_run_arrays(results, run.id, "operator.npz")) == {"mask"}
 
     table = runs.frame("restoration", grid.manifest_rows("restoration"), results)
     assert list(table["measurement"]) == [0, 1] and set(table["status"]) == {"ok"}
@@ -101,3 +109,26 @@ def test_a_restoration_shard_writes_one_table_row_per_measurement(sweep):
     assert (table["nfe"] == 4).all() and (table["psnr"] > 0).all()
     assert {"restorer", "task", "operator_missing", "noise_std", "n_measurements"} <= set(table.attrs["param_columns"])
     assert "measurement" not in table.attrs["param_columns"]
+
+
+@pytest.mark.parametrize("kind", ["generation", "restoration"])
+def test_keep_samples_changes_what_is_stored_and_no_metric(sweep, tmp_path, kind):
+    _, grid, _, _ = sweep
+    run = ds_grid.run_dict(min((grid.runs if kind == "generation" else grid.restorations).values(),
+                               key=lambda r: r.id))
+    records = {}
+    for keep in ("all", 3, "none"):
+        results = tmp_path / str(keep)
+        run_shard(sweep, kind, [run], keep=keep, results=results)
+        records[keep] = runs.read_record(results, run["id"])
+        if keep == "none":
+            assert records[keep]["files"] == {}
+            with pytest.raises(runs.NoSamples, match=f"run {run['id']} stored no samples.npz"):
+                runs.read_run_arrays(results, run["id"])
+        else:
+            arrays = runs.read_run_arrays(results, run["id"])
+            shape = {"generation": (100, 2), "restoration": (2, 5, 2)}[kind] if keep == "all" else \
+                {"generation": (3, 2), "restoration": (2, 3, 2)}[kind]
+            assert arrays["x" if kind == "generation" else "samples"].shape == shape
+    results_key = "metrics" if kind == "generation" else "measurements"
+    assert records["all"][results_key] == records[3][results_key] == records["none"][results_key]

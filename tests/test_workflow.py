@@ -131,11 +131,16 @@ def test_smoke_run_produces_tables_and_plots(smoke_run):
     assert set(training["model_id"]) == {m.id for m in grid.trained_models()}
     for png in ("sliced_w2_vs_nfe.png", "samples_ring8.png", "samples_swissroll.png"):
         assert (results / "plots" / png).stat().st_size > 1000
+    from diffsweep import runs
+    assert json.loads((results / "layout.json").read_text()) == {"version": 3}
+    states = runs.index(results)
+    assert sorted(state.record["kind"] for state in states.values()) == sorted(run.kind for run in grid.all_runs.values())
     for run_id in grid.all_runs:
-        assert (results / "runs" / run_id / "samples.npz").exists()
-    assert json.loads((results / "layout.json").read_text()) == {"version": 2}
-    assert sorted(json.loads(path.read_text())["kind"] for path in (results / "runs").glob("*/run.json")) == \
-        sorted(run.kind for run in grid.all_runs.values())
+        assert len(runs.read_run_arrays(results, run_id, states=states)) > 0
+    # files grow with shard jobs, not runs: a record file and an archive per shard, no staging left
+    shards = {path.stem for path in (results / "shards").glob("*.json")}
+    assert sorted(path.name for path in (results / "records").iterdir()) == \
+        sorted(f"{shard}{suffix}" for shard in shards for suffix in (".jsonl", ".archive"))
     from diffsweep import io
     params = io.read_parquet(results / "tables" / "generation.parquet").attrs["param_columns"]
     assert params == io.read_parquet(results / "runs.parquet").attrs["param_columns"]
@@ -191,8 +196,8 @@ def test_an_image_dataset_runs_end_to_end(digits_run):
     by_sigma = pd.read_parquet(tmp_path / "results" / "tables" / "training_by_sigma.parquet")
     assert by_sigma["count"].sum() == 20 * 32 and set(by_sigma["step"]) == {10, 20}
     assert (tmp_path / "results" / "plots" / "training_loss_by_sigma.png").stat().st_size > 1000
-    run_folder = tmp_path / "results" / "runs" / table.loc["oracle", "run_id"]
-    import numpy as np
-    assert np.load(run_folder / "samples.npz")["x"].shape == (64, 1, 8, 8)
-    assert (run_folder / "grid.png").stat().st_size > 500
+    from diffsweep import runs
+    results, run_id = tmp_path / "results", table.loc["oracle", "run_id"]
+    assert runs.read_run_arrays(results, run_id)["x"].shape == (64, 1, 8, 8)
+    assert len(runs.read_run_file(results, run_id, "grid.png")) > 500
     assert (tmp_path / "results" / "plots" / "samples_digits_gmm.png").stat().st_size > 1000

@@ -3,6 +3,8 @@
     diffsweep list [KIND] [--config FILE] [--json]
     diffsweep grid --config FILE [--json]
     diffsweep status [--config FILE] [--json]
+    diffsweep extract RUN_ID... [--results DIR] [--out DIR]
+    diffsweep forget RUN_ID... [--results DIR]
     diffsweep costs [--config FILE] [--benchmarks DIR] [--job-minutes M]
     diffsweep table PARQUET --rows COLS [--cols COLS] --metric COL [--filter COL=V[,V...]]...
                     [--format markdown|latex|csv|html] [--agg mean_std|mean|median|min|max]
@@ -134,25 +136,20 @@ def command_grid(args) -> int:
 
 
 # `diffsweep status`: a run's state is its record's status (ok, diverged, failed), corrupt (a
-# record that cannot be trusted, diffsweep.runs.read_record) or pending (no record yet).
+# record that cannot be trusted, diffsweep.runs.index) or pending (no record yet).
 STATES = ("ok", "diverged", "failed", "corrupt", "pending")
 
 
 def sweep_status(grid, results, config: dict | None = None) -> dict:
     """Counts of run states per preset and per score source, the estimated run time left, and the
-    failed runs with their error and log. Reads only the records of run folders that exist."""
-    import os
-
+    failed runs with their error and log. Reads every record file once (runs.index)."""
     from diffsweep import grid as ds_grid, runs
 
     all_runs = grid.all_runs
-    folder = Path(results) / "runs"
-    present = sorted(set(os.listdir(folder)) & set(all_runs)) if folder.is_dir() else []
+    states = runs.index(results, keep=["wall_s", *runs.FAILURE_KEYS])
     state, wall, failures = {}, {}, []
-    for run_id in present:
-        status, record, problem = runs.run_state(results, run_id)
-        if status == runs.MISSING:
-            continue
+    for run_id in sorted(set(states) & set(all_runs)):
+        status, record, problem = runs.run_state(results, run_id, states)
         state[run_id] = status
         if record and isinstance(record.get("wall_s"), (int, float)):
             wall[run_id] = record["wall_s"]
@@ -249,6 +246,32 @@ def command_status(args) -> int:
         print(json.dumps(status, indent=2))
     else:
         print_status(status)
+    return 0
+
+
+def command_extract(args) -> int:
+    """The files runs stored (in their shard's archive) written to OUT/<run_id>/."""
+    from diffsweep import runs
+
+    states = runs.index(args.results)
+    for run_id in args.run_ids:
+        try:
+            written = runs.extract(args.results, run_id, Path(args.out) / run_id)
+        except (FileNotFoundError, runs.CorruptRecord) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        status = states[run_id].status
+        print(f"{run_id} ({status}): " + (", ".join(map(str, written)) or "no files stored (keep_samples: none)"))
+    return 0
+
+
+def command_forget(args) -> int:
+    """Delete runs' record lines: the next invocation recomputes them."""
+    from diffsweep import runs
+
+    deleted = runs.forget(args.results, args.run_ids)
+    print(f"deleted {deleted} record line(s) of {len(args.run_ids)} run(s) under {args.results}/records; "
+          f"the next invocation recomputes them")
     return 0
 
 
@@ -362,6 +385,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the sweep's config YAML file (default: config/config.yaml, the embedded default)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=command_status)
+    extract = sub.add_parser("extract", help="write the files runs stored (samples.npz, grid.png, strip.png, ...) "
+                                             "to a folder, checked against their sha256")
+    extract.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    extract.add_argument("--results", default="results", help="the results folder (default: results)")
+    extract.add_argument("--out", default="extracted", help="write to OUT/<run_id>/ (default: extracted)")
+    extract.set_defaults(func=command_extract)
+    forget = sub.add_parser("forget", help="delete runs' records so the next invocation recomputes them (e.g. to "
+                                           "store samples a run did not keep); not while the workflow runs")
+    forget.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    forget.add_argument("--results", default="results", help="the results folder (default: results)")
+    forget.set_defaults(func=command_forget)
     costs = sub.add_parser("costs", help="seconds per run of each score source, measured from a finished sweep's "
                                          "job benchmarks: the run_seconds to declare for job_minutes")
     costs.add_argument("--config", default="config/config.yaml",

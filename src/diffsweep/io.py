@@ -76,7 +76,7 @@ def _umask() -> int:
 
 def write_json(path, obj) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=jsonable) + "\n")
 
 
 def read_json(path):
@@ -109,7 +109,7 @@ def read_parquet(path):
     return pd.read_parquet(path)
 
 
-def _jsonable(value):
+def jsonable(value):
     if hasattr(value, "item"):  # numpy / torch scalars
         return value.item()
     if hasattr(value, "tolist"):

@@ -223,14 +223,21 @@ def draw_samples(run: dict, denoiser, shape, dtype, device):
     return call_counted(spec.fn, denoiser, device, x, sigmas, generator, **run["knobs"])
 
 
+def kept(keep, total: int) -> int:
+    """How many of `total` samples a run stores under keep_samples (`all`, `none` or the first k)."""
+    return total if keep == "all" else 0 if keep == "none" else min(int(keep), total)
+
+
 class Generation:
     """The generation half of a shard job (diffsweep.runs.run_shard): draw a run's samples, then
-    score them against the reference set and save samples.npz (and grid.png for images)."""
+    score them against the reference set and save samples.npz (and grid.png for images) into the
+    run's staging folder: the first `keep_samples` samples (metrics always see them all)."""
     method = "sampler"
 
     def __init__(self, dataset, reference, dtype, device, options: dict, fidelity=None):
         self.dataset, self.reference, self.dtype, self.device = dataset, reference, dtype, device
         self.metric_options = {**options["metrics"], "cache": {}}  # the reference's own terms, computed once per job
+        self.keep = options.get("keep_samples", "all")
         self.fidelity = fidelity
 
     def draw(self, run: dict, denoiser):
@@ -248,9 +255,11 @@ class Generation:
             if self.fidelity is not None:
                 fidelity_values, skipped = self.fidelity.evaluate(samples)
                 values.update(fidelity_values)
-        io.write_arrays(folder / "samples.npz", x=samples.float().numpy())
-        if self.dataset.is_image:
+        stored = samples[:kept(self.keep, len(samples))]
+        if len(stored):
+            io.write_arrays(folder / "samples.npz", x=stored.float().numpy())
+        if len(stored) and self.dataset.is_image:
             from diffsweep.images import save_image_grid
-            save_image_grid(samples[:64], folder / "grid.png")
+            save_image_grid(stored[:64], folder / "grid.png")
         log.info("%s: %s", run["id"], " ".join(f"{k}={v:.4g}" for k, v in values.items()))
         return ("ok" if finite else "diverged"), {"metrics": values, "skipped": skipped}

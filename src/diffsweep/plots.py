@@ -353,6 +353,7 @@ def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarra
     best = rows.sort_values("nfe").groupby(["model", "sampler"], as_index=False).last()
     models, presets = sorted(best["model"].unique()), sorted(best["sampler"].unique())
     n_rows, n_cols = max(1, len(models)), 1 + len(presets)
+    states = runs.index(results)     # every record, read once
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.2 * n_cols, 2.2 * n_rows), squeeze=False,
                              sharex=True, sharey=True)
     for r in range(n_rows):
@@ -365,11 +366,12 @@ def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarra
                 continue
             run = hit.iloc[0]
             try:   # checked against the sha256 in its record
-                x = runs.read_run_arrays(results, run["run_id"])["x"][:max_points]
-            except runs.CorruptRecord as error:   # the figure is still made, without this panel
+                x = runs.read_run_arrays(results, run["run_id"], states=states)["x"][:max_points]
+            except (runs.CorruptRecord, runs.NoSamples) as error:   # the figure is still made, without this panel
                 log.warning("samples of run %s left out of the figure: %s", run["run_id"], error)
                 ax.set_axis_off()
-                ax.set_title(f"{preset}\nunreadable samples", fontsize=8)
+                why = "samples not kept" if isinstance(error, runs.NoSamples) else "unreadable samples"
+                ax.set_title(f"{preset}\n{why}", fontsize=8)
                 continue
             _panel(ax, x, f"{preset}\nNFE {int(run['nfe'])}" if r == 0 else "")
         axes[r, 0].set_ylabel(models[r] if models else "")

@@ -5,23 +5,28 @@ A generation run draws samples with a sampler preset; a restoration run measures
 samples with a task's operator and restores them with a restorer preset (diffsweep.grid.RunSpec).
 Everything around the kind-specific work is shared:
 
-- Layout. Every run owns results/runs/<run_id>/ (its arrays and figures, and run.json written
-  last); a shard job's marker is results/shards/<shard>.json (its `attempt` param: grid.pending_shards).
+- Layout (version 3, docs/design.md). Files grow with shard jobs, not runs: each shard job
+  appends to results/records/<shard>.jsonl (one JSON line per finished run) and
+  results/records/<shard>.archive (its runs' files, byte after byte), through ShardStore; its
+  marker is results/shards/<shard>.json (its `attempt` param: grid.pending_shards).
   results/layout.json names the layout version; a results folder of an older layout is refused
   at parse time (`check_layout`), so old and new records never mix.
 - Job loop (`run_shard`). Plugins imported, device picked, score source loaded once, each run
   drawn (counting network evaluations and timing the draw; with `fuse` the runs draw together,
-  one network call serving all of them: diffsweep.fusion), evaluated, saved. A run that raises
-  is recorded as `failed` and the job goes on (`fail_fast` stops it instead).
-- Record. run.json holds run_id, kind, status, nfe, wall_s, device, finished, row (the manifest
-  row), params (what the id hashes), provenance, files (size and sha256 of every file of the run
-  folder) and the kind's results: `metrics` and `skipped` (generation), `measurements`
-  (restoration, one entry per measurement); a failed run's record has `error` (one line) and
-  `log` (the job's log file) instead.
+  one network call serving all of them: diffsweep.fusion), evaluated (`job.finish` writes the
+  run's files into a staging folder), stored. A run that raises is recorded as `failed` and the
+  job goes on (`fail_fast` stops it instead).
+- Record. A line holds run_id (first), kind, status, nfe, wall_s, device, finished, row (the
+  manifest row), params (what the id hashes), provenance, archive and files (offset, size and
+  sha256 of each file in the archive; none when keep_samples is `none`) and the kind's results:
+  `metrics` and `skipped` (generation), `measurements` (restoration, one entry per measurement);
+  a failed run's record has `error` (one line) and `log` (the job's log file) instead.
 - Statuses. `ok` and `diverged` runs are done: never recomputed. A `failed` run is retried by the
-  next invocation. A record that cannot be trusted (`read_record`: unreadable, keys missing, a
-  listed file missing or of another size) is `corrupt`: the run is recomputed, and the file named.
-  Readers of a run's files check them against the record's sha256 (`read_run_arrays`).
+  next invocation. Done detection is run-level (`index`): the records of every record file, the
+  latest line of a run winning, since a run's shard changes when the config adds runs. A line
+  that cannot be trusted (torn by a killed job, keys missing, its files beyond its archive's end)
+  is `corrupt`: the run is recomputed, and the file named. Readers of a run's files check them
+  against the record's sha256 (`read_run_file`, `read_run_arrays`).
 - Aggregation (`frame`). Manifest rows joined with their records: one table row per run
   (generation) or per run and measurement (restoration), typed by tables.typed_frame, with
   `frame.attrs["param_columns"]` listing the manifest's parameter columns.
@@ -31,12 +36,17 @@ Torch is imported only by the job loop.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
+import re
+import shutil
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from io import BytesIO
 from pathlib import Path
 
 from diffsweep import io, registry
@@ -45,28 +55,40 @@ log = logging.getLogger("diffsweep")
 
 KINDS = ("generation", "restoration")
 # Version of the results layout; an older results folder is refused (check_layout). 1: records in
-# runs/ and restorations/, 8-digit hashes (no layout.json); 2: one runs/ folder, 16-digit hashes.
-LAYOUT_VERSION = 2
+# runs/ and restorations/, 8-digit hashes (no layout.json); 2: one folder and run.json per run,
+# 16-digit hashes; 3: one record file and one archive per shard job (records/).
+LAYOUT_VERSION = 3
 
 
 # --- layout ------------------------------------------------------------------------------
 
-def run_folder(results, run_id: str) -> Path:
-    return Path(results) / "runs" / run_id
+def records_folder(results) -> Path:
+    return Path(results) / "records"
 
 
-def record_path(results, run_id: str) -> Path:
-    return run_folder(results, run_id) / "run.json"
+def record_file(results, shard: str) -> Path:
+    """The append-only record file of a shard job: one JSON line per finished run."""
+    return records_folder(results) / f"{shard}.jsonl"
+
+
+def archive_file(results, shard: str) -> Path:
+    """The append-only archive of a shard job: the bytes of its runs' files, one after another."""
+    return records_folder(results) / f"{shard}.archive"
+
+
+def staging_folder(results, shard: str) -> Path:
+    """Where a shard job's `finish` writes a run's files before they are appended to the archive."""
+    return records_folder(results) / ".staging" / shard
 
 
 def check_layout(results) -> None:
-    """Refuse a results folder written by an older layout (its run ids and folders differ)."""
+    """Refuse a results folder written by an older layout (its run ids and files differ)."""
     results = Path(results)
     marker = results / "layout.json"
     version = io.read_json(marker).get("version") if marker.exists() else None
-    # run folders only: Snakemake makes shards/ for a job's marker before the job writes layout.json,
+    # run files only: Snakemake makes shards/ for a job's marker before the job writes layout.json,
     # and a job that parses meanwhile (on a cluster) must not take that for an old layout
-    has_runs = any((results / folder).is_dir() for folder in ("runs", "restorations"))
+    has_runs = any((results / folder).is_dir() for folder in ("runs", "restorations", "records"))
     if version == LAYOUT_VERSION or (version is None and not has_runs):
         return
     found = f"layout version {version}" if version is not None else "an older layout (no layout.json)"
@@ -75,7 +97,7 @@ def check_layout(results) -> None:
 
 
 def mark_layout(results) -> None:
-    """Write results/layout.json before the first run folder."""
+    """Write results/layout.json before the first record."""
     marker = Path(results) / "layout.json"
     if not marker.exists():
         io.write_json(marker, {"version": LAYOUT_VERSION})
@@ -83,86 +105,155 @@ def mark_layout(results) -> None:
 
 # --- records -----------------------------------------------------------------------------
 
-DONE_STATUSES = ("ok", "diverged")     # never recomputed (delete the run folder to redo one)
+DONE_STATUSES = ("ok", "diverged")     # never recomputed (delete the run's record lines to redo one)
 FAILED = "failed"                      # recorded, retried by the next invocation
 STATUSES = (*DONE_STATUSES, FAILED)
 # Statuses a table gives a run without a trustworthy record.
 MISSING, CORRUPT = "missing", "corrupt"
 REQUIRED_KEYS = ("run_id", "kind", "status", "nfe", "wall_s", "device", "finished", "row", "params", "provenance",
-                 "files")
+                 "archive", "files")
 RESULT_KEYS = {"generation": ("metrics",), "restoration": ("measurements",)}
 FAILURE_KEYS = ("error", "log")
+# A record line starts with its run id (write_record), so a torn line still names its run.
+RUN_OF_LINE = re.compile(r'\{"run_id": ?"([^"]+)"')
 
 
 class CorruptRecord(ValueError):
-    """A run record, or a file it lists, that cannot be trusted; the message names the file."""
+    """A run record, or the archive bytes it lists, that cannot be trusted; the message names the file."""
 
 
-def read_record(path) -> dict:
-    """The run record at `path` (results/runs/<id>/run.json), checked without reading the run's
-    archives: valid JSON, the required keys, a known status, its own run id, and every file it
-    lists present with its recorded size. Raises FileNotFoundError when there is no record and
-    CorruptRecord, naming the bad file and what is wrong, when it cannot be trusted."""
-    path = Path(path)
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError) as error:     # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise CorruptRecord(f"{path}: unreadable ({type(error).__name__}: {error})") from None
-    if not isinstance(record, dict):
-        raise CorruptRecord(f"{path}: not a JSON object")
+class NoSamples(LookupError):
+    """A done run whose record lists no such file (its samples were not kept: keep_samples)."""
+
+
+@dataclass(frozen=True)
+class State:
+    """What the records say of one run: its status (or `corrupt`), its record (None when corrupt),
+    what is wrong, and where its latest line is (`file:line`, for runs.attempt)."""
+    status: str
+    record: dict | None
+    problem: str | None
+    where: str
+
+
+def check_record(record, path: Path, line: int, archive_sizes: dict) -> str | None:
+    """What is wrong with a parsed record line (None if nothing): the required keys, a known status,
+    and every file it lists inside its archive (the archive as long as the record says)."""
     status = record.get("status")
     needed = [*REQUIRED_KEYS, *(FAILURE_KEYS if status == FAILED else RESULT_KEYS.get(record.get("kind"), ()))]
     missing = [key for key in needed if key not in record]
     if missing:
-        raise CorruptRecord(f"{path}: lacks {', '.join(missing)}")
+        return f"{path} line {line}: lacks {', '.join(missing)}"
     if status not in STATUSES:
-        raise CorruptRecord(f"{path}: status {status!r} is not one of {', '.join(STATUSES)}")
-    if record["run_id"] != path.parent.name:
-        raise CorruptRecord(f"{path}: holds run {record['run_id']}, not {path.parent.name}")
+        return f"{path} line {line}: status {status!r} is not one of {', '.join(STATUSES)}"
+    if not record["files"]:
+        return None
+    archive = path.parent / record["archive"]
+    if archive not in archive_sizes:
+        archive_sizes[archive] = archive.stat().st_size if archive.is_file() else None
+    size = archive_sizes[archive]
     for name, listed in record["files"].items():
-        file = path.parent / name
-        size = file.stat().st_size if file.is_file() else None
-        if size != listed["bytes"]:
+        if size is None or listed["offset"] + listed["bytes"] > size:
             found = "missing" if size is None else f"{size} bytes"
-            raise CorruptRecord(f"{file}: {found}, its record {path.name} says {listed['bytes']} bytes")
+            return (f"{archive}: {found}, but {path} line {line} puts {name} of run {record['run_id']} at bytes "
+                    f"{listed['offset']}-{listed['offset'] + listed['bytes']}")
+    return None
+
+
+def index(results, only=None, keep=None) -> dict[str, State]:
+    """Every run that has a record, by run id, from every record file of the results folder (a
+    run's shard changes with the config, so its records may be in any file): a run's latest line
+    wins (a failed run retried later), and a done record wins over a failed one. A line that is
+    not a complete JSON object (a job killed while writing it) is ignored with a warning naming
+    the file; if it names its run, the run is `corrupt` (recomputed) unless a later line exists.
+    With `only` (a set of run ids), only those runs' lines are parsed (a shard job's own runs);
+    with `keep` (record keys), records keep only those keys once checked (memory at 100k runs)."""
+    folder = records_folder(results)
+    files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+    states: dict[str, State] = {}
+    archive_sizes: dict = {}
+    for path in files:
+        with open(path, "rb") as handle:
+            lines = handle.read().split(b"\n")
+        complete = lines[-1] == b""        # the file ends with a newline: no torn last line
+        for number, raw in enumerate(lines[:-1] if complete else lines, start=1):
+            if not raw.strip():
+                continue
+            where = f"{path.name}:{number}"
+            if only is not None:     # the run id leads the line: no JSON parse for other runs
+                named = RUN_OF_LINE.match(raw.decode("utf-8", "replace"))
+                if named and named.group(1) not in only:
+                    continue
+            try:
+                record = json.loads(raw)
+                if not isinstance(record, dict) or not isinstance(record.get("run_id"), str):
+                    raise ValueError("not a JSON object with a run_id")
+            except ValueError as error:      # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                problem = f"{path} line {number}: unreadable ({type(error).__name__}: {error})"
+                torn = RUN_OF_LINE.match(raw.decode("utf-8", "replace"))
+                if torn:        # its run is corrupt: done_runs and frame name the problem
+                    settle(states, torn.group(1), State(CORRUPT, None, problem, where))
+                else:
+                    log.warning("ignored a broken record line (a job killed while writing it?): %s", problem)
+                continue
+            problem = check_record(record, path, number, archive_sizes)
+            if keep is not None:
+                record = {key: record[key] for key in ("run_id", "status", *keep) if key in record}
+            state = State(CORRUPT, None, problem, where) if problem else State(record["status"], record, None, where)
+            settle(states, record["run_id"], state)
+    return states
+
+
+def settle(states: dict, run_id: str, state: State) -> None:
+    """A run's later line replaces its earlier one, except that a done record is never replaced
+    by one that is not (a done run is never recomputed, so such a line is stale)."""
+    earlier = states.get(run_id)
+    if earlier is None or earlier.status not in DONE_STATUSES or state.status in DONE_STATUSES:
+        states[run_id] = state
+
+
+def run_state(results, run_id: str, states: dict | None = None) -> tuple[str, dict | None, str | None]:
+    """(status, record, problem) of a run: (`missing`, None, None) without a record, (`corrupt`,
+    None, what is wrong) when it cannot be trusted, else (its status, the record, None).
+    `states`: an index(results) already read (reading it costs one pass over every record)."""
+    state = (index(results, only={run_id}) if states is None else states).get(run_id)
+    if state is None:
+        return MISSING, None, None
+    return state.status, state.record, state.problem
+
+
+def read_record(results, run_id: str, states: dict | None = None) -> dict:
+    """The trusted record of a run; FileNotFoundError without one, CorruptRecord when it cannot be trusted."""
+    status, record, problem = run_state(results, run_id, states)
+    if status == MISSING:
+        raise FileNotFoundError(f"run {run_id} has no record under {records_folder(results)}")
+    if record is None:
+        raise CorruptRecord(problem)
     return record
 
 
-def run_state(results, run_id: str) -> tuple[str, dict | None, str | None]:
-    """(status, record, problem) of a run: (`missing`, None, None) without a record, (`corrupt`,
-    None, what is wrong) when it cannot be trusted, else (its status, the record, None)."""
-    try:
-        record = read_record(record_path(results, run_id))
-    except FileNotFoundError:
-        return MISSING, None, None
-    except CorruptRecord as error:
-        return CORRUPT, None, str(error)
-    return record["status"], record, None
-
-
-def done_runs(results, run_ids) -> set[str]:
+def done_runs(results, run_ids, states: dict | None = None) -> set[str]:
     """Runs whose record says `ok` or `diverged` (DONE_STATUSES): the others are (re)computed.
     Each corrupt record is named in one warning line."""
-    folder = Path(results) / "runs"
-    present = set(os.listdir(folder)) if folder.is_dir() else set()   # one listing: no read attempt per new run
+    run_ids = set(run_ids)
+    states = index(results, only=run_ids) if states is None else states
     done = set()
     for run_id in run_ids:
-        if run_id not in present:
+        state = states.get(run_id)
+        if state is None:
             continue
-        status, _, problem = run_state(results, run_id)
-        if problem:
-            log.warning("corrupt run record: %s; run %s will be recomputed", problem, run_id)
-        if status in DONE_STATUSES:
+        if state.problem:
+            log.warning("corrupt run record: %s; run %s will be recomputed", state.problem, run_id)
+        if state.status in DONE_STATUSES:
             done.add(run_id)
     return done
 
 
-def failed_runs(results, run_ids) -> list[dict]:
+def failed_runs(results, run_ids, states: dict | None = None) -> list[dict]:
     """Records of the runs that failed (status `failed`), by run id."""
-    return [record for run_id in sorted(run_ids)
-            for status, record, _ in [run_state(results, run_id)] if status == FAILED]
+    states = index(results, only=set(run_ids)) if states is None else states
+    return [states[run_id].record for run_id in sorted(run_ids)
+            if run_id in states and states[run_id].status == FAILED]
 
 
 def failure_report(failures: list[dict]) -> str:
@@ -173,30 +264,150 @@ def failure_report(failures: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def attempt(results, run_ids) -> str:
+def attempt(results, run_ids, states: dict | None = None) -> str:
     """A key of a shard's pending runs and the records they already have (failed or corrupt ones):
-    it changes whenever one of them is rewritten, so a shard whose runs failed runs again (the key
-    is the shard job's `attempt` param, which the params rerun trigger compares)."""
-    states = []
-    for run_id in sorted(run_ids):
-        path = record_path(results, run_id)
-        stat = path.stat() if path.exists() else None
-        states.append([run_id, stat and stat.st_mtime_ns, stat and stat.st_size])
-    return hashlib.sha256(json.dumps(states).encode()).hexdigest()[:16]
+    it changes whenever one of them gets a new record line, so a shard whose runs failed runs
+    again (the key is the shard job's `attempt` param, which the params rerun trigger compares)."""
+    states = index(results, only=set(run_ids)) if states is None else states
+    entries = [[run_id, states[run_id].where if run_id in states else None] for run_id in sorted(run_ids)]
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
 
 
-def read_run_arrays(results, run_id: str, name: str = "samples.npz") -> dict:
-    """The arrays of one of a run's files, checked against the sha256 its record lists.
-    Raises CorruptRecord naming the file when the record or the file cannot be trusted."""
-    path = record_path(results, run_id)
-    record = read_record(path)
-    file = path.parent / name
+def record_files(results, run_ids, states: dict) -> list[str]:
+    """The record files holding the latest records of `run_ids` (the tables' inputs), as paths
+    under `results` spelled as given."""
+    names = {states[run_id].where.rsplit(":", 1)[0] for run_id in run_ids if run_id in states}
+    return [f"{results}/records/{name}" for name in sorted(names)]
+
+
+def read_run_file(results, run_id: str, name: str, states: dict | None = None) -> bytes:
+    """The bytes of one of a run's files (samples.npz, grid.png, ...), read from its archive and
+    checked against the sha256 its record lists. Raises CorruptRecord naming the archive when the
+    record or the bytes cannot be trusted, NoSamples when the run kept no such file."""
+    record = read_record(results, run_id, states)
     listed = record["files"].get(name)
     if listed is None:
-        raise CorruptRecord(f"{file}: not listed in its record {path}")
-    if io.file_digest(file)["sha256"] != listed["sha256"]:
-        raise CorruptRecord(f"{file}: its sha256 differs from the one in {path}; delete {path.parent} to recompute it")
-    return io.read_arrays(file)
+        raise NoSamples(f"run {run_id} stored no {name} (stored: {', '.join(record['files']) or 'nothing'}; "
+                        f"keep_samples decides what a run stores)")
+    archive = records_folder(results) / record["archive"]
+    with open(archive, "rb") as handle:
+        handle.seek(listed["offset"])
+        data = handle.read(listed["bytes"])
+    if hashlib.sha256(data).hexdigest() != listed["sha256"]:
+        raise CorruptRecord(f"{archive}: {name} of run {run_id} at byte {listed['offset']}: its sha256 differs "
+                            f"from its record's; `diffsweep forget {run_id}` and re-run to recompute it")
+    return data
+
+
+def read_run_arrays(results, run_id: str, name: str = "samples.npz", states: dict | None = None) -> dict:
+    """The arrays of one of a run's .npz files, checked against the sha256 its record lists
+    (read_run_file: CorruptRecord, NoSamples)."""
+    import numpy as np
+
+    with np.load(BytesIO(read_run_file(results, run_id, name, states))) as data:
+        return {key: data[key] for key in data.files}
+
+
+def forget(results, run_ids) -> int:
+    """Delete every record line of `run_ids` (each record file rewritten atomically): the runs are
+    pending again, and the next invocation recomputes them (with today's keep_samples). Their
+    bytes stay in the archives, listed by no record. Returns the number of lines deleted. Not
+    while a job of the sweep runs: a line it appends meanwhile could be lost."""
+    run_ids, deleted = set(run_ids), 0
+    folder = records_folder(results)
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        lines = path.read_bytes().splitlines(keepends=True)
+        kept = [line for line in lines if not ((match := RUN_OF_LINE.match(line.decode("utf-8", "replace")))
+                                              and match.group(1) in run_ids)]
+        if len(kept) < len(lines):
+            deleted += len(lines) - len(kept)
+            with io.atomic_path(path) as tmp:
+                tmp.write_bytes(b"".join(kept))
+    return deleted
+
+
+def extract(results, run_id: str, out) -> list[Path]:
+    """Write the files a run stored (samples.npz, grid.png, strip.png, ...), checked against their
+    sha256, to the folder `out`; return their paths."""
+    states = index(results)
+    written = []
+    for name in read_record(results, run_id, states)["files"]:
+        path = Path(out) / name
+        data = read_run_file(results, run_id, name, states)
+        with io.atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        written.append(path)
+    return written
+
+
+class ShardStore:
+    """The append-only record file and archive of one shard job. A run is stored by appending its
+    files' bytes to the archive (flushed and fsynced), then its record line, which lists where
+    they are, to the record file (flushed and fsynced): a job killed at any moment leaves every
+    earlier run intact, and at worst bytes no record lists or one torn last line (index). A run's
+    files are first written into its own staging folder (`run_staging`), so runs finishing in
+    any order, or at once, never mix their files."""
+
+    def __init__(self, results, shard: str):
+        self.records, self.archive = record_file(results, shard), archive_file(results, shard)
+        self.staging = staging_folder(results, shard)
+
+    def open(self, started: float) -> None:
+        """Remove what a killed earlier job of this shard left in its staging folder."""
+        self.staging.mkdir(parents=True, exist_ok=True)
+        for path in self.staging.iterdir():
+            if path.stat().st_mtime >= started:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+    def run_staging(self, run_id: str) -> Path:
+        """The empty folder where `job.finish` writes a run's files."""
+        folder = self.staging / run_id
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        return folder
+
+    def discard(self, run_id: str) -> None:
+        shutil.rmtree(self.staging / run_id, ignore_errors=True)
+
+    def close(self) -> None:
+        """Remove the (empty) staging folders: every run's files are in the archive."""
+        for folder in (self.staging, self.staging.parent):
+            try:
+                folder.rmdir()
+            except OSError:     # not empty: another job's staging folder is there
+                pass
+
+    def append(self, record: dict, folder: Path | None = None) -> None:
+        """Append the files of `folder` (a run_staging folder, then removed) and `record`, which
+        gains `archive` and `files`."""
+        files = sorted(path for path in folder.iterdir() if path.is_file() and not path.name.startswith(".")) \
+            if folder is not None else []
+        self.records.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.archive, "ab") as archive:
+            fcntl.flock(archive, fcntl.LOCK_EX)    # two jobs or threads of one shard never interleave
+            listed = {}
+            for path in files:
+                data = path.read_bytes()
+                listed[path.name] = {"offset": archive.tell(), "bytes": len(data),
+                                     "sha256": hashlib.sha256(data).hexdigest()}
+                archive.write(data)
+            archive.flush()
+            os.fsync(archive.fileno())
+            record.update(archive=self.archive.name, files=listed)
+            line = json.dumps(record, default=io.jsonable, separators=(",", ":"), allow_nan=True).encode() + b"\n"
+            with open(self.records, "ab+") as records:
+                records.seek(0, os.SEEK_END)
+                if records.tell() and (records.seek(-1, os.SEEK_END), records.read(1))[1] != b"\n":
+                    line = b"\n" + line       # end a torn line of a killed job: it stays one broken line
+                records.write(line)
+                records.flush()
+                os.fsync(records.fileno())
+        if folder is not None:
+            shutil.rmtree(folder)
 
 
 # --- job loop ----------------------------------------------------------------------------
@@ -216,8 +427,10 @@ def kind_job(kind: str):
 def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, results, shard_path,
               options: dict, device: str = "auto", plugins=(), fidelity_records=(), fidelity_options=None,
               max_batch: int = 0, log_path=None, fail_fast: bool = False, fuse: bool = True) -> None:
-    """Run every run of one shard (one score source, one kind); one folder and run.json per run.
-    `options` are the kind's options (generation: metrics; restoration: metrics, strips).
+    """Run every run of one shard (one score source, one kind); each finished run appends its
+    files to the shard's archive and its record line to the shard's record file (ShardStore; the
+    shard is the name of `shard_path`, its marker). `options` are the kind's options (generation:
+    metrics, keep_samples; restoration: metrics, strips, keep_samples).
     A run that raises is recorded as `failed` (its error and `log_path`) and the job goes on; if
     the score source or the data cannot be loaded, every run is. With `fail_fast` the job stops
     (raises) at the first failure instead. With `fuse` the runs draw together, one network call
@@ -225,9 +438,8 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     registry.load_plugins(plugins)   # what they register exists in this job as at parse time
     (kind,) = {run["kind"] for run in runs}
     mark_layout(results)
-    started = time.time()
-    for run in runs:   # left by an earlier job of these runs that was killed mid-write
-        io.remove_stale_temporaries(run_folder(results, run["id"]), older_than=started)
+    store = ShardStore(results, Path(shard_path).name.removesuffix(".json"))
+    store.open(started=time.time())   # files left by an earlier job of this shard that was killed
     from diffsweep import fusion, jobs
 
     origin = jobs.provenance()
@@ -236,8 +448,9 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     def record_failure(run, error, where):
         log.error("run %s failed", run["id"], exc_info=error)
         summary = one_line(error)
-        write_record(run_folder(results, run["id"]), run, FAILED, None, None, where, origin,
-                     {"error": summary, "log": None if log_path is None else str(log_path)})
+        store.discard(run["id"])
+        store.append(make_record(run, FAILED, None, None, where, origin,
+                                 {"error": summary, "log": None if log_path is None else str(log_path)}))
         statuses[run["id"]] = FAILED
         if fail_fast:
             raise RuntimeError(f"run {run['id']} failed (fail_fast is set, the job stops): {summary}") from error
@@ -249,6 +462,7 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     except Exception as error:  # nothing can run: every run fails with this error
         for run in runs:
             record_failure(run, error, device)
+        store.close()
         io.write_json(shard_path, {"model_id": model["id"], "kind": kind, "runs": statuses})
         return
     for run, drawn in zip(runs, fusion.draws(job, denoiser, runs, fuse)):   # fused: drawn by groups, together
@@ -256,9 +470,9 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
             output, nfe, counted, wall = drawn()
             if nfe != counted:
                 raise RuntimeError(f"{job.method} '{run['family']}' reported {nfe} network evaluations but made {counted}")
-            folder = run_folder(results, run["id"])
+            folder = store.run_staging(run["id"])
             status, results_part = job.finish(run, output, folder)
-            write_record(folder, run, status, nfe, wall, chosen, origin, results_part)
+            store.append(make_record(run, status, nfe, wall, chosen, origin, results_part), folder)
             statuses[run["id"]] = status
             log.info("%s run %s: %s, nfe %d, %.2f s", kind, run["id"], status, nfe, wall)
         except Exception as error:  # one broken run must not lose the others
@@ -266,6 +480,7 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     failed = sum(status == FAILED for status in statuses.values())
     if failed:
         log.warning("%d of %d runs failed and are recorded as such (status `failed`)", failed, len(runs))
+    store.close()
     io.write_json(shard_path, {"model_id": model["id"], "kind": kind, "runs": statuses})
 
 
@@ -295,15 +510,11 @@ def one_line(error: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def write_record(folder: Path, run: dict, status: str, nfe, wall, device, origin: dict, results_part: dict) -> None:
-    """run.json, written last, with the size and sha256 of every file of the run folder."""
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {path.name: io.file_digest(path) for path in sorted(folder.iterdir())
-             if path.is_file() and not path.name.startswith(".") and path.name != "run.json"}
-    record = {"run_id": run["id"], "kind": run["kind"], "status": status, "nfe": nfe, "wall_s": wall,
-              "device": str(device), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "row": run["row"], "params": run["params"], "provenance": origin, "files": files, **results_part}
-    io.write_json(folder / "run.json", record)
+def make_record(run: dict, status: str, nfe, wall, device, origin: dict, results_part: dict) -> dict:
+    """A run's record (ShardStore.append adds where its files are); run_id first: a torn line still names its run."""
+    return {"run_id": run["id"], "kind": run["kind"], "status": status, "nfe": nfe, "wall_s": wall,
+            "device": str(device), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "row": run["row"], "params": run["params"], "provenance": origin, **results_part}
 
 
 # --- aggregation -------------------------------------------------------------------------
@@ -337,9 +548,11 @@ def frame(kind: str, rows: list[dict], results):
 
     expand = ROWS_OF_RECORD[kind]
     rows = sorted(rows, key=lambda row: row["run_id"])
+    # what a table takes from a record (the parameters come from the manifest rows)
+    states = index(results, keep=[*RECORD_COLUMNS, *FAILURE_KEYS, "provenance", "skipped", *RESULT_KEYS[kind]])
     table = []
     for row in rows:
-        status, record, problem = run_state(results, row["run_id"])
+        status, record, problem = run_state(results, row["run_id"], states)
         if record is None:
             if problem:
                 log.warning("corrupt run record: %s; the table shows the run as `corrupt`", problem)

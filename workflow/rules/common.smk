@@ -28,14 +28,18 @@ ABLATIONS = CHECKED.ablations
 
 RESULTS = config["results"]
 RUNS = GRID.all_runs
-DONE = ds_runs.done_runs(RESULTS, RUNS)
+# Done detection is run-level: the records of every record file in the records folder, read
+# once (the shard of a run, hence its record file, changes when the config adds runs); only
+# their statuses are kept (memory at 100k runs).
+STATES = ds_runs.index(RESULTS, keep=())
+DONE = ds_runs.done_runs(RESULTS, RUNS, STATES)
 # Every run is in one shard whatever is done (a job re-parsing this file while other shards finish
 # finds its own shard); a shard is a target only while it has pending runs, and its job's params
 # carry a key of those runs and their records (grid.pending_shards, runs.attempt): a shard whose
 # runs failed, or whose records were found corrupt, runs again. The job finds its runs from the
 # shard id.
 SHARDS = GRID.shards(ds_grid.runs_per_job(config))
-PENDING = ds_grid.pending_shards(SHARDS, DONE, key=lambda run_ids: ds_runs.attempt(RESULTS, run_ids))
+PENDING = ds_grid.pending_shards(SHARDS, DONE, key=lambda run_ids: ds_runs.attempt(RESULTS, run_ids, STATES))
 DATASETS_BY_ID = {spec.id: spec for spec in GRID.datasets.values()}
 TRAINED = bool(GRID.trained_models())
 PLOT_METRICS = config["plots"]["metrics"]
@@ -100,10 +104,13 @@ def shard_run(wildcards):
 
 
 def shard_options(wildcards):
-    """The options of a shard's kind: sample metrics (generation), or restoration metrics and strips."""
+    """The options of the kind of a shard: sample metrics (generation), or restoration metrics and
+    strips; and the samples its runs store (keep_samples)."""
     if shard_run(wildcards).kind == "generation":
-        return {"metrics": {key: value for key, value in config["metrics"].items() if key != "likelihood"}}
-    return {"metrics": config["restoration"]["metrics"], "strips": config["restoration"]["strips"]}
+        return {"metrics": {key: value for key, value in config["metrics"].items() if key != "likelihood"},
+                "keep_samples": config["sampling"]["keep_samples"]}
+    return {"metrics": config["restoration"]["metrics"], "strips": config["restoration"]["strips"],
+            "keep_samples": config["restoration"]["keep_samples"]}
 
 
 def inputs_of_model(model):
@@ -160,12 +167,11 @@ def results_of(path, depth):
 
 
 def run_records(kind):
-    """Evidence that every run of a kind is done: markers of the shards of pending runs, records
-    of finished ones."""
-    return [f"{RESULTS}/shards/{shard}.json" for shard in PENDING
-            if RUNS[SHARDS[shard][0]].kind == kind] + [
-        f"{RESULTS}/runs/{run_id}/run.json" for run_id in sorted(DONE) if RUNS[run_id].kind == kind
-    ]
+    """Evidence that every run of a kind is done: markers of the shards of pending runs, the
+    record files holding the records of finished ones."""
+    markers = [f"{RESULTS}/shards/{shard}.json" for shard in PENDING if RUNS[SHARDS[shard][0]].kind == kind]
+    done = [run_id for run_id in DONE if RUNS[run_id].kind == kind]
+    return [*markers, *ds_runs.record_files(RESULTS, done, STATES)]
 
 
 def ablation_source(wildcards):

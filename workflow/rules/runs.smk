@@ -1,7 +1,8 @@
 # Runs of both kinds (docs/restoration.md for restoration), packed into shards by score source
 # and kind (common.smk: SHARDS). A shard job finds its runs from the shard id and the config
-# (diffsweep.grid.shard_job), skips those already done, writes results/runs/<run_id>/ for each
-# other run and its marker results/shards/<shard>.json (diffsweep.runs).
+# (diffsweep.grid.shard_job), skips those already done, appends each other run's record and files
+# to results/records/<shard>.jsonl and .archive, and writes its marker results/shards/<shard>.json
+# (diffsweep.runs).
 
 
 rule run_shard:
@@ -11,8 +12,8 @@ rule run_shard:
         marker=f"{RESULTS}/shards/{{shard}}.json",
     params:
         # A key of the shard's pending runs and their records (runs.attempt): when a run failed, its
-        # record turned corrupt or a run folder was deleted, the key changes and the `params` rerun
-        # trigger runs the shard again. (A new marker name would not do: Snakemake does not remake a
+        # record turned corrupt or its records were deleted (`diffsweep forget`), the key changes and
+        # the `params` rerun trigger runs the shard again. (A new marker name would not do: Snakemake does not remake a
         # missing intermediate file while the tables after it are up to date.)
         attempt=lambda wc: PENDING.get(wc.shard, "done"),
         results=lambda wc, output: results_of(output.marker, depth=1),

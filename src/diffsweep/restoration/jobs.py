@@ -1,10 +1,11 @@
 """The restoration half of a shard job (diffsweep.runs.run_shard).
 
 A restoration run measures the first n_measurements reference samples (y = A x + noise), restores
-each n_samples times and scores the restorations. Its folder results/runs/<id>/ holds samples.npz
-(ground truths, measurements, restorations and, for analytic priors, exact posterior means),
-operator.npz (its seeded mask or kernel) and strip.png; its run.json has one entry per
-measurement under `measurements` (metrics, NFE, time, status).
+each n_samples times and scores the restorations. It stores (in its shard's archive) samples.npz
+(ground truths, measurements, the first `restoration.keep_samples` restorations of each
+measurement and, for analytic priors, exact posterior means), operator.npz (its seeded mask or
+kernel) and strip.png; with keep_samples `none` only the strip. Its record has one entry per
+measurement under `measurements` (metrics, NFE, time, status), computed on every restoration.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Restoration:
     def __init__(self, dataset, reference, dtype, device, options: dict, fidelity=None):
         self.dataset, self.reference, self.dtype, self.device = dataset, reference, dtype, device
         self.metric_options, self.strips = options["metrics"], options["strips"]
+        self.keep = options.get("keep_samples", "all")
         self.fidelity = fidelity
         self.lpips, self.lpips_status = rmetrics.Lpips.from_options(self.metric_options, dataset.is_image, device)
         if self.lpips is None:
@@ -72,11 +74,13 @@ class Restoration:
             rows.append({"measurement": j, **values, **run_values, "lpips_status": self.lpips_status,
                          **{f"{name}_status": why for name, why in run_skipped.items()}})
 
-        arrays = {"truth": truth.float().numpy(), "y": y.float().numpy(), "samples": samples.float().numpy()}
-        if exact_means:
-            arrays["posterior_mean"] = torch.stack(exact_means).float().numpy()
-        io.write_arrays(folder / "samples.npz", **arrays)
-        io.write_arrays(folder / "operator.npz", **operator.arrays())
+        kept = jobs.kept(self.keep, k)
+        if kept:
+            arrays = {"truth": truth.float().numpy(), "y": y.float().numpy(), "samples": samples[:, :kept].float().numpy()}
+            if exact_means:
+                arrays["posterior_mean"] = torch.stack(exact_means).float().numpy()
+            io.write_arrays(folder / "samples.npz", **arrays)
+            io.write_arrays(folder / "operator.npz", **operator.arrays())
         if self.strips and self.dataset.is_image:
             save_strip(operator.restrict(slice(0, self.strips)), y[:self.strips], samples[:self.strips],
                        exact_means[:self.strips] or None, truth[:self.strips], folder / "strip.png")

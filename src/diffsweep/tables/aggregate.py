@@ -1,5 +1,5 @@
 """Run records -> Parquet tables. Parameter columns come from the resolved run (the manifest
-row stored in run.json), never from paths. A run in the manifest without a record shows up
+row, also stored in its record), never from paths. A run in the manifest without a record shows up
 with status `missing`. Column types are fixed by the values' Python types, not by which runs
 happen to be in the grid: an integer parameter is `Int64` (nullable) even where the oracle
 leaves it empty, a boolean one `boolean`, so the schema documented in docs/tables.md holds
@@ -75,7 +75,7 @@ def typed_frame(rows: list[dict], first=()):
     data = {}
     for column in columns:
         values = [row.get(column) for row in rows]
-        kinds = {kind(v) for v in values} - {"none"}
+        kinds = value_kinds(values)
         if kinds == {"bool"}:
             data[column] = pd.array(values, dtype="boolean")
         elif kinds == {"int"}:
@@ -87,6 +87,21 @@ def typed_frame(rows: list[dict], first=()):
         else:
             data[column] = pd.array([None if v is None else _text(v) for v in values], dtype="str")
     return pd.DataFrame(data, index=range(len(rows)), columns=columns)
+
+
+def value_kinds(values: list) -> set[str]:
+    """The kinds (rows.kind) of a column's non-missing values, one kind() call per Python type
+    rather than per value (100k-run tables): a float column counts as float unless all NaN."""
+    kinds = set()
+    for python_type in set(map(type, values)):
+        if python_type in (bool, int, str):
+            kinds.add(python_type.__name__)
+        elif python_type is float:
+            if any(value == value for value in values if type(value) is float):    # NaN != NaN: missing
+                kinds.add("float")
+        elif python_type is not type(None):
+            kinds |= {kind(value) for value in values if type(value) is python_type} - {"none"}
+    return kinds
 
 
 def _text(value) -> str:
