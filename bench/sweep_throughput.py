@@ -71,7 +71,7 @@ def measure(denoiser, shape, runs: list[dict], device) -> dict:
         return x
 
     def unfused():
-        for drawn in fusion.draws(job, denoiser, runs, fuse=False):
+        for _, drawn in fusion.draws(job, denoiser, runs, fuse=False):
             drawn()
 
     job = Job(draw)
@@ -86,9 +86,9 @@ def measure(denoiser, shape, runs: list[dict], device) -> dict:
         forward_one_run = min(timed(lambda: denoiser(one_run, 1.0), device) for _ in range(3))
     overhead = timed(lambda: [draw(run, zero_cost) for run in runs], device)
     # what fusing adds besides the network: the threads' hand-offs (zero-cost denoiser, fused)
-    handoffs = timed(lambda: [outcome() for outcome in fusion.draw_fused(draw, zero_cost, runs)], device) - overhead
+    handoffs = timed(lambda: [outcome() for _, outcome in fusion.draw_fused(draw, zero_cost, runs)], device) - overhead
     times = {"unfused": timed(unfused, device),
-             "fused": timed(lambda: [outcome() for outcome in fusion.draw_fused(draw, denoiser, runs)], device)}
+             "fused": timed(lambda: [outcome() for _, outcome in fusion.draw_fused(draw, denoiser, runs)], device)}
     return {**times, "forward": forward, "forward_one_run": forward_one_run, "overhead": overhead, "handoffs": handoffs,
             "ideal": nfe * forward + overhead, "nfe": nfe}
 

@@ -66,13 +66,15 @@ class Recorder:
 
 
 def fused(draw, denoiser, shard: list[dict]) -> list:
-    """fusion.draw_fused in a thread that must end within a minute (a deadlock fails, not hangs)."""
-    result = []
-    worker = threading.Thread(target=lambda: result.append(fusion.draw_fused(draw, denoiser, shard)), daemon=True)
+    """fusion.draw_fused's outcomes in the shard's order, drawn in a thread that must end within a
+    minute (a deadlock fails, not hangs)."""
+    result = {}
+    worker = threading.Thread(target=lambda: result.update((id(run), outcome) for run, outcome
+                                                           in fusion.draw_fused(draw, denoiser, shard)), daemon=True)
     worker.start()
     worker.join(60)
     assert not worker.is_alive(), "the fused draw did not end (deadlock)"
-    return result[0]
+    return [result[id(run)] for run in shard]
 
 
 def alone(draw, denoiser, run):
@@ -138,8 +140,9 @@ def test_a_large_shard_draws_in_groups_and_unfused_one_run_at_a_time(runs, monke
     expected = [alone(job.draw, ORACLE, run)[0] for run in shard]
     for fuse, sizes in [(True, [80, 80, 80, 40, 40, 40, 40, 40, 40, 40]), (False, [40] * 13)]:
         recorder = Recorder(ORACLE)
-        for drawn, samples in zip(fusion.draws(job, recorder, shard, fuse), expected, strict=True):
-            assert torch.equal(drawn()[0], samples)
+        drawn = dict((id(run), drawn) for run, drawn in fusion.draws(job, recorder, shard, fuse))
+        for run, samples in zip(shard, expected, strict=True):
+            assert torch.equal(drawn[id(run)]()[0], samples)
         assert recorder.sizes == sizes
 
 

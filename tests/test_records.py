@@ -209,7 +209,8 @@ def test_a_runs_stored_files_are_extracted_and_a_forgotten_run_is_pending(copied
 
 def test_a_truncated_sample_archive_is_found_at_parse_time_and_recomputed(copied, caplog):
     cfg, grid, results, expected = copied
-    bad = run_ids(grid, "oracle")[1]
+    # the run stored last in the shard's archive (fused runs are stored in the order their draws end)
+    bad = max(run_ids(grid, "oracle"), key=lambda run_id: runs.read_record(results, run_id)["files"]["samples.npz"]["offset"])
     record = runs.read_record(results, bad)
     archive = results / "records" / record["archive"]
     listed = record["files"]["samples.npz"]
@@ -284,11 +285,12 @@ cfg = config.prepare(t.copy.deepcopy(t.CONFIG))
 grid = ds_grid.build(cfg)
 results, blocked = pathlib.Path(sys.argv[1]), sys.argv[2]
 real = jobs.draw_samples
-def draw_samples(run, *args, **kwargs):
+def draw_samples(run, *args, **kwargs):   # the blocked run's draw never ends (made after its network calls,
+    drawn = real(run, *args, **kwargs)     # so a fused shard-mate is not held back by it)
     if run["id"] == blocked:
         (results / "blocked").touch()
         time.sleep(600)
-    return real(run, *args, **kwargs)
+    return drawn
 jobs.draw_samples = draw_samples
 (model,) = [m for m in grid.models.values() if m.source == "oracle"]
 t.shard(cfg, model, [ds_grid.run_dict(grid.runs[i]) for i in t.run_ids(grid, "oracle")], results)
@@ -297,13 +299,15 @@ t.shard(cfg, model, [ds_grid.run_dict(grid.runs[i]) for i in t.run_ids(grid, "or
 
 def test_kill_9_during_sampling_then_during_a_table_write_loses_nothing(copied):
     cfg, grid, results, expected = copied
-    first, blocked = run_ids(grid, "oracle")
+    # the runs draw fused: the 3-step run ends its draw, and is stored, while the 5-step run still draws
+    first, blocked = sorted(run_ids(grid, "oracle"), key=lambda run_id: grid.runs[run_id].steps)
     forget(results, [first, blocked])
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     job = subprocess.Popen([sys.executable, "-c", KILLED_JOB, str(results), blocked, str(ROOT / "tests")], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
-    while not (results / "blocked").exists():
+    # kill once the blocked run is still sampling and its shard-mate has been stored
+    while not ((results / "blocked").exists() and runs.run_state(results, first)[0] == "ok"):
         assert job.poll() is None, job.communicate()[0]
         assert time.monotonic() < deadline
         time.sleep(0.01)

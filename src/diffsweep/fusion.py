@@ -4,13 +4,14 @@ current samples of all of them, each row at its own sigma (config `sampling.fuse
 Samplers and restorers stay plain functions that call `denoiser(x, sigma)`. Each run draws in
 a thread of its own through a member of a `FusedGroup`: a call hands in (x, sigma) and waits.
 Once every run still drawing has handed in a call (the others have finished or raised), the
-shard's own thread concatenates the calls in the runs' order, calls the real denoiser once
+serving thread concatenates the calls in the runs' order, calls the real denoiser once
 with one sigma per row, and gives each run its rows (on the CPU, calls are packed whole into
 network calls of at most CPU_ROWS rows). A batch thus holds the k-th call of every
 run that makes more than k calls, whatever the threads' timing: reruns are bit-exact, runs
 with different call counts (adaptive samplers, other step counts) simply leave the group
 when done, and a run's rows are computed exactly as alone (the oracle, float64) or up to
-float32 rounding (networks: other batch sizes pick other kernels).
+float32 rounding (networks: other batch sizes pick other kernels). A run is handed back to
+the job loop (evaluated, stored) as soon as its draw ends, while the others still draw.
 
 Calls that need gradients (DPS-style restorers) or whose x cannot be concatenated with the
 others (another dtype, device or sample shape) are answered one by one, as is every call of
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+import queue
 import threading
 import time
 
@@ -36,51 +38,54 @@ CPU_ROWS = 2048
 
 
 def draws(job, denoiser, runs: list[dict], fuse: bool):
-    """One callable per run, in the runs' order, giving `job.draw(run, denoiser)`'s result
-    (output, reported nfe, counted nfe, seconds) or raising its error. Unfused, each run draws
-    when its callable is called (one run at a time); fused, the runs draw together, GROUP_RUNS
-    at a time, when the first callable of their group is taken (a generator)."""
+    """(run, drawn) for every run, where `drawn()` gives `job.draw(run, denoiser)`'s result
+    (output, reported nfe, counted nfe, seconds) or raises its error. Unfused, each run draws
+    when its `drawn` is called, in the runs' order; fused, the runs draw together, GROUP_RUNS at
+    a time, and each pair comes as soon as its run's draw has ended (a run with fewer steps is
+    handed on, and can be stored, while the others still draw)."""
     size = GROUP_RUNS if fuse else 1
     for start in range(0, len(runs), size):
         group = runs[start:start + size]
         if len(group) == 1:
-            yield functools.partial(job.draw, group[0], denoiser)
+            yield group[0], functools.partial(job.draw, group[0], denoiser)
         else:
             yield from draw_fused(job.draw, denoiser, group)
 
 
-def draw_fused(draw, denoiser, runs: list[dict]) -> list:
-    """`draw(run, member)` for every run at once, each in a thread, their network calls fused.
-    A run's seconds are its share of the fused draw's wall time, in proportion to the rows it
-    sent through the network: the shard's runs add up to the time the shard took."""
+def draw_fused(draw, denoiser, runs: list[dict]):
+    """`draw(run, member)` for every run at once, each in a thread, their network calls fused
+    and answered by a serving thread; yields (run, outcome) in the order the draws end. A run's
+    seconds are its share of the group's time, batch by batch, in proportion to the rows it sent
+    through the network: the shard's runs add up to the time the shard took."""
     group = FusedGroup(denoiser, len(runs))
-    outcomes = [Outcome(error=RuntimeError("the run's draw ended without a result")) for _ in runs]
+    ended = queue.SimpleQueue()          # (index, outcome) of each run whose draw has ended
     threads = torch.get_num_threads()    # the job's intra-op threads (jobs.use_threads), in every run thread
 
     def work(index, run):
         torch.set_num_threads(threads)
+        outcome = Outcome(error=RuntimeError("the run's draw ended without a result"))
         try:
-            outcomes[index] = Outcome(value=draw(run, group.member(index)))
+            output, nfe, counted, _ = draw(run, group.member(index))
+            outcome = Outcome(value=[output, nfe, counted, None])
         except Exception as error:   # recorded as the run's failure by the job loop
-            outcomes[index] = Outcome(error=error)
+            outcome = Outcome(error=error)
         finally:
-            group.leave(index)   # never leave the others waiting for this run
+            seconds = group.leave(index)   # never leave the others waiting for this run
+            if outcome.error is None:
+                outcome.value[3] = seconds
+            ended.put((index, outcome))
 
-    started = time.perf_counter()
+    server = threading.Thread(target=group.serve, name="fused-calls", daemon=True)
     workers = [threading.Thread(target=work, args=(index, run), name=f"run-{run['id']}", daemon=True)
                for index, run in enumerate(runs)]
+    server.start()
     for worker in workers:
         worker.start()
-    group.serve()
-    for worker in workers:
-        worker.join()
-    elapsed = time.perf_counter() - started
-    total = sum(group.rows) or 1
-    for index, outcome in enumerate(outcomes):
-        if outcome.error is None:
-            output, nfe, counted, _ = outcome.value
-            outcome.value = (output, nfe, counted, elapsed * group.rows[index] / total)
-    return outcomes
+    for _ in runs:
+        index, outcome = ended.get()
+        yield runs[index], outcome
+    for thread in [*workers, server]:
+        thread.join()
 
 
 class Outcome:
@@ -92,7 +97,7 @@ class Outcome:
     def __call__(self):
         if self.error is not None:
             raise self.error
-        return self.value
+        return tuple(self.value)
 
 
 class Call:
@@ -131,7 +136,8 @@ class FusedGroup:
         self.waiting: dict[int, Call] = {}   # member -> its unanswered call
         self.resuming: list[Call] = []       # answered calls whose members have not had their turn
         self.rows = [0] * size               # rows each member sent through the network
-        self.lock = threading.Lock()         # guards the four above
+        self.seconds = [0.0] * size          # each member's share of the group's time so far
+        self.lock = threading.Lock()         # guards the five above
         self.ready = locked()                # released when every member still drawing waits
 
     def member(self, index: int):
@@ -149,10 +155,12 @@ class FusedGroup:
             raise call.error
         return call.output
 
-    def leave(self, index: int) -> None:
+    def leave(self, index: int) -> float:
+        """Member `index` has ended its draw: its share of the group's time."""
         with self.lock:
             self.drawing.discard(index)
             self.pass_turn()
+            return self.seconds[index]
 
     def pass_turn(self) -> None:
         """To the next member of the last batch; after the last one, to the serving thread once
@@ -164,17 +172,25 @@ class FusedGroup:
             self.ready.release()
 
     def serve(self) -> None:
-        """Answer one batch at a time, in the calling thread, until every member has left."""
+        """Answer one batch at a time, in the calling thread, until every member has left. The
+        time from one batch to the next (the members' own steps and the network call) is shared
+        among the batch's members by their rows."""
+        last = time.perf_counter()
         while True:
             self.ready.acquire()
             with self.lock:
                 if not self.drawing:
                     return
-                batch = [self.waiting.pop(index) for index in sorted(self.waiting)]
+                members = sorted(self.waiting)
+                batch = [self.waiting.pop(index) for index in members]
             answer(self.denoiser, batch)
+            now, rows = time.perf_counter(), sum(len(call.x) for call in batch) or 1
             with self.lock:
+                for index, call in zip(members, batch):
+                    self.seconds[index] += (now - last) * len(call.x) / rows
                 self.resuming = batch
                 self.pass_turn()
+            last = now
 
 
 def locked() -> threading.Lock:

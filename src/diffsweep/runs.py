@@ -465,7 +465,7 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
         store.close()
         io.write_json(shard_path, {"model_id": model["id"], "kind": kind, "runs": statuses})
         return
-    for run, drawn in zip(runs, fusion.draws(job, denoiser, runs, fuse)):   # fused: drawn by groups, together
+    for run, drawn in fusion.draws(job, denoiser, runs, fuse):   # fused: as each run's draw ends
         try:
             output, nfe, counted, wall = drawn()
             if nfe != counted:
