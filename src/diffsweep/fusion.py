@@ -75,7 +75,11 @@ def draw_fused(draw, denoiser, runs: list[dict]):
                 outcome.value[3] = seconds
             ended.put((index, outcome))
 
-    server = threading.Thread(target=group.serve, name="fused-calls", daemon=True)
+    def serve():
+        torch.set_num_threads(threads)   # OpenMP's thread count is per thread: a new one starts at the default
+        group.serve()
+
+    server = threading.Thread(target=serve, name="fused-calls", daemon=True)
     workers = [threading.Thread(target=work, args=(index, run), name=f"run-{run['id']}", daemon=True)
                for index, run in enumerate(runs)]
     server.start()
