@@ -233,14 +233,22 @@ def print_status(status: dict, shown_failures: int = 10) -> None:
             print(f"  {failure['run_id']}: {error[-1] if error else '(no error recorded)'}\n    log: {failure['log']}")
 
 
-def command_status(args) -> int:
+def load_config(path):
+    """(config, grid) of a config file, or None after one `error:` line per problem on stderr."""
     from diffsweep import config
 
     try:
-        cfg, grid = config.load(args.config)
+        return config.load(path)
     except config.ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
+        return None
+
+
+def command_status(args) -> int:
+    loaded = load_config(args.config)
+    if loaded is None:
         return 2
+    cfg, grid = loaded
     status = sweep_status(grid, cfg["results"], cfg)
     if args.json:
         print(json.dumps(status, indent=2))
@@ -277,13 +285,12 @@ def command_forget(args) -> int:
 
 def command_costs(args) -> int:
     """The `run_seconds` to declare for `job_minutes`, measured from a finished sweep's shard jobs."""
-    from diffsweep import config, grid as ds_grid, packing
+    from diffsweep import grid as ds_grid, packing
 
-    try:
-        cfg, grid = config.load(args.config)
-    except config.ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+    loaded = load_config(args.config)
+    if loaded is None:
         return 2
+    cfg, grid = loaded
     shards = grid.shards(ds_grid.runs_per_job(cfg))
     measured = packing.measured_run_seconds(grid, shards, args.benchmarks)
     if not measured:
