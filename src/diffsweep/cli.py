@@ -261,10 +261,10 @@ def command_extract(args) -> int:
     """The files runs stored (in their shard's archive) written to OUT/<run_id>/."""
     from diffsweep import runs
 
-    states = runs.index(args.results)
+    states = runs.index(args.results, only=set(args.run_ids))
     for run_id in args.run_ids:
         try:
-            written = runs.extract(args.results, run_id, Path(args.out) / run_id)
+            written = runs.extract(args.results, run_id, Path(args.out) / run_id, states)
         except (FileNotFoundError, runs.CorruptRecord) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1

@@ -326,10 +326,10 @@ def forget(results, run_ids) -> int:
     return deleted
 
 
-def extract(results, run_id: str, out) -> list[Path]:
+def extract(results, run_id: str, out, states: dict | None = None) -> list[Path]:
     """Write the files a run stored (samples.npz, grid.png, strip.png, ...), checked against their
-    sha256, to the folder `out`; return their paths."""
-    states = index(results)
+    sha256, to the folder `out`; return their paths. `states`: an index(results) already read."""
+    states = index(results, only={run_id}) if states is None else states
     written = []
     for name in read_record(results, run_id, states)["files"]:
         path = Path(out) / name
