@@ -15,7 +15,7 @@ from PIL import Image
 from diffsweep import jobs, models, pretrained
 from diffsweep.checkpoints import CheckpointError
 from diffsweep.data import (DataFileError, check_dataset_files, load_image_folder, make_dataset,
-                            resolve_dataset_knobs)
+                            native_resolution, resolve_dataset_knobs, write_blob_images)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "pretrained"
 ADM_SMALL = {"image_size": 32, "model_channels": 32, "channel_mult": [1, 2, 2], "num_head_channels": 8}
@@ -143,6 +143,40 @@ def test_mixed_modes_and_sizes_stack_into_one_dataset(tmp_path):
     dataset = make_dataset("images", path=str(tmp_path), resolution=8)
     x = dataset.sample(4, torch.Generator().manual_seed(0))
     assert x.shape == (4, 3, 8, 8) and x.min() >= -1 and x.max() <= 1
+
+
+def test_resolution_zero_keeps_the_images_own_size(tmp_path):
+    # The side comes from the first image's header at parse time (folder and .npz), nothing is resized.
+    images = RNG.integers(0, 256, (3, 12, 12, 3), dtype=np.uint8)
+    for index, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"{index}.png")
+    np.savez(tmp_path / "images.npz", x=images.transpose(0, 3, 1, 2))
+    assert native_resolution(str(tmp_path), "center") == 12
+    assert native_resolution(str(tmp_path / "images.npz"), "none") == 12
+    assert native_resolution(str(tmp_path / "gone"), "center") is None
+    x = make_dataset("images", path=str(tmp_path), resolution=0).sample(3, torch.Generator().manual_seed(0))
+    assert x.shape == (3, 3, 12, 12)
+    exact = torch.from_numpy(images.transpose(0, 3, 1, 2) / 127.5 - 1.0)
+    assert all(any(torch.allclose(row, image) for image in exact) for row in x)
+    assert torch.allclose(load_image_folder(str(tmp_path / "images.npz"), 0, 3, "none", 0), exact)
+    # Images of another size, or not square without the crop: refused naming the key and the files.
+    Image.fromarray(RNG.integers(0, 256, (20, 16, 3), dtype=np.uint8)).save(tmp_path / "9.png")
+    with pytest.raises(DataFileError, match=r"^datasets\.faces\.knobs\.resolution: 0 keeps the images' own size, "
+                                            r"but '9\.png' is 16x16 and '0\.png' 12x12; give a resolution"):
+        load_image_folder(str(tmp_path), 0, 3, "center", 0, where="datasets.faces.knobs.path")
+    (tmp_path / "wide").mkdir()
+    Image.fromarray(RNG.integers(0, 256, (20, 16, 3), dtype=np.uint8)).save(tmp_path / "wide" / "a.png")
+    with pytest.raises(DataFileError, match=r"^resolution: 0 keeps .* is 16x20, not square; use crop: center"):
+        native_resolution(str(tmp_path / "wide"), "none")
+
+
+def test_the_fixture_images_are_the_projects_own_blobs(tmp_path):
+    # tests/fixtures/images/blobs32 (config/paper_tiny.yaml's images) is what write_blob_images makes.
+    fixture = Path(__file__).parent / "fixtures" / "images" / "blobs32"
+    made = write_blob_images(tmp_path, count=8, resolution=32)
+    assert sorted(p.name for p in fixture.glob("*.png")) == [p.name for p in made]
+    for file in made:
+        assert np.array_equal(np.asarray(Image.open(file)), np.asarray(Image.open(fixture / file.name))), file.name
 
 
 # --- image refusals --------------------------------------------------------------------------
@@ -285,7 +319,8 @@ def test_foreign_and_mismatched_trained_checkpoints(tmp_path, trained):
                                                  ("ncsnpp_ffhq256", NCSNPP_SMALL, "adm_small.pt")])
 def test_bad_pretrained_checkpoints_name_the_key_path_and_format(tmp_path, format, arch, other):
     good = FIXTURES / ("adm_small.pt" if format == "adm_ffhq256" else "ncsnpp_small.pth")
-    files = {**bad_checkpoints(tmp_path, good), other: FIXTURES / other}
+    (tmp_path / other).symlink_to(FIXTURES / other)   # without its .arch.yaml, which names the other format first
+    files = {**bad_checkpoints(tmp_path, good), other: tmp_path / other}
     problems = {**PROBLEMS, other: ("is a wrapped checkpoint" if format == "adm_ffhq256"
                                     else "has no 'model' and 'ema' entries")}
     for name, path in files.items():

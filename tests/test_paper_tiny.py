@@ -60,14 +60,30 @@ def test_the_miniature_mirrors_paper_yaml():
     for config in (PAPER, TINY):
         table = config["tables"]["ablations"]["restoration_psnr"]
         assert {key: table[key] for key in PSNR_TABLE} == PSNR_TABLE
-    assert {m: TINY["models"][m]["format"] for m in TINY["models"]} == \
-           {m: PAPER["models"][m]["format"] for m in PAPER["models"]}
     assert TINY["models"]["ve_ncsnpp"]["weights"] == PAPER["models"]["ve_ncsnpp"]["weights"] == "model"
+
+
+def without_paths(config: dict) -> dict:
+    """A config's models and datasets with their paths (and the miniature's image limit) taken out."""
+    models = {name: {k: v for k, v in entry.items() if k != "checkpoint"} for name, entry in config["models"].items()}
+    datasets = {name: {**entry, "knobs": {k: v for k, v in entry["knobs"].items() if k not in ("path", "limit")}}
+                for name, entry in config["datasets"].items()}
+    return {"models": models, "datasets": datasets}
+
+
+def test_with_the_real_files_only_the_paths_change():
+    # The fixture networks declare their size beside them (`.arch.yaml`); the images keep their own
+    # size (resolution 0), which is FFHQ's 256 on the real folder.
+    tiny, paper = without_paths(TINY), without_paths(PAPER)
+    assert tiny["models"] == paper["models"]
+    assert tiny["datasets"]["ffhq"]["knobs"].pop("resolution") == 0
+    assert paper["datasets"]["ffhq"]["knobs"].pop("resolution") == 256
+    assert tiny["datasets"] == paper["datasets"]
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """paper_tiny.yaml with its checkpoint paths made absolute (the only change), run to its tables."""
+    """paper_tiny.yaml with its paths made absolute (the only change), run to its tables."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
 
@@ -75,6 +91,7 @@ def tiny_run(tmp_path_factory):
     config = yaml.safe_load((ROOT / "config" / "paper_tiny.yaml").read_text())
     for model in config["models"].values():
         model["checkpoint"] = str(ROOT / model["checkpoint"])
+    config["datasets"]["ffhq"]["knobs"]["path"] = str(ROOT / config["datasets"]["ffhq"]["knobs"]["path"])
     (workdir / "paper_tiny.yaml").write_text(yaml.safe_dump(config))
     # the two tables and the paper's PSNR table: the other ablation tables are the same rule again
     targets = {"results/tables/generation.parquet", "results/tables/restoration.parquet",
@@ -96,16 +113,19 @@ def test_the_pretrained_runs_hold_their_source_and_a_missing_checkpoint_fails_na
     assert formats == {"vp_adm": {"model_format": "adm_ffhq256", "model_weights": "ema"},
                        "ve_ncsnpp": {"model_format": "ncsnpp_ffhq256", "model_weights": "model"}}
     run = generation[generation["sampler"] == "paper_ve"].iloc[0]
-    from diffsweep import runs
+    from diffsweep import pretrained, runs
     samples = runs.read_run_arrays(tiny_run.parent, run["run_id"])["x"]
     assert samples.shape == (2, 3, 32, 32) and np.isfinite(samples).all()
 
     # A copy of the run with the VE file gone, planned with the path checks off: the DAG builds,
-    # the VE runs (new ids: the path is part of them) fail their job naming the key.
+    # the VE runs (new ids: the path is part of them) fail their job naming the key. The small
+    # network's size, which its file declared beside it, is given in the config.
     workdir = tmp_path / "copy"
     shutil.copytree(tiny_run.parents[1], workdir, ignore=shutil.ignore_patterns("locks"))
     config = yaml.safe_load((workdir / "paper_tiny.yaml").read_text())
-    config["models"]["ve_ncsnpp"]["checkpoint"] = str(tmp_path / "gone.pth")
+    ve = config["models"]["ve_ncsnpp"]
+    ve["arch_params"] = pretrained.checkpoint_arch(ve["format"], ve["checkpoint"])
+    ve["checkpoint"] = str(tmp_path / "gone.pth")
     (workdir / "paper_tiny.yaml").write_text(yaml.safe_dump(config))
     result = subprocess.run([sys.executable, "-m", "snakemake", "--profile", str(ROOT / "profiles" / "default"),
                              "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--configfile", "paper_tiny.yaml",

@@ -176,17 +176,41 @@ def test_mismatched_keys_are_listed_not_ignored(tmp_path):
         pretrained.load_pretrained("adm_ffhq256", tmp_path / "renamed.pt", arch=ADM_SMALL)
 
 
-def test_a_file_for_another_configuration_fails():
+def test_a_file_for_another_configuration_fails(tmp_path):
     # A deeper network than the file's: its extra blocks are missing from the file.
     with pytest.raises(pretrained.CheckpointMismatch, match=r"missing \d+ keys \(.*, \+\d+ more\)"):
         pretrained.load_pretrained("adm_ffhq256", FIXTURES / "adm_small.pt", arch={**ADM_SMALL, "num_res_blocks": 2})
     with pytest.raises(pretrained.CheckpointMismatch, match=r"\d+ tensors of another shape \(.*file \[32, 3, 3, 3\], "
                                                             r"network \[64, 3, 3, 3\]"):
         pretrained.load_pretrained("adm_ffhq256", FIXTURES / "adm_small.pt", arch={**ADM_SMALL, "model_channels": 64})
+    # The files under other names: without their `.arch.yaml`, which would name the wrong format first.
+    (tmp_path / "ve.pth").symlink_to(FIXTURES / "ncsnpp_small.pth")
+    (tmp_path / "vp.pt").symlink_to(FIXTURES / "adm_small.pt")
     with pytest.raises(pretrained.CheckpointMismatch, match="is a wrapped checkpoint .*, not a plain state_dict"):
-        pretrained.load_pretrained("adm_ffhq256", FIXTURES / "ncsnpp_small.pth", arch=ADM_SMALL)
+        pretrained.load_pretrained("adm_ffhq256", tmp_path / "ve.pth", arch=ADM_SMALL)
     with pytest.raises(pretrained.CheckpointMismatch, match="has no 'model' and 'ema' entries"):
-        pretrained.load_pretrained("ncsnpp_ffhq256", FIXTURES / "adm_small.pt", arch=NCSNPP_SMALL)
+        pretrained.load_pretrained("ncsnpp_ffhq256", tmp_path / "vp.pt", arch=NCSNPP_SMALL)
+    with pytest.raises(ValueError, match=r"models\.vp\.checkpoint: '.*adm_small\.pt\.arch\.yaml' declares key\(s\) "
+                                         r"\['channel_mult', .*\] that format 'ncsnpp_ffhq256' does not have"):
+        pretrained.load_pretrained("ncsnpp_ffhq256", FIXTURES / "adm_small.pt", where="models.vp.")
+
+
+def test_a_checkpoint_declares_its_architecture_beside_it(tmp_path):
+    # The fixtures carry `<file>.arch.yaml`: loaded by path alone they equal the explicit overrides.
+    x, sigma = torch.rand(2, 3, 32, 32) * 2 - 1, torch.tensor([0.5, 5.0])
+    for format, file, arch in [("adm_ffhq256", "adm_small.pt", ADM_SMALL),
+                               ("ncsnpp_ffhq256", "ncsnpp_small.pth", NCSNPP_SMALL)]:
+        assert pretrained.checkpoint_arch(format, FIXTURES / file) == arch
+        by_path = pretrained.load_pretrained(format, FIXTURES / file)
+        explicit = pretrained.load_pretrained(format, FIXTURES / file, arch=arch)
+        assert torch.equal(by_path(x, sigma), explicit(x, sigma))
+    assert pretrained.checkpoint_arch("adm_ffhq256", tmp_path / "none.pt") == {}
+    (tmp_path / "a.pt.arch.yaml").write_text("[1, 2]\n")
+    with pytest.raises(ValueError, match=r"^models\.vp\.checkpoint: '.*a\.pt\.arch\.yaml' must be a mapping"):
+        pretrained.checkpoint_arch("adm_ffhq256", tmp_path / "a.pt", where="models.vp.")
+    (tmp_path / "a.pt.arch.yaml").write_text("image_size: [32\n")
+    with pytest.raises(ValueError, match=r"^models\.vp\.checkpoint: cannot read '.*a\.pt\.arch\.yaml' \(while parsing"):
+        pretrained.checkpoint_arch("adm_ffhq256", tmp_path / "a.pt", where="models.vp.")
     # Truncated, random and foreign files of both formats: test_inputs.py.
 
 

@@ -72,6 +72,25 @@ def test_a_pretrained_network_skips_datasets_of_another_shape(tmp_path):
     assert any("'faces64': the network takes 3x32x32 images, the dataset has 3x64x64" in r for r in grid.excluded)
 
 
+def test_the_checkpoints_declared_size_and_the_images_own_size_decide_the_match(tmp_path):
+    # Without arch_params the fixtures' `.arch.yaml` sizes the networks (ids as if given in the
+    # config); the images' own 32x32 (resolution 0) fits them, not the full-size default.
+    config = faces_config(tmp_path)
+    explicit = {m.name: m.id for m in build(config).models.values()}
+    for entry in config["models"].values():
+        del entry["arch_params"]
+    config["datasets"]["native"] = {"family": "images", "knobs": {"path": str(tmp_path / "faces.npz"), "resolution": 0}}
+    grid = build(config)
+    assert {m.id for m in grid.models.values() if m.data.name == "faces"} == set(explicit.values())
+    assert sorted(m.name for m in grid.models.values() if m.data.name == "native") == ["ve", "vp"]
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "vp.pt").symlink_to(FIXTURES / "adm_small.pt")     # no .arch.yaml beside it
+    config["models"]["vp"]["checkpoint"] = str(tmp_path / "plain" / "vp.pt")
+    grid = build(config)
+    assert not any(m.name == "vp" for m in grid.models.values())
+    assert any("'native': the network takes 3x256x256 images, the dataset has 3x32x32" in r for r in grid.excluded)
+
+
 def test_bad_pretrained_entries_fail_at_parse_time_naming_the_key(tmp_path):
     config = faces_config(tmp_path)
     config["models"]["vp"]["checkpoint"] = ""

@@ -11,6 +11,7 @@ images, which live in [-1, 1]. A mixture over images is a mixture over the flatt
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -233,12 +234,53 @@ def load_image_folder(path: str, resolution: int, channels: int, crop: str, limi
     check_image_source(path, where)
     source = Path(path).expanduser()
     if source.suffix == ".npz":
-        images = _npz_images(source, limit, where)
+        named = ((f"x[{i}]", image) for i, image in enumerate(_npz_images(source, limit, where)))
     else:
         files = sorted(_image_files(source))
-        images = (_read_image(file, where) for file in (files[:limit] if limit else files))
-    batch = np.stack([_square(_to_channels(image, channels), resolution, crop) for image in images])
+        named = ((file.name, _read_image(file, where)) for file in (files[:limit] if limit else files))
+    squares = [(name, _square(_to_channels(image, channels), resolution, crop)) for name, image in named]
+    first_name, first = squares[0]
+    for name, image in squares:      # resolution 0 resizes nothing: the images must agree
+        if image.shape != first.shape:
+            raise DataFileError(f"{where.removesuffix('path')}resolution: 0 keeps the images' own size, but "
+                                f"'{name}' is {_side_text(image)} and '{first_name}' {_side_text(first)}; "
+                                f"give a resolution to resize them to")
+    batch = np.stack([image for _, image in squares])
     return torch.from_numpy(batch).permute(0, 3, 1, 2) * 2.0 - 1.0
+
+
+def _side_text(image) -> str:
+    return f"{image.shape[1]}x{image.shape[0]}"
+
+
+@functools.lru_cache(maxsize=None)
+def native_resolution(path: str, crop: str) -> int | None:
+    """The side of an image source's first image (sorted), centre-cropped to a square if `crop`
+    is 'center': what `resolution: 0` keeps. Reads one image header or the .npz array's header,
+    so the grid may call it at parse time; None if the source is not there (yet)."""
+    import zipfile
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    source = Path(path).expanduser()
+    try:
+        if source.suffix == ".npz":
+            with zipfile.ZipFile(source) as archive, archive.open("x.npy") as array:
+                header = {(1, 0): np.lib.format.read_array_header_1_0}.get(np.lib.format.read_magic(array),
+                                                                          np.lib.format.read_array_header_2_0)
+                shape = header(array)[0]
+            height, width = shape[1:3] if shape[-1] in (1, 2, 3, 4) else shape[2:4]
+        else:
+            with Image.open(min(_image_files(source))) as picture:
+                width, height = picture.size
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None     # missing or unreadable: the job's loading names the problem
+    if crop != "center" and width != height:
+        raise DataFileError(f"resolution: 0 keeps the images' own size, but the first image of '{path}' is "
+                            f"{width}x{height}, not square; use crop: center or give a resolution")
+    return min(width, height)
 
 
 def _read_image(file, where: str):
@@ -324,7 +366,7 @@ def _square(image, resolution: int, crop: str):
         side = min(height, width)
         top, left = (height - side) // 2, (width - side) // 2
         image = image[top:top + side, left:left + side]
-    if image.shape[:2] == (resolution, resolution):
+    if resolution == 0 or image.shape[:2] == (resolution, resolution):
         return image
     planes = [np.asarray(Image.fromarray(image[:, :, c].astype(np.float32))   # mode "F"
                          .resize((resolution, resolution), Image.BICUBIC), dtype=np.float64)
@@ -358,6 +400,24 @@ def make_blobs(count: int, resolution: int, channels: int, blobs: int, seed: int
             weight = np.exp(-0.5 * (((u - centre[0]) / radii[0]) ** 2 + ((v - centre[1]) / radii[1]) ** 2) ** 2)
             image[:] = (1 - weight) * image + weight * colour[:, None, None]
     return torch.from_numpy(np.clip(images, -1.0, 1.0))
+
+
+def write_blob_images(folder, count: int, resolution: int, channels: int = 3, blobs: int = 3, seed: int = 0) -> list:
+    """`make_blobs`' images as 8-bit PNG files blob_000.png, ... in `folder` (created): an image
+    folder the project makes itself, e.g. tests/fixtures/images/blobs32 of config/paper_tiny.yaml."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = np.rint((make_blobs(count, resolution, channels, blobs, seed).numpy() + 1.0) * 127.5).astype(np.uint8)
+    files = []
+    for index, image in enumerate(pixels):
+        files.append(folder / f"blob_{index:03d}.png")
+        Image.fromarray(image.transpose(1, 2, 0).squeeze(2) if channels == 1 else image.transpose(1, 2, 0)).save(files[-1])
+    return files
 
 
 def _build_blobs(count: int, resolution: int, channels: int, blobs: int, seed: int) -> Dataset:
@@ -422,7 +482,8 @@ for _family in [
                     "or CIFAR-10 already on disk (nothing is downloaded)",
         required=("path",), check=lambda path, **_: check_image_source(path),
         knobs={"path": Knob("str", "", "a folder of png/jpg images (searched recursively) or an .npz file"),
-               "resolution": Knob("int", 64, "side of the square images after resizing", minimum=1),
+               "resolution": Knob("int", 64, "side of the square images after resizing; 0: the images' own "
+                                  "side, nothing resized (all of one size, square or centre-cropped)", minimum=0),
                "channels": Knob("int", 3, "1 (grey) or 3 (RGB)", choices=(1, 3)),
                "crop": Knob("str", "center", "centre-crop to a square before resizing, or resize as is",
                             choices=("center", "none")),

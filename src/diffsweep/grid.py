@@ -437,12 +437,14 @@ PRETRAINED_KEYS = ("format", "checkpoint", "weights")
 
 def resolve_pretrained(entry: dict, where: str) -> dict:
     """A pretrained source's entry: format, checkpoint path (as written: the id hashes the
-    string, the file is only read by the job), weights and architecture overrides checked."""
+    string, the file is only read by the job), weights, and the architecture overrides: those
+    the checkpoint declares beside it (`<checkpoint>.arch.yaml`), then the entry's `arch_params`."""
     pretrained.resolve_arch(entry["format"], entry["arch_params"], where=where)
     if not entry["checkpoint"]:
         raise ValueError(f"{where}checkpoint: a pretrained model needs the path of its checkpoint file")
+    arch = {**pretrained.checkpoint_arch(entry["format"], entry["checkpoint"], where=where), **entry["arch_params"]}
     return {"format": entry["format"], "checkpoint": entry["checkpoint"], "weights": entry["weights"],
-            "arch_params": copy.deepcopy(entry["arch_params"])}
+            "arch_params": copy.deepcopy(arch)}
 
 
 def pretrained_mismatch(recipe: dict, data_spec: DataSpec) -> str:
@@ -452,9 +454,14 @@ def pretrained_mismatch(recipe: dict, data_spec: DataSpec) -> str:
     knobs = data_spec.knobs
     if "resolution" not in knobs or "channels" not in knobs:
         return f"the network takes {channels}x{size}x{size} images, not '{data_spec.family}' samples"
-    if (knobs["channels"], knobs["resolution"]) != (channels, size):
-        return (f"the network takes {channels}x{size}x{size} images, the dataset has "
-                f"{knobs['channels']}x{knobs['resolution']}x{knobs['resolution']}")
+    # resolution 0 (an image folder's own size): the first image's header tells it; None when the
+    # folder is not there yet (DIFFSWEEP_SKIP_PATH_CHECKS), and the network is assumed to fit.
+    try:
+        side = knobs["resolution"] or data.native_resolution(knobs["path"], knobs["crop"])
+    except data.DataFileError as error:
+        raise ValueError(f"datasets.{data_spec.name}.knobs.{error}") from None
+    if side is not None and (knobs["channels"], side) != (channels, size):
+        return f"the network takes {channels}x{size}x{size} images, the dataset has {knobs['channels']}x{side}x{side}"
     return ""
 
 

@@ -8,7 +8,9 @@ its published configuration:
   sigma 0.01..348, data in [0, 1]), a dict {'optimizer', 'model', 'ema', 'step'} whose 'model'
   keys carry DataParallel's 'module.' prefix and whose 'ema' holds shadow_params in the order
   of the trainable parameters.
-`arch` overrides architecture keys of a format (smaller test networks). Files are read with
+`arch` overrides architecture keys of a format (smaller test networks); a checkpoint may carry
+its own overrides in a file beside it, `<checkpoint>.arch.yaml` (`checkpoint_arch`), so a config
+names a small network by its path alone. Files are read with
 `weights_only=True`; a file that is missing, unreadable, of the other layout, or whose keys or
 shapes do not match fails with one line naming the config key, the path, the expected format
 and a few of the keys (diffsweep.checkpoints); nothing falls back to random weights. Torch is
@@ -54,6 +56,32 @@ def resolve_arch(format: str, arch: dict | None = None, where: str = "") -> dict
                          f"allowed: {', '.join(resolved)}")
     resolved.update(copy.deepcopy(arch or {}))
     return resolved
+
+
+ARCH_SUFFIX = ".arch.yaml"
+
+
+def checkpoint_arch(format: str, checkpoint, where: str = "") -> dict:
+    """The architecture keywords a checkpoint declares in the YAML mapping `<checkpoint>.arch.yaml`
+    beside it ({} without that file), checked against `format`. Cheap, so the grid reads it at
+    parse time; a config's `arch_params` override it."""
+    import yaml
+
+    sidecar = Path(str(checkpoint) + ARCH_SUFFIX).expanduser()
+    if not sidecar.is_file():
+        return {}
+    try:
+        declared = yaml.safe_load(sidecar.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"{where}checkpoint: cannot read '{sidecar}' ({' '.join(str(error).split())})") from None
+    if not isinstance(declared, dict):
+        raise ValueError(f"{where}checkpoint: '{sidecar}' must be a mapping of architecture keywords, "
+                         f"got {type(declared).__name__}")
+    unknown = sorted(set(declared) - set(FORMATS.get(format, f"{where}format: ").arch))
+    if unknown:
+        raise ValueError(f"{where}checkpoint: '{sidecar}' declares key(s) {unknown} that format '{format}' does not "
+                         f"have (is `format` right?); allowed: {', '.join(FORMATS.get(format).arch)}")
+    return declared
 
 
 def image_shape(format: str, arch: dict | None = None) -> tuple[int, int]:
@@ -128,8 +156,9 @@ def load_pretrained(format: str, path, *, arch: dict | None = None, ema: bool = 
                     where: str = ""):
     """The Denoiser of a checkpoint file in `format`'s layout, in eval mode on `device`, with
     frozen weights. `ema` picks score_sde's EMA weights (default) or the raw 'model' weights;
-    `where` is the config key path of the entry ("models.vp."), named in every loading error."""
-    resolved = resolve_arch(format, arch, where)
+    `where` is the config key path of the entry ("models.vp."), named in every loading error.
+    `arch` overrides the keywords the checkpoint declares beside it (`checkpoint_arch`)."""
+    resolved = resolve_arch(format, {**checkpoint_arch(format, path, where), **(arch or {})}, where)
     file = checkpoint_file(format, path, where)
     checkpoint = file.read()
     net = build_network(format, resolved)
