@@ -74,7 +74,7 @@ def measure(denoiser, shape, runs: list[dict], device) -> dict:
         for _, drawn in fusion.draws(job, denoiser, runs, fuse=False):
             drawn()
 
-    job = Job(draw)
+    job = Job(draw, device)
     nfe = draw(runs[0], zero_cost)[1]
     rows = sum(run["n_samples"] for run in runs)
     x = torch.randn(rows, *shape, device=device)
@@ -96,8 +96,8 @@ def measure(denoiser, shape, runs: list[dict], device) -> dict:
 class Job:
     """The draw half of a job (what fusion.draws calls)."""
 
-    def __init__(self, draw):
-        self.draw = draw
+    def __init__(self, draw, device):
+        self.draw, self.device = draw, device
 
 
 def main() -> None:
@@ -125,7 +125,7 @@ def main() -> None:
           f"min of {args.repeats} repeats, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"{'shard':<9} {'rows/step':>9} {'nfe':>4} {'unfused s':>9} {'fused s':>8} {'ideal s':>8} "
           f"{'of which overhead':>17} {'hand-offs s':>11} {'runs/s unfused':>14} {'runs/s fused':>12} {'fused gain':>10} "
-          f"{'fused/ideal':>11} {'forward gain':>12}")
+          f"{'fused/ideal':>11} {'forward gain':>12} {'fuse: true draws':>16}")
     for name in args.shards:
         network, n_samples, steps = shards[name]
         recipe, shape = NETWORKS[network]
@@ -137,11 +137,12 @@ def main() -> None:
         print(f"{name:<9} {n_samples * args.runs:>9} {best['nfe']:>4} {best['unfused']:>9.3f} {best['fused']:>8.3f} "
               f"{best['ideal']:>8.3f} {best['overhead']:>17.3f} {best['handoffs']:>11.3f} {args.runs / best['unfused']:>14.2f} "
               f"{args.runs / best['fused']:>12.2f} {best['unfused'] / best['fused']:>9.2f}x "
-              f"{best['fused'] / best['ideal']:>10.2f}x {len(runs) * best['forward_one_run'] / best['forward']:>11.2f}x",
-              flush=True)
+              f"{best['fused'] / best['ideal']:>10.2f}x {len(runs) * best['forward_one_run'] / best['forward']:>11.2f}x "
+              f"{'fused' if fusion.can_pack(runs, device) else 'unfused':>16}", flush=True)
     print("# fused gain: unfused / fused seconds; hand-offs: the fused draw with a zero-cost denoiser less the "
           "overhead (the threads' hand-offs, not in the ideal); forward gain: runs x one forward over one run's batch / "
-          "one forward over the shard's batch (about 1 where the network is compute-bound)")
+          "one forward over the shard's batch (about 1 where the network is compute-bound); fuse: true draws: what the "
+          "library does with sampling.fuse true (unfused on the CPU when no two runs' calls fit in one network call)")
     print(f"# load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 

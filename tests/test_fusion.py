@@ -135,7 +135,7 @@ def test_max_batch_chunks_the_fused_batch(runs):
 
 def test_a_large_shard_draws_in_groups_and_unfused_one_run_at_a_time(runs, monkeypatch):
     monkeypatch.setattr(fusion, "GROUP_RUNS", 2)
-    job = types.SimpleNamespace(draw=drawer(torch.float64))
+    job = types.SimpleNamespace(draw=drawer(torch.float64), device=torch.device("cpu"))
     shard = [runs["ddim", 5, 0], runs["ddim", 3, 1], runs["ddim", 5, 1]]
     expected = [alone(job.draw, ORACLE, run)[0] for run in shard]
     for fuse, sizes in [(True, [80, 80, 80, 40, 40, 40, 40, 40, 40, 40]), (False, [40] * 13)]:
@@ -153,6 +153,20 @@ def test_on_the_cpu_calls_are_packed_whole_up_to_cpu_rows(runs, monkeypatch):
     outcomes = fused(draw, recorder, shard)
     assert recorder.sizes == [80, 40] * 3 + [80] * 2      # 40 + 40 rows fit in 90, a third call does not
     assert all(torch.equal(outcome()[0], alone(draw, ORACLE, run)[0]) for outcome, run in zip(outcomes, shard))
+
+
+def test_on_the_cpu_a_shard_whose_calls_cannot_share_a_network_call_draws_unfused(runs, monkeypatch):
+    # 40-row calls: two fit in 80 rows, not in 79; off the CPU fusing always packs.
+    job = types.SimpleNamespace(draw=drawer(torch.float64), device=torch.device("cpu"))
+    shard = [runs["ddim", 5, 0], runs["ddim", 3, 1]]
+    for cpu_rows, sizes in [(80, [80, 80, 80, 40, 40]), (79, [40] * 8)]:
+        monkeypatch.setattr(fusion, "CPU_ROWS", cpu_rows)
+        recorder = Recorder(ORACLE)
+        for _, drawn in fusion.draws(job, recorder, shard, fuse=True):
+            drawn()
+        assert recorder.sizes == sizes, cpu_rows
+    assert fusion.can_pack(shard, "cuda") and fusion.can_pack(shard, "cpu") is False   # CPU_ROWS is 79 here
+    assert fusion.call_rows({"n_samples": 4, "n_measurements": 3}) == 12
 
 
 def test_calls_that_need_gradients_are_answered_alone():

@@ -42,14 +42,30 @@ def draws(job, denoiser, runs: list[dict], fuse: bool):
     (output, reported nfe, counted nfe, seconds) or raises its error. Unfused, each run draws
     when its `drawn` is called, in the runs' order; fused, the runs draw together, GROUP_RUNS at
     a time, and each pair comes as soon as its run's draw has ended (a run with fewer steps is
-    handed on, and can be stored, while the others still draw)."""
-    size = GROUP_RUNS if fuse else 1
+    handed on, and can be stored, while the others still draw). On the CPU a shard whose calls
+    cannot share a network call (`can_pack`) draws unfused: fusing would only add hand-offs."""
+    size = GROUP_RUNS if fuse and can_pack(runs, job.device) else 1
     for start in range(0, len(runs), size):
         group = runs[start:start + size]
         if len(group) == 1:
             yield group[0], functools.partial(job.draw, group[0], denoiser)
         else:
             yield from draw_fused(job.draw, denoiser, group)
+
+
+def call_rows(run: dict) -> int:
+    """The rows of each network call a run makes: its samples, times its measurements (restoration)."""
+    return run["n_samples"] * run.get("n_measurements", 1)
+
+
+def can_pack(runs: list[dict], device) -> bool:
+    """Whether fusing can put calls of two runs into one network call: off the CPU always, on the
+    CPU if the two smallest runs' calls fit in CPU_ROWS together (measured: fused runs that share
+    no call were 0.76-0.96x as fast as one run at a time, docs/scale.md)."""
+    if torch.device(device).type != "cpu":
+        return True
+    smallest = sorted(map(call_rows, runs))[:2]
+    return len(smallest) == 2 and sum(smallest) <= CPU_ROWS
 
 
 def draw_fused(draw, denoiser, runs: list[dict]):
