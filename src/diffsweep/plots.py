@@ -423,9 +423,10 @@ def ramp_study(summary: pd.DataFrame, floors: dict, out, metric: str = "sliced_w
         if dataset in floors:
             ax.axhline(floors[dataset], color="0.5", linestyle=":", label="exact-sample floor")
         _log_axes(ax, x=True, y=bool((panel["mean"] > 0).all()))
-        ax.set(title=dataset, xlabel=_label("steps"), ylabel=metric)
+        ax.set(title=dataset, xlabel=_label("steps"), ylabel=metric if ax is axes.flat[0] else "")
         if ax is not axes.flat[-1]:
             ax.get_legend().remove()
+    fig.tight_layout()     # each panel has its own y scale: keep its tick labels off the neighbour
     axes.flat[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
     save(fig, out)
 
