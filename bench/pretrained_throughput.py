@@ -2,11 +2,14 @@
 
 Builds the FFHQ-256 ADM (VP) and NCSN++ (VE) networks at their published sizes with random
 weights, wraps them as D(x, sigma), and times batches of denoiser calls: median seconds per
-call, images per second, and the implied wall time of a K-step sampling run. No checkpoint
-file is needed: the architecture fixes the cost.
+call, images per second, the implied wall time of a K-step sampling run and, on CUDA, the peak
+memory allocated during the calls. No checkpoint file is needed: the architecture fixes the cost.
 
     python bench/pretrained_throughput.py [--device cuda] [--batch 1 4] [--repeats 5] [--steps 1000]
-        [--formats adm_ffhq256 ncsnpp_ffhq256] [--dtype float32|bfloat16]
+        [--formats adm_ffhq256 ncsnpp_ffhq256] [--dtype float32|bfloat16] [--compile]
+
+`--dtype bfloat16` runs the calls under torch.autocast; `--compile` wraps the denoiser in
+torch.compile (its first call, which compiles, is the untimed warm-up).
 """
 
 from __future__ import annotations
@@ -47,23 +50,30 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=1000, help="K of the sampling run whose wall time is estimated")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                        help="autocast dtype on cuda (bfloat16) or plain float32")
+                        help="autocast dtype (bfloat16) or plain float32")
+    parser.add_argument("--compile", action="store_true", help="time torch.compile(denoiser)")
     args = parser.parse_args()
     device = torch.device(args.device)
     generator = torch.Generator().manual_seed(0)
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, dtype {args.dtype}")
-    print(f"{'format':16} {'params':>8} {'batch':>5} {'s/call':>9} {'img/s':>8} {f'K={args.steps} run':>12}")
+    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, dtype {args.dtype}, "
+          f"compiled {args.compile}")
+    print(f"{'format':16} {'params':>8} {'batch':>5} {'s/call':>9} {'img/s':>8} {f'K={args.steps} run':>12} "
+          f"{'peak GiB':>8}")
     for name in args.formats:
         denoiser = pretrained.wrap_denoiser(name, pretrained.build_network(name)).to(device).eval()
         params = sum(p.numel() for p in denoiser.parameters())
+        called = torch.compile(denoiser) if args.compile else denoiser
         channels, size = pretrained.image_shape(name)
         for batch in args.batch:
             x = torch.randn(batch, channels, size, size, generator=generator).to(device)
             sigma = torch.full((batch,), 1.0, device=device)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16"):
-                seconds = time_calls(denoiser, x, sigma, device, args.repeats)
+                seconds = time_calls(called, x, sigma, device, args.repeats)
+            peak = f"{torch.cuda.max_memory_allocated(device) / 2 ** 30:8.2f}" if device.type == "cuda" else f"{'-':>8}"
             print(f"{name:16} {params / 1e6:7.1f}M {batch:5d} {seconds:9.4f} {batch / seconds:8.2f} "
-                  f"{seconds * args.steps:11.1f}s")
+                  f"{seconds * args.steps:11.1f}s {peak}", flush=True)
         del denoiser
         if device.type == "cuda":
             torch.cuda.empty_cache()

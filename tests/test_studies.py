@@ -85,5 +85,5 @@ def test_the_ramp_study_config_covers_the_2d_mixtures_and_digits_gmm():
     assert cells == {(d, ramp, T0) for d in ("ring8", "grid25", "digits_gmm") for ramp in ("index", "log_sigma")
                      for T0 in (0.1, 1.0)}
     sizes = {run.model.data.name: run.n_samples for run in runs}
-    assert sizes == {"ring8": 2000, "grid25": 2000, "digits_gmm": 1000}
+    assert sizes == {"ring8": 10000, "grid25": 10000, "digits_gmm": 1000}
     assert all(run.model.source == "oracle" for run in runs)
