@@ -51,7 +51,7 @@ def write_random_checkpoints(folder: Path) -> dict:
 def experiment_config(work: Path, checkpoints: dict, images: Path, args) -> dict:
     """paper_tiny.yaml with its paths changed, cut to the chosen presets at `args.steps` steps."""
     config = yaml.safe_load((ROOT / "config" / "paper_tiny.yaml").read_text())
-    config["results"] = str(work / "results")
+    config["results"] = "results"      # under the working directory, --work
     config["device"] = args.device
     config["datasets"]["ffhq"]["knobs"].update(path=str(images), limit=args.images)
     for model in config["models"].values():
