@@ -1,13 +1,36 @@
 # Rule study_error_sources: each trained network's error split into discretisation (the oracle's,
-# same sampler configuration and seed) and score error (the rest); CSV and figure.
-import pandas as pd
+# same sampler configuration and seed) and score error (the rest, and the direct distance between
+# the network's samples and the oracle's); CSV and figure.
+import math
 
-from diffsweep import io, plots
+import pandas as pd
+import torch
+
+from diffsweep import io, metrics, plots, runs
 from diffsweep.logs import setup_logging
 from diffsweep.tables import studies
 
-setup_logging(snakemake.log[0])
-sources = studies.error_sources(pd.read_parquet(snakemake.input[0]), snakemake.params.options["metric"])
+log = setup_logging(snakemake.log[0])
+results = snakemake.params.results
+table = pd.read_parquet(snakemake.input[0])
+states = runs.index(results, only=set(table["run_id"]))     # the records of this table's runs, read once
+
+
+def samples_distance(network_run: str, oracle_run: str, seed: int) -> float:
+    """Sliced W2 between the two runs' stored samples, with the projections a run's own metric
+    draws for its seed; NaN (with a warning) where either run kept no samples or they are corrupt."""
+    try:
+        x, y = (torch.from_numpy(runs.read_run_arrays(results, run, states=states)["x"]).flatten(1)
+                for run in (network_run, oracle_run))
+    except (runs.CorruptRecord, runs.NoSamples) as error:
+        log.warning("score distance of %s against %s left out: %s", network_run, oracle_run, error)
+        return math.nan
+    return metrics.sliced_wasserstein2(x.double(), y.double(), n_projections=snakemake.params.n_projections,
+                                       generator=torch.Generator().manual_seed(int(seed)))
+
+
+sources = studies.error_sources(table, snakemake.params.options["metric"],
+                                distance=samples_distance if snakemake.params.options["metric"] == "sliced_w2" else None)
 with io.atomic_path(snakemake.output.csv) as tmp:
     sources.to_csv(tmp, index=False, float_format="%.5g")
 plots.error_sources(sources, [snakemake.output.png, snakemake.output.pdf])

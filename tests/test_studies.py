@@ -46,6 +46,20 @@ def test_error_sources_pairs_every_parameter_but_the_model():
     assert "knob_eps" not in out.columns                     # one value among the paired runs: not a setting
 
 
+def test_error_sources_measures_the_direct_distance_of_each_pair():
+    rows = [run("oracle", 10, 0, 0.3), run("oracle", 10, 1, 0.5), run("mlp_ddpm", 10, 0, 0.4), run("mlp_ddpm", 10, 1, 0.8)]
+    table = frame([{**row, "run_id": f"{row['model']}-{row['seed']}"} for row in rows])
+    asked = []
+
+    def distance(network_run, oracle_run, seed):
+        asked.append((network_run, oracle_run, seed))
+        return float("nan") if seed == 1 else 0.25       # seed 1's samples not kept: left out of the mean
+    out = error_sources(table, distance=distance)
+    assert sorted(asked) == [("mlp_ddpm-0", "oracle-0", 0), ("mlp_ddpm-1", "oracle-1", 1)]
+    assert out["score_distance"].tolist() == [0.25] and out["seeds"].tolist() == [2]
+    assert "score_distance" not in error_sources(table).columns
+
+
 def test_error_sources_names_a_missing_column():
     with pytest.raises(TableError, match="fid"):
         error_sources(frame([run("oracle", 10, 0, 0.3)]), metric="fid")

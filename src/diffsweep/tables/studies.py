@@ -19,7 +19,7 @@ def model_columns(params) -> list[str]:
     return [c for c in params if c == "model" or c.startswith("model_")]
 
 
-def error_sources(table, metric: str = "sliced_w2"):
+def error_sources(table, metric: str = "sliced_w2", distance=None):
     """Each trained network's `metric` at a sampler configuration, split in two:
 
         total           the network's runs (its samples against exact samples)
@@ -29,7 +29,10 @@ def error_sources(table, metric: str = "sliced_w2"):
 
     The score part is a difference of distances, not the distance between the two sample sets;
     it is what the table already holds and what shrinks to zero with the network's error (by
-    the triangle inequality it is at most that distance for a metric such as sliced W2).
+    the triangle inequality it is at most that distance for a metric such as sliced W2). With
+    `distance(network_run_id, oracle_run_id, seed)` (e.g. sliced W2 between the two runs' stored
+    samples; NaN where they cannot be read), `score_distance` is that direct distance between
+    the network's samples and the oracle's, averaged over the pairs it could measure.
     Seeds are paired, then averaged (`seeds` counts the pairs). Runs not `ok`, and networks
     whose configuration the oracle did not run, are left out. The table lists its parameter
     columns, so `model` and `model_source` must be among them."""
@@ -50,17 +53,22 @@ def error_sources(table, metric: str = "sliced_w2"):
     if oracle.duplicated(keys).any():
         raise TableError("error_sources: several oracle runs share every parameter but the model (two oracle "
                          "presets?); keep one oracle per dataset")
-    paired = trained[[*keys, "model", metric]].merge(
-        oracle[[*keys, metric]].rename(columns={metric: "discretisation"}), on=keys, how="inner",
-        validate="many_to_one")
+    ids = ["run_id"] if distance is not None else []
+    paired = trained[[*keys, "model", metric, *ids]].merge(
+        oracle[[*keys, metric, *ids]].rename(columns={metric: "discretisation"}), on=keys, how="inner",
+        validate="many_to_one", suffixes=("", "_oracle"))
     paired = paired.rename(columns={metric: "total"})
     paired["score"] = paired["total"] - paired["discretisation"]
+    measured = ["score_distance"] if distance is not None else []
+    if distance is not None:
+        paired["score_distance"] = [float(distance(run, oracle_run, seed)) for run, oracle_run, seed
+                                    in zip(paired["run_id"], paired["run_id_oracle"], paired["seed"])]
     # a row: dataset, sampler, steps and whatever else tells configurations apart there (a swept
     # knob); seeds are averaged
     named = [c for c in ("dataset", "sampler", "steps") if c in keys]
     settings = named + distinguishing(records(paired[keys]), named, [c for c in keys if c not in named and c != "seed"])
     grouped = paired.groupby([*settings, "model"], dropna=False, sort=True)
-    out = grouped[["total", "discretisation", "score"]].mean().reset_index()
+    out = grouped[["total", "discretisation", "score", *measured]].mean().reset_index()   # NaN skipped
     out["seeds"] = grouped.size().to_numpy()
     out["score_share"] = out["score"] / out["total"]
     out.attrs["metric"] = metric
