@@ -148,3 +148,45 @@ def test_a_sweep_over_schedule_knobs_and_steps_keeps_the_schedule_figure_small(c
     plots.schedule_curves(manifest, "unused.png")
     assert len([ax for ax in captured[0].axes if ax.axison]) == 1          # not one panel per sigma_max
     assert figure_problems(captured[0]) == []
+
+
+def stored_runs(results, rows):
+    """A results folder holding a record and a few 2-D samples of each of `rows` (table rows)."""
+    import numpy as np
+
+    from diffsweep import runs
+
+    store = runs.ShardStore(results, "s")
+    for row in rows:
+        folder = store.run_staging(row["run_id"])
+        np.savez(folder / "samples.npz", x=np.zeros((4, 2)))
+        run = {"id": row["run_id"], "kind": "generation", "row": {}, "params": {}}
+        store.append(runs.make_record(run, "ok", row["nfe"], 0.1, "cpu", {}, {"metrics": {}}), folder)
+
+
+def test_a_sample_grid_of_many_presets_and_models_shows_the_best_and_reads_only_their_runs(captured, tmp_path,
+                                                                                          monkeypatch):
+    """More presets and models than plots.MAX_PANELS (3 here: a small figure): the best of each by
+    the metric (here the last by name) are drawn, the title says what was left out, and only the
+    shown runs' records are parsed."""
+    import numpy as np
+
+    from diffsweep import runs
+
+    monkeypatch.setattr(plots, "MAX_PANELS", 3)
+    rows = [{"run_id": f"{p:02d}{m:02d}{k:03d}", "dataset": "ring8", "model": f"m{m:02d}", "sampler": f"p{p:02d}",
+             "steps": k, "seed": s, "status": "ok", "nfe": k, "sliced_w2": 100.0 - p - 0.1 * m + 1 / k + s}
+            for p in range(5) for m in range(4) for k in (10, 20) for s in (0, 1)]
+    stored_runs(tmp_path, [row for row in rows if row["nfe"] == 20 and row["seed"] == 0])
+    parsed = []
+    index = runs.index
+    monkeypatch.setattr(runs, "index", lambda results, only=None, **kw: parsed.append(only) or index(results, only, **kw))
+    frame = tables.with_params(tables.typed_frame(rows), ["dataset", "model", "sampler", "steps", "seed"])
+    plots.sample_grid(frame, "ring8", tmp_path, np.random.default_rng(0).normal(size=(50, 2)), "unused.png",
+                      rank_by="sliced_w2")
+    (fig,) = captured
+    assert len(fig.axes) == 3 * (1 + 3)
+    assert [ax.get_title() for ax in fig.axes[:4]] == ["exact", "p02\nNFE 20", "p03\nNFE 20", "p04\nNFE 20"]
+    assert [ax.get_ylabel() for ax in fig.axes[::4]] == ["m01", "m02", "m03"]
+    assert fig.get_suptitle() == "ring8\n3 of 5 presets, 3 of 4 models: the best by sliced_w2 at their largest NFE"
+    assert parsed == [{f"{p:02d}{m:02d}020" for p in (2, 3, 4) for m in (1, 2, 3)}]

@@ -101,3 +101,26 @@ def test_the_ramp_study_config_covers_the_2d_mixtures_and_digits_gmm():
     sizes = {run.model.data.name: run.n_samples for run in runs}
     assert sizes == {"ring8": 10000, "grid25": 10000, "digits_gmm": 1000}
     assert all(run.model.source == "oracle" for run in runs)
+
+
+def test_the_error_sources_figure_of_a_large_sweep_shows_the_best_configurations_and_networks(monkeypatch):
+    """More configurations than plots.MAX_PANELS (3 here: a small figure) and networks than
+    MAX_SERIES - 1 (4 - 1): the best by the metric at the largest steps are drawn (the legend,
+    with the oracle's line, has MAX_SERIES entries) and the title says what was left out."""
+    figures = []
+    monkeypatch.setattr(plots, "save", lambda fig, out: figures.append(fig))
+    monkeypatch.setattr(plots, "MAX_PANELS", 3)
+    monkeypatch.setattr(plots, "MAX_SERIES", 4)
+    rows = [run(model, k, 0, 1 / k + 0.01 * (9 - eps) + (model != "oracle") * (1 + n / 10), eps=eps)
+            for n, model in enumerate(["oracle", "mlp_a", "mlp_b", "mlp_c", "mlp_d", "mlp_e"])
+            for eps in range(5) for k in (10, 100)]
+    plots.error_sources(error_sources(frame(rows)), "unused.png")
+    (fig,) = figures
+    drawn = [ax for ax in fig.axes if ax.axison]
+    assert [ax.get_title() for ax in drawn] == [f"ring8 / rw (eps={eps})" for eps in (2, 3, 4)]
+    assert [line.get_label() for line in drawn[0].lines] == ["mlp_a (total)", "mlp_b (total)", "mlp_c (total)",
+                                                             "oracle (discretisation)"]
+    assert len(fig.legends[0].get_texts()) == 4
+    assert fig.get_suptitle() == "3 of 5 networks, 3 of 5 configurations: the best by mean sliced_w2 at their largest steps"
+    import matplotlib.pyplot as plt
+    plt.close(fig)

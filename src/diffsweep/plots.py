@@ -29,7 +29,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from diffsweep import runs  # noqa: E402
-from diffsweep.tables import HEATMAP_REDUCE, PLOT_FORMATS, distinguishing, param_columns, records  # noqa: E402
+from diffsweep.tables import (HEATMAP_REDUCE, PLOT_FORMATS, direction, distinguishing, param_columns,  # noqa: E402
+                              records)
 
 log = logging.getLogger("diffsweep")
 
@@ -45,6 +46,7 @@ def theme() -> None:
 # --- metric vs NFE -------------------------------------------------------------------------
 
 MAX_SERIES = 12   # lines in one figure's legend; beyond it each preset's configurations are pooled into one line
+MAX_PANELS = 12   # rows or columns of a grid of panels (models, presets, configurations); beyond it the best are picked
 
 
 def metric_vs_x(table: pd.DataFrame, metric: str, out, x: str = "nfe", hue: str = "sampler",
@@ -342,29 +344,42 @@ def _named_by_model(data: pd.DataFrame, manifest: pd.DataFrame | None, hue: str,
 
 # --- samples ----------------------------------------------------------------------------------
 
-def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarray, out, max_points: int = 1000) -> None:
-    """Rows: models; columns: the exact reference and each sampler preset at its largest NFE (seed 0).
+def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarray, out, max_points: int = 1000,
+                rank_by: str | None = None, better: str = "lower") -> None:
+    """Rows: models; columns: the exact reference and each sampler preset at its largest NFE (lowest
+    seed). At most MAX_PANELS presets and MAX_PANELS models: beyond that, the presets whose shown
+    runs have the best mean `rank_by` (a metric column; `better`: lower or higher) over the models,
+    then the models with the best mean over those presets; by name where there is no such column.
+    The title and the log say how many were left out. Only the shown runs' records are read.
     2-D sets are scatter plots; image sets show a mosaic of the first samples."""
     theme()
     images = reference.ndim == 4
     max_points = 16 if images else max_points
     rows = table[(table["dataset"] == dataset) & table["status"].isin(runs.DONE_STATUSES)]   # runs with samples
     rows = rows[rows["seed"] == rows["seed"].min()] if not rows.empty else rows
-    best = rows.sort_values("nfe").groupby(["model", "sampler"], as_index=False).last()
-    models, presets = sorted(best["model"].unique()), sorted(best["sampler"].unique())
+    shown = (rows.sort_values(["model", "sampler", "nfe", "run_id"], kind="stable")
+             .drop_duplicates(["model", "sampler"], keep="last"))
+    score = _scores(shown, rank_by)
+    presets = pick(score.groupby(shown["sampler"], observed=True).mean(), MAX_PANELS, better)
+    chosen = shown["sampler"].isin(presets)
+    models = pick(score[chosen].groupby(shown.loc[chosen, "model"], observed=True).mean(), MAX_PANELS, better)
+    shown = shown[chosen & shown["model"].isin(models)]
+    note = _left_out({"presets": (len(presets), rows["sampler"].nunique()), "models": (len(models), rows["model"].nunique())},
+                     f"the best by {rank_by} at their largest NFE" if rank_by in shown.columns else "the first by name")
+    runs_shown = {(run["model"], run["sampler"]): run for run in records(shown[["model", "sampler", "run_id", "nfe"]])}
+    states = runs.index(results, only=set(shown["run_id"]))
     n_rows, n_cols = max(1, len(models)), 1 + len(presets)
-    states = runs.index(results)     # every record, read once
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.2 * n_cols, 2.2 * n_rows), squeeze=False,
-                             sharex=True, sharey=True)
+    # no shared axes: each limit set would walk every other panel (a 13 x 12 grid took 100 s); the
+    # limits are set on every panel below
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.2 * n_cols, 2.2 * n_rows), squeeze=False)
     for r in range(n_rows):
         _panel(axes[r, 0], reference[:max_points], "exact" if r == 0 else "")
         for c, preset in enumerate(presets, start=1):
             ax = axes[r, c]
-            hit = best[(best["model"] == models[r]) & (best["sampler"] == preset)] if models else best.iloc[:0]
-            if hit.empty:
+            run = runs_shown.get((models[r], preset)) if models else None
+            if run is None:
                 ax.set_axis_off()
                 continue
-            run = hit.iloc[0]
             try:   # checked against the sha256 in its record
                 x = runs.read_run_arrays(results, run["run_id"], states=states)["x"][:max_points]
             except (runs.CorruptRecord, runs.NoSamples) as error:   # the figure is still made, without this panel
@@ -384,7 +399,7 @@ def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarra
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(dataset)
+    fig.suptitle(f"{dataset}\n{note}" if note else dataset, fontsize=None if not note else 10)
     save(fig, out)
 
 
@@ -435,12 +450,17 @@ def error_sources(sources: pd.DataFrame, out) -> None:
     """Where the error comes from (`tables.studies.error_sources`): each network's total error
     against steps (a colour per network) and the oracle's at the same sampler and steps
     (discretisation, black dashed); the gap is the score error. A row per dataset, a column
-    per sampler configuration."""
+    per sampler configuration. Bounded for large sweeps: at most MAX_PANELS configurations per
+    dataset, those where the networks' mean error at the configuration's largest steps is best,
+    and at most MAX_SERIES - 1 networks (the legend, with the oracle, at most MAX_SERIES entries),
+    those with the best mean error at their configurations' largest steps; the title and the log
+    say how many were left out."""
     theme()
     if sources.empty:
         _placeholder(out, "no trained network with a matching oracle run")
         return
     metric = sources.attrs.get("metric", "metric")
+    better = direction(metric, default="lower")
     settings = [c for c in sources.attrs.get("settings", ["dataset", "sampler", "steps"]) if c in sources.columns]
     within = [c for c in settings if c not in ("dataset", "sampler", "steps")]
     configuration = sources["sampler"].astype(str)
@@ -449,30 +469,68 @@ def error_sources(sources: pd.DataFrame, out) -> None:
             lambda row: " (" + ", ".join(f"{c.removeprefix('knob_')}={_short(row[c])}" for c in within
                                         if not pd.isna(row[c])) + ")", axis=1)
     data = sources.assign(configuration=configuration)
-    datasets, configurations = sorted(data["dataset"].unique()), sorted(data["configuration"].unique())
-    fig, axes = plt.subplots(len(datasets), len(configurations), squeeze=False,
-                             figsize=(3.2 * len(configurations), 2.8 * len(datasets)))
-    models = sorted(data["model"].unique())
-    colours = dict(zip(models, sns.color_palette("colorblind", len(models))))
-    for (i, dataset), (j, config) in ((d, c) for d in enumerate(datasets) for c in enumerate(configurations)):
-        ax = axes[i, j]
-        panel = data[(data["dataset"] == dataset) & (data["configuration"] == config)].sort_values("steps")
-        for model, lines in panel.groupby("model"):
-            ax.plot(lines["steps"], lines["total"], marker="o", color=colours[model], label=f"{model} (total)")
-        oracle = panel.drop_duplicates("steps")
-        ax.plot(oracle["steps"], oracle["discretisation"], "k--", marker="x", label="oracle (discretisation)")
-        if not panel.empty:
+    n_models, n_configurations = data["model"].nunique(), len(data[["dataset", "configuration"]].drop_duplicates())
+    last = data[data["steps"] == data.groupby(["dataset", "configuration"])["steps"].transform("max")]
+    models = pick(last.groupby("model", observed=True)["total"].mean(), MAX_SERIES - 1, better)
+    data, last = data[data["model"].isin(models)], last[last["model"].isin(models)]
+    datasets = sorted(data["dataset"].unique())
+    columns = {dataset: pick(last[last["dataset"] == dataset].groupby("configuration", observed=True)["total"].mean(),
+                             MAX_PANELS, better) for dataset in datasets}
+    note = _left_out({"networks": (len(models), n_models),
+                      "configurations": (sum(map(len, columns.values())), n_configurations)},
+                     f"the best by mean {metric} at their largest steps")
+    n_cols = max(map(len, columns.values()))
+    fig, axes = plt.subplots(len(datasets), n_cols, squeeze=False, figsize=(3.2 * n_cols, 2.8 * len(datasets)))
+    colours = dict(zip(models, sns.color_palette("colorblind" if len(models) <= 10 else "husl", len(models))))
+    for i, dataset in enumerate(datasets):
+        for ax in axes[i, len(columns[dataset]):]:
+            ax.set_axis_off()
+        for j, config in enumerate(columns[dataset]):
+            ax = axes[i, j]
+            panel = data[(data["dataset"] == dataset) & (data["configuration"] == config)].sort_values("steps")
+            for model, lines in panel.groupby("model"):
+                ax.plot(lines["steps"], lines["total"], marker="o", color=colours[model], label=f"{model} (total)")
+            oracle = panel.drop_duplicates("steps")
+            ax.plot(oracle["steps"], oracle["discretisation"], "k--", marker="x", label="oracle (discretisation)")
             _log_axes(ax, x=bool((panel["steps"] > 0).all()) and panel["steps"].nunique() > 1,
                       y=bool((panel[["total", "discretisation"]] > 0).all().all()))
-        ax.set_title(f"{dataset} / {config}", fontsize=8)
-        ax.set(xlabel=_label("steps"), ylabel=metric if j == 0 else "")
+            ax.set_title(f"{dataset} / {config}", fontsize=8)
+            ax.set(xlabel=_label("steps"), ylabel=metric if j == 0 else "")
     handles = {label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels())}
     fig.legend(handles.values(), handles.keys(), loc="upper left", bbox_to_anchor=(1.0, 0.95))
+    if note:
+        fig.suptitle(note, fontsize=9)
     fig.tight_layout()
     save(fig, out)
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+def pick(scores: pd.Series, limit: int, better: str = "lower") -> list:
+    """The `limit` index values of `scores` (a score per preset, model, ...) with the best score
+    (`better`: lower or higher; no score counts as worst, ties go by name), in name order."""
+    ranked = scores.sort_index().sort_values(ascending=better != "higher", na_position="last", kind="stable")
+    return sorted(ranked.index[:limit])
+
+
+def _scores(frame: pd.DataFrame, column: str | None) -> pd.Series:
+    """`column` of `frame` as finite floats (NaN elsewhere, and everywhere where there is no such column)."""
+    if column not in frame.columns:
+        return pd.Series(np.nan, index=frame.index)
+    values = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    return values.where(np.isfinite(values))
+
+
+def _left_out(counts: dict, rule: str) -> str:
+    """'12 of 40 presets, 12 of 30 models: `rule`' for the {what: (shown, total)} that lost some
+    (logged), or '' where nothing was left out."""
+    parts = [f"{shown} of {total} {what}" for what, (shown, total) in counts.items() if shown < total]
+    if not parts:
+        return ""
+    note = f"{', '.join(parts)}: {rule}"
+    log.info("figure shows %s", note)
+    return note
+
 
 def _finished(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     if metric not in table.columns:
