@@ -1,17 +1,28 @@
-"""Benchmark: drawing the metric-vs-NFE and heatmap figures of a synthetic table of many runs.
+"""Benchmark: drawing the figures of a synthetic sweep of many runs.
 
     python bench/plot_scale.py [--runs 100000] [--out DIR]
 
-The table has the default grid's shape, scaled up: three datasets, score sources on some of them
-only (MLPs on ring8, UNets on the digits, the oracle on all), six presets per dataset family, four
-step counts, two swept knobs and four seeds. Prints the seconds of each figure (PNG written to
-`--out`, a temporary folder by default) and the number of panels and legend entries it has.
+Two synthetic tables of about `--runs` runs each:
+
+- the default grid's shape, scaled up (metric vs NFE, heatmap): three datasets, score sources on
+  some of them only (MLPs on ring8, UNets on the digits, the oracle on all), six presets per
+  dataset family, four step counts, two swept knobs and four seeds;
+- a wide sweep (sample grid, error sources): two 2-D datasets x 30 score sources (the oracle and
+  29 networks) x 40 presets x four step counts x as many seeds as that takes, with a results
+  folder whose records list every run as done. The records are written through
+  `runs.ShardStore` for one run and copied, with their run id, for the others: they all list
+  that run's archived samples (100k archived sample sets would be gigabytes), so reading the
+  records costs what it costs in a real sweep and reading samples what it costs per run.
+
+Prints the seconds of each figure (PNG written to `--out`, a temporary folder by default) and
+the number of panels and legend entries it has.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -55,6 +66,57 @@ def synthetic_table(n_runs: int):
                                                          "knob_eps", "knob_T0", "seed"])
 
 
+WIDE_DATASETS = ("ring8", "grid25")
+WIDE_MODELS = ["oracle", *(f"mlp_{i:02d}" for i in range(29))]
+WIDE_PRESETS = [f"preset_{i:02d}" for i in range(40)]
+
+
+def wide_table(n_runs: int):
+    """About `n_runs` rows of a generation table with many presets and score sources (module doc)."""
+    import numpy as np
+
+    from diffsweep import tables
+
+    seeds = max(1, n_runs // (len(WIDE_DATASETS) * len(WIDE_MODELS) * len(WIDE_PRESETS) * len(STEPS)))
+    rng = np.random.default_rng(1)
+    rows = [{"run_id": f"{i:016x}", "dataset": dataset, "model": model,
+             "model_source": "oracle" if model == "oracle" else "trained", "sampler": preset, "schedule": "karras",
+             "steps": steps, "seed": seed, "status": "ok", "nfe": steps,
+             "sliced_w2": float(1 / steps + 0.01 * p + 0.02 * m + rng.gamma(2.0, 0.01))}
+            for i, (dataset, (m, model), (p, preset), steps, seed) in enumerate(
+                (d, m, p, k, s) for d in WIDE_DATASETS for m in enumerate(WIDE_MODELS) for p in enumerate(WIDE_PRESETS)
+                for k in STEPS for s in range(seeds))]
+    return tables.with_params(tables.typed_frame(rows), ["dataset", "model", "model_source", "sampler", "schedule",
+                                                         "steps", "seed"])
+
+
+def stored_results(table, folder: Path) -> None:
+    """A results folder whose records list every run of `table` as done (module doc): one run
+    stored through runs.ShardStore with 1000 2-D samples, the others copies of its record line."""
+    import json
+
+    import numpy as np
+
+    from diffsweep import runs
+
+    runs.mark_layout(folder)
+    store = runs.ShardStore(folder, "bench")
+    first, *others = table["run_id"].tolist()
+    staging = store.run_staging(first)
+    np.savez(staging / "samples.npz", x=np.random.default_rng(2).normal(size=(1000, 2)))
+    origin = {"diffsweep": "0", "torch": "2", "numpy": "2", "python": "3.11", "git_revision": "0" * 40,
+              "host": "node", "slurm_job_id": None, "cuda_visible_devices": None}
+    metrics = dict.fromkeys(["sliced_w2", "mmd", "energy_distance", "mode_coverage", "mean_error", "cov_error",
+                             "sliced_w2_std", "mmd_std", "nll_exact", "kl_histogram", "precision", "recall"], 0.1234)
+    run = {"id": first, "kind": "generation", "row": {}, "params": {}}
+    store.append(runs.make_record(run, "ok", 10, 0.5, "cpu", origin, {"metrics": metrics, "skipped": {}}), staging)
+    store.close()
+    path = runs.record_file(folder, "bench")
+    record = json.loads(path.read_text())
+    with open(path, "a") as handle:     # run_id stays the first key: index's fast path reads it
+        handle.writelines(json.dumps({**record, "run_id": run_id}, separators=(",", ":")) + "\n" for run_id in others)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100_000)
@@ -82,11 +144,40 @@ def main() -> None:
     figures = {"metric_vs_nfe": lambda path: plots.metric_vs_nfe(table, "sliced_w2", path),
                "heatmap": lambda path: plots.heatmap(table, "sliced_w2", path, rows="model", columns="sampler")}
     for name, draw in figures.items():
-        started = time.perf_counter()
-        draw(out / f"{name}.png")
-        panels, entries = kept[-1]
-        print(f"{name:<15} {time.perf_counter() - started:6.1f} s  {panels} panels, {entries} legend entries  "
-              f"{out / f'{name}.png'}")
+        timed(name, draw, out, kept)
+
+    import numpy as np
+
+    from diffsweep import runs
+    from diffsweep.tables import studies
+
+    started = time.perf_counter()
+    wide, results = wide_table(args.runs), Path(tempfile.mkdtemp(prefix="plot_scale_results_"))
+    stored_results(wide, results)
+    print(f"# wide table: {len(wide):,} runs ({len(WIDE_DATASETS)} datasets x {len(WIDE_MODELS)} score sources x "
+          f"{len(WIDE_PRESETS)} presets), its records written, {time.perf_counter() - started:.1f} s")
+    started = time.perf_counter()
+    runs.index(results)
+    print(f"# reading every record once (runs.index): {time.perf_counter() - started:.1f} s")
+    reference = np.random.default_rng(3).normal(size=(1000, 2))
+    started = time.perf_counter()
+    sources = studies.error_sources(wide)
+    print(f"# error_sources table: {len(sources):,} rows, {time.perf_counter() - started:.1f} s")
+    figures = {"sample_grid": lambda path: plots.sample_grid(wide, "ring8", results, reference, path,
+                                                             rank_by="sliced_w2"),
+               "error_sources": lambda path: plots.error_sources(sources, path)}
+    for name, draw in figures.items():
+        timed(name, draw, out, kept)
+    shutil.rmtree(results)
+
+
+def timed(name: str, draw, out: Path, kept: list) -> None:
+    """Draw one figure to out/<name>.png and print its seconds, panels and legend entries."""
+    started = time.perf_counter()
+    draw(out / f"{name}.png")
+    panels, entries = kept[-1]
+    print(f"{name:<15} {time.perf_counter() - started:6.1f} s  {panels} panels, {entries} legend entries  "
+          f"{out / f'{name}.png'}", flush=True)
 
 
 if __name__ == "__main__":

@@ -400,6 +400,7 @@ def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarra
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"{dataset}\n{note}" if note else dataset, fontsize=None if not note else 10)
+    fig.tight_layout()
     save(fig, out)
 
 
@@ -450,7 +451,7 @@ def error_sources(sources: pd.DataFrame, out) -> None:
     """Where the error comes from (`tables.studies.error_sources`): each network's total error
     against steps (a colour per network) and the oracle's at the same sampler and steps
     (discretisation, black dashed); the gap is the score error. A row per dataset, a column
-    per sampler configuration. Bounded for large sweeps: at most MAX_PANELS configurations per
+    per sampler configuration (six to a row). Bounded for large sweeps: at most MAX_PANELS configurations per
     dataset, those where the networks' mean error at the configuration's largest steps is best,
     and at most MAX_SERIES - 1 networks (the legend, with the oracle, at most MAX_SERIES entries),
     those with the best mean error at their configurations' largest steps; the title and the log
@@ -479,14 +480,17 @@ def error_sources(sources: pd.DataFrame, out) -> None:
     note = _left_out({"networks": (len(models), n_models),
                       "configurations": (sum(map(len, columns.values())), n_configurations)},
                      f"the best by mean {metric} at their largest steps")
-    n_cols = max(map(len, columns.values()))
-    fig, axes = plt.subplots(len(datasets), n_cols, squeeze=False, figsize=(3.2 * n_cols, 2.8 * len(datasets)))
+    most = max(map(len, columns.values()))
+    wrap = min(6, most)                               # a dataset's panels, six to a row
+    per_dataset = math.ceil(most / wrap)
+    fig, axes = plt.subplots(len(datasets) * per_dataset, wrap, squeeze=False,
+                             figsize=(3.2 * wrap, 2.8 * len(datasets) * per_dataset))
     colours = dict(zip(models, sns.color_palette("colorblind" if len(models) <= 10 else "husl", len(models))))
     for i, dataset in enumerate(datasets):
-        for ax in axes[i, len(columns[dataset]):]:
+        for ax in axes[i * per_dataset:(i + 1) * per_dataset].flat[len(columns[dataset]):]:
             ax.set_axis_off()
         for j, config in enumerate(columns[dataset]):
-            ax = axes[i, j]
+            ax = axes[i * per_dataset + j // wrap, j % wrap]
             panel = data[(data["dataset"] == dataset) & (data["configuration"] == config)].sort_values("steps")
             for model, lines in panel.groupby("model"):
                 ax.plot(lines["steps"], lines["total"], marker="o", color=colours[model], label=f"{model} (total)")
@@ -495,7 +499,7 @@ def error_sources(sources: pd.DataFrame, out) -> None:
             _log_axes(ax, x=bool((panel["steps"] > 0).all()) and panel["steps"].nunique() > 1,
                       y=bool((panel[["total", "discretisation"]] > 0).all().all()))
             ax.set_title(f"{dataset} / {config}", fontsize=8)
-            ax.set(xlabel=_label("steps"), ylabel=metric if j == 0 else "")
+            ax.set(xlabel=_label("steps"), ylabel=metric if j % wrap == 0 else "")
     handles = {label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels())}
     fig.legend(handles.values(), handles.keys(), loc="upper left", bbox_to_anchor=(1.0, 0.95))
     if note:
