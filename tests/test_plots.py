@@ -178,9 +178,8 @@ def test_a_sample_grid_of_many_presets_and_models_shows_the_best_and_reads_only_
              "steps": k, "seed": s, "status": "ok", "nfe": k, "sliced_w2": 100.0 - p - 0.1 * m + 1 / k + s}
             for p in range(5) for m in range(4) for k in (10, 20) for s in (0, 1)]
     stored_runs(tmp_path, [row for row in rows if row["nfe"] == 20 and row["seed"] == 0])
-    parsed = []
-    index = runs.index
-    monkeypatch.setattr(runs, "index", lambda results, only=None, **kw: parsed.append(only) or index(results, only, **kw))
+    parsed, index = [], runs.index
+    monkeypatch.setattr(runs, "index", lambda results, only=None: parsed.append(only) or index(results, only))
     frame = tables.with_params(tables.typed_frame(rows), ["dataset", "model", "sampler", "steps", "seed"])
     plots.sample_grid(frame, "ring8", tmp_path, np.random.default_rng(0).normal(size=(50, 2)), "unused.png",
                       rank_by="sliced_w2")

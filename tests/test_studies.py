@@ -121,6 +121,7 @@ def test_the_error_sources_figure_of_a_large_sweep_shows_the_best_configurations
     assert [line.get_label() for line in drawn[0].lines] == ["mlp_a (total)", "mlp_b (total)", "mlp_c (total)",
                                                              "oracle (discretisation)"]
     assert len(fig.legends[0].get_texts()) == 4
-    assert fig.get_suptitle() == "3 of 5 networks, 3 of 5 configurations: the best by mean sliced_w2 at their largest steps"
+    assert fig.get_suptitle() == ("3 of 5 networks, 3 of 5 configurations: "
+                                  "the best by mean sliced_w2 at their largest steps")
     import matplotlib.pyplot as plt
     plt.close(fig)

@@ -349,7 +349,7 @@ def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarra
     """Rows: models; columns: the exact reference and each sampler preset at its largest NFE (lowest
     seed). At most MAX_PANELS presets and MAX_PANELS models: beyond that, the presets whose shown
     runs have the best mean `rank_by` (a metric column; `better`: lower or higher) over the models,
-    then the models with the best mean over those presets; by name where there is no such column.
+    then the models with the best mean over those presets; by name where no shown run has a value.
     The title and the log say how many were left out. Only the shown runs' records are read.
     2-D sets are scatter plots; image sets show a mosaic of the first samples."""
     theme()
@@ -364,8 +364,9 @@ def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarra
     chosen = shown["sampler"].isin(presets)
     models = pick(score[chosen].groupby(shown.loc[chosen, "model"], observed=True).mean(), MAX_PANELS, better)
     shown = shown[chosen & shown["model"].isin(models)]
-    note = _left_out({"presets": (len(presets), rows["sampler"].nunique()), "models": (len(models), rows["model"].nunique())},
-                     f"the best by {rank_by} at their largest NFE" if rank_by in shown.columns else "the first by name")
+    note = _left_out({"presets": (len(presets), rows["sampler"].nunique()),
+                      "models": (len(models), rows["model"].nunique())},
+                     f"the best by {rank_by} at their largest NFE" if score.notna().any() else "the first by name")
     runs_shown = {(run["model"], run["sampler"]): run for run in records(shown[["model", "sampler", "run_id", "nfe"]])}
     states = runs.index(results, only=set(shown["run_id"]))
     n_rows, n_cols = max(1, len(models)), 1 + len(presets)
