@@ -370,7 +370,7 @@ def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarra
     runs_shown = {(run["model"], run["sampler"]): run for run in records(shown[["model", "sampler", "run_id", "nfe"]])}
     states = runs.index(results, only=set(shown["run_id"]))
     n_rows, n_cols = max(1, len(models)), 1 + len(presets)
-    # no shared axes: each limit set would walk every other panel (a 13 x 12 grid took 100 s); the
+    # no shared axes: each limit set would walk every other panel (a 13 x 12 grid took 30 s); the
     # limits are set on every panel below
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.2 * n_cols, 2.2 * n_rows), squeeze=False)
     for r in range(n_rows):
@@ -452,11 +452,11 @@ def error_sources(sources: pd.DataFrame, out) -> None:
     """Where the error comes from (`tables.studies.error_sources`): each network's total error
     against steps (a colour per network) and the oracle's at the same sampler and steps
     (discretisation, black dashed); the gap is the score error. A row per dataset, a column
-    per sampler configuration (six to a row). Bounded for large sweeps: at most MAX_PANELS configurations per
-    dataset, those where the networks' mean error at the configuration's largest steps is best,
-    and at most MAX_SERIES - 1 networks (the legend, with the oracle, at most MAX_SERIES entries),
-    those with the best mean error at their configurations' largest steps; the title and the log
-    say how many were left out."""
+    per sampler configuration (six to a row). Bounded for large sweeps: at most MAX_SERIES - 1
+    networks (the legend, with the oracle, at most MAX_SERIES entries), those with the best mean
+    error at their configurations' largest steps, and at most MAX_PANELS configurations per
+    dataset, those where these networks' mean error at the configuration's largest steps is
+    best; the title and the log say how many were left out."""
     theme()
     if sources.empty:
         _placeholder(out, "no trained network with a matching oracle run")
@@ -472,9 +472,12 @@ def error_sources(sources: pd.DataFrame, out) -> None:
                                         if not pd.isna(row[c])) + ")", axis=1)
     data = sources.assign(configuration=configuration)
     n_models, n_configurations = data["model"].nunique(), len(data[["dataset", "configuration"]].drop_duplicates())
-    last = data[data["steps"] == data.groupby(["dataset", "configuration"])["steps"].transform("max")]
-    models = pick(last.groupby("model", observed=True)["total"].mean(), MAX_SERIES - 1, better)
-    data, last = data[data["model"].isin(models)], last[last["model"].isin(models)]
+
+    def at_largest_steps(frame):
+        return frame[frame["steps"] == frame.groupby(["dataset", "configuration"])["steps"].transform("max")]
+    models = pick(at_largest_steps(data).groupby("model", observed=True)["total"].mean(), MAX_SERIES - 1, better)
+    data = data[data["model"].isin(models)]
+    last = at_largest_steps(data)
     datasets = sorted(data["dataset"].unique())
     columns = {dataset: pick(last[last["dataset"] == dataset].groupby("configuration", observed=True)["total"].mean(),
                              MAX_PANELS, better) for dataset in datasets}
