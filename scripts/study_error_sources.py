@@ -1,6 +1,7 @@
 # Rule study_error_sources: each trained network's error split into discretisation (the oracle's,
 # same sampler configuration and seed) and score error (the rest, and the direct distance between
 # the network's samples and the oracle's); CSV and figure.
+import functools
 import math
 
 import pandas as pd
@@ -16,21 +17,26 @@ table = pd.read_parquet(snakemake.input[0])
 states = runs.index(results, only=set(table["run_id"]))     # the records of this table's runs, read once
 
 
+@functools.lru_cache(maxsize=64)    # an oracle run is paired with every network's run of its configuration
+def stored_samples(run_id: str):
+    return torch.from_numpy(runs.read_run_arrays(results, run_id, states=states)["x"]).flatten(1).double()
+
+
 def samples_distance(network_run: str, oracle_run: str, seed: int) -> float:
     """Sliced W2 between the two runs' stored samples, with the projections a run's own metric
     draws for its seed; NaN (with a warning) where either run kept no samples or they are corrupt."""
     try:
-        x, y = (torch.from_numpy(runs.read_run_arrays(results, run, states=states)["x"]).flatten(1)
-                for run in (network_run, oracle_run))
+        x, y = stored_samples(network_run), stored_samples(oracle_run)
     except (runs.CorruptRecord, runs.NoSamples) as error:
         log.warning("score distance of %s against %s left out: %s", network_run, oracle_run, error)
         return math.nan
-    return metrics.sliced_wasserstein2(x.double(), y.double(), n_projections=snakemake.params.n_projections,
+    return metrics.sliced_wasserstein2(x, y, n_projections=snakemake.params.n_projections,
                                        generator=torch.Generator().manual_seed(int(seed)))
 
 
-sources = studies.error_sources(table, snakemake.params.options["metric"],
-                                distance=samples_distance if snakemake.params.options["metric"] == "sliced_w2" else None)
+options = snakemake.params.options
+measure = options["metric"] == "sliced_w2" and options.get("score_distance", True)
+sources = studies.error_sources(table, options["metric"], distance=samples_distance if measure else None)
 with io.atomic_path(snakemake.output.csv) as tmp:
     sources.to_csv(tmp, index=False, float_format="%.5g")
 plots.error_sources(sources, [snakemake.output.png, snakemake.output.pdf])

@@ -39,7 +39,7 @@ rule study_error_sources:
                           subcategory="Where the error comes from", caption="../report/study_error_sources.rst")),
     params:
         options=lambda wc: STUDIES["error_sources"],
-        results=RESULTS,      # the runs' stored samples: the direct score distance
+        results=lambda wc, input: results_of(input[0], 1),   # the runs' stored samples: the score distance
         n_projections=config["metrics"]["n_projections"],
     log:
         "logs/studies/error_sources.log",
