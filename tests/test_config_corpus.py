@@ -177,6 +177,8 @@ CHANGES = [
     ("study_sampler_unknown", replace("studies.temperature_ramp", {"samplers": ["nope"]}),
      "studies.temperature_ramp.samplers: 'nope' is not a random_walk preset under samplers; allowed: rw"),
     ("study_without_samplers", replace("studies.temperature_ramp", {}), "studies.temperature_ramp"),
+    ("study_option_bad", replace("studies.error_sources", {"score_distance": "maybe"}),   # inside `null or a mapping`
+     "studies.error_sources.score_distance: 'maybe' is not allowed; allowed: true or false"),
     ("study_unknown", replace("studies.noise_ramp", {}), "studies"),
 ]
 

@@ -204,6 +204,11 @@ def _describe(error) -> str:
     if error.validator == "enum":
         return f"{path}: {error.instance!r} is not allowed; allowed: {', '.join(map(str, schema['enum']))}"
     if error.validator == "anyOf":
+        # A mapping (`null or a mapping`) that failed inside: name the key inside it. Scalars keep
+        # this line, which lists every alternative.
+        inside = [sub for sub in error.context if sub.relative_path or sub.validator != "type"]
+        if isinstance(error.instance, dict) and inside:
+            return _describe(min(inside, key=lambda sub: len(sub.relative_path)))
         return f"{path}: {error.instance!r} has the wrong type or value; allowed: {allowed_values(schema)}{hint}"
     if error.validator == "type":
         return f"{path}: {error.instance!r} is not allowed; allowed: {allowed_values(schema)}{hint}"
