@@ -16,6 +16,7 @@ instead of a sampler):
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from pathlib import Path
@@ -467,9 +468,10 @@ def error_sources(sources: pd.DataFrame, out) -> None:
     within = [c for c in settings if c not in ("dataset", "sampler", "steps")]
     configuration = sources["sampler"].astype(str)
     if within:
-        configuration = configuration + sources[within].apply(
-            lambda row: " (" + ", ".join(f"{c.removeprefix('knob_')}={_short(row[c])}" for c in within
-                                        if not pd.isna(row[c])) + ")", axis=1)
+        def knob_text(row) -> str:      # " (steps_per_level=10)"; nothing where the knobs do not apply
+            parts = [f"{c.removeprefix('knob_')}={_short(row[c])}" for c in within if not pd.isna(row[c])]
+            return f" ({', '.join(parts)})" if parts else ""
+        configuration = configuration + sources[within].apply(knob_text, axis=1)
     data = sources.assign(configuration=configuration)
     n_models, n_configurations = data["model"].nunique(), len(data[["dataset", "configuration"]].drop_duplicates())
 
@@ -484,17 +486,18 @@ def error_sources(sources: pd.DataFrame, out) -> None:
     note = _left_out({"networks": (len(models), n_models),
                       "configurations": (sum(map(len, columns.values())), n_configurations)},
                      f"the best by mean {metric} at their largest steps")
-    most = max(map(len, columns.values()))
-    wrap = min(6, most)                               # a dataset's panels, six to a row
-    per_dataset = math.ceil(most / wrap)
-    fig, axes = plt.subplots(len(datasets) * per_dataset, wrap, squeeze=False,
-                             figsize=(3.2 * wrap, 2.8 * len(datasets) * per_dataset))
+    wrap = min(6, max(map(len, columns.values())))    # a dataset's panels, six to a row
+    rows = {dataset: math.ceil(len(columns[dataset]) / wrap) for dataset in datasets}
+    first_row = dict(zip(datasets, itertools.accumulate([0, *rows.values()])))
+    fig, axes = plt.subplots(sum(rows.values()), wrap, squeeze=False,
+                             figsize=(3.2 * wrap, 2.8 * sum(rows.values())))
     colours = dict(zip(models, sns.color_palette("colorblind" if len(models) <= 10 else "husl", len(models))))
-    for i, dataset in enumerate(datasets):
-        for ax in axes[i * per_dataset:(i + 1) * per_dataset].flat[len(columns[dataset]):]:
+    for dataset in datasets:
+        top = first_row[dataset]
+        for ax in axes[top:top + rows[dataset]].flat[len(columns[dataset]):]:
             ax.set_axis_off()
         for j, config in enumerate(columns[dataset]):
-            ax = axes[i * per_dataset + j // wrap, j % wrap]
+            ax = axes[top + j // wrap, j % wrap]
             panel = data[(data["dataset"] == dataset) & (data["configuration"] == config)].sort_values("steps")
             for model, lines in panel.groupby("model"):
                 ax.plot(lines["steps"], lines["total"], marker="o", color=colours[model], label=f"{model} (total)")
@@ -502,6 +505,8 @@ def error_sources(sources: pd.DataFrame, out) -> None:
             ax.plot(oracle["steps"], oracle["discretisation"], "k--", marker="x", label="oracle (discretisation)")
             _log_axes(ax, x=bool((panel["steps"] > 0).all()) and panel["steps"].nunique() > 1,
                       y=bool((panel[["total", "discretisation"]] > 0).all().all()))
+            if panel["steps"].nunique() == 1:      # one K: its tick alone, not a fractional axis around it
+                ax.set_xticks(panel["steps"].unique())
             ax.set_title(f"{dataset} / {config}", fontsize=8)
             ax.set(xlabel=_label("steps"), ylabel=metric if j % wrap == 0 else "")
     handles = {label: handle for ax in axes.flat for handle, label in zip(*ax.get_legend_handles_labels())}
