@@ -120,11 +120,25 @@ def grid():
 def test_mode_metrics_of_exact_samples(grid):
     x = grid.sample(20_000, generator(1))
     result = mode_metrics(x, grid.mixture)
-    assert set(result) == {"mode_coverage", "mode_weight_error", "off_mode_fraction"}
+    assert set(result) == {"mode_coverage", "mode_weight_error", "off_mode_fraction", "mode_spread"}
     assert result["mode_coverage"] == 1.0
     assert result["mode_weight_error"] < 0.03
     # In 2-D, P(Mahalanobis > 3) = exp(-4.5) ~ 1.1%.
     assert result["off_mode_fraction"] == pytest.approx(math.exp(-4.5), abs=0.004)
+    assert result["mode_spread"] == pytest.approx(1.0, abs=0.02)
+
+
+def test_mode_spread_measures_modes_too_narrow_or_too_broad():
+    # ring8's modes are far apart: samples pulled towards their mode's mean by a factor c have
+    # Mahalanobis distances c times the exact ones, so mode_spread is c.
+    ring = make_dataset("gmm", preset="ring8")
+    x, labels = ring.mixture.sample(20_000, generator(9))
+    means = ring.mixture.means[labels]
+    exact = mode_metrics(x, ring.mixture)["mode_spread"]
+    assert exact == pytest.approx(1.0, abs=0.02)
+    for factor in (0.93, 1.2):
+        scaled = mode_metrics(means + factor * (x - means), ring.mixture)["mode_spread"]
+        assert scaled == pytest.approx(factor * exact, rel=1e-3)
 
 
 def test_mode_metrics_of_half_the_modes(grid):
@@ -149,7 +163,9 @@ def test_mode_metrics_of_uniform_noise(grid):
 
 def test_mode_metrics_when_nothing_is_on_mode(grid):
     result = mode_metrics(torch.full((10, 2), 100.0, dtype=F64), grid.mixture)
-    assert result == {"mode_coverage": 0.0, "mode_weight_error": 1.0, "off_mode_fraction": 1.0}
+    assert {k: result[k] for k in ("mode_coverage", "mode_weight_error", "off_mode_fraction")} == \
+           {"mode_coverage": 0.0, "mode_weight_error": 1.0, "off_mode_fraction": 1.0}
+    assert result["mode_spread"] > 10
 
 
 def test_mean_log_likelihood_estimates_negative_entropy(grid):
@@ -174,7 +190,7 @@ def test_sample_metrics_with_mixture(grid):
     samples, reference = grid.sample(1000, generator(1)), grid.sample(1000, generator(2))
     result = sample_metrics(samples, grid, reference)
     assert set(result) == {"sliced_w2", "mmd", "energy_distance", "mode_coverage",
-                           "mode_weight_error", "off_mode_fraction", "mean_loglik"}
+                           "mode_weight_error", "off_mode_fraction", "mode_spread", "mean_loglik"}
     assert all(isinstance(value, float) for value in result.values())
     assert result["mode_coverage"] == 1.0
     assert result == sample_metrics(samples, grid, reference)       # deterministic

@@ -26,7 +26,7 @@ SOURCES = {"generation": "tables/generation.parquet", "restoration": "tables/res
 # Which way is better, per metric; the config's `tables.better` adds to and overrides this.
 METRIC_DIRECTIONS = {
     "sliced_w2": "lower", "mmd": "lower", "energy_distance": "lower", "mode_weight_error": "lower",
-    "off_mode_fraction": "lower", "mode_coverage": "higher", "mean_loglik": "higher",
+    "off_mode_fraction": "lower", "mode_coverage": "higher", "mean_loglik": "higher", "mode_spread": "none",
     "model_nll_bpd": "lower", "model_true_nll_bpd": "lower",
     "nfe": "lower", "wall_s": "lower",
     # restoration metrics and common image metrics
