@@ -158,6 +158,23 @@ class InChunks:
                           zip(x.split(self.max_batch), sigma.split(self.max_batch))])
 
 
+def check_network_fits(model: dict, shape) -> None:
+    """Refuse, in one line naming the model, a pretrained network whose image size differs from
+    the dataset's. The grid excludes such pairs when it knows both sizes; it cannot when an image
+    folder of `resolution: 0` was not there at parse time (DIFFSWEEP_SKIP_PATH_CHECKS)."""
+    if model["source"] != "pretrained":
+        return
+    from diffsweep import pretrained
+
+    recipe = model["recipe"]
+    channels, side = pretrained.image_shape(recipe["format"], recipe["arch_params"])
+    if tuple(shape) != (channels, side, side):
+        given = "x".join(map(str, shape))
+        raise ValueError(f"models.{model['name']}: the network takes {channels}x{side}x{side} images, dataset "
+                         f"'{model['data']['name']}' has {given}; give arch_params (or the checkpoint's "
+                         f".arch.yaml) for a smaller network, or the dataset's resolution")
+
+
 def load_denoiser(model: dict, checkpoint_path, device, data_dir=None, max_batch: int = 0):
     """(denoiser, dtype) of a score source; with `max_batch` (config `max_batch`) it is called in chunks."""
     denoiser, dtype = _load_denoiser(model, checkpoint_path, device, data_dir)

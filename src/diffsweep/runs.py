@@ -492,8 +492,9 @@ def start_job(kind: str, model: dict, reference_path, checkpoint_path, results, 
     from diffsweep import jobs
 
     data_dir = Path(reference_path).parent     # holds a fitted prior's cached fit
-    denoiser, dtype = jobs.load_denoiser(model, checkpoint_path, device, data_dir, max_batch)
     dataset = jobs.build_dataset(model["data"], data_dir)
+    jobs.check_network_fits(model, dataset.shape)     # before a large checkpoint is read
+    denoiser, dtype = jobs.load_denoiser(model, checkpoint_path, device, data_dir, max_batch)
     reference = torch.from_numpy(io.read_arrays(reference_path)["x"])
     fidelity = None
     if fidelity_records:
