@@ -25,15 +25,30 @@ def sliced_wasserstein2(x, y, n_projections: int = 256, generator: torch.Generat
     (default: a fresh generator seeded with 0)."""
     x, y = _as_samples(x, "x"), _as_samples(y, "y")
     _check_same_dim(x, y)
+    directions = random_directions(n_projections, x.shape[1], generator)
+    return sliced_wasserstein2_sorted(projected_sorted(x, directions), projected_sorted(y, directions))
+
+
+def random_directions(n_projections: int, dim: int, generator: torch.Generator | None = None) -> Tensor:
+    """`n_projections` random unit vectors in `dim` dimensions, (P, dim) float64, drawn from
+    `generator` (default: a fresh generator seeded with 0)."""
     if generator is None:
         generator = torch.Generator().manual_seed(0)
-    directions = torch.randn(n_projections, x.shape[1], generator=generator, dtype=torch.float64)
-    directions = directions / directions.norm(dim=1, keepdim=True)
+    directions = torch.randn(n_projections, dim, generator=generator, dtype=torch.float64)
+    return directions / directions.norm(dim=1, keepdim=True)
+
+
+def projected_sorted(x, directions: Tensor) -> Tensor:
+    """The samples projected on each direction, each projection sorted: (P, n). What sliced W2
+    compares; computed once, it serves every distance of `x` with these directions."""
+    x = _as_samples(x, "x")
     # (P, n) layout: each projection's samples are contiguous, which makes sorting faster.
-    x_sorted = torch.sort(directions.to(x.device) @ x.T, dim=1).values
-    y_sorted = torch.sort(directions.to(y.device) @ y.T, dim=1).values
-    w2_squared = _w2_squared_sorted(x_sorted, y_sorted.to(x.device))
-    return math.sqrt(float(w2_squared.mean()))
+    return torch.sort(directions.to(x.device) @ x.T, dim=1).values
+
+
+def sliced_wasserstein2_sorted(x_sorted: Tensor, y_sorted: Tensor) -> float:
+    """Sliced W2 from two `projected_sorted` results with the same directions."""
+    return math.sqrt(float(_w2_squared_sorted(x_sorted, y_sorted.to(x_sorted.device)).mean()))
 
 
 def _w2_squared_sorted(x_sorted: Tensor, y_sorted: Tensor) -> Tensor:

@@ -60,9 +60,11 @@ def error_sources(table, metric: str = "sliced_w2", distance=None):
     paired = paired.rename(columns={metric: "total"})
     paired["score"] = paired["total"] - paired["discretisation"]
     measured = ["score_distance"] if distance is not None else []
-    if distance is not None:
-        paired["score_distance"] = [float(distance(run, oracle_run, seed)) for run, oracle_run, seed
-                                    in zip(paired["run_id"], paired["run_id_oracle"], paired["seed"])]
+    if distance is not None:     # an oracle's pairs one after the other: a caller may keep its samples
+        by_oracle = paired.sort_values(["run_id_oracle", "run_id"])
+        paired["score_distance"] = pd.Series(
+            [float(distance(run, oracle_run, seed)) for run, oracle_run, seed
+             in zip(by_oracle["run_id"], by_oracle["run_id_oracle"], by_oracle["seed"])], index=by_oracle.index)
     # a row: dataset, sampler, steps and whatever else tells configurations apart there (a swept
     # knob); seeds are averaged
     named = [c for c in ("dataset", "sampler", "steps") if c in keys]
