@@ -7,8 +7,8 @@ import torch
 
 from diffsweep.data import make_dataset
 from diffsweep.gmm import GaussianMixture
-from diffsweep.metrics import (energy_distance, mean_log_likelihood, mmd_rbf, mode_metrics,
-                               sample_metrics, sliced_wasserstein2)
+from diffsweep.metrics import (energy_distance, mean_log_likelihood, mmd_rbf, mode_metrics, projected_sorted,
+                               random_directions, sample_metrics, sliced_wasserstein2, sliced_wasserstein2_sorted)
 
 F64 = torch.float64
 DISTANCES = [sliced_wasserstein2, mmd_rbf, energy_distance]
@@ -82,6 +82,14 @@ def test_sliced_w2_is_deterministic_given_generator():
     assert sliced_wasserstein2(x, y) == sliced_wasserstein2(x, y)
     assert sliced_wasserstein2(x, y, generator=generator(5)) == sliced_wasserstein2(x, y, generator=generator(5))
     assert sliced_wasserstein2(x, y, generator=generator(5)) != sliced_wasserstein2(x, y, generator=generator(6))
+
+
+def test_sliced_w2_from_kept_projections_equals_the_whole():
+    # The error-sources study keeps one side's sorted projections: the same number, bit for bit.
+    x, y = gaussian(500, seed=1), gaussian(400, seed=2, shift=0.3)
+    directions = random_directions(64, 2, generator(5))
+    parts = sliced_wasserstein2_sorted(projected_sorted(x, directions), projected_sorted(y, directions))
+    assert parts == sliced_wasserstein2(x, y, n_projections=64, generator=generator(5))
 
 
 def test_mmd_and_energy_match_direct_formulas():
