@@ -168,6 +168,8 @@ def test_resolution_zero_keeps_the_images_own_size(tmp_path):
     Image.fromarray(RNG.integers(0, 256, (20, 16, 3), dtype=np.uint8)).save(tmp_path / "wide" / "a.png")
     with pytest.raises(DataFileError, match=r"^resolution: 0 keeps .* is 16x20, not square; use crop: center"):
         native_resolution(str(tmp_path / "wide"), "none")
+    with pytest.raises(DataFileError, match=r"^datasets\.faces\.knobs\.resolution: 0 keeps .* 'a\.png' is 16x20, not square"):
+        load_image_folder(str(tmp_path / "wide"), 0, 3, "none", 0, where="datasets.faces.knobs.path")
 
 
 def test_the_fixture_images_are_the_projects_own_blobs(tmp_path):

@@ -240,6 +240,9 @@ def load_image_folder(path: str, resolution: int, channels: int, crop: str, limi
         named = ((file.name, _read_image(file, where)) for file in (files[:limit] if limit else files))
     squares = [(name, _square(_to_channels(image, channels), resolution, crop)) for name, image in named]
     first_name, first = squares[0]
+    if first.shape[0] != first.shape[1]:      # crop none with resolution 0: nothing made it square
+        raise DataFileError(f"{where.removesuffix('path')}resolution: 0 keeps the images' own size, but "
+                            f"'{first_name}' is {_side_text(first)}, not square; use crop: center or give a resolution")
     for name, image in squares:      # resolution 0 resizes nothing: the images must agree
         if image.shape != first.shape:
             raise DataFileError(f"{where.removesuffix('path')}resolution: 0 keeps the images' own size, but "
