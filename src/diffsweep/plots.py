@@ -556,7 +556,8 @@ def _finished(table: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def _log_axes(ax, x: bool = False, y: bool = False) -> None:
-    """Log scales with plain tick labels (10, 20, 50 rather than 2 x 10^1)."""
+    """Log scales with plain tick labels (10, 20, 50 rather than 2 x 10^1); values within a factor
+    of 2 (e.g. a ratio near 1) keep a linear scale, where a log one would show a single tick."""
     from matplotlib import ticker
 
     for use, axis, set_scale in ((x, ax.xaxis, ax.set_xscale), (y, ax.yaxis, ax.set_yscale)):
@@ -565,6 +566,9 @@ def _log_axes(ax, x: bool = False, y: bool = False) -> None:
         set_scale("log")
         low, high = axis.get_view_interval()
         decades = np.log10(max(high, 1e-300) / max(low, 1e-300))
+        if decades < np.log10(2.0):
+            set_scale("linear")
+            continue
         subs = (tuple(range(1, 10)) if decades <= 0.7 else (1.0, 2.0, 3.0, 5.0) if decades <= 1.2
                 else (1.0, 2.0, 5.0) if decades <= 2.5 else (1.0,))
         axis.set_major_locator(ticker.LogLocator(base=10, subs=subs))
