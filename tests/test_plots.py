@@ -189,3 +189,15 @@ def test_a_sample_grid_of_many_presets_and_models_shows_the_best_and_reads_only_
     assert [ax.get_ylabel() for ax in fig.axes[::4]] == ["m01", "m02", "m03"]
     assert fig.get_suptitle() == "ring8\n3 of 5 presets, 3 of 4 models: the best by sliced_w2 at their largest NFE"
     assert parsed == [{f"{p:02d}{m:02d}020" for p in (2, 3, 4) for m in (1, 2, 3)}]
+
+
+def test_a_log_axis_within_a_factor_of_two_stays_linear():
+    # A ratio near 1 (mode_spread) on a log axis would show a single tick.
+    import matplotlib.pyplot as plt
+
+    for values, scale in [([0.95, 1.4], "linear"), ([0.1, 10.0], "log")]:
+        fig, ax = plt.subplots()
+        ax.plot([10, 100], values)
+        plots._log_axes(ax, x=True, y=True)
+        assert (ax.get_xscale(), ax.get_yscale()) == ("log", scale), values
+        plt.close(fig)
