@@ -49,4 +49,4 @@ measure = options["metric"] == "sliced_w2" and options.get("score_distance", Tru
 sources = studies.error_sources(table, options["metric"], distance=samples_distance if measure else None)
 with io.atomic_path(snakemake.output.csv) as tmp:
     sources.to_csv(tmp, index=False, float_format="%.5g")
-plots.error_sources(sources, [snakemake.output.png, snakemake.output.pdf])
+plots.error_sources(sources, [snakemake.output.png, snakemake.output.pdf], better=snakemake.params.better)

@@ -30,8 +30,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from diffsweep import runs  # noqa: E402
-from diffsweep.tables import (HEATMAP_REDUCE, PLOT_FORMATS, direction, distinguishing, param_columns,  # noqa: E402
-                              records)
+from diffsweep.tables import HEATMAP_REDUCE, PLOT_FORMATS, distinguishing, param_columns, records  # noqa: E402
 
 log = logging.getLogger("diffsweep")
 
@@ -449,7 +448,7 @@ def ramp_study(summary: pd.DataFrame, floors: dict, out, metric: str = "sliced_w
     save(fig, out)
 
 
-def error_sources(sources: pd.DataFrame, out) -> None:
+def error_sources(sources: pd.DataFrame, out, better: str = "lower") -> None:
     """Where the error comes from (`tables.studies.error_sources`): each network's total error
     against steps (a colour per network) and the oracle's at the same sampler and steps
     (discretisation, black dashed); the gap is the score error. A row per dataset, a column
@@ -457,13 +456,13 @@ def error_sources(sources: pd.DataFrame, out) -> None:
     networks (the legend, with the oracle, at most MAX_SERIES entries), those with the best mean
     error at their configurations' largest steps, and at most MAX_PANELS configurations per
     dataset, those where these networks' mean error at the configuration's largest steps is
-    best; the title and the log say how many were left out."""
+    best (`better`: the metric's direction, lower or higher); the title and the log say how many
+    were left out."""
     theme()
     if sources.empty:
         _placeholder(out, "no trained network with a matching oracle run")
         return
     metric = sources.attrs.get("metric", "metric")
-    better = direction(metric, default="lower")
     settings = [c for c in sources.attrs.get("settings", ["dataset", "sampler", "steps"]) if c in sources.columns]
     within = [c for c in settings if c not in ("dataset", "sampler", "steps")]
     configuration = sources["sampler"].astype(str)

@@ -41,6 +41,7 @@ rule study_error_sources:
         options=lambda wc: STUDIES["error_sources"],
         results=lambda wc, input: results_of(input[0], 1),   # the runs' stored samples: the score distance
         n_projections=config["metrics"]["n_projections"],
+        better=lambda wc: ds_tables.direction(STUDIES["error_sources"]["metric"], DIRECTIONS, default="lower"),
     log:
         "logs/studies/error_sources.log",
     resources:
