@@ -180,7 +180,78 @@ CHANGES = [
     ("study_option_bad", replace("studies.error_sources", {"score_distance": "maybe"}),   # inside `null or a mapping`
      "studies.error_sources.score_distance: 'maybe' is not allowed; allowed: true or false"),
     ("study_unknown", replace("studies.noise_ramp", {}), "studies"),
+    # --- issue 26: integers must be integers (JSON Schema counts 1.0 as one; torch does not) ---
+    ("seeds_float", replace("seeds", [1.0]), "seeds.0: 1.0 is not allowed; allowed: an integer >= 0"),
+    ("n_samples_float", replace("sampling.n_samples", 200.0), "sampling.n_samples: 200.0 is not allowed; allowed: an "
+     "integer >= 2, <= 10000000 (write 200: 200.0 is no integer)"),
+    ("n_train_float", replace("data.n_train", 500.0), "data.n_train: 500.0 is not allowed"),
+    ("steps_float", replace("samplers.rw.steps", 10.0), "samplers.rw.steps: 10.0 has the wrong type or value"),
+    ("steps_float_in_list", replace("samplers.rw.steps", [10, 20.0]), "(write 20: 20.0 is no integer)"),
+    ("preset_n_samples_float", replace("samplers.rw.n_samples", 10.0), "samplers.rw.n_samples: 10.0"),
+    ("training_steps_float", replace("models.mlp.steps", 10.0), "models.mlp.steps: 10.0"),
+    ("model_seed_float", replace("models.mlp.seed", 1.0), "models.mlp.seed: 1.0"),
+    ("n_measurements_float", replace("restoration.n_measurements", 2.0), "restoration.n_measurements: 2.0"),
+    ("restoration_seed_float", replace("restoration.seeds", [0.0]), "restoration.seeds.0: 0.0 is not allowed"),
+    ("task_images_float", replace("restoration.tasks.half.images", [0.0]), "restoration.tasks.half.images"),
+    ("keep_samples_float", replace("sampling.keep_samples", 5.0), "sampling.keep_samples: 5.0"),
+    ("data_seed_float", replace("data.seed", 3.0), "data.seed: 3.0 is not allowed"),
+    ("max_batch_float", replace("max_batch", 16.0), "max_batch: 16.0 is not allowed"),
+    ("int_knob_float", replace("samplers.rw.knobs.steps_per_level", 2.0),   # knobs refused it already
+     "samplers.rw.knobs.steps_per_level: expected int, got 2.0"),
+    # --- issue 26: every integer has a stated range, refused outside it at parse time ---
+    ("seed_2_63", replace("seeds", [2**63]), "seeds[0]: 9223372036854775808 is outside the integer range"),
+    ("seed_2_64_plus_1", replace("seeds", [0, 2**64 + 1]), "seeds[1]: 18446744073709551617 is outside"),
+    ("restoration_seed_2_63", replace("restoration.seeds", [2**63]), "restoration.seeds[0]: 9223372036854775808"),
+    ("data_seed_2_63", replace("data.seed", 2**63), "data.seed: 9223372036854775808 is outside"),
+    ("model_seed_2_63", replace("models.mlp.seed", [0, 2**63]), "models.mlp.seed[1]: 9223372036854775808"),
+    ("int_knob_400_digits", replace("samplers.rw.knobs.steps_per_level", 10**400),
+     "samplers.rw.knobs.steps_per_level: 100000000000... (401 digits) is outside the integer range"),
+    ("float_knob_400_digits", replace("samplers.rw.knobs.eps", 10**400), "samplers.rw.knobs.eps: 100000000000..."),
+    ("schedule_knob_400_digits", replace("samplers.rw.schedule_knobs.sigma_max", -10**400),
+     "samplers.rw.schedule_knobs.sigma_max: -10000000000... (401 digits)"),
+    ("lr_400_digits", replace("models.mlp.lr", 10**400), "models.mlp.lr: 100000000000..."),
+    ("max_batch_huge", replace("max_batch", 10**7), "max_batch: 10000000 is greater than the maximum of 1000000"),
+    ("dataset_knob_huge", replace("datasets.ring8.knobs.n_modes", 10**6),
+     "datasets.ring8.knobs.n_modes: 1000000 is above the maximum 10000"),
+    ("operator_knob_huge", replace("restoration.tasks.box", {"operator": "inpaint_box", "knobs": {"size": 10**6},
+                                                             "noise_std": 0.1}),
+     "restoration.tasks.box.knobs.size: 1000000 is above the maximum 4096"),
+    ("restorer_knob_huge", replace("restoration.restorers.smc", {"family": "twisted_smc", "steps": 5,
+                                                                  "knobs": {"particles": 10**7}}),
+     "restoration.restorers.smc.knobs.particles: 10000000 is above the maximum 100000"),
+    ("log_every_huge", replace("models.mlp.log_every", 10**9), "models.mlp.log_every: 1000000000 is greater"),
+    # --- issue 26: names are \A[A-Za-z0-9_]{1,64}\Z (no final line break), checked at parse time ---
+    ("sampler_name_newline", replace("samplers", {"rw\n": {"family": "ddpm", "steps": 10}}),
+     "samplers: 'rw\\n' is not a name; allowed: 1 to 64 ASCII letters, digits or _"),
+    ("model_name_newline", replace("models.oracle\n", {"source": "oracle"}), "models: 'oracle\\n' is not a name"),
+    ("dataset_name_newline", replace("datasets", {"ring8\n": {"family": "gmm"}}), "datasets: 'ring8\\n' is not"),
+    ("table_name_newline", replace("tables.ablations", {"t\n": {"rows": ["sampler"], "metric": "sliced_w2"}}),
+     "tables.ablations: 't\\n' is not a name"),
+    ("task_name_newline", replace("restoration.tasks", {"half\n": {"operator": "inpaint_random", "noise_std": 0.1}}),
+     "restoration.tasks: 'half\\n' is not a name"),
+    ("restorer_name_newline", replace("restoration.restorers", {"rw\n": {"family": "rw_conditional", "steps": 5}}),
+     "restoration.restorers: 'rw\\n' is not a name"),
+    ("model_name_300_chars", replace("models." + "m" * 300, {"source": "oracle"}), "models: 'mmmmmmmm"),
+    ("sampler_name_65_chars", replace("samplers", {"s" * 65: {"family": "ddpm", "steps": 10}}), "is not a name"),
+    ("dataset_name_empty", replace("datasets", {"": {"family": "gmm"}}), "datasets: '' is not a name"),
+    ("study_sampler_newline", replace("studies.temperature_ramp", {"samplers": ["rw\n"]}),
+     "studies.temperature_ramp.samplers.0: 'rw\\n' is not a name"),
+    # --- issue 26: lists past MAX_LIST_ITEMS are refused, not planned for minutes ---
+    ("knob_list_too_long", replace("samplers.rw.knobs.eps", [0.1] * 10_001),
+     "samplers.rw.knobs.eps: a list of 10,001 values; allowed: at most 10,000"),
+    # --- issue 26: plugins that exit, or are folders ---
+    ("plugin_sys_exit_0", plugin("import sys\nsys.exit(0)\n"),
+     "plugins[0]: " + "{tmp}/bad_plugin.py: SystemExit: it calls sys.exit(0) when imported (line 2)"),
+    ("plugin_sys_exit_1", plugin("raise SystemExit(1)\n"), "SystemExit: it calls sys.exit(1) when imported"),
+    ("plugin_folder", replace("plugins", lambda tmp: [str(_a_folder(tmp))]), "plugins[0]: file '"),
 ]
+
+
+def _a_folder(tmp_path: Path) -> Path:
+    path = tmp_path / "my_plugins"
+    path.mkdir(exist_ok=True)
+    (path / "sampler.py").write_text("")
+    return path
 
 
 def _a_file(tmp_path: Path) -> Path:
@@ -220,6 +291,18 @@ TEXTS = [
      "(YAML 1.1 reads 1e-3 as a string: write 1.0e-3)"),
     ("restoration_seed_negative", "restoration:\n  seeds: [-1]\n",
      "restoration.seeds.0: -1 is less than the minimum of 0"),
+    # --- issue 26: config files bounded: size, nesting, alias expansion, recursive aliases ---
+    ("alias_bomb", "\n".join(["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"] +
+                             [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]) + "\n",
+     "more than 100,000 values with every YAML alias expanded"),
+    ("alias_recursive", "seeds: &s [0, *s]\n", "seeds[1]: contains itself (a recursive YAML alias)"),
+    ("alias_recursive_mapping", "data: &d {seed: 0, more: *d}\n", "data.more: contains itself"),
+    ("nested_40_deep", "seeds: " + "[" * 40 + "0" + "]" * 40 + "\n", "nested deeper than 32 levels"),
+    ("nested_5000_deep", "seeds: " + "[" * 5000 + "]" * 5000 + "\n", "exceeded maximum nesting depth"),
+    ("file_too_large", "seeds: [0]\n" + "#" * 1_000_000 + "\n", "the file is larger than 1,000,000 bytes"),
+    ("integer_5000_digits", "seeds: [" + "9" * 5000 + "]\n", "a value cannot be read: Exceeds the limit"),
+    ("seed_2_63_text", "seeds: [9223372036854775808]\n", "seeds[0]: 9223372036854775808 is outside the integer"),
+    ("name_newline_text", 'samplers: {"ddpm\\n": {family: ddpm}}\n', "samplers: 'ddpm\\n' is not a name"),
 ]
 
 
@@ -254,7 +337,7 @@ def test_the_corpus_is_large():
 def test_a_bad_config_is_refused_in_one_line_naming_the_key(tmp_path, capsys, monkeypatch, change, expected):
     monkeypatch.chdir(tmp_path)          # relative paths (results, files named) start here
     monkeypatch.delenv(ds_config.SKIP_PATH_CHECKS, raising=False)
-    assert_refused(capsys, write_case(tmp_path, change), expected)
+    assert_refused(capsys, write_case(tmp_path, change), expected.replace("{tmp}", str(tmp_path)))
 
 
 @pytest.mark.parametrize("text, expected", [case[1:] for case in TEXTS], ids=[case[0] for case in TEXTS])
@@ -298,7 +381,7 @@ SNAKEMAKE_CASES = [
     ("duplicate_key", "samplers: {rw: {family: ddpm}}\nsamplers: {rw: {family: ddim}}\n",
      "line 2, column 1: samplers: duplicate key (first at line 1)"),
     ("knob_nan", yaml.safe_dump({**BASE, "samplers": {"rw": {"family": "random_walk", "knobs": {"eps": NAN}}}}),
-     "invalid config: samplers.rw.knobs.eps: nan is not allowed"),
+     "samplers.rw.knobs.eps: nan is not allowed"),
     ("results_empty", yaml.safe_dump({**BASE, "results": ""}), "invalid config: results: '' is empty"),
 ]
 

@@ -460,7 +460,20 @@ def check_named_files(config: dict, grid) -> None:
         raise ConfigError([f"{problem} (set {SKIP_PATH_CHECKS}=1 to plan without the files)" for problem in problems])
 
 
+def check_files(paths, config: dict | None = None, schema_path: str | Path = SCHEMA_PATH, base_dir: str | Path = ".",
+                check_paths: bool | None = None) -> Checked:
+    """The one parse-time check of `snakemake` (workflow/rules/common.smk) and `diffsweep grid`:
+    every config file of `paths` read strictly (read_yaml: Snakemake's own reader keeps the last
+    of two equal keys and has no limits), then `config` checked (`check`): Snakemake's merge of
+    the files and --config, or without it the one file's content, named in every message."""
+    contents = [read_yaml(path) for path in paths]
+    if config is None:
+        (config,) = contents
+        return check(config, schema_path, base_dir, check_paths, source=paths[0])
+    return check(config, schema_path, base_dir, check_paths)
+
+
 def load(path: str | Path, check_paths: bool | None = None):
     """Read a YAML config strictly, complete and check it, and expand its grid: (config, grid)."""
-    checked = check(read_yaml(path), check_paths=check_paths, source=path)
+    checked = check_files([path], check_paths=check_paths)
     return checked.config, checked.grid
