@@ -386,11 +386,20 @@ SNAKEMAKE_CASES = [
 ]
 
 
+# --- issue 26: what Snakemake's own reader loads, before the Snakefile (a few real runs) ------------
+SNAKEMAKE_CASES += [
+    ("plugin_sys_exit", "plugins: [exit_plugin.py]\n", "SystemExit: it calls sys.exit(0) when imported"),
+    ("plugin_module_folder", "plugins: [bench]\n", "plugins[0]: 'bench' is a folder"),   # the Snakefile's folder
+    ("alias_recursive", "seeds: &s [0, *s]\n", "seeds[1]: contains itself (a recursive YAML alias)"),
+]
+
+
 @pytest.mark.workflow
 @pytest.mark.parametrize("text, expected", [case[1:] for case in SNAKEMAKE_CASES],
                          ids=[case[0] for case in SNAKEMAKE_CASES])
 def test_snakemake_refuses_the_same_way(tmp_path, text, expected):
     (tmp_path / "bad.yaml").write_text(text)
+    (tmp_path / "exit_plugin.py").write_text("import sys\nsys.exit(0)\n")
     result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--profile", str(ROOT / "profiles" / "default"),
                              "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "--configfile", "bad.yaml"],
                             capture_output=True, text=True, cwd=tmp_path,
@@ -409,3 +418,115 @@ def test_infinity_where_the_knob_default_is_infinite(tmp_path, capsys, monkeypat
     path = write_case(tmp_path, replace("samplers.edm", {"family": "edm", "steps": 5,
                                                          "knobs": {unbounded: [10.0, INF]}}))
     assert cli.main(["grid", "--config", str(path)]) == 0, capsys.readouterr().err
+
+
+# --- issue 26: snakemake and diffsweep grid answer every config of the corpus the same way -----------
+# Snakemake reads --configfile files with its own reader before the Snakefile is parsed, and the
+# Snakefile (workflow/rules/common.smk) then calls config.check_files(workflow.configfiles, config):
+# the same function `diffsweep grid` calls, with Snakemake's reading of the file instead of ours.
+# Cases Snakemake's reader answers itself (docs/running.md, "Limits of a config"): with its own one
+# line (WorkflowError), or, where its reader breaks, with its traceback.
+SNAKEMAKE_READER_REFUSES = {"syntax_unclosed", "syntax_tab", "syntax_bad_indent", "empty_file", "comments_only",
+                            "top_level_list", "top_level_string"}
+SNAKEMAKE_READER_BREAKS = {"nested_5000_deep", "integer_5000_digits"}
+
+
+def snakefile_answer(path: Path) -> list[str]:
+    """The problems `snakemake --configfile path` prints, computed the way the Snakefile does."""
+    from snakemake.common.configfile import load_configfile
+
+    config = copy.deepcopy(load_configfile(str(path)))   # Snakemake's reader; the workflow gets a copy
+    try:
+        ds_config.check_files([path], config, ROOT / "workflow" / "schemas" / "config.schema.yaml")
+    except ds_config.ConfigError as error:
+        return error.problems
+    return []
+
+
+def grid_answer(path: Path) -> list[str]:
+    try:
+        ds_config.check_files([path])
+    except ds_config.ConfigError as error:
+        return error.problems
+    return []
+
+
+CORPUS = [(case, change, None) for case, change, _ in CHANGES] + [(case, None, text) for case, text, _ in TEXTS]
+
+
+@pytest.mark.parametrize("change, text", [case[1:] for case in CORPUS], ids=[case[0] for case in CORPUS])
+def test_snakemake_and_grid_answer_every_corpus_config_the_same(tmp_path, monkeypatch, request, change, text):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(ds_config.SKIP_PATH_CHECKS, raising=False)
+    path = write_case(tmp_path, change) if change else tmp_path / "bad.yaml"
+    if text is not None:
+        path.write_text(text)
+    case = request.node.callspec.id
+    expected = grid_answer(path)
+    assert expected, "every corpus config is refused"
+    if case in SNAKEMAKE_READER_BREAKS:   # (seconds of recursion in Snakemake's reader: not run)
+        return
+    if case in SNAKEMAKE_READER_REFUSES:
+        from snakemake.exceptions import WorkflowError
+        with pytest.raises(WorkflowError):
+            snakefile_answer(path)
+        return
+    assert snakefile_answer(path) == expected
+
+
+def test_the_snakefile_checks_with_the_grid_function():
+    """The equality above holds for the Snakefile only while it calls check_files as snakefile_answer does."""
+    assert "ds_config.check_files(workflow.configfiles, config," in (ROOT / "workflow" / "rules" / "common.smk").read_text()
+
+
+# --- issue 26: every integer states its range ---------------------------------------------------
+
+
+def test_every_integer_of_the_schema_states_its_range():
+    def integers(node, path=""):
+        if isinstance(node, dict):
+            if node.get("type") == "integer":
+                yield path, node
+            for key, value in node.items():
+                yield from integers(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                yield from integers(value, f"{path}[{index}]")
+    found = list(integers(ds_config.load_schema()))
+    assert found
+    for path, node in found:
+        assert "minimum" in node and node.get("maximum", math.inf) <= ds_config.INT_MAX, path
+
+
+def test_every_integer_knob_states_its_range():
+    from diffsweep import data, noise, pretrained, restoration, samplers
+    registries = [data.FAMILIES, noise.SCHEDULES, noise.TRAINING_DISTRIBUTIONS, noise.LOSS_WEIGHTS,
+                  samplers.registry.SAMPLERS, restoration.registry.OPERATORS, restoration.registry.RESTORERS,
+                  pretrained.FORMATS]
+    knobs = [(f"{entry.kind} {entry.name}.{name}", knob) for registry in registries
+             for entry in registry.entries() for name, knob in entry.knobs.items() if knob.type == "int"]
+    assert len(knobs) > 20
+    for where, knob in knobs:
+        assert knob.choices or (knob.minimum is not None and knob.maximum is not None
+                                and ds_config.INT_MIN <= knob.minimum and knob.maximum <= ds_config.INT_MAX), where
+
+
+def test_the_longest_names_give_file_names_of_a_safe_length(tmp_path, monkeypatch):
+    """Names of 64 characters: run ids and shard ids (and the record files named after them) stay
+    far below the 255 bytes of a file name."""
+    from diffsweep import grid
+    long = "n" * 64
+    config = copy.deepcopy(BASE)
+    config.update(datasets={long: BASE["datasets"]["ring8"]}, models={long: {"source": "oracle"}},
+                  samplers={long: BASE["samplers"]["rw"]})
+    config["restoration"].update(models=[long], tasks={long: BASE["restoration"]["tasks"]["half"]},
+                                 restorers={long: BASE["restoration"]["restorers"]["rw_cond"]})
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(tmp_path)
+    checked = ds_config.check_files([path])
+    shards = checked.grid.shards(grid.runs_per_job(checked.config))
+    assert shards and checked.grid.restorations
+    longest = max(len(name) for name in [*shards, *checked.grid.all_runs])
+    assert longest <= 64 + 2 * (1 + grid.HASH_DIGITS)
+    assert len(f"{max(shards, key=len)}.jsonl.archive") < 128

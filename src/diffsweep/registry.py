@@ -120,8 +120,8 @@ def load_plugin(entry: str, base_dir: str | Path = ".", where: str = "plugins") 
             raise ValueError(f"{where}: module '{entry}': {_describe(error, None)}") from None
         if getattr(module, "__file__", None) is None:   # a folder on sys.path: a namespace package, no code
             del sys.modules[entry]
-            raise ValueError(f"{where}: '{entry}' is a folder, not a module or .py file (whether it imports "
-                             f"depends on the working directory)")
+            raise ValueError(f"{where}: '{entry}' is a folder, not a module or .py file (a folder imports only where "
+                             f"it happens to be on the module path)")
         return
     path = Path(entry)
     if not path.is_absolute():
