@@ -180,7 +180,78 @@ CHANGES = [
     ("study_option_bad", replace("studies.error_sources", {"score_distance": "maybe"}),   # inside `null or a mapping`
      "studies.error_sources.score_distance: 'maybe' is not allowed; allowed: true or false"),
     ("study_unknown", replace("studies.noise_ramp", {}), "studies"),
+    # --- issue 26: integers must be integers (JSON Schema counts 1.0 as one; torch does not) ---
+    ("seeds_float", replace("seeds", [1.0]), "seeds.0: 1.0 is not allowed; allowed: an integer >= 0"),
+    ("n_samples_float", replace("sampling.n_samples", 200.0), "sampling.n_samples: 200.0 is not allowed; allowed: an "
+     "integer >= 2, <= 10000000 (write 200: 200.0 is no integer)"),
+    ("n_train_float", replace("data.n_train", 500.0), "data.n_train: 500.0 is not allowed"),
+    ("steps_float", replace("samplers.rw.steps", 10.0), "samplers.rw.steps: 10.0 has the wrong type or value"),
+    ("steps_float_in_list", replace("samplers.rw.steps", [10, 20.0]), "(write 20: 20.0 is no integer)"),
+    ("preset_n_samples_float", replace("samplers.rw.n_samples", 10.0), "samplers.rw.n_samples: 10.0"),
+    ("training_steps_float", replace("models.mlp.steps", 10.0), "models.mlp.steps: 10.0"),
+    ("model_seed_float", replace("models.mlp.seed", 1.0), "models.mlp.seed: 1.0"),
+    ("n_measurements_float", replace("restoration.n_measurements", 2.0), "restoration.n_measurements: 2.0"),
+    ("restoration_seed_float", replace("restoration.seeds", [0.0]), "restoration.seeds.0: 0.0 is not allowed"),
+    ("task_images_float", replace("restoration.tasks.half.images", [0.0]), "restoration.tasks.half.images"),
+    ("keep_samples_float", replace("sampling.keep_samples", 5.0), "sampling.keep_samples: 5.0"),
+    ("data_seed_float", replace("data.seed", 3.0), "data.seed: 3.0 is not allowed"),
+    ("max_batch_float", replace("max_batch", 16.0), "max_batch: 16.0 is not allowed"),
+    ("int_knob_float", replace("samplers.rw.knobs.steps_per_level", 2.0),   # knobs refused it already
+     "samplers.rw.knobs.steps_per_level: expected int, got 2.0"),
+    # --- issue 26: every integer has a stated range, refused outside it at parse time ---
+    ("seed_2_63", replace("seeds", [2**63]), "seeds[0]: 9223372036854775808 is outside the integer range"),
+    ("seed_2_64_plus_1", replace("seeds", [0, 2**64 + 1]), "seeds[1]: 18446744073709551617 is outside"),
+    ("restoration_seed_2_63", replace("restoration.seeds", [2**63]), "restoration.seeds[0]: 9223372036854775808"),
+    ("data_seed_2_63", replace("data.seed", 2**63), "data.seed: 9223372036854775808 is outside"),
+    ("model_seed_2_63", replace("models.mlp.seed", [0, 2**63]), "models.mlp.seed[1]: 9223372036854775808"),
+    ("int_knob_400_digits", replace("samplers.rw.knobs.steps_per_level", 10**400),
+     "samplers.rw.knobs.steps_per_level: 100000000000... (401 digits) is outside the integer range"),
+    ("float_knob_400_digits", replace("samplers.rw.knobs.eps", 10**400), "samplers.rw.knobs.eps: 100000000000..."),
+    ("schedule_knob_400_digits", replace("samplers.rw.schedule_knobs.sigma_max", -10**400),
+     "samplers.rw.schedule_knobs.sigma_max: -10000000000... (401 digits)"),
+    ("lr_400_digits", replace("models.mlp.lr", 10**400), "models.mlp.lr: 100000000000..."),
+    ("max_batch_huge", replace("max_batch", 10**7), "max_batch: 10000000 is greater than the maximum of 1000000"),
+    ("dataset_knob_huge", replace("datasets.ring8.knobs.n_modes", 10**6),
+     "datasets.ring8.knobs.n_modes: 1000000 is above the maximum 10000"),
+    ("operator_knob_huge", replace("restoration.tasks.box", {"operator": "inpaint_box", "knobs": {"size": 10**6},
+                                                             "noise_std": 0.1}),
+     "restoration.tasks.box.knobs.size: 1000000 is above the maximum 4096"),
+    ("restorer_knob_huge", replace("restoration.restorers.smc", {"family": "twisted_smc", "steps": 5,
+                                                                  "knobs": {"particles": 10**7}}),
+     "restoration.restorers.smc.knobs.particles: 10000000 is above the maximum 100000"),
+    ("log_every_huge", replace("models.mlp.log_every", 10**9), "models.mlp.log_every: 1000000000 is greater"),
+    # --- issue 26: names are \A[A-Za-z0-9_]{1,64}\Z (no final line break), checked at parse time ---
+    ("sampler_name_newline", replace("samplers", {"rw\n": {"family": "ddpm", "steps": 10}}),
+     "samplers: 'rw\\n' is not a name; allowed: 1 to 64 ASCII letters, digits or _"),
+    ("model_name_newline", replace("models.oracle\n", {"source": "oracle"}), "models: 'oracle\\n' is not a name"),
+    ("dataset_name_newline", replace("datasets", {"ring8\n": {"family": "gmm"}}), "datasets: 'ring8\\n' is not"),
+    ("table_name_newline", replace("tables.ablations", {"t\n": {"rows": ["sampler"], "metric": "sliced_w2"}}),
+     "tables.ablations: 't\\n' is not a name"),
+    ("task_name_newline", replace("restoration.tasks", {"half\n": {"operator": "inpaint_random", "noise_std": 0.1}}),
+     "restoration.tasks: 'half\\n' is not a name"),
+    ("restorer_name_newline", replace("restoration.restorers", {"rw\n": {"family": "rw_conditional", "steps": 5}}),
+     "restoration.restorers: 'rw\\n' is not a name"),
+    ("model_name_300_chars", replace("models." + "m" * 300, {"source": "oracle"}), "models: 'mmmmmmmm"),
+    ("sampler_name_65_chars", replace("samplers", {"s" * 65: {"family": "ddpm", "steps": 10}}), "is not a name"),
+    ("dataset_name_empty", replace("datasets", {"": {"family": "gmm"}}), "datasets: '' is not a name"),
+    ("study_sampler_newline", replace("studies.temperature_ramp", {"samplers": ["rw\n"]}),
+     "studies.temperature_ramp.samplers.0: 'rw\\n' is not a name"),
+    # --- issue 26: lists past MAX_LIST_ITEMS are refused, not planned for minutes ---
+    ("knob_list_too_long", replace("samplers.rw.knobs.eps", [0.1] * 10_001),
+     "samplers.rw.knobs.eps: a list of 10,001 values; allowed: at most 10,000"),
+    # --- issue 26: plugins that exit, or are folders ---
+    ("plugin_sys_exit_0", plugin("import sys\nsys.exit(0)\n"),
+     "plugins[0]: " + "{tmp}/bad_plugin.py: SystemExit: it calls sys.exit(0) when imported (line 2)"),
+    ("plugin_sys_exit_1", plugin("raise SystemExit(1)\n"), "SystemExit: it calls sys.exit(1) when imported"),
+    ("plugin_folder", replace("plugins", lambda tmp: [str(_a_folder(tmp))]), "plugins[0]: file '"),
 ]
+
+
+def _a_folder(tmp_path: Path) -> Path:
+    path = tmp_path / "my_plugins"
+    path.mkdir(exist_ok=True)
+    (path / "sampler.py").write_text("")
+    return path
 
 
 def _a_file(tmp_path: Path) -> Path:
@@ -220,6 +291,18 @@ TEXTS = [
      "(YAML 1.1 reads 1e-3 as a string: write 1.0e-3)"),
     ("restoration_seed_negative", "restoration:\n  seeds: [-1]\n",
      "restoration.seeds.0: -1 is less than the minimum of 0"),
+    # --- issue 26: config files bounded: size, nesting, alias expansion, recursive aliases ---
+    ("alias_bomb", "\n".join(["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"] +
+                             [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]) + "\n",
+     "more than 100,000 values with every YAML alias expanded"),
+    ("alias_recursive", "seeds: &s [0, *s]\n", "seeds[1]: contains itself (a recursive YAML alias)"),
+    ("alias_recursive_mapping", "data: &d {seed: 0, more: *d}\n", "data.more: contains itself"),
+    ("nested_40_deep", "seeds: " + "[" * 40 + "0" + "]" * 40 + "\n", "nested deeper than 32 levels"),
+    ("nested_5000_deep", "seeds: " + "[" * 5000 + "]" * 5000 + "\n", "exceeded maximum nesting depth"),
+    ("file_too_large", "seeds: [0]\n" + "#" * 1_000_000 + "\n", "the file is larger than 1,000,000 bytes"),
+    ("integer_5000_digits", "seeds: [" + "9" * 5000 + "]\n", "a value cannot be read: Exceeds the limit"),
+    ("seed_2_63_text", "seeds: [9223372036854775808]\n", "seeds[0]: 9223372036854775808 is outside the integer"),
+    ("name_newline_text", 'samplers: {"ddpm\\n": {family: ddpm}}\n', "samplers: 'ddpm\\n' is not a name"),
 ]
 
 
@@ -254,7 +337,7 @@ def test_the_corpus_is_large():
 def test_a_bad_config_is_refused_in_one_line_naming_the_key(tmp_path, capsys, monkeypatch, change, expected):
     monkeypatch.chdir(tmp_path)          # relative paths (results, files named) start here
     monkeypatch.delenv(ds_config.SKIP_PATH_CHECKS, raising=False)
-    assert_refused(capsys, write_case(tmp_path, change), expected)
+    assert_refused(capsys, write_case(tmp_path, change), expected.replace("{tmp}", str(tmp_path)))
 
 
 @pytest.mark.parametrize("text, expected", [case[1:] for case in TEXTS], ids=[case[0] for case in TEXTS])
@@ -298,8 +381,16 @@ SNAKEMAKE_CASES = [
     ("duplicate_key", "samplers: {rw: {family: ddpm}}\nsamplers: {rw: {family: ddim}}\n",
      "line 2, column 1: samplers: duplicate key (first at line 1)"),
     ("knob_nan", yaml.safe_dump({**BASE, "samplers": {"rw": {"family": "random_walk", "knobs": {"eps": NAN}}}}),
-     "invalid config: samplers.rw.knobs.eps: nan is not allowed"),
+     "samplers.rw.knobs.eps: nan is not allowed"),
     ("results_empty", yaml.safe_dump({**BASE, "results": ""}), "invalid config: results: '' is empty"),
+]
+
+
+# --- issue 26: what Snakemake's own reader loads, before the Snakefile (a few real runs) ------------
+SNAKEMAKE_CASES += [
+    ("plugin_sys_exit", "plugins: [exit_plugin.py]\n", "SystemExit: it calls sys.exit(0) when imported"),
+    ("plugin_module_folder", "plugins: [bench]\n", "plugins[0]: 'bench' is a folder"),   # the Snakefile's folder
+    ("alias_recursive", "seeds: &s [0, *s]\n", "seeds[1]: contains itself (a recursive YAML alias)"),
 ]
 
 
@@ -308,6 +399,7 @@ SNAKEMAKE_CASES = [
                          ids=[case[0] for case in SNAKEMAKE_CASES])
 def test_snakemake_refuses_the_same_way(tmp_path, text, expected):
     (tmp_path / "bad.yaml").write_text(text)
+    (tmp_path / "exit_plugin.py").write_text("import sys\nsys.exit(0)\n")
     result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--profile", str(ROOT / "profiles" / "default"),
                              "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "--configfile", "bad.yaml"],
                             capture_output=True, text=True, cwd=tmp_path,
@@ -326,3 +418,115 @@ def test_infinity_where_the_knob_default_is_infinite(tmp_path, capsys, monkeypat
     path = write_case(tmp_path, replace("samplers.edm", {"family": "edm", "steps": 5,
                                                          "knobs": {unbounded: [10.0, INF]}}))
     assert cli.main(["grid", "--config", str(path)]) == 0, capsys.readouterr().err
+
+
+# --- issue 26: snakemake and diffsweep grid answer every config of the corpus the same way -----------
+# Snakemake reads --configfile files with its own reader before the Snakefile is parsed, and the
+# Snakefile (workflow/rules/common.smk) then calls config.check_files(workflow.configfiles, config):
+# the same function `diffsweep grid` calls, with Snakemake's reading of the file instead of ours.
+# Cases Snakemake's reader answers itself (docs/running.md, "Limits of a config"): with its own one
+# line (WorkflowError), or, where its reader breaks, with its traceback.
+SNAKEMAKE_READER_REFUSES = {"syntax_unclosed", "syntax_tab", "syntax_bad_indent", "empty_file", "comments_only",
+                            "top_level_list", "top_level_string"}
+SNAKEMAKE_READER_BREAKS = {"nested_5000_deep", "integer_5000_digits"}
+
+
+def snakefile_answer(path: Path) -> list[str]:
+    """The problems `snakemake --configfile path` prints, computed the way the Snakefile does."""
+    from snakemake.common.configfile import load_configfile
+
+    config = copy.deepcopy(load_configfile(str(path)))   # Snakemake's reader; the workflow gets a copy
+    try:
+        ds_config.check_files([path], config, ROOT / "workflow" / "schemas" / "config.schema.yaml")
+    except ds_config.ConfigError as error:
+        return error.problems
+    return []
+
+
+def grid_answer(path: Path) -> list[str]:
+    try:
+        ds_config.check_files([path])
+    except ds_config.ConfigError as error:
+        return error.problems
+    return []
+
+
+CORPUS = [(case, change, None) for case, change, _ in CHANGES] + [(case, None, text) for case, text, _ in TEXTS]
+
+
+@pytest.mark.parametrize("change, text", [case[1:] for case in CORPUS], ids=[case[0] for case in CORPUS])
+def test_snakemake_and_grid_answer_every_corpus_config_the_same(tmp_path, monkeypatch, request, change, text):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(ds_config.SKIP_PATH_CHECKS, raising=False)
+    path = write_case(tmp_path, change) if change else tmp_path / "bad.yaml"
+    if text is not None:
+        path.write_text(text)
+    case = request.node.callspec.id
+    expected = grid_answer(path)
+    assert expected, "every corpus config is refused"
+    if case in SNAKEMAKE_READER_BREAKS:   # (seconds of recursion in Snakemake's reader: not run)
+        return
+    if case in SNAKEMAKE_READER_REFUSES:
+        from snakemake.exceptions import WorkflowError
+        with pytest.raises(WorkflowError):
+            snakefile_answer(path)
+        return
+    assert snakefile_answer(path) == expected
+
+
+def test_the_snakefile_checks_with_the_grid_function():
+    """The equality above holds for the Snakefile only while it calls check_files as snakefile_answer does."""
+    assert "ds_config.check_files(workflow.configfiles, config," in (ROOT / "workflow" / "rules" / "common.smk").read_text()
+
+
+# --- issue 26: every integer states its range ---------------------------------------------------
+
+
+def test_every_integer_of_the_schema_states_its_range():
+    def integers(node, path=""):
+        if isinstance(node, dict):
+            if node.get("type") == "integer":
+                yield path, node
+            for key, value in node.items():
+                yield from integers(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                yield from integers(value, f"{path}[{index}]")
+    found = list(integers(ds_config.load_schema()))
+    assert found
+    for path, node in found:
+        assert "minimum" in node and node.get("maximum", math.inf) <= ds_config.INT_MAX, path
+
+
+def test_every_integer_knob_states_its_range():
+    from diffsweep import data, noise, pretrained, restoration, samplers
+    registries = [data.FAMILIES, noise.SCHEDULES, noise.TRAINING_DISTRIBUTIONS, noise.LOSS_WEIGHTS,
+                  samplers.registry.SAMPLERS, restoration.registry.OPERATORS, restoration.registry.RESTORERS,
+                  pretrained.FORMATS]
+    knobs = [(f"{entry.kind} {entry.name}.{name}", knob) for registry in registries
+             for entry in registry.entries() for name, knob in entry.knobs.items() if knob.type == "int"]
+    assert len(knobs) > 20
+    for where, knob in knobs:
+        assert knob.choices or (knob.minimum is not None and knob.maximum is not None
+                                and ds_config.INT_MIN <= knob.minimum and knob.maximum <= ds_config.INT_MAX), where
+
+
+def test_the_longest_names_give_file_names_of_a_safe_length(tmp_path, monkeypatch):
+    """Names of 64 characters: run ids and shard ids (and the record files named after them) stay
+    far below the 255 bytes of a file name."""
+    from diffsweep import grid
+    long = "n" * 64
+    config = copy.deepcopy(BASE)
+    config.update(datasets={long: BASE["datasets"]["ring8"]}, models={long: {"source": "oracle"}},
+                  samplers={long: BASE["samplers"]["rw"]})
+    config["restoration"].update(models=[long], tasks={long: BASE["restoration"]["tasks"]["half"]},
+                                 restorers={long: BASE["restoration"]["restorers"]["rw_cond"]})
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(tmp_path)
+    checked = ds_config.check_files([path])
+    shards = checked.grid.shards(grid.runs_per_job(checked.config))
+    assert shards and checked.grid.restorations
+    longest = max(len(name) for name in [*shards, *checked.grid.all_runs])
+    assert longest <= 64 + 2 * (1 + grid.HASH_DIGITS)
+    assert len(f"{max(shards, key=len)}.jsonl.archive") < 128

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from diffsweep.knobs import Knob
+from diffsweep.knobs import SEED_MAX, Knob
 from diffsweep.registry import Entry, Registry
 
 if TYPE_CHECKING:
@@ -433,7 +433,7 @@ def _build_blobs(count: int, resolution: int, channels: int, blobs: int, seed: i
 SPLIT_KNOBS = {
     "test_fraction": Knob("float", 0.2, "fraction of the 1797 digits held out as the test split",
                           minimum=0.0, maximum=0.9),
-    "split_seed": Knob("int", 0, "seed of the fixed train/test permutation", minimum=0),
+    "split_seed": Knob("int", 0, "seed of the fixed train/test permutation", minimum=0, maximum=SEED_MAX),
 }
 
 for _family in [
@@ -442,7 +442,7 @@ for _family in [
         description="2-D Gaussian mixture with exact noisy density, denoiser, score and sampling",
         knobs={"preset": Knob("str", "ring8", "mixture preset", choices=tuple(GMM_PRESETS)),
                "scale": Knob("float", 1.0, "multiplies means and standard deviations", minimum=1e-12),
-               "n_modes": Knob("int", 8, "ring8: number of modes", minimum=1),
+               "n_modes": Knob("int", 8, "ring8: number of modes", minimum=1, maximum=10_000),
                "radius": Knob("float", 4.0, "ring8: radius of the ring", minimum=1e-12),
                "std": Knob("float", 0.3, "ring8: standard deviation of each mode", minimum=1e-12)}),
     DatasetFamily(
@@ -453,7 +453,7 @@ for _family in [
         name="checkerboard", build=_build_checkerboard,
         description="2-D uniform density on the black squares of a board spanning [-size/2, size/2]^2; "
                     "no closed form",
-        knobs={"squares": Knob("int", 4, "squares per side", minimum=1),
+        knobs={"squares": Knob("int", 4, "squares per side", minimum=1, maximum=1000),
                "size": Knob("float", 8.0, "side length of the board", minimum=1e-12)}),
     DatasetFamily(
         name="digits", build=_build_digits, image=True,
@@ -466,19 +466,19 @@ for _family in [
         name="digits_gmm", build=_build_digits_gmm, analytic=True, image=True, fitted=True,
         description="a Gaussian mixture (full covariances) fitted to the digits' training split: an analytic "
                     "64-D image prior with exact denoiser and sampling",
-        knobs={"components": Knob("int", 10, "mixture components", minimum=1),
+        knobs={"components": Knob("int", 10, "mixture components", minimum=1, maximum=1000),
                "reg_covar": Knob("float", 1e-3, "ridge added to each fitted covariance", minimum=0.0),
                **SPLIT_KNOBS,
-               "fit_seed": Knob("int", 0, "seed of sklearn's EM initialisation", minimum=0)}),
+               "fit_seed": Knob("int", 0, "seed of sklearn's EM initialisation", minimum=0, maximum=2**32 - 1)}),
     DatasetFamily(
         name="blobs", build=_build_blobs, image=True,
         description="synthetic smooth images (soft coloured ellipses on a colour gradient) made from a "
                     "seed: small image data for the pretrained networks' tests and config/paper_tiny.yaml",
-        knobs={"count": Knob("int", 64, "images in the pool the dataset draws from", minimum=1),
-               "resolution": Knob("int", 32, "side of the square images", minimum=4),
+        knobs={"count": Knob("int", 64, "images in the pool the dataset draws from", minimum=1, maximum=1_000_000),
+               "resolution": Knob("int", 32, "side of the square images", minimum=4, maximum=4096),
                "channels": Knob("int", 3, "1 (grey) or 3 (RGB)", choices=(1, 3)),
-               "blobs": Knob("int", 3, "ellipses per image", minimum=0),
-               "seed": Knob("int", 0, "seed of the drawing", minimum=0)}),
+               "blobs": Knob("int", 3, "ellipses per image", minimum=0, maximum=1000),
+               "seed": Knob("int", 0, "seed of the drawing", minimum=0, maximum=SEED_MAX)}),
     DatasetFamily(
         name="images", build=_build_images, image=True,
         description="a user's image folder (png/jpg, recursive) or .npz, centre-cropped and resized; e.g. FFHQ "
@@ -486,11 +486,11 @@ for _family in [
         required=("path",), check=lambda path, **_: check_image_source(path),
         knobs={"path": Knob("str", "", "a folder of png/jpg images (searched recursively) or an .npz file"),
                "resolution": Knob("int", 64, "side of the square images after resizing; 0: the images' own "
-                                  "side, nothing resized (all of one size, square or centre-cropped)", minimum=0),
+                                  "side, nothing resized (all of one size, square or centre-cropped)", minimum=0, maximum=4096),
                "channels": Knob("int", 3, "1 (grey) or 3 (RGB)", choices=(1, 3)),
                "crop": Knob("str", "center", "centre-crop to a square before resizing, or resize as is",
                             choices=("center", "none")),
-               "limit": Knob("int", 0, "use only the first N images in sorted order (0: all)", minimum=0)}),
+               "limit": Knob("int", 0, "use only the first N images in sorted order (0: all)", minimum=0, maximum=10_000_000)}),
 ]:
     FAMILIES.add(_family)
 

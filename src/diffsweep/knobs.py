@@ -11,6 +11,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+# The largest seed a knob or the config takes: the tables store 64-bit integers (torch takes seeds
+# up to 2^64 - 1, a manifest column of a larger one would be uint64, which no table reads back).
+SEED_MAX = 2**63 - 1
+
 KNOB_TYPES = {"float": (int, float), "int": (int,), "bool": (bool,), "str": (str,)}
 
 # What YAML 1.1 (PyYAML) reads as a string although it looks like a number: `1e-3`, `5E+2` (no dot).

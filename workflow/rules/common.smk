@@ -10,16 +10,17 @@ from diffsweep import runs as ds_runs
 from diffsweep import tables as ds_tables
 from snakemake.exceptions import WorkflowError
 
-# One validation, the same as `diffsweep grid`'s (diffsweep.config.check): the config files
-# re-read strictly (Snakemake's reader keeps the last of two equal keys), the schema's defaults
-# filled and checked, the grid built (families, knobs, schedules, dataset parameters), the
-# results folder, the declared ablation tables, heatmaps and plotted metrics, and the files the
-# config names, before any job runs. Every problem is one line naming the key.
+# One validation, the same function as `diffsweep grid`'s (diffsweep.config.check_files): the
+# config files re-read strictly (Snakemake's reader keeps the last of two equal keys and has no
+# size, depth or alias limits), the schema's defaults filled and checked, the grid built
+# (families, knobs, schedules, dataset parameters), the results folder, the declared ablation
+# tables, heatmaps and plotted metrics, and the files the config names, before any job runs.
+# Every problem is one line naming the key. Snakemake reads the --configfile files before this
+# file is parsed: a folder, /dev/zero or lists nested ~1000 deep fail in its reader, with its
+# traceback (docs/running.md, "Limits of a config").
 try:
-    for _configfile in workflow.configfiles:
-        if os.path.isfile(_configfile):
-            ds_config.read_yaml(_configfile)
-    CHECKED = ds_config.check(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
+    CHECKED = ds_config.check_files(workflow.configfiles, config,
+                                    os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
 except ds_config.ConfigError as error:
     raise WorkflowError(str(error)) from None
 config.update(CHECKED.config)
