@@ -180,7 +180,34 @@ CHANGES = [
     ("study_option_bad", replace("studies.error_sources", {"score_distance": "maybe"}),   # inside `null or a mapping`
      "studies.error_sources.score_distance: 'maybe' is not allowed; allowed: true or false"),
     ("study_unknown", replace("studies.noise_ramp", {}), "studies"),
+    # --- issue 26, results folders: a path value the jobs could not use, refused at parse time naming `results`
+    ("results_symlink_loop", replace("results", lambda tmp: _a_link(tmp, "loop", "loop")),
+     "results: 'loop' cannot be resolved"),
+    ("results_inside_a_symlink_loop", replace("results", lambda tmp: _a_link(tmp, "loop", "loop") + "/sweep"),
+     "results: 'loop/sweep' cannot be resolved"),
+    ("results_dangling_link", replace("results", lambda tmp: _a_link(tmp, "gone", "nowhere")),
+     "results: 'gone': 'gone' is a symbolic link to 'nowhere', which does not exist"),
+    ("results_under_a_dangling_link", replace("results", lambda tmp: _a_link(tmp, "gone", "nowhere") + "/sweep"),
+     "results: 'gone/sweep': 'gone' is a symbolic link to 'nowhere'"),
+    ("results_proc_self", replace("results", "/proc/self"), "results: '/proc/self' is not writable"),
+    ("results_under_proc", replace("results", "/proc/self/sweep"),
+     "results: '/proc/self/sweep' (its nearest existing folder '/proc/self') is not writable"),
+    ("results_under_a_file", replace("results", lambda tmp: str(_a_file(tmp)) + "/sweep"),
+     "results.txt' is a file, so no folder can be made in it"),
+    ("results_line_break", replace("results", "results\n"), "results: 'results\\n' holds a control character"),
+    ("results_inner_line_break", replace("results", "res\nults"), "results: 'res\\nults' holds a control character"),
+    ("results_nul_byte", replace("results", "res\x00ults"), "results: 'res\\x00ults' holds a control character"),
+    ("results_tab", replace("results", "res\tults"), "holds a control character"),
+    ("results_unknown_user", replace("results", "~nosuchuser_diffsweep/results"),
+     "results: '~nosuchuser_diffsweep/results' names no user's home folder"),
+    ("results_name_too_long", replace("results", "r" * 300), "has a component longer than 255 bytes"),
 ]
+
+
+def _a_link(tmp_path: Path, name: str, target: str) -> str:
+    """A symbolic link `name` -> `target` in tmp_path (the working directory of the case)."""
+    (tmp_path / name).symlink_to(target)
+    return name
 
 
 def _a_file(tmp_path: Path) -> Path:
