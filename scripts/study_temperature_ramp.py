@@ -2,7 +2,6 @@
 # the figure, with each dataset's floor of two independent exact sample sets (sliced_w2 only).
 from pathlib import Path
 
-import pandas as pd
 
 from diffsweep import io, jobs, plots
 from diffsweep.logs import setup_logging
@@ -10,7 +9,7 @@ from diffsweep.tables import studies
 
 setup_logging(snakemake.log[0])
 options = snakemake.params.options
-table = pd.read_parquet(snakemake.input.table)
+table = io.read_parquet(snakemake.input.table)
 summary = studies.ramp_summary(table, options["metric"], options["samplers"])
 floors = {}
 if options["metric"] == "sliced_w2":

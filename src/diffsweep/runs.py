@@ -85,7 +85,7 @@ def check_layout(results) -> None:
     """Refuse a results folder written by an older layout (its run ids and files differ)."""
     results = Path(results)
     marker = results / "layout.json"
-    version = io.read_json(marker).get("version") if marker.exists() else None
+    version = layout_version(marker) if marker.exists() else None
     # run files only: Snakemake makes shards/ for a job's marker before the job writes layout.json,
     # and a job that parses meanwhile (on a cluster) must not take that for an old layout
     has_runs = any((results / folder).is_dir() for folder in ("runs", "restorations", "records"))
@@ -94,6 +94,27 @@ def check_layout(results) -> None:
     found = f"layout version {version}" if version is not None else "an older layout (no layout.json)"
     raise ValueError(f"results: '{results}' holds runs of {found}, this diffsweep writes layout version "
                      f"{LAYOUT_VERSION}; move the folder aside or set `results:` to another folder")
+
+
+def layout_version(marker: Path) -> int:
+    """The version a results folder's layout.json names; a file that is not `{"version": N}` is
+    refused in one line naming it (ValueError)."""
+    try:
+        content = io.read_json(marker)
+    except io.UnreadableFile as error:
+        content, problem = None, str(error)
+    else:
+        problem = f"{marker}: holds {_short(content)}"
+    version = content.get("version") if isinstance(content, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version >= 1:
+        return version
+    raise ValueError(f"results: {problem}, not a layout marker such as {{\"version\": {LAYOUT_VERSION}}}; write "
+                     f"that into it if this diffsweep wrote the folder, else move the folder aside")
+
+
+def _short(value, limit: int = 60) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def mark_layout(results) -> None:
