@@ -19,7 +19,7 @@ if options["metric"] == "sliced_w2":
         if spec["name"] not in set(summary["dataset"]):
             continue
         data_dir = Path(snakemake.output.csv).parents[1] / "data" / spec["id"]
-        reference = io.read_arrays(data_dir / "reference.npz")["x"]
+        reference = io.read_sample_set(data_dir / "reference.npz")
         n_samples = int(sizes.get(spec["name"], snakemake.params.n_samples))
         floors[spec["name"]], _ = studies.exact_floor(jobs.build_dataset(spec, data_dir), reference, n_samples,
                                                       snakemake.params.seeds, snakemake.params.n_projections)

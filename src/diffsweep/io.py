@@ -117,6 +117,25 @@ def read_arrays(path) -> dict:
         raise unreadable(path, "an .npz file of arrays", error) from None
 
 
+def read_sample_set(path):
+    """The samples `x` of a data set file the workflow drew (train.npz, reference.npz): an array
+    of at least one finite sample; anything else raises UnreadableFile naming the file (a
+    damaged or edited file would make every run that reads it fail without saying why)."""
+    import numpy as np
+
+    arrays = read_arrays(path)
+    x = arrays.get("x")
+    if x is None or not np.issubdtype(x.dtype, np.floating) or x.ndim < 2 or len(x) == 0:
+        found = f"an array x of {x.dtype} and shape {x.shape}" if x is not None else f"arrays {sorted(arrays) or 'none'}"
+        raise UnreadableFile(f"{path}: holds {found}, not samples (x: floats, one row per sample); delete it to "
+                             f"draw the data set again")
+    bad = int((~np.isfinite(x.reshape(len(x), -1)).all(axis=1)).sum())
+    if bad:
+        raise UnreadableFile(f"{path}: {bad} of {len(x)} samples hold NaN or infinite values; delete it to draw "
+                             f"the data set again")
+    return x
+
+
 def write_parquet(path, frame) -> None:
     """A DataFrame as Parquet. Its `attrs` (a table's `param_columns`) travel in the file's
     metadata (pandas >= 2.1 writes them under the key PANDAS_ATTRS); read_parquet restores them."""

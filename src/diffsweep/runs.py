@@ -573,7 +573,7 @@ def start_job(kind: str, model: dict, reference_path, checkpoint_path, results, 
     dataset = jobs.build_dataset(model["data"], data_dir)
     jobs.check_network_fits(model, dataset.shape)     # before a large checkpoint is read
     denoiser, dtype = jobs.load_denoiser(model, checkpoint_path, device, data_dir, max_batch)
-    reference = torch.from_numpy(io.read_arrays(reference_path)["x"])
+    reference = torch.from_numpy(io.read_sample_set(reference_path))
     fidelity = None
     if fidelity_records:
         from diffsweep.fidelity import FidelityEvaluator
