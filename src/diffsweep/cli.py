@@ -324,8 +324,8 @@ def command_forget(args) -> int:
             problem = str(error)
         else:
             if unknown:
-                problem = (f"no record of run {unknown[0]}{f' (and {len(unknown) - 1} more)' if len(unknown) > 1 else ''}"
-                           f" under {runs.records_folder(args.results)}; nothing deleted")
+                more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+                problem = f"no record of run {unknown[0]}{more} under {runs.records_folder(args.results)}; nothing deleted"
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2

@@ -126,7 +126,7 @@ def read_sample_set(path):
     arrays = read_arrays(path)
     x = arrays.get("x")
     if x is None or not np.issubdtype(x.dtype, np.floating) or x.ndim < 2 or len(x) == 0:
-        found = f"an array x of {x.dtype} and shape {x.shape}" if x is not None else f"arrays {sorted(arrays) or 'none'}"
+        found = f"an array x of {x.dtype} and shape {x.shape}" if x is not None else f"arrays {sorted(arrays)}"
         raise UnreadableFile(f"{path}: holds {found}, not samples (x: floats, one row per sample); delete it to "
                              f"draw the data set again")
     bad = int((~np.isfinite(x.reshape(len(x), -1)).all(axis=1)).sum())
@@ -146,6 +146,9 @@ def write_parquet(path, frame) -> None:
 def read_parquet(path):
     """A Parquet table with the attrs it was written with (`frame.attrs["param_columns"]`)."""
     import pandas as pd
+    if not Path(path).is_file():    # pyarrow would read a folder as a dataset of its files
+        why = "not a file" if Path(path).exists() else "missing"
+        raise UnreadableFile(f"{path}: cannot be read as a Parquet table ({why})")
     try:
         return pd.read_parquet(path)
     except Exception as error:   # OSError, pyarrow's ArrowInvalid, ...
