@@ -55,6 +55,15 @@ def plugin(text: str):
     return change
 
 
+def layout(text: str | None):
+    """A change writing `text` into results/layout.json of the working directory (None: a folder there)."""
+    def change(config, tmp_path):
+        marker = tmp_path / "results" / "layout.json"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.mkdir() if text is None else marker.write_text(text)
+    return change
+
+
 # (case id, change to BASE, text the message must contain: the key path, and what identifies the problem)
 CHANGES = [
     # non-finite numbers anywhere
@@ -201,6 +210,20 @@ CHANGES = [
     ("results_unknown_user", replace("results", "~nosuchuser_diffsweep/results"),
      "results: '~nosuchuser_diffsweep/results' names no user's home folder"),
     ("results_name_too_long", replace("results", "r" * 300), "has a component longer than 255 bytes"),
+    ("results_layout_a_list", layout("[3]"), "results: results/layout.json: holds [3], not a layout marker"),
+    ("results_layout_truncated", layout('{"version": 3'),
+     "results: results/layout.json: cannot be read as JSON (JSONDecodeError"),
+    ("results_layout_version_text", layout('{"version": "3"}'), "results/layout.json: holds {\"version\": \"3\"}"),
+    ("results_layout_a_folder", layout(None), "results/layout.json: cannot be read as JSON (IsADirectoryError"),
+    # --- issue 26, data: an images path whose search would walk a whole filesystem, or is no folder or file
+    ("images_path_root", replace("datasets.faces", {"family": "images", "knobs": {"path": "/"}}),
+     "datasets.faces.knobs.path: folder '/' holds '/"),
+    ("images_path_proc", replace("datasets.faces", {"family": "images", "knobs": {"path": "/proc"}}),
+     "datasets.faces.knobs.path: '/proc' is under /proc, a kernel filesystem"),
+    ("images_path_sys", replace("datasets.faces", {"family": "images", "knobs": {"path": "/sys/kernel"}}),
+     "datasets.faces.knobs.path: '/sys/kernel' is under /sys"),
+    ("images_path_a_device", replace("datasets.faces", {"family": "images", "knobs": {"path": "/dev/null"}}),
+     "datasets.faces.knobs.path: '/dev/null' is neither a folder nor a file"),
 ]
 
 

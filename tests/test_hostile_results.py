@@ -271,3 +271,17 @@ def test_the_sample_figure_survives_a_damaged_reference_and_non_finite_or_malfor
     plots.sample_grid(table, "ring8", results, reference, out, rank_by="sliced_w2")
     assert all(path.stat().st_size > 0 for path in out)
     plots.sample_grid(table, "ring8", results, np.full((3, 2), np.nan), out)       # no finite reference row at all
+
+
+# --- the results folder a config names ---------------------------------------------------------
+
+def test_a_results_folder_under_home_is_expanded_once_for_the_check_and_the_jobs(tmp_path, monkeypatch):
+    """`~/x` was checked with `~` expanded but written to a folder literally named `~`."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    monkeypatch.chdir(tmp_path)
+    checked = config.check({"datasets": {"ring8": {"family": "gmm", "knobs": {"preset": "ring8"}}},
+                            "models": {"oracle": {"source": "oracle"}},
+                            "samplers": {"rw": {"family": "random_walk", "steps": 3}}, "results": "~/sweep"})
+    assert checked.config["results"] == str(tmp_path / "home" / "sweep")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"] and not any((tmp_path / "home").iterdir())
