@@ -66,7 +66,6 @@ HOSTILE = [
     ("archive_climbs", lambda r: r.update(archive="../../elsewhere.archive"), "is not the name of an archive"),
     ("archive_not_an_archive", lambda r: r.update(archive="x.jsonl"), "is not the name of an archive"),
     ("run_id_climbs", lambda r: r.update(run_id="../../" + RUN), "is not a run id"),
-    ("run_id_not_text", lambda r: r.update(run_id=["x"]), None),   # no run named: the line is ignored
     ("files_a_list", lambda r: r.update(files=["samples.npz"]), "files of the wrong type"),
     ("metrics_a_list", lambda r: r.update(metrics=[1, 2]), "metrics of the wrong type"),
     ("row_a_number", lambda r: r.update(row=3), "row of the wrong type"),
@@ -84,10 +83,9 @@ def test_a_hostile_record_is_corrupt_and_nothing_is_written_outside_the_output_f
     path = rewrite(results, change)
     states = runs.index(results)
     assert RUN not in runs.done_runs(results, [RUN], states)
-    if expected is not None:     # the run the line names is corrupt (recomputed), the problem named
-        named = json.loads(path.read_text().splitlines()[0])["run_id"]
-        status, _, problem = runs.run_state(results, named, states)
-        assert status == "corrupt" and problem.startswith(f"{path} line 1: ") and expected in problem, problem
+    named = json.loads(path.read_text().splitlines()[0])["run_id"]     # that run is corrupt (recomputed)
+    status, _, problem = runs.run_state(results, named, states)
+    assert status == "corrupt" and problem.startswith(f"{path} line 1: ") and expected in problem, problem
     out = tmp_path / "work" / "deep" / "x"
     code, err = cli_error(capsys, ["extract", RUN, "--results", str(results), "--out", str(out)])
     assert code != 0 and len(err.strip().splitlines()) == 1 and str(path) in err or "no record" in err, err
