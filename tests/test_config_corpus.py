@@ -350,6 +350,9 @@ SNAKEMAKE_CASES = [
     ("knob_nan", yaml.safe_dump({**BASE, "samplers": {"rw": {"family": "random_walk", "knobs": {"eps": NAN}}}}),
      "invalid config: samplers.rw.knobs.eps: nan is not allowed"),
     ("results_empty", yaml.safe_dump({**BASE, "results": ""}), "invalid config: results: '' is empty"),
+    # issue 26: a results path the jobs cannot use (here a NUL byte) is refused by the Snakefile's check, naming it
+    ("results_nul_byte", yaml.safe_dump({**BASE, "results": "res\x00ults"}),
+     "invalid config: results: 'res\\x00ults' holds a control character"),
 ]
 
 

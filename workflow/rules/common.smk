@@ -34,7 +34,7 @@ RUNS = GRID.all_runs
 # their statuses are kept (memory at 100k runs).
 try:
     STATES = ds_runs.index(RESULTS, keep=())
-except ds_io.UnreadableFile as error:   # a records/ or record file that is no file: one line naming it
+except ds_io.UnreadableFile as error:   # a record file (or the records folder) that cannot be read: one line
     raise WorkflowError(str(error)) from None
 DONE = ds_runs.done_runs(RESULTS, RUNS, STATES)
 # Every run is in one shard whatever is done (a job re-parsing this file while other shards finish
