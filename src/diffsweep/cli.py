@@ -343,7 +343,11 @@ def command_costs(args) -> int:
         return 2
     cfg, grid = loaded
     shards = grid.shards(ds_grid.runs_per_job(cfg))
-    measured = packing.measured_run_seconds(grid, shards, args.benchmarks)
+    try:
+        measured = packing.measured_run_seconds(grid, shards, args.benchmarks)
+    except ValueError as error:    # io.UnreadableFile: a damaged benchmark file, named
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if not measured:
         print(f"error: no benchmark of this config's {len(shards)} shard jobs in {args.benchmarks}/ (run the sweep "
               f"first, from this working directory)", file=sys.stderr)
