@@ -249,7 +249,12 @@ def command_status(args) -> int:
     if loaded is None:
         return 2
     cfg, grid = loaded
-    status = sweep_status(grid, cfg["results"], cfg)
+    from diffsweep import io
+    try:
+        status = sweep_status(grid, cfg["results"], cfg)
+    except io.UnreadableFile as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(status, indent=2))
     else:
@@ -257,16 +262,48 @@ def command_status(args) -> int:
     return 0
 
 
-def command_extract(args) -> int:
-    """The files runs stored (in their shard's archive) written to OUT/<run_id>/."""
+def results_problem(results, run_ids) -> str | None:
+    """Why `--results` and RUN_IDs cannot be used by extract and forget (None if they can): the
+    folder must exist and be a results folder of this layout, each RUN_ID a run id."""
     from diffsweep import runs
 
-    states = runs.index(args.results, only=set(args.run_ids))
+    folder = Path(results)
+    if not folder.is_dir():
+        return f"--results: '{results}' {'is not a folder' if folder.exists() else 'does not exist'}"
+    try:
+        runs.check_layout(folder)
+    except ValueError as error:
+        return f"--{error}"
+    bad = [run_id for run_id in run_ids if not runs.RUN_ID.fullmatch(run_id)]
+    if bad:
+        return f"RUN_ID {bad[0]!r} is not a run id (<preset>-<16 hex digits>, as `diffsweep grid` lists them)"
+    return None
+
+
+def command_extract(args) -> int:
+    """The files runs stored (in their shard's archive) written to OUT/<run_id>/."""
+    from diffsweep import io, runs
+
+    problem = results_problem(args.results, args.run_ids)
+    if problem is None and Path(args.out).exists() and not Path(args.out).is_dir():
+        problem = f"--out: '{args.out}' is an existing file; allowed: a folder (existing or not)"
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        states = runs.index(args.results, only=set(args.run_ids))
+    except io.UnreadableFile as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     for run_id in args.run_ids:
         try:
             written = runs.extract(args.results, run_id, Path(args.out) / run_id, states)
         except (FileNotFoundError, runs.CorruptRecord) as error:
             print(f"error: {error}", file=sys.stderr)
+            return 1
+        except OSError as error:
+            print(f"error: --out: cannot write the files of run {run_id} to '{Path(args.out) / run_id}' "
+                  f"({error.strerror or error})", file=sys.stderr)
             return 1
         status = states[run_id].status
         print(f"{run_id} ({status}): " + (", ".join(map(str, written)) or "no files stored (keep_samples: none)"))
@@ -274,10 +311,24 @@ def command_extract(args) -> int:
 
 
 def command_forget(args) -> int:
-    """Delete runs' record lines: the next invocation recomputes them."""
-    from diffsweep import runs
+    """Delete runs' record lines: the next invocation recomputes them. Every RUN_ID must have a
+    record, else nothing is deleted."""
+    from diffsweep import io, runs
 
-    deleted = runs.forget(args.results, args.run_ids)
+    problem = results_problem(args.results, args.run_ids)
+    if problem is None:
+        try:
+            unknown = sorted(set(args.run_ids) - set(runs.index(args.results, only=set(args.run_ids))))
+            deleted = 0 if unknown else runs.forget(args.results, args.run_ids)
+        except io.UnreadableFile as error:
+            problem = str(error)
+        else:
+            if unknown:
+                more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+                problem = f"no record of run {unknown[0]}{more} under {runs.records_folder(args.results)}; nothing deleted"
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     print(f"deleted {deleted} record line(s) of {len(args.run_ids)} run(s) under {args.results}/records; "
           f"the next invocation recomputes them")
     return 0
@@ -292,7 +343,11 @@ def command_costs(args) -> int:
         return 2
     cfg, grid = loaded
     shards = grid.shards(ds_grid.runs_per_job(cfg))
-    measured = packing.measured_run_seconds(grid, shards, args.benchmarks)
+    try:
+        measured = packing.measured_run_seconds(grid, shards, args.benchmarks)
+    except ValueError as error:    # io.UnreadableFile: a damaged benchmark file, named
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if not measured:
         print(f"error: no benchmark of this config's {len(shards)} shard jobs in {args.benchmarks}/ (run the sweep "
               f"first, from this working directory)", file=sys.stderr)
@@ -327,19 +382,20 @@ def parse_filters(items) -> dict:
 
 
 def command_table(args) -> int:
-    import pandas as pd
-
-    from diffsweep import tables
+    from diffsweep import io, tables
 
     def fail(message: str) -> int:
         print(f"error: {message}", file=sys.stderr)
         return 2
 
     path = args.table
+    if not Path(path).is_file():
+        return fail(f"'{path}' {'is not a file' if Path(path).exists() else 'does not exist'}; allowed: a Parquet "
+                    f"table such as results/tables/generation.parquet")
     try:
-        frame = pd.read_parquet(path)
-    except (OSError, ValueError) as error:
-        return fail(f"cannot read the Parquet table '{path}': {error}")
+        frame = io.read_parquet(path)
+    except io.UnreadableFile as error:
+        return fail(str(error))
     try:
         format(1.5, args.number_format)
     except ValueError:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
+from diffsweep import io
 from diffsweep.tables.rows import PARAM_COLUMNS, kind
 
 RECORD_COLUMNS = ["status", "nfe", "wall_s", "device", "finished"]
@@ -49,7 +49,7 @@ def with_model_metrics(generation, record_paths):
     """Per-model evaluations (likelihood.json) joined onto every run of that model, as model_<key> columns."""
     rows = []
     for path in record_paths:
-        record = json.loads(Path(path).read_text())
+        record = io.read_json(path)
         rows.append({"model_id": record.pop("model_id"), **{f"model_{k}": v for k, v in record.items()}})
     if not rows:
         return generation
@@ -61,7 +61,7 @@ def with_model_metrics(generation, record_paths):
 def training_table(log_paths):
     import pandas as pd
 
-    frames = [pd.read_parquet(path) for path in log_paths]
+    frames = [io.read_parquet(path) for path in log_paths]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["model_id", "step", "loss"])
 
 
