@@ -44,7 +44,7 @@ ORDERS = {  # name -> (family, knobs, expected slope of log error against log le
     "dpmpp_sde_eta0": ("dpmpp_sde", {"eta": 0.0}, 2, (16, 32, 64)),
     "dpmpp_2m_sde_heun_eta0": ("dpmpp_2m_sde", {"eta": 0.0, "solver_type": "heun"}, 2, LEVELS),
     # k-diffusion's (3M) weighs the second difference by half its exact integral (dpm_sde.py): order 2;
-    # the exact weight gives order 3 (about 3.2 here and 3.0-3.2 on the other mixtures: docs/samplers.md)
+    # the exact weight gives order 3 (3.3 here; 3.0-3.2 against a finer reference: docs/samplers.md)
     "dpmpp_3m_sde_eta0": ("dpmpp_3m_sde", {"eta": 0.0}, 2, ASYMPTOTIC),
     "dpmpp_3m_sde_exact_eta0": ("dpmpp_3m_sde", {"eta": 0.0, "second_difference": "exact"}, 3, ASYMPTOTIC),
     # Multistep methods start with lower orders (as k-diffusion and diffusers do); the local error of
