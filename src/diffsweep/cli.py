@@ -114,22 +114,29 @@ def command_list(args) -> int:
 
 
 def command_grid(args) -> int:
-    from diffsweep import config
+    from diffsweep import config, grid as ds_grid
 
     try:
         _, grid = config.load(args.config)
     except config.ConfigError as error:   # one line per problem, each naming the file and key
         print(error, file=sys.stderr)
         return 2
-    rows = grid.manifest_rows()
+    rows = {kind: grid.manifest_rows(kind) for kind in ds_grid.PRESET_COLUMNS}   # every kind of run
+    counts = {kind: len(kind_rows) for kind, kind_rows in rows.items()}
     if args.json:
-        print(json.dumps({"runs": rows, "excluded": grid.excluded}, indent=2, default=str))
+        print(json.dumps({"runs": [{"kind": kind, **row} for kind, kind_rows in rows.items() for row in kind_rows],
+                          "counts": counts, "excluded": grid.excluded}, indent=2, default=str))
         return 0
-    print(f"{len(rows)} runs, {len(grid.models)} score sources ({len(grid.trained_models())} trained), "
-          f"{len(grid.datasets)} datasets")
-    for row in rows:
-        print(f"  {row['run_id']:<28} {row['dataset']:<14} {row['model']:<12} {row['sampler_family']:<12} "
-              f"{row['schedule']:<14} K={row['steps']}")
+    print(f"{sum(counts.values())} runs ({', '.join(f'{count} {kind}' for kind, count in counts.items())}), "
+          f"{len(grid.models)} score sources ({len(grid.trained_models())} trained), {len(grid.datasets)} datasets")
+    for kind, kind_rows in rows.items():
+        if kind_rows:
+            print(f"{kind} runs ({len(kind_rows)}):")
+        family = ds_grid.PRESET_COLUMNS[kind][1]
+        for row in kind_rows:
+            task = f"{row['task']:<14} " if kind == "restoration" else ""
+            print(f"  {row['run_id']:<28} {row['dataset']:<14} {row['model']:<12} {task}{row[family]:<14} "
+                  f"{row['schedule']:<14} K={row['steps']}")
     for reason in grid.excluded:
         print(f"  skipped: {reason}")
     return 0
@@ -383,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--config", metavar="FILE", help="also list what the config's plugins register")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(func=command_list)
-    grid = sub.add_parser("grid", help="the runs a config expands to")
+    grid = sub.add_parser("grid", help="the runs a config expands to, of every kind (generation, restoration), "
+                                       "with the count of each")
     grid.add_argument("--config", required=True, help="a config YAML file")
     grid.add_argument("--json", action="store_true", help="machine-readable output")
     grid.set_defaults(func=command_grid)
