@@ -9,6 +9,7 @@
     diffsweep table PARQUET --rows COLS [--cols COLS] --metric COL [--filter COL=V[,V...]]...
                     [--format markdown|latex|csv|html] [--agg mean_std|mean|median|min|max]
                     [--better auto|lower|higher|none] [--pool error|best|mean] [--number-format .3g]
+    diffsweep profile install NAME [--dir DIR]
 """
 
 from __future__ import annotations
@@ -381,6 +382,20 @@ def command_table(args) -> int:
     return 0
 
 
+def command_profile(args) -> int:
+    """Link a profile of the repository into the user's Snakemake config folder (`--profile NAME`)."""
+    from diffsweep import profiles
+
+    try:
+        link, made = profiles.install(args.name, Path(args.dir) if args.dir else None)
+    except (profiles.ProfileError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{'installed' if made else 'already installed'}: {link} -> {link.resolve()}; "
+          f"`snakemake --profile {args.name}` uses it from any directory")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffsweep", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -445,6 +460,16 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--number-format", default=".3g", metavar="SPEC", help="Python number format (default .3g)")
     table.add_argument("--caption", help="caption (LaTeX: wraps the tabular in a table float)")
     table.set_defaults(func=command_table)
+    profile = sub.add_parser("profile", help="install a Snakemake profile of this repository (profiles/) so that "
+                                             "`snakemake --profile NAME` finds it")
+    profile_sub = profile.add_subparsers(dest="action", required=True)
+    install = profile_sub.add_parser("install", help="link profiles/NAME into the user's Snakemake config folder "
+                                                     "(once; a link already there is kept, another profile of that "
+                                                     "name is left alone and refused)")
+    install.add_argument("name", metavar="NAME", help="the profile: slurm or default (a folder of profiles/)")
+    install.add_argument("--dir", metavar="DIR", help="install into DIR instead (default: Snakemake's user config "
+                                                      "folder, $XDG_CONFIG_HOME/snakemake or ~/.config/snakemake)")
+    install.set_defaults(func=command_profile)
     return parser
 
 
