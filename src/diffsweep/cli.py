@@ -440,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
         "table", help="a pivot of a Parquet results table (seeds aggregated, best per column marked)",
         description="Print a pivot of a Parquet table: cells aggregate a metric over seeds, the best value per "
                     "column is marked. Example: diffsweep table results/tables/generation.parquet --rows sampler "
-                    "--cols steps --metric sliced_w2 --filter dataset=ring8 --filter model=oracle")
+                    "--cols steps --metric sliced_w2 --filter dataset=ring8 --filter model=oracle --pool best")
     table.add_argument("table", help="a Parquet table (results/tables/generation.parquet, ...)")
     table.add_argument("--rows", action="append", required=True, metavar="COLS",
                        help="row columns (comma-separated or repeated)")
