@@ -86,6 +86,8 @@ def test_a_dangling_link_is_replaced_and_unknown_names_are_refused(user_config, 
         assert cli.main(["profile", "install", name]) == 2
         assert "profiles there: default, slurm" in capsys.readouterr().err
     assert sorted(os.listdir(user_config)) == ["slurm"]
+    with pytest.raises(profiles.ProfileError, match="not installed from a checkout"):   # a non-editable install
+        profiles.install("slurm", source_dir=tmp_path / "site-packages" / "profiles")
 
 
 def test_the_site_folder_is_not_touched_and_dir_installs_elsewhere(user_config, tmp_path, root):

@@ -41,6 +41,9 @@ def install(name: str, target_dir: Path | None = None, source_dir: Path = PROFIL
     is kept (idempotent). Anything else of that name (another profile, a link elsewhere) is left
     alone: ProfileError. A dangling link (a moved or deleted checkout) is no profile and is replaced."""
     source = source_dir / name
+    if not source_dir.is_dir():
+        raise ProfileError(f"no profiles folder at {source_dir}: diffsweep is not installed from a checkout of the "
+                           f"repository (pip install -e .)")
     if name in ("", ".", "..") or os.sep in name or not (source / "config.yaml").is_file():
         names = ", ".join(available(source_dir)) or "none"
         raise ProfileError(f"no profile '{name}' in {source_dir} (profiles there: {names})")
