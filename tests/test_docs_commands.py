@@ -112,6 +112,7 @@ def run_cli(argv, folder, monkeypatch, capsys) -> None:
     assert code == 0, f"diffsweep {shlex.join(argv)} in {folder} exited {code}:\n{output.err[-2000:]}"
 
 
+@pytest.mark.workflow      # the smoke run
 @pytest.mark.parametrize("where, env, command", COMMANDS, ids=[where for where, _, _ in COMMANDS])
 def test_a_documented_command_runs_as_written(where, env, command, smoke_run, default_grid, tmp_path, monkeypatch,
                                               capsys):
@@ -130,6 +131,7 @@ def test_a_documented_command_runs_as_written(where, env, command, smoke_run, de
             run_cli(argv, default_grid, monkeypatch, capsys)
 
 
+@pytest.mark.workflow
 def test_the_first_pivot_example_needs_its_pool_on_the_default_grid(default_grid, monkeypatch, capsys):
     """What the docs' first pivot example said before: on the default grid a cell of it mixes
     ncsn's steps_per_level values, and the command names that column."""
