@@ -9,6 +9,7 @@
     diffsweep table PARQUET --rows COLS [--cols COLS] --metric COL [--filter COL=V[,V...]]...
                     [--format markdown|latex|csv|html] [--agg mean_std|mean|median|min|max]
                     [--better auto|lower|higher|none] [--pool error|best|mean] [--number-format .3g]
+    diffsweep profile install NAME [--dir DIR]
 """
 
 from __future__ import annotations
@@ -114,22 +115,29 @@ def command_list(args) -> int:
 
 
 def command_grid(args) -> int:
-    from diffsweep import config
+    from diffsweep import config, grid as ds_grid
 
     try:
         _, grid = config.load(args.config)
     except config.ConfigError as error:   # one line per problem, each naming the file and key
         print(error, file=sys.stderr)
         return 2
-    rows = grid.manifest_rows()
+    rows = {kind: grid.manifest_rows(kind) for kind in ds_grid.PRESET_COLUMNS}   # every kind of run
+    counts = {kind: len(kind_rows) for kind, kind_rows in rows.items()}
     if args.json:
-        print(json.dumps({"runs": rows, "excluded": grid.excluded}, indent=2, default=str))
+        print(json.dumps({"runs": [{"kind": kind, **row} for kind, kind_rows in rows.items() for row in kind_rows],
+                          "counts": counts, "excluded": grid.excluded}, indent=2, default=str))
         return 0
-    print(f"{len(rows)} runs, {len(grid.models)} score sources ({len(grid.trained_models())} trained), "
-          f"{len(grid.datasets)} datasets")
-    for row in rows:
-        print(f"  {row['run_id']:<28} {row['dataset']:<14} {row['model']:<12} {row['sampler_family']:<12} "
-              f"{row['schedule']:<14} K={row['steps']}")
+    print(f"{sum(counts.values())} runs ({', '.join(f'{count} {kind}' for kind, count in counts.items())}), "
+          f"{len(grid.models)} score sources ({len(grid.trained_models())} trained), {len(grid.datasets)} datasets")
+    for kind, kind_rows in rows.items():
+        if kind_rows:
+            print(f"{kind} runs ({len(kind_rows)}):")
+        family = ds_grid.PRESET_COLUMNS[kind][1]
+        for row in kind_rows:
+            task = f"{row['task']:<14} " if kind == "restoration" else ""
+            print(f"  {row['run_id']:<28} {row['dataset']:<14} {row['model']:<12} {task}{row[family]:<14} "
+                  f"{row['schedule']:<14} K={row['steps']}")
     for reason in grid.excluded:
         print(f"  skipped: {reason}")
     return 0
@@ -430,6 +438,20 @@ def command_table(args) -> int:
     return 0
 
 
+def command_profile(args) -> int:
+    """Link a profile of the repository into the user's Snakemake config folder (`--profile NAME`)."""
+    from diffsweep import profiles
+
+    try:
+        link, made = profiles.install(args.name, Path(args.dir) if args.dir else None)
+    except (profiles.ProfileError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{'installed' if made else 'already installed'}: {link} -> {link.resolve()}; "
+          f"`snakemake --profile {args.name}` uses it from any directory")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffsweep", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -439,7 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--config", metavar="FILE", help="also list what the config's plugins register")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(func=command_list)
-    grid = sub.add_parser("grid", help="the runs a config expands to")
+    grid = sub.add_parser("grid", help="the runs a config expands to, of every kind (generation, restoration), "
+                                       "with the count of each")
     grid.add_argument("--config", required=True, help="a config YAML file")
     grid.add_argument("--json", action="store_true", help="machine-readable output")
     grid.set_defaults(func=command_grid)
@@ -473,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
         "table", help="a pivot of a Parquet results table (seeds aggregated, best per column marked)",
         description="Print a pivot of a Parquet table: cells aggregate a metric over seeds, the best value per "
                     "column is marked. Example: diffsweep table results/tables/generation.parquet --rows sampler "
-                    "--cols steps --metric sliced_w2 --filter dataset=ring8 --filter model=oracle")
+                    "--cols steps --metric sliced_w2 --filter dataset=ring8 --filter model=oracle --pool best")
     table.add_argument("table", help="a Parquet table (results/tables/generation.parquet, ...)")
     table.add_argument("--rows", action="append", required=True, metavar="COLS",
                        help="row columns (comma-separated or repeated)")
@@ -493,6 +516,16 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--number-format", default=".3g", metavar="SPEC", help="Python number format (default .3g)")
     table.add_argument("--caption", help="caption (LaTeX: wraps the tabular in a table float)")
     table.set_defaults(func=command_table)
+    profile = sub.add_parser("profile", help="install a Snakemake profile of this repository (profiles/) so that "
+                                             "`snakemake --profile NAME` finds it")
+    profile_sub = profile.add_subparsers(dest="action", required=True)
+    install = profile_sub.add_parser("install", help="link profiles/NAME into the user's Snakemake config folder "
+                                                     "(once; a link already there is kept, another profile of that "
+                                                     "name is left alone and refused)")
+    install.add_argument("name", metavar="NAME", help="the profile: slurm or default (a folder of profiles/)")
+    install.add_argument("--dir", metavar="DIR", help="install into DIR instead (default: Snakemake's user config "
+                                                      "folder, $XDG_CONFIG_HOME/snakemake or ~/.config/snakemake)")
+    install.set_defaults(func=command_profile)
     return parser
 
 
