@@ -401,7 +401,7 @@ def test_cli_table_errors(parquet, capsys, args, message):
 
 def test_cli_table_on_a_missing_file(tmp_path, capsys):
     assert cli.main(["table", str(tmp_path / "nope.parquet"), "--rows", "a", "--metric", "b"]) == 2
-    assert "cannot read the Parquet table" in capsys.readouterr().err
+    assert "nope.parquet' does not exist; allowed: a Parquet table" in capsys.readouterr().err
 
 
 # --- declared tables in the shipped configs -------------------------------------------------------
