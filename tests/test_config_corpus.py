@@ -197,7 +197,7 @@ CHANGES = [
     ("data_seed_float", replace("data.seed", 3.0), "data.seed: 3.0 is not allowed"),
     ("max_batch_float", replace("max_batch", 16.0), "max_batch: 16.0 is not allowed"),
     ("int_knob_float", replace("samplers.rw.knobs.steps_per_level", 2.0),   # knobs refused it already
-     "samplers.rw.knobs.steps_per_level: expected int, got 2.0"),
+     "samplers.rw.knobs.steps_per_level: 2.0 is not allowed; allowed: an integer >= 1, <= 10000 (write 2: 2.0 is no integer)"),
     # --- issue 26: every integer has a stated range, refused outside it at parse time ---
     ("seed_2_63", replace("seeds", [2**63]), "seeds[0]: 9223372036854775808 is outside the integer range"),
     ("seed_2_64_plus_1", replace("seeds", [0, 2**64 + 1]), "seeds[1]: 18446744073709551617 is outside"),
@@ -279,7 +279,7 @@ TEXTS = [
      "models.mlp.lr: '1e-3' has the wrong type or value; allowed: a finite number > 0, or a list of those "
      "(YAML 1.1 reads 1e-3 as a string: write 1.0e-3)"),
     ("knob_yaml11_string", "samplers:\n  rw: {family: random_walk, knobs: {eps: 5e-1}}\n",
-     "samplers.rw.knobs.eps: expected float, got '5e-1' (YAML 1.1 reads 5e-1 as a string: write 5.0e-1)"),
+     "samplers.rw.knobs.eps: '5e-1' is not allowed; allowed: a finite number > 0.0 (YAML 1.1 reads 5e-1 as a string: write 5.0e-1)"),
     ("nan_literal", "samplers:\n  rw: {family: random_walk, knobs: {eps: .nan}}\n", "samplers.rw.knobs.eps: nan"),
     ("duplicate_deep_key",
      "seeds: [0]\ntables:\n  ablations:\n    t: {rows: [sampler], metric: mmd, metric: sliced_w2}\n",

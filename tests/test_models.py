@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from diffsweep import models
+from diffsweep import architectures, models
 from diffsweep.data import make_dataset
 
 
@@ -102,7 +102,7 @@ def test_schema_lists_exactly_the_library_choices(root):
 
     recipe = load_schema()["properties"]["models"]["additionalProperties"]["properties"]
     assert set(recipe["parametrisation"]["enum"]) == set(models.PARAMETRISATIONS)
-    assert set(recipe["arch"]["enum"]) == set(models.ARCHITECTURES)
+    assert set(recipe["arch"]["enum"]) == set(architectures.ARCHITECTURES) == set(models.NETWORKS)
 
 
 def test_checkpoint_round_trip_and_bad_files(tmp_path):

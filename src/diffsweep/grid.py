@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diffsweep import data, noise, packing, pretrained, registry, restoration, samplers
+from diffsweep import architectures, data, noise, packing, pretrained, registry, restoration, samplers
 
 # Keys whose value is a list by nature, not a sweep axis.
 # Keys whose value is itself a list: a plain list is one value, a list of lists sweeps over them
@@ -420,8 +420,11 @@ def check_names(names: list[str], known, where: str, what: str) -> None:
 
 
 def resolve_recipe(recipe: dict, where: str) -> dict:
-    """A trained model's recipe with its training distribution and weight checked."""
+    """A trained model's recipe with its architecture's parameters, training distribution and
+    weight checked. `arch_params` stay as written (the model id hashes them; the network fills
+    in the defaults)."""
     recipe = copy.deepcopy(recipe)
+    architectures.check_params(recipe["arch"], recipe["arch_params"], where=f"{where}arch_params.")
     sigma_entry = recipe["train_sigma"]
     sigma_entry["knobs"] = noise.resolve_training_knobs(sigma_entry["name"], sigma_entry.get("knobs", {}),
                                                           where=f"{where}train_sigma.")
@@ -439,10 +442,12 @@ def resolve_pretrained(entry: dict, where: str) -> dict:
     """A pretrained source's entry: format, checkpoint path (as written: the id hashes the
     string, the file is only read by the job), weights, and the architecture overrides: those
     the checkpoint declares beside it (`<checkpoint>.arch.yaml`), then the entry's `arch_params`."""
-    pretrained.resolve_arch(entry["format"], entry["arch_params"], where=where)
+    pretrained.FORMATS.get(entry["format"], f"{where}format: ").resolve_knobs(entry["arch_params"],
+                                                                            where=f"{where}arch_params.")
     if not entry["checkpoint"]:
         raise ValueError(f"{where}checkpoint: a pretrained model needs the path of its checkpoint file")
     arch = {**pretrained.checkpoint_arch(entry["format"], entry["checkpoint"], where=where), **entry["arch_params"]}
+    pretrained.resolve_arch(entry["format"], arch, where=where)   # the keywords together fit
     return {"format": entry["format"], "checkpoint": entry["checkpoint"], "weights": entry["weights"],
             "arch_params": copy.deepcopy(arch)}
 
