@@ -48,6 +48,17 @@ def replace(path: str, value):
     return change
 
 
+def _pretrained(arch_params: dict, format: str = "adm_ffhq256", sidecar: str | None = None):
+    """A pretrained entry (for `replace`) whose checkpoint file exists: `vp.pt` in the case's folder,
+    with `sidecar` as its `vp.pt.arch.yaml` when given."""
+    def entry(tmp_path):
+        (tmp_path / "vp.pt").write_bytes(b"weights")
+        if sidecar is not None:
+            (tmp_path / "vp.pt.arch.yaml").write_text(sidecar)
+        return {"source": "pretrained", "format": format, "checkpoint": "vp.pt", "arch_params": arch_params}
+    return entry
+
+
 def plugin(text: str):
     def change(config, tmp_path):
         (tmp_path / "bad_plugin.py").write_text(text)
@@ -244,6 +255,66 @@ CHANGES = [
      "plugins[0]: " + "{tmp}/bad_plugin.py: SystemExit: it calls sys.exit(0) when imported (line 2)"),
     ("plugin_sys_exit_1", plugin("raise SystemExit(1)\n"), "SystemExit: it calls sys.exit(1) when imported"),
     ("plugin_folder", replace("plugins", lambda tmp: [str(_a_folder(tmp))]), "plugins[0]: file '"),
+    # --- issue 26: arch_params are declared knobs (diffsweep list architectures|pretrained), checked at parse time,
+    # in a checkpoint's .arch.yaml too (they failed in the job, or trained for hours a network nobody meant) ---
+    ("arch_width_float", replace("models.mlp.arch_params", {"hidden": 128.0}),
+     "models.mlp.arch_params.hidden: 128.0 is not allowed; allowed: an integer >= 1, <= 65536 "
+     "(write 128: 128.0 is no integer)"),
+    ("arch_unknown_key", replace("models.mlp.arch_params", {"width": 64}),
+     "models.mlp.arch_params: unknown knob(s) ['width'] for architecture 'mlp'; allowed: hidden, depth, embedding"),
+    ("arch_negative", replace("models.mlp.arch_params", {"depth": -2}), "models.mlp.arch_params.depth: -2 is below"),
+    ("arch_huge", replace("models.mlp.arch_params", {"hidden": 10**7}),
+     "models.mlp.arch_params.hidden: 10000000 is above the maximum 65536"),
+    ("arch_bool_for_int", replace("models.mlp.arch_params", {"depth": True}), "models.mlp.arch_params.depth: True"),
+    ("arch_string_for_int", replace("models.mlp.arch_params", {"hidden": "128"}), "arch_params.hidden: '128' is not"),
+    ("arch_odd_embedding", replace("models.mlp.arch_params", {"embedding": 33}),
+     "models.mlp.arch_params: embedding 33 is odd"),
+    ("arch_swept_width_float", replace("models.mlp.arch_params", {"hidden": [64, 96.5]}),
+     "models.mlp.arch_params.hidden: 96.5 is not allowed"),
+    ("unet_channel_float", replace("models.unet", {"source": "trained", "arch": "unet",
+                                                   "arch_params": {"channels": [16.5, 32]}}),
+     "models.unet.arch_params.channels[0]: 16.5 is not allowed; allowed: an integer >= 1"),
+    ("unet_channels_not_a_list", replace("models.unet", {"arch": "unet", "arch_params": {"channels": 32}}),
+     "models.unet.arch_params.channels: 32 is not allowed; allowed: a list of 1 to 8 items, each an integer"),
+    ("unet_channels_empty", replace("models.unet", {"arch": "unet", "arch_params": {"channels": []}}),
+     "models.unet.arch_params.channels: [] is not allowed"),
+    ("unet_channels_too_many", replace("models.unet", {"arch": "unet", "arch_params": {"channels": [16] * 9}}),
+     "models.unet.arch_params.channels: [16, 16"),
+    ("unet_channels_strings", replace("models.unet", {"arch": "unet", "arch_params": {"channels": ["16", "32"]}}),
+     "models.unet.arch_params.channels[0]: '16' is not allowed"),
+    ("unet_channels_negative", replace("models.unet", {"arch": "unet", "arch_params": {"channels": [16, -32]}}),
+     "models.unet.arch_params.channels[1]: -32 is below the minimum 1"),
+    ("unet_swept_channels_bad_point", replace("models.unet", {"arch": "unet",
+                                                              "arch_params": {"channels": [[16, 32], [16, 32.0]]}}),
+     "models.unet.arch_params.channels[1]: 32.0 is not allowed"),
+    ("unet_channels_vs_groups", replace("models.unet", {"arch": "unet", "arch_params": {"channels": [12, 32]}}),
+     "models.unet.arch_params: channels [12, 32]: 12 is not a multiple of norm_groups 8"),
+    ("pretrained_arch_float", replace("models.vp", _pretrained({"image_size": 32.0})),
+     "models.vp.arch_params.image_size: 32.0 is not allowed; allowed: an integer >= 1, <= 4096 (write 32"),
+    ("pretrained_arch_list_item_float", replace("models.vp", _pretrained({"channel_mult": [1, 2.5]})),
+     "models.vp.arch_params.channel_mult[1]: 2.5 is not allowed"),
+    ("pretrained_arch_list_not_list", replace("models.vp", _pretrained({"attention_resolutions": 16})),
+     "models.vp.arch_params.attention_resolutions: 16 is not allowed; allowed: a list of 0 to 8 items"),
+    ("pretrained_arch_out_of_range", replace("models.vp", _pretrained({"in_channels": 4})),
+     "models.vp.arch_params.in_channels: 4 is not allowed; allowed: 1, 3"),
+    ("pretrained_arch_inconsistent", replace("models.vp", _pretrained({"model_channels": 100})),
+     "models.vp.arch_params: model_channels 100 x channel_mult [1, 1, 2, 2, 4, 4] gives the widths"),
+    ("pretrained_arch_image_side", replace("models.ve", _pretrained({"image_size": 100}, "ncsnpp_ffhq256")),
+     "models.ve.arch_params: image_size 100 cannot be halved 6 times"),
+    ("sidecar_width_float", replace("models.vp", _pretrained({}, sidecar="model_channels: 32.0\n")),
+     "models.vp.checkpoint: 'vp.pt.arch.yaml': model_channels: 32.0 is not allowed; allowed: an integer"),
+    ("sidecar_negative", replace("models.vp", _pretrained({}, sidecar="image_size: -32\n")),
+     "models.vp.checkpoint: 'vp.pt.arch.yaml': image_size: -32 is below the minimum 1"),
+    ("sidecar_huge", replace("models.vp", _pretrained({}, sidecar="num_res_blocks: 1000\n")),
+     "models.vp.checkpoint: 'vp.pt.arch.yaml': num_res_blocks: 1000 is above the maximum 16"),
+    ("sidecar_list_item_float", replace("models.vp", _pretrained({}, sidecar="channel_mult: [1, 2.0]\n")),
+     "models.vp.checkpoint: 'vp.pt.arch.yaml': channel_mult[1]: 2.0 is not allowed"),
+    ("sidecar_list_too_long", replace("models.vp", _pretrained({}, sidecar="channel_mult: [1, 1, 1, 1, 1, 1, 1, 1, 1]\n")),
+     "models.vp.checkpoint: 'vp.pt.arch.yaml': channel_mult: [1, 1, 1, 1, 1, 1, 1, 1, 1] is not allowed"),
+    ("sidecar_inconsistent", replace("models.vp", _pretrained({}, sidecar="image_size: 48\n")),
+     "models.vp.checkpoint: 'vp.pt.arch.yaml': image_size 48 cannot be halved 5 times"),
+    ("sidecar_integer_5000_digits", replace("models.vp", _pretrained({}, sidecar="image_size: " + "9" * 5000 + "\n")),
+     "models.vp.checkpoint: cannot read 'vp.pt.arch.yaml' (Exceeds the limit"),
 ]
 
 
