@@ -374,6 +374,12 @@ def build(config: dict, base_dir: str | Path = ".", models: set[str] | None = No
             trained_keys = {k: v for k, v in entry.items() if k not in ("source", "datasets", *PRETRAINED_KEYS)}
             for recipe in expand_axes(trained_keys):
                 recipe = resolve_recipe(recipe, where=f"models.{name}.")
+                reason = network_mismatch(recipe, data_spec)
+                if reason:
+                    skipped = f"model '{name}' (trained {recipe['arch']}) x dataset '{dataset_name}': {reason}"
+                    if skipped not in excluded:   # once for the points of a sweep that share the reason
+                        excluded.append(skipped)
+                    continue
                 model_id = f"{name}-{short_hash([data_spec.id, recipe])}"
                 models_by_id[model_id] = ModelSpec(model_id, name, "trained", data_spec, recipe)
 
@@ -432,6 +438,21 @@ def resolve_recipe(recipe: dict, where: str) -> dict:
         raise ValueError(f"{where}weight: unknown loss weight '{recipe['weight']}'; "
                          f"allowed: {', '.join(sorted(noise.LOSS_WEIGHTS))}")
     return recipe
+
+
+def network_mismatch(recipe: dict, data_spec: DataSpec) -> str:
+    """Why a trained network cannot take a dataset's samples ('' if it can): a UNet takes images
+    whose side its levels can halve (checked where the dataset states its `resolution`)."""
+    if recipe["arch"] != "unet":
+        return ""
+    if not data_spec.is_image:
+        return f"a unet takes (C, H, W) images, not '{data_spec.family}' samples"
+    levels = len(architectures.check_params("unet", recipe["arch_params"])["channels"])
+    side = data_spec.knobs.get("resolution")
+    if side and side % 2 ** (levels - 1):
+        return (f"a unet of {levels} levels halves the image side {levels - 1} times, the dataset's images are "
+                f"{side}x{side}")
+    return ""
 
 
 # Keys of a models entry that only a pretrained source reads (it reads arch_params too).
