@@ -570,16 +570,19 @@ def test_every_integer_of_the_schema_states_its_range():
 
 
 def test_every_integer_knob_states_its_range():
-    from diffsweep import data, noise, pretrained, restoration, samplers
+    from diffsweep import architectures, data, noise, pretrained, restoration, samplers
     registries = [data.FAMILIES, noise.SCHEDULES, noise.TRAINING_DISTRIBUTIONS, noise.LOSS_WEIGHTS,
                   samplers.registry.SAMPLERS, restoration.registry.OPERATORS, restoration.registry.RESTORERS,
-                  pretrained.FORMATS]
+                  pretrained.FORMATS, architectures.ARCHITECTURES]
     knobs = [(f"{entry.kind} {entry.name}.{name}", knob) for registry in registries
-             for entry in registry.entries() for name, knob in entry.knobs.items() if knob.type == "int"]
+             for entry in registry.entries() for name, knob in entry.knobs.items()
+             if knob.type in ("int", "list[int]")]   # a list knob's bounds are its items'
+    assert any(knob.type == "list[int]" for _, knob in knobs)
     assert len(knobs) > 20
     for where, knob in knobs:
         assert knob.choices or (knob.minimum is not None and knob.maximum is not None
                                 and ds_config.INT_MIN <= knob.minimum and knob.maximum <= ds_config.INT_MAX), where
+        assert knob.type == "int" or knob.max_items is not None, where
 
 
 def test_the_longest_names_give_file_names_of_a_safe_length(tmp_path, monkeypatch):
