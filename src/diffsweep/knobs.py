@@ -122,6 +122,14 @@ class Knob:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
+@dataclass(frozen=True)
+class _Item(Knob):
+    """An item of a list knob: a Knob without a default of its own."""
+
+    def __post_init__(self):
+        pass
+
+
 def resolve_knobs(declared: dict[str, Knob], given: dict, owner: str, where: str = "") -> dict:
     """`given` with defaults filled in; unknown or ill-typed values raise ValueError naming the key."""
     if not isinstance(given, dict):
@@ -139,14 +147,6 @@ def resolve_knobs(declared: dict[str, Knob], given: dict, owner: str, where: str
             value = list(knob.default) if isinstance(knob.default, list) else knob.default   # checked when declared
         resolved[key] = float(value) if knob.type == "float" else value
     return resolved
-
-
-@dataclass(frozen=True)
-class _Item(Knob):
-    """An item of a list knob: a Knob without a default of its own."""
-
-    def __post_init__(self):
-        pass
 
 
 def integer_hint(value, type: str) -> str:
