@@ -66,6 +66,15 @@ def plugin(text: str):
     return change
 
 
+def layout(text: str | None):
+    """A change writing `text` into results/layout.json of the working directory (None: a folder there)."""
+    def change(config, tmp_path):
+        marker = tmp_path / "results" / "layout.json"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.mkdir() if text is None else marker.write_text(text)
+    return change
+
+
 # (case id, change to BASE, text the message must contain: the key path, and what identifies the problem)
 CHANGES = [
     # non-finite numbers anywhere
@@ -255,6 +264,41 @@ CHANGES = [
      "plugins[0]: " + "{tmp}/bad_plugin.py: SystemExit: it calls sys.exit(0) when imported (line 2)"),
     ("plugin_sys_exit_1", plugin("raise SystemExit(1)\n"), "SystemExit: it calls sys.exit(1) when imported"),
     ("plugin_folder", replace("plugins", lambda tmp: [str(_a_folder(tmp))]), "plugins[0]: file '"),
+    # --- issue 26, results folders: a path value the jobs could not use, refused at parse time naming `results`
+    ("results_symlink_loop", replace("results", lambda tmp: _a_link(tmp, "loop", "loop")),
+     "results: 'loop' cannot be resolved"),
+    ("results_inside_a_symlink_loop", replace("results", lambda tmp: _a_link(tmp, "loop", "loop") + "/sweep"),
+     "results: 'loop/sweep' cannot be resolved"),
+    ("results_dangling_link", replace("results", lambda tmp: _a_link(tmp, "gone", "nowhere")),
+     "results: 'gone': 'gone' is a symbolic link to 'nowhere', which does not exist"),
+    ("results_under_a_dangling_link", replace("results", lambda tmp: _a_link(tmp, "gone", "nowhere") + "/sweep"),
+     "results: 'gone/sweep': 'gone' is a symbolic link to 'nowhere'"),
+    ("results_proc_self", replace("results", "/proc/self"), "results: '/proc/self' is not writable"),
+    ("results_under_proc", replace("results", "/proc/self/sweep"),
+     "results: '/proc/self/sweep' (its nearest existing folder '/proc/self') is not writable"),
+    ("results_under_a_file", replace("results", lambda tmp: str(_a_file(tmp)) + "/sweep"),
+     "results.txt' is a file, so no folder can be made in it"),
+    ("results_line_break", replace("results", "results\n"), "results: 'results\\n' holds a control character"),
+    ("results_inner_line_break", replace("results", "res\nults"), "results: 'res\\nults' holds a control character"),
+    ("results_nul_byte", replace("results", "res\x00ults"), "results: 'res\\x00ults' holds a control character"),
+    ("results_tab", replace("results", "res\tults"), "holds a control character"),
+    ("results_unknown_user", replace("results", "~nosuchuser_diffsweep/results"),
+     "results: '~nosuchuser_diffsweep/results' names no user's home folder"),
+    ("results_name_too_long", replace("results", "r" * 300), "has a component longer than 255 bytes"),
+    ("results_layout_a_list", layout("[3]"), "results: results/layout.json: holds [3], not a layout marker"),
+    ("results_layout_truncated", layout('{"version": 3'),
+     "results: results/layout.json: cannot be read as JSON (JSONDecodeError"),
+    ("results_layout_version_text", layout('{"version": "3"}'), "results/layout.json: holds {\"version\": \"3\"}"),
+    ("results_layout_a_folder", layout(None), "results/layout.json: cannot be read as JSON (IsADirectoryError"),
+    # --- issue 26, data: an images path whose search would walk a whole filesystem, or is no folder or file
+    ("images_path_root", replace("datasets.faces", {"family": "images", "knobs": {"path": "/"}}),
+     "datasets.faces.knobs.path: folder '/' holds '/"),
+    ("images_path_proc", replace("datasets.faces", {"family": "images", "knobs": {"path": "/proc"}}),
+     "datasets.faces.knobs.path: '/proc' is under /proc, a kernel filesystem"),
+    ("images_path_sys", replace("datasets.faces", {"family": "images", "knobs": {"path": "/sys/kernel"}}),
+     "datasets.faces.knobs.path: '/sys/kernel' is under /sys"),
+    ("images_path_a_device", replace("datasets.faces", {"family": "images", "knobs": {"path": "/dev/null"}}),
+     "datasets.faces.knobs.path: '/dev/null' is neither a folder nor a file"),
     # --- issue 26: arch_params are declared knobs (diffsweep list architectures|pretrained), checked at parse time,
     # in a checkpoint's .arch.yaml too (they failed in the job, or trained for hours a network nobody meant) ---
     ("arch_width_float", replace("models.mlp.arch_params", {"hidden": 128.0}),
@@ -316,6 +360,12 @@ CHANGES = [
     ("sidecar_integer_5000_digits", replace("models.vp", _pretrained({}, sidecar="image_size: " + "9" * 5000 + "\n")),
      "models.vp.checkpoint: cannot read 'vp.pt.arch.yaml' (Exceeds the limit"),
 ]
+
+
+def _a_link(tmp_path: Path, name: str, target: str) -> str:
+    """A symbolic link `name` -> `target` in tmp_path (the working directory of the case)."""
+    (tmp_path / name).symlink_to(target)
+    return name
 
 
 def _a_folder(tmp_path: Path) -> Path:
@@ -454,6 +504,9 @@ SNAKEMAKE_CASES = [
     ("knob_nan", yaml.safe_dump({**BASE, "samplers": {"rw": {"family": "random_walk", "knobs": {"eps": NAN}}}}),
      "samplers.rw.knobs.eps: nan is not allowed"),
     ("results_empty", yaml.safe_dump({**BASE, "results": ""}), "invalid config: results: '' is empty"),
+    # issue 26: a results path the jobs cannot use (here a NUL byte) is refused by the Snakefile's check, naming it
+    ("results_nul_byte", yaml.safe_dump({**BASE, "results": "res\x00ults"}),
+     "invalid config: results: 'res\\x00ults' holds a control character"),
 ]
 
 

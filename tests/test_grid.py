@@ -248,9 +248,17 @@ def test_cli_list_and_grid(root, capsys):
     assert cli.main(["grid", "--config", str(root / "config" / "smoke.yaml"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     _, g = config.load(root / "config" / "smoke.yaml")
-    assert sorted(r["run_id"] for r in out["runs"]) == sorted(g.runs)
+    assert g.runs and g.restorations    # every kind of run is listed, with its kind and the count of each
+    assert sorted(r["run_id"] for r in out["runs"]) == sorted(g.all_runs)
+    assert {r["run_id"]: r["kind"] for r in out["runs"]} == {run_id: run.kind for run_id, run in g.all_runs.items()}
+    assert out["counts"] == {"generation": len(g.runs), "restoration": len(g.restorations)}
     assert cli.main(["grid", "--config", str(root / "config" / "smoke.yaml")]) == 0
-    assert f"{len(g.runs)} runs" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert text.startswith(f"{len(g.all_runs)} runs ({len(g.runs)} generation, {len(g.restorations)} restoration)")
+    assert f"restoration runs ({len(g.restorations)}):" in text
+    for run_id, run in g.restorations.items():
+        assert re.search(rf"^  {run_id} +{run.model.data.name} +{run.model.name} +{run.task.name} +{run.family} ",
+                         text, re.M)
 
 
 def test_cli_grid_reports_a_bad_config(tmp_path, capsys):

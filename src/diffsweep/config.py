@@ -17,6 +17,7 @@ import copy
 import functools
 import math
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -379,7 +380,7 @@ def check(raw: dict, schema_path: str | Path = SCHEMA_PATH, base_dir: str | Path
     except ConfigError as error:
         raise ConfigError(error.problems, source) from None
     try:
-        check_results(config["results"])
+        config["results"] = check_results(config["results"])
         noise.check_sigma_range(config["metrics"]["likelihood"], "metrics.likelihood.")
         grid = ds_grid.build(config, base_dir)
         packing.check(raw, config, grid)
@@ -415,16 +416,63 @@ def check_studies(config: dict) -> None:
                                f"samplers; allowed: {', '.join(sorted(n for n, p in config['samplers'].items() if p['family'] == 'random_walk')) or '(none)'}"])
 
 
-def check_results(results: str) -> None:
-    """`results` must name a folder: not empty (outputs would be planned at the filesystem root),
-    not the root itself, not an existing file."""
+# What a component of the results path may be at most, in bytes (NAME_MAX of Linux and macOS).
+NAME_MAX = 255
+
+
+def check_results(results: str) -> str:
+    """The results folder as every job and command uses it: `~` expanded (the shell would expand
+    it on a command line; a config is expanded here, once, so the check and the jobs see one
+    folder). Refused, naming `results`: empty, a control character (line break, tab, NUL), a
+    `~user` that is no user, a component longer than NAME_MAX bytes, a symbolic link loop or a
+    dangling link on the way, the filesystem root, an existing file, and a folder that cannot be
+    created or written (probed with a temporary folder in it, or in its nearest existing parent,
+    removed at once: read-only or special filesystems such as /proc)."""
     if not results.strip():
         raise ValueError(f"results: {results!r} is empty; allowed: a folder path such as 'results'")
-    path = Path(results).expanduser()
-    if path.resolve() == Path(path.resolve().anchor):
+    if any(ord(char) < 32 or ord(char) == 127 for char in results):
+        raise ValueError(f"results: {results!r} holds a control character (a line break, tab or NUL byte); "
+                         f"allowed: a folder path such as 'results'")
+    try:
+        results.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"results: {results!r} is not valid Unicode text; allowed: a folder path such as "
+                         f"'results'") from None
+    expanded = os.path.expanduser(results)
+    if expanded.startswith("~"):
+        raise ValueError(f"results: {results!r} names no user's home folder; allowed: a folder path such as "
+                         f"'results', '~/results' or an absolute path")
+    path = Path(expanded)
+    long = [part for part in path.parts if len(part.encode()) > NAME_MAX]
+    if long:
+        raise ValueError(f"results: {results!r} has a component longer than {NAME_MAX} bytes ('{long[0][:40]}...')")
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as error:     # RuntimeError: a symbolic link loop (Python < 3.13)
+        raise ValueError(f"results: {results!r} cannot be resolved ({_one_line(error)}); a symbolic link "
+                         f"loop?") from None
+    if resolved == Path(resolved.anchor):
         raise ValueError(f"results: {results!r} is the filesystem root; allowed: a folder path such as 'results'")
-    if path.exists() and not path.is_dir():
+    existing = next(folder for folder in (path, *path.parents) if folder.exists() or folder.is_symlink()
+                    or folder == Path(".") or folder == Path(folder.anchor))
+    if existing.is_symlink() and not existing.exists():
+        raise ValueError(f"results: {results!r}: '{existing}' is a symbolic link to '{os.readlink(existing)}', "
+                         f"which does not exist")
+    if existing == path and not path.is_dir():
         raise ValueError(f"results: {results!r} is an existing file; allowed: a folder (existing or not)")
+    if not existing.is_dir():
+        raise ValueError(f"results: {results!r}: '{existing}' is a file, so no folder can be made in it")
+    try:   # the jobs create folders and files in it: the cheapest true test is to do so
+        os.rmdir(tempfile.mkdtemp(prefix=".diffsweep-probe-", dir=existing))
+    except OSError as error:
+        where = "" if existing == path else f" (its nearest existing folder '{existing}')"
+        raise ValueError(f"results: {results!r}{where} is not writable ({error.strerror or _one_line(error)}); "
+                         f"allowed: a folder this user can create and write") from None
+    return expanded
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
 def check_named_files(config: dict, grid) -> None:

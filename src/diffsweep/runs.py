@@ -85,7 +85,7 @@ def check_layout(results) -> None:
     """Refuse a results folder written by an older layout (its run ids and files differ)."""
     results = Path(results)
     marker = results / "layout.json"
-    version = io.read_json(marker).get("version") if marker.exists() else None
+    version = layout_version(marker) if marker.exists() else None
     # run files only: Snakemake makes shards/ for a job's marker before the job writes layout.json,
     # and a job that parses meanwhile (on a cluster) must not take that for an old layout
     has_runs = any((results / folder).is_dir() for folder in ("runs", "restorations", "records"))
@@ -94,6 +94,27 @@ def check_layout(results) -> None:
     found = f"layout version {version}" if version is not None else "an older layout (no layout.json)"
     raise ValueError(f"results: '{results}' holds runs of {found}, this diffsweep writes layout version "
                      f"{LAYOUT_VERSION}; move the folder aside or set `results:` to another folder")
+
+
+def layout_version(marker: Path) -> int:
+    """The version a results folder's layout.json names; a file that is not `{"version": N}` is
+    refused in one line naming it (ValueError)."""
+    try:
+        content = io.read_json(marker)
+    except io.UnreadableFile as error:
+        content, problem = None, str(error)
+    else:
+        problem = f"{marker}: holds {_short(content)}"
+    version = content.get("version") if isinstance(content, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version >= 1:
+        return version
+    raise ValueError(f"results: {problem}, not a layout marker such as {{\"version\": {LAYOUT_VERSION}}}; write "
+                     f"that into it if this diffsweep wrote the folder, else move the folder aside")
+
+
+def _short(value, limit: int = 60) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def mark_layout(results) -> None:
@@ -116,6 +137,16 @@ RESULT_KEYS = {"generation": ("metrics",), "restoration": ("measurements",)}
 FAILURE_KEYS = ("error", "log")
 # A record line starts with its run id (write_record), so a torn line still names its run.
 RUN_OF_LINE = re.compile(r'\{"run_id": ?"([^"]+)"')
+# A results folder may come from someone else: every name a record holds is checked before it
+# becomes a path (check_record). A run id is `<preset>-<hash>` (grid.HASH_DIGITS hex digits);
+# a stored file is a plain file name (samples.npz, grid.png, ...), never a path.
+RUN_ID = re.compile(r"[A-Za-z0-9_]+-[0-9a-f]{16}")
+FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
+# The type of each record key's value (a record that parses but holds other types is corrupt).
+KEY_TYPES = {"run_id": str, "kind": str, "status": str, "nfe": (int, type(None)),
+             "wall_s": (int, float, type(None)), "device": str, "finished": str, "row": dict, "params": dict,
+             "provenance": dict, "archive": str, "files": dict, "metrics": dict, "skipped": dict,
+             "measurements": list, "error": str, "log": (str, type(None))}
 
 
 class CorruptRecord(ValueError):
@@ -137,15 +168,27 @@ class State:
 
 
 def check_record(record, path: Path, line: int, archive_sizes: dict) -> str | None:
-    """What is wrong with a parsed record line (None if nothing): the required keys, a known status,
-    and every file it lists inside its archive (the archive as long as the record says)."""
+    """What is wrong with a parsed record line (None if nothing): the required keys and their
+    types, a run id of the grid's form, a known kind and status, its archive a plain file name
+    (in the record file's folder), each file it lists a plain file name whose bytes lie inside
+    that archive (the archive as long as the record says)."""
     status = record.get("status")
     needed = [*REQUIRED_KEYS, *(FAILURE_KEYS if status == FAILED else RESULT_KEYS.get(record.get("kind"), ()))]
+    where = f"{path} line {line}"
     missing = [key for key in needed if key not in record]
     if missing:
-        return f"{path} line {line}: lacks {', '.join(missing)}"
+        return f"{where}: lacks {', '.join(missing)}"
+    mistyped = [key for key, kinds in KEY_TYPES.items() if key in record and not isinstance(record[key], kinds)]
+    if mistyped:
+        return f"{where}: {', '.join(mistyped)} of the wrong type"
+    if not RUN_ID.fullmatch(record["run_id"]):
+        return f"{where}: run_id {_short(record['run_id'])} is not a run id (<preset>-<16 hex digits>)"
+    if record["kind"] not in KINDS:
+        return f"{where}: kind {_short(record['kind'])} is not one of {', '.join(KINDS)}"
     if status not in STATUSES:
-        return f"{path} line {line}: status {status!r} is not one of {', '.join(STATUSES)}"
+        return f"{where}: status {status!r} is not one of {', '.join(STATUSES)}"
+    if not (FILE_NAME.fullmatch(record["archive"]) and record["archive"].endswith(".archive")):
+        return f"{where}: archive {_short(record['archive'])} is not the name of an archive next to it"
     if not record["files"]:
         return None
     archive = path.parent / record["archive"]
@@ -153,11 +196,43 @@ def check_record(record, path: Path, line: int, archive_sizes: dict) -> str | No
         archive_sizes[archive] = archive.stat().st_size if archive.is_file() else None
     size = archive_sizes[archive]
     for name, listed in record["files"].items():
+        if not FILE_NAME.fullmatch(name):
+            return f"{where}: lists a file {_short(name)}, which is not a plain file name"
+        if not (isinstance(listed, dict) and all(_count(listed.get(key)) for key in ("offset", "bytes"))
+                and isinstance(listed.get("sha256"), str)):
+            return f"{where}: {name} lacks an offset, a size or a sha256"
         if size is None or listed["offset"] + listed["bytes"] > size:
             found = "missing" if size is None else f"{size} bytes"
-            return (f"{archive}: {found}, but {path} line {line} puts {name} of run {record['run_id']} at bytes "
+            return (f"{archive}: {found}, but {where} puts {name} of run {record['run_id']} at bytes "
                     f"{listed['offset']}-{listed['offset'] + listed['bytes']}")
     return None
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def record_file_paths(results) -> list[Path]:
+    """The record files of a results folder, sorted; a `records` that is no folder raises
+    io.UnreadableFile naming it."""
+    folder = records_folder(results)
+    if not folder.exists():
+        return []
+    if not folder.is_dir():
+        raise io.UnreadableFile(f"{folder}: is not a folder (it should hold the run records); move it aside")
+    return sorted(folder.glob("*.jsonl"))
+
+
+def read_record_file(path: Path) -> bytes:
+    """A record file's bytes; one that is no regular file (a folder, a device, a pipe) or cannot be
+    read raises io.UnreadableFile naming it."""
+    if not path.is_file():
+        raise io.UnreadableFile(f"{path}: is not a regular file; a record file holds one JSON line per run: "
+                                f"move it aside")
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise io.unreadable(path, "a record file", error) from None
 
 
 def index(results, only=None, keep=None) -> dict[str, State]:
@@ -168,13 +243,10 @@ def index(results, only=None, keep=None) -> dict[str, State]:
     the file; if it names its run, the run is `corrupt` (recomputed) unless a later line exists.
     With `only` (a set of run ids), only those runs' lines are parsed (a shard job's own runs);
     with `keep` (record keys), records keep only those keys once checked (memory at 100k runs)."""
-    folder = records_folder(results)
-    files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
     states: dict[str, State] = {}
     archive_sizes: dict = {}
-    for path in files:
-        with open(path, "rb") as handle:
-            lines = handle.read().split(b"\n")
+    for path in record_file_paths(results):
+        lines = read_record_file(path).split(b"\n")
         complete = lines[-1] == b""        # the file ends with a newline: no torn last line
         for number, raw in enumerate(lines[:-1] if complete else lines, start=1):
             if not raw.strip():
@@ -289,10 +361,13 @@ def read_run_file(results, run_id: str, name: str, states: dict | None = None) -
     if listed is None:
         raise NoSamples(f"run {run_id} stored no {name} (stored: {', '.join(record['files']) or 'nothing'}; "
                         f"keep_samples decides what a run stores)")
-    archive = records_folder(results) / record["archive"]
-    with open(archive, "rb") as handle:
-        handle.seek(listed["offset"])
-        data = handle.read(listed["bytes"])
+    archive = records_folder(results) / record["archive"]     # a plain name (check_record)
+    try:
+        with open(archive, "rb") as handle:
+            handle.seek(listed["offset"])
+            data = handle.read(listed["bytes"])
+    except OSError as error:
+        raise CorruptRecord(str(io.unreadable(archive, "an archive", error))) from None
     if hashlib.sha256(data).hexdigest() != listed["sha256"]:
         raise CorruptRecord(f"{archive}: {name} of run {run_id} at byte {listed['offset']}: its sha256 differs "
                             f"from its record's; `diffsweep forget {run_id}` and re-run to recompute it")
@@ -304,8 +379,12 @@ def read_run_arrays(results, run_id: str, name: str = "samples.npz", states: dic
     (read_run_file: CorruptRecord, NoSamples)."""
     import numpy as np
 
-    with np.load(BytesIO(read_run_file(results, run_id, name, states))) as data:
-        return {key: data[key] for key in data.files}
+    data = read_run_file(results, run_id, name, states)
+    try:
+        with np.load(BytesIO(data)) as arrays:
+            return {key: arrays[key] for key in arrays.files}
+    except Exception as error:    # bytes that match their record's sha256 but are no .npz of arrays
+        raise CorruptRecord(str(io.unreadable(f"{name} of run {run_id}", "an .npz file of arrays", error))) from None
 
 
 def forget(results, run_ids) -> int:
@@ -314,9 +393,8 @@ def forget(results, run_ids) -> int:
     bytes stay in the archives, listed by no record. Returns the number of lines deleted. Not
     while a job of the sweep runs: a line it appends meanwhile could be lost."""
     run_ids, deleted = set(run_ids), 0
-    folder = records_folder(results)
-    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-        lines = path.read_bytes().splitlines(keepends=True)
+    for path in record_file_paths(results):
+        lines = read_record_file(path).splitlines(keepends=True)
         kept = [line for line in lines if not ((match := RUN_OF_LINE.match(line.decode("utf-8", "replace")))
                                               and match.group(1) in run_ids)]
         if len(kept) < len(lines):
@@ -495,7 +573,7 @@ def start_job(kind: str, model: dict, reference_path, checkpoint_path, results, 
     dataset = jobs.build_dataset(model["data"], data_dir)
     jobs.check_network_fits(model, dataset.shape)     # before a large checkpoint is read
     denoiser, dtype = jobs.load_denoiser(model, checkpoint_path, device, data_dir, max_batch)
-    reference = torch.from_numpy(io.read_arrays(reference_path)["x"])
+    reference = torch.from_numpy(io.read_sample_set(reference_path))
     fidelity = None
     if fidelity_records:
         from diffsweep.fidelity import FidelityEvaluator

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from diffsweep import config as ds_config
 from diffsweep import grid as ds_grid
+from diffsweep import io as ds_io
 from diffsweep import packing as ds_packing
 from diffsweep import runs as ds_runs
 from diffsweep import tables as ds_tables
@@ -32,7 +33,10 @@ RUNS = GRID.all_runs
 # Done detection is run-level: the records of every record file in the records folder, read
 # once (the shard of a run, hence its record file, changes when the config adds runs); only
 # their statuses are kept (memory at 100k runs).
-STATES = ds_runs.index(RESULTS, keep=())
+try:
+    STATES = ds_runs.index(RESULTS, keep=())
+except ds_io.UnreadableFile as error:   # a record file (or the records folder) that cannot be read: one line
+    raise WorkflowError(str(error)) from None
 DONE = ds_runs.done_runs(RESULTS, RUNS, STATES)
 # Every run is in one shard whatever is done (a job re-parsing this file while other shards finish
 # finds its own shard); a shard is a target only while it has pending runs, and its job's params
