@@ -48,6 +48,17 @@ def replace(path: str, value):
     return change
 
 
+def _pretrained(arch_params: dict, format: str = "adm_ffhq256", sidecar: str | None = None):
+    """A pretrained entry (for `replace`) whose checkpoint file exists: `vp.pt` in the case's folder,
+    with `sidecar` as its `vp.pt.arch.yaml` when given."""
+    def entry(tmp_path):
+        (tmp_path / "vp.pt").write_bytes(b"weights")
+        if sidecar is not None:
+            (tmp_path / "vp.pt.arch.yaml").write_text(sidecar)
+        return {"source": "pretrained", "format": format, "checkpoint": "vp.pt", "arch_params": arch_params}
+    return entry
+
+
 def plugin(text: str):
     def change(config, tmp_path):
         (tmp_path / "bad_plugin.py").write_text(text)
@@ -206,7 +217,7 @@ CHANGES = [
     ("data_seed_float", replace("data.seed", 3.0), "data.seed: 3.0 is not allowed"),
     ("max_batch_float", replace("max_batch", 16.0), "max_batch: 16.0 is not allowed"),
     ("int_knob_float", replace("samplers.rw.knobs.steps_per_level", 2.0),   # knobs refused it already
-     "samplers.rw.knobs.steps_per_level: expected int, got 2.0"),
+     "samplers.rw.knobs.steps_per_level: 2.0 is not allowed; allowed: an integer >= 1, <= 10000 (write 2: 2.0 is no integer)"),
     # --- issue 26: every integer has a stated range, refused outside it at parse time ---
     ("seed_2_63", replace("seeds", [2**63]), "seeds[0]: 9223372036854775808 is outside the integer range"),
     ("seed_2_64_plus_1", replace("seeds", [0, 2**64 + 1]), "seeds[1]: 18446744073709551617 is outside"),
@@ -288,6 +299,66 @@ CHANGES = [
      "datasets.faces.knobs.path: '/sys/kernel' is under /sys"),
     ("images_path_a_device", replace("datasets.faces", {"family": "images", "knobs": {"path": "/dev/null"}}),
      "datasets.faces.knobs.path: '/dev/null' is neither a folder nor a file"),
+    # --- issue 26: arch_params are declared knobs (diffsweep list architectures|pretrained), checked at parse time,
+    # in a checkpoint's .arch.yaml too (they failed in the job, or trained for hours a network nobody meant) ---
+    ("arch_width_float", replace("models.mlp.arch_params", {"hidden": 128.0}),
+     "models.mlp.arch_params.hidden: 128.0 is not allowed; allowed: an integer >= 1, <= 65536 "
+     "(write 128: 128.0 is no integer)"),
+    ("arch_unknown_key", replace("models.mlp.arch_params", {"width": 64}),
+     "models.mlp.arch_params: unknown knob(s) ['width'] for architecture 'mlp'; allowed: hidden, depth, embedding"),
+    ("arch_negative", replace("models.mlp.arch_params", {"depth": -2}), "models.mlp.arch_params.depth: -2 is below"),
+    ("arch_huge", replace("models.mlp.arch_params", {"hidden": 10**7}),
+     "models.mlp.arch_params.hidden: 10000000 is above the maximum 65536"),
+    ("arch_bool_for_int", replace("models.mlp.arch_params", {"depth": True}), "models.mlp.arch_params.depth: True"),
+    ("arch_string_for_int", replace("models.mlp.arch_params", {"hidden": "128"}), "arch_params.hidden: '128' is not"),
+    ("arch_odd_embedding", replace("models.mlp.arch_params", {"embedding": 33}),
+     "models.mlp.arch_params: embedding 33 is odd"),
+    ("arch_swept_width_float", replace("models.mlp.arch_params", {"hidden": [64, 96.5]}),
+     "models.mlp.arch_params.hidden: 96.5 is not allowed"),
+    ("unet_channel_float", replace("models.unet", {"source": "trained", "arch": "unet",
+                                                   "arch_params": {"channels": [16.5, 32]}}),
+     "models.unet.arch_params.channels[0]: 16.5 is not allowed; allowed: an integer >= 1"),
+    ("unet_channels_not_a_list", replace("models.unet", {"arch": "unet", "arch_params": {"channels": 32}}),
+     "models.unet.arch_params.channels: 32 is not allowed; allowed: a list of 1 to 8 items, each an integer"),
+    ("unet_channels_empty", replace("models.unet", {"arch": "unet", "arch_params": {"channels": []}}),
+     "models.unet.arch_params.channels: [] is not allowed"),
+    ("unet_channels_too_many", replace("models.unet", {"arch": "unet", "arch_params": {"channels": [16] * 9}}),
+     "models.unet.arch_params.channels: [16, 16"),
+    ("unet_channels_strings", replace("models.unet", {"arch": "unet", "arch_params": {"channels": ["16", "32"]}}),
+     "models.unet.arch_params.channels[0]: '16' is not allowed"),
+    ("unet_channels_negative", replace("models.unet", {"arch": "unet", "arch_params": {"channels": [16, -32]}}),
+     "models.unet.arch_params.channels[1]: -32 is below the minimum 1"),
+    ("unet_swept_channels_bad_point", replace("models.unet", {"arch": "unet",
+                                                              "arch_params": {"channels": [[16, 32], [16, 32.0]]}}),
+     "models.unet.arch_params.channels[1]: 32.0 is not allowed"),
+    ("unet_channels_vs_groups", replace("models.unet", {"arch": "unet", "arch_params": {"channels": [12, 32]}}),
+     "models.unet.arch_params: channels [12, 32]: 12 is not a multiple of norm_groups 8"),
+    ("pretrained_arch_float", replace("models.vp", _pretrained({"image_size": 32.0})),
+     "models.vp.arch_params.image_size: 32.0 is not allowed; allowed: an integer >= 1, <= 4096 (write 32"),
+    ("pretrained_arch_list_item_float", replace("models.vp", _pretrained({"channel_mult": [1, 2.5]})),
+     "models.vp.arch_params.channel_mult[1]: 2.5 is not allowed"),
+    ("pretrained_arch_list_not_list", replace("models.vp", _pretrained({"attention_resolutions": 16})),
+     "models.vp.arch_params.attention_resolutions: 16 is not allowed; allowed: a list of 0 to 8 items"),
+    ("pretrained_arch_out_of_range", replace("models.vp", _pretrained({"in_channels": 4})),
+     "models.vp.arch_params.in_channels: 4 is not allowed; allowed: 1, 3"),
+    ("pretrained_arch_inconsistent", replace("models.vp", _pretrained({"model_channels": 100})),
+     "models.vp.arch_params: model_channels 100 x channel_mult [1, 1, 2, 2, 4, 4] gives the widths"),
+    ("pretrained_arch_image_side", replace("models.ve", _pretrained({"image_size": 100}, "ncsnpp_ffhq256")),
+     "models.ve.arch_params: image_size 100 cannot be halved 6 times"),
+    ("sidecar_width_float", replace("models.vp", _pretrained({}, sidecar="model_channels: 32.0\n")),
+     "models.vp.checkpoint: 'vp.pt.arch.yaml': model_channels: 32.0 is not allowed; allowed: an integer"),
+    ("sidecar_negative", replace("models.vp", _pretrained({}, sidecar="image_size: -32\n")),
+     "models.vp.checkpoint: 'vp.pt.arch.yaml': image_size: -32 is below the minimum 1"),
+    ("sidecar_huge", replace("models.vp", _pretrained({}, sidecar="num_res_blocks: 1000\n")),
+     "models.vp.checkpoint: 'vp.pt.arch.yaml': num_res_blocks: 1000 is above the maximum 16"),
+    ("sidecar_list_item_float", replace("models.vp", _pretrained({}, sidecar="channel_mult: [1, 2.0]\n")),
+     "models.vp.checkpoint: 'vp.pt.arch.yaml': channel_mult[1]: 2.0 is not allowed"),
+    ("sidecar_list_too_long", replace("models.vp", _pretrained({}, sidecar="channel_mult: [1, 1, 1, 1, 1, 1, 1, 1, 1]\n")),
+     "models.vp.checkpoint: 'vp.pt.arch.yaml': channel_mult: [1, 1, 1, 1, 1, 1, 1, 1, 1] is not allowed"),
+    ("sidecar_inconsistent", replace("models.vp", _pretrained({}, sidecar="image_size: 48\n")),
+     "models.vp.checkpoint: 'vp.pt.arch.yaml': image_size 48 cannot be halved 5 times"),
+    ("sidecar_integer_5000_digits", replace("models.vp", _pretrained({}, sidecar="image_size: " + "9" * 5000 + "\n")),
+     "models.vp.checkpoint: cannot read 'vp.pt.arch.yaml' (Exceeds the limit"),
 ]
 
 
@@ -329,7 +400,7 @@ TEXTS = [
      "models.mlp.lr: '1e-3' has the wrong type or value; allowed: a finite number > 0, or a list of those "
      "(YAML 1.1 reads 1e-3 as a string: write 1.0e-3)"),
     ("knob_yaml11_string", "samplers:\n  rw: {family: random_walk, knobs: {eps: 5e-1}}\n",
-     "samplers.rw.knobs.eps: expected float, got '5e-1' (YAML 1.1 reads 5e-1 as a string: write 5.0e-1)"),
+     "samplers.rw.knobs.eps: '5e-1' is not allowed; allowed: a finite number > 0.0 (YAML 1.1 reads 5e-1 as a string: write 5.0e-1)"),
     ("nan_literal", "samplers:\n  rw: {family: random_walk, knobs: {eps: .nan}}\n", "samplers.rw.knobs.eps: nan"),
     ("duplicate_deep_key",
      "seeds: [0]\ntables:\n  ablations:\n    t: {rows: [sampler], metric: mmd, metric: sliced_w2}\n",
@@ -552,16 +623,19 @@ def test_every_integer_of_the_schema_states_its_range():
 
 
 def test_every_integer_knob_states_its_range():
-    from diffsweep import data, noise, pretrained, restoration, samplers
+    from diffsweep import architectures, data, noise, pretrained, restoration, samplers
     registries = [data.FAMILIES, noise.SCHEDULES, noise.TRAINING_DISTRIBUTIONS, noise.LOSS_WEIGHTS,
                   samplers.registry.SAMPLERS, restoration.registry.OPERATORS, restoration.registry.RESTORERS,
-                  pretrained.FORMATS]
+                  pretrained.FORMATS, architectures.ARCHITECTURES]
     knobs = [(f"{entry.kind} {entry.name}.{name}", knob) for registry in registries
-             for entry in registry.entries() for name, knob in entry.knobs.items() if knob.type == "int"]
+             for entry in registry.entries() for name, knob in entry.knobs.items()
+             if knob.type in ("int", "list[int]")]   # a list knob's bounds are its items'
+    assert any(knob.type == "list[int]" for _, knob in knobs)
     assert len(knobs) > 20
     for where, knob in knobs:
         assert knob.choices or (knob.minimum is not None and knob.maximum is not None
                                 and ds_config.INT_MIN <= knob.minimum and knob.maximum <= ds_config.INT_MAX), where
+        assert knob.type == "int" or knob.max_items is not None, where
 
 
 def test_the_longest_names_give_file_names_of_a_safe_length(tmp_path, monkeypatch):

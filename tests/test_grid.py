@@ -22,6 +22,22 @@ def build(raw):
     return grid.build(config.prepare(raw))
 
 
+def test_a_unet_is_planned_only_on_images_its_levels_can_halve():
+    """(#26) A unet on 2-D points, or with more levels than the images' side can be halved, failed
+    in its training job; it is skipped at parse time, like a pretrained network of another size."""
+    raw = copy.deepcopy(BASE)
+    raw["datasets"]["digits"] = {"family": "digits", "knobs": {"resolution": 8}}
+    raw["models"] = {"unet": {"arch": "unet", "arch_params": {"channels": [[16, 32], [8, 8, 8, 8, 8]]}}}
+    g = build(raw)
+    assert [(m.name, m.data.name, m.recipe["arch_params"]) for m in g.models.values()] == \
+        [("unet", "digits", {"channels": [16, 32]})]
+    assert g.excluded == [
+        "model 'unet' (trained unet) x dataset 'ring8': a unet takes (C, H, W) images, not 'gmm' samples",
+        "model 'unet' (trained unet) x dataset 'swiss': a unet takes (C, H, W) images, not 'swissroll' samples",
+        "model 'unet' (trained unet) x dataset 'digits': a unet of 5 levels halves the image side 4 times, the "
+        "dataset's images are 8x8"]
+
+
 def test_defaults_are_filled_everywhere():
     prepared = config.prepare(copy.deepcopy(BASE))
     assert prepared["results"] == "results" and prepared["sampling"]["runs_per_job"] == 16

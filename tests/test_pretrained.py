@@ -225,5 +225,5 @@ def test_a_different_sigma_table_length_still_loads(tmp_path):
 def test_unknown_format_and_arch_keys_are_named():
     with pytest.raises(ValueError, match=r"models\.m\.format: unknown pretrained format 'ddpm'; allowed: adm_ffhq256"):
         pretrained.resolve_arch("ddpm", where="models.m.")
-    with pytest.raises(ValueError, match=r"arch_params: unknown key\(s\) \['nf'\] for format 'adm_ffhq256'"):
+    with pytest.raises(ValueError, match=r"arch_params: unknown knob\(s\) \['nf'\] for pretrained format 'adm_ffhq256'"):
         pretrained.resolve_arch("adm_ffhq256", {"nf": 8})

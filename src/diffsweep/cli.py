@@ -29,11 +29,14 @@ KINDS = {
     "training": ("diffsweep.noise", "TRAINING_DISTRIBUTIONS",
                  "training sigma-distributions: models.<model>.train_sigma.name"),
     "weights": ("diffsweep.noise", "LOSS_WEIGHTS", "loss weights w(sigma): models.<model>.weight"),
+    "architectures": ("diffsweep.architectures", "ARCHITECTURES",
+                      "trained networks: models.<model>.arch, knobs: models.<model>.arch_params"),
     "parametrisations": ("diffsweep.parametrisations", "PARAMETRISATIONS",
                          "what a trained network predicts: models.<model>.parametrisation"),
     "datasets": ("diffsweep.data", "FAMILIES", "dataset families: datasets.<name>.family"),
     "operators": ("diffsweep.restoration", "OPERATORS", "measurement operators: restoration.tasks.<task>.operator"),
-    "pretrained": ("diffsweep.pretrained", "FORMATS", "pretrained checkpoint formats: models.<model>.format"),
+    "pretrained": ("diffsweep.pretrained", "FORMATS",
+                   "pretrained checkpoint formats: models.<model>.format, knobs: models.<model>.arch_params"),
     "extractors": ("diffsweep.fidelity", "EXTRACTORS", "fidelity feature extractors (fidelity metrics of images)"),
 }
 
@@ -63,6 +66,10 @@ def _knob_line(name: str, knob: dict) -> str:
         bounds = [f"{sign} {knob[key]}" for key, sign in (("minimum", ">="), ("exclusive_minimum", ">"),
                                                           ("maximum", "<="), ("exclusive_maximum", "<"))
                   if key in knob]
+    if "min_items" in knob or "max_items" in knob:   # a list knob: the bounds are its items'
+        items = f"{knob.get('min_items', 0)} to {knob['max_items']}" if "max_items" in knob \
+            else f"at least {knob.get('min_items', 0)}"
+        bounds = [f"{items} items"] + [f"each {bound}" for bound in bounds]
     allowed = "; " + ", ".join(bounds) if bounds else ""
     if "choices" in knob:
         allowed += f"; one of {', '.join(map(str, knob['choices']))}"
