@@ -358,7 +358,7 @@ CHANGES = [
     ("sidecar_inconsistent", replace("models.vp", _pretrained({}, sidecar="image_size: 48\n")),
      "models.vp.checkpoint: 'vp.pt.arch.yaml': image_size 48 cannot be halved 5 times"),
     ("sidecar_integer_5000_digits", replace("models.vp", _pretrained({}, sidecar="image_size: " + "9" * 5000 + "\n")),
-     "models.vp.checkpoint: cannot read 'vp.pt.arch.yaml' (Exceeds the limit"),
+     "models.vp.checkpoint: cannot read 'vp.pt.arch.yaml' (a value cannot be read: Exceeds the limit"),
 ]
 
 

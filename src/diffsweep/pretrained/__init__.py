@@ -70,18 +70,15 @@ def checkpoint_arch(format: str, checkpoint, where: str = "") -> dict:
     """The architecture keywords a checkpoint declares in the YAML mapping `<checkpoint>.arch.yaml`
     beside it ({} without that file), checked against `format`. Cheap, so the grid reads it at
     parse time; a config's `arch_params` override it."""
-    import yaml
+    from diffsweep.config import ConfigError, read_yaml
 
     sidecar = Path(str(checkpoint) + ARCH_SUFFIX).expanduser()
     if not sidecar.is_file():
         return {}
-    try:
-        declared = yaml.safe_load(sidecar.read_text())
-    except (OSError, ValueError, yaml.YAMLError) as error:   # ValueError: an integer of 4300+ digits
-        raise ValueError(f"{where}checkpoint: cannot read '{sidecar}' ({' '.join(str(error).split())})") from None
-    if not isinstance(declared, dict):
-        raise ValueError(f"{where}checkpoint: '{sidecar}' must be a mapping of architecture keywords, "
-                         f"got {type(declared).__name__}")
+    try:   # the config files' strict reader: duplicate keys, size, depth and alias limits
+        declared = read_yaml(sidecar)
+    except ConfigError as error:
+        raise ValueError(f"{where}checkpoint: cannot read '{sidecar}' ({'; '.join(error.problems)})") from None
     entry = FORMATS.get(format, f"{where}format: ")
     unknown = sorted(set(declared) - set(entry.knobs), key=str)
     if unknown:
