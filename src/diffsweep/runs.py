@@ -37,12 +37,14 @@ Torch is imported only by the job loop.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import logging
 import os
 import re
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -264,13 +266,29 @@ def failure_report(failures: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def attempt(results, run_ids, states: dict | None = None) -> str:
-    """A key of a shard's pending runs and the records they already have (failed or corrupt ones):
-    it changes whenever one of them gets a new record line, so a shard whose runs failed runs
-    again (the key is the shard job's `attempt` param, which the params rerun trigger compares)."""
+def attempt(results, run_ids, states: dict | None = None, notes: dict | None = None) -> str:
+    """A key of a shard's pending runs, the records they already have (failed or corrupt ones) and
+    the drawing note of a job that died drawing them: it changes whenever one of them gets a new
+    record line or note, so a shard whose runs failed, or whose job died, runs again (the key is the
+    shard job's `attempt` param, which the params rerun trigger compares). `notes`: drawing_notes(results)."""
     states = index(results, only=set(run_ids)) if states is None else states
-    entries = [[run_id, states[run_id].where if run_id in states else None] for run_id in sorted(run_ids)]
+    notes = drawing_notes(results) if notes is None else notes
+    entries = [[run_id, states[run_id].where if run_id in states else None, *([notes[run_id]] if run_id in notes else [])]
+               for run_id in sorted(run_ids)]
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
+
+
+def drawing_notes(results) -> dict[str, str]:
+    """Run id -> a digest of the drawing note (DrawingNote) that names it: the runs a job that died
+    was drawing, or still suspected. Only jobs that died leave notes, so this reads few files."""
+    folder = records_folder(results)
+    noted = {}
+    for path in sorted(folder.glob("*.drawing")) if folder.is_dir() else []:
+        note = DrawingNote(results, path.name.removesuffix(".drawing")).read()
+        if note is not None:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            noted.update((run_id, digest) for run_id in [*note["drawing"], *note["suspects"]])
+    return noted
 
 
 def record_files(results, run_ids, states: dict) -> list[str]:
@@ -410,6 +428,72 @@ class ShardStore:
             shutil.rmtree(folder)
 
 
+class JobDied(RuntimeError):
+    """A shard job's process died (a crash in native code, os._exit, kill -9) while a run drew alone:
+    the run's `error` in the record the next attempt writes for it."""
+
+
+class DrawingNote:
+    """results/records/<shard>.drawing: which runs of a shard job are drawing now, so that the next
+    attempt of a job whose process died (no record, no traceback) can find the run that killed it.
+
+    The job notes each group of runs before it starts drawing them (a fused group: all of them; a
+    lone run: that one) and drops each run once it is stored; the file is gone when nothing draws.
+    It is JSON: `drawing` (run ids), `isolating` (true while a suspect draws alone), `suspects`
+    (runs of a group that died, still to draw alone), and `pid`, `host`, `started`, `log_offset`
+    (the job's log size when drawing began: what the log gained after it is the dying job's).
+    Written atomically and fsynced: a torn note can only be damage, and is ignored with a warning."""
+
+    def __init__(self, results, shard: str):
+        self.path = records_folder(results) / f"{shard}.drawing"
+        self.note: dict | None = None
+
+    def read(self) -> dict | None:
+        """What the job that last wrote the note left (None without a note, or an unreadable one)."""
+        try:
+            note = json.loads(self.path.read_bytes())
+            if not (isinstance(note, dict) and all(isinstance(note.get(key), list) and all(isinstance(run, str)
+                                                                                    for run in note[key])
+                                                   for key in ("drawing", "suspects"))):
+                raise ValueError("not a drawing note (lists `drawing` and `suspects` of run ids)")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            log.warning("ignored an unreadable drawing note %s (%s: %s); it is replaced", self.path,
+                        type(error).__name__, error)
+            return None
+        return note
+
+    def write(self, drawing: list[str], isolating: bool = False, suspects: list[str] = (), log_path=None) -> None:
+        """Note that `drawing` start drawing now (alone as a suspect when `isolating`)."""
+        log_offset = os.path.getsize(log_path) if log_path is not None and os.path.isfile(log_path) else None
+        self._save({"drawing": list(drawing), "isolating": isolating, "suspects": list(suspects), "pid": os.getpid(),
+                    "host": socket.gethostname(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "log_offset": log_offset})
+
+    def stored(self, run_id: str) -> None:
+        """A run of the note has its record: it no longer draws (the note goes once nothing does)."""
+        if self.note is None or run_id not in self.note["drawing"]:
+            return
+        self._save({**self.note, "drawing": [run for run in self.note["drawing"] if run != run_id]})
+
+    def clear(self) -> None:
+        self.note = None
+        self.path.unlink(missing_ok=True)
+
+    def _save(self, note: dict) -> None:
+        if not note["drawing"] and not note["suspects"]:
+            self.clear()
+            return
+        self.note = note
+        data = json.dumps(note, sort_keys=True).encode() + b"\n"
+        with io.atomic_path(self.path) as tmp:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+
+
 # --- job loop ----------------------------------------------------------------------------
 
 def kind_job(kind: str):
@@ -434,12 +518,18 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     A run that raises is recorded as `failed` (its error and `log_path`) and the job goes on; if
     the score source or the data cannot be loaded, every run is. With `fail_fast` the job stops
     (raises) at the first failure instead. With `fuse` the runs draw together, one network call
-    serving all of them at each step (diffsweep.fusion)."""
+    serving all of them at each step (diffsweep.fusion).
+    Runs that were drawing when an earlier job of the shard died (its DrawingNote) are suspects:
+    they draw alone, one at a time, before the others; a run that was drawing alone when its job
+    died is recorded as `failed` (JobDied)."""
     registry.load_plugins(plugins)   # what they register exists in this job as at parse time
     (kind,) = {run["kind"] for run in runs}
     mark_layout(results)
-    store = ShardStore(results, Path(shard_path).name.removesuffix(".json"))
+    shard = Path(shard_path).name.removesuffix(".json")
+    store = ShardStore(results, shard)
     store.open(started=time.time())   # files left by an earlier job of this shard that was killed
+    note = DrawingNote(results, shard)
+    died = note.read()                # left by an earlier job of this shard whose process died
     from diffsweep import fusion, jobs
 
     origin = jobs.provenance()
@@ -452,20 +542,11 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
         store.append(make_record(run, FAILED, None, None, where, origin,
                                  {"error": summary, "log": None if log_path is None else str(log_path)}))
         statuses[run["id"]] = FAILED
+        note.stored(run["id"])
         if fail_fast:
             raise RuntimeError(f"run {run['id']} failed (fail_fast is set, the job stops): {summary}") from error
 
-    try:
-        chosen = jobs.pick_device(device)
-        job, denoiser = start_job(kind, model, reference_path, checkpoint_path, results, chosen, fidelity_records,
-                                  fidelity_options, options, max_batch)
-    except Exception as error:  # nothing can run: every run fails with this error
-        for run in runs:
-            record_failure(run, error, device)
-        store.close()
-        io.write_json(shard_path, {"model_id": model["id"], "kind": kind, "runs": statuses})
-        return
-    for run, drawn in fusion.draws(job, denoiser, runs, fuse):   # fused: as each run's draw ends
+    def store_drawn(run, drawn):
         try:
             output, nfe, counted, wall = drawn()
             if nfe != counted:
@@ -474,14 +555,81 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
             status, results_part = job.finish(run, output, folder)
             store.append(make_record(run, status, nfe, wall, chosen, origin, results_part), folder)
             statuses[run["id"]] = status
+            note.stored(run["id"])
             log.info("%s run %s: %s, nfe %d, %.2f s", kind, run["id"], status, nfe, wall)
-        except Exception as error:  # one broken run must not lose the others
+        except (Exception, SystemExit) as error:  # one broken run must not lose the others (sys.exit included)
             record_failure(run, error, chosen)
+
+    culprit, suspects = culprit_and_suspects(died, runs)
+    if culprit is not None:
+        record_failure(culprit, JobDied(death_message(died, log_path)), device)
+        runs = [run for run in runs if run is not culprit]
+    if died is not None:     # the dead job's suspects stay noted (and the culprit no more) until drawn
+        note.write([], suspects=[run["id"] for run in suspects])
+    try:
+        chosen = jobs.pick_device(device)
+        job, denoiser = start_job(kind, model, reference_path, checkpoint_path, results, chosen, fidelity_records,
+                                  fidelity_options, options, max_batch)
+    except Exception as error:  # nothing can run: every run fails with this error
+        for run in runs:
+            record_failure(run, error, device)
+        note.clear()
+        store.close()
+        io.write_json(shard_path, {"model_id": model["id"], "kind": kind, "runs": statuses})
+        return
+    for index, run in enumerate(suspects):      # alone, one at a time: the one that kills the job is found
+        later = [other["id"] for other in suspects[index + 1:]]
+        note.write([run["id"]], isolating=True, suspects=later, log_path=log_path)
+        log.info("run %s draws alone: it was drawing when a job of this shard died (%d suspect(s) after it)",
+                 run["id"], len(later))
+        store_drawn(run, functools.partial(job.draw, run, denoiser))
+
+    def starting(group):
+        note.write([run["id"] for run in group], log_path=log_path)
+        how = "alone" if len(group) == 1 else f"{len(group)} runs fused"
+        log.info("drawing %s: %s", how, ", ".join(run["id"] for run in group))   # a killed job's log names them
+
+    others = [run for run in runs if run not in suspects]
+    for run, drawn in fusion.draws(job, denoiser, others, fuse, starting=starting):   # fused: as each draw ends
+        store_drawn(run, drawn)
+    note.clear()
     failed = sum(status == FAILED for status in statuses.values())
     if failed:
-        log.warning("%d of %d runs failed and are recorded as such (status `failed`)", failed, len(runs))
+        log.warning("%d of %d runs failed and are recorded as such (status `failed`)", failed, len(statuses))
     store.close()
     io.write_json(shard_path, {"model_id": model["id"], "kind": kind, "runs": statuses})
+
+
+def culprit_and_suspects(died: dict | None, runs: list[dict]) -> tuple[dict | None, list[dict]]:
+    """From the drawing note a dead job left: the run that was drawing alone as a suspect when the
+    job died (None if none), and the pending runs still suspected (the runs of a group or a lone
+    run that was drawing, or suspects not yet drawn alone), in the runs' order."""
+    if died is None:
+        return None, []
+    culprit = died["drawing"][0] if died.get("isolating") and died["drawing"] else None
+    suspected = {*died["suspects"], *([] if died.get("isolating") else died["drawing"])} - {culprit}
+    return (next((run for run in runs if run["id"] == culprit), None),
+            [run for run in runs if run["id"] in suspected])
+
+
+# faulthandler's first line when a fatal signal (SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL) ends a job
+FATAL_ERROR = re.compile(r"^Fatal Python error: (.+)$", re.MULTILINE)
+
+
+def death_message(died: dict, log_path=None) -> str:
+    """What is known of how a job's process died while a run drew alone: its pid and host, when
+    the run began, and the fatal error the job's log gained since (logs.setup_logging has
+    faulthandler write one there), if any."""
+    cause = "no Python error was raised (a crash in native code, os._exit(), kill -9 or the out-of-memory killer)"
+    offset = died.get("log_offset")
+    if log_path is not None and isinstance(offset, int) and os.path.isfile(log_path):
+        with open(log_path, "rb") as handle:
+            handle.seek(offset)
+            fatal = FATAL_ERROR.search(handle.read().decode("utf-8", "replace"))
+        if fatal:
+            cause = f"Fatal Python error: {fatal.group(1).strip()} (the log has the threads' tracebacks)"
+    return (f"the job's process (pid {died.get('pid')} on {died.get('host')}) died while this run was drawing alone "
+            f"(since {died.get('started')}), leaving no record: {cause}")
 
 
 def start_job(kind: str, model: dict, reference_path, checkpoint_path, results, device, fidelity_records,
