@@ -36,6 +36,7 @@ Torch is imported only by the job loop.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -44,7 +45,9 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -477,6 +480,14 @@ class DrawingNote:
             return
         self._save({**self.note, "drawing": [run for run in self.note["drawing"] if run != run_id]})
 
+    def stopped(self) -> None:
+        """The job is stopped from outside (SIGTERM): the runs drawing are not to blame. A suspect
+        drawing alone stays a suspect; the runs of a group are no longer noted."""
+        if self.note is None:
+            return
+        suspects = [*self.note["drawing"], *self.note["suspects"]] if self.note["isolating"] else self.note["suspects"]
+        self._save({**self.note, "drawing": [], "isolating": False, "suspects": suspects})
+
     def clear(self) -> None:
         self.note = None
         self.path.unlink(missing_ok=True)
@@ -577,27 +588,49 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
         store.close()
         io.write_json(shard_path, {"model_id": model["id"], "kind": kind, "runs": statuses})
         return
-    for index, run in enumerate(suspects):      # alone, one at a time: the one that kills the job is found
-        later = [other["id"] for other in suspects[index + 1:]]
-        note.write([run["id"]], isolating=True, suspects=later, log_path=log_path)
-        log.info("run %s draws alone: it was drawing when a job of this shard died (%d suspect(s) after it)",
-                 run["id"], len(later))
-        store_drawn(run, functools.partial(job.draw, run, denoiser))
 
     def starting(group):
         note.write([run["id"] for run in group], log_path=log_path)
         how = "alone" if len(group) == 1 else f"{len(group)} runs fused"
         log.info("drawing %s: %s", how, ", ".join(run["id"] for run in group))   # a killed job's log names them
 
-    others = [run for run in runs if run not in suspects]
-    for run, drawn in fusion.draws(job, denoiser, others, fuse, starting=starting):   # fused: as each draw ends
-        store_drawn(run, drawn)
+    with blameless_when_stopped(note):
+        for index, run in enumerate(suspects):      # alone, one at a time: the one that kills the job is found
+            later = [other["id"] for other in suspects[index + 1:]]
+            note.write([run["id"]], isolating=True, suspects=later, log_path=log_path)
+            log.info("run %s draws alone: it was drawing when a job of this shard died (%d suspect(s) after it)",
+                     run["id"], len(later))
+            store_drawn(run, functools.partial(job.draw, run, denoiser))
+        others = [run for run in runs if run not in suspects]
+        for run, drawn in fusion.draws(job, denoiser, others, fuse, starting=starting):   # fused: as each draw ends
+            store_drawn(run, drawn)
     note.clear()
     failed = sum(status == FAILED for status in statuses.values())
     if failed:
         log.warning("%d of %d runs failed and are recorded as such (status `failed`)", failed, len(statuses))
     store.close()
     io.write_json(shard_path, {"model_id": model["id"], "kind": kind, "runs": statuses})
+
+
+@contextlib.contextmanager
+def blameless_when_stopped(note: DrawingNote):
+    """While the block runs, a SIGTERM (preemption, a time limit, scancel) first tells the drawing
+    note that the job was stopped from outside (DrawingNote.stopped), then ends the job as SIGTERM
+    does. Signal handlers exist in the main thread only; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        note.stopped()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def culprit_and_suspects(died: dict | None, runs: list[dict]) -> tuple[dict | None, list[dict]]:
