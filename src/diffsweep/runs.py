@@ -15,7 +15,9 @@ Everything around the kind-specific work is shared:
   drawn (counting network evaluations and timing the draw; with `fuse` the runs draw together,
   one network call serving all of them: diffsweep.fusion), evaluated (`job.finish` writes the
   run's files into a staging folder), stored. A run that raises is recorded as `failed` and the
-  job goes on (`fail_fast` stops it instead).
+  job goes on (`fail_fast` stops it instead). The runs drawing are noted first (DrawingNote), so
+  the next attempt after a job whose process died isolates them and records the one that kills
+  its job as `failed`.
 - Record. A line holds run_id (first), kind, status, nfe, wall_s, device, finished, row (the
   manifest row), params (what the id hashes), provenance, archive and files (offset, size and
   sha256 of each file in the archive; none when keep_samples is `none`) and the kind's results:
