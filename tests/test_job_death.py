@@ -17,6 +17,7 @@ import pytest
 
 from diffsweep import cli, config, io, jobs, runs
 from diffsweep import grid as ds_grid
+from diffsweep.samplers.registry import SAMPLERS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,6 +91,15 @@ runs.run_shard(model, pending, f"{results}/data/{model['data']['id']}/reference.
                device="cpu",
                plugins=cfg["plugins"], log_path=log_path)
 """
+
+
+@pytest.fixture(autouse=True)
+def plugin_unregistered_after(monkeypatch):
+    """The plugin's sampler is registered in this process only while a test runs (other tests list
+    every registered sampler)."""
+    monkeypatch.setattr(SAMPLERS, "_entries", dict(SAMPLERS._entries))
+    yield
+    sys.modules.pop("diffsweep_plugin_deadly_plugin", None)
 
 
 @pytest.fixture
@@ -191,6 +201,26 @@ def test_a_job_stopped_from_outside_blames_no_run(tmp_path, monkeypatch):
     again = attempt(sweep)
     assert again.returncode == 0, again.stderr[-2000:]
     assert runs.run_state(results, run_id)[0] == "ok" and not note.path.exists()
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_a_sampler_that_calls_sys_exit_is_a_failed_run_and_the_job_goes_on(sweep, monkeypatch, fuse):
+    _, grid, shard, results, _ = sweep
+    ddim = ids(grid, "ddim")
+    real = jobs.draw_samples
+
+    def draw_samples(run, *args, **kwargs):
+        if run["id"] == ddim[0]:
+            raise SystemExit(0)
+        return real(run, *args, **kwargs)
+
+    monkeypatch.setattr(jobs, "draw_samples", draw_samples)
+    (model,) = grid.models.values()
+    runs.run_shard(ds_grid.model_dict(model), [ds_grid.run_dict(grid.runs[run_id]) for run_id in ddim],
+                   results / "data" / model.data.id / "reference.npz", None, results,
+                   results / "shards" / f"{shard}.json", {"metrics": {"n_projections": 16}}, device="cpu", fuse=fuse)
+    assert [runs.run_state(results, run_id)[0] for run_id in ddim] == ["failed", "ok"]
+    assert runs.read_record(results, ddim[0])["error"] == "SystemExit: 0"
 
 
 def note_at(tmp_path):

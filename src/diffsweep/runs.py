@@ -574,11 +574,11 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
             record_failure(run, error, chosen)
 
     culprit, suspects = culprit_and_suspects(died, runs)
+    if died is not None:     # the dead job's suspects stay noted until drawn; the culprit no more (a
+        note.write([], suspects=[run["id"] for run in suspects])   # fail_fast stop below must not repeat it)
     if culprit is not None:
         record_failure(culprit, JobDied(death_message(died, log_path)), device)
         runs = [run for run in runs if run is not culprit]
-    if died is not None:     # the dead job's suspects stay noted (and the culprit no more) until drawn
-        note.write([], suspects=[run["id"] for run in suspects])
     try:
         chosen = jobs.pick_device(device)
         job, denoiser = start_job(kind, model, reference_path, checkpoint_path, results, chosen, fidelity_records,
