@@ -499,12 +499,15 @@ class DrawingNote:
             self.clear()
             return
         self.note = note
-        data = json.dumps(note, sort_keys=True).encode() + b"\n"
-        with io.atomic_path(self.path) as tmp:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+        # one job per shard at a time: a fixed temporary name, which a killed job's successor overwrites
+        # (io.atomic_path would scan the records folder, thousands of files, at every run)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            handle.write(json.dumps(note, sort_keys=True).encode() + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
 
 
 # --- job loop ----------------------------------------------------------------------------
