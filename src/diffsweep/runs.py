@@ -658,7 +658,7 @@ def death_message(died: dict, log_path=None) -> str:
     """What is known of how a job's process died while a run drew alone: its pid and host, when
     the run began, and the fatal error the job's log gained since (logs.setup_logging has
     faulthandler write one there), if any."""
-    cause = "no Python error was raised (a crash in native code, os._exit(), kill -9 or the out-of-memory killer)"
+    cause = "no Python error (a crash in native code, os._exit(), kill -9, the out-of-memory killer?)"
     offset = died.get("log_offset")
     if log_path is not None and isinstance(offset, int) and os.path.isfile(log_path):
         with open(log_path, "rb") as handle:
