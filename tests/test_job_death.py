@@ -228,14 +228,12 @@ def note_at(tmp_path):
 
 
 def test_the_drawing_note_is_written_durably_dropped_run_by_run_and_gone_when_nothing_draws(tmp_path):
-    log_path = tmp_path / "job.log"
-    log_path.write_text("earlier lines\n")
     note = note_at(tmp_path)
     assert note.read() is None
-    note.write(["a-1", "b-2"], log_path=log_path)
+    note.write(["a-1", "b-2"])
     written = runs.DrawingNote(tmp_path, note.path.name.removesuffix(".drawing")).read()   # another process's view
     assert (written["drawing"], written["isolating"], written["suspects"]) == (["a-1", "b-2"], False, [])
-    assert (written["pid"], written["log_offset"]) == (os.getpid(), len("earlier lines\n"))
+    assert written["pid"] == os.getpid()
     assert runs.drawing_notes(tmp_path) == dict.fromkeys(["a-1", "b-2"], runs.drawing_notes(tmp_path)["a-1"])
     note.stored("a-1")
     assert note.read()["drawing"] == ["b-2"]
@@ -285,17 +283,38 @@ def test_the_attempt_key_changes_with_a_note_of_its_runs_only(tmp_path):
     assert runs.attempt(tmp_path, ["a-1", "b-2"]) not in (key, noted)
 
 
-def test_a_fatal_signal_is_named_by_the_log_and_by_the_record_of_the_run_it_killed(tmp_path):
-    log_path = tmp_path / "job.log"
-    log_path.write_text("lines of an earlier attempt\n")
+def test_a_fatal_signal_is_named_by_the_record_of_the_run_it_killed(tmp_path):
+    fatal = tmp_path / "staging" / runs.FATAL_FILE
     note = runs.DrawingNote(tmp_path, "shard")
-    note.write(["a-1"], isolating=True, log_path=log_path)
-    crash = "import ctypes, sys; from diffsweep.logs import setup_logging; setup_logging(sys.argv[1]); ctypes.string_at(0)"
-    died = subprocess.run([sys.executable, "-c", crash, str(log_path)], capture_output=True,
+    note.write(["a-1"], isolating=True)
+    crash = ("import ctypes, pathlib, sys; from diffsweep import runs\n"
+             "with runs.fatal_errors_into(pathlib.Path(sys.argv[1])): ctypes.string_at(0)")
+    died = subprocess.run([sys.executable, "-c", crash, str(fatal)], capture_output=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-    assert died.returncode < 0                              # killed by SIGSEGV
-    message = runs.death_message(note.read(), log_path)
+    assert died.returncode == -signal.SIGSEGV
+    message = runs.death_message(note.read(), fatal.read_text())
     assert message.startswith(f"the job's process (pid {os.getpid()} on ") and "died while this run was drawing alone" in message
-    assert message.endswith("leaving no record: Fatal Python error: Segmentation fault (the log has the threads' tracebacks)")
-    # a fatal error logged before the run began drawing is not this run's
-    assert "os._exit()" in runs.death_message({**note.read(), "log_offset": log_path.stat().st_size}, log_path)
+    assert message.endswith("leaving no record: Fatal Python error: Segmentation fault "
+                            "(the next attempt's log has the threads' tracebacks)")
+    assert "os._exit()" in runs.death_message(note.read(), "")
+
+
+def test_a_job_that_stops_on_a_python_error_blames_no_run(sweep, monkeypatch):
+    _, grid, shard, results, _ = sweep
+    ddim = ids(grid, "ddim")
+    real = jobs.draw_samples
+
+    def draw_samples(run, *args, **kwargs):
+        if run["id"] == ddim[0]:
+            raise ValueError("a bug")
+        return real(run, *args, **kwargs)
+
+    monkeypatch.setattr(jobs, "draw_samples", draw_samples)
+    (model,) = grid.models.values()
+    with pytest.raises(RuntimeError, match="fail_fast is set"):
+        runs.run_shard(ds_grid.model_dict(model), [ds_grid.run_dict(grid.runs[run_id]) for run_id in ddim],
+                       results / "data" / model.data.id / "reference.npz", None, results,
+                       results / "shards" / f"{shard}.json", {"metrics": {"n_projections": 16}}, device="cpu",
+                       fail_fast=True)
+    assert runs.DrawingNote(results, shard).read() is None      # the next attempt draws as usual
+    assert not (runs.staging_folder(results, shard) / runs.FATAL_FILE).exists()

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-_fatal_log = None   # the log file faulthandler writes to
+fatal_log = None   # the log file faulthandler writes to
 
 
 def setup_logging(log_path=None) -> logging.Logger:
@@ -25,8 +25,8 @@ def setup_logging(log_path=None) -> logging.Logger:
         logger.error("job failed", exc_info=(kind, value, traceback))
     sys.excepthook = log_uncaught
     if log_path:    # kept open for the job's life: faulthandler writes to it from the signal handler
-        global _fatal_log
-        _fatal_log = open(log_path, "a")
-        faulthandler.enable(file=_fatal_log, all_threads=True)
+        global fatal_log
+        fatal_log = open(log_path, "a")
+        faulthandler.enable(file=fatal_log, all_threads=True)
     return logger
 

@@ -49,6 +49,7 @@ import re
 import shutil
 import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -445,8 +446,8 @@ class DrawingNote:
     The job notes each group of runs before it starts drawing them (a fused group: all of them; a
     lone run: that one) and drops each run once it is stored; the file is gone when nothing draws.
     It is JSON: `drawing` (run ids), `isolating` (true while a suspect draws alone), `suspects`
-    (runs of a group that died, still to draw alone), and `pid`, `host`, `started`, `log_offset`
-    (the job's log size when drawing began: what the log gained after it is the dying job's).
+    (runs of a group that died, still to draw alone), and `pid`, `host` and `started` (when they
+    began).
     Written atomically and fsynced: a torn note can only be damage, and is ignored with a warning."""
 
     def __init__(self, results, shard: str):
@@ -469,12 +470,10 @@ class DrawingNote:
             return None
         return note
 
-    def write(self, drawing: list[str], isolating: bool = False, suspects: list[str] = (), log_path=None) -> None:
+    def write(self, drawing: list[str], isolating: bool = False, suspects: list[str] = ()) -> None:
         """Note that `drawing` start drawing now (alone as a suspect when `isolating`)."""
-        log_offset = os.path.getsize(log_path) if log_path is not None and os.path.isfile(log_path) else None
         self._save({"drawing": list(drawing), "isolating": isolating, "suspects": list(suspects), "pid": os.getpid(),
-                    "host": socket.gethostname(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "log_offset": log_offset})
+                    "host": socket.gethostname(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
 
     def stored(self, run_id: str) -> None:
         """A run of the note has its record: it no longer draws (the note goes once nothing does)."""
@@ -483,8 +482,8 @@ class DrawingNote:
         self._save({**self.note, "drawing": [run for run in self.note["drawing"] if run != run_id]})
 
     def stopped(self) -> None:
-        """The job is stopped from outside (SIGTERM): the runs drawing are not to blame. A suspect
-        drawing alone stays a suspect; the runs of a group are no longer noted."""
+        """The job is stopped (SIGTERM, a Python error), not killed by a run: the runs drawing are
+        not to blame. A suspect drawing alone stays a suspect; the runs of a group are no longer noted."""
         if self.note is None:
             return
         suspects = [*self.note["drawing"], *self.note["suspects"]] if self.note["isolating"] else self.note["suspects"]
@@ -543,9 +542,11 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     mark_layout(results)
     shard = Path(shard_path).name.removesuffix(".json")
     store = ShardStore(results, shard)
-    store.open(started=time.time())   # files left by an earlier job of this shard that was killed
     note = DrawingNote(results, shard)
     died = note.read()                # left by an earlier job of this shard whose process died
+    fatal_path = store.staging / FATAL_FILE
+    fatal = fatal_path.read_text(errors="replace") if died is not None and fatal_path.is_file() else ""
+    store.open(started=time.time())   # files left by an earlier job of this shard that was killed
     from diffsweep import fusion, jobs
 
     origin = jobs.provenance()
@@ -579,8 +580,10 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     culprit, suspects = culprit_and_suspects(died, runs)
     if died is not None:     # the dead job's suspects stay noted until drawn; the culprit no more (a
         note.write([], suspects=[run["id"] for run in suspects])   # fail_fast stop below must not repeat it)
+        log.warning("a job of this shard died while %s drew%s", ", ".join(died["drawing"]) or "no run",
+                    f"; its fatal error:\n{fatal}" if fatal.strip() else " (no fatal error was written)")
     if culprit is not None:
-        record_failure(culprit, JobDied(death_message(died, log_path)), device)
+        record_failure(culprit, JobDied(death_message(died, fatal)), device)
         runs = [run for run in runs if run is not culprit]
     try:
         chosen = jobs.pick_device(device)
@@ -595,14 +598,14 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
         return
 
     def starting(group):
-        note.write([run["id"] for run in group], log_path=log_path)
+        note.write([run["id"] for run in group])
         how = "alone" if len(group) == 1 else f"{len(group)} runs fused"
         log.info("drawing %s: %s", how, ", ".join(run["id"] for run in group))   # a killed job's log names them
 
-    with blameless_when_stopped(note):
+    with blameless_unless_killed(note), fatal_errors_into(fatal_path):
         for index, run in enumerate(suspects):      # alone, one at a time: the one that kills the job is found
             later = [other["id"] for other in suspects[index + 1:]]
-            note.write([run["id"]], isolating=True, suspects=later, log_path=log_path)
+            note.write([run["id"]], isolating=True, suspects=later)
             log.info("run %s draws alone: it was drawing when a job of this shard died (%d suspect(s) after it)",
                      run["id"], len(later))
             store_drawn(run, functools.partial(job.draw, run, denoiser))
@@ -618,24 +621,26 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
 
 
 @contextlib.contextmanager
-def blameless_when_stopped(note: DrawingNote):
-    """While the block runs, a SIGTERM (preemption, a time limit, scancel) first tells the drawing
-    note that the job was stopped from outside (DrawingNote.stopped), then ends the job as SIGTERM
-    does. Signal handlers exist in the main thread only; elsewhere nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
+def blameless_unless_killed(note: DrawingNote):
+    """While the block runs, only a death blames the runs drawing: a SIGTERM (preemption, a time
+    limit, scancel) first tells the drawing note that the job was stopped (DrawingNote.stopped),
+    then ends the job as SIGTERM does; so does a Python exception leaving the block (fail_fast,
+    Ctrl-C). Signal handlers exist in the main thread only; elsewhere SIGTERM is left alone."""
     def stop(signum, frame):
         note.stopped()
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if main else None
     try:
         yield
+    except BaseException:
+        note.stopped()
+        raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def culprit_and_suspects(died: dict | None, runs: list[dict]) -> tuple[dict | None, list[dict]]:
@@ -650,22 +655,46 @@ def culprit_and_suspects(died: dict | None, runs: list[dict]) -> tuple[dict | No
             [run for run in runs if run["id"] in suspected])
 
 
+# Where faulthandler writes while a shard job's runs draw (in its staging folder): Snakemake deletes
+# a failed job's log when it runs the job again, so the next attempt reads the fatal error here.
+FATAL_FILE = "fatal.txt"
 # faulthandler's first line when a fatal signal (SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL) ends a job
 FATAL_ERROR = re.compile(r"^Fatal Python error: (.+)$", re.MULTILINE)
 
 
-def death_message(died: dict, log_path=None) -> str:
+@contextlib.contextmanager
+def fatal_errors_into(path: Path):
+    """While the block runs, a fatal signal's tracebacks (faulthandler, every thread) go to `path`;
+    then back where they went (the job's log: logs.setup_logging), and `path` is removed."""
+    import faulthandler
+
+    from diffsweep import logs
+
+    enabled = faulthandler.is_enabled()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "w") as handle:
+            faulthandler.enable(file=handle, all_threads=True)
+            try:
+                yield
+            finally:
+                if logs.fatal_log is not None:
+                    faulthandler.enable(file=logs.fatal_log, all_threads=True)
+                elif enabled:
+                    faulthandler.enable(file=sys.__stderr__, all_threads=True)
+                else:
+                    faulthandler.disable()
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def death_message(died: dict, fatal: str = "") -> str:
     """What is known of how a job's process died while a run drew alone: its pid and host, when
-    the run began, and the fatal error the job's log gained since (logs.setup_logging has
-    faulthandler write one there), if any."""
+    the run began, and the fatal error faulthandler wrote (`fatal`: fatal_errors_into), if any."""
     cause = "no Python error (a crash in native code, os._exit(), kill -9, the out-of-memory killer?)"
-    offset = died.get("log_offset")
-    if log_path is not None and isinstance(offset, int) and os.path.isfile(log_path):
-        with open(log_path, "rb") as handle:
-            handle.seek(offset)
-            fatal = FATAL_ERROR.search(handle.read().decode("utf-8", "replace"))
-        if fatal:
-            cause = f"Fatal Python error: {fatal.group(1).strip()} (the log has the threads' tracebacks)"
+    error = FATAL_ERROR.search(fatal)
+    if error:
+        cause = f"Fatal Python error: {error.group(1).strip()} (the next attempt's log has the threads' tracebacks)"
     return (f"the job's process (pid {died.get('pid')} on {died.get('host')}) died while this run was drawing alone "
             f"(since {died.get('started')}), leaving no record: {cause}")
 
