@@ -3,7 +3,8 @@ segfault in an extension): the job notes which runs draw before they start (the 
 runs.DrawingNote) and its log names them; the next attempt draws those runs alone, one at a time;
 the attempt after a death during a lone run records that run as `failed`, naming the death, and
 every other run ends `ok` with the metrics of an uninterrupted run. Also the note itself (written,
-dropped run by run, a torn one ignored), the attempt key, and what the log says of a fatal signal."""
+dropped run by run, a torn one ignored), the attempt key, a segfault's fatal error, and what blames
+no run: a SIGTERM, a Python error that ends the job, a sampler's sys.exit (a failed run)."""
 
 import copy
 import json
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # exactly like a plain Euler run when alone. Both read the drawing note of the results folder
 # named by DIFFSWEEP_TEST_RESULTS: handshakes, no timing.
 PLUGIN = '''
-import json, os, pathlib, signal
+import json, os, pathlib
 from diffsweep.samplers import Knob, register
 
 
@@ -36,21 +37,14 @@ def drawing():
     return json.loads(notes[0].read_text())["drawing"] if notes else None
 
 
-@register("deadly", knobs={"role": Knob("str", "patient", "patient, crash or stopped",
-                                        choices=["patient", "crash", "stopped"])},
-          description="Euler steps that outlast the other drawing runs (patient), kill the process (crash) "
-                      "or are stopped from outside, the first time (stopped)")
+@register("deadly", knobs={"role": Knob("str", "patient", "patient or crash", choices=["patient", "crash"])},
+          description="Euler steps that outlast the other drawing runs (patient) or kill the process (crash)")
 def deadly(denoise, x, sigmas, generator, *, role):
     levels, calls = list(sigmas) + [0.0], 0
-    stopped_once = pathlib.Path(os.environ["DIFFSWEEP_TEST_RESULTS"], "stopped_once")
-    if role == "stopped" and not stopped_once.exists():   # SIGTERM (a preemption, a time limit) mid-draw
-        stopped_once.touch()
-        denoise(x, levels[0])
-        os.kill(os.getpid(), signal.SIGTERM)
     for sigma, sigma_next in zip(levels[:-1], levels[1:]):
         x = x + (sigma_next - sigma) * (x - denoise(x, sigma)) / sigma
         calls += 1
-    for _ in range(100000 if role != "stopped" else 0):
+    for _ in range(100000):
         running = drawing()
         if role == "crash" and (running is None or len(running) <= 2):    # the ddim runs are stored: die mid-draw
             os._exit(3)
@@ -58,8 +52,6 @@ def deadly(denoise, x, sigmas, generator, *, role):
             return x, calls
         denoise(x, levels[-2])    # stays in the fused group while the others draw
         calls += 1
-    if role == "stopped":
-        return x, calls
     raise RuntimeError("the other runs never ended")
 '''
 
@@ -104,14 +96,10 @@ def plugin_unregistered_after(monkeypatch):
 
 @pytest.fixture
 def sweep(tmp_path, monkeypatch):
-    return make_sweep(tmp_path, monkeypatch, CONFIG["samplers"])
-
-
-def make_sweep(tmp_path, monkeypatch, samplers: dict):
-    """(config, grid, shard id, results folder holding the dataset, the job's log) of CONFIG with `samplers`."""
+    """(config, grid, shard id, results folder holding the dataset, the job's log)."""
     plugin = tmp_path / "deadly_plugin.py"
     plugin.write_text(PLUGIN)
-    cfg = config.prepare({**copy.deepcopy(CONFIG), "samplers": samplers, "plugins": [str(plugin)]})
+    cfg = config.prepare({**copy.deepcopy(CONFIG), "plugins": [str(plugin)]})
     grid = ds_grid.build(cfg)
     (shard,) = grid.shards(ds_grid.runs_per_job(cfg))
     results = tmp_path / "results"
@@ -189,18 +177,23 @@ def test_a_run_that_kills_its_job_is_isolated_and_recorded_failed_and_the_others
         assert runs.read_record(results, run_id)["nfe"] == expected["nfe"]
 
 
-def test_a_job_stopped_from_outside_blames_no_run(tmp_path, monkeypatch):
-    sweep = make_sweep(tmp_path, monkeypatch, {"stopped": {"family": "deadly", "steps": 3, "knobs": {"role": "stopped"}}})
-    _, grid, shard, results, _ = sweep
-    (run_id,) = grid.runs
-    note = runs.DrawingNote(results, shard)
-    note.write([run_id])            # it was drawing when an earlier job died: a suspect, drawn alone
-    stopped = attempt(sweep)        # and a SIGTERM stops the job while it draws alone
-    assert stopped.returncode == -signal.SIGTERM, stopped.stderr[-2000:]
-    assert (note.read()["drawing"], note.read()["suspects"]) == ([], [run_id])   # still a suspect, not the culprit
-    again = attempt(sweep)
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert runs.run_state(results, run_id)[0] == "ok" and not note.path.exists()
+@pytest.mark.parametrize("isolating", [True, False])
+def test_a_job_stopped_by_sigterm_blames_no_run(tmp_path, monkeypatch, isolating):
+    killed = []
+    monkeypatch.setattr(os, "kill", lambda pid, signum: killed.append((pid, signum)))   # the job's end
+    before = signal.getsignal(signal.SIGTERM)
+    note = runs.DrawingNote(tmp_path, "shard")
+    with runs.blameless_unless_killed(note):
+        # a suspect drawing alone (a job died before), or a group that draws as usual
+        note.write(["a-1"], isolating=True, suspects=["b-2"]) if isolating else note.write(["a-1", "b-2"])
+        signal.raise_signal(signal.SIGTERM)          # preemption, a time limit, scancel
+    assert killed == [(os.getpid(), signal.SIGTERM)] and signal.getsignal(signal.SIGTERM) == before
+    left = note.read()
+    if isolating:       # still suspects, none the culprit
+        assert (left["drawing"], left["suspects"]) == ([], ["a-1", "b-2"])
+        assert runs.culprit_and_suspects(left, [{"id": "a-1"}, {"id": "b-2"}]) == (None, [{"id": "a-1"}, {"id": "b-2"}])
+    else:
+        assert left is None
 
 
 @pytest.mark.parametrize("fuse", [True, False])
