@@ -15,7 +15,9 @@ Everything around the kind-specific work is shared:
   drawn (counting network evaluations and timing the draw; with `fuse` the runs draw together,
   one network call serving all of them: diffsweep.fusion), evaluated (`job.finish` writes the
   run's files into a staging folder), stored. A run that raises is recorded as `failed` and the
-  job goes on (`fail_fast` stops it instead).
+  job goes on (`fail_fast` stops it instead). The runs drawing are noted first (DrawingNote), so
+  the next attempt after a job whose process died isolates them and records the one that kills
+  its job as `failed`.
 - Record. A line holds run_id (first), kind, status, nfe, wall_s, device, finished, row (the
   manifest row), params (what the id hashes), provenance, archive and files (offset, size and
   sha256 of each file in the archive; none when keep_samples is `none`) and the kind's results:
@@ -36,13 +38,19 @@ Torch is imported only by the job loop.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import logging
 import os
 import re
 import shutil
+import signal
+import socket
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -336,13 +344,29 @@ def failure_report(failures: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def attempt(results, run_ids, states: dict | None = None) -> str:
-    """A key of a shard's pending runs and the records they already have (failed or corrupt ones):
-    it changes whenever one of them gets a new record line, so a shard whose runs failed runs
-    again (the key is the shard job's `attempt` param, which the params rerun trigger compares)."""
+def attempt(results, run_ids, states: dict | None = None, notes: dict | None = None) -> str:
+    """A key of a shard's pending runs, the records they already have (failed or corrupt ones) and
+    the drawing note of a job that died drawing them: it changes whenever one of them gets a new
+    record line or note, so a shard whose runs failed, or whose job died, runs again (the key is the
+    shard job's `attempt` param, which the params rerun trigger compares). `notes`: drawing_notes(results)."""
     states = index(results, only=set(run_ids)) if states is None else states
-    entries = [[run_id, states[run_id].where if run_id in states else None] for run_id in sorted(run_ids)]
+    notes = drawing_notes(results) if notes is None else notes
+    entries = [[run_id, states[run_id].where if run_id in states else None, *([notes[run_id]] if run_id in notes else [])]
+               for run_id in sorted(run_ids)]
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
+
+
+def drawing_notes(results) -> dict[str, str]:
+    """Run id -> a digest of the drawing note (DrawingNote) that names it: the runs a job that died
+    was drawing, or still suspected. Only jobs that died leave notes, so this reads few files."""
+    folder = records_folder(results)
+    noted = {}
+    for path in sorted(folder.glob("*.drawing")) if folder.is_dir() else []:
+        note = DrawingNote(results, path.name.removesuffix(".drawing")).read()
+        if note is not None:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            noted.update((run_id, digest) for run_id in [*note["drawing"], *note["suspects"]])
+    return noted
 
 
 def record_files(results, run_ids, states: dict) -> list[str]:
@@ -488,6 +512,81 @@ class ShardStore:
             shutil.rmtree(folder)
 
 
+class JobDied(RuntimeError):
+    """A shard job's process died (a crash in native code, os._exit, kill -9) while a run drew alone:
+    the run's `error` in the record the next attempt writes for it."""
+
+
+class DrawingNote:
+    """results/records/<shard>.drawing: which runs of a shard job are drawing now, so that the next
+    attempt of a job whose process died (no record, no traceback) can find the run that killed it.
+
+    The job notes each group of runs before it starts drawing them (a fused group: all of them; a
+    lone run: that one) and drops each run once it is stored; the file is gone when nothing draws.
+    It is JSON: `drawing` (run ids), `isolating` (true while a suspect draws alone), `suspects`
+    (runs of a group that died, still to draw alone), and `pid`, `host` and `started` (when they
+    began).
+    Written atomically and fsynced: a torn note can only be damage, and is ignored with a warning."""
+
+    def __init__(self, results, shard: str):
+        self.path = records_folder(results) / f"{shard}.drawing"
+        self.note: dict | None = None
+
+    def read(self) -> dict | None:
+        """What the job that last wrote the note left (None without a note, or an unreadable one)."""
+        try:
+            note = json.loads(self.path.read_bytes())
+            if not (isinstance(note, dict) and all(isinstance(note.get(key), list) and all(isinstance(run, str)
+                                                                                    for run in note[key])
+                                                   for key in ("drawing", "suspects"))):
+                raise ValueError("not a drawing note (lists `drawing` and `suspects` of run ids)")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            log.warning("ignored an unreadable drawing note %s (%s: %s); it is replaced", self.path,
+                        type(error).__name__, error)
+            return None
+        return note
+
+    def write(self, drawing: list[str], isolating: bool = False, suspects: list[str] = ()) -> None:
+        """Note that `drawing` start drawing now (alone as a suspect when `isolating`)."""
+        self._save({"drawing": list(drawing), "isolating": isolating, "suspects": list(suspects), "pid": os.getpid(),
+                    "host": socket.gethostname(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+
+    def stored(self, run_id: str) -> None:
+        """A run of the note has its record: it no longer draws (the note goes once nothing does)."""
+        if self.note is None or run_id not in self.note["drawing"]:
+            return
+        self._save({**self.note, "drawing": [run for run in self.note["drawing"] if run != run_id]})
+
+    def stopped(self) -> None:
+        """The job is stopped (SIGTERM, a Python error), not killed by a run: the runs drawing are
+        not to blame. A suspect drawing alone stays a suspect; the runs of a group are no longer noted."""
+        if self.note is None:
+            return
+        suspects = [*self.note["drawing"], *self.note["suspects"]] if self.note["isolating"] else self.note["suspects"]
+        self._save({**self.note, "drawing": [], "isolating": False, "suspects": suspects})
+
+    def clear(self) -> None:
+        self.note = None
+        self.path.unlink(missing_ok=True)
+
+    def _save(self, note: dict) -> None:
+        if not note["drawing"] and not note["suspects"]:
+            self.clear()
+            return
+        self.note = note
+        # one job per shard at a time: a fixed temporary name, which a killed job's successor overwrites
+        # (io.atomic_path would scan the records folder, thousands of files, at every run)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            handle.write(json.dumps(note, sort_keys=True).encode() + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+
+
 # --- job loop ----------------------------------------------------------------------------
 
 def kind_job(kind: str):
@@ -512,11 +611,19 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     A run that raises is recorded as `failed` (its error and `log_path`) and the job goes on; if
     the score source or the data cannot be loaded, every run is. With `fail_fast` the job stops
     (raises) at the first failure instead. With `fuse` the runs draw together, one network call
-    serving all of them at each step (diffsweep.fusion)."""
+    serving all of them at each step (diffsweep.fusion).
+    Runs that were drawing when an earlier job of the shard died (its DrawingNote) are suspects:
+    they draw alone, one at a time, before the others; a run that was drawing alone when its job
+    died is recorded as `failed` (JobDied)."""
     registry.load_plugins(plugins)   # what they register exists in this job as at parse time
     (kind,) = {run["kind"] for run in runs}
     mark_layout(results)
-    store = ShardStore(results, Path(shard_path).name.removesuffix(".json"))
+    shard = Path(shard_path).name.removesuffix(".json")
+    store = ShardStore(results, shard)
+    note = DrawingNote(results, shard)
+    died = note.read()                # left by an earlier job of this shard whose process died
+    fatal_path = store.staging / FATAL_FILE
+    fatal = fatal_path.read_text(errors="replace") if died is not None and fatal_path.is_file() else ""
     store.open(started=time.time())   # files left by an earlier job of this shard that was killed
     from diffsweep import fusion, jobs
 
@@ -530,20 +637,11 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
         store.append(make_record(run, FAILED, None, None, where, origin,
                                  {"error": summary, "log": None if log_path is None else str(log_path)}))
         statuses[run["id"]] = FAILED
+        note.stored(run["id"])
         if fail_fast:
             raise RuntimeError(f"run {run['id']} failed (fail_fast is set, the job stops): {summary}") from error
 
-    try:
-        chosen = jobs.pick_device(device)
-        job, denoiser = start_job(kind, model, reference_path, checkpoint_path, results, chosen, fidelity_records,
-                                  fidelity_options, options, max_batch)
-    except Exception as error:  # nothing can run: every run fails with this error
-        for run in runs:
-            record_failure(run, error, device)
-        store.close()
-        io.write_json(shard_path, {"model_id": model["id"], "kind": kind, "runs": statuses})
-        return
-    for run, drawn in fusion.draws(job, denoiser, runs, fuse):   # fused: as each run's draw ends
+    def store_drawn(run, drawn):
         try:
             output, nfe, counted, wall = drawn()
             if nfe != counted:
@@ -552,14 +650,131 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
             status, results_part = job.finish(run, output, folder)
             store.append(make_record(run, status, nfe, wall, chosen, origin, results_part), folder)
             statuses[run["id"]] = status
+            note.stored(run["id"])
             log.info("%s run %s: %s, nfe %d, %.2f s", kind, run["id"], status, nfe, wall)
-        except Exception as error:  # one broken run must not lose the others
+        except (Exception, SystemExit) as error:  # one broken run must not lose the others (sys.exit included)
             record_failure(run, error, chosen)
+
+    culprit, suspects = culprit_and_suspects(died, runs)
+    if died is not None:     # the dead job's suspects stay noted until drawn; the culprit no more (a
+        note.write([], suspects=[run["id"] for run in suspects])   # fail_fast stop below must not repeat it)
+        log.warning("a job of this shard died while %s drew%s", ", ".join(died["drawing"]) or "no run",
+                    f"; its fatal error:\n{fatal}" if fatal.strip() else " (no fatal error was written)")
+    if culprit is not None:
+        record_failure(culprit, JobDied(death_message(died, fatal)), device)
+        runs = [run for run in runs if run is not culprit]
+    try:
+        chosen = jobs.pick_device(device)
+        job, denoiser = start_job(kind, model, reference_path, checkpoint_path, results, chosen, fidelity_records,
+                                  fidelity_options, options, max_batch)
+    except Exception as error:  # nothing can run: every run fails with this error
+        for run in runs:
+            record_failure(run, error, device)
+        note.clear()
+        store.close()
+        io.write_json(shard_path, {"model_id": model["id"], "kind": kind, "runs": statuses})
+        return
+
+    def starting(group):
+        note.write([run["id"] for run in group])
+        how = "alone" if len(group) == 1 else f"{len(group)} runs fused"
+        log.info("drawing %s: %s", how, ", ".join(run["id"] for run in group))   # a killed job's log names them
+
+    with blameless_unless_killed(note), fatal_errors_into(fatal_path):
+        for index, run in enumerate(suspects):      # alone, one at a time: the one that kills the job is found
+            later = [other["id"] for other in suspects[index + 1:]]
+            note.write([run["id"]], isolating=True, suspects=later)
+            log.info("run %s draws alone: it was drawing when a job of this shard died (%d suspect(s) after it)",
+                     run["id"], len(later))
+            store_drawn(run, functools.partial(job.draw, run, denoiser))
+        others = [run for run in runs if run not in suspects]
+        for run, drawn in fusion.draws(job, denoiser, others, fuse, starting=starting):   # fused: as each draw ends
+            store_drawn(run, drawn)
+    note.clear()
     failed = sum(status == FAILED for status in statuses.values())
     if failed:
-        log.warning("%d of %d runs failed and are recorded as such (status `failed`)", failed, len(runs))
+        log.warning("%d of %d runs failed and are recorded as such (status `failed`)", failed, len(statuses))
     store.close()
     io.write_json(shard_path, {"model_id": model["id"], "kind": kind, "runs": statuses})
+
+
+@contextlib.contextmanager
+def blameless_unless_killed(note: DrawingNote):
+    """While the block runs, only a death blames the runs drawing: a SIGTERM (preemption, a time
+    limit, scancel) first tells the drawing note that the job was stopped (DrawingNote.stopped),
+    then ends the job as SIGTERM does; so does a Python exception leaving the block (fail_fast,
+    Ctrl-C). Signal handlers exist in the main thread only; elsewhere SIGTERM is left alone."""
+    def stop(signum, frame):
+        note.stopped()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if main else None
+    try:
+        yield
+    except BaseException:
+        note.stopped()
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def culprit_and_suspects(died: dict | None, runs: list[dict]) -> tuple[dict | None, list[dict]]:
+    """From the drawing note a dead job left: the run that was drawing alone as a suspect when the
+    job died (None if none), and the pending runs still suspected (the runs of a group or a lone
+    run that was drawing, or suspects not yet drawn alone), in the runs' order."""
+    if died is None:
+        return None, []
+    culprit = died["drawing"][0] if died.get("isolating") and died["drawing"] else None
+    suspected = {*died["suspects"], *([] if died.get("isolating") else died["drawing"])} - {culprit}
+    return (next((run for run in runs if run["id"] == culprit), None),
+            [run for run in runs if run["id"] in suspected])
+
+
+# Where faulthandler writes while a shard job's runs draw (in its staging folder): Snakemake deletes
+# a failed job's log when it runs the job again, so the next attempt reads the fatal error here.
+FATAL_FILE = "fatal.txt"
+# faulthandler's first line when a fatal signal (SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL) ends a job
+FATAL_ERROR = re.compile(r"^Fatal Python error: (.+)$", re.MULTILINE)
+
+
+@contextlib.contextmanager
+def fatal_errors_into(path: Path):
+    """While the block runs, a fatal signal's tracebacks (faulthandler, every thread) go to `path`;
+    then back where they went (the job's log: logs.setup_logging), and `path` is removed."""
+    import faulthandler
+
+    from diffsweep import logs
+
+    enabled = faulthandler.is_enabled()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "w") as handle:
+            faulthandler.enable(file=handle, all_threads=True)
+            try:
+                yield
+            finally:
+                if logs.fatal_log is not None:
+                    faulthandler.enable(file=logs.fatal_log, all_threads=True)
+                elif enabled:
+                    faulthandler.enable(file=sys.__stderr__, all_threads=True)
+                else:
+                    faulthandler.disable()
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def death_message(died: dict, fatal: str = "") -> str:
+    """What is known of how a job's process died while a run drew alone: its pid and host, when
+    the run began, and the fatal error faulthandler wrote (`fatal`: fatal_errors_into), if any."""
+    cause = "no Python error (a crash in native code, os._exit(), kill -9, the out-of-memory killer?)"
+    error = FATAL_ERROR.search(fatal)
+    if error:
+        cause = f"Fatal Python error: {error.group(1).strip()} (the next attempt's log has the threads' tracebacks)"
+    return (f"the job's process (pid {died.get('pid')} on {died.get('host')}) died while this run was drawing alone "
+            f"(since {died.get('started')}), leaving no record: {cause}")
 
 
 def start_job(kind: str, model: dict, reference_path, checkpoint_path, results, device, fidelity_records,

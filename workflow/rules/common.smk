@@ -40,11 +40,12 @@ except ds_io.UnreadableFile as error:   # a record file (or the records folder) 
 DONE = ds_runs.done_runs(RESULTS, RUNS, STATES)
 # Every run is in one shard whatever is done (a job re-parsing this file while other shards finish
 # finds its own shard); a shard is a target only while it has pending runs, and its job's params
-# carry a key of those runs and their records (grid.pending_shards, runs.attempt): a shard whose
-# runs failed, or whose records were found corrupt, runs again. The job finds its runs from the
-# shard id.
+# carry a key of those runs, their records and drawing notes (grid.pending_shards, runs.attempt): a
+# shard whose runs failed, whose records were found corrupt or whose job died, runs again. The job
+# finds its runs from the shard id.
 SHARDS = GRID.shards(ds_grid.runs_per_job(config))
-PENDING = ds_grid.pending_shards(SHARDS, DONE, key=lambda run_ids: ds_runs.attempt(RESULTS, run_ids, STATES))
+NOTES = ds_runs.drawing_notes(RESULTS)   # the runs jobs that died were drawing (runs.DrawingNote)
+PENDING = ds_grid.pending_shards(SHARDS, DONE, key=lambda run_ids: ds_runs.attempt(RESULTS, run_ids, STATES, NOTES))
 DATASETS_BY_ID = {spec.id: spec for spec in GRID.datasets.values()}
 TRAINED = bool(GRID.trained_models())
 PLOT_METRICS = config["plots"]["metrics"]
