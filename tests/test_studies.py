@@ -125,3 +125,72 @@ def test_the_error_sources_figure_of_a_large_sweep_shows_the_best_configurations
                                   "the best by mean sliced_w2 at their largest steps")
     import matplotlib.pyplot as plt
     plt.close(fig)
+
+
+# --- the studies registry: one module per study, the rule file and common.smk loop over it -------
+
+def test_every_registered_study_has_its_schema_options_caption_and_section():
+    """A study is its module plus what the registry cannot hold: its options in the schema (with
+    the registry's defaults), its report caption and its section of docs/studies.md; the schema
+    names no study the registry lacks."""
+    from conftest import ROOT
+    from diffsweep.config import read_yaml
+    from diffsweep.studies import STUDIES
+
+    schema = read_yaml(ROOT / "workflow" / "schemas" / "config.schema.yaml")["properties"]["studies"]["properties"]
+    assert sorted(schema) == STUDIES.names() == ["error_sources", "temperature_ramp"]
+    guide = (ROOT / "docs" / "studies.md").read_text()
+    for study in STUDIES.entries():
+        options = next(form for form in schema[study.name]["anyOf"] if form["type"] == "object")["properties"]
+        assert {key: options[key]["default"] for key in study.defaults} == study.defaults, study.name
+        assert (ROOT / "workflow" / "report" / f"study_{study.name}.rst").is_file(), study.name
+        assert f"`diffsweep/studies/{study.name}.py`" in guide, study.name
+        assert study.module == f"diffsweep.studies.{study.name}"
+
+
+def test_declared_studies_get_their_defaults_and_a_null_study_is_not_declared():
+    from diffsweep import studies
+
+    config = {"studies": {"error_sources": {"score_distance": False}, "temperature_ramp": None}}
+    assert studies.declared(config) == {"error_sources": {"metric": "sliced_w2", "score_distance": False}}
+    assert studies.declared({"studies": {}}) == {}
+
+
+def test_the_studies_registry_is_read_without_torch_pandas_or_matplotlib(root):
+    """The Snakefile imports it at parse time: the study modules import their jobs' libraries inside the jobs."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from diffsweep import studies; assert studies.STUDIES.names(); "
+            "print(sorted(m for m in ('torch', 'pandas', 'matplotlib', 'seaborn') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={"PYTHONPATH": str(root / "src")})
+    assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr
+
+
+@pytest.mark.workflow
+def test_each_study_job_writes_its_table_and_figure_from_the_smoke_run(smoke_run, tmp_path, monkeypatch):
+    """The jobs of both studies, in process, on the smoke run's tables and records (read only):
+    the temperature-ramp job with the exact-sample floor of each dataset, the error-sources job with
+    the direct distance of each network run to its oracle run, read from their stored samples."""
+    from diffsweep import config
+    from diffsweep.studies import STUDIES
+
+    monkeypatch.chdir(smoke_run)           # where its `results: results` is
+    cfg, grid = config.load("smoke.yaml")
+    results = smoke_run / "results"
+    inputs = {"table": str(results / "tables" / "generation.parquet")}
+    written = {}
+    for name, options in (("temperature_ramp", {"samplers": ["rw_sigmoid"]}), ("error_sources", {})):
+        study = STUDIES[name]
+        options = {**study.defaults, **options}
+        outputs = {"csv": tmp_path / f"{name}.csv", "png": tmp_path / f"{name}.png", "pdf": tmp_path / f"{name}.pdf"}
+        study.job({**inputs, **study.inputs(grid, str(results))}, outputs, options, **study.params(cfg, grid, options))
+        assert outputs["png"].read_bytes()[:4] == b"\x89PNG" and outputs["pdf"].read_bytes()[:4] == b"%PDF"
+        written[name] = pd.read_csv(outputs["csv"])
+    ramp = written["temperature_ramp"]
+    assert set(ramp["dataset"]) == {"ring8", "swissroll"} and set(ramp["steps"]) == {10, 40}
+    assert ramp["floor"].notna().all() and (ramp["floor"] > 0).all()
+    sources = written["error_sources"]
+    assert set(sources["model"]) == {"mlp"} and set(sources["sampler"]) == {"rw_sigmoid", "ddpm", "ode_heun"}
+    assert sources["score_distance"].notna().all() and (sources["score_distance"] > 0).all()
