@@ -189,7 +189,7 @@ def test_each_study_job_writes_its_table_and_figure_from_the_smoke_run(smoke_run
         assert outputs["png"].read_bytes()[:4] == b"\x89PNG" and outputs["pdf"].read_bytes()[:4] == b"%PDF"
         written[name] = pd.read_csv(outputs["csv"])
     ramp = written["temperature_ramp"]
-    assert set(ramp["dataset"]) == {"ring8", "swissroll"} and set(ramp["steps"]) == {10, 40}
+    assert set(ramp["dataset"]) == {"ring8"} and set(ramp["steps"]) == {10, 40}     # the oracle: analytic data only
     assert ramp["floor"].notna().all() and (ramp["floor"] > 0).all()
     sources = written["error_sources"]
     assert set(sources["model"]) == {"mlp"} and set(sources["sampler"]) == {"rw_sigmoid", "ddpm", "ode_heun"}
