@@ -13,14 +13,16 @@ Everything around the kind-specific work is shared:
   at parse time (`check_layout`), so old and new records never mix.
 - Job loop (`run_shard`). Plugins imported, device picked, score source loaded once, each run
   drawn (counting network evaluations and timing the draw; with `fuse` the runs draw together,
-  one network call serving all of them: diffsweep.fusion), evaluated (`job.finish` writes the
-  run's files into a staging folder), stored. A run that raises is recorded as `failed` and the
-  job goes on (`fail_fast` stops it instead).
+  one network call serving all of them: diffsweep.fusion), judged (`divergence`: samples that
+  are not finite or ran away make the run `diverged`, for both kinds), evaluated (`job.finish`
+  writes the run's files into a staging folder), stored. A run that raises is recorded as
+  `failed` and the job goes on (`fail_fast` stops it instead).
 - Record. A line holds run_id (first), kind, status, nfe, wall_s, device, finished, row (the
   manifest row), params (what the id hashes), provenance, archive and files (offset, size and
   sha256 of each file in the archive; none when keep_samples is `none`) and the kind's results:
   `metrics` and `skipped` (generation), `measurements` (restoration, one entry per measurement);
-  a failed run's record has `error` (one line) and `log` (the job's log file) instead.
+  a failed run's record has `error` (one line) and `log` (the job's log file) instead; a diverged
+  run's has `error` (why it diverged) next to its (empty) results.
 - Statuses. `ok` and `diverged` runs are done: never recomputed. A `failed` run is retried by the
   next invocation. Done detection is run-level (`index`): the records of every record file, the
   latest line of a run winning, since a run's shard changes when the config adds runs. A line
@@ -465,13 +467,19 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
         store.close()
         io.write_json(shard_path, {"model_id": model["id"], "kind": kind, "runs": statuses})
         return
+    data_scale = DataScale.of(job.reference)
     for run, drawn in fusion.draws(job, denoiser, runs, fuse):   # fused: as each run's draw ends
         try:
             output, nfe, counted, wall = drawn()
             if nfe != counted:
                 raise RuntimeError(f"{job.method} '{run['family']}' reported {nfe} network evaluations but made {counted}")
             folder = store.run_staging(run["id"])
-            status, results_part = job.finish(run, output, folder)
+            why = divergence(job.samples_of(output), data_scale)
+            status = DIVERGED if why else OK
+            results_part = job.finish(run, output, folder, scored=not why)
+            if why:
+                log.warning("%s run %s diverged: %s", kind, run["id"], why)
+                results_part["error"] = why
             store.append(make_record(run, status, nfe, wall, chosen, origin, results_part), folder)
             statuses[run["id"]] = status
             log.info("%s run %s: %s, nfe %d, %.2f s", kind, run["id"], status, nfe, wall)
@@ -482,6 +490,56 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
         log.warning("%d of %d runs failed and are recorded as such (status `failed`)", failed, len(runs))
     store.close()
     io.write_json(shard_path, {"model_id": model["id"], "kind": kind, "runs": statuses})
+
+
+# --- divergence ---------------------------------------------------------------------------
+#
+# A run is `diverged` when its samples (generation) or restorations (restoration) are not finite,
+# or when they ran away: their root-mean-square distance from the data's centre (the mean of the
+# reference set) exceeds RUNAWAY_FACTOR times the data's extent (the largest distance of a
+# reference point from that centre). For any coupling, ||X - Y||_L2 >= ||X - c||_L2 - ||Y - c||_L2,
+# so such samples are farther than (RUNAWAY_FACTOR - 1) extents from the data in W2: they cover
+# no part of it, whatever the sampler meant to do, and their metrics would only measure how far
+# they flew. A sampler that is merely inaccurate keeps its samples near the data (radius about
+# one extent) and stays `ok`. Samples with a few far outliers count too: the RMS weighs them.
+RUNAWAY_FACTOR = 10.0
+OK, DIVERGED = DONE_STATUSES
+
+
+@dataclass(frozen=True)
+class DataScale:
+    """The data's centre (mean of the reference set, float64) and extent (largest distance of a
+    reference point from it), computed once per shard job."""
+    centre: object
+    extent: float
+
+    @classmethod
+    def of(cls, reference) -> DataScale:
+        import torch
+
+        rows = reference.flatten(1)
+        centre = rows.sum(0, dtype=torch.float64) / len(rows)
+        extent = max(((part.double() - centre) ** 2).sum(1).max().item() for part in rows.split(1024)) ** 0.5
+        return cls(centre, extent)
+
+
+def divergence(samples, scale: DataScale) -> str | None:
+    """Why the drawn `samples` (n, ...) make their run `diverged`, or None: not finite, or ran away
+    (RMS distance from the data's centre above RUNAWAY_FACTOR x the data's extent)."""
+    import torch
+
+    rows = samples.detach().flatten(1)
+    if not bool(torch.isfinite(rows).all()):
+        bad = int((~torch.isfinite(rows)).any(1).sum())
+        return f"not finite: {bad} of {len(rows)} samples hold NaN or inf"
+    centre = scale.centre.to(rows.device)
+    squared = sum(((part.double() - centre) ** 2).sum().item() for part in rows.split(1024))
+    radius = (squared / len(rows)) ** 0.5
+    if radius > RUNAWAY_FACTOR * scale.extent:
+        return (f"ran away: the samples' RMS distance from the data's centre is {radius:.4g}, over "
+                f"{RUNAWAY_FACTOR:g} x the data's extent {scale.extent:.4g} (the largest distance of a reference "
+                f"point from its mean)")
+    return None
 
 
 def start_job(kind: str, model: dict, reference_path, checkpoint_path, results, device, fidelity_records,
