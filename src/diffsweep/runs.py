@@ -107,7 +107,8 @@ def mark_layout(results) -> None:
 
 # --- records -----------------------------------------------------------------------------
 
-DONE_STATUSES = ("ok", "diverged")     # never recomputed (delete the run's record lines to redo one)
+OK, DIVERGED = "ok", "diverged"        # DIVERGED: samples not finite or ran away (`divergence`)
+DONE_STATUSES = (OK, DIVERGED)         # never recomputed (delete the run's record lines to redo one)
 FAILED = "failed"                      # recorded, retried by the next invocation
 STATUSES = (*DONE_STATUSES, FAILED)
 # Statuses a table gives a run without a trustworthy record.
@@ -461,13 +462,13 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
         chosen = jobs.pick_device(device)
         job, denoiser = start_job(kind, model, reference_path, checkpoint_path, results, chosen, fidelity_records,
                                   fidelity_options, options, max_batch)
+        data_scale = DataScale.of(job.reference)
     except Exception as error:  # nothing can run: every run fails with this error
         for run in runs:
             record_failure(run, error, device)
         store.close()
         io.write_json(shard_path, {"model_id": model["id"], "kind": kind, "runs": statuses})
         return
-    data_scale = DataScale.of(job.reference)
     for run, drawn in fusion.draws(job, denoiser, runs, fuse):   # fused: as each run's draw ends
         try:
             output, nfe, counted, wall = drawn()
@@ -503,7 +504,6 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
 # they flew. A sampler that is merely inaccurate keeps its samples near the data (radius about
 # one extent) and stays `ok`. Samples with a few far outliers count too: the RMS weighs them.
 RUNAWAY_FACTOR = 10.0
-OK, DIVERGED = DONE_STATUSES
 
 
 @dataclass(frozen=True)
