@@ -203,3 +203,8 @@ def test_the_data_scale_is_the_reference_sets_centre_and_extent():
     at_the_edge = torch.tensor([[1.0 + runs.RUNAWAY_FACTOR * scale.extent * 0.99, 0.0]])
     assert runs.divergence(at_the_edge, scale) is None
     assert runs.divergence(at_the_edge * 1.02, scale).startswith("ran away")
+    # sampling.runaway_factor: its default is the rule's; 0 turns the runaway check off, not the finiteness check
+    assert config.prepare(copy.deepcopy(CONFIG))["sampling"]["runaway_factor"] == runs.RUNAWAY_FACTOR
+    assert runs.divergence(at_the_edge * 1e6, scale, 0) is None
+    assert runs.divergence(at_the_edge * math.inf, scale, 0).startswith("not finite: 1 of 1 samples")
+    assert runs.divergence(at_the_edge, scale, 2.0).startswith("ran away")

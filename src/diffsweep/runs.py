@@ -413,6 +413,60 @@ class ShardStore:
             shutil.rmtree(folder)
 
 
+# --- divergence ---------------------------------------------------------------------------
+#
+# A run is `diverged` when its samples (generation) or restorations (restoration) are not finite,
+# or when they ran away: their root-mean-square distance from the data's centre (the mean of the
+# reference set) exceeds RUNAWAY_FACTOR times the data's extent (the largest distance of a
+# reference point from that centre). For any coupling, ||X - Y||_L2 >= ||X - c||_L2 - ||Y - c||_L2,
+# so such samples are farther than (RUNAWAY_FACTOR - 1) extents from the data in W2: they cover
+# no part of it, whatever the sampler meant to do, and their metrics would only measure how far
+# they flew. A sampler that is merely inaccurate keeps its samples near the data and stays `ok`:
+# on the default grid every run's radius is at most 1.5 extents, except NCSN with 3 steps per
+# level, whose samples have not contracted yet (3-4.4 extents, sliced W2 11-13 on ring8, data
+# radius 4). Samples with a few far outliers count too: the RMS weighs them. The factor is
+# `sampling.runaway_factor` (this default; 0 turns the check off).
+RUNAWAY_FACTOR = 5.0
+
+
+@dataclass(frozen=True)
+class DataScale:
+    """The data's centre (mean of the reference set, float64) and extent (largest distance of a
+    reference point from it), computed once per shard job."""
+    centre: object
+    extent: float
+
+    @classmethod
+    def of(cls, reference) -> DataScale:
+        import torch
+
+        rows = reference.flatten(1)
+        centre = rows.sum(0, dtype=torch.float64) / len(rows)
+        extent = max(((part.double() - centre) ** 2).sum(1).max().item() for part in rows.split(1024)) ** 0.5
+        return cls(centre, extent)
+
+
+def divergence(samples, scale: DataScale, factor: float = RUNAWAY_FACTOR) -> str | None:
+    """Why the drawn `samples` (n, ...) make their run `diverged`, or None: not finite, or ran away
+    (RMS distance from the data's centre above `factor` x the data's extent; 0: not checked)."""
+    import torch
+
+    rows = samples.detach().flatten(1)
+    if not bool(torch.isfinite(rows).all()):
+        bad = int((~torch.isfinite(rows)).any(1).sum())
+        return f"not finite: {bad} of {len(rows)} samples hold NaN or inf"
+    if not factor:
+        return None
+    centre = scale.centre.to(rows.device)
+    squared = sum(((part.double() - centre) ** 2).sum().item() for part in rows.split(1024))
+    radius = (squared / len(rows)) ** 0.5
+    if radius > factor * scale.extent:
+        return (f"ran away: the samples' RMS distance from the data's centre is {radius:.4g}, over "
+                f"{factor:g} x the data's extent {scale.extent:.4g} (the largest distance of a reference "
+                f"point from its mean)")
+    return None
+
+
 # --- job loop ----------------------------------------------------------------------------
 
 def kind_job(kind: str):
@@ -429,7 +483,8 @@ def kind_job(kind: str):
 
 def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, results, shard_path,
               options: dict, device: str = "auto", plugins=(), fidelity_records=(), fidelity_options=None,
-              max_batch: int = 0, log_path=None, fail_fast: bool = False, fuse: bool = True) -> None:
+              max_batch: int = 0, log_path=None, fail_fast: bool = False, fuse: bool = True,
+              runaway_factor: float = RUNAWAY_FACTOR) -> None:
     """Run every run of one shard (one score source, one kind); each finished run appends its
     files to the shard's archive and its record line to the shard's record file (ShardStore; the
     shard is the name of `shard_path`, its marker). `options` are the kind's options (generation:
@@ -437,7 +492,8 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     A run that raises is recorded as `failed` (its error and `log_path`) and the job goes on; if
     the score source or the data cannot be loaded, every run is. With `fail_fast` the job stops
     (raises) at the first failure instead. With `fuse` the runs draw together, one network call
-    serving all of them at each step (diffsweep.fusion)."""
+    serving all of them at each step (diffsweep.fusion). A run whose samples are not finite, or ran
+    away (`divergence`, `runaway_factor`; 0: not checked), is recorded as `diverged`."""
     registry.load_plugins(plugins)   # what they register exists in this job as at parse time
     (kind,) = {run["kind"] for run in runs}
     mark_layout(results)
@@ -475,7 +531,7 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
             if nfe != counted:
                 raise RuntimeError(f"{job.method} '{run['family']}' reported {nfe} network evaluations but made {counted}")
             folder = store.run_staging(run["id"])
-            why = divergence(job.samples_of(output), data_scale)
+            why = divergence(job.samples_of(output), data_scale, runaway_factor)
             status = DIVERGED if why else OK
             results_part = job.finish(run, output, folder, scored=not why)
             if why:
@@ -491,57 +547,6 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
         log.warning("%d of %d runs failed and are recorded as such (status `failed`)", failed, len(runs))
     store.close()
     io.write_json(shard_path, {"model_id": model["id"], "kind": kind, "runs": statuses})
-
-
-# --- divergence ---------------------------------------------------------------------------
-#
-# A run is `diverged` when its samples (generation) or restorations (restoration) are not finite,
-# or when they ran away: their root-mean-square distance from the data's centre (the mean of the
-# reference set) exceeds RUNAWAY_FACTOR times the data's extent (the largest distance of a
-# reference point from that centre). For any coupling, ||X - Y||_L2 >= ||X - c||_L2 - ||Y - c||_L2,
-# so such samples are farther than (RUNAWAY_FACTOR - 1) extents from the data in W2: they cover
-# no part of it, whatever the sampler meant to do, and their metrics would only measure how far
-# they flew. A sampler that is merely inaccurate keeps its samples near the data and stays `ok`:
-# on the default grid every run's radius is at most 1.5 extents, except NCSN with 3 steps per
-# level, whose samples have not contracted yet (3-4.4 extents, sliced W2 11-13 on ring8, data
-# radius 4). Samples with a few far outliers count too: the RMS weighs them.
-RUNAWAY_FACTOR = 5.0
-
-
-@dataclass(frozen=True)
-class DataScale:
-    """The data's centre (mean of the reference set, float64) and extent (largest distance of a
-    reference point from it), computed once per shard job."""
-    centre: object
-    extent: float
-
-    @classmethod
-    def of(cls, reference) -> DataScale:
-        import torch
-
-        rows = reference.flatten(1)
-        centre = rows.sum(0, dtype=torch.float64) / len(rows)
-        extent = max(((part.double() - centre) ** 2).sum(1).max().item() for part in rows.split(1024)) ** 0.5
-        return cls(centre, extent)
-
-
-def divergence(samples, scale: DataScale) -> str | None:
-    """Why the drawn `samples` (n, ...) make their run `diverged`, or None: not finite, or ran away
-    (RMS distance from the data's centre above RUNAWAY_FACTOR x the data's extent)."""
-    import torch
-
-    rows = samples.detach().flatten(1)
-    if not bool(torch.isfinite(rows).all()):
-        bad = int((~torch.isfinite(rows)).any(1).sum())
-        return f"not finite: {bad} of {len(rows)} samples hold NaN or inf"
-    centre = scale.centre.to(rows.device)
-    squared = sum(((part.double() - centre) ** 2).sum().item() for part in rows.split(1024))
-    radius = (squared / len(rows)) ** 0.5
-    if radius > RUNAWAY_FACTOR * scale.extent:
-        return (f"ran away: the samples' RMS distance from the data's centre is {radius:.4g}, over "
-                f"{RUNAWAY_FACTOR:g} x the data's extent {scale.extent:.4g} (the largest distance of a reference "
-                f"point from its mean)")
-    return None
 
 
 def start_job(kind: str, model: dict, reference_path, checkpoint_path, results, device, fidelity_records,
