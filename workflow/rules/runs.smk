@@ -11,10 +11,11 @@ rule run_shard:
     output:
         marker=f"{RESULTS}/shards/{{shard}}.json",
     params:
-        # A key of the shard's pending runs and their records (runs.attempt): when a run failed, its
-        # record turned corrupt or its records were deleted (`diffsweep forget`), the key changes and
-        # the `params` rerun trigger runs the shard again. (A new marker name would not do: Snakemake does not remake a
-        # missing intermediate file while the tables after it are up to date.)
+        # A key of the shard's pending runs, their records and drawing notes (runs.attempt): when a run
+        # failed, its record turned corrupt, its records were deleted (`diffsweep forget`) or its job
+        # died while it drew (runs.DrawingNote), the key changes and the `params` rerun trigger runs
+        # the shard again. (A new marker name would not do: Snakemake does not remake a missing
+        # intermediate file while the tables after it are up to date.)
         attempt=lambda wc: PENDING.get(wc.shard, "done"),
         results=lambda wc, output: results_of(output.marker, depth=1),
         options=shard_options,
