@@ -139,7 +139,9 @@ def test_rw_conditional_with_ve_continuous_network_sigma_is_the_reference_ve_res
         return (denoise(x, sigma) - x) / sigma ** 2
 
     generator = torch.Generator().manual_seed(3)
-    operator = MatrixOperator(torch.randn(2, 4, generator=generator, dtype=torch.float64))
+    matrix = torch.randn(2, 4, generator=generator, dtype=torch.float64)
+    # ||A|| = 1, as the reference code's masks: there our clamp is its tau <= eta^2 (for ||A|| > 1 it is scaled)
+    operator = MatrixOperator(matrix / torch.linalg.matrix_norm(matrix, ord=2))
     y = torch.randn(3, 2, generator=generator, dtype=torch.float64)
     x = torch.randn(3, 4, generator=generator, dtype=torch.float64)
     N, eta = 12, 0.4            # VE inpainting: eta 0.2 on [0, 1] data is 0.4 here

@@ -186,7 +186,7 @@ def red_diff(denoise, x, sigmas, generator, operator, y, noise_std, *, lam, lr):
     default_schedule="vp_respaced",
 )
 def daps(denoise, x, sigmas, generator, operator, y, noise_std, *, langevin_steps, step_size):
-    largest = float(Spectral(operator, x).s.max())
+    largest = operator.norm()
     nfe = 0
     for sigma, following in steps_to_zero(sigmas):
         x0_hat = denoise(x, sigma)
