@@ -301,8 +301,10 @@ REFERRING = [*PAGES, *SRC.rglob("*.py"), *(ROOT / "workflow").rglob("*.smk"), RO
 
 
 def section_titles(path: Path) -> list[str]:
-    """Headings and bold paragraph leads (`**A job that dies.**`), which the pages use as run-in headings."""
-    return headings(path) + re.findall(r"^\*\*([^*]+)\*\*", FENCE.sub("", path.read_text()), flags=re.M)
+    """Headings without their section number ("6. Conventions" is "Conventions") and bold paragraph
+    leads (`**A job that dies.**`), which the pages use as run-in headings."""
+    numbered = [re.sub(r"^\d+(\.\d+)*\.? ", "", heading) for heading in headings(path)]
+    return numbered + re.findall(r"^\*\*([^*]+)\*\*", FENCE.sub("", path.read_text()), flags=re.M)
 
 
 def referenced_page(name: str, where: Path) -> Path | None:
