@@ -61,9 +61,9 @@ def order(dataset, family, knobs, reference, x_start, steps=(16, 32, 64)):
 
 
 ODE_SOLVERS = {  # name -> (family, knobs, expected order)
-    "euler": ("pf_ode", {"solver": "euler"}, 1),
+    "euler": ("pf_ode", {"solver_type": "euler"}, 1),
     "ddim": ("ddim", {"eta": 0.0}, 1),
-    "heun": ("pf_ode", {"solver": "heun"}, 2),
+    "heun": ("pf_ode", {"solver_type": "heun"}, 2),
     "edm_no_churn": ("edm", {}, 2),
     "dpmpp_2m": ("dpmpp_2m", {}, 2),
 }
@@ -75,7 +75,7 @@ def test_ode_solvers_show_their_order(dataset_name):
     x_start = 80.0 * torch.randn(200, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     heun = samplers.get("pf_ode")
     reference, _ = heun.fn(OracleDenoiser(dataset.mixture), x_start.clone(), make_schedule("karras", 1024).tolist(),
-                           torch.Generator(), solver="heun")
+                           torch.Generator(), solver_type="heun")
     slopes = {}
     for name, (family, knobs, expected) in ODE_SOLVERS.items():
         slope, errors = order(dataset, family, knobs, reference, x_start)
@@ -91,7 +91,7 @@ def test_rk45_meets_its_tolerance_and_reports_its_evaluations():
     oracle = OracleDenoiser(dataset.mixture)
     sigmas = make_schedule("karras", 2).tolist()   # RK45 only uses the end points
     reference, _ = samplers.get("pf_ode").fn(oracle, x_start.clone(), make_schedule("karras", 1024).tolist(),
-                                             torch.Generator(), solver="heun")
+                                             torch.Generator(), solver_type="heun")
     rk45 = samplers.get("pf_ode_rk45")
     errors, nfes = [], []
     for tol in (1e-3, 1e-6):

@@ -110,8 +110,8 @@ def test_ddpm_setting_is_ddpm_ancestral(variance, schedule):
     sigmas = make_schedule(schedule, 40).tolist()
     x = start((1 + sigmas[0] ** 2) ** 0.5)
     classic = ddpm_ancestral(x, sigmas, variance)
-    assert_same(sample("random_walk", x, sigmas, step_rule="ddpm", ddpm_variance=variance), classic)
-    assert_same(sample("rw_ddpm", x, sigmas, ddpm_variance=variance), classic)
+    assert_same(sample("random_walk", x, sigmas, step_rule="ddpm", variance=variance), classic)
+    assert_same(sample("rw_ddpm", x, sigmas, variance=variance), classic)
     assert_same(sample("ddpm", x, sigmas, variance=variance), classic)
 
 
@@ -124,13 +124,13 @@ def test_ddim_with_eta_one_is_ddpm_with_beta_tilde():
 def test_deterministic_ddim_is_the_euler_ode_step():
     sigmas = make_schedule("vp_respaced", 25).tolist()
     x = start(sigmas[0])
-    assert_same(sample("ddim", x, sigmas, eta=0.0), sample("pf_ode", x, sigmas, solver="euler"))
+    assert_same(sample("ddim", x, sigmas, eta=0.0), sample("pf_ode", x, sigmas, solver_type="euler"))
 
 
 def test_edm_without_churn_is_heun():
     sigmas = make_schedule("karras", 20).tolist()
     x = start(sigmas[0])
-    assert_same(sample("edm", x, sigmas, s_churn=0.0), sample("pf_ode", x, sigmas, solver="heun"))
+    assert_same(sample("edm", x, sigmas, s_churn=0.0), sample("pf_ode", x, sigmas, solver_type="heun"))
 
 
 def test_dpmpp_2s_without_noise_is_deterministic():
@@ -146,7 +146,7 @@ def test_dpmpp_2s_without_noise_is_deterministic():
 def test_pc_orders_differ_but_count_the_same():
     sigmas = make_schedule("geometric", 10, sigma_max=20.0).tolist()
     x = start(20.0)
-    first = sample("pc", x, sigmas, order="corrector_first", corrector_steps=2)
-    second = sample("pc", x, sigmas, order="predictor_first", corrector_steps=2)
+    first = sample("pc", x, sigmas, sequence="corrector_first", steps_per_level=2)
+    second = sample("pc", x, sigmas, sequence="predictor_first", steps_per_level=2)
     assert first[1] == 10 * 3 and second[1] == 10 + 9 * 2
     assert not torch.equal(first[0], second[0])

@@ -62,7 +62,7 @@ ORDERS = {  # name -> (family, knobs, expected slope of log error against log le
 def reference():
     """Heun on 256 and 512 levels, Richardson-extrapolated (error about 1e-6 here)."""
     x = start(80.0, n=16, seed=0)
-    coarse, fine = (sample("pf_ode", x, karras(k), solver="heun")[0] for k in (256, 512))
+    coarse, fine = (sample("pf_ode", x, karras(k), solver_type="heun")[0] for k in (256, 512))
     return x, (4 * fine - coarse) / 3
 
 
@@ -114,15 +114,15 @@ def assert_same(a, b, tol=1e-12):
 
 
 IDENTITIES = [  # (family, knobs, equal to family, knobs)
-    ("euler_ancestral", {"eta": 0.0}, "pf_ode", {"solver": "euler"}),
+    ("euler_ancestral", {"eta": 0.0}, "pf_ode", {"solver_type": "euler"}),
     ("dpm_2_ancestral", {"eta": 0.0}, "dpm_2", {}),
     ("dpmpp_2m_sde", {"eta": 0.0}, "dpmpp_2m", {}),
     ("dpmpp_sde", {"eta": 0.0}, "dpmpp_2s_ancestral", {"eta": 0.0}),
-    ("lms", {"solver_order": 1}, "pf_ode", {"solver": "euler"}),
+    ("lms", {"solver_order": 1}, "pf_ode", {"solver_type": "euler"}),
     ("unipc", {"solver_order": 1, "use_corrector": False}, "ddim", {"eta": 0.0}),
     ("unipc", {"solver_order": 1, "use_corrector": False, "solver_type": "bh1"}, "ddim", {"eta": 0.0}),
     ("deis", {"solver_order": 1}, "ddim", {"eta": 0.0}),
-    ("ipndm", {"solver_order": 1}, "pf_ode", {"solver": "euler"}),
+    ("ipndm", {"solver_order": 1}, "pf_ode", {"solver_type": "euler"}),
 ]
 
 

@@ -25,7 +25,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diffsweep.knobs import Knob, resolve_knobs
+from diffsweep.knobs import Knob, id_view, resolve_knobs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +40,10 @@ class Entry:
     def resolve_knobs(self, given: dict | None, where: str = "") -> dict:
         """`given` with defaults filled in; unknown or ill-typed knobs raise ValueError naming `where`."""
         return resolve_knobs(self.knobs, given or {}, f"{self.kind} '{self.name}'", where)
+
+    def id_knobs(self, resolved: dict) -> dict:
+        """Resolved knobs as a run id hashes them (renamed knobs under their former names)."""
+        return id_view(self.knobs, resolved)
 
 
 class Registry:
