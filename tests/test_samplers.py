@@ -148,3 +148,9 @@ def test_a_denoiser_in_chunks_gives_the_same_samples_and_gradients(oracle_of):
     (grad_chunked,) = torch.autograd.grad(chunked(leaf, 0.7).pow(2).sum(), leaf)
     (grad_whole,) = torch.autograd.grad(denoiser(leaf, 0.7).pow(2).sum(), leaf)
     assert torch.allclose(grad_chunked, grad_whole, rtol=0, atol=1e-12)
+
+
+def test_diffsweep_list_names_a_renamed_knobs_former_name(capsys):
+    from diffsweep import cli
+    assert cli.main(["list", "samplers"]) == 0
+    assert "steps_per_level (int, default 1; in [0, 10000]; formerly corrector_steps)" in capsys.readouterr().out
