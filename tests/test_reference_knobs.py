@@ -120,7 +120,7 @@ def test_random_walk_with_ve_continuous_network_sigma_is_the_reference_ve_walk()
     draws = noise_draws(x.shape, N - 1, seed=7)
     expected = reference_ve_walk(x, score_fn, eps=0.16, temperature=0.4, N=N, draws=draws)
     sigmas = noise.make_schedule("ve_discrete", N)
-    knobs = dict(step_rule="reference", eps=0.16, T0=0.4, sigma_ref="smallest", ddpm_variance="beta",
+    knobs = dict(step_rule="reference", eps=0.16, T0=0.4, sigma_ref="smallest", variance="beta",
                  steps_per_level=1, final_noise=False)
     ours, nfe = random_walk(denoise, x, sigmas, torch.Generator().manual_seed(7), ve_continuous_sigma="network",
                             **knobs)
