@@ -16,6 +16,7 @@ if pending:
                    device=snakemake.params.device, plugins=snakemake.config["plugins"],
                    fidelity_records=snakemake.input.fidelity, fidelity_options=snakemake.params.fidelity,
                    max_batch=snakemake.config["max_batch"], log_path=snakemake.log[0],
-                   fail_fast=snakemake.config["sampling"]["fail_fast"], fuse=snakemake.config["sampling"]["fuse"])
+                   fail_fast=snakemake.config["sampling"]["fail_fast"], fuse=snakemake.config["sampling"]["fuse"],
+                   runaway_factor=snakemake.config["sampling"]["runaway_factor"])
 else:   # done by another job of the same shard in the meantime
     io.write_json(snakemake.output.marker, {"model_id": model["id"], "kind": shard_runs[0]["kind"], "runs": {}})
