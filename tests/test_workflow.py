@@ -61,7 +61,7 @@ SMOKE_JOBS = {"prepare_data": 2, "train": 2, "likelihood": 3, "run_shard": 4, "m
 
 def expected_jobs(path: Path) -> dict[str, int]:
     """Jobs a dry run of a config plans from scratch, counted from its grid."""
-    from diffsweep import config, grid as ds_grid, tables
+    from diffsweep import config, grid as ds_grid, studies, tables
 
     cfg, grid = config.load(path)
     shards = grid.shards({"generation": cfg["sampling"]["runs_per_job"],
@@ -79,8 +79,8 @@ def expected_jobs(path: Path) -> dict[str, int]:
               "ablation_table": len(tables.ablation_specs(cfg["tables"])), "plot_metrics": 1,
               "plot_samples": len(grid.datasets), "plot_heatmaps": int(trained and bool(cfg["plots"]["heatmap"]["metrics"])),
               "plot_schedules": int(cfg["plots"]["schedules"]), "plot_training": int(trained),
-              **{f"study_{name}": 1 for name, options in cfg["studies"].items()   # error_sources needs a network
-                 if options is not None and (trained or name != "error_sources")}, "all": 1}
+              **{f"study_{name}": 1 for name in studies.declared(cfg) if studies.STUDIES[name].drawn(grid)},
+              "all": 1}
     return {rule: count for rule, count in counts.items() if count}
 
 

@@ -8,6 +8,7 @@ from diffsweep import grid as ds_grid
 from diffsweep import io as ds_io
 from diffsweep import packing as ds_packing
 from diffsweep import runs as ds_runs
+from diffsweep import studies as ds_studies
 from diffsweep import tables as ds_tables
 from snakemake.exceptions import WorkflowError
 
@@ -55,7 +56,7 @@ RESTORATION_METRICS = ["psnr", "ssim", "lpips"]   # lpips: a placeholder figure 
 if any(run.model.data.analytic for run in GRID.restorations.values()):
     RESTORATION_METRICS.append("sliced_w2_posterior")   # distance to exact posterior samples (analytic priors)
 # The studies the config declares (documented in docs, studies.md), their options with defaults filled.
-STUDIES = {name: {"metric": "sliced_w2", **options} for name, options in config["studies"].items() if options is not None}
+STUDIES = ds_studies.declared(config)
 
 PLOT_FORMATS = ds_tables.PLOT_FORMATS     # every figure is written in each
 TABLE_FORMATS = ds_tables.TABLE_FORMATS   # ablation table format -> file extension
@@ -91,7 +92,7 @@ RESOURCES = {
     "fidelity_reference": {"mem_mb": 4000, "runtime": 30, "gpu": GPU},
     **{rule: LIGHT for rule in ("manifest", "aggregate", "restoration_table", "ablation_table", "plot_metrics",
                                 "plot_samples", "plot_heatmaps", "plot_schedules", "plot_training",
-                                "plot_restoration", "study_temperature_ramp", "study_error_sources")},
+                                "plot_restoration", *(f"study_{name}" for name in ds_studies.STUDIES))},
 }
 
 
@@ -211,9 +212,8 @@ def all_targets():
 
 
 def study_targets():
-    """The figures and tables of the studies the config declares (`studies:`); error_sources
-    needs a trained network."""
-    drawn = [name for name, possible in (("temperature_ramp", True), ("error_sources", TRAINED))
-             if name in STUDIES and possible]
+    """The figures and tables of the studies the config declares (`studies:`) that its grid can
+    draw (error_sources needs a trained network)."""
+    drawn = [name for name in STUDIES if ds_studies.STUDIES[name].drawn(GRID)]
     return [path for name in drawn for path in (*expand(f"{RESULTS}/plots/study_{name}.{{ext}}", ext=PLOT_FORMATS),
                                                  f"{RESULTS}/tables/study_{name}.csv")]

@@ -83,7 +83,7 @@ rule plot_samples:
     params:
         results=lambda wc, input: results_of(input.table, depth=1),
         max_points=config["plots"]["max_scatter_points"],
-        # beyond plots.MAX_PANELS presets or models, those best by the first plotted metric are drawn
+        # beyond plots.style.MAX_PANELS presets or models, those best by the first plotted metric are drawn
         rank_by=PLOT_METRICS[0] if PLOT_METRICS else None,
         better=ds_tables.direction(PLOT_METRICS[0], DIRECTIONS, default="lower") if PLOT_METRICS else "lower",
     log:
