@@ -43,7 +43,9 @@ import logging
 import os
 import re
 import shutil
+import socket
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from io import BytesIO
@@ -76,6 +78,17 @@ def archive_file(results, shard: str) -> Path:
     return records_folder(results) / f"{shard}.archive"
 
 
+def marker_file(results, shard: str) -> Path:
+    """A shard job's marker (its Snakemake output): written when the job ends (`write_marker`)."""
+    return Path(results) / "shards" / f"{shard}.json"
+
+
+def write_marker(path, model_id: str, kind: str, statuses: dict) -> None:
+    """A shard job's marker: its runs' statuses, and a fresh id of this job, so that the shard's
+    next `attempt` key differs from this job's whatever happens to its records later."""
+    io.write_json(path, {"model_id": model_id, "kind": kind, "runs": statuses, "job": uuid.uuid4().hex})
+
+
 def staging_folder(results, shard: str) -> Path:
     """Where a shard job's `finish` writes a run's files before they are appended to the archive."""
     return records_folder(results) / ".staging" / shard
@@ -101,6 +114,45 @@ def mark_layout(results) -> None:
     marker = Path(results) / "layout.json"
     if not marker.exists():
         io.write_json(marker, {"version": LAYOUT_VERSION})
+
+
+class ResultsInUse(RuntimeError):
+    """Another process holds the results folder's lock (lock_results); the message names it."""
+
+
+LOCK_NAME = ".lock"
+_held: dict[str, int] = {}     # results folder (resolved) -> the open lock file this process holds
+
+
+def lock_results(results) -> None:
+    """Hold results/.lock (flock, exclusive) until unlock_results or the end of this process, so
+    that two invocations writing one results folder, from any working directories, refuse each
+    other (Snakemake's own lock is per working directory). The kernel frees the lock when its
+    process dies: a held lock means its holder is alive (the file names its pid, host and working
+    directory). Taken again by its holder, it is a no-op (workflows run in one process)."""
+    folder = Path(os.path.realpath(Path(results).expanduser()))
+    if str(folder) in _held:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(handle, 4096).decode("utf-8", "replace").strip() or "a process that has not said which yet"
+        os.close(handle)
+        raise ResultsInUse(f"results: '{folder}' is in use by another snakemake invocation ({holder}); wait for "
+                           f"it to end or set `results:` to another folder (the lock is freed when that process "
+                           f"ends: `ps -p PID` on that host shows it is alive)") from None
+    os.ftruncate(handle, 0)
+    os.write(handle, f"pid {os.getpid()} on {socket.gethostname()}, working directory {os.getcwd()}\n".encode())
+    _held[str(folder)] = handle
+
+
+def unlock_results(results) -> None:
+    """Release the lock lock_results took (nothing if this process holds none)."""
+    handle = _held.pop(os.path.realpath(Path(results).expanduser()), None)
+    if handle is not None:
+        os.close(handle)     # closing the file releases the flock
 
 
 # --- records -----------------------------------------------------------------------------
@@ -256,20 +308,32 @@ def failed_runs(results, run_ids, states: dict | None = None) -> list[dict]:
             if run_id in states and states[run_id].status == FAILED]
 
 
-def failure_report(failures: list[dict]) -> str:
+def failure_report(failures: list[dict], results) -> str:
     """The lines that end a workflow with failed runs: each run, its error and its log."""
     lines = [f"{len(failures)} run(s) failed; their records (status `failed`) are in the tables, and the next "
              f"invocation retries them:"]
-    lines += [f"  {record['run_id']}: {record['error']} (log: {record['log']})" for record in failures]
+    lines += [f"  {record['run_id']}: {record['error']} (log: {log_file(results, record['log'])})"
+              for record in failures]
     return "\n".join(lines)
 
 
-def attempt(results, run_ids, states: dict | None = None) -> str:
-    """A key of a shard's pending runs and the records they already have (failed or corrupt ones):
-    it changes whenever one of them gets a new record line, so a shard whose runs failed runs
-    again (the key is the shard job's `attempt` param, which the params rerun trigger compares)."""
+def log_file(results, log: str | None) -> str | None:
+    """Where a record's `log` is: records name a job's log relative to the results folder (the
+    workflow writes logs under results/logs/), so that a moved results folder still finds them."""
+    return None if log is None else f"{results}/{log}"
+
+
+def attempt(results, run_ids, states: dict | None = None, shard: str | None = None) -> str:
+    """A key of a shard's pending runs, the records they already have (failed or corrupt ones) and
+    the shard's marker (`write_marker`, which holds a fresh id per job): it changes whenever one of
+    them gets a new record line or the shard's job ran since, so a shard whose runs failed, or
+    whose records were deleted after it ran, runs again (the key is the shard job's `attempt`
+    param, which the params rerun trigger compares; a missing marker is a target of its own)."""
     states = index(results, only=set(run_ids)) if states is None else states
     entries = [[run_id, states[run_id].where if run_id in states else None] for run_id in sorted(run_ids)]
+    marker = None if shard is None else marker_file(results, shard)
+    if marker is not None and marker.is_file():
+        entries.append(hashlib.sha256(marker.read_bytes()).hexdigest())
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
 
 
@@ -431,7 +495,8 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     files to the shard's archive and its record line to the shard's record file (ShardStore; the
     shard is the name of `shard_path`, its marker). `options` are the kind's options (generation:
     metrics, keep_samples; restoration: metrics, strips, keep_samples).
-    A run that raises is recorded as `failed` (its error and `log_path`) and the job goes on; if
+    A run that raises is recorded as `failed` (its error and `log_path`, the job's log relative to
+    `results`: log_file) and the job goes on; if
     the score source or the data cannot be loaded, every run is. With `fail_fast` the job stops
     (raises) at the first failure instead. With `fuse` the runs draw together, one network call
     serving all of them at each step (diffsweep.fusion)."""
@@ -463,7 +528,7 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
         for run in runs:
             record_failure(run, error, device)
         store.close()
-        io.write_json(shard_path, {"model_id": model["id"], "kind": kind, "runs": statuses})
+        write_marker(shard_path, model["id"], kind, statuses)
         return
     for run, drawn in fusion.draws(job, denoiser, runs, fuse):   # fused: as each run's draw ends
         try:
@@ -481,7 +546,7 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     if failed:
         log.warning("%d of %d runs failed and are recorded as such (status `failed`)", failed, len(runs))
     store.close()
-    io.write_json(shard_path, {"model_id": model["id"], "kind": kind, "runs": statuses})
+    write_marker(shard_path, model["id"], kind, statuses)
 
 
 def start_job(kind: str, model: dict, reference_path, checkpoint_path, results, device, fidelity_records,
@@ -560,6 +625,8 @@ def frame(kind: str, rows: list[dict], results):
             table.append({**row, "status": status, **({"error": problem} if problem else {})})
             continue
         shared = {key: record[key] for key in [*RECORD_COLUMNS, *FAILURE_KEYS] if key in record}
+        if "log" in shared:
+            shared["log"] = log_file(results, shared["log"])
         git_revision = record["provenance"].get("git_revision")
         parts = [{}] if status == FAILED else expand(record)
         table.extend({**row, **shared, **part, "git_revision": git_revision} for part in parts)

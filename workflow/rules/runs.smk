@@ -11,10 +11,10 @@ rule run_shard:
     output:
         marker=f"{RESULTS}/shards/{{shard}}.json",
     params:
-        # A key of the shard's pending runs and their records (runs.attempt): when a run failed, its
-        # record turned corrupt or its records were deleted (`diffsweep forget`), the key changes and
-        # the `params` rerun trigger runs the shard again. (A new marker name would not do: Snakemake does not remake a
-        # missing intermediate file while the tables after it are up to date.)
+        # A key of the shard's pending runs, their records and its marker (runs.attempt): when a run
+        # failed, its record turned corrupt or its records were deleted after the shard ran (`diffsweep
+        # forget`, a deleted record file), the key changes and the `params` rerun trigger runs the
+        # shard again; a missing marker is remade as a target of the workflow (common.smk: PENDING).
         attempt=lambda wc: PENDING.get(wc.shard, "done"),
         results=lambda wc, output: results_of(output.marker, depth=1),
         options=shard_options,
@@ -24,9 +24,9 @@ rule run_shard:
     # shard id names its runs (no per-run dicts in the DAG), chunking the network's calls or adding
     # a plugin changes no run, and a params change would re-run finished shards (trigger `params`).
     log:
-        "logs/run_shard/{shard}.log",
+        f"{RESULTS}/logs/run_shard/{{shard}}.log",
     benchmark:
-        "benchmarks/run_shard/{shard}.tsv"
+        f"{RESULTS}/benchmarks/run_shard/{{shard}}.tsv"
     threads: 1
     resources:
         **resources("run_shard"),

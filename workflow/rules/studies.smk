@@ -19,7 +19,7 @@ rule study_temperature_ramp:
         seeds=config["seeds"],
         n_projections=config["metrics"]["n_projections"],
     log:
-        "logs/studies/temperature_ramp.log",
+        f"{RESULTS}/logs/studies/temperature_ramp.log",
     resources:
         **resources("study_temperature_ramp"),
     conda:
@@ -43,7 +43,7 @@ rule study_error_sources:
         n_projections=config["metrics"]["n_projections"],
         better=lambda wc: ds_tables.direction(STUDIES["error_sources"]["metric"], DIRECTIONS, default="lower"),
     log:
-        "logs/studies/error_sources.log",
+        f"{RESULTS}/logs/studies/error_sources.log",
     resources:
         **resources("study_error_sources"),
     conda:
