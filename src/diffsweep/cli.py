@@ -161,7 +161,7 @@ def sweep_status(grid, results, config: dict | None = None) -> dict:
     if failures and config is not None:   # a record without its log: the shard job's logs
         shard_of = {run_id: shard for shard, ids in grid.shards(ds_grid.runs_per_job(config)).items() for run_id in ids}
         for failure in failures:
-            failure["log"] = failure["log"] or runs.log_file(results, f"logs/run_shard/{shard_of[failure['run_id']]}.log")
+            failure["log"] = failure["log"] or str(runs.shard_log(results, shard_of[failure["run_id"]]))
     done = {run_id for run_id, status in state.items() if status in runs.DONE_STATUSES}
 
     def group(key_of) -> dict:

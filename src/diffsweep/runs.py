@@ -89,6 +89,12 @@ def write_marker(path, model_id: str, kind: str, statuses: dict) -> None:
     io.write_json(path, {"model_id": model_id, "kind": kind, "runs": statuses, "job": uuid.uuid4().hex})
 
 
+def shard_log(results, shard: str) -> Path:
+    """A shard job's log (the rule's `log:`): jobs of the shard append to it. Logs live in the
+    results folder, so two results folders whose shards share ids keep their own."""
+    return Path(results) / "logs" / "run_shard" / f"{shard}.log"
+
+
 def staging_folder(results, shard: str) -> Path:
     """Where a shard job's `finish` writes a run's files before they are appended to the archive."""
     return records_folder(results) / ".staging" / shard
@@ -324,16 +330,19 @@ def log_file(results, log: str | None) -> str | None:
 
 
 def attempt(results, run_ids, states: dict | None = None, shard: str | None = None) -> str:
-    """A key of a shard's pending runs, the records they already have (failed or corrupt ones) and
-    the shard's marker (`write_marker`, which holds a fresh id per job): it changes whenever one of
-    them gets a new record line or the shard's job ran since, so a shard whose runs failed, or
-    whose records were deleted after it ran, runs again (the key is the shard job's `attempt`
-    param, which the params rerun trigger compares; a missing marker is a target of its own)."""
+    """A key of a shard's pending runs, the records they already have (failed or corrupt ones),
+    and the traces of the shard's jobs: its marker (`write_marker`: a fresh id per job) and its
+    log (size and time: every job appends to it). It changes whenever one of those runs gets a
+    new record line or a job of the shard ran since, so a shard whose runs failed, whose job was
+    killed, or whose records were deleted after it ran, runs again: the key is the shard job's
+    `attempt` param, which the params rerun trigger compares (a job that has not run again keeps
+    the key of its last run, whatever was deleted since)."""
     states = index(results, only=set(run_ids)) if states is None else states
     entries = [[run_id, states[run_id].where if run_id in states else None] for run_id in sorted(run_ids)]
-    marker = None if shard is None else marker_file(results, shard)
-    if marker is not None and marker.is_file():
-        entries.append(hashlib.sha256(marker.read_bytes()).hexdigest())
+    if shard is not None:
+        marker, log = marker_file(results, shard), shard_log(results, shard)
+        entries.append(hashlib.sha256(marker.read_bytes()).hexdigest() if marker.is_file() else None)
+        entries.append([log.stat().st_size, log.stat().st_mtime_ns] if log.is_file() else None)
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
 
 

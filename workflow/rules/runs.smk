@@ -11,10 +11,10 @@ rule run_shard:
     output:
         marker=f"{RESULTS}/shards/{{shard}}.json",
     params:
-        # A key of the shard's pending runs, their records and its marker (runs.attempt): when a run
-        # failed, its record turned corrupt or its records were deleted after the shard ran (`diffsweep
-        # forget`, a deleted record file), the key changes and the `params` rerun trigger runs the
-        # shard again; a missing marker is remade as a target of the workflow (common.smk: PENDING).
+        # A key of the shard's pending runs, their records, its marker and its log (runs.attempt): when
+        # a run failed, its record turned corrupt, its job was killed or its records were deleted after
+        # the shard ran (`diffsweep forget`, a deleted record file), the key changes and the `params`
+        # rerun trigger runs the shard again; a missing marker is also a target (common.smk: PENDING).
         attempt=lambda wc: PENDING.get(wc.shard, "done"),
         results=lambda wc, output: results_of(output.marker, depth=1),
         options=shard_options,
@@ -24,7 +24,7 @@ rule run_shard:
     # shard id names its runs (no per-run dicts in the DAG), chunking the network's calls or adding
     # a plugin changes no run, and a params change would re-run finished shards (trigger `params`).
     log:
-        f"{RESULTS}/logs/run_shard/{{shard}}.log",
+        str(ds_runs.shard_log(RESULTS, "{shard}")),
     benchmark:
         f"{RESULTS}/benchmarks/run_shard/{{shard}}.tsv"
     threads: 1
