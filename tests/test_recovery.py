@@ -85,13 +85,18 @@ def test_records_that_vanish_under_a_finished_sweep_recompute_their_shards_and_o
     unmarked = shard["generation", "mlp", "swissroll"]
     (records / f"{unmarked}.jsonl").unlink()
     (workdir / "results" / "shards" / f"{unmarked}.json").unlink()
-
+    plan = snakemake(workdir, dry_run=True)
+    # those three shards, then the generation table and what is made from it; nothing upstream
+    # (data, training, likelihoods) and not the restoration shard nor its table
+    assert plan.get("run_shard") == 3 and plan.get("aggregate") == 1, plan
+    assert not {"prepare_data", "train", "likelihood", "restoration_table", "manifest"} & set(plan), plan
+    # a truncated archive: the runs whose bytes it lost are recomputed, and the restoration table
+    restoration = records / f"{shard['restoration', 'oracle', 'ring8']}.archive"
+    restoration.write_bytes(restoration.read_bytes()[:restoration.stat().st_size // 2])
+    plan = snakemake(workdir, dry_run=True)
+    assert plan.get("run_shard") == 4 and plan.get("restoration_table") == 1, plan
     with held_by_another_process(workdir / "results") as holder:
-        plan = snakemake(workdir, dry_run=True)       # a dry run is not blocked by the lock
-        # those three shards, then the generation table and what is made from it; nothing upstream
-        # (data, training, likelihoods) and not the restoration shard nor its table
-        assert plan["run_shard"] == 3 and plan["aggregate"] == 1, plan
-        assert not {"prepare_data", "train", "likelihood", "restoration_table", "manifest"} & set(plan), plan
+        assert snakemake(workdir, dry_run=True) == plan       # a dry run is not blocked by the lock
         # a second invocation on the results folder, from another working directory: refused before any job
         with pytest.raises(Exception, match=re.escape(f"results: '{workdir / 'results'}' is in use by another "
                                                       f"snakemake invocation (pid {holder.pid} on ")):
