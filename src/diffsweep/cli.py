@@ -278,7 +278,11 @@ def command_forget(args) -> int:
     """Delete runs' record lines: the next invocation recomputes them."""
     from diffsweep import runs
 
-    deleted = runs.forget(args.results, args.run_ids)
+    try:
+        deleted = runs.forget(args.results, args.run_ids)
+    except runs.ResultsInUse as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"deleted {deleted} record line(s) of {len(args.run_ids)} run(s) under {args.results}/records; "
           f"the next invocation recomputes them")
     return 0

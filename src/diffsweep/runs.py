@@ -385,17 +385,26 @@ def forget(results, run_ids) -> int:
     """Delete every record line of `run_ids` (each record file rewritten atomically): the runs are
     pending again, and the next invocation recomputes them (with today's keep_samples). Their
     bytes stay in the archives, listed by no record. Returns the number of lines deleted. Not
-    while a job of the sweep runs: a line it appends meanwhile could be lost."""
+    while a workflow runs on the folder (a line a job appends meanwhile could be lost): it holds
+    the results lock meanwhile, so ResultsInUse names the invocation that does."""
     run_ids, deleted = set(run_ids), 0
     folder = records_folder(results)
-    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-        lines = path.read_bytes().splitlines(keepends=True)
-        kept = [line for line in lines if not ((match := RUN_OF_LINE.match(line.decode("utf-8", "replace")))
-                                              and match.group(1) in run_ids)]
-        if len(kept) < len(lines):
-            deleted += len(lines) - len(kept)
-            with io.atomic_path(path) as tmp:
-                tmp.write_bytes(b"".join(kept))
+    if not folder.is_dir():
+        return 0
+    held = os.path.realpath(Path(results).expanduser()) in _held    # this process's workflow holds it
+    lock_results(results)
+    try:
+        for path in sorted(folder.glob("*.jsonl")):
+            lines = path.read_bytes().splitlines(keepends=True)
+            kept = [line for line in lines if not ((match := RUN_OF_LINE.match(line.decode("utf-8", "replace")))
+                                                  and match.group(1) in run_ids)]
+            if len(kept) < len(lines):
+                deleted += len(lines) - len(kept)
+                with io.atomic_path(path) as tmp:
+                    tmp.write_bytes(b"".join(kept))
+    finally:
+        if not held:
+            unlock_results(results)
     return deleted
 
 
