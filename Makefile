@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: run smoke test test-quick dryrun lint clean
+.PHONY: run smoke test test-quick dryrun lint profile clean
 
 $(BIN)/diffsweep: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ dryrun: $(BIN)/diffsweep
 
 lint: $(BIN)/diffsweep  ## snakemake's linter on the Snakefile and rules (CI runs it before the tests)
 	$(LOCAL) $(BIN)/snakemake --lint
+
+PROFILE ?= slurm
+profile: $(BIN)/diffsweep  ## once per user: link profiles/$(PROFILE) where `snakemake --profile $(PROFILE)` finds it
+	$(BIN)/diffsweep profile install $(PROFILE)
 
 clean:
 	rm -rf results logs benchmarks .snakemake report.html

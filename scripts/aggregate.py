@@ -9,4 +9,5 @@ generation = runs.frame("generation", grid.manifest_rows(snakemake.config, "gene
 with_likelihood = tables.with_model_metrics(generation, snakemake.input.likelihoods)
 io.write_parquet(snakemake.output.generation, with_likelihood)
 io.write_parquet(snakemake.output.training, tables.training_table(snakemake.input.train_logs))
-io.write_parquet(snakemake.output.training_by_sigma, tables.training_table(snakemake.input.loss_by_sigma))
+io.write_parquet(snakemake.output.training_by_sigma, tables.training_table(snakemake.input.loss_by_sigma,
+                                                                          tables.BY_SIGMA_PARAMS))

@@ -7,7 +7,7 @@ from diffsweep.logs import setup_logging
 setup_logging(snakemake.log[0])
 jobs.use_threads(snakemake.threads)
 registry.load_plugins(snakemake.config["plugins"])
-reference = torch.from_numpy(io.read_arrays(snakemake.input.reference)["x"])
+reference = torch.from_numpy(io.read_sample_set(snakemake.input.reference))
 fidelity.prepare_reference(snakemake.wildcards.extractor, reference, snakemake.params.options, snakemake.params.cache,
                            snakemake.output[0], digits_weights=snakemake.input.get("classifier"),
                            device=jobs.pick_device(snakemake.params.device))

@@ -1,13 +1,12 @@
 # Rule plot_heatmaps: each metric over training sigma-distribution x sampling schedule, trained models only.
-import pandas as pd
 
-from diffsweep import plots, tables
+from diffsweep import io, plots, tables
 from diffsweep.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 
 options = snakemake.params.options
-table = pd.read_parquet(snakemake.input[0])
+table = io.read_parquet(snakemake.input[0])
 trained = tables.select_frame(table, {"model_source": "trained", **options["filter"]}, where="plots.heatmap.")
 for metric in snakemake.params.metrics:
     plots.heatmap(trained, metric, [snakemake.output[f"{metric}_png"], snakemake.output[f"{metric}_pdf"]],

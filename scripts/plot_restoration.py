@@ -1,10 +1,9 @@
 # Rule plot_restoration: each restoration metric against NFE, a line per restorer preset.
-import pandas as pd
 
-from diffsweep import plots
+from diffsweep import io, plots
 from diffsweep.logs import setup_logging
 
 setup_logging(snakemake.log[0])
-table = pd.read_parquet(snakemake.input[0])
+table = io.read_parquet(snakemake.input[0])
 for metric, png, pdf in zip(snakemake.params.metrics, snakemake.output.png, snakemake.output.pdf):
     plots.restoration_vs_nfe(table, metric, [png, pdf])

@@ -1,13 +1,12 @@
 # Rule plot_samples: scatter grid of one dataset's samples (exact | each sampler), per model; at most
 # plots.MAX_PANELS presets and models, the best by the first plotted metric.
-import pandas as pd
 
 from diffsweep import io, plots
 from diffsweep.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 
-plots.sample_grid(pd.read_parquet(snakemake.input.table), snakemake.wildcards.dataset, snakemake.params.results,
+plots.sample_grid(io.read_parquet(snakemake.input.table), snakemake.wildcards.dataset, snakemake.params.results,
                   io.read_arrays(snakemake.input.reference)["x"], list(snakemake.output),
                   max_points=snakemake.params.max_points, rank_by=snakemake.params.rank_by,
                   better=snakemake.params.better)

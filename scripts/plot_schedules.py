@@ -1,9 +1,8 @@
 # Rule plot_schedules: sigma_k against k for every schedule and step count of the sweep.
-import pandas as pd
 
-from diffsweep import plots
+from diffsweep import io, plots
 from diffsweep.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 
-plots.schedule_curves(pd.read_parquet(snakemake.input[0]), list(snakemake.output))
+plots.schedule_curves(io.read_parquet(snakemake.input[0]), list(snakemake.output))

@@ -4,7 +4,6 @@
 import functools
 import math
 
-import pandas as pd
 import torch
 
 from diffsweep import io, metrics, plots, runs
@@ -13,7 +12,7 @@ from diffsweep.tables import studies
 
 log = setup_logging(snakemake.log[0])
 results = snakemake.params.results
-table = pd.read_parquet(snakemake.input[0])
+table = io.read_parquet(snakemake.input[0])
 states = runs.index(results, only=set(table["run_id"]))     # the records of this table's runs, read once
 
 

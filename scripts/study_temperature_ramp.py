@@ -2,7 +2,6 @@
 # the figure, with each dataset's floor of two independent exact sample sets (sliced_w2 only).
 from pathlib import Path
 
-import pandas as pd
 
 from diffsweep import io, jobs, plots
 from diffsweep.logs import setup_logging
@@ -10,7 +9,7 @@ from diffsweep.tables import studies
 
 setup_logging(snakemake.log[0])
 options = snakemake.params.options
-table = pd.read_parquet(snakemake.input.table)
+table = io.read_parquet(snakemake.input.table)
 summary = studies.ramp_summary(table, options["metric"], options["samplers"])
 floors = {}
 if options["metric"] == "sliced_w2":
@@ -20,7 +19,7 @@ if options["metric"] == "sliced_w2":
         if spec["name"] not in set(summary["dataset"]):
             continue
         data_dir = Path(snakemake.output.csv).parents[1] / "data" / spec["id"]
-        reference = io.read_arrays(data_dir / "reference.npz")["x"]
+        reference = io.read_sample_set(data_dir / "reference.npz")
         n_samples = int(sizes.get(spec["name"], snakemake.params.n_samples))
         floors[spec["name"]], _ = studies.exact_floor(jobs.build_dataset(spec, data_dir), reference, n_samples,
                                                       snakemake.params.seeds, snakemake.params.n_projections)

@@ -48,10 +48,30 @@ def replace(path: str, value):
     return change
 
 
+def _pretrained(arch_params: dict, format: str = "adm_ffhq256", sidecar: str | None = None):
+    """A pretrained entry (for `replace`) whose checkpoint file exists: `vp.pt` in the case's folder,
+    with `sidecar` as its `vp.pt.arch.yaml` when given."""
+    def entry(tmp_path):
+        (tmp_path / "vp.pt").write_bytes(b"weights")
+        if sidecar is not None:
+            (tmp_path / "vp.pt.arch.yaml").write_text(sidecar)
+        return {"source": "pretrained", "format": format, "checkpoint": "vp.pt", "arch_params": arch_params}
+    return entry
+
+
 def plugin(text: str):
     def change(config, tmp_path):
         (tmp_path / "bad_plugin.py").write_text(text)
         config["plugins"] = [str(tmp_path / "bad_plugin.py")]
+    return change
+
+
+def layout(text: str | None):
+    """A change writing `text` into results/layout.json of the working directory (None: a folder there)."""
+    def change(config, tmp_path):
+        marker = tmp_path / "results" / "layout.json"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.mkdir() if text is None else marker.write_text(text)
     return change
 
 
@@ -180,7 +200,179 @@ CHANGES = [
     ("study_option_bad", replace("studies.error_sources", {"score_distance": "maybe"}),   # inside `null or a mapping`
      "studies.error_sources.score_distance: 'maybe' is not allowed; allowed: true or false"),
     ("study_unknown", replace("studies.noise_ramp", {}), "studies"),
+    # --- issue 26: integers must be integers (JSON Schema counts 1.0 as one; torch does not) ---
+    ("seeds_float", replace("seeds", [1.0]), "seeds.0: 1.0 is not allowed; allowed: an integer >= 0"),
+    ("n_samples_float", replace("sampling.n_samples", 200.0), "sampling.n_samples: 200.0 is not allowed; allowed: an "
+     "integer >= 2, <= 10000000 (write 200: 200.0 is no integer)"),
+    ("n_train_float", replace("data.n_train", 500.0), "data.n_train: 500.0 is not allowed"),
+    ("steps_float", replace("samplers.rw.steps", 10.0), "samplers.rw.steps: 10.0 has the wrong type or value"),
+    ("steps_float_in_list", replace("samplers.rw.steps", [10, 20.0]), "(write 20: 20.0 is no integer)"),
+    ("preset_n_samples_float", replace("samplers.rw.n_samples", 10.0), "samplers.rw.n_samples: 10.0"),
+    ("training_steps_float", replace("models.mlp.steps", 10.0), "models.mlp.steps: 10.0"),
+    ("model_seed_float", replace("models.mlp.seed", 1.0), "models.mlp.seed: 1.0"),
+    ("n_measurements_float", replace("restoration.n_measurements", 2.0), "restoration.n_measurements: 2.0"),
+    ("restoration_seed_float", replace("restoration.seeds", [0.0]), "restoration.seeds.0: 0.0 is not allowed"),
+    ("task_images_float", replace("restoration.tasks.half.images", [0.0]), "restoration.tasks.half.images"),
+    ("keep_samples_float", replace("sampling.keep_samples", 5.0), "sampling.keep_samples: 5.0"),
+    ("data_seed_float", replace("data.seed", 3.0), "data.seed: 3.0 is not allowed"),
+    ("max_batch_float", replace("max_batch", 16.0), "max_batch: 16.0 is not allowed"),
+    ("int_knob_float", replace("samplers.rw.knobs.steps_per_level", 2.0),   # knobs refused it already
+     "samplers.rw.knobs.steps_per_level: 2.0 is not allowed; allowed: an integer >= 1, <= 10000 (write 2: 2.0 is no integer)"),
+    # --- issue 26: every integer has a stated range, refused outside it at parse time ---
+    ("seed_2_63", replace("seeds", [2**63]), "seeds[0]: 9223372036854775808 is outside the integer range"),
+    ("seed_2_64_plus_1", replace("seeds", [0, 2**64 + 1]), "seeds[1]: 18446744073709551617 is outside"),
+    ("restoration_seed_2_63", replace("restoration.seeds", [2**63]), "restoration.seeds[0]: 9223372036854775808"),
+    ("data_seed_2_63", replace("data.seed", 2**63), "data.seed: 9223372036854775808 is outside"),
+    ("model_seed_2_63", replace("models.mlp.seed", [0, 2**63]), "models.mlp.seed[1]: 9223372036854775808"),
+    ("int_knob_400_digits", replace("samplers.rw.knobs.steps_per_level", 10**400),
+     "samplers.rw.knobs.steps_per_level: 100000000000... (401 digits) is outside the integer range"),
+    ("float_knob_400_digits", replace("samplers.rw.knobs.eps", 10**400), "samplers.rw.knobs.eps: 100000000000..."),
+    ("schedule_knob_400_digits", replace("samplers.rw.schedule_knobs.sigma_max", -10**400),
+     "samplers.rw.schedule_knobs.sigma_max: -10000000000... (401 digits)"),
+    ("lr_400_digits", replace("models.mlp.lr", 10**400), "models.mlp.lr: 100000000000..."),
+    ("max_batch_huge", replace("max_batch", 10**7), "max_batch: 10000000 is greater than the maximum of 1000000"),
+    ("dataset_knob_huge", replace("datasets.ring8.knobs.n_modes", 10**6),
+     "datasets.ring8.knobs.n_modes: 1000000 is above the maximum 10000"),
+    ("operator_knob_huge", replace("restoration.tasks.box", {"operator": "inpaint_box", "knobs": {"size": 10**6},
+                                                             "noise_std": 0.1}),
+     "restoration.tasks.box.knobs.size: 1000000 is above the maximum 4096"),
+    ("restorer_knob_huge", replace("restoration.restorers.smc", {"family": "twisted_smc", "steps": 5,
+                                                                  "knobs": {"particles": 10**7}}),
+     "restoration.restorers.smc.knobs.particles: 10000000 is above the maximum 100000"),
+    ("log_every_huge", replace("models.mlp.log_every", 10**9), "models.mlp.log_every: 1000000000 is greater"),
+    # --- issue 26: names are \A[A-Za-z0-9_]{1,64}\Z (no final line break), checked at parse time ---
+    ("sampler_name_newline", replace("samplers", {"rw\n": {"family": "ddpm", "steps": 10}}),
+     "samplers: 'rw\\n' is not a name; allowed: 1 to 64 ASCII letters, digits or _"),
+    ("model_name_newline", replace("models.oracle\n", {"source": "oracle"}), "models: 'oracle\\n' is not a name"),
+    ("dataset_name_newline", replace("datasets", {"ring8\n": {"family": "gmm"}}), "datasets: 'ring8\\n' is not"),
+    ("table_name_newline", replace("tables.ablations", {"t\n": {"rows": ["sampler"], "metric": "sliced_w2"}}),
+     "tables.ablations: 't\\n' is not a name"),
+    ("task_name_newline", replace("restoration.tasks", {"half\n": {"operator": "inpaint_random", "noise_std": 0.1}}),
+     "restoration.tasks: 'half\\n' is not a name"),
+    ("restorer_name_newline", replace("restoration.restorers", {"rw\n": {"family": "rw_conditional", "steps": 5}}),
+     "restoration.restorers: 'rw\\n' is not a name"),
+    ("model_name_300_chars", replace("models." + "m" * 300, {"source": "oracle"}), "models: 'mmmmmmmm"),
+    ("sampler_name_65_chars", replace("samplers", {"s" * 65: {"family": "ddpm", "steps": 10}}), "is not a name"),
+    ("dataset_name_empty", replace("datasets", {"": {"family": "gmm"}}), "datasets: '' is not a name"),
+    ("study_sampler_newline", replace("studies.temperature_ramp", {"samplers": ["rw\n"]}),
+     "studies.temperature_ramp.samplers.0: 'rw\\n' is not a name"),
+    # --- issue 26: lists past MAX_LIST_ITEMS are refused, not planned for minutes ---
+    ("knob_list_too_long", replace("samplers.rw.knobs.eps", [0.1] * 10_001),
+     "samplers.rw.knobs.eps: a list of 10,001 values; allowed: at most 10,000"),
+    # --- issue 26: plugins that exit, or are folders ---
+    ("plugin_sys_exit_0", plugin("import sys\nsys.exit(0)\n"),
+     "plugins[0]: " + "{tmp}/bad_plugin.py: SystemExit: it calls sys.exit(0) when imported (line 2)"),
+    ("plugin_sys_exit_1", plugin("raise SystemExit(1)\n"), "SystemExit: it calls sys.exit(1) when imported"),
+    ("plugin_folder", replace("plugins", lambda tmp: [str(_a_folder(tmp))]), "plugins[0]: file '"),
+    # --- issue 26, results folders: a path value the jobs could not use, refused at parse time naming `results`
+    ("results_symlink_loop", replace("results", lambda tmp: _a_link(tmp, "loop", "loop")),
+     "results: 'loop' cannot be resolved"),
+    ("results_inside_a_symlink_loop", replace("results", lambda tmp: _a_link(tmp, "loop", "loop") + "/sweep"),
+     "results: 'loop/sweep' cannot be resolved"),
+    ("results_dangling_link", replace("results", lambda tmp: _a_link(tmp, "gone", "nowhere")),
+     "results: 'gone': 'gone' is a symbolic link to 'nowhere', which does not exist"),
+    ("results_under_a_dangling_link", replace("results", lambda tmp: _a_link(tmp, "gone", "nowhere") + "/sweep"),
+     "results: 'gone/sweep': 'gone' is a symbolic link to 'nowhere'"),
+    ("results_proc_self", replace("results", "/proc/self"), "results: '/proc/self' is not writable"),
+    ("results_under_proc", replace("results", "/proc/self/sweep"),
+     "results: '/proc/self/sweep' (its nearest existing folder '/proc/self') is not writable"),
+    ("results_under_a_file", replace("results", lambda tmp: str(_a_file(tmp)) + "/sweep"),
+     "results.txt' is a file, so no folder can be made in it"),
+    ("results_line_break", replace("results", "results\n"), "results: 'results\\n' holds a control character"),
+    ("results_inner_line_break", replace("results", "res\nults"), "results: 'res\\nults' holds a control character"),
+    ("results_nul_byte", replace("results", "res\x00ults"), "results: 'res\\x00ults' holds a control character"),
+    ("results_tab", replace("results", "res\tults"), "holds a control character"),
+    ("results_unknown_user", replace("results", "~nosuchuser_diffsweep/results"),
+     "results: '~nosuchuser_diffsweep/results' names no user's home folder"),
+    ("results_name_too_long", replace("results", "r" * 300), "has a component longer than 255 bytes"),
+    ("results_layout_a_list", layout("[3]"), "results: results/layout.json: holds [3], not a layout marker"),
+    ("results_layout_truncated", layout('{"version": 3'),
+     "results: results/layout.json: cannot be read as JSON (JSONDecodeError"),
+    ("results_layout_version_text", layout('{"version": "3"}'), "results/layout.json: holds {\"version\": \"3\"}"),
+    ("results_layout_a_folder", layout(None), "results/layout.json: cannot be read as JSON (IsADirectoryError"),
+    # --- issue 26, data: an images path whose search would walk a whole filesystem, or is no folder or file
+    ("images_path_root", replace("datasets.faces", {"family": "images", "knobs": {"path": "/"}}),
+     "datasets.faces.knobs.path: folder '/' holds '/"),
+    ("images_path_proc", replace("datasets.faces", {"family": "images", "knobs": {"path": "/proc"}}),
+     "datasets.faces.knobs.path: '/proc' is under /proc, a kernel filesystem"),
+    ("images_path_sys", replace("datasets.faces", {"family": "images", "knobs": {"path": "/sys/kernel"}}),
+     "datasets.faces.knobs.path: '/sys/kernel' is under /sys"),
+    ("images_path_a_device", replace("datasets.faces", {"family": "images", "knobs": {"path": "/dev/null"}}),
+     "datasets.faces.knobs.path: '/dev/null' is neither a folder nor a file"),
+    # --- issue 26: arch_params are declared knobs (diffsweep list architectures|pretrained), checked at parse time,
+    # in a checkpoint's .arch.yaml too (they failed in the job, or trained for hours a network nobody meant) ---
+    ("arch_width_float", replace("models.mlp.arch_params", {"hidden": 128.0}),
+     "models.mlp.arch_params.hidden: 128.0 is not allowed; allowed: an integer >= 1, <= 65536 "
+     "(write 128: 128.0 is no integer)"),
+    ("arch_unknown_key", replace("models.mlp.arch_params", {"width": 64}),
+     "models.mlp.arch_params: unknown knob(s) ['width'] for architecture 'mlp'; allowed: hidden, depth, embedding"),
+    ("arch_negative", replace("models.mlp.arch_params", {"depth": -2}), "models.mlp.arch_params.depth: -2 is below"),
+    ("arch_huge", replace("models.mlp.arch_params", {"hidden": 10**7}),
+     "models.mlp.arch_params.hidden: 10000000 is above the maximum 65536"),
+    ("arch_bool_for_int", replace("models.mlp.arch_params", {"depth": True}), "models.mlp.arch_params.depth: True"),
+    ("arch_string_for_int", replace("models.mlp.arch_params", {"hidden": "128"}), "arch_params.hidden: '128' is not"),
+    ("arch_odd_embedding", replace("models.mlp.arch_params", {"embedding": 33}),
+     "models.mlp.arch_params: embedding 33 is odd"),
+    ("arch_swept_width_float", replace("models.mlp.arch_params", {"hidden": [64, 96.5]}),
+     "models.mlp.arch_params.hidden: 96.5 is not allowed"),
+    ("unet_channel_float", replace("models.unet", {"source": "trained", "arch": "unet",
+                                                   "arch_params": {"channels": [16.5, 32]}}),
+     "models.unet.arch_params.channels[0]: 16.5 is not allowed; allowed: an integer >= 1"),
+    ("unet_channels_not_a_list", replace("models.unet", {"arch": "unet", "arch_params": {"channels": 32}}),
+     "models.unet.arch_params.channels: 32 is not allowed; allowed: a list of 1 to 8 items, each an integer"),
+    ("unet_channels_empty", replace("models.unet", {"arch": "unet", "arch_params": {"channels": []}}),
+     "models.unet.arch_params.channels: [] is not allowed"),
+    ("unet_channels_too_many", replace("models.unet", {"arch": "unet", "arch_params": {"channels": [16] * 9}}),
+     "models.unet.arch_params.channels: [16, 16"),
+    ("unet_channels_strings", replace("models.unet", {"arch": "unet", "arch_params": {"channels": ["16", "32"]}}),
+     "models.unet.arch_params.channels[0]: '16' is not allowed"),
+    ("unet_channels_negative", replace("models.unet", {"arch": "unet", "arch_params": {"channels": [16, -32]}}),
+     "models.unet.arch_params.channels[1]: -32 is below the minimum 1"),
+    ("unet_swept_channels_bad_point", replace("models.unet", {"arch": "unet",
+                                                              "arch_params": {"channels": [[16, 32], [16, 32.0]]}}),
+     "models.unet.arch_params.channels[1]: 32.0 is not allowed"),
+    ("unet_channels_vs_groups", replace("models.unet", {"arch": "unet", "arch_params": {"channels": [12, 32]}}),
+     "models.unet.arch_params: channels [12, 32]: 12 is not a multiple of norm_groups 8"),
+    ("pretrained_arch_float", replace("models.vp", _pretrained({"image_size": 32.0})),
+     "models.vp.arch_params.image_size: 32.0 is not allowed; allowed: an integer >= 1, <= 4096 (write 32"),
+    ("pretrained_arch_list_item_float", replace("models.vp", _pretrained({"channel_mult": [1, 2.5]})),
+     "models.vp.arch_params.channel_mult[1]: 2.5 is not allowed"),
+    ("pretrained_arch_list_not_list", replace("models.vp", _pretrained({"attention_resolutions": 16})),
+     "models.vp.arch_params.attention_resolutions: 16 is not allowed; allowed: a list of 0 to 8 items"),
+    ("pretrained_arch_out_of_range", replace("models.vp", _pretrained({"in_channels": 4})),
+     "models.vp.arch_params.in_channels: 4 is not allowed; allowed: 1, 3"),
+    ("pretrained_arch_inconsistent", replace("models.vp", _pretrained({"model_channels": 100})),
+     "models.vp.arch_params: model_channels 100 x channel_mult [1, 1, 2, 2, 4, 4] gives the widths"),
+    ("pretrained_arch_image_side", replace("models.ve", _pretrained({"image_size": 100}, "ncsnpp_ffhq256")),
+     "models.ve.arch_params: image_size 100 cannot be halved 6 times"),
+    ("sidecar_width_float", replace("models.vp", _pretrained({}, sidecar="model_channels: 32.0\n")),
+     "models.vp.checkpoint: 'vp.pt.arch.yaml': model_channels: 32.0 is not allowed; allowed: an integer"),
+    ("sidecar_negative", replace("models.vp", _pretrained({}, sidecar="image_size: -32\n")),
+     "models.vp.checkpoint: 'vp.pt.arch.yaml': image_size: -32 is below the minimum 1"),
+    ("sidecar_huge", replace("models.vp", _pretrained({}, sidecar="num_res_blocks: 1000\n")),
+     "models.vp.checkpoint: 'vp.pt.arch.yaml': num_res_blocks: 1000 is above the maximum 16"),
+    ("sidecar_list_item_float", replace("models.vp", _pretrained({}, sidecar="channel_mult: [1, 2.0]\n")),
+     "models.vp.checkpoint: 'vp.pt.arch.yaml': channel_mult[1]: 2.0 is not allowed"),
+    ("sidecar_list_too_long", replace("models.vp", _pretrained({}, sidecar="channel_mult: [1, 1, 1, 1, 1, 1, 1, 1, 1]\n")),
+     "models.vp.checkpoint: 'vp.pt.arch.yaml': channel_mult: [1, 1, 1, 1, 1, 1, 1, 1, 1] is not allowed"),
+    ("sidecar_inconsistent", replace("models.vp", _pretrained({}, sidecar="image_size: 48\n")),
+     "models.vp.checkpoint: 'vp.pt.arch.yaml': image_size 48 cannot be halved 5 times"),
+    ("sidecar_integer_5000_digits", replace("models.vp", _pretrained({}, sidecar="image_size: " + "9" * 5000 + "\n")),
+     "models.vp.checkpoint: cannot read 'vp.pt.arch.yaml' (a value cannot be read: Exceeds the limit"),
 ]
+
+
+def _a_link(tmp_path: Path, name: str, target: str) -> str:
+    """A symbolic link `name` -> `target` in tmp_path (the working directory of the case)."""
+    (tmp_path / name).symlink_to(target)
+    return name
+
+
+def _a_folder(tmp_path: Path) -> Path:
+    path = tmp_path / "my_plugins"
+    path.mkdir(exist_ok=True)
+    (path / "sampler.py").write_text("")
+    return path
 
 
 def _a_file(tmp_path: Path) -> Path:
@@ -208,7 +400,7 @@ TEXTS = [
      "models.mlp.lr: '1e-3' has the wrong type or value; allowed: a finite number > 0, or a list of those "
      "(YAML 1.1 reads 1e-3 as a string: write 1.0e-3)"),
     ("knob_yaml11_string", "samplers:\n  rw: {family: random_walk, knobs: {eps: 5e-1}}\n",
-     "samplers.rw.knobs.eps: expected float, got '5e-1' (YAML 1.1 reads 5e-1 as a string: write 5.0e-1)"),
+     "samplers.rw.knobs.eps: '5e-1' is not allowed; allowed: a finite number > 0.0 (YAML 1.1 reads 5e-1 as a string: write 5.0e-1)"),
     ("nan_literal", "samplers:\n  rw: {family: random_walk, knobs: {eps: .nan}}\n", "samplers.rw.knobs.eps: nan"),
     ("duplicate_deep_key",
      "seeds: [0]\ntables:\n  ablations:\n    t: {rows: [sampler], metric: mmd, metric: sliced_w2}\n",
@@ -220,6 +412,18 @@ TEXTS = [
      "(YAML 1.1 reads 1e-3 as a string: write 1.0e-3)"),
     ("restoration_seed_negative", "restoration:\n  seeds: [-1]\n",
      "restoration.seeds.0: -1 is less than the minimum of 0"),
+    # --- issue 26: config files bounded: size, nesting, alias expansion, recursive aliases ---
+    ("alias_bomb", "\n".join(["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"] +
+                             [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]) + "\n",
+     "more than 100,000 values with every YAML alias expanded"),
+    ("alias_recursive", "seeds: &s [0, *s]\n", "seeds[1]: contains itself (a recursive YAML alias)"),
+    ("alias_recursive_mapping", "data: &d {seed: 0, more: *d}\n", "data.more: contains itself"),
+    ("nested_40_deep", "seeds: " + "[" * 40 + "0" + "]" * 40 + "\n", "nested deeper than 32 levels"),
+    ("nested_5000_deep", "seeds: " + "[" * 5000 + "]" * 5000 + "\n", "exceeded maximum nesting depth"),
+    ("file_too_large", "seeds: [0]\n" + "#" * 1_000_000 + "\n", "the file is larger than 1,000,000 bytes"),
+    ("integer_5000_digits", "seeds: [" + "9" * 5000 + "]\n", "a value cannot be read: Exceeds the limit"),
+    ("seed_2_63_text", "seeds: [9223372036854775808]\n", "seeds[0]: 9223372036854775808 is outside the integer"),
+    ("name_newline_text", 'samplers: {"ddpm\\n": {family: ddpm}}\n', "samplers: 'ddpm\\n' is not a name"),
 ]
 
 
@@ -254,7 +458,7 @@ def test_the_corpus_is_large():
 def test_a_bad_config_is_refused_in_one_line_naming_the_key(tmp_path, capsys, monkeypatch, change, expected):
     monkeypatch.chdir(tmp_path)          # relative paths (results, files named) start here
     monkeypatch.delenv(ds_config.SKIP_PATH_CHECKS, raising=False)
-    assert_refused(capsys, write_case(tmp_path, change), expected)
+    assert_refused(capsys, write_case(tmp_path, change), expected.replace("{tmp}", str(tmp_path)))
 
 
 @pytest.mark.parametrize("text, expected", [case[1:] for case in TEXTS], ids=[case[0] for case in TEXTS])
@@ -298,8 +502,19 @@ SNAKEMAKE_CASES = [
     ("duplicate_key", "samplers: {rw: {family: ddpm}}\nsamplers: {rw: {family: ddim}}\n",
      "line 2, column 1: samplers: duplicate key (first at line 1)"),
     ("knob_nan", yaml.safe_dump({**BASE, "samplers": {"rw": {"family": "random_walk", "knobs": {"eps": NAN}}}}),
-     "invalid config: samplers.rw.knobs.eps: nan is not allowed"),
+     "samplers.rw.knobs.eps: nan is not allowed"),
     ("results_empty", yaml.safe_dump({**BASE, "results": ""}), "invalid config: results: '' is empty"),
+    # issue 26: a results path the jobs cannot use (here a NUL byte) is refused by the Snakefile's check, naming it
+    ("results_nul_byte", yaml.safe_dump({**BASE, "results": "res\x00ults"}),
+     "invalid config: results: 'res\\x00ults' holds a control character"),
+]
+
+
+# --- issue 26: what Snakemake's own reader loads, before the Snakefile (a few real runs) ------------
+SNAKEMAKE_CASES += [
+    ("plugin_sys_exit", "plugins: [exit_plugin.py]\n", "SystemExit: it calls sys.exit(0) when imported"),
+    ("plugin_module_folder", "plugins: [bench]\n", "plugins[0]: 'bench' is a folder"),   # the Snakefile's folder
+    ("alias_recursive", "seeds: &s [0, *s]\n", "seeds[1]: contains itself (a recursive YAML alias)"),
 ]
 
 
@@ -308,6 +523,7 @@ SNAKEMAKE_CASES = [
                          ids=[case[0] for case in SNAKEMAKE_CASES])
 def test_snakemake_refuses_the_same_way(tmp_path, text, expected):
     (tmp_path / "bad.yaml").write_text(text)
+    (tmp_path / "exit_plugin.py").write_text("import sys\nsys.exit(0)\n")
     result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--profile", str(ROOT / "profiles" / "default"),
                              "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "--configfile", "bad.yaml"],
                             capture_output=True, text=True, cwd=tmp_path,
@@ -326,3 +542,118 @@ def test_infinity_where_the_knob_default_is_infinite(tmp_path, capsys, monkeypat
     path = write_case(tmp_path, replace("samplers.edm", {"family": "edm", "steps": 5,
                                                          "knobs": {unbounded: [10.0, INF]}}))
     assert cli.main(["grid", "--config", str(path)]) == 0, capsys.readouterr().err
+
+
+# --- issue 26: snakemake and diffsweep grid answer every config of the corpus the same way -----------
+# Snakemake reads --configfile files with its own reader before the Snakefile is parsed, and the
+# Snakefile (workflow/rules/common.smk) then calls config.check_files(workflow.configfiles, config):
+# the same function `diffsweep grid` calls, with Snakemake's reading of the file instead of ours.
+# Cases Snakemake's reader answers itself (docs/running.md, "Limits of a config"): with its own one
+# line (WorkflowError), or, where its reader breaks, with its traceback.
+SNAKEMAKE_READER_REFUSES = {"syntax_unclosed", "syntax_tab", "syntax_bad_indent", "empty_file", "comments_only",
+                            "top_level_list", "top_level_string"}
+SNAKEMAKE_READER_BREAKS = {"nested_5000_deep", "integer_5000_digits"}
+
+
+def snakefile_answer(path: Path) -> list[str]:
+    """The problems `snakemake --configfile path` prints, computed the way the Snakefile does."""
+    from snakemake.common.configfile import load_configfile
+
+    config = copy.deepcopy(load_configfile(str(path)))   # Snakemake's reader; the workflow gets a copy
+    try:
+        ds_config.check_files([path], config, ROOT / "workflow" / "schemas" / "config.schema.yaml")
+    except ds_config.ConfigError as error:
+        return error.problems
+    return []
+
+
+def grid_answer(path: Path) -> list[str]:
+    try:
+        ds_config.check_files([path])
+    except ds_config.ConfigError as error:
+        return error.problems
+    return []
+
+
+CORPUS = [(case, change, None) for case, change, _ in CHANGES] + [(case, None, text) for case, text, _ in TEXTS]
+
+
+@pytest.mark.parametrize("change, text", [case[1:] for case in CORPUS], ids=[case[0] for case in CORPUS])
+def test_snakemake_and_grid_answer_every_corpus_config_the_same(tmp_path, monkeypatch, request, change, text):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(ds_config.SKIP_PATH_CHECKS, raising=False)
+    path = write_case(tmp_path, change) if change else tmp_path / "bad.yaml"
+    if text is not None:
+        path.write_text(text)
+    case = request.node.callspec.id
+    expected = grid_answer(path)
+    assert expected, "every corpus config is refused"
+    if case in SNAKEMAKE_READER_BREAKS:   # (seconds of recursion in Snakemake's reader: not run)
+        return
+    if case in SNAKEMAKE_READER_REFUSES:
+        from snakemake.exceptions import WorkflowError
+        with pytest.raises(WorkflowError):
+            snakefile_answer(path)
+        return
+    assert snakefile_answer(path) == expected
+
+
+def test_the_snakefile_checks_with_the_grid_function():
+    """The equality above holds for the Snakefile only while it calls check_files as snakefile_answer does."""
+    assert "ds_config.check_files(workflow.configfiles, config," in (ROOT / "workflow" / "rules" / "common.smk").read_text()
+
+
+# --- issue 26: every integer states its range ---------------------------------------------------
+
+
+def test_every_integer_of_the_schema_states_its_range():
+    def integers(node, path=""):
+        if isinstance(node, dict):
+            if node.get("type") == "integer":
+                yield path, node
+            for key, value in node.items():
+                yield from integers(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                yield from integers(value, f"{path}[{index}]")
+    found = list(integers(ds_config.load_schema()))
+    assert found
+    for path, node in found:
+        assert "minimum" in node and node.get("maximum", math.inf) <= ds_config.INT_MAX, path
+
+
+def test_every_integer_knob_states_its_range():
+    from diffsweep import architectures, data, noise, pretrained, restoration, samplers
+    registries = [data.FAMILIES, noise.SCHEDULES, noise.TRAINING_DISTRIBUTIONS, noise.LOSS_WEIGHTS,
+                  samplers.registry.SAMPLERS, restoration.registry.OPERATORS, restoration.registry.RESTORERS,
+                  pretrained.FORMATS, architectures.ARCHITECTURES]
+    knobs = [(f"{entry.kind} {entry.name}.{name}", knob) for registry in registries
+             for entry in registry.entries() for name, knob in entry.knobs.items()
+             if knob.type in ("int", "list[int]")]   # a list knob's bounds are its items'
+    assert any(knob.type == "list[int]" for _, knob in knobs)
+    assert len(knobs) > 20
+    for where, knob in knobs:
+        assert knob.choices or (knob.minimum is not None and knob.maximum is not None
+                                and ds_config.INT_MIN <= knob.minimum and knob.maximum <= ds_config.INT_MAX), where
+        assert knob.type == "int" or knob.max_items is not None, where
+
+
+def test_the_longest_names_give_file_names_of_a_safe_length(tmp_path, monkeypatch):
+    """Names of 64 characters: run ids and shard ids (and the record files named after them) stay
+    far below the 255 bytes of a file name."""
+    from diffsweep import grid
+    long = "n" * 64
+    config = copy.deepcopy(BASE)
+    config.update(datasets={long: BASE["datasets"]["ring8"]}, models={long: {"source": "oracle"}},
+                  samplers={long: BASE["samplers"]["rw"]})
+    config["restoration"].update(models=[long], tasks={long: BASE["restoration"]["tasks"]["half"]},
+                                 restorers={long: BASE["restoration"]["restorers"]["rw_cond"]})
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(tmp_path)
+    checked = ds_config.check_files([path])
+    shards = checked.grid.shards(grid.runs_per_job(checked.config))
+    assert shards and checked.grid.restorations
+    longest = max(len(name) for name in [*shards, *checked.grid.all_runs])
+    assert longest <= 64 + 2 * (1 + grid.HASH_DIGITS)
+    assert len(f"{max(shards, key=len)}.jsonl.archive") < 128

@@ -243,6 +243,26 @@ def test_missing_empty_or_imageless_sources_give_one_line(tmp_path, case, proble
         assert problem in str(error.value)
 
 
+def test_the_search_of_an_images_folder_is_bounded_and_names_what_stops_it(tmp_path, monkeypatch):
+    """(issue 26) `path: /` walked the whole filesystem at parse time: the search stops at a
+    documented number of entries, at a kernel filesystem, and follows no link to a folder."""
+    from diffsweep import data
+
+    folder = tmp_path / "faces"
+    (folder / "deeper").mkdir(parents=True)
+    for index in range(4):
+        Image.fromarray(GREY8).save(folder / "deeper" / f"{index}.png")
+    (folder / "loop").symlink_to(folder)                   # a link back up: not followed, found once
+    assert [p.name for p in data.image_files(folder)] == ["0.png", "1.png", "2.png", "3.png"]
+    monkeypatch.setattr(data, "MAX_FOLDER_ENTRIES", 5)     # deeper/, loop, and 4 images: 6 entries
+    with pytest.raises(DataFileError) as error:
+        check_dataset_files("images", {"path": str(folder)}, where=WHERE)
+    assert one_line(error) == (f"{KEY}: folder '{folder}' holds more than 5 files and folders (searched "
+                               f"recursively); give the folder of the images")
+    with pytest.raises(DataFileError, match=f"^{KEY}: '/proc/self' is under /proc, a kernel filesystem"):
+        check_dataset_files("images", {"path": "/proc/self"}, where=WHERE)
+
+
 def test_file_checks_pass_for_readable_sources_and_for_families_without_files(tmp_path):
     Image.fromarray(GREY8).save(tmp_path / "a.png")
     check_dataset_files("images", {"path": str(tmp_path)}, where=WHERE)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from diffsweep import models
+from diffsweep import architectures, models
 from diffsweep.data import make_dataset
 
 
@@ -102,7 +102,7 @@ def test_schema_lists_exactly_the_library_choices(root):
 
     recipe = load_schema()["properties"]["models"]["additionalProperties"]["properties"]
     assert set(recipe["parametrisation"]["enum"]) == set(models.PARAMETRISATIONS)
-    assert set(recipe["arch"]["enum"]) == set(models.ARCHITECTURES)
+    assert set(recipe["arch"]["enum"]) == set(architectures.ARCHITECTURES) == set(models.NETWORKS)
 
 
 def test_checkpoint_round_trip_and_bad_files(tmp_path):
@@ -123,6 +123,35 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path):
     with pytest.raises(ValueError, match="does not match the network: 5 tensors of another shape"):
         models.load_checkpoint(tmp_path / "mismatch.pt")
     # Unreadable files, and checkpoints as the train rule writes them: test_inputs.py.
+
+
+def test_the_declared_arch_params_are_the_networks_own_defaults():
+    """diffsweep.architectures declares each network's keywords (read without torch, so a config
+    is checked at parse time) with the network class's defaults: a recipe that leaves one out
+    builds the network it built before."""
+    import inspect
+
+    for name, network in models.NETWORKS.items():
+        keywords = inspect.signature(network).parameters
+        declared = architectures.ARCHITECTURES.get(name).knobs
+        assert set(declared) == set(keywords) - {"shape"}, name
+        for key, knob in declared.items():
+            default = keywords[key].default
+            assert knob.default == (list(default) if isinstance(default, tuple) else default), (name, key)
+
+
+def test_a_network_is_built_only_from_allowed_arch_params(tmp_path):
+    with pytest.raises(ValueError, match=r"^models\.u\.arch_params: channels \[12, 32\]: 12 is not a multiple of "
+                                         r"norm_groups 8"):
+        models.build_network("unet", (1, 8, 8), {"channels": [12, 32]}, where="models.u.arch_params.")
+    # A checkpoint whose stored recipe holds a value no config could give: one line naming the key.
+    recipe = {"arch": "mlp", "arch_params": {"hidden": 16, "depth": 2}, "parametrisation": "eps", "sigma_data": 1.0}
+    denoiser = models.build_denoiser(recipe, 2)
+    bad = {**recipe, "arch_params": {"hidden": 16.0, "depth": 2}}
+    torch.save({"recipe": bad, "shape": (2,), "ema": denoiser.state_dict()}, tmp_path / "float_width.pt")
+    with pytest.raises(ValueError, match=r"models\.m\.checkpoint: .*float_width\.pt' has a recipe that builds no "
+                                         r"network \(arch_params\.hidden: 16\.0 is not allowed; allowed: an integer"):
+        models.load_checkpoint(tmp_path / "float_width.pt", where="models.m.")
 
 
 def test_oracle_denoises_images_through_the_flattened_mixture():

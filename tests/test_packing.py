@@ -117,6 +117,14 @@ def test_costs_are_measured_from_shard_benchmarks(tmp_path, capsys):
     raw["sampling"] = {"job_minutes": 1, **declared["sampling"]}
     assert shard_sizes(config.check(raw, check_paths=False))[("oracle", "ring8")] == [30, 2]
     assert cli.main(["costs", "--config", str(path), "--benchmarks", str(tmp_path / "none")]) == 2
+    # issue 26: a damaged benchmark file is named in one line, no traceback
+    damaged = benchmarks / f"{sorted(set(shards) - set(skipped))[0]}.tsv"
+    damaged.write_text(header + "not a number\t0\n")
+    capsys.readouterr()
+    assert cli.main(["costs", "--config", str(path), "--benchmarks", str(benchmarks)]) == 2
+    assert capsys.readouterr().err == (f"error: {damaged}: cannot be read as a Snakemake benchmark (a tab-separated "
+                                       f"header with `s`, then a row) (ValueError: could not convert string to "
+                                       f"float: 'not a number')\n")
 
 
 def test_array_jobs_guard():

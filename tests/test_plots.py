@@ -174,7 +174,7 @@ def test_a_sample_grid_of_many_presets_and_models_shows_the_best_and_reads_only_
     from diffsweep import runs
 
     monkeypatch.setattr(plots, "MAX_PANELS", 3)
-    rows = [{"run_id": f"{p:02d}{m:02d}{k:03d}", "dataset": "ring8", "model": f"m{m:02d}", "sampler": f"p{p:02d}",
+    rows = [{"run_id": f"p{p:02d}m{m:02d}-{k:016x}", "dataset": "ring8", "model": f"m{m:02d}", "sampler": f"p{p:02d}",
              "steps": k, "seed": s, "status": "ok", "nfe": k, "sliced_w2": 100.0 - p - 0.1 * m + 1 / k + s}
             for p in range(5) for m in range(4) for k in (10, 20) for s in (0, 1)]
     stored_runs(tmp_path, [row for row in rows if row["nfe"] == 20 and row["seed"] == 0])
@@ -188,7 +188,7 @@ def test_a_sample_grid_of_many_presets_and_models_shows_the_best_and_reads_only_
     assert [ax.get_title() for ax in fig.axes[:4]] == ["exact", "p02\nNFE 20", "p03\nNFE 20", "p04\nNFE 20"]
     assert [ax.get_ylabel() for ax in fig.axes[::4]] == ["m01", "m02", "m03"]
     assert fig.get_suptitle() == "ring8\n3 of 5 presets, 3 of 4 models: the best by sliced_w2 at their largest NFE"
-    assert parsed == [{f"{p:02d}{m:02d}020" for p in (2, 3, 4) for m in (1, 2, 3)}]
+    assert parsed == [{f"p{p:02d}m{m:02d}-{20:016x}" for p in (2, 3, 4) for m in (1, 2, 3)}]
 
 
 def test_a_log_axis_within_a_factor_of_two_stays_linear():

@@ -161,15 +161,15 @@ def test_a_deleted_damaged_checkpoint_or_dataset_is_remade_and_only_what_depends
 def test_the_results_lock_refuses_another_process_until_it_ends(tmp_path):
     results = tmp_path / "results"
     (results / "records").mkdir(parents=True)
-    (results / "records" / "x.jsonl").write_text('{"run_id": "a"}\n')
+    (results / "records" / "x.jsonl").write_text('{"run_id": "a-0123456789abcdef"}\n')
     with held_by_another_process(results) as holder:
         with pytest.raises(runs.ResultsInUse) as refused:
             runs.lock_results(results)
         assert str(refused.value).startswith(f"results: '{results}' is in use by another snakemake invocation (pid "
                                              f"{holder.pid} on ") and f"working directory {tmp_path}" in str(refused.value)
         # `diffsweep forget` while a workflow runs on the folder: refused, nothing deleted
-        assert cli.main(["forget", "a", "--results", str(results)]) == 1
-        assert (results / "records" / "x.jsonl").read_text() == '{"run_id": "a"}\n'
+        assert cli.main(["forget", "a-0123456789abcdef", "--results", str(results)]) == 2
+        assert (results / "records" / "x.jsonl").read_text() == '{"run_id": "a-0123456789abcdef"}\n'
     runs.lock_results(results)          # freed when its process ended
     runs.lock_results(results)          # its holder may take it again (in-process workflow runs)
     runs.unlock_results(results)

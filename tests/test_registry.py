@@ -83,7 +83,7 @@ def test_a_name_registered_twice_is_refused_naming_both_modules(clean_registries
 
 
 def test_registries_are_read_without_torch(root):
-    code = ("import sys; import diffsweep.grid, diffsweep.parametrisations, diffsweep.registry; "
+    code = ("import sys; import diffsweep.grid, diffsweep.parametrisations, diffsweep.registry, diffsweep.architectures; "
             "from diffsweep import data, noise, pretrained, restoration, samplers; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -53,7 +53,7 @@ def test_knob_checks_name_the_key():
         spec.resolve_knobs({"solver": "rk4"})
     with pytest.raises(ValueError, match=r"unknown knob\(s\) \['snr'\] for sampler 'pf_ode'"):
         spec.resolve_knobs({"snr": 0.1})
-    with pytest.raises(ValueError, match="eps: expected float, got 'big'"):
+    with pytest.raises(ValueError, match="eps: 'big' is not allowed; allowed: a finite number"):
         samplers.get("random_walk").resolve_knobs({"eps": "big"})
     with pytest.raises(ValueError, match="steps_per_level: 0 is below the minimum 1"):
         samplers.get("random_walk").resolve_knobs({"steps_per_level": 0})

@@ -88,6 +88,34 @@ def test_tables_carry_their_parameter_columns_through_parquet(root, tmp_path):
     assert "model_nll_bpd" in generation and tables.param_columns(generation) == params
 
 
+def test_the_training_tables_carry_their_parameter_columns(tmp_path, capsys):
+    """training.parquet and training_by_sigma.parquet list theirs too (the model, the step, the
+    sigma bin): `diffsweep table` pivots them instead of refusing them as written by another version."""
+    logs, by_sigma = [], []
+    for model_id in ("mlp-a", "mlp-b"):
+        logs.append(tmp_path / f"{model_id}.log.parquet")
+        pd.DataFrame({"model_id": model_id, "step": [100, 200], "loss": [0.5, 0.25]}).to_parquet(logs[-1])
+        by_sigma.append(tmp_path / f"{model_id}.by_sigma.parquet")
+        pd.DataFrame({"model_id": model_id, "step": [100, 100], "sigma_lo": [0.0, 1.0], "sigma_hi": [1.0, 2.0],
+                      "loss": [0.5, 0.25], "x0_mse": [0.1, 0.2], "count": [9, 7]}).to_parquet(by_sigma[-1])
+    ds_io.write_parquet(tmp_path / "training.parquet", tables.training_table(logs))
+    ds_io.write_parquet(tmp_path / "training_by_sigma.parquet", tables.training_table(by_sigma, tables.BY_SIGMA_PARAMS))
+    ds_io.write_parquet(tmp_path / "empty.parquet", tables.training_table([]))    # no trained model
+    assert tables.param_columns(pd.read_parquet(tmp_path / "training.parquet")) == ["model_id", "step"]
+    assert tables.param_columns(pd.read_parquet(tmp_path / "training_by_sigma.parquet")) == [
+        "model_id", "step", "sigma_lo", "sigma_hi"]
+    assert tables.param_columns(pd.read_parquet(tmp_path / "empty.parquet")) == ["model_id", "step"]
+
+    assert cli.main(["table", str(tmp_path / "training.parquet"), "--rows", "model_id", "--metric", "loss",
+                     "--agg", "min", "--better", "lower", "--pool", "mean"]) == 0
+    assert "| mlp-a | **0.25** |" in capsys.readouterr().out
+    assert cli.main(["table", str(tmp_path / "training.parquet"), "--rows", "model_id", "--metric", "loss"]) == 2
+    assert "the cell model_id=mlp-a holds runs that differ in step (100, 200)" in capsys.readouterr().err
+    assert cli.main(["table", str(tmp_path / "training_by_sigma.parquet"), "--rows", "sigma_lo", "--cols",
+                     "model_id", "--metric", "x0_mse", "--better", "lower"]) == 0
+    assert "| 1 | 0.2 | 0.2 |" in capsys.readouterr().out
+
+
 def test_a_result_named_like_a_parameter_is_not_one(rows):
     """Only the listed columns are parameters: a per-run measurement called model_* that differs
     between the seeds of a cell is aggregated over, and a parameter named like nothing known is
@@ -373,7 +401,7 @@ def test_cli_table_errors(parquet, capsys, args, message):
 
 def test_cli_table_on_a_missing_file(tmp_path, capsys):
     assert cli.main(["table", str(tmp_path / "nope.parquet"), "--rows", "a", "--metric", "b"]) == 2
-    assert "cannot read the Parquet table" in capsys.readouterr().err
+    assert "nope.parquet' does not exist; allowed: a Parquet table" in capsys.readouterr().err
 
 
 # --- declared tables in the shipped configs -------------------------------------------------------

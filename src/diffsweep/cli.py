@@ -9,6 +9,7 @@
     diffsweep table PARQUET --rows COLS [--cols COLS] --metric COL [--filter COL=V[,V...]]...
                     [--format markdown|latex|csv|html] [--agg mean_std|mean|median|min|max]
                     [--better auto|lower|higher|none] [--pool error|best|mean] [--number-format .3g]
+    diffsweep profile install NAME [--dir DIR]
 """
 
 from __future__ import annotations
@@ -28,11 +29,14 @@ KINDS = {
     "training": ("diffsweep.noise", "TRAINING_DISTRIBUTIONS",
                  "training sigma-distributions: models.<model>.train_sigma.name"),
     "weights": ("diffsweep.noise", "LOSS_WEIGHTS", "loss weights w(sigma): models.<model>.weight"),
+    "architectures": ("diffsweep.architectures", "ARCHITECTURES",
+                      "trained networks: models.<model>.arch, knobs: models.<model>.arch_params"),
     "parametrisations": ("diffsweep.parametrisations", "PARAMETRISATIONS",
                          "what a trained network predicts: models.<model>.parametrisation"),
     "datasets": ("diffsweep.data", "FAMILIES", "dataset families: datasets.<name>.family"),
     "operators": ("diffsweep.restoration", "OPERATORS", "measurement operators: restoration.tasks.<task>.operator"),
-    "pretrained": ("diffsweep.pretrained", "FORMATS", "pretrained checkpoint formats: models.<model>.format"),
+    "pretrained": ("diffsweep.pretrained", "FORMATS",
+                   "pretrained checkpoint formats: models.<model>.format, knobs: models.<model>.arch_params"),
     "extractors": ("diffsweep.fidelity", "EXTRACTORS", "fidelity feature extractors (fidelity metrics of images)"),
 }
 
@@ -62,6 +66,10 @@ def _knob_line(name: str, knob: dict) -> str:
         bounds = [f"{sign} {knob[key]}" for key, sign in (("minimum", ">="), ("exclusive_minimum", ">"),
                                                           ("maximum", "<="), ("exclusive_maximum", "<"))
                   if key in knob]
+    if "min_items" in knob or "max_items" in knob:   # a list knob: the bounds are its items'
+        items = f"{knob.get('min_items', 0)} to {knob['max_items']}" if "max_items" in knob \
+            else f"at least {knob.get('min_items', 0)}"
+        bounds = [f"{items} items"] + [f"each {bound}" for bound in bounds]
     allowed = "; " + ", ".join(bounds) if bounds else ""
     if "choices" in knob:
         allowed += f"; one of {', '.join(map(str, knob['choices']))}"
@@ -114,22 +122,29 @@ def command_list(args) -> int:
 
 
 def command_grid(args) -> int:
-    from diffsweep import config
+    from diffsweep import config, grid as ds_grid
 
     try:
         _, grid = config.load(args.config)
     except config.ConfigError as error:   # one line per problem, each naming the file and key
         print(error, file=sys.stderr)
         return 2
-    rows = grid.manifest_rows()
+    rows = {kind: grid.manifest_rows(kind) for kind in ds_grid.PRESET_COLUMNS}   # every kind of run
+    counts = {kind: len(kind_rows) for kind, kind_rows in rows.items()}
     if args.json:
-        print(json.dumps({"runs": rows, "excluded": grid.excluded}, indent=2, default=str))
+        print(json.dumps({"runs": [{"kind": kind, **row} for kind, kind_rows in rows.items() for row in kind_rows],
+                          "counts": counts, "excluded": grid.excluded}, indent=2, default=str))
         return 0
-    print(f"{len(rows)} runs, {len(grid.models)} score sources ({len(grid.trained_models())} trained), "
-          f"{len(grid.datasets)} datasets")
-    for row in rows:
-        print(f"  {row['run_id']:<28} {row['dataset']:<14} {row['model']:<12} {row['sampler_family']:<12} "
-              f"{row['schedule']:<14} K={row['steps']}")
+    print(f"{sum(counts.values())} runs ({', '.join(f'{count} {kind}' for kind, count in counts.items())}), "
+          f"{len(grid.models)} score sources ({len(grid.trained_models())} trained), {len(grid.datasets)} datasets")
+    for kind, kind_rows in rows.items():
+        if kind_rows:
+            print(f"{kind} runs ({len(kind_rows)}):")
+        family = ds_grid.PRESET_COLUMNS[kind][1]
+        for row in kind_rows:
+            task = f"{row['task']:<14} " if kind == "restoration" else ""
+            print(f"  {row['run_id']:<28} {row['dataset']:<14} {row['model']:<12} {task}{row[family]:<14} "
+                  f"{row['schedule']:<14} K={row['steps']}")
     for reason in grid.excluded:
         print(f"  skipped: {reason}")
     return 0
@@ -250,7 +265,12 @@ def command_status(args) -> int:
     if loaded is None:
         return 2
     cfg, grid = loaded
-    status = sweep_status(grid, cfg["results"], cfg)
+    from diffsweep import io
+    try:
+        status = sweep_status(grid, cfg["results"], cfg)
+    except io.UnreadableFile as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(status, indent=2))
     else:
@@ -258,16 +278,48 @@ def command_status(args) -> int:
     return 0
 
 
-def command_extract(args) -> int:
-    """The files runs stored (in their shard's archive) written to OUT/<run_id>/."""
+def results_problem(results, run_ids) -> str | None:
+    """Why `--results` and RUN_IDs cannot be used by extract and forget (None if they can): the
+    folder must exist and be a results folder of this layout, each RUN_ID a run id."""
     from diffsweep import runs
 
-    states = runs.index(args.results, only=set(args.run_ids))
+    folder = Path(results)
+    if not folder.is_dir():
+        return f"--results: '{results}' {'is not a folder' if folder.exists() else 'does not exist'}"
+    try:
+        runs.check_layout(folder)
+    except ValueError as error:
+        return f"--{error}"
+    bad = [run_id for run_id in run_ids if not runs.RUN_ID.fullmatch(run_id)]
+    if bad:
+        return f"RUN_ID {bad[0]!r} is not a run id (<preset>-<16 hex digits>, as `diffsweep grid` lists them)"
+    return None
+
+
+def command_extract(args) -> int:
+    """The files runs stored (in their shard's archive) written to OUT/<run_id>/."""
+    from diffsweep import io, runs
+
+    problem = results_problem(args.results, args.run_ids)
+    if problem is None and Path(args.out).exists() and not Path(args.out).is_dir():
+        problem = f"--out: '{args.out}' is an existing file; allowed: a folder (existing or not)"
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        states = runs.index(args.results, only=set(args.run_ids))
+    except io.UnreadableFile as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     for run_id in args.run_ids:
         try:
             written = runs.extract(args.results, run_id, Path(args.out) / run_id, states)
         except (FileNotFoundError, runs.CorruptRecord) as error:
             print(f"error: {error}", file=sys.stderr)
+            return 1
+        except OSError as error:
+            print(f"error: --out: cannot write the files of run {run_id} to '{Path(args.out) / run_id}' "
+                  f"({error.strerror or error})", file=sys.stderr)
             return 1
         status = states[run_id].status
         print(f"{run_id} ({status}): " + (", ".join(map(str, written)) or "no files stored (keep_samples: none)"))
@@ -275,14 +327,24 @@ def command_extract(args) -> int:
 
 
 def command_forget(args) -> int:
-    """Delete runs' record lines: the next invocation recomputes them."""
-    from diffsweep import runs
+    """Delete runs' record lines: the next invocation recomputes them. Every RUN_ID must have a
+    record, else nothing is deleted."""
+    from diffsweep import io, runs
 
-    try:
-        deleted = runs.forget(args.results, args.run_ids)
-    except runs.ResultsInUse as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    problem = results_problem(args.results, args.run_ids)
+    if problem is None:
+        try:
+            unknown = sorted(set(args.run_ids) - set(runs.index(args.results, only=set(args.run_ids))))
+            deleted = 0 if unknown else runs.forget(args.results, args.run_ids)
+        except (io.UnreadableFile, runs.ResultsInUse) as error:   # a workflow runs on the folder
+            problem = str(error)
+        else:
+            if unknown:
+                more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+                problem = f"no record of run {unknown[0]}{more} under {runs.records_folder(args.results)}; nothing deleted"
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     print(f"deleted {deleted} record line(s) of {len(args.run_ids)} run(s) under {args.results}/records; "
           f"the next invocation recomputes them")
     return 0
@@ -298,7 +360,11 @@ def command_costs(args) -> int:
     cfg, grid = loaded
     shards = grid.shards(ds_grid.runs_per_job(cfg))
     benchmarks = args.benchmarks or f"{cfg['results']}/benchmarks/run_shard"
-    measured = packing.measured_run_seconds(grid, shards, benchmarks)
+    try:
+        measured = packing.measured_run_seconds(grid, shards, benchmarks)
+    except ValueError as error:    # io.UnreadableFile: a damaged benchmark file, named
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if not measured:
         print(f"error: no benchmark of this config's {len(shards)} shard jobs in {benchmarks}/ (run the sweep "
               f"first)", file=sys.stderr)
@@ -333,19 +399,20 @@ def parse_filters(items) -> dict:
 
 
 def command_table(args) -> int:
-    import pandas as pd
-
-    from diffsweep import tables
+    from diffsweep import io, tables
 
     def fail(message: str) -> int:
         print(f"error: {message}", file=sys.stderr)
         return 2
 
     path = args.table
+    if not Path(path).is_file():
+        return fail(f"'{path}' {'is not a file' if Path(path).exists() else 'does not exist'}; allowed: a Parquet "
+                    f"table such as results/tables/generation.parquet")
     try:
-        frame = pd.read_parquet(path)
-    except (OSError, ValueError) as error:
-        return fail(f"cannot read the Parquet table '{path}': {error}")
+        frame = io.read_parquet(path)
+    except io.UnreadableFile as error:
+        return fail(str(error))
     try:
         format(1.5, args.number_format)
     except ValueError:
@@ -380,6 +447,20 @@ def command_table(args) -> int:
     return 0
 
 
+def command_profile(args) -> int:
+    """Link a profile of the repository into the user's Snakemake config folder (`--profile NAME`)."""
+    from diffsweep import profiles
+
+    try:
+        link, made = profiles.install(args.name, Path(args.dir) if args.dir else None)
+    except (profiles.ProfileError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{'installed' if made else 'already installed'}: {link} -> {link.resolve()}; "
+          f"`snakemake --profile {args.name}` uses it from any directory")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffsweep", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -389,7 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--config", metavar="FILE", help="also list what the config's plugins register")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(func=command_list)
-    grid = sub.add_parser("grid", help="the runs a config expands to")
+    grid = sub.add_parser("grid", help="the runs a config expands to, of every kind (generation, restoration), "
+                                       "with the count of each")
     grid.add_argument("--config", required=True, help="a config YAML file")
     grid.add_argument("--json", action="store_true", help="machine-readable output")
     grid.set_defaults(func=command_grid)
@@ -423,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
         "table", help="a pivot of a Parquet results table (seeds aggregated, best per column marked)",
         description="Print a pivot of a Parquet table: cells aggregate a metric over seeds, the best value per "
                     "column is marked. Example: diffsweep table results/tables/generation.parquet --rows sampler "
-                    "--cols steps --metric sliced_w2 --filter dataset=ring8 --filter model=oracle")
+                    "--cols steps --metric sliced_w2 --filter dataset=ring8 --filter model=oracle --pool best")
     table.add_argument("table", help="a Parquet table (results/tables/generation.parquet, ...)")
     table.add_argument("--rows", action="append", required=True, metavar="COLS",
                        help="row columns (comma-separated or repeated)")
@@ -443,6 +525,16 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--number-format", default=".3g", metavar="SPEC", help="Python number format (default .3g)")
     table.add_argument("--caption", help="caption (LaTeX: wraps the tabular in a table float)")
     table.set_defaults(func=command_table)
+    profile = sub.add_parser("profile", help="install a Snakemake profile of this repository (profiles/) so that "
+                                             "`snakemake --profile NAME` finds it")
+    profile_sub = profile.add_subparsers(dest="action", required=True)
+    install = profile_sub.add_parser("install", help="link profiles/NAME into the user's Snakemake config folder "
+                                                     "(once; a link already there is kept, another profile of that "
+                                                     "name is left alone and refused)")
+    install.add_argument("name", metavar="NAME", help="the profile: slurm or default (a folder of profiles/)")
+    install.add_argument("--dir", metavar="DIR", help="install into DIR instead (default: Snakemake's user config "
+                                                      "folder, $XDG_CONFIG_HOME/snakemake or ~/.config/snakemake)")
+    install.set_defaults(func=command_profile)
     return parser
 
 

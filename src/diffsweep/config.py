@@ -17,6 +17,7 @@ import copy
 import functools
 import math
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,16 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "co
 # Set to 1 to plan (dry-run, `diffsweep grid`) a config whose datasets, checkpoints or weights
 # files are not on this machine: their existence is then checked only by the jobs that read them.
 SKIP_PATH_CHECKS = "DIFFSWEEP_SKIP_PATH_CHECKS"
+
+# Bounds on a config as data (docs/running.md, "Limits of a config"), so that no file, YAML
+# alias or list makes a check run for minutes or a job fail later: a config file's size, how
+# deep mappings and lists nest, the items of one list, the values of the whole config with
+# every YAML alias expanded, and every integer (the tables store 64-bit integers).
+MAX_CONFIG_BYTES = 1_000_000
+MAX_DEPTH = 32
+MAX_LIST_ITEMS = 10_000
+MAX_VALUES = 100_000
+INT_MIN, INT_MAX = -2**63, 2**63 - 1
 
 
 class ConfigError(ValueError):
@@ -43,20 +54,29 @@ class ConfigError(ValueError):
 # --- reading YAML -----------------------------------------------------------------------
 
 def read_yaml(path: str | Path) -> dict:
-    """A config file as a mapping; a missing or unreadable file, a YAML syntax error, a duplicate
-    key, an empty file or a top level that is no mapping raises ConfigError naming the file
-    (and the line)."""
+    """A config file as a mapping; a missing, unreadable, non-regular or too large file, a YAML
+    syntax error, nesting deeper than MAX_DEPTH, a duplicate key, an empty file or a top level
+    that is no mapping raises ConfigError naming the file (and the line)."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file '{path}' not found" + (" (it is a folder)" if path.is_dir() else ""))
+        kind = " (it is a folder)" if path.is_dir() else " (it is not a regular file)" if path.exists() else ""
+        raise ConfigError(f"config file '{path}' not found{kind}")
     try:
-        text = path.read_text()
+        with open(path, "rb") as handle:   # at most one byte past the limit: /dev/zero-like files end too
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"the file is larger than {MAX_CONFIG_BYTES:,} bytes; a config is a few kB", path)
+        text = raw.decode()
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read the file: {error}", path) from None
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)   # libyaml's parser when there is one
+    loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml's parser when there is one
+    loader = loader_class(text)
     try:
+        too_deep = _too_deep(yaml.parse(text, Loader=loader_class))   # before the (recursive) composer
+        if too_deep:
+            raise ConfigError(too_deep, path)
         node = loader.get_single_node()
         duplicate = _first_duplicate_key(node)
         if duplicate:
@@ -66,6 +86,8 @@ def read_yaml(path: str | Path) -> dict:
         raise ConfigError(_yaml_problem(error), path) from None
     except yaml.YAMLError as error:
         raise ConfigError(f"YAML error: {error}", path) from None
+    except ValueError as error:   # an integer of more than 4300 digits (Python's int limit)
+        raise ConfigError(f"a value cannot be read: {error}", path) from None
     finally:
         loader.dispose()
     if data is None:
@@ -73,7 +95,28 @@ def read_yaml(path: str | Path) -> dict:
                           path)
     if not isinstance(data, dict):
         raise ConfigError(f"expected a mapping of config keys at the top level, got a {type(data).__name__}", path)
+    problems = value_problems(data)
+    if problems:
+        raise ConfigError(problems, path)
     return data
+
+
+def _too_deep(events) -> str:
+    """'line 3, column 9: nested deeper than 32 levels ...' for YAML parse events that nest past
+    MAX_DEPTH ('' otherwise)."""
+    import yaml
+
+    depth = 0
+    for event in events:
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                return (f"line {mark.line + 1}, column {mark.column + 1}: nested deeper than {MAX_DEPTH} levels "
+                        f"of mappings and lists; a config needs fewer than 10")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+    return ""
 
 
 def _yaml_problem(error) -> str:
@@ -150,16 +193,62 @@ def _fill(node, schema: dict, root: dict) -> None:
                 _fill(value, extra, root)
 
 
-def not_a_number(node, path: str = "") -> list[str]:
-    """A problem for every NaN anywhere in `node` (no setting means anything with NaN); infinities
-    are refused by the schema's number type and by each knob (diffsweep.knobs.Knob.check)."""
-    if isinstance(node, float) and math.isnan(node):
-        return [f"{path or '(top level)'}: nan is not allowed; allowed: a finite number"]
-    if isinstance(node, dict):
-        return [problem for key, value in node.items() for problem in not_a_number(value, _join(path, key))]
-    if isinstance(node, list):
-        return [problem for index, value in enumerate(node) for problem in not_a_number(value, f"{path}[{index}]")]
-    return []
+def value_problems(config) -> list[str]:
+    """A problem for every value no setting can mean, before any other check walks the config:
+    nesting deeper than MAX_DEPTH, a mapping or list that contains itself (a recursive YAML
+    alias), a list longer than MAX_LIST_ITEMS, more than MAX_VALUES values with YAML aliases
+    expanded (an alias bomb), NaN anywhere, and an integer outside INT_MIN .. INT_MAX.
+    Infinities are refused by the schema's number type and by each knob (Knob.check). Every
+    mapping or list is walked once however many aliases share it."""
+    problems, sizes, open_nodes = [], {}, set()
+
+    def walk(node, path: str, depth: int) -> int:   # the values in `node`, aliases expanded
+        where = path or "(top level)"
+        if isinstance(node, float) and math.isnan(node):
+            problems.append(f"{where}: nan is not allowed; allowed: a finite number")
+        elif isinstance(node, int) and not isinstance(node, bool) and not INT_MIN <= node <= INT_MAX:
+            problems.append(f"{where}: {_short(node)} is outside the integer range; allowed: {INT_MIN} .. {INT_MAX} "
+                            f"(64-bit), or less where the key says so")
+        if not isinstance(node, (dict, list)):
+            return 1
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in open_nodes:
+            raise _Refused(f"{where}: contains itself (a recursive YAML alias); allowed: plain values, lists, mappings")
+        if depth > MAX_DEPTH:
+            raise _Refused(f"{where}: nested deeper than {MAX_DEPTH} levels of mappings and lists")
+        if isinstance(node, list) and len(node) > MAX_LIST_ITEMS:
+            raise _Refused(f"{where}: a list of {len(node):,} values; allowed: at most {MAX_LIST_ITEMS:,} "
+                           f"(a sweep axis that long is a grid nobody can run)")
+        open_nodes.add(id(node))
+        items = node.items() if isinstance(node, dict) else ((f"[{index}]", value) for index, value in enumerate(node))
+        size = 1 + sum(walk(value, f"{path}{key}" if isinstance(node, list) else _join(path, key), depth + 1)
+                       for key, value in items)
+        open_nodes.discard(id(node))
+        if size > MAX_VALUES:
+            raise _Refused(f"{where}: more than {MAX_VALUES:,} values with every YAML alias expanded; "
+                           f"allowed: at most {MAX_VALUES:,}")
+        sizes[id(node)] = size
+        return size
+
+    try:
+        walk(config, "", 0)
+    except _Refused as refused:
+        return [str(refused)]
+    return problems
+
+
+class _Refused(Exception):
+    """value_problems: a config that is not walked further."""
+
+
+def _short(number: int) -> str:
+    """An integer as a message shows it: '9223372036854775808', or '123456789012... (400 digits)'."""
+    try:
+        text = str(number)
+    except ValueError:   # more digits than Python prints (4300)
+        return "an integer of more than 4,300 digits"
+    return text if len(text) <= 24 else f"{text[:12]}... ({len(text.lstrip('-'))} digits)"
 
 
 def _join(path: str, key) -> str:
@@ -167,7 +256,8 @@ def _join(path: str, key) -> str:
 
 
 def _validator(schema: dict):
-    """A JSON-schema validator whose `number` (and `integer`) excludes infinities."""
+    """A JSON-schema validator whose `number` excludes infinities and whose `integer` is an
+    integer as written: JSON Schema counts 1.0 as an integer, torch and the tables do not."""
     import jsonschema
 
     base = jsonschema.Draft202012Validator
@@ -176,8 +266,11 @@ def _validator(schema: dict):
         return base.TYPE_CHECKER.is_type(instance, "number") and not (
             isinstance(instance, float) and not math.isfinite(instance))
 
-    finite = jsonschema.validators.extend(base, type_checker=base.TYPE_CHECKER.redefine("number", finite_number))
-    return finite(schema)
+    def integer(checker, instance):
+        return isinstance(instance, int) and not isinstance(instance, bool)
+
+    checker = base.TYPE_CHECKER.redefine_many({"number": finite_number, "integer": integer})
+    return jsonschema.validators.extend(base, type_checker=checker)(schema)
 
 
 def schema_problems(config: dict, schema: dict) -> list[str]:
@@ -196,7 +289,7 @@ def check_schema(config: dict, schema: dict) -> None:
 def _describe(error) -> str:
     path = ".".join(str(part) for part in error.absolute_path) or "(top level)"
     schema = error.schema
-    hint = string_number_hint(error.instance)
+    hint = string_number_hint(error.instance) or _integer_hint(error.instance, schema)
     if error.validator == "additionalProperties":
         allowed = ", ".join(schema.get("properties", {}))
         unexpected = sorted(set(error.instance) - set(schema.get("properties", {})))
@@ -212,9 +305,21 @@ def _describe(error) -> str:
         return f"{path}: {error.instance!r} has the wrong type or value; allowed: {allowed_values(schema)}{hint}"
     if error.validator == "type":
         return f"{path}: {error.instance!r} is not allowed; allowed: {allowed_values(schema)}{hint}"
+    if error.validator == "pattern":   # a name: propertyNames or a list of names
+        return f"{path}: {error.instance!r} is not a name; allowed: {schema.get('description', error.message)}"
     if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems"):
         return f"{path}: {error.message}; allowed: {allowed_values(schema)}"
     return f"{path}: {error.message}"
+
+
+def _integer_hint(value, schema: dict) -> str:
+    """' (write 200: 200.0 is no integer)' for a whole float (or a list holding one) where the
+    schema allows an integer ('' otherwise)."""
+    if isinstance(value, list):
+        return next((hint for hint in (_integer_hint(item, schema) for item in value) if hint), "")
+    if isinstance(value, float) and value.is_integer() and "integer" in allowed_values(schema):
+        return f" (write {int(value)}: {value!r} is no integer)"
+    return ""
 
 
 def allowed_values(schema: dict) -> str:
@@ -242,7 +347,7 @@ def prepare(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """Defaults filled and the schema checked; raises ConfigError, one line per problem."""
     if not isinstance(config, dict):
         raise ConfigError(f"expected a mapping of config keys at the top level, got a {type(config).__name__}")
-    problems = not_a_number(config)
+    problems = value_problems(config)
     if problems:
         raise ConfigError(problems)
     schema = load_schema(schema_path)
@@ -275,7 +380,7 @@ def check(raw: dict, schema_path: str | Path = SCHEMA_PATH, base_dir: str | Path
     except ConfigError as error:
         raise ConfigError(error.problems, source) from None
     try:
-        check_results(config["results"])
+        config["results"] = check_results(config["results"])
         noise.check_sigma_range(config["metrics"]["likelihood"], "metrics.likelihood.")
         grid = ds_grid.build(config, base_dir)
         packing.check(raw, config, grid)
@@ -311,16 +416,63 @@ def check_studies(config: dict) -> None:
                                f"samplers; allowed: {', '.join(sorted(n for n, p in config['samplers'].items() if p['family'] == 'random_walk')) or '(none)'}"])
 
 
-def check_results(results: str) -> None:
-    """`results` must name a folder: not empty (outputs would be planned at the filesystem root),
-    not the root itself, not an existing file."""
+# What a component of the results path may be at most, in bytes (NAME_MAX of Linux and macOS).
+NAME_MAX = 255
+
+
+def check_results(results: str) -> str:
+    """The results folder as every job and command uses it: `~` expanded (the shell would expand
+    it on a command line; a config is expanded here, once, so the check and the jobs see one
+    folder). Refused, naming `results`: empty, a control character (line break, tab, NUL), a
+    `~user` that is no user, a component longer than NAME_MAX bytes, a symbolic link loop or a
+    dangling link on the way, the filesystem root, an existing file, and a folder that cannot be
+    created or written (probed with a temporary folder in it, or in its nearest existing parent,
+    removed at once: read-only or special filesystems such as /proc)."""
     if not results.strip():
         raise ValueError(f"results: {results!r} is empty; allowed: a folder path such as 'results'")
-    path = Path(results).expanduser()
-    if path.resolve() == Path(path.resolve().anchor):
+    if any(ord(char) < 32 or ord(char) == 127 for char in results):
+        raise ValueError(f"results: {results!r} holds a control character (a line break, tab or NUL byte); "
+                         f"allowed: a folder path such as 'results'")
+    try:
+        results.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"results: {results!r} is not valid Unicode text; allowed: a folder path such as "
+                         f"'results'") from None
+    expanded = os.path.expanduser(results)
+    if expanded.startswith("~"):
+        raise ValueError(f"results: {results!r} names no user's home folder; allowed: a folder path such as "
+                         f"'results', '~/results' or an absolute path")
+    path = Path(expanded)
+    long = [part for part in path.parts if len(part.encode()) > NAME_MAX]
+    if long:
+        raise ValueError(f"results: {results!r} has a component longer than {NAME_MAX} bytes ('{long[0][:40]}...')")
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as error:     # RuntimeError: a symbolic link loop (Python < 3.13)
+        raise ValueError(f"results: {results!r} cannot be resolved ({_one_line(error)}); a symbolic link "
+                         f"loop?") from None
+    if resolved == Path(resolved.anchor):
         raise ValueError(f"results: {results!r} is the filesystem root; allowed: a folder path such as 'results'")
-    if path.exists() and not path.is_dir():
+    existing = next(folder for folder in (path, *path.parents) if folder.exists() or folder.is_symlink()
+                    or folder == Path(".") or folder == Path(folder.anchor))
+    if existing.is_symlink() and not existing.exists():
+        raise ValueError(f"results: {results!r}: '{existing}' is a symbolic link to '{os.readlink(existing)}', "
+                         f"which does not exist")
+    if existing == path and not path.is_dir():
         raise ValueError(f"results: {results!r} is an existing file; allowed: a folder (existing or not)")
+    if not existing.is_dir():
+        raise ValueError(f"results: {results!r}: '{existing}' is a file, so no folder can be made in it")
+    try:   # the jobs create folders and files in it: the cheapest true test is to do so
+        os.rmdir(tempfile.mkdtemp(prefix=".diffsweep-probe-", dir=existing))
+    except OSError as error:
+        where = "" if existing == path else f" (its nearest existing folder '{existing}')"
+        raise ValueError(f"results: {results!r}{where} is not writable ({error.strerror or _one_line(error)}); "
+                         f"allowed: a folder this user can create and write") from None
+    return expanded
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
 def check_named_files(config: dict, grid) -> None:
@@ -356,7 +508,20 @@ def check_named_files(config: dict, grid) -> None:
         raise ConfigError([f"{problem} (set {SKIP_PATH_CHECKS}=1 to plan without the files)" for problem in problems])
 
 
+def check_files(paths, config: dict | None = None, schema_path: str | Path = SCHEMA_PATH, base_dir: str | Path = ".",
+                check_paths: bool | None = None) -> Checked:
+    """The one parse-time check of `snakemake` (workflow/rules/common.smk) and `diffsweep grid`:
+    every config file of `paths` read strictly (read_yaml: Snakemake's own reader keeps the last
+    of two equal keys and has no limits), then `config` checked (`check`): Snakemake's merge of
+    the files and --config, or without it the one file's content, named in every message."""
+    contents = [read_yaml(path) for path in paths]
+    if config is None:
+        (config,) = contents
+        return check(config, schema_path, base_dir, check_paths, source=paths[0])
+    return check(config, schema_path, base_dir, check_paths)
+
+
 def load(path: str | Path, check_paths: bool | None = None):
     """Read a YAML config strictly, complete and check it, and expand its grid: (config, grid)."""
-    checked = check(read_yaml(path), check_paths=check_paths, source=path)
+    checked = check_files([path], check_paths=check_paths)
     return checked.config, checked.grid

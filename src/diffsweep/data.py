@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from diffsweep.knobs import Knob
+from diffsweep.knobs import SEED_MAX, Knob
 from diffsweep.registry import Entry, Registry
 
 if TYPE_CHECKING:
@@ -198,10 +198,16 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LUMA = (0.299, 0.587, 0.114)   # ITU-R BT.601 weights of R, G, B in a grey value (as Pillow's "L")
 
 
+# Bounds of the search of an images folder (docs/images.md), which runs at parse time too: a path
+# such as / or /proc must not walk a whole filesystem.
+MAX_FOLDER_ENTRIES = 200_000                 # files and folders looked at, every level together
+SPECIAL_FOLDERS = ("/proc", "/sys", "/dev")   # kernel filesystems: no images, endless entries
+
+
 def check_image_source(path: str, where: str = "path") -> None:
-    """Refuse a missing path, a folder without images or a file that is no .npz, in one line
-    naming `where` (the key of the path) and the path. Cheap (no image is opened), so the
-    workflow may call it at parse time."""
+    """Refuse a missing path, a folder without images (image_files' bounds), a file that is no
+    .npz or a special file, in one line naming `where` (the key of the path) and the path. Cheap
+    (no image is opened), so the workflow may call it at parse time."""
     from pathlib import Path
 
     source = Path(path).expanduser()
@@ -210,13 +216,49 @@ def check_image_source(path: str, where: str = "path") -> None:
                             f"{Path.cwd()})")
     if source.is_file() and source.suffix != ".npz":
         raise DataFileError(f"{where}: '{path}' is a file but not an .npz; give a folder of images or an .npz file")
-    if source.is_dir() and next(_image_files(source), None) is None:
+    if not source.is_file() and not source.is_dir():
+        raise DataFileError(f"{where}: '{path}' is neither a folder nor a file (a device or a pipe?); give a folder "
+                            f"of images or an .npz file")
+    if source.is_dir() and not image_files(source, where, path):
         raise DataFileError(f"{where}: folder '{path}' holds no {'/'.join(IMAGE_SUFFIXES)} images "
                             "(searched recursively)")
 
 
-def _image_files(folder):
-    return (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+def image_files(folder, where: str = "path", shown: str | None = None) -> list:
+    """The image files in `folder` and its subfolders, sorted. Symbolic links to folders are not
+    followed. Refused in one line naming `where` and the folder (`shown`, as the config wrote
+    it): a special folder (SPECIAL_FOLDERS), a subfolder on another filesystem (a mount point),
+    more than MAX_FOLDER_ENTRIES files and folders, a folder that cannot be read."""
+    import os
+    from pathlib import Path
+
+    folder = Path(folder)
+    shown = shown or str(folder)
+    real = os.path.realpath(folder)
+    special = next((name for name in SPECIAL_FOLDERS if real == name or real.startswith(name + "/")), None)
+    if special:
+        raise DataFileError(f"{where}: '{shown}' is under {special}, a kernel filesystem; give the folder of the images")
+    device, seen, found, pending = folder.stat().st_dev, 0, [], [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as entries:
+                for entry in entries:
+                    seen += 1
+                    if seen > MAX_FOLDER_ENTRIES:
+                        raise DataFileError(f"{where}: folder '{shown}' holds more than {MAX_FOLDER_ENTRIES:,} files "
+                                            f"and folders (searched recursively); give the folder of the images")
+                    if entry.is_dir(follow_symlinks=False):
+                        if entry.stat(follow_symlinks=False).st_dev != device:
+                            raise DataFileError(f"{where}: folder '{shown}' holds '{entry.path}', another filesystem "
+                                                f"(a mount point); give the folder of the images")
+                        pending.append(entry.path)
+                    elif entry.name.lower().endswith(IMAGE_SUFFIXES) and entry.is_file():
+                        found.append(Path(entry.path))
+        except OSError as error:
+            raise DataFileError(f"{where}: cannot read folder '{current}' under '{shown}' "
+                                f"({error.strerror or error})") from None
+    return sorted(found)
 
 
 def load_image_folder(path: str, resolution: int, channels: int, crop: str, limit: int, where: str = "path"):
@@ -236,7 +278,7 @@ def load_image_folder(path: str, resolution: int, channels: int, crop: str, limi
     if source.suffix == ".npz":
         named = ((f"x[{i}]", image) for i, image in enumerate(_npz_images(source, limit, where)))
     else:
-        files = sorted(_image_files(source))
+        files = image_files(source, where, path)
         named = ((file.name, _read_image(file, where)) for file in (files[:limit] if limit else files))
     squares = [(name, _square(_to_channels(image, channels), resolution, crop)) for name, image in named]
     first_name, first = squares[0]
@@ -276,9 +318,9 @@ def native_resolution(path: str, crop: str) -> int | None:
                 shape = header(array)[0]
             height, width = shape[1:3] if shape[-1] in (1, 2, 3, 4) else shape[2:4]
         else:
-            with Image.open(min(_image_files(source))) as picture:
+            with Image.open(image_files(source)[0]) as picture:
                 width, height = picture.size
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+    except (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile):
         return None     # missing or unreadable: the job's loading names the problem
     if crop != "center" and width != height:
         raise DataFileError(f"resolution: 0 keeps the images' own size, but the first image of '{path}' is "
@@ -433,7 +475,7 @@ def _build_blobs(count: int, resolution: int, channels: int, blobs: int, seed: i
 SPLIT_KNOBS = {
     "test_fraction": Knob("float", 0.2, "fraction of the 1797 digits held out as the test split",
                           minimum=0.0, maximum=0.9),
-    "split_seed": Knob("int", 0, "seed of the fixed train/test permutation", minimum=0),
+    "split_seed": Knob("int", 0, "seed of the fixed train/test permutation", minimum=0, maximum=SEED_MAX),
 }
 
 for _family in [
@@ -442,7 +484,7 @@ for _family in [
         description="2-D Gaussian mixture with exact noisy density, denoiser, score and sampling",
         knobs={"preset": Knob("str", "ring8", "mixture preset", choices=tuple(GMM_PRESETS)),
                "scale": Knob("float", 1.0, "multiplies means and standard deviations", minimum=1e-12),
-               "n_modes": Knob("int", 8, "ring8: number of modes", minimum=1),
+               "n_modes": Knob("int", 8, "ring8: number of modes", minimum=1, maximum=10_000),
                "radius": Knob("float", 4.0, "ring8: radius of the ring", minimum=1e-12),
                "std": Knob("float", 0.3, "ring8: standard deviation of each mode", minimum=1e-12)}),
     DatasetFamily(
@@ -453,7 +495,7 @@ for _family in [
         name="checkerboard", build=_build_checkerboard,
         description="2-D uniform density on the black squares of a board spanning [-size/2, size/2]^2; "
                     "no closed form",
-        knobs={"squares": Knob("int", 4, "squares per side", minimum=1),
+        knobs={"squares": Knob("int", 4, "squares per side", minimum=1, maximum=1000),
                "size": Knob("float", 8.0, "side length of the board", minimum=1e-12)}),
     DatasetFamily(
         name="digits", build=_build_digits, image=True,
@@ -466,19 +508,19 @@ for _family in [
         name="digits_gmm", build=_build_digits_gmm, analytic=True, image=True, fitted=True,
         description="a Gaussian mixture (full covariances) fitted to the digits' training split: an analytic "
                     "64-D image prior with exact denoiser and sampling",
-        knobs={"components": Knob("int", 10, "mixture components", minimum=1),
+        knobs={"components": Knob("int", 10, "mixture components", minimum=1, maximum=1000),
                "reg_covar": Knob("float", 1e-3, "ridge added to each fitted covariance", minimum=0.0),
                **SPLIT_KNOBS,
-               "fit_seed": Knob("int", 0, "seed of sklearn's EM initialisation", minimum=0)}),
+               "fit_seed": Knob("int", 0, "seed of sklearn's EM initialisation", minimum=0, maximum=2**32 - 1)}),
     DatasetFamily(
         name="blobs", build=_build_blobs, image=True,
         description="synthetic smooth images (soft coloured ellipses on a colour gradient) made from a "
                     "seed: small image data for the pretrained networks' tests and config/paper_tiny.yaml",
-        knobs={"count": Knob("int", 64, "images in the pool the dataset draws from", minimum=1),
-               "resolution": Knob("int", 32, "side of the square images", minimum=4),
+        knobs={"count": Knob("int", 64, "images in the pool the dataset draws from", minimum=1, maximum=1_000_000),
+               "resolution": Knob("int", 32, "side of the square images", minimum=4, maximum=4096),
                "channels": Knob("int", 3, "1 (grey) or 3 (RGB)", choices=(1, 3)),
-               "blobs": Knob("int", 3, "ellipses per image", minimum=0),
-               "seed": Knob("int", 0, "seed of the drawing", minimum=0)}),
+               "blobs": Knob("int", 3, "ellipses per image", minimum=0, maximum=1000),
+               "seed": Knob("int", 0, "seed of the drawing", minimum=0, maximum=SEED_MAX)}),
     DatasetFamily(
         name="images", build=_build_images, image=True,
         description="a user's image folder (png/jpg, recursive) or .npz, centre-cropped and resized; e.g. FFHQ "
@@ -486,11 +528,11 @@ for _family in [
         required=("path",), check=lambda path, **_: check_image_source(path),
         knobs={"path": Knob("str", "", "a folder of png/jpg images (searched recursively) or an .npz file"),
                "resolution": Knob("int", 64, "side of the square images after resizing; 0: the images' own "
-                                  "side, nothing resized (all of one size, square or centre-cropped)", minimum=0),
+                                  "side, nothing resized (all of one size, square or centre-cropped)", minimum=0, maximum=4096),
                "channels": Knob("int", 3, "1 (grey) or 3 (RGB)", choices=(1, 3)),
                "crop": Knob("str", "center", "centre-crop to a square before resizing, or resize as is",
                             choices=("center", "none")),
-               "limit": Knob("int", 0, "use only the first N images in sorted order (0: all)", minimum=0)}),
+               "limit": Knob("int", 0, "use only the first N images in sorted order (0: all)", minimum=0, maximum=10_000_000)}),
 ]:
     FAMILIES.add(_family)
 

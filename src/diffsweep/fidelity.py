@@ -267,8 +267,8 @@ class FidelityEvaluator:
 
     @classmethod
     def from_records(cls, record_paths, reference, options, cache_root, device):
-        import json
-        return cls([json.loads(Path(p).read_text()) for p in record_paths], reference, options, cache_root, device)
+        from diffsweep import io
+        return cls([io.read_json(path) for path in record_paths], reference, options, cache_root, device)
 
     def evaluate(self, samples: torch.Tensor) -> tuple[dict[str, float], dict[str, str]]:
         """(metrics, skipped): `<metric>_<extractor>` values, and reasons: `fidelity_<extractor>` for a

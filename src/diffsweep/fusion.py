@@ -37,16 +37,20 @@ GROUP_RUNS = 64
 CPU_ROWS = 2048
 
 
-def draws(job, denoiser, runs: list[dict], fuse: bool):
+def draws(job, denoiser, runs: list[dict], fuse: bool, starting=None):
     """(run, drawn) for every run, where `drawn()` gives `job.draw(run, denoiser)`'s result
     (output, reported nfe, counted nfe, seconds) or raises its error. Unfused, each run draws
     when its `drawn` is called, in the runs' order; fused, the runs draw together, GROUP_RUNS at
     a time, and each pair comes as soon as its run's draw has ended (a run with fewer steps is
     handed on, and can be stored, while the others still draw). On the CPU a shard whose calls
-    cannot share a network call (`can_pack`) draws unfused: fusing would only add hand-offs."""
+    cannot share a network call (`can_pack`) draws unfused: fusing would only add hand-offs.
+    `starting(group)` is called before each group of runs (a lone run: a group of one) starts
+    drawing, once the runs before it have been handed on."""
     size = GROUP_RUNS if fuse and can_pack(runs, job.device) else 1
     for start in range(0, len(runs), size):
         group = runs[start:start + size]
+        if starting is not None:
+            starting(group)
         if len(group) == 1:
             yield group[0], functools.partial(job.draw, group[0], denoiser)
         else:
@@ -83,7 +87,7 @@ def draw_fused(draw, denoiser, runs: list[dict]):
         try:
             output, nfe, counted, _ = draw(run, group.member(index))
             outcome = Outcome(value=[output, nfe, counted, None])
-        except Exception as error:   # recorded as the run's failure by the job loop
+        except (Exception, SystemExit) as error:   # recorded as the run's failure by the job loop (sys.exit too)
             outcome = Outcome(error=error)
         finally:
             seconds = group.leave(index)   # never leave the others waiting for this run

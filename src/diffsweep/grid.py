@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diffsweep import data, noise, packing, pretrained, registry, restoration, samplers
+from diffsweep import architectures, data, noise, packing, pretrained, registry, restoration, samplers
 
 # Keys whose value is a list by nature, not a sweep axis.
 # Keys whose value is itself a list: a plain list is one value, a list of lists sweeps over them
@@ -374,6 +374,12 @@ def build(config: dict, base_dir: str | Path = ".", models: set[str] | None = No
             trained_keys = {k: v for k, v in entry.items() if k not in ("source", "datasets", *PRETRAINED_KEYS)}
             for recipe in expand_axes(trained_keys):
                 recipe = resolve_recipe(recipe, where=f"models.{name}.")
+                reason = network_mismatch(recipe, data_spec)
+                if reason:
+                    skipped = f"model '{name}' (trained {recipe['arch']}) x dataset '{dataset_name}': {reason}"
+                    if skipped not in excluded:   # once for the points of a sweep that share the reason
+                        excluded.append(skipped)
+                    continue
                 model_id = f"{name}-{short_hash([data_spec.id, recipe])}"
                 models_by_id[model_id] = ModelSpec(model_id, name, "trained", data_spec, recipe)
 
@@ -420,8 +426,11 @@ def check_names(names: list[str], known, where: str, what: str) -> None:
 
 
 def resolve_recipe(recipe: dict, where: str) -> dict:
-    """A trained model's recipe with its training distribution and weight checked."""
+    """A trained model's recipe with its architecture's parameters, training distribution and
+    weight checked. `arch_params` stay as written (the model id hashes them; the network fills
+    in the defaults)."""
     recipe = copy.deepcopy(recipe)
+    architectures.check_params(recipe["arch"], recipe["arch_params"], where=f"{where}arch_params.")
     sigma_entry = recipe["train_sigma"]
     sigma_entry["knobs"] = noise.resolve_training_knobs(sigma_entry["name"], sigma_entry.get("knobs", {}),
                                                           where=f"{where}train_sigma.")
@@ -429,6 +438,21 @@ def resolve_recipe(recipe: dict, where: str) -> dict:
         raise ValueError(f"{where}weight: unknown loss weight '{recipe['weight']}'; "
                          f"allowed: {', '.join(sorted(noise.LOSS_WEIGHTS))}")
     return recipe
+
+
+def network_mismatch(recipe: dict, data_spec: DataSpec) -> str:
+    """Why a trained network cannot take a dataset's samples ('' if it can): a UNet takes images
+    whose side its levels can halve (checked where the dataset states its `resolution`)."""
+    if recipe["arch"] != "unet":
+        return ""
+    if not data_spec.is_image:
+        return f"a unet takes (C, H, W) images, not '{data_spec.family}' samples"
+    levels = len(architectures.check_params("unet", recipe["arch_params"])["channels"])
+    side = data_spec.knobs.get("resolution")
+    if side and side % 2 ** (levels - 1):
+        return (f"a unet of {levels} levels halves the image side {levels - 1} times, the dataset's images are "
+                f"{side}x{side}")
+    return ""
 
 
 # Keys of a models entry that only a pretrained source reads (it reads arch_params too).
@@ -439,10 +463,12 @@ def resolve_pretrained(entry: dict, where: str) -> dict:
     """A pretrained source's entry: format, checkpoint path (as written: the id hashes the
     string, the file is only read by the job), weights, and the architecture overrides: those
     the checkpoint declares beside it (`<checkpoint>.arch.yaml`), then the entry's `arch_params`."""
-    pretrained.resolve_arch(entry["format"], entry["arch_params"], where=where)
+    pretrained.FORMATS.get(entry["format"], f"{where}format: ").resolve_knobs(entry["arch_params"],
+                                                                            where=f"{where}arch_params.")
     if not entry["checkpoint"]:
         raise ValueError(f"{where}checkpoint: a pretrained model needs the path of its checkpoint file")
     arch = {**pretrained.checkpoint_arch(entry["format"], entry["checkpoint"], where=where), **entry["arch_params"]}
+    pretrained.resolve_arch(entry["format"], arch, where=where)   # the keywords together fit
     return {"format": entry["format"], "checkpoint": entry["checkpoint"], "weights": entry["weights"],
             "arch_params": copy.deepcopy(arch)}
 

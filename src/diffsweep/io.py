@@ -1,5 +1,9 @@
 """Atomic file output and the small JSON/array formats the workflow passes between jobs.
 
+Every reader of a file the workflow wrote (`read_json`, `read_arrays`, `read_parquet`) raises
+`UnreadableFile` naming the file when it cannot be read as that format: a results folder may be
+damaged, or come from someone else.
+
 A job killed mid-write must leave no partial file that Snakemake (or a later run) would
 accept, so every writer goes to a temporary file in the target folder (`.<name>.<random>.tmp`)
 and renames it. A job killed (kill -9, a node lost) before the rename leaves that temporary file
@@ -74,13 +78,26 @@ def _umask() -> int:
     return mask
 
 
+class UnreadableFile(ValueError):
+    """A file that cannot be read as the format it should have; one line naming the file."""
+
+
+def unreadable(path, what: str, error: BaseException) -> UnreadableFile:
+    """'<path>: cannot be read as <what> (<Type>: <message on one line>)'."""
+    text = " ".join(str(error).split())
+    return UnreadableFile(f"{path}: cannot be read as {what} ({type(error).__name__}{': ' + text if text else ''})")
+
+
 def write_json(path, obj) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=jsonable) + "\n")
 
 
 def read_json(path):
-    return json.loads(Path(path).read_text())
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:    # ValueError: JSONDecodeError, UnicodeDecodeError
+        raise unreadable(path, "JSON", error) from None
 
 
 def write_arrays(path, **arrays) -> None:
@@ -91,9 +108,32 @@ def write_arrays(path, **arrays) -> None:
 
 
 def read_arrays(path) -> dict:
+    """The arrays of an .npz file (no pickled objects)."""
     import numpy as np
-    with np.load(path) as data:
-        return {key: data[key] for key in data.files}
+    try:
+        with np.load(path) as data:
+            return {key: data[key] for key in data.files}
+    except Exception as error:   # OSError, BadZipFile, EOFError, ValueError (pickles), a plain .npy, ...
+        raise unreadable(path, "an .npz file of arrays", error) from None
+
+
+def read_sample_set(path):
+    """The samples `x` of a data set file the workflow drew (train.npz, reference.npz): an array
+    of at least one finite sample; anything else raises UnreadableFile naming the file (a
+    damaged or edited file would make every run that reads it fail without saying why)."""
+    import numpy as np
+
+    arrays = read_arrays(path)
+    x = arrays.get("x")
+    if x is None or not np.issubdtype(x.dtype, np.floating) or x.ndim < 2 or len(x) == 0:
+        found = f"an array x of {x.dtype} and shape {x.shape}" if x is not None else f"arrays {sorted(arrays)}"
+        raise UnreadableFile(f"{path}: holds {found}, not samples (x: floats, one row per sample); delete it to "
+                             f"draw the data set again")
+    bad = int((~np.isfinite(x.reshape(len(x), -1)).all(axis=1)).sum())
+    if bad:
+        raise UnreadableFile(f"{path}: {bad} of {len(x)} samples hold NaN or infinite values; delete it to draw "
+                             f"the data set again")
+    return x
 
 
 def write_parquet(path, frame) -> None:
@@ -106,7 +146,13 @@ def write_parquet(path, frame) -> None:
 def read_parquet(path):
     """A Parquet table with the attrs it was written with (`frame.attrs["param_columns"]`)."""
     import pandas as pd
-    return pd.read_parquet(path)
+    if not Path(path).is_file():    # pyarrow would read a folder as a dataset of its files
+        why = "not a file" if Path(path).exists() else "missing"
+        raise UnreadableFile(f"{path}: cannot be read as a Parquet table ({why})")
+    try:
+        return pd.read_parquet(path)
+    except Exception as error:   # OSError, pyarrow's ArrowInvalid, ...
+        raise unreadable(path, "a Parquet table", error) from None
 
 
 def jsonable(value):

@@ -88,7 +88,7 @@ def train_model(spec: dict, train_path, checkpoint_path, log_path, device: str =
     from diffsweep import train
 
     recipe = spec["recipe"]
-    x = torch.from_numpy(io.read_arrays(train_path)["x"])
+    x = torch.from_numpy(io.read_sample_set(train_path))
     chosen = pick_device(device)
     log.info("training %s on %s (%d examples, %d steps) on %s", spec["id"], spec["data"]["id"], len(x),
              recipe["steps"], chosen)
@@ -120,7 +120,7 @@ def evaluate_likelihood(model: dict, reference_path, checkpoint_path, out_path, 
 
     chosen = pick_device(device)
     denoiser, dtype = load_denoiser(model, checkpoint_path, chosen, Path(reference_path).parent)
-    x = torch.from_numpy(io.read_arrays(reference_path)["x"][: options["points"]]).to(chosen, dtype)
+    x = torch.from_numpy(io.read_sample_set(reference_path)[: options["points"]]).to(chosen, dtype)
     dim = x[0].numel()
     # auto: the exact trace costs one backward pass per dimension, so images use Hutchinson's estimate
     trace = options["trace"] if options["trace"] != "auto" else "exact" if dim <= 16 else "hutchinson"

@@ -1,7 +1,9 @@
 """Declared knobs: a name, a type, a default and the allowed values, as plain data.
 
-Samplers, schedules and datasets declare their knobs with `Knob`, so the workflow checks a
-config at parse time (naming the key, the value and the allowed values) without importing torch.
+Samplers, schedules, datasets and network architectures declare their knobs with `Knob`, so the
+workflow checks a config at parse time (naming the key, the value and the allowed values) without
+importing torch. A knob is a number, a flag, a string, or a list of integers or numbers (a network's
+channel widths: `list[int]`), each item within the knob's bounds.
 """
 
 from __future__ import annotations
@@ -11,7 +13,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+# The largest seed a knob or the config takes: the tables store 64-bit integers (torch takes seeds
+# up to 2^64 - 1, a manifest column of a larger one would be uint64, which no table reads back).
+SEED_MAX = 2**63 - 1
+
 KNOB_TYPES = {"float": (int, float), "int": (int,), "bool": (bool,), "str": (str,)}
+# What a value of each type is, in words (messages, `diffsweep list`).
+KNOB_TYPE_WORDS = {"float": "a finite number", "int": "an integer", "bool": "true or false", "str": "a string"}
+# List-valued knobs: the type of their items.
+LIST_ITEM_TYPES = {"list[int]": "int", "list[float]": "float"}
 
 # What YAML 1.1 (PyYAML) reads as a string although it looks like a number: `1e-3`, `5E+2` (no dot).
 YAML11_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
@@ -35,7 +45,9 @@ def string_number_hint(value) -> str:
 class Knob:
     """A declared setting. Numbers must be finite, except that a knob whose default is infinite
     (EDM's s_tmax: no bound) also takes infinity. `exclusive_minimum`/`exclusive_maximum` bound
-    a value where the bound itself is degenerate (a step size or a noise level of zero)."""
+    a value where the bound itself is degenerate (a step size or a noise level of zero). A list
+    knob (type `list[int]` or `list[float]`) holds `min_items` to `max_items` items, each within
+    the bounds."""
     type: str
     default: Any
     description: str
@@ -44,15 +56,21 @@ class Knob:
     choices: tuple | None = None
     exclusive_minimum: float | None = None
     exclusive_maximum: float | None = None
+    min_items: int | None = None
+    max_items: int | None = None
 
     def __post_init__(self):
         self.check("default", self.default)   # so resolve_knobs checks only the values a config gives
 
     def check(self, key: str, value) -> None:
         """Raise ValueError naming `key`, the value and what is allowed if `value` is not allowed."""
+        if self.type in LIST_ITEM_TYPES:
+            self._check_list(key, value)
+            return
         allowed = KNOB_TYPES[self.type]
         if isinstance(value, bool) and self.type != "bool" or not isinstance(value, allowed):
-            raise ValueError(f"{key}: expected {self.type}, got {value!r}{string_number_hint(value)}")
+            raise ValueError(f"{key}: {value!r} is not allowed; allowed: {self.allowed()}"
+                             f"{string_number_hint(value) or integer_hint(value, self.type)}")
         if self.type == "float" and not math.isfinite(value):
             infinite_default = isinstance(self.default, float) and math.isinf(self.default)
             if math.isnan(value) or not infinite_default:
@@ -70,6 +88,29 @@ class Knob:
             raise ValueError(f"{key}: {value!r} is not below the exclusive maximum {self.exclusive_maximum}; "
                              f"allowed: < {self.exclusive_maximum}")
 
+    def _check_list(self, key: str, value) -> None:
+        if not isinstance(value, list) or not (self.min_items or 0) <= len(value) <= (self.max_items or len(value)):
+            raise ValueError(f"{key}: {value!r} is not allowed; allowed: {self.allowed()}")
+        item = self.item()
+        for index, element in enumerate(value):
+            item.check(f"{key}[{index}]", element)
+
+    def item(self) -> "Knob":
+        """The knob each item of a list knob is (its type and bounds, no default)."""
+        return _Item(LIST_ITEM_TYPES[self.type], None, self.description, minimum=self.minimum,
+                     maximum=self.maximum, exclusive_minimum=self.exclusive_minimum,
+                     exclusive_maximum=self.exclusive_maximum)
+
+    def allowed(self) -> str:
+        """'an integer >= 1, <= 4096', 'a list of 1 to 8 items, each an integer >= 1': what the knob takes, in words."""
+        if self.type in LIST_ITEM_TYPES:
+            low, high = self.min_items or 0, self.max_items
+            count = f"{low} to {high}" if high is not None else f"at least {low}"
+            return f"a list of {count} items, each {self.item().allowed()}"
+        if self.choices is not None:
+            return "one of " + ", ".join(map(str, self.choices))
+        return KNOB_TYPE_WORDS[self.type] + self.bounds()
+
     def bounds(self) -> str:
         """' >= 0, < 1': the declared bounds, as a message reads them ('' if none)."""
         parts = [f"{sign} {bound}" for sign, bound in ((">=", self.minimum), (">", self.exclusive_minimum),
@@ -79,6 +120,14 @@ class Knob:
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class _Item(Knob):
+    """An item of a list knob: a Knob without a default of its own."""
+
+    def __post_init__(self):
+        pass
 
 
 def resolve_knobs(declared: dict[str, Knob], given: dict, owner: str, where: str = "") -> dict:
@@ -95,6 +144,13 @@ def resolve_knobs(declared: dict[str, Knob], given: dict, owner: str, where: str
             value = given[key]
             knob.check(f"{where}{key}", value)
         else:
-            value = knob.default    # checked when the knob was declared
+            value = list(knob.default) if isinstance(knob.default, list) else knob.default   # checked when declared
         resolved[key] = float(value) if knob.type == "float" else value
     return resolved
+
+
+def integer_hint(value, type: str) -> str:
+    """' (write 128: 128.0 is no integer)' for a whole float where an integer is expected ('' otherwise)."""
+    if type == "int" and isinstance(value, float) and value.is_integer():
+        return f" (write {int(value)}: {value!r} is no integer)"
+    return ""

@@ -1,10 +1,14 @@
-"""Job logging: messages, warnings and an uncaught traceback go to the rule's log file too."""
+"""Job logging: messages, warnings and an uncaught traceback go to the rule's log file too, and
+so do the threads' tracebacks of a job killed by a fatal signal (a segfault in an extension)."""
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import sys
 from pathlib import Path
+
+fatal_log = None   # the log file faulthandler writes to
 
 
 def setup_logging(log_path=None) -> logging.Logger:
@@ -20,4 +24,9 @@ def setup_logging(log_path=None) -> logging.Logger:
     def log_uncaught(kind, value, traceback):
         logger.error("job failed", exc_info=(kind, value, traceback))
     sys.excepthook = log_uncaught
+    if log_path:    # kept open for the job's life: faulthandler writes to it from the signal handler
+        global fatal_log
+        fatal_log = open(log_path, "a")
+        faulthandler.enable(file=fatal_log, all_threads=True)
     return logger
+

@@ -16,6 +16,7 @@ import math
 import torch
 from torch import nn
 
+from diffsweep import architectures
 from diffsweep.parametrisations import PARAMETRISATIONS
 
 
@@ -129,19 +130,22 @@ class UNet(nn.Module):
         return self.unet(x_in, torch.exp(4 * c_noise)).sample
 
 
-ARCHITECTURES = {"mlp": MLP, "unet": UNet}
+# The network class of each architecture; its parameters are declared (and checked without
+# torch) in diffsweep.architectures.
+NETWORKS = {"mlp": MLP, "unet": UNet}
 
 
-def build_network(arch: str, shape, **arch_params) -> nn.Module:
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture '{arch}'; allowed: {', '.join(sorted(ARCHITECTURES))}")
+def build_network(arch: str, shape, arch_params: dict | None = None, where: str = "") -> nn.Module:
+    """The network of architecture `arch` for samples of `shape`; parameters that are not
+    allowed raise ValueError naming `where` (e.g. 'models.mlp.arch_params.') and the key."""
+    params = architectures.check_params(arch, arch_params or {}, where=where)
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    return ARCHITECTURES[arch](shape, **arch_params)
+    return NETWORKS[arch](shape, **params)
 
 
 def build_denoiser(recipe: dict, shape) -> PreconditionedDenoiser:
     """The untrained denoiser of a `trained` model recipe (see the config schema) for samples of `shape`."""
-    net = build_network(recipe["arch"], shape, **recipe.get("arch_params", {}))
+    net = build_network(recipe["arch"], shape, recipe.get("arch_params"), where="arch_params.")
     return PreconditionedDenoiser(net, recipe["parametrisation"], recipe.get("sigma_data", 1.0))
 
 

@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from diffsweep import io
+
 # The most runs one job takes with job_minutes: bounds the work lost when a job dies and what a
 # shard holds in memory at once (its runs' samples).
 MAX_RUNS_PER_JOB = 1000
@@ -107,10 +109,14 @@ def measured_run_seconds(grid, shards: dict[str, list[str]], benchmarks) -> dict
         path = Path(benchmarks) / f"{shard}.tsv"
         if not path.is_file():
             continue
-        lines = path.read_text().splitlines()
-        if len(lines) < 2:
-            continue
-        seconds = float(dict(zip(lines[0].split("\t"), lines[1].split("\t")))["s"])
+        try:
+            lines = path.read_text().splitlines()
+            if len(lines) < 2:
+                continue
+            seconds = float(dict(zip(lines[0].split("\t"), lines[1].split("\t")))["s"])
+        except (OSError, ValueError, KeyError) as error:    # ValueError: UnicodeDecodeError, `s` not a number
+            raise io.unreadable(path, "a Snakemake benchmark (a tab-separated header with `s`, then a row)",
+                                error) from None
         run = runs[run_ids[0]]
         entry = totals.setdefault(run.kind, {}).setdefault(f"{run.model.name}/{run.model.data.name}", [0.0, 0])
         entry[0] += seconds

@@ -382,7 +382,11 @@ def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarra
                 ax.set_axis_off()
                 continue
             try:   # checked against the sha256 in its record
-                x = runs.read_run_arrays(results, run["run_id"], states=states)["x"][:max_points]
+                x = runs.read_run_arrays(results, run["run_id"], states=states).get("x")
+                if x is None or x.ndim != reference.ndim or x.shape[1:] != reference.shape[1:] or not len(x):
+                    raise runs.CorruptRecord(f"its samples.npz holds no samples x of shape (n, "
+                                             f"{', '.join(map(str, reference.shape[1:]))})")
+                x = x[:max_points]
             except (runs.CorruptRecord, runs.NoSamples) as error:   # the figure is still made, without this panel
                 log.warning("samples of run %s left out of the figure: %s", run["run_id"], error)
                 ax.set_axis_off()
@@ -391,9 +395,10 @@ def sample_grid(table: pd.DataFrame, dataset: str, results, reference: np.ndarra
                 continue
             _panel(ax, x, f"{preset}\nNFE {int(run['nfe'])}" if r == 0 else "")
         axes[r, 0].set_ylabel(models[r] if models else "")
-    if not images:
-        limits = np.quantile(reference, [0.001, 0.999], axis=0)
-        pad = 0.15 * (limits[1] - limits[0])
+    if not images:   # the exact samples' extent (their finite rows: a damaged reference still gives a figure)
+        finite = reference[np.isfinite(reference).all(axis=1)]
+        limits = np.quantile(finite, [0.001, 0.999], axis=0) if len(finite) else np.array([[-1.0, -1.0], [1.0, 1.0]])
+        pad = 0.15 * (limits[1] - limits[0]) + 1e-9     # a positive extent even for a single point
         for ax in axes.flat:
             ax.set_xlim(limits[0, 0] - pad[0], limits[1, 0] + pad[0])
             ax.set_ylim(limits[0, 1] - pad[1], limits[1, 1] + pad[1])

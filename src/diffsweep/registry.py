@@ -92,6 +92,12 @@ class Registry:
 
 # --- plugins ----------------------------------------------------------------------------
 
+# What a plugin's import may raise that is refused as its own error: any Exception, and SystemExit
+# (a plugin calling sys.exit() would otherwise end `snakemake` and `diffsweep grid` with status 0,
+# silently). KeyboardInterrupt still stops the process.
+PLUGIN_ERRORS = (Exception, SystemExit)
+
+
 def load_plugins(entries, base_dir: str | Path = ".") -> None:
     """Import each `plugins:` entry (a .py path relative to `base_dir`, or a module name) so
     the registrations in it run; a failure is one line naming plugins[i], the file and the error."""
@@ -105,19 +111,24 @@ def load_plugin(entry: str, base_dir: str | Path = ".", where: str = "plugins") 
         if entry in sys.modules:
             return
         try:
-            importlib.import_module(entry)
+            module = importlib.import_module(entry)
         except ModuleNotFoundError as error:
             if error.name == entry:
                 raise ValueError(f"{where}: cannot import module '{entry}': {error}") from None
             raise ValueError(f"{where}: module '{entry}': {_describe(error, None)}") from None
-        except Exception as error:  # the plugin's own error: one line, no traceback
+        except PLUGIN_ERRORS as error:  # the plugin's own error (or exit): one line, no traceback
             raise ValueError(f"{where}: module '{entry}': {_describe(error, None)}") from None
+        if getattr(module, "__file__", None) is None:   # a folder on sys.path: a namespace package, no code
+            del sys.modules[entry]
+            raise ValueError(f"{where}: '{entry}' is a folder, not a module or .py file (a folder imports only where "
+                             f"it happens to be on the module path)")
         return
     path = Path(entry)
     if not path.is_absolute():
         path = Path(base_dir) / path
     if not path.is_file():
-        raise ValueError(f"{where}: file '{entry}' not found (looked at {path})")
+        folder = " (it is a folder)" if path.is_dir() else ""
+        raise ValueError(f"{where}: file '{entry}' not found (looked at {path}){folder}; allowed: a .py file")
     module_name = f"diffsweep_plugin_{path.stem}"
     if module_name in sys.modules:
         return
@@ -126,15 +137,17 @@ def load_plugin(entry: str, base_dir: str | Path = ".", where: str = "plugins") 
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as error:
+    except PLUGIN_ERRORS as error:
         del sys.modules[module_name]  # a later attempt imports it afresh
         raise ValueError(f"{where}: {entry}: {_describe(error, path)}") from None
 
 
-def _describe(error: Exception, path: Path | None) -> str:
+def _describe(error: BaseException, path: Path | None) -> str:
     """'SyntaxError: invalid syntax (line 3)': the error and, for a plugin file, its line there."""
     if isinstance(error, SyntaxError):
         return f"SyntaxError: {error.msg} (line {error.lineno})"
+    text = f"SystemExit: it calls sys.exit({error.code!r}) when imported" if isinstance(error, SystemExit) \
+        else f"{type(error).__name__}: {error}"
     lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
              if path is not None and Path(frame.filename) == path]
-    return f"{type(error).__name__}: {error}" + (f" (line {lines[-1]})" if lines else "")
+    return text + (f" (line {lines[-1]})" if lines else "")

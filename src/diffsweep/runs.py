@@ -15,7 +15,9 @@ Everything around the kind-specific work is shared:
   drawn (counting network evaluations and timing the draw; with `fuse` the runs draw together,
   one network call serving all of them: diffsweep.fusion), evaluated (`job.finish` writes the
   run's files into a staging folder), stored. A run that raises is recorded as `failed` and the
-  job goes on (`fail_fast` stops it instead).
+  job goes on (`fail_fast` stops it instead). The runs drawing are noted first (DrawingNote), so
+  the next attempt after a job whose process died isolates them and records the one that kills
+  its job as `failed`.
 - Record. A line holds run_id (first), kind, status, nfe, wall_s, device, finished, row (the
   manifest row), params (what the id hashes), provenance, archive and files (offset, size and
   sha256 of each file in the archive; none when keep_samples is `none`) and the kind's results:
@@ -36,14 +38,19 @@ Torch is imported only by the job loop.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import logging
 import os
 import re
 import shutil
+import signal
 import socket
+import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -104,7 +111,7 @@ def check_layout(results) -> None:
     """Refuse a results folder written by an older layout (its run ids and files differ)."""
     results = Path(results)
     marker = results / "layout.json"
-    version = io.read_json(marker).get("version") if marker.exists() else None
+    version = layout_version(marker) if marker.exists() else None
     # run files only: Snakemake makes shards/ for a job's marker before the job writes layout.json,
     # and a job that parses meanwhile (on a cluster) must not take that for an old layout
     has_runs = any((results / folder).is_dir() for folder in ("runs", "restorations", "records"))
@@ -113,6 +120,27 @@ def check_layout(results) -> None:
     found = f"layout version {version}" if version is not None else "an older layout (no layout.json)"
     raise ValueError(f"results: '{results}' holds runs of {found}, this diffsweep writes layout version "
                      f"{LAYOUT_VERSION}; move the folder aside or set `results:` to another folder")
+
+
+def layout_version(marker: Path) -> int:
+    """The version a results folder's layout.json names; a file that is not `{"version": N}` is
+    refused in one line naming it (ValueError)."""
+    try:
+        content = io.read_json(marker)
+    except io.UnreadableFile as error:
+        content, problem = None, str(error)
+    else:
+        problem = f"{marker}: holds {_short(content)}"
+    version = content.get("version") if isinstance(content, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version >= 1:
+        return version
+    raise ValueError(f"results: {problem}, not a layout marker such as {{\"version\": {LAYOUT_VERSION}}}; write "
+                     f"that into it if this diffsweep wrote the folder, else move the folder aside")
+
+
+def _short(value, limit: int = 60) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def mark_layout(results) -> None:
@@ -174,6 +202,16 @@ RESULT_KEYS = {"generation": ("metrics",), "restoration": ("measurements",)}
 FAILURE_KEYS = ("error", "log")
 # A record line starts with its run id (write_record), so a torn line still names its run.
 RUN_OF_LINE = re.compile(r'\{"run_id": ?"([^"]+)"')
+# A results folder may come from someone else: every name a record holds is checked before it
+# becomes a path (check_record). A run id is `<preset>-<hash>` (grid.HASH_DIGITS hex digits);
+# a stored file is a plain file name (samples.npz, grid.png, ...), never a path.
+RUN_ID = re.compile(r"[A-Za-z0-9_]+-[0-9a-f]{16}")
+FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
+# The type of each record key's value (a record that parses but holds other types is corrupt).
+KEY_TYPES = {"run_id": str, "kind": str, "status": str, "nfe": (int, type(None)),
+             "wall_s": (int, float, type(None)), "device": str, "finished": str, "row": dict, "params": dict,
+             "provenance": dict, "archive": str, "files": dict, "metrics": dict, "skipped": dict,
+             "measurements": list, "error": str, "log": (str, type(None))}
 
 
 class CorruptRecord(ValueError):
@@ -195,15 +233,27 @@ class State:
 
 
 def check_record(record, path: Path, line: int, archive_sizes: dict) -> str | None:
-    """What is wrong with a parsed record line (None if nothing): the required keys, a known status,
-    and every file it lists inside its archive (the archive as long as the record says)."""
+    """What is wrong with a parsed record line (None if nothing): the required keys and their
+    types, a run id of the grid's form, a known kind and status, its archive a plain file name
+    (in the record file's folder), each file it lists a plain file name whose bytes lie inside
+    that archive (the archive as long as the record says)."""
     status = record.get("status")
     needed = [*REQUIRED_KEYS, *(FAILURE_KEYS if status == FAILED else RESULT_KEYS.get(record.get("kind"), ()))]
+    where = f"{path} line {line}"
     missing = [key for key in needed if key not in record]
     if missing:
-        return f"{path} line {line}: lacks {', '.join(missing)}"
+        return f"{where}: lacks {', '.join(missing)}"
+    mistyped = [key for key, kinds in KEY_TYPES.items() if key in record and not isinstance(record[key], kinds)]
+    if mistyped:
+        return f"{where}: {', '.join(mistyped)} of the wrong type"
+    if not RUN_ID.fullmatch(record["run_id"]):
+        return f"{where}: run_id {_short(record['run_id'])} is not a run id (<preset>-<16 hex digits>)"
+    if record["kind"] not in KINDS:
+        return f"{where}: kind {_short(record['kind'])} is not one of {', '.join(KINDS)}"
     if status not in STATUSES:
-        return f"{path} line {line}: status {status!r} is not one of {', '.join(STATUSES)}"
+        return f"{where}: status {status!r} is not one of {', '.join(STATUSES)}"
+    if not (FILE_NAME.fullmatch(record["archive"]) and record["archive"].endswith(".archive")):
+        return f"{where}: archive {_short(record['archive'])} is not the name of an archive next to it"
     if not record["files"]:
         return None
     archive = path.parent / record["archive"]
@@ -211,11 +261,43 @@ def check_record(record, path: Path, line: int, archive_sizes: dict) -> str | No
         archive_sizes[archive] = archive.stat().st_size if archive.is_file() else None
     size = archive_sizes[archive]
     for name, listed in record["files"].items():
+        if not FILE_NAME.fullmatch(name):
+            return f"{where}: lists a file {_short(name)}, which is not a plain file name"
+        if not (isinstance(listed, dict) and all(_count(listed.get(key)) for key in ("offset", "bytes"))
+                and isinstance(listed.get("sha256"), str)):
+            return f"{where}: {name} lacks an offset, a size or a sha256"
         if size is None or listed["offset"] + listed["bytes"] > size:
             found = "missing" if size is None else f"{size} bytes"
-            return (f"{archive}: {found}, but {path} line {line} puts {name} of run {record['run_id']} at bytes "
+            return (f"{archive}: {found}, but {where} puts {name} of run {record['run_id']} at bytes "
                     f"{listed['offset']}-{listed['offset'] + listed['bytes']}")
     return None
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def record_file_paths(results) -> list[Path]:
+    """The record files of a results folder, sorted; a `records` that is no folder raises
+    io.UnreadableFile naming it."""
+    folder = records_folder(results)
+    if not folder.exists():
+        return []
+    if not folder.is_dir():
+        raise io.UnreadableFile(f"{folder}: is not a folder (it should hold the run records); move it aside")
+    return sorted(folder.glob("*.jsonl"))
+
+
+def read_record_file(path: Path) -> bytes:
+    """A record file's bytes; one that is no regular file (a folder, a device, a pipe) or cannot be
+    read raises io.UnreadableFile naming it."""
+    if not path.is_file():
+        raise io.UnreadableFile(f"{path}: is not a regular file; a record file holds one JSON line per run: "
+                                f"move it aside")
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise io.unreadable(path, "a record file", error) from None
 
 
 def index(results, only=None, keep=None) -> dict[str, State]:
@@ -226,13 +308,10 @@ def index(results, only=None, keep=None) -> dict[str, State]:
     the file; if it names its run, the run is `corrupt` (recomputed) unless a later line exists.
     With `only` (a set of run ids), only those runs' lines are parsed (a shard job's own runs);
     with `keep` (record keys), records keep only those keys once checked (memory at 100k runs)."""
-    folder = records_folder(results)
-    files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
     states: dict[str, State] = {}
     archive_sizes: dict = {}
-    for path in files:
-        with open(path, "rb") as handle:
-            lines = handle.read().split(b"\n")
+    for path in record_file_paths(results):
+        lines = read_record_file(path).split(b"\n")
         complete = lines[-1] == b""        # the file ends with a newline: no torn last line
         for number, raw in enumerate(lines[:-1] if complete else lines, start=1):
             if not raw.strip():
@@ -329,21 +408,38 @@ def log_file(results, log: str | None) -> str | None:
     return None if log is None else f"{results}/{log}"
 
 
-def attempt(results, run_ids, states: dict | None = None, shard: str | None = None) -> str:
+def attempt(results, run_ids, states: dict | None = None, notes: dict | None = None,
+            shard: str | None = None) -> str:
     """A key of a shard's pending runs, the records they already have (failed or corrupt ones),
-    and the traces of the shard's jobs: its marker (`write_marker`: a fresh id per job) and its
-    log (size and time: every job appends to it). It changes whenever one of those runs gets a
-    new record line or a job of the shard ran since, so a shard whose runs failed, whose job was
-    killed, or whose records were deleted after it ran, runs again: the key is the shard job's
-    `attempt` param, which the params rerun trigger compares (a job that has not run again keeps
-    the key of its last run, whatever was deleted since)."""
+    the drawing note of a job that died drawing them, and the traces of the shard's jobs: its
+    marker (`write_marker`: a fresh id per job) and its log (size and time: every job appends to
+    it). It changes whenever one of those runs gets a new record line or note, or a job of the
+    shard ran since, so a shard whose runs failed, whose job died, or whose records were deleted
+    after it ran, runs again: the key is the shard job's `attempt` param, which the params rerun
+    trigger compares (a job that has not run again keeps the key of its last run, whatever was
+    deleted since). `notes`: drawing_notes(results)."""
     states = index(results, only=set(run_ids)) if states is None else states
-    entries = [[run_id, states[run_id].where if run_id in states else None] for run_id in sorted(run_ids)]
+    notes = drawing_notes(results) if notes is None else notes
+    entries = [[run_id, states[run_id].where if run_id in states else None, *([notes[run_id]] if run_id in notes else [])]
+               for run_id in sorted(run_ids)]
     if shard is not None:
         marker, log = marker_file(results, shard), shard_log(results, shard)
         entries.append(hashlib.sha256(marker.read_bytes()).hexdigest() if marker.is_file() else None)
         entries.append([log.stat().st_size, log.stat().st_mtime_ns] if log.is_file() else None)
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
+
+
+def drawing_notes(results) -> dict[str, str]:
+    """Run id -> a digest of the drawing note (DrawingNote) that names it: the runs a job that died
+    was drawing, or still suspected. Only jobs that died leave notes, so this reads few files."""
+    folder = records_folder(results)
+    noted = {}
+    for path in sorted(folder.glob("*.drawing")) if folder.is_dir() else []:
+        note = DrawingNote(results, path.name.removesuffix(".drawing")).read()
+        if note is not None:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            noted.update((run_id, digest) for run_id in [*note["drawing"], *note["suspects"]])
+    return noted
 
 
 def record_files(results, run_ids, states: dict) -> list[str]:
@@ -362,10 +458,13 @@ def read_run_file(results, run_id: str, name: str, states: dict | None = None) -
     if listed is None:
         raise NoSamples(f"run {run_id} stored no {name} (stored: {', '.join(record['files']) or 'nothing'}; "
                         f"keep_samples decides what a run stores)")
-    archive = records_folder(results) / record["archive"]
-    with open(archive, "rb") as handle:
-        handle.seek(listed["offset"])
-        data = handle.read(listed["bytes"])
+    archive = records_folder(results) / record["archive"]     # a plain name (check_record)
+    try:
+        with open(archive, "rb") as handle:
+            handle.seek(listed["offset"])
+            data = handle.read(listed["bytes"])
+    except OSError as error:
+        raise CorruptRecord(str(io.unreadable(archive, "an archive", error))) from None
     if hashlib.sha256(data).hexdigest() != listed["sha256"]:
         raise CorruptRecord(f"{archive}: {name} of run {run_id} at byte {listed['offset']}: its sha256 differs "
                             f"from its record's; `diffsweep forget {run_id}` and re-run to recompute it")
@@ -377,8 +476,12 @@ def read_run_arrays(results, run_id: str, name: str = "samples.npz", states: dic
     (read_run_file: CorruptRecord, NoSamples)."""
     import numpy as np
 
-    with np.load(BytesIO(read_run_file(results, run_id, name, states))) as data:
-        return {key: data[key] for key in data.files}
+    data = read_run_file(results, run_id, name, states)
+    try:
+        with np.load(BytesIO(data)) as arrays:
+            return {key: arrays[key] for key in arrays.files}
+    except Exception as error:    # bytes that match their record's sha256 but are no .npz of arrays
+        raise CorruptRecord(str(io.unreadable(f"{name} of run {run_id}", "an .npz file of arrays", error))) from None
 
 
 def forget(results, run_ids) -> int:
@@ -394,8 +497,8 @@ def forget(results, run_ids) -> int:
     held = os.path.realpath(Path(results).expanduser()) in _held    # this process's workflow holds it
     lock_results(results)
     try:
-        for path in sorted(folder.glob("*.jsonl")):
-            lines = path.read_bytes().splitlines(keepends=True)
+        for path in record_file_paths(results):
+            lines = read_record_file(path).splitlines(keepends=True)
             kept = [line for line in lines if not ((match := RUN_OF_LINE.match(line.decode("utf-8", "replace")))
                                                   and match.group(1) in run_ids)]
             if len(kept) < len(lines):
@@ -492,6 +595,81 @@ class ShardStore:
             shutil.rmtree(folder)
 
 
+class JobDied(RuntimeError):
+    """A shard job's process died (a crash in native code, os._exit, kill -9) while a run drew alone:
+    the run's `error` in the record the next attempt writes for it."""
+
+
+class DrawingNote:
+    """results/records/<shard>.drawing: which runs of a shard job are drawing now, so that the next
+    attempt of a job whose process died (no record, no traceback) can find the run that killed it.
+
+    The job notes each group of runs before it starts drawing them (a fused group: all of them; a
+    lone run: that one) and drops each run once it is stored; the file is gone when nothing draws.
+    It is JSON: `drawing` (run ids), `isolating` (true while a suspect draws alone), `suspects`
+    (runs of a group that died, still to draw alone), and `pid`, `host` and `started` (when they
+    began).
+    Written atomically and fsynced: a torn note can only be damage, and is ignored with a warning."""
+
+    def __init__(self, results, shard: str):
+        self.path = records_folder(results) / f"{shard}.drawing"
+        self.note: dict | None = None
+
+    def read(self) -> dict | None:
+        """What the job that last wrote the note left (None without a note, or an unreadable one)."""
+        try:
+            note = json.loads(self.path.read_bytes())
+            if not (isinstance(note, dict) and all(isinstance(note.get(key), list) and all(isinstance(run, str)
+                                                                                    for run in note[key])
+                                                   for key in ("drawing", "suspects"))):
+                raise ValueError("not a drawing note (lists `drawing` and `suspects` of run ids)")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            log.warning("ignored an unreadable drawing note %s (%s: %s); it is replaced", self.path,
+                        type(error).__name__, error)
+            return None
+        return note
+
+    def write(self, drawing: list[str], isolating: bool = False, suspects: list[str] = ()) -> None:
+        """Note that `drawing` start drawing now (alone as a suspect when `isolating`)."""
+        self._save({"drawing": list(drawing), "isolating": isolating, "suspects": list(suspects), "pid": os.getpid(),
+                    "host": socket.gethostname(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+
+    def stored(self, run_id: str) -> None:
+        """A run of the note has its record: it no longer draws (the note goes once nothing does)."""
+        if self.note is None or run_id not in self.note["drawing"]:
+            return
+        self._save({**self.note, "drawing": [run for run in self.note["drawing"] if run != run_id]})
+
+    def stopped(self) -> None:
+        """The job is stopped (SIGTERM, a Python error), not killed by a run: the runs drawing are
+        not to blame. A suspect drawing alone stays a suspect; the runs of a group are no longer noted."""
+        if self.note is None:
+            return
+        suspects = [*self.note["drawing"], *self.note["suspects"]] if self.note["isolating"] else self.note["suspects"]
+        self._save({**self.note, "drawing": [], "isolating": False, "suspects": suspects})
+
+    def clear(self) -> None:
+        self.note = None
+        self.path.unlink(missing_ok=True)
+
+    def _save(self, note: dict) -> None:
+        if not note["drawing"] and not note["suspects"]:
+            self.clear()
+            return
+        self.note = note
+        # one job per shard at a time: a fixed temporary name, which a killed job's successor overwrites
+        # (io.atomic_path would scan the records folder, thousands of files, at every run)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            handle.write(json.dumps(note, sort_keys=True).encode() + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+
+
 # --- job loop ----------------------------------------------------------------------------
 
 def kind_job(kind: str):
@@ -517,11 +695,19 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     `results`: log_file) and the job goes on; if
     the score source or the data cannot be loaded, every run is. With `fail_fast` the job stops
     (raises) at the first failure instead. With `fuse` the runs draw together, one network call
-    serving all of them at each step (diffsweep.fusion)."""
+    serving all of them at each step (diffsweep.fusion).
+    Runs that were drawing when an earlier job of the shard died (its DrawingNote) are suspects:
+    they draw alone, one at a time, before the others; a run that was drawing alone when its job
+    died is recorded as `failed` (JobDied)."""
     registry.load_plugins(plugins)   # what they register exists in this job as at parse time
     (kind,) = {run["kind"] for run in runs}
     mark_layout(results)
-    store = ShardStore(results, Path(shard_path).name.removesuffix(".json"))
+    shard = Path(shard_path).name.removesuffix(".json")
+    store = ShardStore(results, shard)
+    note = DrawingNote(results, shard)
+    died = note.read()                # left by an earlier job of this shard whose process died
+    fatal_path = store.staging / FATAL_FILE
+    fatal = fatal_path.read_text(errors="replace") if died is not None and fatal_path.is_file() else ""
     store.open(started=time.time())   # files left by an earlier job of this shard that was killed
     from diffsweep import fusion, jobs
 
@@ -535,20 +721,11 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
         store.append(make_record(run, FAILED, None, None, where, origin,
                                  {"error": summary, "log": None if log_path is None else str(log_path)}))
         statuses[run["id"]] = FAILED
+        note.stored(run["id"])
         if fail_fast:
             raise RuntimeError(f"run {run['id']} failed (fail_fast is set, the job stops): {summary}") from error
 
-    try:
-        chosen = jobs.pick_device(device)
-        job, denoiser = start_job(kind, model, reference_path, checkpoint_path, results, chosen, fidelity_records,
-                                  fidelity_options, options, max_batch)
-    except Exception as error:  # nothing can run: every run fails with this error
-        for run in runs:
-            record_failure(run, error, device)
-        store.close()
-        write_marker(shard_path, model["id"], kind, statuses)
-        return
-    for run, drawn in fusion.draws(job, denoiser, runs, fuse):   # fused: as each run's draw ends
+    def store_drawn(run, drawn):
         try:
             output, nfe, counted, wall = drawn()
             if nfe != counted:
@@ -557,14 +734,131 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
             status, results_part = job.finish(run, output, folder)
             store.append(make_record(run, status, nfe, wall, chosen, origin, results_part), folder)
             statuses[run["id"]] = status
+            note.stored(run["id"])
             log.info("%s run %s: %s, nfe %d, %.2f s", kind, run["id"], status, nfe, wall)
-        except Exception as error:  # one broken run must not lose the others
+        except (Exception, SystemExit) as error:  # one broken run must not lose the others (sys.exit included)
             record_failure(run, error, chosen)
+
+    culprit, suspects = culprit_and_suspects(died, runs)
+    if died is not None:     # the dead job's suspects stay noted until drawn; the culprit no more (a
+        note.write([], suspects=[run["id"] for run in suspects])   # fail_fast stop below must not repeat it)
+        log.warning("a job of this shard died while %s drew%s", ", ".join(died["drawing"]) or "no run",
+                    f"; its fatal error:\n{fatal}" if fatal.strip() else " (no fatal error was written)")
+    if culprit is not None:
+        record_failure(culprit, JobDied(death_message(died, fatal)), device)
+        runs = [run for run in runs if run is not culprit]
+    try:
+        chosen = jobs.pick_device(device)
+        job, denoiser = start_job(kind, model, reference_path, checkpoint_path, results, chosen, fidelity_records,
+                                  fidelity_options, options, max_batch)
+    except Exception as error:  # nothing can run: every run fails with this error
+        for run in runs:
+            record_failure(run, error, device)
+        note.clear()
+        store.close()
+        write_marker(shard_path, model["id"], kind, statuses)
+        return
+
+    def starting(group):
+        note.write([run["id"] for run in group])
+        how = "alone" if len(group) == 1 else f"{len(group)} runs fused"
+        log.info("drawing %s: %s", how, ", ".join(run["id"] for run in group))   # a killed job's log names them
+
+    with blameless_unless_killed(note), fatal_errors_into(fatal_path):
+        for index, run in enumerate(suspects):      # alone, one at a time: the one that kills the job is found
+            later = [other["id"] for other in suspects[index + 1:]]
+            note.write([run["id"]], isolating=True, suspects=later)
+            log.info("run %s draws alone: it was drawing when a job of this shard died (%d suspect(s) after it)",
+                     run["id"], len(later))
+            store_drawn(run, functools.partial(job.draw, run, denoiser))
+        others = [run for run in runs if run not in suspects]
+        for run, drawn in fusion.draws(job, denoiser, others, fuse, starting=starting):   # fused: as each draw ends
+            store_drawn(run, drawn)
+    note.clear()
     failed = sum(status == FAILED for status in statuses.values())
     if failed:
-        log.warning("%d of %d runs failed and are recorded as such (status `failed`)", failed, len(runs))
+        log.warning("%d of %d runs failed and are recorded as such (status `failed`)", failed, len(statuses))
     store.close()
     write_marker(shard_path, model["id"], kind, statuses)
+
+
+@contextlib.contextmanager
+def blameless_unless_killed(note: DrawingNote):
+    """While the block runs, only a death blames the runs drawing: a SIGTERM (preemption, a time
+    limit, scancel) first tells the drawing note that the job was stopped (DrawingNote.stopped),
+    then ends the job as SIGTERM does; so does a Python exception leaving the block (fail_fast,
+    Ctrl-C). Signal handlers exist in the main thread only; elsewhere SIGTERM is left alone."""
+    def stop(signum, frame):
+        note.stopped()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if main else None
+    try:
+        yield
+    except BaseException:
+        note.stopped()
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def culprit_and_suspects(died: dict | None, runs: list[dict]) -> tuple[dict | None, list[dict]]:
+    """From the drawing note a dead job left: the run that was drawing alone as a suspect when the
+    job died (None if none), and the pending runs still suspected (the runs of a group or a lone
+    run that was drawing, or suspects not yet drawn alone), in the runs' order."""
+    if died is None:
+        return None, []
+    culprit = died["drawing"][0] if died.get("isolating") and died["drawing"] else None
+    suspected = {*died["suspects"], *([] if died.get("isolating") else died["drawing"])} - {culprit}
+    return (next((run for run in runs if run["id"] == culprit), None),
+            [run for run in runs if run["id"] in suspected])
+
+
+# Where faulthandler writes while a shard job's runs draw (in its staging folder): Snakemake deletes
+# a failed job's log when it runs the job again, so the next attempt reads the fatal error here.
+FATAL_FILE = "fatal.txt"
+# faulthandler's first line when a fatal signal (SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL) ends a job
+FATAL_ERROR = re.compile(r"^Fatal Python error: (.+)$", re.MULTILINE)
+
+
+@contextlib.contextmanager
+def fatal_errors_into(path: Path):
+    """While the block runs, a fatal signal's tracebacks (faulthandler, every thread) go to `path`;
+    then back where they went (the job's log: logs.setup_logging), and `path` is removed."""
+    import faulthandler
+
+    from diffsweep import logs
+
+    enabled = faulthandler.is_enabled()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "w") as handle:
+            faulthandler.enable(file=handle, all_threads=True)
+            try:
+                yield
+            finally:
+                if logs.fatal_log is not None:
+                    faulthandler.enable(file=logs.fatal_log, all_threads=True)
+                elif enabled:
+                    faulthandler.enable(file=sys.__stderr__, all_threads=True)
+                else:
+                    faulthandler.disable()
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def death_message(died: dict, fatal: str = "") -> str:
+    """What is known of how a job's process died while a run drew alone: its pid and host, when
+    the run began, and the fatal error faulthandler wrote (`fatal`: fatal_errors_into), if any."""
+    cause = "no Python error (a crash in native code, os._exit(), kill -9, the out-of-memory killer?)"
+    error = FATAL_ERROR.search(fatal)
+    if error:
+        cause = f"Fatal Python error: {error.group(1).strip()} (the next attempt's log has the threads' tracebacks)"
+    return (f"the job's process (pid {died.get('pid')} on {died.get('host')}) died while this run was drawing alone "
+            f"(since {died.get('started')}), leaving no record: {cause}")
 
 
 def start_job(kind: str, model: dict, reference_path, checkpoint_path, results, device, fidelity_records,
@@ -578,7 +872,7 @@ def start_job(kind: str, model: dict, reference_path, checkpoint_path, results, 
     dataset = jobs.build_dataset(model["data"], data_dir)
     jobs.check_network_fits(model, dataset.shape)     # before a large checkpoint is read
     denoiser, dtype = jobs.load_denoiser(model, checkpoint_path, device, data_dir, max_batch)
-    reference = torch.from_numpy(io.read_arrays(reference_path)["x"])
+    reference = torch.from_numpy(io.read_sample_set(reference_path))
     fidelity = None
     if fidelity_records:
         from diffsweep.fidelity import FidelityEvaluator

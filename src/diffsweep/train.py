@@ -69,7 +69,11 @@ def read_resume(path) -> dict | None:
     """The saved training state at `path`, or None if there is none."""
     if path is None or not Path(path).exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:   # torch's own messages span lines and advise unsafe loading
+        raise ValueError(f"{path}: cannot be read as a saved training state ({type(error).__name__}); delete it "
+                         f"to train from the start") from None
 
 
 def resume_step(path, recipe: dict, data: torch.Tensor) -> int | None:

@@ -5,21 +5,23 @@ from pathlib import Path
 
 from diffsweep import config as ds_config
 from diffsweep import grid as ds_grid
+from diffsweep import io as ds_io
 from diffsweep import packing as ds_packing
 from diffsweep import runs as ds_runs
 from diffsweep import tables as ds_tables
 from snakemake.exceptions import WorkflowError
 
-# One validation, the same as `diffsweep grid`'s (diffsweep.config.check): the config files
-# re-read strictly (Snakemake's reader keeps the last of two equal keys), the schema's defaults
-# filled and checked, the grid built (families, knobs, schedules, dataset parameters), the
-# results folder, the declared ablation tables, heatmaps and plotted metrics, and the files the
-# config names, before any job runs. Every problem is one line naming the key.
+# One validation, the same function as `diffsweep grid`'s (diffsweep.config.check_files): the
+# config files re-read strictly (Snakemake's reader keeps the last of two equal keys and has no
+# size, depth or alias limits), the schema's defaults filled and checked, the grid built
+# (families, knobs, schedules, dataset parameters), the results folder, the declared ablation
+# tables, heatmaps and plotted metrics, and the files the config names, before any job runs.
+# Every problem is one line naming the key. Snakemake reads the --configfile files before this
+# file is parsed: a folder, /dev/zero or lists nested ~1000 deep fail in its reader, with its
+# traceback (docs/running.md, "Limits of a config").
 try:
-    for _configfile in workflow.configfiles:
-        if os.path.isfile(_configfile):
-            ds_config.read_yaml(_configfile)
-    CHECKED = ds_config.check(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
+    CHECKED = ds_config.check_files(workflow.configfiles, config,
+                                    os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
 except ds_config.ConfigError as error:
     raise WorkflowError(str(error)) from None
 config.update(CHECKED.config)
@@ -31,18 +33,22 @@ RUNS = GRID.all_runs
 # Done detection is run-level: the records of every record file in the records folder, read
 # once (the shard of a run, hence its record file, changes when the config adds runs); only
 # their statuses are kept (memory at 100k runs).
-STATES = ds_runs.index(RESULTS, keep=())
+try:
+    STATES = ds_runs.index(RESULTS, keep=())
+except ds_io.UnreadableFile as error:   # a record file (or the records folder) that cannot be read: one line
+    raise WorkflowError(str(error)) from None
 DONE = ds_runs.done_runs(RESULTS, RUNS, STATES)
 # Every run is in one shard whatever is done (a job re-parsing this file while other shards finish
 # finds its own shard); a shard is a target only while it has pending runs (its marker is a target
 # of the workflow: a deleted marker is remade even while the tables are up to date), and its
-# job's params carry a key of those runs, their records and its marker (grid.pending_shards,
-# runs.attempt): a shard whose runs failed, whose records were found corrupt, or whose records
-# were deleted or forgotten after it ran, runs again, and the tables after it are rebuilt. The
-# job finds its runs from the shard id.
+# job's params carry a key of those runs, their records and drawing notes, and the shard's marker
+# and log (grid.pending_shards, runs.attempt): a shard whose runs failed, whose records were found
+# corrupt, whose job died, or whose records were deleted or forgotten after it ran, runs again,
+# and the tables after it are rebuilt. The job finds its runs from the shard id.
 SHARDS = GRID.shards(ds_grid.runs_per_job(config))
+NOTES = ds_runs.drawing_notes(RESULTS)   # the runs jobs that died were drawing (runs.DrawingNote)
 PENDING = ds_grid.pending_shards(
-    SHARDS, DONE, key=lambda shard, run_ids: ds_runs.attempt(RESULTS, run_ids, STATES, shard=shard))
+    SHARDS, DONE, key=lambda shard, run_ids: ds_runs.attempt(RESULTS, run_ids, STATES, NOTES, shard=shard))
 DATASETS_BY_ID = {spec.id: spec for spec in GRID.datasets.values()}
 TRAINED = bool(GRID.trained_models())
 PLOT_METRICS = config["plots"]["metrics"]

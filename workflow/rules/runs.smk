@@ -11,10 +11,11 @@ rule run_shard:
     output:
         marker=f"{RESULTS}/shards/{{shard}}.json",
     params:
-        # A key of the shard's pending runs, their records, its marker and its log (runs.attempt): when
-        # a run failed, its record turned corrupt, its job was killed or its records were deleted after
-        # the shard ran (`diffsweep forget`, a deleted record file), the key changes and the `params`
-        # rerun trigger runs the shard again; a missing marker is also a target (common.smk: PENDING).
+        # A key of the shard's pending runs, their records and drawing notes, its marker and its log
+        # (runs.attempt): when a run failed, its record turned corrupt, its job died while it drew
+        # (runs.DrawingNote) or was killed, or its records were deleted after the shard ran (`diffsweep
+        # forget`, a deleted record file), the key changes and the `params` rerun trigger runs the shard
+        # again; a missing marker is also a target (common.smk: PENDING).
         attempt=lambda wc: PENDING.get(wc.shard, "done"),
         results=lambda wc, output: results_of(output.marker, depth=1),
         options=shard_options,

@@ -41,9 +41,9 @@ def repaint_path(n_levels: int, jump_length: int, jump_count: int) -> list[int]:
 
 @register(
     "repaint",
-    knobs={"jump_length": Knob("int", 10, "RePaint's jump length j: levels gone back up per jump", minimum=1),
+    knobs={"jump_length": Knob("int", 10, "RePaint's jump length j: levels gone back up per jump", minimum=1, maximum=10_000),
            "jump_count": Knob("int", 10, "RePaint's jump_n_sample r: passes through each jump "
-                                         "(1: no resampling, the replacement baseline)", minimum=1)},
+                                         "(1: no resampling, the replacement baseline)", minimum=1, maximum=10_000)},
     description="RePaint (Lugmayr et al. 2022): replacement steps with resampling, going back up jump_length "
                 "levels (x' = x + sqrt(sigma_up^2 - sigma^2) n) jump_count - 1 times; NFE = down steps",
     init="sigma_max",
@@ -176,7 +176,7 @@ def red_diff(denoise, x, sigmas, generator, operator, y, noise_std, *, lam, lr):
 
 @register(
     "daps",
-    knobs={"langevin_steps": Knob("int", 50, "Langevin steps on x0 per level", minimum=1),
+    knobs={"langevin_steps": Knob("int", 50, "Langevin steps on x0 per level", minimum=1, maximum=100_000),
            "step_size": Knob("float", 0.1, "Langevin step as a share of the target's smallest std^2: "
                                            "eta = step_size / (1 / r^2 + max(s_i)^2 / s^2)", minimum=0.0,
                              maximum=1.0)},

@@ -63,8 +63,8 @@ def _operator_class(class_name: str) -> Callable:
 OPERATORS = Registry("operator", OperatorFamily)
 get_operator = OPERATORS.get
 
-FACTOR = Knob("int", 2, "downsampling factor k (height and width divisible by k)", minimum=1)
-KERNEL_SIZE = Knob("int", 5, "blur kernel size (odd, at most the image size)", minimum=1)
+FACTOR = Knob("int", 2, "downsampling factor k (height and width divisible by k)", minimum=1, maximum=1024)
+KERNEL_SIZE = Knob("int", 5, "blur kernel size (odd, at most the image size)", minimum=1, maximum=1025)
 
 for _family in [
     OperatorFamily(name="sr_bicubic", make=_operator_class("BicubicDownsampling"), knobs={"factor": FACTOR},
@@ -80,7 +80,7 @@ for _family in [
                    description="inpainting: a seeded random set of pixels is missing (all channels of a pixel "
                                "together), one set per run or per image"),
     OperatorFamily(name="inpaint_box", make=_operator_class("BoxInpainting"),
-                   knobs={"size": Knob("int", 4, "side of the missing square, in pixels", minimum=1)},
+                   knobs={"size": Knob("int", 4, "side of the missing square, in pixels", minimum=1, maximum=4096)},
                    description="inpainting: a size x size square at a seeded position is missing"),
     OperatorFamily(name="inpaint_half", make=_operator_class("HalfInpainting"),
                    knobs={"side": Knob("str", "right", "which half is missing",

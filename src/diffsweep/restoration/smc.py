@@ -35,7 +35,7 @@ def resample(log_weights, generator, *tensors):
 
 @register(
     "twisted_smc",
-    knobs={"particles": Knob("int", 16, "particles per restored sample (1: the unconditional chain)", minimum=1),
+    knobs={"particles": Knob("int", 16, "particles per restored sample (1: the unconditional chain)", minimum=1, maximum=100_000),
            "prior_variance": Knob("float", 1.0, "v in the twist's r^2 = sigma^2 v / (sigma^2 + v): the data's "
                                                "variance per coordinate (1: PiGDM's, images in [-1, 1])",
                                   minimum=1e-12)},

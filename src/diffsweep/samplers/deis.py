@@ -8,7 +8,9 @@ integrated exactly in sigma,
     x_{k+1} = x_k + sum_j eps_j integral from sigma_k to sigma_{k+1} of l_j(log s) ds,
 with l_j the Lagrange basis of the nodes log sigma_{k-p+1..k} (u = log s turns the integral into
 one of l_j(u) e^u, done in closed form). Order 1 is DDIM, i.e. the Euler step; the step to
-sigma = 0 is that first-order step (log 0 is outside the fit), landing on D.
+sigma = 0 is that first-order step (log 0 is outside the fit), landing on D. `lower_order_final`
+(diffusers' default) caps the order of the step onto the last level at 2 when there are fewer
+than 15 levels, as diffusers does.
 iPNDM (the paper's improved pseudo numerical method, as diffusers' `IPNDMScheduler`): Adams-
 Bashforth with the fixed coefficients of equal steps on the eps history, warming up from Euler,
     x_{k+1} = x_k + (sigma_{k+1} - sigma_k) eps',
@@ -19,7 +21,7 @@ including the step to 0. One evaluation per step for both.
 
 import math
 
-from diffsweep.samplers.levels import checked_levels, steps_to_zero
+from diffsweep.samplers.levels import checked_levels, final_steps_order, steps_to_zero
 from diffsweep.samplers.registry import Knob, register
 
 ADAMS_BASHFORTH = [[1], [3 / 2, -1 / 2], [23 / 12, -16 / 12, 5 / 12], [55 / 24, -59 / 24, 37 / 24, -9 / 24]]
@@ -59,18 +61,20 @@ def horner(coefficients: list, u: float) -> float:
 
 @register(
     "deis",
-    knobs={"solver_order": Knob("int", 3, "order of the multistep extrapolation (1: DDIM)", minimum=1, maximum=3)},
+    knobs={"solver_order": Knob("int", 3, "order of the multistep extrapolation (1: DDIM)", minimum=1, maximum=3),
+           "lower_order_final": Knob("bool", True, "order at most 2 for the step onto the last level when there are "
+                                     "fewer than 15 levels, as diffusers' default lower_order_final")},
     description="DEIS multistep (log-rho polynomial extrapolation of eps), one evaluation per step",
     init="sigma_max",
     default_schedule="karras",
 )
-def deis(denoise, x, sigmas, generator, *, solver_order):
+def deis(denoise, x, sigmas, generator, *, solver_order, lower_order_final):
     levels = checked_levels(sigmas)
     slopes, nfe = [], 0     # eps at the visited levels, newest last
     for k, (sigma, sigma_next) in enumerate(steps_to_zero(levels)):
         slopes = (slopes + [(x - denoise(x, sigma)) / sigma])[-solver_order:]
         nfe += 1
-        p = 1 if sigma_next == 0 else len(slopes)
+        p = 1 if sigma_next == 0 else final_steps_order(len(slopes), k, len(levels), lower_order_final)
         weights = log_lagrange_weights(levels[k + 1 - p:k + 1], sigma, sigma_next) if p > 1 else [sigma_next - sigma]
         x = x + sum(w * d for w, d in zip(weights, slopes[-p:]))
     return x, nfe

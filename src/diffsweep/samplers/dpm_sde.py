@@ -13,10 +13,20 @@ first-order step is x <- D + (sigma_down / sigma_k)(x - D).
 (3M) SDE adds the second difference: with r0 = h_{k-1} / h, r1 = h_{k-2} / h, H = (1+eta) h,
     d1_0 = (D_k - D_{k-1}) / r0,  d1_1 = (D_{k-1} - D_{k-2}) / r1,
     d1 = d1_0 + (d1_0 - d1_1) r0 / (r0 + r1),  d2 = (d1_0 - d1_1) / (r0 + r1),
-    x_{k+1} = (...first-order part as above...) + phi_2 d1 - phi_3 d2,
-    phi_2 = (e^{-H} - 1) / H + 1,  phi_3 = phi_2 / H - 1/2.
+    x_{k+1} = (...first-order part as above...) + phi_2 d1 - w phi_3 d2,
+    phi_2 = (e^{-H} - 1) / H + 1,  phi_3 = phi_2 / H - 1/2,
+with w = 1 (`second_difference: k_diffusion`, as k-diffusion, diffusers and DPM-Solver's own code) or
+w = 2 (`exact`). Why 2: the step integrates D against the weight (1+eta) e^{-(1+eta)(h-s)}, s in
+[0, h] from lambda_k; with D(lambda_k + s) = D_k + s D' + s^2/2 D'' + O(s^3) the exact integrals are
+(1 - e^{-H}) D_k + h phi_2 D' - h^2 phi_3 D'' (substitute u = (1+eta) s: the integral of u^2/2
+e^{-(H-u)} over [0, H] is H^2/2 - H + 1 - e^{-H} = -H^2 phi_3). Taylor-expanding the differences
+gives d1 = h D' + O(h^3) and d2 = h^2 D'' / 2 + O(h^3), so h^2 D'' is 2 d2, not d2: with w = 1 every
+step misses phi_3 d2 ~ -h^3 D'' / 12 (eta = 0, phi_3 ~ -h/6), a local error of order 3, and the
+solver is of order 2 (measured: tests/test_samplers_breadth.py, docs/samplers.md); w = 2 is of order 3.
 eta = 0 is the deterministic DPM-Solver++ ((2M) midpoint: `dpmpp_2m`). The step to sigma = 0
-returns the denoised sample.
+returns the denoised sample; `lower_order_final` (3M) makes the step onto the last level second
+order when there are fewer than 15 levels, as diffusers' DPMSolverMultistepScheduler does by default
+(for (2M) it changes nothing: the step to 0 is first order anyway).
 
 Noise: k-diffusion draws SDE noise from a Brownian tree (torchsde) so that it is a function of
 the seed and the interval. Here every draw is a plain Gaussian from `generator`: the multistep
@@ -29,7 +39,7 @@ W(sigma_{k+1}) and adds them: the same joint law as the tree, not the same numbe
 import math
 
 from diffsweep.samplers.dpm import ancestral_sigmas
-from diffsweep.samplers.levels import steps_to_zero
+from diffsweep.samplers.levels import final_steps_order, steps_to_zero
 from diffsweep.samplers.registry import Knob, gaussian_like, register
 
 SDE_KNOBS = {
@@ -77,10 +87,12 @@ def dpmpp_sde(denoise, x, sigmas, generator, *, eta, s_noise, r):
     return x, nfe
 
 
-def multistep_sde(denoise, x, sigmas, generator, eta, s_noise, correction):
-    """The shared loop of (2M) and (3M) SDE: first-order part, `correction(h, H, history)`, noise."""
+def multistep_sde(denoise, x, sigmas, generator, eta, s_noise, correction, lower_order_final=False):
+    """The shared loop of (2M) and (3M) SDE: first-order part, `correction(h, H, history)`, noise;
+    the correction sees as much history as the step's order (its length + 1) allows."""
     history, nfe = [], 0    # (D, h) of the previous steps, newest first
-    for sigma, sigma_next in steps_to_zero(sigmas):
+    steps = steps_to_zero(sigmas)
+    for k, (sigma, sigma_next) in enumerate(steps):
         denoised = denoise(x, sigma)
         nfe += 1
         if sigma_next == 0:
@@ -89,7 +101,8 @@ def multistep_sde(denoise, x, sigmas, generator, eta, s_noise, correction):
         h = math.log(sigma / sigma_next)
         big_h = (1 + eta) * h
         x = (sigma_next / sigma) * math.exp(-eta * h) * x - math.expm1(-big_h) * denoised
-        x = x + correction(denoised, h, big_h, history)
+        order = final_steps_order(len(history) + 1, k, len(steps), lower_order_final)
+        x = x + correction(denoised, h, big_h, history[:order - 1])
         if eta > 0:
             x = x + s_noise * sigma_next * math.sqrt(-math.expm1(-2 * eta * h)) * gaussian_like(x, generator)
         history = [(denoised, h)] + history[:1]
@@ -117,12 +130,19 @@ def dpmpp_2m_sde(denoise, x, sigmas, generator, *, eta, s_noise, solver_type):
 
 @register(
     "dpmpp_3m_sde",
-    knobs=SDE_KNOBS,
+    knobs={**SDE_KNOBS,
+           "second_difference": Knob("str", "k_diffusion", "weight of the second difference: k_diffusion (phi_3, "
+                                     "as k-diffusion and diffusers; order 2) or exact (2 phi_3; order 3)",
+                                     choices=("k_diffusion", "exact")),
+           "lower_order_final": Knob("bool", False, "second-order step onto the last level when there are fewer than "
+                                     "15 levels, as diffusers' default lower_order_final (false: as k-diffusion)")},
     description="DPM-Solver++(3M) SDE (k-diffusion), one evaluation per step",
     init="sigma_max",
     default_schedule="karras",
 )
-def dpmpp_3m_sde(denoise, x, sigmas, generator, *, eta, s_noise):
+def dpmpp_3m_sde(denoise, x, sigmas, generator, *, eta, s_noise, second_difference, lower_order_final):
+    weight = 2.0 if second_difference == "exact" else 1.0
+
     def correction(denoised, h, big_h, history):
         phi_2 = math.expm1(-big_h) / big_h + 1
         if len(history) == 1:
@@ -134,7 +154,7 @@ def dpmpp_3m_sde(denoise, x, sigmas, generator, *, eta, s_noise):
             d1_0, d1_1 = (denoised - d_1) / r0, (d_1 - d_2) / r1
             d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
             d2 = (d1_0 - d1_1) / (r0 + r1)
-            return phi_2 * d1 - (phi_2 / big_h - 0.5) * d2
+            return phi_2 * d1 - weight * (phi_2 / big_h - 0.5) * d2
         return 0.0
 
-    return multistep_sde(denoise, x, sigmas, generator, eta, s_noise, correction)
+    return multistep_sde(denoise, x, sigmas, generator, eta, s_noise, correction, lower_order_final)

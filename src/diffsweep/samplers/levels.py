@@ -36,3 +36,18 @@ def steps_to_zero(sigmas) -> list[tuple]:
     """(sigma_k, sigma_{k+1}) for every step; the last one goes to 0."""
     levels = with_final_zero(sigmas)
     return list(zip(levels[:-1], levels[1:]))
+
+
+# diffusers' multistep schedulers lower the order of their last steps by default (`lower_order_final`);
+# DPM-Solver multistep and DEIS do it only for schedules of fewer than this many levels.
+LOWER_ORDER_FINAL_BELOW = 15
+
+
+def final_steps_order(order: int, step: int, n_levels: int, lower_order_final: bool, any_length: bool = False) -> int:
+    """`order` for the step from level `step` of `n_levels` (the last one steps to 0), lowered as diffusers'
+    `lower_order_final` lowers it: at most 1 for the step to 0, at most 2 for the step onto the last level, and
+    so on. DPM-Solver multistep and DEIS lower only schedules of fewer than LOWER_ORDER_FINAL_BELOW levels;
+    UniPC lowers every length (`any_length`), whatever its docstring says."""
+    if lower_order_final and (any_length or n_levels < LOWER_ORDER_FINAL_BELOW):
+        return min(order, n_levels - step)
+    return order

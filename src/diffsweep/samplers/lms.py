@@ -38,7 +38,7 @@ def lagrange_weights(nodes: list, a: float, b: float) -> list:
 
 @register(
     "lms",
-    knobs={"solver_order": Knob("int", 4, "number of past slopes in the extrapolation (1: Euler)", minimum=1)},
+    knobs={"solver_order": Knob("int", 4, "number of past slopes in the extrapolation (1: Euler)", minimum=1, maximum=100)},
     description="linear multistep (Adams-Bashforth in sigma), one evaluation per step",
     init="sigma_max",
     default_schedule="karras",

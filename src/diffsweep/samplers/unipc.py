@@ -10,13 +10,15 @@ for the newest point), b_n = n! phi_{n+1}(-h) / B(h) where phi_1(hh) = e^{hh} - 
 phi_n / hh - 1 / n!. UniP-p (the predictor) uses the p - 1 past points (rho = 1/2 for p = 2);
 UniC-p (the corrector) adds the new evaluation D_{k+1} at r = 1 (rho = 1/2 for p = 1) and replaces
 x_{k+1} before the next step, at no extra evaluation; its order is p + 1. Orders warm up from 1;
-the step to sigma = 0 returns the denoised sample. `use_corrector: false` is UniP alone; UniP-1 is
+the step to sigma = 0 returns the denoised sample. `lower_order_final` (diffusers' default) caps the
+order of the step onto the last level at 2 (and that of the corrector after it), as diffusers does
+for every number of levels. `use_corrector: false` is UniP alone; UniP-1 is
 DDIM (the Euler step of the probability-flow ODE). One evaluation per step.
 """
 
 import math
 
-from diffsweep.samplers.levels import checked_levels
+from diffsweep.samplers.levels import checked_levels, final_steps_order
 from diffsweep.samplers.registry import Knob, register
 
 
@@ -53,12 +55,14 @@ def unipc_update(x, sigma, sigma_next, history, solver_type, new=None):
         "solver_order": Knob("int", 2, "order p of the predictor (the corrector adds one)", minimum=1, maximum=3),
         "solver_type": Knob("str", "bh2", "B(h): bh1 = -h, bh2 = e^{-h} - 1", choices=("bh1", "bh2")),
         "use_corrector": Knob("bool", True, "apply UniC after every step (false: UniP alone)"),
+        "lower_order_final": Knob("bool", True, "order at most 2 for the step onto the last level, as diffusers' "
+                                  "default lower_order_final (false: solver_order to the end)"),
     },
     description="UniPC multistep predictor-corrector (data prediction), one evaluation per step",
     init="sigma_max",
     default_schedule="karras",
 )
-def unipc(denoise, x, sigmas, generator, *, solver_order, solver_type, use_corrector):
+def unipc(denoise, x, sigmas, generator, *, solver_order, solver_type, use_corrector, lower_order_final):
     levels = checked_levels(sigmas)
     history, nfe = [], 0     # (lambda, D) at the visited levels, newest first
     x_before = None          # the state the last predictor step started from
@@ -70,6 +74,6 @@ def unipc(denoise, x, sigmas, generator, *, solver_order, solver_type, use_corre
         history = [(-math.log(sigma), denoised)] + history[:solver_order - 1]
         if k == len(levels) - 1:
             return denoised, nfe
-        p = min(solver_order, k + 1)
+        p = final_steps_order(min(solver_order, k + 1), k, len(levels), lower_order_final, any_length=True)
         x_before = x
         x = unipc_update(x, sigma, levels[k + 1], history[:p], solver_type)

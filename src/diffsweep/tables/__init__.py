@@ -16,9 +16,9 @@ importing pandas; `records(frame)` and `param_columns(frame)` turn a Parquet tab
 pandas is imported only by the functions that need it.
 """
 
-from diffsweep.tables.aggregate import (ID_COLUMNS, LEADING_COLUMNS, MEASUREMENT_COLUMNS, RECORD_COLUMNS,
-                                        manifest_frame, manifest_params, training_table,
-                                        typed_frame, with_model_metrics, with_params)
+from diffsweep.tables.aggregate import (BY_SIGMA_PARAMS, ID_COLUMNS, LEADING_COLUMNS, MEASUREMENT_COLUMNS,
+                                        RECORD_COLUMNS, TRAINING_PARAMS, manifest_frame, manifest_params,
+                                        training_table, typed_frame, with_model_metrics, with_params)
 from diffsweep.tables.options import (AGGREGATES, DIRECTIONS, EMPTY, FORMATS, HEATMAP_REDUCE, METRIC_DIRECTIONS,
                                       PLOT_FORMATS, POOLING, SOURCES, TABLE_FORMATS, TableError)
 from diffsweep.tables.pivot import Ablation, Cell, ablation
@@ -29,11 +29,12 @@ from diffsweep.tables.spec import (MixedCellError, TableSpec, ablation_specs, ch
                                    check_table, direction, known_metrics)
 
 __all__ = [
-    "AGGREGATES", "Ablation", "CSV_COLUMNS", "Cell", "DIRECTIONS", "EMPTY", "FORMATS", "HEATMAP_REDUCE", "ID_COLUMNS",
-    "LEADING_COLUMNS", "MEASUREMENT_COLUMNS", "METRIC_DIRECTIONS", "MixedCellError", "PARAM_COLUMNS", "PLOT_FORMATS",
-    "POOLING", "RECORD_COLUMNS", "SOURCES", "TABLE_FORMATS", "TableError", "TableSpec", "ablation", "ablation_specs",
-    "check_declared", "check_heatmap", "check_table", "columns_of", "direction", "distinguishing", "format_key",
-    "group", "known_metrics", "manifest_frame", "manifest_params", "param_columns", "records",
-    "render_table", "select", "select_frame", "sorted_values", "to_csv", "to_html", "to_latex", "to_markdown",
-    "training_table", "typed_frame", "with_model_metrics", "with_params", "write_ablation",
+    "AGGREGATES", "Ablation", "BY_SIGMA_PARAMS", "CSV_COLUMNS", "Cell", "DIRECTIONS", "EMPTY", "FORMATS",
+    "HEATMAP_REDUCE", "ID_COLUMNS", "LEADING_COLUMNS", "MEASUREMENT_COLUMNS", "METRIC_DIRECTIONS", "MixedCellError",
+    "PARAM_COLUMNS", "PLOT_FORMATS", "POOLING", "RECORD_COLUMNS", "SOURCES", "TABLE_FORMATS", "TRAINING_PARAMS",
+    "TableError", "TableSpec", "ablation", "ablation_specs", "check_declared", "check_heatmap", "check_table",
+    "columns_of", "direction", "distinguishing", "format_key", "group", "known_metrics", "manifest_frame",
+    "manifest_params", "param_columns", "records", "render_table", "select", "select_frame", "sorted_values",
+    "to_csv", "to_html", "to_latex", "to_markdown", "training_table", "typed_frame", "with_model_metrics",
+    "with_params", "write_ablation"
 ]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
+from diffsweep import io
 from diffsweep.tables.rows import PARAM_COLUMNS, kind
 
 RECORD_COLUMNS = ["status", "nfe", "wall_s", "device", "finished"]
@@ -22,6 +22,10 @@ ID_COLUMNS = ("run_id", "data_id", "model_id")
 MEASUREMENT_COLUMNS = ("model_nll_bpd", "model_true_nll_bpd", "model_likelihood_nfe", "model_likelihood_points",
                        "model_likelihood_wall_s", "model_likelihood_trace")
 EXTRA_COLUMNS = ("git_revision",)   # neither parameters nor metrics
+# The parameter columns of the training tables: what tells their rows apart (a logged step of a
+# model, and its training-sigma bin); the other columns are measurements.
+TRAINING_PARAMS = ("model_id", "step")
+BY_SIGMA_PARAMS = (*TRAINING_PARAMS, "sigma_lo", "sigma_hi")
 
 
 def manifest_params(columns) -> list[str]:
@@ -49,7 +53,7 @@ def with_model_metrics(generation, record_paths):
     """Per-model evaluations (likelihood.json) joined onto every run of that model, as model_<key> columns."""
     rows = []
     for path in record_paths:
-        record = json.loads(Path(path).read_text())
+        record = io.read_json(path)
         rows.append({"model_id": record.pop("model_id"), **{f"model_{k}": v for k, v in record.items()}})
     if not rows:
         return generation
@@ -58,11 +62,15 @@ def with_model_metrics(generation, record_paths):
     return merged
 
 
-def training_table(log_paths):
+def training_table(log_paths, params=TRAINING_PARAMS):
+    """The training logs of every model in one table, its parameter columns `params` listed (in
+    attrs) as in a table of runs, so that `diffsweep table` and declared tables read it."""
     import pandas as pd
 
-    frames = [pd.read_parquet(path) for path in log_paths]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["model_id", "step", "loss"])
+    frames = [io.read_parquet(path) for path in log_paths]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*params, "loss"])
+    frame.attrs[PARAM_COLUMNS] = list(params)
+    return frame
 
 
 def typed_frame(rows: list[dict], first=()):

@@ -207,13 +207,11 @@ def _csv(value):
 def write_ablation(table_path, spec: TableSpec | dict, outputs: dict) -> Ablation:
     """Read a Parquet table, build `spec`'s ablation and write each format in `outputs`
     (format name -> path: markdown, latex, csv, html), atomically."""
-    import pandas as pd
-
-    from diffsweep.io import atomic_path
+    from diffsweep.io import atomic_path, read_parquet
 
     if isinstance(spec, dict):
         spec = TableSpec.from_dict(spec)
-    frame = pd.read_parquet(table_path)
+    frame = read_parquet(table_path)
     table = ablation(records(frame), spec, params=param_columns(frame))
     for fmt, path in outputs.items():
         text = render_table(table, fmt, caption=spec.caption if fmt in ("latex", "html") else None)
