@@ -74,6 +74,13 @@ def test_records_that_vanish_under_a_finished_sweep_recompute_their_shards_and_o
     workdir = copy_of(smoke_run, tmp_path)
     shard = shards(workdir)
     records = workdir / "results" / "records"
+    # a shard's record file deleted with its marker (results/shards/ is only markers) and its log: no
+    # trace of the job that ran it; recomputed also when the table is the target named
+    unmarked = shard["generation", "mlp", "swissroll"]
+    (records / f"{unmarked}.jsonl").unlink()
+    (workdir / "results" / "shards" / f"{unmarked}.json").unlink()
+    (workdir / "results" / "logs" / "run_shard" / f"{unmarked}.log").unlink()
+    assert snakemake(workdir, targets=[GENERATION], dry_run=True) == {"run_shard": 1, "aggregate": 1}
     # the recovery "Storage" gives: a shard's record file and archive deleted together
     deleted = shard["generation", "oracle", "ring8"]
     for suffix in (".jsonl", ".archive"):
@@ -81,10 +88,6 @@ def test_records_that_vanish_under_a_finished_sweep_recompute_their_shards_and_o
     # `diffsweep forget` of every run of a shard (some of them recomputed before; all, nothing)
     forgotten = shard["generation", "mlp", "ring8"]
     assert cli.main(["forget", *shard_runs(workdir, forgotten), "--results", str(workdir / "results")]) == 0
-    # the record file deleted with the shard's marker (results/shards/ is only markers)
-    unmarked = shard["generation", "mlp", "swissroll"]
-    (records / f"{unmarked}.jsonl").unlink()
-    (workdir / "results" / "shards" / f"{unmarked}.json").unlink()
     plan = snakemake(workdir, dry_run=True)
     # those three shards, then the generation table and what is made from it; nothing upstream
     # (data, training, likelihoods) and not the restoration shard nor its table

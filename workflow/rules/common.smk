@@ -182,9 +182,16 @@ def pending_markers(kind=None):
 
 def run_records(kind):
     """Evidence that every run of a kind is done: markers of the shards of pending runs, the
-    record files holding the records of finished ones."""
+    record files holding the records of finished ones, and, while a pending shard has no marker,
+    the records folder itself. Its time changes when a record file is deleted or rewritten, so a
+    table whose rows such records backed is rebuilt, and the shard with it, also when the table is
+    the target named: Snakemake does not remake a missing marker that only an up-to-date table
+    needs, and a shard whose marker, log and records were all deleted has its first attempt key."""
     done = [run_id for run_id in DONE if RUNS[run_id].kind == kind]
-    return [*pending_markers(kind), *ds_runs.record_files(RESULTS, done, STATES)]
+    markers = pending_markers(kind)
+    folder = str(ds_runs.records_folder(RESULTS))
+    unmarked = os.path.isdir(folder) and not all(os.path.exists(marker) for marker in markers)
+    return [*markers, *([folder] if unmarked else []), *ds_runs.record_files(RESULTS, done, STATES)]
 
 
 def ablation_source(wildcards):
