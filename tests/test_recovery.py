@@ -27,7 +27,8 @@ from diffsweep import grid as ds_grid
 
 pytestmark = pytest.mark.workflow
 
-WHEN = ["wall_s", "finished"]        # columns that differ between two computations of one run
+# columns that differ between two computations of one run (the code's revision: a commit meanwhile)
+WHEN = ["wall_s", "finished", "git_revision"]
 GENERATION = "results/tables/generation.parquet"
 
 
