@@ -16,7 +16,8 @@ def root() -> Path:
     return ROOT
 
 
-def snakemake(workdir: Path, configfile: str = "smoke.yaml", targets=(), dry_run: bool = False) -> dict[str, int]:
+def snakemake(workdir: Path, configfile: str = "smoke.yaml", targets=(), dry_run: bool = False,
+              forcerun=()) -> dict[str, int]:
     """Run the workflow in `workdir` (or plan it, with `dry_run`) through the Snakemake API with the
     default profile's rerun triggers, as `snakemake --profile profiles/default` would; returns the
     jobs it planned, counted per rule (rule all left out)."""
@@ -33,7 +34,7 @@ def snakemake(workdir: Path, configfile: str = "smoke.yaml", targets=(), dry_run
         workflow = api.workflow(resource_settings=ResourceSettings(cores=2),
                                 config_settings=ConfigSettings(configfiles=[Path(workdir) / configfile]),
                                 snakefile=ROOT / "Snakefile", workdir=workdir)
-        dag = workflow.dag(DAGSettings(targets=set(targets), rerun_triggers=triggers,
+        dag = workflow.dag(DAGSettings(targets=set(targets), rerun_triggers=triggers, forcerun=set(forcerun),
                                        force_incomplete=profile["rerun-incomplete"]))
         dag.execute_workflow(executor="dryrun" if dry_run else "local",
                              execution_settings=ExecutionSettings(keep_going=profile["keep-going"]))

@@ -118,9 +118,16 @@ def test_deleting_results_shards_or_moving_the_results_folder_recomputes_nothing
     cfg = yaml.safe_load((workdir / "smoke.yaml").read_text())
     (workdir / "moved.yaml").write_text(yaml.safe_dump({**cfg, "results": "elsewhere/results"}))
     assert snakemake(workdir, "moved.yaml", dry_run=True) == {}
+    # into another working directory (Snakemake's metadata stays behind): a pending run is
+    # recomputed with --forcerun run_shard, which reruns only the shards with pending runs
+    (workdir / "elsewhere" / "moved.yaml").write_text(yaml.safe_dump({**cfg, "results": "results"}))
+    grid = ds_grid.build(config.prepare(cfg))
+    forgotten = min(run_id for run_id, run in grid.runs.items() if (run.model.name, run.model.data.name) == ("mlp", "ring8"))
+    assert cli.main(["forget", forgotten, "--results", str(workdir / "elsewhere" / "results")]) == 0
+    plan = snakemake(workdir / "elsewhere", "moved.yaml", dry_run=True, forcerun=["run_shard"])
+    assert plan.get("run_shard") == 1 and not {"train", "likelihood", "prepare_data"} & set(plan), plan
     # a record names its log relative to its results folder: the tables find it in the moved one
     moved = workdir / "elsewhere" / "results"
-    grid = ds_grid.build(config.prepare(cfg))
     run_id = sorted(grid.runs)[0]
     runs.forget(moved, [run_id])
     runs.ShardStore(moved, "x").append(runs.make_record(ds_grid.run_dict(grid.runs[run_id]), runs.FAILED, None, None,
