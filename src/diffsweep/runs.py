@@ -22,7 +22,8 @@ Everything around the kind-specific work is shared:
   manifest row), params (what the id hashes), provenance, archive and files (offset, size and
   sha256 of each file in the archive; none when keep_samples is `none`) and the kind's results:
   `metrics` and `skipped` (generation), `measurements` (restoration, one entry per measurement);
-  a failed run's record has `error` (one line) and `log` (the job's log file) instead.
+  a failed run's record has `error` (one line) and `log` (the job's log file, relative to the
+  results folder: log_file) instead.
 - Statuses. `ok` and `diverged` runs are done: never recomputed. A `failed` run is retried by the
   next invocation. Done detection is run-level (`index`): the records of every record file, the
   latest line of a run winning, since a run's shard changes when the config adds runs. A line
