@@ -405,8 +405,9 @@ def failure_report(failures: list[dict], results) -> str:
 
 def log_file(results, log: str | None) -> str | None:
     """Where a record's `log` is: records name a job's log relative to the results folder (the
-    workflow writes logs under results/logs/), so that a moved results folder still finds them."""
-    return None if log is None else f"{results}/{log}"
+    workflow writes logs under results/logs/), so that a moved results folder still finds them
+    (an absolute `log`, from a caller of run_shard outside the workflow, stays as it is)."""
+    return None if log is None else os.path.join(results, log)
 
 
 def attempt(results, run_ids, states: dict | None = None, notes: dict | None = None,
