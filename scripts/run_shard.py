@@ -19,6 +19,7 @@ if pending:
                    fidelity_records=snakemake.input.fidelity, fidelity_options=snakemake.params.fidelity,
                    max_batch=snakemake.config["max_batch"],
                    log_path=os.path.relpath(snakemake.log[0], snakemake.params.results),
-                   fail_fast=snakemake.config["sampling"]["fail_fast"], fuse=snakemake.config["sampling"]["fuse"])
+                   fail_fast=snakemake.config["sampling"]["fail_fast"], fuse=snakemake.config["sampling"]["fuse"],
+                   runaway_factor=snakemake.config["sampling"]["runaway_factor"])
 else:   # done by another job of the same shard in the meantime
     runs.write_marker(snakemake.output.marker, model["id"], shard_runs[0]["kind"], {})

@@ -44,6 +44,27 @@ def snakemake(workdir: Path, configfile: str = "smoke.yaml", targets=(), dry_run
 
 
 @pytest.fixture(scope="session")
+def oracle_of():
+    """The exact denoiser of a 2-D mixture preset (`oracle_of("grid25")`), one per preset: the score
+    source of the sampler tests (float64 in, float64 out, on the CPU)."""
+    from diffsweep.data import make_dataset
+    from diffsweep.models import OracleDenoiser
+    made = {}
+
+    def oracle_of(preset: str):
+        if preset not in made:
+            made[preset] = OracleDenoiser(make_dataset("gmm", preset=preset).mixture)
+        return made[preset]
+    return oracle_of
+
+
+@pytest.fixture(scope="session")
+def oracle(oracle_of):
+    """The exact denoiser of the ring8 mixture."""
+    return oracle_of("ring8")
+
+
+@pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """config/smoke.yaml run once per test session, end to end, through the Snakemake API with
     the default profile's rerun triggers. Tests that read it must not change its results."""

@@ -359,6 +359,20 @@ CHANGES = [
      "models.vp.checkpoint: 'vp.pt.arch.yaml': image_size 48 cannot be halved 5 times"),
     ("sidecar_integer_5000_digits", replace("models.vp", _pretrained({}, sidecar="image_size: " + "9" * 5000 + "\n")),
      "models.vp.checkpoint: cannot read 'vp.pt.arch.yaml' (a value cannot be read: Exceeds the limit"),
+    # a renamed knob (issue 24: one name per concept, docs/samplers.md): the former name, named with the new one
+    ("renamed_solver", replace("samplers.rw", {"family": "pf_ode", "knobs": {"solver": "euler"}}),
+     "samplers.rw.knobs.solver: renamed to solver_type"),
+    ("renamed_corrector_steps", replace("samplers.rw", {"family": "pc", "knobs": {"corrector_steps": [1, 2]}}),
+     "samplers.rw.knobs.corrector_steps: renamed to steps_per_level"),
+    ("renamed_order", replace("samplers.rw", {"family": "pc", "knobs": {"order": "predictor_first"}}),
+     "samplers.rw.knobs.order: renamed to sequence"),
+    ("renamed_ddpm_variance", replace("samplers.rw.knobs.ddpm_variance", "beta"),
+     "samplers.rw.knobs.ddpm_variance: renamed to variance"),
+    ("renamed_ddpm_variance_rw_ddpm", replace("samplers.rw", {"family": "rw_ddpm", "knobs": {"ddpm_variance": "beta"}}),
+     "samplers.rw.knobs.ddpm_variance: renamed to variance"),
+    ("renamed_langevin_steps", replace("restoration.restorers.rw_cond",
+                                       {"family": "daps", "steps": 5, "knobs": {"langevin_steps": 5}}),
+     "restoration.restorers.rw_cond.knobs.langevin_steps: renamed to steps_per_level"),
 ]
 
 

@@ -70,9 +70,36 @@ def test_ids_are_stable_and_adding_a_preset_adds_only_new_runs():
     assert set(first.models) == set(bigger.models)
 
 
+# The knob names each family had when its runs got their ids (before the renames of issue 24).
+KNOBS_AS_HASHED = {
+    "pf_ode": {"solver"},
+    "pc": {"process", "predictor", "corrector", "snr", "corrector_steps", "order", "final_noise"},
+    "rw_ddpm": {"ddpm_variance", "steps_per_level", "final_noise"},
+    "random_walk": {"step_rule", "eps", "T0", "ramp", "sigma_ref", "ddpm_variance", "ve_continuous_sigma",
+                    "steps_per_level", "final_noise"},
+    "daps": {"langevin_steps", "step_size"},
+}
+
+
+def test_renamed_knobs_keep_the_run_ids():
+    """A renamed knob's value is hashed under its former name: finished runs keep their ids."""
+    raw = copy.deepcopy(BASE)
+    raw["samplers"] = {"ode": {"family": "pf_ode", "steps": 5}, "pc": {"family": "pc", "steps": 5},
+                       "rw": {"family": "random_walk", "steps": 5}, "ddpm": {"family": "rw_ddpm", "steps": 5}}
+    raw["restoration"] = {"tasks": {"half": {"operator": "inpaint_random", "noise_std": 0.1}},
+                          "restorers": {"daps": {"family": "daps", "steps": 5}}, "models": ["oracle"]}
+    runs = build(raw).all_runs.values()
+    assert {run.family for run in runs} == set(KNOBS_AS_HASHED)
+    for run in runs:
+        params = run.params()
+        method = params["sampler" if run.task is None else "restorer"]
+        assert set(method["knobs"]) == KNOBS_AS_HASHED[run.family], run.family
+        assert run.id == f"{run.preset}-{grid.short_hash(params)}"
+
+
 def test_explicit_defaults_do_not_change_ids():
     explicit = copy.deepcopy(BASE)
-    explicit["samplers"]["ode"]["knobs"] = {"solver": "heun"}
+    explicit["samplers"]["ode"]["knobs"] = {"solver_type": "heun"}
     explicit["samplers"]["ode"]["schedule"] = "karras"
     assert set(build(explicit).runs) == set(build(copy.deepcopy(BASE)).runs)
 

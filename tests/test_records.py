@@ -132,7 +132,9 @@ def test_a_torn_record_line_is_named_recomputed_and_the_table_shows_it_corrupt_m
     assert warning.endswith(f"run {bad} will be recomputed")
     meanwhile = table(grid, results).set_index("run_id")
     assert meanwhile.loc[bad, "status"] == "corrupt" and "JSONDecodeError" in meanwhile.loc[bad, "error"]
-    assert (meanwhile.drop(index=bad)["status"] == "ok").all()
+    # the other runs as the uninterrupted sweep has them (the 20-step MLP's samples ran away: `diverged`)
+    others = expected.set_index("run_id").drop(index=bad)["status"]
+    assert meanwhile.drop(index=bad)["status"].equals(others) and set(others) <= set(runs.DONE_STATUSES)
 
     sweep(cfg, grid, results)          # the torn line is ended, and stays one ignored line
     assert path.read_bytes().count(b"\n") == len(lines) + 1

@@ -120,7 +120,7 @@ def test_random_walk_with_ve_continuous_network_sigma_is_the_reference_ve_walk()
     draws = noise_draws(x.shape, N - 1, seed=7)
     expected = reference_ve_walk(x, score_fn, eps=0.16, temperature=0.4, N=N, draws=draws)
     sigmas = noise.make_schedule("ve_discrete", N)
-    knobs = dict(step_rule="reference", eps=0.16, T0=0.4, sigma_ref="smallest", ddpm_variance="beta",
+    knobs = dict(step_rule="reference", eps=0.16, T0=0.4, sigma_ref="smallest", variance="beta",
                  steps_per_level=1, final_noise=False)
     ours, nfe = random_walk(denoise, x, sigmas, torch.Generator().manual_seed(7), ve_continuous_sigma="network",
                             **knobs)
@@ -139,7 +139,9 @@ def test_rw_conditional_with_ve_continuous_network_sigma_is_the_reference_ve_res
         return (denoise(x, sigma) - x) / sigma ** 2
 
     generator = torch.Generator().manual_seed(3)
-    operator = MatrixOperator(torch.randn(2, 4, generator=generator, dtype=torch.float64))
+    matrix = torch.randn(2, 4, generator=generator, dtype=torch.float64)
+    # ||A|| = 1, as the reference code's masks: there our clamp is its tau <= eta^2 (for ||A|| > 1 it is scaled)
+    operator = MatrixOperator(matrix / torch.linalg.matrix_norm(matrix, ord=2))
     y = torch.randn(3, 2, generator=generator, dtype=torch.float64)
     x = torch.randn(3, 4, generator=generator, dtype=torch.float64)
     N, eta = 12, 0.4            # VE inpainting: eta 0.2 on [0, 1] data is 0.4 here

@@ -82,6 +82,17 @@ def test_a_name_registered_twice_is_refused_naming_both_modules(clean_registries
         data.FAMILIES.add(data.DatasetFamily(name="gmm", description="another", build=dict))
 
 
+def test_a_former_knob_name_is_no_other_knobs_name(clean_registries):
+    # run ids hash a renamed knob under its former name (issue 24): no two knobs may share that key
+    from diffsweep.samplers import Knob, register
+    with pytest.raises(ValueError, match=r"sampler 'renamed': former knob name\(s\) \['a'\] are taken by another knob"):
+        register("renamed", knobs={"a": Knob("int", 1, "a"), "b": Knob("int", 1, "b", formerly="a")},
+                 description="")(lambda denoise, x, sigmas, generator, a, b: (x, 0))
+    with pytest.raises(ValueError, match=r"former knob name\(s\) \['c'\]"):
+        register("renamed", knobs={"a": Knob("int", 1, "a", formerly="c"), "b": Knob("int", 1, "b", formerly="c")},
+                 description="")(lambda denoise, x, sigmas, generator, a, b: (x, 0))
+
+
 def test_registries_are_read_without_torch(root):
     code = ("import sys; import diffsweep.grid, diffsweep.parametrisations, diffsweep.registry, diffsweep.architectures; "
             "from diffsweep import data, noise, pretrained, restoration, samplers; "

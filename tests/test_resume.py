@@ -1,5 +1,9 @@
 """Preemption: a training job killed (kill -9, or SIGTERM as SLURM sends it) resumes from its
-last saved state when re-run, and ends with exactly the weights of an uninterrupted run."""
+last saved state when re-run, and ends with exactly the weights of an uninterrupted run.
+
+The killed jobs are held at a chosen point (a handshake, not a clock): the job writes a marker file
+and then waits for a line on its stdin, so the signal arrives exactly there however loaded the
+machine is."""
 
 import os
 import signal
@@ -22,9 +26,17 @@ RECIPE = {"arch": "mlp", "arch_params": {"hidden": 64, "depth": 2}, "parametrisa
           "seed": 3, "log_every": 40}
 CHECKPOINT_EVERY = 20
 
-# One training job, as the workflow's train rule runs it (one thread, like `threads: 1`).
+# The killed jobs are held halfway between two checkpoints, or while the temporary file of the
+# checkpoint after that is written (before it is renamed into place).
+HOLD_STEP = 2 * CHECKPOINT_EVERY + CHECKPOINT_EVERY // 2
+HOLD_SAVE = 3 * CHECKPOINT_EVERY
+
+# One training job, as the workflow's train rule runs it (one thread, like `threads: 1`). With a
+# hold ("step N": inside the N-th optimiser step; "save N": after the state of step N is written
+# to its temporary file), the job touches <folder>/held there and waits for a line on stdin.
 JOB = """
 import sys
+import torch
 from diffsweep import jobs
 from diffsweep.logs import setup_logging
 setup_logging()
@@ -32,6 +44,27 @@ jobs.use_threads(1)
 spec = {"id": "mlp-00000000", "recipe": %r, "data": {"id": "ring8-00000000"}}
 folder = sys.argv[1]
 resume = folder + "/resume.pt" if sys.argv[2] == "resume" else None
+
+def hold():
+    open(folder + "/held", "w").close()
+    sys.stdin.readline()
+
+where, _, at = sys.argv[4].partition(" ")
+if where == "step":
+    step, steps = torch.optim.Adam.step, [0]
+    def counted_step(optimiser, *args, **kwargs):
+        steps[0] += 1
+        if steps[0] == int(at):
+            hold()
+        return step(optimiser, *args, **kwargs)
+    torch.optim.Adam.step = counted_step
+elif where == "save":
+    save = torch.save
+    def held_save(state, path, *args, **kwargs):
+        save(state, path, *args, **kwargs)
+        if isinstance(state, dict) and state.get("step") == int(at):
+            hold()
+    torch.save = held_save
 try:
     jobs.train_model(spec, sys.argv[3], folder + "/checkpoint.pt", folder + "/train_log.parquet", device="cpu",
                      resume_path=resume, checkpoint_every=%d)
@@ -44,22 +77,24 @@ except Exception as error:
 """ % (RECIPE, CHECKPOINT_EVERY)
 
 
-def job(folder: Path, data: Path, resume: bool = True) -> subprocess.Popen:
+def job(folder: Path, data: Path, resume: bool = True, hold: str = "") -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.Popen([sys.executable, "-c", JOB, str(folder), "resume" if resume else "plain", str(data)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen([sys.executable, "-c", JOB, str(folder), "resume" if resume else "plain", str(data), hold],
+                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
 
 
-def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120.0) -> None:
+def held(folder: Path, process: subprocess.Popen, timeout: float = 300.0) -> None:
+    """Wait until the job is held (its marker exists); the bound only ends a broken job's test."""
     deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, f"the job ended before writing {path}:\n{process.communicate()[0]}"
-        assert time.monotonic() < deadline, f"no {path} after {timeout} s"
+    while not (folder / "held").exists():
+        assert process.poll() is None, f"the job ended before it was held:\n{process.communicate()[0]}"
+        assert time.monotonic() < deadline, f"the job was not held after {timeout} s"
         time.sleep(0.005)
 
 
 def finish(process: subprocess.Popen, expect: int = 0) -> str:
-    output = process.communicate(timeout=300)[0]
+    output = process.communicate(input="\n", timeout=300)[0]
     assert process.returncode == expect, output
     return output
 
@@ -92,14 +127,16 @@ def assert_same_training(resumed: Path, reference: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_kill_9_then_rerun_resumes_and_matches_an_uninterrupted_run(tmp_path, data_path, uninterrupted):
-    process = job(tmp_path, data_path)
-    wait_for(tmp_path / "resume.pt", process)
-    time.sleep(0.3)                              # some checkpoints later, maybe in the middle of one
+def test_kill_9_while_writing_a_checkpoint_then_rerun_resumes_and_matches_an_uninterrupted_run(
+        tmp_path, data_path, uninterrupted):
+    process = job(tmp_path, data_path, hold=f"save {HOLD_SAVE}")
+    held(tmp_path, process)
     process.send_signal(signal.SIGKILL)
     finish(process, expect=-signal.SIGKILL)
+    # the checkpoint being written is only a temporary file: the one before it is what resumes
+    assert list(tmp_path.glob(".resume.pt.*.tmp"))
     saved = train.read_resume(tmp_path / "resume.pt")
-    assert 0 < saved["step"] < RECIPE["steps"] and saved["step"] % CHECKPOINT_EVERY == 0
+    assert saved["step"] == HOLD_SAVE - CHECKPOINT_EVERY
     # nothing that Snakemake would take for an output (a killed atomic write leaves only a hidden .tmp)
     assert not (tmp_path / "checkpoint.pt").exists() and not (tmp_path / "train_log.parquet").exists()
 
@@ -107,17 +144,19 @@ def test_kill_9_then_rerun_resumes_and_matches_an_uninterrupted_run(tmp_path, da
     assert f"resuming training from step {saved['step']}" in output
     record = assert_same_training(tmp_path, uninterrupted)
     assert record["resumed_from_step"] == saved["step"]
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 @pytest.mark.slow
-def test_sigterm_saves_the_state_and_exits_nonzero_then_resumes(tmp_path, data_path, uninterrupted):
-    process = job(tmp_path, data_path)
-    wait_for(tmp_path / "resume.pt", process)
-    time.sleep(0.3)
+def test_sigterm_between_checkpoints_saves_that_step_and_exits_nonzero_then_resumes(tmp_path, data_path,
+                                                                                  uninterrupted):
+    process = job(tmp_path, data_path, hold=f"step {HOLD_STEP}")
+    held(tmp_path, process)
     process.send_signal(signal.SIGTERM)
+    # the signal is pending before the held step goes on: the job saves the state after that step
     output = finish(process, expect=128 + signal.SIGTERM)
     saved = train.read_resume(tmp_path / "resume.pt")
-    assert f"after step {saved['step']}" in output and 0 < saved["step"] < RECIPE["steps"]
+    assert saved["step"] == HOLD_STEP and f"after step {HOLD_STEP}" in output
     assert not (tmp_path / "checkpoint.pt").exists()
 
     finish(job(tmp_path, data_path))

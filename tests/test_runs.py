@@ -5,6 +5,7 @@ what is stored and no metric, and one aggregator turns manifest rows and records
 table that lists its parameter columns."""
 
 import copy
+import math
 
 import pytest
 
@@ -132,3 +133,78 @@ def test_keep_samples_changes_what_is_stored_and_no_metric(sweep, tmp_path, kind
             assert arrays["x" if kind == "generation" else "samples"].shape == shape
     results_key = "metrics" if kind == "generation" else "measurements"
     assert records["all"][results_key] == records[3][results_key] == records["none"][results_key]
+
+
+# --- divergence: one rule for both kinds, in the job loop (runs.divergence) -------------------
+
+def scaled(registry, family: str, factor: float, monkeypatch) -> str:
+    """A plugin method: `family` with its output multiplied by `factor`, registered for this test only."""
+    import dataclasses
+
+    spec = registry.get(family)
+
+    def fn(*args, **knobs):
+        output, nfe = spec.fn(*args, **knobs)
+        return output * factor, nfe
+    name = f"{family}_times_{factor}".replace(".", "_")
+    monkeypatch.setitem(registry._entries, name, dataclasses.replace(spec, name=name, fn=fn))
+    return name
+
+
+@pytest.mark.parametrize("factor,status,reason", [
+    (1.0, "ok", None),
+    (3.0, "ok", None),                 # merely inaccurate: the samples stay about the data's size
+    (30.0, "diverged", "ran away"),    # no mode covered (as a walk that never left sigma_max's scale)
+    (1e30, "diverged", "ran away"),
+    (math.nan, "diverged", "not finite"),
+])
+def test_a_generation_run_whose_samples_ran_away_is_diverged_with_the_reason(sweep, tmp_path, monkeypatch, factor,
+                                                                              status, reason):
+    from diffsweep import cli
+    from diffsweep.samplers.registry import SAMPLERS
+
+    _, grid, _, _ = sweep
+    run = ds_grid.run_dict(min(grid.runs.values(), key=lambda r: r.id))
+    run["family"] = scaled(SAMPLERS, "ddim", factor, monkeypatch)
+    run_shard(sweep, "generation", [run], results=tmp_path)
+    record = runs.read_record(tmp_path, run["id"])
+    assert record["status"] == status
+    if reason is None:
+        assert "error" not in record and record["metrics"]["sliced_w2"] > 0
+        return
+    assert record["error"].startswith(reason) and record["metrics"] == {}
+    # shown as diverged everywhere, as a non-finite run always was: done (never recomputed), not a failure
+    assert runs.done_runs(tmp_path, [run["id"]]) == {run["id"]} and runs.failed_runs(tmp_path, [run["id"]]) == []
+    table = runs.frame("generation", grid.manifest_rows("generation"), tmp_path).set_index("run_id")
+    assert table.loc[run["id"], "status"] == "diverged" and table.loc[run["id"], "error"] == record["error"]
+    assert cli.sweep_status(grid, tmp_path)["total"]["diverged"] == 1
+
+
+def test_a_restoration_whose_restorations_ran_away_is_diverged_with_the_reason(sweep, tmp_path, monkeypatch):
+    from diffsweep.restoration.registry import RESTORERS
+
+    _, grid, _, _ = sweep
+    (run,) = (ds_grid.run_dict(r) for r in grid.restorations.values())
+    run["family"] = scaled(RESTORERS, "ddrm", 1e6, monkeypatch)
+    run_shard(sweep, "restoration", [run], results=tmp_path)
+    record = runs.read_record(tmp_path, run["id"])
+    assert record["status"] == "diverged" and record["error"].startswith("ran away")
+    assert [set(row) for row in record["measurements"]] == [{"measurement", "lpips_status"}] * 2   # no metric
+    table = runs.frame("restoration", grid.manifest_rows("restoration"), tmp_path)
+    assert set(table["status"]) == {"diverged"} and set(table["error"]) == {record["error"]}
+
+
+def test_the_data_scale_is_the_reference_sets_centre_and_extent():
+    import torch
+
+    reference = torch.tensor([[0.0, 0.0], [2.0, 0.0], [1.0, 3.0], [1.0, -3.0]])
+    scale = runs.DataScale.of(reference)
+    assert scale.centre.tolist() == [1.0, 0.0] and scale.extent == 3.0
+    at_the_edge = torch.tensor([[1.0 + runs.RUNAWAY_FACTOR * scale.extent * 0.99, 0.0]])
+    assert runs.divergence(at_the_edge, scale) is None
+    assert runs.divergence(at_the_edge * 1.02, scale).startswith("ran away")
+    # sampling.runaway_factor: its default is the rule's; 0 turns the runaway check off, not the finiteness check
+    assert config.prepare(copy.deepcopy(CONFIG))["sampling"]["runaway_factor"] == runs.RUNAWAY_FACTOR
+    assert runs.divergence(at_the_edge * 1e6, scale, 0) is None
+    assert runs.divergence(at_the_edge * math.inf, scale, 0).startswith("not finite: 1 of 1 samples")
+    assert runs.divergence(at_the_edge, scale, 2.0).startswith("ran away")

@@ -10,17 +10,20 @@ import torch
 
 from diffsweep import samplers
 from diffsweep.data import make_dataset
-from diffsweep.models import OracleDenoiser
 from diffsweep.noise import make_schedule
 
 GRID = make_dataset("gmm", preset="grid25")
-ORACLE = OracleDenoiser(GRID.mixture)
 score = GRID.mixture.score
 
 
-def sample(name, x, sigmas, seed=11, **knobs):
+@pytest.fixture(scope="module")
+def grid25_oracle(oracle_of):
+    return oracle_of("grid25")
+
+
+def sample(denoise, name, x, sigmas, seed=11, **knobs):
     spec = samplers.get(name)
-    return spec.fn(ORACLE, x.clone(), sigmas, torch.Generator().manual_seed(seed), **spec.resolve_knobs(knobs))
+    return spec.fn(denoise, x.clone(), sigmas, torch.Generator().manual_seed(seed), **spec.resolve_knobs(knobs))
 
 
 def start(scale, n=64, seed=3):
@@ -81,72 +84,72 @@ def ddpm_ancestral(x, sigmas, variance, seed=11):
 
 
 @pytest.mark.parametrize("sigma_ref", ["smallest", "largest"])
-def test_ncsn_setting_is_annealed_langevin(sigma_ref):
+def test_ncsn_setting_is_annealed_langevin(sigma_ref, grid25_oracle):
     sigmas = make_schedule("geometric", 8, sigma_max=20.0, sigma_min=0.05).tolist()
     x = start(20.0)
     classic = annealed_langevin(x, sigmas, eps=2e-4, sigma_ref=min(sigmas) if sigma_ref == "smallest" else max(sigmas),
                                 steps_per_level=5)
     knobs = dict(eps=2e-4, sigma_ref=sigma_ref, steps_per_level=5, final_noise=True)
-    assert_same(sample("random_walk", x, sigmas, step_rule="ncsn", **knobs), classic)
-    assert_same(sample("rw_ncsn", x, sigmas, **knobs), classic)
-    assert_same(sample("ncsn", x, sigmas, eps=2e-4, sigma_ref=sigma_ref, steps_per_level=5, final_denoise=False),
+    assert_same(sample(grid25_oracle, "random_walk", x, sigmas, step_rule="ncsn", **knobs), classic)
+    assert_same(sample(grid25_oracle, "rw_ncsn", x, sigmas, **knobs), classic)
+    assert_same(sample(grid25_oracle, "ncsn", x, sigmas, eps=2e-4, sigma_ref=sigma_ref, steps_per_level=5, final_denoise=False),
                 classic)
 
 
 @pytest.mark.parametrize("schedule", ["geometric", "karras"])
-def test_ve_sde_setting_is_reverse_diffusion(schedule):
+def test_ve_sde_setting_is_reverse_diffusion(schedule, grid25_oracle):
     sigmas = make_schedule(schedule, 30).tolist()
     x = start(sigmas[0])
     classic = ve_reverse_sde(x, sigmas)
-    assert_same(sample("random_walk", x, sigmas, step_rule="ve_sde"), classic)
-    assert_same(sample("rw_ve_sde", x, sigmas), classic)
-    assert_same(sample("sde_euler", x, sigmas, process="ve"), classic)
-    assert_same(sample("pc", x, sigmas, process="ve", predictor="reverse_diffusion", corrector="none"), classic)
+    assert_same(sample(grid25_oracle, "random_walk", x, sigmas, step_rule="ve_sde"), classic)
+    assert_same(sample(grid25_oracle, "rw_ve_sde", x, sigmas), classic)
+    assert_same(sample(grid25_oracle, "sde_euler", x, sigmas, process="ve"), classic)
+    assert_same(sample(grid25_oracle, "pc", x, sigmas, process="ve", predictor="reverse_diffusion", corrector="none"), classic)
 
 
 @pytest.mark.parametrize("variance", ["beta", "beta_tilde"])
 @pytest.mark.parametrize("schedule", ["vp_respaced", "vp_pretrained"])
-def test_ddpm_setting_is_ddpm_ancestral(variance, schedule):
+def test_ddpm_setting_is_ddpm_ancestral(variance, schedule, grid25_oracle):
     sigmas = make_schedule(schedule, 40).tolist()
     x = start((1 + sigmas[0] ** 2) ** 0.5)
     classic = ddpm_ancestral(x, sigmas, variance)
-    assert_same(sample("random_walk", x, sigmas, step_rule="ddpm", ddpm_variance=variance), classic)
-    assert_same(sample("rw_ddpm", x, sigmas, ddpm_variance=variance), classic)
-    assert_same(sample("ddpm", x, sigmas, variance=variance), classic)
+    assert_same(sample(grid25_oracle, "random_walk", x, sigmas, step_rule="ddpm", variance=variance), classic)
+    assert_same(sample(grid25_oracle, "rw_ddpm", x, sigmas, variance=variance), classic)
+    assert_same(sample(grid25_oracle, "ddpm", x, sigmas, variance=variance), classic)
 
 
-def test_ddim_with_eta_one_is_ddpm_with_beta_tilde():
+def test_ddim_with_eta_one_is_ddpm_with_beta_tilde(grid25_oracle):
     sigmas = make_schedule("vp_respaced", 40).tolist()
     x = start((1 + sigmas[0] ** 2) ** 0.5)
-    assert_same(sample("ddim", x, sigmas, eta=1.0), sample("ddpm", x, sigmas, variance="beta_tilde"))
+    assert_same(sample(grid25_oracle, "ddim", x, sigmas, eta=1.0), sample(grid25_oracle, "ddpm", x, sigmas, variance="beta_tilde"))
 
 
-def test_deterministic_ddim_is_the_euler_ode_step():
+def test_deterministic_ddim_is_the_euler_ode_step(grid25_oracle):
     sigmas = make_schedule("vp_respaced", 25).tolist()
     x = start(sigmas[0])
-    assert_same(sample("ddim", x, sigmas, eta=0.0), sample("pf_ode", x, sigmas, solver="euler"))
+    assert_same(sample(grid25_oracle, "ddim", x, sigmas, eta=0.0), sample(grid25_oracle, "pf_ode", x, sigmas, solver_type="euler"))
 
 
-def test_edm_without_churn_is_heun():
+def test_edm_without_churn_is_heun(grid25_oracle):
     sigmas = make_schedule("karras", 20).tolist()
     x = start(sigmas[0])
-    assert_same(sample("edm", x, sigmas, s_churn=0.0), sample("pf_ode", x, sigmas, solver="heun"))
+    assert_same(sample(grid25_oracle, "edm", x, sigmas, s_churn=0.0), sample(grid25_oracle, "pf_ode", x, sigmas, solver_type="heun"))
 
 
-def test_dpmpp_2s_without_noise_is_deterministic():
+def test_dpmpp_2s_without_noise_is_deterministic(grid25_oracle):
     sigmas = make_schedule("karras", 12).tolist()
     x = start(sigmas[0])
-    a, _ = sample("dpmpp_2s_ancestral", x, sigmas, seed=1, eta=0.0)
-    b, _ = sample("dpmpp_2s_ancestral", x, sigmas, seed=2, eta=0.0)
+    a, _ = sample(grid25_oracle, "dpmpp_2s_ancestral", x, sigmas, seed=1, eta=0.0)
+    b, _ = sample(grid25_oracle, "dpmpp_2s_ancestral", x, sigmas, seed=2, eta=0.0)
     assert torch.equal(a, b)
-    c, _ = sample("dpmpp_2s_ancestral", x, sigmas, seed=2, eta=1.0)
+    c, _ = sample(grid25_oracle, "dpmpp_2s_ancestral", x, sigmas, seed=2, eta=1.0)
     assert not torch.equal(a, c)
 
 
-def test_pc_orders_differ_but_count_the_same():
+def test_pc_orders_differ_but_count_the_same(grid25_oracle):
     sigmas = make_schedule("geometric", 10, sigma_max=20.0).tolist()
     x = start(20.0)
-    first = sample("pc", x, sigmas, order="corrector_first", corrector_steps=2)
-    second = sample("pc", x, sigmas, order="predictor_first", corrector_steps=2)
+    first = sample(grid25_oracle, "pc", x, sigmas, sequence="corrector_first", steps_per_level=2)
+    second = sample(grid25_oracle, "pc", x, sigmas, sequence="predictor_first", steps_per_level=2)
     assert first[1] == 10 * 3 and second[1] == 10 + 9 * 2
     assert not torch.equal(first[0], second[0])

@@ -1,5 +1,6 @@
 """Samplers on the exact oracle: registry, knobs, exact NFE, determinism, the reference rule.
-(Identities between families: test_sampler_identities.py; convergence: test_convergence.py.)"""
+(Identities between families: test_sampler_identities.py; convergence: test_convergence.py; orders:
+test_orders.py; k-diffusion's values: test_k_diffusion.py.)"""
 
 import math
 
@@ -8,11 +9,9 @@ import torch
 
 from diffsweep import jobs, samplers
 from diffsweep.data import make_dataset
-from diffsweep.models import OracleDenoiser
 from diffsweep.noise import make_schedule
 
 RING = make_dataset("gmm", preset="ring8")
-ORACLE = OracleDenoiser(RING.mixture)
 
 # Presets that should sample ring8 well with the exact score (family, schedule, knobs).
 PRESETS = {
@@ -21,8 +20,8 @@ PRESETS = {
     "ddpm": ("vp_respaced", {}),
     "sde_ve": ("geometric", {"process": "ve"}),
     "sde_vp": ("vp_pretrained", {"process": "vp"}),
-    "pf_ode_heun": ("karras", {"solver": "heun"}),
-    "pf_ode_euler": ("karras", {"solver": "euler"}),
+    "pf_ode_heun": ("karras", {"solver_type": "heun"}),
+    "pf_ode_euler": ("karras", {"solver_type": "euler"}),
 }
 
 
@@ -30,13 +29,13 @@ def family_of(preset: str) -> str:
     return {"sde_ve": "sde_euler", "sde_vp": "sde_euler", "pf_ode_heun": "pf_ode", "pf_ode_euler": "pf_ode"}.get(preset, preset)
 
 
-def run(preset, steps, n=2000, seed=0, **schedule_knobs):
+def run(denoise, preset, steps, n=2000, seed=0, **schedule_knobs):
     schedule, knobs = PRESETS[preset]
     family = family_of(preset)
     spec = samplers.get(family)
     run_spec = {"family": family, "schedule": schedule, "schedule_knobs": schedule_knobs, "steps": steps,
                 "init": spec.init, "knobs": spec.resolve_knobs(knobs), "seed": seed, "n_samples": n}
-    return jobs.draw_samples(run_spec, ORACLE, 2, torch.float64, torch.device("cpu"))
+    return jobs.draw_samples(run_spec, denoise, 2, torch.float64, torch.device("cpu"))
 
 
 def test_registry_lists_the_builtin_families():
@@ -47,10 +46,22 @@ def test_registry_lists_the_builtin_families():
         samplers.get("dpm")
 
 
+# Names that meant a concept another name already had (docs/samplers.md, "Knob names"): refused as
+# declarations, so that a new sampler or restorer does not bring them back.
+RETIRED_KNOB_NAMES = {"langevin_steps", "corrector_steps", "order", "solver", "ddpm_variance"}
+
+
+def test_one_knob_name_per_concept():
+    from diffsweep import restoration
+    declared = {(kind, name, knob) for kind, registry in (("sampler", samplers), ("restorer", restoration))
+                for name in registry.names() for knob in registry.get(name).knobs}
+    assert {entry for entry in declared if entry[2] in RETIRED_KNOB_NAMES} == set()
+
+
 def test_knob_checks_name_the_key():
     spec = samplers.get("pf_ode")
-    with pytest.raises(ValueError, match=r"solver: 'rk4' is not allowed; allowed: euler, heun"):
-        spec.resolve_knobs({"solver": "rk4"})
+    with pytest.raises(ValueError, match=r"solver_type: 'rk4' is not allowed; allowed: euler, heun"):
+        spec.resolve_knobs({"solver_type": "rk4"})
     with pytest.raises(ValueError, match=r"unknown knob\(s\) \['snr'\] for sampler 'pf_ode'"):
         spec.resolve_knobs({"snr": 0.1})
     with pytest.raises(ValueError, match="eps: 'big' is not allowed; allowed: a finite number"):
@@ -76,10 +87,10 @@ def test_every_builtin_sampler_has_an_nfe_rule():
 
 @pytest.mark.parametrize("family", sorted(EXPECTED_NFE))
 @pytest.mark.parametrize("steps", [1, 2, 17])
-def test_nfe_is_exact(family, steps):
+def test_nfe_is_exact(family, steps, oracle):
     spec = samplers.get(family)
     sigmas = make_schedule(spec.default_schedule, steps).tolist()
-    counter = jobs.CountingDenoiser(ORACLE)
+    counter = jobs.CountingDenoiser(oracle)
     x = torch.randn(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * sigmas[0]
     samples, nfe = spec.fn(counter, x, sigmas, torch.Generator().manual_seed(1), **spec.resolve_knobs({}))
     assert nfe == counter.calls
@@ -88,9 +99,9 @@ def test_nfe_is_exact(family, steps):
     assert samples.shape == x.shape and torch.isfinite(samples).all()
 
 
-def test_random_walk_steps_per_level_count():
+def test_random_walk_steps_per_level_count(oracle):
     spec = samplers.get("random_walk")
-    counter = jobs.CountingDenoiser(ORACLE)
+    counter = jobs.CountingDenoiser(oracle)
     sigmas = make_schedule("sigmoid", 6).tolist()
     _, nfe = spec.fn(counter, torch.zeros(4, 2, dtype=torch.float64), sigmas, torch.Generator().manual_seed(0),
                      **spec.resolve_knobs({"steps_per_level": 3}))
@@ -98,21 +109,21 @@ def test_random_walk_steps_per_level_count():
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
-def test_same_seed_same_samples(preset):
-    a, *_ = run(preset, 10, n=64, seed=3)
-    b, *_ = run(preset, 10, n=64, seed=3)
-    c, *_ = run(preset, 10, n=64, seed=4)
+def test_same_seed_same_samples(preset, oracle):
+    a, *_ = run(oracle, preset, 10, n=64, seed=3)
+    b, *_ = run(oracle, preset, 10, n=64, seed=3)
+    c, *_ = run(oracle, preset, 10, n=64, seed=4)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
 
 
-def test_random_walk_is_the_reference_rule_step_by_step():
+def test_random_walk_is_the_reference_rule_step_by_step(oracle):
     # The template x + tau * score + sqrt(2 tau T) n with tau = eps sigma^2, written out by hand.
     sigmas = make_schedule("sigmoid", 5).tolist()
     eps, T0 = 0.7, 0.1
     x0 = torch.randn(8, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
     spec = samplers.get("random_walk")
-    ours, _ = spec.fn(ORACLE, x0, sigmas, torch.Generator().manual_seed(1), **spec.resolve_knobs({"eps": eps, "T0": T0}))
+    ours, _ = spec.fn(oracle, x0, sigmas, torch.Generator().manual_seed(1), **spec.resolve_knobs({"eps": eps, "T0": T0}))
     g = torch.Generator().manual_seed(1)
     x = x0
     temperatures = torch.linspace(T0, 1.0, len(sigmas), dtype=torch.float64)
@@ -125,10 +136,9 @@ def test_random_walk_is_the_reference_rule_step_by_step():
     torch.testing.assert_close(ours, x, rtol=1e-6, atol=1e-6)
 
 
-def test_a_denoiser_in_chunks_gives_the_same_samples_and_gradients():
+def test_a_denoiser_in_chunks_gives_the_same_samples_and_gradients(oracle_of):
     from diffsweep.jobs import InChunks
-    from diffsweep.models import OracleDenoiser
-    denoiser = OracleDenoiser(make_dataset("gmm", preset="grid25").mixture)
+    denoiser = oracle_of("grid25")
     chunked = InChunks(denoiser, max_batch=7)
     x = torch.randn(30, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     assert torch.equal(chunked(x, 0.7), denoiser(x, 0.7))
@@ -138,3 +148,9 @@ def test_a_denoiser_in_chunks_gives_the_same_samples_and_gradients():
     (grad_chunked,) = torch.autograd.grad(chunked(leaf, 0.7).pow(2).sum(), leaf)
     (grad_whole,) = torch.autograd.grad(denoiser(leaf, 0.7).pow(2).sum(), leaf)
     assert torch.allclose(grad_chunked, grad_whole, rtol=0, atol=1e-12)
+
+
+def test_diffsweep_list_names_a_renamed_knobs_former_name(capsys):
+    from diffsweep import cli
+    assert cli.main(["list", "samplers"]) == 0
+    assert "steps_per_level (int, default 1; in [0, 10000]; formerly corrector_steps)" in capsys.readouterr().out

@@ -66,6 +66,22 @@ def test_structured_svd_equals_the_operator_and_the_dense_svd(name, params):
     assert close(svd.pseudo_inverse(y), expected) and close(dense.pseudo_inverse(y), expected)
 
 
+@pytest.mark.parametrize("name,params", CASES)
+def test_norm_is_the_largest_singular_value_of_the_dense_matrix(name, params):
+    operator = build(name, params)
+    largest = torch.linalg.matrix_norm(operator.matrix(), ord=2).item()
+    assert abs(operator.norm() - largest) <= 1e-10
+    # every image operator is a contraction, so the conditional walk's clamp stays the reference's s^2
+    assert operator.norm() <= 1 + 1e-12
+
+
+def test_norm_of_a_dense_matrix_and_of_per_image_masks():
+    matrix = torch.randn(8, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert abs(ops.MatrixOperator(matrix).norm() - torch.linalg.matrix_norm(matrix, ord=2).item()) <= 1e-10
+    per_image = build("inpaint_random", {"missing": 0.5, "per_image": True}).for_measurements(3)
+    assert per_image.norm() == 1.0 and per_image.restrict(slice(0, 2)).norm() == 1.0
+
+
 def shrinking_denoiser(x, sigma):
     """A smooth nonlinear stand-in for a network (PiGDM differentiates through it)."""
     sigma = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, *[1] * (x.ndim - 1))

@@ -73,6 +73,8 @@ def _knob_line(name: str, knob: dict) -> str:
     allowed = "; " + ", ".join(bounds) if bounds else ""
     if "choices" in knob:
         allowed += f"; one of {', '.join(map(str, knob['choices']))}"
+    if "formerly" in knob:
+        allowed += f"; formerly {knob['formerly']}"
     return f"    {name} ({knob['type']}, default {knob['default']!r}{allowed}): {knob['description']}"
 
 

@@ -143,6 +143,8 @@ class TaskSpec:
 
 # Manifest columns naming the preset and its family, by run kind (tables and plots group by them).
 PRESET_COLUMNS = {"generation": ("sampler", "sampler_family"), "restoration": ("restorer", "restorer_family")}
+# The registry of each kind's presets' families (their declared knobs).
+METHODS = {"generation": samplers, "restoration": restoration}
 
 
 @dataclass(frozen=True)
@@ -169,8 +171,9 @@ class RunSpec:
 
     def params(self) -> dict:
         """Everything that determines the run's output (what its id hashes)."""
+        knobs = METHODS[self.kind].get(self.family).id_knobs(self.knobs)    # renamed knobs: ids stay
         method = {"family": self.family, "schedule": self.schedule, "schedule_knobs": self.schedule_knobs,
-                  "steps": self.steps, "init": self.init, "knobs": self.knobs}
+                  "steps": self.steps, "init": self.init, "knobs": knobs}
         if self.init_knobs:     # only starts with knobs hash them: the ids of the other runs stay
             method["init_knobs"] = self.init_knobs
         if self.task is None:

@@ -260,12 +260,16 @@ class Generation:
     def draw(self, run: dict, denoiser):
         return draw_samples(run, denoiser, self.dataset.shape, self.dtype, self.device)
 
-    def finish(self, run: dict, samples, folder: Path) -> tuple[str, dict]:
-        """(status, the record's metrics and skipped fidelity metrics)."""
+    @staticmethod
+    def samples_of(samples):
+        """What the run drew, for the job loop's divergence rule (runs.divergence)."""
+        return samples
+
+    def finish(self, run: dict, samples, folder: Path, scored: bool = True) -> dict:
+        """The record's metrics and skipped fidelity metrics; none unless `scored` (a diverged run)."""
         samples = samples.detach().double().cpu()
-        finite = bool(torch.isfinite(samples).all())
         values, skipped = {}, {}
-        if finite:
+        if scored:
             generator = torch.Generator().manual_seed(run["seed"])
             values = metrics.sample_metrics(samples.flatten(1), self.dataset, self.reference.flatten(1),
                                             generator=generator, **self.metric_options)
@@ -279,4 +283,4 @@ class Generation:
             from diffsweep.images import save_image_grid
             save_image_grid(stored[:64], folder / "grid.png")
         log.info("%s: %s", run["id"], " ".join(f"{k}={v:.4g}" for k, v in values.items()))
-        return ("ok" if finite else "diverged"), {"metrics": values, "skipped": skipped}
+        return {"metrics": values, "skipped": skipped}

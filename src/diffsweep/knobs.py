@@ -47,7 +47,8 @@ class Knob:
     (EDM's s_tmax: no bound) also takes infinity. `exclusive_minimum`/`exclusive_maximum` bound
     a value where the bound itself is degenerate (a step size or a noise level of zero). A list
     knob (type `list[int]` or `list[float]`) holds `min_items` to `max_items` items, each within
-    the bounds."""
+    the bounds. `formerly` is the name a renamed knob had: a config that still writes it is refused
+    naming the new name, and run ids hash the value under it (`id_view`), so no id changes."""
     type: str
     default: Any
     description: str
@@ -58,6 +59,7 @@ class Knob:
     exclusive_maximum: float | None = None
     min_items: int | None = None
     max_items: int | None = None
+    formerly: str | None = None
 
     def __post_init__(self):
         self.check("default", self.default)   # so resolve_knobs checks only the values a config gives
@@ -135,6 +137,10 @@ def resolve_knobs(declared: dict[str, Knob], given: dict, owner: str, where: str
     if not isinstance(given, dict):
         raise ValueError(f"{where[:-1] or owner}: expected a mapping of knob: value, got {given!r}")
     unknown = sorted(set(given) - set(declared))
+    renamed = {knob.formerly: key for key, knob in declared.items() if knob.formerly}
+    for key in unknown:
+        if key in renamed:
+            raise ValueError(f"{where or owner + ': '}{key}: renamed to {renamed[key]}")
     if unknown:
         prefix = f"{where[:-1]}: " if where.endswith(".") else where  # "samplers.rw.knobs: unknown ..."
         raise ValueError(f"{prefix}unknown knob(s) {unknown} for {owner}; allowed: {', '.join(declared) or '(none)'}")
@@ -147,6 +153,11 @@ def resolve_knobs(declared: dict[str, Knob], given: dict, owner: str, where: str
             value = list(knob.default) if isinstance(knob.default, list) else knob.default   # checked when declared
         resolved[key] = float(value) if knob.type == "float" else value
     return resolved
+
+
+def id_view(declared: dict[str, Knob], resolved: dict) -> dict:
+    """Resolved knobs as a run id hashes them: a renamed knob under its former name."""
+    return {(declared[key].formerly if key in declared else None) or key: value for key, value in resolved.items()}
 
 
 def integer_hint(value, type: str) -> str:

@@ -25,7 +25,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diffsweep.knobs import Knob, resolve_knobs
+from diffsweep.knobs import Knob, id_view, resolve_knobs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +41,10 @@ class Entry:
         """`given` with defaults filled in; unknown or ill-typed knobs raise ValueError naming `where`."""
         return resolve_knobs(self.knobs, given or {}, f"{self.kind} '{self.name}'", where)
 
+    def id_knobs(self, resolved: dict) -> dict:
+        """Resolved knobs as a run id hashes them (renamed knobs under their former names)."""
+        return id_view(self.knobs, resolved)
+
 
 class Registry:
     """Entries of one kind behind their names."""
@@ -52,6 +56,10 @@ class Registry:
         """Register `entry` under its name; a different entry under a taken name is refused."""
         module = entry.module or sys._getframe(1).f_globals.get("__name__", "")
         entry = dataclasses.replace(entry, kind=self.kind, module=module)
+        former = [knob.formerly for knob in entry.knobs.values() if knob.formerly]
+        clash = sorted(name for name in set(former) if name in entry.knobs or former.count(name) > 1)
+        if clash:   # a run id hashes a renamed knob under its former name: two knobs would share a key
+            raise ValueError(f"{self.kind} '{entry.name}': former knob name(s) {clash} are taken by another knob")
         existing = self._entries.get(entry.name)
         if existing is not None and existing != entry:
             raise ValueError(f"{self.kind} '{entry.name}' is registered twice ({existing.module} and {entry.module})")

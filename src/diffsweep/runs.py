@@ -13,17 +13,19 @@ Everything around the kind-specific work is shared:
   at parse time (`check_layout`), so old and new records never mix.
 - Job loop (`run_shard`). Plugins imported, device picked, score source loaded once, each run
   drawn (counting network evaluations and timing the draw; with `fuse` the runs draw together,
-  one network call serving all of them: diffsweep.fusion), evaluated (`job.finish` writes the
-  run's files into a staging folder), stored. A run that raises is recorded as `failed` and the
-  job goes on (`fail_fast` stops it instead). The runs drawing are noted first (DrawingNote), so
-  the next attempt after a job whose process died isolates them and records the one that kills
-  its job as `failed`.
+  one network call serving all of them: diffsweep.fusion), judged (`divergence`: samples that
+  are not finite or ran away make the run `diverged`, for both kinds), evaluated (`job.finish`
+  writes the run's files into a staging folder), stored. A run that raises is recorded as
+  `failed` and the job goes on (`fail_fast` stops it instead). The runs drawing are noted first
+  (DrawingNote), so the next attempt after a job whose process died isolates them and records
+  the one that kills its job as `failed`.
 - Record. A line holds run_id (first), kind, status, nfe, wall_s, device, finished, row (the
   manifest row), params (what the id hashes), provenance, archive and files (offset, size and
   sha256 of each file in the archive; none when keep_samples is `none`) and the kind's results:
   `metrics` and `skipped` (generation), `measurements` (restoration, one entry per measurement);
   a failed run's record has `error` (one line) and `log` (the job's log file, relative to the
-  results folder: log_file) instead.
+  results folder: log_file) instead; a diverged run's has `error` (why it diverged) next to its
+  (empty) results.
 - Statuses. `ok` and `diverged` runs are done: never recomputed. A `failed` run is retried by the
   next invocation. Done detection is run-level (`index`): the records of every record file, the
   latest line of a run winning, since a run's shard changes when the config adds runs. A line
@@ -192,7 +194,8 @@ def unlock_results(results) -> None:
 
 # --- records -----------------------------------------------------------------------------
 
-DONE_STATUSES = ("ok", "diverged")     # never recomputed (delete the run's record lines to redo one)
+OK, DIVERGED = "ok", "diverged"        # DIVERGED: samples not finite or ran away (`divergence`)
+DONE_STATUSES = (OK, DIVERGED)         # never recomputed (delete the run's record lines to redo one)
 FAILED = "failed"                      # recorded, retried by the next invocation
 STATUSES = (*DONE_STATUSES, FAILED)
 # Statuses a table gives a run without a trustworthy record.
@@ -672,6 +675,60 @@ class DrawingNote:
         os.replace(tmp, self.path)
 
 
+# --- divergence ---------------------------------------------------------------------------
+#
+# A run is `diverged` when its samples (generation) or restorations (restoration) are not finite,
+# or when they ran away: their root-mean-square distance from the data's centre (the mean of the
+# reference set) exceeds RUNAWAY_FACTOR times the data's extent (the largest distance of a
+# reference point from that centre). For any coupling, ||X - Y||_L2 >= ||X - c||_L2 - ||Y - c||_L2,
+# so such samples are farther than (RUNAWAY_FACTOR - 1) extents from the data in W2: they cover
+# no part of it, whatever the sampler meant to do, and their metrics would only measure how far
+# they flew. A sampler that is merely inaccurate keeps its samples near the data and stays `ok`:
+# on the default grid every run's radius is at most 1.5 extents, except NCSN with 3 steps per
+# level, whose samples have not contracted yet (3-4.4 extents, sliced W2 11-13 on ring8, data
+# radius 4). Samples with a few far outliers count too: the RMS weighs them. The factor is
+# `sampling.runaway_factor` (this default; 0 turns the check off).
+RUNAWAY_FACTOR = 5.0
+
+
+@dataclass(frozen=True)
+class DataScale:
+    """The data's centre (mean of the reference set, float64) and extent (largest distance of a
+    reference point from it), computed once per shard job."""
+    centre: object
+    extent: float
+
+    @classmethod
+    def of(cls, reference) -> DataScale:
+        import torch
+
+        rows = reference.flatten(1)
+        centre = rows.sum(0, dtype=torch.float64) / len(rows)
+        extent = max(((part.double() - centre) ** 2).sum(1).max().item() for part in rows.split(1024)) ** 0.5
+        return cls(centre, extent)
+
+
+def divergence(samples, scale: DataScale, factor: float = RUNAWAY_FACTOR) -> str | None:
+    """Why the drawn `samples` (n, ...) make their run `diverged`, or None: not finite, or ran away
+    (RMS distance from the data's centre above `factor` x the data's extent; 0: not checked)."""
+    import torch
+
+    rows = samples.detach().flatten(1)
+    if not bool(torch.isfinite(rows).all()):
+        bad = int((~torch.isfinite(rows)).any(1).sum())
+        return f"not finite: {bad} of {len(rows)} samples hold NaN or inf"
+    if not factor:
+        return None
+    centre = scale.centre.to(rows.device)
+    squared = sum(((part.double() - centre) ** 2).sum().item() for part in rows.split(1024))
+    radius = (squared / len(rows)) ** 0.5
+    if radius > factor * scale.extent:
+        return (f"ran away: the samples' RMS distance from the data's centre is {radius:.4g}, over "
+                f"{factor:g} x the data's extent {scale.extent:.4g} (the largest distance of a reference "
+                f"point from its mean)")
+    return None
+
+
 # --- job loop ----------------------------------------------------------------------------
 
 def kind_job(kind: str):
@@ -688,7 +745,8 @@ def kind_job(kind: str):
 
 def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, results, shard_path,
               options: dict, device: str = "auto", plugins=(), fidelity_records=(), fidelity_options=None,
-              max_batch: int = 0, log_path=None, fail_fast: bool = False, fuse: bool = True) -> None:
+              max_batch: int = 0, log_path=None, fail_fast: bool = False, fuse: bool = True,
+              runaway_factor: float = RUNAWAY_FACTOR) -> None:
     """Run every run of one shard (one score source, one kind); each finished run appends its
     files to the shard's archive and its record line to the shard's record file (ShardStore; the
     shard is the name of `shard_path`, its marker). `options` are the kind's options (generation:
@@ -697,7 +755,8 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     `results`: log_file) and the job goes on; if
     the score source or the data cannot be loaded, every run is. With `fail_fast` the job stops
     (raises) at the first failure instead. With `fuse` the runs draw together, one network call
-    serving all of them at each step (diffsweep.fusion).
+    serving all of them at each step (diffsweep.fusion). A run whose samples are not finite, or ran
+    away (`divergence`, `runaway_factor`; 0: not checked), is recorded as `diverged`.
     Runs that were drawing when an earlier job of the shard died (its DrawingNote) are suspects:
     they draw alone, one at a time, before the others; a run that was drawing alone when its job
     died is recorded as `failed` (JobDied)."""
@@ -733,7 +792,12 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
             if nfe != counted:
                 raise RuntimeError(f"{job.method} '{run['family']}' reported {nfe} network evaluations but made {counted}")
             folder = store.run_staging(run["id"])
-            status, results_part = job.finish(run, output, folder)
+            why = divergence(job.samples_of(output), data_scale, runaway_factor)
+            status = DIVERGED if why else OK
+            results_part = job.finish(run, output, folder, scored=not why)
+            if why:
+                log.warning("%s run %s diverged: %s", kind, run["id"], why)
+                results_part["error"] = why
             store.append(make_record(run, status, nfe, wall, chosen, origin, results_part), folder)
             statuses[run["id"]] = status
             note.stored(run["id"])
@@ -753,6 +817,7 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
         chosen = jobs.pick_device(device)
         job, denoiser = start_job(kind, model, reference_path, checkpoint_path, results, chosen, fidelity_records,
                                   fidelity_options, options, max_batch)
+        data_scale = DataScale.of(job.reference)
     except Exception as error:  # nothing can run: every run fails with this error
         for run in runs:
             record_failure(run, error, device)

@@ -44,15 +44,20 @@ class Restoration:
         samples, nfe, counted, wall = restore(run, denoiser, operator, y, self.dataset.shape, self.dtype, self.device)
         return (operator, truth, y, samples), nfe, counted, wall
 
-    def finish(self, run: dict, output, folder: Path) -> tuple[str, dict]:
-        """(status, the record's `measurements`: one entry of metrics per measurement)."""
+    @staticmethod
+    def samples_of(output):
+        """The restorations, for the job loop's divergence rule (runs.divergence)."""
+        return output[3]
+
+    def finish(self, run: dict, output, folder: Path, scored: bool = True) -> dict:
+        """The record's `measurements`: one entry per measurement, with metrics unless not `scored`
+        (a diverged run)."""
         operator, truth, y, samples = output
         task, shape = run["task"], self.dataset.shape
         n, k = len(truth), run["n_samples"]
         samples = samples.detach().double().cpu().reshape(n, k, *shape)
-        status = "ok" if bool(torch.isfinite(samples).all()) else "diverged"
         run_values, run_skipped = {}, {}      # FID/KID of the run: all its restorations pooled, one set
-        if status == "ok" and self.fidelity is not None:
+        if scored and self.fidelity is not None:
             run_values, run_skipped = self.fidelity.evaluate(samples.reshape(n * k, *shape))
 
         rows, exact_means = [], []
@@ -60,7 +65,7 @@ class Restoration:
         noise_std = task["noise_std_effective"]
         for j in range(n):
             values = {}
-            if status == "ok":
+            if scored:
                 values = rmetrics.measurement_metrics(samples[j], truth[j], y[j], operator.restrict(j), noise_std)
                 if self.lpips is not None:
                     values["lpips"] = self.lpips(samples[j], truth[j:j + 1].expand_as(samples[j])).mean().item()
@@ -85,7 +90,7 @@ class Restoration:
             save_strip(operator.restrict(slice(0, self.strips)), y[:self.strips], samples[:self.strips],
                        exact_means[:self.strips] or None, truth[:self.strips], folder / "strip.png")
         log.info("%s: psnr %s", run["id"], [round(r.get("psnr", float("nan")), 2) for r in rows])
-        return status, {"measurements": rows}
+        return {"measurements": rows}
 
 
 def measure(run: dict, dataset, reference, generator):

@@ -1,7 +1,8 @@
 """Linear measurement operators A on batches x of shape (n, *shape), with exact adjoints.
 
 Every operator has `forward(x)` (A x), `adjoint(y)` (A^T y), `measurement_shape`, `svd()`
-(its singular value decomposition as factors, see SVD), and `arrays()`: the seeded random
+(its singular value decomposition as factors, see SVD), `norm()` (its largest singular value,
+from the same decomposition), and `arrays()`: the seeded random
 parts (mask, kernel) to save with a run. The dense float64 `matrix()` (m, d) and its
 `dense_svd()` are the reference, for small data only. Images are (C, H, W); inpainting keeps
 the measurement at full size (missing pixels are zero rows of A), blur is a circular
@@ -259,6 +260,11 @@ class LinearOperator:
         if self._svd is None:
             self._svd = self.decompose()
         return self._svd
+
+    def norm(self) -> float:
+        """||A||_2, the largest singular value: what bounds a stable gradient step on ||y - A x||^2
+        (the step must stay below 2 / ||A||^2). Read off svd(), so as cheap as the structured SVD."""
+        return float(self.svd().s.max())
 
 
 class MatrixOperator(LinearOperator):

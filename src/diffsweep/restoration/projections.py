@@ -176,7 +176,8 @@ def red_diff(denoise, x, sigmas, generator, operator, y, noise_std, *, lam, lr):
 
 @register(
     "daps",
-    knobs={"langevin_steps": Knob("int", 50, "Langevin steps on x0 per level", minimum=1, maximum=100_000),
+    knobs={"steps_per_level": Knob("int", 50, "Langevin steps on x0 at each noise level", minimum=1, maximum=100_000,
+                                   formerly="langevin_steps"),
            "step_size": Knob("float", 0.1, "Langevin step as a share of the target's smallest std^2: "
                                            "eta = step_size / (1 / r^2 + max(s_i)^2 / s^2)", minimum=0.0,
                              maximum=1.0)},
@@ -185,15 +186,15 @@ def red_diff(denoise, x, sigmas, generator, operator, y, noise_std, *, lam, lr):
     init="sigma_max",
     default_schedule="vp_respaced",
 )
-def daps(denoise, x, sigmas, generator, operator, y, noise_std, *, langevin_steps, step_size):
-    largest = float(Spectral(operator, x).s.max())
+def daps(denoise, x, sigmas, generator, operator, y, noise_std, *, steps_per_level, step_size):
+    largest = operator.norm()
     nfe = 0
     for sigma, following in steps_to_zero(sigmas):
         x0_hat = denoise(x, sigma)
         nfe += 1
         eta = step_size / (1 / sigma ** 2 + largest ** 2 / noise_std ** 2)
         x0 = x0_hat
-        for _ in range(langevin_steps):
+        for _ in range(steps_per_level):
             drift = (x0_hat - x0) / sigma ** 2 + operator.adjoint(residual(operator, x0, y)) / noise_std ** 2
             x0 = x0 + eta * drift + math.sqrt(2 * eta) * gaussian_like(x0, generator)
         x = x0 + following * gaussian_like(x0, generator)

@@ -6,7 +6,8 @@ Where a method is an unconditional sampler run with a conditional denoiser, it r
 sampler itself: a likelihood score g added to the prior score is a denoiser
 D'(x, sigma) = D(x, sigma) + sigma^2 g(x, sigma), since score = (D - x) / sigma^2.
 
-    rw_conditional  the paper's walk, g = A^T (y - A x) / s^2 exact at the current iterate
+    rw_conditional  the paper's walk, g = A^T (y - A x) / s^2 exact at the current iterate, its step
+                    clamped at s^2 / max(1, ||A||^2) (stable for any operator)
     dps             VE ancestral step, then x -= scale (1 + sigma^2) grad_x ||y - A D(x)||
     ddrm            DDRM's spectral update (operators with an SVD)
     diffpir         prox step on D(x) (rho = lam s^2 / sigma^2), then partial renoising (zeta)
@@ -70,10 +71,12 @@ class Spectral:
 @register(
     "rw_conditional",
     knobs={"eps": EPS, "T0": T0,
-           "clamp_tau": Knob("bool", True, "tau_k = min(eps sigma_k^2, noise_std_effective^2), as the reference code"),
+           "clamp_tau": Knob("bool", True, "tau_k = min(eps sigma_k^2, noise_std_effective^2 / max(1, ||A||^2)): "
+                                           "the reference code's clamp, scaled by the operator's norm so that the "
+                                           "likelihood step is stable for any operator (off: tau_k = eps sigma_k^2)"),
            "ve_continuous_sigma": VE_CONTINUOUS_SIGMA, **COMMON_KNOBS},
     description="the paper's conditional random walk: exact likelihood gradient at the current iterate, "
-                "tau = eps sigma^2 (clamped at noise_std_effective^2), temperature T0 -> 1",
+                "tau = eps sigma^2 (clamped at noise_std_effective^2 / max(1, ||A||^2)), temperature T0 -> 1",
     init="unit",
     default_schedule="sigmoid",
 )
@@ -81,13 +84,22 @@ def rw_conditional(denoise, x, sigmas, generator, operator, y, noise_std, *, eps
                    ve_continuous_sigma, steps_per_level, final_noise):
     sigmas, taus, temperatures = reference_levels(sigmas, eps, T0, ve_continuous_sigma)
     if clamp_tau:
-        taus = [min(tau, noise_std ** 2) for tau in taus]
+        taus = [min(tau, likelihood_step_bound(operator, noise_std)) for tau in taus]
 
     def posterior_denoiser(x, sigma):
         return denoise(x, sigma) + sigma ** 2 * operator.adjoint(residual(operator, x, y)) / noise_std ** 2
 
     return walk(posterior_denoiser, x, sigmas, generator, taus=taus, temperatures=temperatures,
                 steps_per_level=steps_per_level, final_noise=final_noise)
+
+
+def likelihood_step_bound(operator, noise_std: float) -> float:
+    """The largest tau for which the walk's likelihood step x += (tau / s^2) A^T (y - A x) does not
+    overshoot: (tau / s^2) ||A||^2 <= 1, a gradient step on ||y - A x||^2 / (2 s^2) of at most 1 / L.
+    The reference code's clamp, tau <= s^2, is this bound for ||A|| = 1 and diverges once
+    ||A||^2 > 2 (the step then amplifies the top singular direction); for ||A|| <= 1 (every image
+    operator here: masks, blur, super-resolution) the bound is kept at s^2, so results do not change."""
+    return noise_std ** 2 / max(1.0, operator.norm() ** 2)
 
 
 # --- DPS --------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ w = 2 (`exact`). Why 2: the step integrates D against the weight (1+eta) e^{-(1+
 e^{-(H-u)} over [0, H] is H^2/2 - H + 1 - e^{-H} = -H^2 phi_3). Taylor-expanding the differences
 gives d1 = h D' + O(h^3) and d2 = h^2 D'' / 2 + O(h^3), so h^2 D'' is 2 d2, not d2: with w = 1 every
 step misses phi_3 d2 ~ -h^3 D'' / 12 (eta = 0, phi_3 ~ -h/6), a local error of order 3, and the
-solver is of order 2 (measured: tests/test_samplers_breadth.py, docs/samplers.md); w = 2 is of order 3.
+solver is of order 2 (measured: tests/test_orders.py, docs/samplers.md); w = 2 is of order 3.
 eta = 0 is the deterministic DPM-Solver++ ((2M) midpoint: `dpmpp_2m`). The step to sigma = 0
 returns the denoised sample; `lower_order_final` (3M) makes the step onto the last level second
 order when there are fewer than 15 levels, as diffusers' DPMSolverMultistepScheduler does by default

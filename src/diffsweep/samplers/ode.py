@@ -12,19 +12,19 @@ from diffsweep.samplers.registry import Knob, register
 @register(
     "pf_ode",
     knobs={
-        "solver": Knob("str", "heun", "explicit solver", choices=("euler", "heun")),
+        "solver_type": Knob("str", "heun", "explicit solver", choices=("euler", "heun"), formerly="solver"),
     },
     description="probability-flow ODE, Euler or Heun (2nd order), ending at sigma = 0",
     init="sigma_max",
     default_schedule="karras",
 )
-def pf_ode(denoise, x, sigmas, generator, *, solver):
+def pf_ode(denoise, x, sigmas, generator, *, solver_type):
     nfe = 0
     for sigma, sigma_next in steps_to_zero(sigmas):
         slope = (x - denoise(x, sigma)) / sigma
         nfe += 1
         x_euler = x + (sigma_next - sigma) * slope
-        if solver == "heun" and sigma_next > 0:
+        if solver_type == "heun" and sigma_next > 0:
             slope_next = (x_euler - denoise(x_euler, sigma_next)) / sigma_next
             nfe += 1
             x = x + (sigma_next - sigma) * 0.5 * (slope + slope_next)

@@ -106,7 +106,8 @@ RAMP = Knob("str", "index", "reference rule: how T ramps from T0 to 1 - linear i
             "code) or linear in log sigma (follows the noise level)", choices=RAMPS)
 SIGMA_REF = Knob("str", "smallest", "ncsn rule: the level that normalises tau (the original NCSN: smallest; "
                  "the paper's Table 1 prints the largest)", choices=("smallest", "largest"))
-DDPM_VARIANCE = Knob("str", "beta_tilde", "ddpm rule: ancestral variance s^2", choices=("beta", "beta_tilde"))
+VARIANCE = Knob("str", "beta_tilde", "ddpm rule: ancestral variance s^2", choices=("beta", "beta_tilde"),
+                formerly="ddpm_variance")
 VE_CONTINUOUS_SIGMA = Knob("str", "none", "where score_sde's continuous sigma replaces the schedule's level: none, "
                            "network (the reference VE code, with schedule ve_discrete), network_and_step",
                            choices=("none", "network", "network_and_step"))
@@ -125,20 +126,20 @@ def reference_levels(sigmas, eps: float, T0: float, ve_continuous_sigma: str, ra
 @register(
     "random_walk",
     knobs={"step_rule": Knob("str", "reference", "which Table-1 rule sets (tau_k, T_k)", choices=STEP_RULES),
-           "eps": EPS, "T0": T0, "ramp": RAMP, "sigma_ref": SIGMA_REF, "ddpm_variance": DDPM_VARIANCE,
+           "eps": EPS, "T0": T0, "ramp": RAMP, "sigma_ref": SIGMA_REF, "variance": VARIANCE,
            "ve_continuous_sigma": VE_CONTINUOUS_SIGMA, **COMMON_KNOBS},
     description="the paper's random walk with Tweedie; step_rule picks tau_k and T_k (reference: eps sigma^2, T0 -> 1)",
     init="unit",
     default_schedule="sigmoid",
 )
-def random_walk(denoise, x, sigmas, generator, *, step_rule, eps, T0, sigma_ref, ddpm_variance, ve_continuous_sigma,
+def random_walk(denoise, x, sigmas, generator, *, step_rule, eps, T0, sigma_ref, variance, ve_continuous_sigma,
                 steps_per_level, final_noise, ramp="index"):
     if ve_continuous_sigma != "none":
         if step_rule != "reference":
             raise ValueError(f"ve_continuous_sigma '{ve_continuous_sigma}' needs step_rule 'reference', got '{step_rule}'")
         sigmas, taus, temps = reference_levels(sigmas, eps, T0, ve_continuous_sigma, ramp)
     else:
-        taus, temps = step_sizes(step_rule, sigmas, eps, T0, sigma_ref, ddpm_variance, ramp)
+        taus, temps = step_sizes(step_rule, sigmas, eps, T0, sigma_ref, variance, ramp)
     return walk(denoise, x, sigmas, generator, taus=taus, temperatures=temps,
                 steps_per_level=steps_per_level, final_noise=final_noise)
 
@@ -148,7 +149,7 @@ def random_walk(denoise, x, sigmas, generator, *, step_rule, eps, T0, sigma_ref,
           init="sigma_max", default_schedule="geometric")
 def rw_ncsn(denoise, x, sigmas, generator, *, eps, sigma_ref, steps_per_level, final_noise):
     return random_walk(denoise, x, sigmas, generator, step_rule="ncsn", eps=eps, T0=1.0, sigma_ref=sigma_ref,
-                       ddpm_variance="beta", ve_continuous_sigma="none",
+                       variance="beta", ve_continuous_sigma="none",
                        steps_per_level=steps_per_level, final_noise=final_noise)
 
 
@@ -157,14 +158,14 @@ def rw_ncsn(denoise, x, sigmas, generator, *, eps, sigma_ref, steps_per_level, f
           init="sigma_max", default_schedule="geometric")
 def rw_ve_sde(denoise, x, sigmas, generator, *, steps_per_level, final_noise):
     return random_walk(denoise, x, sigmas, generator, step_rule="ve_sde", eps=0.0, T0=1.0, sigma_ref="smallest",
-                       ddpm_variance="beta", ve_continuous_sigma="none",
+                       variance="beta", ve_continuous_sigma="none",
                        steps_per_level=steps_per_level, final_noise=final_noise)
 
 
-@register("rw_ddpm", knobs={"ddpm_variance": DDPM_VARIANCE, **COMMON_KNOBS},
+@register("rw_ddpm", knobs={"variance": VARIANCE, **COMMON_KNOBS},
           description="random walk with DDPM's Table-1 setting: tau = (1 - alpha)/abar, T = s^2 alpha / (2 - 2 alpha)",
           init="vp_prior", default_schedule="vp_pretrained")
-def rw_ddpm(denoise, x, sigmas, generator, *, ddpm_variance, steps_per_level, final_noise):
+def rw_ddpm(denoise, x, sigmas, generator, *, variance, steps_per_level, final_noise):
     return random_walk(denoise, x, sigmas, generator, step_rule="ddpm", eps=0.0, T0=1.0, sigma_ref="smallest",
-                       ddpm_variance=ddpm_variance, ve_continuous_sigma="none",
+                       variance=variance, ve_continuous_sigma="none",
                        steps_per_level=steps_per_level, final_noise=final_noise)

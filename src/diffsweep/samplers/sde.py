@@ -88,7 +88,7 @@ def _mean_norm(v) -> float:
 )
 def sde_euler(denoise, x, sigmas, generator, *, process, final_noise):
     return pc(denoise, x, sigmas, generator, process=process, predictor="euler_maruyama", corrector="none",
-              snr=0.0, corrector_steps=0, order="corrector_first", final_noise=final_noise)
+              snr=0.0, steps_per_level=0, sequence="corrector_first", final_noise=final_noise)
 
 
 @register(
@@ -99,29 +99,30 @@ def sde_euler(denoise, x, sigmas, generator, *, process, final_noise):
                           choices=("reverse_diffusion", "euler_maruyama", "none")),
         "corrector": Knob("str", "langevin", "corrector step", choices=("langevin", "annealed_langevin", "none")),
         "snr": Knob("float", 0.16, "corrector signal-to-noise ratio", exclusive_minimum=0.0),
-        "corrector_steps": Knob("int", 1, "corrector steps per level", minimum=0, maximum=10_000),
-        "order": Knob("str", "corrector_first", "score_sde corrects at a level before predicting from it",
-                      choices=("corrector_first", "predictor_first")),
+        "steps_per_level": Knob("int", 1, "corrector (Langevin) steps at each noise level", minimum=0,
+                                maximum=10_000, formerly="corrector_steps"),
+        "sequence": Knob("str", "corrector_first", "score_sde corrects at a level before predicting from it",
+                         choices=("corrector_first", "predictor_first"), formerly="order"),
         "final_noise": Knob("bool", False, "add the noise of the last predictor step (to sigma = 0)"),
     },
     description="predictor-corrector sampling (score_sde): reverse diffusion / Euler-Maruyama + Langevin corrector",
     init="sigma_max",
     default_schedule="geometric",
 )
-def pc(denoise, x, sigmas, generator, *, process, predictor, corrector, snr, corrector_steps, order, final_noise):
+def pc(denoise, x, sigmas, generator, *, process, predictor, corrector, snr, steps_per_level, sequence, final_noise):
     sde = Process(process, sigmas)
     state, nfe, last = sde.to_state(x, 0), 0, len(sigmas) - 1
 
     def run_corrector(state, k):
         nonlocal nfe
-        for _ in range(corrector_steps if corrector != "none" else 0):
+        for _ in range(steps_per_level if corrector != "none" else 0):
             score = sde.score(denoise, state, k)
             nfe += 1
             state = sde.correct(corrector, state, score, k, snr, gaussian_like(state, generator))
         return state
 
     for k in range(len(sigmas)):
-        if order == "corrector_first":
+        if sequence == "corrector_first":
             state = run_corrector(state, k)
         if predictor == "none":
             state = sde.to_state(sde.to_x(state, k), k + 1)  # move to the next level unchanged
@@ -130,6 +131,6 @@ def pc(denoise, x, sigmas, generator, *, process, predictor, corrector, snr, cor
             nfe += 1
             noise = gaussian_like(state, generator) if (final_noise or k < last) else None
             state = sde.predict(predictor, state, score, k, noise)
-        if order == "predictor_first" and k < last:
+        if sequence == "predictor_first" and k < last:
             state = run_corrector(state, k + 1)
     return sde.to_x(state, len(sigmas)), nfe
