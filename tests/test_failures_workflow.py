@@ -63,12 +63,12 @@ def test_a_failing_run_is_recorded_tables_are_made_and_the_workflow_fails_at_the
     failed = table.loc[2.0]
     assert failed["error"] == "ValueError: scale 2.0 is too large" and pd.isna(failed["nfe"])
     log = failed["log"]
-    assert log.startswith("logs/run_shard/") and "second line of the message" in (tmp_path / log).read_text()
+    assert log.startswith("results/logs/run_shard/") and "second line of the message" in (tmp_path / log).read_text()
     assert f"1 run(s) failed; their records (status `failed`) are in the tables" in output
     assert f"  {failed['run_id']}: ValueError: scale 2.0 is too large (log: {log})" in output
     for figure in ("sliced_w2_vs_nfe.png", "samples_ring8.png"):     # every figure is still made
         assert (results / "plots" / figure).stat().st_size > 1000
-    assert "left out of the figure" not in (tmp_path / "logs" / "plots" / "samples_ring8.log").read_text()
+    assert "left out of the figure" not in (results / "logs" / "plots" / "samples_ring8.log").read_text()
     # a table or figure is never removed before its replacement is complete
     outputs = [line.split("output: ", 1)[1] for line in output.splitlines() if line.strip().startswith("output: ")]
     kept = [path for line in outputs for path in line.split(", ") if "/tables/" in path or "/plots/" in path]

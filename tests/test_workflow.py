@@ -146,7 +146,7 @@ def test_smoke_run_produces_tables_and_plots(smoke_run):
     assert params == io.read_parquet(results / "runs.parquet").attrs["param_columns"]
     assert {"sampler", "steps", "knob_eps", "schedule_sharpness", "model_train_sigma_name", "seed"} <= set(params)
     assert not {"run_id", "model_id", "data_id", "sliced_w2", "nfe", "status", "model_nll_bpd"} & set(params)
-    assert list((smoke_run / "logs").rglob("*.log"))
+    assert list((smoke_run / "results" / "logs").rglob("*.log"))   # logs follow the results folder
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ for _name, _options in STUDIES.items():
             options=_options,
             job=_study.params(config, GRID, _options),
         log:
-            f"logs/studies/{_name}.log",
+            f"{RESULTS}/logs/studies/{_name}.log",
         resources:
             **resources(f"study_{_name}"),
         conda:
