@@ -7,7 +7,7 @@ and each step runs in its own process, timed with its peak memory (max RSS):
 - `diffsweep grid --config sweep.yaml` (the expansion),
 - `snakemake -n` (parse, grid, shards, DAG; nothing runs),
 - `diffsweep status` (done / pending per preset),
-- the aggregation of the generation table (`diffsweep.runs.frame`) with every run done: before
+- the aggregation of the generation table (`diffsweep.runs.join.frame`) with every run done: before
   it (untimed), each shard gets a record file of synthetic records and a sparse archive in the
   results layout (records/), as a finished sweep leaves them.
 
@@ -59,8 +59,9 @@ def measure(command: list[str], cwd: Path) -> tuple[float, float]:
 AGGREGATE = """
 import sys
 from diffsweep import config, runs
+from diffsweep.runs import join
 cfg, grid = config.load(sys.argv[1])
-table = runs.frame("generation", grid.manifest_rows("generation"), cfg["results"])
+table = join.frame("generation", grid.manifest_rows("generation"), cfg["results"])
 assert len(table) == len(grid.runs) and (table["status"] == "ok").all()
 """
 

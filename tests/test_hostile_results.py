@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from diffsweep import cli, config, io, runs
+from diffsweep.runs import loop
 
 RUN = "rw-0123456789abcdef"          # a run id of the grid's form
 OTHER = "rw-fedcba9876543210"
@@ -239,7 +240,7 @@ def test_a_shard_whose_reference_set_holds_nan_records_its_runs_failed_naming_th
     model = {"id": "oracle-0123456789abcdef", "source": "oracle",
              "data": {"id": "ring8-0123456789abcdef", "family": "gmm", "knobs": {"preset": "ring8"}}}
     run = {"id": RUN, "kind": "generation", "row": {"run_id": RUN}, "params": {}, "family": "random_walk"}
-    runs.run_shard(model, [run], reference, None, results, results / "shards" / f"{SHARD}.json", {}, device="cpu")
+    loop.run_shard(model, [run], reference, None, results, results / "shards" / f"{SHARD}.json", {}, device="cpu")
     status, failed, _ = runs.run_state(results, RUN)
     assert status == "failed"
     assert failed["error"] == (f"UnreadableFile: {reference}: 1 of 2 samples hold NaN or infinite values; delete it "

@@ -23,6 +23,7 @@ import yaml
 
 from conftest import ROOT, snakemake
 from diffsweep import cli, config, io, runs
+from diffsweep.runs import join, loop
 from diffsweep import grid as ds_grid
 
 pytestmark = pytest.mark.workflow
@@ -132,7 +133,7 @@ def test_deleting_results_shards_or_moving_the_results_folder_recomputes_nothing
     runs.forget(moved, [run_id])
     runs.ShardStore(moved, "x").append(runs.make_record(ds_grid.run_dict(grid.runs[run_id]), runs.FAILED, None, None,
                                                         "cpu", {}, {"error": "E", "log": "logs/run_shard/x.log"}))
-    generation = runs.frame("generation", grid.manifest_rows("generation"), moved).set_index("run_id")
+    generation = join.frame("generation", grid.manifest_rows("generation"), moved).set_index("run_id")
     assert generation.loc[run_id, "log"] == f"{moved}/logs/run_shard/x.log"
     assert f"(log: {moved}/logs/run_shard/x.log)" in runs.failure_report(runs.failed_runs(moved, grid.runs), moved)
 
@@ -156,7 +157,7 @@ def test_a_deleted_damaged_checkpoint_or_dataset_is_remade_and_only_what_depends
         # failed, naming the file
         run = ds_grid.run_dict(grid.runs[shard_runs(workdir, shard["generation", "mlp", name])[0]])
         runs.forget(results, [run["id"]])
-        runs.run_shard(ds_grid.model_dict(model[name]), [run], dataset / "reference.npz" if name == "swissroll"
+        loop.run_shard(ds_grid.model_dict(model[name]), [run], dataset / "reference.npz" if name == "swissroll"
                        else results / "data" / model[name].data.id / "reference.npz", checkpoint if name == "ring8"
                        else results / "models" / model[name].id / "checkpoint.pt", results,
                        results / "shards" / f"{shard['generation', 'mlp', name]}.json", {"metrics": {}}, device="cpu")
@@ -267,9 +268,9 @@ BLOCKER = '''
 import threading
 from pathlib import Path
 
-from diffsweep import jobs
+from diffsweep.runs import generation
 
-draw_samples = jobs.draw_samples
+draw_samples = generation.draw_samples
 
 
 def held(run, *args, **kwargs):
@@ -281,7 +282,7 @@ def held(run, *args, **kwargs):
     return drawn
 
 
-jobs.draw_samples = held
+generation.draw_samples = held
 '''
 
 

@@ -9,7 +9,7 @@ import yaml
 
 from diffsweep import config as ds_config
 from diffsweep import grid as ds_grid
-from diffsweep.jobs import initial_sample
+from diffsweep.runs.source import initial_sample
 
 PAPER = Path(__file__).resolve().parents[1] / "config" / "paper.yaml"
 

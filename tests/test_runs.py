@@ -10,6 +10,7 @@ import math
 import pytest
 
 from diffsweep import config, io, jobs, runs, samplers, tables
+from diffsweep.runs import loop, join
 from diffsweep import grid as ds_grid
 
 CONFIG = {
@@ -40,7 +41,7 @@ def run_shard(sweep, kind: str, run_dicts: list[dict], keep="all", results=None)
     results = results or data
     options = ({"metrics": {k: v for k, v in cfg["metrics"].items() if k != "likelihood"}} if kind == "generation"
                else {"metrics": cfg["restoration"]["metrics"], "strips": 0})
-    runs.run_shard(ds_grid.model_dict(model), run_dicts, data / "data" / model.data.id / "reference.npz", None,
+    loop.run_shard(ds_grid.model_dict(model), run_dicts, data / "data" / model.data.id / "reference.npz", None,
                    results, results / "shards" / f"{kind}.json", {**options, "keep_samples": keep}, device="cpu",
                    log_path="job.log")
 
@@ -71,12 +72,12 @@ def test_a_broken_run_is_recorded_as_failed_and_loses_no_other_run(sweep):
     shards = grid.shards({"generation": 8, "restoration": 8})   # the shard stays a target for its broken run
     assert any(broken["id"] in shards[shard] for shard in ds_grid.pending_shards(shards, {good["id"]}))
 
-    table = runs.frame("generation", grid.manifest_rows("generation"), results)
+    table = join.frame("generation", grid.manifest_rows("generation"), results)
     assert list(table["status"]) == ["ok", "failed"] and list(table["run_id"]) == [good["id"], broken["id"]]
     assert table["error"].isna().tolist() == [True, False] and table["log"].tolist()[1] == f"{results}/job.log"
     assert str(table["nfe"].dtype) == "Int64" and table["nfe"].isna().tolist() == [False, True]
     params = table.attrs["param_columns"]
-    assert params == [c for c in runs.manifest(grid.manifest_rows()).columns if c not in tables.ID_COLUMNS]
+    assert params == [c for c in join.manifest(grid.manifest_rows()).columns if c not in tables.ID_COLUMNS]
     assert {"sampler", "steps", "seed", "dataset_preset"} <= set(params)
     assert not {"run_id", "model_id", "data_id", "status", "nfe", "sliced_w2", "error", "log"} & set(params)
     assert "1 run(s) failed" in runs.failure_report(runs.failed_runs(results, grid.all_runs), results)
@@ -87,7 +88,7 @@ def test_fail_fast_stops_at_the_first_failed_run(sweep, tmp_path):
     broken, good = (ds_grid.run_dict(grid.runs[run_id]) for run_id in sorted(grid.runs))
     broken["family"] = "no_such_sampler"
     with pytest.raises(RuntimeError, match=f"run {broken['id']} failed \\(fail_fast is set, the job stops\\): ValueError: unknown sampler"):
-        runs.run_shard(ds_grid.model_dict(model), [broken, good], results / "data" / model.data.id / "reference.npz",
+        loop.run_shard(ds_grid.model_dict(model), [broken, good], results / "data" / model.data.id / "reference.npz",
                        None, tmp_path, tmp_path / "shards" / "x.json",
                        {"metrics": {k: v for k, v in cfg["metrics"].items() if k != "likelihood"}}, device="cpu",
                        fail_fast=True)
@@ -104,7 +105,7 @@ def test_a_restoration_shard_writes_one_table_row_per_measurement(sweep):
     assert arrays["samples"].shape == (2, 5, 2) and arrays["y"].shape[0] == 2
     assert set(runs.read_run_arrays(results, run.id, "operator.npz")) == {"mask"}
 
-    table = runs.frame("restoration", grid.manifest_rows("restoration"), results)
+    table = join.frame("restoration", grid.manifest_rows("restoration"), results)
     assert list(table["measurement"]) == [0, 1] and set(table["status"]) == {"ok"}
     assert (table["noise_std"] == 0.05).all() and (table["noise_std_effective"] == 0.1).all()   # [0, 1] -> [-1, 1]
     assert (table["nfe"] == 4).all() and (table["psnr"] > 0).all()
@@ -135,7 +136,7 @@ def test_keep_samples_changes_what_is_stored_and_no_metric(sweep, tmp_path, kind
     assert records["all"][results_key] == records[3][results_key] == records["none"][results_key]
 
 
-# --- divergence: one rule for both kinds, in the job loop (runs.divergence) -------------------
+# --- divergence: one rule for both kinds, in the job loop (loop.divergence) -------------------
 
 def scaled(registry, family: str, factor: float, monkeypatch) -> str:
     """A plugin method: `family` with its output multiplied by `factor`, registered for this test only."""
@@ -175,7 +176,7 @@ def test_a_generation_run_whose_samples_ran_away_is_diverged_with_the_reason(swe
     assert record["error"].startswith(reason) and record["metrics"] == {}
     # shown as diverged everywhere, as a non-finite run always was: done (never recomputed), not a failure
     assert runs.done_runs(tmp_path, [run["id"]]) == {run["id"]} and runs.failed_runs(tmp_path, [run["id"]]) == []
-    table = runs.frame("generation", grid.manifest_rows("generation"), tmp_path).set_index("run_id")
+    table = join.frame("generation", grid.manifest_rows("generation"), tmp_path).set_index("run_id")
     assert table.loc[run["id"], "status"] == "diverged" and table.loc[run["id"], "error"] == record["error"]
     assert cli.sweep_status(grid, tmp_path)["total"]["diverged"] == 1
 
@@ -190,7 +191,7 @@ def test_a_restoration_whose_restorations_ran_away_is_diverged_with_the_reason(s
     record = runs.read_record(tmp_path, run["id"])
     assert record["status"] == "diverged" and record["error"].startswith("ran away")
     assert [set(row) for row in record["measurements"]] == [{"measurement", "lpips_status"}] * 2   # no metric
-    table = runs.frame("restoration", grid.manifest_rows("restoration"), tmp_path)
+    table = join.frame("restoration", grid.manifest_rows("restoration"), tmp_path)
     assert set(table["status"]) == {"diverged"} and set(table["error"]) == {record["error"]}
 
 
@@ -198,13 +199,13 @@ def test_the_data_scale_is_the_reference_sets_centre_and_extent():
     import torch
 
     reference = torch.tensor([[0.0, 0.0], [2.0, 0.0], [1.0, 3.0], [1.0, -3.0]])
-    scale = runs.DataScale.of(reference)
+    scale = loop.DataScale.of(reference)
     assert scale.centre.tolist() == [1.0, 0.0] and scale.extent == 3.0
-    at_the_edge = torch.tensor([[1.0 + runs.RUNAWAY_FACTOR * scale.extent * 0.99, 0.0]])
-    assert runs.divergence(at_the_edge, scale) is None
-    assert runs.divergence(at_the_edge * 1.02, scale).startswith("ran away")
+    at_the_edge = torch.tensor([[1.0 + loop.RUNAWAY_FACTOR * scale.extent * 0.99, 0.0]])
+    assert loop.divergence(at_the_edge, scale) is None
+    assert loop.divergence(at_the_edge * 1.02, scale).startswith("ran away")
     # sampling.runaway_factor: its default is the rule's; 0 turns the runaway check off, not the finiteness check
-    assert config.prepare(copy.deepcopy(CONFIG))["sampling"]["runaway_factor"] == runs.RUNAWAY_FACTOR
-    assert runs.divergence(at_the_edge * 1e6, scale, 0) is None
-    assert runs.divergence(at_the_edge * math.inf, scale, 0).startswith("not finite: 1 of 1 samples")
-    assert runs.divergence(at_the_edge, scale, 2.0).startswith("ran away")
+    assert config.prepare(copy.deepcopy(CONFIG))["sampling"]["runaway_factor"] == loop.RUNAWAY_FACTOR
+    assert loop.divergence(at_the_edge * 1e6, scale, 0) is None
+    assert loop.divergence(at_the_edge * math.inf, scale, 0).startswith("not finite: 1 of 1 samples")
+    assert loop.divergence(at_the_edge, scale, 2.0).startswith("ran away")

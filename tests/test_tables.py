@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from diffsweep import cli, config, io as ds_io, runs, tables
+from diffsweep import cli, config, io as ds_io, tables
+from diffsweep.runs import join
 
 
 def run(sampler, steps, seed, value, model="oracle", dataset="ring8", status="ok", **extra):
@@ -80,7 +81,7 @@ def test_tables_carry_their_parameter_columns_through_parquet(root, tmp_path):
     ds_io.write_parquet(tmp_path / "runs.parquet", manifest)
     manifest = pd.read_parquet(tmp_path / "runs.parquet")
     assert tables.param_columns(manifest) == params
-    generation = runs.frame("generation", grid.manifest_rows(), tmp_path)   # no run has finished: every status missing
+    generation = join.frame("generation", grid.manifest_rows(), tmp_path)   # no run has finished: every status missing
     assert set(generation["status"]) == {"missing"} and tables.param_columns(generation) == params
     likelihood = tmp_path / "likelihood.json"
     likelihood.write_text(json.dumps({"model_id": manifest["model_id"].iloc[0], "nll_bpd": 1.5}))

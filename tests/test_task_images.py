@@ -10,7 +10,7 @@ import yaml
 
 from diffsweep import config as ds_config
 from diffsweep import grid as ds_grid
-from diffsweep.restoration.jobs import measure
+from diffsweep.runs.restoration import measure
 
 PAPER = Path(__file__).resolve().parents[1] / "config" / "paper.yaml"
 

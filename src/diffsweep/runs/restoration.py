@@ -1,4 +1,4 @@
-"""The restoration half of a shard job (diffsweep.runs.run_shard).
+"""The restoration half of a shard job (diffsweep.runs.loop.run_shard).
 
 A restoration run measures the first n_measurements reference samples (y = A x + noise), restores
 each n_samples times and scores the restorations. It stores (in its shard's archive) samples.npz
@@ -15,11 +15,13 @@ from pathlib import Path
 
 import torch
 
-from diffsweep import io, jobs, restoration
+from diffsweep import io, restoration
 from diffsweep.noise import make_schedule
 from diffsweep.restoration import metrics as rmetrics
 from diffsweep.restoration.posterior import exact_posterior
 from diffsweep.restoration.restorers import Spectral
+from diffsweep.runs.source import call_counted, initial_sample
+from diffsweep.runs.store import kept
 
 log = logging.getLogger("diffsweep")
 
@@ -46,7 +48,7 @@ class Restoration:
 
     @staticmethod
     def samples_of(output):
-        """The restorations, for the job loop's divergence rule (runs.divergence)."""
+        """The restorations, for the job loop's divergence rule (runs.loop.divergence)."""
         return output[3]
 
     def finish(self, run: dict, output, folder: Path, scored: bool = True) -> dict:
@@ -79,9 +81,9 @@ class Restoration:
             rows.append({"measurement": j, **values, **run_values, "lpips_status": self.lpips_status,
                          **{f"{name}_status": why for name, why in run_skipped.items()}})
 
-        kept = jobs.kept(self.keep, k)
-        if kept:
-            arrays = {"truth": truth.float().numpy(), "y": y.float().numpy(), "samples": samples[:, :kept].float().numpy()}
+        stored = kept(self.keep, k)
+        if stored:
+            arrays = {"truth": truth.float().numpy(), "y": y.float().numpy(), "samples": samples[:, :stored].float().numpy()}
             if exact_means:
                 arrays["posterior_mean"] = torch.stack(exact_means).float().numpy()
             io.write_arrays(folder / "samples.npz", **arrays)
@@ -113,11 +115,11 @@ def restore(run: dict, denoiser, operator, y, shape, dtype, device):
     k = run["n_samples"]
     sigmas = make_schedule(run["schedule"], run["steps"], **run["schedule_knobs"]).tolist()
     generator = torch.Generator(device=device).manual_seed(run["seed"])
-    x = jobs.initial_sample(run["init"], sigmas[0], (len(y) * k, *shape), generator, dtype, device,
+    x = initial_sample(run["init"], sigmas[0], (len(y) * k, *shape), generator, dtype, device,
                             run.get("init_knobs"))
     y_rows = y.repeat_interleave(k, dim=0).to(device, dtype)
     rows = operator.restrict(torch.arange(len(y)).repeat_interleave(k))    # sample j * k + i measures image j
-    return jobs.call_counted(spec.fn, denoiser, device, x, sigmas, generator, rows, y_rows,
+    return call_counted(spec.fn, denoiser, device, x, sigmas, generator, rows, y_rows,
                              run["task"]["noise_std_effective"], **run["knobs"])
 
 

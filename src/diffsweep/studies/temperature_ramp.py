@@ -115,7 +115,8 @@ def figure(summary, floors: dict, out, metric: str = "sliced_w2") -> None:
 def job(inputs: dict, outputs: dict, options: dict, datasets, n_samples: int, seeds, n_projections: int,
         results: str) -> None:
     """The rule's body: the table (CSV) with each dataset's floor (sliced_w2 only) and the figure."""
-    from diffsweep import io, jobs
+    from diffsweep import io
+    from diffsweep.runs import source
 
     generation = io.read_parquet(inputs["table"])
     summary = table(generation, options["metric"], options["samplers"])
@@ -129,7 +130,7 @@ def job(inputs: dict, outputs: dict, options: dict, datasets, n_samples: int, se
             data_dir = Path(results) / "data" / spec["id"]
             reference = io.read_sample_set(data_dir / "reference.npz")
             size = int(sizes.get(spec["name"], n_samples))
-            floors[spec["name"]], _ = exact_floor(jobs.build_dataset(spec, data_dir), reference, size, seeds,
+            floors[spec["name"]], _ = exact_floor(source.build_dataset(spec, data_dir), reference, size, seeds,
                                                   n_projections)
     summary["floor"] = summary["dataset"].map(floors)
     with io.atomic_path(outputs["csv"]) as tmp:

@@ -1,0 +1,42 @@
+"""The import graph of the library (read with ast, nothing imported): the restoration and sampler
+packages sit below the job loop, and the run store the Snakefile reads at parse time imports no
+torch. docs/design.md, "Layout", draws the same layers."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "diffsweep"
+JOB_MODULES = ("diffsweep.runs", "diffsweep.jobs")
+TORCH_FREE = ("runs/__init__.py", "runs/layout.py", "runs/store.py", "runs/records.py", "runs/join.py")
+
+
+def imports(path: Path, top_level_only: bool = False) -> set[str]:
+    """The modules a file imports (`from a import b` counts as a and a.b)."""
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize("package", ["restoration", "samplers"])
+def test_restorers_and_samplers_import_nothing_from_the_job_modules(package):
+    for path in sorted((PACKAGE / package).glob("*.py")):
+        above = sorted(name for name in imports(path) if name.startswith(JOB_MODULES))
+        assert not above, f"{path.relative_to(PACKAGE)} imports {above}: it must sit below the job loop"
+
+
+@pytest.mark.parametrize("module", TORCH_FREE)
+def test_the_run_store_imports_no_torch_at_module_level(module):
+    heavy = sorted(name for name in imports(PACKAGE / module, top_level_only=True)
+                   if name.split(".")[0] in ("torch", "numpy", "pandas")
+                   or name in ("diffsweep.runs.loop", "diffsweep.runs.source", "diffsweep.runs.fusion",
+                               "diffsweep.runs.generation", "diffsweep.runs.restoration"))
+    assert not heavy, f"{module} imports {heavy} at module level (the Snakefile imports it at parse time)"
