@@ -62,7 +62,7 @@ from diffsweep import config, runs
 from diffsweep.runs import join
 cfg, grid = config.load(sys.argv[1])
 table = join.frame("generation", grid.manifest_rows("generation"), cfg["results"])
-assert len(table) == len(grid.runs) and (table["status"] == "ok").all()
+assert len(table) == len(grid.of_kind("generation")) and (table["status"] == "ok").all()
 """
 
 # A finished sweep's records/: one record file per shard, a record per run (the fields and size of
@@ -80,7 +80,7 @@ metrics = dict.fromkeys(["sliced_w2", "mmd", "energy_distance", "mode_coverage",
 for shard, run_ids in grid.shards(ds_grid.runs_per_job(cfg)).items():
     lines, offset = [], 0
     for run_id in run_ids:
-        spec = grid.all_runs[run_id]
+        spec = grid.runs[run_id]
         run = {"id": run_id, "kind": spec.kind, "row": spec.row(), "params": spec.params()}
         record = runs.make_record(run, "ok", 10, 0.5, "cpu", origin, {"metrics": metrics, "skipped": {}})
         record.update(archive=f"{shard}.archive", files={"samples.npz": {"offset": offset, "bytes": 3456, "sha256": "0" * 64}})

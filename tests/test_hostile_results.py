@@ -98,7 +98,7 @@ def test_the_grids_run_ids_have_the_form_records_are_checked_against(tmp_path):
     built = ds_grid.build(config.prepare({"datasets": {"ring8": {"family": "gmm", "knobs": {"preset": "ring8"}}},
                                           "models": {"oracle": {"source": "oracle"}},
                                           "samplers": {"rw": {"family": "random_walk", "steps": 3}}}))
-    assert built.all_runs and all(runs.RUN_ID.fullmatch(run_id) for run_id in built.all_runs)
+    assert built.runs and all(runs.RUN_ID.fullmatch(run_id) for run_id in built.runs)
 
 
 # --- the commands that take a results folder --------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "diffsweep"
 JOB_MODULES = ("diffsweep.runs", "diffsweep.jobs")
-TORCH_FREE = ("runs/__init__.py", "runs/layout.py", "runs/store.py", "runs/records.py", "runs/join.py")
+TORCH_FREE = ("runs/__init__.py", "runs/layout.py", "runs/store.py", "runs/records.py", "runs/join.py", "runs/kinds.py")
 
 
 def imports(path: Path, top_level_only: bool = False) -> set[str]:

@@ -46,7 +46,7 @@ def shards(workdir: Path, configfile: str = "smoke.yaml") -> dict[tuple[str, str
     grid = ds_grid.build(cfg)
     found = {}
     for shard, run_ids in grid.shards(ds_grid.runs_per_job(cfg)).items():
-        run = grid.all_runs[run_ids[0]]
+        run = grid.runs[run_ids[0]]
         key = (run.kind, run.model.name, run.model.data.name)
         assert key not in found, "the smoke grid has one shard per score source and kind"
         found[key] = shard
@@ -123,13 +123,13 @@ def test_deleting_results_shards_or_moving_the_results_folder_recomputes_nothing
     # recomputed with --forcerun run_shard, which reruns only the shards with pending runs
     (workdir / "elsewhere" / "moved.yaml").write_text(yaml.safe_dump({**cfg, "results": "results"}))
     grid = ds_grid.build(config.prepare(cfg))
-    forgotten = min(run_id for run_id, run in grid.runs.items() if (run.model.name, run.model.data.name) == ("mlp", "ring8"))
+    forgotten = min(run_id for run_id, run in grid.of_kind("generation").items() if (run.model.name, run.model.data.name) == ("mlp", "ring8"))
     assert cli.main(["forget", forgotten, "--results", str(workdir / "elsewhere" / "results")]) == 0
     plan = snakemake(workdir / "elsewhere", "moved.yaml", dry_run=True, forcerun=["run_shard"])
     assert plan.get("run_shard") == 1 and not {"train", "likelihood", "prepare_data"} & set(plan), plan
     # a record names its log relative to its results folder: the tables find it in the moved one
     moved = workdir / "elsewhere" / "results"
-    run_id = sorted(grid.runs)[0]
+    run_id = sorted(grid.of_kind("generation"))[0]
     runs.forget(moved, [run_id])
     runs.ShardStore(moved, "x").append(runs.make_record(ds_grid.run_dict(grid.runs[run_id]), runs.FAILED, None, None,
                                                         "cpu", {}, {"error": "E", "log": "logs/run_shard/x.log"}))

@@ -48,7 +48,7 @@ def run_shard(sweep, kind: str, run_dicts: list[dict], keep="all", results=None)
 
 def test_a_broken_run_is_recorded_as_failed_and_loses_no_other_run(sweep):
     _, grid, _, results = sweep
-    good, broken = (ds_grid.run_dict(grid.runs[run_id]) for run_id in sorted(grid.runs))
+    good, broken = (ds_grid.run_dict(grid.runs[run_id]) for run_id in sorted(grid.of_kind("generation")))
     broken["family"] = "no_such_sampler"
     run_shard(sweep, "generation", [good, broken])
     assert io.read_json(results / "shards" / "generation.json")["runs"] == {good["id"]: "ok", broken["id"]: "failed"}
@@ -67,8 +67,8 @@ def test_a_broken_run_is_recorded_as_failed_and_loses_no_other_run(sweep):
     message = "ValueError: unknown sampler 'no_such_sampler'; allowed: " + ", ".join(samplers.names())
     assert len(failure["error"]) <= 300 and message.startswith(failure["error"].removesuffix("..."))
     # a failed run is not done: the next invocation retries it
-    assert runs.done_runs(results, grid.all_runs) == {good["id"]}
-    assert [r["run_id"] for r in runs.failed_runs(results, grid.all_runs)] == [broken["id"]]
+    assert runs.done_runs(results, grid.runs) == {good["id"]}
+    assert [r["run_id"] for r in runs.failed_runs(results, grid.runs)] == [broken["id"]]
     shards = grid.shards({"generation": 8, "restoration": 8})   # the shard stays a target for its broken run
     assert any(broken["id"] in shards[shard] for shard in ds_grid.pending_shards(shards, {good["id"]}))
 
@@ -77,15 +77,15 @@ def test_a_broken_run_is_recorded_as_failed_and_loses_no_other_run(sweep):
     assert table["error"].isna().tolist() == [True, False] and table["log"].tolist()[1] == f"{results}/job.log"
     assert str(table["nfe"].dtype) == "Int64" and table["nfe"].isna().tolist() == [False, True]
     params = table.attrs["param_columns"]
-    assert params == [c for c in join.manifest(grid.manifest_rows()).columns if c not in tables.ID_COLUMNS]
+    assert params == [c for c in join.manifest(grid.manifest_rows("generation")).columns if c not in tables.ID_COLUMNS]
     assert {"sampler", "steps", "seed", "dataset_preset"} <= set(params)
     assert not {"run_id", "model_id", "data_id", "status", "nfe", "sliced_w2", "error", "log"} & set(params)
-    assert "1 run(s) failed" in runs.failure_report(runs.failed_runs(results, grid.all_runs), results)
+    assert "1 run(s) failed" in runs.failure_report(runs.failed_runs(results, grid.runs), results)
 
 
 def test_fail_fast_stops_at_the_first_failed_run(sweep, tmp_path):
     cfg, grid, model, results = sweep
-    broken, good = (ds_grid.run_dict(grid.runs[run_id]) for run_id in sorted(grid.runs))
+    broken, good = (ds_grid.run_dict(grid.runs[run_id]) for run_id in sorted(grid.of_kind("generation")))
     broken["family"] = "no_such_sampler"
     with pytest.raises(RuntimeError, match=f"run {broken['id']} failed \\(fail_fast is set, the job stops\\): ValueError: unknown sampler"):
         loop.run_shard(ds_grid.model_dict(model), [broken, good], results / "data" / model.data.id / "reference.npz",
@@ -98,7 +98,7 @@ def test_fail_fast_stops_at_the_first_failed_run(sweep, tmp_path):
 
 def test_a_restoration_shard_writes_one_table_row_per_measurement(sweep):
     _, grid, _, results = sweep
-    (run,) = grid.restorations.values()
+    (run,) = grid.of_kind('restoration').values()
     run_shard(sweep, "restoration", [ds_grid.run_dict(run)])
     assert io.read_json(results / "shards" / "restoration.json")["kind"] == "restoration"
     arrays = runs.read_run_arrays(results, run.id)
@@ -116,7 +116,7 @@ def test_a_restoration_shard_writes_one_table_row_per_measurement(sweep):
 @pytest.mark.parametrize("kind", ["generation", "restoration"])
 def test_keep_samples_changes_what_is_stored_and_no_metric(sweep, tmp_path, kind):
     _, grid, _, _ = sweep
-    run = ds_grid.run_dict(min((grid.runs if kind == "generation" else grid.restorations).values(),
+    run = ds_grid.run_dict(min(grid.of_kind(kind).values(),
                                key=lambda r: r.id))
     records = {}
     for keep in ("all", 3, "none"):
@@ -165,7 +165,7 @@ def test_a_generation_run_whose_samples_ran_away_is_diverged_with_the_reason(swe
     from diffsweep.samplers.registry import SAMPLERS
 
     _, grid, _, _ = sweep
-    run = ds_grid.run_dict(min(grid.runs.values(), key=lambda r: r.id))
+    run = ds_grid.run_dict(min(grid.of_kind("generation").values(), key=lambda r: r.id))
     run["family"] = scaled(SAMPLERS, "ddim", factor, monkeypatch)
     run_shard(sweep, "generation", [run], results=tmp_path)
     record = runs.read_record(tmp_path, run["id"])
@@ -185,7 +185,7 @@ def test_a_restoration_whose_restorations_ran_away_is_diverged_with_the_reason(s
     from diffsweep.restoration.registry import RESTORERS
 
     _, grid, _, _ = sweep
-    (run,) = (ds_grid.run_dict(r) for r in grid.restorations.values())
+    (run,) = (ds_grid.run_dict(r) for r in grid.of_kind('restoration').values())
     run["family"] = scaled(RESTORERS, "ddrm", 1e6, monkeypatch)
     run_shard(sweep, "restoration", [run], results=tmp_path)
     record = runs.read_record(tmp_path, run["id"])

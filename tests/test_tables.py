@@ -63,25 +63,25 @@ def test_typed_frame_keeps_types_stable_across_gaps(tmp_path):
 
 def test_manifest_types_do_not_depend_on_the_oracle(root):
     _, grid = config.load(root / "config" / "smoke.yaml")
-    frame = tables.manifest_frame(grid.manifest_rows())
+    frame = tables.manifest_frame(grid.manifest_rows("generation"))
     assert frame["model_source"].isin(["oracle"]).any()          # the oracle leaves recipe keys empty...
     assert str(frame["model_steps"].dtype) == "Int64"             # ...and they stay integers
     assert str(frame["steps"].dtype) == "Int64" and str(frame["knob_eps"].dtype) == "float64"
-    assert list(frame.columns[:9]) == tables.LEADING_COLUMNS
+    assert list(frame.columns[:9]) == [c for c in tables.LEADING_COLUMNS if c != "kind"]   # kind: the manifest of every run
 
 
 # --- parameter columns: from the manifest, stored with the table -----------------------------
 
 def test_tables_carry_their_parameter_columns_through_parquet(root, tmp_path):
     _, grid = config.load(root / "config" / "smoke.yaml")
-    manifest = tables.manifest_frame(grid.manifest_rows())
+    manifest = tables.manifest_frame(grid.manifest_rows("generation"))
     params = tables.param_columns(manifest)
     assert params == [c for c in manifest.columns if c not in ("run_id", "data_id", "model_id")]
     assert {"sampler", "seed", "knob_eps", "model_lr", "model_log_every"} <= set(params)
     ds_io.write_parquet(tmp_path / "runs.parquet", manifest)
     manifest = pd.read_parquet(tmp_path / "runs.parquet")
     assert tables.param_columns(manifest) == params
-    generation = join.frame("generation", grid.manifest_rows(), tmp_path)   # no run has finished: every status missing
+    generation = join.frame("generation", grid.manifest_rows("generation"), tmp_path)   # no run has finished: every status missing
     assert set(generation["status"]) == {"missing"} and tables.param_columns(generation) == params
     likelihood = tmp_path / "likelihood.json"
     likelihood.write_text(json.dumps({"model_id": manifest["model_id"].iloc[0], "nll_bpd": 1.5}))
@@ -412,8 +412,8 @@ def test_shipped_configs_declare_valid_tables(root, name):
     cfg, grid = config.load(root / "config" / name)
     specs = tables.ablation_specs(cfg["tables"])
     assert len(specs) >= 2
-    tables.check_declared(specs, grid.manifest_rows(), cfg["tables"]["better"])
-    tables.check_heatmap(cfg["plots"]["heatmap"], grid.manifest_rows())
+    tables.check_declared(specs, grid.manifest_rows("generation"), cfg["tables"]["better"])
+    tables.check_heatmap(cfg["plots"]["heatmap"], grid.manifest_rows("generation"))
 
 
 def test_parse_time_check_rejects_a_bad_table(root):
@@ -421,10 +421,10 @@ def test_parse_time_check_rejects_a_bad_table(root):
     bad = {"ablations": {"x": {**cfg["tables"]["ablations"]["oracle_ring8_sampler_steps"], "columns": ["stepz"]}}}
     with pytest.raises(tables.TableError, match=r"tables.ablations.x.columns: unknown column 'stepz' "
                                                 r"\(did you mean steps"):
-        tables.check_declared(tables.ablation_specs(bad), grid.manifest_rows())
+        tables.check_declared(tables.ablation_specs(bad), grid.manifest_rows("generation"))
     pooled = {"ablations": {"x": {"rows": ["sampler"], "metric": "mmd", "filter": {"dataset": "ring8"}}}}
     with pytest.raises(tables.TableError, match="differ in model"):
-        tables.check_declared(tables.ablation_specs(pooled), grid.manifest_rows())
+        tables.check_declared(tables.ablation_specs(pooled), grid.manifest_rows("generation"))
 
 
 def test_schema_rejects_unknown_table_keys(root, tmp_path):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diffsweep import architectures, data, noise, packing, pretrained, registry, restoration, samplers
+from diffsweep.runs import kinds
 
 # Keys whose value is a list by nature, not a sweep axis.
 # Keys whose value is itself a list: a plain list is one value, a list of lists sweeps over them
@@ -141,17 +142,12 @@ class TaskSpec:
                 **{f"operator_{k}": v for k, v in self.operator_knobs.items()}}
 
 
-# Manifest columns naming the preset and its family, by run kind (tables and plots group by them).
-PRESET_COLUMNS = {"generation": ("sampler", "sampler_family"), "restoration": ("restorer", "restorer_family")}
-# The registry of each kind's presets' families (their declared knobs).
-METHODS = {"generation": samplers, "restoration": restoration}
-
-
 @dataclass(frozen=True)
 class RunSpec:
-    """One run: a score source, a sampler (generation) or restorer (restoration) preset point, a
-    seed and a sample count; a restoration run also has its task."""
+    """One run of a kind (diffsweep.runs.kinds): a score source, a sampler (generation) or restorer
+    (restoration) preset point, a seed and a sample count; a restoration run also has its task."""
     id: str
+    kind: str
     model: ModelSpec
     preset: str
     family: str
@@ -165,13 +161,9 @@ class RunSpec:
     task: TaskSpec | None = None
     init_knobs: dict = field(default_factory=dict)     # the start's knobs (init: gaussian), {} for the others
 
-    @property
-    def kind(self) -> str:
-        return "generation" if self.task is None else "restoration"
-
     def params(self) -> dict:
         """Everything that determines the run's output (what its id hashes)."""
-        knobs = METHODS[self.kind].get(self.family).id_knobs(self.knobs)    # renamed knobs: ids stay
+        knobs = kinds.get(self.kind).families().get(self.family).id_knobs(self.knobs)    # renamed knobs: ids stay
         method = {"family": self.family, "schedule": self.schedule, "schedule_knobs": self.schedule_knobs,
                   "steps": self.steps, "init": self.init, "knobs": knobs}
         if self.init_knobs:     # only starts with knobs hash them: the ids of the other runs stay
@@ -183,7 +175,7 @@ class RunSpec:
 
     def row(self) -> dict:
         """One flat manifest row: ids, names and every resolved parameter as a column."""
-        preset, family = PRESET_COLUMNS[self.kind]
+        preset, family = kinds.get(self.kind).preset_columns
         return {"run_id": self.id, **_source_row(self.model), **(self.task.row() if self.task else {}),
                 preset: self.preset, family: self.family, "schedule": self.schedule, "steps": self.steps,
                 "init": self.init, "seed": self.seed, "n_samples": self.n_samples,
@@ -222,31 +214,37 @@ def _flatten(node: dict, prefix: str) -> dict:
 class Grid:
     datasets: dict[str, DataSpec]
     models: dict[str, ModelSpec]      # by model id
-    runs: dict[str, RunSpec]          # generation runs by run id
+    runs: dict[str, RunSpec]          # every run, of every kind, by run id (a kind's hash covers what sets it apart)
     excluded: list[str]               # human-readable reasons for skipped combinations
-    restorations: dict[str, RunSpec] = field(default_factory=dict)   # restoration runs by run id
-    _rows: dict = field(default_factory=dict, repr=False)             # manifest rows by kind, made once
+    _views: dict = field(default_factory=dict, repr=False)            # runs and manifest rows by kind, made once
 
-    @property
-    def all_runs(self) -> dict[str, RunSpec]:
-        """Runs of both kinds by id (ids never coincide: a restoration's hash covers its task)."""
-        return {**self.runs, **self.restorations}
+    def of_kind(self, kind: str) -> dict[str, RunSpec]:
+        """The runs of one kind by run id (a view made once; do not change it)."""
+        key = ("runs", kinds.get(kind).name)
+        if key not in self._views:
+            self._views[key] = {run_id: run for run_id, run in self.runs.items() if run.kind == kind}
+        return self._views[key]
 
     def trained_models(self) -> list[ModelSpec]:
         return [m for m in self.models.values() if m.source == "trained"]
 
-    def manifest_rows(self, kind: str = "generation") -> list[dict]:
+    def manifest_rows(self, kind: str) -> list[dict]:
         """The manifest rows of one kind of run, sorted by run id (made once; do not change them)."""
-        if kind not in self._rows:
-            runs = self.runs if kind == "generation" else self.restorations
-            self._rows[kind] = [runs[run_id].row() for run_id in sorted(runs)]
-        return self._rows[kind]
+        key = ("rows", kinds.get(kind).name)
+        if key not in self._views:
+            runs = self.of_kind(kind)
+            self._views[key] = [runs[run_id].row() for run_id in sorted(runs)]
+        return self._views[key]
 
-    def digest(self, kind: str = "generation") -> str:
-        """A hash that changes when the manifest rows of a kind do (its runs, or the names around
-        them): the tables' rule params carry it instead of the rows, so a changed grid
-        re-aggregates without every run's parameters in the DAG."""
-        runs = self.runs if kind == "generation" else self.restorations
+    def manifest(self) -> list[dict]:
+        """The manifest of the whole grid: the manifest rows of every kind, each with its `kind`."""
+        return [{"kind": kind, **row} for kind in kinds.names() for row in self.manifest_rows(kind)]
+
+    def digest(self, kind: str | None = None) -> str:
+        """A hash that changes when the manifest rows of a kind (None: of every kind) do (its runs,
+        or the names around them): the tables' rule params carry it instead of the rows, so a
+        changed grid re-aggregates without every run's parameters in the DAG."""
+        runs = self.runs if kind is None else self.of_kind(kind)
         text = "\n".join(f"{run_id} {run.model.id} {run.model.data.id} {run.task.name if run.task else ''}"
                          for run_id, run in sorted(runs.items()))
         return hashlib.sha256(text.encode()).hexdigest()[:HASH_DIGITS]
@@ -254,14 +252,14 @@ class Grid:
     def shards(self, runs_per_job) -> dict[str, list[str]]:
         """Every run packed by score source and kind, in run id order, `runs_per_job` to a shard:
         shard id `<model_id>.<hash of its run ids>` -> run ids. `runs_per_job` is a size by kind
-        ({"generation": 32, "restoration": 16}) or a function of (score source, kind) (the config's,
+        (the kind name -> a size) or a function of (score source, kind) (the config's,
         `runs_per_job(config)`). Done runs stay in their shard (its job skips them), so a shard's
         id and membership do not depend on when the grid is built: a cluster job that re-parses
         while other shards finish finds its own."""
         size_of = runs_per_job if callable(runs_per_job) else (lambda model, kind: runs_per_job[kind])
         groups: dict[tuple, list[str]] = {}
         models = {}
-        for run_id, run in sorted(self.all_runs.items()):
+        for run_id, run in sorted(self.runs.items()):
             groups.setdefault((run.model.id, run.kind), []).append(run_id)
             models[run.model.id] = run.model
         shards = {}
@@ -302,7 +300,12 @@ def shard_job(config: dict, shard_id: str, base_dir: str | Path = ".") -> tuple[
     shards = grid.shards(runs_per_job(config))
     if shard_id not in shards:
         raise ValueError(f"shard '{shard_id}' is not in this config's grid (was the config changed under a running sweep?)")
-    return model_dict(grid.models[model_id]), [run_dict(grid.all_runs[run_id]) for run_id in shards[shard_id]]
+    return model_dict(grid.models[model_id]), [run_dict(grid.runs[run_id]) for run_id in shards[shard_id]]
+
+
+def manifest(config: dict, base_dir: str | Path = ".") -> list[dict]:
+    """The manifest of every run of the config (Grid.manifest), keys sorted as rule params had them."""
+    return canonical(build(config, base_dir).manifest())
 
 
 def manifest_rows(config: dict, kind: str, base_dir: str | Path = ".") -> list[dict]:
@@ -395,6 +398,14 @@ def build(config: dict, base_dir: str | Path = ".", models: set[str] | None = No
         check_names(preset.get("models", []), config["models"], f"samplers.{preset_name}.models", "model")
     expanded = {model_id: model for model_id, model in models_by_id.items() if models is None or model_id in models}
     runs = {}
+    for kind in kinds.KINDS.entries():
+        runs.update(kind.expand(config, models_by_id, excluded, expanded))
+    return Grid(datasets, models_by_id, runs, excluded)
+
+
+def build_generation(config: dict, expanded: dict[str, ModelSpec], kind) -> dict[str, RunSpec]:
+    """models of `expanded` x sampler presets (their `datasets` and `models`) x preset points x seeds."""
+    runs = {}
     for model in expanded.values():
         for preset_name, preset in config["samplers"].items():
             if preset.get("datasets") and model.data.name not in preset["datasets"]:
@@ -404,12 +415,10 @@ def build(config: dict, base_dir: str | Path = ".", models: set[str] | None = No
             for point in expand_axes(preset):
                 run_template = resolve_preset(point, where=f"samplers.{preset_name}.")
                 for seed in config["seeds"]:
-                    fields = dict(model=model, preset=preset_name, seed=seed,
+                    fields = dict(kind=kind.name, model=model, preset=preset_name, seed=seed,
                                   n_samples=point.get("n_samples") or config["sampling"]["n_samples"], **run_template)
-                    add_run(runs, fields, where=f"samplers.{preset_name}")
-    restorations = build_restorations(config["restoration"], models_by_id, excluded, expanded) \
-        if "restoration" in config else {}
-    return Grid(datasets, models_by_id, runs, excluded, restorations)
+                    add_run(runs, fields, where=f"{kind.presets}.{preset_name}")
+    return runs
 
 
 def add_run(runs: dict[str, RunSpec], fields: dict, where: str) -> None:
@@ -521,10 +530,10 @@ def check_schedule(schedule: str, steps: int, knobs: dict, where: str, checked: 
             checked.add(key)
 
 
-def resolve_preset(point: dict, where: str, methods=samplers) -> dict:
-    """One point of a sampler (or, with methods=restoration, restorer) preset: family, schedule
+def resolve_preset(point: dict, where: str, families=samplers) -> dict:
+    """One point of a sampler (or, with families=restoration, restorer) preset: family, schedule
     and knobs checked and completed."""
-    spec = methods.get(point["family"], where=f"{where}family: ")
+    spec = families.get(point["family"], where=f"{where}family: ")
     schedule = point["schedule"] or spec.default_schedule
     schedule_knobs = resolve_schedule_knobs(schedule, point["schedule_knobs"], where=where)
     steps = point["steps"]
@@ -550,7 +559,7 @@ def fidelity_extractors(data_spec: DataSpec, options: dict) -> list[str]:
 
 
 def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: list[str],
-                       expanded: dict[str, ModelSpec] | None = None) -> dict[str, RunSpec]:
+                       expanded: dict[str, ModelSpec] | None, kind) -> dict[str, RunSpec]:
     """models (named in section['models'], default all) x tasks x restorer presets x seeds; list values sweep.
     Operators that need images skip flat datasets (recorded in `excluded`). Only the runs of
     `expanded` (default: all models) are made."""
@@ -582,8 +591,8 @@ def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: li
         check_names(preset.get("models", []), known_models, f"restoration.restorers.{preset_name}.models", "model")
         check_names(preset.get("tasks", []), section["tasks"], f"restoration.restorers.{preset_name}.tasks", "task")
         for point in expand_axes(preset):
-            presets.append((preset_name, preset, resolve_preset(point, where=f"restoration.restorers.{preset_name}.",
-                                                                methods=restoration)))
+            presets.append((preset_name, preset, resolve_preset(point, where=f"{kind.presets}.{preset_name}.",
+                                                                families=kind.families())))
     runs = {}
     for model in (models if expanded is None else expanded).values():
         if section["models"] and model.name not in section["models"]:
@@ -606,7 +615,7 @@ def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: li
                 if preset.get("tasks") and task.name not in preset["tasks"]:
                     continue
                 for seed in section["seeds"]:
-                    fields = dict(model=model, preset=preset_name, seed=seed, n_samples=section["n_samples"],
-                                  task=task, **template)
-                    add_run(runs, fields, where=f"restoration.restorers.{preset_name}")
+                    fields = dict(kind=kind.name, model=model, preset=preset_name, seed=seed,
+                                  n_samples=section["n_samples"], task=task, **template)
+                    add_run(runs, fields, where=f"{kind.presets}.{preset_name}")
     return runs

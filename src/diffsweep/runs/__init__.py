@@ -4,6 +4,7 @@ Modules, from the bottom up (docs/design.md, "Layout"):
 
 - layout.py      where a shard job's files are, the layout version, the results folder's lock
 - store.py       how a shard job writes: ShardStore (record file and archive), DrawingNote
+- kinds.py       the kinds of run (generation, restoration): one registered entry per kind
 - records.py     the record format and its checks, the index (done detection), reading a run's
                  files, forget / extract
 - join.py        the table join: manifest rows joined with their records
@@ -22,8 +23,8 @@ their functions or at module level (source, generation, restoration, fusion), ne
 from diffsweep.runs.layout import (LAYOUT_VERSION, LOCK_NAME, ResultsInUse, archive_file, check_layout,
                                    layout_version, lock_results, mark_layout, marker_file, record_file,
                                    records_folder, shard_log, staging_folder, unlock_results, write_marker)
-from diffsweep.runs.records import (CORRUPT, DIVERGED, DONE_STATUSES, FAILED, FAILURE_KEYS, FILE_NAME, KINDS,
-                                    MISSING, OK, REQUIRED_KEYS, RESULT_KEYS, RUN_ID, STATUSES, CorruptRecord,
+from diffsweep.runs.records import (CORRUPT, DIVERGED, DONE_STATUSES, FAILED, FAILURE_KEYS, FILE_NAME,
+                                    MISSING, OK, REQUIRED_KEYS, RUN_ID, STATUSES, CorruptRecord,
                                     NoSamples, State, attempt, check_record, done_runs, drawing_notes, extract,
                                     failed_runs, failure_report, forget, index, log_file, make_record,
                                     read_record, read_record_file, read_run_arrays, read_run_file, record_file_paths,
@@ -33,8 +34,8 @@ from diffsweep.runs.store import DrawingNote, ShardStore, kept
 __all__ = [
     "LAYOUT_VERSION", "LOCK_NAME", "ResultsInUse", "archive_file", "check_layout", "layout_version", "lock_results",
     "mark_layout", "marker_file", "record_file", "records_folder", "shard_log", "staging_folder", "unlock_results",
-    "write_marker", "CORRUPT", "DIVERGED", "DONE_STATUSES", "FAILED", "FAILURE_KEYS", "FILE_NAME", "KINDS", "MISSING",
-    "OK", "REQUIRED_KEYS", "RESULT_KEYS", "RUN_ID", "STATUSES", "CorruptRecord", "NoSamples", "State", "attempt",
+    "write_marker", "CORRUPT", "DIVERGED", "DONE_STATUSES", "FAILED", "FAILURE_KEYS", "FILE_NAME", "MISSING",
+    "OK", "REQUIRED_KEYS", "RUN_ID", "STATUSES", "CorruptRecord", "NoSamples", "State", "attempt",
     "check_record", "done_runs", "drawing_notes", "extract", "failed_runs", "failure_report", "forget", "index",
     "log_file", "make_record", "read_record", "read_record_file", "read_run_arrays", "read_run_file",
     "record_file_paths", "record_files", "run_state", "DrawingNote", "ShardStore", "kept",

@@ -35,8 +35,6 @@ class Generation:
     """The generation half of a shard job (diffsweep.runs.loop.run_shard): draw a run's samples, then
     score them against the reference set and save samples.npz (and grid.png for images) into the
     run's staging folder: the first `keep_samples` samples (metrics always see them all)."""
-    method = "sampler"
-
     def __init__(self, dataset, reference, dtype, device, options: dict, fidelity=None):
         self.dataset, self.reference, self.dtype, self.device = dataset, reference, dtype, device
         self.metric_options = {**options["metrics"], "cache": {}}  # the reference's own terms, computed once per job

@@ -9,22 +9,10 @@ from __future__ import annotations
 
 import logging
 
-from diffsweep.runs.records import FAILED, FAILURE_KEYS, RESULT_KEYS, index, log_file, run_state
+from diffsweep.runs import kinds
+from diffsweep.runs.records import FAILED, FAILURE_KEYS, index, log_file, run_state
 
 log = logging.getLogger("diffsweep")
-
-
-def generation_rows(record: dict) -> list[dict]:
-    """A generation record is one table row: its metrics and why any was skipped."""
-    return [{**record["metrics"], **{f"{name}_status": why for name, why in record.get("skipped", {}).items()}}]
-
-
-def restoration_rows(record: dict) -> list[dict]:
-    """A restoration record is one table row per measurement."""
-    return list(record["measurements"])
-
-
-ROWS_OF_RECORD = {"generation": generation_rows, "restoration": restoration_rows}
 
 
 def manifest(rows: list[dict]):
@@ -37,14 +25,15 @@ def manifest(rows: list[dict]):
 
 def frame(kind: str, rows: list[dict], results):
     """Manifest rows of one kind joined with their records: each record expands into table rows
-    (ROWS_OF_RECORD); a run without a trustworthy record is one row with status `missing` or
+    (its kind's rows_of_record); a run without a trustworthy record is one row with status `missing` or
     `corrupt` (and the problem in `error`), a failed run one row with its `error` and `log`."""
     from diffsweep.tables import RECORD_COLUMNS, typed_frame, with_params
 
-    expand = ROWS_OF_RECORD[kind]
+    kind = kinds.get(kind)
+    expand = kind.rows_of_record
     rows = sorted(rows, key=lambda row: row["run_id"])
     # what a table takes from a record (the parameters come from the manifest rows)
-    states = index(results, keep=[*RECORD_COLUMNS, *FAILURE_KEYS, "provenance", "skipped", *RESULT_KEYS[kind]])
+    states = index(results, keep=[*RECORD_COLUMNS, *FAILURE_KEYS, "provenance", "skipped", *kind.result_keys])
     table = []
     for row in rows:
         status, record, problem = run_state(results, row["run_id"], states)

@@ -30,7 +30,8 @@ from pathlib import Path
 
 from diffsweep import io, registry
 from diffsweep.runs.layout import mark_layout, write_marker
-from diffsweep.runs.records import FAILED, DIVERGED, KINDS, OK, make_record
+from diffsweep.runs import kinds
+from diffsweep.runs.records import DIVERGED, FAILED, OK, make_record
 from diffsweep.runs.store import DrawingNote, ShardStore
 
 log = logging.getLogger("diffsweep")
@@ -97,18 +98,6 @@ def divergence(samples, scale: DataScale, factor: float = RUNAWAY_FACTOR) -> str
 
 # --- job loop ----------------------------------------------------------------------------
 
-def kind_job(kind: str):
-    """The kind-specific half of a shard job (draw, then evaluate and save): see
-    diffsweep.runs.generation.Generation and diffsweep.runs.restoration.Restoration."""
-    if kind == "generation":
-        from diffsweep.runs.generation import Generation
-        return Generation
-    if kind == "restoration":
-        from diffsweep.runs.restoration import Restoration
-        return Restoration
-    raise ValueError(f"unknown run kind '{kind}'; allowed: {', '.join(KINDS)}")
-
-
 def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, results, shard_path,
               options: dict, device: str = "auto", plugins=(), fidelity_records=(), fidelity_options=None,
               max_batch: int = 0, log_path=None, fail_fast: bool = False, fuse: bool = True,
@@ -156,7 +145,7 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
         try:
             output, nfe, counted, wall = drawn()
             if nfe != counted:
-                raise RuntimeError(f"{job.method} '{run['family']}' reported {nfe} network evaluations but made {counted}")
+                raise RuntimeError(f"{kinds.get(kind).method} '{run['family']}' reported {nfe} network evaluations but made {counted}")
             folder = store.run_staging(run["id"])
             why = divergence(job.samples_of(output), data_scale, runaway_factor)
             status = DIVERGED if why else OK
@@ -311,7 +300,7 @@ def start_job(kind: str, model: dict, reference_path, checkpoint_path, results, 
         from diffsweep.fidelity import FidelityEvaluator
         fidelity = FidelityEvaluator.from_records(fidelity_records, reference, fidelity_options,
                                                   Path(results) / "fidelity" / "cache", device)
-    return kind_job(kind)(dataset, reference, dtype, device, options, fidelity), denoiser
+    return kinds.get(kind).job()(dataset, reference, dtype, device, options, fidelity), denoiser
 
 
 def one_line(error: BaseException, limit: int = 300) -> str:

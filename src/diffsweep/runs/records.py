@@ -32,12 +32,11 @@ from io import BytesIO
 from pathlib import Path
 
 from diffsweep import io
+from diffsweep.runs import kinds
 from diffsweep.runs.layout import _held, _short, lock_results, marker_file, records_folder, shard_log, unlock_results
 from diffsweep.runs.store import DrawingNote
 
 log = logging.getLogger("diffsweep")
-
-KINDS = ("generation", "restoration")
 
 OK, DIVERGED = "ok", "diverged"        # DIVERGED: samples not finite or ran away (`divergence`)
 DONE_STATUSES = (OK, DIVERGED)         # never recomputed (delete the run's record lines to redo one)
@@ -47,7 +46,6 @@ STATUSES = (*DONE_STATUSES, FAILED)
 MISSING, CORRUPT = "missing", "corrupt"
 REQUIRED_KEYS = ("run_id", "kind", "status", "nfe", "wall_s", "device", "finished", "row", "params", "provenance",
                  "archive", "files")
-RESULT_KEYS = {"generation": ("metrics",), "restoration": ("measurements",)}
 FAILURE_KEYS = ("error", "log")
 # A record line starts with its run id (write_record), so a torn line still names its run.
 RUN_OF_LINE = re.compile(r'\{"run_id": ?"([^"]+)"')
@@ -87,7 +85,7 @@ def check_record(record, path: Path, line: int, archive_sizes: dict) -> str | No
     (in the record file's folder), each file it lists a plain file name whose bytes lie inside
     that archive (the archive as long as the record says)."""
     status = record.get("status")
-    needed = [*REQUIRED_KEYS, *(FAILURE_KEYS if status == FAILED else RESULT_KEYS.get(record.get("kind"), ()))]
+    needed = [*REQUIRED_KEYS, *(FAILURE_KEYS if status == FAILED else (kinds.get(record["kind"]).result_keys if record.get("kind") in kinds.KINDS else ()))]
     where = f"{path} line {line}"
     missing = [key for key in needed if key not in record]
     if missing:
@@ -97,8 +95,8 @@ def check_record(record, path: Path, line: int, archive_sizes: dict) -> str | No
         return f"{where}: {', '.join(mistyped)} of the wrong type"
     if not RUN_ID.fullmatch(record["run_id"]):
         return f"{where}: run_id {_short(record['run_id'])} is not a run id (<preset>-<16 hex digits>)"
-    if record["kind"] not in KINDS:
-        return f"{where}: kind {_short(record['kind'])} is not one of {', '.join(KINDS)}"
+    if record["kind"] not in kinds.KINDS:
+        return f"{where}: kind {_short(record['kind'])} is not one of {', '.join(kinds.names())}"
     if status not in STATUSES:
         return f"{where}: status {status!r} is not one of {', '.join(STATUSES)}"
     if not (FILE_NAME.fullmatch(record["archive"]) and record["archive"].endswith(".archive")):

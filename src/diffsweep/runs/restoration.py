@@ -29,8 +29,6 @@ log = logging.getLogger("diffsweep")
 class Restoration:
     """Measure and restore (`draw`), then score and save (`finish`). Loads LPIPS once per job;
     `fidelity` is the dataset's FID/KID evaluator (None without fidelity records)."""
-    method = "restorer"
-
     def __init__(self, dataset, reference, dtype, device, options: dict, fidelity=None):
         self.dataset, self.reference, self.dtype, self.device = dataset, reference, dtype, device
         self.metric_options, self.strips = options["metrics"], options["strips"]

@@ -15,9 +15,9 @@ from diffsweep import io
 from diffsweep.tables.rows import PARAM_COLUMNS, kind
 
 RECORD_COLUMNS = ["status", "nfe", "wall_s", "device", "finished"]
-LEADING_COLUMNS = ["run_id", "dataset", "model", "sampler", "sampler_family", "schedule", "steps", "init", "seed"]
+LEADING_COLUMNS = ["run_id", "kind", "dataset", "model", "sampler", "sampler_family", "schedule", "steps", "init", "seed"]
 # Manifest columns that name a run, its data or its model rather than set them: not parameters.
-ID_COLUMNS = ("run_id", "data_id", "model_id")
+ID_COLUMNS = ("run_id", "kind", "data_id", "model_id")   # kind: in the manifest of every run (runs.parquet)
 # Per-model measurements that `with_model_metrics` adds to every run of the model (model_<key>).
 MEASUREMENT_COLUMNS = ("model_nll_bpd", "model_true_nll_bpd", "model_likelihood_nfe", "model_likelihood_points",
                        "model_likelihood_wall_s", "model_likelihood_trace")

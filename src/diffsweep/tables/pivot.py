@@ -8,6 +8,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
+from diffsweep.runs import kinds
 from diffsweep.tables.options import AGGREGATES, EMPTY
 from diffsweep.tables.rows import value_key, format_key, group
 from diffsweep.tables.spec import TableSpec, check_table, differing
@@ -107,8 +108,9 @@ def ablation(rows: list[dict], spec: TableSpec, *, params, where: str | None = N
 def _unit(spec: TableSpec, selected: list[dict]) -> str:
     """What n counts: measurements (a restoration row is one measurement of a run), seeds, or
     runs where cells pool configurations or the table has no seed column."""
-    if spec.source == "restoration":
-        return "measurement"
+    unit = kinds.get(spec.source).unit
+    if unit:
+        return unit
     has_seed = any("seed" in row for row in selected[:1])
     return "seed" if spec.pool != "mean" and has_seed else "run"
 
