@@ -40,3 +40,36 @@ def test_the_run_store_imports_no_torch_at_module_level(module):
                    or name in ("diffsweep.runs.loop", "diffsweep.runs.source", "diffsweep.runs.fusion",
                                "diffsweep.runs.generation", "diffsweep.runs.restoration"))
     assert not heavy, f"{module} imports {heavy} at module level (the Snakefile imports it at parse time)"
+
+
+def test_no_function_keeps_a_cache_in_a_mutable_default():
+    """A memo is an explicit object (grid.ScheduleMemo), never a default argument shared by every call."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                for default in [*node.args.defaults, *node.args.kw_defaults]:
+                    if isinstance(default, (ast.Dict, ast.List, ast.Set)) or (
+                            isinstance(default, ast.Call) and getattr(default.func, "id", "") in ("dict", "list", "set")):
+                        found.append(f"{path.relative_to(PACKAGE)}:{default.lineno}")
+    assert not found, f"mutable default arguments: {found}"
+
+
+def test_the_schedule_memo_resolves_and_checks_each_distinct_schedule_once(monkeypatch):
+    from diffsweep import grid, noise
+
+    calls = []
+    real_resolve, real_check = noise.resolve_schedule_knobs, noise.check_schedule
+    monkeypatch.setattr(noise, "resolve_schedule_knobs", lambda *a, **k: calls.append("resolve") or real_resolve(*a, **k))
+    monkeypatch.setattr(noise, "check_schedule", lambda *a, **k: calls.append("check") or real_check(*a, **k))
+    memo = grid.ScheduleMemo()
+    first = memo.resolve_knobs("karras", {"rho": 7.0}, "samplers.p.")
+    first["rho"] = 0.0                           # a copy: the memo keeps its own
+    assert memo.resolve_knobs("karras", {"rho": 7.0}, "samplers.p.")["rho"] == 7.0
+    assert calls == ["resolve"]
+    for _ in range(2):
+        memo.check("karras", 10, {"rho": 7.0}, "samplers.p.")
+    assert calls.count("check") == 1
+    memo.clear()
+    memo.check("karras", 10, {"rho": 7.0}, "samplers.p.")
+    assert calls.count("check") == 2
