@@ -81,7 +81,7 @@ for shard, run_ids in grid.shards(ds_grid.runs_per_job(cfg)).items():
     lines, offset = [], 0
     for run_id in run_ids:
         spec = grid.runs[run_id]
-        run = {"id": run_id, "kind": spec.kind, "row": spec.row(), "params": spec.params()}
+        run = {"id": run_id, "kind": spec.kind, "row": spec.row(), "identity": spec.identity()}
         record = runs.make_record(run, "ok", 10, 0.5, "cpu", origin, {"metrics": metrics, "skipped": {}})
         record.update(archive=f"{shard}.archive", files={"samples.npz": {"offset": offset, "bytes": 3456, "sha256": "0" * 64}})
         offset += 3456

@@ -91,7 +91,7 @@ def test_renamed_knobs_keep_the_run_ids():
     runs = build(raw).runs.values()
     assert {run.family for run in runs} == set(KNOBS_AS_HASHED)
     for run in runs:
-        params = run.params()
+        params = run.identity()
         method = params["sampler" if run.task is None else "restorer"]
         assert set(method["knobs"]) == KNOBS_AS_HASHED[run.family], run.family
         assert run.id == f"{run.preset}-{grid.short_hash(params)}"

@@ -21,7 +21,7 @@ SHARD = "oracle-00112233445566778.8899aabbccddeeff"
 
 
 def record(run_id: str = RUN, status: str = "ok") -> dict:
-    run = {"id": run_id, "kind": "generation", "row": {"run_id": run_id}, "params": {"seed": 0}}
+    run = {"id": run_id, "kind": "generation", "row": {"run_id": run_id}, "identity": {"seed": 0}}
     return runs.make_record(run, status, 10, 0.5, "cpu", {"git_revision": None}, {"metrics": {"sliced_w2": 0.1}})
 
 
@@ -239,7 +239,7 @@ def test_a_shard_whose_reference_set_holds_nan_records_its_runs_failed_naming_th
     io.write_arrays(reference, x=np.array([[0.0, 1.0], [np.nan, 0.0]]))
     model = {"id": "oracle-0123456789abcdef", "source": "oracle",
              "data": {"id": "ring8-0123456789abcdef", "family": "gmm", "knobs": {"preset": "ring8"}}}
-    run = {"id": RUN, "kind": "generation", "row": {"run_id": RUN}, "params": {}, "family": "random_walk"}
+    run = {"id": RUN, "kind": "generation", "row": {"run_id": RUN}, "identity": {}, "family": "random_walk"}
     loop.run_shard(model, [run], reference, None, results, results / "shards" / f"{SHARD}.json", {}, device="cpu")
     status, failed, _ = runs.run_state(results, RUN)
     assert status == "failed"

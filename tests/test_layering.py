@@ -73,3 +73,18 @@ def test_the_schedule_memo_resolves_and_checks_each_distinct_schedule_once(monke
     memo.clear()
     memo.check("karras", 10, {"rho": 7.0}, "samplers.p.")
     assert calls.count("check") == 2
+
+
+def test_no_name_in_the_library_is_called_params():
+    """`params` meant four things (knobs, what an id hashes, parameter columns, rule params): each has
+    its own name now (knobs, identity, parameter_columns, job_arguments). Snakemake's rule `params:`
+    and the record's `params` key are data, not names of the code."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            named = (node.id if isinstance(node, ast.Name) else node.arg if isinstance(node, ast.arg)
+                     else node.attr if isinstance(node, ast.Attribute)
+                     else node.name if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else None)
+            if named == "params":
+                found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert not found, f"names called params: {found}"

@@ -57,7 +57,7 @@ def test_a_broken_run_is_recorded_as_failed_and_loses_no_other_run(sweep):
     assert sorted(path.name for path in (results / "records").iterdir()) == ["generation.archive", "generation.jsonl"]
     record = runs.read_record(results, good["id"])
     assert (record["kind"], record["status"], record["row"], record["params"]) == \
-        ("generation", "ok", good["row"], good["params"])
+        ("generation", "ok", good["row"], good["identity"])
     assert record["nfe"] > 0 and record["metrics"]["sliced_w2"] > 0
     assert record["archive"] == "generation.archive" and set(record["files"]) == {"samples.npz"}
     assert record["files"]["samples.npz"]["offset"] == 0 and len(record["files"]["samples.npz"]["sha256"]) == 64

@@ -41,7 +41,7 @@ def spec(**entry):
 
 
 def ablation(rows, spec, **options):
-    return tables.ablation(rows, spec, params=PARAMS, **options)
+    return tables.ablation(rows, spec, parameter_columns=PARAMS, **options)
 
 
 def frame_of(rows):
@@ -125,7 +125,7 @@ def test_a_result_named_like_a_parameter_is_not_one(rows):
     assert ablation(rows, spec()).cells[(("rw",), (10,))].n == 3
     rows += [dict(run("rw", 10, seed, 0.3), model_score_norm=0.0, temperature=2.0) for seed in range(3)]
     with pytest.raises(tables.MixedCellError, match=r"differ in temperature \(1, 2\)"):
-        tables.ablation(rows, spec(), params=[*PARAMS, "temperature"])
+        tables.ablation(rows, spec(), parameter_columns=[*PARAMS, "temperature"])
 
 
 def test_a_table_without_its_parameter_columns_is_refused(tmp_path, rows, capsys):
@@ -173,7 +173,7 @@ def test_an_ablation_over_a_restoration_table(tmp_path):
     declared = tables.TableSpec.from_config("r", {"source": "restoration", "metric": "psnr",
                                                   "rows": ["task", "restorer"], "columns": "steps"})
     assert declared.better == "higher"
-    table = tables.ablation(rows, declared, params=RESTORATION_PARAMS)
+    table = tables.ablation(rows, declared, parameter_columns=RESTORATION_PARAMS)
     cell = table.cells[(("box", "rw_cond"), (30,))]
     assert cell.n == 4 and cell.value == pytest.approx(statistics.fmean([23, 24, 23.1, 24.1]))
     assert table.cells[(("box", "dps"), (30,))].best and not cell.best
@@ -181,7 +181,7 @@ def test_an_ablation_over_a_restoration_table(tmp_path):
     mixed = rows + [dict(r, noise_std=0.2, run_id=r["run_id"] + "-loud") for r in rows]
     with pytest.raises(tables.MixedCellError, match=r"tables.ablations.r: the cell task=box, restorer=dps, steps=10 "
                                                     r"holds runs that differ in noise_std \(0.1, 0.2\)"):
-        tables.ablation(mixed, declared, params=RESTORATION_PARAMS)
+        tables.ablation(mixed, declared, parameter_columns=RESTORATION_PARAMS)
     frame = tables.with_params(tables.typed_frame(rows), RESTORATION_PARAMS)
     frame.to_parquet(tmp_path / "restoration.parquet")
     outputs = {"csv": tmp_path / "r.csv", "markdown": tmp_path / "r.md"}

@@ -425,7 +425,7 @@ def command_table(args) -> int:
     except ValueError as error:
         return fail(str(error))
     try:
-        params = tables.param_columns(frame)
+        parameter_columns = tables.param_columns(frame)
     except tables.TableError as error:
         return fail(f"{path}: {error}")
     entry = {"metric": args.metric, "rows": _names(args.rows), "columns": _names(args.cols), "filter": filters,
@@ -436,7 +436,7 @@ def command_table(args) -> int:
         entry["better"] = "none"
     try:
         spec = tables.TableSpec.from_config("table", entry, where="--")
-        table = tables.ablation(tables.records(frame), spec, params=params, where="--")
+        table = tables.ablation(tables.records(frame), spec, parameter_columns=parameter_columns, where="--")
     except tables.MixedCellError as error:
         return fail(f"{error.what}; add a --filter, put them in --rows/--cols, or pass --pool best (best of them) "
                     f"or --pool mean (pool them)")

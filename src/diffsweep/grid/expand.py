@@ -148,8 +148,8 @@ def build_generation(config: dict, expanded: dict[str, ModelSpec], kind) -> dict
 
 def add_run(runs: dict[str, RunSpec], fields: dict, where: str) -> None:
     """Make the run of `fields` (RunSpec's fields but the id), give it its id, `<preset>-<hash
-    of its params>`, and add it to `runs`."""
-    run_id = f"{fields['preset']}-{short_hash(RunSpec(id='', **fields).params())}"
+    of its identity>`, and add it to `runs`."""
+    run_id = f"{fields['preset']}-{short_hash(RunSpec(id='', **fields).identity())}"
     if run_id in runs:
         raise ValueError(f"{where}: two grid points resolve to the same run {run_id}")
     runs[run_id] = RunSpec(id=run_id, **fields)

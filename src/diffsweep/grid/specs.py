@@ -78,12 +78,12 @@ class TaskSpec:
         """The measurement noise's std in the model's [-1, 1] coordinates."""
         return restoration.noise_std(self.noise_std, self.data_range)
 
-    def params(self) -> dict:
-        params = {"operator": self.operator, "knobs": self.operator_knobs, "noise_std": self.noise_std,
-                  "data_range": self.data_range}
+    def identity(self) -> dict:
+        identity = {"operator": self.operator, "knobs": self.operator_knobs, "noise_std": self.noise_std,
+                    "data_range": self.data_range}
         if self.images is not None:     # only given images hash: the ids of the other tasks stay
-            params["images"] = list(self.images)
-        return params
+            identity["images"] = list(self.images)
+        return identity
 
     def row(self) -> dict:
         return {"task": self.name, "operator": self.operator, "noise_std": self.noise_std, "data_range": self.data_range,
@@ -110,7 +110,7 @@ class RunSpec:
     task: TaskSpec | None = None
     init_knobs: dict = field(default_factory=dict)     # the start's knobs (init: gaussian), {} for the others
 
-    def params(self) -> dict:
+    def identity(self) -> dict:
         """Everything that determines the run's output (what its id hashes)."""
         knobs = kinds.get(self.kind).families().get(self.family).id_knobs(self.knobs)    # renamed knobs: ids stay
         method = {"family": self.family, "schedule": self.schedule, "schedule_knobs": self.schedule_knobs,
@@ -118,8 +118,8 @@ class RunSpec:
         if self.init_knobs:     # only starts with knobs hash them: the ids of the other runs stay
             method["init_knobs"] = self.init_knobs
         if self.task is None:
-            return {**_source_params(self.model), "sampler": method, "seed": self.seed, "n_samples": self.n_samples}
-        return {**_source_params(self.model, with_reference_size=True), "task": self.task.params(), "restorer": method,
+            return {**_source_identity(self.model), "sampler": method, "seed": self.seed, "n_samples": self.n_samples}
+        return {**_source_identity(self.model, with_reference_size=True), "task": self.task.identity(), "restorer": method,
                 "seed": self.seed, "n_measurements": self.task.n_measurements, "n_samples": self.n_samples}
 
     def row(self) -> dict:
@@ -133,7 +133,7 @@ class RunSpec:
                 **{f"knob_{k}": v for k, v in self.knobs.items()}}
 
 
-def _source_params(model: ModelSpec, with_reference_size: bool = False) -> dict:
+def _source_identity(model: ModelSpec, with_reference_size: bool = False) -> dict:
     """The dataset and score source part of a run's identity."""
     data_part = {"family": model.data.family, "knobs": model.data.knobs, "n_train": model.data.n_train,
                  "seed": model.data.seed}
@@ -221,8 +221,8 @@ def model_dict(model: ModelSpec) -> dict:
 
 
 def run_dict(run: RunSpec) -> dict:
-    """A run as its shard job reads it; `task` only for a restoration run. `params` (what the id
-    hashes) and `row` (the manifest row) go into its record."""
+    """A run as its shard job reads it; `task` only for a restoration run. `identity` (what the id
+    hashes; the record's `params`) and `row` (the manifest row) go into its record."""
     task = run.task and {"name": run.task.name, "operator": run.task.operator,
                          "operator_knobs": run.task.operator_knobs, "noise_std": run.task.noise_std,
                          "data_range": run.task.data_range, "noise_std_effective": run.task.noise_std_effective,
@@ -231,4 +231,4 @@ def run_dict(run: RunSpec) -> dict:
     return canonical({"id": run.id, "kind": run.kind, "family": run.family, "schedule": run.schedule,
                       "schedule_knobs": run.schedule_knobs, "steps": run.steps, "init": run.init,
                       "init_knobs": run.init_knobs, "knobs": run.knobs, "seed": run.seed, "n_samples": run.n_samples, **({"task": task} if task else {}),
-                      "params": run.params(), "row": run.row()})
+                      "identity": run.identity(), "row": run.row()})

@@ -377,4 +377,4 @@ def make_record(run: dict, status: str, nfe, wall, device, origin: dict, results
     """A run's record (ShardStore.append adds where its files are); run_id first: a torn line still names its run."""
     return {"run_id": run["id"], "kind": run["kind"], "status": status, "nfe": nfe, "wall_s": wall,
             "device": str(device), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "row": run["row"], "params": run["params"], "provenance": origin, **results_part}
+            "row": run["row"], "params": run["identity"], "provenance": origin, **results_part}

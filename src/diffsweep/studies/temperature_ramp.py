@@ -2,12 +2,12 @@
 temperature ramped from T0 to 1 along the level index or along log sigma, against the number of
 steps, beside the floor of two independent exact sample sets.
 
-- `check`        the config's study names random-walk presets (parse time)
-- `params`       what the job takes from the config (parse time)
-- `table`        the metric per dataset, ramp, T0 and steps, seeds averaged
-- `exact_floor`  the metric between fresh exact samples and the reference set: what a perfect sampler scores
-- `figure`       the metric against steps, a panel per dataset, hue ramp, style T0, the floor drawn
-- `job`          the rule's body: table (CSV), floors and figure
+- `check`          the config's study names random-walk presets (parse time)
+- `job_arguments`  what the job takes from the config (parse time)
+- `table`          the metric per dataset, ramp, T0 and steps, seeds averaged
+- `exact_floor`    the metric between fresh exact samples and the reference set: what a perfect sampler scores
+- `figure`         the metric against steps, a panel per dataset, hue ramp, style T0, the floor drawn
+- `job`            the rule's body: table (CSV), floors and figure
 
 Imported at parse time: pandas, torch and matplotlib are imported inside the functions that need them.
 """
@@ -31,7 +31,7 @@ def check(config: dict, options: dict) -> None:
                              f"samplers; allowed: {', '.join(allowed) or '(none)'}")
 
 
-def params(config: dict, grid, options: dict) -> dict:
+def job_arguments(config: dict, grid, options: dict) -> dict:
     """The job's settings: every dataset (each one's floor), the sample count of a run that does
     not state its own, the seeds and projections of the metric, the results folder."""
     return {"datasets": [ds_grid.data_dict(spec) for _, spec in sorted(grid.datasets.items())],
@@ -139,5 +139,5 @@ def job(inputs: dict, outputs: dict, options: dict, datasets, n_samples: int, se
 
 
 STUDIES.add(Study(name="temperature_ramp", description="the metric against steps per temperature ramp and T0, "
-                  "beside the exact-sample floor", title="Temperature ramp", job=job, check=check, params=params,
+                  "beside the exact-sample floor", title="Temperature ramp", job=job, check=check, job_arguments=job_arguments,
                   inputs=inputs))

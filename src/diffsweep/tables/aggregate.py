@@ -62,14 +62,14 @@ def with_model_metrics(generation, record_paths):
     return merged
 
 
-def training_table(log_paths, params=TRAINING_PARAMS):
-    """The training logs of every model in one table, its parameter columns `params` listed (in
+def training_table(log_paths, parameter_columns=TRAINING_PARAMS):
+    """The training logs of every model in one table, its parameter columns `parameter_columns` listed (in
     attrs) as in a table of runs, so that `diffsweep table` and declared tables read it."""
     import pandas as pd
 
     frames = [io.read_parquet(path) for path in log_paths]
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*params, "loss"])
-    frame.attrs[PARAM_COLUMNS] = list(params)
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*parameter_columns, "loss"])
+    frame.attrs[PARAM_COLUMNS] = list(parameter_columns)
     return frame
 
 

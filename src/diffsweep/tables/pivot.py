@@ -85,11 +85,11 @@ class Ablation:
         return "; ".join(parts) + "."
 
 
-def ablation(rows: list[dict], spec: TableSpec, *, params, where: str | None = None) -> Ablation:
-    """The pivot of `rows` that `spec` declares; `params` are the table's parameter columns
+def ablation(rows: list[dict], spec: TableSpec, *, parameter_columns, where: str | None = None) -> Ablation:
+    """The pivot of `rows` that `spec` declares; `parameter_columns` are the table's parameter columns
     (`param_columns(frame)`). Checked first (see `check_table`; `where` prefixes error
     messages, the config path `tables.ablations.<name>.` by default, '--' on the command line)."""
-    selected = check_table(spec, rows, params, where=where)
+    selected = check_table(spec, rows, parameter_columns, where=where)
     keys = spec.rows + spec.columns
     cells_by_key = group(selected, keys)
     nr = len(spec.rows)
@@ -99,7 +99,7 @@ def ablation(rows: list[dict], spec: TableSpec, *, params, where: str | None = N
     for rk in row_keys:
         for ck in col_keys:
             runs = cells_by_key.get(rk + ck)
-            cells[(rk, ck)] = _fill_cell(runs, spec, keys, params) if runs else Cell()
+            cells[(rk, ck)] = _fill_cell(runs, spec, keys, parameter_columns) if runs else Cell()
     table = Ablation(spec, row_keys, col_keys, cells, unit=_unit(spec, selected))
     _mark_best(table)
     return table
@@ -128,12 +128,12 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _fill_cell(cell_rows: list[dict], spec: TableSpec, keys, params) -> Cell:
+def _fill_cell(cell_rows: list[dict], spec: TableSpec, keys, parameter_columns) -> Cell:
     ok = [r for r in cell_rows if r.get("status", "ok") == "ok" and _finite(r.get(spec.metric))]
     cell = Cell(n_runs=len(cell_rows), n_diverged=sum(r.get("status") == "diverged" for r in cell_rows))
     candidates = [("", ok)]
     if spec.pool == "best":
-        varying = differing(ok, keys, params)
+        varying = differing(ok, keys, parameter_columns)
         if varying:
             configs = group(ok, varying)
             candidates = [(", ".join(f"{c}={format_key(v)}" for c, v in zip(varying, config)), runs)

@@ -131,16 +131,16 @@ class MixedCellError(TableError):
                          f"columns, or set pool: best (best of them) or pool: mean (pool them)")
 
 
-def differing(cell: list[dict], keys, params) -> list[str]:
+def differing(cell: list[dict], keys, parameter_columns) -> list[str]:
     """The parameters other than the seed that tell the runs of a cell apart (see `distinguishing`)."""
     present = set(columns_of(cell))
-    return distinguishing(cell, keys, [c for c in params if c in present and c != SEED])
+    return distinguishing(cell, keys, [c for c in parameter_columns if c in present and c != SEED])
 
 
-def check_table(spec: TableSpec, rows: list[dict], params, extra_columns=(), where: str | None = None) -> list[dict]:
+def check_table(spec: TableSpec, rows: list[dict], parameter_columns, extra_columns=(), where: str | None = None) -> list[dict]:
     """Check a table against data (or, at parse time, against the grid's manifest rows with
     `extra_columns` naming the columns runs will add): every named column exists, the filter
-    selects runs, and no cell mixes runs that differ in a parameter (`params`: the table's
+    selects runs, and no cell mixes runs that differ in a parameter (`parameter_columns`: the table's
     parameter columns) other than the seed, unless `pool` says how to combine them. Returns
     the selected rows."""
     where = f"tables.ablations.{spec.name}." if where is None else where
@@ -159,7 +159,7 @@ def check_table(spec: TableSpec, rows: list[dict], params, extra_columns=(), whe
     if spec.pool == "error":
         keys = spec.rows + spec.columns
         for key, cell in group(selected, keys).items():
-            varying = differing(cell, keys, params)
+            varying = differing(cell, keys, parameter_columns)
             if varying:
                 label = ", ".join(f"{k}={format_key(v)}" for k, v in zip(keys, key))
                 raise MixedCellError(where, label, varying, sorted_values({r.get(varying[0]) for r in cell}))
