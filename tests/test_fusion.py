@@ -1,8 +1,14 @@
 """Fused evaluation (diffsweep.fusion): a run's samples do not depend on which runs share its
 shard (exactly for the float64 oracle, up to float32 rounding for a network), reruns are
-bit-exact, runs with other call counts and runs that raise leave the group without holding
-up or changing the others, and `max_batch` chunks the fused batch."""
+bit-exact (a stress test of 64 runs with random step counts against their unfused draws), runs
+with other call counts and runs that raise leave the group without holding up or changing the
+others (an error between handing in a call and waiting for its answer included), a fused call
+that fails falls back to one call per run with a warning, a wait past the group's limit fails
+its runs still drawing instead of hanging, and `max_batch` chunks the fused batch. Every draw
+and serve here runs under a bound (`bounded`): a deadlock fails its test, never hangs it."""
 
+import logging
+import random
 import threading
 import types
 
@@ -65,15 +71,31 @@ class Recorder:
         return self.denoiser(x, sigma)
 
 
-def fused(draw, denoiser, shard: list[dict]) -> list:
-    """fusion.draw_fused's outcomes in the shard's order, drawn in a thread that must end within a
-    minute (a deadlock fails, not hangs)."""
+# Bound of every fused draw and serve in these tests (a deadlock fails the test), far above their cost.
+BOUND_S = 60
+
+
+def bounded(work, bound_s: float = BOUND_S):
+    """work()'s result, computed in a thread that must end within `bound_s` (a deadlock fails, not hangs)."""
     result = {}
-    worker = threading.Thread(target=lambda: result.update((id(run), outcome) for run, outcome
-                                                           in fusion.draw_fused(draw, denoiser, shard)), daemon=True)
+
+    def target():
+        try:
+            result["value"] = work()
+        except BaseException as error:   # re-raised in the test's thread
+            result["error"] = error
+    worker = threading.Thread(target=target, daemon=True)
     worker.start()
-    worker.join(60)
-    assert not worker.is_alive(), "the fused draw did not end (deadlock)"
+    worker.join(bound_s)
+    assert not worker.is_alive(), f"did not end within {bound_s} s (deadlock)"
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def fused(draw, denoiser, shard: list[dict], **options) -> list:
+    """fusion.draw_fused's outcomes in the shard's order, under the bound."""
+    result = bounded(lambda: {id(run): outcome for run, outcome in fusion.draw_fused(draw, denoiser, shard, **options)})
     return [result[id(run)] for run in shard]
 
 
@@ -140,10 +162,12 @@ def test_a_large_shard_draws_in_groups_and_unfused_one_run_at_a_time(runs, monke
     expected = [alone(job.draw, ORACLE, run)[0] for run in shard]
     for fuse, sizes in [(True, [80, 80, 80, 40, 40, 40, 40, 40, 40, 40]), (False, [40] * 13)]:
         recorder = Recorder(ORACLE)
-        drawn = dict((id(run), drawn) for run, drawn in fusion.draws(job, recorder, shard, fuse))
+        drawn = bounded(lambda: {id(run): (drawn(), fused_with)   # noqa: B023 (called at once)
+                                 for run, drawn, fused_with in fusion.draws(job, recorder, shard, fuse)})
         for run, samples in zip(shard, expected, strict=True):
-            assert torch.equal(drawn[id(run)]()[0], samples)
+            assert torch.equal(drawn[id(run)][0][0], samples)
         assert recorder.sizes == sizes
+        assert [drawn[id(run)][1] for run in shard] == ([2, 2, 1] if fuse else [1, 1, 1])   # the group each drew in
 
 
 def test_on_the_cpu_calls_are_packed_whole_up_to_cpu_rows(runs, monkeypatch):
@@ -162,8 +186,7 @@ def test_on_the_cpu_a_shard_whose_calls_cannot_share_a_network_call_draws_unfuse
     for cpu_rows, sizes in [(80, [80, 80, 80, 40, 40]), (79, [40] * 8)]:
         monkeypatch.setattr(fusion, "CPU_ROWS", cpu_rows)
         recorder = Recorder(ORACLE)
-        for _, drawn in fusion.draws(job, recorder, shard, fuse=True):
-            drawn()
+        bounded(lambda: [drawn() for _, drawn, _ in fusion.draws(job, recorder, shard, fuse=True)])   # noqa: B023
         assert recorder.sizes == sizes, cpu_rows
     assert fusion.can_pack(shard, "cuda") and fusion.can_pack(shard, "cpu") is False   # CPU_ROWS is 79 here
     assert fusion.call_rows({"n_samples": 4, "n_measurements": 3}) == 12
@@ -188,9 +211,9 @@ def test_calls_that_need_gradients_are_answered_alone():
     workers = [threading.Thread(target=work, daemon=True) for work in (with_gradient, without)]
     for worker in workers:
         worker.start()
-    group.serve()
+    bounded(group.serve)
     for worker in workers:
-        worker.join(10)
+        worker.join(BOUND_S)
     leaf = x.clone().requires_grad_(True)
     expected = torch.autograd.grad(ORACLE(leaf, 0.8).pow(2).sum(), leaf)[0]
     assert torch.equal(gradients["fused"], expected) and group.denoiser.sizes == [5, 5]
