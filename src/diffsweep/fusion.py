@@ -98,7 +98,7 @@ def draw_fused(draw, denoiser, runs: list[dict], timeout_s: float = TIMEOUT_S):
     through the network: the shard's runs add up to the time the shard took. If the group breaks
     (FusedTimeout) and a run's thread has not ended within one more wait limit (stuck in its own
     code), the run is handed on failed with the group's error and its thread left behind."""
-    group = FusedGroup(denoiser, len(runs), timeout_s)
+    group = FusedGroup(denoiser, len(runs), timeout_s, [run["id"] for run in runs])
     ended = queue.SimpleQueue()          # (index, outcome) of each run whose draw has ended
     threads = torch.get_num_threads()    # the job's intra-op threads (jobs.use_threads), in every run thread
 
@@ -198,8 +198,9 @@ class FusedGroup:
     member never holds the others. Every wait ends after `wait_limit()`: the group breaks
     (`broken`), and every member still drawing raises FusedTimeout at its wait or next call."""
 
-    def __init__(self, denoiser, size: int, timeout_s: float = TIMEOUT_S):
+    def __init__(self, denoiser, size: int, timeout_s: float = TIMEOUT_S, names: list[str] | None = None):
         self.denoiser, self.size, self.timeout_s = denoiser, size, timeout_s
+        self.names = names or [f"member {index}" for index in range(size)]   # the runs' ids, for errors
         self.lock = threading.Lock()          # guards everything below
         self.drawing = set(range(size))       # members that have not left
         self.waiting: dict[int, Call] = {}    # member -> its call handed in, not yet taken into a batch
@@ -237,17 +238,15 @@ class FusedGroup:
         limit = self.wait_limit()
         if not condition.wait_for(lambda: self.broken is not None or predicate(), timeout=limit):
             self.broke(FusedTimeout(
-                f"fused evaluation: waited {limit:.0f} s for {awaited()} (jobs.fuse_timeout_s); every run of the "
-                f"group still drawing fails"))
+                f"fused evaluation: waited {limit:g} s for {awaited()} (jobs.fuse_timeout_s); every run of the "
+                f"group of {self.size} still drawing fails"))
         if self.broken is not None:
             raise FusedTimeout(str(self.broken))
 
     def awaited_members(self) -> str:
-        if self.turn is not None:
-            return f"member {self.turn} of {self.size} (holding the turn) to make its next call or end"
-        late = sorted(self.drawing - self.waiting.keys())
+        late = [self.turn] if self.turn is not None else sorted(self.drawing - self.waiting.keys())
         if late:
-            return f"member(s) {', '.join(map(str, late))} of {self.size} to make their next call or end"
+            return f"run(s) {', '.join(self.names[index] for index in late)} to make the next call or end"
         return "the serving thread's network call"
 
     def break_(self, error: FusedTimeout) -> None:
@@ -278,7 +277,7 @@ class FusedGroup:
             self.waiting[index] = call
             self.pass_turn(index)
             self.wait(call.woken, functools.partial(self.has_turn, call),
-                      lambda: "the serving thread's answer" if call.output is None and call.error is None
+                      lambda: "the serving thread's network call" if call.output is None and call.error is None
                       else self.awaited_members())
         if call.error is not None:
             raise call.error
