@@ -343,11 +343,40 @@ def allowed_values(schema: dict) -> str:
     return text + (" " + ", ".join(bounds) if bounds else "")
 
 
+# Keys that moved to another section -> where they live now: a config that still writes one is
+# refused naming the new place (a job's settings moved under `jobs`, issue 24).
+MOVED_KEYS = {
+    "device": "jobs.device",
+    "max_batch": "jobs.max_batch",
+    "sampling.fuse": "jobs.fuse",
+    "sampling.fail_fast": "jobs.fail_fast",
+    "sampling.runs_per_job": "jobs.generation.runs_per_job",
+    "sampling.job_minutes": "jobs.generation.job_minutes",
+    "sampling.run_seconds": "jobs.generation.run_seconds",
+    "restoration.runs_per_job": "jobs.restoration.runs_per_job",
+    "restoration.job_minutes": "jobs.restoration.job_minutes",
+    "restoration.run_seconds": "jobs.restoration.run_seconds",
+}
+
+
+def moved_keys(config: dict) -> list[str]:
+    """`<old key>: moved to <new key>` for each key of MOVED_KEYS the config writes."""
+    problems = []
+    for old, new in MOVED_KEYS.items():
+        *sections, key = old.split(".")
+        node = config
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
+        if isinstance(node, dict) and key in node:
+            problems.append(f"{old}: moved to {new}")
+    return problems
+
+
 def prepare(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """Defaults filled and the schema checked; raises ConfigError, one line per problem."""
     if not isinstance(config, dict):
         raise ConfigError(f"expected a mapping of config keys at the top level, got a {type(config).__name__}")
-    problems = value_problems(config)
+    problems = value_problems(config) or moved_keys(config)
     if problems:
         raise ConfigError(problems)
     schema = load_schema(schema_path)
