@@ -343,7 +343,7 @@ def test_a_denoiser_refusing_one_sigma_per_row_falls_back_with_one_warning(runs,
 @pytest.mark.parametrize("stuck", ["a run between two calls", "a network call"])
 def test_a_wait_past_the_limit_fails_the_groups_runs_still_drawing(runs, stuck):
     """One run (or the network) stops until the test releases it, after the group gave up: the
-    other runs fail with FusedTimeout naming what the group waited for, and so does the stuck one
+    other runs fail with FusedGroupBroken naming what the group waited for, and so does the stuck one
     at its next call; the draw ends instead of hanging."""
     draw, release, calls = drawer(torch.float64), threading.Event(), []
     shard = [runs["ddim", 5, 0], runs["ddim", 5, 1], runs["rw", 6, 0]]
@@ -375,10 +375,29 @@ def test_a_wait_past_the_limit_fails_the_groups_runs_still_drawing(runs, stuck):
     ended = bounded(draw_all)
     awaited = f"run(s) {shard[1]['id']} to make" if stuck == "a run between two calls" else "network call"
     for run in shard:
-        with pytest.raises(fusion.FusedTimeout, match="waited 0.5 s for"):
+        with pytest.raises(fusion.FusedGroupBroken, match="waited 0.5 s for"):
             ended[id(run)]()
     errors = [str(error) for error in (ended[id(run)].error for run in shard)]
     assert any(awaited in error for error in errors), errors
+
+
+def test_a_broken_hand_off_invariant_fails_the_group_instead_of_hanging_it(runs, monkeypatch):
+    """A hand-off invariant broken mid-draw (a protocol bug): FusedGroup.check breaks the group,
+    every run ends failed, none hangs."""
+    check, checks = fusion.FusedGroup.check, []
+
+    def failing_check(self):
+        checks.append(1)
+        if len(checks) == 7:
+            self.turn = len(shard)      # the bug: the turn given to a member that does not exist
+        check(self)
+
+    monkeypatch.setattr(fusion.FusedGroup, "check", failing_check)
+    shard = [runs["ddim", 5, 0], runs["ddim", 5, 1], runs["rw", 6, 0]]
+    outcomes = fused(drawer(torch.float64), ORACLE, shard, timeout_s=BOUND_S / 4)
+    errors = [outcome.error for outcome in outcomes]
+    assert all(isinstance(error, (AssertionError, fusion.FusedGroupBroken)) for error in errors), errors
+    assert all("the turn is held by a member that has left" in str(error) for error in errors), errors
 
 
 # The stress test: at least GROUP_RUNS runs of deterministic and stochastic samplers with random

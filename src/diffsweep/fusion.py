@@ -18,7 +18,7 @@ others (another dtype, device or sample shape) are answered one by one, as is ev
 a fused batch whose network call raised (each run then gets its own result or error; the
 first such fallback of a group is logged). No thread waits for ever: a wait longer than
 `wait_limit` (config `jobs.fuse_timeout_s`, or 10 times the slowest batch so far if longer)
-breaks the group, and every run of it still drawing fails with FusedTimeout naming what was
+breaks the group, and every run of it still drawing fails with FusedGroupBroken naming what was
 awaited. This module touches nothing but its threads and the denoiser it is given.
 """
 
@@ -48,9 +48,10 @@ TIMEOUT_S = 600.0
 SLOWEST_BATCHES = 10
 
 
-class FusedTimeout(RuntimeError):
-    """A fused group waited past its limit (a run stuck between two calls, a network call that
-    does not return, a bug in the hand-off): the group's runs still drawing fail with it."""
+class FusedGroupBroken(RuntimeError):
+    """A fused group that cannot go on: a wait past its limit (a run stuck between two calls, a
+    network call that does not return, a bug in the hand-off) or a hand-off invariant that
+    failed. The group's runs still drawing fail with it, its message saying which."""
 
 
 def draws(job, denoiser, runs: list[dict], fuse: bool, starting=None, timeout_s: float = TIMEOUT_S):
@@ -96,7 +97,7 @@ def draw_fused(draw, denoiser, runs: list[dict], timeout_s: float = TIMEOUT_S):
     and answered by a serving thread; yields (run, outcome) in the order the draws end. A run's
     seconds are its share of the group's time, batch by batch, in proportion to the rows it sent
     through the network: the shard's runs add up to the time the shard took. If the group breaks
-    (FusedTimeout) and a run's thread has not ended within one more wait limit (stuck in its own
+    (FusedGroupBroken) and a run's thread has not ended within one more wait limit (stuck in its own
     code), the run is handed on failed with the group's error and its thread left behind."""
     group = FusedGroup(denoiser, len(runs), timeout_s, [run["id"] for run in runs])
     ended = queue.SimpleQueue()          # (index, outcome) of each run whose draw has ended
@@ -111,9 +112,13 @@ def draw_fused(draw, denoiser, runs: list[dict], timeout_s: float = TIMEOUT_S):
         except (Exception, SystemExit) as error:   # recorded as the run's failure by the job loop (sys.exit too)
             outcome = Outcome(error=error)
         finally:
-            seconds = group.leave(index)   # never leave the others waiting for this run
-            if outcome.error is None:
-                outcome.value = (*outcome.value, seconds)
+            try:
+                seconds = group.leave(index)   # never leave the others waiting for this run
+            except AssertionError as error:   # a hand-off invariant failed: the group is broken (FusedGroup.check)
+                outcome = Outcome(error=error)
+            else:
+                if outcome.error is None:
+                    outcome.value = (*outcome.value, seconds)
             ended.put((index, outcome))
 
     def serve():
@@ -134,7 +139,7 @@ def draw_fused(draw, denoiser, runs: list[dict], timeout_s: float = TIMEOUT_S):
             except queue.Empty:           # a long draw is no fault; a broken group's stuck run is given up
                 if group.broken is not None and waited_since_broken:
                     for index in sorted(pending):
-                        yield runs[index], Outcome(error=FusedTimeout(str(group.broken)))
+                        yield runs[index], Outcome(error=FusedGroupBroken(str(group.broken)))
                     return
                 waited_since_broken = group.broken is not None   # one more wait limit first
                 continue
@@ -144,7 +149,7 @@ def draw_fused(draw, denoiser, runs: list[dict], timeout_s: float = TIMEOUT_S):
             thread.join(group.wait_limit())
     finally:
         if pending:    # the caller stopped early (fail_fast): the group's threads must not wait for it
-            group.break_(FusedTimeout("the job stopped drawing this group"))
+            group.break_(FusedGroupBroken("fused evaluation: the job stopped drawing this group"))
 
 
 class Outcome:
@@ -196,7 +201,7 @@ class FusedGroup:
     not fight over the GIL. `check` asserts the invariants at every change. A member that leaves
     takes its calls with it (`leave`), whatever state they are in, so an error anywhere in a
     member never holds the others. Every wait ends after `wait_limit()`: the group breaks
-    (`broken`), and every member still drawing raises FusedTimeout at its wait or next call."""
+    (`broken`), and every member still drawing raises FusedGroupBroken at its wait or next call."""
 
     def __init__(self, denoiser, size: int, timeout_s: float = TIMEOUT_S, names: list[str] | None = None):
         self.denoiser, self.size, self.timeout_s = denoiser, size, timeout_s
@@ -208,7 +213,7 @@ class FusedGroup:
         self.turn: int | None = None          # the member that runs now; None: the serving thread's, or before the first batch
         self.seconds = [0.0] * size           # each member's share of the group's time so far
         self.slowest = 0.0                    # longest time from one batch to the next so far
-        self.broken: FusedTimeout | None = None
+        self.broken: FusedGroupBroken | None = None
         self.fell_back = False                # a fused network call of this group raised (logged once)
         self.batch = threading.Condition(self.lock)   # the serving thread waits on it for `batch_due`
 
@@ -223,25 +228,30 @@ class FusedGroup:
         return self.turn == call.member
 
     def check(self) -> None:
-        assert self.waiting.keys() <= self.drawing, "a call waits for a member that has left"
-        assert all(call.member in self.drawing and call.member not in self.waiting for call in self.resuming), \
-            "a resuming call's member has left or called again"
-        assert self.turn is None or (self.turn in self.drawing and self.turn not in self.waiting), \
-            "the turn is held by a member that has left or waits"
+        """The hand-off's invariants; one that fails breaks the group (a bug: trust none of its
+        runs) and raises AssertionError."""
+        problem = ("a call waits for a member that has left" if not self.waiting.keys() <= self.drawing else
+                   "a resuming call's member has left or called again"
+                   if any(call.member not in self.drawing or call.member in self.waiting for call in self.resuming) else
+                   "the turn is held by a member that has left or waits"
+                   if self.turn is not None and (self.turn not in self.drawing or self.turn in self.waiting) else None)
+        if problem:
+            self.broke(FusedGroupBroken(f"fused evaluation: the hand-off failed: {problem}"))
+            raise AssertionError(problem)
 
     def wait_limit(self) -> float:
         return max(self.timeout_s, SLOWEST_BATCHES * self.slowest)
 
     def wait(self, condition: threading.Condition, predicate, awaited) -> None:
         """Wait (the lock held) until `predicate()`; past the wait limit, break the group. Raises
-        FusedTimeout if the group is broken. `awaited()` says what was awaited, for the error."""
+        FusedGroupBroken if the group is broken. `awaited()` says what was awaited, for the error."""
         limit = self.wait_limit()
         if not condition.wait_for(lambda: self.broken is not None or predicate(), timeout=limit):
-            self.broke(FusedTimeout(
+            self.broke(FusedGroupBroken(
                 f"fused evaluation: waited {limit:g} s for {awaited()} (jobs.fuse_timeout_s); every run of the "
                 f"group of {self.size} still drawing fails"))
         if self.broken is not None:
-            raise FusedTimeout(str(self.broken))
+            raise FusedGroupBroken(str(self.broken))
 
     def awaited_members(self) -> str:
         late = [self.turn] if self.turn is not None else sorted(self.drawing - self.waiting.keys())
@@ -249,12 +259,12 @@ class FusedGroup:
             return f"run(s) {', '.join(self.names[index] for index in late)} to make the next call or end"
         return "the serving thread's network call"
 
-    def break_(self, error: FusedTimeout) -> None:
+    def break_(self, error: FusedGroupBroken) -> None:
         """Fail every member still drawing with `error` (each raises at its wait or next call)."""
         with self.lock:
             self.broke(error)
 
-    def broke(self, error: FusedTimeout) -> None:
+    def broke(self, error: FusedGroupBroken) -> None:
         """break_ with the lock held: the first error stays; every waiting thread is woken."""
         if self.broken is None:
             self.broken = error
@@ -271,8 +281,11 @@ class FusedGroup:
     def call(self, index: int, x, sigma):
         with self.lock:
             if self.broken is not None:
-                raise FusedTimeout(str(self.broken))
-            assert index in self.drawing and self.turn in (None, index), "a member called out of turn"
+                raise FusedGroupBroken(str(self.broken))
+            if index not in self.drawing or self.turn not in (None, index):
+                self.broke(FusedGroupBroken(f"fused evaluation: the hand-off failed: {self.names[index]} called out "
+                                            f"of turn"))
+                raise AssertionError(f"{self.names[index]} called out of turn")
             call = Call(index, x, sigma, self.lock)
             self.waiting[index] = call
             self.pass_turn(index)
@@ -314,10 +327,10 @@ class FusedGroup:
         among the batch's members by their rows. An error here breaks the group."""
         try:
             self.serve_batches()
-        except FusedTimeout:
+        except FusedGroupBroken:
             pass   # the members raise it too
         except BaseException as error:
-            self.break_(FusedTimeout(f"fused evaluation: the serving thread failed: {type(error).__name__}: {error}"))
+            self.break_(FusedGroupBroken(f"fused evaluation: the serving thread failed: {type(error).__name__}: {error}"))
             raise
 
     def serve_batches(self) -> None:
