@@ -211,6 +211,7 @@ class FusedGroup:
         self.waiting: dict[int, Call] = {}    # member -> its call handed in, not yet taken into a batch
         self.resuming = collections.deque()   # answered calls whose members have not had their turn yet
         self.turn: int | None = None          # the member that runs now; None: the serving thread's, or before the first batch
+        self.answering = False                # the serving thread is answering a batch (outside the lock)
         self.seconds = [0.0] * size           # each member's share of the group's time so far
         self.slowest = 0.0                    # longest time from one batch to the next so far
         self.broken: FusedGroupBroken | None = None
@@ -242,22 +243,25 @@ class FusedGroup:
     def wait_limit(self) -> float:
         return max(self.timeout_s, SLOWEST_BATCHES * self.slowest)
 
-    def wait(self, condition: threading.Condition, predicate, awaited) -> None:
-        """Wait (the lock held) until `predicate()`; past the wait limit, break the group. Raises
-        FusedGroupBroken if the group is broken. `awaited()` says what was awaited, for the error."""
+    def wait(self, condition: threading.Condition, predicate) -> None:
+        """Wait (the lock held) until `predicate()`; past the wait limit, break the group, naming
+        what it waited for (`awaited`). Raises FusedGroupBroken if the group is broken."""
         limit = self.wait_limit()
         if not condition.wait_for(lambda: self.broken is not None or predicate(), timeout=limit):
             self.broke(FusedGroupBroken(
-                f"fused evaluation: waited {limit:g} s for {awaited()} (jobs.fuse_timeout_s); every run of the "
+                f"fused evaluation: waited {limit:g} s for {self.awaited()} (jobs.fuse_timeout_s); every run of the "
                 f"group of {self.size} still drawing fails"))
         if self.broken is not None:
             raise FusedGroupBroken(str(self.broken))
 
-    def awaited_members(self) -> str:
+    def awaited(self) -> str:
+        """What the group waits for now (for a timeout's error)."""
+        if self.answering:
+            return "the serving thread's network call"
         late = [self.turn] if self.turn is not None else sorted(self.drawing - self.waiting.keys())
         if late:
             return f"run(s) {', '.join(self.names[index] for index in late)} to make the next call or end"
-        return "the serving thread's network call"
+        return "the serving thread to take the batch"
 
     def break_(self, error: FusedGroupBroken) -> None:
         """Fail every member still drawing with `error` (each raises at its wait or next call)."""
@@ -289,9 +293,7 @@ class FusedGroup:
             call = Call(index, x, sigma, self.lock)
             self.waiting[index] = call
             self.pass_turn(index)
-            self.wait(call.woken, functools.partial(self.has_turn, call),
-                      lambda: "the serving thread's network call" if call.output is None and call.error is None
-                      else self.awaited_members())
+            self.wait(call.woken, functools.partial(self.has_turn, call))
         if call.error is not None:
             raise call.error
         return call.output
@@ -337,14 +339,16 @@ class FusedGroup:
         last = time.perf_counter()
         while True:
             with self.lock:
-                self.wait(self.batch, self.batch_due, self.awaited_members)
+                self.wait(self.batch, self.batch_due)
                 if not self.drawing:
                     return
                 batch = [self.waiting.pop(index) for index in sorted(self.waiting)]
+                self.answering = True
                 self.check()
             answer(self.denoiser, batch, self.fall_back)
             now, rows = time.perf_counter(), sum(len(call.x) for call in batch) or 1
             with self.lock:
+                self.answering = False
                 for call in batch:
                     self.seconds[call.member] += (now - last) * len(call.x) / rows
                 self.slowest = max(self.slowest, now - last)
