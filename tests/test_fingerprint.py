@@ -227,3 +227,15 @@ def test_fingerprints_are_the_same_in_another_process_without_torch():
                             env={**os.environ, "PYTHONPATH": str(SOURCE), "PYTHONHASHSEED": "12345"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == expected
+
+
+def test_a_run_s_fingerprints_come_from_its_params(root):
+    # the smoke grid's score sources are oracles and trained models: their `source` is the model's
+    from diffsweep import config, fingerprint, grid
+    built = grid.build(config.prepare(config.read_yaml(root / "config" / "smoke.yaml")))
+    for kind in ("generation", "restoration"):
+        run = next(run for run in built.all_runs.values() if run.kind == kind)
+        fields = fingerprint.of_params(run.params())
+        operator = run.task.operator if run.task else None
+        expected = Fingerprinter(SOURCE).draw(kind, run.family, run.schedule, run.model.source, operator)
+        assert fields == {"code_draw": expected.digest, "code_evaluate": Fingerprinter(SOURCE).evaluate(kind).digest}

@@ -468,3 +468,18 @@ def draw(kind: str, family: str, schedule: str, source: str, operator: str | Non
 def evaluate(kind: str) -> str:
     """The digest of what evaluates a run's samples (Fingerprinter.evaluate)."""
     return default().evaluate(kind).digest
+
+
+def source_of(model: dict) -> str:
+    """The `source` argument of `draw` for a run's score source (a run's params["model"])."""
+    return f"pretrained:{model['recipe']['format']}" if model["source"] == "pretrained" else model["source"]
+
+
+def of_params(params: dict) -> dict:
+    """The record fields `code_draw` and `code_evaluate` of a run, from its parameters (what its id
+    hashes: `grid.RunSpec.params()`, a record's `params`)."""
+    kind = "restoration" if "restorer" in params else "generation"
+    method = params["restorer" if kind == "restoration" else "sampler"]
+    operator = params["task"]["operator"] if kind == "restoration" else None
+    return {"code_draw": draw(kind, method["family"], method["schedule"], source_of(params["model"]), operator),
+            "code_evaluate": evaluate(kind)}
