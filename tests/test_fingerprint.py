@@ -106,7 +106,8 @@ def test_editing_a_shared_helper_changes_every_draw_that_reaches_it_and_no_other
 
 
 def test_editing_a_metric_changes_only_the_evaluate_fingerprint_of_its_kind(tree, baseline):
-    tree.edit("metrics.py", "    return 2.0 * between - within_x - within_y\n", "    return between - within_x - within_y\n")
+    tree.edit("metrics.py", "    return 2.0 * between - within_x - within_y\n",
+              "    return between - within_x - within_y\n")
     drawn, evaluated = after_edit(tree)
     assert changed(baseline[0], drawn) == set()
     assert changed(baseline[1], evaluated) == {"generation"}      # restoration scores no energy distance
@@ -206,10 +207,11 @@ def test_references_are_followed_across_modules_through_cycles(tmp_path):
     (package / "sub").mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "sub" / "__init__.py").write_text("from .b import g\n")
-    (package / "a.py").write_text("import torch\nfrom diffsweep.sub import g\nLIMIT = 3\n\n"
+    (package / "a.py").write_text("from diffsweep.sub import g\nLIMIT = 3\n\n"
                                   "def f(n):\n    return g(n - 1) if n > LIMIT else f(n + 1)\n\n"
                                   "def unused():\n    return 0\n")
-    (package / "sub" / "b.py").write_text("import torch\nfrom diffsweep import a\n\ndef g(n):\n    return a.f(n) + helper()\n\n"
+    (package / "sub" / "b.py").write_text("import torch\nfrom diffsweep import a\n\n"
+                                          "def g(n):\n    return a.f(n) + helper()\n\n"
                                           "def helper():\n    return torch.ones(1)\n")
     fingerprint = Fingerprinter(tmp_path).of_roots([("diffsweep.a", "f")])
     assert fingerprint.symbols == ("diffsweep.a:LIMIT", "diffsweep.a:f", "diffsweep.sub.b:g",
@@ -237,5 +239,6 @@ def test_a_run_s_fingerprints_come_from_its_params(root):
         run = next(run for run in built.all_runs.values() if run.kind == kind)
         fields = fingerprint.of_params(run.params())
         operator = run.task.operator if run.task else None
-        expected = Fingerprinter(SOURCE).draw(kind, run.family, run.schedule, run.model.source, operator)
-        assert fields == {"code_draw": expected.digest, "code_evaluate": Fingerprinter(SOURCE).evaluate(kind).digest}
+        current = fingerprint.default()      # this checkout's src/ (tests/conftest.py)
+        assert fields == {"code_draw": current.draw(kind, run.family, run.schedule, run.model.source, operator).digest,
+                          "code_evaluate": current.evaluate(kind).digest}
