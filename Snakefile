@@ -38,6 +38,10 @@ rule all:
 
 # Shard jobs sent as SLURM job arrays (profiles/slurm) hang the executor plugin when fewer job
 # slots (`jobs`) are free than jobs are ready: refuse such a run before anything is submitted.
+# Then the results folder's own lock (runs.lock_results), held until the workflow ends: Snakemake
+# locks only its working directory, and two invocations writing one results folder from two
+# working directories would run every run twice and share the staging folders. onstart runs only
+# in the invocation that schedules jobs: not in dry runs, nor in cluster jobs (--no-hooks).
 onstart:
     problem = ds_packing.array_jobs_problem(
         getattr(workflow.executor_settings, "array_jobs", None),
@@ -46,12 +50,21 @@ onstart:
     )
     if problem:
         raise WorkflowError(problem)
+    try:
+        ds_runs.lock_results(RESULTS)
+    except ds_runs.ResultsInUse as error:
+        raise WorkflowError(str(error)) from None
+
+
+onerror:
+    ds_runs.unlock_results(RESULTS)
 
 
 # A run that raised is recorded (status `failed`) and every table and figure is still made; the
 # workflow then ends non-zero listing the failed runs and their logs, so a failure is never
 # silent. The next invocation retries them (docs/running.md, "When something goes wrong").
 onsuccess:
+    ds_runs.unlock_results(RESULTS)
     failures = ds_runs.failed_runs(RESULTS, RUNS)
     if failures:
-        raise WorkflowError(ds_runs.failure_report(failures))
+        raise WorkflowError(ds_runs.failure_report(failures, RESULTS))

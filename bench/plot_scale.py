@@ -123,7 +123,8 @@ def main() -> None:
     parser.add_argument("--out", default="")
     args = parser.parse_args()
 
-    from diffsweep import plots
+    from diffsweep.plots import heatmaps, lines, samples, style
+    from diffsweep.studies import error_sources
 
     started = time.perf_counter()
     table = synthetic_table(args.runs)
@@ -131,7 +132,7 @@ def main() -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="plot_scale_"))
     out.mkdir(parents=True, exist_ok=True)
     kept = []
-    plots_save = plots.save
+    plots_save = style.save
 
     def save(fig, path):          # count the panels and legend entries before the figure is closed
         axes = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
@@ -140,16 +141,15 @@ def main() -> None:
         kept.append((len(axes), entries))
         plots_save(fig, path)
 
-    plots.save = save
-    figures = {"metric_vs_nfe": lambda path: plots.metric_vs_nfe(table, "sliced_w2", path),
-               "heatmap": lambda path: plots.heatmap(table, "sliced_w2", path, rows="model", columns="sampler")}
+    style.save = save
+    figures = {"metric_vs_nfe": lambda path: lines.metric_vs_nfe(table, "sliced_w2", path),
+               "heatmap": lambda path: heatmaps.heatmap(table, "sliced_w2", path, rows="model", columns="sampler")}
     for name, draw in figures.items():
         timed(name, draw, out, kept)
 
     import numpy as np
 
     from diffsweep import runs
-    from diffsweep.tables import studies
 
     started = time.perf_counter()
     wide, results = wide_table(args.runs), Path(tempfile.mkdtemp(prefix="plot_scale_results_"))
@@ -161,11 +161,11 @@ def main() -> None:
     print(f"# reading every record once (runs.index): {time.perf_counter() - started:.1f} s")
     reference = np.random.default_rng(3).normal(size=(1000, 2))
     started = time.perf_counter()
-    sources = studies.error_sources(wide)
+    sources = error_sources.table(wide)
     print(f"# error_sources table: {len(sources):,} rows, {time.perf_counter() - started:.1f} s")
-    figures = {"sample_grid": lambda path: plots.sample_grid(wide, "ring8", results, reference, path,
-                                                             rank_by="sliced_w2"),
-               "error_sources": lambda path: plots.error_sources(sources, path)}
+    figures = {"sample_grid": lambda path: samples.sample_grid(wide, "ring8", results, reference, path,
+                                                               rank_by="sliced_w2"),
+               "error_sources": lambda path: error_sources.figure(sources, path)}
     for name, draw in figures.items():
         timed(name, draw, out, kept)
     shutil.rmtree(results)

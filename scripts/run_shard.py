@@ -2,7 +2,9 @@
 # shard's runs come from its id and the config; runs done meanwhile (an earlier attempt) are
 # skipped. A run that raises is recorded as failed and the job succeeds (the Snakefile's onsuccess
 # reports it), unless `jobs.fail_fast` is set.
-from diffsweep import grid, io, jobs, runs
+import os
+
+from diffsweep import grid, jobs, runs
 from diffsweep.logs import setup_logging
 
 setup_logging(snakemake.log[0])
@@ -15,9 +17,10 @@ if pending:
                    snakemake.params.results, snakemake.output.marker, options=snakemake.params.options,
                    device=snakemake.params.device, plugins=snakemake.config["plugins"],
                    fidelity_records=snakemake.input.fidelity, fidelity_options=snakemake.params.fidelity,
-                   max_batch=snakemake.config["jobs"]["max_batch"], log_path=snakemake.log[0],
+                   max_batch=snakemake.config["jobs"]["max_batch"],
+                   log_path=os.path.relpath(snakemake.log[0], snakemake.params.results),
                    fail_fast=snakemake.config["jobs"]["fail_fast"], fuse=snakemake.config["jobs"]["fuse"],
                    fuse_timeout_s=snakemake.config["jobs"]["fuse_timeout_s"],
                    runaway_factor=snakemake.config["sampling"]["runaway_factor"])
 else:   # done by another job of the same shard in the meantime
-    io.write_json(snakemake.output.marker, {"model_id": model["id"], "kind": shard_runs[0]["kind"], "runs": {}})
+    runs.write_marker(snakemake.output.marker, model["id"], shard_runs[0]["kind"], {})

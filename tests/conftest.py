@@ -16,6 +16,33 @@ def root() -> Path:
     return ROOT
 
 
+def snakemake(workdir: Path, configfile: str = "smoke.yaml", targets=(), dry_run: bool = False,
+              forcerun=()) -> dict[str, int]:
+    """Run the workflow in `workdir` (or plan it, with `dry_run`) through the Snakemake API with the
+    default profile's rerun triggers, as `snakemake --profile profiles/default` would; returns the
+    jobs it planned, counted per rule (rule all left out)."""
+    from collections import Counter
+
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.enums import RerunTrigger
+    from snakemake.settings.types import (ConfigSettings, DAGSettings, ExecutionSettings, OutputSettings,
+                                          ResourceSettings)
+
+    profile = yaml.safe_load((ROOT / "profiles" / "default" / "config.yaml").read_text())
+    triggers = {RerunTrigger[name.upper().replace("-", "_")] for name in profile["rerun-triggers"]}
+    with SnakemakeApi(OutputSettings(quiet=None)) as api:
+        workflow = api.workflow(resource_settings=ResourceSettings(cores=2),
+                                config_settings=ConfigSettings(configfiles=[Path(workdir) / configfile]),
+                                snakefile=ROOT / "Snakefile", workdir=workdir)
+        dag = workflow.dag(DAGSettings(targets=set(targets), rerun_triggers=triggers, forcerun=set(forcerun),
+                                       force_incomplete=profile["rerun-incomplete"]))
+        dag.execute_workflow(executor="dryrun" if dry_run else "local",
+                             execution_settings=ExecutionSettings(keep_going=profile["keep-going"]))
+        planned = workflow._workflow.dag
+        jobs = planned.needrun_jobs(exclude_finished=False) if dry_run else planned.finished_jobs
+        return dict(Counter(job.rule.name for job in jobs if job.rule.name != "all"))
+
+
 @pytest.fixture(scope="session")
 def oracle_of():
     """The exact denoiser of a 2-D mixture preset (`oracle_of("grid25")`), one per preset: the score
@@ -41,20 +68,9 @@ def oracle(oracle_of):
 def smoke_run(tmp_path_factory):
     """config/smoke.yaml run once per test session, end to end, through the Snakemake API with
     the default profile's rerun triggers. Tests that read it must not change its results."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.enums import RerunTrigger
-    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
-
     workdir = tmp_path_factory.mktemp("smoke")
     shutil.copy(ROOT / "config" / "smoke.yaml", workdir / "smoke.yaml")
-    with SnakemakeApi(OutputSettings(quiet=None)) as api:
-        workflow = api.workflow(resource_settings=ResourceSettings(cores=2),
-                                config_settings=ConfigSettings(configfiles=[workdir / "smoke.yaml"]),
-                                snakefile=ROOT / "Snakefile", workdir=workdir)
-        profile = yaml.safe_load((ROOT / "profiles" / "default" / "config.yaml").read_text())
-        triggers = {RerunTrigger[name.upper().replace("-", "_")] for name in profile["rerun-triggers"]}
-        dag = workflow.dag(DAGSettings(rerun_triggers=triggers))
-        dag.execute_workflow(executor="local")
+    snakemake(workdir)
     return workdir
 
 

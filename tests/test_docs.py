@@ -76,13 +76,19 @@ def test_the_cli_commands_design_md_names_exist_and_every_command_is_named():
 # --- rules --------------------------------------------------------------------------------
 
 def rule_blocks() -> dict[str, str]:
-    """rule name -> the text of its block, from workflow/rules/*.smk and the Snakefile."""
+    """rule name -> the text of its block, from workflow/rules/*.smk and the Snakefile; the rules
+    studies.smk makes in a loop over the studies registry, study_<name>, by the loop's block."""
+    from diffsweep.studies import STUDIES
+
     blocks = {}
     for path in [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]:
         text = path.read_text()
         starts = list(re.finditer(r"^(?:rule|checkpoint) (\w+):", text, flags=re.M))
         for match, after in zip(starts, [*starts[1:], None]):
             blocks[match.group(1)] = text[match.start():after.start() if after else len(text)]
+    studies = (ROOT / "workflow" / "rules" / "studies.smk").read_text()
+    assert 'f"study_{_name}"' in studies, "studies.smk no longer names its rules study_<name>"
+    blocks.update({f"study_{name}": studies for name in STUDIES.names()})
     return blocks
 
 

@@ -19,7 +19,7 @@ CONFIG = {
     "seeds": [0],
     "datasets": {"ring8": {"family": "gmm", "knobs": {"preset": "ring8"}}},
     "models": {"oracle": {"source": "oracle"}},
-    "samplers": {"flaky": {"family": "flaky_euler", "steps": 5, "knobs": {"scale": [0.5, 2.0]}}},
+    "samplers": {"flaky": {"family": "flaky_euler", "steps": 5, "knobs": {"scale": [1.0, 2.0]}}},
     "plugins": ["flaky.py"],
     "data": {"n_train": 100, "n_reference": 100},
     "sampling": {"n_samples": 50},
@@ -33,7 +33,7 @@ from diffsweep.samplers import Knob, register
 
 
 @register("flaky_euler", knobs={"scale": Knob("float", 1.0, "scale of each step; above 1 it raises")},
-          description="Euler steps of the probability-flow ODE that fail for scale > 1")
+          description="Euler steps of the probability-flow ODE that fail for scale > 1 (scale 1: plain Euler steps to 0; below 1 the samples stay far out and run away)")
 def flaky_euler(denoise, x, sigmas, generator, *, scale):
     if scale > 1:
         raise ValueError(f"scale {scale} is too large\\nsecond line of the message")
@@ -59,16 +59,16 @@ def test_a_failing_run_is_recorded_tables_are_made_and_the_workflow_fails_at_the
 
     results = tmp_path / "results"
     table = pd.read_parquet(results / "tables" / "generation.parquet").set_index("knob_scale")
-    assert table.loc[0.5, "status"] == "ok" and table.loc[2.0, "status"] == "failed"
+    assert table.loc[1.0, "status"] == "ok" and table.loc[2.0, "status"] == "failed"
     failed = table.loc[2.0]
     assert failed["error"] == "ValueError: scale 2.0 is too large" and pd.isna(failed["nfe"])
     log = failed["log"]
-    assert log.startswith("logs/run_shard/") and "second line of the message" in (tmp_path / log).read_text()
+    assert log.startswith("results/logs/run_shard/") and "second line of the message" in (tmp_path / log).read_text()
     assert f"1 run(s) failed; their records (status `failed`) are in the tables" in output
     assert f"  {failed['run_id']}: ValueError: scale 2.0 is too large (log: {log})" in output
     for figure in ("sliced_w2_vs_nfe.png", "samples_ring8.png"):     # every figure is still made
         assert (results / "plots" / figure).stat().st_size > 1000
-    assert "left out of the figure" not in (tmp_path / "logs" / "plots" / "samples_ring8.log").read_text()
+    assert "left out of the figure" not in (results / "logs" / "plots" / "samples_ring8.log").read_text()
     # a table or figure is never removed before its replacement is complete
     outputs = [line.split("output: ", 1)[1] for line in output.splitlines() if line.strip().startswith("output: ")]
     kept = [path for line in outputs for path in line.split(", ") if "/tables/" in path or "/plots/" in path]
@@ -77,7 +77,7 @@ def test_a_failing_run_is_recorded_tables_are_made_and_the_workflow_fails_at_the
     # Next invocation: the failed run is retried, the good one kept; a torn record line (the good run's,
     # as a job killed while writing it leaves it) is named and its run recomputed.
     (records,) = (results / "records").glob("*.jsonl")             # one shard: one record file
-    good_id = table.loc[0.5, "run_id"]
+    good_id = table.loc[1.0, "run_id"]
     lines = records.read_text().splitlines(keepends=True)
     good = next(line for line in lines if good_id in line)
     records.write_text("".join(line for line in lines if line != good) + good[:100])

@@ -423,12 +423,12 @@ def test_cli_status_counts_states_per_preset_and_source_and_points_at_failures(t
                                                       + 16 / 3 * others)
     assert status["remaining_unknown_runs"] == 0
     failures = {f["run_id"]: f for f in status["failures"]}
-    assert failures[ode[0]]["log"] == "logs/run_shard/x.log" and failures[ode[0]]["error"] == "RuntimeError: boom"
+    assert failures[ode[0]]["log"] == "results/logs/run_shard/x.log" and failures[ode[0]]["error"] == "RuntimeError: boom"
     shard = next(s for s, members in g.shards(grid.runs_per_job(config.prepare(yaml.safe_load(path.read_text())))).items()
                  if ode[1] in members)
-    assert failures[ode[1]]["log"] == f"logs/run_shard/{shard}.log"
+    assert failures[ode[1]]["log"] == f"results/logs/run_shard/{shard}.log"
     assert failures[ode[2]]["error"].startswith("corrupt record: ")
     assert cli.main(["status", "--config", str(path)]) == 0
     text = capsys.readouterr().out
     assert f"{len(g.all_runs)} runs in results: 2 ok, 1 diverged, 2 failed, 1 corrupt" in text
-    assert "estimated run time left: " in text and f"{ode[0]}: RuntimeError: boom\n    log: logs/run_shard/x.log" in text
+    assert "estimated run time left: " in text and f"{ode[0]}: RuntimeError: boom\n    log: results/logs/run_shard/x.log" in text

@@ -249,7 +249,7 @@ def test_a_shard_whose_reference_set_holds_nan_records_its_runs_failed_naming_th
 # --- figures of runs whose samples are missing, non-finite or malformed --------------------------
 
 def test_the_sample_figure_survives_a_damaged_reference_and_non_finite_or_malformed_samples(tmp_path):
-    from diffsweep import plots
+    from diffsweep.plots import samples
 
     results = results_folder(tmp_path, samples=np.full((4, 2), np.nan))     # a diverged run's samples
     store = runs.ShardStore(results, SHARD)
@@ -266,9 +266,9 @@ def test_the_sample_figure_survives_a_damaged_reference_and_non_finite_or_malfor
                           "sliced_w2": [np.nan, 0.1, 0.2, 0.3, 0.4]})
     reference = np.array([[0.0, 1.0], [np.nan, 0.0], [1.0, np.inf], [2.0, 3.0]])
     out = [tmp_path / "samples.png"]
-    plots.sample_grid(table, "ring8", results, reference, out, rank_by="sliced_w2")
+    samples.sample_grid(table, "ring8", results, reference, out, rank_by="sliced_w2")
     assert all(path.stat().st_size > 0 for path in out)
-    plots.sample_grid(table, "ring8", results, np.full((3, 2), np.nan), out)       # no finite reference row at all
+    samples.sample_grid(table, "ring8", results, np.full((3, 2), np.nan), out)       # no finite reference row at all
 
 
 # --- the results folder a config names ---------------------------------------------------------

@@ -155,7 +155,7 @@ def test_a_run_that_kills_its_job_is_isolated_and_recorded_failed_and_the_others
         "died while this run was drawing alone" in record["error"] and "os._exit()" in record["error"]
     assert runs.done_runs(results, grid.runs) == {*ddim, patient}
     # shown like any failed run: the workflow's failure report and `diffsweep status`
-    assert f"  {crash}: JobDied: the job's process" in runs.failure_report(runs.failed_runs(results, grid.runs))
+    assert f"  {crash}: JobDied: the job's process" in runs.failure_report(runs.failed_runs(results, grid.runs), results)
     status = cli.sweep_status(grid, results, cfg)
     assert status["total"]["failed"] == 1 and status["failures"][0]["run_id"] == crash
     assert status["failures"][0]["error"] == record["error"]

@@ -132,7 +132,7 @@ def test_the_pretrained_runs_hold_their_source_and_a_missing_checkpoint_fails_na
                              "--cores", "2", "results/tables/generation.parquet"], capture_output=True, text=True,
                             cwd=workdir, env={**os.environ, "DIFFSWEEP_SKIP_PATH_CHECKS": "1"})
     assert result.returncode != 0
-    logs = "".join(p.read_text() for p in (workdir / "logs" / "run_shard").glob("ve_ncsnpp-*.log"))
+    logs = "".join(p.read_text() for p in (workdir / "results" / "logs" / "run_shard").glob("ve_ncsnpp-*.log"))
     message = "models.ve_ncsnpp.checkpoint: pretrained checkpoint '" + str(tmp_path / "gone.pth") + "' not found"
     assert message in result.stderr + logs
 

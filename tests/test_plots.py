@@ -4,15 +4,16 @@ training curves, each written in every figure format."""
 import pandas as pd
 import pytest
 
-from diffsweep import plots, tables
+from diffsweep import tables
+from diffsweep.plots import heatmaps, lines, samples, schedules, style, training
 from diffsweep.tables import PLOT_FORMATS
 
 
 @pytest.fixture
 def captured(monkeypatch):
-    """Figures handed to plots.save, kept open instead of written."""
+    """Figures handed to style.save, kept open instead of written."""
     figures = []
-    monkeypatch.setattr(plots, "save", lambda fig, out: figures.append(fig))
+    monkeypatch.setattr(style, "save", lambda fig, out: figures.append(fig))
     yield figures
     import matplotlib.pyplot as plt
     for fig in figures:
@@ -38,7 +39,7 @@ def generation_frame():
 
 
 def test_metric_vs_nfe_has_seed_bands_and_a_line_per_swept_knob(captured):
-    plots.metric_vs_nfe(generation_frame(), "sliced_w2", "unused.png")
+    lines.metric_vs_nfe(generation_frame(), "sliced_w2", "unused.png")
     ax = captured[0].axes[0]
     from matplotlib.collections import PolyCollection
     assert len(captured[0].axes) == 2                                         # a row of panels per model
@@ -49,11 +50,11 @@ def test_metric_vs_nfe_has_seed_bands_and_a_line_per_swept_knob(captured):
 
 def test_heatmap_averages_seeds_then_takes_the_best_configuration():
     frame = generation_frame()
-    data = plots.heatmap_data(frame[frame["model_source"] == "trained"], "sliced_w2")
+    data = heatmaps.heatmap_data(frame[frame["model_source"] == "trained"], "sliced_w2")
     grid = data["ring8"]
     assert list(grid.index) == ["ve_loguniform"] and list(grid.columns) == ["sigmoid", "vp_respaced"]
     assert grid.loc["ve_loguniform", "sigmoid"] == pytest.approx(0.5 + 1 / 40 + 0.01 + 0.1)   # best: 40 steps, T0 0.1
-    mean = plots.heatmap_data(frame[frame["model_source"] == "trained"], "sliced_w2", reduce="mean")["ring8"]
+    mean = heatmaps.heatmap_data(frame[frame["model_source"] == "trained"], "sliced_w2", reduce="mean")["ring8"]
     assert mean.loc["ve_loguniform", "vp_respaced"] == pytest.approx(0.5 + (1 / 10 + 1 / 40) / 2 + 0.01)
 
 
@@ -65,29 +66,29 @@ def test_schedule_points_give_every_schedule_and_step_count():
          "schedule_timesteps": 1000},
         {"schedule": "vp_respaced", "steps": 20, "schedule_beta_min": 1e-4, "schedule_beta_max": 0.02,
          "schedule_timesteps": 1000}])
-    points = plots.schedule_points(manifest)
+    points = schedules.schedule_points(manifest)
     assert [(p["schedule"], p["steps"]) for p in points] == [("karras", 8), ("vp_respaced", 20)]
-    assert plots._schedule_knobs(points[1]) == {"beta_min": 1e-4, "beta_max": 0.02, "timesteps": 1000}
+    assert schedules.schedule_knobs(points[1]) == {"beta_min": 1e-4, "beta_max": 0.02, "timesteps": 1000}
 
 
 def test_every_figure_is_written_as_png_and_pdf(tmp_path):
     frame = generation_frame()
     manifest = tables.typed_frame([{"schedule": "sigmoid", "steps": k, "schedule_sigma_min": 0.01,
                                     "schedule_sigma_max": 50.0, "schedule_sharpness": 0.3} for k in (10, 40)])
-    training = pd.DataFrame({"model_id": ["m-1"] * 3, "step": [50, 100, 150], "loss": [1.0, 0.8, 0.7],
+    train_log = pd.DataFrame({"model_id": ["m-1"] * 3, "step": [50, 100, 150], "loss": [1.0, 0.8, 0.7],
                              "loss_ema": [1.0, 0.9, 0.8]})
-    names = {"m": lambda out: plots.metric_vs_nfe(frame, "sliced_w2", out),
-             "h": lambda out: plots.heatmap(frame[frame["model_source"] == "trained"], "sliced_w2", out),
-             "s": lambda out: plots.schedule_curves(manifest, out),
-             "t": lambda out: plots.training_curves(training, None, out),
-             "empty": lambda out: plots.metric_vs_nfe(frame, "no_such_metric", out)}
+    names = {"m": lambda out: lines.metric_vs_nfe(frame, "sliced_w2", out),
+             "h": lambda out: heatmaps.heatmap(frame[frame["model_source"] == "trained"], "sliced_w2", out),
+             "s": lambda out: schedules.schedule_curves(manifest, out),
+             "t": lambda out: training.training_curves(train_log, None, out),
+             "empty": lambda out: lines.metric_vs_nfe(frame, "no_such_metric", out)}
     magic = {"png": b"\x89PNG", "pdf": b"%PDF"}
     for name, draw in names.items():
         draw([tmp_path / f"{name}.{ext}" for ext in PLOT_FORMATS])
         for ext in PLOT_FORMATS:
             assert (tmp_path / f"{name}.{ext}").read_bytes()[:4] == magic[ext]
     with pytest.raises(ValueError, match="not one of png, pdf"):
-        plots.metric_vs_nfe(frame, "sliced_w2", tmp_path / "m.svg")
+        lines.metric_vs_nfe(frame, "sliced_w2", tmp_path / "m.svg")
 
 
 def test_lines_are_told_apart_by_listed_parameters_only(captured):
@@ -96,10 +97,10 @@ def test_lines_are_told_apart_by_listed_parameters_only(captured):
     frame = generation_frame()
     frame = frame.assign(model_score_norm=frame["seed"].astype(float), temperature=1.0)
     frame = tables.with_params(frame, [*tables.param_columns(generation_frame()), "temperature"])
-    labels = plots.series_labels(frame, "sampler", ["model", "dataset", "nfe"], tables.param_columns(frame))
+    labels = lines.series_labels(frame, "sampler", ["model", "dataset", "nfe"], tables.param_columns(frame))
     assert set(labels) == {"ddpm", "rw (T0=0.1)", "rw (T0=1)"}
     frame.loc[frame["seed"] == 2, "temperature"] = 2.0
-    labels = plots.series_labels(frame, "sampler", ["model", "dataset", "nfe"], tables.param_columns(frame))
+    labels = lines.series_labels(frame, "sampler", ["model", "dataset", "nfe"], tables.param_columns(frame))
     assert "rw (T0=0.1, temperature=2)" in set(labels) and "ddpm (temperature=1)" in set(labels)
 
 
@@ -108,7 +109,7 @@ def test_restoration_bands_span_measurements_and_seeds(captured):
              "measurement": m, "status": "ok", "nfe": k, "psnr": 20 + k / 10 + m + 0.1 * s + (r == "dps")}
             for r in ("dps", "rw_cond") for k in (10, 30) for s in (0, 1) for m in (0, 1)]
     frame = tables.with_params(tables.typed_frame(rows), ["model", "task", "restorer", "steps", "seed"])
-    plots.restoration_vs_nfe(frame, "psnr", "unused.png")
+    lines.restoration_vs_nfe(frame, "psnr", "unused.png")
     from matplotlib.collections import PolyCollection
     ax = captured[0].axes[0]
     assert sum(isinstance(c, PolyCollection) for c in ax.collections) == 2        # a line and band per restorer
@@ -116,12 +117,12 @@ def test_restoration_bands_span_measurements_and_seeds(captured):
 
 
 def figure_problems(fig) -> list[str]:
-    """Panels drawn without data, and legends longer than plots.MAX_SERIES."""
+    """Panels drawn without data, and legends longer than style.MAX_SERIES."""
     problems = [f"empty panel '{ax.get_title()}'" for ax in fig.axes
                 if ax.axison and ax.get_label() != "<colorbar>" and not (ax.lines or ax.collections or ax.images)]
     legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend() is not None)]
     problems += [f"a legend of {len(legend.get_texts())} entries" for legend in legends
-                 if len(legend.get_texts()) > plots.MAX_SERIES]
+                 if len(legend.get_texts()) > style.MAX_SERIES]
     return problems
 
 
@@ -134,8 +135,8 @@ def test_a_sweep_over_knobs_on_some_pairs_gives_no_empty_panel_and_a_short_legen
             for rows in [[]] for d, models in sources.items() for m in models for p in ("rw", "ddim")
             for t0 in ([0.05 * i for i in range(1, 31)] if p == "rw" else [0.0]) for k in (10, 40) for s in (0, 1)]
     frame = tables.with_params(tables.typed_frame(rows), ["dataset", "model", "sampler", "steps", "knob_T0", "seed"])
-    plots.metric_vs_nfe(frame, "sliced_w2", "unused.png")
-    plots.heatmap(frame, "sliced_w2", "unused.png", rows="model", columns="sampler")
+    lines.metric_vs_nfe(frame, "sliced_w2", "unused.png")
+    heatmaps.heatmap(frame, "sliced_w2", "unused.png", rows="model", columns="sampler")
     assert len([ax for ax in captured[0].axes if ax.axison]) == 5                  # one per (dataset, model) pair
     assert [figure_problems(fig) for fig in captured] == [[], []]
     assert {t.get_text() for t in captured[0].legends[0].get_texts()} == {"ddim", "rw"}   # 30 T0 values pooled
@@ -145,7 +146,7 @@ def test_a_sweep_over_schedule_knobs_and_steps_keeps_the_schedule_figure_small(c
     manifest = tables.typed_frame([{"schedule": "karras", "steps": k, "schedule_sigma_min": 0.002,
                                     "schedule_sigma_max": 10.0 + i, "schedule_rho": 7.0, "schedule_timesteps": None}
                                    for i in range(13) for k in range(5, 18)])
-    plots.schedule_curves(manifest, "unused.png")
+    schedules.schedule_curves(manifest, "unused.png")
     assert len([ax for ax in captured[0].axes if ax.axison]) == 1          # not one panel per sigma_max
     assert figure_problems(captured[0]) == []
 
@@ -166,14 +167,14 @@ def stored_runs(results, rows):
 
 def test_a_sample_grid_of_many_presets_and_models_shows_the_best_and_reads_only_their_runs(captured, tmp_path,
                                                                                           monkeypatch):
-    """More presets and models than plots.MAX_PANELS (3 here: a small figure): the best of each by
+    """More presets and models than style.MAX_PANELS (3 here: a small figure): the best of each by
     the metric (here the last by name) are drawn, the title says what was left out, and only the
     shown runs' records are parsed."""
     import numpy as np
 
     from diffsweep import runs
 
-    monkeypatch.setattr(plots, "MAX_PANELS", 3)
+    monkeypatch.setattr(style, "MAX_PANELS", 3)
     rows = [{"run_id": f"p{p:02d}m{m:02d}-{k:016x}", "dataset": "ring8", "model": f"m{m:02d}", "sampler": f"p{p:02d}",
              "steps": k, "seed": s, "status": "ok", "nfe": k, "sliced_w2": 100.0 - p - 0.1 * m + 1 / k + s}
             for p in range(5) for m in range(4) for k in (10, 20) for s in (0, 1)]
@@ -181,8 +182,8 @@ def test_a_sample_grid_of_many_presets_and_models_shows_the_best_and_reads_only_
     parsed, index = [], runs.index
     monkeypatch.setattr(runs, "index", lambda results, only=None: parsed.append(only) or index(results, only))
     frame = tables.with_params(tables.typed_frame(rows), ["dataset", "model", "sampler", "steps", "seed"])
-    plots.sample_grid(frame, "ring8", tmp_path, np.random.default_rng(0).normal(size=(50, 2)), "unused.png",
-                      rank_by="sliced_w2")
+    samples.sample_grid(frame, "ring8", tmp_path, np.random.default_rng(0).normal(size=(50, 2)), "unused.png",
+                        rank_by="sliced_w2")
     (fig,) = captured
     assert len(fig.axes) == 3 * (1 + 3)
     assert [ax.get_title() for ax in fig.axes[:4]] == ["exact", "p02\nNFE 20", "p03\nNFE 20", "p04\nNFE 20"]
@@ -198,6 +199,6 @@ def test_a_log_axis_within_a_factor_of_two_stays_linear():
     for values, scale in [([0.95, 1.4], "linear"), ([0.1, 10.0], "log")]:
         fig, ax = plt.subplots()
         ax.plot([10, 100], values)
-        plots._log_axes(ax, x=True, y=True)
+        style.log_axes(ax, x=True, y=True)
         assert (ax.get_xscale(), ax.get_yscale()) == ("log", scale), values
         plt.close(fig)

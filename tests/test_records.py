@@ -234,7 +234,7 @@ def test_a_sample_archive_changed_in_place_fails_its_checksum_and_the_figure_is_
     import numpy as np
     import pandas as pd
 
-    from diffsweep import plots
+    from diffsweep.plots import samples
 
     _, grid, results, _ = copied
     # the run the figure draws: the oracle's ddim run with the most steps
@@ -254,7 +254,7 @@ def test_a_sample_archive_changed_in_place_fails_its_checksum_and_the_figure_is_
     generation = runs.frame("generation", grid.manifest_rows("generation"), results)
     reference = io.read_arrays(results / "data" / grid.runs[bad].model.data.id / "reference.npz")["x"]
     with caplog.at_level(logging.WARNING, logger="diffsweep"):
-        plots.sample_grid(pd.DataFrame(generation), "ring8", results, reference, figure)
+        samples.sample_grid(pd.DataFrame(generation), "ring8", results, reference, figure)
     assert figure.stat().st_size > 1000
     assert any(f"samples of run {bad} left out of the figure: {archive}" in r.getMessage() for r in caplog.records)
     assert np.isfinite(reference).all()

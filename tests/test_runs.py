@@ -74,14 +74,14 @@ def test_a_broken_run_is_recorded_as_failed_and_loses_no_other_run(sweep):
 
     table = runs.frame("generation", grid.manifest_rows("generation"), results)
     assert list(table["status"]) == ["ok", "failed"] and list(table["run_id"]) == [good["id"], broken["id"]]
-    assert table["error"].isna().tolist() == [True, False] and table["log"].tolist()[1] == "job.log"
+    assert table["error"].isna().tolist() == [True, False] and table["log"].tolist()[1] == f"{results}/job.log"
     assert str(table["nfe"].dtype) == "Int64" and table["nfe"].isna().tolist() == [False, True]
     assert str(table["fused_with"].dtype) == "Int64" and table["fused_with"].tolist() == [2, 2]
     params = table.attrs["param_columns"]
     assert params == [c for c in runs.manifest(grid.manifest_rows()).columns if c not in tables.ID_COLUMNS]
     assert {"sampler", "steps", "seed", "dataset_preset"} <= set(params)
     assert not {"run_id", "model_id", "data_id", "status", "nfe", "sliced_w2", "error", "log"} & set(params)
-    assert "1 run(s) failed" in runs.failure_report(runs.failed_runs(results, grid.all_runs))
+    assert "1 run(s) failed" in runs.failure_report(runs.failed_runs(results, grid.all_runs), results)
 
 
 def test_fail_fast_stops_at_the_first_failed_run(sweep, tmp_path):

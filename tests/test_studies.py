@@ -4,9 +4,9 @@ network run with the oracle run equal in every parameter but the model (seed inc
 import pandas as pd
 import pytest
 
-from diffsweep import plots
+from diffsweep.plots import style
+from diffsweep.studies import error_sources, temperature_ramp
 from diffsweep.tables import PARAM_COLUMNS, TableError
-from diffsweep.tables.studies import error_sources, model_columns, ramp_summary
 
 PARAMS = ["dataset", "model", "model_source", "model_train_sigma_name", "sampler", "steps", "knob_eps", "seed"]
 
@@ -25,7 +25,7 @@ def frame(rows):
 
 
 def test_model_columns_are_the_model_and_its_own():
-    assert model_columns(PARAMS) == ["model", "model_source", "model_train_sigma_name"]
+    assert error_sources.model_columns(PARAMS) == ["model", "model_source", "model_train_sigma_name"]
 
 
 def test_error_sources_pairs_every_parameter_but_the_model():
@@ -37,7 +37,7 @@ def test_error_sources_pairs_every_parameter_but_the_model():
         run("mlp_ve", 100, 0, 7.0, status="diverged"),        # not ok: left out
         run("mlp_ve", 30, 0, 0.2),                            # no oracle run at 30 steps: left out
     ])
-    out = error_sources(table).set_index(["model", "steps"])
+    out = error_sources.table(table).set_index(["model", "steps"])
     assert sorted(out.index) == [("mlp_ddpm", 10), ("mlp_ddpm", 100), ("mlp_ve", 10)]
     row = out.loc[("mlp_ddpm", 10)]
     assert (row["total"], row["discretisation"], row["score"], row["seeds"]) == pytest.approx((0.6, 0.4, 0.2, 2))
@@ -54,34 +54,34 @@ def test_error_sources_measures_the_direct_distance_of_each_pair():
     def distance(network_run, oracle_run, seed):
         asked.append((network_run, oracle_run, seed))
         return float("nan") if seed == 1 else 0.25       # seed 1's samples not kept: left out of the mean
-    out = error_sources(table, distance=distance)
+    out = error_sources.table(table, distance=distance)
     assert sorted(asked) == [("mlp_ddpm-0", "oracle-0", 0), ("mlp_ddpm-1", "oracle-1", 1)]
     assert out["score_distance"].tolist() == [0.25] and out["seeds"].tolist() == [2]
-    assert "score_distance" not in error_sources(table).columns
+    assert "score_distance" not in error_sources.table(table).columns
 
 
 def test_error_sources_names_a_missing_column():
     with pytest.raises(TableError, match="fid"):
-        error_sources(frame([run("oracle", 10, 0, 0.3)]), metric="fid")
+        error_sources.table(frame([run("oracle", 10, 0, 0.3)]), metric="fid")
 
 
 def test_ramp_summary_and_figures_are_drawn(tmp_path):
     rows = [{**run("oracle", k, seed, 1.0 / k + 0.01 * seed), "knob_ramp": ramp, "knob_T0": T0}
             for k in (10, 100) for seed in (0, 1) for ramp in ("index", "log_sigma") for T0 in (0.1, 1.0)]
-    summary = ramp_summary(frame(rows), samplers=["rw"])
+    summary = temperature_ramp.table(frame(rows), samplers=["rw"])
     assert len(summary) == 8 and set(summary["seeds"]) == {2}
     assert summary.loc[summary["steps"] == 10, "mean"].iloc[0] == pytest.approx(0.105)
-    plots.ramp_study(summary, {"ring8": 0.01}, tmp_path / "ramp.png")
-    sources = error_sources(frame([run("oracle", 10, 0, 0.3), run("mlp_ddpm", 10, 0, 0.4),
-                                   run("oracle", 100, 0, 0.1), run("mlp_ddpm", 100, 0, 0.2)]))
-    plots.error_sources(sources, tmp_path / "sources.png")
+    temperature_ramp.figure(summary, {"ring8": 0.01}, tmp_path / "ramp.png")
+    sources = error_sources.table(frame([run("oracle", 10, 0, 0.3), run("mlp_ddpm", 10, 0, 0.4),
+                                         run("oracle", 100, 0, 0.1), run("mlp_ddpm", 100, 0, 0.2)]))
+    error_sources.figure(sources, tmp_path / "sources.png")
     assert all((tmp_path / name).stat().st_size > 1000 for name in ("ramp.png", "sources.png"))
 
 
 def test_error_sources_keeps_a_knob_swept_at_equal_steps():
     table = frame([run("oracle", 10, 0, 0.3), run("oracle", 10, 0, 0.5, eps=0.3),
                    run("mlp_ddpm", 10, 0, 0.4), run("mlp_ddpm", 10, 0, 0.9, eps=0.3)])
-    out = error_sources(table).set_index("knob_eps")
+    out = error_sources.table(table).set_index("knob_eps")
     assert out.attrs["settings"] == ["dataset", "sampler", "steps", "knob_eps"]
     assert out.loc[0.3, "score"] == pytest.approx(0.4) and out.loc[0.7, "score"] == pytest.approx(0.1)
 
@@ -104,17 +104,17 @@ def test_the_ramp_study_config_covers_the_2d_mixtures_and_digits_gmm():
 
 
 def test_the_error_sources_figure_of_a_large_sweep_shows_the_best_configurations_and_networks(monkeypatch):
-    """More configurations than plots.MAX_PANELS (3 here: a small figure) and networks than
+    """More configurations than style.MAX_PANELS (3 here: a small figure) and networks than
     MAX_SERIES - 1 (4 - 1): the best by the metric at the largest steps are drawn (the legend,
     with the oracle's line, has MAX_SERIES entries) and the title says what was left out."""
     figures = []
-    monkeypatch.setattr(plots, "save", lambda fig, out: figures.append(fig))
-    monkeypatch.setattr(plots, "MAX_PANELS", 3)
-    monkeypatch.setattr(plots, "MAX_SERIES", 4)
+    monkeypatch.setattr(style, "save", lambda fig, out: figures.append(fig))
+    monkeypatch.setattr(style, "MAX_PANELS", 3)
+    monkeypatch.setattr(style, "MAX_SERIES", 4)
     rows = [run(model, k, 0, 1 / k + 0.01 * (9 - eps) + (model != "oracle") * (1 + n / 10), eps=eps)
             for n, model in enumerate(["oracle", "mlp_a", "mlp_b", "mlp_c", "mlp_d", "mlp_e"])
             for eps in range(5) for k in (10, 100)]
-    plots.error_sources(error_sources(frame(rows)), "unused.png")
+    error_sources.figure(error_sources.table(frame(rows)), "unused.png")
     (fig,) = figures
     drawn = [ax for ax in fig.axes if ax.axison]
     assert [ax.get_title() for ax in drawn] == [f"ring8 / rw (eps={eps})" for eps in (2, 3, 4)]
@@ -125,3 +125,72 @@ def test_the_error_sources_figure_of_a_large_sweep_shows_the_best_configurations
                                   "the best by mean sliced_w2 at their largest steps")
     import matplotlib.pyplot as plt
     plt.close(fig)
+
+
+# --- the studies registry: one module per study, the rule file and common.smk loop over it -------
+
+def test_every_registered_study_has_its_schema_options_caption_and_section():
+    """A study is its module plus what the registry cannot hold: its options in the schema (with
+    the registry's defaults), its report caption and its section of docs/studies.md; the schema
+    names no study the registry lacks."""
+    from conftest import ROOT
+    from diffsweep.config import read_yaml
+    from diffsweep.studies import STUDIES
+
+    schema = read_yaml(ROOT / "workflow" / "schemas" / "config.schema.yaml")["properties"]["studies"]["properties"]
+    assert sorted(schema) == STUDIES.names() == ["error_sources", "temperature_ramp"]
+    guide = (ROOT / "docs" / "studies.md").read_text()
+    for study in STUDIES.entries():
+        options = next(form for form in schema[study.name]["anyOf"] if form["type"] == "object")["properties"]
+        assert {key: options[key]["default"] for key in study.defaults} == study.defaults, study.name
+        assert (ROOT / "workflow" / "report" / f"study_{study.name}.rst").is_file(), study.name
+        assert f"`diffsweep/studies/{study.name}.py`" in guide, study.name
+        assert study.module == f"diffsweep.studies.{study.name}"
+
+
+def test_declared_studies_get_their_defaults_and_a_null_study_is_not_declared():
+    from diffsweep import studies
+
+    config = {"studies": {"error_sources": {"score_distance": False}, "temperature_ramp": None}}
+    assert studies.declared(config) == {"error_sources": {"metric": "sliced_w2", "score_distance": False}}
+    assert studies.declared({"studies": {}}) == {}
+
+
+def test_the_studies_registry_is_read_without_torch_pandas_or_matplotlib(root):
+    """The Snakefile imports it at parse time: the study modules import their jobs' libraries inside the jobs."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from diffsweep import studies; assert studies.STUDIES.names(); "
+            "print(sorted(m for m in ('torch', 'pandas', 'matplotlib', 'seaborn') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={"PYTHONPATH": str(root / "src")})
+    assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr
+
+
+@pytest.mark.workflow
+def test_each_study_job_writes_its_table_and_figure_from_the_smoke_run(smoke_run, tmp_path, monkeypatch):
+    """The jobs of both studies, in process, on the smoke run's tables and records (read only):
+    the temperature-ramp job with the exact-sample floor of each dataset, the error-sources job with
+    the direct distance of each network run to its oracle run, read from their stored samples."""
+    from diffsweep import config
+    from diffsweep.studies import STUDIES
+
+    monkeypatch.chdir(smoke_run)           # where its `results: results` is
+    cfg, grid = config.load("smoke.yaml")
+    results = smoke_run / "results"
+    inputs = {"table": str(results / "tables" / "generation.parquet")}
+    written = {}
+    for name, options in (("temperature_ramp", {"samplers": ["rw_sigmoid"]}), ("error_sources", {})):
+        study = STUDIES[name]
+        options = {**study.defaults, **options}
+        outputs = {"csv": tmp_path / f"{name}.csv", "png": tmp_path / f"{name}.png", "pdf": tmp_path / f"{name}.pdf"}
+        study.job({**inputs, **study.inputs(grid, str(results))}, outputs, options, **study.params(cfg, grid, options))
+        assert outputs["png"].read_bytes()[:4] == b"\x89PNG" and outputs["pdf"].read_bytes()[:4] == b"%PDF"
+        written[name] = pd.read_csv(outputs["csv"])
+    ramp = written["temperature_ramp"]
+    assert set(ramp["dataset"]) == {"ring8"} and set(ramp["steps"]) == {10, 40}     # the oracle: analytic data only
+    assert ramp["floor"].notna().all() and (ramp["floor"] > 0).all()
+    sources = written["error_sources"]
+    assert set(sources["model"]) == {"mlp"} and set(sources["sampler"]) == {"rw_sigmoid", "ddpm", "ode_heun"}
+    assert sources["score_distance"].notna().all() and (sources["score_distance"] > 0).all()

@@ -61,7 +61,7 @@ SMOKE_JOBS = {"prepare_data": 2, "train": 2, "likelihood": 3, "run_shard": 4, "m
 
 def expected_jobs(path: Path) -> dict[str, int]:
     """Jobs a dry run of a config plans from scratch, counted from its grid."""
-    from diffsweep import config, grid as ds_grid, tables
+    from diffsweep import config, grid as ds_grid, studies, tables
 
     cfg, grid = config.load(path)
     shards = grid.shards({kind: cfg["jobs"][kind]["runs_per_job"] for kind in ("generation", "restoration")})
@@ -78,8 +78,8 @@ def expected_jobs(path: Path) -> dict[str, int]:
               "ablation_table": len(tables.ablation_specs(cfg["tables"])), "plot_metrics": 1,
               "plot_samples": len(grid.datasets), "plot_heatmaps": int(trained and bool(cfg["plots"]["heatmap"]["metrics"])),
               "plot_schedules": int(cfg["plots"]["schedules"]), "plot_training": int(trained),
-              **{f"study_{name}": 1 for name, options in cfg["studies"].items()   # error_sources needs a network
-                 if options is not None and (trained or name != "error_sources")}, "all": 1}
+              **{f"study_{name}": 1 for name in studies.declared(cfg) if studies.STUDIES[name].drawn(grid)},
+              "all": 1}
     return {rule: count for rule, count in counts.items() if count}
 
 
@@ -145,7 +145,7 @@ def test_smoke_run_produces_tables_and_plots(smoke_run):
     assert params == io.read_parquet(results / "runs.parquet").attrs["param_columns"]
     assert {"sampler", "steps", "knob_eps", "schedule_sharpness", "model_train_sigma_name", "seed"} <= set(params)
     assert not {"run_id", "model_id", "data_id", "sliced_w2", "nfe", "status", "model_nll_bpd"} & set(params)
-    assert list((smoke_run / "logs").rglob("*.log"))
+    assert list((smoke_run / "results" / "logs").rglob("*.log"))   # logs follow the results folder
 
 
 @pytest.mark.slow

@@ -171,13 +171,14 @@ def sweep_status(grid, results, config: dict | None = None) -> dict:
         if record and isinstance(record.get("wall_s"), (int, float)):
             wall[run_id] = record["wall_s"]
         if status == runs.FAILED:
-            failures.append({"run_id": run_id, "error": record.get("error") or "", "log": record.get("log")})
+            failures.append({"run_id": run_id, "error": record.get("error") or "",
+                             "log": runs.log_file(results, record.get("log"))})
         elif status == runs.CORRUPT:
             failures.append({"run_id": run_id, "error": f"corrupt record: {problem}", "log": None})
     if failures and config is not None:   # a record without its log: the shard job's logs
         shard_of = {run_id: shard for shard, ids in grid.shards(ds_grid.runs_per_job(config)).items() for run_id in ids}
         for failure in failures:
-            failure["log"] = failure["log"] or f"logs/run_shard/{shard_of[failure['run_id']]}.log"
+            failure["log"] = failure["log"] or str(runs.shard_log(results, shard_of[failure["run_id"]]))
     done = {run_id for run_id, status in state.items() if status in runs.DONE_STATUSES}
 
     def group(key_of) -> dict:
@@ -337,7 +338,7 @@ def command_forget(args) -> int:
         try:
             unknown = sorted(set(args.run_ids) - set(runs.index(args.results, only=set(args.run_ids))))
             deleted = 0 if unknown else runs.forget(args.results, args.run_ids)
-        except io.UnreadableFile as error:
+        except (io.UnreadableFile, runs.ResultsInUse) as error:   # a workflow runs on the folder
             problem = str(error)
         else:
             if unknown:
@@ -360,16 +361,17 @@ def command_costs(args) -> int:
         return 2
     cfg, grid = loaded
     shards = grid.shards(ds_grid.runs_per_job(cfg))
+    benchmarks = args.benchmarks or f"{cfg['results']}/benchmarks/run_shard"
     try:
-        measured = packing.measured_run_seconds(grid, shards, args.benchmarks)
+        measured = packing.measured_run_seconds(grid, shards, benchmarks)
     except ValueError as error:    # io.UnreadableFile: a damaged benchmark file, named
         print(f"error: {error}", file=sys.stderr)
         return 2
     if not measured:
-        print(f"error: no benchmark of this config's {len(shards)} shard jobs in {args.benchmarks}/ (run the sweep "
-              f"first, from this working directory)", file=sys.stderr)
+        print(f"error: no benchmark of this config's {len(shards)} shard jobs in {benchmarks}/ (run the sweep "
+              f"first)", file=sys.stderr)
         return 2
-    print(f"# seconds per run: each score source's shard jobs (Snakemake benchmarks in {args.benchmarks}/: start-up, "
+    print(f"# seconds per run: each score source's shard jobs (Snakemake benchmarks in {benchmarks}/: start-up, "
           f"sampling and metrics) over their runs")
     print("jobs:")     # a config section as it is declared: jobs.<kind>.run_seconds
     for kind, by_source in measured.items():
@@ -496,8 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "job benchmarks: the run_seconds to declare for job_minutes")
     costs.add_argument("--config", default="config/config.yaml",
                        help="the sweep's config YAML file (default: config/config.yaml, the embedded default)")
-    costs.add_argument("--benchmarks", default="benchmarks/run_shard", metavar="DIR",
-                       help="the shard jobs' benchmark files (default: benchmarks/run_shard of the working directory)")
+    costs.add_argument("--benchmarks", metavar="DIR",
+                       help="the shard jobs' benchmark files (default: benchmarks/run_shard of the config's results folder)")
     costs.add_argument("--job-minutes", type=float, metavar="M", help="also show the runs per job this target gives")
     costs.set_defaults(func=command_costs)
     from diffsweep.tables.options import AGGREGATES, DIRECTIONS, FORMATS, POOLING

@@ -402,7 +402,7 @@ def check(raw: dict, schema_path: str | Path = SCHEMA_PATH, base_dir: str | Path
     relative to. `check_paths` (default: unless DIFFSWEEP_SKIP_PATH_CHECKS=1) checks that the
     files the config names exist (relative to the working directory, as the jobs read them)."""
     from diffsweep import grid as ds_grid
-    from diffsweep import noise, packing, runs, tables
+    from diffsweep import noise, packing, runs, studies, tables
 
     try:
         config = prepare(raw, schema_path)
@@ -423,7 +423,7 @@ def check(raw: dict, schema_path: str | Path = SCHEMA_PATH, base_dir: str | Path
         for metric in [*config["plots"]["metrics"], *config["plots"]["heatmap"]["metrics"]]:
             if not metric.isidentifier():   # one job draws a figure per metric: outputs <metric>_png
                 raise ValueError(f"plots: metric '{metric}' is not a column name")
-        check_studies(config)
+        studies.check(config)
         if check_paths is None:
             check_paths = os.environ.get(SKIP_PATH_CHECKS, "") not in ("1", "true", "yes")
         if check_paths:
@@ -433,16 +433,6 @@ def check(raw: dict, schema_path: str | Path = SCHEMA_PATH, base_dir: str | Path
     except ValueError as error:   # registries, knobs, tables: messages that name the key
         raise ConfigError(str(error).splitlines() or [repr(error)], source) from None
     return Checked(config, grid, ablations)
-
-
-def check_studies(config: dict) -> None:
-    """The temperature-ramp study draws random-walk presets of the config (their ramp and T0 knobs)."""
-    study = config["studies"]["temperature_ramp"]
-    for name in (study or {}).get("samplers", []):
-        family = config["samplers"].get(name, {}).get("family")
-        if family != "random_walk":
-            raise ConfigError([f"studies.temperature_ramp.samplers: '{name}' is not a random_walk preset under "
-                               f"samplers; allowed: {', '.join(sorted(n for n, p in config['samplers'].items() if p['family'] == 'random_walk')) or '(none)'}"])
 
 
 # What a component of the results path may be at most, in bytes (NAME_MAX of Linux and macOS).

@@ -275,21 +275,21 @@ class Grid:
 
 def runs_per_job(config: dict) -> packing.ShardSize:
     """Runs packed into one shard job, as a function of (score source, kind): the config's
-    `jobs.<kind>.runs_per_job`, or as many as fill `job_minutes` at the declared
+    `jobs.<kind>.runs_per_job` (jobs.generation, jobs.restoration), or as many as fill `job_minutes` at the declared
     `run_seconds` (diffsweep.packing)."""
     return packing.ShardSize.from_config(config)
 
 
-def pending_shards(shards: dict[str, list[str]], done, key=short_hash) -> dict[str, str]:
-    """The shards with runs not done -> `key(those runs)`: the key is the shard job's `attempt`
-    param, so a shard whose runs were deleted (to be redone), left unfinished or (with a key of
-    their records, runs.attempt) failed runs again through the params rerun trigger, and a
-    finished shard is no target."""
+def pending_shards(shards: dict[str, list[str]], done, key=lambda shard, run_ids: short_hash(run_ids)) -> dict[str, str]:
+    """The shards with runs not done -> `key(shard, those runs)`: the key is the shard job's
+    `attempt` param, so a shard whose runs were deleted (to be redone), left unfinished or (with a
+    key of their records and the shard's marker, runs.attempt) failed runs again through the params
+    rerun trigger, and a finished shard is no target."""
     pending = {}
     for shard, run_ids in shards.items():
         left = [run_id for run_id in run_ids if run_id not in done]
         if left:
-            pending[shard] = key(left)
+            pending[shard] = key(shard, left)
     return pending
 
 

@@ -25,8 +25,9 @@ Everything around the kind-specific work is shared:
   manifest row), params (what the id hashes), provenance, archive and files (offset, size and
   sha256 of each file in the archive; none when keep_samples is `none`) and the kind's results:
   `metrics` and `skipped` (generation), `measurements` (restoration, one entry per measurement);
-  a failed run's record has `error` (one line) and `log` (the job's log file) instead; a diverged
-  run's has `error` (why it diverged) next to its (empty) results.
+  a failed run's record has `error` (one line) and `log` (the job's log file, relative to the
+  results folder: log_file) instead; a diverged run's has `error` (why it diverged) next to its
+  (empty) results.
 - Statuses. `ok` and `diverged` runs are done: never recomputed. A `failed` run is retried by the
   next invocation. Done detection is run-level (`index`): the records of every record file, the
   latest line of a run winning, since a run's shard changes when the config adds runs. A line
@@ -56,6 +57,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from io import BytesIO
@@ -86,6 +88,23 @@ def record_file(results, shard: str) -> Path:
 def archive_file(results, shard: str) -> Path:
     """The append-only archive of a shard job: the bytes of its runs' files, one after another."""
     return records_folder(results) / f"{shard}.archive"
+
+
+def marker_file(results, shard: str) -> Path:
+    """A shard job's marker (its Snakemake output): written when the job ends (`write_marker`)."""
+    return Path(results) / "shards" / f"{shard}.json"
+
+
+def write_marker(path, model_id: str, kind: str, statuses: dict) -> None:
+    """A shard job's marker: its runs' statuses, and a fresh id of this job, so that the shard's
+    next `attempt` key differs from this job's whatever happens to its records later."""
+    io.write_json(path, {"model_id": model_id, "kind": kind, "runs": statuses, "job": uuid.uuid4().hex})
+
+
+def shard_log(results, shard: str) -> Path:
+    """A shard job's log (the rule's `log:`): jobs of the shard append to it. Logs live in the
+    results folder, so two results folders whose shards share ids keep their own."""
+    return Path(results) / "logs" / "run_shard" / f"{shard}.log"
 
 
 def staging_folder(results, shard: str) -> Path:
@@ -134,6 +153,45 @@ def mark_layout(results) -> None:
     marker = Path(results) / "layout.json"
     if not marker.exists():
         io.write_json(marker, {"version": LAYOUT_VERSION})
+
+
+class ResultsInUse(RuntimeError):
+    """Another process holds the results folder's lock (lock_results); the message names it."""
+
+
+LOCK_NAME = ".lock"
+_held: dict[str, int] = {}     # results folder (resolved) -> the open lock file this process holds
+
+
+def lock_results(results) -> None:
+    """Hold results/.lock (flock, exclusive) until unlock_results or the end of this process, so
+    that two invocations writing one results folder, from any working directories, refuse each
+    other (Snakemake's own lock is per working directory). The kernel frees the lock when its
+    process dies: a held lock means its holder is alive (the file names its pid, host and working
+    directory). Taken again by its holder, it is a no-op (workflows run in one process)."""
+    folder = Path(os.path.realpath(Path(results).expanduser()))
+    if str(folder) in _held:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(handle, 4096).decode("utf-8", "replace").strip() or "a process that has not said which yet"
+        os.close(handle)
+        raise ResultsInUse(f"results: '{folder}' is in use by another snakemake invocation ({holder}); wait for "
+                           f"it to end or set `results:` to another folder (the lock is freed when that process "
+                           f"ends: `ps -p PID` on that host shows it is alive)") from None
+    os.ftruncate(handle, 0)
+    os.write(handle, f"pid {os.getpid()} on {socket.gethostname()}, working directory {os.getcwd()}\n".encode())
+    _held[str(folder)] = handle
+
+
+def unlock_results(results) -> None:
+    """Release the lock lock_results took (nothing if this process holds none)."""
+    handle = _held.pop(os.path.realpath(Path(results).expanduser()), None)
+    if handle is not None:
+        os.close(handle)     # closing the file releases the flock
 
 
 # --- records -----------------------------------------------------------------------------
@@ -341,23 +399,40 @@ def failed_runs(results, run_ids, states: dict | None = None) -> list[dict]:
             if run_id in states and states[run_id].status == FAILED]
 
 
-def failure_report(failures: list[dict]) -> str:
+def failure_report(failures: list[dict], results) -> str:
     """The lines that end a workflow with failed runs: each run, its error and its log."""
     lines = [f"{len(failures)} run(s) failed; their records (status `failed`) are in the tables, and the next "
              f"invocation retries them:"]
-    lines += [f"  {record['run_id']}: {record['error']} (log: {record['log']})" for record in failures]
+    lines += [f"  {record['run_id']}: {record['error']} (log: {log_file(results, record['log'])})"
+              for record in failures]
     return "\n".join(lines)
 
 
-def attempt(results, run_ids, states: dict | None = None, notes: dict | None = None) -> str:
-    """A key of a shard's pending runs, the records they already have (failed or corrupt ones) and
-    the drawing note of a job that died drawing them: it changes whenever one of them gets a new
-    record line or note, so a shard whose runs failed, or whose job died, runs again (the key is the
-    shard job's `attempt` param, which the params rerun trigger compares). `notes`: drawing_notes(results)."""
+def log_file(results, log: str | None) -> str | None:
+    """Where a record's `log` is: records name a job's log relative to the results folder (the
+    workflow writes logs under results/logs/), so that a moved results folder still finds them
+    (an absolute `log`, from a caller of run_shard outside the workflow, stays as it is)."""
+    return None if log is None else os.path.join(results, log)
+
+
+def attempt(results, run_ids, states: dict | None = None, notes: dict | None = None,
+            shard: str | None = None) -> str:
+    """A key of a shard's pending runs, the records they already have (failed or corrupt ones),
+    the drawing note of a job that died drawing them, and the traces of the shard's jobs: its
+    marker (`write_marker`: a fresh id per job) and its log (size and time: every job appends to
+    it). It changes whenever one of those runs gets a new record line or note, or a job of the
+    shard ran since, so a shard whose runs failed, whose job died, or whose records were deleted
+    after it ran, runs again: the key is the shard job's `attempt` param, which the params rerun
+    trigger compares (a job that has not run again keeps the key of its last run, whatever was
+    deleted since). `notes`: drawing_notes(results)."""
     states = index(results, only=set(run_ids)) if states is None else states
     notes = drawing_notes(results) if notes is None else notes
     entries = [[run_id, states[run_id].where if run_id in states else None, *([notes[run_id]] if run_id in notes else [])]
                for run_id in sorted(run_ids)]
+    if shard is not None:
+        marker, log = marker_file(results, shard), shard_log(results, shard)
+        entries.append(hashlib.sha256(marker.read_bytes()).hexdigest() if marker.is_file() else None)
+        entries.append([log.stat().st_size, log.stat().st_mtime_ns] if log.is_file() else None)
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
 
 
@@ -420,16 +495,26 @@ def forget(results, run_ids) -> int:
     """Delete every record line of `run_ids` (each record file rewritten atomically): the runs are
     pending again, and the next invocation recomputes them (with today's keep_samples). Their
     bytes stay in the archives, listed by no record. Returns the number of lines deleted. Not
-    while a job of the sweep runs: a line it appends meanwhile could be lost."""
+    while a workflow runs on the folder (a line a job appends meanwhile could be lost): it holds
+    the results lock meanwhile, so ResultsInUse names the invocation that does."""
     run_ids, deleted = set(run_ids), 0
-    for path in record_file_paths(results):
-        lines = read_record_file(path).splitlines(keepends=True)
-        kept = [line for line in lines if not ((match := RUN_OF_LINE.match(line.decode("utf-8", "replace")))
-                                              and match.group(1) in run_ids)]
-        if len(kept) < len(lines):
-            deleted += len(lines) - len(kept)
-            with io.atomic_path(path) as tmp:
-                tmp.write_bytes(b"".join(kept))
+    folder = records_folder(results)
+    if not folder.is_dir():
+        return 0
+    held = os.path.realpath(Path(results).expanduser()) in _held    # this process's workflow holds it
+    lock_results(results)
+    try:
+        for path in record_file_paths(results):
+            lines = read_record_file(path).splitlines(keepends=True)
+            kept = [line for line in lines if not ((match := RUN_OF_LINE.match(line.decode("utf-8", "replace")))
+                                                  and match.group(1) in run_ids)]
+            if len(kept) < len(lines):
+                deleted += len(lines) - len(kept)
+                with io.atomic_path(path) as tmp:
+                    tmp.write_bytes(b"".join(kept))
+    finally:
+        if not held:
+            unlock_results(results)
     return deleted
 
 
@@ -668,7 +753,8 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     files to the shard's archive and its record line to the shard's record file (ShardStore; the
     shard is the name of `shard_path`, its marker). `options` are the kind's options (generation:
     metrics, keep_samples; restoration: metrics, strips, keep_samples).
-    A run that raises is recorded as `failed` (its error and `log_path`) and the job goes on; if
+    A run that raises is recorded as `failed` (its error and `log_path`, the job's log relative to
+    `results`: log_file) and the job goes on; if
     the score source or the data cannot be loaded, every run is. With `fail_fast` the job stops
     (raises) at the first failure instead. With `fuse` the runs draw together, one network call
     serving all of them at each step (diffsweep.fusion; a wait past `fuse_timeout_s` fails the
@@ -740,7 +826,7 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
             record_failure(run, error, device)
         note.clear()
         store.close()
-        io.write_json(shard_path, {"model_id": model["id"], "kind": kind, "runs": statuses})
+        write_marker(shard_path, model["id"], kind, statuses)
         return
 
     def starting(group):
@@ -764,7 +850,7 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     if failed:
         log.warning("%d of %d runs failed and are recorded as such (status `failed`)", failed, len(statuses))
     store.close()
-    io.write_json(shard_path, {"model_id": model["id"], "kind": kind, "runs": statuses})
+    write_marker(shard_path, model["id"], kind, statuses)
 
 
 @contextlib.contextmanager
@@ -925,6 +1011,8 @@ def frame(kind: str, rows: list[dict], results):
             table.append({**row, "status": status, **({"error": problem} if problem else {})})
             continue
         shared = {key: record[key] for key in [*RECORD_COLUMNS, *FAILURE_KEYS] if key in record}
+        if "log" in shared:
+            shared["log"] = log_file(results, shared["log"])
         git_revision = record["provenance"].get("git_revision")
         parts = [{}] if status == FAILED else expand(record)
         table.extend({**row, **shared, **part, "git_revision": git_revision} for part in parts)

@@ -8,6 +8,7 @@ from diffsweep import grid as ds_grid
 from diffsweep import io as ds_io
 from diffsweep import packing as ds_packing
 from diffsweep import runs as ds_runs
+from diffsweep import studies as ds_studies
 from diffsweep import tables as ds_tables
 from snakemake.exceptions import WorkflowError
 
@@ -39,13 +40,16 @@ except ds_io.UnreadableFile as error:   # a record file (or the records folder) 
     raise WorkflowError(str(error)) from None
 DONE = ds_runs.done_runs(RESULTS, RUNS, STATES)
 # Every run is in one shard whatever is done (a job re-parsing this file while other shards finish
-# finds its own shard); a shard is a target only while it has pending runs, and its job's params
-# carry a key of those runs, their records and drawing notes (grid.pending_shards, runs.attempt): a
-# shard whose runs failed, whose records were found corrupt or whose job died, runs again. The job
-# finds its runs from the shard id.
+# finds its own shard); a shard is a target only while it has pending runs (its marker is a target
+# of the workflow: a deleted marker is remade even while the tables are up to date), and its
+# job's params carry a key of those runs, their records and drawing notes, and the shard's marker
+# and log (grid.pending_shards, runs.attempt): a shard whose runs failed, whose records were found
+# corrupt, whose job died, or whose records were deleted or forgotten after it ran, runs again,
+# and the tables after it are rebuilt. The job finds its runs from the shard id.
 SHARDS = GRID.shards(ds_grid.runs_per_job(config))
 NOTES = ds_runs.drawing_notes(RESULTS)   # the runs jobs that died were drawing (runs.DrawingNote)
-PENDING = ds_grid.pending_shards(SHARDS, DONE, key=lambda run_ids: ds_runs.attempt(RESULTS, run_ids, STATES, NOTES))
+PENDING = ds_grid.pending_shards(
+    SHARDS, DONE, key=lambda shard, run_ids: ds_runs.attempt(RESULTS, run_ids, STATES, NOTES, shard=shard))
 DATASETS_BY_ID = {spec.id: spec for spec in GRID.datasets.values()}
 TRAINED = bool(GRID.trained_models())
 PLOT_METRICS = config["plots"]["metrics"]
@@ -55,7 +59,7 @@ RESTORATION_METRICS = ["psnr", "ssim", "lpips"]   # lpips: a placeholder figure 
 if any(run.model.data.analytic for run in GRID.restorations.values()):
     RESTORATION_METRICS.append("sliced_w2_posterior")   # distance to exact posterior samples (analytic priors)
 # The studies the config declares (documented in docs, studies.md), their options with defaults filled.
-STUDIES = {name: {"metric": "sliced_w2", **options} for name, options in config["studies"].items() if options is not None}
+STUDIES = ds_studies.declared(config)
 
 PLOT_FORMATS = ds_tables.PLOT_FORMATS     # every figure is written in each
 TABLE_FORMATS = ds_tables.TABLE_FORMATS   # ablation table format -> file extension
@@ -91,7 +95,7 @@ RESOURCES = {
     "fidelity_reference": {"mem_mb": 4000, "runtime": 30, "gpu": GPU},
     **{rule: LIGHT for rule in ("manifest", "aggregate", "restoration_table", "ablation_table", "plot_metrics",
                                 "plot_samples", "plot_heatmaps", "plot_schedules", "plot_training",
-                                "plot_restoration", "study_temperature_ramp", "study_error_sources")},
+                                "plot_restoration", *(f"study_{name}" for name in ds_studies.STUDIES))},
 }
 
 
@@ -172,12 +176,23 @@ def results_of(path, depth):
     return str(Path(path).parents[depth])
 
 
+def pending_markers(kind=None):
+    """The markers of the shards with pending runs (of one kind, or all)."""
+    return [f"{RESULTS}/shards/{shard}.json" for shard in PENDING if kind in (None, RUNS[SHARDS[shard][0]].kind)]
+
+
 def run_records(kind):
     """Evidence that every run of a kind is done: markers of the shards of pending runs, the
-    record files holding the records of finished ones."""
-    markers = [f"{RESULTS}/shards/{shard}.json" for shard in PENDING if RUNS[SHARDS[shard][0]].kind == kind]
+    record files holding the records of finished ones, and, while a pending shard has no marker,
+    the records folder itself. Its time changes when a record file is deleted or rewritten, so a
+    table whose rows such records backed is rebuilt, and the shard with it, also when the table is
+    the target named: Snakemake does not remake a missing marker that only an up-to-date table
+    needs, and a shard whose marker, log and records were all deleted has its first attempt key."""
     done = [run_id for run_id in DONE if RUNS[run_id].kind == kind]
-    return [*markers, *ds_runs.record_files(RESULTS, done, STATES)]
+    markers = pending_markers(kind)
+    folder = str(ds_runs.records_folder(RESULTS))
+    unmarked = os.path.isdir(folder) and not all(os.path.exists(marker) for marker in markers)
+    return [*markers, *([folder] if unmarked else []), *ds_runs.record_files(RESULTS, done, STATES)]
 
 
 def ablation_source(wildcards):
@@ -207,13 +222,14 @@ def all_targets():
         targets.append(f"{RESULTS}/tables/restoration.parquet")
         targets += expand(f"{RESULTS}/plots/restoration_{{metric}}_vs_nfe.{{ext}}", metric=RESTORATION_METRICS,
                           ext=PLOT_FORMATS)
-    return [*targets, *study_targets()]
+    # the pending shards' markers: Snakemake remakes a missing file that is a target, but not one
+    # that only up-to-date tables need (records deleted with results/shards/ would recompute nothing)
+    return [*targets, *study_targets(), *pending_markers()]
 
 
 def study_targets():
-    """The figures and tables of the studies the config declares (`studies:`); error_sources
-    needs a trained network."""
-    drawn = [name for name, possible in (("temperature_ramp", True), ("error_sources", TRAINED))
-             if name in STUDIES and possible]
+    """The figures and tables of the studies the config declares (`studies:`) that its grid can
+    draw (error_sources needs a trained network)."""
+    drawn = [name for name in STUDIES if ds_studies.STUDIES[name].drawn(GRID)]
     return [path for name in drawn for path in (*expand(f"{RESULTS}/plots/study_{name}.{{ext}}", ext=PLOT_FORMATS),
                                                  f"{RESULTS}/tables/study_{name}.csv")]

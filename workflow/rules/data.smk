@@ -6,7 +6,7 @@ rule prepare_data:
         spec=lambda wc: ds_grid.data_dict(DATASETS_BY_ID[wc.data_id]),
     # `plugins` reaches the script through snakemake.config: adding a plugin must not re-run this job.
     log:
-        "logs/prepare_data/{data_id}.log",
+        f"{RESULTS}/logs/prepare_data/{{data_id}}.log",
     resources:
         **resources("prepare_data"),
     conda:

@@ -12,9 +12,9 @@ rule likelihood:
         device=config["jobs"]["device"],
     # `plugins` reaches the script through snakemake.config: adding a plugin must not re-run this job.
     log:
-        "logs/likelihood/{model_id}.log",
+        f"{RESULTS}/logs/likelihood/{{model_id}}.log",
     benchmark:
-        "benchmarks/likelihood/{model_id}.tsv"
+        f"{RESULTS}/benchmarks/likelihood/{{model_id}}.tsv"
     threads: 1
     resources:
         **resources("likelihood"),
@@ -34,7 +34,7 @@ rule train_digits_classifier:
     params:
         options=config["fidelity"]["digits_classifier"],
     log:
-        "logs/fidelity/digits_classifier.log",
+        f"{RESULTS}/logs/fidelity/digits_classifier.log",
     threads: 1
     resources:
         **resources("train_digits_classifier"),
@@ -55,7 +55,7 @@ rule fidelity_reference:
         device=config["jobs"]["device"],
     # `plugins` reaches the script through snakemake.config: adding a plugin must not re-run this job.
     log:
-        "logs/fidelity/{data_id}.{extractor}.log",
+        f"{RESULTS}/logs/fidelity/{{data_id}}.{{extractor}}.log",
     threads: 1
     resources:
         **resources("fidelity_reference"),

@@ -18,7 +18,7 @@ rule manifest:
     params:
         grid=GRID.digest("generation"),   # the job expands the rows from the config; a changed grid re-runs it
     log:
-        "logs/manifest.log",
+        f"{RESULTS}/logs/manifest.log",
     resources:
         **resources("manifest"),
     conda:
@@ -43,7 +43,7 @@ rule aggregate:
         grid=GRID.digest("generation"),   # the job expands the rows from the config; a changed grid re-runs it
         results=lambda wc, output: results_of(output.generation, depth=1),
     log:
-        "logs/aggregate.log",
+        f"{RESULTS}/logs/aggregate.log",
     resources:
         **resources("aggregate"),
     conda:
@@ -63,7 +63,7 @@ rule plot_metrics:
     params:
         metrics=PLOT_METRICS,
     log:
-        "logs/plots/metrics_vs_nfe.log",
+        f"{RESULTS}/logs/plots/metrics_vs_nfe.log",
     resources:
         **resources("plot_metrics"),
     conda:
@@ -83,11 +83,11 @@ rule plot_samples:
     params:
         results=lambda wc, input: results_of(input.table, depth=1),
         max_points=config["plots"]["max_scatter_points"],
-        # beyond plots.MAX_PANELS presets or models, those best by the first plotted metric are drawn
+        # beyond plots.style.MAX_PANELS presets or models, those best by the first plotted metric are drawn
         rank_by=PLOT_METRICS[0] if PLOT_METRICS else None,
         better=ds_tables.direction(PLOT_METRICS[0], DIRECTIONS, default="lower") if PLOT_METRICS else "lower",
     log:
-        "logs/plots/samples_{dataset}.log",
+        f"{RESULTS}/logs/plots/samples_{{dataset}}.log",
     resources:
         **resources("plot_samples"),
     conda:
@@ -109,7 +109,7 @@ rule plot_heatmaps:
         options=HEATMAP,
         better={metric: ds_tables.direction(metric, DIRECTIONS, default="lower") for metric in HEATMAP["metrics"]},
     log:
-        "logs/plots/heatmaps.log",
+        f"{RESULTS}/logs/plots/heatmaps.log",
     resources:
         **resources("plot_heatmaps"),
     conda:
@@ -126,7 +126,7 @@ rule plot_schedules:
                           caption="../report/schedules.rst")),
         pdf=update(f"{RESULTS}/plots/schedules.pdf"),
     log:
-        "logs/plots/schedules.log",
+        f"{RESULTS}/logs/plots/schedules.log",
     resources:
         **resources("plot_schedules"),
     conda:
@@ -148,7 +148,7 @@ rule plot_training:
                                    subcategory="Loss", caption="../report/training_loss_by_sigma.rst")),
         by_sigma_pdf=update(f"{RESULTS}/plots/training_loss_by_sigma.pdf"),
     log:
-        "logs/plots/training_loss.log",
+        f"{RESULTS}/logs/plots/training_loss.log",
     resources:
         **resources("plot_training"),
     conda:
@@ -167,7 +167,7 @@ rule ablation_table:
     params:
         spec=lambda wc: ABLATIONS[wc.table].as_dict(),
     log:
-        "logs/tables/{table}.log",
+        f"{RESULTS}/logs/tables/{{table}}.log",
     resources:
         **resources("ablation_table"),
     conda:
@@ -186,7 +186,7 @@ rule restoration_table:
         grid=GRID.digest("restoration"),   # the job expands the rows from the config; a changed grid re-runs it
         results=lambda wc, output: results_of(output[0], depth=1),
     log:
-        "logs/restoration_table.log",
+        f"{RESULTS}/logs/restoration_table.log",
     resources:
         **resources("restoration_table"),
     conda:
@@ -207,7 +207,7 @@ rule plot_restoration:
     params:
         metrics=RESTORATION_METRICS,
     log:
-        "logs/plots/restoration.log",
+        f"{RESULTS}/logs/plots/restoration.log",
     resources:
         **resources("plot_restoration"),
     conda:

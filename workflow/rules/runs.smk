@@ -11,11 +11,11 @@ rule run_shard:
     output:
         marker=f"{RESULTS}/shards/{{shard}}.json",
     params:
-        # A key of the shard's pending runs, their records and drawing notes (runs.attempt): when a run
-        # failed, its record turned corrupt, its records were deleted (`diffsweep forget`) or its job
-        # died while it drew (runs.DrawingNote), the key changes and the `params` rerun trigger runs
-        # the shard again. (A new marker name would not do: Snakemake does not remake a missing
-        # intermediate file while the tables after it are up to date.)
+        # A key of the shard's pending runs, their records and drawing notes, its marker and its log
+        # (runs.attempt): when a run failed, its record turned corrupt, its job died while it drew
+        # (runs.DrawingNote) or was killed, or its records were deleted after the shard ran (`diffsweep
+        # forget`, a deleted record file), the key changes and the `params` rerun trigger runs the shard
+        # again; a missing marker is also a target (common.smk: PENDING).
         attempt=lambda wc: PENDING.get(wc.shard, "done"),
         results=lambda wc, output: results_of(output.marker, depth=1),
         options=shard_options,
@@ -25,9 +25,9 @@ rule run_shard:
     # shard id names its runs (no per-run dicts in the DAG), chunking the network's calls or adding
     # a plugin changes no run, and a params change would re-run finished shards (trigger `params`).
     log:
-        "logs/run_shard/{shard}.log",
+        str(ds_runs.shard_log(RESULTS, "{shard}")),
     benchmark:
-        "benchmarks/run_shard/{shard}.tsv"
+        f"{RESULTS}/benchmarks/run_shard/{{shard}}.tsv"
     threads: 1
     resources:
         **resources("run_shard"),

@@ -12,9 +12,9 @@ rule train:
     # not params: they are how a model is trained, not which model (its id), and a params change
     # would retrain finished models (rerun trigger `params`).
     log:
-        "logs/train/{model_id}.log",
+        f"{RESULTS}/logs/train/{{model_id}}.log",
     benchmark:
-        "benchmarks/train/{model_id}.tsv"
+        f"{RESULTS}/benchmarks/train/{{model_id}}.tsv"
     threads: 1
     priority: 1  # trainings head the critical path: start them before runs that need no model
     resources:

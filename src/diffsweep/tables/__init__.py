@@ -8,7 +8,6 @@
 - spec.py       declared ablation tables (`tables.ablations.<name>`) and their checks against data
 - pivot.py      the pivot: cells of seeds aggregated, the best value per column marked
 - render.py     Markdown, LaTeX (booktabs), CSV and HTML, and the files of a declared table
-- studies.py    the studies' tables (docs/studies.md): error sources, the ramp summary, the exact floor
 
 The pivot works on plain records (a list of dicts) and its parameter columns, so the
 Snakefile checks declared tables against the grid's manifest at parse time without
