@@ -181,7 +181,7 @@ CHANGES = [
     # the schema and the registries
     ("unknown_top_key", replace("bogus", 1), "(top level): unknown key(s) ['bogus']"),
     ("steps_a_word", replace("samplers.rw.steps", "many"), "samplers.rw.steps: 'many' has the wrong type or value"),
-    ("device_unknown", replace("device", "tpu"), "device: 'tpu' is not allowed; allowed: auto, cpu, cuda"),
+    ("device_unknown", replace("jobs.device", "tpu"), "jobs.device: 'tpu' is not allowed; allowed: auto, cpu, cuda"),
     ("family_unknown", replace("samplers.rw.family", "nope"), "samplers.rw.family: unknown sampler 'nope'"),
     ("knob_unknown", replace("samplers.rw.knobs.bogus", 1.0), "samplers.rw.knobs: unknown knob(s) ['bogus']"),
     ("model_dataset_unknown", replace("models.oracle.datasets", ["cifar"]), "models.oracle.datasets: unknown dataset"),

@@ -279,13 +279,6 @@ def schema_problems(config: dict, schema: dict) -> list[str]:
     return [_describe(error) for error in errors]
 
 
-def check_schema(config: dict, schema: dict) -> None:
-    """Raise ConfigError listing every violation, one per line."""
-    problems = schema_problems(config, schema)
-    if problems:
-        raise ConfigError(problems)
-
-
 def _describe(error) -> str:
     path = ".".join(str(part) for part in error.absolute_path) or "(top level)"
     schema = error.schema
@@ -359,29 +352,34 @@ MOVED_KEYS = {
 }
 
 
-def moved_keys(config: dict) -> list[str]:
-    """`<old key>: moved to <new key>` for each key of MOVED_KEYS the config writes."""
-    problems = []
+def without_moved_keys(config: dict) -> tuple[dict, list[str]]:
+    """A copy of `config` without the keys of MOVED_KEYS it writes, and `<old key>: moved to <new
+    key>` for each (the rest of the config is still checked: every problem gets its line)."""
+    config, problems = copy.deepcopy(config), []
     for old, new in MOVED_KEYS.items():
         *sections, key = old.split(".")
         node = config
         for section in sections:
             node = node.get(section) if isinstance(node, dict) else None
         if isinstance(node, dict) and key in node:
+            del node[key]
             problems.append(f"{old}: moved to {new}")
-    return problems
+    return config, problems
 
 
 def prepare(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """Defaults filled and the schema checked; raises ConfigError, one line per problem."""
     if not isinstance(config, dict):
         raise ConfigError(f"expected a mapping of config keys at the top level, got a {type(config).__name__}")
-    problems = value_problems(config) or moved_keys(config)
+    problems = value_problems(config)
     if problems:
         raise ConfigError(problems)
+    config, moved = without_moved_keys(config)
     schema = load_schema(schema_path)
     config = fill_defaults(config, schema)
-    check_schema(config, schema)
+    problems = [*moved, *schema_problems(config, schema)]
+    if problems:
+        raise ConfigError(problems)
     return config
 
 
