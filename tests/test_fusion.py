@@ -446,3 +446,8 @@ def test_stress_many_runs_with_random_step_counts_equal_their_draws_alone(stress
         expected, expected_nfe, *_ = by_itself[run["id"]]
         assert torch.equal(samples, expected), run["id"]
         assert nfe == counted == expected_nfe and wall >= 0
+
+
+def test_the_wait_limit_default_is_the_configs():
+    """fusion.TIMEOUT_S (for callers without a config) is jobs.fuse_timeout_s's schema default."""
+    assert config.prepare({})["jobs"]["fuse_timeout_s"] == fusion.TIMEOUT_S
