@@ -456,7 +456,7 @@ def variance_components(groups: Mapping) -> VarianceComponents:
 # --- checks ---------------------------------------------------------------------------------
 
 def _finite_vector(values, name: str) -> np.ndarray:
-    array = np.asarray(values, dtype=float).ravel()
+    array = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=float).ravel()
     if array.size == 0:
         raise ValueError(f"{name} is empty")
     if not np.all(np.isfinite(array)):
