@@ -1,0 +1,264 @@
+"""diffsweep.stats: coverage by simulation on closed-form cases, Holm by hand, the power formula
+against simulation, variance components by hand and by simulation, and the planted-difference and
+null tests on the exact oracle (ring8, sliced W2). Every draw is seeded; nothing reads a clock."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as scipy_stats
+
+from diffsweep import gmm, metrics, stats
+
+
+def binomial_tolerance(p: float, repeats: int) -> float:
+    """Three standard deviations of a rate estimated from `repeats` trials."""
+    return 3 * math.sqrt(p * (1 - p) / repeats)
+
+
+# --- intervals across seeds -----------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [2, 3, 5, 20])
+def test_t_interval_covers_at_its_level(n):
+    repeats = 4000
+    values = np.random.default_rng(n).normal(2.0, 3.0, size=(repeats, n))
+    _, low, high = stats.t_interval(values, 0.95)
+    coverage = np.mean((low <= 2.0) & (2.0 <= high))
+    assert abs(coverage - 0.95) <= binomial_tolerance(0.95, repeats)
+
+
+def test_percentile_bootstrap_covers_as_its_closed_form_says():
+    """The percentile interval of a mean of n normal values is mean +- z s_plugin / sqrt(n): it
+    covers P(|t_{n-1}| <= z sqrt((n-1)/n)) (0.929 at n = 20), less than its nominal 0.95."""
+    n, repeats, resamples = 20, 600, 500
+    values = np.random.default_rng(7).normal(2.0, 3.0, size=(repeats, n))
+    means = stats.bootstrap_means(values, resamples, seed=3)
+    low, high = np.quantile(means, [0.025, 0.975], axis=-1)
+    coverage = np.mean((low <= 2.0) & (2.0 <= high))
+    expected = 2 * scipy_stats.t.cdf(scipy_stats.norm.ppf(0.975) * math.sqrt((n - 1) / n), n - 1) - 1
+    # Monte Carlo error of the quantiles (500 resamples) adds about 0.01 to the binomial spread.
+    assert abs(coverage - expected) <= binomial_tolerance(expected, repeats) + 0.01
+
+
+def test_bca_is_close_to_t_on_normal_data_and_follows_skew():
+    values = np.random.default_rng(0).normal(0.0, 1.0, size=30)
+    bca = stats.seed_interval(values, method="bca", seed=1)
+    t = stats.seed_interval(values, method="t")
+    assert abs(bca.half_width - t.half_width) < 0.15 * t.half_width
+    skewed = np.random.default_rng(1).exponential(1.0, size=30)
+    bca = stats.seed_interval(skewed, method="bca", seed=1)
+    assert bca.high - bca.estimate > bca.estimate - bca.low     # the long tail is on the right
+
+
+def test_one_seed_has_no_interval_and_says_so():
+    interval = stats.seed_interval([0.3])
+    assert (interval.low, interval.high, interval.n) == (None, None, 1)
+    assert "one seed" in interval.note and "one seed" in interval.text()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: stats.seed_interval([1.0, float("nan")]), "non-finite"),
+    (lambda: stats.seed_interval([]), "empty"),
+    (lambda: stats.seed_interval([1.0, 2.0], level=95), "level"),
+    (lambda: stats.seed_interval([1.0, 2.0], method="z"), "method must be one of"),
+    (lambda: stats.paired_test([1.0, 2.0], [1.0]), "same length"),
+    (lambda: stats.paired_test([1.0, 2.0], [1.5, 2.5], test="sign"), "test must be one of"),
+])
+def test_bad_input_is_one_clear_error(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+# --- the estimator's own sampling error ---------------------------------------------------
+
+def test_sampling_interval_of_a_mean_covers_at_its_level():
+    """Per-image values (a PSNR mean): the bootstrap standard error is s / sqrt(n) up to the plug-in
+    factor, so the normal interval covers close to its level."""
+    repeats, n = 200, 60
+    rng = np.random.default_rng(5)
+    covered = 0
+    for i in range(repeats):
+        values = rng.normal(25.0, 2.0, size=n)
+        interval = stats.sampling_interval(values, np.mean, resamples=60, seed=i)
+        covered += interval.low <= 25.0 <= interval.high
+    assert abs(covered / repeats - 0.95) <= binomial_tolerance(0.95, repeats) + 0.02
+
+
+def sliced_w2(seed: int, n_projections: int = 32):
+    """A run's sliced W2 (projections fixed by its seed, as jobs.py does)."""
+    return lambda x, y: metrics.sliced_wasserstein2(x, y, n_projections=n_projections,
+                                                    generator=torch.Generator().manual_seed(seed))
+
+
+RING8 = gmm.ring_mixture()     # the default grid's ring8: radius 4, mode std 0.3
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Sorting a few hundred projected points is faster on one thread than on two shared ones."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def exact(n: int, seed: int) -> torch.Tensor:
+    return RING8.sample(n, torch.Generator().manual_seed(seed))[0]
+
+
+def test_sampling_error_of_sliced_w2_matches_fresh_sets():
+    """On exact samples the bootstrap's standard error is the spread of fresh sample sets (within a
+    factor of 1.6 at these counts), while its replicates sit above the estimate (repeated rows)."""
+    n, reference, metric = 256, exact(256, 999), sliced_w2(0)
+    fresh = np.array([metric(exact(n, seed), reference) for seed in range(40)])
+    estimate, replicates = stats.sampling_replicates(exact(n, 1234), metric, reference, resamples=60, seed=0)
+    ratio = replicates.std(ddof=1) / fresh.std(ddof=1)
+    assert 1 / 1.6 < ratio < 1.6
+    assert replicates.mean() > estimate
+
+
+# --- the metric's floor -------------------------------------------------------------------
+
+def test_floor_is_computed_once_per_key():
+    calls = []
+
+    def draw(n, seed):
+        calls.append(seed)
+        return exact(n, seed)
+    reference, cache = exact(128, 999), {}
+    key = stats.floor_key("ring8", 128, "sliced_w2", "ring8-ref-128", n_projections=32)
+    floor = stats.metric_floor(draw, sliced_w2(0), 128, reference, key, repeats=10, cache=cache)
+    assert len(set(calls)) == 10 and floor.low <= floor.mean <= floor.high and floor.sd > 0
+    assert stats.metric_floor(draw, sliced_w2(0), 128, reference, key, repeats=10, cache=cache) is floor
+    assert len(calls) == 10
+    assert stats.floor_key("ring8", 256, "sliced_w2", "ring8-ref-128", n_projections=32) != key
+
+
+# --- paired comparisons ---------------------------------------------------------------------
+
+def test_holm_against_a_hand_computed_example():
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> running max 0.06
+    adjusted = stats.holm([0.01, 0.04, 0.03, 0.005])
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+@pytest.mark.parametrize("test", stats.TESTS)
+def test_every_paired_test_sees_a_clear_shift_and_not_an_identity(test):
+    a = np.random.default_rng(0).normal(size=12)
+    assert stats.paired_test(a, a + 1.0 + 0.1 * np.random.default_rng(1).normal(size=12), test) < 0.01
+    assert stats.paired_test(a, a, test) == 1.0
+
+
+def oracle_column(shift: float, seeds, n: int, n_projections: int, reference, salt: int = 0) -> dict:
+    """Two configurations on ring8: `exact` (exact samples) and `shifted` (the same draw per seed,
+    moved by `shift` along the first axis; with salt != 0 drawn from other seeds, a configuration
+    that shares no random numbers). {name: {seed: sliced W2}}."""
+    cells = {"exact": {}, "shifted": {}}
+    for seed in seeds:
+        metric = sliced_w2(seed, n_projections)
+        cells["exact"][seed] = metric(exact(n, seed), reference)
+        moved = exact(n, seed + salt) + torch.tensor([0.0, shift], dtype=torch.float64)
+        cells["shifted"][seed] = metric(moved, reference)
+    return cells
+
+
+PLANTED = dict(shift=1.0, n_seeds=5, n_samples=512, n_projections=32, repeats=10)
+
+
+def test_planted_difference_on_the_oracle_is_detected():
+    """ring8 moved by 1.0 (a quarter of its radius) at 512 samples and 5 shared seeds: the exact
+    configuration is marked best and the moved one worse in at least 9 of 10 repeats (20 of 20
+    measured, docs/statistics.md; smaller shifts drown in the spread of the sample mean)."""
+    p = PLANTED
+    reference = exact(p["n_samples"], 10_000)
+    detected = 0
+    for r in range(p["repeats"]):
+        seeds = range(r * p["n_seeds"], (r + 1) * p["n_seeds"])
+        result = stats.compare_column(oracle_column(p["shift"], seeds, p["n_samples"], p["n_projections"], reference))
+        detected += result.cells["exact"].status == stats.BEST and result.cells["shifted"].status == stats.WORSE
+    assert detected >= 0.9 * p["repeats"]
+
+
+def test_null_identical_configurations_rarely_get_a_winner():
+    """Two configurations with the same distribution under different seeds: a winner is marked at
+    the test's level (5%), so in at least 95% of repeats up to the binomial spread."""
+    repeats, n_seeds, reference = 100, 3, exact(128, 10_000)
+    winners = 0
+    for r in range(repeats):
+        seeds = range(r * n_seeds, (r + 1) * n_seeds)
+        result = stats.compare_column(oracle_column(0.0, seeds, 128, 16, reference, salt=500_000))
+        winners += any(cell.status == stats.BEST for cell in result.cells.values())
+        assert result.basis == stats.PAIRED_SEEDS
+    assert winners / repeats <= 0.05 + binomial_tolerance(0.05, repeats)
+
+
+def test_one_seed_rests_on_sampling_error_and_the_caption_says_so():
+    reference = exact(256, 10_000)
+    metric = sliced_w2(0)
+    runs = {"exact": exact(256, 0), "shifted": exact(256, 0) + torch.tensor([0.0, 2.0], dtype=torch.float64),
+            "same": exact(256, 0)}
+    sampling = {name: stats.Sampling(*stats.sampling_replicates(x, metric, reference, resamples=40, seed=0))
+                for name, x in runs.items()}
+    cells = {name: {0: s.estimate} for name, s in sampling.items()}
+    result = stats.compare_column(cells, sampling=sampling)
+    statuses = {name: cell.status for name, cell in result.cells.items()}
+    assert statuses == {"exact": stats.TIED, "same": stats.TIED, "shifted": stats.WORSE}
+    assert result.basis == stats.SAMPLING_ONLY
+    assert "sampling error" in result.caption and "seed-to-seed" in result.caption
+    without = stats.compare_column(cells)
+    assert {cell.status for name, cell in without.cells.items() if name != without.leader} == {stats.UNTESTED}
+    assert all(cell.status != stats.BEST for cell in without.cells.values())
+
+
+def test_sampling_test_null_rate_on_independent_sets():
+    """One seed per configuration, per-image values of two identical configurations: a difference
+    is declared at about the level."""
+    repeats, rng, rejected = 200, np.random.default_rng(11), 0
+    for i in range(repeats):
+        a, b = rng.normal(25, 2, size=50), rng.normal(25, 2, size=50)
+        ea, ra = stats.sampling_replicates(a, np.mean, resamples=40, seed=2 * i)
+        eb, rb = stats.sampling_replicates(b, np.mean, resamples=40, seed=2 * i + 1)
+        rejected += stats.sampling_test(ra, rb, ea, eb) < 0.05
+    assert rejected / repeats <= 0.05 + binomial_tolerance(0.05, repeats) + 0.02
+
+
+def test_caption_states_test_level_n_and_correction():
+    cells = {"a": {0: 1.0, 1: 1.1, 2: 0.9}, "b": {0: 2.0, 1: 2.2, 2: 2.1}, "c": {0: 3.0, 1: 3.1, 2: 2.9}}
+    result = stats.compare_column(cells, level=0.9)
+    assert result.cells["a"].status == stats.BEST
+    for piece in ("n = 3", "90% t interval", "paired t test", "level 0.1", "Holm", "2 comparisons", "tied"):
+        assert piece in result.caption
+    higher = stats.compare_column(cells, better="higher")
+    assert higher.leader == "c"
+
+
+# --- power and variance components --------------------------------------------------------
+
+def test_seeds_needed_reaches_its_power_in_simulation():
+    effect, sd = 0.5, 1.0
+    observed = np.random.default_rng(0).normal(size=10)
+    observed = effect + sd * (observed - observed.mean()) / observed.std(ddof=1)   # exactly mean 0.5, sd 1
+    n = stats.seeds_needed(observed)
+    repeats = 4000
+
+    def simulated_power(seeds: int) -> float:
+        d = np.random.default_rng(seeds).normal(effect, sd, size=(repeats, seeds))
+        t = d.mean(axis=1) / (d.std(axis=1, ddof=1) / math.sqrt(seeds))
+        return float(np.mean(np.abs(t) > scipy_stats.t.ppf(0.975, seeds - 1)))
+    assert abs(simulated_power(n) - 0.8) <= binomial_tolerance(0.8, repeats)
+    assert simulated_power(n // 2) < 0.6
+    assert stats.seeds_needed([1.0, -1.0]) == math.inf
+
+
+def test_variance_components_by_hand_and_by_simulation():
+    # grand mean 4; MS_between = (2 * 4 + 2 * 4) / 1 = 16, MS_within = 4 / 2 = 2, n0 = 2
+    by_hand = stats.variance_components({"a": [1.0, 3.0], "b": [5.0, 7.0]})
+    assert (by_hand.training, by_hand.sampling) == pytest.approx((7.0, 2.0))
+    rng = np.random.default_rng(3)
+    groups = {i: 10 + rng.normal(0, 2.0) + rng.normal(0, 1.0, size=5 + i % 3) for i in range(300)}
+    estimated = stats.variance_components(groups)
+    assert estimated.training == pytest.approx(4.0, rel=0.2)
+    assert estimated.sampling == pytest.approx(1.0, rel=0.1)
+    assert 0.7 < estimated.training_share < 0.9
