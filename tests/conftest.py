@@ -80,7 +80,8 @@ def smoke_run(tmp_path_factory):
 DIGITS = {
     "seeds": [0],
     "data": {"n_train": 200, "n_reference": 200},
-    "sampling": {"n_samples": 64, "runs_per_job": 8},
+    "sampling": {"n_samples": 64},
+    "jobs": {"generation": {"runs_per_job": 8}, "restoration": {"runs_per_job": 4}},
     "datasets": {"digits_gmm": {"family": "digits_gmm", "knobs": {"components": 3}}},
     "models": {"oracle": {"source": "oracle"},
                "unet": {"source": "trained", "arch": "unet", "arch_params": {"channels": [16, 32]},
@@ -101,7 +102,7 @@ DIGITS = {
                       "diffpir": {"family": "diffpir", "steps": 10},
                       "plugin": {"family": "denoise_only", "steps": 10}},
         "models": ["oracle"],
-        "n_measurements": 2, "n_samples": 3, "runs_per_job": 4,
+        "n_measurements": 2, "n_samples": 3,
         "metrics": {"posterior_samples": 200, "lpips_weights": "alexnet.pth"},   # written by the fixture
     },
 }

@@ -64,8 +64,7 @@ def expected_jobs(path: Path) -> dict[str, int]:
     from diffsweep import config, grid as ds_grid, studies, tables
 
     cfg, grid = config.load(path)
-    shards = grid.shards({"generation": cfg["sampling"]["runs_per_job"],
-                          "restoration": cfg["restoration"]["runs_per_job"]})
+    shards = grid.shards({kind: cfg["jobs"][kind]["runs_per_job"] for kind in ("generation", "restoration")})
     extractors = {(run.model.data.id, extractor) for run in grid.all_runs.values()
                   for extractor in ds_grid.fidelity_extractors(run.model.data, cfg["fidelity"])}
     likelihood = cfg["metrics"]["likelihood"]

@@ -176,7 +176,7 @@ def check_network_fits(model: dict, shape) -> None:
 
 
 def load_denoiser(model: dict, checkpoint_path, device, data_dir=None, max_batch: int = 0):
-    """(denoiser, dtype) of a score source; with `max_batch` (config `max_batch`) it is called in chunks."""
+    """(denoiser, dtype) of a score source; with `max_batch` (config `jobs.max_batch`) it is called in chunks."""
     denoiser, dtype = _load_denoiser(model, checkpoint_path, device, data_dir)
     return (InChunks(denoiser, max_batch) if max_batch else denoiser), dtype
 

@@ -19,7 +19,9 @@ Everything around the kind-specific work is shared:
   `failed` and the job goes on (`fail_fast` stops it instead). The runs drawing are noted first
   (DrawingNote), so the next attempt after a job whose process died isolates them and records
   the one that kills its job as `failed`.
-- Record. A line holds run_id (first), kind, status, nfe, wall_s, device, finished, row (the
+- Record. A line holds run_id (first), kind, status, nfe, wall_s, fused_with (the runs of the
+  group it drew in: 1, wall_s is its own draw time; more, wall_s is its share of the group's
+  time; None, it never drew; absent from records of older jobs), device, finished, row (the
   manifest row), params (what the id hashes), provenance, archive and files (offset, size and
   sha256 of each file in the archive; none when keep_samples is `none`) and the kind's results:
   `metrics` and `skipped` (generation), `measurements` (restoration, one entry per measurement);
@@ -215,7 +217,7 @@ FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
 KEY_TYPES = {"run_id": str, "kind": str, "status": str, "nfe": (int, type(None)),
              "wall_s": (int, float, type(None)), "device": str, "finished": str, "row": dict, "params": dict,
              "provenance": dict, "archive": str, "files": dict, "metrics": dict, "skipped": dict,
-             "measurements": list, "error": str, "log": (str, type(None))}
+             "measurements": list, "error": str, "log": (str, type(None)), "fused_with": (int, type(None))}
 
 
 class CorruptRecord(ValueError):
@@ -746,7 +748,7 @@ def kind_job(kind: str):
 def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, results, shard_path,
               options: dict, device: str = "auto", plugins=(), fidelity_records=(), fidelity_options=None,
               max_batch: int = 0, log_path=None, fail_fast: bool = False, fuse: bool = True,
-              runaway_factor: float = RUNAWAY_FACTOR) -> None:
+              runaway_factor: float = RUNAWAY_FACTOR, fuse_timeout_s: float | None = None) -> None:
     """Run every run of one shard (one score source, one kind); each finished run appends its
     files to the shard's archive and its record line to the shard's record file (ShardStore; the
     shard is the name of `shard_path`, its marker). `options` are the kind's options (generation:
@@ -755,7 +757,8 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     `results`: log_file) and the job goes on; if
     the score source or the data cannot be loaded, every run is. With `fail_fast` the job stops
     (raises) at the first failure instead. With `fuse` the runs draw together, one network call
-    serving all of them at each step (diffsweep.fusion). A run whose samples are not finite, or ran
+    serving all of them at each step (diffsweep.fusion; a wait past `fuse_timeout_s` fails the
+    group's runs still drawing; None: fusion.TIMEOUT_S). A run whose samples are not finite, or ran
     away (`divergence`, `runaway_factor`; 0: not checked), is recorded as `diverged`.
     Runs that were drawing when an earlier job of the shard died (its DrawingNote) are suspects:
     they draw alone, one at a time, before the others; a run that was drawing alone when its job
@@ -775,18 +778,18 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     origin = jobs.provenance()
     statuses = {}
 
-    def record_failure(run, error, where):
+    def record_failure(run, error, where, fused_with=None):
         log.error("run %s failed", run["id"], exc_info=error)
         summary = one_line(error)
         store.discard(run["id"])
         store.append(make_record(run, FAILED, None, None, where, origin,
-                                 {"error": summary, "log": None if log_path is None else str(log_path)}))
+                                 {"error": summary, "log": None if log_path is None else str(log_path)}, fused_with))
         statuses[run["id"]] = FAILED
         note.stored(run["id"])
         if fail_fast:
             raise RuntimeError(f"run {run['id']} failed (fail_fast is set, the job stops): {summary}") from error
 
-    def store_drawn(run, drawn):
+    def store_drawn(run, drawn, fused_with):
         try:
             output, nfe, counted, wall = drawn()
             if nfe != counted:
@@ -798,12 +801,12 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
             if why:
                 log.warning("%s run %s diverged: %s", kind, run["id"], why)
                 results_part["error"] = why
-            store.append(make_record(run, status, nfe, wall, chosen, origin, results_part), folder)
+            store.append(make_record(run, status, nfe, wall, chosen, origin, results_part, fused_with), folder)
             statuses[run["id"]] = status
             note.stored(run["id"])
             log.info("%s run %s: %s, nfe %d, %.2f s", kind, run["id"], status, nfe, wall)
         except (Exception, SystemExit) as error:  # one broken run must not lose the others (sys.exit included)
-            record_failure(run, error, chosen)
+            record_failure(run, error, chosen, fused_with)
 
     culprit, suspects = culprit_and_suspects(died, runs)
     if died is not None:     # the dead job's suspects stay noted until drawn; the culprit no more (a
@@ -837,10 +840,11 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
             note.write([run["id"]], isolating=True, suspects=later)
             log.info("run %s draws alone: it was drawing when a job of this shard died (%d suspect(s) after it)",
                      run["id"], len(later))
-            store_drawn(run, functools.partial(job.draw, run, denoiser))
+            store_drawn(run, functools.partial(job.draw, run, denoiser), 1)
         others = [run for run in runs if run not in suspects]
-        for run, drawn in fusion.draws(job, denoiser, others, fuse, starting=starting):   # fused: as each draw ends
-            store_drawn(run, drawn)
+        for run, drawn, fused_with in fusion.draws(job, denoiser, others, fuse, starting=starting,
+                                                   timeout_s=fuse_timeout_s or fusion.TIMEOUT_S):   # as each draw ends
+            store_drawn(run, drawn, fused_with)
     note.clear()
     failed = sum(status == FAILED for status in statuses.values())
     if failed:
@@ -955,10 +959,13 @@ def one_line(error: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def make_record(run: dict, status: str, nfe, wall, device, origin: dict, results_part: dict) -> dict:
-    """A run's record (ShardStore.append adds where its files are); run_id first: a torn line still names its run."""
+def make_record(run: dict, status: str, nfe, wall, device, origin: dict, results_part: dict,
+                fused_with: int | None = None) -> dict:
+    """A run's record (ShardStore.append adds where its files are); run_id first: a torn line still
+    names its run. `fused_with`: the runs of the group it drew in (fusion.draws; None: it never drew)."""
     return {"run_id": run["id"], "kind": run["kind"], "status": status, "nfe": nfe, "wall_s": wall,
-            "device": str(device), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "fused_with": fused_with, "device": str(device),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "row": run["row"], "params": run["params"], "provenance": origin, **results_part}
 
 
@@ -1015,6 +1022,6 @@ def frame(kind: str, rows: list[dict], results):
     known = {*leading, *RECORD_COLUMNS, *FAILURE_KEYS, "git_revision"}
     measured = sorted({key for entry in table for key in entry} - known)
     result = typed_frame(table, first=[*leading, *RECORD_COLUMNS, *failure, *measured, "git_revision"])
-    for column, dtype in (("nfe", "Int64"), ("wall_s", "float64")):   # stable even when every run is missing
+    for column, dtype in (("nfe", "Int64"), ("wall_s", "float64"), ("fused_with", "Int64")):   # even when none ran
         result[column] = result[column].astype(dtype)
     return with_params(result, parameters.columns)
