@@ -262,3 +262,165 @@ def test_variance_components_by_hand_and_by_simulation():
     assert estimated.training == pytest.approx(4.0, rel=0.2)
     assert estimated.sampling == pytest.approx(1.0, rel=0.1)
     assert 0.7 < estimated.training_share < 0.9
+
+
+# --- compare_column computes per group of rows, with the results of the per-pair code --------
+
+def per_pair_compare_column(cells, better, level, test, interval, sampling, seed):
+    """main's compare_column before it was vectorised (commit 1fc64f1), kept as the reference: an
+    interval per cell and a scipy test per pair."""
+    def cell_interval(values, run_sampling):
+        if len(values) == 1 and run_sampling is not None:
+            replicates = np.asarray(run_sampling.replicates, dtype=float)
+            se = float(replicates.std(ddof=1))
+            half = scipy_stats.norm.ppf((1 + level) / 2) * se
+            return stats.Interval(run_sampling.estimate, float(run_sampling.estimate - half),
+                                  float(run_sampling.estimate + half), 1, level, "bootstrap-normal", se=se,
+                                  note=f"sampling error only: bootstrap over samples, {len(replicates)} resamples")
+        values = np.asarray(list(values.values()), dtype=float)
+        if interval != "t" or len(values) == 1:
+            return stats.seed_interval(values, level, interval, seed=seed)
+        n, mean = len(values), float(values.mean())
+        half = scipy_stats.t.ppf((1 + level) / 2, n - 1) * values.std(axis=-1, ddof=1) / math.sqrt(n)
+        return stats.Interval(mean, float(mean - half), float(mean + half), n, level, "t",
+                              se=float(values.std(ddof=1) / math.sqrt(n)))
+
+    def paired(a, b):
+        differences = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+        if np.all(differences == differences[0]):
+            return 1.0 if differences[0] == 0 else 0.0
+        if test == "t":
+            return float(scipy_stats.ttest_1samp(differences, 0.0).pvalue)
+        if test == "wilcoxon":
+            return float(scipy_stats.wilcoxon(differences).pvalue)
+        observed = abs(differences.mean())
+        centred = stats.bootstrap_means(differences - differences.mean(), stats.SEED_RESAMPLES, seed)
+        return float((1 + np.sum(np.abs(centred) >= observed)) / (1 + stats.SEED_RESAMPLES))
+
+    def pair_pvalue(a, b, sampling_a, sampling_b):
+        shared = sorted(set(a) & set(b))
+        if len(shared) >= 2:
+            return paired([a[s] for s in shared], [b[s] for s in shared]), stats.PAIRED_SEEDS
+        if sampling_a is not None and sampling_b is not None:
+            difference = np.asarray(sampling_a.replicates, dtype=float) - np.asarray(sampling_b.replicates, dtype=float)
+            se = float(difference.std(ddof=1))
+            gap = sampling_a.estimate - sampling_b.estimate
+            p = (1.0 if gap == 0 else 0.0) if se == 0 else float(2 * scipy_stats.norm.sf(abs(gap) / se))
+            return p, stats.SAMPLING_ONLY
+        return None, stats.SAMPLING_ONLY
+
+    names = [name for name, values in cells.items() if len(values)]
+    intervals = {name: cell_interval(cells[name], sampling.get(name)) for name in names}
+    sign = 1 if better == "lower" else -1
+    leader = min(names, key=lambda name: sign * intervals[name].estimate)
+    others = [name for name in names if name != leader]
+    tested = [pair_pvalue(cells[leader], cells[name], sampling.get(leader), sampling.get(name)) for name in others]
+    adjusted = stats.holm([1.0 if p is None else p for p, _ in tested]) if others else []
+    statuses = {name: stats.UNTESTED if p is None else stats.WORSE if p_adj < 1 - level else stats.TIED
+                for name, (p, _), p_adj in zip(others, tested, adjusted)}
+    statuses[leader] = stats.BEST if others and set(statuses.values()) == {stats.WORSE} else stats.TIED
+    bases = [basis for _, basis in tested]
+    basis = stats.SAMPLING_ONLY if stats.SAMPLING_ONLY in bases else stats.PAIRED_SEEDS
+    p_adjusted = dict(zip(others, (float(p) for p in adjusted)), **{leader: None})
+    return leader, basis, {name: (intervals[name], statuses[name], p_adjusted[name]) for name in names}
+
+
+def random_column(rng):
+    """Up to 8 cells: all 5 seeds, a random subset of 6 seeds, or one seed (most with bootstrap
+    replicates of one length); sometimes a copy of a cell (differences all 0) or a constant shift."""
+    cells, sampling = {}, {}
+    for c in range(int(rng.integers(1, 9))):
+        kind, base = int(rng.integers(0, 4)), float(rng.normal(1.0, 0.3))
+        seeds = range(5) if kind == 0 else rng.choice(6, size=int(rng.integers(1, 6)), replace=False) if kind == 1 else [0]
+        cells[f"c{c}"] = {int(s): base + float(rng.normal(0, 0.1)) for s in seeds}
+        if len(cells[f"c{c}"]) == 1 and rng.random() < 0.8:
+            sampling[f"c{c}"] = stats.Sampling(base, rng.normal(base, 0.05, 40))
+    if rng.random() < 0.3:
+        cells["copy"] = dict(cells["c0"])
+        cells["shift"] = {s: v + 0.25 for s, v in cells["c0"].items()}
+    return cells, sampling
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss occurred")    # the shifted copy: differences nearly equal
+def test_compare_column_gives_the_per_pair_results_bit_for_bit():
+    rng = np.random.default_rng(21)
+    seen = set()
+    for trial in range(45):
+        cells, sampling = random_column(rng)
+        options = dict(better=("lower", "higher")[trial % 2], level=(0.95, 0.9)[trial % 2], test=stats.TESTS[trial % 3],
+                       interval=stats.SEED_METHODS[(trial // 3) % 3], seed=trial)
+        leader, basis, expected = per_pair_compare_column(cells, sampling=sampling, **options)
+        result = stats.compare_column(cells, sampling=sampling, **options)
+        assert (result.leader, result.basis) == (leader, basis)
+        assert {name: (cell.interval, cell.status, cell.p_adjusted) for name, cell in result.cells.items()} == expected
+        seen |= {(options["test"], cell.status, cell.basis) for cell in result.cells.values()}
+    # every test saw winners and ties on shared seeds; one-seed cells were compared and left untested
+    assert {(test, status, stats.PAIRED_SEEDS) for test in stats.TESTS for status in (stats.WORSE, stats.TIED)} <= seen
+    assert {stats.WORSE, stats.TIED, stats.UNTESTED} <= {status for _, status, basis in seen if basis == stats.SAMPLING_ONLY}
+
+
+def test_compare_column_calls_scipy_once_per_group_not_per_pair(monkeypatch):
+    """A column of 8 cells x 5 seeds: one t test call and one t quantile for all of it; a column
+    of 30 one-seed cells: one normal quantile and one normal tail for all of it."""
+    calls = []
+
+    def counted(owner, name):
+        function = getattr(owner, name)
+        monkeypatch.setattr(owner, name, lambda *args, **kwargs: calls.append(name) or function(*args, **kwargs))
+    counted(scipy_stats, "ttest_1samp")
+    counted(scipy_stats.t, "ppf")
+    counted(scipy_stats.norm, "ppf")
+    counted(scipy_stats.norm, "sf")
+    rng = np.random.default_rng(0)
+    stats.compare_column({f"c{i}": dict(enumerate(rng.normal(1.0, 0.1, 5))) for i in range(8)})
+    assert sorted(calls) == ["ppf", "ttest_1samp"]
+    calls.clear()
+    sampling = {f"c{i}": stats.Sampling(float(v), rng.normal(v, 0.05, 50)) for i, v in enumerate(rng.normal(1, 0.1, 30))}
+    stats.compare_column({name: {0: run.estimate} for name, run in sampling.items()}, sampling=sampling)
+    assert sorted(calls) == ["ppf", "sf"]
+
+
+# --- the fast bootstraps over samples equal sampling_replicates ------------------------------
+
+@pytest.mark.parametrize("n, m", [(60, 90), (80, 80)])
+def test_fast_sliced_w2_bootstrap_equals_the_slow_one(n, m):
+    x, reference = exact(n, 1), exact(m, 2)
+    directions = metrics.random_directions(16, 2, torch.Generator().manual_seed(5))
+    slow = stats.sampling_replicates(x, sliced_w2(5, 16), reference, resamples=20, seed=3)
+    estimate, replicates = stats.sliced_w2_replicates(x, reference, directions, resamples=20, seed=3)
+    assert estimate == slow[0]
+    np.testing.assert_allclose(replicates, slow[1], rtol=0, atol=1e-12)
+
+
+def test_fast_mmd_bootstrap_equals_the_slow_one():
+    x, reference, cache = exact(60, 1), exact(90, 2), {}
+    slow = stats.sampling_replicates(x, lambda a, b: metrics.mmd_rbf(a, b, cache=cache), reference, resamples=20, seed=3)
+    estimate, replicates = stats.mmd_replicates(x, reference, resamples=20, seed=3, cache=cache)
+    assert estimate == slow[0]
+    np.testing.assert_allclose(replicates, slow[1], rtol=0, atol=1e-12)
+
+
+def test_fast_energy_bootstrap_equals_exact_resamples():
+    """Against the energy distance of each resample with distances taken directly (a - b): to 1e-12.
+    metrics.energy_distance itself (the slow path) differs by up to ~1e-9 on resamples: the
+    distance between two copies of a row comes out of |a|^2 + |b|^2 - 2ab as sqrt(rounding)."""
+    x, reference = exact(60, 1), exact(90, 2)
+
+    def direct(a, b):
+        n, m = len(a), len(b)
+        between, within_a, within_b = (torch.cdist(u, v, compute_mode="donot_use_mm_for_euclid_dist")
+                                       for u, v in ((a, b), (a, a), (b, b)))
+        return float(2 * between.mean() - within_a.sum() / (n * (n - 1)) - within_b.sum() / (m * (m - 1)))
+    exact_replicates = [direct(x[rows], reference) for rows in stats.resample_rows(60, 20, seed=3)]
+    estimate, replicates = stats.energy_distance_replicates(x, reference, resamples=20, seed=3)
+    assert estimate == metrics.energy_distance(x, reference)
+    np.testing.assert_allclose(replicates, exact_replicates, rtol=0, atol=1e-12)
+    slow = stats.sampling_replicates(x, metrics.energy_distance, reference, resamples=20, seed=3)[1]
+    np.testing.assert_allclose(replicates, slow, rtol=0, atol=1e-8)
+
+
+def test_sampling_replicates_resample_the_rows_of_resample_rows():
+    values = np.random.default_rng(0).normal(size=30)
+    estimate, replicates = stats.sampling_replicates(values, np.mean, resamples=25, seed=4)
+    assert estimate == values.mean()
+    assert np.array_equal(replicates, values[stats.resample_rows(30, 25, seed=4)].mean(axis=1))
