@@ -2,6 +2,8 @@
 
 - `seed_interval`      the mean over seeds with a t or bootstrap (percentile, BCa) interval
 - `sampling_interval`  one run's estimator error: the metric recomputed on resamples of its samples
+- `sliced_w2_replicates`, `mmd_replicates`, `energy_distance_replicates`  the same bootstrap for the
+  distances of metrics.py, from what they compute once (sorted projections, pairwise kernel values)
 - `metric_floor`       what exact samples of the run's size score: the metric's floor on analytic data
 - `paired_test`        one configuration against another over the seeds they share
 - `holm`               Holm's step-down adjustment of a family of p-values
@@ -9,10 +11,10 @@
 - `seeds_needed`       seeds a paired comparison needs for 80% power (noncentral t)
 - `variance_components`  training-seed against sampling-seed variance (method of moments)
 
-Torch-free: a metric is a callable passed in (e.g. `metrics.sliced_wasserstein2` with fixed
-projections), samples are anything indexable by an integer numpy array (numpy or torch). numpy at
-import; scipy is imported inside the functions that need it. Every random draw comes from a
-numpy Generator seeded by the caller, so each result is reproducible.
+Torch-free at import: a metric is a callable passed in (e.g. `metrics.sliced_wasserstein2` with
+fixed projections), samples are anything indexable by an integer numpy array (numpy or torch). numpy
+at import; scipy, and torch for the fast paths, are imported inside the functions that need them.
+Every random draw comes from a numpy Generator seeded by the caller, so each result is reproducible.
 """
 
 from __future__ import annotations
@@ -311,7 +313,8 @@ def _pairwise_replicates(samples, reference, estimate: float, kernel: Callable, 
             # K is symmetric: a block above the diagonal stands for its mirror too.
             quadratic += (2.0 if j > i else 1.0) * ((counts[:, rows] @ values) * counts[:, columns]).sum(dim=1)
         for j in range(0, m, block):
-            row_sums[rows] += block_kernel(x[rows], x_norms[rows], y[j:j + block], y_norms[j:j + block], False).sum(dim=1)
+            columns = slice(j, j + block)
+            row_sums[rows] += block_kernel(x[rows], x_norms[rows], y[columns], y_norms[columns], False).sum(dim=1)
     within = quadratic / (n * (n - 1))
     between = counts @ row_sums / (n * m)
     change = within_sign * (within[1:] - within[0]) + between_sign * (between[1:] - between[0])
