@@ -64,6 +64,15 @@ def test_one_seed_has_no_interval_and_says_so():
     (lambda: stats.seed_interval([1.0, 2.0], method="z"), "method must be one of"),
     (lambda: stats.paired_test([1.0, 2.0], [1.0]), "same length"),
     (lambda: stats.paired_test([1.0, 2.0], [1.5, 2.5], test="sign"), "test must be one of"),
+    # compare_column names the cell, and checks its options before any work, even where no pair is tested
+    (lambda: stats.compare_column({"a": {0: 1.0, 1: 2.0}, "b": {0: 1.0, 1: float("inf")}}), "cell 'b'"),
+    (lambda: stats.compare_column({"a": {0: 1.0}}, test="sign"), "test must be one of"),
+    (lambda: stats.compare_column({"a": {0: 1.0}}, interval="z"), "interval must be one of"),
+    (lambda: stats.compare_column({"a": {0: 1.0}, "b": {0: 2.0}}, sampling={
+        "a": stats.Sampling(1.0, np.ones(20)), "b": stats.Sampling(2.0, np.ones(30))}),
+     "cells 'a' and 'b' have 20 and 30 bootstrap replicates"),
+    (lambda: stats.sliced_w2_replicates(torch.zeros(5, 2), torch.zeros(5, 2), torch.ones(4, 3)), "directions must have"),
+    (lambda: stats.sliced_w2_replicates(torch.zeros(5, 2), torch.zeros(5, 3), torch.ones(4, 2)), "dimensions differ"),
 ])
 def test_bad_input_is_one_clear_error(call, message):
     with pytest.raises(ValueError, match=message):

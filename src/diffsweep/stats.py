@@ -232,6 +232,10 @@ def sliced_w2_replicates(samples, reference, directions, resamples: int = SAMPLE
     from diffsweep import metrics
 
     x = metrics._as_samples(samples, "samples", min_rows=2)
+    if directions.dim() != 2 or directions.shape[1] != x.shape[1]:
+        raise ValueError(f"directions must have shape (n_projections, {x.shape[1]}) for samples of dimension "
+                         f"{x.shape[1]}, got {tuple(directions.shape)}")
+    metrics._check_same_dim(x, metrics._as_samples(reference, "reference"))
     reference_sorted = metrics.projected_sorted(reference, directions)
     # metrics.projected_sorted, keeping each position's row.
     x_sorted, order = torch.sort(directions.to(x.device) @ x.T, dim=1)
