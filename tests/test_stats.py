@@ -71,7 +71,7 @@ def test_one_seed_has_no_interval_and_says_so():
     (lambda: stats.compare_column({"a": {0: 1.0}, "b": {0: 2.0}}, sampling={
         "a": stats.Sampling(1.0, np.ones(20)), "b": stats.Sampling(2.0, np.ones(30))}),
      "cells 'a' and 'b' have 20 and 30 bootstrap replicates"),
-    (lambda: stats.sliced_w2_replicates(torch.zeros(5, 2), torch.zeros(5, 2), torch.ones(4, 3)), "directions must have"),
+    (lambda: stats.sliced_w2_replicates(torch.zeros(5, 2), torch.zeros(5, 2), torch.ones(4, 3)), "directions must"),
     (lambda: stats.sliced_w2_replicates(torch.zeros(5, 2), torch.zeros(5, 3), torch.ones(4, 2)), "dimensions differ"),
 ])
 def test_bad_input_is_one_clear_error(call, message):
