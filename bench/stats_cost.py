@@ -58,7 +58,7 @@ def main() -> None:
         "sliced_w2": (lambda a, b: metrics.sliced_wasserstein2(a, b, generator=torch.Generator().manual_seed(0)),
                       lambda: stats.sliced_w2_replicates(x, reference, directions, args.resamples)),
         "mmd": (lambda a, b: metrics.mmd_rbf(a, b, cache=cache),
-                lambda: stats.mmd_replicates(x, reference, resamples=args.resamples, cache=cache)),
+                lambda: stats.mmd_replicates(x, reference, (0.25, 0.5, 1.0, 2.0, 4.0), args.resamples, cache=cache)),
         "energy_distance": (lambda a, b: metrics.energy_distance(a, b, cache=cache),
                             lambda: stats.energy_distance_replicates(x, reference, args.resamples, cache=cache)),
     }

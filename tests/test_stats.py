@@ -440,10 +440,10 @@ def test_fast_sliced_w2_bootstrap_equals_the_slow_one(n, m):
 
 
 def test_fast_mmd_bootstrap_equals_the_slow_one():
-    x, reference, cache = exact(60, 1), exact(90, 2), {}
-    slow = stats.sampling_replicates(x, lambda a, b: metrics.mmd_rbf(a, b, cache=cache), reference,
+    x, reference, cache, bandwidths = exact(60, 1), exact(90, 2), {}, (0.5, 1.0, 2.0)
+    slow = stats.sampling_replicates(x, lambda a, b: metrics.mmd_rbf(a, b, bandwidths, cache=cache), reference,
                                      resamples=20, seed=3)
-    estimate, replicates = stats.mmd_replicates(x, reference, resamples=20, seed=3, cache=cache)
+    estimate, replicates = stats.mmd_replicates(x, reference, bandwidths, resamples=20, seed=3, cache=cache)
     assert estimate == slow[0]
     np.testing.assert_allclose(replicates, slow[1], rtol=0, atol=1e-12)
 

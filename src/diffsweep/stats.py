@@ -249,13 +249,11 @@ def sliced_w2_replicates(samples, reference, directions, resamples: int = SAMPLE
     return estimate, np.array(replicates)
 
 
-MMD_BANDWIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)     # metrics.mmd_rbf's default
-
-
-def mmd_replicates(samples, reference, bandwidths=MMD_BANDWIDTHS, resamples: int = SAMPLE_RESAMPLES,
-                   seed: int = 0, cache: dict | None = None) -> tuple[float, np.ndarray]:
+def mmd_replicates(samples, reference, bandwidths, resamples: int = SAMPLE_RESAMPLES, seed: int = 0,
+                   cache: dict | None = None) -> tuple[float, np.ndarray]:
     """`sampling_replicates(samples, metrics.mmd_rbf with these bandwidths, reference, ...)` from
-    one pass over the pairwise kernel values (`_pairwise_replicates`)."""
+    one pass over the pairwise kernel values (`_pairwise_replicates`). `bandwidths`: the run's
+    (config `metrics.mmd_bandwidths`, as `metrics.sample_metrics` gets them)."""
     import torch
 
     from diffsweep import metrics
