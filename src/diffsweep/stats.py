@@ -2,6 +2,8 @@
 
 - `seed_interval`      the mean over seeds with a t or bootstrap (percentile, BCa) interval
 - `sampling_interval`  one run's estimator error: the metric recomputed on resamples of its samples
+- `sliced_w2_replicates`, `mmd_replicates`, `energy_distance_replicates`  the same bootstrap for the
+  distances of metrics.py, from what they compute once (sorted projections, pairwise kernel values)
 - `metric_floor`       what exact samples of the run's size score: the metric's floor on analytic data
 - `paired_test`        one configuration against another over the seeds they share
 - `holm`               Holm's step-down adjustment of a family of p-values
@@ -9,10 +11,10 @@
 - `seeds_needed`       seeds a paired comparison needs for 80% power (noncentral t)
 - `variance_components`  training-seed against sampling-seed variance (method of moments)
 
-Torch-free: a metric is a callable passed in (e.g. `metrics.sliced_wasserstein2` with fixed
-projections), samples are anything indexable by an integer numpy array (numpy or torch). numpy at
-import; scipy is imported inside the functions that need it. Every random draw comes from a
-numpy Generator seeded by the caller, so each result is reproducible.
+Torch-free at import: a metric is a callable passed in (e.g. `metrics.sliced_wasserstein2` with
+fixed projections), samples are anything indexable by an integer numpy array (numpy or torch). numpy
+at import; scipy, and torch for the fast paths, are imported inside the functions that need them.
+Every random draw comes from a numpy Generator seeded by the caller, so each result is reproducible.
 """
 
 from __future__ import annotations
@@ -84,9 +86,7 @@ def seed_interval(values, level: float = DEFAULT_LEVEL, method: str = "t",
     if n == 1:
         return Interval(mean, None, None, 1, level, method, note="one seed: no interval across seeds")
     if method == "t":
-        _, low, high = t_interval(values, level)
-        se = float(values.std(ddof=1) / math.sqrt(n))
-        return Interval(mean, float(low), float(high), n, level, method, se=se)
+        return _t_intervals(values[None, :], level)[0]
     means = bootstrap_means(values, resamples, seed)
     if method == "percentile":
         low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
@@ -98,15 +98,24 @@ def seed_interval(values, level: float = DEFAULT_LEVEL, method: str = "t",
 def t_interval(values, level: float = DEFAULT_LEVEL):
     """Mean and t interval along the last axis (vectorised: rows of an (R, n) array at once):
     mean +- t_{(1 + level) / 2, n - 1} s / sqrt(n). Returns (mean, low, high) arrays."""
-    from scipy import stats as scipy_stats
+    from scipy.stats import t as t_dist
 
     values = np.asarray(values, dtype=float)
     n = values.shape[-1]
     if n < 2:
         raise ValueError(f"a t interval needs at least 2 values, got {n}")
     mean = values.mean(axis=-1)
-    half = scipy_stats.t.ppf((1 + level) / 2, n - 1) * values.std(axis=-1, ddof=1) / math.sqrt(n)
+    half = t_dist.ppf((1 + level) / 2, n - 1) * values.std(axis=-1, ddof=1) / math.sqrt(n)
     return mean, mean - half, mean + half
+
+
+def _t_intervals(values: np.ndarray, level: float) -> list[Interval]:
+    """The `t` intervals of the rows of a (cells, n) array, n >= 2: one t quantile for them all."""
+    n = values.shape[1]
+    mean, low, high = t_interval(values, level)
+    se = values.std(axis=1, ddof=1) / math.sqrt(n)
+    return [Interval(float(m), float(lo), float(hi), n, level, "t", se=float(e))
+            for m, lo, hi, e in zip(mean, low, high, se)]
 
 
 def bootstrap_means(values, resamples: int = SEED_RESAMPLES, seed: int = 0) -> np.ndarray:
@@ -151,9 +160,21 @@ def sampling_replicates(samples, metric: Callable, reference=None, resamples: in
         raise ValueError(f"a bootstrap over samples needs at least 2 samples, got {n}")
     call = metric if reference is None else (lambda x: metric(x, reference))
     estimate = float(call(samples))
-    rng = np.random.default_rng(seed)
-    replicates = np.array([float(call(samples[rng.integers(0, n, size=n)])) for _ in range(resamples)])
+    replicates = np.array([float(call(samples[rows])) for rows in resample_rows(n, resamples, seed)])
     return estimate, replicates
+
+
+def resample_rows(n: int, resamples: int, seed: int) -> np.ndarray:
+    """The rows of each resample of n samples, (resamples, n), drawn from `seed`: the same rows in
+    `sampling_replicates` and in the fast paths below, so their replicates stay paired."""
+    rng = np.random.default_rng(seed)
+    return np.array([rng.integers(0, n, size=n) for _ in range(resamples)], dtype=np.int64).reshape(resamples, n)
+
+
+def _resample_counts(n: int, resamples: int, seed: int) -> np.ndarray:
+    """How often each of the n samples occurs in each resample of `resample_rows`: (resamples, n)."""
+    rows = resample_rows(n, resamples, seed) + n * np.arange(resamples)[:, None]
+    return np.bincount(rows.ravel(), minlength=resamples * n).reshape(resamples, n)
 
 
 def sampling_interval(samples, metric: Callable, reference=None, level: float = DEFAULT_LEVEL,
@@ -172,18 +193,134 @@ def sampling_interval(samples, metric: Callable, reference=None, level: float = 
 
 def interval_from_replicates(estimate: float, replicates, level: float = DEFAULT_LEVEL,
                              method: str = "normal", n: int | None = None) -> Interval:
+    """The interval of one run from its estimate and bootstrap replicates (`sampling_interval`)."""
+    return _replicate_intervals(np.array([estimate], dtype=float), np.asarray(replicates, dtype=float)[None, :],
+                                level, method, [n if n is not None else 1])[0]
+
+
+def _replicate_intervals(estimates: np.ndarray, replicates: np.ndarray, level: float, method: str,
+                         ns) -> list[Interval]:
+    """`interval_from_replicates` for each row of (runs, resamples) replicates: one quantile call."""
     from scipy.stats import norm
 
-    replicates = np.asarray(replicates, dtype=float)
-    se = float(replicates.std(ddof=1))
+    se = replicates.std(axis=1, ddof=1)
     if method == "normal":
         half = norm.ppf((1 + level) / 2) * se
-        low, high = estimate - half, estimate + half
+        low, high = estimates - half, estimates + half
     else:
-        low, high = np.quantile(replicates, [(1 - level) / 2, (1 + level) / 2])
-    note = f"sampling error only: bootstrap over samples, {len(replicates)} resamples"
-    return Interval(estimate, float(low), float(high), n if n is not None else 1, level,
-                    f"bootstrap-{method}", se=se, note=note)
+        low, high = np.quantile(replicates, [(1 - level) / 2, (1 + level) / 2], axis=1)
+    note = f"sampling error only: bootstrap over samples, {replicates.shape[1]} resamples"
+    return [Interval(float(e), float(lo), float(hi), n, level, f"bootstrap-{method}", se=float(s), note=note)
+            for e, lo, hi, s, n in zip(estimates, low, high, se, ns)]
+
+
+# --- fast bootstraps of the distances of metrics.py ----------------------------------------
+# A resample only repeats rows, so what a distance computes from the samples alone can be computed
+# once: the sorted projections (sliced W2), the pairwise kernel values (MMD, energy distance). Each
+# fast path returns what `sampling_replicates` returns for the metric of metrics.py (the same rows
+# from `seed`; tests/test_stats.py checks the replicates against it). torch is imported here only.
+
+def sliced_w2_replicates(samples, reference, directions, resamples: int = SAMPLE_RESAMPLES,
+                         seed: int = 0) -> tuple[float, np.ndarray]:
+    """`sampling_replicates(samples, sliced W2 with these directions, reference, resamples, seed)`
+    without projecting or sorting again: a resample's sorted projection is the sorted projection
+    of the samples with each value repeated as often as its row was drawn. `directions`:
+    `metrics.random_directions(n_projections, dim, generator)` as the run's metric draws them
+    (jobs.py: the run's seed)."""
+    import torch
+
+    from diffsweep import metrics
+
+    x = metrics._as_samples(samples, "samples", min_rows=2)
+    if directions.dim() != 2 or directions.shape[1] != x.shape[1]:
+        raise ValueError(f"directions must have shape (n_projections, {x.shape[1]}) for samples of dimension "
+                         f"{x.shape[1]}, got {tuple(directions.shape)}")
+    metrics._check_same_dim(x, metrics._as_samples(reference, "reference"))
+    reference_sorted = metrics.projected_sorted(reference, directions)
+    # metrics.projected_sorted, keeping each position's row.
+    x_sorted, order = torch.sort(directions.to(x.device) @ x.T, dim=1)
+    estimate = metrics.sliced_wasserstein2_sorted(x_sorted, reference_sorted)
+    flat = x_sorted.reshape(-1)
+    replicates = []
+    for counts in torch.as_tensor(_resample_counts(len(x), resamples, seed), device=x.device):
+        repeats = counts[order].reshape(-1)
+        resampled = torch.repeat_interleave(flat, repeats).reshape(x_sorted.shape)
+        replicates.append(metrics.sliced_wasserstein2_sorted(resampled, reference_sorted))
+    return estimate, np.array(replicates)
+
+
+def mmd_replicates(samples, reference, bandwidths, resamples: int = SAMPLE_RESAMPLES, seed: int = 0,
+                   cache: dict | None = None) -> tuple[float, np.ndarray]:
+    """`sampling_replicates(samples, metrics.mmd_rbf with these bandwidths, reference, ...)` from
+    one pass over the pairwise kernel values (`_pairwise_replicates`). `bandwidths`: the run's
+    (config `metrics.mmd_bandwidths`, as `metrics.sample_metrics` gets them)."""
+    import torch
+
+    from diffsweep import metrics
+
+    estimate = metrics.mmd_rbf(samples, reference, bandwidths=tuple(bandwidths), cache=cache)
+    scales = [1.0 / (2.0 * h * h) for h in bandwidths]
+
+    def kernel(squared: torch.Tensor) -> torch.Tensor:
+        return sum(torch.exp(-c * squared) for c in scales)
+    # mmd = within_x + within_y - 2 between
+    return estimate, _pairwise_replicates(samples, reference, estimate, kernel, 1.0, -2.0, resamples, seed)
+
+
+def energy_distance_replicates(samples, reference, resamples: int = SAMPLE_RESAMPLES, seed: int = 0,
+                               cache: dict | None = None) -> tuple[float, np.ndarray]:
+    """`sampling_replicates(samples, metrics.energy_distance, reference, ...)` from one pass over
+    the pairwise distances (`_pairwise_replicates`)."""
+    from diffsweep import metrics
+
+    estimate = metrics.energy_distance(samples, reference, cache=cache)
+    # energy = 2 between - within_x - within_y
+    return estimate, _pairwise_replicates(samples, reference, estimate, lambda squared: squared.sqrt(),
+                                          -1.0, 2.0, resamples, seed)
+
+
+def _pairwise_replicates(samples, reference, estimate: float, kernel: Callable, within_sign: float,
+                         between_sign: float, resamples: int, seed: int) -> np.ndarray:
+    """A distance of the form within_sign * within_x + between_sign * between + (reference terms),
+    on each resample. With c the resample's counts of each row, K the kernel between samples (its
+    diagonal kernel(0)) and k_i the sum of row i's kernel values with the reference:
+    within_x = (c'Kc - n kernel(0)) / (n (n - 1)), between = c'k / (n m); the reference terms do not
+    change, so a replicate is the estimate plus the change of the other two from c = 1. K is
+    visited block by block (rows of metrics._BLOCK_ROWS), every resample at once: no n x n matrix."""
+    import torch
+
+    from diffsweep import metrics
+
+    x = metrics._as_samples(samples, "samples", min_rows=2)
+    y = metrics._as_samples(reference, "reference", min_rows=2).to(x.device)
+    x, y = metrics._centre_together(x, y)
+    n, m, block = len(x), len(y), metrics._BLOCK_ROWS
+    # Row 0: every sample once, the estimate's own counts.
+    counts = np.concatenate([np.ones((1, n), dtype=np.int64), _resample_counts(n, resamples, seed)])
+    counts = torch.as_tensor(counts, dtype=torch.float64, device=x.device)
+    x_norms, y_norms = (x ** 2).sum(dim=1), (y ** 2).sum(dim=1)
+
+    def block_kernel(a, a_norms, b, b_norms, diagonal: bool) -> torch.Tensor:
+        squared = (a_norms[:, None] + b_norms[None, :] - 2.0 * a @ b.T).clamp_(min=0.0)
+        if diagonal:
+            squared.fill_diagonal_(0.0)
+        return kernel(squared)
+    quadratic = torch.zeros(len(counts), dtype=torch.float64, device=x.device)     # c'Kc
+    row_sums = torch.zeros(n, dtype=torch.float64, device=x.device)                # k
+    for i in range(0, n, block):
+        rows = slice(i, i + block)
+        for j in range(i, n, block):
+            columns = slice(j, j + block)
+            values = block_kernel(x[rows], x_norms[rows], x[columns], x_norms[columns], i == j)
+            # K is symmetric: a block above the diagonal stands for its mirror too.
+            quadratic += (2.0 if j > i else 1.0) * ((counts[:, rows] @ values) * counts[:, columns]).sum(dim=1)
+        for j in range(0, m, block):
+            columns = slice(j, j + block)
+            row_sums[rows] += block_kernel(x[rows], x_norms[rows], y[columns], y_norms[columns], False).sum(dim=1)
+    within = quadratic / (n * (n - 1))
+    between = counts @ row_sums / (n * m)
+    change = within_sign * (within[1:] - within[0]) + between_sign * (between[1:] - between[0])
+    return (estimate + change).cpu().numpy()
 
 
 # --- the metric's floor on analytic data --------------------------------------------------
@@ -241,31 +378,61 @@ def paired_test(a, b, test: str = DEFAULT_TEST, resamples: int = SEED_RESAMPLES,
         raise ValueError(f"paired values need the same length, got {len(a)} and {len(b)}")
     if len(a) < 2:
         raise ValueError(f"a paired test needs at least 2 pairs, got {len(a)}")
-    differences = a - b
-    if np.all(differences == differences[0]):
-        return 1.0 if differences[0] == 0 else 0.0          # no spread: equal, or a constant shift
+    return float(_paired_pvalues((a - b)[None, :], test, resamples, seed)[0])
+
+
+def _paired_pvalues(differences: np.ndarray, test: str, resamples: int, seed: int) -> np.ndarray:
+    """`paired_test` for each row of (pairs, n) differences, one scipy call for all rows (Wilcoxon:
+    one per row, its exact null distribution is per row)."""
+    constant = np.all(differences == differences[:, :1], axis=1)    # no spread: equal, or a constant shift
+    pvalues = np.where(differences[:, 0] == 0, 1.0, 0.0)
+    spread = differences[~constant]
+    if len(spread) == 0:
+        return pvalues
     if test == "t":
         from scipy.stats import ttest_1samp
-        return float(ttest_1samp(differences, 0.0).pvalue)
-    if test == "wilcoxon":
+        pvalues[~constant] = ttest_1samp(spread, 0.0, axis=1).pvalue
+    elif test == "wilcoxon":
         from scipy.stats import wilcoxon
-        return float(wilcoxon(differences).pvalue)
-    observed = abs(differences.mean())
-    centred = bootstrap_means(differences - differences.mean(), resamples, seed)
-    return float((1 + np.sum(np.abs(centred) >= observed)) / (1 + resamples))
+        pvalues[~constant] = [wilcoxon(row).pvalue for row in spread]
+    else:
+        pvalues[~constant] = _paired_bootstrap_pvalues(spread, resamples, seed)
+    return pvalues
+
+
+# Bounds the (pairs, resamples, n) array of a paired bootstrap: 8 MB per block of rows.
+_BOOTSTRAP_BLOCK_VALUES = 1 << 20
+
+
+def _paired_bootstrap_pvalues(differences: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """Each row's differences centred on zero and resampled (the same resampled seeds for every row,
+    drawn from `seed`); p = (1 + resampled |means| >= observed |mean|) / (1 + resamples)."""
+    observed = np.abs(differences.mean(axis=1))
+    centred = differences - differences.mean(axis=1, keepdims=True)
+    rows = max(1, _BOOTSTRAP_BLOCK_VALUES // (resamples * differences.shape[1]))
+    exceed = np.concatenate([
+        np.sum(np.abs(bootstrap_means(centred[i:i + rows], resamples, seed)) >= observed[i:i + rows, None], axis=1)
+        for i in range(0, len(centred), rows)])
+    return (1 + exceed) / (1 + resamples)
 
 
 def sampling_test(replicates_a, replicates_b, estimate_a: float, estimate_b: float) -> float:
     """Two-sided p-value for one seed per configuration: the difference of the estimates over the
     standard deviation of the replicates' differences (normal approximation). Replicates drawn with
     the same rows (same seed) are paired; independent ones give sqrt(se_a^2 + se_b^2)."""
+    difference = np.asarray(replicates_a, dtype=float) - np.asarray(replicates_b, dtype=float)
+    return float(_sampling_pvalues(difference[None, :], np.array([estimate_a - estimate_b], dtype=float))[0])
+
+
+def _sampling_pvalues(replicate_differences: np.ndarray, estimate_differences: np.ndarray) -> np.ndarray:
+    """`sampling_test` for each row of (pairs, resamples) replicate differences."""
     from scipy.stats import norm
 
-    difference = np.asarray(replicates_a, dtype=float) - np.asarray(replicates_b, dtype=float)
-    se = float(difference.std(ddof=1))
-    if se == 0:
-        return 1.0 if estimate_a == estimate_b else 0.0
-    return float(2 * norm.sf(abs(estimate_a - estimate_b) / se))
+    se = replicate_differences.std(axis=1, ddof=1)
+    gap = np.abs(estimate_differences)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pvalues = 2 * norm.sf(gap / se)
+    return np.where(se == 0, np.where(gap == 0, 1.0, 0.0), pvalues)
 
 
 def holm(pvalues) -> np.ndarray:
@@ -318,24 +485,23 @@ def compare_column(cells: Mapping[str, Mapping], better: str = "lower", level: f
     with neither shared seeds nor sampling replicates cannot be tested: `untested`, never best."""
     _check_choice(better, ("lower", "higher"), "better")
     _check_level(level)
-    sampling = sampling or {}
+    _check_choice(test, TESTS, "test")
+    _check_choice(interval, SEED_METHODS, "interval")
+    sampling = {name: run for name, run in (sampling or {}).items() if run is not None}
     names = [name for name, values in cells.items() if len(values)]
     if not names:
         raise ValueError("compare_column needs at least one cell with a value")
-    intervals = {name: _cell_interval(cells[name], sampling.get(name), level, interval, seed) for name in names}
+    values = {name: _finite_vector(list(cells[name].values()), f"cell {name!r}") for name in names}
+    intervals = _cell_intervals(names, values, sampling, level, interval, seed)
     sign = 1 if better == "lower" else -1
     leader = min(names, key=lambda name: sign * intervals[name].estimate)
     others = [name for name in names if name != leader]
-    pvalues, bases = [], []
-    for name in others:
-        p, basis = _pair_pvalue(cells[leader], cells[name], sampling.get(leader), sampling.get(name), test, seed)
-        pvalues.append(p)
-        bases.append(basis)
-    adjusted = holm([p if p is not None else 1.0 for p in pvalues]) if others else np.array([])
+    pvalues, tested, bases = _leader_pvalues(cells, leader, others, sampling, test, seed)
+    adjusted = holm(np.where(tested, pvalues, 1.0)) if others else np.array([])
     alpha = 1 - level
     results = {}
-    for name, p_raw, p_adj, basis in zip(others, pvalues, adjusted, bases):
-        status = UNTESTED if p_raw is None else (WORSE if p_adj < alpha else TIED)
+    for name, is_tested, p_adj, basis in zip(others, tested, adjusted, bases):
+        status = UNTESTED if not is_tested else (WORSE if p_adj < alpha else TIED)
         results[name] = CellResult(name, intervals[name], status, float(p_adj), basis)
     leader_wins = bool(others) and all(r.status == WORSE for r in results.values())
     leader_basis = SAMPLING_ONLY if SAMPLING_ONLY in bases else PAIRED_SEEDS
@@ -346,21 +512,67 @@ def compare_column(cells: Mapping[str, Mapping], better: str = "lower", level: f
                             leader, len(others))
 
 
-def _cell_interval(values: Mapping, run_sampling: Sampling | None, level: float, method: str, seed: int) -> Interval:
-    if len(values) == 1 and run_sampling is not None:
-        return interval_from_replicates(run_sampling.estimate, run_sampling.replicates, level)
-    return seed_interval(list(values.values()), level, method, seed=seed)
+# compare_column computes per group of rows of one length, not per cell or pair: a column of 400
+# one-seed cells costs a few scipy calls, not 800 (docs/statistics.md, Costs).
+
+def _cell_intervals(names, values: Mapping, sampling: Mapping, level: float, method: str, seed: int) -> dict:
+    """Each cell's interval: the bootstrap over samples for a one-seed cell with replicates, else
+    `seed_interval` (t intervals computed for all cells of one n at once)."""
+    from_replicates = [name for name in names if len(values[name]) == 1 and name in sampling]
+    by_t = [name for name in names if len(values[name]) >= 2 and method == "t"]
+    intervals = {}
+    for group, replicates in _stacked_by_length(from_replicates, lambda name: np.asarray(sampling[name].replicates,
+                                                                                          dtype=float)):
+        estimates = np.array([sampling[name].estimate for name in group], dtype=float)
+        intervals.update(zip(group, _replicate_intervals(estimates, replicates, level, "normal", [1] * len(group))))
+    for group, stacked in _stacked_by_length(by_t, values.get):
+        intervals.update(zip(group, _t_intervals(stacked, level)))
+    for name in names:
+        if name not in intervals:
+            intervals[name] = seed_interval(values[name], level, method, seed=seed)
+    return {name: intervals[name] for name in names}
 
 
-def _pair_pvalue(a: Mapping, b: Mapping, sampling_a, sampling_b, test: str, seed: int):
-    """(p, basis) of one pair of cells; p is None where nothing can be tested."""
-    shared = sorted(set(a) & set(b))
-    if len(shared) >= 2:
-        return paired_test([a[s] for s in shared], [b[s] for s in shared], test, seed=seed), PAIRED_SEEDS
-    if sampling_a is not None and sampling_b is not None:
-        return (sampling_test(sampling_a.replicates, sampling_b.replicates, sampling_a.estimate, sampling_b.estimate),
-                SAMPLING_ONLY)
-    return None, SAMPLING_ONLY
+def _leader_pvalues(cells: Mapping, leader: str, others: list, sampling: Mapping, test: str, seed: int):
+    """The leader against each other cell: (p-values, tested, bases). A pair sharing at least 2
+    seeds gets the paired `test` on them; else, with replicates for both, `sampling_test`; else
+    it is not tested."""
+    pvalues, tested = np.ones(len(others)), np.zeros(len(others), dtype=bool)
+    bases = [SAMPLING_ONLY] * len(others)
+    paired, by_sampling = {}, {}
+    for i, name in enumerate(others):
+        shared = sorted(set(cells[leader]) & set(cells[name]))
+        if len(shared) >= 2:
+            paired[i] = (np.array([cells[leader][s] for s in shared], dtype=float)
+                         - np.array([cells[name][s] for s in shared], dtype=float))
+            bases[i] = PAIRED_SEEDS
+        elif leader in sampling and name in sampling:
+            by_sampling[i] = _replicate_differences(sampling, leader, name)
+    for group, differences in _stacked_by_length(list(paired), paired.get):
+        pvalues[group] = _paired_pvalues(differences, test, SEED_RESAMPLES, seed)
+    for group, differences in _stacked_by_length(list(by_sampling), by_sampling.get):
+        gaps = np.array([sampling[leader].estimate - sampling[others[i]].estimate for i in group], dtype=float)
+        pvalues[group] = _sampling_pvalues(differences, gaps)
+    tested[list(paired) + list(by_sampling)] = True
+    return pvalues, tested, bases
+
+
+def _replicate_differences(sampling: Mapping, a: str, b: str) -> np.ndarray:
+    replicates_a = np.asarray(sampling[a].replicates, dtype=float)
+    replicates_b = np.asarray(sampling[b].replicates, dtype=float)
+    if replicates_a.shape != replicates_b.shape:
+        raise ValueError(f"cells {a!r} and {b!r} have {len(replicates_a)} and {len(replicates_b)} bootstrap "
+                         "replicates: a paired comparison needs the same resamples")
+    return replicates_a - replicates_b
+
+
+def _stacked_by_length(keys, row_of: Callable):
+    """The keys grouped by the length of their rows: (keys of one length, their rows stacked) per group."""
+    groups: dict[int, list] = {}
+    for key in keys:
+        groups.setdefault(len(row_of(key)), []).append(key)
+    for group in groups.values():
+        yield group, np.stack([row_of(key) for key in group])
 
 
 TEST_NAMES = {"t": "paired t test", "wilcoxon": "Wilcoxon signed-rank test", "bootstrap": "paired bootstrap test"}
