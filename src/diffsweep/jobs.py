@@ -21,7 +21,7 @@ import torch
 import diffsweep
 from diffsweep import data, io, metrics, samplers
 from diffsweep.noise import make_schedule
-from diffsweep.samplers.randomness import GeneratorNoise, noise_source
+from diffsweep.samplers.randomness import GENERATION_BLOCK, SampleStreams, noise_source
 
 log = logging.getLogger("diffsweep")
 
@@ -235,7 +235,8 @@ def draw_samples(run: dict, denoiser, shape, dtype, device):
     """Run one sampler preset point: (samples, reported nfe, counted nfe, seconds)."""
     spec = samplers.get(run["family"])
     sigmas = make_schedule(run["schedule"], run["steps"], **run["schedule_knobs"]).tolist()
-    noise = GeneratorNoise(torch.Generator(device=device).manual_seed(run["seed"]))
+    # per-sample streams: sample i depends only on (seed, i), so n_samples: k is the first k of a larger run
+    noise = SampleStreams(run["seed"], run["n_samples"], GENERATION_BLOCK, device, stream="samples")
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     x = initial_sample(run["init"], sigmas[0], (run["n_samples"], *shape), noise, dtype, device,
                        run.get("init_knobs"))

@@ -20,7 +20,7 @@ from diffsweep.noise import make_schedule
 from diffsweep.restoration import metrics as rmetrics
 from diffsweep.restoration.posterior import exact_posterior
 from diffsweep.restoration.restorers import Spectral
-from diffsweep.samplers.randomness import GeneratorNoise
+from diffsweep.samplers.randomness import RESTORATION_BLOCK, SampleStreams
 
 log = logging.getLogger("diffsweep")
 
@@ -113,7 +113,9 @@ def restore(run: dict, denoiser, operator, y, shape, dtype, device):
     spec = restoration.get(run["family"])
     k = run["n_samples"]
     sigmas = make_schedule(run["schedule"], run["steps"], **run["schedule_knobs"]).tolist()
-    noise = GeneratorNoise(torch.Generator(device=device).manual_seed(run["seed"]))
+    # per-sample streams, a group per measurement: restoration i of measurement j depends only on (seed, j, i);
+    # the measurement noise (measure) and the operator's random parts (its seed) have generators of their own
+    noise = SampleStreams(run["seed"], k, RESTORATION_BLOCK, device, stream="restorations", groups=len(y))
     x = jobs.initial_sample(run["init"], sigmas[0], (len(y) * k, *shape), noise, dtype, device,
                             run.get("init_knobs"))
     y_rows = y.repeat_interleave(k, dim=0).to(device, dtype)

@@ -66,6 +66,7 @@ def dpm_solver_pair(denoise, x, sigma, eps, sigma_to, order):
                 "end points matter; NFE counted",
     init="sigma_max",
     default_schedule="karras",
+    batch_coupled=True,      # one error norm over the batch sets every step
 )
 def dpm_adaptive(denoise, x, sigmas, noise, *, solver_order, rtol, atol, h_init, eta, s_noise, final_denoise,
                  callback=None):

@@ -47,6 +47,7 @@ def pf_ode(denoise, x, sigmas, noise, *, solver_type, callback=None):
                 "only the schedule's end points matter",
     init="sigma_max",
     default_schedule="geometric",
+    batch_coupled=True,      # scipy solves the batch as one ODE system, one step size for all
 )
 def pf_ode_rk45(denoise, x, sigmas, noise, *, rtol, atol, final_denoise, callback=None):
     import numpy as np

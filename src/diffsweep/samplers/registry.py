@@ -49,6 +49,9 @@ class MethodSpec(Entry):
     fn: Callable
     init: str = "sigma_max"          # default start distribution
     default_schedule: str = "geometric"
+    # Its step control reads the whole batch (an adaptive solver's error norm), so a sample depends on the
+    # batch it was drawn in: no prefix property (`keep_samples: k` is not the run with `n_samples: k`).
+    batch_coupled: bool = False
 
     def __post_init__(self):
         if self.init not in INITS:
@@ -61,9 +64,10 @@ SAMPLERS = Registry("sampler", MethodSpec)
 
 
 def register(name: str, knobs: dict[str, Knob], description: str, init: str = "sigma_max",
-             default_schedule: str = "geometric"):
+             default_schedule: str = "geometric", batch_coupled: bool = False):
     """Decorator: make a sampler function available under `name` in presets (wrapped: `randomness.method`)."""
-    add = SAMPLERS.register(name, description, knobs, init=init, default_schedule=default_schedule)
+    add = SAMPLERS.register(name, description, knobs, init=init, default_schedule=default_schedule,
+                            batch_coupled=batch_coupled)
     return lambda fn: add(method("sampler", name, fn))
 
 

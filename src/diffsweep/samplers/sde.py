@@ -109,6 +109,7 @@ def sde_euler(denoise, x, sigmas, noise, *, process, final_noise, callback=None)
     description="predictor-corrector sampling (score_sde): reverse diffusion / Euler-Maruyama + Langevin corrector",
     init="sigma_max",
     default_schedule="geometric",
+    batch_coupled=True,      # the langevin corrector's step reads the batch's mean norms (score_sde)
 )
 def pc(denoise, x, sigmas, noise, *, process, predictor, corrector, snr, steps_per_level, sequence, final_noise,
        callback=None):
