@@ -56,11 +56,11 @@ def stream_seed(seed: int, stream: str, group: int, block: int) -> int:
 
 
 # Samples per block of a run's streams (module docstring). Each draw costs a call per block and up to a
-# block's rows beyond what it keeps: 256 keeps a generation draw within noise of one batch-wide draw on
-# a 2-D oracle at n = 500 and n = 2000 (bench/sampler_overhead.py --noise); a restoration restores
-# few samples per measurement (4 on the default grid), so its blocks are smaller.
+# block's rows beyond what it keeps: 256 keeps a generation draw within noise of one batch-wide draw
+# (bench/sampler_overhead.py --noise, docs/measurements.md); a restoration restores few samples per
+# measurement (4 on the default grid) and pays a call per measurement anyway, so its blocks waste nothing there.
 GENERATION_BLOCK = 256
-RESTORATION_BLOCK = 16
+RESTORATION_BLOCK = 4
 
 
 class SampleStreams:
