@@ -134,20 +134,20 @@ def check_seeds(kind, name, denoiser):
 
 def check_noise_only_from_the_source(kind, name, denoiser):
     torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()
-    torch.manual_seed(1)
-    first, _, _ = draw(kind, name, denoiser)
-    torch.manual_seed(2)
-    second, _, _ = draw(kind, name, denoiser)
-    torch.manual_seed(2)
-    untouched = torch.get_rng_state()
-    draw(kind, name, denoiser)
-    assert torch.equal(torch.get_rng_state(), untouched), f"{name}: drew from torch's global generator"
-    assert torch.equal(first, second), f"{name}: its samples depend on torch's global generator"
-    numpy_after = np.random.get_state()
-    torch.set_rng_state(torch_state)
-    np.random.set_state(numpy_state)
-    assert numpy_after[1].tolist() == numpy_state[1].tolist() and numpy_after[2] == numpy_state[2], \
-        f"{name}: drew from NumPy's global generator"
+    try:
+        torch.manual_seed(1)
+        first, _, _ = draw(kind, name, denoiser)
+        torch.manual_seed(2)
+        untouched = torch.get_rng_state()
+        second, _, _ = draw(kind, name, denoiser)
+        assert torch.equal(torch.get_rng_state(), untouched), f"{name}: drew from torch's global generator"
+        assert torch.equal(first, second), f"{name}: its samples depend on torch's global generator"
+        numpy_after = np.random.get_state()
+        assert numpy_after[1].tolist() == numpy_state[1].tolist() and numpy_after[2] == numpy_state[2], \
+            f"{name}: drew from NumPy's global generator"
+    finally:
+        torch.set_rng_state(torch_state)
+        np.random.set_state(numpy_state)
 
 
 def check_nfe(kind, name, denoiser):
