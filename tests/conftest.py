@@ -110,13 +110,15 @@ DIGITS = {
 # A user's restorer, registered by a plugin file (config `plugins`): the parse and the job import it.
 PLUGIN = """
 from diffsweep.restoration import register
-from diffsweep.samplers import gaussian_like, steps_to_zero
+from diffsweep.samplers import report, steps_to_zero
 
 
 @register("denoise_only", knobs={}, description="unconditional baseline: denoise and renoise, ignoring y")
-def denoise_only(denoise, x, sigmas, generator, operator, y, noise_std):
-    for sigma, following in steps_to_zero(sigmas):
-        x = denoise(x, sigma) + following * gaussian_like(x, generator)
+def denoise_only(denoise, x, sigmas, noise, operator, y, noise_std, *, callback=None):
+    for step, (sigma, following) in enumerate(steps_to_zero(sigmas)):
+        denoised = denoise(x, sigma)
+        x = denoised + following * noise(x)
+        report(callback, step, sigma, x, denoised)
     return x, len(sigmas)
 """
 

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from diffsweep import cli, config, grid
+from diffsweep.runs import LAYOUT_VERSION
 
 BASE = {
     "datasets": {"ring8": {"family": "gmm", "knobs": {"preset": "ring8"}}, "swiss": {"family": "swissroll"}},
@@ -212,13 +213,13 @@ def test_an_old_results_layout_is_refused_with_what_to_do(tmp_path):
     runs.check_layout(tmp_path / "results")                  # no runs: nothing to mix
     (tmp_path / "results" / "restorations" / "ddrm-0123abcd").mkdir(parents=True)
     with pytest.raises(ValueError, match=r"results: '.*results' holds runs of an older layout \(no layout.json\), "
-                                         r"this diffsweep writes layout version 3; move the folder aside or set "
+                                         r"this diffsweep writes layout version 4; move the folder aside or set "
                                          r"`results:` to another folder"):
         runs.check_layout(tmp_path / "results")
-    for version in (1, 2):       # 2: a folder and run.json per run
+    for version in (1, 2, 3):    # 2: a folder and run.json per run; 3: samples drawn before per-sample streams
         (tmp_path / "results" / "layout.json").write_text(json.dumps({"version": version}))
         with pytest.raises(ValueError, match=f"holds runs of layout version {version}, this diffsweep writes layout "
-                                             f"version 3"):
+                                             f"version 4"):
             runs.check_layout(tmp_path / "results")
     runs.mark_layout(tmp_path / "fresh")
     assert json.loads((tmp_path / "fresh" / "layout.json").read_text()) == {"version": runs.LAYOUT_VERSION}
@@ -401,7 +402,7 @@ def test_cli_status_counts_states_per_preset_and_source_and_points_at_failures(t
                ode[1]: record(ode[1], "failed", error="OSError: disk", log=None),   # no log: the shard's logs
                ode[2]: {"run_id": ode[2], "status": "ok"}}    # cannot be trusted: corrupt, redone
     (tmp_path / "results" / "records").mkdir(parents=True)
-    (tmp_path / "results" / "layout.json").write_text(json.dumps({"version": 3}))
+    (tmp_path / "results" / "layout.json").write_text(json.dumps({"version": LAYOUT_VERSION}))
     for name, run_ids in (("a", list(records)[:3]), ("b", list(records)[3:])):   # any record file, any shard
         (tmp_path / "results" / "records" / f"{name}.jsonl").write_text(
             "".join(json.dumps(records[run_id]) + "\n" for run_id in run_ids))

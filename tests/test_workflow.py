@@ -131,7 +131,7 @@ def test_smoke_run_produces_tables_and_plots(smoke_run):
     for png in ("sliced_w2_vs_nfe.png", "samples_ring8.png", "samples_swissroll.png"):
         assert (results / "plots" / png).stat().st_size > 1000
     from diffsweep import runs
-    assert json.loads((results / "layout.json").read_text()) == {"version": 3}
+    assert json.loads((results / "layout.json").read_text()) == {"version": 4}
     states = runs.index(results)
     assert sorted(state.record["kind"] for state in states.values()) == sorted(run.kind for run in grid.all_runs.values())
     for run_id in grid.all_runs:

@@ -21,6 +21,7 @@ import torch
 import diffsweep
 from diffsweep import data, io, metrics, samplers
 from diffsweep.noise import make_schedule
+from diffsweep.samplers.randomness import GENERATION_BLOCK, SampleStreams, noise_source
 
 log = logging.getLogger("diffsweep")
 
@@ -208,13 +209,14 @@ class CountingDenoiser:
         return self.denoiser(x, sigma)
 
 
-def initial_sample(init: str, sigma_max: float, shape, generator, dtype, device, init_knobs: dict | None = None):
-    """The start x ~ N(mean, scale^2 I) of `init` (samplers.INITS); `init_knobs` only for `gaussian`."""
+def initial_sample(init: str, sigma_max: float, shape, noise, dtype, device, init_knobs: dict | None = None):
+    """The start x ~ N(mean, scale^2 I) of `init` (samplers.INITS), the first draw of the noise source
+    `noise` (diffsweep.samplers.randomness; a torch.Generator is wrapped); `init_knobs` only for `gaussian`."""
     mean, scale = 0.0, {"unit": 1.0, "sigma_max": sigma_max, "vp_prior": (1.0 + sigma_max ** 2) ** 0.5,
                         "gaussian": None}[init]
     if init == "gaussian":
         mean, scale = init_knobs["mean"], init_knobs["std"]
-    return mean + scale * torch.randn(shape, generator=generator, dtype=dtype, device=device)
+    return mean + scale * noise_source(noise)(torch.empty(shape, dtype=dtype, device=device))
 
 
 def call_counted(fn, denoiser, device, *args, **kwargs):
@@ -233,11 +235,12 @@ def draw_samples(run: dict, denoiser, shape, dtype, device):
     """Run one sampler preset point: (samples, reported nfe, counted nfe, seconds)."""
     spec = samplers.get(run["family"])
     sigmas = make_schedule(run["schedule"], run["steps"], **run["schedule_knobs"]).tolist()
-    generator = torch.Generator(device=device).manual_seed(run["seed"])
+    # per-sample streams: sample i depends only on (seed, i), so n_samples: k is the first k of a larger run
+    noise = SampleStreams(run["seed"], run["n_samples"], GENERATION_BLOCK, device, stream="samples")
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    x = initial_sample(run["init"], sigmas[0], (run["n_samples"], *shape), generator, dtype, device,
+    x = initial_sample(run["init"], sigmas[0], (run["n_samples"], *shape), noise, dtype, device,
                        run.get("init_knobs"))
-    return call_counted(spec.fn, denoiser, device, x, sigmas, generator, **run["knobs"])
+    return call_counted(spec.fn, denoiser, device, x, sigmas, noise, **run["knobs"])
 
 
 def kept(keep, total: int) -> int:

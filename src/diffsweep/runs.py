@@ -5,7 +5,7 @@ A generation run draws samples with a sampler preset; a restoration run measures
 samples with a task's operator and restores them with a restorer preset (diffsweep.grid.RunSpec).
 Everything around the kind-specific work is shared:
 
-- Layout (version 3, docs/design.md). Files grow with shard jobs, not runs: each shard job
+- Layout (version 4, docs/design.md). Files grow with shard jobs, not runs: each shard job
   appends to results/records/<shard>.jsonl (one JSON line per finished run) and
   results/records/<shard>.archive (its runs' files, byte after byte), through ShardStore; its
   marker is results/shards/<shard>.json (its `attempt` param: grid.pending_shards).
@@ -70,8 +70,9 @@ log = logging.getLogger("diffsweep")
 KINDS = ("generation", "restoration")
 # Version of the results layout; an older results folder is refused (check_layout). 1: records in
 # runs/ and restorations/, 8-digit hashes (no layout.json); 2: one folder and run.json per run,
-# 16-digit hashes; 3: one record file and one archive per shard job (records/).
-LAYOUT_VERSION = 3
+# 16-digit hashes; 3: one record file and one archive per shard job (records/); 4: the same files, runs
+# drawn from per-sample noise streams (diffsweep.samplers.randomness: same ids, other samples than 3's).
+LAYOUT_VERSION = 4
 
 
 # --- layout ------------------------------------------------------------------------------

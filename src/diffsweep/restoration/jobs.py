@@ -20,6 +20,7 @@ from diffsweep.noise import make_schedule
 from diffsweep.restoration import metrics as rmetrics
 from diffsweep.restoration.posterior import exact_posterior
 from diffsweep.restoration.restorers import Spectral
+from diffsweep.samplers.randomness import RESTORATION_BLOCK, SampleStreams
 
 log = logging.getLogger("diffsweep")
 
@@ -112,12 +113,14 @@ def restore(run: dict, denoiser, operator, y, shape, dtype, device):
     spec = restoration.get(run["family"])
     k = run["n_samples"]
     sigmas = make_schedule(run["schedule"], run["steps"], **run["schedule_knobs"]).tolist()
-    generator = torch.Generator(device=device).manual_seed(run["seed"])
-    x = jobs.initial_sample(run["init"], sigmas[0], (len(y) * k, *shape), generator, dtype, device,
+    # per-sample streams, a group per measurement: restoration i of measurement j depends only on (seed, j, i);
+    # the measurement noise (measure) and the operator's random parts (its seed) have generators of their own
+    noise = SampleStreams(run["seed"], k, RESTORATION_BLOCK, device, stream="restorations", groups=len(y))
+    x = jobs.initial_sample(run["init"], sigmas[0], (len(y) * k, *shape), noise, dtype, device,
                             run.get("init_knobs"))
     y_rows = y.repeat_interleave(k, dim=0).to(device, dtype)
     rows = operator.restrict(torch.arange(len(y)).repeat_interleave(k))    # sample j * k + i measures image j
-    return jobs.call_counted(spec.fn, denoiser, device, x, sigmas, generator, rows, y_rows,
+    return jobs.call_counted(spec.fn, denoiser, device, x, sigmas, noise, rows, y_rows,
                              run["task"]["noise_std_effective"], **run["knobs"])
 
 
