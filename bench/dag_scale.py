@@ -36,7 +36,7 @@ def sweep_config(n_runs: int, runs_per_job: int) -> dict:
     eps = [round(0.1 + 0.9 * i / n_eps, 9) for i in range(n_eps)]
     t0 = [round(0.05 + 0.95 * i / n_t0, 9) for i in range(n_t0)]
     return {"results": "results", "seeds": [0], "data": {"n_train": 2000, "n_reference": 1000},
-            "sampling": {"n_samples": 200, "runs_per_job": runs_per_job},
+            "sampling": {"n_samples": 200}, "jobs": {"generation": {"runs_per_job": runs_per_job}},
             "datasets": {"ring8": {"family": "gmm", "knobs": {"preset": "ring8"}}},
             "models": {"oracle": {"source": "oracle"}},
             "samplers": {"rw": {"family": "random_walk", "schedule": "sigmoid", "steps": 10,

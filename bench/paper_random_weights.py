@@ -52,7 +52,7 @@ def experiment_config(work: Path, checkpoints: dict, images: Path, args) -> dict
     """paper_tiny.yaml with its paths changed, cut to the chosen presets at `args.steps` steps."""
     config = yaml.safe_load((ROOT / "config" / "paper_tiny.yaml").read_text())
     config["results"] = "results"      # under the working directory, --work
-    config["device"] = args.device
+    config["jobs"]["device"] = args.device
     config["datasets"]["ffhq"]["knobs"].update(path=str(images), limit=args.images)
     for model in config["models"].values():
         model["checkpoint"] = str(checkpoints[model["format"]])

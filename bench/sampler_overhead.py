@@ -1,6 +1,7 @@
 """Benchmark: each sampler's and restorer's own cost per network evaluation, as a share of one forward.
 
     python bench/sampler_overhead.py [--threads 1] [--repeats 7] [--steps 20] [--models mlp,unet] [--only NAME,...]
+    python bench/sampler_overhead.py --noise [...]     # per-sample streams against one generator per run
 
 A run of a sampler with a zero-cost denoiser (it hands back a preallocated tensor) times only the
 sampler's own work: its arithmetic, noise draws and Python bookkeeping. That time per denoiser
@@ -18,6 +19,12 @@ on 2 cores a UNet forward took 215 ms of wall-clock time but 54 ms of CPU time, 
 figure is the minimum over `--repeats` runs, and the load average before and after is printed.
 Cores shared with other processes (caches, a busy hyperthread sibling) still slow both parts. A forward is timed at the batch the sampler evaluates (twisted SMC
 evaluates particles x batch rows).
+
+With --noise it times instead each run's whole draw (start and steps, the real network) with the
+job's per-sample streams (samplers.randomness.SampleStreams) and with one generator for the whole
+batch (GeneratorNoise, before per-sample streams), alternating the two in one process, and prints
+the ratio of their minima and the spread of the paired ratios (min, median, max over --repeats);
+the target is at most 1.05.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ PARSER.add_argument("--repeats", type=int, default=7)
 PARSER.add_argument("--steps", type=int, default=20)
 PARSER.add_argument("--models", default="mlp,unet")
 PARSER.add_argument("--only", default="", help="comma-separated sampler/restorer names (default: all)")
+PARSER.add_argument("--noise", action="store_true", help="per-sample streams against one generator: the draw's cost ratio")
 ARGS = PARSER.parse_args()
 for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[variable] = str(ARGS.threads)
@@ -47,6 +55,8 @@ import torch  # noqa: E402
 from diffsweep import restoration, samplers  # noqa: E402
 from diffsweep.models import build_denoiser  # noqa: E402
 from diffsweep.noise import make_schedule  # noqa: E402
+from diffsweep.samplers.randomness import (GENERATION_BLOCK, RESTORATION_BLOCK, GeneratorNoise,  # noqa: E402
+                                           SampleStreams)
 
 MODELS = {
     "mlp": {"recipe": {"arch": "mlp", "parametrisation": "eps"}, "shape": (2,), "batch": 4096},
@@ -90,16 +100,29 @@ def seconds(fn) -> float:
     return time.process_time() - started
 
 
+def one_generator(batch: int, per_measurement: int | None = None):
+    """The noise source before per-sample streams: one generator for the whole batch."""
+    return GeneratorNoise(torch.Generator().manual_seed(0))
+
+
+def streams(batch: int, per_measurement: int | None = None):
+    """The job's noise source: per-sample streams (a group per measurement for a restorer)."""
+    if per_measurement is None:
+        return SampleStreams(0, batch, GENERATION_BLOCK)
+    return SampleStreams(0, per_measurement, RESTORATION_BLOCK, stream="restorations",
+                         groups=batch // per_measurement)
+
+
 def sampler_case(name: str, shape, batch: int, steps: int):
-    """(run(denoise) -> the Counting wrapper it ran with) for a sampler with its defaults on its default schedule."""
+    """(run(denoise, noise=one_generator) -> the Counting wrapper it ran with) for a sampler with its
+    defaults on its default schedule; the start is the noise source's first draw, as in a job."""
     spec = samplers.get(name)
     sigmas = make_schedule(spec.default_schedule, steps).tolist()
     knobs = spec.resolve_knobs({})
-    x = torch.randn(batch, *shape)
 
-    def run(denoise):
-        counted = Counting(denoise)
-        spec.fn(counted, x.clone(), sigmas, torch.Generator().manual_seed(0), **knobs)
+    def run(denoise, noise=one_generator):
+        counted, source = Counting(denoise), noise(batch)
+        spec.fn(counted, source(torch.empty(batch, *shape)), sigmas, source, **knobs)
         return counted
     return run
 
@@ -114,11 +137,10 @@ def restorer_case(name: str, shape, batch: int, steps: int):
     y = operator.forward(torch.rand(batch // k, *shape, dtype=torch.float64) * 2 - 1)
     y_rows = y.repeat_interleave(k, dim=0).float()
     rows = operator.restrict(torch.arange(batch // k).repeat_interleave(k))
-    x = torch.randn(batch, *shape)
 
-    def run(denoise):
-        counted = Counting(denoise)
-        spec.fn(counted, x.clone(), sigmas, torch.Generator().manual_seed(0), rows, y_rows,
+    def run(denoise, noise=one_generator):
+        counted, source = Counting(denoise), noise(batch, k)
+        spec.fn(counted, source(torch.empty(batch, *shape)), sigmas, source, rows, y_rows,
                 TASK["noise_std_effective"], **knobs)
         return counted
     return run
@@ -148,6 +170,9 @@ def main(args) -> None:
                 cases += [("restorer", name, restorer_case(name, shape, batch, args.steps))
                           for name in restoration.names()]
             cases = [case for case in cases if not only or case[1] in only]
+            if args.noise:
+                compare_noise(model, network, batch, cases, args.repeats, missed)
+                continue
             zero = ZeroCostDenoiser()                            # one per model: its outputs are allocated once
             forwards = {batch: forward_seconds(network, shape, batch, max(args.repeats, 10))}
             print(f"\n## {model} at batch {batch}: one forward {forwards[batch] * 1e3:.2f} ms")
@@ -166,6 +191,23 @@ def main(args) -> None:
                 print(f"{kind:<9} {name:<20} {counted.calls:>5} {counted.rows:>6} {min(per_eval) * 1e3:>12.3f} "
                       f"{100 * share:>9.1f}%{'  > target' if share > TARGET else ''}")
     print(f"\n# load average after: {os.getloadavg()[0]:.2f}; over {100 * TARGET:.0f}%: {', '.join(missed) or 'none'}")
+
+
+def compare_noise(model, network, batch, cases, repeats, missed) -> None:
+    """Each case's whole draw with per-sample streams over the same draw with one generator, alternated."""
+    print(f"\n## {model} at batch {batch}: a whole draw with the network, streams / one generator")
+    print(f"{'kind':<9} {'name':<20} {'one gen. s':>10} {'streams s':>10} {'ratio':>7} {'min':>6} {'median':>6} {'max':>6}")
+    for kind, name, run in cases:
+        run(network)                                     # warm-up
+        pairs = [(seconds(lambda: run(network, one_generator)), seconds(lambda: run(network, streams)))
+                 for _ in range(repeats)]
+        ratios = sorted(after / before for before, after in pairs)
+        ratio = min(after for _, after in pairs) / min(before for before, _ in pairs)
+        if ratio > 1 + TARGET:
+            missed.append(f"{model}/{name}")
+        print(f"{kind:<9} {name:<20} {min(p[0] for p in pairs):>10.3f} {min(p[1] for p in pairs):>10.3f} "
+              f"{ratio:>7.3f} {ratios[0]:>6.3f} {ratios[len(ratios) // 2]:>6.3f} {ratios[-1]:>6.3f}"
+              f"{'  > target' if ratio > 1 + TARGET else ''}")
 
 
 if __name__ == "__main__":

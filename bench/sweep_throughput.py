@@ -1,7 +1,7 @@
 """Benchmark: runs per second of a shard, fused versus one run at a time, against the ideal.
 
 A shard of `--runs` runs (one sampler preset, one seed per run) on one score source, drawn the
-two ways the job loop can (diffsweep.fusion.draws, config `sampling.fuse`), side by side in one
+two ways the job loop can (diffsweep.fusion.draws, config `jobs.fuse`), side by side in one
 process with random network weights (the cost does not depend on them):
 
 - unfused: one run after the other, each network call evaluates one run's samples;
@@ -72,7 +72,7 @@ def measure(denoiser, shape, runs: list[dict], device) -> dict:
         return x
 
     def unfused():
-        for _, drawn in fusion.draws(job, denoiser, runs, fuse=False):
+        for _, drawn, _ in fusion.draws(job, denoiser, runs, fuse=False):
             drawn()
 
     job = Job(draw, device)
@@ -143,7 +143,7 @@ def main() -> None:
     print("# fused gain: unfused / fused seconds; hand-offs: the fused draw with a zero-cost denoiser less the "
           "overhead (the threads' hand-offs, not in the ideal); forward gain: runs x one forward over one run's batch / "
           "one forward over the shard's batch (about 1 where the network is compute-bound); fuse: true draws: what the "
-          "library does with sampling.fuse true (unfused on the CPU when no two runs' calls fit in one network call)")
+          "library does with jobs.fuse true (unfused on the CPU when no two runs' calls fit in one network call)")
     print(f"# load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 

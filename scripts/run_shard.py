@@ -1,7 +1,7 @@
 # Rule run_shard: run a pack of runs of one kind that share one score source (loaded once). The
 # shard's runs come from its id and the config; runs done meanwhile (an earlier attempt) are
 # skipped. A run that raises is recorded as failed and the job succeeds (the Snakefile's onsuccess
-# reports it), unless `sampling.fail_fast` is set.
+# reports it), unless `jobs.fail_fast` is set.
 import os
 
 from diffsweep import grid, runs
@@ -18,9 +18,10 @@ if pending:
                    snakemake.params.results, snakemake.output.marker, options=snakemake.params.options,
                    device=snakemake.params.device, plugins=snakemake.config["plugins"],
                    fidelity_records=snakemake.input.fidelity, fidelity_options=snakemake.params.fidelity,
-                   max_batch=snakemake.config["max_batch"],
+                   max_batch=snakemake.config["jobs"]["max_batch"],
                    log_path=os.path.relpath(snakemake.log[0], snakemake.params.results),
-                   fail_fast=snakemake.config["sampling"]["fail_fast"], fuse=snakemake.config["sampling"]["fuse"],
+                   fail_fast=snakemake.config["jobs"]["fail_fast"], fuse=snakemake.config["jobs"]["fuse"],
+                   fuse_timeout_s=snakemake.config["jobs"]["fuse_timeout_s"],
                    runaway_factor=snakemake.config["sampling"]["runaway_factor"])
 else:   # done by another job of the same shard in the meantime
     runs.write_marker(snakemake.output.marker, model["id"], shard_runs[0]["kind"], {})

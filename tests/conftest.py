@@ -80,7 +80,8 @@ def smoke_run(tmp_path_factory):
 DIGITS = {
     "seeds": [0],
     "data": {"n_train": 200, "n_reference": 200},
-    "sampling": {"n_samples": 64, "runs_per_job": 8},
+    "sampling": {"n_samples": 64},
+    "jobs": {"generation": {"runs_per_job": 8}, "restoration": {"runs_per_job": 4}},
     "datasets": {"digits_gmm": {"family": "digits_gmm", "knobs": {"components": 3}}},
     "models": {"oracle": {"source": "oracle"},
                "unet": {"source": "trained", "arch": "unet", "arch_params": {"channels": [16, 32]},
@@ -101,7 +102,7 @@ DIGITS = {
                       "diffpir": {"family": "diffpir", "steps": 10},
                       "plugin": {"family": "denoise_only", "steps": 10}},
         "models": ["oracle"],
-        "n_measurements": 2, "n_samples": 3, "runs_per_job": 4,
+        "n_measurements": 2, "n_samples": 3,
         "metrics": {"posterior_samples": 200, "lpips_weights": "alexnet.pth"},   # written by the fixture
     },
 }
@@ -109,13 +110,15 @@ DIGITS = {
 # A user's restorer, registered by a plugin file (config `plugins`): the parse and the job import it.
 PLUGIN = """
 from diffsweep.restoration import register
-from diffsweep.samplers import gaussian_like, steps_to_zero
+from diffsweep.samplers import report, steps_to_zero
 
 
 @register("denoise_only", knobs={}, description="unconditional baseline: denoise and renoise, ignoring y")
-def denoise_only(denoise, x, sigmas, generator, operator, y, noise_std):
-    for sigma, following in steps_to_zero(sigmas):
-        x = denoise(x, sigma) + following * gaussian_like(x, generator)
+def denoise_only(denoise, x, sigmas, noise, operator, y, noise_std, *, callback=None):
+    for step, (sigma, following) in enumerate(steps_to_zero(sigmas)):
+        denoised = denoise(x, sigma)
+        x = denoised + following * noise(x)
+        report(callback, step, sigma, x, denoised)
     return x, len(sigmas)
 """
 

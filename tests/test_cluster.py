@@ -118,7 +118,7 @@ SEEDS, RUNS_PER_JOB = [0, 1], 3
 def snakemake(workdir: Path, profile: Path, *extra: str) -> subprocess.Popen:
     smoke = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
     smoke["seeds"] = SEEDS
-    smoke["sampling"]["runs_per_job"] = RUNS_PER_JOB
+    smoke["jobs"]["generation"]["runs_per_job"] = RUNS_PER_JOB
     (workdir / "sweep.yaml").write_text(yaml.safe_dump(smoke))
     return subprocess.Popen([*SNAKEMAKE, "--profile", str(profile), "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
                              "--configfile", "sweep.yaml", *extra], cwd=workdir, stdout=subprocess.PIPE,

@@ -39,6 +39,8 @@ def test_stochastic_samplers_improve_with_steps(dataset_name, preset, oracle_of)
     dataset = make_dataset("gmm", preset=dataset_name)
     reference = dataset.sample(2000, torch.Generator().manual_seed(123))
     distance = lambda x: metrics.sliced_wasserstein2(x, reference, generator=torch.Generator().manual_seed(0))  # noqa: E731
-    few, many = (distance(draw(oracle_of(dataset_name), *STOCHASTIC[preset], steps)) for steps in (4, 64))
+    # 2 steps, not 4: at 4 some samplers already sit near the noise floor of n = 2000 (sliced W2 0.2-0.4), so
+    # whether 64 steps halved it was down to the draw (on seeds 1-3 it did not, before per-sample streams too)
+    few, many = (distance(draw(oracle_of(dataset_name), *STOCHASTIC[preset], steps)) for steps in (2, 64))
     assert many < 0.6, (few, many)           # exact draws of this size sit at 0.1-0.2
     assert many < 0.5 * few, (few, many)

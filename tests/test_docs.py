@@ -12,7 +12,7 @@ named there, and every link and section reference between pages leads somewhere.
   exists in that entry's folder, and every module and package of src/diffsweep, every submodule
   of a package, every rule file and every bench script is listed.
 - Dotted names in backticks in design.md: each is a config key of workflow/schemas/
-  config.schema.yaml (`sampling.fuse`, `samplers.<p>`) or a name of the library (`runs.index`,
+  config.schema.yaml (`jobs.fuse`, `samplers.<p>`) or a name of the library (`runs.index`,
   `grid.Grid.shards`), read without importing it.
 - Links: every relative Markdown link of README.md and docs/*.md leads to an existing file and,
   with `#anchor`, to a heading of it; every prose reference to a section (`docs/cluster.md,
@@ -258,8 +258,8 @@ def test_every_config_key_and_library_name_in_design_md_exists():
 
 
 def test_the_name_checks_tell_existing_from_missing():
-    assert schema_has(["sampling", "fuse"]) and schema_has(["samplers", "<p>", "family"])
-    assert not schema_has(["sampling", "fused"]) and not schema_has(["samplers", "family"])
+    assert schema_has(["jobs", "fuse"]) and schema_has(["samplers", "<p>", "family"])
+    assert not schema_has(["jobs", "fused"]) and not schema_has(["samplers", "family"])
     assert library_has(["io", "read_json"]) and library_has(["diffsweep", "registry", "Registry", "register"])
     assert not library_has(["io", "no_such_name"]) and not library_has(["registry", "Registry", "no_such_method"])
     assert not library_has(["no_such_module", "index"])

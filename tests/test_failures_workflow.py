@@ -34,7 +34,7 @@ from diffsweep.samplers import Knob, register
 
 @register("flaky_euler", knobs={"scale": Knob("float", 1.0, "scale of each step; above 1 it raises")},
           description="Euler steps of the probability-flow ODE that fail for scale > 1 (scale 1: plain Euler steps to 0; below 1 the samples stay far out and run away)")
-def flaky_euler(denoise, x, sigmas, generator, *, scale):
+def flaky_euler(denoise, x, sigmas, noise, *, scale, callback=None):
     if scale > 1:
         raise ValueError(f"scale {scale} is too large\\nsecond line of the message")
     levels = list(sigmas) + [0.0]

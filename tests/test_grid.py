@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from diffsweep import cli, config, grid
+from diffsweep.runs import LAYOUT_VERSION
 
 BASE = {
     "datasets": {"ring8": {"family": "gmm", "knobs": {"preset": "ring8"}}, "swiss": {"family": "swissroll"}},
@@ -40,7 +41,7 @@ def test_a_unet_is_planned_only_on_images_its_levels_can_halve():
 
 def test_defaults_are_filled_everywhere():
     prepared = config.prepare(copy.deepcopy(BASE))
-    assert prepared["results"] == "results" and prepared["sampling"]["runs_per_job"] == 16
+    assert prepared["results"] == "results" and prepared["jobs"]["generation"]["runs_per_job"] == 16
     assert prepared["models"]["mlp"]["train_sigma"] == {"name": "ddpm", "knobs": {}}
     assert prepared["samplers"]["ode"]["schedule"] is None and prepared["samplers"]["ode"]["knobs"] == {}
 
@@ -136,7 +137,7 @@ def sweep_config(**changes):
            "models": {"oracle": {"source": "oracle"}},
            "samplers": {"rw": {"family": "random_walk", "steps": 5, "knobs": {"eps": [0.1, 0.2, 0.3, 0.4, 0.5]}},
                         "ode": {"family": "pf_ode", "steps": [4, 8]}},
-           "seeds": [0, 1], "sampling": {"runs_per_job": 3}}
+           "seeds": [0, 1], "jobs": {"generation": {"runs_per_job": 3}}}
     raw.update(changes)
     return config.prepare(raw)
 
@@ -212,13 +213,13 @@ def test_an_old_results_layout_is_refused_with_what_to_do(tmp_path):
     runs.check_layout(tmp_path / "results")                  # no runs: nothing to mix
     (tmp_path / "results" / "restorations" / "ddrm-0123abcd").mkdir(parents=True)
     with pytest.raises(ValueError, match=r"results: '.*results' holds runs of an older layout \(no layout.json\), "
-                                         r"this diffsweep writes layout version 3; move the folder aside or set "
+                                         r"this diffsweep writes layout version 4; move the folder aside or set "
                                          r"`results:` to another folder"):
         runs.check_layout(tmp_path / "results")
-    for version in (1, 2):       # 2: a folder and run.json per run
+    for version in (1, 2, 3):    # 2: a folder and run.json per run; 3: samples drawn before per-sample streams
         (tmp_path / "results" / "layout.json").write_text(json.dumps({"version": version}))
         with pytest.raises(ValueError, match=f"holds runs of layout version {version}, this diffsweep writes layout "
-                                             f"version 3"):
+                                             f"version 4"):
             runs.check_layout(tmp_path / "results")
     runs.mark_layout(tmp_path / "fresh")
     assert json.loads((tmp_path / "fresh" / "layout.json").read_text()) == {"version": runs.LAYOUT_VERSION}
@@ -227,7 +228,7 @@ def test_an_old_results_layout_is_refused_with_what_to_do(tmp_path):
 
 
 @pytest.mark.parametrize("change,message", [
-    (lambda c: c.update(bogus=1), r"\(top level\): unknown key\(s\) \['bogus'\]; allowed: results, device"),
+    (lambda c: c.update(bogus=1), r"\(top level\): unknown key\(s\) \['bogus'\]; allowed: results, jobs, plugins"),
     (lambda c: c["samplers"]["rw"].update(steps="many"), r"samplers.rw.steps: 'many' has the wrong type"),
     (lambda c: c["samplers"]["rw"].update(family="euler_ancestrall"), r"samplers.rw.family: unknown sampler 'euler_ancestrall'; allowed: ddim, ddpm"),
     (lambda c: c["samplers"]["rw"].update(schedule="cosine"), r"samplers.rw.schedule: unknown schedule 'cosine'; allowed: geometric"),
@@ -248,6 +249,38 @@ def test_bad_configs_fail_naming_the_key(change, message):
     change(raw)
     with pytest.raises(ValueError, match=message):
         build(raw)
+
+
+@pytest.mark.parametrize("old, new", [
+    ("device", "jobs.device"), ("max_batch", "jobs.max_batch"), ("sampling.fuse", "jobs.fuse"),
+    ("sampling.fail_fast", "jobs.fail_fast"), ("sampling.runs_per_job", "jobs.generation.runs_per_job"),
+    ("sampling.job_minutes", "jobs.generation.job_minutes"), ("sampling.run_seconds", "jobs.generation.run_seconds"),
+    ("restoration.runs_per_job", "jobs.restoration.runs_per_job"),
+    ("restoration.job_minutes", "jobs.restoration.job_minutes"),
+    ("restoration.run_seconds", "jobs.restoration.run_seconds"),
+])
+def test_a_jobs_setting_at_its_former_place_is_refused_naming_the_new_one(old, new):
+    """A job's settings live under `jobs` (issue 24): each former key, with its value valid there and
+    here, is refused in one line naming where it went; at the new place the same value is taken."""
+    value = {"device": "cpu", "max_batch": 8, "fuse": False, "fail_fast": True, "runs_per_job": 4, "job_minutes": None,
+             "run_seconds": {}}[old.split(".")[-1]]
+
+    def placed(path):
+        raw = copy.deepcopy(BASE)
+        *sections, key = path.split(".")
+        node = raw
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[key] = value
+        return raw
+    with pytest.raises(config.ConfigError) as refused:
+        config.prepare(placed(old))
+    assert refused.value.problems == [f"{old}: moved to {new}"]
+    *sections, key = new.split(".")
+    node = config.prepare(placed(new))
+    for section in sections:
+        node = node[section]
+    assert node[key] == value
 
 
 def test_load_reads_a_file_and_reports_its_name(tmp_path):
@@ -369,7 +402,7 @@ def test_cli_status_counts_states_per_preset_and_source_and_points_at_failures(t
                ode[1]: record(ode[1], "failed", error="OSError: disk", log=None),   # no log: the shard's logs
                ode[2]: {"run_id": ode[2], "status": "ok"}}    # cannot be trusted: corrupt, redone
     (tmp_path / "results" / "records").mkdir(parents=True)
-    (tmp_path / "results" / "layout.json").write_text(json.dumps({"version": 3}))
+    (tmp_path / "results" / "layout.json").write_text(json.dumps({"version": LAYOUT_VERSION}))
     for name, run_ids in (("a", list(records)[:3]), ("b", list(records)[3:])):   # any record file, any shard
         (tmp_path / "results" / "records" / f"{name}.jsonl").write_text(
             "".join(json.dumps(records[run_id]) + "\n" for run_id in run_ids))

@@ -40,7 +40,7 @@ def drawing():
 
 @register("deadly", knobs={"role": Knob("str", "patient", "patient or crash", choices=["patient", "crash"])},
           description="Euler steps that outlast the other drawing runs (patient) or kill the process (crash)")
-def deadly(denoise, x, sigmas, generator, *, role):
+def deadly(denoise, x, sigmas, noise, *, role, callback=None):
     levels, calls = list(sigmas) + [0.0], 0
     for sigma, sigma_next in zip(levels[:-1], levels[1:]):
         x = x + (sigma_next - sigma) * (x - denoise(x, sigma)) / sigma

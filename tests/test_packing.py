@@ -16,9 +16,10 @@ BASE = {
 }   # score sources: oracle on ring8, mlp on ring8 and on swiss; 8 points x 4 seeds = 32 runs each
 
 
-def checked(**sampling):
+def checked(**packing):
+    """BASE checked with `packing` as its generation runs' packing (jobs.generation)."""
     raw = copy.deepcopy(BASE)
-    raw["sampling"] = sampling
+    raw["jobs"] = {"generation": packing}
     return config.check(raw, check_paths=False)
 
 
@@ -50,7 +51,7 @@ def test_runs_per_job_from_job_minutes_is_clamped():
 def test_shards_from_job_minutes_stay_put_while_runs_finish(tmp_path):
     """The size comes from the config alone: a job that re-parses while runs finish finds its shard."""
     raw = copy.deepcopy(BASE)
-    raw["sampling"] = {"job_minutes": 1, "run_seconds": {"default": 7}}
+    raw["jobs"] = {"generation": {"job_minutes": 1, "run_seconds": {"default": 7}}}
     first = config.check(copy.deepcopy(raw), check_paths=False)
     shards = first.grid.shards(grid.runs_per_job(first.config))
     again = config.check(copy.deepcopy(raw), check_paths=False)
@@ -58,20 +59,20 @@ def test_shards_from_job_minutes_stay_put_while_runs_finish(tmp_path):
     assert sorted(map(len, shards.values())) == [8] * 12   # 60 s / 7 s: 8 runs a job, 3 x 32 runs
 
 
-@pytest.mark.parametrize("sampling, message", [
+@pytest.mark.parametrize("packing, message", [
     ({"job_minutes": 5, "run_seconds": {"oracle": 1}},
-     "sampling.run_seconds: no cost for score source 'mlp' on 'ring8', needed by sampling.job_minutes"),
+     "jobs.generation.run_seconds: no cost for score source 'mlp' on 'ring8', needed by jobs.generation.job_minutes"),
     ({"job_minutes": 5, "run_seconds": {"default": 1, "unet": 3}},
-     "sampling.run_seconds.unet: names no score source of this config's generation runs; allowed: default, mlp, "
-     "mlp/ring8, mlp/swiss, oracle, oracle/ring8"),
+     "jobs.generation.run_seconds.unet: names no score source of this config's generation runs; allowed: default, "
+     "mlp, mlp/ring8, mlp/swiss, oracle, oracle/ring8"),
     ({"job_minutes": 5, "runs_per_job": 8, "run_seconds": {"default": 1}},
-     "sampling.job_minutes and sampling.runs_per_job are both set; set one"),
-    ({"job_minutes": 0, "run_seconds": {"default": 1}}, "sampling.job_minutes"),
-    ({"job_minutes": 5, "run_seconds": {"default": -1}}, "sampling.run_seconds.default"),
+     "jobs.generation.job_minutes and jobs.generation.runs_per_job are both set; set one"),
+    ({"job_minutes": 0, "run_seconds": {"default": 1}}, "jobs.generation.job_minutes"),
+    ({"job_minutes": 5, "run_seconds": {"default": -1}}, "jobs.generation.run_seconds.default"),
 ])
-def test_bad_packing_is_one_line_naming_the_key(sampling, message):
+def test_bad_packing_is_one_line_naming_the_key(packing, message):
     with pytest.raises(config.ConfigError) as error:
-        checked(**sampling)
+        checked(**packing)
     lines = str(error.value).splitlines()
     assert len(lines) == 1 and message in lines[0], lines
 
@@ -81,7 +82,8 @@ def test_restoration_runs_are_packed_the_same_way():
     raw["restoration"] = {"tasks": {"half": {"operator": "inpaint_random", "knobs": {"missing": 0.5}, "noise_std": 0.1,
                                              "data_range": "minus_one_one"}},
                           "restorers": {"ddrm": {"family": "ddrm", "steps": [10, 20, 30]}}, "models": ["oracle"],
-                          "seeds": [0, 1, 2], "job_minutes": 1, "run_seconds": {"oracle/ring8": 20}}
+                          "seeds": [0, 1, 2]}
+    raw["jobs"] = {"restoration": {"job_minutes": 1, "run_seconds": {"oracle/ring8": 20}}}
     result = config.check(raw, check_paths=False)
     shards = result.grid.shards(grid.runs_per_job(result.config))
     restoring = [ids for ids in shards.values() if result.grid.runs[ids[0]].kind == "restoration"]
@@ -90,7 +92,7 @@ def test_restoration_runs_are_packed_the_same_way():
 
 def test_costs_are_measured_from_shard_benchmarks(tmp_path, capsys):
     raw = copy.deepcopy(BASE)
-    raw["sampling"] = {"runs_per_job": 16}
+    raw["jobs"] = {"generation": {"runs_per_job": 16}}
     path = tmp_path / "sweep.yaml"
     path.write_text(__import__("yaml").safe_dump(raw))
     result = config.check(copy.deepcopy(raw), check_paths=False)
@@ -110,11 +112,11 @@ def test_costs_are_measured_from_shard_benchmarks(tmp_path, capsys):
     assert measured == {"generation": {"mlp/ring8": (10.0, 32), "mlp/swiss": (10.0, 16), "oracle/ring8": (2.0, 32)}}
     assert cli.main(["costs", "--config", str(path), "--benchmarks", str(benchmarks), "--job-minutes", "1"]) == 0
     out = capsys.readouterr().out
-    assert "sampling:\n  run_seconds:\n    mlp/ring8: 10" in out and "oracle/ring8: 2 " in out
+    assert "jobs:\n  generation:\n    run_seconds:\n      mlp/ring8: 10" in out and "oracle/ring8: 2 " in out
     assert "30 to a job at job_minutes 1" in out   # 60 s / 2 s
     # the printed block is a valid config section: declared, it gives those sizes
     declared = __import__("yaml").safe_load(out)
-    raw["sampling"] = {"job_minutes": 1, **declared["sampling"]}
+    raw["jobs"] = {"generation": {"job_minutes": 1, **declared["jobs"]["generation"]}}
     assert shard_sizes(config.check(raw, check_paths=False))[("oracle", "ring8")] == [30, 2]
     assert cli.main(["costs", "--config", str(path), "--benchmarks", str(tmp_path / "none")]) == 2
     # issue 26: a damaged benchmark file is named in one line, no traceback
@@ -139,5 +141,7 @@ def test_array_jobs_guard():
 
 
 def test_shard_jobs_ask_for_twice_the_target_length():
-    assert packing.shard_runtime({"sampling": {"job_minutes": None}}, 60) == 60
-    assert packing.shard_runtime({"sampling": {"job_minutes": 45}, "restoration": {"job_minutes": 10}}, 60) == 90
+    assert packing.shard_runtime({"jobs": {"generation": {"job_minutes": None}}}, 60) == 60
+    jobs = {"generation": {"job_minutes": 45}, "restoration": {"job_minutes": 10}}
+    assert packing.shard_runtime({"jobs": jobs}, 60) == 90
+    assert packing.shard_runtime({"jobs": {**jobs, "restoration": {"job_minutes": 50}}}, 60) == 100

@@ -33,8 +33,9 @@ CONFIG = {
     "sampling": {"n_samples": 100},
     "metrics": {"likelihood": {"points": 0}},
 }
-# Columns that differ between two computations of the same run.
-WHEN = ["wall_s", "finished"]
+# Columns that differ between two computations of the same run (fused_with: a recomputed run draws
+# with the runs left to draw, not with those of the first computation).
+WHEN = ["wall_s", "fused_with", "finished"]
 
 
 @pytest.fixture(scope="module")

@@ -87,10 +87,10 @@ def test_a_former_knob_name_is_no_other_knobs_name(clean_registries):
     from diffsweep.samplers import Knob, register
     with pytest.raises(ValueError, match=r"sampler 'renamed': former knob name\(s\) \['a'\] are taken by another knob"):
         register("renamed", knobs={"a": Knob("int", 1, "a"), "b": Knob("int", 1, "b", formerly="a")},
-                 description="")(lambda denoise, x, sigmas, generator, a, b: (x, 0))
+                 description="")(lambda denoise, x, sigmas, noise, a, b, callback=None: (x, 0))
     with pytest.raises(ValueError, match=r"former knob name\(s\) \['c'\]"):
         register("renamed", knobs={"a": Knob("int", 1, "a", formerly="c"), "b": Knob("int", 1, "b", formerly="c")},
-                 description="")(lambda denoise, x, sigmas, generator, a, b: (x, 0))
+                 description="")(lambda denoise, x, sigmas, noise, a, b, callback=None: (x, 0))
 
 
 def test_registries_are_read_without_torch(root):
@@ -108,6 +108,7 @@ import numpy as np
 from diffsweep import data, noise, restoration
 from diffsweep.knobs import Knob
 from diffsweep.restoration.registry import OperatorFamily
+from diffsweep.samplers import report
 
 
 @noise.SCHEDULES.register("cosine_levels", "log sigma on a half-cosine ramp",
@@ -151,10 +152,13 @@ restoration.OPERATORS.add(OperatorFamily(
 
 @restoration.register("replace_walk", knobs={"mix": Knob("float", 0.5, "weight of the measurement", minimum=0.0)},
                       description="denoise, then pull towards the measurement", default_schedule="cosine_levels")
-def replace_walk(denoise, x, sigmas, generator, operator, y, noise_std, *, mix):
-    for sigma in sigmas:
+def replace_walk(denoise, x, sigmas, noise, operator, y, noise_std, *, mix, callback=None):
+    for step, sigma in enumerate(sigmas):
         x = denoise(x, sigma)
-    return x + mix * operator.adjoint(y - operator(x)), len(sigmas)
+        if step == len(sigmas) - 1:
+            x = x + mix * operator.adjoint(y - operator(x))
+        report(callback, step, sigma, x)
+    return x, len(sigmas)
 '''
 
 

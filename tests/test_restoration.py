@@ -305,6 +305,7 @@ def test_conditional_walk_converges_for_an_operator_of_norm_above_one(projection
 
 def test_the_reference_clamp_diverges_for_that_operator(projection_case):
     """What the norm-scaled clamp fixes: tau <= s^2 alone, 20 steps, runs away."""
+    from diffsweep.samplers import GeneratorNoise
     from diffsweep.samplers.random_walk import reference_levels, walk
     denoiser, _, A, y, s, _ = projection_case
     operator, n = MatrixOperator(A), 10
@@ -314,7 +315,7 @@ def test_the_reference_clamp_diverges_for_that_operator(projection_case):
         return denoiser(x, sigma) + sigma ** 2 * operator.adjoint(y - operator.forward(x)) / s ** 2
     generator = torch.Generator().manual_seed(0)
     samples, _ = walk(posterior_denoiser, torch.randn(n, A.shape[1], generator=generator, dtype=torch.float64),
-                      sigmas, generator, taus=[min(tau, s ** 2) for tau in taus], temperatures=temperatures,
+                      sigmas, GeneratorNoise(generator), taus=[min(tau, s ** 2) for tau in taus], temperatures=temperatures,
                       steps_per_level=1, final_noise=False)
     assert not (samples.abs() < 1e6).all()
 

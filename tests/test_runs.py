@@ -59,6 +59,7 @@ def test_a_broken_run_is_recorded_as_failed_and_loses_no_other_run(sweep):
     assert (record["kind"], record["status"], record["row"], record["params"]) == \
         ("generation", "ok", good["row"], good["identity"])
     assert record["nfe"] > 0 and record["metrics"]["sliced_w2"] > 0
+    assert record["fused_with"] == 2    # drew in a fused group of both runs: its wall_s is its share
     assert record["archive"] == "generation.archive" and set(record["files"]) == {"samples.npz"}
     assert record["files"]["samples.npz"]["offset"] == 0 and len(record["files"]["samples.npz"]["sha256"]) == 64
     assert runs.read_run_arrays(results, good["id"])["x"].shape == (100, 2)
@@ -76,6 +77,7 @@ def test_a_broken_run_is_recorded_as_failed_and_loses_no_other_run(sweep):
     assert list(table["status"]) == ["ok", "failed"] and list(table["run_id"]) == [good["id"], broken["id"]]
     assert table["error"].isna().tolist() == [True, False] and table["log"].tolist()[1] == f"{results}/job.log"
     assert str(table["nfe"].dtype) == "Int64" and table["nfe"].isna().tolist() == [False, True]
+    assert str(table["fused_with"].dtype) == "Int64" and table["fused_with"].tolist() == [2, 2]
     params = table.attrs["param_columns"]
     assert params == [c for c in join.manifest(grid.manifest_rows("generation")).columns if c not in tables.ID_COLUMNS]
     assert {"sampler", "steps", "seed", "dataset_preset"} <= set(params)
@@ -109,6 +111,7 @@ def test_a_restoration_shard_writes_one_table_row_per_measurement(sweep):
     assert list(table["measurement"]) == [0, 1] and set(table["status"]) == {"ok"}
     assert (table["noise_std"] == 0.05).all() and (table["noise_std_effective"] == 0.1).all()   # [0, 1] -> [-1, 1]
     assert (table["nfe"] == 4).all() and (table["psnr"] > 0).all()
+    assert (table["fused_with"] == 1).all()     # a shard of one run draws alone: its wall_s is its own
     assert {"restorer", "task", "operator_missing", "noise_std", "n_measurements"} <= set(table.attrs["param_columns"])
     assert "measurement" not in table.attrs["param_columns"]
 

@@ -155,3 +155,40 @@ def test_diffsweep_list_names_a_renamed_knobs_former_name(capsys):
     from diffsweep import cli
     assert cli.main(["list", "samplers"]) == 0
     assert "steps_per_level (int, default 1; in [0, 10000]; formerly corrector_steps)" in capsys.readouterr().out
+
+
+def test_sample_i_of_a_run_depends_only_on_the_seed_and_i(oracle):
+    """Per-sample streams: a run of n samples starts with the run of k < n (start and every step's noise),
+    across a stream block's end, so `keep_samples: k` is exactly the run with `n_samples: k`."""
+    from diffsweep.samplers.randomness import GENERATION_BLOCK
+    n, k = GENERATION_BLOCK + 20, 30
+    for preset in ("random_walk", "ddpm"):
+        more, *_ = run(oracle, preset, 8, n=n)
+        fewer, *_ = run(oracle, preset, 8, n=k)
+        assert torch.equal(more[:k], fewer), preset
+        block, *_ = run(oracle, preset, 8, n=GENERATION_BLOCK)
+        assert torch.equal(more[:GENERATION_BLOCK], block), preset
+        other_seed, *_ = run(oracle, preset, 8, n=k, seed=1)
+        assert not torch.equal(other_seed, fewer)
+
+
+def test_a_restoration_restores_measurement_j_the_same_whatever_the_other_measurements_and_samples(oracle):
+    """Restoration i of measurement j depends only on (seed, j, i): more samples per measurement or more
+    measurements add restorations and change none (the measurements themselves are given here)."""
+    from diffsweep import restoration
+    from diffsweep.runs.restoration import restore
+    from diffsweep.restoration.operators import MatrixOperator
+    operator = MatrixOperator(torch.tensor([[1.0, 0.5]], dtype=torch.float64))
+    y = torch.tensor([[0.5], [-1.0], [2.0]], dtype=torch.float64)
+
+    def restored(measurements: int, k: int):
+        run = {"task": {"noise_std_effective": 0.3}, "seed": 4, "family": "ddrm", "n_samples": k,
+               "schedule": "geometric", "steps": 5, "schedule_knobs": {}, "init": "sigma_max", "init_knobs": {},
+               "knobs": restoration.get("ddrm").resolve_knobs({})}
+        samples, *_ = restore(run, oracle, operator.for_measurements(measurements), y[:measurements], (2,),
+                              torch.float64, torch.device("cpu"))
+        return samples.reshape(measurements, k, 2)
+
+    most = restored(3, 20)           # 20 samples per measurement cross a restoration block
+    assert torch.equal(restored(3, 5), most[:, :5])
+    assert torch.equal(restored(2, 20), most[:2])

@@ -64,8 +64,7 @@ def expected_jobs(path: Path) -> dict[str, int]:
     from diffsweep import config, grid as ds_grid, studies, tables
 
     cfg, grid = config.load(path)
-    shards = grid.shards({"generation": cfg["sampling"]["runs_per_job"],
-                          "restoration": cfg["restoration"]["runs_per_job"]})
+    shards = grid.shards({kind: cfg["jobs"][kind]["runs_per_job"] for kind in ("generation", "restoration")})
     extractors = {(run.model.data.id, extractor) for run in grid.runs.values()
                   for extractor in ds_grid.fidelity_extractors(run.model.data, cfg["fidelity"])}
     likelihood = cfg["metrics"]["likelihood"]
@@ -132,7 +131,7 @@ def test_smoke_run_produces_tables_and_plots(smoke_run):
     for png in ("sliced_w2_vs_nfe.png", "samples_ring8.png", "samples_swissroll.png"):
         assert (results / "plots" / png).stat().st_size > 1000
     from diffsweep import runs
-    assert json.loads((results / "layout.json").read_text()) == {"version": 3}
+    assert json.loads((results / "layout.json").read_text()) == {"version": 4}
     states = runs.index(results)
     assert sorted(state.record["kind"] for state in states.values()) == sorted(run.kind for run in grid.runs.values())
     for run_id in grid.runs:

@@ -374,13 +374,14 @@ def command_costs(args) -> int:
         return 2
     print(f"# seconds per run: each score source's shard jobs (Snakemake benchmarks in {benchmarks}/: start-up, "
           f"sampling and metrics) over their runs")
+    print("jobs:")     # a config section as it is declared: jobs.<kind>.run_seconds
     for kind, by_source in measured.items():
-        print(f"{packing.SECTIONS[kind]}:\n  run_seconds:")
+        print(f"  {kind}:\n    run_seconds:")
         for key, (seconds, count) in by_source.items():
             note = f"{count} runs"
             if args.job_minutes:
                 note += f"; {packing.runs_to_fill(args.job_minutes, seconds)} to a job at job_minutes {args.job_minutes:g}"
-            print(f"    {key}: {seconds:.3g}".ljust(40) + f"# {note}")
+            print(f"      {key}: {seconds:.3g}".ljust(40) + f"# {note}")
     return 0
 
 

@@ -279,13 +279,6 @@ def schema_problems(config: dict, schema: dict) -> list[str]:
     return [_describe(error) for error in errors]
 
 
-def check_schema(config: dict, schema: dict) -> None:
-    """Raise ConfigError listing every violation, one per line."""
-    problems = schema_problems(config, schema)
-    if problems:
-        raise ConfigError(problems)
-
-
 def _describe(error) -> str:
     path = ".".join(str(part) for part in error.absolute_path) or "(top level)"
     schema = error.schema
@@ -343,6 +336,37 @@ def allowed_values(schema: dict) -> str:
     return text + (" " + ", ".join(bounds) if bounds else "")
 
 
+# Keys that moved to another section -> where they live now: a config that still writes one is
+# refused naming the new place (a job's settings moved under `jobs`, issue 24).
+MOVED_KEYS = {
+    "device": "jobs.device",
+    "max_batch": "jobs.max_batch",
+    "sampling.fuse": "jobs.fuse",
+    "sampling.fail_fast": "jobs.fail_fast",
+    "sampling.runs_per_job": "jobs.generation.runs_per_job",
+    "sampling.job_minutes": "jobs.generation.job_minutes",
+    "sampling.run_seconds": "jobs.generation.run_seconds",
+    "restoration.runs_per_job": "jobs.restoration.runs_per_job",
+    "restoration.job_minutes": "jobs.restoration.job_minutes",
+    "restoration.run_seconds": "jobs.restoration.run_seconds",
+}
+
+
+def without_moved_keys(config: dict) -> tuple[dict, list[str]]:
+    """A copy of `config` without the keys of MOVED_KEYS it writes, and `<old key>: moved to <new
+    key>` for each (the rest of the config is still checked: every problem gets its line)."""
+    config, problems = copy.deepcopy(config), []
+    for old, new in MOVED_KEYS.items():
+        *sections, key = old.split(".")
+        node = config
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
+        if isinstance(node, dict) and key in node:
+            del node[key]
+            problems.append(f"{old}: moved to {new}")
+    return config, problems
+
+
 def prepare(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """Defaults filled and the schema checked; raises ConfigError, one line per problem."""
     if not isinstance(config, dict):
@@ -350,9 +374,12 @@ def prepare(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     problems = value_problems(config)
     if problems:
         raise ConfigError(problems)
+    config, moved = without_moved_keys(config)
     schema = load_schema(schema_path)
     config = fill_defaults(config, schema)
-    check_schema(config, schema)
+    problems = [*moved, *schema_problems(config, schema)]
+    if problems:
+        raise ConfigError(problems)
     return config
 
 

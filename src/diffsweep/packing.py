@@ -1,7 +1,7 @@
 """How runs are packed into cluster jobs: how many runs go into one shard job, and whether shard
 jobs may go out as SLURM job arrays (docs/cluster.md, "Packing").
 
-Runs per shard job, by kind (generation: `sampling`, restoration: `restoration`):
+Runs per shard job, by kind (config `jobs.generation`, `jobs.restoration`):
 
 - `runs_per_job`: that many runs of one score source to a job;
 - `job_minutes`: as many runs as fill a job of that many minutes, at the *declared* cost of one
@@ -27,8 +27,8 @@ from diffsweep.runs import kinds
 # The most runs one job takes with job_minutes: bounds the work lost when a job dies and what a
 # shard holds in memory at once (its runs' samples).
 MAX_RUNS_PER_JOB = 1000
-# The config section of each run kind (diffsweep.runs.kinds).
-SECTIONS = {kind.name: kind.section for kind in kinds.KINDS.entries()}
+# The config section of each run kind's packing (under `jobs`: jobs.generation, jobs.restoration).
+SECTIONS = {kind.name: f"jobs.{kind.name}" for kind in kinds.KINDS.entries()}
 DEFAULT_RUNS_PER_JOB = 16
 
 
@@ -46,7 +46,7 @@ class ShardSize:
 
     @classmethod
     def from_config(cls, config: dict) -> "ShardSize":
-        sections = {kind: config.get(section) or {} for kind, section in SECTIONS.items()}
+        sections = {kind: packing_of(config, kind) for kind in SECTIONS}
         return cls({kind: s.get("runs_per_job", DEFAULT_RUNS_PER_JOB) for kind, s in sections.items()},
                    {kind: s.get("job_minutes") for kind, s in sections.items()},
                    {kind: s.get("run_seconds") or {} for kind, s in sections.items()})
@@ -64,6 +64,11 @@ class ShardSize:
             raise ValueError(f"{SECTIONS[kind]}.run_seconds: no cost for score source '{model.name}' on "
                              f"'{model.data.name}'")
         return runs_to_fill(self.job_minutes[kind], seconds)
+
+
+def packing_of(config: dict, kind: str) -> dict:
+    """The packing settings of a kind of run as the config writes them (`jobs.<kind>`; {} if none)."""
+    return ((config or {}).get("jobs") or {}).get(kind) or {}
 
 
 def runs_to_fill(job_minutes: float, run_seconds: float) -> int:
@@ -87,7 +92,7 @@ def check(raw: dict, config: dict, grid) -> None:
                                  f"{kind} runs; allowed: {', '.join(sorted(known))} (<model> or <model>/<dataset>)")
         if size.job_minutes[kind] is None:
             continue
-        if "runs_per_job" in ((raw or {}).get(section) or {}):
+        if "runs_per_job" in packing_of(raw, kind):
             raise ValueError(f"{section}.job_minutes and {section}.runs_per_job are both set; set one "
                              f"(job_minutes chooses the runs per job of each score source from run_seconds)")
         for model in models:
@@ -146,5 +151,5 @@ def array_jobs_problem(array_rules: str | None, jobs_by_rule: dict[str, int], sl
 def shard_runtime(config: dict, minutes: int = 60) -> int:
     """The time limit (minutes) of a shard job's first attempt: `minutes`, or twice the longest
     `job_minutes` (the declared costs are estimates) when that is longer."""
-    targets = [(config.get(section) or {}).get("job_minutes") or 0 for section in SECTIONS.values()]
+    targets = [packing_of(config, kind).get("job_minutes") or 0 for kind in SECTIONS]
     return max(minutes, math.ceil(2 * max(targets)))

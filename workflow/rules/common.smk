@@ -83,7 +83,7 @@ wildcard_constraints:
 
 # Rules that can use a GPU ask for one (`gpu: 1`) unless the config pins the CPU: the SLURM profile
 # turns it into --gpus=1, locally `--resources gpu=N` caps them (docs/cluster.md).
-GPU = 0 if config["device"] == "cpu" else 1
+GPU = 0 if config["jobs"]["device"] == "cpu" else 1
 LIGHT = {"mem_mb": 2000, "runtime": 30, "gpu": 0}   # aggregation, tables and figures
 # Every rule's resources, in one place: memory (MB) and runtime (minutes) of the first attempt; a
 # retry (profile `retries`) asks for `attempt` times as much.

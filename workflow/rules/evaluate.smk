@@ -9,7 +9,7 @@ rule likelihood:
     params:
         model=lambda wc: ds_grid.model_dict(GRID.models[wc.model_id]),
         options=config["metrics"]["likelihood"],
-        device=config["device"],
+        device=config["jobs"]["device"],
     # `plugins` reaches the script through snakemake.config: adding a plugin must not re-run this job.
     log:
         f"{RESULTS}/logs/likelihood/{{model_id}}.log",
@@ -52,7 +52,7 @@ rule fidelity_reference:
     params:
         options=config["fidelity"],
         cache=f"{RESULTS}/fidelity/cache",
-        device=config["device"],
+        device=config["jobs"]["device"],
     # `plugins` reaches the script through snakemake.config: adding a plugin must not re-run this job.
     log:
         f"{RESULTS}/logs/fidelity/{{data_id}}.{{extractor}}.log",

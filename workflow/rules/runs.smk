@@ -20,8 +20,8 @@ rule run_shard:
         results=lambda wc, output: results_of(output.marker, depth=1),
         options=shard_options,
         fidelity=config["fidelity"],
-        device=config["device"],
-    # The script reads its runs, `max_batch` and `plugins` from snakemake.config, not params: the
+        device=config["jobs"]["device"],
+    # The script reads its runs, `jobs` settings and `plugins` from snakemake.config, not params: the
     # shard id names its runs (no per-run dicts in the DAG), chunking the network's calls or adding
     # a plugin changes no run, and a params change would re-run finished shards (trigger `params`).
     log:

@@ -7,7 +7,7 @@ rule train:
         loss_by_sigma=f"{RESULTS}/models/{{model_id}}/loss_by_sigma.parquet",
     params:
         model=lambda wc: ds_grid.model_dict(GRID.models[wc.model_id]),
-        device=config["device"],
+        device=config["jobs"]["device"],
     # The script reads training.checkpoint_every, amp, compile and `plugins` from snakemake.config,
     # not params: they are how a model is trained, not which model (its id), and a params change
     # would retrain finished models (rerun trigger `params`).

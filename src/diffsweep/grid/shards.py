@@ -31,7 +31,7 @@ def pack(runs: dict, runs_per_job) -> dict[str, list[str]]:
 
 def runs_per_job(config: dict) -> packing.ShardSize:
     """Runs packed into one shard job, as a function of (score source, kind): the config's
-    sampling/restoration `runs_per_job`, or as many as fill `job_minutes` at the declared
+    `jobs.<kind>.runs_per_job` (jobs.generation, jobs.restoration), or as many as fill `job_minutes` at the declared
     `run_seconds` (diffsweep.packing)."""
     return packing.ShardSize.from_config(config)
 

@@ -17,7 +17,7 @@ import math
 from diffsweep.restoration.registry import Knob, register
 from diffsweep.restoration.restorers import Spectral, ancestral_step, replacement_step, residual
 from diffsweep.samplers.levels import checked_levels, steps_to_zero, with_final_zero
-from diffsweep.samplers.registry import gaussian_like
+from diffsweep.samplers.randomness import report
 
 
 # --- RePaint ----------------------------------------------------------------------------------
@@ -49,18 +49,19 @@ def repaint_path(n_levels: int, jump_length: int, jump_count: int) -> list[int]:
     init="sigma_max",
     default_schedule="vp_respaced",
 )
-def repaint(denoise, x, sigmas, generator, operator, y, noise_std, *, jump_length, jump_count):
+def repaint(denoise, x, sigmas, noise, operator, y, noise_std, *, jump_length, jump_count, callback=None):
     basis = Spectral(operator, x)
     levels = with_final_zero(sigmas)
     path = repaint_path(len(sigmas), jump_length, jump_count)
     nfe = 0
-    for here, there in zip(path[:-1], path[1:]):
+    for step, (here, there) in enumerate(zip(path[:-1], path[1:])):   # a step: one move down or up the path
         sigma, following = levels[here], levels[there]
         if there > here:      # down: denoise, step, replace the measured part
-            x = replacement_step(denoise, x, sigma, following, generator, operator, y, basis)
+            x = replacement_step(denoise, x, sigma, following, noise, operator, y, basis)
             nfe += 1
         else:                 # up: forward diffusion q(x_following | x_sigma)
-            x = x + math.sqrt(following ** 2 - sigma ** 2) * gaussian_like(x, generator)
+            x = x + math.sqrt(following ** 2 - sigma ** 2) * noise(x)
+        report(callback, step, sigma, x)
     return x, nfe
 
 
@@ -75,21 +76,22 @@ def repaint(denoise, x, sigmas, generator, operator, y, noise_std, *, jump_lengt
     init="sigma_max",
     default_schedule="vp_respaced",
 )
-def ilvr(denoise, x, sigmas, generator, operator, y, noise_std, *, refine_until):
+def ilvr(denoise, x, sigmas, noise, operator, y, noise_std, *, refine_until, callback=None):
     basis = Spectral(operator, x)
     nfe = 0
-    for sigma, following in steps_to_zero(sigmas):
+    for step, (sigma, following) in enumerate(steps_to_zero(sigmas)):
         if sigma >= refine_until:
-            x = replacement_step(denoise, x, sigma, following, generator, operator, y, basis)
+            x = replacement_step(denoise, x, sigma, following, noise, operator, y, basis)
         else:
-            x = ancestral_step(x, denoise(x, sigma), sigma, following, generator)
+            x = ancestral_step(x, denoise(x, sigma), sigma, following, noise)
         nfe += 1
+        report(callback, step, sigma, x)
     return x, nfe
 
 
 # --- DDNM / DDNM+ -----------------------------------------------------------------------------
 
-def null_space_step(denoise, x, sigma, following, generator, operator, y, basis, noise_std):
+def null_space_step(denoise, x, sigma, following, noise, operator, y, basis, noise_std):
     """One DDNM+ step in VE coordinates (one denoiser call). The ancestral step x' = a x0 + r x +
     sqrt(budget) n (r = sigma'^2 / sigma^2, a = 1 - r, budget = sigma'^2 (1 - r)) gets
     x0_hat = x0 + V diag(lam) V^T A^+ (y - A x0): a correction carrying noise of std a lam_i s / s_i,
@@ -107,15 +109,16 @@ def null_space_step(denoise, x, sigma, following, generator, operator, y, basis,
     x0_hat = x0 + basis.from_spectral(correction)
     fresh = torch.where(full, (budget - carried ** 2).clamp(min=0), torch.zeros_like(carried))  # 0 where lam < 1
     fresh = torch.where(basis.observed, fresh, torch.full_like(fresh, budget))
-    return x0_hat + ratio * (x - x0_hat) + basis.from_spectral(fresh.sqrt() * basis.noise(x, generator))
+    return x0_hat + ratio * (x - x0_hat) + basis.from_spectral(fresh.sqrt() * basis.noise(x, noise))
 
 
-def null_space(denoise, x, sigmas, generator, operator, y, noise_std):
+def null_space(denoise, x, sigmas, noise, operator, y, noise_std, callback):
     basis = Spectral(operator, x)
     nfe = 0
-    for sigma, following in steps_to_zero(sigmas):
-        x = null_space_step(denoise, x, sigma, following, generator, operator, y, basis, noise_std)
+    for step, (sigma, following) in enumerate(steps_to_zero(sigmas)):
+        x = null_space_step(denoise, x, sigma, following, noise, operator, y, basis, noise_std)
         nfe += 1
+        report(callback, step, sigma, x)
     return x, nfe
 
 
@@ -127,8 +130,8 @@ def null_space(denoise, x, sigmas, generator, operator, y, noise_std):
     init="sigma_max",
     default_schedule="vp_respaced",
 )
-def ddnm(denoise, x, sigmas, generator, operator, y, noise_std):
-    return null_space(denoise, x, sigmas, generator, operator, y, 0.0)
+def ddnm(denoise, x, sigmas, noise, operator, y, noise_std, *, callback=None):
+    return null_space(denoise, x, sigmas, noise, operator, y, 0.0, callback)
 
 
 @register(
@@ -139,8 +142,8 @@ def ddnm(denoise, x, sigmas, generator, operator, y, noise_std):
     init="sigma_max",
     default_schedule="vp_respaced",
 )
-def ddnm_plus(denoise, x, sigmas, generator, operator, y, noise_std):
-    return null_space(denoise, x, sigmas, generator, operator, y, noise_std)
+def ddnm_plus(denoise, x, sigmas, noise, operator, y, noise_std, *, callback=None):
+    return null_space(denoise, x, sigmas, noise, operator, y, noise_std, callback)
 
 
 # --- RED-diff ---------------------------------------------------------------------------------
@@ -154,21 +157,23 @@ def ddnm_plus(denoise, x, sigmas, generator, operator, y, noise_std):
     init="sigma_max",
     default_schedule="vp_respaced",
 )
-def red_diff(denoise, x, sigmas, generator, operator, y, noise_std, *, lam, lr):
+def red_diff(denoise, x, sigmas, noise, operator, y, noise_std, *, lam, lr, callback=None):
     import torch
     mu = Spectral(operator, x).pseudo_inverse(y).clone().requires_grad_(True)
     optimizer = torch.optim.Adam([mu], lr=lr)
     nfe = 0
-    for sigma in checked_levels(sigmas):
-        n = gaussian_like(x, generator)
+    for step, sigma in enumerate(checked_levels(sigmas)):
+        n = noise(x)
         x_sigma = mu.detach() + sigma * n
-        eps_hat = (x_sigma - denoise(x_sigma, sigma)) / sigma
+        denoised = denoise(x_sigma, sigma)
+        eps_hat = (x_sigma - denoised) / sigma
         nfe += 1
         with torch.enable_grad():
             loss = 0.5 * residual(operator, mu, y).pow(2).sum() + lam * sigma * ((eps_hat - n) * mu).sum()
             optimizer.zero_grad()
             loss.backward()
         optimizer.step()
+        report(callback, step, sigma, mu.detach(), denoised)
     return mu.detach(), nfe
 
 
@@ -186,16 +191,17 @@ def red_diff(denoise, x, sigmas, generator, operator, y, noise_std, *, lam, lr):
     init="sigma_max",
     default_schedule="vp_respaced",
 )
-def daps(denoise, x, sigmas, generator, operator, y, noise_std, *, steps_per_level, step_size):
+def daps(denoise, x, sigmas, noise, operator, y, noise_std, *, steps_per_level, step_size, callback=None):
     largest = operator.norm()
     nfe = 0
-    for sigma, following in steps_to_zero(sigmas):
+    for step, (sigma, following) in enumerate(steps_to_zero(sigmas)):
         x0_hat = denoise(x, sigma)
         nfe += 1
         eta = step_size / (1 / sigma ** 2 + largest ** 2 / noise_std ** 2)
         x0 = x0_hat
         for _ in range(steps_per_level):
             drift = (x0_hat - x0) / sigma ** 2 + operator.adjoint(residual(operator, x0, y)) / noise_std ** 2
-            x0 = x0 + eta * drift + math.sqrt(2 * eta) * gaussian_like(x0, generator)
-        x = x0 + following * gaussian_like(x0, generator)
+            x0 = x0 + eta * drift + math.sqrt(2 * eta) * noise(x0)
+        x = x0 + following * noise(x0)
+        report(callback, step, sigma, x, x0_hat)
     return x, nfe

@@ -12,7 +12,7 @@ is (our images live in [-1, 1]), on [0, 1] it means noise_std_effective = 2 * no
 
 A restorer is a function
 
-    restorer(denoise, x, sigmas, generator, operator, y, noise_std, **knobs) -> (samples, nfe)
+    restorer(denoise, x, sigmas, noise, operator, y, noise_std, *, callback=None, **knobs) -> (samples, nfe)
 
 with the sampler contract (diffsweep.samplers.registry) plus the operator, the measurement y
 (one row per row of x) and noise_std = the task's noise_std_effective.
@@ -25,6 +25,7 @@ from typing import Callable
 
 from diffsweep.knobs import Knob
 from diffsweep.registry import Entry, Registry
+from diffsweep.samplers.randomness import method
 from diffsweep.samplers.registry import MethodSpec
 
 # How much one unit of noise_std on a data range is in our [-1, 1] coordinates.
@@ -107,8 +108,10 @@ RESTORERS = Registry("restorer", MethodSpec)
 
 def register(name: str, knobs: dict[str, Knob], description: str, init: str = "sigma_max",
              default_schedule: str = "geometric"):
-    """Decorator: make a restorer function available under `name` in restoration presets."""
-    return RESTORERS.register(name, description, knobs, init=init, default_schedule=default_schedule)
+    """Decorator: make a restorer function available under `name` in restoration presets (wrapped:
+    diffsweep.samplers.randomness.method)."""
+    add = RESTORERS.register(name, description, knobs, init=init, default_schedule=default_schedule)
+    return lambda fn: add(method("restorer", name, fn))
 
 
 names, get = RESTORERS.names, RESTORERS.get

@@ -1,6 +1,6 @@
 """Restorers: conditional samplers for y = A x + s n, behind the registry like the samplers.
 
-    restorer(denoise, x, sigmas, generator, operator, y, noise_std, **knobs) -> (samples, nfe)
+    restorer(denoise, x, sigmas, noise, operator, y, noise_std, **knobs) -> (samples, nfe)
 
 Where a method is an unconditional sampler run with a conditional denoiser, it reuses the
 sampler itself: a likelihood score g added to the prior score is a denoiser
@@ -20,20 +20,20 @@ import math
 from diffsweep.restoration.registry import Knob, register
 from diffsweep.samplers.ddpm import ddim
 from diffsweep.samplers.random_walk import COMMON_KNOBS, EPS, T0, VE_CONTINUOUS_SIGMA, reference_levels, walk
+from diffsweep.samplers.randomness import report
 from diffsweep.samplers.levels import steps_to_zero
-from diffsweep.samplers.registry import gaussian_like
 
 
 def residual(operator, x, y):
     return y - operator.forward(x)
 
 
-def ancestral_step(x, x0, sigma, following, generator):
+def ancestral_step(x, x0, sigma, following, noise):
     """Exact DDPM posterior q(x_{sigma'} | x_sigma = x, x0) in VE coordinates."""
     ratio = following ** 2 / sigma ** 2
     x = x0 + ratio * (x - x0)
     if following > 0:
-        x = x + math.sqrt(following ** 2 * (1 - ratio)) * gaussian_like(x, generator)
+        x = x + math.sqrt(following ** 2 * (1 - ratio)) * noise(x)
     return x
 
 
@@ -57,10 +57,10 @@ class Spectral:
         """U^T y at the positions of the singular values: the measurement in the right singular basis, times s_i."""
         return self.svd.ut(y)
 
-    def noise(self, x, generator):
+    def noise(self, x, noise):
         """V^T z, z ~ N(0, I) shaped like x: white noise in spectral coordinates, drawn in image space so that
         a draw does not depend on the basis (dense and structured SVDs give the same samples)."""
-        return self.to_spectral(gaussian_like(x, generator))
+        return self.to_spectral(noise(x))
 
     def pseudo_inverse(self, y):
         return self.svd.pseudo_inverse(y, self.rtol)
@@ -80,8 +80,8 @@ class Spectral:
     init="unit",
     default_schedule="sigmoid",
 )
-def rw_conditional(denoise, x, sigmas, generator, operator, y, noise_std, *, eps, T0, clamp_tau,
-                   ve_continuous_sigma, steps_per_level, final_noise):
+def rw_conditional(denoise, x, sigmas, noise, operator, y, noise_std, *, eps, T0, clamp_tau,
+                   ve_continuous_sigma, steps_per_level, final_noise, callback=None):
     sigmas, taus, temperatures = reference_levels(sigmas, eps, T0, ve_continuous_sigma)
     if clamp_tau:
         taus = [min(tau, likelihood_step_bound(operator, noise_std)) for tau in taus]
@@ -89,8 +89,8 @@ def rw_conditional(denoise, x, sigmas, generator, operator, y, noise_std, *, eps
     def posterior_denoiser(x, sigma):
         return denoise(x, sigma) + sigma ** 2 * operator.adjoint(residual(operator, x, y)) / noise_std ** 2
 
-    return walk(posterior_denoiser, x, sigmas, generator, taus=taus, temperatures=temperatures,
-                steps_per_level=steps_per_level, final_noise=final_noise)
+    return walk(posterior_denoiser, x, sigmas, noise, taus=taus, temperatures=temperatures,
+                steps_per_level=steps_per_level, final_noise=final_noise, callback=callback)
 
 
 def likelihood_step_bound(operator, noise_std: float) -> float:
@@ -113,18 +113,19 @@ def likelihood_step_bound(operator, noise_std: float) -> float:
     init="vp_prior",
     default_schedule="vp_respaced",
 )
-def dps(denoise, x, sigmas, generator, operator, y, noise_std, *, scale):
+def dps(denoise, x, sigmas, noise, operator, y, noise_std, *, scale, callback=None):
     import torch
     nfe = 0
-    for sigma, following in steps_to_zero(sigmas):
+    for step, (sigma, following) in enumerate(steps_to_zero(sigmas)):
         with torch.enable_grad():
             x_in = x.detach().requires_grad_(True)
             x0 = denoise(x_in, sigma)
             nfe += 1
             distance = residual(operator, x0, y).flatten(1).norm(dim=1)
             (gradient,) = torch.autograd.grad(distance.sum(), x_in)
-        x = ancestral_step(x, x0.detach(), sigma, following, generator)
+        x = ancestral_step(x, x0.detach(), sigma, following, noise)
         x = x - scale * (1 + sigma ** 2) * gradient
+        report(callback, step, sigma, x, x0.detach())
     return x, nfe
 
 
@@ -139,7 +140,7 @@ def dps(denoise, x, sigmas, generator, operator, y, noise_std, *, scale):
     init="sigma_max",
     default_schedule="vp_respaced",
 )
-def ddrm(denoise, x, sigmas, generator, operator, y, noise_std, *, eta, eta_b):
+def ddrm(denoise, x, sigmas, noise, operator, y, noise_std, *, eta, eta_b, callback=None):
     import torch
     basis = Spectral(operator, x)
     observed = basis.observed
@@ -148,11 +149,11 @@ def ddrm(denoise, x, sigmas, generator, operator, y, noise_std, *, eta, eta_b):
     y_level = torch.where(observed, noise_std / safe_s, torch.full_like(safe_s, math.inf))  # noise of y_bar_i
     finite_level = y_level.clamp(max=torch.finfo(y_level.dtype).max)
     nfe = 0
-    for sigma, following in steps_to_zero(sigmas):
+    for step, (sigma, following) in enumerate(steps_to_zero(sigmas)):
         x0 = denoise(x, sigma)
         nfe += 1
         x0_bar, x_bar = basis.to_spectral(x0), basis.to_spectral(x)
-        z = basis.noise(x, generator)
+        z = basis.noise(x, noise)
         keep = math.sqrt(1 - eta ** 2) * following
         unobserved = x0_bar + keep * (x_bar - x0_bar) / sigma + eta * following * z
         below_noise = x0_bar + keep * (y_bar - x0_bar) / finite_level + eta * following * z
@@ -160,6 +161,7 @@ def ddrm(denoise, x, sigmas, generator, operator, y, noise_std, *, eta, eta_b):
                        + (following ** 2 - eta_b ** 2 * finite_level ** 2).clamp(min=0).sqrt() * z)
         new = torch.where(observed, torch.where(following < y_level, below_noise, above_noise), unobserved)
         x = basis.from_spectral(new)
+        report(callback, step, sigma, x, x0)
     return x, nfe
 
 
@@ -174,18 +176,19 @@ def ddrm(denoise, x, sigmas, generator, operator, y, noise_std, *, eta, eta_b):
     init="sigma_max",
     default_schedule="vp_respaced",
 )
-def diffpir(denoise, x, sigmas, generator, operator, y, noise_std, *, lam, zeta):
+def diffpir(denoise, x, sigmas, noise, operator, y, noise_std, *, lam, zeta, callback=None):
     basis = Spectral(operator, x)
     y_coefficients = basis.y_coefficients(y)
     nfe = 0
-    for sigma, following in steps_to_zero(sigmas):
+    for step, (sigma, following) in enumerate(steps_to_zero(sigmas)):
         x0 = denoise(x, sigma)
         nfe += 1
         rho = lam * noise_std ** 2 / sigma ** 2
         # argmin ||y - A v||^2 + rho ||v - x0||^2, in the SVD basis
         x0 = basis.from_spectral((basis.s * y_coefficients + rho * basis.to_spectral(x0)) / (basis.s ** 2 + rho))
         eps_hat = (x - x0) / sigma
-        x = x0 + following * (math.sqrt(1 - zeta) * eps_hat + math.sqrt(zeta) * gaussian_like(x, generator))
+        x = x0 + following * (math.sqrt(1 - zeta) * eps_hat + math.sqrt(zeta) * noise(x))
+        report(callback, step, sigma, x, x0)
     return x, nfe
 
 
@@ -200,7 +203,7 @@ def diffpir(denoise, x, sigmas, generator, operator, y, noise_std, *, lam, zeta)
     init="vp_prior",
     default_schedule="vp_respaced",
 )
-def pigdm(denoise, x, sigmas, generator, operator, y, noise_std, *, eta, scale):
+def pigdm(denoise, x, sigmas, noise, operator, y, noise_std, *, eta, scale, callback=None):
     import torch
     basis = Spectral(operator, x)
 
@@ -215,7 +218,7 @@ def pigdm(denoise, x, sigmas, generator, operator, y, noise_std, *, eta, scale):
             (guidance,) = torch.autograd.grad((weighted * x0).sum(), x_in)
         return x0.detach() + scale * sigma ** 2 * guidance
 
-    return ddim(guided_denoiser, x, sigmas, generator, eta=eta)
+    return ddim(guided_denoiser, x, sigmas, noise, eta=eta, callback=callback)
 
 
 # --- replacement / projection ----------------------------------------------------------------
@@ -228,19 +231,20 @@ def pigdm(denoise, x, sigmas, generator, operator, y, noise_std, *, eta, scale):
     init="sigma_max",
     default_schedule="vp_respaced",
 )
-def replacement(denoise, x, sigmas, generator, operator, y, noise_std):
+def replacement(denoise, x, sigmas, noise, operator, y, noise_std, *, callback=None):
     basis = Spectral(operator, x)
     nfe = 0
-    for sigma, following in steps_to_zero(sigmas):
-        x = replacement_step(denoise, x, sigma, following, generator, operator, y, basis)
+    for step, (sigma, following) in enumerate(steps_to_zero(sigmas)):
+        x = replacement_step(denoise, x, sigma, following, noise, operator, y, basis)
         nfe += 1
+        report(callback, step, sigma, x)
     return x, nfe
 
 
-def replacement_step(denoise, x, sigma, following, generator, operator, y, basis):
+def replacement_step(denoise, x, sigma, following, noise, operator, y, basis):
     """One step of the replacement family (one denoiser call): ancestral step to `following`, then
     x + A^+ (y_following - A x), y_following = y + following A n (y renoised to the next level).
     For masks A^+ A keeps the known pixels; for SR it is ILVR's low-pass phi = A^+ A."""
-    x = ancestral_step(x, denoise(x, sigma), sigma, following, generator)
-    noisy_y = y + following * operator.forward(gaussian_like(x, generator))
+    x = ancestral_step(x, denoise(x, sigma), sigma, following, noise)
+    noisy_y = y + following * operator.forward(noise(x))
     return x + basis.pseudo_inverse(noisy_y - operator.forward(x))

@@ -11,7 +11,7 @@ the twist only decides how many particles that takes.
 from diffsweep.restoration.registry import Knob, register
 from diffsweep.restoration.restorers import Spectral, ancestral_step, residual
 from diffsweep.samplers.levels import checked_levels, steps_to_zero
-from diffsweep.samplers.registry import gaussian_like
+from diffsweep.samplers.randomness import report
 
 
 def log_twist(basis, operator, y, x0, sigma, noise_std, prior_variance):
@@ -24,11 +24,11 @@ def log_twist(basis, operator, y, x0, sigma, noise_std, prior_variance):
     return -0.5 * (basis.observed * residual_bar.abs() ** 2 / variance).flatten(1).sum(1)
 
 
-def resample(log_weights, generator, *tensors):
+def resample(log_weights, noise, *tensors):
     """Multinomial resampling within each row's particles: log_weights (n, K); tensors (n K, ...)."""
     import torch
     n, k = log_weights.shape
-    picks = torch.multinomial(torch.softmax(log_weights, 1), k, replacement=True, generator=generator)
+    picks = noise.multinomial(torch.softmax(log_weights, 1), k, replacement=True)
     rows = (picks + k * torch.arange(n, device=picks.device)[:, None]).flatten()
     return [tensor[rows] for tensor in tensors]
 
@@ -45,14 +45,17 @@ def resample(log_weights, generator, *tensors):
     init="sigma_max",
     default_schedule="vp_respaced",
 )
-def twisted_smc(denoise, x, sigmas, generator, operator, y, noise_std, *, particles, prior_variance):
+def twisted_smc(denoise, x, sigmas, noise, operator, y, noise_std, *, particles, prior_variance, callback=None):
     import torch
     sigmas = checked_levels(sigmas)
     n, k = x.shape[0], particles
     operator = operator.restrict(torch.arange(n).repeat_interleave(k))     # particle i of row j: row j's operator
     # particle 0 of each row is the given start; the others are drawn from the same N(0, sigma_max^2 I)
-    others = sigmas[0] * gaussian_like(x.unsqueeze(1).expand(n, k - 1, *x.shape[1:]), generator)
+    others = sigmas[0] * noise(x.unsqueeze(1).expand(n, k - 1, *x.shape[1:]))
     x = torch.cat([x.unsqueeze(1), others], 1).flatten(0, 1)
+
+    def particle_noise(z):      # a draw for the n k particles, row j's k particles from row j of the source
+        return noise(z.reshape(n, k, *z.shape[1:])).reshape(z.shape)
     y = y.repeat_interleave(k, 0)
     basis = Spectral(operator, x)
 
@@ -60,9 +63,9 @@ def twisted_smc(denoise, x, sigmas, generator, operator, y, noise_std, *, partic
     nfe = 1
     twist = log_twist(basis, operator, y, x0, sigmas[0], noise_std, prior_variance)
     log_weights = twist
-    for sigma, following in steps_to_zero(sigmas):
-        x, x0, twist = resample(log_weights.reshape(n, k), generator, x, x0, twist)
-        x = ancestral_step(x, x0, sigma, following, generator)
+    for step, (sigma, following) in enumerate(steps_to_zero(sigmas)):
+        x, x0, twist = resample(log_weights.reshape(n, k), noise, x, x0, twist)
+        x = ancestral_step(x, x0, sigma, following, particle_noise)
         if following > 0:
             x0 = denoise(x, following)
             nfe += 1
@@ -70,5 +73,9 @@ def twisted_smc(denoise, x, sigmas, generator, operator, y, noise_std, *, partic
             x0 = x       # at sigma = 0 the twist is the exact likelihood
         following_twist = log_twist(basis, operator, y, x0, following, noise_std, prior_variance)
         log_weights, twist = following_twist - twist, following_twist
-    picks = torch.multinomial(torch.softmax(log_weights.reshape(n, k), 1), 1, generator=generator).flatten()
-    return x.reshape(n, k, *x.shape[1:])[torch.arange(n, device=x.device), picks], nfe
+        if callback is not None and following > 0:      # the particles (n, k, ...) and their denoised
+            report(callback, step, sigma, x.reshape(n, k, *x.shape[1:]), x0.reshape(n, k, *x.shape[1:]))
+    picks = noise.multinomial(torch.softmax(log_weights.reshape(n, k), 1), 1).flatten()
+    x = x.reshape(n, k, *x.shape[1:])[torch.arange(n, device=x.device), picks]
+    report(callback, len(sigmas) - 1, sigmas[-1], x)       # the last step ends with the final pick
+    return x, nfe

@@ -16,6 +16,7 @@ from diffsweep import io, metrics, samplers
 from diffsweep.noise import make_schedule
 from diffsweep.runs.source import call_counted, initial_sample
 from diffsweep.runs.store import kept
+from diffsweep.samplers.randomness import GENERATION_BLOCK, SampleStreams
 
 log = logging.getLogger("diffsweep")
 
@@ -24,11 +25,12 @@ def draw_samples(run: dict, denoiser, shape, dtype, device):
     """Run one sampler preset point: (samples, reported nfe, counted nfe, seconds)."""
     spec = samplers.get(run["family"])
     sigmas = make_schedule(run["schedule"], run["steps"], **run["schedule_knobs"]).tolist()
-    generator = torch.Generator(device=device).manual_seed(run["seed"])
+    # per-sample streams: sample i depends only on (seed, i), so n_samples: k is the first k of a larger run
+    noise = SampleStreams(run["seed"], run["n_samples"], GENERATION_BLOCK, device, stream="samples")
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    x = initial_sample(run["init"], sigmas[0], (run["n_samples"], *shape), generator, dtype, device,
+    x = initial_sample(run["init"], sigmas[0], (run["n_samples"], *shape), noise, dtype, device,
                        run.get("init_knobs"))
-    return call_counted(spec.fn, denoiser, device, x, sigmas, generator, **run["knobs"])
+    return call_counted(spec.fn, denoiser, device, x, sigmas, noise, **run["knobs"])
 
 
 class Generation:

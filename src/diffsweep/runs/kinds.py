@@ -36,9 +36,11 @@ class Kind(Entry):
     expand: Callable                  # (config, models, excluded, expanded) -> {run id: RunSpec}
     options: Callable                 # config -> the options of its shard jobs
     job: Callable                     # () -> the class of its half of a shard job
+    draw_code: tuple                  # (module, name) roots of the code that draws a run (diffsweep.fingerprint)
+    evaluate_code: tuple              # (module, name) roots of the code that scores a run's samples
 
 
-KINDS = Registry("kind", Kind)
+KINDS = Registry("kind of run", Kind)
 
 
 def get(name: str, where: str = "") -> Kind:
@@ -97,7 +99,8 @@ GENERATION = KINDS.add(Kind(
     rows_of_record=generation_rows, families=_samplers, expand=_expand_generation,
     options=lambda config: {"metrics": {key: value for key, value in config["metrics"].items() if key != "likelihood"},
                             "keep_samples": config[GENERATION.section]["keep_samples"]},
-    job=_generation_job))
+    job=_generation_job, draw_code=(("diffsweep.runs.generation", "draw_samples"),),
+    evaluate_code=(("diffsweep.runs.generation", "Generation.finish"), ("diffsweep.metrics", "sample_metrics"))))
 
 RESTORATION = KINDS.add(Kind(
     name="restoration", description="dataset x score source x task x restorer preset point x seed: restore "
@@ -107,4 +110,7 @@ RESTORATION = KINDS.add(Kind(
     table="tables/restoration.parquet", unit="measurement", model_metrics=False, rows_of_record=restoration_rows, families=_restorers,
     expand=_expand_restoration,
     options=lambda config: {key: config[RESTORATION.section][key] for key in ("metrics", "strips", "keep_samples")},
-    job=_restoration_job))
+    job=_restoration_job,
+    draw_code=(("diffsweep.runs.restoration", "measure"), ("diffsweep.runs.restoration", "restore")),
+    evaluate_code=(("diffsweep.runs.restoration", "Restoration.finish"), ("diffsweep.restoration.metrics", "*"),
+                   ("diffsweep.restoration.posterior", "exact_posterior"))))

@@ -1,4 +1,4 @@
-"""The results folder's layout (version 3, docs/design.md "The results folder"): where a shard
+"""The results folder's layout (version 4, docs/design.md "The results folder"): where a shard
 job's record file, archive, marker, log and staging folder are, the layout version a folder
 holds (an older one is refused at parse time: `check_layout`) and the lock one invocation holds
 on the folder (`lock_results`).
@@ -24,8 +24,9 @@ from diffsweep import io
 
 # Version of the results layout; an older results folder is refused (check_layout). 1: records in
 # runs/ and restorations/, 8-digit hashes (no layout.json); 2: one folder and run.json per run,
-# 16-digit hashes; 3: one record file and one archive per shard job (records/).
-LAYOUT_VERSION = 3
+# 16-digit hashes; 3: one record file and one archive per shard job (records/); 4: the same files, runs
+# drawn from per-sample noise streams (diffsweep.samplers.randomness: same ids, other samples than 3's).
+LAYOUT_VERSION = 4
 
 
 def records_folder(results) -> Path:

@@ -101,7 +101,7 @@ def divergence(samples, scale: DataScale, factor: float = RUNAWAY_FACTOR) -> str
 def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, results, shard_path,
               options: dict, device: str = "auto", plugins=(), fidelity_records=(), fidelity_options=None,
               max_batch: int = 0, log_path=None, fail_fast: bool = False, fuse: bool = True,
-              runaway_factor: float = RUNAWAY_FACTOR) -> None:
+              runaway_factor: float = RUNAWAY_FACTOR, fuse_timeout_s: float | None = None) -> None:
     """Run every run of one shard (one score source, one kind); each finished run appends its
     files to the shard's archive and its record line to the shard's record file (ShardStore; the
     shard is the name of `shard_path`, its marker). `options` are the kind's options (generation:
@@ -110,7 +110,8 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     `results`: log_file) and the job goes on; if
     the score source or the data cannot be loaded, every run is. With `fail_fast` the job stops
     (raises) at the first failure instead. With `fuse` the runs draw together, one network call
-    serving all of them at each step (diffsweep.runs.fusion). A run whose samples are not finite, or ran
+    serving all of them at each step (diffsweep.runs.fusion; a wait past `fuse_timeout_s` fails the
+    group's runs still drawing; None: fusion.TIMEOUT_S). A run whose samples are not finite, or ran
     away (`divergence`, `runaway_factor`; 0: not checked), is recorded as `diverged`.
     Runs that were drawing when an earlier job of the shard died (its DrawingNote) are suspects:
     they draw alone, one at a time, before the others; a run that was drawing alone when its job
@@ -130,18 +131,18 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     origin = source.provenance()
     statuses = {}
 
-    def record_failure(run, error, where):
+    def record_failure(run, error, where, fused_with=None):
         log.error("run %s failed", run["id"], exc_info=error)
         summary = one_line(error)
         store.discard(run["id"])
         store.append(make_record(run, FAILED, None, None, where, origin,
-                                 {"error": summary, "log": None if log_path is None else str(log_path)}))
+                                 {"error": summary, "log": None if log_path is None else str(log_path)}, fused_with))
         statuses[run["id"]] = FAILED
         note.stored(run["id"])
         if fail_fast:
             raise RuntimeError(f"run {run['id']} failed (fail_fast is set, the job stops): {summary}") from error
 
-    def store_drawn(run, drawn):
+    def store_drawn(run, drawn, fused_with):
         try:
             output, nfe, counted, wall = drawn()
             if nfe != counted:
@@ -153,12 +154,12 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
             if why:
                 log.warning("%s run %s diverged: %s", kind, run["id"], why)
                 results_part["error"] = why
-            store.append(make_record(run, status, nfe, wall, chosen, origin, results_part), folder)
+            store.append(make_record(run, status, nfe, wall, chosen, origin, results_part, fused_with), folder)
             statuses[run["id"]] = status
             note.stored(run["id"])
             log.info("%s run %s: %s, nfe %d, %.2f s", kind, run["id"], status, nfe, wall)
         except (Exception, SystemExit) as error:  # one broken run must not lose the others (sys.exit included)
-            record_failure(run, error, chosen)
+            record_failure(run, error, chosen, fused_with)
 
     culprit, suspects = culprit_and_suspects(died, runs)
     if died is not None:     # the dead job's suspects stay noted until drawn; the culprit no more (a
@@ -192,10 +193,11 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
             note.write([run["id"]], isolating=True, suspects=later)
             log.info("run %s draws alone: it was drawing when a job of this shard died (%d suspect(s) after it)",
                      run["id"], len(later))
-            store_drawn(run, functools.partial(job.draw, run, denoiser))
+            store_drawn(run, functools.partial(job.draw, run, denoiser), 1)
         others = [run for run in runs if run not in suspects]
-        for run, drawn in fusion.draws(job, denoiser, others, fuse, starting=starting):   # fused: as each draw ends
-            store_drawn(run, drawn)
+        for run, drawn, fused_with in fusion.draws(job, denoiser, others, fuse, starting=starting,
+                                                   timeout_s=fuse_timeout_s or fusion.TIMEOUT_S):   # as each draw ends
+            store_drawn(run, drawn, fused_with)
     note.clear()
     failed = sum(status == FAILED for status in statuses.values())
     if failed:

@@ -1,7 +1,9 @@
 """Run records: their format and checks, the index of every record file (done detection), the
 queries on it, a run's stored files (checked against their sha256), and `forget` / `extract`.
 
-- Record. A line holds run_id (first), kind, status, nfe, wall_s, device, finished, row (the
+- Record. A line holds run_id (first), kind, status, nfe, wall_s, fused_with (the runs of the
+  group it drew in: 1, wall_s is its own draw time; more, wall_s is its share of the group's
+  time; None, it never drew; absent from records of older jobs), device, finished, row (the
   manifest row), params (what the id hashes), provenance, archive and files (offset, size and
   sha256 of each file in the archive; none when keep_samples is `none`) and the kind's results:
   `metrics` and `skipped` (generation), `measurements` (restoration, one entry per measurement);
@@ -58,7 +60,7 @@ FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
 KEY_TYPES = {"run_id": str, "kind": str, "status": str, "nfe": (int, type(None)),
              "wall_s": (int, float, type(None)), "device": str, "finished": str, "row": dict, "params": dict,
              "provenance": dict, "archive": str, "files": dict, "metrics": dict, "skipped": dict,
-             "measurements": list, "error": str, "log": (str, type(None))}
+             "measurements": list, "error": str, "log": (str, type(None)), "fused_with": (int, type(None))}
 
 
 class CorruptRecord(ValueError):
@@ -373,8 +375,11 @@ def extract(results, run_id: str, out, states: dict | None = None) -> list[Path]
     return written
 
 
-def make_record(run: dict, status: str, nfe, wall, device, origin: dict, results_part: dict) -> dict:
-    """A run's record (ShardStore.append adds where its files are); run_id first: a torn line still names its run."""
+def make_record(run: dict, status: str, nfe, wall, device, origin: dict, results_part: dict,
+                fused_with: int | None = None) -> dict:
+    """A run's record (ShardStore.append adds where its files are); run_id first: a torn line still
+    names its run. `fused_with`: the runs of the group it drew in (fusion.draws; None: it never drew)."""
     return {"run_id": run["id"], "kind": run["kind"], "status": status, "nfe": nfe, "wall_s": wall,
-            "device": str(device), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "fused_with": fused_with, "device": str(device),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "row": run["row"], "params": run["identity"], "provenance": origin, **results_part}

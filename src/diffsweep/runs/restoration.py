@@ -22,6 +22,7 @@ from diffsweep.restoration.posterior import exact_posterior
 from diffsweep.restoration.restorers import Spectral
 from diffsweep.runs.source import call_counted, initial_sample
 from diffsweep.runs.store import kept
+from diffsweep.samplers.randomness import RESTORATION_BLOCK, SampleStreams
 
 log = logging.getLogger("diffsweep")
 
@@ -112,13 +113,14 @@ def restore(run: dict, denoiser, operator, y, shape, dtype, device):
     spec = restoration.get(run["family"])
     k = run["n_samples"]
     sigmas = make_schedule(run["schedule"], run["steps"], **run["schedule_knobs"]).tolist()
-    generator = torch.Generator(device=device).manual_seed(run["seed"])
-    x = initial_sample(run["init"], sigmas[0], (len(y) * k, *shape), generator, dtype, device,
-                            run.get("init_knobs"))
+    # per-sample streams, a group per measurement: restoration i of measurement j depends only on (seed, j, i);
+    # the measurement noise (measure) and the operator's random parts (its seed) have generators of their own
+    noise = SampleStreams(run["seed"], k, RESTORATION_BLOCK, device, stream="restorations", groups=len(y))
+    x = initial_sample(run["init"], sigmas[0], (len(y) * k, *shape), noise, dtype, device, run.get("init_knobs"))
     y_rows = y.repeat_interleave(k, dim=0).to(device, dtype)
     rows = operator.restrict(torch.arange(len(y)).repeat_interleave(k))    # sample j * k + i measures image j
-    return call_counted(spec.fn, denoiser, device, x, sigmas, generator, rows, y_rows,
-                             run["task"]["noise_std_effective"], **run["knobs"])
+    return call_counted(spec.fn, denoiser, device, x, sigmas, noise, rows, y_rows,
+                        run["task"]["noise_std_effective"], **run["knobs"])
 
 
 def save_strip(operator, y, samples, exact_means, truth, path) -> None:

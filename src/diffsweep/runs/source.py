@@ -23,6 +23,7 @@ import torch
 
 import diffsweep
 from diffsweep import data
+from diffsweep.samplers.randomness import noise_source
 
 
 def use_threads(threads: int) -> None:
@@ -83,7 +84,7 @@ def check_network_fits(model: dict, shape) -> None:
 
 
 def load_denoiser(model: dict, checkpoint_path, device, data_dir=None, max_batch: int = 0):
-    """(denoiser, dtype) of a score source; with `max_batch` (config `max_batch`) it is called in chunks."""
+    """(denoiser, dtype) of a score source; with `max_batch` (config `jobs.max_batch`) it is called in chunks."""
     denoiser, dtype = _load_denoiser(model, checkpoint_path, device, data_dir)
     return (InChunks(denoiser, max_batch) if max_batch else denoiser), dtype
 
@@ -131,13 +132,14 @@ class CountingDenoiser:
         return self.denoiser(x, sigma)
 
 
-def initial_sample(init: str, sigma_max: float, shape, generator, dtype, device, init_knobs: dict | None = None):
-    """The start x ~ N(mean, scale^2 I) of `init` (samplers.INITS); `init_knobs` only for `gaussian`."""
+def initial_sample(init: str, sigma_max: float, shape, noise, dtype, device, init_knobs: dict | None = None):
+    """The start x ~ N(mean, scale^2 I) of `init` (samplers.INITS), the first draw of the noise source
+    `noise` (diffsweep.samplers.randomness; a torch.Generator is wrapped); `init_knobs` only for `gaussian`."""
     mean, scale = 0.0, {"unit": 1.0, "sigma_max": sigma_max, "vp_prior": (1.0 + sigma_max ** 2) ** 0.5,
                         "gaussian": None}[init]
     if init == "gaussian":
         mean, scale = init_knobs["mean"], init_knobs["std"]
-    return mean + scale * torch.randn(shape, generator=generator, dtype=dtype, device=device)
+    return mean + scale * noise_source(noise)(torch.empty(shape, dtype=dtype, device=device))
 
 
 def call_counted(fn, denoiser, device, *args, **kwargs):

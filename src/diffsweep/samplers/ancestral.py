@@ -19,7 +19,8 @@ import math
 
 from diffsweep.samplers.dpm import ancestral_sigmas
 from diffsweep.samplers.levels import steps_to_zero
-from diffsweep.samplers.registry import Knob, gaussian_like, register
+from diffsweep.samplers.randomness import report
+from diffsweep.samplers.registry import Knob, register
 
 ANCESTRAL_KNOBS = {
     "eta": Knob("float", 1.0, "ancestral noise fraction (0: the deterministic solver)", minimum=0.0),
@@ -41,15 +42,16 @@ def midpoint_move(denoise, x, sigma, denoised, sigma_to):
     return x + (sigma_to - sigma) * (x_mid - denoise(x_mid, sigma_mid)) / sigma_mid, 1
 
 
-def ancestral_walk(denoise, x, sigmas, generator, move, eta, s_noise):
+def ancestral_walk(denoise, x, sigmas, noise, move, eta, s_noise, callback):
     nfe = 0
-    for sigma, sigma_next in steps_to_zero(sigmas):
+    for step, (sigma, sigma_next) in enumerate(steps_to_zero(sigmas)):
         denoised = denoise(x, sigma)
         sigma_down, sigma_up = ancestral_sigmas(sigma, sigma_next, eta)
         x, extra = move(denoise, x, sigma, denoised, sigma_down)
         nfe += 1 + extra
         if sigma_up > 0:
-            x = x + s_noise * sigma_up * gaussian_like(x, generator)
+            x = x + s_noise * sigma_up * noise(x)
+        report(callback, step, sigma, x, denoised)
     return x, nfe
 
 
@@ -60,8 +62,8 @@ def ancestral_walk(denoise, x, sigmas, generator, move, eta, s_noise):
     init="sigma_max",
     default_schedule="karras",
 )
-def euler_ancestral(denoise, x, sigmas, generator, *, eta, s_noise):
-    return ancestral_walk(denoise, x, sigmas, generator, euler_move, eta, s_noise)
+def euler_ancestral(denoise, x, sigmas, noise, *, eta, s_noise, callback=None):
+    return ancestral_walk(denoise, x, sigmas, noise, euler_move, eta, s_noise, callback)
 
 
 @register(
@@ -71,8 +73,8 @@ def euler_ancestral(denoise, x, sigmas, generator, *, eta, s_noise):
     init="sigma_max",
     default_schedule="karras",
 )
-def dpm_2(denoise, x, sigmas, generator):
-    return ancestral_walk(denoise, x, sigmas, generator, midpoint_move, eta=0.0, s_noise=0.0)
+def dpm_2(denoise, x, sigmas, noise, *, callback=None):
+    return ancestral_walk(denoise, x, sigmas, noise, midpoint_move, eta=0.0, s_noise=0.0, callback=callback)
 
 
 @register(
@@ -82,5 +84,5 @@ def dpm_2(denoise, x, sigmas, generator):
     init="sigma_max",
     default_schedule="karras",
 )
-def dpm_2_ancestral(denoise, x, sigmas, generator, *, eta, s_noise):
-    return ancestral_walk(denoise, x, sigmas, generator, midpoint_move, eta, s_noise)
+def dpm_2_ancestral(denoise, x, sigmas, noise, *, eta, s_noise, callback=None):
+    return ancestral_walk(denoise, x, sigmas, noise, midpoint_move, eta, s_noise, callback)

@@ -18,7 +18,8 @@ DDIM, with x0 = D(x, sigma_k) and eps = (x - x0) / sigma_k:
 import math
 
 from diffsweep.samplers.levels import with_final_zero
-from diffsweep.samplers.registry import Knob, gaussian_like, register
+from diffsweep.samplers.randomness import report
+from diffsweep.samplers.registry import Knob, register
 
 
 def alpha_bars(sigmas) -> list[float]:
@@ -36,20 +37,23 @@ def alpha_bars(sigmas) -> list[float]:
     init="vp_prior",
     default_schedule="vp_respaced",
 )
-def ddpm(denoise, x, sigmas, generator, *, variance):
+def ddpm(denoise, x, sigmas, noise, *, variance, callback=None):
     abar = alpha_bars(sigmas)
     z = math.sqrt(abar[0]) * x
     nfe = 0
     for k, sigma in enumerate(sigmas):
         x_ve = z / math.sqrt(abar[k])
-        eps = (x_ve - denoise(x_ve, sigma)) / sigma
+        denoised = denoise(x_ve, sigma)
+        eps = (x_ve - denoised) / sigma
         nfe += 1
         alpha = abar[k] / abar[k + 1]
         beta = 1.0 - alpha
         z = (z - beta / math.sqrt(1.0 - abar[k]) * eps) / math.sqrt(alpha)
         if k < len(sigmas) - 1:
             var = beta if variance == "beta" else beta * (1.0 - abar[k + 1]) / (1.0 - abar[k])
-            z = z + math.sqrt(var) * gaussian_like(z, generator)
+            z = z + math.sqrt(var) * noise(z)
+        if callback is not None:
+            report(callback, k, sigma, z / math.sqrt(abar[k + 1]), denoised)
     return z, nfe
 
 
@@ -60,7 +64,7 @@ def ddpm(denoise, x, sigmas, generator, *, variance):
     init="vp_prior",
     default_schedule="vp_respaced",
 )
-def ddim(denoise, x, sigmas, generator, *, eta):
+def ddim(denoise, x, sigmas, noise, *, eta, callback=None):
     abar = alpha_bars(sigmas)
     nfe = 0
     for k, sigma in enumerate(sigmas):
@@ -70,6 +74,7 @@ def ddim(denoise, x, sigmas, generator, *, eta):
         s = eta * math.sqrt((1 - abar[k + 1]) / (1 - abar[k])) * math.sqrt(1 - abar[k] / abar[k + 1])
         z = math.sqrt(abar[k + 1]) * x0 + math.sqrt(max(1 - abar[k + 1] - s ** 2, 0.0)) * eps
         if s > 0:
-            z = z + s * gaussian_like(x, generator)
+            z = z + s * noise(x)
         x = z / math.sqrt(abar[k + 1])
+        report(callback, k, sigma, x, x0)
     return x, nfe

@@ -22,6 +22,7 @@ including the step to 0. One evaluation per step for both.
 import math
 
 from diffsweep.samplers.levels import checked_levels, final_steps_order, steps_to_zero
+from diffsweep.samplers.randomness import report
 from diffsweep.samplers.registry import Knob, register
 
 ADAMS_BASHFORTH = [[1], [3 / 2, -1 / 2], [23 / 12, -16 / 12, 5 / 12], [55 / 24, -59 / 24, 37 / 24, -9 / 24]]
@@ -68,15 +69,17 @@ def horner(coefficients: list, u: float) -> float:
     init="sigma_max",
     default_schedule="karras",
 )
-def deis(denoise, x, sigmas, generator, *, solver_order, lower_order_final):
+def deis(denoise, x, sigmas, noise, *, solver_order, lower_order_final, callback=None):
     levels = checked_levels(sigmas)
     slopes, nfe = [], 0     # eps at the visited levels, newest last
     for k, (sigma, sigma_next) in enumerate(steps_to_zero(levels)):
-        slopes = (slopes + [(x - denoise(x, sigma)) / sigma])[-solver_order:]
+        denoised = denoise(x, sigma)
+        slopes = (slopes + [(x - denoised) / sigma])[-solver_order:]
         nfe += 1
         p = 1 if sigma_next == 0 else final_steps_order(len(slopes), k, len(levels), lower_order_final)
         weights = log_lagrange_weights(levels[k + 1 - p:k + 1], sigma, sigma_next) if p > 1 else [sigma_next - sigma]
         x = x + sum(w * d for w, d in zip(weights, slopes[-p:]))
+        report(callback, k, sigma, x, denoised)
     return x, nfe
 
 
@@ -87,11 +90,13 @@ def deis(denoise, x, sigmas, generator, *, solver_order, lower_order_final):
     init="sigma_max",
     default_schedule="karras",
 )
-def ipndm(denoise, x, sigmas, generator, *, solver_order):
+def ipndm(denoise, x, sigmas, noise, *, solver_order, callback=None):
     slopes, nfe = [], 0     # eps at the visited levels, newest first
-    for sigma, sigma_next in steps_to_zero(sigmas):
-        slopes = [(x - denoise(x, sigma)) / sigma] + slopes[:solver_order - 1]
+    for step, (sigma, sigma_next) in enumerate(steps_to_zero(sigmas)):
+        denoised = denoise(x, sigma)
+        slopes = [(x - denoised) / sigma] + slopes[:solver_order - 1]
         nfe += 1
         combined = sum(c * d for c, d in zip(ADAMS_BASHFORTH[len(slopes) - 1], slopes))
         x = x + (sigma_next - sigma) * combined
+        report(callback, step, sigma, x, denoised)
     return x, nfe

@@ -13,7 +13,8 @@ The step to sigma = 0 returns the denoised sample (2M) or takes an Euler step (2
 import math
 
 from diffsweep.samplers.levels import steps_to_zero
-from diffsweep.samplers.registry import Knob, gaussian_like, register
+from diffsweep.samplers.randomness import report
+from diffsweep.samplers.registry import Knob, register
 
 
 @register(
@@ -23,13 +24,14 @@ from diffsweep.samplers.registry import Knob, gaussian_like, register
     init="sigma_max",
     default_schedule="karras",
 )
-def dpmpp_2m(denoise, x, sigmas, generator):
+def dpmpp_2m(denoise, x, sigmas, noise, *, callback=None):
     previous, h_previous, nfe = None, None, 0
-    for sigma, sigma_next in steps_to_zero(sigmas):
+    for step, (sigma, sigma_next) in enumerate(steps_to_zero(sigmas)):
         denoised = denoise(x, sigma)
         nfe += 1
         if sigma_next == 0:
             x = denoised
+            report(callback, step, sigma, x, denoised)
             break
         h = math.log(sigma / sigma_next)
         if previous is None:
@@ -38,6 +40,7 @@ def dpmpp_2m(denoise, x, sigmas, generator):
             r = h_previous / h
             corrected = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * previous
         x = (sigma_next / sigma) * x - math.expm1(-h) * corrected
+        report(callback, step, sigma, x, denoised)
         previous, h_previous = denoised, h
     return x, nfe
 
@@ -60,9 +63,9 @@ def ancestral_sigmas(sigma: float, sigma_next: float, eta: float) -> tuple[float
     init="sigma_max",
     default_schedule="karras",
 )
-def dpmpp_2s_ancestral(denoise, x, sigmas, generator, *, eta, s_noise):
+def dpmpp_2s_ancestral(denoise, x, sigmas, noise, *, eta, s_noise, callback=None):
     nfe = 0
-    for sigma, sigma_next in steps_to_zero(sigmas):
+    for step, (sigma, sigma_next) in enumerate(steps_to_zero(sigmas)):
         denoised = denoise(x, sigma)
         nfe += 1
         sigma_down, sigma_up = ancestral_sigmas(sigma, sigma_next, eta)
@@ -76,5 +79,6 @@ def dpmpp_2s_ancestral(denoise, x, sigmas, generator, *, eta, s_noise):
             nfe += 1
             x = (sigma_down / sigma) * x - math.expm1(-h) * denoised_mid
         if sigma_up > 0:
-            x = x + s_noise * sigma_up * gaussian_like(x, generator)
+            x = x + s_noise * sigma_up * noise(x)
+        report(callback, step, sigma, x, denoised)
     return x, nfe

@@ -24,7 +24,8 @@ import math
 
 from diffsweep.samplers.dpm import ancestral_sigmas
 from diffsweep.samplers.levels import checked_levels
-from diffsweep.samplers.registry import Knob, gaussian_like, register
+from diffsweep.samplers.randomness import report
+from diffsweep.samplers.registry import Knob, register
 
 
 def dpm_solver_pair(denoise, x, sigma, eps, sigma_to, order):
@@ -65,14 +66,16 @@ def dpm_solver_pair(denoise, x, sigma, eps, sigma_to, order):
                 "end points matter; NFE counted",
     init="sigma_max",
     default_schedule="karras",
+    batch_coupled=True,      # one error norm over the batch sets every step
 )
-def dpm_adaptive(denoise, x, sigmas, generator, *, solver_order, rtol, atol, h_init, eta, s_noise, final_denoise):
+def dpm_adaptive(denoise, x, sigmas, noise, *, solver_order, rtol, atol, h_init, eta, s_noise, final_denoise,
+                 callback=None):
     import torch
 
     levels = checked_levels(sigmas)
     t, t_end = -math.log(levels[0]), -math.log(levels[-1])
     h, controller_order = h_init, 1.5 if eta > 0 else solver_order
-    x_prev, eps, nfe = x, None, 0
+    x_prev, eps, nfe, step = x, None, 0, 0
     while t < t_end - 1e-5:
         sigma, sigma_next = math.exp(-t), math.exp(-min(t_end, t + h))
         sigma_down, _ = ancestral_sigmas(sigma, sigma_next, eta)
@@ -90,9 +93,12 @@ def dpm_adaptive(denoise, x, sigmas, generator, *, solver_order, rtol, atol, h_i
         if factor >= 0.81:
             x_prev, x, eps = x_low, x_high, None
             if sigma_up > 0:
-                x = x + s_noise * sigma_up * gaussian_like(x, generator)
+                x = x + s_noise * sigma_up * noise(x)
             t = -math.log(sigma_next)
+            report(callback, step, sigma, x)      # an accepted step
+            step += 1
     if final_denoise:
         x = denoise(x, levels[-1])
         nfe += 1
+        report(callback, step, levels[-1], x, x)
     return x, nfe

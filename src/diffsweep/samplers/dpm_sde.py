@@ -29,7 +29,7 @@ order when there are fewer than 15 levels, as diffusers' DPMSolverMultistepSched
 (for (2M) it changes nothing: the step to 0 is first order anyway).
 
 Noise: k-diffusion draws SDE noise from a Brownian tree (torchsde) so that it is a function of
-the seed and the interval. Here every draw is a plain Gaussian from `generator`: the multistep
+the seed and the interval. Here every draw is a plain Gaussian from `noise`: the multistep
 samplers need one increment per step (disjoint intervals, so independent: the same law); the
 singlestep SDE needs the increments over [sigma_s, sigma_k] and [sigma_{k+1}, sigma_k], which
 overlap, so it draws the two independent pieces W(sigma_k) - W(sigma_s) and W(sigma_s) -
@@ -40,7 +40,8 @@ import math
 
 from diffsweep.samplers.dpm import ancestral_sigmas
 from diffsweep.samplers.levels import final_steps_order, steps_to_zero
-from diffsweep.samplers.registry import Knob, gaussian_like, register
+from diffsweep.samplers.randomness import report
+from diffsweep.samplers.registry import Knob, register
 
 SDE_KNOBS = {
     "eta": Knob("float", 1.0, "noise fraction (0: the deterministic DPM-Solver++)", minimum=0.0),
@@ -61,17 +62,18 @@ def first_order_step(x, denoised, sigma, sigma_to):
     init="sigma_max",
     default_schedule="karras",
 )
-def dpmpp_sde(denoise, x, sigmas, generator, *, eta, s_noise, r):
+def dpmpp_sde(denoise, x, sigmas, noise, *, eta, s_noise, r, callback=None):
     nfe = 0
-    for sigma, sigma_next in steps_to_zero(sigmas):
+    for step, (sigma, sigma_next) in enumerate(steps_to_zero(sigmas)):
         denoised = denoise(x, sigma)
         nfe += 1
         if sigma_next == 0:
             x = denoised
+            report(callback, step, sigma, x, denoised)
             break
         sigma_s = sigma * math.exp(-r * math.log(sigma / sigma_next))
         # Brownian increments over [sigma_s, sigma] and [sigma_next, sigma], normalised to unit variance
-        first, second = (gaussian_like(x, generator), gaussian_like(x, generator)) if eta > 0 else (0.0, 0.0)
+        first, second = (noise(x), noise(x)) if eta > 0 else (0.0, 0.0)
         noise_s = first
         noise_next = (math.sqrt(sigma - sigma_s) * first + math.sqrt(sigma_s - sigma_next) * second) / math.sqrt(
             sigma - sigma_next)
@@ -84,10 +86,11 @@ def dpmpp_sde(denoise, x, sigmas, generator, *, eta, s_noise, r):
         sigma_down, sigma_up = ancestral_sigmas(sigma, sigma_next, eta)
         combined = (1 - 1 / (2 * r)) * denoised + 1 / (2 * r) * denoised_s
         x = first_order_step(x, combined, sigma, sigma_down) + s_noise * sigma_up * noise_next
+        report(callback, step, sigma, x, denoised_s)
     return x, nfe
 
 
-def multistep_sde(denoise, x, sigmas, generator, eta, s_noise, correction, lower_order_final=False):
+def multistep_sde(denoise, x, sigmas, noise, eta, s_noise, correction, lower_order_final, callback):
     """The shared loop of (2M) and (3M) SDE: first-order part, `correction(h, H, history)`, noise;
     the correction sees as much history as the step's order (its length + 1) allows."""
     history, nfe = [], 0    # (D, h) of the previous steps, newest first
@@ -97,6 +100,7 @@ def multistep_sde(denoise, x, sigmas, generator, eta, s_noise, correction, lower
         nfe += 1
         if sigma_next == 0:
             x = denoised
+            report(callback, k, sigma, x, denoised)
             break
         h = math.log(sigma / sigma_next)
         big_h = (1 + eta) * h
@@ -104,7 +108,8 @@ def multistep_sde(denoise, x, sigmas, generator, eta, s_noise, correction, lower
         order = final_steps_order(len(history) + 1, k, len(steps), lower_order_final)
         x = x + correction(denoised, h, big_h, history[:order - 1])
         if eta > 0:
-            x = x + s_noise * sigma_next * math.sqrt(-math.expm1(-2 * eta * h)) * gaussian_like(x, generator)
+            x = x + s_noise * sigma_next * math.sqrt(-math.expm1(-2 * eta * h)) * noise(x)
+        report(callback, k, sigma, x, denoised)
         history = [(denoised, h)] + history[:1]
     return x, nfe
 
@@ -117,7 +122,7 @@ def multistep_sde(denoise, x, sigmas, generator, eta, s_noise, correction, lower
     init="sigma_max",
     default_schedule="karras",
 )
-def dpmpp_2m_sde(denoise, x, sigmas, generator, *, eta, s_noise, solver_type):
+def dpmpp_2m_sde(denoise, x, sigmas, noise, *, eta, s_noise, solver_type, callback=None):
     def correction(denoised, h, big_h, history):
         if not history:
             return 0.0
@@ -125,7 +130,7 @@ def dpmpp_2m_sde(denoise, x, sigmas, generator, *, eta, s_noise, solver_type):
         c = -math.expm1(-big_h) / 2 if solver_type == "midpoint" else math.expm1(-big_h) / big_h + 1
         return c * (denoised - previous) / (h_previous / h)
 
-    return multistep_sde(denoise, x, sigmas, generator, eta, s_noise, correction)
+    return multistep_sde(denoise, x, sigmas, noise, eta, s_noise, correction, False, callback)
 
 
 @register(
@@ -140,7 +145,7 @@ def dpmpp_2m_sde(denoise, x, sigmas, generator, *, eta, s_noise, solver_type):
     init="sigma_max",
     default_schedule="karras",
 )
-def dpmpp_3m_sde(denoise, x, sigmas, generator, *, eta, s_noise, second_difference, lower_order_final):
+def dpmpp_3m_sde(denoise, x, sigmas, noise, *, eta, s_noise, second_difference, lower_order_final, callback=None):
     weight = 2.0 if second_difference == "exact" else 1.0
 
     def correction(denoised, h, big_h, history):
@@ -157,4 +162,4 @@ def dpmpp_3m_sde(denoise, x, sigmas, generator, *, eta, s_noise, second_differen
             return phi_2 * d1 - weight * (phi_2 / big_h - 0.5) * d2
         return 0.0
 
-    return multistep_sde(denoise, x, sigmas, generator, eta, s_noise, correction, lower_order_final)
+    return multistep_sde(denoise, x, sigmas, noise, eta, s_noise, correction, lower_order_final, callback)

@@ -10,7 +10,8 @@ With s_churn = 0 it is the deterministic Heun solver `pf_ode`.
 import math
 
 from diffsweep.samplers.levels import steps_to_zero
-from diffsweep.samplers.registry import Knob, gaussian_like, register
+from diffsweep.samplers.randomness import report
+from diffsweep.samplers.registry import Knob, register
 
 
 @register(
@@ -25,15 +26,16 @@ from diffsweep.samplers.registry import Knob, gaussian_like, register
     init="sigma_max",
     default_schedule="karras",
 )
-def edm(denoise, x, sigmas, generator, *, s_churn, s_tmin, s_tmax, s_noise):
+def edm(denoise, x, sigmas, noise, *, s_churn, s_tmin, s_tmax, s_noise, callback=None):
     steps = len(sigmas)
     nfe = 0
-    for sigma, sigma_next in steps_to_zero(sigmas):
+    for step, (sigma, sigma_next) in enumerate(steps_to_zero(sigmas)):
         gamma = min(s_churn / steps, math.sqrt(2.0) - 1.0) if s_tmin <= sigma <= s_tmax else 0.0
         sigma_hat = sigma * (1.0 + gamma)
         if gamma > 0:
-            x = x + math.sqrt(sigma_hat ** 2 - sigma ** 2) * s_noise * gaussian_like(x, generator)
-        slope = (x - denoise(x, sigma_hat)) / sigma_hat
+            x = x + math.sqrt(sigma_hat ** 2 - sigma ** 2) * s_noise * noise(x)
+        denoised = denoise(x, sigma_hat)
+        slope = (x - denoised) / sigma_hat
         nfe += 1
         x_next = x + (sigma_next - sigma_hat) * slope
         if sigma_next > 0:
@@ -41,4 +43,5 @@ def edm(denoise, x, sigmas, generator, *, s_churn, s_tmin, s_tmax, s_noise):
             nfe += 1
             x_next = x + (sigma_next - sigma_hat) * 0.5 * (slope + slope_next)
         x = x_next
+        report(callback, step, sigma, x, denoised)
     return x, nfe

@@ -8,7 +8,8 @@ the largest (as the paper's Table 1 prints it). In the random-walk view: tau = a
 import math
 
 from diffsweep.samplers.levels import checked_levels
-from diffsweep.samplers.registry import Knob, gaussian_like, register
+from diffsweep.samplers.randomness import report
+from diffsweep.samplers.registry import Knob, register
 
 
 @register(
@@ -24,17 +25,20 @@ from diffsweep.samplers.registry import Knob, gaussian_like, register
     init="sigma_max",
     default_schedule="geometric",
 )
-def ncsn(denoise, x, sigmas, generator, *, eps, steps_per_level, sigma_ref, final_denoise):
+def ncsn(denoise, x, sigmas, noise, *, eps, steps_per_level, sigma_ref, final_denoise, callback=None):
     sigmas = checked_levels(sigmas)
     reference = min(sigmas) if sigma_ref == "smallest" else max(sigmas)
     nfe = 0
     for sigma in sigmas:
         alpha = eps * sigma ** 2 / reference ** 2
         for _ in range(steps_per_level):
-            score = (denoise(x, sigma) - x) / sigma ** 2
+            denoised = denoise(x, sigma)
+            score = (denoised - x) / sigma ** 2
+            x = x + 0.5 * alpha * score + math.sqrt(alpha) * noise(x)
+            report(callback, nfe, sigma, x, denoised)
             nfe += 1
-            x = x + 0.5 * alpha * score + math.sqrt(alpha) * gaussian_like(x, generator)
     if final_denoise:
         x = denoise(x, sigmas[-1])
+        report(callback, nfe, sigmas[-1], x, x)
         nfe += 1
     return x, nfe

@@ -13,6 +13,7 @@ import functools
 import math
 
 from diffsweep.samplers.levels import with_final_zero
+from diffsweep.samplers.randomness import report
 from diffsweep.samplers.registry import Knob, register
 
 
@@ -43,13 +44,15 @@ def lagrange_weights(nodes: list, a: float, b: float) -> list:
     init="sigma_max",
     default_schedule="karras",
 )
-def lms(denoise, x, sigmas, generator, *, solver_order):
+def lms(denoise, x, sigmas, noise, *, solver_order, callback=None):
     levels = with_final_zero(sigmas)
     slopes, nfe = [], 0
     for k in range(len(levels) - 1):
-        slopes = (slopes + [(x - denoise(x, levels[k])) / levels[k]])[-solver_order:]
+        denoised = denoise(x, levels[k])
+        slopes = (slopes + [(x - denoised) / levels[k]])[-solver_order:]
         nfe += 1
         nodes = levels[k + 1 - len(slopes):k + 1]
         weights = lagrange_weights(nodes, levels[k], levels[k + 1])
         x = x + sum(w * d for w, d in zip(weights, slopes))
+        report(callback, k, levels[k], x, denoised)
     return x, nfe

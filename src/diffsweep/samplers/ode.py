@@ -6,6 +6,7 @@ Euler: K evaluations; Heun: 2K - 1.
 """
 
 from diffsweep.samplers.levels import checked_levels, steps_to_zero
+from diffsweep.samplers.randomness import report
 from diffsweep.samplers.registry import Knob, register
 
 
@@ -18,10 +19,11 @@ from diffsweep.samplers.registry import Knob, register
     init="sigma_max",
     default_schedule="karras",
 )
-def pf_ode(denoise, x, sigmas, generator, *, solver_type):
+def pf_ode(denoise, x, sigmas, noise, *, solver_type, callback=None):
     nfe = 0
-    for sigma, sigma_next in steps_to_zero(sigmas):
-        slope = (x - denoise(x, sigma)) / sigma
+    for step, (sigma, sigma_next) in enumerate(steps_to_zero(sigmas)):
+        denoised = denoise(x, sigma)
+        slope = (x - denoised) / sigma
         nfe += 1
         x_euler = x + (sigma_next - sigma) * slope
         if solver_type == "heun" and sigma_next > 0:
@@ -30,6 +32,7 @@ def pf_ode(denoise, x, sigmas, generator, *, solver_type):
             x = x + (sigma_next - sigma) * 0.5 * (slope + slope_next)
         else:
             x = x_euler
+        report(callback, step, sigma, x, denoised)
     return x, nfe
 
 
@@ -44,8 +47,9 @@ def pf_ode(denoise, x, sigmas, generator, *, solver_type):
                 "only the schedule's end points matter",
     init="sigma_max",
     default_schedule="geometric",
+    batch_coupled=True,      # scipy solves the batch as one ODE system, one step size for all
 )
-def pf_ode_rk45(denoise, x, sigmas, generator, *, rtol, atol, final_denoise):
+def pf_ode_rk45(denoise, x, sigmas, noise, *, rtol, atol, final_denoise, callback=None):
     import numpy as np
     import torch
     from scipy.integrate import solve_ivp
@@ -64,8 +68,14 @@ def pf_ode_rk45(denoise, x, sigmas, generator, *, rtol, atol, final_denoise):
     solution = solve_ivp(drift, (sigmas[0], sigmas[-1]), start, method="RK45", rtol=rtol, atol=atol)
     if not solution.success:
         raise RuntimeError(f"pf_ode_rk45: the solver failed: {solution.message}")
-    x = torch.from_numpy(solution.y[:, -1]).to(like).reshape(shape)
+    state = lambda i: torch.from_numpy(solution.y[:, i]).to(like).reshape(shape)  # noqa: E731
+    steps = len(solution.t) - 1                 # the solver's accepted steps, reported once it is done
+    if callback is not None:
+        for i in range(steps):
+            report(callback, i, solution.t[i], state(i + 1))
+    x = state(-1)
     if final_denoise:
         x = denoise(x, sigmas[-1])
         nfe += 1
+        report(callback, steps, sigmas[-1], x, x)
     return x, nfe

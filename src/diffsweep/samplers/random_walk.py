@@ -27,7 +27,8 @@ import math
 
 from diffsweep.noise import ve_continuous_levels
 from diffsweep.samplers.levels import checked_levels, with_final_zero
-from diffsweep.samplers.registry import Knob, gaussian_like, register
+from diffsweep.samplers.randomness import report
+from diffsweep.samplers.registry import Knob, register
 
 STEP_RULES = ("reference", "ncsn", "ve_sde", "ddpm")
 RAMPS = ("index", "log_sigma")
@@ -81,17 +82,19 @@ def step_sizes(rule: str, sigmas, eps: float, T0: float, sigma_ref: str, ddpm_va
     raise ValueError(f"unknown step rule '{rule}'; allowed: {', '.join(STEP_RULES)}")
 
 
-def walk(denoise, x, sigmas, generator, *, taus, temperatures, steps_per_level, final_noise):
+def walk(denoise, x, sigmas, noise, *, taus, temperatures, steps_per_level, final_noise, callback=None):
     """The template itself, for given step sizes and temperatures."""
     nfe, total = 0, len(sigmas) * steps_per_level
     for k, (sigma, tau, T) in enumerate(zip(sigmas, taus, temperatures)):
         for m in range(steps_per_level):
-            score = (denoise(x, sigma) - x) / sigma ** 2
+            denoised = denoise(x, sigma)
+            score = (denoised - x) / sigma ** 2
             nfe += 1
             x = x + tau * score
-            is_last = k * steps_per_level + m == total - 1
-            if final_noise or not is_last:
-                x = x + math.sqrt(2.0 * tau * T) * gaussian_like(x, generator)
+            step = k * steps_per_level + m
+            if final_noise or step != total - 1:
+                x = x + math.sqrt(2.0 * tau * T) * noise(x)
+            report(callback, step, sigma, x, denoised)
     return x, nfe
 
 
@@ -132,40 +135,40 @@ def reference_levels(sigmas, eps: float, T0: float, ve_continuous_sigma: str, ra
     init="unit",
     default_schedule="sigmoid",
 )
-def random_walk(denoise, x, sigmas, generator, *, step_rule, eps, T0, sigma_ref, variance, ve_continuous_sigma,
-                steps_per_level, final_noise, ramp="index"):
+def random_walk(denoise, x, sigmas, noise, *, step_rule, eps, T0, sigma_ref, variance, ve_continuous_sigma,
+                steps_per_level, final_noise, ramp="index", callback=None):
     if ve_continuous_sigma != "none":
         if step_rule != "reference":
             raise ValueError(f"ve_continuous_sigma '{ve_continuous_sigma}' needs step_rule 'reference', got '{step_rule}'")
         sigmas, taus, temps = reference_levels(sigmas, eps, T0, ve_continuous_sigma, ramp)
     else:
         taus, temps = step_sizes(step_rule, sigmas, eps, T0, sigma_ref, variance, ramp)
-    return walk(denoise, x, sigmas, generator, taus=taus, temperatures=temps,
-                steps_per_level=steps_per_level, final_noise=final_noise)
+    return walk(denoise, x, sigmas, noise, taus=taus, temperatures=temps,
+                steps_per_level=steps_per_level, final_noise=final_noise, callback=callback)
 
 
 @register("rw_ncsn", knobs={"eps": EPS, "sigma_ref": SIGMA_REF, **COMMON_KNOBS},
           description="random walk with NCSN's Table-1 setting: tau = eps sigma^2 / (2 sigma_ref^2), T = 1",
           init="sigma_max", default_schedule="geometric")
-def rw_ncsn(denoise, x, sigmas, generator, *, eps, sigma_ref, steps_per_level, final_noise):
-    return random_walk(denoise, x, sigmas, generator, step_rule="ncsn", eps=eps, T0=1.0, sigma_ref=sigma_ref,
+def rw_ncsn(denoise, x, sigmas, noise, *, eps, sigma_ref, steps_per_level, final_noise, callback=None):
+    return random_walk(denoise, x, sigmas, noise, step_rule="ncsn", eps=eps, T0=1.0, sigma_ref=sigma_ref,
                        variance="beta", ve_continuous_sigma="none",
-                       steps_per_level=steps_per_level, final_noise=final_noise)
+                       steps_per_level=steps_per_level, final_noise=final_noise, callback=callback)
 
 
 @register("rw_ve_sde", knobs=COMMON_KNOBS,
           description="random walk with the VE-SDE's Table-1 setting: tau = sigma_k^2 - sigma_{k+1}^2, T = 1/2",
           init="sigma_max", default_schedule="geometric")
-def rw_ve_sde(denoise, x, sigmas, generator, *, steps_per_level, final_noise):
-    return random_walk(denoise, x, sigmas, generator, step_rule="ve_sde", eps=0.0, T0=1.0, sigma_ref="smallest",
+def rw_ve_sde(denoise, x, sigmas, noise, *, steps_per_level, final_noise, callback=None):
+    return random_walk(denoise, x, sigmas, noise, step_rule="ve_sde", eps=0.0, T0=1.0, sigma_ref="smallest",
                        variance="beta", ve_continuous_sigma="none",
-                       steps_per_level=steps_per_level, final_noise=final_noise)
+                       steps_per_level=steps_per_level, final_noise=final_noise, callback=callback)
 
 
 @register("rw_ddpm", knobs={"variance": VARIANCE, **COMMON_KNOBS},
           description="random walk with DDPM's Table-1 setting: tau = (1 - alpha)/abar, T = s^2 alpha / (2 - 2 alpha)",
           init="vp_prior", default_schedule="vp_pretrained")
-def rw_ddpm(denoise, x, sigmas, generator, *, variance, steps_per_level, final_noise):
-    return random_walk(denoise, x, sigmas, generator, step_rule="ddpm", eps=0.0, T0=1.0, sigma_ref="smallest",
+def rw_ddpm(denoise, x, sigmas, noise, *, variance, steps_per_level, final_noise, callback=None):
+    return random_walk(denoise, x, sigmas, noise, step_rule="ddpm", eps=0.0, T0=1.0, sigma_ref="smallest",
                        variance=variance, ve_continuous_sigma="none",
-                       steps_per_level=steps_per_level, final_noise=final_noise)
+                       steps_per_level=steps_per_level, final_noise=final_noise, callback=callback)

@@ -2,11 +2,14 @@
 
 A sampler is a function
 
-    sampler(denoise, x, sigmas, generator, **knobs) -> (samples, nfe)
+    sampler(denoise, x, sigmas, noise, *, callback=None, **knobs) -> (samples, nfe)
 
 where `denoise(x, sigma) -> D(x, sigma)` is any score source, `x` the initial sample, `sigmas`
-the sampling schedule (python floats, largest first), `generator` a torch.Generator for every
-noise draw, and `nfe` the number of `denoise` calls it made. Knob declarations are plain data,
+the sampling schedule (python floats, largest first), `noise` the noise source of every draw
+(`noise(x)`: N(0, I) shaped like x; a torch.Generator is accepted and wrapped), `callback` called
+once per step with the step's dict (diffsweep.samplers.randomness), and `nfe` the number of
+`denoise` calls it made. Registration wraps the function (`randomness.method`) and refuses one
+without `callback`; the job loop passes per-sample streams (`randomness.SampleStreams`). Knob declarations are plain data,
 so the workflow validates presets at parse time without importing torch.
 """
 
@@ -17,6 +20,7 @@ from typing import Callable
 
 from diffsweep.knobs import Knob, resolve_knobs  # Knob re-exported: plugins declare knobs with it
 from diffsweep.registry import Entry, Registry
+from diffsweep.samplers.randomness import method
 
 INITS = {
     "unit": "x ~ N(0, I), the reference code's start",
@@ -45,6 +49,9 @@ class MethodSpec(Entry):
     fn: Callable
     init: str = "sigma_max"          # default start distribution
     default_schedule: str = "geometric"
+    # Its step control reads the whole batch (an adaptive solver's error norm), so a sample depends on the
+    # batch it was drawn in: no prefix property (`keep_samples: k` is not the run with `n_samples: k`).
+    batch_coupled: bool = False
 
     def __post_init__(self):
         if self.init not in INITS:
@@ -57,15 +64,11 @@ SAMPLERS = Registry("sampler", MethodSpec)
 
 
 def register(name: str, knobs: dict[str, Knob], description: str, init: str = "sigma_max",
-             default_schedule: str = "geometric"):
-    """Decorator: make a sampler function available under `name` in presets."""
-    return SAMPLERS.register(name, description, knobs, init=init, default_schedule=default_schedule)
+             default_schedule: str = "geometric", batch_coupled: bool = False):
+    """Decorator: make a sampler function available under `name` in presets (wrapped: `randomness.method`)."""
+    add = SAMPLERS.register(name, description, knobs, init=init, default_schedule=default_schedule,
+                            batch_coupled=batch_coupled)
+    return lambda fn: add(method("sampler", name, fn))
 
 
 names, get = SAMPLERS.names, SAMPLERS.get
-
-
-def gaussian_like(x, generator):
-    """A standard normal draw shaped like x, from `generator` (the only source of randomness)."""
-    import torch
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)

@@ -19,7 +19,8 @@ Correctors at level k (alpha = 1 - beta_k for VP, 1 for VE), score_sde's rules:
 import math
 
 from diffsweep.samplers.levels import with_final_zero
-from diffsweep.samplers.registry import Knob, gaussian_like, register
+from diffsweep.samplers.randomness import report
+from diffsweep.samplers.registry import Knob, register
 
 
 class Process:
@@ -86,9 +87,9 @@ def _mean_norm(v) -> float:
     init="sigma_max",
     default_schedule="geometric",
 )
-def sde_euler(denoise, x, sigmas, generator, *, process, final_noise):
-    return pc(denoise, x, sigmas, generator, process=process, predictor="euler_maruyama", corrector="none",
-              snr=0.0, steps_per_level=0, sequence="corrector_first", final_noise=final_noise)
+def sde_euler(denoise, x, sigmas, noise, *, process, final_noise, callback=None):
+    return pc(denoise, x, sigmas, noise, process=process, predictor="euler_maruyama", corrector="none",
+              snr=0.0, steps_per_level=0, sequence="corrector_first", final_noise=final_noise, callback=callback)
 
 
 @register(
@@ -108,8 +109,10 @@ def sde_euler(denoise, x, sigmas, generator, *, process, final_noise):
     description="predictor-corrector sampling (score_sde): reverse diffusion / Euler-Maruyama + Langevin corrector",
     init="sigma_max",
     default_schedule="geometric",
+    batch_coupled=True,      # the langevin corrector's step reads the batch's mean norms (score_sde)
 )
-def pc(denoise, x, sigmas, generator, *, process, predictor, corrector, snr, steps_per_level, sequence, final_noise):
+def pc(denoise, x, sigmas, noise, *, process, predictor, corrector, snr, steps_per_level, sequence, final_noise,
+       callback=None):
     sde = Process(process, sigmas)
     state, nfe, last = sde.to_state(x, 0), 0, len(sigmas) - 1
 
@@ -118,7 +121,7 @@ def pc(denoise, x, sigmas, generator, *, process, predictor, corrector, snr, ste
         for _ in range(steps_per_level if corrector != "none" else 0):
             score = sde.score(denoise, state, k)
             nfe += 1
-            state = sde.correct(corrector, state, score, k, snr, gaussian_like(state, generator))
+            state = sde.correct(corrector, state, score, k, snr, noise(state))
         return state
 
     for k in range(len(sigmas)):
@@ -129,8 +132,10 @@ def pc(denoise, x, sigmas, generator, *, process, predictor, corrector, snr, ste
         else:
             score = sde.score(denoise, state, k)
             nfe += 1
-            noise = gaussian_like(state, generator) if (final_noise or k < last) else None
-            state = sde.predict(predictor, state, score, k, noise)
+            increment = noise(state) if (final_noise or k < last) else None
+            state = sde.predict(predictor, state, score, k, increment)
         if sequence == "predictor_first" and k < last:
             state = run_corrector(state, k + 1)
+        if callback is not None:    # one step: a level's corrector and predictor; D stays inside the process
+            report(callback, k, sigmas[k], sde.to_x(state, k + 1))
     return sde.to_x(state, len(sigmas)), nfe

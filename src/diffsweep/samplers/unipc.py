@@ -19,6 +19,7 @@ DDIM (the Euler step of the probability-flow ODE). One evaluation per step.
 import math
 
 from diffsweep.samplers.levels import checked_levels, final_steps_order
+from diffsweep.samplers.randomness import report
 from diffsweep.samplers.registry import Knob, register
 
 
@@ -62,7 +63,8 @@ def unipc_update(x, sigma, sigma_next, history, solver_type, new=None):
     init="sigma_max",
     default_schedule="karras",
 )
-def unipc(denoise, x, sigmas, generator, *, solver_order, solver_type, use_corrector, lower_order_final):
+def unipc(denoise, x, sigmas, noise, *, solver_order, solver_type, use_corrector, lower_order_final,
+          callback=None):
     levels = checked_levels(sigmas)
     history, nfe = [], 0     # (lambda, D) at the visited levels, newest first
     x_before = None          # the state the last predictor step started from
@@ -73,7 +75,9 @@ def unipc(denoise, x, sigmas, generator, *, solver_order, solver_type, use_corre
             x = unipc_update(x_before, levels[k - 1], sigma, history[:p], solver_type, new=denoised)
         history = [(-math.log(sigma), denoised)] + history[:solver_order - 1]
         if k == len(levels) - 1:
+            report(callback, k, sigma, denoised, denoised)
             return denoised, nfe
         p = final_steps_order(min(solver_order, k + 1), k, len(levels), lower_order_final, any_length=True)
         x_before = x
         x = unipc_update(x, sigma, levels[k + 1], history[:p], solver_type)
+        report(callback, k, sigma, x, denoised)

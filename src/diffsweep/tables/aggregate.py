@@ -14,7 +14,7 @@ import math
 from diffsweep import io
 from diffsweep.tables.rows import PARAM_COLUMNS, kind
 
-RECORD_COLUMNS = ["status", "nfe", "wall_s", "device", "finished"]
+RECORD_COLUMNS = ["status", "nfe", "wall_s", "fused_with", "device", "finished"]
 LEADING_COLUMNS = ["run_id", "kind", "dataset", "model", "sampler", "sampler_family", "schedule", "steps", "init", "seed"]
 # Manifest columns that name a run, its data or its model rather than set them: not parameters.
 ID_COLUMNS = ("run_id", "kind", "data_id", "model_id")   # kind: in the manifest of every run (runs.parquet)
