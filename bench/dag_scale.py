@@ -7,7 +7,7 @@ and each step runs in its own process, timed with its peak memory (max RSS):
 - `diffsweep grid --config sweep.yaml` (the expansion),
 - `snakemake -n` (parse, grid, shards, DAG; nothing runs),
 - `diffsweep status` (done / pending per preset),
-- the aggregation of the generation table (`diffsweep.runs.frame`) with every run done: before
+- the aggregation of the generation table (`diffsweep.runs.join.frame`) with every run done: before
   it (untimed), each shard gets a record file of synthetic records and a sparse archive in the
   results layout (records/), as a finished sweep leaves them.
 
@@ -59,9 +59,10 @@ def measure(command: list[str], cwd: Path) -> tuple[float, float]:
 AGGREGATE = """
 import sys
 from diffsweep import config, runs
+from diffsweep.runs import join
 cfg, grid = config.load(sys.argv[1])
-table = runs.frame("generation", grid.manifest_rows("generation"), cfg["results"])
-assert len(table) == len(grid.runs) and (table["status"] == "ok").all()
+table = join.frame("generation", grid.manifest_rows("generation"), cfg["results"])
+assert len(table) == len(grid.of_kind("generation")) and (table["status"] == "ok").all()
 """
 
 # A finished sweep's records/: one record file per shard, a record per run (the fields and size of
@@ -79,8 +80,8 @@ metrics = dict.fromkeys(["sliced_w2", "mmd", "energy_distance", "mode_coverage",
 for shard, run_ids in grid.shards(ds_grid.runs_per_job(cfg)).items():
     lines, offset = [], 0
     for run_id in run_ids:
-        spec = grid.all_runs[run_id]
-        run = {"id": run_id, "kind": spec.kind, "row": spec.row(), "params": spec.params()}
+        spec = grid.runs[run_id]
+        run = {"id": run_id, "kind": spec.kind, "row": spec.row(), "identity": spec.identity()}
         record = runs.make_record(run, "ok", 10, 0.5, "cpu", origin, {"metrics": metrics, "skipped": {}})
         record.update(archive=f"{shard}.archive", files={"samples.npz": {"offset": offset, "bytes": 3456, "sha256": "0" * 64}})
         offset += 3456

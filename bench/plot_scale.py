@@ -108,7 +108,7 @@ def stored_results(table, folder: Path) -> None:
               "host": "node", "slurm_job_id": None, "cuda_visible_devices": None}
     metrics = dict.fromkeys(["sliced_w2", "mmd", "energy_distance", "mode_coverage", "mean_error", "cov_error",
                              "sliced_w2_std", "mmd_std", "nll_exact", "kl_histogram", "precision", "recall"], 0.1234)
-    run = {"id": first, "kind": "generation", "row": {}, "params": {}}
+    run = {"id": first, "kind": "generation", "row": {}, "identity": {}}
     store.append(runs.make_record(run, "ok", 10, 0.5, "cpu", origin, {"metrics": metrics, "skipped": {}}), staging)
     store.close()
     path = runs.record_file(folder, "bench")

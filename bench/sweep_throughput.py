@@ -30,7 +30,8 @@ import time
 
 import torch
 
-from diffsweep import fusion, jobs, samplers
+from diffsweep import samplers
+from diffsweep.runs import fusion, generation
 from diffsweep.models import build_denoiser
 
 SAMPLER = "ddim"     # a fixed call count per run (steps), the common case of a sweep's shard
@@ -47,7 +48,7 @@ def synchronize(device):
 
 
 def shard_runs(count: int, n_samples: int, steps: int) -> list[dict]:
-    """`count` runs of one preset, one seed each (what jobs.draw_samples reads of a run)."""
+    """`count` runs of one preset, one seed each (what generation.draw_samples reads of a run)."""
     spec = samplers.get(SAMPLER)
     return [{"id": f"run{seed}", "family": SAMPLER, "schedule": spec.default_schedule, "schedule_knobs": {},
              "steps": steps, "seed": seed, "init": spec.init, "n_samples": n_samples, "knobs": spec.resolve_knobs({})}
@@ -65,7 +66,7 @@ def timed(work, device) -> float:
 def measure(denoiser, shape, runs: list[dict], device) -> dict:
     """Seconds of the shard unfused, fused, its ideal (and the parts of it), one repeat."""
     def draw(run, chosen):
-        return jobs.draw_samples(run, chosen, shape, torch.float32, device)
+        return generation.draw_samples(run, chosen, shape, torch.float32, device)
 
     def zero_cost(x, sigma):
         return x

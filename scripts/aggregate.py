@@ -1,11 +1,13 @@
 # Rule aggregate: one Parquet row per generation run (parameters, metrics, NFE, time, status),
 # per-model likelihoods joined on; training logs.
-from diffsweep import grid, io, runs, tables
+from diffsweep import grid, io, tables
+from diffsweep.runs import join, kinds
 from diffsweep.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 
-generation = runs.frame("generation", grid.manifest_rows(snakemake.config, "generation"), snakemake.params.results)
+kind = kinds.GENERATION.name
+generation = join.frame(kind, grid.manifest_rows(snakemake.config, kind), snakemake.params.results)
 with_likelihood = tables.with_model_metrics(generation, snakemake.input.likelihoods)
 io.write_parquet(snakemake.output.generation, with_likelihood)
 io.write_parquet(snakemake.output.training, tables.training_table(snakemake.input.train_logs))

@@ -4,16 +4,17 @@
 # reports it), unless `jobs.fail_fast` is set.
 import os
 
-from diffsweep import grid, jobs, runs
+from diffsweep import grid, runs
+from diffsweep.runs import loop, source
 from diffsweep.logs import setup_logging
 
 setup_logging(snakemake.log[0])
-jobs.use_threads(snakemake.threads)
+source.use_threads(snakemake.threads)
 model, shard_runs = grid.shard_job(snakemake.config, snakemake.wildcards.shard)
 done = runs.done_runs(snakemake.params.results, [run["id"] for run in shard_runs])
 pending = [run for run in shard_runs if run["id"] not in done]
 if pending:
-    runs.run_shard(model, pending, snakemake.input.reference, snakemake.input.get("checkpoint"),
+    loop.run_shard(model, pending, snakemake.input.reference, snakemake.input.get("checkpoint"),
                    snakemake.params.results, snakemake.output.marker, options=snakemake.params.options,
                    device=snakemake.params.device, plugins=snakemake.config["plugins"],
                    fidelity_records=snakemake.input.fidelity, fidelity_options=snakemake.params.fidelity,

@@ -5,11 +5,12 @@ import sys
 from pathlib import Path
 
 from diffsweep import jobs, registry
+from diffsweep.runs import source
 from diffsweep.logs import setup_logging
 from diffsweep.train import TrainingInterrupted
 
 setup_logging(snakemake.log[0])
-jobs.use_threads(snakemake.threads)
+source.use_threads(snakemake.threads)
 registry.load_plugins(snakemake.config["plugins"])
 try:
     jobs.train_model(snakemake.params.model, snakemake.input.train, snakemake.output.checkpoint,

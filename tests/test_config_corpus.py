@@ -672,7 +672,7 @@ def test_the_longest_names_give_file_names_of_a_safe_length(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     checked = ds_config.check_files([path])
     shards = checked.grid.shards(grid.runs_per_job(checked.config))
-    assert shards and checked.grid.restorations
-    longest = max(len(name) for name in [*shards, *checked.grid.all_runs])
+    assert shards and checked.grid.of_kind('restoration')
+    longest = max(len(name) for name in [*shards, *checked.grid.runs])
     assert longest <= 64 + 2 * (1 + grid.HASH_DIGITS)
     assert len(f"{max(shards, key=len)}.jsonl.archive") < 128

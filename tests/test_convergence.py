@@ -5,7 +5,8 @@ test_orders.py.)"""
 import pytest
 import torch
 
-from diffsweep import jobs, metrics, samplers
+from diffsweep import metrics, samplers
+from diffsweep.runs import generation
 from diffsweep.data import make_dataset
 
 DATASETS = ["ring8", "grid25"]
@@ -29,7 +30,7 @@ def draw(oracle, family, schedule, knobs, steps, n=2000, seed=0):
     spec = samplers.get(family)
     run = {"family": family, "schedule": schedule, "schedule_knobs": {}, "steps": steps, "init": spec.init,
            "knobs": spec.resolve_knobs(knobs), "seed": seed, "n_samples": n}
-    return jobs.draw_samples(run, oracle, 2, torch.float64, torch.device("cpu"))[0]
+    return generation.draw_samples(run, oracle, 2, torch.float64, torch.device("cpu"))[0]
 
 
 @pytest.mark.parametrize("dataset_name", DATASETS)

@@ -152,4 +152,4 @@ def test_the_restoration_config_example_is_a_valid_section_with_its_own_seeds():
            "models": {"oracle": {"source": "oracle"}}, "samplers": {"ddpm": {"family": "ddpm", "steps": 10}},
            "restoration": section}
     grid = config.check(cfg).grid
-    assert grid.restorations and {run.seed for run in grid.restorations.values()} == set(section["seeds"])
+    assert grid.of_kind('restoration') and {run.seed for run in grid.of_kind('restoration').values()} == set(section["seeds"])

@@ -236,8 +236,8 @@ def test_a_run_s_fingerprints_come_from_its_params(root):
     from diffsweep import config, fingerprint, grid
     built = grid.build(config.prepare(config.read_yaml(root / "config" / "smoke.yaml")))
     for kind in ("generation", "restoration"):
-        run = next(run for run in built.all_runs.values() if run.kind == kind)
-        fields = fingerprint.of_params(run.params())
+        run = next(run for run in built.runs.values() if run.kind == kind)
+        fields = fingerprint.of_params(run.identity())
         operator = run.task.operator if run.task else None
         current = fingerprint.default()      # this checkout's src/ (tests/conftest.py)
         assert fields == {"code_draw": current.draw(kind, run.family, run.schedule, run.model.source, operator).digest,

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffsweep import config, fusion, grid, jobs
+from diffsweep import config, grid
+from diffsweep.runs import fusion, source, generation
 from diffsweep.data import make_dataset
 from diffsweep.models import MLP, OracleDenoiser, PreconditionedDenoiser
 
@@ -47,7 +48,7 @@ def drawer(dtype, broken: dict | None = None):
     def draw(run, denoiser):
         if broken and run["id"] in broken:
             denoiser = BadSigmaAt(denoiser, broken[run["id"]])
-        return jobs.draw_samples(run, denoiser, 2, dtype, torch.device("cpu"))
+        return generation.draw_samples(run, denoiser, 2, dtype, torch.device("cpu"))
     return draw
 
 
@@ -148,7 +149,7 @@ def test_a_failing_run_leaves_the_others_intact(runs):
 
 
 def test_max_batch_chunks_the_fused_batch(runs):
-    outer = Recorder(jobs.InChunks(inner := Recorder(ORACLE), max_batch=30))
+    outer = Recorder(source.InChunks(inner := Recorder(ORACLE), max_batch=30))
     draw = drawer(torch.float64)
     shard = [runs["ddim", 5, 0], runs["ddim", 3, 1]]
     outcomes = fused(draw, outer, shard)
@@ -223,7 +224,7 @@ def test_calls_that_need_gradients_are_answered_alone():
 
 @pytest.fixture
 def one_thread():
-    """One torch thread, as a run_shard job computes (jobs.use_threads): several fight on a loaded machine."""
+    """One torch thread, as a run_shard job computes (runs.source.use_threads): several fight on a loaded machine."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

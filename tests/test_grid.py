@@ -53,7 +53,7 @@ def test_grid_is_the_product_of_every_axis():
     assert g.excluded == ["model 'oracle' (oracle) x dataset 'swiss': no closed-form denoiser"]
     # per model: rw 2 steps x 2 T0 + ode 1 = 5 points, x 2 seeds
     assert len(g.runs) == 5 * 5 * 2
-    rows = g.manifest_rows()
+    rows = g.manifest_rows("generation")
     assert {r["knob_T0"] for r in rows if r["sampler"] == "rw"} == {0.1, 1.0}
     assert all(r["schedule"] == "karras" for r in rows if r["sampler"] == "ode")   # the family default
     assert all(r["run_id"].startswith(r["sampler"] + "-") for r in rows)
@@ -89,10 +89,10 @@ def test_renamed_knobs_keep_the_run_ids():
                        "rw": {"family": "random_walk", "steps": 5}, "ddpm": {"family": "rw_ddpm", "steps": 5}}
     raw["restoration"] = {"tasks": {"half": {"operator": "inpaint_random", "noise_std": 0.1}},
                           "restorers": {"daps": {"family": "daps", "steps": 5}}, "models": ["oracle"]}
-    runs = build(raw).all_runs.values()
+    runs = build(raw).runs.values()
     assert {run.family for run in runs} == set(KNOBS_AS_HASHED)
     for run in runs:
-        params = run.params()
+        params = run.identity()
         method = params["sampler" if run.task is None else "restorer"]
         assert set(method["knobs"]) == KNOBS_AS_HASHED[run.family], run.family
         assert run.id == f"{run.preset}-{grid.short_hash(params)}"
@@ -111,7 +111,7 @@ RESTORING = {"tasks": {"half": {"operator": "inpaint_random", "noise_std": 0.1, 
 
 def test_ids_are_names_and_64_bit_hashes():
     g = build({**copy.deepcopy(BASE), "restoration": copy.deepcopy(RESTORING)})
-    ids = [*(d.id for d in g.datasets.values()), *g.models, *g.all_runs]
+    ids = [*(d.id for d in g.datasets.values()), *g.models, *g.runs]
     assert all(re.fullmatch(r"[A-Za-z0-9_]+-[0-9a-f]{16}", i) for i in ids), ids
     shards = g.shards({"generation": 4, "restoration": 4})
     assert all(re.fullmatch(r"[A-Za-z0-9_]+-[0-9a-f]{16}\.[0-9a-f]{16}", s) for s in shards)
@@ -119,16 +119,16 @@ def test_ids_are_names_and_64_bit_hashes():
 
 def test_shards_pack_every_run_per_model_and_kind():
     g = build({**copy.deepcopy(BASE), "restoration": copy.deepcopy(RESTORING)})
-    assert {r.kind for r in g.runs.values()} == {"generation"} and len(g.restorations) == 2 * 2   # 2 steps x 2 seeds
+    assert {r.kind for r in g.runs.values()} == {"generation", "restoration"} and len(g.of_kind('restoration')) == 2 * 2   # 2 steps x 2 seeds
     shards = g.shards({"generation": 4, "restoration": 3})
     packed = [run_id for ids in shards.values() for run_id in ids]
-    assert sorted(packed) == sorted(g.all_runs)
+    assert sorted(packed) == sorted(g.runs)
     for shard_id, ids in shards.items():
-        runs = [g.all_runs[i] for i in ids]
+        runs = [g.runs[i] for i in ids]
         assert 1 <= len(ids) <= (4 if runs[0].kind == "generation" else 3)
         assert len({(run.model.id, run.kind) for run in runs}) == 1
         assert shard_id.startswith(runs[0].model.id + ".")
-    assert sum(g.all_runs[ids[0]].kind == "restoration" for ids in shards.values()) == 2   # 4 runs, 3 a shard
+    assert sum(g.runs[ids[0]].kind == "restoration" for ids in shards.values()) == 2   # 4 runs, 3 a shard
 
 
 def sweep_config(**changes):
@@ -168,10 +168,10 @@ def test_shards_stay_put_while_their_runs_finish():
 def test_a_shard_job_reads_the_runs_the_grid_has():
     cfg = sweep_config(restoration=copy.deepcopy(RESTORING))
     g = grid.build(cfg)
-    assert g.restorations
+    assert g.of_kind('restoration')
     for shard, run_ids in g.shards(grid.runs_per_job(cfg)).items():
         model, runs = grid.shard_job(cfg, shard)
-        assert runs == [grid.run_dict(g.all_runs[run_id]) for run_id in run_ids]
+        assert runs == [grid.run_dict(g.runs[run_id]) for run_id in run_ids]
         assert model == grid.model_dict(g.models[shard.split(".")[0]])
     with pytest.raises(ValueError, match=r"shard 'oracle-0123456789abcdef.0123456789abcdef' is not in this "
                                          r"config's grid"):
@@ -181,19 +181,19 @@ def test_a_shard_job_reads_the_runs_the_grid_has():
 def test_a_new_preset_makes_targets_only_of_shards_with_its_runs():
     cfg = sweep_config()
     before = grid.build(cfg)
-    done = set(before.all_runs)                       # the first sweep finished
+    done = set(before.runs)                       # the first sweep finished
     cfg["samplers"]["ddpm"] = {**cfg["samplers"]["ode"], "family": "ddpm", "steps": 6}   # 2 seeds: 2 runs
     after = grid.build(cfg)
     shards = after.shards(grid.runs_per_job(cfg))
     pending = grid.pending_shards(shards, done)
-    new = set(after.all_runs) - done
+    new = set(after.runs) - done
     assert len(new) == 2 and 1 <= len(pending) <= 2
     assert {run_id for shard in pending for run_id in shards[shard] if run_id not in done} == new
 
 
 def test_restoration_runs_have_their_task_and_noise_std_stated_on_a_range():
     g = build({**copy.deepcopy(BASE), "restoration": copy.deepcopy(RESTORING)})
-    run = next(iter(g.restorations.values()))
+    run = next(iter(g.of_kind('restoration').values()))
     assert run.kind == "restoration" and run.task.name == "half" and run.task.noise_std == 0.1
     assert run.task.noise_std_effective == 0.1          # stated on [-1, 1]: used as is
     row = run.row()
@@ -202,8 +202,8 @@ def test_restoration_runs_have_their_task_and_noise_std_stated_on_a_range():
     zero_one = copy.deepcopy(RESTORING)
     zero_one["tasks"]["half"]["data_range"] = "zero_one"
     other = build({**copy.deepcopy(BASE), "restoration": zero_one})
-    assert {r.task.noise_std_effective for r in other.restorations.values()} == {0.2}
-    assert not set(other.restorations) & set(g.restorations)    # the range is part of the id
+    assert {r.task.noise_std_effective for r in other.of_kind('restoration').values()} == {0.2}
+    assert not set(other.of_kind('restoration')) & set(g.of_kind('restoration'))    # the range is part of the id
 
 
 def test_an_old_results_layout_is_refused_with_what_to_do(tmp_path):
@@ -308,15 +308,15 @@ def test_cli_list_and_grid(root, capsys):
     assert cli.main(["grid", "--config", str(root / "config" / "smoke.yaml"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     _, g = config.load(root / "config" / "smoke.yaml")
-    assert g.runs and g.restorations    # every kind of run is listed, with its kind and the count of each
-    assert sorted(r["run_id"] for r in out["runs"]) == sorted(g.all_runs)
-    assert {r["run_id"]: r["kind"] for r in out["runs"]} == {run_id: run.kind for run_id, run in g.all_runs.items()}
-    assert out["counts"] == {"generation": len(g.runs), "restoration": len(g.restorations)}
+    assert g.runs and g.of_kind('restoration')    # every kind of run is listed, with its kind and the count of each
+    assert sorted(r["run_id"] for r in out["runs"]) == sorted(g.runs)
+    assert {r["run_id"]: r["kind"] for r in out["runs"]} == {run_id: run.kind for run_id, run in g.runs.items()}
+    assert out["counts"] == {"generation": len(g.of_kind("generation")), "restoration": len(g.of_kind('restoration'))}
     assert cli.main(["grid", "--config", str(root / "config" / "smoke.yaml")]) == 0
     text = capsys.readouterr().out
-    assert text.startswith(f"{len(g.all_runs)} runs ({len(g.runs)} generation, {len(g.restorations)} restoration)")
-    assert f"restoration runs ({len(g.restorations)}):" in text
-    for run_id, run in g.restorations.items():
+    assert text.startswith(f"{len(g.runs)} runs ({len(g.of_kind('generation'))} generation, {len(g.of_kind('restoration'))} restoration)")
+    assert f"restoration runs ({len(g.of_kind('restoration'))}):" in text
+    for run_id, run in g.of_kind('restoration').items():
         assert re.search(rf"^  {run_id} +{run.model.data.name} +{run.model.name} +{run.task.name} +{run.family} ",
                          text, re.M)
 
@@ -408,18 +408,18 @@ def test_cli_status_counts_states_per_preset_and_source_and_points_at_failures(t
             "".join(json.dumps(records[run_id]) + "\n" for run_id in run_ids))
     assert cli.main(["status", "--config", str(path), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status["runs"] == len(g.all_runs)
-    assert status["total"] == {"ok": 2, "diverged": 1, "failed": 2, "corrupt": 1, "pending": len(g.all_runs) - 6}
+    assert status["runs"] == len(g.runs)
+    assert status["total"] == {"ok": 2, "diverged": 1, "failed": 2, "corrupt": 1, "pending": len(g.runs) - 6}
     n_rw = sum(i.startswith("rw-") for i in ids)
     assert status["by_preset"]["generation rw"] == {"ok": 2, "diverged": 1, "failed": 0, "corrupt": 0,
                                                     "pending": n_rw - 3}
-    assert status["by_preset"]["restoration ddrm"]["pending"] == len(g.restorations)
+    assert status["by_preset"]["restoration ddrm"]["pending"] == len(g.of_kind('restoration'))
     assert sum(c["ok"] for c in status["by_source"].values()) == 2
     # a run to do costs the mean wall time of the done runs of its preset and source (rw on a: 3 s, on b:
     # 10 s), else of its preset (rw: 16 / 3 s), else of all done runs (16 / 3 s)
     pending_rw = {m: sum(g.runs[i].model.id == m for i in ids if i.startswith("rw-")) - done
                   for m, done in ((model_a, 2), (model_b, 1))}
-    others = len(g.all_runs) - 3 - sum(pending_rw.values())   # failed and corrupt runs are redone too
+    others = len(g.runs) - 3 - sum(pending_rw.values())   # failed and corrupt runs are redone too
     assert status["remaining_run_s"] == pytest.approx(3.0 * pending_rw[model_a] + 10.0 * pending_rw[model_b]
                                                       + 16 / 3 * others)
     assert status["remaining_unknown_runs"] == 0
@@ -431,5 +431,5 @@ def test_cli_status_counts_states_per_preset_and_source_and_points_at_failures(t
     assert failures[ode[2]]["error"].startswith("corrupt record: ")
     assert cli.main(["status", "--config", str(path)]) == 0
     text = capsys.readouterr().out
-    assert f"{len(g.all_runs)} runs in results: 2 ok, 1 diverged, 2 failed, 1 corrupt" in text
+    assert f"{len(g.runs)} runs in results: 2 ok, 1 diverged, 2 failed, 1 corrupt" in text
     assert "estimated run time left: " in text and f"{ode[0]}: RuntimeError: boom\n    log: results/logs/run_shard/x.log" in text

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from diffsweep import cli, config, io, runs
+from diffsweep.runs import loop
 
 RUN = "rw-0123456789abcdef"          # a run id of the grid's form
 OTHER = "rw-fedcba9876543210"
@@ -20,7 +21,7 @@ SHARD = "oracle-00112233445566778.8899aabbccddeeff"
 
 
 def record(run_id: str = RUN, status: str = "ok") -> dict:
-    run = {"id": run_id, "kind": "generation", "row": {"run_id": run_id}, "params": {"seed": 0}}
+    run = {"id": run_id, "kind": "generation", "row": {"run_id": run_id}, "identity": {"seed": 0}}
     return runs.make_record(run, status, 10, 0.5, "cpu", {"git_revision": None}, {"metrics": {"sliced_w2": 0.1}})
 
 
@@ -97,7 +98,7 @@ def test_the_grids_run_ids_have_the_form_records_are_checked_against(tmp_path):
     built = ds_grid.build(config.prepare({"datasets": {"ring8": {"family": "gmm", "knobs": {"preset": "ring8"}}},
                                           "models": {"oracle": {"source": "oracle"}},
                                           "samplers": {"rw": {"family": "random_walk", "steps": 3}}}))
-    assert built.all_runs and all(runs.RUN_ID.fullmatch(run_id) for run_id in built.all_runs)
+    assert built.runs and all(runs.RUN_ID.fullmatch(run_id) for run_id in built.runs)
 
 
 # --- the commands that take a results folder --------------------------------------------------
@@ -238,8 +239,8 @@ def test_a_shard_whose_reference_set_holds_nan_records_its_runs_failed_naming_th
     io.write_arrays(reference, x=np.array([[0.0, 1.0], [np.nan, 0.0]]))
     model = {"id": "oracle-0123456789abcdef", "source": "oracle",
              "data": {"id": "ring8-0123456789abcdef", "family": "gmm", "knobs": {"preset": "ring8"}}}
-    run = {"id": RUN, "kind": "generation", "row": {"run_id": RUN}, "params": {}, "family": "random_walk"}
-    runs.run_shard(model, [run], reference, None, results, results / "shards" / f"{SHARD}.json", {}, device="cpu")
+    run = {"id": RUN, "kind": "generation", "row": {"run_id": RUN}, "identity": {}, "family": "random_walk"}
+    loop.run_shard(model, [run], reference, None, results, results / "shards" / f"{SHARD}.json", {}, device="cpu")
     status, failed, _ = runs.run_state(results, RUN)
     assert status == "failed"
     assert failed["error"] == (f"UnreadableFile: {reference}: 1 of 2 samples hold NaN or infinite values; delete it "

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from diffsweep import cli, config, io, jobs, runs
+from diffsweep.runs import loop, generation
 from diffsweep import grid as ds_grid
 from diffsweep.samplers.registry import SAMPLERS
 
@@ -72,13 +73,14 @@ CONFIG = {
 JOB = """
 import json, sys
 from diffsweep import grid as ds_grid, runs
+from diffsweep.runs import loop
 from diffsweep.logs import setup_logging
 cfg, results, shard, log_path = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 setup_logging(log_path)
 model, shard_runs = ds_grid.shard_job(cfg, shard)
 done = runs.done_runs(results, [run["id"] for run in shard_runs])
 pending = [run for run in shard_runs if run["id"] not in done]
-runs.run_shard(model, pending, f"{results}/data/{model['data']['id']}/reference.npz", None, results,
+loop.run_shard(model, pending, f"{results}/data/{model['data']['id']}/reference.npz", None, results,
                f"{results}/shards/{shard}.json", {"metrics": {k: v for k, v in cfg["metrics"].items() if k != "likelihood"}},
                device="cpu",
                plugins=cfg["plugins"], log_path=log_path)
@@ -166,7 +168,7 @@ def test_a_run_that_kills_its_job_is_isolated_and_recorded_failed_and_the_others
                     **io.read_arrays(results / "data" / grid.runs[crash].model.data.id / "reference.npz"))
     monkeypatch.setenv("DIFFSWEEP_TEST_RESULTS", str(clean))
     good = [ds_grid.run_dict(grid.runs[run_id]) for run_id in [*ddim, patient]]
-    runs.run_shard(ds_grid.model_dict(grid.runs[crash].model), good,
+    loop.run_shard(ds_grid.model_dict(grid.runs[crash].model), good,
                    clean / "data" / grid.runs[crash].model.data.id / "reference.npz", None, clean,
                    clean / "shards" / f"{shard}.json", {"metrics": {k: v for k, v in cfg["metrics"].items() if k != "likelihood"}},
                    device="cpu",
@@ -183,7 +185,7 @@ def test_a_job_stopped_by_sigterm_blames_no_run(tmp_path, monkeypatch, isolating
     monkeypatch.setattr(os, "kill", lambda pid, signum: killed.append((pid, signum)))   # the job's end
     before = signal.getsignal(signal.SIGTERM)
     note = runs.DrawingNote(tmp_path, "shard")
-    with runs.blameless_unless_killed(note):
+    with loop.blameless_unless_killed(note):
         # a suspect drawing alone (a job died before), or a group that draws as usual
         note.write(["a-1"], isolating=True, suspects=["b-2"]) if isolating else note.write(["a-1", "b-2"])
         signal.raise_signal(signal.SIGTERM)          # preemption, a time limit, scancel
@@ -191,7 +193,7 @@ def test_a_job_stopped_by_sigterm_blames_no_run(tmp_path, monkeypatch, isolating
     left = note.read()
     if isolating:       # still suspects, none the culprit
         assert (left["drawing"], left["suspects"]) == ([], ["a-1", "b-2"])
-        assert runs.culprit_and_suspects(left, [{"id": "a-1"}, {"id": "b-2"}]) == (None, [{"id": "a-1"}, {"id": "b-2"}])
+        assert loop.culprit_and_suspects(left, [{"id": "a-1"}, {"id": "b-2"}]) == (None, [{"id": "a-1"}, {"id": "b-2"}])
     else:
         assert left is None
 
@@ -200,16 +202,16 @@ def test_a_job_stopped_by_sigterm_blames_no_run(tmp_path, monkeypatch, isolating
 def test_a_sampler_that_calls_sys_exit_is_a_failed_run_and_the_job_goes_on(sweep, monkeypatch, fuse):
     _, grid, shard, results, _ = sweep
     ddim = ids(grid, "ddim")
-    real = jobs.draw_samples
+    real = generation.draw_samples
 
     def draw_samples(run, *args, **kwargs):
         if run["id"] == ddim[0]:
             raise SystemExit(0)
         return real(run, *args, **kwargs)
 
-    monkeypatch.setattr(jobs, "draw_samples", draw_samples)
+    monkeypatch.setattr(generation, "draw_samples", draw_samples)
     (model,) = grid.models.values()
-    runs.run_shard(ds_grid.model_dict(model), [ds_grid.run_dict(grid.runs[run_id]) for run_id in ddim],
+    loop.run_shard(ds_grid.model_dict(model), [ds_grid.run_dict(grid.runs[run_id]) for run_id in ddim],
                    results / "data" / model.data.id / "reference.npz", None, results,
                    results / "shards" / f"{shard}.json", {"metrics": {"n_projections": 16}}, device="cpu", fuse=fuse)
     assert [runs.run_state(results, run_id)[0] for run_id in ddim] == ["failed", "ok"]
@@ -246,7 +248,7 @@ def test_a_torn_or_damaged_drawing_note_is_named_and_ignored(tmp_path, caplog, d
     assert note.read() is None
     assert f"ignored an unreadable drawing note {note.path}" in caplog.text
     assert runs.drawing_notes(tmp_path) == {}
-    assert runs.culprit_and_suspects(note.read(), [{"id": "a-1"}]) == (None, [])
+    assert loop.culprit_and_suspects(note.read(), [{"id": "a-1"}]) == (None, [])
     note.write(["a-1"])          # the next job's note replaces it
     assert note.read()["drawing"] == ["a-1"]
 
@@ -254,14 +256,14 @@ def test_a_torn_or_damaged_drawing_note_is_named_and_ignored(tmp_path, caplog, d
 def test_which_runs_a_dead_job_leaves_suspected_and_which_one_it_blames():
     a, b, c = ({"id": name} for name in ("a-1", "b-2", "c-3"))
     group = {"drawing": ["c-3", "a-1"], "isolating": False, "suspects": []}
-    assert runs.culprit_and_suspects(group, [a, b, c]) == (None, [a, c])       # in the runs' order
+    assert loop.culprit_and_suspects(group, [a, b, c]) == (None, [a, c])       # in the runs' order
     lone = {"drawing": ["b-2"], "isolating": False, "suspects": []}            # not yet drawn as a suspect
-    assert runs.culprit_and_suspects(lone, [a, b, c]) == (None, [b])
+    assert loop.culprit_and_suspects(lone, [a, b, c]) == (None, [b])
     isolating = {"drawing": ["b-2"], "isolating": True, "suspects": ["c-3", "a-1"]}
-    assert runs.culprit_and_suspects(isolating, [a, b, c]) == (b, [a, c])
+    assert loop.culprit_and_suspects(isolating, [a, b, c]) == (b, [a, c])
     between = {"drawing": [], "isolating": True, "suspects": ["c-3"]}        # died between two suspects
-    assert runs.culprit_and_suspects(between, [a, b, c]) == (None, [c])
-    assert runs.culprit_and_suspects(isolating, [a, c]) == (None, [a, c])      # done since: not blamed
+    assert loop.culprit_and_suspects(between, [a, b, c]) == (None, [c])
+    assert loop.culprit_and_suspects(isolating, [a, c]) == (None, [a, c])      # done since: not blamed
 
 
 def test_the_attempt_key_changes_with_a_note_of_its_runs_only(tmp_path):
@@ -277,37 +279,37 @@ def test_the_attempt_key_changes_with_a_note_of_its_runs_only(tmp_path):
 
 
 def test_a_fatal_signal_is_named_by_the_record_of_the_run_it_killed(tmp_path):
-    fatal = tmp_path / "staging" / runs.FATAL_FILE
+    fatal = tmp_path / "staging" / loop.FATAL_FILE
     note = runs.DrawingNote(tmp_path, "shard")
     note.write(["a-1"], isolating=True)
-    crash = ("import ctypes, pathlib, sys; from diffsweep import runs\n"
-             "with runs.fatal_errors_into(pathlib.Path(sys.argv[1])): ctypes.string_at(0)")
+    crash = ("import ctypes, pathlib, sys; from diffsweep.runs import loop\n"
+             "with loop.fatal_errors_into(pathlib.Path(sys.argv[1])): ctypes.string_at(0)")
     died = subprocess.run([sys.executable, "-c", crash, str(fatal)], capture_output=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert died.returncode == -signal.SIGSEGV
-    message = runs.death_message(note.read(), fatal.read_text())
+    message = loop.death_message(note.read(), fatal.read_text())
     assert message.startswith(f"the job's process (pid {os.getpid()} on ") and "died while this run was drawing alone" in message
     assert message.endswith("leaving no record: Fatal Python error: Segmentation fault "
                             "(the next attempt's log has the threads' tracebacks)")
-    assert "os._exit()" in runs.death_message(note.read(), "")
+    assert "os._exit()" in loop.death_message(note.read(), "")
 
 
 def test_a_job_that_stops_on_a_python_error_blames_no_run(sweep, monkeypatch):
     _, grid, shard, results, _ = sweep
     ddim = ids(grid, "ddim")
-    real = jobs.draw_samples
+    real = generation.draw_samples
 
     def draw_samples(run, *args, **kwargs):
         if run["id"] == ddim[0]:
             raise ValueError("a bug")
         return real(run, *args, **kwargs)
 
-    monkeypatch.setattr(jobs, "draw_samples", draw_samples)
+    monkeypatch.setattr(generation, "draw_samples", draw_samples)
     (model,) = grid.models.values()
     with pytest.raises(RuntimeError, match="fail_fast is set"):
-        runs.run_shard(ds_grid.model_dict(model), [ds_grid.run_dict(grid.runs[run_id]) for run_id in ddim],
+        loop.run_shard(ds_grid.model_dict(model), [ds_grid.run_dict(grid.runs[run_id]) for run_id in ddim],
                        results / "data" / model.data.id / "reference.npz", None, results,
                        results / "shards" / f"{shard}.json", {"metrics": {"n_projections": 16}}, device="cpu",
                        fail_fast=True)
     assert runs.DrawingNote(results, shard).read() is None      # the next attempt draws as usual
-    assert not (runs.staging_folder(results, shard) / runs.FATAL_FILE).exists()
+    assert not (runs.staging_folder(results, shard) / loop.FATAL_FILE).exists()

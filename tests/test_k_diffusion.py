@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffsweep import jobs, samplers
+from diffsweep import samplers
+from diffsweep.runs import source
 
 TABLE = Path(__file__).parent / "fixtures" / "reference" / "k_diffusion.npz"
 
@@ -67,7 +68,7 @@ def test_the_churn_matters_at_this_tolerance(table, oracle):
 
 
 def test_adaptive_dpm_solver_matches_k_diffusion(table, oracle):
-    counter = jobs.CountingDenoiser(oracle)
+    counter = source.CountingDenoiser(oracle)
     spec = samplers.get("dpm_adaptive")
     ours, nfe = spec.fn(counter, torch.from_numpy(table["x"]), table["sigmas"].tolist(), torch.Generator(),
                         **spec.resolve_knobs({"solver_order": 3, "rtol": 2.0 ** -10, "atol": 2.0 ** -10,

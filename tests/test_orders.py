@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffsweep import jobs, samplers
+from diffsweep import samplers
+from diffsweep.runs import source
 from diffsweep.noise import make_schedule
 
 
@@ -72,7 +73,7 @@ def test_rk45_meets_its_tolerance_and_reports_its_evaluations(oracle):
     solution = heun_reference(oracle, x)
     errors, nfes = [], []
     for tol in (1e-3, 1e-6):
-        counter = jobs.CountingDenoiser(oracle)
+        counter = source.CountingDenoiser(oracle)
         out, nfe = solve(counter, "pf_ode_rk45", x, sigmas, rtol=tol, atol=tol, final_denoise=False)
         # heun's reference ends with an Euler step from sigma_min to 0, i.e. x - sigma_min * slope = D(x, sigma_min)
         out = oracle(out, sigmas[-1])
@@ -129,7 +130,7 @@ def test_adaptive_dpm_solver_meets_its_tolerance_and_counts_its_evaluations(rich
     x, solution = richardson
     errors, nfes = [], []
     for tol in (1e-2, 1e-4):
-        counter = jobs.CountingDenoiser(oracle)
+        counter = source.CountingDenoiser(oracle)
         out, nfe = solve(counter, "dpm_adaptive", x, karras(2), rtol=tol, atol=tol)
         assert nfe == counter.calls
         errors.append(error(out, solution))

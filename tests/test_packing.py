@@ -86,7 +86,7 @@ def test_restoration_runs_are_packed_the_same_way():
     raw["jobs"] = {"restoration": {"job_minutes": 1, "run_seconds": {"oracle/ring8": 20}}}
     result = config.check(raw, check_paths=False)
     shards = result.grid.shards(grid.runs_per_job(result.config))
-    restoring = [ids for ids in shards.values() if result.grid.all_runs[ids[0]].kind == "restoration"]
+    restoring = [ids for ids in shards.values() if result.grid.runs[ids[0]].kind == "restoration"]
     assert sorted(map(len, restoring)) == [3, 3, 3]   # 9 runs, 60 s / 20 s each
 
 

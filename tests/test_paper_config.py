@@ -75,7 +75,7 @@ CONDITIONAL = [
                          CONDITIONAL)
 def test_conditional_experiments_have_the_reference_settings(paper_grid, preset, model, task, operator_knobs,
                                                              data_range, schedule, steps, eps, continuous):
-    run = only_run(paper_grid.restorations.values(), preset)
+    run = only_run(paper_grid.of_kind('restoration').values(), preset)
     assert (run.kind, run.model.name, run.task.name, run.family) == ("restoration", model, task, "rw_conditional")
     assert run.task.operator == ("sr_bicubic" if "factor" in operator_knobs else "inpaint_random")
     assert run.task.operator_knobs == operator_knobs        # inpainting: a mask per image (sample.py:124-127)
@@ -108,9 +108,9 @@ def test_dataset_models_and_sizes(paper_grid):
 
 def test_sweep_size_stays_what_the_comments_say(paper_grid):
     """The NFE totals quoted in config/paper.yaml (steps x images, before 2-NFE-per-level samplers)."""
-    unconditional = sum(run.steps * run.n_samples for run in paper_grid.runs.values())
-    restoration = sum(run.steps * run.task.n_measurements * run.n_samples for run in paper_grid.restorations.values())
-    assert (len(paper_grid.runs), len(paper_grid.restorations)) == (51, 22)
+    unconditional = sum(run.steps * run.n_samples for run in paper_grid.of_kind('generation').values())
+    restoration = sum(run.steps * run.task.n_measurements * run.n_samples for run in paper_grid.of_kind('restoration').values())
+    assert (len(paper_grid.of_kind('generation')), len(paper_grid.of_kind('restoration'))) == (51, 22)
     assert unconditional == 9_975_000 and restoration == 8_140_000
 
 
@@ -140,7 +140,7 @@ def test_dry_run_needs_none_of_the_files(tmp_path, paper_grid):
                             env={**os.environ, ds_config.SKIP_PATH_CHECKS: "1"})
     assert result.returncode == 0, result.stdout + result.stderr
     # runs_per_job: 1 for both kinds: one shard job per run
-    assert re.search(rf"^run_shard +{len(paper_grid.runs) + len(paper_grid.restorations)}$", result.stdout, re.M)
+    assert re.search(rf"^run_shard +{len(paper_grid.runs)}$", result.stdout, re.M)
     assert not (tmp_path / "results").exists()
 
 

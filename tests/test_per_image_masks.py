@@ -63,7 +63,7 @@ def test_restorers_restore_each_row_with_its_own_mask(restorer):
 def test_a_restoration_job_measures_and_restores_each_image_with_its_own_mask():
     from types import SimpleNamespace
 
-    from diffsweep.restoration.jobs import measure, restore
+    from diffsweep.runs.restoration import measure, restore
     from test_structured_operators import shrinking_denoiser
     task = {"operator": "inpaint_random", "operator_knobs": {"missing": 0.75, "per_image": True},
             "noise_std_effective": 0.1, "n_measurements": 3}

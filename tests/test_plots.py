@@ -161,7 +161,7 @@ def stored_runs(results, rows):
     for row in rows:
         folder = store.run_staging(row["run_id"])
         np.savez(folder / "samples.npz", x=np.zeros((4, 2)))
-        run = {"id": row["run_id"], "kind": "generation", "row": {}, "params": {}}
+        run = {"id": row["run_id"], "kind": "generation", "row": {}, "identity": {}}
         store.append(runs.make_record(run, "ok", row["nfe"], 0.1, "cpu", {}, {"metrics": {}}), folder)
 
 

@@ -93,13 +93,13 @@ def test_the_checkpoints_declared_size_and_the_images_own_size_decide_the_match(
 
 def test_a_job_refuses_a_network_of_another_image_size_before_reading_it(tmp_path):
     # The grid could not tell (an image folder of resolution 0 not there at parse time): the job does.
-    from diffsweep import jobs
+    from diffsweep.runs import source
 
     vp = next(m for m in build(faces_config(tmp_path)).models.values() if m.name == "vp")
     model = ds_grid.model_dict(vp)
-    jobs.check_network_fits(model, (3, 32, 32))
+    source.check_network_fits(model, (3, 32, 32))
     with pytest.raises(ValueError, match=r"^models\.vp: the network takes 3x32x32 images, dataset 'faces' has 3x64x64; "):
-        jobs.check_network_fits(model, (3, 64, 64))
+        source.check_network_fits(model, (3, 64, 64))
 
 
 def test_bad_pretrained_entries_fail_at_parse_time_naming_the_key(tmp_path):

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from diffsweep import config, io, jobs, runs
+from diffsweep.runs import join, loop
 from diffsweep import grid as ds_grid
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +72,7 @@ def sweep(cfg, grid, results) -> None:
 
 def shard(cfg, model, run_dicts, results, shard_name="shard") -> None:
     checkpoint = results / "models" / model.id / "checkpoint.pt" if model.source == "trained" else None
-    runs.run_shard(ds_grid.model_dict(model), run_dicts, results / "data" / model.data.id / "reference.npz",
+    loop.run_shard(ds_grid.model_dict(model), run_dicts, results / "data" / model.data.id / "reference.npz",
                    checkpoint, results, results / "shards" / f"{model.id}.{shard_name}.json", options(cfg),
                    device="cpu", log_path="logs/run_shard/x.log")
 
@@ -81,7 +82,7 @@ def options(cfg) -> dict:
 
 
 def table(grid, results):
-    return runs.frame("generation", grid.manifest_rows("generation"), results).drop(columns=WHEN)
+    return join.frame("generation", grid.manifest_rows("generation"), results).drop(columns=WHEN)
 
 
 @pytest.fixture
@@ -251,7 +252,7 @@ def test_a_sample_archive_changed_in_place_fails_its_checksum_and_the_figure_is_
                                                  f"and re-run to recompute it"):
         runs.read_run_arrays(results, bad)
     figure = results / "plots" / "samples.png"
-    generation = runs.frame("generation", grid.manifest_rows("generation"), results)
+    generation = join.frame("generation", grid.manifest_rows("generation"), results)
     reference = io.read_arrays(results / "data" / grid.runs[bad].model.data.id / "reference.npz")["x"]
     with caplog.at_level(logging.WARNING, logger="diffsweep"):
         samples.sample_grid(pd.DataFrame(generation), "ring8", results, reference, figure)
@@ -281,20 +282,21 @@ def test_a_truncated_checkpoint_fails_its_runs_as_data_and_retraining_restores_t
 # A shard job whose second run blocks while sampling, so the test can kill it there.
 KILLED_JOB = """
 import pathlib, sys, time
-from diffsweep import config, grid as ds_grid, jobs, runs
+from diffsweep import config, grid as ds_grid, runs
+from diffsweep.runs import generation
 sys.path.insert(0, sys.argv[3])
 import test_records as t
 cfg = config.prepare(t.copy.deepcopy(t.CONFIG))
 grid = ds_grid.build(cfg)
 results, blocked = pathlib.Path(sys.argv[1]), sys.argv[2]
-real = jobs.draw_samples
+real = generation.draw_samples
 def draw_samples(run, *args, **kwargs):   # the blocked run's draw never ends (made after its network calls,
     drawn = real(run, *args, **kwargs)     # so a fused shard-mate is not held back by it)
     if run["id"] == blocked:
         (results / "blocked").touch()
         time.sleep(600)
     return drawn
-jobs.draw_samples = draw_samples
+generation.draw_samples = draw_samples
 (model,) = [m for m in grid.models.values() if m.source == "oracle"]
 t.shard(cfg, model, [ds_grid.run_dict(grid.runs[i]) for i in t.run_ids(grid, "oracle")], results)
 """

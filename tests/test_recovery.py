@@ -23,6 +23,7 @@ import yaml
 
 from conftest import ROOT, snakemake
 from diffsweep import cli, config, io, runs
+from diffsweep.runs import join, loop
 from diffsweep import grid as ds_grid
 
 pytestmark = pytest.mark.workflow
@@ -45,7 +46,7 @@ def shards(workdir: Path, configfile: str = "smoke.yaml") -> dict[tuple[str, str
     grid = ds_grid.build(cfg)
     found = {}
     for shard, run_ids in grid.shards(ds_grid.runs_per_job(cfg)).items():
-        run = grid.all_runs[run_ids[0]]
+        run = grid.runs[run_ids[0]]
         key = (run.kind, run.model.name, run.model.data.name)
         assert key not in found, "the smoke grid has one shard per score source and kind"
         found[key] = shard
@@ -122,17 +123,17 @@ def test_deleting_results_shards_or_moving_the_results_folder_recomputes_nothing
     # recomputed with --forcerun run_shard, which reruns only the shards with pending runs
     (workdir / "elsewhere" / "moved.yaml").write_text(yaml.safe_dump({**cfg, "results": "results"}))
     grid = ds_grid.build(config.prepare(cfg))
-    forgotten = min(run_id for run_id, run in grid.runs.items() if (run.model.name, run.model.data.name) == ("mlp", "ring8"))
+    forgotten = min(run_id for run_id, run in grid.of_kind("generation").items() if (run.model.name, run.model.data.name) == ("mlp", "ring8"))
     assert cli.main(["forget", forgotten, "--results", str(workdir / "elsewhere" / "results")]) == 0
     plan = snakemake(workdir / "elsewhere", "moved.yaml", dry_run=True, forcerun=["run_shard"])
     assert plan.get("run_shard") == 1 and not {"train", "likelihood", "prepare_data"} & set(plan), plan
     # a record names its log relative to its results folder: the tables find it in the moved one
     moved = workdir / "elsewhere" / "results"
-    run_id = sorted(grid.runs)[0]
+    run_id = sorted(grid.of_kind("generation"))[0]
     runs.forget(moved, [run_id])
     runs.ShardStore(moved, "x").append(runs.make_record(ds_grid.run_dict(grid.runs[run_id]), runs.FAILED, None, None,
                                                         "cpu", {}, {"error": "E", "log": "logs/run_shard/x.log"}))
-    generation = runs.frame("generation", grid.manifest_rows("generation"), moved).set_index("run_id")
+    generation = join.frame("generation", grid.manifest_rows("generation"), moved).set_index("run_id")
     assert generation.loc[run_id, "log"] == f"{moved}/logs/run_shard/x.log"
     assert f"(log: {moved}/logs/run_shard/x.log)" in runs.failure_report(runs.failed_runs(moved, grid.runs), moved)
 
@@ -156,7 +157,7 @@ def test_a_deleted_damaged_checkpoint_or_dataset_is_remade_and_only_what_depends
         # failed, naming the file
         run = ds_grid.run_dict(grid.runs[shard_runs(workdir, shard["generation", "mlp", name])[0]])
         runs.forget(results, [run["id"]])
-        runs.run_shard(ds_grid.model_dict(model[name]), [run], dataset / "reference.npz" if name == "swissroll"
+        loop.run_shard(ds_grid.model_dict(model[name]), [run], dataset / "reference.npz" if name == "swissroll"
                        else results / "data" / model[name].data.id / "reference.npz", checkpoint if name == "ring8"
                        else results / "models" / model[name].id / "checkpoint.pt", results,
                        results / "shards" / f"{shard['generation', 'mlp', name]}.json", {"metrics": {}}, device="cpu")
@@ -267,9 +268,9 @@ BLOCKER = '''
 import threading
 from pathlib import Path
 
-from diffsweep import jobs
+from diffsweep.runs import generation
 
-draw_samples = jobs.draw_samples
+draw_samples = generation.draw_samples
 
 
 def held(run, *args, **kwargs):
@@ -281,7 +282,7 @@ def held(run, *args, **kwargs):
     return drawn
 
 
-jobs.draw_samples = held
+generation.draw_samples = held
 '''
 
 

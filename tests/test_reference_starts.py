@@ -9,7 +9,7 @@ import yaml
 
 from diffsweep import config as ds_config
 from diffsweep import grid as ds_grid
-from diffsweep.jobs import initial_sample
+from diffsweep.runs.source import initial_sample
 
 PAPER = Path(__file__).resolve().parents[1] / "config" / "paper.yaml"
 
@@ -35,9 +35,9 @@ def test_gaussian_start_knobs_reach_the_run_its_id_and_its_row():
     runs = [run for run in grid.runs.values() if run.preset == "paper_ve"]
     assert sorted(run.init_knobs["std"] for run in runs) == [2.0, 3.0]
     assert len({run.id for run in runs}) == 2
-    assert {"init_mean", "init_std"} <= set(runs[0].row()) and runs[0].params()["sampler"]["init_knobs"]
+    assert {"init_mean", "init_std"} <= set(runs[0].row()) and runs[0].identity()["sampler"]["init_knobs"]
     unit = [run for run in grid.runs.values() if run.preset == "paper_vp_sigmoid"][0]
-    assert unit.init_knobs == {} and "init_knobs" not in unit.params()["sampler"]   # other ids unchanged
+    assert unit.init_knobs == {} and "init_knobs" not in unit.identity()["sampler"]   # other ids unchanged
 
 
 @pytest.mark.parametrize("change, message", [

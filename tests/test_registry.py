@@ -181,10 +181,10 @@ def test_a_plugin_registers_a_schedule_dataset_training_distribution_operator_an
 
     assert sorted(spec.knobs["separation"] for spec in g.datasets.values()) == [2.0, 4.0]
     assert {model.recipe["train_sigma"]["knobs"]["sigma"] for model in g.models.values()} == {0.5}
-    rows = g.manifest_rows()
+    rows = g.manifest_rows("generation")
     assert len(rows) == 2 and all(row["schedule"] == "cosine_levels" for row in rows)
-    assert all(run.schedule_knobs == {"sigma_min": 0.01, "sigma_max": 5.0} for run in g.runs.values())
-    restorations = list(g.restorations.values())
+    assert all(run.schedule_knobs == {"sigma_min": 0.01, "sigma_max": 5.0} for run in g.of_kind("generation").values())
+    restorations = list(g.of_kind('restoration').values())
     assert len(restorations) == 2
     assert all(r.family == "replace_walk" and r.task.operator == "first_coordinate" and r.schedule == "cosine_levels"
                and r.task.operator_knobs == {"scale": 2.0} and r.knobs == {"mix": 0.25} for r in restorations)

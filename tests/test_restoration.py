@@ -147,7 +147,7 @@ def test_single_gaussian_posterior_is_the_closed_form():
 # --- restorers against the exact posterior ------------------------------------------------
 
 from diffsweep import metrics, noise, restoration  # noqa: E402
-from diffsweep.jobs import CountingDenoiser, initial_sample  # noqa: E402
+from diffsweep.runs.source import CountingDenoiser, initial_sample  # noqa: E402
 from diffsweep.models import OracleDenoiser  # noqa: E402
 from diffsweep.restoration.operators import MatrixOperator  # noqa: E402
 

@@ -7,7 +7,7 @@ import torch
 
 from diffsweep import metrics, noise, restoration
 from diffsweep.gmm import ring_mixture
-from diffsweep.jobs import CountingDenoiser, initial_sample
+from diffsweep.runs.source import CountingDenoiser, initial_sample
 from diffsweep.models import OracleDenoiser
 from diffsweep.restoration.operators import MatrixOperator
 from diffsweep.restoration.posterior import exact_posterior

@@ -38,9 +38,10 @@ JOB = """
 import sys
 import torch
 from diffsweep import jobs
+from diffsweep.runs import source
 from diffsweep.logs import setup_logging
 setup_logging()
-jobs.use_threads(1)
+source.use_threads(1)
 spec = {"id": "mlp-00000000", "recipe": %r, "data": {"id": "ring8-00000000"}}
 folder = sys.argv[1]
 resume = folder + "/resume.pt" if sys.argv[2] == "resume" else None

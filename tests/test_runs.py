@@ -10,6 +10,7 @@ import math
 import pytest
 
 from diffsweep import config, io, jobs, runs, samplers, tables
+from diffsweep.runs import loop, join
 from diffsweep import grid as ds_grid
 
 CONFIG = {
@@ -40,14 +41,14 @@ def run_shard(sweep, kind: str, run_dicts: list[dict], keep="all", results=None)
     results = results or data
     options = ({"metrics": {k: v for k, v in cfg["metrics"].items() if k != "likelihood"}} if kind == "generation"
                else {"metrics": cfg["restoration"]["metrics"], "strips": 0})
-    runs.run_shard(ds_grid.model_dict(model), run_dicts, data / "data" / model.data.id / "reference.npz", None,
+    loop.run_shard(ds_grid.model_dict(model), run_dicts, data / "data" / model.data.id / "reference.npz", None,
                    results, results / "shards" / f"{kind}.json", {**options, "keep_samples": keep}, device="cpu",
                    log_path="job.log")
 
 
 def test_a_broken_run_is_recorded_as_failed_and_loses_no_other_run(sweep):
     _, grid, _, results = sweep
-    good, broken = (ds_grid.run_dict(grid.runs[run_id]) for run_id in sorted(grid.runs))
+    good, broken = (ds_grid.run_dict(grid.runs[run_id]) for run_id in sorted(grid.of_kind("generation")))
     broken["family"] = "no_such_sampler"
     run_shard(sweep, "generation", [good, broken])
     assert io.read_json(results / "shards" / "generation.json")["runs"] == {good["id"]: "ok", broken["id"]: "failed"}
@@ -56,7 +57,7 @@ def test_a_broken_run_is_recorded_as_failed_and_loses_no_other_run(sweep):
     assert sorted(path.name for path in (results / "records").iterdir()) == ["generation.archive", "generation.jsonl"]
     record = runs.read_record(results, good["id"])
     assert (record["kind"], record["status"], record["row"], record["params"]) == \
-        ("generation", "ok", good["row"], good["params"])
+        ("generation", "ok", good["row"], good["identity"])
     assert record["nfe"] > 0 and record["metrics"]["sliced_w2"] > 0
     assert record["fused_with"] == 2    # drew in a fused group of both runs: its wall_s is its share
     assert record["archive"] == "generation.archive" and set(record["files"]) == {"samples.npz"}
@@ -67,29 +68,29 @@ def test_a_broken_run_is_recorded_as_failed_and_loses_no_other_run(sweep):
     message = "ValueError: unknown sampler 'no_such_sampler'; allowed: " + ", ".join(samplers.names())
     assert len(failure["error"]) <= 300 and message.startswith(failure["error"].removesuffix("..."))
     # a failed run is not done: the next invocation retries it
-    assert runs.done_runs(results, grid.all_runs) == {good["id"]}
-    assert [r["run_id"] for r in runs.failed_runs(results, grid.all_runs)] == [broken["id"]]
+    assert runs.done_runs(results, grid.runs) == {good["id"]}
+    assert [r["run_id"] for r in runs.failed_runs(results, grid.runs)] == [broken["id"]]
     shards = grid.shards({"generation": 8, "restoration": 8})   # the shard stays a target for its broken run
     assert any(broken["id"] in shards[shard] for shard in ds_grid.pending_shards(shards, {good["id"]}))
 
-    table = runs.frame("generation", grid.manifest_rows("generation"), results)
+    table = join.frame("generation", grid.manifest_rows("generation"), results)
     assert list(table["status"]) == ["ok", "failed"] and list(table["run_id"]) == [good["id"], broken["id"]]
     assert table["error"].isna().tolist() == [True, False] and table["log"].tolist()[1] == f"{results}/job.log"
     assert str(table["nfe"].dtype) == "Int64" and table["nfe"].isna().tolist() == [False, True]
     assert str(table["fused_with"].dtype) == "Int64" and table["fused_with"].tolist() == [2, 2]
     params = table.attrs["param_columns"]
-    assert params == [c for c in runs.manifest(grid.manifest_rows()).columns if c not in tables.ID_COLUMNS]
+    assert params == [c for c in join.manifest(grid.manifest_rows("generation")).columns if c not in tables.ID_COLUMNS]
     assert {"sampler", "steps", "seed", "dataset_preset"} <= set(params)
     assert not {"run_id", "model_id", "data_id", "status", "nfe", "sliced_w2", "error", "log"} & set(params)
-    assert "1 run(s) failed" in runs.failure_report(runs.failed_runs(results, grid.all_runs), results)
+    assert "1 run(s) failed" in runs.failure_report(runs.failed_runs(results, grid.runs), results)
 
 
 def test_fail_fast_stops_at_the_first_failed_run(sweep, tmp_path):
     cfg, grid, model, results = sweep
-    broken, good = (ds_grid.run_dict(grid.runs[run_id]) for run_id in sorted(grid.runs))
+    broken, good = (ds_grid.run_dict(grid.runs[run_id]) for run_id in sorted(grid.of_kind("generation")))
     broken["family"] = "no_such_sampler"
     with pytest.raises(RuntimeError, match=f"run {broken['id']} failed \\(fail_fast is set, the job stops\\): ValueError: unknown sampler"):
-        runs.run_shard(ds_grid.model_dict(model), [broken, good], results / "data" / model.data.id / "reference.npz",
+        loop.run_shard(ds_grid.model_dict(model), [broken, good], results / "data" / model.data.id / "reference.npz",
                        None, tmp_path, tmp_path / "shards" / "x.json",
                        {"metrics": {k: v for k, v in cfg["metrics"].items() if k != "likelihood"}}, device="cpu",
                        fail_fast=True)
@@ -99,14 +100,14 @@ def test_fail_fast_stops_at_the_first_failed_run(sweep, tmp_path):
 
 def test_a_restoration_shard_writes_one_table_row_per_measurement(sweep):
     _, grid, _, results = sweep
-    (run,) = grid.restorations.values()
+    (run,) = grid.of_kind('restoration').values()
     run_shard(sweep, "restoration", [ds_grid.run_dict(run)])
     assert io.read_json(results / "shards" / "restoration.json")["kind"] == "restoration"
     arrays = runs.read_run_arrays(results, run.id)
     assert arrays["samples"].shape == (2, 5, 2) and arrays["y"].shape[0] == 2
     assert set(runs.read_run_arrays(results, run.id, "operator.npz")) == {"mask"}
 
-    table = runs.frame("restoration", grid.manifest_rows("restoration"), results)
+    table = join.frame("restoration", grid.manifest_rows("restoration"), results)
     assert list(table["measurement"]) == [0, 1] and set(table["status"]) == {"ok"}
     assert (table["noise_std"] == 0.05).all() and (table["noise_std_effective"] == 0.1).all()   # [0, 1] -> [-1, 1]
     assert (table["nfe"] == 4).all() and (table["psnr"] > 0).all()
@@ -118,7 +119,7 @@ def test_a_restoration_shard_writes_one_table_row_per_measurement(sweep):
 @pytest.mark.parametrize("kind", ["generation", "restoration"])
 def test_keep_samples_changes_what_is_stored_and_no_metric(sweep, tmp_path, kind):
     _, grid, _, _ = sweep
-    run = ds_grid.run_dict(min((grid.runs if kind == "generation" else grid.restorations).values(),
+    run = ds_grid.run_dict(min(grid.of_kind(kind).values(),
                                key=lambda r: r.id))
     records = {}
     for keep in ("all", 3, "none"):
@@ -138,7 +139,7 @@ def test_keep_samples_changes_what_is_stored_and_no_metric(sweep, tmp_path, kind
     assert records["all"][results_key] == records[3][results_key] == records["none"][results_key]
 
 
-# --- divergence: one rule for both kinds, in the job loop (runs.divergence) -------------------
+# --- divergence: one rule for both kinds, in the job loop (loop.divergence) -------------------
 
 def scaled(registry, family: str, factor: float, monkeypatch) -> str:
     """A plugin method: `family` with its output multiplied by `factor`, registered for this test only."""
@@ -167,7 +168,7 @@ def test_a_generation_run_whose_samples_ran_away_is_diverged_with_the_reason(swe
     from diffsweep.samplers.registry import SAMPLERS
 
     _, grid, _, _ = sweep
-    run = ds_grid.run_dict(min(grid.runs.values(), key=lambda r: r.id))
+    run = ds_grid.run_dict(min(grid.of_kind("generation").values(), key=lambda r: r.id))
     run["family"] = scaled(SAMPLERS, "ddim", factor, monkeypatch)
     run_shard(sweep, "generation", [run], results=tmp_path)
     record = runs.read_record(tmp_path, run["id"])
@@ -178,7 +179,7 @@ def test_a_generation_run_whose_samples_ran_away_is_diverged_with_the_reason(swe
     assert record["error"].startswith(reason) and record["metrics"] == {}
     # shown as diverged everywhere, as a non-finite run always was: done (never recomputed), not a failure
     assert runs.done_runs(tmp_path, [run["id"]]) == {run["id"]} and runs.failed_runs(tmp_path, [run["id"]]) == []
-    table = runs.frame("generation", grid.manifest_rows("generation"), tmp_path).set_index("run_id")
+    table = join.frame("generation", grid.manifest_rows("generation"), tmp_path).set_index("run_id")
     assert table.loc[run["id"], "status"] == "diverged" and table.loc[run["id"], "error"] == record["error"]
     assert cli.sweep_status(grid, tmp_path)["total"]["diverged"] == 1
 
@@ -187,13 +188,13 @@ def test_a_restoration_whose_restorations_ran_away_is_diverged_with_the_reason(s
     from diffsweep.restoration.registry import RESTORERS
 
     _, grid, _, _ = sweep
-    (run,) = (ds_grid.run_dict(r) for r in grid.restorations.values())
+    (run,) = (ds_grid.run_dict(r) for r in grid.of_kind('restoration').values())
     run["family"] = scaled(RESTORERS, "ddrm", 1e6, monkeypatch)
     run_shard(sweep, "restoration", [run], results=tmp_path)
     record = runs.read_record(tmp_path, run["id"])
     assert record["status"] == "diverged" and record["error"].startswith("ran away")
     assert [set(row) for row in record["measurements"]] == [{"measurement", "lpips_status"}] * 2   # no metric
-    table = runs.frame("restoration", grid.manifest_rows("restoration"), tmp_path)
+    table = join.frame("restoration", grid.manifest_rows("restoration"), tmp_path)
     assert set(table["status"]) == {"diverged"} and set(table["error"]) == {record["error"]}
 
 
@@ -201,13 +202,13 @@ def test_the_data_scale_is_the_reference_sets_centre_and_extent():
     import torch
 
     reference = torch.tensor([[0.0, 0.0], [2.0, 0.0], [1.0, 3.0], [1.0, -3.0]])
-    scale = runs.DataScale.of(reference)
+    scale = loop.DataScale.of(reference)
     assert scale.centre.tolist() == [1.0, 0.0] and scale.extent == 3.0
-    at_the_edge = torch.tensor([[1.0 + runs.RUNAWAY_FACTOR * scale.extent * 0.99, 0.0]])
-    assert runs.divergence(at_the_edge, scale) is None
-    assert runs.divergence(at_the_edge * 1.02, scale).startswith("ran away")
+    at_the_edge = torch.tensor([[1.0 + loop.RUNAWAY_FACTOR * scale.extent * 0.99, 0.0]])
+    assert loop.divergence(at_the_edge, scale) is None
+    assert loop.divergence(at_the_edge * 1.02, scale).startswith("ran away")
     # sampling.runaway_factor: its default is the rule's; 0 turns the runaway check off, not the finiteness check
-    assert config.prepare(copy.deepcopy(CONFIG))["sampling"]["runaway_factor"] == runs.RUNAWAY_FACTOR
-    assert runs.divergence(at_the_edge * 1e6, scale, 0) is None
-    assert runs.divergence(at_the_edge * math.inf, scale, 0).startswith("not finite: 1 of 1 samples")
-    assert runs.divergence(at_the_edge, scale, 2.0).startswith("ran away")
+    assert config.prepare(copy.deepcopy(CONFIG))["sampling"]["runaway_factor"] == loop.RUNAWAY_FACTOR
+    assert loop.divergence(at_the_edge * 1e6, scale, 0) is None
+    assert loop.divergence(at_the_edge * math.inf, scale, 0).startswith("not finite: 1 of 1 samples")
+    assert loop.divergence(at_the_edge, scale, 2.0).startswith("ran away")

@@ -24,8 +24,9 @@ import numpy as np
 import pytest
 import torch
 
-from diffsweep import fusion, restoration, samplers
-from diffsweep.jobs import CountingDenoiser, initial_sample
+from diffsweep import restoration, samplers
+from diffsweep.runs import fusion
+from diffsweep.runs.source import CountingDenoiser, initial_sample
 from diffsweep.restoration import registry as restorers
 from diffsweep.restoration.operators import MatrixOperator
 from diffsweep.samplers.levels import checked_levels, steps_to_zero, with_final_zero

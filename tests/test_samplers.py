@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from diffsweep import jobs, samplers
+from diffsweep import samplers
+from diffsweep.runs import source, generation
 from diffsweep.data import make_dataset
 from diffsweep.noise import make_schedule
 
@@ -35,7 +36,7 @@ def run(denoise, preset, steps, n=2000, seed=0, **schedule_knobs):
     spec = samplers.get(family)
     run_spec = {"family": family, "schedule": schedule, "schedule_knobs": schedule_knobs, "steps": steps,
                 "init": spec.init, "knobs": spec.resolve_knobs(knobs), "seed": seed, "n_samples": n}
-    return jobs.draw_samples(run_spec, denoise, 2, torch.float64, torch.device("cpu"))
+    return generation.draw_samples(run_spec, denoise, 2, torch.float64, torch.device("cpu"))
 
 
 def test_registry_lists_the_builtin_families():
@@ -90,7 +91,7 @@ def test_every_builtin_sampler_has_an_nfe_rule():
 def test_nfe_is_exact(family, steps, oracle):
     spec = samplers.get(family)
     sigmas = make_schedule(spec.default_schedule, steps).tolist()
-    counter = jobs.CountingDenoiser(oracle)
+    counter = source.CountingDenoiser(oracle)
     x = torch.randn(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * sigmas[0]
     samples, nfe = spec.fn(counter, x, sigmas, torch.Generator().manual_seed(1), **spec.resolve_knobs({}))
     assert nfe == counter.calls
@@ -101,7 +102,7 @@ def test_nfe_is_exact(family, steps, oracle):
 
 def test_random_walk_steps_per_level_count(oracle):
     spec = samplers.get("random_walk")
-    counter = jobs.CountingDenoiser(oracle)
+    counter = source.CountingDenoiser(oracle)
     sigmas = make_schedule("sigmoid", 6).tolist()
     _, nfe = spec.fn(counter, torch.zeros(4, 2, dtype=torch.float64), sigmas, torch.Generator().manual_seed(0),
                      **spec.resolve_knobs({"steps_per_level": 3}))
@@ -137,7 +138,7 @@ def test_random_walk_is_the_reference_rule_step_by_step(oracle):
 
 
 def test_a_denoiser_in_chunks_gives_the_same_samples_and_gradients(oracle_of):
-    from diffsweep.jobs import InChunks
+    from diffsweep.runs.source import InChunks
     denoiser = oracle_of("grid25")
     chunked = InChunks(denoiser, max_batch=7)
     x = torch.randn(30, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -175,7 +176,7 @@ def test_a_restoration_restores_measurement_j_the_same_whatever_the_other_measur
     """Restoration i of measurement j depends only on (seed, j, i): more samples per measurement or more
     measurements add restorations and change none (the measurements themselves are given here)."""
     from diffsweep import restoration
-    from diffsweep.restoration.jobs import restore
+    from diffsweep.runs.restoration import restore
     from diffsweep.restoration.operators import MatrixOperator
     operator = MatrixOperator(torch.tensor([[1.0, 0.5]], dtype=torch.float64))
     y = torch.tensor([[0.5], [-1.0], [2.0]], dtype=torch.float64)

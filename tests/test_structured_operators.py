@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from diffsweep import noise, restoration
-from diffsweep.jobs import initial_sample
+from diffsweep.runs.source import initial_sample
 from diffsweep.restoration import operators as ops
 from diffsweep.restoration.registry import OPERATORS
 

@@ -185,7 +185,7 @@ def test_each_study_job_writes_its_table_and_figure_from_the_smoke_run(smoke_run
         study = STUDIES[name]
         options = {**study.defaults, **options}
         outputs = {"csv": tmp_path / f"{name}.csv", "png": tmp_path / f"{name}.png", "pdf": tmp_path / f"{name}.pdf"}
-        study.job({**inputs, **study.inputs(grid, str(results))}, outputs, options, **study.params(cfg, grid, options))
+        study.job({**inputs, **study.inputs(grid, str(results))}, outputs, options, **study.job_arguments(cfg, grid, options))
         assert outputs["png"].read_bytes()[:4] == b"\x89PNG" and outputs["pdf"].read_bytes()[:4] == b"%PDF"
         written[name] = pd.read_csv(outputs["csv"])
     ramp = written["temperature_ramp"]

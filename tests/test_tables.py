@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from diffsweep import cli, config, io as ds_io, runs, tables
+from diffsweep import cli, config, io as ds_io, tables
+from diffsweep.runs import join
 
 
 def run(sampler, steps, seed, value, model="oracle", dataset="ring8", status="ok", **extra):
@@ -40,7 +41,7 @@ def spec(**entry):
 
 
 def ablation(rows, spec, **options):
-    return tables.ablation(rows, spec, params=PARAMS, **options)
+    return tables.ablation(rows, spec, parameter_columns=PARAMS, **options)
 
 
 def frame_of(rows):
@@ -62,25 +63,25 @@ def test_typed_frame_keeps_types_stable_across_gaps(tmp_path):
 
 def test_manifest_types_do_not_depend_on_the_oracle(root):
     _, grid = config.load(root / "config" / "smoke.yaml")
-    frame = tables.manifest_frame(grid.manifest_rows())
+    frame = tables.manifest_frame(grid.manifest_rows("generation"))
     assert frame["model_source"].isin(["oracle"]).any()          # the oracle leaves recipe keys empty...
     assert str(frame["model_steps"].dtype) == "Int64"             # ...and they stay integers
     assert str(frame["steps"].dtype) == "Int64" and str(frame["knob_eps"].dtype) == "float64"
-    assert list(frame.columns[:9]) == tables.LEADING_COLUMNS
+    assert list(frame.columns[:9]) == [c for c in tables.LEADING_COLUMNS if c != "kind"]   # kind: the manifest of every run
 
 
 # --- parameter columns: from the manifest, stored with the table -----------------------------
 
 def test_tables_carry_their_parameter_columns_through_parquet(root, tmp_path):
     _, grid = config.load(root / "config" / "smoke.yaml")
-    manifest = tables.manifest_frame(grid.manifest_rows())
+    manifest = tables.manifest_frame(grid.manifest_rows("generation"))
     params = tables.param_columns(manifest)
     assert params == [c for c in manifest.columns if c not in ("run_id", "data_id", "model_id")]
     assert {"sampler", "seed", "knob_eps", "model_lr", "model_log_every"} <= set(params)
     ds_io.write_parquet(tmp_path / "runs.parquet", manifest)
     manifest = pd.read_parquet(tmp_path / "runs.parquet")
     assert tables.param_columns(manifest) == params
-    generation = runs.frame("generation", grid.manifest_rows(), tmp_path)   # no run has finished: every status missing
+    generation = join.frame("generation", grid.manifest_rows("generation"), tmp_path)   # no run has finished: every status missing
     assert set(generation["status"]) == {"missing"} and tables.param_columns(generation) == params
     likelihood = tmp_path / "likelihood.json"
     likelihood.write_text(json.dumps({"model_id": manifest["model_id"].iloc[0], "nll_bpd": 1.5}))
@@ -124,7 +125,7 @@ def test_a_result_named_like_a_parameter_is_not_one(rows):
     assert ablation(rows, spec()).cells[(("rw",), (10,))].n == 3
     rows += [dict(run("rw", 10, seed, 0.3), model_score_norm=0.0, temperature=2.0) for seed in range(3)]
     with pytest.raises(tables.MixedCellError, match=r"differ in temperature \(1, 2\)"):
-        tables.ablation(rows, spec(), params=[*PARAMS, "temperature"])
+        tables.ablation(rows, spec(), parameter_columns=[*PARAMS, "temperature"])
 
 
 def test_a_table_without_its_parameter_columns_is_refused(tmp_path, rows, capsys):
@@ -172,7 +173,7 @@ def test_an_ablation_over_a_restoration_table(tmp_path):
     declared = tables.TableSpec.from_config("r", {"source": "restoration", "metric": "psnr",
                                                   "rows": ["task", "restorer"], "columns": "steps"})
     assert declared.better == "higher"
-    table = tables.ablation(rows, declared, params=RESTORATION_PARAMS)
+    table = tables.ablation(rows, declared, parameter_columns=RESTORATION_PARAMS)
     cell = table.cells[(("box", "rw_cond"), (30,))]
     assert cell.n == 4 and cell.value == pytest.approx(statistics.fmean([23, 24, 23.1, 24.1]))
     assert table.cells[(("box", "dps"), (30,))].best and not cell.best
@@ -180,7 +181,7 @@ def test_an_ablation_over_a_restoration_table(tmp_path):
     mixed = rows + [dict(r, noise_std=0.2, run_id=r["run_id"] + "-loud") for r in rows]
     with pytest.raises(tables.MixedCellError, match=r"tables.ablations.r: the cell task=box, restorer=dps, steps=10 "
                                                     r"holds runs that differ in noise_std \(0.1, 0.2\)"):
-        tables.ablation(mixed, declared, params=RESTORATION_PARAMS)
+        tables.ablation(mixed, declared, parameter_columns=RESTORATION_PARAMS)
     frame = tables.with_params(tables.typed_frame(rows), RESTORATION_PARAMS)
     frame.to_parquet(tmp_path / "restoration.parquet")
     outputs = {"csv": tmp_path / "r.csv", "markdown": tmp_path / "r.md"}
@@ -411,8 +412,8 @@ def test_shipped_configs_declare_valid_tables(root, name):
     cfg, grid = config.load(root / "config" / name)
     specs = tables.ablation_specs(cfg["tables"])
     assert len(specs) >= 2
-    tables.check_declared(specs, grid.manifest_rows(), cfg["tables"]["better"])
-    tables.check_heatmap(cfg["plots"]["heatmap"], grid.manifest_rows())
+    tables.check_declared(specs, grid.manifest_rows("generation"), cfg["tables"]["better"])
+    tables.check_heatmap(cfg["plots"]["heatmap"], grid.manifest_rows("generation"))
 
 
 def test_parse_time_check_rejects_a_bad_table(root):
@@ -420,10 +421,10 @@ def test_parse_time_check_rejects_a_bad_table(root):
     bad = {"ablations": {"x": {**cfg["tables"]["ablations"]["oracle_ring8_sampler_steps"], "columns": ["stepz"]}}}
     with pytest.raises(tables.TableError, match=r"tables.ablations.x.columns: unknown column 'stepz' "
                                                 r"\(did you mean steps"):
-        tables.check_declared(tables.ablation_specs(bad), grid.manifest_rows())
+        tables.check_declared(tables.ablation_specs(bad), grid.manifest_rows("generation"))
     pooled = {"ablations": {"x": {"rows": ["sampler"], "metric": "mmd", "filter": {"dataset": "ring8"}}}}
     with pytest.raises(tables.TableError, match="differ in model"):
-        tables.check_declared(tables.ablation_specs(pooled), grid.manifest_rows())
+        tables.check_declared(tables.ablation_specs(pooled), grid.manifest_rows("generation"))
 
 
 def test_schema_rejects_unknown_table_keys(root, tmp_path):

@@ -10,7 +10,7 @@ import yaml
 
 from diffsweep import config as ds_config
 from diffsweep import grid as ds_grid
-from diffsweep.restoration.jobs import measure
+from diffsweep.runs.restoration import measure
 
 PAPER = Path(__file__).resolve().parents[1] / "config" / "paper.yaml"
 
@@ -18,7 +18,7 @@ PAPER = Path(__file__).resolve().parents[1] / "config" / "paper.yaml"
 def restorations(images):
     config = yaml.safe_load(PAPER.read_text())
     config["restoration"]["tasks"]["vp_sr4"]["images"] = images
-    runs = ds_grid.build(ds_config.prepare(config)).restorations.values()
+    runs = ds_grid.build(ds_config.prepare(config)).of_kind('restoration').values()
     return [run for run in runs if run.preset == "paper_vp_sr4"], [run for run in runs if run.preset == "paper_ve_sr4"]
 
 

@@ -65,7 +65,7 @@ def expected_jobs(path: Path) -> dict[str, int]:
 
     cfg, grid = config.load(path)
     shards = grid.shards({kind: cfg["jobs"][kind]["runs_per_job"] for kind in ("generation", "restoration")})
-    extractors = {(run.model.data.id, extractor) for run in grid.all_runs.values()
+    extractors = {(run.model.data.id, extractor) for run in grid.runs.values()
                   for extractor in ds_grid.fidelity_extractors(run.model.data, cfg["fidelity"])}
     likelihood = cfg["metrics"]["likelihood"]
     trained = bool(grid.trained_models())
@@ -74,7 +74,7 @@ def expected_jobs(path: Path) -> dict[str, int]:
               if likelihood["points"] else 0,
               "train_digits_classifier": int(any(e == "digits" for _, e in extractors)),
               "fidelity_reference": len(extractors), "manifest": 1, "aggregate": 1,
-              "restoration_table": int(bool(grid.restorations)), "plot_restoration": int(bool(grid.restorations)),
+              "restoration_table": int(bool(grid.of_kind('restoration'))), "plot_restoration": int(bool(grid.of_kind('restoration'))),
               "ablation_table": len(tables.ablation_specs(cfg["tables"])), "plot_metrics": 1,
               "plot_samples": len(grid.datasets), "plot_heatmaps": int(trained and bool(cfg["plots"]["heatmap"]["metrics"])),
               "plot_schedules": int(cfg["plots"]["schedules"]), "plot_training": int(trained),
@@ -117,7 +117,7 @@ def test_smoke_run_produces_tables_and_plots(smoke_run):
     _, grid = config.load(smoke_run / "smoke.yaml")
     results = smoke_run / "results"
     table = pd.read_parquet(results / "tables" / "generation.parquet")
-    assert sorted(table["run_id"]) == sorted(grid.runs)
+    assert sorted(table["run_id"]) == sorted(grid.of_kind("generation"))
     assert (table["status"] == "ok").all()
     assert (table["nfe"] > 0).all() and (table["wall_s"] > 0).all()
     for column in ("sliced_w2", "mmd", "energy_distance", "knob_eps", "schedule", "model_train_sigma_name"):
@@ -133,8 +133,8 @@ def test_smoke_run_produces_tables_and_plots(smoke_run):
     from diffsweep import runs
     assert json.loads((results / "layout.json").read_text()) == {"version": 4}
     states = runs.index(results)
-    assert sorted(state.record["kind"] for state in states.values()) == sorted(run.kind for run in grid.all_runs.values())
-    for run_id in grid.all_runs:
+    assert sorted(state.record["kind"] for state in states.values()) == sorted(run.kind for run in grid.runs.values())
+    for run_id in grid.runs:
         assert len(runs.read_run_arrays(results, run_id, states=states)) > 0
     # files grow with shard jobs, not runs: a record file and an archive per shard, no staging left
     shards = {path.stem for path in (results / "shards").glob("*.json")}
@@ -142,7 +142,9 @@ def test_smoke_run_produces_tables_and_plots(smoke_run):
         sorted(f"{shard}{suffix}" for shard in shards for suffix in (".jsonl", ".archive"))
     from diffsweep import io
     params = io.read_parquet(results / "tables" / "generation.parquet").attrs["param_columns"]
-    assert params == io.read_parquet(results / "runs.parquet").attrs["param_columns"]
+    manifest = io.read_parquet(results / "runs.parquet")     # of every kind: the restorations' columns too
+    assert set(manifest["kind"]) == {"generation", "restoration"} and list(manifest.columns[:2]) == ["run_id", "kind"]
+    assert set(params) < set(manifest.attrs["param_columns"]) and "task" in manifest.attrs["param_columns"]
     assert {"sampler", "steps", "knob_eps", "schedule_sharpness", "model_train_sigma_name", "seed"} <= set(params)
     assert not {"run_id", "model_id", "data_id", "sliced_w2", "nfe", "status", "model_nll_bpd"} & set(params)
     assert list((smoke_run / "results" / "logs").rglob("*.log"))   # logs follow the results folder

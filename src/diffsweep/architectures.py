@@ -3,7 +3,7 @@
 importing torch; diffsweep.models builds the networks (MLP, UNet) from the checked parameters.
 
 Each entry's knobs are the keyword arguments of its network class, with the class's defaults
-(tests/test_models.py compares them); `consistent(params)` names what the knobs cannot say
+(tests/test_models.py compares them); `consistent(knobs)` names what the knobs cannot say
 alone (a width the group normalisation cannot split), '' when the parameters fit together.
 """
 
@@ -18,7 +18,7 @@ from diffsweep.registry import Entry, Registry
 
 @dataclass(frozen=True, kw_only=True)
 class Architecture(Entry):
-    consistent: Callable[[dict], str]   # consistent(resolved params) -> '' or why they do not fit together
+    consistent: Callable[[dict], str]   # consistent(resolved knobs) -> '' or why they do not fit together
 
 
 ARCHITECTURES = Registry("architecture", Architecture)
@@ -29,29 +29,29 @@ MAX_WIDTH = 65_536
 MAX_LEVELS = 8
 
 
-def check_params(arch: str, params: dict, where: str = "") -> dict:
+def check_params(arch: str, knobs: dict, where: str = "") -> dict:
     """The parameters of architecture `arch` with defaults filled in; an unknown key, a value of
     the wrong type or outside its range, or parameters that do not fit together raise ValueError
     naming `where` (e.g. 'models.mlp.arch_params.') and the key."""
     entry = ARCHITECTURES.get(arch, f"{where.removesuffix('arch_params.')}arch: ")
-    resolved = entry.resolve_knobs(params, where=where)
+    resolved = entry.resolve_knobs(knobs, where=where)
     problem = entry.consistent(resolved)
     if problem:
         raise ValueError(f"{where.removesuffix('.')}: {problem}")
     return resolved
 
 
-def _mlp_consistent(params: dict) -> str:
-    if params["embedding"] % 2:   # cos and sin of embedding / 2 frequencies
-        return f"embedding {params['embedding']} is odd; allowed: an even number (cos and sin of each frequency)"
+def _mlp_consistent(knobs: dict) -> str:
+    if knobs["embedding"] % 2:   # cos and sin of embedding / 2 frequencies
+        return f"embedding {knobs['embedding']} is odd; allowed: an even number (cos and sin of each frequency)"
     return ""
 
 
-def _unet_consistent(params: dict) -> str:
-    groups = params["norm_groups"]
-    uneven = [width for width in params["channels"] if width % groups]
+def _unet_consistent(knobs: dict) -> str:
+    groups = knobs["norm_groups"]
+    uneven = [width for width in knobs["channels"] if width % groups]
     if uneven:
-        return (f"channels {params['channels']}: {uneven[0]} is not a multiple of norm_groups {groups} (group "
+        return (f"channels {knobs['channels']}: {uneven[0]} is not a multiple of norm_groups {groups} (group "
                 f"normalisation splits every width into norm_groups groups)")
     return ""
 

@@ -124,14 +124,15 @@ def command_list(args) -> int:
 
 
 def command_grid(args) -> int:
-    from diffsweep import config, grid as ds_grid
+    from diffsweep import config
+    from diffsweep.runs import kinds
 
     try:
         _, grid = config.load(args.config)
     except config.ConfigError as error:   # one line per problem, each naming the file and key
         print(error, file=sys.stderr)
         return 2
-    rows = {kind: grid.manifest_rows(kind) for kind in ds_grid.PRESET_COLUMNS}   # every kind of run
+    rows = {kind: grid.manifest_rows(kind) for kind in kinds.names()}   # every kind of run
     counts = {kind: len(kind_rows) for kind, kind_rows in rows.items()}
     if args.json:
         print(json.dumps({"runs": [{"kind": kind, **row} for kind, kind_rows in rows.items() for row in kind_rows],
@@ -142,9 +143,9 @@ def command_grid(args) -> int:
     for kind, kind_rows in rows.items():
         if kind_rows:
             print(f"{kind} runs ({len(kind_rows)}):")
-        family = ds_grid.PRESET_COLUMNS[kind][1]
+        family = kinds.get(kind).preset_columns[1]
         for row in kind_rows:
-            task = f"{row['task']:<14} " if kind == "restoration" else ""
+            task = f"{row['task']:<14} " if "task" in row else ""
             print(f"  {row['run_id']:<28} {row['dataset']:<14} {row['model']:<12} {task}{row[family]:<14} "
                   f"{row['schedule']:<14} K={row['steps']}")
     for reason in grid.excluded:
@@ -162,7 +163,7 @@ def sweep_status(grid, results, config: dict | None = None) -> dict:
     failed runs with their error and log. Reads every record file once (runs.index)."""
     from diffsweep import grid as ds_grid, runs
 
-    all_runs = grid.all_runs
+    all_runs = grid.runs
     states = runs.index(results, keep=["wall_s", *runs.FAILURE_KEYS])
     state, wall, failures = {}, {}, []
     for run_id in sorted(set(states) & set(all_runs)):
@@ -425,7 +426,7 @@ def command_table(args) -> int:
     except ValueError as error:
         return fail(str(error))
     try:
-        params = tables.param_columns(frame)
+        parameter_columns = tables.param_columns(frame)
     except tables.TableError as error:
         return fail(f"{path}: {error}")
     entry = {"metric": args.metric, "rows": _names(args.rows), "columns": _names(args.cols), "filter": filters,
@@ -436,7 +437,7 @@ def command_table(args) -> int:
         entry["better"] = "none"
     try:
         spec = tables.TableSpec.from_config("table", entry, where="--")
-        table = tables.ablation(tables.records(frame), spec, params=params, where="--")
+        table = tables.ablation(tables.records(frame), spec, parameter_columns=parameter_columns, where="--")
     except tables.MixedCellError as error:
         return fail(f"{error.what}; add a --filter, put them in --rows/--cols, or pass --pool best (best of them) "
                     f"or --pool mean (pool them)")

@@ -401,6 +401,7 @@ def check(raw: dict, schema_path: str | Path = SCHEMA_PATH, base_dir: str | Path
     files the config names exist (relative to the working directory, as the jobs read them)."""
     from diffsweep import grid as ds_grid
     from diffsweep import noise, packing, runs, studies, tables
+    from diffsweep.runs import kinds
 
     try:
         config = prepare(raw, schema_path)
@@ -414,10 +415,11 @@ def check(raw: dict, schema_path: str | Path = SCHEMA_PATH, base_dir: str | Path
         runs.check_layout(config["results"])
         ablations = tables.ablation_specs(config["tables"])
         # a table's source is a run kind: its columns are that kind's manifest columns and results
-        tables.check_declared(ablations, {kind: grid.manifest_rows(kind) for kind in runs.KINDS},
+        tables.check_declared(ablations, {kind: grid.manifest_rows(kind) for kind in kinds.names()},
                               config["tables"]["better"])
         if grid.trained_models() and config["plots"]["heatmap"]["metrics"]:
-            tables.check_heatmap(config["plots"]["heatmap"], grid.manifest_rows(), config["tables"]["better"])
+            tables.check_heatmap(config["plots"]["heatmap"], grid.manifest_rows(kinds.GENERATION.name),
+                                config["tables"]["better"])
         for metric in [*config["plots"]["metrics"], *config["plots"]["heatmap"]["metrics"]]:
             if not metric.isidentifier():   # one job draws a figure per metric: outputs <metric>_png
                 raise ValueError(f"plots: metric '{metric}' is not a column name")

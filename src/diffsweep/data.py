@@ -546,27 +546,27 @@ def knobs_where(where: str) -> str:
     return where and where + "knobs."
 
 
-def resolve_dataset_knobs(family: str, params: dict, where: str = "") -> dict:
+def resolve_dataset_knobs(family: str, knobs: dict, where: str = "") -> dict:
     """Parameters with defaults filled in; unknown families, names or values raise ValueError.
     `where` is the config path of the dataset entry (e.g. "datasets.ring8.")."""
     spec = FAMILIES.get(family, where and where + "family: ")
     where = knobs_where(where)
-    resolved = spec.resolve_knobs(params, where)
+    resolved = spec.resolve_knobs(knobs, where)
     if family == "gmm" and resolved["preset"] != "ring8":
-        ring_only = sorted(k for k in RING_ONLY if k in (params or {}))
+        ring_only = sorted(k for k in RING_ONLY if k in (knobs or {}))
         if ring_only:
             raise ValueError(f"{where}parameters {ring_only} only apply to preset 'ring8'")
         resolved = {k: v for k, v in resolved.items() if k not in RING_ONLY}
     return resolved
 
 
-def check_dataset_files(family: str, params: dict, where: str = "") -> None:
+def check_dataset_files(family: str, knobs: dict, where: str = "") -> None:
     """Refuse (DataFileError, one line naming the key) resolved parameters that name missing or
     empty files; cheap, for parse time. Families that read no files pass."""
     check = FAMILIES.get(family).check
     if check is not None:
         try:
-            check(**params)
+            check(**knobs)
         except DataFileError as error:
             raise DataFileError(f"{knobs_where(where)}{error}") from None
 
@@ -579,13 +579,13 @@ def is_image(family: str) -> bool:
     return FAMILIES.get(family).image
 
 
-def make_dataset(family: str, fit_path=None, where: str = "", **params) -> Dataset:
+def make_dataset(family: str, fit_path=None, where: str = "", **knobs) -> Dataset:
     """Build a dataset by family name; unknown names or parameters raise ValueError, files that
     cannot be read DataFileError, naming `where` (the entry's config path, "datasets.faces.").
     A fitted prior (digits_gmm) caches its fit at `fit_path` when one is given."""
     spec = FAMILIES.get(family, where and where + "family: ")
-    params = resolve_dataset_knobs(family, params, where)
+    knobs = resolve_dataset_knobs(family, knobs, where)
     try:
-        return spec.build(**params, fit_path=fit_path) if spec.fitted else spec.build(**params)
+        return spec.build(**knobs, fit_path=fit_path) if spec.fitted else spec.build(**knobs)
     except DataFileError as error:
         raise DataFileError(f"{knobs_where(where)}{error}") from None

@@ -72,39 +72,27 @@ class Fingerprinter:
         return self.of_roots(self._roots_of(fn), extra=self._closure_constants(fn))
 
     def draw(self, kind: str, family: str, schedule: str, source: str, operator: str | None = None) -> Fingerprint:
-        """What draws a run's samples. `kind`: 'generation' or 'restoration'; `family`: the sampler
+        """What draws a run's samples. `kind`: a kind of run (diffsweep.runs.kinds); `family`: the sampler
         or restorer; `schedule`: the sampling schedule's name; `source`: 'oracle', 'trained' or
         'pretrained:<format>'; `operator`: a restoration task's operator family."""
         from diffsweep import noise
-        roots = [("diffsweep.noise", "make_schedule"), *self._roots_of(noise.SCHEDULES.get(schedule).fn)]
+        from diffsweep.runs import kinds
+        of_kind = kinds.get(kind)
+        roots = [("diffsweep.noise", "make_schedule"), *self._roots_of(noise.SCHEDULES.get(schedule).fn),
+                 *of_kind.draw_code, *self._roots_of(of_kind.families().get(family).fn)]
         extra = []
-        if kind == "generation":
-            from diffsweep import samplers
-            roots += [("diffsweep.jobs", "draw_samples"), *self._roots_of(samplers.get(family).fn)]
-        elif kind == "restoration":
+        if operator is not None:      # a restoration task's operator
             from diffsweep import restoration
-            roots += [("diffsweep.restoration.jobs", "measure"), ("diffsweep.restoration.jobs", "restore"),
-                      *self._roots_of(restoration.get(family).fn)]
-            if operator is not None:
-                make = restoration.get_operator(operator).make
-                roots += self._roots_of(make)
-                extra += self._closure_constants(make)
-        else:
-            raise ValueError(f"unknown kind of run '{kind}'; allowed: generation, restoration")
+            make = restoration.get_operator(operator).make
+            roots += self._roots_of(make)
+            extra += self._closure_constants(make)
         roots += self._source_roots(source)
         return self.of_roots(roots, extra)
 
     def evaluate(self, kind: str) -> Fingerprint:
         """What scores a run's samples: its kind's finish step, the metrics and the feature extractors."""
-        fidelity = [("diffsweep.fidelity", "*")]
-        if kind == "generation":
-            roots = [("diffsweep.jobs", "Generation.finish"), ("diffsweep.metrics", "sample_metrics"), *fidelity]
-        elif kind == "restoration":
-            roots = [("diffsweep.restoration.jobs", "Restoration.finish"), ("diffsweep.restoration.metrics", "*"),
-                     ("diffsweep.restoration.posterior", "exact_posterior"), *fidelity]
-        else:
-            raise ValueError(f"unknown kind of run '{kind}'; allowed: generation, restoration")
-        return self.of_roots(roots)
+        from diffsweep.runs import kinds
+        return self.of_roots([*kinds.get(kind).evaluate_code, ("diffsweep.fidelity", "*")])
 
     def training(self) -> Fingerprint:
         """What trains a `trained` score source: the training template and job, the training
@@ -471,15 +459,16 @@ def evaluate(kind: str) -> str:
 
 
 def source_of(model: dict) -> str:
-    """The `source` argument of `draw` for a run's score source (a run's params["model"])."""
+    """The `source` argument of `draw` for a run's score source (a run's identity["model"])."""
     return f"pretrained:{model['recipe']['format']}" if model["source"] == "pretrained" else model["source"]
 
 
-def of_params(params: dict) -> dict:
-    """The record fields `code_draw` and `code_evaluate` of a run, from its parameters (what its id
-    hashes: `grid.RunSpec.params()`, a record's `params`)."""
-    kind = "restoration" if "restorer" in params else "generation"
-    method = params["restorer" if kind == "restoration" else "sampler"]
-    operator = params["task"]["operator"] if kind == "restoration" else None
-    return {"code_draw": draw(kind, method["family"], method["schedule"], source_of(params["model"]), operator),
-            "code_evaluate": evaluate(kind)}
+def of_params(identity: dict) -> dict:
+    """The record fields `code_draw` and `code_evaluate` of a run, from what its id hashes
+    (`grid.RunSpec.identity()`, a record's `params`): its kind is the one whose method it names."""
+    from diffsweep.runs import kinds
+    kind = next(kind for kind in kinds.KINDS.entries() if kind.method in identity)
+    method = identity[kind.method]
+    operator = identity["task"]["operator"] if "task" in identity else None
+    return {"code_draw": draw(kind.name, method["family"], method["schedule"], source_of(identity["model"]), operator),
+            "code_evaluate": evaluate(kind.name)}

@@ -138,9 +138,9 @@ NETWORKS = {"mlp": MLP, "unet": UNet}
 def build_network(arch: str, shape, arch_params: dict | None = None, where: str = "") -> nn.Module:
     """The network of architecture `arch` for samples of `shape`; parameters that are not
     allowed raise ValueError naming `where` (e.g. 'models.mlp.arch_params.') and the key."""
-    params = architectures.check_params(arch, arch_params or {}, where=where)
+    knobs = architectures.check_params(arch, arch_params or {}, where=where)
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    return NETWORKS[arch](shape, **params)
+    return NETWORKS[arch](shape, **knobs)
 
 
 def build_denoiser(recipe: dict, shape) -> PreconditionedDenoiser:

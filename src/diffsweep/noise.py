@@ -185,44 +185,44 @@ def schedule_names() -> list[str]:
     return SCHEDULES.names()
 
 
-def resolve_schedule_knobs(name: str, params: dict | None = None, where: str = "") -> dict:
+def resolve_schedule_knobs(name: str, knobs: dict | None = None, where: str = "") -> dict:
     """Defaults filled in; unknown names or knobs raise ValueError naming the allowed ones.
     `where` is the config path of the preset (e.g. "samplers.rw.")."""
     schedule = SCHEDULES.get(name, where and where + "schedule: ")
-    resolved = schedule.resolve_knobs(params, where and where + "schedule_knobs.")
+    resolved = schedule.resolve_knobs(knobs, where and where + "schedule_knobs.")
     check_sigma_range(resolved, where and where + "schedule_knobs.")
     return resolved
 
 
-def check_sigma_range(params: dict, where: str) -> None:
+def check_sigma_range(options: dict, where: str) -> None:
     """sigma_min < sigma_max, where both are knobs: an empty or inverted range is no schedule."""
-    if "sigma_min" in params and "sigma_max" in params and not params["sigma_min"] < params["sigma_max"]:
-        raise ValueError(f"{where}sigma_min: {params['sigma_min']!r} is not below sigma_max {params['sigma_max']!r}; "
+    if "sigma_min" in options and "sigma_max" in options and not options["sigma_min"] < options["sigma_max"]:
+        raise ValueError(f"{where}sigma_min: {options['sigma_min']!r} is not below sigma_max {options['sigma_max']!r}; "
                          f"allowed: sigma_min < sigma_max")
 
 
-def check_schedule(name: str, steps: int, params: dict, where: str = "") -> None:
+def check_schedule(name: str, steps: int, knobs: dict, where: str = "") -> None:
     """Compute the schedule once at parse time (numpy, cheap): levels that are not finite,
     positive and strictly decreasing raise ValueError naming `where` (the preset's path)."""
     try:
-        make_schedule(name, steps, **params)
+        make_schedule(name, steps, **knobs)
     except (ValueError, FloatingPointError, OverflowError, ZeroDivisionError) as error:
         raise ValueError(f"{where}schedule_knobs: {error}") from None
 
 
-def make_schedule(name: str, steps: int, **params) -> np.ndarray:
+def make_schedule(name: str, steps: int, **knobs) -> np.ndarray:
     """K noise levels, largest first, float64."""
-    params = resolve_schedule_knobs(name, params)
+    knobs = resolve_schedule_knobs(name, knobs)
     if steps < 1:
         raise ValueError(f"schedule '{name}' needs at least 1 step, got {steps}")
     with np.errstate(all="ignore"):   # overflow and 0/0 become inf and nan, refused below
-        sigmas = np.asarray(SCHEDULES.get(name).fn(steps, **params), dtype=np.float64)
+        sigmas = np.asarray(SCHEDULES.get(name).fn(steps, **knobs), dtype=np.float64)
     if not np.all(np.isfinite(sigmas)):
-        raise ValueError(f"schedule '{name}' with {params} has non-finite noise levels")
+        raise ValueError(f"schedule '{name}' with {knobs} has non-finite noise levels")
     if steps > 1 and not np.all(np.diff(sigmas) < 0):
-        raise ValueError(f"schedule '{name}' with {params} is not strictly decreasing")
+        raise ValueError(f"schedule '{name}' with {knobs} is not strictly decreasing")
     if np.any(sigmas <= 0):
-        raise ValueError(f"schedule '{name}' with {params} has non-positive noise levels")
+        raise ValueError(f"schedule '{name}' with {knobs} has non-positive noise levels")
     return sigmas
 
 
@@ -301,15 +301,15 @@ def training_distribution_names() -> list[str]:
     return TRAINING_DISTRIBUTIONS.names()
 
 
-def resolve_training_knobs(name: str, params: dict | None = None, where: str = "") -> dict:
+def resolve_training_knobs(name: str, knobs: dict | None = None, where: str = "") -> dict:
     distribution = TRAINING_DISTRIBUTIONS.get(name, where and where + "name: ")
-    resolved = distribution.resolve_knobs(params, where and where + "knobs.")
+    resolved = distribution.resolve_knobs(knobs, where and where + "knobs.")
     check_sigma_range(resolved, where and where + "knobs.")
     return resolved
 
 
-def sample_training_sigmas(name: str, n: int, generator, **params):
-    return TRAINING_DISTRIBUTIONS.get(name).fn(n, generator, **resolve_training_knobs(name, params))
+def sample_training_sigmas(name: str, n: int, generator, **knobs):
+    return TRAINING_DISTRIBUTIONS.get(name).fn(n, generator, **resolve_training_knobs(name, knobs))
 
 
 # --- loss weights w(sigma) ------------------------------------------------------------

@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diffsweep import io
+from diffsweep.runs import kinds
 
 # The most runs one job takes with job_minutes: bounds the work lost when a job dies and what a
 # shard holds in memory at once (its runs' samples).
 MAX_RUNS_PER_JOB = 1000
-# The config section of each run kind's packing (under `jobs`).
-SECTIONS = {"generation": "jobs.generation", "restoration": "jobs.restoration"}
+# The config section of each run kind's packing (under `jobs`: jobs.generation, jobs.restoration).
+SECTIONS = {kind.name: f"jobs.{kind.name}" for kind in kinds.KINDS.entries()}
 DEFAULT_RUNS_PER_JOB = 16
 
 
@@ -81,7 +82,7 @@ def check(raw: dict, config: dict, grid) -> None:
     Raises ValueError, one line naming the key."""
     size = ShardSize.from_config(config)
     for kind, section in SECTIONS.items():
-        runs = grid.runs if kind == "generation" else grid.restorations
+        runs = grid.of_kind(kind)
         models = sorted({run.model.id: run.model for run in runs.values()}.values(),
                         key=lambda model: (model.name, model.data.name, model.id))
         known = {key for model in models for key in cost_keys(model.name, model.data.name)} | {"default"}
@@ -108,7 +109,7 @@ def measured_run_seconds(grid, shards: dict[str, list[str]], benchmarks) -> dict
     included): {kind: {"<model>/<dataset>": (seconds per run, runs measured)}}. Shards without
     a benchmark are left out. A shard whose last job ran only part of its runs (a rerun) counts
     all of them: measure a sweep whose shards each ran in one job."""
-    runs = grid.all_runs
+    runs = grid.runs
     totals: dict = {}
     for shard, run_ids in shards.items():
         path = Path(benchmarks) / f"{shard}.tsv"

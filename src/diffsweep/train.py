@@ -153,7 +153,7 @@ def train(recipe: dict, data: torch.Tensor, device="cpu", progress: bool = True,
     """Train a denoiser on `data` (n, d). Returns (ema denoiser, training log rows, loss-by-sigma rows).
 
     `recipe` is a resolved `trained` model entry of the config: arch, arch_params,
-    parametrisation, sigma_data, train_sigma {name, params}, weight, steps, batch_size, lr,
+    parametrisation, sigma_data, train_sigma {name, knobs}, weight, steps, batch_size, lr,
     ema, grad_clip, seed, log_every.
 
     With `resume_path`, the state is saved there every `checkpoint_every` steps (0: only on

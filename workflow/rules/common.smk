@@ -8,6 +8,7 @@ from diffsweep import grid as ds_grid
 from diffsweep import io as ds_io
 from diffsweep import packing as ds_packing
 from diffsweep import runs as ds_runs
+from diffsweep.runs import kinds as ds_kinds
 from diffsweep import studies as ds_studies
 from diffsweep import tables as ds_tables
 from snakemake.exceptions import WorkflowError
@@ -30,7 +31,7 @@ GRID = CHECKED.grid
 ABLATIONS = CHECKED.ablations
 
 RESULTS = config["results"]
-RUNS = GRID.all_runs
+RUNS = GRID.runs
 # Done detection is run-level: the records of every record file in the records folder, read
 # once (the shard of a run, hence its record file, changes when the config adds runs); only
 # their statuses are kept (memory at 100k runs).
@@ -56,7 +57,7 @@ PLOT_METRICS = config["plots"]["metrics"]
 HEATMAP = config["plots"]["heatmap"]
 DIRECTIONS = config["tables"]["better"]
 RESTORATION_METRICS = ["psnr", "ssim", "lpips"]   # lpips: a placeholder figure when LPIPS is skipped
-if any(run.model.data.analytic for run in GRID.restorations.values()):
+if any(run.model.data.analytic for run in GRID.of_kind(ds_kinds.RESTORATION.name).values()):
     RESTORATION_METRICS.append("sliced_w2_posterior")   # distance to exact posterior samples (analytic priors)
 # The studies the config declares (documented in docs, studies.md), their options with defaults filled.
 STUDIES = ds_studies.declared(config)
@@ -116,11 +117,7 @@ def shard_run(wildcards):
 def shard_options(wildcards):
     """The options of the kind of a shard: sample metrics (generation), or restoration metrics and
     strips; and the samples its runs store (keep_samples)."""
-    if shard_run(wildcards).kind == "generation":
-        return {"metrics": {key: value for key, value in config["metrics"].items() if key != "likelihood"},
-                "keep_samples": config["sampling"]["keep_samples"]}
-    return {"metrics": config["restoration"]["metrics"], "strips": config["restoration"]["strips"],
-            "keep_samples": config["restoration"]["keep_samples"]}
+    return ds_kinds.get(shard_run(wildcards).kind).options(config)
 
 
 def inputs_of_model(model):
@@ -197,7 +194,7 @@ def run_records(kind):
 
 def ablation_source(wildcards):
     """The results table a declared ablation table pivots (tables.ablations.<name>.source)."""
-    return f"{RESULTS}/{ds_tables.SOURCES[ABLATIONS[wildcards.table].source]}"
+    return f"{RESULTS}/{ds_kinds.get(ABLATIONS[wildcards.table].source).table}"
 
 
 # --- targets -------------------------------------------------------------------------------------
@@ -218,7 +215,7 @@ def all_targets():
     if TRAINED:
         targets += expand(f"{RESULTS}/plots/training_loss.{{ext}}", ext=PLOT_FORMATS)
         targets += expand(f"{RESULTS}/plots/heatmap_{{metric}}.{{ext}}", metric=HEATMAP["metrics"], ext=PLOT_FORMATS)
-    if GRID.restorations:
+    if GRID.of_kind(ds_kinds.RESTORATION.name):
         targets.append(f"{RESULTS}/tables/restoration.parquet")
         targets += expand(f"{RESULTS}/plots/restoration_{{metric}}_vs_nfe.{{ext}}", metric=RESTORATION_METRICS,
                           ext=PLOT_FORMATS)

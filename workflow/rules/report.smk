@@ -16,7 +16,7 @@ rule manifest:
     output:
         update(report(f"{RESULTS}/runs.parquet", category="4. Result tables", caption="../report/runs.rst")),
     params:
-        grid=GRID.digest("generation"),   # the job expands the rows from the config; a changed grid re-runs it
+        grid=GRID.digest(),   # the job expands the rows from the config; a changed grid re-runs it
     log:
         f"{RESULTS}/logs/manifest.log",
     resources:
@@ -29,7 +29,7 @@ rule manifest:
 
 rule aggregate:
     input:
-        records=run_records("generation"),
+        records=run_records(ds_kinds.GENERATION.name),
         train_logs=[f"{RESULTS}/models/{m.id}/train_log.parquet" for m in GRID.trained_models()],
         loss_by_sigma=[f"{RESULTS}/models/{m.id}/loss_by_sigma.parquet" for m in GRID.trained_models()],
         likelihoods=likelihood_records(),
@@ -40,7 +40,7 @@ rule aggregate:
                                caption="../report/training_table.rst")),
         training_by_sigma=update(f"{RESULTS}/tables/training_by_sigma.parquet"),
     params:
-        grid=GRID.digest("generation"),   # the job expands the rows from the config; a changed grid re-runs it
+        grid=GRID.digest(ds_kinds.GENERATION.name),   # the job expands the rows from the config; a changed grid re-runs it
         results=lambda wc, output: results_of(output.generation, depth=1),
     log:
         f"{RESULTS}/logs/aggregate.log",
@@ -178,12 +178,12 @@ rule ablation_table:
 
 rule restoration_table:
     input:
-        run_records("restoration"),
+        run_records(ds_kinds.RESTORATION.name),
     output:
         update(report(f"{RESULTS}/tables/restoration.parquet", category="5. Restoration", subcategory="Table",
                       caption="../report/restoration_table.rst")),
     params:
-        grid=GRID.digest("restoration"),   # the job expands the rows from the config; a changed grid re-runs it
+        grid=GRID.digest(ds_kinds.RESTORATION.name),   # the job expands the rows from the config; a changed grid re-runs it
         results=lambda wc, output: results_of(output[0], depth=1),
     log:
         f"{RESULTS}/logs/restoration_table.log",

@@ -20,7 +20,7 @@ for _name, _options in STUDIES.items():
         params:
             study=_name,
             options=_options,
-            job=_study.params(config, GRID, _options),
+            job=_study.job_arguments(config, GRID, _options),
         log:
             f"{RESULTS}/logs/studies/{_name}.log",
         resources:

@@ -22,7 +22,7 @@ def heatmap_data(table: pd.DataFrame, metric: str, rows: str = "model_train_sigm
     (every parameter column but the seed), then the configurations of a cell reduced by
     `reduce`: best (min or max by `better`), mean or median. The table lists its parameter
     columns (`tables.param_columns`)."""
-    params = param_columns(table)
+    parameter_columns = param_columns(table)
     ok = style.finished(table, metric)
     if ok.empty:
         return {}
@@ -33,7 +33,7 @@ def heatmap_data(table: pd.DataFrame, metric: str, rows: str = "model_train_sigm
     else:
         raise ValueError(f"reduce: '{reduce}' is not allowed; allowed: {', '.join(HEATMAP_REDUCE)}")
     config = list(dict.fromkeys([c for c in (rows, columns, facet) if c] +
-                                [c for c in ok.columns if c in params and c != seed]))
+                                [c for c in ok.columns if c in parameter_columns and c != seed]))
     per_config = ok.groupby(config, dropna=False)[metric].mean().reset_index()
     out = {}
     for value in (sorted(per_config[facet].dropna().unique()) if facet else [None]):

@@ -28,13 +28,13 @@ def metric_vs_x(table: pd.DataFrame, metric: str, out, x: str = "nfe", hue: str 
     stays short. Only runs with status ok (if the table has a status column) and a finite metric
     are drawn. The table lists its parameter columns (`tables.param_columns`)."""
     style.theme()
-    params = param_columns(table)
+    parameter_columns = param_columns(table)
     ok = style.finished(table, metric)
     if ok.empty:
         style.placeholder(out, f"no finished runs with '{metric}'")
         return
     facets = [c for c in (col, row) if c and ok[c].nunique() > 1]
-    labels = series_labels(ok, hue, [c for c in (*facets, line_style, x) if c], params, replicates)
+    labels = series_labels(ok, hue, [c for c in (*facets, line_style, x) if c], parameter_columns, replicates)
     pooled = labels.nunique() > max(style.MAX_SERIES, ok[hue].nunique())
     ok = ok.assign(**{hue: ok[hue].astype("string") if pooled else labels})
     lines = [c for c in (hue, line_style) if c]
@@ -91,12 +91,12 @@ def restoration_vs_nfe(table: pd.DataFrame, metric: str, out) -> None:
                 replicates=("seed", "measurement"))
 
 
-def series_labels(table: pd.DataFrame, hue: str, within, params, replicates=("seed",)) -> pd.Series:
-    """The `hue` value, extended by the parameters (of `params`) that still tell runs apart at
+def series_labels(table: pd.DataFrame, hue: str, within, parameter_columns, replicates=("seed",)) -> pd.Series:
+    """The `hue` value, extended by the parameters (of `parameter_columns`) that still tell runs apart at
     the same (`within`) point, so that a band spans `replicates` only: `rw (T0=0.1)`, `rw (T0=1)`.
     Found on the distinct configurations and labelled once each: 100k runs are a few thousand."""
     keys = [hue, *within]
-    candidates = [c for c in table.columns if c in params and c not in (*replicates, *keys)]
+    candidates = [c for c in table.columns if c in parameter_columns and c not in (*replicates, *keys)]
     extra = distinguishing(records(_distinct(table[[*keys, *candidates]])), keys, candidates)
     if not extra:
         return table[hue].astype("string")

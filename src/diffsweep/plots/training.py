@@ -63,5 +63,5 @@ def _named_by_model(data: pd.DataFrame, manifest: pd.DataFrame | None, hue: str,
         data = data.merge(names, on="model_id", how="left")
     hue = hue if hue in data.columns else "model_id"
     col = col if col in data.columns else None
-    return data.assign(**{hue: series_labels(data, hue, [c for c in (col, x) if c], params=())}), hue, col
+    return data.assign(**{hue: series_labels(data, hue, [c for c in (col, x) if c], parameter_columns=())}), hue, col
 

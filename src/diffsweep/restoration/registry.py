@@ -47,9 +47,9 @@ class OperatorFamily(Entry):
     make: Callable             # (shape, seed, **knobs) -> a LinearOperator (diffsweep.restoration.operators)
     image_only: bool = True    # needs (C, H, W) data; False: any flattened shape
 
-    def build(self, shape, seed: int, params: dict):
+    def build(self, shape, seed: int, knobs: dict):
         """The operator for data of `shape`, its random parts (mask position, kernel) drawn from `seed`."""
-        return self.make(tuple(shape), seed, **params)
+        return self.make(tuple(shape), seed, **knobs)
 
 
 

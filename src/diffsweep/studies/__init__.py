@@ -28,7 +28,7 @@ def _no_inputs(grid, results: str) -> dict:
     return {}
 
 
-def _no_params(config: dict, grid, options: dict) -> dict:
+def _no_job_arguments(config: dict, grid, options: dict) -> dict:
     return {}
 
 
@@ -44,14 +44,14 @@ def _no_check(config: dict, options: dict) -> None:
 class Study(Entry):
     """A study. Its rule reads the generation table and the files of `inputs`, writes
     results/tables/study_<name>.csv and results/plots/study_<name>.{png,pdf}, and calls
-    `job(inputs, outputs, options, **params)`: `inputs` and `outputs` by name (`table`; `csv`,
-    `png`, `pdf`), `options` the config's `studies.<name>` with `defaults` filled in, `params`
-    what `params(config, grid, options)` took from the config at parse time."""
+    `job(inputs, outputs, options, **job_arguments)`: `inputs` and `outputs` by name (`table`; `csv`,
+    `png`, `pdf`), `options` the config's `studies.<name>` with `defaults` filled in, `job_arguments`
+    what `job_arguments(config, grid, options)` took from the config at parse time."""
     title: str                                               # its part of the report's "6. Studies"
     job: Callable[..., None]
     defaults: dict = field(default_factory=lambda: {"metric": "sliced_w2"})
     inputs: Callable[..., dict] = _no_inputs                 # (grid, results) -> {name: path or paths}
-    params: Callable[..., dict] = _no_params                 # (config, grid, options) -> the job's keyword arguments
+    job_arguments: Callable[..., dict] = _no_job_arguments   # (config, grid, options) -> the job's keyword arguments
     drawn: Callable[..., bool] = _always                     # (grid) -> whether the grid has what the study needs
     check: Callable[..., None] = _no_check                   # (config, options); raises ValueError naming the key
 

@@ -2,7 +2,7 @@
 configuration split into the oracle's at the same configuration and seed (discretisation) and the
 rest (score error), and the direct distance between the network's samples and the oracle's.
 
-- `params`         what the job takes from the config (parse time)
+- `job_arguments`  what the job takes from the config (parse time)
 - `drawn`          only a grid with a trained network has anything to split
 - `table`          the split, seeds paired and averaged
 - `figure`         each network's error against steps beside the oracle's
@@ -22,7 +22,7 @@ from diffsweep.tables import TableError, direction, distinguishing, param_column
 log = logging.getLogger("diffsweep")
 
 
-def params(config: dict, grid, options: dict) -> dict:
+def job_arguments(config: dict, grid, options: dict) -> dict:
     """The job's settings: the results folder (the runs' stored samples), the projections of the
     metric, and which end of the metric is better (the figure picks the best in a large sweep)."""
     return {"results": config["results"], "n_projections": config["metrics"]["n_projections"],
@@ -34,10 +34,10 @@ def drawn(grid) -> bool:
     return bool(grid.trained_models())
 
 
-def model_columns(params) -> list[str]:
+def model_columns(parameter_columns) -> list[str]:
     """The parameter columns that describe the score source: `model` and the model's own
     (`model_*`, the manifest's owner prefix); every other parameter describes the run."""
-    return [c for c in params if c == "model" or c.startswith("model_")]
+    return [c for c in parameter_columns if c == "model" or c.startswith("model_")]
 
 
 def table(generation, metric: str = "sliced_w2", distance=None):
@@ -59,7 +59,7 @@ def table(generation, metric: str = "sliced_w2", distance=None):
     columns, so `model` and `model_source` must be among them."""
     import pandas as pd
 
-    params = param_columns(generation)
+    parameter_columns = param_columns(generation)
     if metric not in generation.columns:
         raise TableError(f"studies.error_sources: the table has no column '{metric}'")
     for needed in ("model", "model_source"):
@@ -67,8 +67,8 @@ def table(generation, metric: str = "sliced_w2", distance=None):
             raise TableError(f"studies.error_sources: the table has no column '{needed}'")
     done = generation[generation["status"] == "ok"] if "status" in generation.columns else generation
     done = done[pd.to_numeric(done[metric], errors="coerce").notna()]
-    owned = set(model_columns(params))
-    keys = [c for c in params if c not in owned and c in done.columns]
+    owned = set(model_columns(parameter_columns))
+    keys = [c for c in parameter_columns if c not in owned and c in done.columns]
     oracle = done[done["model_source"] == ORACLE_SOURCE]
     trained = done[done["model_source"] != ORACLE_SOURCE]
     if oracle.duplicated(keys).any():
@@ -222,5 +222,5 @@ def job(inputs: dict, outputs: dict, options: dict, results: str, n_projections:
 
 
 STUDIES.add(Study(name="error_sources", description="each trained network's error split into discretisation "
-                  "(the oracle's) and score error", title="Where the error comes from", job=job, params=params,
+                  "(the oracle's) and score error", title="Where the error comes from", job=job, job_arguments=job_arguments,
                   drawn=drawn))

@@ -2,12 +2,12 @@
 temperature ramped from T0 to 1 along the level index or along log sigma, against the number of
 steps, beside the floor of two independent exact sample sets.
 
-- `check`        the config's study names random-walk presets (parse time)
-- `params`       what the job takes from the config (parse time)
-- `table`        the metric per dataset, ramp, T0 and steps, seeds averaged
-- `exact_floor`  the metric between fresh exact samples and the reference set: what a perfect sampler scores
-- `figure`       the metric against steps, a panel per dataset, hue ramp, style T0, the floor drawn
-- `job`          the rule's body: table (CSV), floors and figure
+- `check`          the config's study names random-walk presets (parse time)
+- `job_arguments`  what the job takes from the config (parse time)
+- `table`          the metric per dataset, ramp, T0 and steps, seeds averaged
+- `exact_floor`    the metric between fresh exact samples and the reference set: what a perfect sampler scores
+- `figure`         the metric against steps, a panel per dataset, hue ramp, style T0, the floor drawn
+- `job`            the rule's body: table (CSV), floors and figure
 
 Imported at parse time: pandas, torch and matplotlib are imported inside the functions that need them.
 """
@@ -31,7 +31,7 @@ def check(config: dict, options: dict) -> None:
                              f"samplers; allowed: {', '.join(allowed) or '(none)'}")
 
 
-def params(config: dict, grid, options: dict) -> dict:
+def job_arguments(config: dict, grid, options: dict) -> dict:
     """The job's settings: every dataset (each one's floor), the sample count of a run that does
     not state its own, the seeds and projections of the metric, the results folder."""
     return {"datasets": [ds_grid.data_dict(spec) for _, spec in sorted(grid.datasets.items())],
@@ -115,7 +115,8 @@ def figure(summary, floors: dict, out, metric: str = "sliced_w2") -> None:
 def job(inputs: dict, outputs: dict, options: dict, datasets, n_samples: int, seeds, n_projections: int,
         results: str) -> None:
     """The rule's body: the table (CSV) with each dataset's floor (sliced_w2 only) and the figure."""
-    from diffsweep import io, jobs
+    from diffsweep import io
+    from diffsweep.runs import source
 
     generation = io.read_parquet(inputs["table"])
     summary = table(generation, options["metric"], options["samplers"])
@@ -129,7 +130,7 @@ def job(inputs: dict, outputs: dict, options: dict, datasets, n_samples: int, se
             data_dir = Path(results) / "data" / spec["id"]
             reference = io.read_sample_set(data_dir / "reference.npz")
             size = int(sizes.get(spec["name"], n_samples))
-            floors[spec["name"]], _ = exact_floor(jobs.build_dataset(spec, data_dir), reference, size, seeds,
+            floors[spec["name"]], _ = exact_floor(source.build_dataset(spec, data_dir), reference, size, seeds,
                                                   n_projections)
     summary["floor"] = summary["dataset"].map(floors)
     with io.atomic_path(outputs["csv"]) as tmp:
@@ -138,5 +139,5 @@ def job(inputs: dict, outputs: dict, options: dict, datasets, n_samples: int, se
 
 
 STUDIES.add(Study(name="temperature_ramp", description="the metric against steps per temperature ramp and T0, "
-                  "beside the exact-sample floor", title="Temperature ramp", job=job, check=check, params=params,
+                  "beside the exact-sample floor", title="Temperature ramp", job=job, check=check, job_arguments=job_arguments,
                   inputs=inputs))

@@ -15,9 +15,9 @@ from diffsweep import io
 from diffsweep.tables.rows import PARAM_COLUMNS, kind
 
 RECORD_COLUMNS = ["status", "nfe", "wall_s", "fused_with", "device", "finished"]
-LEADING_COLUMNS = ["run_id", "dataset", "model", "sampler", "sampler_family", "schedule", "steps", "init", "seed"]
+LEADING_COLUMNS = ["run_id", "kind", "dataset", "model", "sampler", "sampler_family", "schedule", "steps", "init", "seed"]
 # Manifest columns that name a run, its data or its model rather than set them: not parameters.
-ID_COLUMNS = ("run_id", "data_id", "model_id")
+ID_COLUMNS = ("run_id", "kind", "data_id", "model_id")   # kind: in the manifest of every run (runs.parquet)
 # Per-model measurements that `with_model_metrics` adds to every run of the model (model_<key>).
 MEASUREMENT_COLUMNS = ("model_nll_bpd", "model_true_nll_bpd", "model_likelihood_nfe", "model_likelihood_points",
                        "model_likelihood_wall_s", "model_likelihood_trace")
@@ -62,14 +62,14 @@ def with_model_metrics(generation, record_paths):
     return merged
 
 
-def training_table(log_paths, params=TRAINING_PARAMS):
-    """The training logs of every model in one table, its parameter columns `params` listed (in
+def training_table(log_paths, parameter_columns=TRAINING_PARAMS):
+    """The training logs of every model in one table, its parameter columns `parameter_columns` listed (in
     attrs) as in a table of runs, so that `diffsweep table` and declared tables read it."""
     import pandas as pd
 
     frames = [io.read_parquet(path) for path in log_paths]
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*params, "loss"])
-    frame.attrs[PARAM_COLUMNS] = list(params)
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*parameter_columns, "loss"])
+    frame.attrs[PARAM_COLUMNS] = list(parameter_columns)
     return frame
 
 

@@ -6,6 +6,8 @@ imports this module at parse time."""
 
 from __future__ import annotations
 
+from diffsweep.runs import kinds
+
 # Ablation tables: format name -> file extension (results/tables/ablations/<name>.<ext>).
 TABLE_FORMATS = {"markdown": "md", "latex": "tex", "csv": "csv", "html": "html"}
 FORMATS = tuple(TABLE_FORMATS)
@@ -20,8 +22,9 @@ POOLING = ("error", "best", "mean")
 DIRECTIONS = ("lower", "higher", "none")
 # How a heatmap cell combines the configurations it holds (after averaging seeds).
 HEATMAP_REDUCE = ("best", "mean", "median")
-# The Parquet tables an ablation table can read (`tables.ablations.<name>.source`), under the results folder.
-SOURCES = {"generation": "tables/generation.parquet", "restoration": "tables/restoration.parquet"}
+# The Parquet tables an ablation table can read (`tables.ablations.<name>.source`: a kind of run), under the
+# results folder.
+SOURCES = {kind.name: kind.table for kind in kinds.KINDS.entries()}
 
 # Which way is better, per metric; the config's `tables.better` adds to and overrides this.
 METRIC_DIRECTIONS = {

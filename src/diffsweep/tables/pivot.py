@@ -8,6 +8,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
+from diffsweep.runs import kinds
 from diffsweep.tables.options import AGGREGATES, EMPTY
 from diffsweep.tables.rows import value_key, format_key, group
 from diffsweep.tables.spec import TableSpec, check_table, differing
@@ -84,11 +85,11 @@ class Ablation:
         return "; ".join(parts) + "."
 
 
-def ablation(rows: list[dict], spec: TableSpec, *, params, where: str | None = None) -> Ablation:
-    """The pivot of `rows` that `spec` declares; `params` are the table's parameter columns
+def ablation(rows: list[dict], spec: TableSpec, *, parameter_columns, where: str | None = None) -> Ablation:
+    """The pivot of `rows` that `spec` declares; `parameter_columns` are the table's parameter columns
     (`param_columns(frame)`). Checked first (see `check_table`; `where` prefixes error
     messages, the config path `tables.ablations.<name>.` by default, '--' on the command line)."""
-    selected = check_table(spec, rows, params, where=where)
+    selected = check_table(spec, rows, parameter_columns, where=where)
     keys = spec.rows + spec.columns
     cells_by_key = group(selected, keys)
     nr = len(spec.rows)
@@ -98,7 +99,7 @@ def ablation(rows: list[dict], spec: TableSpec, *, params, where: str | None = N
     for rk in row_keys:
         for ck in col_keys:
             runs = cells_by_key.get(rk + ck)
-            cells[(rk, ck)] = _fill_cell(runs, spec, keys, params) if runs else Cell()
+            cells[(rk, ck)] = _fill_cell(runs, spec, keys, parameter_columns) if runs else Cell()
     table = Ablation(spec, row_keys, col_keys, cells, unit=_unit(spec, selected))
     _mark_best(table)
     return table
@@ -107,8 +108,9 @@ def ablation(rows: list[dict], spec: TableSpec, *, params, where: str | None = N
 def _unit(spec: TableSpec, selected: list[dict]) -> str:
     """What n counts: measurements (a restoration row is one measurement of a run), seeds, or
     runs where cells pool configurations or the table has no seed column."""
-    if spec.source == "restoration":
-        return "measurement"
+    unit = kinds.get(spec.source).unit
+    if unit:
+        return unit
     has_seed = any("seed" in row for row in selected[:1])
     return "seed" if spec.pool != "mean" and has_seed else "run"
 
@@ -126,12 +128,12 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _fill_cell(cell_rows: list[dict], spec: TableSpec, keys, params) -> Cell:
+def _fill_cell(cell_rows: list[dict], spec: TableSpec, keys, parameter_columns) -> Cell:
     ok = [r for r in cell_rows if r.get("status", "ok") == "ok" and _finite(r.get(spec.metric))]
     cell = Cell(n_runs=len(cell_rows), n_diverged=sum(r.get("status") == "diverged" for r in cell_rows))
     candidates = [("", ok)]
     if spec.pool == "best":
-        varying = differing(ok, keys, params)
+        varying = differing(ok, keys, parameter_columns)
         if varying:
             configs = group(ok, varying)
             candidates = [(", ".join(f"{c}={format_key(v)}" for c, v in zip(varying, config)), runs)

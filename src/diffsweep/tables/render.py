@@ -212,7 +212,7 @@ def write_ablation(table_path, spec: TableSpec | dict, outputs: dict) -> Ablatio
     if isinstance(spec, dict):
         spec = TableSpec.from_dict(spec)
     frame = read_parquet(table_path)
-    table = ablation(records(frame), spec, params=param_columns(frame))
+    table = ablation(records(frame), spec, parameter_columns=param_columns(frame))
     for fmt, path in outputs.items():
         text = render_table(table, fmt, caption=spec.caption if fmt in ("latex", "html") else None)
         with atomic_path(path) as tmp:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
+from diffsweep.runs import kinds
 from diffsweep.tables.aggregate import EXTRA_COLUMNS, MEASUREMENT_COLUMNS, RECORD_COLUMNS, manifest_params
 from diffsweep.tables.options import AGGREGATES, DIRECTIONS, METRIC_DIRECTIONS, POOLING, SOURCES, TableError
 from diffsweep.tables.rows import columns_of, distinguishing, format_key, group, select, sorted_values, unknown_column
@@ -29,7 +30,7 @@ class TableSpec:
     format: str = ".3g"
     caption: str = ""
     order: dict = field(default_factory=dict)
-    source: str = "generation"
+    source: str = kinds.GENERATION.name     # the kind of run whose table it pivots
 
     @classmethod
     def from_config(cls, name: str, entry: dict, directions: dict | None = None, where: str = "") -> "TableSpec":
@@ -52,7 +53,7 @@ class TableSpec:
                    filter=dict(entry.get("filter") or {}), aggregate=entry.get("aggregate", "mean_std"),
                    better=better, pool=entry.get("pool", "error"), format=entry.get("format", ".3g"),
                    caption=entry.get("caption", ""), order=dict(entry.get("order") or {}),
-                   source=entry.get("source", "generation"))
+                   source=entry.get("source", kinds.GENERATION.name))
         spec.check_options(where)
         return spec
 
@@ -105,9 +106,9 @@ def known_metrics(directions: dict | None = None) -> list[str]:
 def result_columns(source: str, directions: dict | None = None) -> list[str]:
     """The columns a source's rows gain once their runs finished: what a declared table may
     name although the manifest does not have it yet."""
-    if source == "restoration":     # a row per run and measurement
-        return ["measurement", *RECORD_COLUMNS, *EXTRA_COLUMNS, *known_metrics(directions)]
-    return [*RECORD_COLUMNS, *EXTRA_COLUMNS, *known_metrics(directions), *sorted(MEASUREMENT_COLUMNS)]
+    kind = kinds.get(source)
+    return [*kind.row_keys[1:], *RECORD_COLUMNS, *EXTRA_COLUMNS, *known_metrics(directions),
+            *(sorted(MEASUREMENT_COLUMNS) if kind.model_metrics else [])]
 
 
 def direction(metric: str, directions: dict | None = None, default: str = "none") -> str:
@@ -130,16 +131,16 @@ class MixedCellError(TableError):
                          f"columns, or set pool: best (best of them) or pool: mean (pool them)")
 
 
-def differing(cell: list[dict], keys, params) -> list[str]:
+def differing(cell: list[dict], keys, parameter_columns) -> list[str]:
     """The parameters other than the seed that tell the runs of a cell apart (see `distinguishing`)."""
     present = set(columns_of(cell))
-    return distinguishing(cell, keys, [c for c in params if c in present and c != SEED])
+    return distinguishing(cell, keys, [c for c in parameter_columns if c in present and c != SEED])
 
 
-def check_table(spec: TableSpec, rows: list[dict], params, extra_columns=(), where: str | None = None) -> list[dict]:
+def check_table(spec: TableSpec, rows: list[dict], parameter_columns, extra_columns=(), where: str | None = None) -> list[dict]:
     """Check a table against data (or, at parse time, against the grid's manifest rows with
     `extra_columns` naming the columns runs will add): every named column exists, the filter
-    selects runs, and no cell mixes runs that differ in a parameter (`params`: the table's
+    selects runs, and no cell mixes runs that differ in a parameter (`parameter_columns`: the table's
     parameter columns) other than the seed, unless `pool` says how to combine them. Returns
     the selected rows."""
     where = f"tables.ablations.{spec.name}." if where is None else where
@@ -158,7 +159,7 @@ def check_table(spec: TableSpec, rows: list[dict], params, extra_columns=(), whe
     if spec.pool == "error":
         keys = spec.rows + spec.columns
         for key, cell in group(selected, keys).items():
-            varying = differing(cell, keys, params)
+            varying = differing(cell, keys, parameter_columns)
             if varying:
                 label = ", ".join(f"{k}={format_key(v)}" for k, v in zip(keys, key))
                 raise MixedCellError(where, label, varying, sorted_values({r.get(varying[0]) for r in cell}))
@@ -168,9 +169,8 @@ def check_table(spec: TableSpec, rows: list[dict], params, extra_columns=(), whe
 def check_declared(specs: dict[str, TableSpec], manifest_rows, directions: dict | None = None) -> None:
     """Parse-time check of every declared table against the grid: the columns runs will have
     are the manifest's, the record's and the known metrics'. `manifest_rows`: the grid's
-    manifest rows per source ({"generation": [...], "restoration": [...]}), or the generation
-    rows alone."""
-    by_source = manifest_rows if isinstance(manifest_rows, dict) else {"generation": manifest_rows}
+    manifest rows per source (kind name -> rows), or the generation rows alone."""
+    by_source = manifest_rows if isinstance(manifest_rows, dict) else {kinds.GENERATION.name: manifest_rows}
     for spec in specs.values():
         if spec.source not in by_source:
             raise TableError(f"tables.ablations.{spec.name}.source: {spec.source} tables are not checked here "
@@ -190,4 +190,4 @@ def check_heatmap(options: dict, manifest_rows: list[dict], directions: dict | N
     for part in ("rows", "columns"):
         if options[part] not in available:
             raise unknown_column(options[part], available, f"{where}{part}: ")
-    return select(trained, options.get("filter") or {}, where, [*available, *result_columns("generation", directions)])
+    return select(trained, options.get("filter") or {}, where, [*available, *result_columns(kinds.GENERATION.name, directions)])

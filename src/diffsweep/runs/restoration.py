@@ -1,4 +1,4 @@
-"""The restoration half of a shard job (diffsweep.runs.run_shard).
+"""The restoration half of a shard job (diffsweep.runs.loop.run_shard).
 
 A restoration run measures the first n_measurements reference samples (y = A x + noise), restores
 each n_samples times and scores the restorations. It stores (in its shard's archive) samples.npz
@@ -15,11 +15,13 @@ from pathlib import Path
 
 import torch
 
-from diffsweep import io, jobs, restoration
+from diffsweep import io, restoration
 from diffsweep.noise import make_schedule
 from diffsweep.restoration import metrics as rmetrics
 from diffsweep.restoration.posterior import exact_posterior
 from diffsweep.restoration.restorers import Spectral
+from diffsweep.runs.source import call_counted, initial_sample
+from diffsweep.runs.store import kept
 from diffsweep.samplers.randomness import RESTORATION_BLOCK, SampleStreams
 
 log = logging.getLogger("diffsweep")
@@ -28,8 +30,6 @@ log = logging.getLogger("diffsweep")
 class Restoration:
     """Measure and restore (`draw`), then score and save (`finish`). Loads LPIPS once per job;
     `fidelity` is the dataset's FID/KID evaluator (None without fidelity records)."""
-    method = "restorer"
-
     def __init__(self, dataset, reference, dtype, device, options: dict, fidelity=None):
         self.dataset, self.reference, self.dtype, self.device = dataset, reference, dtype, device
         self.metric_options, self.strips = options["metrics"], options["strips"]
@@ -47,7 +47,7 @@ class Restoration:
 
     @staticmethod
     def samples_of(output):
-        """The restorations, for the job loop's divergence rule (runs.divergence)."""
+        """The restorations, for the job loop's divergence rule (runs.loop.divergence)."""
         return output[3]
 
     def finish(self, run: dict, output, folder: Path, scored: bool = True) -> dict:
@@ -80,9 +80,9 @@ class Restoration:
             rows.append({"measurement": j, **values, **run_values, "lpips_status": self.lpips_status,
                          **{f"{name}_status": why for name, why in run_skipped.items()}})
 
-        kept = jobs.kept(self.keep, k)
-        if kept:
-            arrays = {"truth": truth.float().numpy(), "y": y.float().numpy(), "samples": samples[:, :kept].float().numpy()}
+        stored = kept(self.keep, k)
+        if stored:
+            arrays = {"truth": truth.float().numpy(), "y": y.float().numpy(), "samples": samples[:, :stored].float().numpy()}
             if exact_means:
                 arrays["posterior_mean"] = torch.stack(exact_means).float().numpy()
             io.write_arrays(folder / "samples.npz", **arrays)
@@ -116,12 +116,11 @@ def restore(run: dict, denoiser, operator, y, shape, dtype, device):
     # per-sample streams, a group per measurement: restoration i of measurement j depends only on (seed, j, i);
     # the measurement noise (measure) and the operator's random parts (its seed) have generators of their own
     noise = SampleStreams(run["seed"], k, RESTORATION_BLOCK, device, stream="restorations", groups=len(y))
-    x = jobs.initial_sample(run["init"], sigmas[0], (len(y) * k, *shape), noise, dtype, device,
-                            run.get("init_knobs"))
+    x = initial_sample(run["init"], sigmas[0], (len(y) * k, *shape), noise, dtype, device, run.get("init_knobs"))
     y_rows = y.repeat_interleave(k, dim=0).to(device, dtype)
     rows = operator.restrict(torch.arange(len(y)).repeat_interleave(k))    # sample j * k + i measures image j
-    return jobs.call_counted(spec.fn, denoiser, device, x, sigmas, noise, rows, y_rows,
-                             run["task"]["noise_std_effective"], **run["knobs"])
+    return call_counted(spec.fn, denoiser, device, x, sigmas, noise, rows, y_rows,
+                        run["task"]["noise_std_effective"], **run["knobs"])
 
 
 def save_strip(operator, y, samples, exact_means, truth, path) -> None:
