@@ -73,8 +73,8 @@ NO_CODE_CHANGE = {
                 "        x_ve"),
     "docstring": ("samplers/ddpm.py", '    """abar for every level and for the final sigma = 0."""',
                   '    """The alpha-bars, rewritten."""'),
-    "new docstring": ("samplers/ddpm.py", "def ddpm(denoise, x, sigmas, generator, *, variance):\n",
-                      'def ddpm(denoise, x, sigmas, generator, *, variance):\n    """Ho et al."""\n'),
+    "new docstring": ("samplers/ddpm.py", "def ddpm(denoise, x, sigmas, noise, *, variance, callback=None):\n",
+                      'def ddpm(denoise, x, sigmas, noise, *, variance, callback=None):\n    """Ho et al."""\n'),
     "module docstring": ("samplers/levels.py", "the problem instead of returning NaN", "the problem, not NaN"),
     "whitespace": ("samplers/ddpm.py", "    z = math.sqrt(abar[0]) * x\n",
                    "\n    z = math.sqrt(  abar[0]\n                   ) *x    \n\n"),
@@ -170,7 +170,7 @@ def shrink(x):
 
 
 @register("fp_plugin_{stem}", knobs={{}}, description="a test plugin", init="unit")
-def walk(denoise, x, sigmas, generator):
+def walk(denoise, x, sigmas, noise, *, callback=None):
     nfe = 0
     for sigma, _ in steps_to_zero(sigmas):
         x = shrink(denoise(x, sigma))

@@ -28,8 +28,9 @@ from diffsweep import grid as ds_grid
 
 pytestmark = pytest.mark.workflow
 
-# columns that differ between two computations of one run (the code's revision: a commit meanwhile)
-WHEN = ["wall_s", "finished", "git_revision"]
+# columns that differ between two computations of one run (the code's revision: a commit meanwhile;
+# fused_with: a recomputed shard draws only its pending runs together, so its groups are smaller)
+WHEN = ["wall_s", "finished", "git_revision", "fused_with"]
 GENERATION = "results/tables/generation.parquet"
 
 

@@ -101,7 +101,7 @@ def draw_fused(draw, denoiser, runs: list[dict], timeout_s: float = TIMEOUT_S):
     code), the run is handed on failed with the group's error and its thread left behind."""
     group = FusedGroup(denoiser, len(runs), timeout_s, [run["id"] for run in runs])
     ended = queue.SimpleQueue()          # (index, outcome) of each run whose draw has ended
-    threads = torch.get_num_threads()    # the job's intra-op threads (jobs.use_threads), in every run thread
+    threads = torch.get_num_threads()    # the job's intra-op threads (runs.source.use_threads), in every run thread
 
     def work(index, run):
         torch.set_num_threads(threads)
