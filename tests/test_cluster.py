@@ -206,7 +206,7 @@ def test_smoke_sweep_on_slurm_equals_a_local_run(cluster, smoke_run, tmp_path):
     for record in records:
         if record["kind"] == "generation":
             shard_jobs.setdefault(record["row"]["model_id"], set()).add(record["provenance"]["slurm_job_id"])
-    assert set(shard_jobs) == {run.model.id for run in grid.runs.values()}
+    assert set(shard_jobs) == {run.model.id for run in grid.of_kind("generation").values()}
     for model_id, ids in shard_jobs.items():
         assert len(ids) >= 3, (model_id, ids)
         assert all(jobs[i]["comment"].startswith("rule_run_shard_") and jobs[i]["tres"].endswith("gpu:1") for i in ids)
@@ -221,7 +221,7 @@ def test_smoke_sweep_on_slurm_equals_a_local_run(cluster, smoke_run, tmp_path):
     # Kernel metrics (mmd, energy distance: float64 sums over 10^5 pairs) may differ in the last bit
     # with a run's place in its job (this run shards differently), hence rtol 1e-12, not bit equality.
     local_results = smoke_run / "results"
-    assert sorted(pd.read_parquet(results / "tables" / "generation.parquet")["run_id"]) == sorted(grid.runs)
+    assert sorted(pd.read_parquet(results / "tables" / "generation.parquet")["run_id"]) == sorted(grid.of_kind("generation"))
     pd.testing.assert_frame_equal(comparable(results / "tables" / "generation.parquet", ["run_id"], seed=0),
                                   comparable(local_results / "tables" / "generation.parquet", ["run_id"]),
                                   check_exact=False, rtol=1e-12, atol=1e-14)
