@@ -134,7 +134,7 @@ def test_every_column_is_documented(smoke, declared):
     doc = (ROOT / "docs" / "tables.md").read_text()
     names = documented(doc)
     results = smoke / "results"
-    dynamic = ("dataset_", "model_", "schedule_", "knob_")
+    dynamic = ("dataset_", "model_", "schedule_", "knob_", "operator_")
     for path in (results / "runs.parquet", results / "tables" / "generation.parquet",
                  results / "tables" / "training.parquet", results / "tables" / "training_by_sigma.parquet"):
         for column in pd.read_parquet(path).columns:
