@@ -58,7 +58,7 @@ def synthetic_table(n_runs: int):
         for eps, t0 in configs:
             for steps in STEPS:
                 for seed in range(SEEDS):
-                    rows.append({"run_id": f"{len(rows):016x}", "dataset": dataset, "model": model, "sampler": preset,
+                    rows.append({"run_id": f"bench-{len(rows):016x}", "dataset": dataset, "model": model, "sampler": preset,
                                  "schedule": "karras", "steps": steps, "knob_eps": eps, "knob_T0": t0, "seed": seed,
                                  "status": "ok", "nfe": steps,
                                  "sliced_w2": float(1 / steps + (eps or 0) * 0.1 + rng.gamma(2.0, 0.01))})
@@ -79,7 +79,7 @@ def wide_table(n_runs: int):
 
     seeds = max(1, n_runs // (len(WIDE_DATASETS) * len(WIDE_MODELS) * len(WIDE_PRESETS) * len(STEPS)))
     rng = np.random.default_rng(1)
-    rows = [{"run_id": f"{i:016x}", "dataset": dataset, "model": model,
+    rows = [{"run_id": f"bench-{i:016x}", "dataset": dataset, "model": model,
              "model_source": "oracle" if model == "oracle" else "trained", "sampler": preset, "schedule": "karras",
              "steps": steps, "seed": seed, "status": "ok", "nfe": steps,
              "sliced_w2": float(1 / steps + 0.01 * p + 0.02 * m + rng.gamma(2.0, 0.01))}
