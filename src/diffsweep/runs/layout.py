@@ -88,7 +88,7 @@ def layout_version(marker: Path) -> int:
     except io.UnreadableFile as error:
         content, problem = None, str(error)
     else:
-        problem = f"{marker}: holds {_short(content)}"
+        problem = f"{marker}: holds {excerpt(content)}"
     version = content.get("version") if isinstance(content, dict) else None
     if isinstance(version, int) and not isinstance(version, bool) and version >= 1:
         return version
@@ -96,7 +96,8 @@ def layout_version(marker: Path) -> int:
                      f"that into it if this diffsweep wrote the folder, else move the folder aside")
 
 
-def _short(value, limit: int = 60) -> str:
+def excerpt(value, limit: int = 60) -> str:
+    """A value as JSON, cut to `limit` characters: what a message quotes of an untrusted record."""
     text = json.dumps(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -116,15 +117,24 @@ LOCK_NAME = ".lock"
 _held: dict[str, int] = {}     # results folder (resolved) -> the open lock file this process holds
 
 
+def _lock_key(results) -> str:
+    return os.path.realpath(Path(results).expanduser())
+
+
+def holds_results_lock(results) -> bool:
+    """Whether this process holds the results folder's lock (its workflow runs on it)."""
+    return _lock_key(results) in _held
+
+
 def lock_results(results) -> None:
     """Hold results/.lock (flock, exclusive) until unlock_results or the end of this process, so
     that two invocations writing one results folder, from any working directories, refuse each
     other (Snakemake's own lock is per working directory). The kernel frees the lock when its
     process dies: a held lock means its holder is alive (the file names its pid, host and working
     directory). Taken again by its holder, it is a no-op (workflows run in one process)."""
-    folder = Path(os.path.realpath(Path(results).expanduser()))
-    if str(folder) in _held:
+    if holds_results_lock(results):
         return
+    folder = Path(_lock_key(results))
     folder.mkdir(parents=True, exist_ok=True)
     handle = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -142,6 +152,6 @@ def lock_results(results) -> None:
 
 def unlock_results(results) -> None:
     """Release the lock lock_results took (nothing if this process holds none)."""
-    handle = _held.pop(os.path.realpath(Path(results).expanduser()), None)
+    handle = _held.pop(_lock_key(results), None)
     if handle is not None:
         os.close(handle)     # closing the file releases the flock

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from diffsweep import io
 from diffsweep.runs import kinds
-from diffsweep.runs.layout import _held, _short, lock_results, marker_file, records_folder, shard_log, unlock_results
+from diffsweep.runs.layout import excerpt, holds_results_lock, lock_results, marker_file, records_folder, shard_log, unlock_results
 from diffsweep.runs.store import DrawingNote
 
 log = logging.getLogger("diffsweep")
@@ -96,13 +96,13 @@ def check_record(record, path: Path, line: int, archive_sizes: dict) -> str | No
     if mistyped:
         return f"{where}: {', '.join(mistyped)} of the wrong type"
     if not RUN_ID.fullmatch(record["run_id"]):
-        return f"{where}: run_id {_short(record['run_id'])} is not a run id (<preset>-<16 hex digits>)"
+        return f"{where}: run_id {excerpt(record['run_id'])} is not a run id (<preset>-<16 hex digits>)"
     if record["kind"] not in kinds.KINDS:
-        return f"{where}: kind {_short(record['kind'])} is not one of {', '.join(kinds.names())}"
+        return f"{where}: kind {excerpt(record['kind'])} is not one of {', '.join(kinds.names())}"
     if status not in STATUSES:
         return f"{where}: status {status!r} is not one of {', '.join(STATUSES)}"
     if not (FILE_NAME.fullmatch(record["archive"]) and record["archive"].endswith(".archive")):
-        return f"{where}: archive {_short(record['archive'])} is not the name of an archive next to it"
+        return f"{where}: archive {excerpt(record['archive'])} is not the name of an archive next to it"
     if not record["files"]:
         return None
     archive = path.parent / record["archive"]
@@ -111,7 +111,7 @@ def check_record(record, path: Path, line: int, archive_sizes: dict) -> str | No
     size = archive_sizes[archive]
     for name, listed in record["files"].items():
         if not FILE_NAME.fullmatch(name):
-            return f"{where}: lists a file {_short(name)}, which is not a plain file name"
+            return f"{where}: lists a file {excerpt(name)}, which is not a plain file name"
         if not (isinstance(listed, dict) and all(_count(listed.get(key)) for key in ("offset", "bytes"))
                 and isinstance(listed.get("sha256"), str)):
             return f"{where}: {name} lacks an offset, a size or a sha256"
@@ -344,7 +344,7 @@ def forget(results, run_ids) -> int:
     folder = records_folder(results)
     if not folder.is_dir():
         return 0
-    held = os.path.realpath(Path(results).expanduser()) in _held    # this process's workflow holds it
+    held = holds_results_lock(results)    # this process's workflow holds it
     lock_results(results)
     try:
         for path in record_file_paths(results):
