@@ -16,15 +16,15 @@ from diffsweep.data import Dataset
 from diffsweep.gmm import GaussianMixture, as_float64
 
 # Rows per side of one pairwise block: 256^2 float64 = 512 kB, which stays in cache.
-_BLOCK_ROWS = 256
+BLOCK_ROWS = 256
 
 
 def sliced_wasserstein2(x, y, n_projections: int = 256, generator: torch.Generator | None = None) -> float:
     """Sliced 2-Wasserstein distance: sqrt of the mean over random unit directions of the
     1-D W2^2 between the projected samples. Deterministic given `generator`
     (default: a fresh generator seeded with 0)."""
-    x, y = _as_samples(x, "x"), _as_samples(y, "y")
-    _check_same_dim(x, y)
+    x, y = as_samples(x, "x"), as_samples(y, "y")
+    check_same_dim(x, y)
     directions = random_directions(n_projections, x.shape[1], generator)
     return sliced_wasserstein2_sorted(projected_sorted(x, directions), projected_sorted(y, directions))
 
@@ -41,7 +41,7 @@ def random_directions(n_projections: int, dim: int, generator: torch.Generator |
 def projected_sorted(x, directions: Tensor) -> Tensor:
     """The samples projected on each direction, each projection sorted: (P, n). What sliced W2
     compares; computed once, it serves every distance of `x` with these directions."""
-    x = _as_samples(x, "x")
+    x = as_samples(x, "x")
     # (P, n) layout: each projection's samples are contiguous, which makes sorting faster.
     return torch.sort(directions.to(x.device) @ x.T, dim=1).values
 
@@ -76,10 +76,10 @@ def mmd_rbf(x, y, bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0), cache: dict | None = No
     """Squared MMD (unbiased U-statistic) with the kernel sum_h exp(-||a - b||^2 / (2 h^2)).
     `cache` (a dict kept by the caller for one fixed `y`) saves y's within-set term, the
     costliest part when many sample sets are compared to one reference."""
-    x, y = _as_samples(x, "x", min_rows=2), _as_samples(y, "y", min_rows=2)
-    _check_same_dim(x, y)
+    x, y = as_samples(x, "x", min_rows=2), as_samples(y, "y", min_rows=2)
+    check_same_dim(x, y)
     reference = y.to(x.device)
-    x, y = _centre_together(x, y)
+    x, y = centre_together(x, y)
     inverse_two_h2 = [1.0 / (2.0 * h * h) for h in bandwidths]
 
     def kernel_block_sum(squared_distances: Tensor) -> float:
@@ -103,10 +103,10 @@ def mmd_rbf(x, y, bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0), cache: dict | None = No
 def energy_distance(x, y, cache: dict | None = None) -> float:
     """2 E||X - Y|| - E||X - X'|| - E||Y - Y'||, with U-statistics for the within-set terms
     (`cache` as in `mmd_rbf`)."""
-    x, y = _as_samples(x, "x", min_rows=2), _as_samples(y, "y", min_rows=2)
-    _check_same_dim(x, y)
+    x, y = as_samples(x, "x", min_rows=2), as_samples(y, "y", min_rows=2)
+    check_same_dim(x, y)
     reference = y.to(x.device)
-    x, y = _centre_together(x, y)
+    x, y = centre_together(x, y)
 
     def distance_block_sum(squared_distances: Tensor) -> float:
         return float(squared_distances.sqrt_().sum())
@@ -122,8 +122,8 @@ def energy_distance(x, y, cache: dict | None = None) -> float:
 def frechet_distance(x, y, cache: dict | None = None) -> float:
     """Frechet distance between Gaussian fits of two sample sets (FID's formula, on raw pixels):
     |mu_x - mu_y|^2 + tr(S_x + S_y - 2 (S_x^1/2 S_y S_x^1/2)^1/2)."""
-    x, y = _as_samples(x, "x", 2), _as_samples(y, "y", 2)
-    _check_same_dim(x, y)
+    x, y = as_samples(x, "x", 2), as_samples(y, "y", 2)
+    check_same_dim(x, y)
     if min(len(x), len(y)) < x.shape[1]:
         return _frechet_from_samples(x, y, cache)
     mean_x, cov_x = x.mean(0), torch.cov(x.T).reshape(x.shape[1], x.shape[1])
@@ -165,7 +165,7 @@ def mode_metrics(x, mixture: GaussianMixture, n_std: float = 3.0) -> dict[str, f
                          value for exact samples, sqrt(d): 1 for exact samples (a little less
                          where modes overlap), below 1 when the modes come out too narrow
     """
-    x = _as_samples(x, "x")
+    x = as_samples(x, "x")
     n = x.shape[0]
     assigned = mixture.responsibilities(x).argmax(dim=1)
     distances = mixture.mahalanobis(x).gather(1, assigned.unsqueeze(1)).squeeze(1)
@@ -199,7 +199,7 @@ def mahalanobis_radius(n_std: float, dim: int) -> float:
 
 def mean_log_likelihood(x, mixture: GaussianMixture) -> float:
     """Mean log density of the samples under the true (noise-free) mixture."""
-    return float(mixture.log_prob(_as_samples(x, "x")).mean())
+    return float(mixture.log_prob(as_samples(x, "x")).mean())
 
 
 def sample_metrics(samples, dataset: Dataset, reference, generator: torch.Generator | None = None,
@@ -209,7 +209,7 @@ def sample_metrics(samples, dataset: Dataset, reference, generator: torch.Genera
     statistics and mean log-likelihood when the data set has a known mixture density.
     Non-finite samples raise ValueError (the caller records divergence before calling).
     Pass the same `cache` dict for every call with one reference to compute its terms once."""
-    samples, reference = _as_samples(samples, "samples"), _as_samples(reference, "reference")
+    samples, reference = as_samples(samples, "samples"), as_samples(reference, "reference")
     if samples.shape[1] != dataset.dim:
         raise ValueError(f"samples have dimension {samples.shape[1]}, dataset {dataset.name!r} has {dataset.dim}")
     results = {
@@ -238,7 +238,7 @@ def _cached(cache: dict | None, key, compute):
     return cache[key]
 
 
-def _as_samples(x, name: str, min_rows: int = 1) -> Tensor:
+def as_samples(x, name: str, min_rows: int = 1) -> Tensor:
     """(n, d) float64 tensor with finite entries and at least `min_rows` rows."""
     x = as_float64(x).detach()
     if x.dim() != 2:
@@ -250,18 +250,18 @@ def _as_samples(x, name: str, min_rows: int = 1) -> Tensor:
     return x
 
 
-def _check_same_dim(x: Tensor, y: Tensor) -> None:
+def check_same_dim(x: Tensor, y: Tensor) -> None:
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"sample dimensions differ: {x.shape[1]} vs {y.shape[1]}")
 
 
 def _within_sum(y: Tensor, block_sum) -> float:
-    """`_pairwise_sum` of y with itself, y centred on its own mean (see `_centre_together`)."""
+    """`_pairwise_sum` of y with itself, y centred on its own mean (see `centre_together`)."""
     centred = y - y.mean(dim=0)
     return _pairwise_sum(centred, centred, block_sum)
 
 
-def _centre_together(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+def centre_together(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """Shift both sets by one common vector: distances are unchanged, but the expansion
     |a|^2 + |b|^2 - 2 a.b loses less to cancellation near the origin."""
     centre = 0.5 * (x.mean(dim=0) + y.mean(dim=0).to(x.device))
@@ -276,13 +276,13 @@ def _pairwise_sum(a: Tensor, b: Tensor, block_sum) -> float:
     a_norms = (a ** 2).sum(dim=1)
     b_norms = (b ** 2).sum(dim=1)
     total = 0.0
-    for i in range(0, a.shape[0], _BLOCK_ROWS):
+    for i in range(0, a.shape[0], BLOCK_ROWS):
         first_j = i if symmetric else 0
-        for j in range(first_j, b.shape[0], _BLOCK_ROWS):
+        for j in range(first_j, b.shape[0], BLOCK_ROWS):
             # In-place ops on small blocks: allocation and memory traffic dominate here.
-            squared = torch.addmm(b_norms[None, j:j + _BLOCK_ROWS], a[i:i + _BLOCK_ROWS],
-                                  b[j:j + _BLOCK_ROWS].T, alpha=-2.0)
-            squared.add_(a_norms[i:i + _BLOCK_ROWS, None]).clamp_(min=0.0)  # rounding can go below 0
+            squared = torch.addmm(b_norms[None, j:j + BLOCK_ROWS], a[i:i + BLOCK_ROWS],
+                                  b[j:j + BLOCK_ROWS].T, alpha=-2.0)
+            squared.add_(a_norms[i:i + BLOCK_ROWS, None]).clamp_(min=0.0)  # rounding can go below 0
             if symmetric and i == j:
                 squared.fill_diagonal_(0.0)
             multiplicity = 2.0 if symmetric and i != j else 1.0

@@ -231,11 +231,11 @@ def sliced_w2_replicates(samples, reference, directions, resamples: int = SAMPLE
 
     from diffsweep import metrics
 
-    x = metrics._as_samples(samples, "samples", min_rows=2)
+    x = metrics.as_samples(samples, "samples", min_rows=2)
     if directions.dim() != 2 or directions.shape[1] != x.shape[1]:
         raise ValueError(f"directions must have shape (n_projections, {x.shape[1]}) for samples of dimension "
                          f"{x.shape[1]}, got {tuple(directions.shape)}")
-    metrics._check_same_dim(x, metrics._as_samples(reference, "reference"))
+    metrics.check_same_dim(x, metrics.as_samples(reference, "reference"))
     reference_sorted = metrics.projected_sorted(reference, directions)
     # metrics.projected_sorted, keeping each position's row.
     x_sorted, order = torch.sort(directions.to(x.device) @ x.T, dim=1)
@@ -286,15 +286,15 @@ def _pairwise_replicates(samples, reference, estimate: float, kernel: Callable, 
     diagonal kernel(0)) and k_i the sum of row i's kernel values with the reference:
     within_x = (c'Kc - n kernel(0)) / (n (n - 1)), between = c'k / (n m); the reference terms do not
     change, so a replicate is the estimate plus the change of the other two from c = 1. K is
-    visited block by block (rows of metrics._BLOCK_ROWS), every resample at once: no n x n matrix."""
+    visited block by block (rows of metrics.BLOCK_ROWS), every resample at once: no n x n matrix."""
     import torch
 
     from diffsweep import metrics
 
-    x = metrics._as_samples(samples, "samples", min_rows=2)
-    y = metrics._as_samples(reference, "reference", min_rows=2).to(x.device)
-    x, y = metrics._centre_together(x, y)
-    n, m, block = len(x), len(y), metrics._BLOCK_ROWS
+    x = metrics.as_samples(samples, "samples", min_rows=2)
+    y = metrics.as_samples(reference, "reference", min_rows=2).to(x.device)
+    x, y = metrics.centre_together(x, y)
+    n, m, block = len(x), len(y), metrics.BLOCK_ROWS
     # Row 0: every sample once, the estimate's own counts.
     counts = np.concatenate([np.ones((1, n), dtype=np.int64), _resample_counts(n, resamples, seed)])
     counts = torch.as_tensor(counts, dtype=torch.float64, device=x.device)
