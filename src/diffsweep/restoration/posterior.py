@@ -9,6 +9,15 @@ Each component stays Gaussian and is reweighted by its evidence N(y; A mu_k, S_k
 
 It gives the MMSE estimate (the posterior mean), exact posterior samples, and the yardstick
 every restorer is measured against. Samples are flattened, float64.
+
+A prior with structured covariances (gmm.StructuredMixture: diagonal plus rank r) gets a
+StructuredPosterior: the same weights and means from m x m solves (m = rows of A), with
+Sigma_k A^T formed in O(d m r), and exact samples by Matheron's rule (pathwise conditioning):
+draw x0 ~ N(mu_k, Sigma_k) and e ~ N(0, s^2 I), then
+
+    x = x0 + Sigma_k A^T S_k^{-1} (y - A x0 - e)   ~   N(mu'_k, C'_k),
+
+which costs O(d (m + r)) per sample and never forms the d x d covariance C'_k.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from diffsweep.gmm import DTYPE, GaussianMixture, as_float64
+from diffsweep.gmm import DTYPE, GaussianMixture, StructuredMixture, as_float64
 
 
 @dataclass
@@ -47,21 +56,84 @@ class MixturePosterior:
         return self.means[labels] + torch.einsum("nde,ne->nd", roots[labels], z)
 
 
-def exact_posterior(prior: GaussianMixture, matrix, y, noise_std: float) -> MixturePosterior:
-    """Posterior of `prior` given one measurement y (m,) = matrix (m, d) x + noise_std n."""
+def exact_posterior(prior, matrix, y, noise_std: float):
+    """Posterior of `prior` given one measurement y (m,) = matrix (m, d) x + noise_std n: a
+    MixturePosterior for a GaussianMixture, a StructuredPosterior for a StructuredMixture."""
     A, y = as_float64(matrix), as_float64(y).reshape(-1)
-    means, covariances = prior.means, prior.covariances
-    gain_left = covariances @ A.T                                         # Sigma_k A^T, (K, d, m)
+    if isinstance(prior, StructuredMixture):
+        rows = A.unsqueeze(1).expand(-1, prior.n_components, -1)               # (m, K, d)
+        gain_left = prior.covariance_times(rows).permute(1, 2, 0)              # Sigma_k A^T, (K, d, m)
+    else:
+        gain_left = prior.covariances @ A.T                                # Sigma_k A^T, (K, d, m)
+    weights, means, L, solved = _condition(prior, A, y, noise_std, gain_left)
+    if isinstance(prior, StructuredMixture):
+        return StructuredPosterior(weights, means, prior, A, y, noise_std, gain_left, L)
+    gain = torch.cholesky_solve(gain_left.transpose(1, 2), L)              # S_k^{-1} A Sigma_k, (K, m, d)
+    post_cov = prior.covariances - gain_left @ gain
+    post_cov = 0.5 * (post_cov + post_cov.transpose(1, 2))
+    return MixturePosterior(weights, means, post_cov)
+
+
+def _condition(prior, A: Tensor, y: Tensor, noise_std: float, gain_left: Tensor):
+    """(posterior weights (K,), posterior means (K, d), Cholesky factors of S_k (K, m, m),
+    S_k^{-1} (y - A mu_k) (K, m)) from G_k = Sigma_k A^T: m x m work per component."""
     S = A @ gain_left + noise_std ** 2 * torch.eye(A.shape[0], dtype=DTYPE)
     L = torch.linalg.cholesky(S)
-    residual = y - means @ A.T                                            # (K, m)
+    residual = y - prior.means @ A.T                                      # (K, m)
     whitened = torch.linalg.solve_triangular(L, residual.unsqueeze(-1), upper=False).squeeze(-1)
     log_det = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
     log_evidence = -0.5 * (A.shape[0] * math.log(2 * math.pi) + log_det + (whitened ** 2).sum(-1))
     weights = torch.softmax(torch.log(prior.weights) + log_evidence, 0)
     solved = torch.cholesky_solve(residual.unsqueeze(-1), L).squeeze(-1)  # S_k^{-1} (y - A mu_k)
-    post_means = means + torch.einsum("kdm,km->kd", gain_left, solved)
-    gain = torch.cholesky_solve(gain_left.transpose(1, 2), L)              # S_k^{-1} A Sigma_k, (K, m, d)
-    post_cov = covariances - gain_left @ gain
-    post_cov = 0.5 * (post_cov + post_cov.transpose(1, 2))
-    return MixturePosterior(weights, post_means, post_cov)
+    means = prior.means + torch.einsum("kdm,km->kd", gain_left, solved)
+    return weights, means, L, solved
+
+
+@dataclass
+class StructuredPosterior:
+    """The posterior of a StructuredMixture prior: weights (K,), means (K, d), and what Matheron's
+    rule needs (the prior, A, y, s, G_k = Sigma_k A^T (K, d, m), the Cholesky factors of S_k)."""
+    weights: Tensor
+    means: Tensor
+    prior: StructuredMixture
+    matrix: Tensor
+    y: Tensor
+    noise_std: float
+    gains: Tensor
+    cholesky: Tensor
+
+    def mean(self) -> Tensor:
+        return self.weights @ self.means
+
+    def component_covariance(self, k: int) -> Tensor:
+        """C'_k = Sigma_k - G_k S_k^{-1} G_k^T, dense (d, d)."""
+        prior, G = self.prior, self.gains[k]
+        sigma = torch.diag(prior.diagonals[k]) + prior.factors[k] @ prior.factors[k].T
+        return sigma - G @ torch.cholesky_solve(G.T, self.cholesky[k])
+
+    @property
+    def covariances(self) -> Tensor:
+        """Dense (K, d, d): for small d and tests only."""
+        return torch.stack([self.component_covariance(k) for k in range(len(self.weights))])
+
+    def covariance(self) -> Tensor:
+        """Law of total covariance, dense (d, d), one component at a time (never K d^2 numbers)."""
+        m = self.mean()
+        total = -torch.outer(m, m)
+        for k, w in enumerate(self.weights.tolist()):
+            total += w * (self.component_covariance(k) + torch.outer(self.means[k], self.means[k]))
+        return total
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """Exact samples (n, d). Draw order: labels by weight (as MixturePosterior), prior normals
+        (n x d, then n x r), measurement normals (n x m); then Matheron's rule per component."""
+        labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        eps = torch.randn(n, self.prior.dim, generator=generator, dtype=DTYPE)
+        eta = torch.randn(n, self.prior.rank, generator=generator, dtype=DTYPE)
+        e = self.noise_std * torch.randn(n, self.matrix.shape[0], generator=generator, dtype=DTYPE)
+        x = self.prior.sample_components(labels, eps, eta)
+        for k in labels.unique().tolist():
+            rows = labels == k
+            residual = self.y - x[rows] @ self.matrix.T - e[rows]                      # (n_k, m)
+            x[rows] += (self.gains[k] @ torch.cholesky_solve(residual.T, self.cholesky[k])).T
+        return x
