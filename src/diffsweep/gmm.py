@@ -442,3 +442,58 @@ def _prepare_rows(x, sigma, dim: int) -> tuple[Tensor, Tensor]:
         raise ValueError(f"sigma must be a scalar or have shape ({x.shape[0]},), got {tuple(sigma.shape)}")
     _check_sigma_values(sigma)
     return x, sigma
+
+
+GRID_PAIRS_STEP = 8.0   # the published construction's grid spacing: means on {-16, -8, 0, 8, 16}^2
+
+
+def grid25_pairs_weights(generator: torch.Generator) -> Tensor:
+    """The published construction's first draw: the squares of 25 float32 standard normals (float32,
+    unnormalised), as torch.randn(25) ** 2 after torch.manual_seed(seed)."""
+    return torch.randn(25, generator=generator, dtype=torch.float32) ** 2
+
+
+def grid25_pairs_mixture(dim: int, weights: Tensor) -> StructuredMixture:
+    """The 25-mode mixture of the benchopt benchmark of diffusion posterior samplers
+    (github.com/gabrielvc/benchopts_inverse_problem_diffusion_prior, after MCGdiff, Cardoso et
+    al., ICLR 2024): mean (i, j) is (-8 i, -8 j) repeated over the dim / 2 coordinate pairs, for
+    i (outer), j (inner) in -2..2; identity covariances; `weights` (grid25_pairs_weights)
+    normalised in float64."""
+    if dim < 2 or dim % 2:
+        raise ValueError(f"grid25_pairs needs an even dimension >= 2, got {dim}")
+    steps = torch.arange(-2, 3, dtype=DTYPE)
+    pairs = torch.stack(torch.meshgrid(steps, steps, indexing="ij"), dim=-1).reshape(25, 2)
+    means = (-GRID_PAIRS_STEP * pairs).repeat(1, dim // 2)
+    return StructuredMixture(weights.double(), means, torch.ones(25, dim, dtype=DTYPE))
+
+
+COVARIANCE_KINDS = ("isotropic", "diagonal", "lowrank")
+
+
+def random_mixture(dim: int, n_modes: int, seed: int, covariance: str = "isotropic", std: float = 1.0,
+                   spread: float = 1.0, rank: int = 0, separation: float = 8.0) -> StructuredMixture:
+    """A seeded random mixture in d = dim with K = n_modes components. Draw order from one
+    generator seeded by `seed`: K uniforms (weights -log u, normalised: a flat Dirichlet), K x d
+    normals (means, times separation * std / sqrt(2 d), so that two means lie about
+    `separation` stds apart), then the covariances:
+      isotropic  std^2 I;
+      diagonal   variances (std * spread^-u)^2, u ~ U(0, 1) per coordinate (K x d uniforms):
+                 standard deviations log-uniform in [std / spread, std];
+      lowrank    (std / spread)^2 I + F F^T, F = std * G / sqrt(d), G (K x d x rank normals):
+                 rank directions with about std^2 more variance.
+    """
+    if covariance not in COVARIANCE_KINDS:
+        raise ValueError(f"covariance must be one of {', '.join(COVARIANCE_KINDS)}, got {covariance!r}")
+    generator = torch.Generator().manual_seed(seed)
+    weights = -torch.log(torch.rand(n_modes, generator=generator, dtype=DTYPE).clamp(min=1e-300))
+    means = torch.randn(n_modes, dim, generator=generator, dtype=DTYPE) * (separation * std / math.sqrt(2 * dim))
+    factors = None
+    if covariance == "isotropic":
+        diagonals = torch.full((n_modes, dim), std ** 2, dtype=DTYPE)
+    elif covariance == "diagonal":
+        u = torch.rand(n_modes, dim, generator=generator, dtype=DTYPE)
+        diagonals = (std * spread ** -u) ** 2
+    else:
+        diagonals = torch.full((n_modes, dim), (std / spread) ** 2, dtype=DTYPE)
+        factors = std * torch.randn(n_modes, dim, rank, generator=generator, dtype=DTYPE) / math.sqrt(dim)
+    return StructuredMixture(weights, means, diagonals, factors)

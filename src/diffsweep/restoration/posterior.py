@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from diffsweep.gmm import DTYPE, GaussianMixture, StructuredMixture, as_float64
+from diffsweep.gmm import DTYPE, GaussianMixture, StructuredMixture, as_float64, grid25_pairs_mixture, grid25_pairs_weights
 
 
 @dataclass
@@ -137,3 +137,53 @@ class StructuredPosterior:
             residual = self.y - x[rows] @ self.matrix.T - e[rows]                      # (n_k, m)
             x[rows] += (self.gains[k] @ torch.cholesky_solve(residual.T, self.cholesky[k])).T
         return x
+
+
+# --- published problems -------------------------------------------------------------------
+
+@dataclass
+class Problem:
+    """A restoration problem with a known answer: a mixture prior, one measurement
+    y = matrix x + noise_std n of a ground truth drawn from the prior, and its exact posterior."""
+    prior: StructuredMixture
+    matrix: Tensor        # (m, d), float64
+    noise_std: float
+    y: Tensor             # (m,)
+    truth: Tensor         # (d,)
+
+    def posterior(self) -> StructuredPosterior:
+        return exact_posterior(self.prior, self.matrix, self.y, self.noise_std)
+
+
+def grid25_pairs_problem(dim: int, d_y: int, seed: int = 27) -> Problem:
+    """The benchopt benchmark's problem (github.com/gabrielvc/benchopts_inverse_problem_diffusion_prior,
+    datasets/gaussian_mixture.py), drawn in its order and float32 from one generator seeded by
+    `seed` (there: torch.manual_seed(27) and the global generator):
+      1. the prior's weights: 25 normals, squared (gmm.grid25_pairs_weights);
+      2. a d_y x dim matrix of normals; its SVD U diag(s) V^T (full V) keeps U and the first d_y
+         rows of V^T; the singular values are replaced by d_y uniforms sorted in decreasing order;
+      3. the ground truth, as torch.distributions.MixtureSameFamily.sample draws it: the label by
+         torch.multinomial(p, 1) with the weights normalised twice in float32 (by the construction,
+         then by Categorical), then 25 x dim normals (one sample of every component; the label's is kept);
+      4. the noise std: a uniform times the largest singular value;
+      5. y = A x + std * (d_y normals).
+    The draws are float32; A, y, the std and the prior are then used in float64. Whether a seed gives
+    the published instance depends on torch's random paths (docs/benchmarks.md)."""
+    if d_y < 1 or d_y > dim:
+        raise ValueError(f"grid25_pairs_problem: d_y must be in 1..{dim}, got {d_y}")
+    generator = torch.Generator().manual_seed(seed)
+    weights32 = grid25_pairs_weights(generator)
+    prior = grid25_pairs_mixture(dim, weights32)
+    gaussian = torch.randn(d_y, dim, generator=generator, dtype=torch.float32)
+    U, _, Vh = torch.linalg.svd(gaussian, full_matrices=True)
+    singular = torch.sort(torch.rand(d_y, generator=generator, dtype=torch.float32), descending=True).values
+    matrix = U @ (torch.diag(singular) @ Vh[:d_y])
+    probabilities = weights32 / weights32.sum()
+    probabilities = probabilities / probabilities.sum(-1, keepdim=True)
+    label = torch.multinomial(probabilities.reshape(1, -1), 1, True, generator=generator).item()
+    components = torch.empty(25, dim, dtype=torch.float32).normal_(generator=generator)
+    truth = prior.means[label].float() + components[label]
+    std = torch.rand(1, generator=generator, dtype=torch.float32)[0] * singular.max()
+    clean = matrix @ truth
+    y = clean + torch.randn(clean.shape, generator=generator, dtype=torch.float32) * std
+    return Problem(prior, matrix.double(), float(std), y.double(), truth.double())
