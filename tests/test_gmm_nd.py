@@ -195,3 +195,49 @@ def test_mixture_file_with_bad_values_is_refused_when_built(tmp_path):
     (tmp_path / "text.npz").write_text("not a zip")
     with pytest.raises(DataFileError, match=r"cannot read '.*text.npz' as .npz"):
         check_dataset_files("gmm", {"preset": "npz", "scale": 1.0, "path": str(tmp_path / "text.npz")})
+
+
+# --- the published problem as a restoration task ---------------------------------------------
+
+def problem_config(seed=27, scale=1.0):
+    return {"datasets": {"pairs8": {"family": "gmm", "knobs": {"preset": "grid25_pairs", "dim": 8, "seed": seed,
+                                                              "scale": scale}},
+                         "ring8": {"family": "gmm", "knobs": {"preset": "ring8"}}},
+            "models": {"oracle": {"source": "oracle"}},
+            "samplers": {"ddpm": {"family": "ddpm", "steps": 10}},
+            "restoration": {"tasks": {"published": {"operator": "grid25_pairs", "knobs": {"d_y": [1, 4]}}},
+                            "restorers": {"ddrm": {"family": "ddrm", "steps": 10}}}}
+
+
+def test_a_problem_task_runs_on_its_prior_only_with_one_observation():
+    from diffsweep import config as ds_config
+    from diffsweep import grid as ds_grid
+
+    runs = list(ds_grid.build(ds_config.prepare(problem_config())).of_kind("restoration").values())
+    assert {run.model.data.name for run in runs} == {"pairs8"}
+    assert sorted(run.task.operator_knobs["d_y"] for run in runs) == [1, 4]
+    assert {run.task.n_measurements for run in runs} == {1}
+    with pytest.raises(ValueError, match=r"^restoration.tasks.published.knobs.problem_seed: 27 is not the seed of "
+                                         r"dataset 'pairs8' \(3\)"):
+        ds_grid.build(ds_config.prepare(problem_config(seed=3)))
+    with pytest.raises(ValueError, match=r"^datasets.pairs8.knobs.scale: .* unscaled prior; got scale 2.0"):
+        ds_grid.build(ds_config.prepare(problem_config(scale=2.0)))
+
+
+def test_a_job_measures_the_problem_and_restores_it_with_the_drawn_noise():
+    from types import SimpleNamespace
+
+    from diffsweep.models import OracleDenoiser
+    from diffsweep.runs.restoration import measure, noise_std_of, restore
+
+    problem = grid25_pairs_problem(8, 2)
+    task = {"operator": "grid25_pairs", "operator_knobs": {"d_y": 2, "problem_seed": 27},
+            "noise_std_effective": 0.05, "n_measurements": 1, "images": None}
+    run = {"task": task, "seed": 5, "family": "ddrm", "n_samples": 8, "schedule": "vp_respaced", "steps": 10,
+           "schedule_knobs": {}, "init": "sigma_max", "init_knobs": {}, "knobs": {"eta": 0.85, "eta_b": 1.0}}
+    dataset = make_dataset("gmm", preset="grid25_pairs", dim=8)
+    operator, truth, y = measure(run, SimpleNamespace(shape=(8,)), None, generator())
+    assert torch.equal(truth, problem.truth.reshape(1, 8)) and torch.equal(y, problem.y.reshape(1, 2))
+    assert noise_std_of(operator, task) == problem.noise_std
+    samples, nfe, counted, _ = restore(run, OracleDenoiser(dataset.mixture), operator, y, (8,), torch.float64, torch.device("cpu"))
+    assert samples.shape == (8, 8) and nfe == counted == 10

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from diffsweep.gmm import DTYPE, GaussianMixture, StructuredMixture, as_float64, grid25_pairs_mixture, grid25_pairs_weights
+from diffsweep.restoration.operators import MatrixOperator
 
 
 @dataclass
@@ -187,3 +188,16 @@ def grid25_pairs_problem(dim: int, d_y: int, seed: int = 27) -> Problem:
     clean = matrix @ truth
     y = clean + torch.randn(clean.shape, generator=generator, dtype=torch.float32) * std
     return Problem(prior, matrix.double(), float(std), y.double(), truth.double())
+
+
+class ProblemOperator(MatrixOperator):
+    """A problem's matrix as the operator of a restoration run, carrying the rest of the problem:
+    the run measures `problem.truth` as `problem.y` with noise std `drawn_noise_std`."""
+
+    def __init__(self, problem: Problem):
+        super().__init__(problem.matrix)
+        self.problem = problem
+        self.drawn_noise_std = problem.noise_std
+
+    def arrays(self):
+        return {"matrix": self.A.numpy()}
