@@ -12,7 +12,6 @@ All results are float64 tensors, whatever float dtype comes in.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -342,90 +341,104 @@ class StructuredMixture:
 
     def log_prob(self, x, sigma=0.0) -> Tensor:
         """log p_sigma(x), shape (n,)."""
-        x, terms = self._terms(x, sigma)
-        return _cat_rows([torch.logsumexp(t.log_joint, dim=1) for t in terms], x)
+        return self._rows(x, sigma, (), lambda x, level: torch.logsumexp(level.log_joint(x)[0], dim=1))
 
     def responsibilities(self, x, sigma=0.0) -> Tensor:
         """P(k | x_sigma = x), shape (n, K)."""
-        x, terms = self._terms(x, sigma)
-        return _cat_rows([torch.softmax(t.log_joint, dim=1) for t in terms], x, self.n_components)
+        return self._rows(x, sigma, (self.n_components,),
+                          lambda x, level: torch.softmax(level.log_joint(x)[0], dim=1))
 
     def mahalanobis(self, x, sigma=0.0) -> Tensor:
         """Mahalanobis distance of x to every component of p_sigma, shape (n, K)."""
-        x, terms = self._terms(x, sigma)
-        return _cat_rows([t.mahalanobis_sq.clamp(min=0).sqrt() for t in terms], x, self.n_components)
+        return self._rows(x, sigma, (self.n_components,),
+                          lambda x, level: level.mahalanobis_sq(x)[0].clamp(min=0).sqrt())
 
     def denoise(self, x, sigma) -> Tensor:
-        """E[x0 | x_sigma = x] = sum_k r_k (mu_k + Sigma_k (Sigma_k + s^2 I)^{-1} (x - mu_k)), (n, d);
-        written with Sigma_k u (not x - s^2 u) to avoid cancellation at large sigma."""
-        x, terms = self._terms(x, sigma)
-        on = self._on(x.device)
-        parts = []
-        for t in terms:
-            r = torch.softmax(t.log_joint, dim=1)
-            parts.append(r @ on.means + (r.unsqueeze(-1) * on.covariance_times(t.solved)).sum(1))
-        return _cat_rows(parts, x, self.dim)
+        """E[x0 | x_sigma = x] = sum_k r_k (mu_k + Sigma_k (Sigma_k + s^2 I)^{-1} (x - mu_k)), (n, d)."""
+        return self._rows(x, sigma, (self.dim,), lambda x, level: level.denoise(x))
 
     def score(self, x, sigma) -> Tensor:
         """grad_x log p_sigma(x) = -sum_k r_k (Sigma_k + s^2 I)^{-1} (x - mu_k), (n, d)."""
-        x, terms = self._terms(x, sigma)
-        parts = [-(torch.softmax(t.log_joint, dim=1).unsqueeze(-1) * t.solved).sum(1) for t in terms]
-        return _cat_rows(parts, x, self.dim)
+        return self._rows(x, sigma, (self.dim,), lambda x, level: level.score(x))
 
     # -- internals -----------------------------------------------------------------------
 
-    def _on(self, device) -> "StructuredMixture":
-        """This mixture with its tensors on `device` (itself on the CPU), kept for later calls."""
-        if device == self.means.device:
-            return self
-        copies = self.__dict__.setdefault("_copies", {})
-        if device not in copies:
-            copies[device] = StructuredMixture(*(t.to(device) for t in
-                                                 (self.weights, self.means, self.diagonals, self.factors)))
-        return copies[device]
-
-    def _terms(self, x, sigma):
-        """(x as (n, d) float64, an iterator of _Terms per row chunk) on x's device."""
+    def _rows(self, x, sigma, trailing: tuple, fn) -> Tensor:
+        """fn(rows of x, _Level of their noise level) over x in row chunks, one noise level at a time."""
         x, sigma = _prepare_rows(x, sigma, self.dim)
-        return x, self._on(x.device)._chunked_terms(x, sigma)
-
-    def _chunked_terms(self, x: Tensor, sigma: Tensor):
-        """Per row chunk: the log joint (rows, K), the squared Mahalanobis distance (rows, K) and
-        solved = (Sigma_k + s^2 I)^{-1} (x - mu_k) (rows, K, d), by Woodbury."""
+        out = torch.empty(x.shape[0], *trailing, dtype=DTYPE, device=x.device)
         per_row = sigma.expand(x.shape[0]) if sigma.dim() == 0 else sigma
         levels, level_of_row = torch.unique(per_row, return_inverse=True)
-        capacitance = self._capacitance_cholesky(levels) if self.rank else None   # (levels, K, r, r)
-        rows_per_chunk = max(1, _CHUNK_ELEMENTS // (self.n_components * self.dim))
-        for start in range(0, x.shape[0], rows_per_chunk):
-            rows = slice(start, start + rows_per_chunk)
-            which = level_of_row[rows]
-            z = x[rows].unsqueeze(1) - self.means                               # (rows, K, d)
-            shifted = self.diagonals + levels[which].reshape(-1, 1, 1) ** 2   # (rows, K, d)
-            a = z / shifted
-            mahalanobis_sq = (z * a).sum(-1)
-            log_det = torch.log(shifted).sum(-1)
-            solved = a
-            if self.rank:
-                chol = capacitance[which]                                      # (rows, K, r, r)
-                b = torch.einsum("kdr,nkd->nkr", self.factors, a)
-                c = torch.cholesky_solve(b.unsqueeze(-1), chol).squeeze(-1)
-                solved = a - torch.einsum("kdr,nkr->nkd", self.factors, c) / shifted
-                mahalanobis_sq = mahalanobis_sq - (b * c).sum(-1)
-                log_det = log_det + 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-            log_normal = -0.5 * (self.dim * math.log(2 * math.pi) + log_det + mahalanobis_sq)
-            yield _Terms(torch.log(self.weights) + log_normal, mahalanobis_sq, solved)
-
-    def _capacitance_cholesky(self, levels: Tensor) -> Tensor:
-        """Cholesky factors of I + F_k^T diag(D_k + s^2)^{-1} F_k per level s: (levels, K, r, r)."""
-        inverse = 1.0 / (self.diagonals + levels.reshape(-1, 1, 1) ** 2)               # (levels, K, d)
-        capacitance = torch.einsum("kdr,lkd,kde->lkre", self.factors, inverse, self.factors)
-        return torch.linalg.cholesky(capacitance + torch.eye(self.rank, dtype=DTYPE, device=levels.device))
+        rows_per_chunk = max(1, _CHUNK_ELEMENTS // (self.n_components * (self.rank + 1) + self.dim))
+        for index, level in enumerate(levels.tolist()):
+            cached = _Level(self, level, x.device)
+            rows = torch.arange(x.shape[0], device=x.device) if len(levels) == 1 else \
+                torch.nonzero(level_of_row == index).flatten()
+            for start in range(0, len(rows), rows_per_chunk):
+                chunk = rows[start:start + rows_per_chunk]
+                out[chunk] = fn(x[chunk], cached)
+        return out
 
 
-class _Terms(NamedTuple):
-    log_joint: Tensor        # (rows, K): log w_k + log N(x; mu_k, Sigma_k + s^2 I)
-    mahalanobis_sq: Tensor   # (rows, K)
-    solved: Tensor           # (rows, K, d): (Sigma_k + s^2 I)^{-1} (x - mu_k)
+class _Level:
+    """What every row at one noise level s shares (O(K d r^2), once per level and call), so that
+    the per-row work is a few (rows, d) x (d, K (r + 1)) products: with D' = D + s^2,
+    (x - mu)^T (Sigma + s^2 I)^{-1} (x - mu) = x^2 . 1/D' - 2 x . mu/D' + mu^2 . 1/D' - b^T c,
+    b = F^T (x - mu)/D', c = M^{-1} b, M = I + F^T diag(1/D') F (Woodbury), and F^T u = c for
+    u = (Sigma + s^2 I)^{-1} (x - mu), which gives the denoiser and the score without (rows, K, d)
+    intermediates."""
+
+    def __init__(self, mixture: StructuredMixture, sigma: float, device):
+        weights, means, diagonals, factors = (t.to(device) for t in (mixture.weights, mixture.means,
+                                                                     mixture.diagonals, mixture.factors))
+        self.k, self.rank, self.dim = mixture.n_components, mixture.rank, mixture.dim
+        self.variance = sigma ** 2
+        inverse = 1.0 / (diagonals + self.variance)                       # 1/D' (K, d)
+        self.inverse, self.means_inverse = inverse, means * inverse      # 1/D', mu/D'
+        self.offset = (means * self.means_inverse).sum(1)                 # mu^T mu/D' (K,)
+        self.shrink = diagonals * inverse                                 # D/D'
+        log_det = -torch.log(inverse).sum(1)
+        if self.rank:
+            weighted = factors * inverse.unsqueeze(-1)                    # W = F/D' (K, d, r)
+            capacitance = factors.transpose(1, 2) @ weighted + torch.eye(self.rank, dtype=DTYPE, device=device)
+            self.cholesky = torch.linalg.cholesky(capacitance)            # (K, r, r)
+            log_det = log_det + 2 * torch.log(torch.diagonal(self.cholesky, dim1=-2, dim2=-1)).sum(-1)
+            self.weighted = weighted.permute(1, 0, 2).reshape(self.dim, -1)          # (d, K r)
+            self.weighted_offset = torch.einsum("kdr,kd->kr", weighted, means)       # W^T mu (K, r)
+            self.noise_factors = (self.variance * weighted).permute(1, 0, 2).reshape(self.dim, -1)  # s^2 F/D'
+        self.log_weights_normal = torch.log(weights) - 0.5 * (self.dim * math.log(2 * math.pi) + log_det)
+
+    def mahalanobis_sq(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """((rows, K) squared Mahalanobis distances, c = M^{-1} b (rows, K, r) or None)."""
+        squared = (x * x) @ self.inverse.T - 2 * x @ self.means_inverse.T + self.offset
+        if not self.rank:
+            return squared, None
+        b = (x @ self.weighted).reshape(-1, self.k, self.rank) - self.weighted_offset
+        c = torch.cholesky_solve(b.permute(1, 2, 0), self.cholesky).permute(2, 0, 1)
+        return squared - (b * c).sum(-1), c
+
+    def log_joint(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """((rows, K) log w_k + log N(x; mu_k, Sigma_k + s^2 I), c)."""
+        squared, c = self.mahalanobis_sq(x)
+        return self.log_weights_normal - 0.5 * squared, c
+
+    def denoise(self, x: Tensor) -> Tensor:
+        """sum_k r_k (s^2 mu_k/D' + (D/D') x + s^2 F_k c_k / D'): no cancellation at large s."""
+        log_joint, c = self.log_joint(x)
+        r = torch.softmax(log_joint, dim=1)
+        out = self.variance * (r @ self.means_inverse) + x * (r @ self.shrink)
+        if self.rank:
+            out = out + (r.unsqueeze(-1) * c).reshape(len(x), -1) @ self.noise_factors.T
+        return out
+
+    def score(self, x: Tensor) -> Tensor:
+        """-sum_k r_k ((x - mu_k)/D' - F_k c_k / D')."""
+        log_joint, c = self.log_joint(x)
+        r = torch.softmax(log_joint, dim=1)
+        out = r @ self.means_inverse - x * (r @ self.inverse)
+        if self.rank:
+            out = out + (r.unsqueeze(-1) * c).reshape(len(x), -1) @ self.weighted.T
+        return out
 
 
 def _prepare_rows(x, sigma, dim: int) -> tuple[Tensor, Tensor]:
