@@ -194,8 +194,8 @@ class ProblemOperator(MatrixOperator):
     """A problem's matrix as the operator of a restoration run, carrying the rest of the problem:
     the run measures `problem.truth` as `problem.y` with noise std `drawn_noise_std`."""
 
-    def __init__(self, problem: Problem):
-        super().__init__(problem.matrix)
+    def __init__(self, problem: Problem, shape=None):
+        super().__init__(problem.matrix, shape)
         self.problem = problem
         self.drawn_noise_std = problem.noise_std
 

@@ -104,9 +104,11 @@ for _family in [
 
 
 def _grid25_pairs_problem(shape, seed, d_y: int, problem_seed: int):
-    """The published problem for data of `shape` (dim,); the run's seed does not enter."""
+    """The published problem on flattened data of `shape`; the run's seed does not enter."""
+    import math
+
     from diffsweep.restoration.posterior import ProblemOperator, grid25_pairs_problem
-    return ProblemOperator(grid25_pairs_problem(shape[0], d_y, problem_seed))
+    return ProblemOperator(grid25_pairs_problem(math.prod(shape), d_y, problem_seed), shape)
 
 
 OPERATORS.add(OperatorFamily(
