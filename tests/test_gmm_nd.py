@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from diffsweep.data import DataFileError, check_dataset_files, make_dataset, resolve_dataset_knobs
-from diffsweep.gmm import StructuredMixture, grid25_pairs_mixture, random_mixture
+from diffsweep.gmm import StructuredMixture, random_mixture
 from diffsweep.restoration.posterior import MixturePosterior, exact_posterior, grid25_pairs_problem
 
 F64 = torch.float64
