@@ -86,9 +86,9 @@ def test_structured_posterior_equals_the_dense_posterior(rank):
     for name in ("weights", "means", "covariances"):
         torch.testing.assert_close(getattr(structured, name), getattr(dense, name), rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(structured.covariance(), dense.covariance(), rtol=1e-10, atol=1e-12)
-    samples = structured.sample(100_000, generator(9))      # Matheron's rule: the posterior's moments
-    assert (samples.mean(0) - dense.mean()).abs().max() < 0.03
-    assert (samples.T.cov() - dense.covariance()).norm() / dense.covariance().norm() < 0.03
+    samples = structured.sample(40_000, generator(9))       # Matheron's rule: the posterior's moments
+    assert (samples.mean(0) - dense.mean()).abs().max() < 0.05
+    assert (samples.T.cov() - dense.covariance()).norm() / dense.covariance().norm() < 0.05
 
 
 def test_grid25_pairs_problem_follows_the_published_draw_order():
