@@ -1,6 +1,7 @@
 """The statistics behind every table, figure and comparison (docs/statistics.md).
 
 - `seed_interval`      the mean over seeds with a t or bootstrap (percentile, BCa) interval
+- `t_half_widths`, `normal_half_widths`  the same t interval, and a run's estimate +- z se, for many cells at once
 - `sampling_interval`  one run's estimator error: the metric recomputed on resamples of its samples
 - `sliced_w2_replicates`, `mmd_replicates`, `energy_distance_replicates`  the same bootstrap for the
   distances of metrics.py, from what they compute once (sorted projections, pairwise kernel values)
@@ -98,15 +99,33 @@ def seed_interval(values, level: float = DEFAULT_LEVEL, method: str = "t",
 def t_interval(values, level: float = DEFAULT_LEVEL):
     """Mean and t interval along the last axis (vectorised: rows of an (R, n) array at once):
     mean +- t_{(1 + level) / 2, n - 1} s / sqrt(n). Returns (mean, low, high) arrays."""
-    from scipy.stats import t as t_dist
-
     values = np.asarray(values, dtype=float)
     n = values.shape[-1]
     if n < 2:
         raise ValueError(f"a t interval needs at least 2 values, got {n}")
     mean = values.mean(axis=-1)
-    half = t_dist.ppf((1 + level) / 2, n - 1) * values.std(axis=-1, ddof=1) / math.sqrt(n)
+    half = t_half_widths(values.std(axis=-1, ddof=1), n, level)
     return mean, mean - half, mean + half
+
+
+def t_half_widths(sd, n, level: float = DEFAULT_LEVEL) -> np.ndarray:
+    """Half-widths of t intervals of means, elementwise (n may differ between cells, e.g. a figure's
+    points): t_{(1 + level) / 2, n - 1} sd / sqrt(n); NaN where n < 2 (no interval across seeds)."""
+    from scipy.stats import t as t_dist
+
+    sd, n = np.broadcast_arrays(np.asarray(sd, dtype=float), np.asarray(n, dtype=float))
+    half = np.full(sd.shape, np.nan)
+    some = n >= 2
+    half[some] = t_dist.ppf((1 + level) / 2, n[some] - 1) * sd[some] / np.sqrt(n[some])
+    return half
+
+
+def normal_half_widths(se, level: float = DEFAULT_LEVEL) -> np.ndarray:
+    """Half-widths z_{(1 + level) / 2} se of normal intervals (one run's estimate and its sampling
+    standard error, e.g. a table's `<metric>_se` column: 1.96 se at 95%)."""
+    from scipy.stats import norm
+
+    return norm.ppf((1 + level) / 2) * np.asarray(se, dtype=float)
 
 
 def _t_intervals(values: np.ndarray, level: float) -> list[Interval]:
