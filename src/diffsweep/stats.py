@@ -7,6 +7,7 @@
   distances of metrics.py, from what they compute once (sorted projections, pairwise kernel values)
 - `metric_floor`       what exact samples of the run's size score: the metric's floor on analytic data
 - `paired_test`        one configuration against another over the seeds they share
+- `normal_test`        a difference against its standard error (one run a side, their `<metric>_se`)
 - `holm`               Holm's step-down adjustment of a family of p-values
 - `compare_column`     best / tied / worse per cell of a table column, and the caption that says how
 - `seeds_needed`       seeds a paired comparison needs for 80% power (noncentral t)
@@ -433,6 +434,17 @@ def _paired_bootstrap_pvalues(differences: np.ndarray, resamples: int, seed: int
         np.sum(np.abs(bootstrap_means(centred[i:i + rows], resamples, seed)) >= observed[i:i + rows, None], axis=1)
         for i in range(0, len(centred), rows)])
     return (1 + exceed) / (1 + resamples)
+
+
+def normal_test(difference: float, se: float) -> float:
+    """Two-sided p-value of an observed `difference` with standard error `se` under the normal
+    approximation (one run a side, each with its sampling se: se = sqrt(se_a^2 + se_b^2)). se 0
+    gives 1 for no difference and 0 otherwise."""
+    from scipy.stats import norm
+
+    if se == 0:
+        return 1.0 if difference == 0 else 0.0
+    return float(2 * norm.sf(abs(difference) / se))
 
 
 def sampling_test(replicates_a, replicates_b, estimate_a: float, estimate_b: float) -> float:
