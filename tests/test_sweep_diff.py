@@ -30,8 +30,8 @@ def test_scaled_euler(denoise, x, sigmas, noise, *, callback=None):
 
 CONFIG = {
     "seeds": [0, 1, 2],
-    "data": {"n_train": 10, "n_reference": 300},
-    "sampling": {"n_samples": 200},
+    "data": {"n_train": 10, "n_reference": 200},
+    "sampling": {"n_samples": 100},
     "metrics": {"likelihood": {"points": 0}},
     "datasets": {"ring8": {"family": "gmm", "knobs": {"preset": "ring8"}}},
     "models": {"oracle": {"source": "oracle"}},
@@ -81,13 +81,14 @@ def test_a_scaled_preset_is_the_only_significant_difference_between_two_sweeps(t
     unchanged = [d for d in result.differences if d.point != "oracle / ring8 / euler"]
     assert unchanged and all(d.basis == sweep_diff.IDENTICAL for d in unchanged)   # same code, seed: same samples
 
-    # the command: the same, as text and as an HTML page; a run only in one side is listed
-    runs.forget(b, scaled[:1])
+    # the command: the same, as text and as an HTML page; a run B lost is listed, not compared
+    lost = next(run_id for run_id, run in grid.runs.items() if run.preset == "ddim")
+    runs.forget(b, [lost])
     io.write_parquet(b / kinds.GENERATION.table, join.frame("generation", grid.manifest_rows("generation"), b))
     assert main(["diff", str(a), str(b), "--metric", "sliced_w2", "--html", str(tmp_path / "diff.html")]) == 0
     out = capsys.readouterr().out
     assert "generation sliced_w2: 1 of 3 points differ significantly; 2 identical" in out
-    assert "matched but not ok on a side (1 runs" in out and "A ok, B missing" in out
+    assert "matched but not ok on a side (1 runs" in out and "oracle / ring8 / ddim seed " in out
     assert "significant: 1\n  generation sliced_w2: oracle / ring8 / euler" in out
     page = (tmp_path / "diff.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "oracle / ring8 / euler" in page and "<script" not in page
@@ -99,13 +100,14 @@ def test_one_seed_rests_on_the_se_columns_and_bad_folders_are_one_line(tmp_path,
 
     from diffsweep import tables
 
-    def folder(name, value, se):
-        rows = [{"run_id": f"p-{i:016x}", "dataset": "ring8", "model": "oracle", "sampler": "p", "steps": k,
-                 "seed": 0, "status": "ok", "sliced_w2": value + k, "sliced_w2_se": se} for i, k in enumerate((1, 2))]
+    def folder(name, value, se, steps=(1, 2)):
+        rows = [{"run_id": f"p-{k:016x}", "dataset": "ring8", "model": "oracle", "sampler": "p", "steps": k,
+                 "seed": 0, "status": "ok", "sliced_w2": value + k, "sliced_w2_se": se} for k in steps]
         frame = tables.with_params(tables.typed_frame(rows), ["dataset", "model", "sampler", "steps", "seed"])
         io.write_parquet(tmp_path / name / "tables" / "generation.parquet", frame)
         return tmp_path / name
-    result = sweep_diff.compare(folder("a", 1.0, 0.1), folder("b", 1.5, 0.1), ["sliced_w2"])
+    result = sweep_diff.compare(folder("a", 1.0, 0.1), folder("b", 1.5, 0.1, steps=(1, 2, 3)), ["sliced_w2"])
+    assert result.only_b == [("generation", f"p-{3:016x}", "oracle / ring8 / p (steps=3)")] and not result.only_a
     (d, _) = result.differences
     assert d.basis == sweep_diff.SAMPLING_ONLY and d.n == 1
     assert d.high - d.estimate == pytest.approx(1.959964 * 0.1 * 2 ** 0.5)
