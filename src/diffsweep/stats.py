@@ -8,6 +8,7 @@
 - `metric_floor`       what exact samples of the run's size score: the metric's floor on analytic data
 - `paired_test`        one configuration against another over the seeds they share
 - `normal_test`        a difference against its standard error (one run a side, their `<metric>_se`)
+- `paired_tests`       `paired_test` for many pairs of configurations at once
 - `holm`               Holm's step-down adjustment of a family of p-values
 - `compare_column`     best / tied / worse per cell of a table column, and the caption that says how
 - `seeds_needed`       seeds a paired comparison needs for 80% power (noncentral t)
@@ -436,15 +437,25 @@ def _paired_bootstrap_pvalues(differences: np.ndarray, resamples: int, seed: int
     return (1 + exceed) / (1 + resamples)
 
 
-def normal_test(difference: float, se: float) -> float:
+def normal_test(difference, se):
     """Two-sided p-value of an observed `difference` with standard error `se` under the normal
-    approximation (one run a side, each with its sampling se: se = sqrt(se_a^2 + se_b^2)). se 0
-    gives 1 for no difference and 0 otherwise."""
+    approximation (one run a side, each with its sampling se: se = sqrt(se_a^2 + se_b^2)); se 0
+    gives 1 for no difference and 0 otherwise. Elementwise on arrays (a float for floats)."""
     from scipy.stats import norm
 
-    if se == 0:
-        return 1.0 if difference == 0 else 0.0
-    return float(2 * norm.sf(abs(difference) / se))
+    difference, se = np.asarray(difference, dtype=float), np.asarray(se, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pvalues = np.where(se == 0, np.where(difference == 0, 1.0, 0.0), 2 * norm.sf(np.abs(difference) / se))
+    return float(pvalues) if pvalues.ndim == 0 else pvalues
+
+
+def paired_tests(differences, test: str = DEFAULT_TEST, resamples: int = SEED_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """`paired_test` for each row of a (pairs, n) array of paired differences (n >= 2), at once."""
+    _check_choice(test, TESTS, "test")
+    differences = np.asarray(differences, dtype=float)
+    if differences.ndim != 2 or differences.shape[1] < 2:
+        raise ValueError(f"paired tests need a (pairs, n >= 2) array of differences, got shape {differences.shape}")
+    return _paired_pvalues(differences, test, resamples, seed)
 
 
 def sampling_test(replicates_a, replicates_b, estimate_a: float, estimate_b: float) -> float:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,9 +130,7 @@ def _compare_kind(result: SweepDiff, kind, table_a, table_b, wanted: list) -> No
     metrics = wanted or [m for m in tables.known_metrics() if m not in NOT_COMPARED]
     metrics = [m for m in metrics if f"{m}_a" in both.columns and f"{m}_b" in both.columns]
     for metric in metrics:
-        differences = [_difference(kind.name, metric, labels[point], rows, result.level, result.test)
-                       for point, rows in both.groupby("_point", sort=True)]
-        differences = [d for d in differences if d is not None]
+        differences = _differences(kind.name, metric, both, labels, result.level, result.test)
         tested = [d for d in differences if d.p is not None]
         adjusted = stats.holm([d.p for d in tested]) if tested else []
         holm_of = {id(d): float(p) for d, p in zip(tested, adjusted)}
@@ -198,31 +195,47 @@ def _labels(runs, parameters: list, preset: str) -> dict:
     return labels
 
 
-def _difference(kind: str, metric: str, point: str, rows, level: float, test: str) -> Difference | None:
-    """B - A of one point over its paired seeds (None where no seed has the metric on both sides)."""
+def _differences(kind: str, metric: str, both, labels: dict, level: float, test: str) -> list:
+    """B - A of each point over its paired seeds where both sides have a finite `metric`: computed
+    per group of points with one number of seeds, every point of a group at once (100k runs are
+    tens of thousands of points)."""
     import numpy as np
+    import pandas as pd
 
-    a, b = rows[f"{metric}_a"].to_numpy(float), rows[f"{metric}_b"].to_numpy(float)
-    finite = np.isfinite(a) & np.isfinite(b)
-    a, b = a[finite], b[finite]
-    if len(a) == 0:
-        return None
-    d = b - a
-    if np.all(d == 0):
-        return Difference(kind, metric, point, len(d), 0.0, 0.0, 0.0, 1.0, None, IDENTICAL, False)
-    if len(d) >= 2:
-        interval = stats.seed_interval(d, level)
-        p = stats.paired_test(b, a, test)
-        return Difference(kind, metric, point, len(d), interval.estimate, interval.low, interval.high, p, None,
-                          PAIRED_SEEDS, False)
-    se_a, se_b = (rows.get(f"{metric}_se{side}") for side in ("_a", "_b"))
-    se = math.hypot(float(se_a.to_numpy(float)[finite][0]), float(se_b.to_numpy(float)[finite][0])) \
-        if se_a is not None and se_b is not None else math.nan
-    if not math.isfinite(se):
-        return Difference(kind, metric, point, 1, float(d[0]), None, None, None, None, UNTESTED, False)
-    half = float(stats.normal_half_widths(se, level))
-    return Difference(kind, metric, point, 1, float(d[0]), float(d[0]) - half, float(d[0]) + half,
-                      stats.normal_test(float(d[0]), se), None, SAMPLING_ONLY, False)
+    se = {side: both[f"{metric}_se{side}"] if f"{metric}_se{side}" in both.columns else np.nan
+          for side in ("_a", "_b")}
+    frame = pd.DataFrame({"point": both["_point"], "seed": both["seed"], "a": both[f"{metric}_a"],
+                          "b": both[f"{metric}_b"], "se_a": se["_a"], "se_b": se["_b"]}).astype(
+        {"a": float, "b": float, "se_a": float, "se_b": float})
+    frame = frame[np.isfinite(frame["a"]) & np.isfinite(frame["b"])].sort_values(["point", "seed"])
+    frame["d"] = frame["b"] - frame["a"]
+    frame["n"] = frame.groupby("point")["d"].transform("size")
+    frame["identical"] = frame.groupby("point")["d"].transform(lambda d: bool((d == 0).all())).astype(bool)
+    found = []
+    for point, n in frame.loc[frame["identical"], ["point", "n"]].drop_duplicates("point").itertuples(index=False):
+        found.append(Difference(kind, metric, labels[point], int(n), 0.0, 0.0, 0.0, 1.0, None, IDENTICAL, False))
+    differing = frame[~frame["identical"]]
+    for n, group in differing.groupby("n", sort=True):
+        points = group["point"].drop_duplicates().tolist()
+        if n >= 2:
+            stacked = group["d"].to_numpy().reshape(len(points), n)       # sorted by point, then seed
+            mean, low, high = stats.t_interval(stacked, level)
+            pvalues = stats.paired_tests(stacked, test)
+            found += [Difference(kind, metric, labels[point], int(n), float(m), float(lo), float(hi), float(p), None,
+                                 PAIRED_SEEDS, False) for point, m, lo, hi, p in zip(points, mean, low, high, pvalues)]
+            continue
+        d = group["d"].to_numpy()
+        error = np.hypot(group["se_a"].to_numpy(), group["se_b"].to_numpy())
+        half = stats.normal_half_widths(error, level)
+        pvalues = stats.normal_test(d, error)
+        for point, value, h, p in zip(points, d, half, pvalues):
+            if np.isfinite(h):
+                found.append(Difference(kind, metric, labels[point], 1, float(value), float(value - h),
+                                        float(value + h), float(p), None, SAMPLING_ONLY, False))
+            else:
+                found.append(Difference(kind, metric, labels[point], 1, float(value), None, None, None, None, UNTESTED,
+                                        False))
+    return found
 
 
 # --- what it says ------------------------------------------------------------------------------
