@@ -100,8 +100,8 @@ def test_one_seed_rests_on_the_se_columns_and_bad_folders_are_one_line(tmp_path,
 
     from diffsweep import tables
 
-    def folder(name, value, se, steps=(1, 2)):
-        rows = [{"run_id": f"p-{k:016x}", "dataset": "ring8", "model": "oracle", "sampler": "p", "steps": k,
+    def folder(name, value, se, steps=(1, 2), dataset="ring8"):
+        rows = [{"run_id": f"p-{k:016x}", "dataset": dataset, "model": "oracle", "sampler": "p", "steps": k,
                  "seed": 0, "status": "ok", "sliced_w2": value + k, "sliced_w2_se": se} for k in steps]
         frame = tables.with_params(tables.typed_frame(rows), ["dataset", "model", "sampler", "steps", "seed"])
         io.write_parquet(tmp_path / name / "tables" / "generation.parquet", frame)
@@ -114,6 +114,9 @@ def test_one_seed_rests_on_the_se_columns_and_bad_folders_are_one_line(tmp_path,
     assert d.p == pytest.approx(2 * 0.000203, rel=0.01) and d.significant       # z = 0.5 / 0.1414 = 3.54
     no_se = sweep_diff.compare(folder("c", 1.0, float("nan")), folder("d", 1.5, float("nan")), ["sliced_w2"])
     assert {d.basis for d in no_se.differences} == {sweep_diff.UNTESTED} and not no_se.significant
+    moved = sweep_diff.compare(tmp_path / "a", folder("e", 1.0, 0.1, dataset="grid25"), ["sliced_w2"])
+    assert moved.changed == [("generation", f"p-{k:016x}", "dataset: ring8 -> grid25") for k in (1, 2)]
+    assert not moved.only_a and not moved.only_b and moved.matched == 0
     assert main(["diff", str(tmp_path / "a"), str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err == f"error: B: '{tmp_path / 'nowhere'}' does not exist; allowed: a results folder\n"
     (tmp_path / "empty").mkdir()

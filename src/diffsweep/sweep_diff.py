@@ -2,8 +2,8 @@
 compared run by run.
 
 Runs are matched by their parameters, not their ids: a run of A and a run of B are the same point
-when every parameter column of their table (the union of both sides', a column one side lacks
-counting as empty) but the seed agrees, and they pair when their seeds agree too. Per kind of
+when every parameter column both tables have but the seed agrees (a column one side lacks, e.g. a
+knob added since with its default, is not used), and they pair when their seeds agree too. Per kind of
 run, metric and point, the paired difference B - A over the seeds both sides finished (`ok`)
 gets a t interval and a paired test (`stats.seed_interval`, `stats.paired_test`); with one seed,
 where both runs carry `<metric>_se`, the difference +- z sqrt(se_A^2 + se_B^2) and a normal test
@@ -58,6 +58,7 @@ class SweepDiff:
     only_a: list = field(default_factory=list)            # (kind, run_id, point) of runs only in A
     only_b: list = field(default_factory=list)
     not_ok: list = field(default_factory=list)            # (kind, point, seed, status in A, status in B)
+    changed: list = field(default_factory=list)           # (kind, run_id, what differs): one id, other parameters
 
     @property
     def significant(self) -> list:
@@ -108,19 +109,30 @@ def _compare_kind(result: SweepDiff, kind, table_a, table_b, wanted: list) -> No
 
     empty = pd.DataFrame(columns=["run_id", "seed", "status"])
     sides = [table if table is not None else empty for table in (table_a, table_b)]
-    parameters = []
+    columns = []
     for table, folder in zip(sides, (result.a, result.b)):
         try:
-            columns = tables.param_columns(table) if len(table) else []
+            columns.append([c for c in tables.param_columns(table) if c != "seed"] if len(table) else None)
         except tables.TableError as error:
             raise DiffError(f"{Path(folder) / kind.table}: {error}") from None
-        parameters += [c for c in columns if c not in parameters and c != "seed"]
+    # matched on the parameters both tables have: a column one side lacks (a knob added since, with
+    # its default) tells that side's runs nothing apart
+    known = [c for c in columns if c is not None]
+    parameters = [c for c in known[0] if all(c in other for other in known[1:])] if known else []
     runs_a, runs_b = (_runs(table, parameters) for table in sides)
     labels = _labels(pd.concat([runs_a, runs_b]), parameters, kind.preset_columns[0])
-    merged = runs_a.merge(runs_b, on=["_point", "seed"], how="outer", suffixes=("_a", "_b"), indicator=True)
-    for side, which, bucket in (("left_only", "_a", result.only_a), ("right_only", "_b", result.only_b)):
-        bucket += [(kind.name, row[f"run_id{which}"], labels[row["_point"]])
-                   for row in merged[merged["_merge"] == side].to_dict("records")]
+    # a run that shares its point and seed with another of its side cannot be paired one to one
+    unique_a, unique_b = (~runs.duplicated(["_point", "seed"], keep=False) for runs in (runs_a, runs_b))
+    merged = runs_a[unique_a].merge(runs_b[unique_b], on=["_point", "seed"], how="outer", suffixes=("_a", "_b"),
+                                    indicator=True)
+    only = [[*merged.loc[merged["_merge"] == side, [f"run_id{which}", "_point"]].to_numpy().tolist(),
+             *runs[~unique][["run_id", "_point"]].to_numpy().tolist()]
+            for side, which, runs, unique in (("left_only", "_a", runs_a, unique_a),
+                                              ("right_only", "_b", runs_b, unique_b))]
+    renamed = {run_id for run_id, _ in only[0]} & {run_id for run_id, _ in only[1]}
+    result.changed += [(kind.name, run_id, _changed(sides, columns, run_id)) for run_id in sorted(renamed)]
+    for bucket, runs in zip((result.only_a, result.only_b), only):
+        bucket += [(kind.name, run_id, labels[point]) for run_id, point in runs if run_id not in renamed]
     both = merged[merged["_merge"] == "both"]
     result.matched += len(both)
     ok = (both["status_a"] == "ok") & (both["status_b"] == "ok")
@@ -139,6 +151,16 @@ def _compare_kind(result: SweepDiff, kind, table_a, table_b, wanted: list) -> No
             (Difference(**{**d.__dict__, "p_holm": holm_of.get(id(d)),
                            "significant": holm_of.get(id(d), 1.0) < alpha}) for d in differences),
             key=lambda d: d.point)
+
+
+def _changed(sides, columns, run_id: str) -> str:
+    """What differs between the parameters of one run id in A and in B: 'knob_x: 1 -> 2, ...'."""
+    from diffsweep import tables
+
+    rows = [tables.records(table[table["run_id"] == run_id].head(1))[0] for table in sides]
+    names = dict.fromkeys(c for side in columns if side for c in side)
+    return ", ".join(f"{c}: {tables.format_key(rows[0].get(c))} -> {tables.format_key(rows[1].get(c))}"
+                     for c in names if rows[0].get(c) != rows[1].get(c))
 
 
 def _runs(table, parameters: list):
@@ -190,7 +212,8 @@ def _labels(runs, parameters: list, preset: str) -> dict:
     labels = {}
     for point, row in zip(points["_point"], rows):
         text = " / ".join(tables.format_key(row[c]) for c in keys)
-        detail = ", ".join(f"{c.removeprefix('knob_')}={tables.format_key(row[c])}" for c in extra if row[c] is not None)
+        detail = ", ".join(f"{c.removeprefix('knob_')}={tables.format_key(row[c])}"
+                           for c in extra if row[c] is not None)
         labels[point] = f"{text} ({detail})" if detail else text
     return labels
 
@@ -246,10 +269,12 @@ def summary(result: SweepDiff) -> list[str]:
     percent = f"{100 * result.level:g}%"
     return [f"A: {result.a}", f"B: {result.b}",
             f"{result.matched} runs matched by their parameters and seed ({len(points)} preset points); "
-            f"{len(result.only_a)} only in A, {len(result.only_b)} only in B, {len(result.not_ok)} not ok on a side",
+            f"{len(result.only_a)} only in A, {len(result.only_b)} only in B, {len(result.changed)} with other "
+            f"parameters under one id, {len(result.not_ok)} not ok on a side",
             f"B - A per preset point and metric: mean over paired seeds with its {percent} t interval and a "
             f"{stats.TEST_NAMES[result.test]}; one seed: +- z sqrt(se_A^2 + se_B^2) from the <metric>_se columns "
-            f"(sampling error only); p Holm-adjusted over the points of a metric; significant: p < {1 - result.level:.3g}"]
+            f"(sampling error only); p Holm-adjusted over the points of a metric; "
+            f"significant: p < {1 - result.level:.3g}"]
 
 
 def _rows(result: SweepDiff, show_all: bool):
@@ -290,6 +315,10 @@ def render_text(result: SweepDiff, show_all: bool = False) -> str:
             lines.append("")
             lines.append(f"{title} ({len(runs)} runs):")
             lines += [f"  {kind} {run_id}  {point}" for kind, run_id, point in runs]
+    if result.changed:
+        lines.append("")
+        lines.append(f"same run id, other parameters ({len(result.changed)} runs, not compared):")
+        lines += [f"  {kind} {run_id}  {what}" for kind, run_id, what in result.changed]
     if result.not_ok:
         lines.append("")
         lines.append(f"matched but not ok on a side ({len(result.not_ok)} runs, not compared):")
@@ -326,6 +355,10 @@ def render_html(result: SweepDiff, show_all: bool = False, page: bool = False) -
             parts.append(f"<h3>{title} ({len(runs)} runs)</h3><ul>")
             parts += [f"<li>{e(kind)} <code>{e(run_id)}</code> {e(point)}</li>" for kind, run_id, point in runs]
             parts.append("</ul>")
+    if result.changed:
+        parts.append(f"<h3>same run id, other parameters ({len(result.changed)} runs, not compared)</h3><ul>")
+        parts += [f"<li>{e(kind)} <code>{e(run_id)}</code> {e(what)}</li>" for kind, run_id, what in result.changed]
+        parts.append("</ul>")
     if result.not_ok:
         parts.append(f"<h3>matched but not ok on a side ({len(result.not_ok)} runs, not compared)</h3><ul>")
         parts += [f"<li>{e(kind)} {e(point)} seed {seed}: A {e(str(a))}, B {e(str(b))}</li>"
