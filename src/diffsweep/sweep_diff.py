@@ -130,7 +130,8 @@ def _compare_kind(result: SweepDiff, kind, table_a, table_b, wanted: list) -> No
             for side, which, runs, unique in (("left_only", "_a", runs_a, unique_a),
                                               ("right_only", "_b", runs_b, unique_b))]
     renamed = {run_id for run_id, _ in only[0]} & {run_id for run_id, _ in only[1]}
-    result.changed += [(kind.name, run_id, _changed(sides, columns, run_id)) for run_id in sorted(renamed)]
+    changed = _changed(sides, columns, sorted(renamed))
+    result.changed += [(kind.name, run_id, changed[run_id]) for run_id in sorted(renamed)]
     for bucket, runs in zip((result.only_a, result.only_b), only):
         bucket += [(kind.name, run_id, labels[point]) for run_id, point in runs if run_id not in renamed]
     both = merged[merged["_merge"] == "both"]
@@ -153,14 +154,18 @@ def _compare_kind(result: SweepDiff, kind, table_a, table_b, wanted: list) -> No
             key=lambda d: d.point)
 
 
-def _changed(sides, columns, run_id: str) -> str:
-    """What differs between the parameters of one run id in A and in B: 'knob_x: 1 -> 2, ...'."""
+def _changed(sides, columns, run_ids: list) -> dict:
+    """run id -> what differs between its parameters in A and in B: 'knob_x: 1 -> 2, ...'."""
     from diffsweep import tables
 
-    rows = [tables.records(table[table["run_id"] == run_id].head(1))[0] for table in sides]
-    names = dict.fromkeys(c for side in columns if side for c in side)
-    return ", ".join(f"{c}: {tables.format_key(rows[0].get(c))} -> {tables.format_key(rows[1].get(c))}"
-                     for c in names if rows[0].get(c) != rows[1].get(c))
+    if not run_ids:
+        return {}
+    names = list(dict.fromkeys(c for side in columns if side for c in side))
+    rows = [tables.records(table.drop_duplicates("run_id").set_index("run_id").reindex(run_ids)
+                           .reindex(columns=names)) for table in sides]
+    return {run_id: ", ".join(f"{c}: {tables.format_key(a[c])} -> {tables.format_key(b[c])}"
+                              for c in names if a[c] != b[c])
+            for run_id, a, b in zip(run_ids, *rows)}
 
 
 def _runs(table, parameters: list):
