@@ -77,7 +77,10 @@ class Restoration:
                     posterior = exact_posterior(self.dataset.mixture, operator.restrict(j).matrix(), y[j].flatten(),
                                                 noise_std)
                     exact = posterior.sample(self.metric_options["posterior_samples"], metric_generator)
-                    values.update(rmetrics.posterior_metrics(samples[j], posterior, truth[j], exact, metric_generator))
+                    values.update(rmetrics.posterior_metrics(
+                        samples[j], posterior, truth[j], exact, metric_generator, seed=run["seed"],
+                        floor_repeats=self.metric_options["floor_repeats"],
+                        resamples=self.metric_options["bootstrap_resamples"]))
                     exact_means.append(posterior.mean().reshape(shape))
             rows.append({"measurement": j, **drawn, **values, **run_values, "lpips_status": self.lpips_status,
                          **{f"{name}_status": why for name, why in run_skipped.items()}})
