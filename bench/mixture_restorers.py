@@ -16,8 +16,9 @@ each problem's exact posterior gives `--reference` exact samples.
 scored by max-sliced W2 (100 projections, the benchmark's score) and sliced W2 to the exact samples;
 per d_y: the mean over problems of each, the paired difference with its t interval (95%) and the paired
 t test's p value, and the floor (exact sets of the same size).
-`survey`: every SVD-based restorer (default knobs) and plain prior samples, max-sliced W2 per d_y,
-mean over problems: which restorers score like the prior (ignore the measurement).
+`survey`: every SVD-based restorer (default knobs), plain prior samples and exact posterior samples:
+max-sliced W2 and the mode-weight error per d_y, means over problems: which restorers score like the
+prior (ignore the measurement), and whether they miss the posterior's component weights.
 Prints the load average before and after; times are wall-clock on a shared machine.
 """
 
@@ -108,23 +109,30 @@ def eta_study(args, prior) -> None:
 
 
 def survey(args, prior) -> None:
-    print(f"{'restorer':15s} " + " ".join(f"d_y={d:<5d}" for d in args.dims))
-    results = {name: [] for name in ["prior", "exact", *SURVEY]}
+    """Per restorer and d_y, the mean over problems of max-sliced W2 and of the mode-weight error (total
+    variation between the posterior's component weights and the samples' mean responsibilities)."""
+    names = ["prior", "exact", *SURVEY]
+    results = {name: [] for name in names}
     for d_y in args.dims:
-        per = {name: [] for name in results}
+        per = {name: [] for name in names}
         for p in range(args.problems):
             operator, y, s, posterior = problem(prior, d_y, p)
             exact = posterior.sample(args.reference, torch.Generator().manual_seed(10_000 + p))
-            per["prior"].append(scores(prior.sample(args.samples, torch.Generator().manual_seed(p))[0], exact, p)[0])
-            per["exact"].append(scores(posterior.sample(args.samples, torch.Generator().manual_seed(20_000 + p)),
-                                       exact, p)[0])
-            for name in SURVEY:
-                per[name].append(scores(restore(prior, name, {}, operator, y, s, args.samples, args.steps, p),
-                                        exact, p)[0])
-        for name in results:
-            results[name].append(np.nanmean(per[name]))
+            mixture = GaussianMixture(posterior.weights, posterior.means, posterior.covariances)
+            draws = {"prior": prior.sample(args.samples, torch.Generator().manual_seed(p))[0],
+                     "exact": posterior.sample(args.samples, torch.Generator().manual_seed(20_000 + p))}
+            draws.update({name: restore(prior, name, {}, operator, y, s, args.samples, args.steps, p)
+                          for name in SURVEY})
+            for name, samples in draws.items():
+                finite = torch.isfinite(samples).all()
+                weights = rmetrics.mode_weight_gap(mixture.responsibilities(samples), posterior.weights) \
+                    if finite else float("nan")
+                per[name].append((scores(samples, exact, p)[0], weights))
+        for name in names:
+            results[name].append(np.nanmean(np.array(per[name]), axis=0))
+    print(f"{'restorer':15s} " + " ".join(f"d_y={d}: max-sliced W2, mode-weight error" for d in args.dims))
     for name, values in results.items():
-        print(f"{name:15s} " + " ".join(f"{v:9.2f}" for v in values))
+        print(f"{name:15s} " + " ".join(f"{v[0]:12.2f} {v[1]:10.3f}          " for v in values))
 
 
 def main() -> None:
