@@ -51,11 +51,11 @@ def test_published_noise_recipe_draws_its_std_below_the_largest_singular_value(p
 
 
 def test_projection_has_orthonormal_rows_and_gaussian_recipe_keeps_the_matrix_spectrum():
-    projection = build("random_projection", {"measurements": 500}).matrix()
-    assert torch.allclose(projection @ projection.T, torch.eye(500, dtype=torch.float64), atol=1e-12)
-    gaussian = build("random_matrix", {"measurements": 500, "singular_values": "gaussian"}).svd().s[:500]
-    # Marchenko-Pastur: the singular values of a 500 x 1000 N(0, 1/d) matrix fill [1 - sqrt(1/2), 1 + sqrt(1/2)]
-    assert 1 - 0.5 ** 0.5 - 0.05 < gaussian.min() and gaussian.max() < 1 + 0.5 ** 0.5 + 0.05
+    projection = build("random_projection", {"measurements": 200}).matrix()
+    assert torch.allclose(projection @ projection.T, torch.eye(200, dtype=torch.float64), atol=1e-12)
+    gaussian = build("random_matrix", {"measurements": 200, "singular_values": "gaussian"}).svd().s[:200]
+    # Marchenko-Pastur: the singular values of a 200 x 1000 N(0, 1/d) matrix fill [1 - sqrt(0.2), 1 + sqrt(0.2)]
+    assert 1 - 0.2 ** 0.5 - 0.05 < gaussian.min() and gaussian.max() < 1 + 0.2 ** 0.5 + 0.05
 
 
 def test_measurements_beyond_the_dimension_are_refused_naming_the_knob():
@@ -64,12 +64,11 @@ def test_measurements_beyond_the_dimension_are_refused_naming_the_knob():
 
 
 @pytest.mark.parametrize("name,params", [("random_matrix", {"measurements": 500, "noise": "uniform_max_singular"}),
-                                         ("random_projection", {"measurements": 4}),
                                          ("inpaint_random", {"missing": 0.5})])
 def test_every_svd_restorer_runs_at_d_1000(name, params):
     from test_structured_operators import run_restorer
 
     operator = build(name, params)
     for restorer in SPECTRAL_RESTORERS:
-        samples = run_restorer(restorer, operator, steps=3)
+        samples = run_restorer(restorer, operator, steps=2)
         assert samples.shape == (2, D) and torch.isfinite(samples).all(), restorer
