@@ -105,3 +105,14 @@ def test_sliced_w2_posterior_is_unchanged_by_the_table(two_modes):
     before = sample_metrics.sliced_wasserstein2(samples, exact, generator=torch.Generator().manual_seed(6))
     values = rmetrics.posterior_metrics(samples, two_modes, torch.zeros(4), exact, torch.Generator().manual_seed(6))
     assert math.isclose(values["sliced_w2_posterior"], before, rel_tol=1e-12)
+
+
+def test_components_whose_posterior_weight_underflows_are_left_out():
+    means = torch.tensor([[-3.0, 0.0], [3.0, 0.0]], dtype=F64)
+    prior = GaussianMixture(torch.tensor([0.5, 0.5], dtype=F64), means, torch.eye(2, dtype=F64).expand(2, 2, 2) * 0.1)
+    posterior = exact_posterior(prior, torch.tensor([[1.0, 0.0]], dtype=F64), torch.tensor([40.0]), 0.1)
+    assert posterior.weights[0] == 0
+    generator = torch.Generator().manual_seed(0)
+    exact, samples = posterior.sample(200, generator), posterior.sample(50, generator)
+    values = rmetrics.posterior_metrics(samples, posterior, torch.zeros(2), exact, generator)
+    assert values["posterior_mode_weight_error"] == pytest.approx(0, abs=1e-12)

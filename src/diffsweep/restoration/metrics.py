@@ -156,11 +156,19 @@ def _coverage_of_sorted(x, exact_sorted, level: float) -> float:
     return float(inside.sum()) / exact_sorted.numel()
 
 
+def posterior_mixture(posterior) -> GaussianMixture:
+    """The exact posterior as a GaussianMixture (log densities, responsibilities), without the
+    components whose weight underflowed to 0 (a measurement far from a mode: e^-800 and below),
+    which hold no mass and which a mixture refuses."""
+    keep = posterior.weights > 0
+    return GaussianMixture(posterior.weights[keep], posterior.means[keep], posterior.covariances[keep])
+
+
 def posterior_metric_table(posterior, exact, n: int, sliced_directions,
                            max_sliced_directions) -> dict[str, PosteriorMetric]:
     """The metrics of n samples against the exact posterior, by column name; `exact` (m, d) exact
     posterior samples."""
-    mixture = GaussianMixture(posterior.weights, posterior.means, posterior.covariances)
+    mixture = posterior_mixture(posterior)
     exact_mean = posterior.mean()
     exact_sorted = exact.T.sort(dim=1).values.contiguous()      # per coordinate, for coverage
     identity = lambda x: x       # noqa: E731
@@ -169,7 +177,7 @@ def posterior_metric_table(posterior, exact, n: int, sliced_directions,
         "sliced_w2_posterior": _projected_w2(exact, sliced_directions, n, torch.mean),
         "mmse_gap": PosteriorMetric(identity, lambda x: mmse_gap(x, exact_mean)),
         "posterior_mode_weight_error": PosteriorMetric(mixture.responsibilities,
-                                                      lambda r: mode_weight_gap(r, posterior.weights)),
+                                                      lambda r: mode_weight_gap(r, mixture.weights)),
         **{f"coverage_{round(100 * level)}": PosteriorMetric(
             identity, functools.partial(_coverage_of_sorted, exact_sorted=exact_sorted, level=level))
            for level in COVERAGE_LEVELS},
