@@ -113,10 +113,10 @@
   }
 
   function draw() {
-    const v = view(), p = v.points;
+    const started = performance.now(), v = view(), p = v.points;
     if (!state.metric || !state.cost) {
       document.getElementById("shown").textContent = "This table has no metric with a direction or no cost column.";
-      return finish(Plotly.react(plot, [], {}));
+      return finish(Plotly.react(plot, [], {}), started);
     }
     const m = p.metric[state.metric], cost = p.cost[state.cost];
     const shown = shownPoints(v), front = paretoFront(v, shown);
@@ -155,7 +155,7 @@
     document.getElementById("shown").textContent = `${shown.length} of ${v.n_points} points shown; ` +
       `Pareto front: ${front.length} points` + (missing ? `; ${missing} points have no finished run` : "") +
       (Object.keys(v.constant).length ? `. Every point shares: ${Object.entries(v.constant).map(([k, x]) => k + "=" + x).join(", ")}` : "");
-    return finish(Plotly.react(plot, traces, layout));
+    return finish(Plotly.react(plot, traces, layout), started);
   }
 
   // The metric's floor (exact samples against the reference), per dataset of the shown points.
@@ -176,8 +176,11 @@
     });
   }
 
-  function finish(promise) {
+  // Marks the page ready after its first figure (readyMs: since the navigation started) and times each draw.
+  function finish(promise, started) {
     return promise.then(() => {
+      api.drawMs = performance.now() - started;
+      api.draws = (api.draws || 0) + 1;
       if (!api.ready) { api.ready = true; api.readyMs = performance.now(); document.body.dataset.ready = "1"; }
     });
   }
@@ -192,13 +195,14 @@
         `<span class="note">samples of run ${esc(thumb.run)}</span></p>`
       : `<p class="note" id="no-thumbnail">No samples embedded for this point (the page embeds, per score source and preset, ` +
         `its largest-NFE and its best point); <code>diffsweep extract RUN_ID</code> gets any run's.</p>`];
-    const rows = Object.keys(v.filters).map(column => [column, value(v, column, i)]);
-    rows.push([`${v.unit}s finished (n)`, p.n[i]], ["runs", p.runs[i]],
+    // metrics and costs first, then the parameters that apply (a knob of another family is left out)
+    const rows = v.metrics.map(name => { const m = p.metric[name];
+      return [name, `${fmt(m.mean[i])}` + (m.low[i] === null ? "" : ` [${fmt(m.low[i])}, ${fmt(m.high[i])}] ${m.method[i]}`) +
+        (m.floor && m.floor[i] !== null ? `, floor ${fmt(m.floor[i])}` : "")]; });
+    rows.push(...v.costs.map(c => [c + " (mean)", fmt(p.cost[c][i])]), [`replicates finished (n: ${v.replicates.join(", ")})`, p.n[i]],
+      ["runs", p.runs[i]],
       ...Object.entries(p.statuses).filter(([, counts]) => counts[i]).map(([status, counts]) => ["status " + status, counts[i]]),
-      ...v.costs.map(c => [c + " (mean)", fmt(p.cost[c][i])]),
-      ...v.metrics.map(name => { const m = p.metric[name];
-        return [name, `${fmt(m.mean[i])}` + (m.low[i] === null ? "" : ` [${fmt(m.low[i])}, ${fmt(m.high[i])}] ${m.method[i]}`) +
-          (m.floor && m.floor[i] !== null ? `, floor ${fmt(m.floor[i])}` : "")]; }));
+      ...Object.keys(v.filters).map(column => [column, value(v, column, i)]).filter(([, x]) => x !== "–"));
     const ids = v.runs.run_id.slice(p.first[i], p.first[i] + p.n[i]);
     rows.push(["run ids", [...new Set(ids)].slice(0, 20).join(" ") + (new Set(ids).size > 20 ? " ..." : "")]);
     parts.push(`<table class="kv" id="row">${rows.map(([k, x]) => `<tr><td>${esc(k)}</td><td>${esc(x)}</td></tr>`).join("")}</table>`,

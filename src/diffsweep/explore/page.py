@@ -19,6 +19,7 @@ log = logging.getLogger("diffsweep")
 # Thumbnails embedded per page, in all (each about 1-4 kB): per score source and preset, the point of
 # largest NFE, then the point best by the first metric, until this many.
 MAX_THUMBNAILS = 400
+THUMBNAIL_BYTES = 4_000_000     # and at most this many bytes of them per table (data: URIs)
 SCRIPT = Path(__file__).with_name("explore.js")
 
 TEMPLATE = """<!DOCTYPE html>
@@ -97,12 +98,19 @@ def _thumbnails(v: dict, frame, results, states: dict, budget: int) -> dict:
     replicate's run (lowest seed)."""
     chosen = _chosen_points(v)[:max(0, budget)]
     data_of_run = dict(zip(frame["run_id"], frame["data_id"])) if "data_id" in frame else {}
-    found = {}
+    found, unrecorded, spent = {}, 0, 0
     for point in chosen:
         run_id = v["runs"]["run_id"][v["points"]["first"][point]]
+        if run_id not in states:     # a table whose results folder is elsewhere, or whose records went
+            unrecorded += 1
+            continue
         uri = thumbnails.thumbnail(results, run_id, data_of_run.get(run_id), states)
-        if uri:
+        if uri and spent + len(uri) <= THUMBNAIL_BYTES:
             found[str(point)] = {"run": run_id, "uri": uri}
+            spent += len(uri)
+    if unrecorded:
+        log.warning("explorer: %d of the %s runs chosen for thumbnails have no record under %s: no thumbnails of them",
+                    unrecorded, v["kind"], results)
     return found
 
 

@@ -12,6 +12,7 @@ where the table has it.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -78,21 +79,19 @@ def view(frame, kind: kinds.Kind, directions: dict | None = None, level: float =
         "runs": frame.groupby("_point")["run_id"].nunique().reindex(range(n_points)).tolist(),
         "statuses": {status: statuses[status].reindex(range(n_points), fill_value=0).tolist()
                      for status in statuses.columns},
-        "source": _codes(first_rows["model_id"] if "model_id" in first_rows else
-                         first_rows[["dataset", "model"]].astype(str).agg("/".join, axis=1)),
+        "source": _codes(_joined(first_rows, ["model_id"] if "model_id" in first_rows else ["dataset", "model"])),
         "cost": {c: _numbers(runs_ok.groupby("_point")[c].mean().reindex(range(n_points))) for c in costs},
         "metric": {m: _metric(runs_ok, m, n_points, level) for m in metrics},
     }
     runs = {
         "run_id": runs_ok["run_id"].tolist(),
-        "key": runs_ok[replicate_columns].astype("string").fillna("").agg("/".join, axis=1).tolist()
-        if replicate_columns else [""] * len(runs_ok),
+        "key": _joined(runs_ok, replicate_columns).tolist(),
         "values": {m: _numbers(runs_ok[m]) for m in metrics},
         "se": {m: _numbers(runs_ok[m + SE]) for m in metrics if m + SE in runs_ok},
     }
     preset, family = kind.preset_columns
     return {"kind": kind.name, "preset": preset, "family": family, "replicates": replicate_columns,
-            "unit": kind.unit or "seed", "metrics": metrics, "costs": costs,
+            "metrics": metrics, "costs": costs,
             "directions": {m: direction(m, directions) for m in metrics},
             "filters": filters, "main_filters": main_filters, "constant": _constant(first_rows, parameters, filters),
             "points": points, "runs": runs, "n_points": n_points, "n_rows": int(len(frame))}
@@ -150,6 +149,12 @@ def _filters(first_rows, parameters, kind) -> tuple[dict, list[str]]:
 def _constant(first_rows, parameters, filters) -> dict:
     """The parameters every point shares, as text (shown once above the figure)."""
     return {c: _text(first_rows[c].iloc[0]) for c in parameters if c not in filters and len(first_rows)}
+
+
+def _joined(frame, columns):
+    """The values of `columns` as one text per row, joined by "/" (missing values empty)."""
+    parts = [frame[c].astype(object).where(frame[c].notna(), "").astype(str) for c in columns]
+    return functools.reduce(lambda a, b: a + "/" + b, parts) if parts else pd.Series("", index=frame.index)
 
 
 def _codes(column) -> dict:
