@@ -8,7 +8,7 @@
   const GL_ABOVE = 2000;   // beyond this many points, WebGL traces (SVG ones stay exact to click)
   const state = {view: 0, filters: {}, metric: null, cost: null, logx: true, logy: false,
                  shown: [], front: [], a: null, b: null, clicked: null};
-  const api = window.explore = {ready: false, state, compare, select, pixelOf, draw};
+  const api = window.explore = {ready: false, state, compare, select, pixelOf, draw, runsOf};
   const plot = document.getElementById("plot");
 
   const view = () => DATA.views[state.view];
@@ -203,7 +203,7 @@
       ["runs", p.runs[i]],
       ...Object.entries(p.statuses).filter(([, counts]) => counts[i]).map(([status, counts]) => ["status " + status, counts[i]]),
       ...Object.keys(v.filters).map(column => [column, value(v, column, i)]).filter(([, x]) => x !== "–"));
-    const ids = v.runs.run_id.slice(p.first[i], p.first[i] + p.n[i]);
+    const ids = runsOf(i);
     rows.push(["run ids", [...new Set(ids)].slice(0, 20).join(" ") + (new Set(ids).size > 20 ? " ..." : "")]);
     parts.push(`<table class="kv" id="row">${rows.map(([k, x]) => `<tr><td>${esc(k)}</td><td>${esc(x)}</td></tr>`).join("")}</table>`,
       `<p><button id="set-a">set as A</button> <button id="set-b">set as B</button></p>`);
@@ -257,6 +257,12 @@
     box.innerHTML = `<p>A: ${esc(label(state.a))}<br>B: ${esc(label(state.b))}</p><table class="compare" id="comparison">` +
       `<tr><th>metric</th><th>n pairs</th><th>A - B</th><th>${Math.round(DATA.level * 100)}% interval</th><th>interval</th>` +
       `<th>differs</th></tr>${rows.join("")}</table>`;
+  }
+
+  // The run ids of point i's finished replicates, in replicate order.
+  function runsOf(i) {
+    const v = view();
+    return v.runs.run_id.slice(v.points.first[i], v.points.first[i] + v.points.n[i]);
   }
 
   // Where point i is drawn, in viewport pixels (for a test's click): from the axes' own mapping.

@@ -1,0 +1,186 @@
+"""The results explorer (results/explore.html): its aggregates against stats.py, and the page itself in
+a real browser (headless Chromium through Selenium and Debian's chromedriver; .ci/run installs them as
+root, and these tests are skipped, with the reason, where they are missing)."""
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from diffsweep import explore, io, stats, tables
+from diffsweep.runs import kinds
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+def runs_table(rows, parameters):
+    return tables.with_params(tables.typed_frame(rows), parameters)
+
+
+def test_a_point_pools_its_seeds_with_the_t_interval_and_one_seed_takes_its_sampling_interval():
+    rng = np.random.default_rng(1)
+    rows = []
+    for preset, seeds in (("a", [0, 1, 2]), ("b", [0, 1, 2]), ("c", [0])):
+        for seed in seeds:
+            rows.append({"run_id": f"{preset}-{seed:016x}", "dataset": "ring8", "model": "oracle", "sampler": preset,
+                         "sampler_family": "ddim", "steps": 10, "seed": seed, "status": "ok", "nfe": 10, "wall_s": 0.1,
+                         "sliced_w2": float(rng.normal(1.0, 0.1)), "sliced_w2_se": 0.02, "sliced_w2_floor": 0.1,
+                         "model_id": "oracle-0000000000000000"})
+    rows.append({**rows[0], "run_id": "a-00000000000000ff", "seed": 3, "status": "failed", "sliced_w2": None})
+    frame = runs_table(rows, ["dataset", "model", "sampler", "sampler_family", "steps", "seed"])
+    view = explore.view(frame, kinds.GENERATION)
+    assert view["metrics"] == ["sliced_w2"] and view["costs"] == ["nfe", "wall_s"]
+    points = view["points"]
+    preset = view["filters"]["sampler"]
+    for i in range(view["n_points"]):
+        name = preset["values"][preset["codes"][i]]
+        values = frame[(frame["sampler"] == name) & (frame["status"] == "ok")]["sliced_w2"].to_numpy()
+        metric = points["metric"]["sliced_w2"]
+        if len(values) > 1:
+            expected = stats.seed_interval(values)
+            assert (metric["mean"][i], metric["low"][i], metric["high"][i]) == pytest.approx(
+                (expected.estimate, expected.low, expected.high), rel=1e-5)
+            assert metric["method"][i] == "t"
+        else:   # one seed: the run's own sampling interval, mean +- z se
+            assert metric["method"][i] == "sampling"
+            assert metric["high"][i] - metric["mean"][i] == pytest.approx(1.959964 * 0.02, rel=1e-4)
+        assert metric["floor"][i] == 0.1
+        assert points["n"][i] == len(values)
+        assert points["statuses"].get("failed", [0] * 3)[i] == (name == "a")
+        first = points["first"][i]
+        assert view["runs"]["key"][first:first + len(values)] == [str(s) for s in sorted(
+            frame[(frame["sampler"] == name) & (frame["status"] == "ok")]["seed"])]
+
+
+def test_a_restoration_replicate_is_a_seed_and_a_measurement():
+    rows = [{"run_id": f"r-{seed:016x}", "dataset": "ring8", "model": "oracle", "task": "half", "restorer": "r",
+             "restorer_family": "ddrm", "seed": seed, "measurement": m, "status": "ok", "nfe": 10, "psnr": 20.0 + m}
+            for seed in (0, 1) for m in (0, 1)]
+    view = explore.view(runs_table(rows, ["dataset", "model", "task", "restorer", "restorer_family", "seed"]),
+                        kinds.RESTORATION)
+    assert view["replicates"] == ["seed", "measurement"]
+    assert view["runs"]["key"] == ["0/0", "0/1", "1/0", "1/1"] and view["points"]["n"] == [4]
+
+
+# --- in a browser ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser():
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip(f"no headless browser: {CHROMIUM} and {CHROMEDRIVER} are Debian's chromium and "
+                    f"chromium-driver (apt-get install chromium chromium-driver; .ci/run does as root)")
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000",
+                     "--enable-unsafe-swiftshader"):   # WebGL (the 100k page's traces) in software
+        options.add_argument(argument)
+    options.binary_location = CHROMIUM
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def open_page(driver, path: Path, timeout: float):
+    """Load the page and wait for the flag it sets once its first figure is drawn (a handshake)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(path.as_uri())
+    WebDriverWait(driver, timeout).until(lambda d: d.execute_script("return !!(window.explore && explore.ready)"))
+
+
+def pareto_front(points: pd.DataFrame, metric: str, cost: str) -> set:
+    """Brute force, per score source: the points no other point beats (cost and metric at most as
+    large, one smaller; lower is better)."""
+    front = set()
+    for _, group in points.groupby("model_id"):
+        for key, p in group.iterrows():
+            beaten = ((group[cost] <= p[cost]) & (group[metric] <= p[metric])
+                      & ((group[cost] < p[cost]) | (group[metric] < p[metric]))).any()
+            if not beaten:
+                front.add(key)
+    return front
+
+
+@pytest.mark.workflow
+def test_the_smoke_sweeps_page_filters_draws_its_pareto_front_and_shows_a_points_samples(browser, smoke_run,
+                                                                                          tmp_path):
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    results = smoke_run / "results"
+    assert (results / "explore.html").is_file()      # the workflow wrote it
+    generation = io.read_parquet(results / "tables" / "generation.parquet")
+    page = tmp_path / "explore.html"
+    explore.write(page, {"generation": generation}, results, sorted((results / "tables" / "ablations").glob("*.html")))
+    open_page(browser, page, timeout=60)
+    fetched = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert all(name.startswith(("data:", "file:")) for name in fetched), f"the page fetched {fetched}"
+    assert browser.execute_script("return document.querySelectorAll('iframe').length") == 2    # ablation tables
+
+    Select(browser.find_element("id", "metric")).select_by_value("sliced_w2")
+    Select(browser.find_element("id", "filter-dataset")).select_by_visible_text("ring8")
+    draws = browser.execute_script("return explore.draws")
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script("return explore.draws") >= draws
+                                     and d.find_element("id", "filter-dataset").get_attribute("value") != "")
+    state = browser.execute_script("return {shown: explore.state.shown, front: explore.state.front, "
+                                   "runs: explore.state.shown.map(i => [i, explore.runsOf(i)])}")
+    # the same points from the Parquet table: ring8, a point per parameter setting but the seed
+    parameters = [c for c in tables.param_columns(generation) if c != "seed"]
+    ok = generation[(generation["dataset"] == "ring8") & (generation["status"] == "ok")
+                    & generation["sliced_w2"].notna()]
+    points = ok.groupby(parameters, dropna=False).agg(sliced_w2=("sliced_w2", "mean"), nfe=("nfe", "mean"),
+                                                       model_id=("model_id", "first"),
+                                                       runs=("run_id", lambda r: tuple(sorted(r))))
+    assert len(state["shown"]) == len(points) == 8
+    shown_runs = {index: tuple(sorted(run_ids)) for index, run_ids in state["runs"]}
+    assert sorted(shown_runs.values()) == sorted(points["runs"])
+    expected_front = {points.loc[key, "runs"] for key in pareto_front(points, "sliced_w2", "nfe")}
+    assert {shown_runs[i] for i in state["front"]} == expected_front
+    assert browser.find_element("id", "shown").text.startswith(f"8 of 12 points shown; Pareto front: "
+                                                               f"{len(expected_front)} points")
+
+    # click a point where it is drawn: its samples (the thumbnail of its lowest seed's run) and its row
+    target = state["front"][0]
+    browser.execute_script("window.scrollTo(0, 0)")
+    where = browser.execute_script("return explore.pixelOf(arguments[0])", target)
+    action = ActionBuilder(browser)
+    action.pointer_action.move_to_location(int(where["x"]), int(where["y"]))
+    action.pointer_action.click()
+    action.perform()
+    thumbnail = WebDriverWait(browser, 10).until(lambda d: d.find_element("id", "thumbnail"))
+    assert int(thumbnail.get_attribute("data-point")) == target
+    assert thumbnail.get_attribute("data-run") == shown_runs[target][0]
+    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", thumbnail) == 96
+    row = browser.find_element("id", "row").text
+    assert shown_runs[target][0] in row and "dataset ring8" in row
+    browser.save_screenshot(str(tmp_path / "explore.png"))
+    assert (tmp_path / "explore.png").stat().st_size > 10_000
+
+
+def test_a_page_of_100k_runs_is_bounded_and_loads(browser, tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    from explore_scale import synthetic_runs
+
+    frame = synthetic_runs(100_000)
+    page = tmp_path / "explore.html"
+    size = explore.write(page, {"generation": frame}, tmp_path)       # no records here: no thumbnails
+    assert size < 20e6
+    open_page(browser, page, timeout=60)
+    n_points = frame.drop(columns=["run_id", "seed", "sliced_w2", "status", "nfe", "wall_s"]).drop_duplicates().shape[0]
+    assert browser.execute_script("return explore.state.shown.length") == n_points
+    # a paired comparison of two points against numpy: the differences over their shared seeds
+    a, b = browser.execute_script("return explore.state.front.slice(0, 2)")
+    result = browser.execute_script("return explore.compare(arguments[0], arguments[1])", a, b)["sliced_w2"]
+    runs = [browser.execute_script("return explore.runsOf(arguments[0])", i) for i in (a, b)]
+    by_id = frame.set_index("run_id")
+    difference = (by_id.loc[runs[0]].set_index("seed")["sliced_w2"] - by_id.loc[runs[1]].set_index("seed")["sliced_w2"])
+    mean, low, high = stats.t_interval(difference.to_numpy())
+    assert (result["n"], result["mean"], result["low"], result["high"]) == pytest.approx(
+        (len(difference), mean, low, high), rel=1e-4, abs=1e-6)
