@@ -95,16 +95,28 @@ def open_page(driver, path: Path, timeout: float):
     WebDriverWait(driver, timeout).until(lambda d: d.execute_script("return !!(window.explore && explore.ready)"))
 
 
+def choose(driver, select: str, value: str) -> None:
+    """Pick an option of a menu by its value or text and wait for the figure's redraw (a handshake)."""
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    draws = driver.execute_script("return explore.draws")
+    menu = Select(driver.find_element("id", select))
+    if value in (menu.first_selected_option.text, menu.first_selected_option.get_attribute("value")):
+        return      # picked already: no change, no redraw
+    menu.select_by_visible_text(value) if value in [o.text for o in menu.options] else menu.select_by_value(value)
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return explore.draws") > draws)
+
+
 def pareto_front(points: pd.DataFrame, metric: str, cost: str) -> set:
-    """Brute force, per score source: the points no other point beats (cost and metric at most as
-    large, one smaller; lower is better)."""
+    """Brute force, per score source: the index labels of the points no other point beats (cost and
+    metric at most as large, one smaller; lower is better)."""
     front = set()
     for _, group in points.groupby("model_id"):
-        for key, p in group.iterrows():
+        for label, p in group.iterrows():
             beaten = ((group[cost] <= p[cost]) & (group[metric] <= p[metric])
                       & ((group[cost] < p[cost]) | (group[metric] < p[metric]))).any()
             if not beaten:
-                front.add(key)
+                front.add(label)
     return front
 
 
@@ -112,42 +124,54 @@ def pareto_front(points: pd.DataFrame, metric: str, cost: str) -> set:
 def test_the_smoke_sweeps_page_filters_draws_its_pareto_front_and_shows_a_points_samples(browser, smoke_run,
                                                                                           tmp_path):
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import WebDriverWait
 
     results = smoke_run / "results"
     assert (results / "explore.html").is_file()      # the workflow wrote it
     generation = io.read_parquet(results / "tables" / "generation.parquet")
     page = tmp_path / "explore.html"
-    explore.write(page, {"generation": generation}, results, sorted((results / "tables" / "ablations").glob("*.html")))
+    explore.write(page, {"generation": generation}, results, sorted((results / "tables" / "ablations").glob("*.html")),
+                  first_metrics=["sliced_w2"])
     open_page(browser, page, timeout=60)
     fetched = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert all(name.startswith(("data:", "file:")) for name in fetched), f"the page fetched {fetched}"
     assert browser.execute_script("return document.querySelectorAll('iframe').length") == 2    # ablation tables
 
-    Select(browser.find_element("id", "metric")).select_by_value("sliced_w2")
-    Select(browser.find_element("id", "filter-dataset")).select_by_visible_text("ring8")
-    draws = browser.execute_script("return explore.draws")
-    WebDriverWait(browser, 30).until(lambda d: d.execute_script("return explore.draws") >= draws
-                                     and d.find_element("id", "filter-dataset").get_attribute("value") != "")
-    state = browser.execute_script("return {shown: explore.state.shown, front: explore.state.front, "
-                                   "runs: explore.state.shown.map(i => [i, explore.runsOf(i)])}")
+    choose(browser, "filter-dataset", "ring8")
     # the same points from the Parquet table: ring8, a point per parameter setting but the seed
     parameters = [c for c in tables.param_columns(generation) if c != "seed"]
-    ok = generation[(generation["dataset"] == "ring8") & (generation["status"] == "ok")
-                    & generation["sliced_w2"].notna()]
-    points = ok.groupby(parameters, dropna=False).agg(sliced_w2=("sliced_w2", "mean"), nfe=("nfe", "mean"),
-                                                       model_id=("model_id", "first"),
-                                                       runs=("run_id", lambda r: tuple(sorted(r))))
-    assert len(state["shown"]) == len(points) == 8
+    ok = generation[(generation["dataset"] == "ring8") & (generation["status"] == "ok")]
+    metrics = browser.execute_script("return [...document.getElementById('metric').options].map(o => o.value)")
+    assert metrics[0] == "sliced_w2" and set(metrics) >= {"mmd", "energy_distance", "mean_loglik"}
+    fronts = []
+    for metric in metrics:
+        choose(browser, "metric", metric)
+        state = browser.execute_script("return {shown: explore.state.shown, front: explore.state.front, "
+                                       "runs: explore.state.shown.map(i => [i, explore.runsOf(i)])}")
+        points = (ok[ok[metric].notna()].groupby(parameters, dropna=False)
+                  .agg(value=(metric, "mean"), nfe=("nfe", "mean"), model_id=("model_id", "first"),
+                       runs=("run_id", lambda r: tuple(sorted(r)))).reset_index(drop=True))
+        sign = 1 if tables.direction(metric) == "lower" else -1
+        expected = {points.loc[label, "runs"] for label in pareto_front(points.assign(value=sign * points["value"]),
+                                                                        "value", "nfe")}
+        shown_runs = {index: tuple(sorted(run_ids)) for index, run_ids in state["runs"]}
+        assert sorted(shown_runs.values()) == sorted(points["runs"]), metric
+        assert {shown_runs[i] for i in state["front"]} == expected, metric
+        assert browser.find_element("id", "shown").text.startswith(
+            f"{len(points)} of 12 points shown; Pareto front: {len(expected)} points"), metric
+        fronts.append(len(expected) / len(points))
+    assert min(fronts) < 1, "every point is on every front: the check above told nothing"
+    choose(browser, "metric", "sliced_w2")
+    state = browser.execute_script("return {shown: explore.state.shown, front: explore.state.front, "
+                                   "runs: explore.state.shown.map(i => [i, explore.runsOf(i)])}")
+    assert len(state["shown"]) == 8
     shown_runs = {index: tuple(sorted(run_ids)) for index, run_ids in state["runs"]}
-    assert sorted(shown_runs.values()) == sorted(points["runs"])
-    expected_front = {points.loc[key, "runs"] for key in pareto_front(points, "sliced_w2", "nfe")}
-    assert {shown_runs[i] for i in state["front"]} == expected_front
-    assert browser.find_element("id", "shown").text.startswith(f"8 of 12 points shown; Pareto front: "
-                                                               f"{len(expected_front)} points")
 
-    # click a point where it is drawn: its samples (the thumbnail of its lowest seed's run) and its row
-    target = state["front"][0]
+    # click a point where it is drawn: its samples (the thumbnail of its lowest seed's run) and its row;
+    # the point of largest NFE on a front (the page embeds samples of each preset's largest NFE)
+    run_of = ok.set_index("run_id")
+    target = max(state["front"], key=lambda i: (run_of.loc[list(shown_runs[i]), "nfe"].max(), -i))
+    first_run = run_of.loc[list(shown_runs[target])].sort_values("seed").index[0]
     browser.execute_script("window.scrollTo(0, 0)")
     where = browser.execute_script("return explore.pixelOf(arguments[0])", target)
     action = ActionBuilder(browser)
@@ -156,10 +180,10 @@ def test_the_smoke_sweeps_page_filters_draws_its_pareto_front_and_shows_a_points
     action.perform()
     thumbnail = WebDriverWait(browser, 10).until(lambda d: d.find_element("id", "thumbnail"))
     assert int(thumbnail.get_attribute("data-point")) == target
-    assert thumbnail.get_attribute("data-run") == shown_runs[target][0]
+    assert thumbnail.get_attribute("data-run") == first_run
     assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", thumbnail) == 96
     row = browser.find_element("id", "row").text
-    assert shown_runs[target][0] in row and "dataset ring8" in row
+    assert first_run in row and "dataset ring8" in row
     browser.save_screenshot(str(tmp_path / "explore.png"))
     assert (tmp_path / "explore.png").stat().st_size > 10_000
 
