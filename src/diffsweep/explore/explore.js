@@ -104,10 +104,16 @@
     return front.sort((i, j) => i - j);
   }
 
+  // A point's interval: mean +- its half-width (t over replicates, or the run's sampling interval).
+  function intervalText(v, m, i) {
+    return m.half[i] === null ? "(no interval)" :
+      `[${fmt(m.mean[i] - m.half[i])}, ${fmt(m.mean[i] + m.half[i])}] (${v.interval_methods[m.method[i]]})`;
+  }
+
   function hover(v, i) {
     const p = v.points, m = p.metric[state.metric];
     const rows = v.main_filters.map(column => `${column}: ${value(v, column, i)}`);
-    const interval = m.low[i] === null ? "no interval" : `[${fmt(m.low[i])}, ${fmt(m.high[i])}] (${m.method[i]})`;
+    const interval = intervalText(v, m, i);
     rows.push(`${state.metric}: ${fmt(m.mean[i])} ${interval}, n ${p.n[i]}`, `${state.cost}: ${fmt(p.cost[state.cost][i])}`);
     return rows.join("<br>");
   }
@@ -132,9 +138,8 @@
       traces.push({type, mode: "markers", name: model, x: members.map(i => cost[i]), y: members.map(i => m.mean[i]),
         customdata: members, text: members.map(i => hover(v, i)), hoverinfo: "text",
         marker: {color: colour.get(model), size: 6, opacity: 0.8},
-        error_y: {type: "data", symmetric: false, thickness: 1, width: 0, color: colour.get(model),
-                  array: members.map(i => m.high[i] === null ? 0 : m.high[i] - m.mean[i]),
-                  arrayminus: members.map(i => m.low[i] === null ? 0 : m.mean[i] - m.low[i])}});
+        error_y: {type: "data", symmetric: true, thickness: 1, width: 0, color: colour.get(model),
+                  array: members.map(i => m.half[i] ?? 0)}});
     }
     const frontBySource = new Map();
     front.forEach(i => { const s = p.source.codes[i]; if (!frontBySource.has(s)) frontBySource.set(s, []); frontBySource.get(s).push(i); });
@@ -197,7 +202,7 @@
         `its largest-NFE and its best point); <code>diffsweep extract RUN_ID</code> gets any run's.</p>`];
     // metrics and costs first, then the parameters that apply (a knob of another family is left out)
     const rows = v.metrics.map(name => { const m = p.metric[name];
-      return [name, `${fmt(m.mean[i])}` + (m.low[i] === null ? "" : ` [${fmt(m.low[i])}, ${fmt(m.high[i])}] ${m.method[i]}`) +
+      return [name, `${fmt(m.mean[i])} ${intervalText(v, m, i)}` +
         (m.floor && m.floor[i] !== null ? `, floor ${fmt(m.floor[i])}` : "")]; });
     rows.push(...v.costs.map(c => [c + " (mean)", fmt(p.cost[c][i])]), [`replicates finished (n: ${v.replicates.join(", ")})`, p.n[i]],
       ["runs", p.runs[i]],

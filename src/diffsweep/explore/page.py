@@ -16,10 +16,10 @@ from diffsweep.runs import kinds
 
 log = logging.getLogger("diffsweep")
 
-# Thumbnails embedded per page, in all (each about 1-4 kB): per score source and preset, the point of
-# largest NFE, then the point best by the first metric, until this many.
+# Thumbnails embedded per page, every table together (each about 1-4 kB): per score source and preset,
+# the point of largest NFE, then the point best by the first metric, until this many.
 MAX_THUMBNAILS = 400
-THUMBNAIL_BYTES = 4_000_000     # and at most this many bytes of them per table (data: URIs)
+THUMBNAIL_BYTES = 2_000_000     # and at most this many bytes of them (data: URIs), every table together
 SCRIPT = Path(__file__).with_name("explore.js")
 
 TEMPLATE = """<!DOCTYPE html>
@@ -66,17 +66,18 @@ def build(tables: dict, results, ablation_files=(), directions: dict | None = No
     tables = {name: frame for name, frame in tables.items() if len(frame)}
     views = [points.view(frame, kinds.get(name), directions, level, first_metrics) for name, frame in tables.items()]
     states = runs.index(results, only={run for v in views for run in v["runs"]["run_id"]}) if views else {}
-    budget = max_thumbnails
+    budget, byte_budget = max_thumbnails, THUMBNAIL_BYTES
     for v, frame in zip(views, tables.values()):
-        v["thumbnails"] = _thumbnails(v, frame, results, states, budget)
+        v["thumbnails"] = _thumbnails(v, frame, results, states, budget, byte_budget)
         budget -= len(v["thumbnails"])
+        byte_budget -= sum(len(t["uri"]) for t in v["thumbnails"].values())
     most = max([max(v["points"]["n"], default=1) for v in views], default=1)
     data = {"views": views, "level": level,
             # t quantiles of the paired intervals, by degrees of freedom (index 0 unused)
             "t_quantile": [None, *[float(t_dist.ppf((1 + level) / 2, df)) for df in range(1, max(2, most))]],
             "z": float(t_dist.ppf((1 + level) / 2, 10**9))}
     summary = "; ".join(f"{v['kind']}: {v['n_rows']} rows, {v['n_points']} points (a preset with every "
-                        f"parameter set; {' and '.join(v['replicates'])} pooled)" for v in views) or "no runs"
+                        f"parameter set; {' and '.join(c + 's' for c in v['replicates'])} pooled)" for v in views) or "no runs"
     return TEMPLATE.format(
         title=html.escape(str(results)), summary=html.escape(summary), level=level, alpha=1 - level,
         plotly=get_plotlyjs(), script=SCRIPT.read_text(),
@@ -93,9 +94,9 @@ def write(out, tables: dict, results, ablation_files=(), directions: dict | None
     return len(text.encode("utf-8"))
 
 
-def _thumbnails(v: dict, frame, results, states: dict, budget: int) -> dict:
-    """Point index (as text) -> {run, uri}: the points chosen (MAX_THUMBNAILS), each shown by its first
-    replicate's run (lowest seed)."""
+def _thumbnails(v: dict, frame, results, states: dict, budget: int, byte_budget: int) -> dict:
+    """Point index (as text) -> {run, uri}: the points chosen, at most `budget` of them and
+    `byte_budget` bytes, each shown by its first replicate's run (lowest seed)."""
     chosen = _chosen_points(v)[:max(0, budget)]
     data_of_run = dict(zip(frame["run_id"], frame["data_id"])) if "data_id" in frame else {}
     found, unrecorded, spent = {}, 0, 0
@@ -105,7 +106,7 @@ def _thumbnails(v: dict, frame, results, states: dict, budget: int) -> dict:
             unrecorded += 1
             continue
         uri = thumbnails.thumbnail(results, run_id, data_of_run.get(run_id), states)
-        if uri and spent + len(uri) <= THUMBNAIL_BYTES:
+        if uri and spent + len(uri) <= byte_budget:
             found[str(point)] = {"run": run_id, "uri": uri}
             spent += len(uri)
     if unrecorded:

@@ -1,7 +1,7 @@
 """A table of runs -> the explorer's data: one point per preset point (every parameter but the
 seed), its seeds pooled, with intervals; the runs' values kept per replicate for paired comparisons.
 
-A point's interval at `level`: with n >= 2 replicates, Student's t over them (`stats.t_interval`,
+A point's interval at `level` (symmetric: stored as its half-width): with n >= 2 replicates, Student's t over them (`stats.t_interval`,
 what `stats.seed_interval` gives with method "t", for every point of one n at once); with one, the
 run's own sampling interval `value +- z se` where the table has the metric's `<metric>_se` column;
 otherwise none. A replicate is a seed (generation), or a seed and a measurement (restoration: the
@@ -31,6 +31,9 @@ COMPANIONS = (SE, FLOOR, FLOOR_LOW, FLOOR_HIGH)
 # The identifying columns a filter offers first (the rest: every other parameter that varies).
 LEADING_FILTERS = ("dataset", "model", "task")
 DIGITS = 6       # significant digits of the numbers the page stores
+HALF_DIGITS = 3  # and of an interval's half-width (the size of a page of 100k runs: docs/tables.md)
+# How a point's interval was made, by index: none, Student's t over replicates, the run's sampling interval.
+INTERVALS = ("none", "t", "sampling")
 
 
 def metrics_of(frame, directions: dict | None = None, first=()) -> list[str]:
@@ -50,7 +53,7 @@ def view(frame, kind: kinds.Kind, directions: dict | None = None, level: float =
          first_metrics=()) -> dict:
     """The explorer's data of one table of runs (a kind's): plain lists, ready for JSON.
 
-    points: per point its filter codes, cost means, and per metric mean, interval and floor;
+    points: per point its filter codes, cost means, and per metric mean, interval (half-width) and floor;
     runs:   the replicate rows of every point, contiguous (`first`, `count` of the point), each with
             its run id, replicate key and metric values (the page pairs two points' replicates)."""
     parameters = [c for c in param_columns(frame) if c != "seed"]
@@ -91,19 +94,19 @@ def view(frame, kind: kinds.Kind, directions: dict | None = None, level: float =
     }
     preset, family = kind.preset_columns
     return {"kind": kind.name, "preset": preset, "family": family, "replicates": replicate_columns,
-            "metrics": metrics, "costs": costs,
+            "metrics": metrics, "costs": costs, "interval_methods": list(INTERVALS),
             "directions": {m: direction(m, directions) for m in metrics},
             "filters": filters, "main_filters": main_filters, "constant": _constant(first_rows, parameters, filters),
             "points": points, "runs": runs, "n_points": n_points, "n_rows": int(len(frame))}
 
 
 def _metric(runs_ok, metric: str, n_points: int, level: float) -> dict:
-    """Per point: the mean over its replicates with finite values, its interval and how it was made
-    (`t`, `sampling` or none), and the mean floor with the floor's interval where the table has it."""
+    """Per point: the mean over its replicates with finite values, the half-width of its interval
+    (both kinds are symmetric; HALF_DIGITS digits) and how it was made (an index of INTERVALS), and
+    the mean floor with the floor's interval where the table has it."""
     values = runs_ok[["_point", metric]].dropna()
-    mean = np.full(n_points, np.nan)
-    low, high = np.full(n_points, np.nan), np.full(n_points, np.nan)
-    method = np.full(n_points, "", dtype=object)
+    mean, half = np.full(n_points, np.nan), np.full(n_points, np.nan)
+    method = np.zeros(n_points, dtype=int)
     grouped = values.groupby("_point")[metric]
     sizes = grouped.size()
     mean[sizes.index] = grouped.mean().to_numpy()
@@ -111,20 +114,18 @@ def _metric(runs_ok, metric: str, n_points: int, level: float) -> dict:
         if n < 2:
             continue
         rows = values[values["_point"].isin(points_of_n.index)].sort_values("_point", kind="stable")
-        _, lo, hi = stats.t_interval(rows[metric].to_numpy().reshape(-1, n), level)
+        centre, low, _ = stats.t_interval(rows[metric].to_numpy().reshape(-1, n), level)
         index = np.sort(points_of_n.index.to_numpy())
-        low[index], high[index], method[index] = lo, hi, "t"
+        half[index], method[index] = centre - low, INTERVALS.index("t")
     if metric + SE in runs_ok:
         from scipy.stats import norm
 
         single = sizes.index[sizes.to_numpy() == 1]
         se = runs_ok[runs_ok[metric].notna()].groupby("_point")[metric + SE].first().reindex(single).to_numpy()
-        z = norm.ppf((1 + level) / 2)
         has = np.isfinite(se)
-        low[single[has]] = mean[single[has]] - z * se[has]
-        high[single[has]] = mean[single[has]] + z * se[has]
-        method[single[has]] = "sampling"
-    result = {"mean": _numbers(mean), "low": _numbers(low), "high": _numbers(high), "method": method.tolist()}
+        half[single[has]] = norm.ppf((1 + level) / 2) * se[has]
+        method[single[has]] = INTERVALS.index("sampling")
+    result = {"mean": _numbers(mean), "half": _numbers(half, HALF_DIGITS), "method": method.tolist()}
     for suffix in (FLOOR, FLOOR_LOW, FLOOR_HIGH):
         if metric + suffix in runs_ok:
             result[suffix.lstrip("_")] = _numbers(runs_ok.groupby("_point")[metric + suffix].mean()
@@ -173,7 +174,7 @@ def _text(value) -> str:
     return str(value)
 
 
-def _numbers(values) -> list:
-    """Floats to DIGITS significant digits, missing values as None (JSON null)."""
+def _numbers(values, digits: int = DIGITS) -> list:
+    """Floats to `digits` significant digits, missing values as None (JSON null)."""
     array = np.asarray(pd.to_numeric(pd.Series(values), errors="coerce"), dtype=float)
-    return [float(f"{v:.{DIGITS}g}") if math.isfinite(v) else None for v in array]
+    return [float(f"{v:.{digits}g}") if math.isfinite(v) else None for v in array]
