@@ -184,6 +184,12 @@ def test_the_smoke_sweeps_page_filters_draws_its_pareto_front_and_shows_a_points
     assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", thumbnail) == 96
     row = browser.find_element("id", "row").text
     assert first_run in row and "dataset ring8" in row
+    # A: this point, B: another; the comparison lists every metric (one seed here: no interval)
+    browser.find_element("id", "set-a").click()
+    browser.execute_script("explore.select(arguments[0])", next(i for i in state["shown"] if i != target))
+    browser.find_element("id", "set-b").click()
+    rows = browser.find_elements("css selector", "#comparison tr")
+    assert len(rows) == 1 + len(metrics) and "no interval" in rows[1].text
     browser.save_screenshot(str(tmp_path / "explore.png"))
     assert (tmp_path / "explore.png").stat().st_size > 10_000
 
@@ -193,12 +199,17 @@ def test_a_page_of_100k_runs_is_bounded_and_loads(browser, tmp_path):
     from explore_scale import synthetic_runs
 
     frame = synthetic_runs(100_000)
+    frame["sliced_w2_floor"] = frame["dataset"].map({"ring8": 0.02, "grid25": 0.03, "digits_gmm": 0.5})
     page = tmp_path / "explore.html"
     size = explore.write(page, {"generation": frame}, tmp_path)       # no records here: no thumbnails
     assert size < 20e6
     open_page(browser, page, timeout=60)
-    n_points = frame.drop(columns=["run_id", "seed", "sliced_w2", "status", "nfe", "wall_s"]).drop_duplicates().shape[0]
+    n_points = frame[tables.param_columns(frame)].drop(columns="seed").drop_duplicates().shape[0]
     assert browser.execute_script("return explore.state.shown.length") == n_points
+    floors = browser.execute_script("return document.getElementById('plot').data.filter(t => t.name.startsWith("
+                                    "'floor')).map(t => [t.name, t.y[0]])")
+    assert dict(floors) == pytest.approx({"floor: exact samples (digits_gmm)": 0.5,
+                                          "floor: exact samples (grid25)": 0.03, "floor: exact samples (ring8)": 0.02})
     # a paired comparison of two points against numpy: the differences over their shared seeds
     a, b = browser.execute_script("return explore.state.front.slice(0, 2)")
     result = browser.execute_script("return explore.compare(arguments[0], arguments[1])", a, b)["sliced_w2"]
