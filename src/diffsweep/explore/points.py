@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from diffsweep import stats
+from diffsweep import runs, stats
 from diffsweep.runs import kinds
 from diffsweep.tables import MEASUREMENT_COLUMNS, direction, distinguishing, param_columns, records
 
@@ -65,13 +65,13 @@ def view(frame, kind: kinds.Kind, directions: dict | None = None, level: float =
         pd.Series(0, index=frame.index)
     point_of_row, _ = pd.factorize(key, sort=False)
     frame = frame.assign(_point=point_of_row)
-    ok = frame["status"].eq("ok") if "status" in frame.columns else pd.Series(True, index=frame.index)
+    status = frame["status"] if "status" in frame.columns else pd.Series(runs.OK, index=frame.index)
+    ok = status.eq(runs.OK)
     first_rows = frame.drop_duplicates("_point").set_index("_point").sort_index()
     n_points = len(first_rows)
 
     filters, main_filters = _filters(first_rows, parameters, kind)
-    statuses = (frame.groupby(["_point", frame.get("status", pd.Series("ok", index=frame.index))]).size()
-                .unstack(fill_value=0)) if len(frame) else pd.DataFrame()
+    statuses = frame.groupby(["_point", status]).size().unstack(fill_value=0) if len(frame) else pd.DataFrame()
     runs_ok = frame[ok].sort_values(["_point", *replicate_columns], kind="stable")
     counts = runs_ok.groupby("_point").size().reindex(range(n_points), fill_value=0).to_numpy()
     first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int) if n_points else np.zeros(0, int)
@@ -86,7 +86,7 @@ def view(frame, kind: kinds.Kind, directions: dict | None = None, level: float =
         "cost": {c: _numbers(runs_ok.groupby("_point")[c].mean().reindex(range(n_points))) for c in costs},
         "metric": {m: _metric(runs_ok, m, n_points, level) for m in metrics},
     }
-    runs = {
+    replicates = {
         "run_id": runs_ok["run_id"].tolist(),
         "key": _joined(runs_ok, replicate_columns).tolist(),
         "values": {m: _numbers(runs_ok[m]) for m in metrics},
@@ -97,7 +97,7 @@ def view(frame, kind: kinds.Kind, directions: dict | None = None, level: float =
             "metrics": metrics, "costs": costs, "interval_methods": list(INTERVALS),
             "directions": {m: direction(m, directions) for m in metrics},
             "filters": filters, "main_filters": main_filters, "constant": _constant(first_rows, parameters, filters),
-            "points": points, "runs": runs, "n_points": n_points, "n_rows": int(len(frame))}
+            "points": points, "runs": replicates, "n_points": n_points, "n_rows": int(len(frame))}
 
 
 def _metric(runs_ok, metric: str, n_points: int, level: float) -> dict:
