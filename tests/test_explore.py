@@ -2,7 +2,6 @@
 a real browser (headless Chromium through Selenium and Debian's chromedriver; .ci/run installs them as
 root, and these tests are skipped, with the reason, where they are missing)."""
 
-import shutil
 import sys
 from pathlib import Path
 
