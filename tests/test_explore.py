@@ -120,6 +120,7 @@ def pareto_front(points: pd.DataFrame, metric: str, cost: str) -> set:
 
 
 @pytest.mark.workflow
+@pytest.mark.slow
 def test_the_smoke_sweeps_page_filters_draws_its_pareto_front_and_shows_a_points_samples(browser, smoke_run,
                                                                                           tmp_path):
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
@@ -193,6 +194,7 @@ def test_the_smoke_sweeps_page_filters_draws_its_pareto_front_and_shows_a_points
     assert (tmp_path / "explore.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow      # a browser and a 100k-run page: not the inner loop (make test-quick)
 def test_a_page_of_100k_runs_is_bounded_and_loads(browser, tmp_path):
     sys.path.insert(0, str(ROOT / "bench"))
     from explore_scale import synthetic_runs
