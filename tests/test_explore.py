@@ -65,6 +65,20 @@ def test_a_restoration_replicate_is_a_seed_and_a_measurement():
     assert view["runs"]["key"] == ["0/0", "0/1", "1/0", "1/1"] and view["points"]["n"] == [4]
 
 
+def test_a_2d_thumbnail_draws_the_samples_where_they_are_over_the_reference():
+    from diffsweep.explore import thumbnails
+
+    reference = np.random.default_rng(0).uniform(-1, 1, size=(2000, 2))
+    samples = np.tile([[0.9, 0.9]], (50, 1))        # every sample near the top right corner
+    picture = thumbnails.density(samples, reference)
+    side = thumbnails.PIXELS
+    assert picture.shape == (side, side, 3)
+    blue = (picture[..., 2].astype(int) - picture[..., 0]) > 60
+    rows, columns = np.nonzero(blue)
+    assert len(rows) and rows.max() < side / 2 and columns.min() > side / 2    # y up: the top right quarter
+    assert (picture[side // 4:3 * side // 4, side // 4:3 * side // 4] < 255).any()   # the reference, grey
+
+
 # --- in a browser ------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """Small PNG pictures of a run's stored samples for the explorer, as data: URIs. 2-D samples as a
 density image (dark) over the exact reference set's (light grey), on the reference's extent; image
-samples as a mosaic of the first 16. Read from the run's archive, checked against its record."""
+samples as a mosaic of the first 16; an image restoration's stored strip (truth, measurement,
+restorations) scaled down. Read from the run's archive, checked against its record."""
 
 from __future__ import annotations
 
@@ -19,11 +20,21 @@ MOSAIC = 16          # images in a mosaic
 # The arrays of a run's samples.npz that hold its samples: a generation run's (n, ...), a
 # restoration's (measurements, n, ...) of which the first measurement is shown.
 SAMPLE_ARRAYS = ("x", "samples")
+STRIP = "strip.png"   # an image restoration's picture (runs/restoration.py), preferred where a run has one
+STRIP_PIXELS = 320    # a strip's width at most
 
 
 def thumbnail(results, run_id: str, data_id: str | None, states: dict) -> str | None:
     """The data: URI of a PNG of the run's samples, or None (logged) when it kept none or they
-    cannot be read or drawn."""
+    cannot be read or drawn. A run that stored a strip (an image restoration: truth, measurement,
+    restorations) is shown by its strip."""
+    try:
+        return png_uri(np.asarray(_image(runs.read_run_file(results, run_id, STRIP, states))))
+    except runs.NoSamples:
+        pass
+    except (runs.CorruptRecord, OSError) as error:      # OSError: PIL's "cannot identify image file"
+        log.warning("explorer: no thumbnail of run %s: %s", run_id, error)
+        return None
     try:
         arrays = runs.read_run_arrays(results, run_id, states=states)
     except (runs.CorruptRecord, runs.NoSamples) as error:
@@ -41,6 +52,12 @@ def thumbnail(results, run_id: str, data_id: str | None, states: dict) -> str | 
     else:
         return None     # other shapes (higher-dimensional vectors) have no picture
     return png_uri(picture)
+
+
+def _image(data: bytes):
+    from PIL import Image
+
+    return Image.open(bytes_io.BytesIO(data)).convert("RGB")
 
 
 def _reference(results, data_id: str | None):
@@ -83,8 +100,8 @@ def png_uri(picture: np.ndarray) -> str:
     if max(image.size) < PIXELS:     # small images (8x8 digits) scaled up whole-pixel
         scale = PIXELS // max(image.size)
         image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
-    elif max(image.size) > 2 * PIXELS:
-        image.thumbnail((2 * PIXELS, 2 * PIXELS))
+    elif image.width > STRIP_PIXELS or image.height > 2 * PIXELS:
+        image.thumbnail((STRIP_PIXELS, 2 * PIXELS))
     buffer = bytes_io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
