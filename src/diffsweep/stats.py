@@ -390,8 +390,14 @@ def _paired_pvalues(differences: np.ndarray, test: str, resamples: int, seed: in
     if len(spread) == 0:
         return pvalues
     if test == "t":
+        import warnings
+
         from scipy.stats import ttest_1samp
-        pvalues[~constant] = ttest_1samp(spread, 0.0, axis=1).pvalue
+        with warnings.catch_warnings():
+            # Differences equal but for rounding (a constant shift): scipy warns of precision loss, and its
+            # p-value (near 0 for a shift, as for an exact constant above) is the right answer.
+            warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+            pvalues[~constant] = ttest_1samp(spread, 0.0, axis=1).pvalue
     elif test == "wilcoxon":
         from scipy.stats import wilcoxon
         pvalues[~constant] = [wilcoxon(row).pvalue for row in spread]
@@ -626,32 +632,36 @@ SAMPLING_INTERVAL_NAME = "normal interval from the estimator's standard error"
 
 
 def caption(cells: Mapping[str, CellResult], level: float, test: str, interval: str, basis: str,
-            comparisons: int, unit: str = "seed", half_width: bool = False) -> str:
+            comparisons: int, unit: str = "seed", shown: str = "interval", tests: bool = True) -> str:
     """What a table's caption says about a column: n, the interval, the test, the level, the
     correction, what best and tied mean, and (one seed) that sampling error alone carries it.
-    `unit`: what n counts (seed, measurement); `half_width`: the table prints mean +- half-width."""
+    `unit`: what n counts (seed, measurement); `shown`: how a cell shows its interval, `interval`
+    (mean [lo, hi]), `half_width` (mean ± half-width) or `mean` (the mean alone); `tests`: whether
+    cells were tested (a column without a direction or with one cell is not)."""
     ns = sorted({r.interval.n for r in cells.values() if r.interval.n > 1})
     one_seed = any(r.interval.n == 1 for r in cells.values())
+    sampling = any(r.interval.n == 1 and r.interval.low is not None for r in cells.values())
     percent = f"{100 * level:g}%"
 
-    def shown(what: str, of: str) -> str:
-        return f"{of} ± half-width of the {percent} {what}" if half_width else f"{of} [{percent} {what}]"
+    def how(what: str, of: str) -> str:
+        return {"interval": f"{of} [{percent} {what}]", "half_width": f"{of} ± half-width of the {percent} {what}",
+                "mean": of}[shown]
+    parts = []
     if ns:
         n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}-{ns[-1]}"
-        parts = [f"{shown(INTERVAL_NAMES[interval], 'mean')} over {unit}s ({n_text})"]
-    else:
-        parts = [f"n = 1 {unit}"]
-    if one_seed and basis == SAMPLING_ONLY:
-        parts.append(f"{'one-' + unit + ' cells: ' if ns else ''}"
-                     f"{shown(SAMPLING_INTERVAL_NAME, 'value')}")
-    parts.append(f"best: beats every other cell of its column by a {TEST_NAMES[test]} on shared {unit}s"
-                 f"{' (one ' + unit + ': a normal test on the sampling error)' if basis == SAMPLING_ONLY else ''} "
-                 f"at level {1 - level:.3g}, Holm-corrected over {comparisons} comparison"
-                 f"{'s' if comparisons != 1 else ''}; tied: not separable from the best")
-    if basis == SAMPLING_ONLY:
+        parts.append(f"{how(INTERVAL_NAMES[interval], 'mean')} over {unit}s ({n_text})")
+    if one_seed:
+        parts.append(f"{'one-' + unit + ' cells: ' if ns else f'n = 1 {unit}: '}"
+                     f"{how(SAMPLING_INTERVAL_NAME, 'value') if sampling else 'value, no interval'}")
+    if tests:
+        parts.append(f"best: beats every other cell of its column by a {TEST_NAMES[test]} on shared {unit}s"
+                     f"{f' (one {unit}: a normal test on the sampling error)' if basis == SAMPLING_ONLY else ''} "
+                     f"at level {1 - level:.3g}, Holm-corrected over {comparisons} comparison"
+                     f"{'s' if comparisons != 1 else ''}; tied: not separable from the best")
+    if sampling:
         parts.append(f"one {unit}: intervals and tests rest on the estimator's own sampling error (bootstrap over "
                      f"samples, or the metric's own standard error), which does not cover {unit}-to-{unit} spread")
-    if any(r.status == UNTESTED for r in cells.values()):
+    if tests and any(r.status == UNTESTED for r in cells.values()):
         parts.append(f"untested: no shared {unit}s and no sampling error of the estimator")
     return "; ".join(parts)
 
