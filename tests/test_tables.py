@@ -219,6 +219,8 @@ def test_the_schema_offers_the_options_the_code_knows(root):
     assert ablation["aggregate"]["enum"] == list(tables.AGGREGATES)
     assert ablation["pool"]["enum"] == list(tables.POOLING)
     assert ablation["better"]["enum"] == ["auto", *tables.DIRECTIONS]
+    assert ablation["ci"]["enum"] == list(tables.INTERVALS) and ablation["test"]["enum"] == list(tables.TESTS)
+    assert ablation["level"]["default"] == tables.DEFAULT_LEVEL and ablation["aggregate"]["default"] == "mean_ci"
     assert section["better"]["additionalProperties"]["enum"] == list(tables.DIRECTIONS)
     heatmap = schema["properties"]["plots"]["properties"]["heatmap"]["properties"]
     assert heatmap["reduce"]["enum"] == list(tables.HEATMAP_REDUCE)
@@ -272,6 +274,8 @@ def test_one_seed_cells_compare_on_their_sampling_error():
     assert {c.status for c in without.cells.values()} == {"untested", "tied"} and not any(
         c.best for c in without.cells.values())
     assert without.cells[(("a",), ())].low is None and "untested: no shared seeds" in without.note()
+    with pytest.raises(tables.TableError, match=r"sliced_w2_se of run a-10-0-oracle-ring8 is -0.01: a standard error"):
+        ablation([dict(rows[0], sliced_w2_se=-0.01), *rows[1:]], spec(rows="sampler", columns=[]))
 
 
 def test_uneven_n_is_printed_per_cell(rows):

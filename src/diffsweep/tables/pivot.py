@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from diffsweep.runs import kinds
-from diffsweep.tables.options import AGGREGATES, EMPTY, TESTED_AGGREGATES
+from diffsweep.tables.options import AGGREGATES, EMPTY, TESTED_AGGREGATES, TableError
 from diffsweep.tables.rows import value_key, format_key, group
 from diffsweep.tables.spec import SEED, TableSpec, check_table, differing
 
@@ -244,7 +244,12 @@ def _pairing_keys(runs: list[dict], spec: TableSpec) -> list:
 
 def _one_run(runs: list[dict], column: str) -> float | None:
     """A one-run cell's value of `column` (its sampling error), None otherwise or when not finite."""
-    return float(runs[0][column]) if len(runs) == 1 and _finite(runs[0].get(column)) else None
+    if len(runs) != 1 or not _finite(runs[0].get(column)):
+        return None
+    if runs[0][column] < 0:
+        raise TableError(f"{column} of run {runs[0].get('run_id')} is {runs[0][column]}: a standard error is >= 0; "
+                         f"the run's record is damaged (diffsweep forget {runs[0].get('run_id')} redoes it)")
+    return float(runs[0][column])
 
 
 def _first(runs: list[dict], column: str) -> float | None:
