@@ -632,12 +632,13 @@ SAMPLING_INTERVAL_NAME = "normal interval from the estimator's standard error"
 
 
 def caption(cells: Mapping[str, CellResult], level: float, test: str, interval: str, basis: str,
-            comparisons: int, unit: str = "seed", shown: str = "interval", tests: bool = True) -> str:
+            comparisons: int | None, unit: str = "seed", shown: str = "interval", tests: bool = True) -> str:
     """What a table's caption says about a column: n, the interval, the test, the level, the
     correction, what best and tied mean, and (one seed) that sampling error alone carries it.
     `unit`: what n counts (seed, measurement); `shown`: how a cell shows its interval, `interval`
     (mean [lo, hi]), `half_width` (mean ± half-width) or `mean` (the mean alone); `tests`: whether
-    cells were tested (a column without a direction or with one cell is not)."""
+    cells were tested (a column without a direction or with one cell is not). `comparisons` None:
+    one caption for the columns of a table, which differ in their number of cells."""
     ns = sorted({r.interval.n for r in cells.values() if r.interval.n > 1})
     one_seed = any(r.interval.n == 1 for r in cells.values())
     sampling = any(r.interval.n == 1 and r.interval.low is not None for r in cells.values())
@@ -656,8 +657,10 @@ def caption(cells: Mapping[str, CellResult], level: float, test: str, interval: 
     if tests:
         parts.append(f"best: beats every other cell of its column by a {TEST_NAMES[test]} on shared {unit}s"
                      f"{f' (one {unit}: a normal test on the sampling error)' if basis == SAMPLING_ONLY else ''} "
-                     f"at level {1 - level:.3g}, Holm-corrected over {comparisons} comparison"
-                     f"{'s' if comparisons != 1 else ''}; tied: not separable from the best")
+                     f"at level {1 - level:.3g}, Holm-corrected over "
+                     f"{'each column' + chr(39) + 's k - 1 comparisons (k cells)' if comparisons is None else comparisons}"
+                     f"{'' if comparisons is None else ' comparison' + ('s' if comparisons != 1 else '')}"
+                     f"; tied: not separable from the best")
     if sampling:
         parts.append(f"one {unit}: intervals and tests rest on the estimator's own sampling error (bootstrap over "
                      f"samples, or the metric's own standard error), which does not cover {unit}-to-{unit} spread")

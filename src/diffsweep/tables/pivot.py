@@ -149,8 +149,9 @@ class Ablation:
 
     def power_note(self) -> str:
         return (f"{self.unit}s a paired t test at level {1 - self.spec.level:.3g} needs to resolve each cell's observed "
-                f"difference from its column's leader with 80% power (stats.seeds_needed; the observed mean and "
-                f"spread of the paired differences taken as true, so a planning estimate); {EMPTY}: fewer than 2 "
+                f"difference from its column's leader with 80% power (stats.seeds_needed; one test, before Holm's "
+                f"correction; the observed mean and spread of the paired differences taken as true, so a planning "
+                f"estimate); {EMPTY}: fewer than 2 "
                 f"shared {self.unit}s; no difference: the observed difference is 0.")
 
 
@@ -264,6 +265,7 @@ def _compare(table: Ablation) -> None:
     from diffsweep import stats
 
     spec = table.spec
+    outcomes = {}
     for ck in table.col_keys:
         column = {rk: table.cells[(rk, ck)] for rk in table.row_keys if table.cells[(rk, ck)].n > 0}
         if not column:
@@ -282,12 +284,13 @@ def _compare(table: Ablation) -> None:
                 cell.status, cell.p_adjusted, cell.basis = found.status, found.p_adjusted, found.basis
         if compared:
             table.comparisons[ck] = result
-            table.captions[ck] = stats.caption(result.cells, spec.level, spec.test, spec.ci, result.basis,
-                                               result.comparisons, unit=table.unit,
-                                               shown=_SHOWN[spec.aggregate])
-        else:
-            table.captions[ck] = stats.caption(result.cells, spec.level, spec.test, spec.ci, result.basis, 0,
-                                               unit=table.unit, shown=_SHOWN[spec.aggregate], tests=False)
+        outcomes[ck] = (result, compared)
+    # One caption per column; columns that differ only in their number of cells share one.
+    counts = {result.comparisons for result in table.comparisons.values()}
+    comparisons = next(iter(counts)) if len(counts) == 1 else None
+    for ck, (result, compared) in outcomes.items():
+        table.captions[ck] = stats.caption(result.cells, spec.level, spec.test, spec.ci, result.basis, comparisons,
+                                           unit=table.unit, shown=_SHOWN[spec.aggregate], tests=compared)
 
 
 # How a cell shows its comparison's interval (stats.caption's `shown`).
