@@ -550,3 +550,28 @@ def test_floor_stands_beside_the_value_and_in_the_csv(rows):
     assert table.cell_text(table.cells[(("rw",), (40,))]).endswith("(floor 0.3)")
     read = list(csv.DictReader(io.StringIO(tables.to_csv(table))))
     assert {r["floor_low"] for r in read if r["n"] != "0"} == {"0.12"}
+
+
+def test_training_seeds_are_averaged_per_seed_and_split_from_sampling_seeds():
+    """A trained model under 3 training seeds (model_seed) x 4 sampling seeds: its cell is not a
+    mixed cell, averages the training seeds per sampling seed (so it still pairs with the oracle on
+    the seed), and --power splits its variance into training and sampling seeds."""
+    rng = np.random.default_rng(0)
+    effects = {0: 0.0, 1: 0.3, 2: -0.2}
+    rows = [run("rw", 10, seed, 1.0 + 0.05 * seed, model="oracle") for seed in range(4)]
+    rows += [dict(run("rw", 10, seed, 2.0 + effects[t] + 0.05 * seed + rng.normal(0, 0.02), model="mlp"),
+                  model_seed=t, run_id=f"mlp-{t}-{seed}") for t in effects for seed in range(4)]
+    table = tables.ablation(rows, spec(rows="model", columns=[]), parameter_columns=[*PARAMS, "model_seed"], power=True)
+    mlp, oracle = table.cells[(("mlp",), ())], table.cells[(("oracle",), ())]
+    by_training = {t: [r["sliced_w2"] for r in rows if r.get("model_seed") == t] for t in effects}
+    assert mlp.n == 12 and mlp.n_training == 3 and set(mlp.values) == {(s,) for s in range(4)}
+    assert mlp.value == pytest.approx(statistics.fmean(r["sliced_w2"] for r in rows if r["model"] == "mlp"))
+    assert mlp.components == stats.variance_components(by_training)
+    assert mlp.components.training_share > 0.9          # the training seeds' effects dominate
+    assert oracle.status == "best" and mlp.status == "worse" and oracle.components is None
+    text = tables.to_markdown(table, power=True)
+    assert "Training against sampling seeds" in text and f"| mlp | {table.components_text(mlp)} |" in text
+    assert "averages its 3 training seeds per seed" in table.note()
+    read = {r["model"]: r for r in csv.DictReader(io.StringIO(tables.to_csv(table)))}
+    assert read["mlp"]["n_training"] == "3" and float(read["mlp"]["var_training"]) == pytest.approx(
+        mlp.components.training)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from diffsweep.runs import kinds
 from diffsweep.tables.options import AGGREGATES, EMPTY, TESTED_AGGREGATES, TableError
 from diffsweep.tables.rows import value_key, format_key, group
-from diffsweep.tables.spec import SEED, TableSpec, check_table, differing
+from diffsweep.tables.spec import SEED, TRAINING_SEED, TableSpec, check_table, differing
 
 TIED_MARK = "†"       # after a cell that no test separates from its column's best
 
@@ -40,7 +40,10 @@ class Cell:
     floor_low: float | None = None
     floor_high: float | None = None
     seeds_needed: float | None = None  # power: seeds to resolve the difference from the leader (inf: none)
+    n_training: int = 1        # training seeds of a trained model the cell averages over
+    components: object = None  # power, several training seeds: stats.VarianceComponents (training vs sampling)
     values: dict = field(default_factory=dict, repr=False)   # pairing key (seed, ...) -> value
+    by_training: dict = field(default_factory=dict, repr=False)   # training seed -> [values over seeds]
 
     @property
     def best(self) -> bool:
@@ -95,6 +98,17 @@ class Ablation:
             return EMPTY
         return "no difference" if math.isinf(cell.seeds_needed) else str(int(cell.seeds_needed))
 
+    def components_text(self, cell: Cell) -> str:
+        """A cell of the variance table: the training seeds' share of the variance, and both components."""
+        parts = cell.components
+        if parts is None:
+            return EMPTY
+        return (f"{100 * parts.training_share:.0f}% (training {self.number(parts.training)}, "
+                f"sampling {self.number(parts.sampling)})")
+
+    def has_components(self) -> bool:
+        return any(c.components is not None for c in self.cells.values())
+
     def is_leader(self, row_key, col_key) -> bool:
         comparison = self.comparisons.get(col_key)
         return comparison is not None and comparison.leader == row_key
@@ -138,6 +152,10 @@ class Ablation:
                          f"{self.number(floor[0])} [{self.number(floor[1])}, {self.number(floor[2])}]")
         elif any(c.floor is not None for c in self.cells.values()):
             parts.append("floor: what exact samples of the runs' size score against the same reference")
+        trained = sorted({c.n_training for c in self.cells.values() if c.n_training > 1})
+        if trained:
+            parts.append(f"a trained model's cell averages its {'-'.join(map(str, trained))} training seeds per "
+                         f"seed: intervals and tests hold for these trained networks, not for retraining")
         if spec.pool == "best" and any(c.chosen for c in self.cells.values()):
             parts.append("each cell shows the best configuration of the runs it holds (column chosen of the CSV); "
                          "picking the best of several before testing favours it")
@@ -146,6 +164,13 @@ class Ablation:
         if any(c.n == 0 for c in self.cells.values()):
             parts.append(f"{EMPTY}: no finished run")
         return "; ".join(parts) + "."
+
+    def components_note(self) -> str:
+        return ("share of the variance between training seeds in the variance of one run (stats.variance_components: "
+                "one-way random effects, method of moments, over the cell's training seeds x sampling seeds); "
+                "training: the variance between training seeds, sampling: between sampling seeds of one network. "
+                "A large share says more training seeds (each a training run), not more sampling seeds, narrow the "
+                f"comparison of recipes; {EMPTY}: fewer than 2 training seeds with 2 sampling seeds each.")
 
     def power_note(self) -> str:
         return (f"{self.unit}s a paired t test at level {1 - self.spec.level:.3g} needs to resolve each cell's observed "
@@ -216,31 +241,53 @@ def _fill_cell(cell_rows: list[dict], spec: TableSpec, keys, parameter_columns) 
     best = None
     for chosen, runs in candidates:
         values = [float(r[spec.metric]) for r in runs]
-        value, std, low, high = _aggregate(values, spec.aggregate)
+        paired = _paired_values(runs, values, spec)
+        # Several training seeds: the mean of the per-seed means (equal to the plain mean when balanced).
+        value, std, low, high = _aggregate(list(paired.values()) if _is_mean(spec) else values, spec.aggregate)
         if value is None:
             continue
         better = best is None or (value < best.value if spec.better == "lower" else value > best.value)
         if better:
             best = Cell(cell.n_runs, len(values), cell.n_diverged, value, std, low, high, chosen,
-                        tuple(sorted(str(r.get("run_id")) for r in runs)),
-                        values=dict(zip(_pairing_keys(runs, spec), values)))
+                        tuple(sorted(str(r.get("run_id")) for r in runs)), values=paired)
+            best.by_training = _by_training(runs, values)
+            best.n_training = max(1, len(best.by_training))
             best.se = _one_run(runs, f"{spec.metric}_se")
             best.floor, best.floor_low, best.floor_high = (
                 _first(runs, f"{spec.metric}_floor{suffix}") for suffix in ("", "_low", "_high"))
     return best if best else cell
 
 
-def _pairing_keys(runs: list[dict], spec: TableSpec) -> list:
-    """What pairs a run's value with one of another cell: its seed, and the rest of its table
-    row's key (a restoration row's measurement): configurations that share a seed share their
-    random numbers (docs/statistics.md). Pooled cells and rows without a seed are not paired:
-    each run gets a key of its own."""
+def _paired_values(runs: list[dict], values: list[float], spec: TableSpec) -> dict:
+    """The cell's values by the key that pairs them with another cell's: the seed, and the rest of
+    the table row's key (a restoration row's measurement): configurations that share a seed share
+    their random numbers (docs/statistics.md). The runs of several training seeds at one key are
+    averaged (pairing stays on the sampling seed, which trained and exact score sources share).
+    Pooled cells and rows without a seed are not paired: each run gets a key of its own."""
     extra = kinds.get(spec.source).row_keys[1:]
     if spec.pool != "mean" and all(SEED in r for r in runs):
         keys = [(r[SEED], *(r.get(column) for column in extra)) for r in runs]
-        if len(set(keys)) == len(keys):
-            return keys
-    return [("unpaired", str(r.get("run_id")), i) for i, r in enumerate(runs)]
+        training = {}
+        for key, run, value in zip(keys, runs, values):
+            training.setdefault(key, {})
+            if run.get(TRAINING_SEED) in training[key]:      # the same key twice: not a seed axis
+                break
+            training[key][run.get(TRAINING_SEED)] = value
+        else:
+            return {key: statistics.fmean(by_seed.values()) for key, by_seed in training.items()}
+    return {("unpaired", str(r.get("run_id")), i): value for i, (r, value) in enumerate(zip(runs, values))}
+
+
+def _is_mean(spec: TableSpec) -> bool:
+    return spec.aggregate in TESTED_AGGREGATES
+
+
+def _by_training(runs: list[dict], values: list[float]) -> dict:
+    """training seed -> the values over sampling seeds, where the runs have several training seeds."""
+    groups = {}
+    for run, value in zip(runs, values):
+        groups.setdefault(run.get(TRAINING_SEED), []).append(value)
+    return groups if len(groups) > 1 else {}
 
 
 def _one_run(runs: list[dict], column: str) -> float | None:
@@ -299,8 +346,14 @@ _SHOWN = {"mean_ci": "interval", "mean_pm": "half_width", "mean": "mean"}
 
 def _power(table: Ablation) -> None:
     """Per compared column, each non-leading cell sharing at least 2 seeds with the leader: the
-    seeds a paired t test needs to resolve their observed difference (`stats.seeds_needed`)."""
+    seeds a paired t test needs to resolve their observed difference (`stats.seeds_needed`); and
+    each cell of several training seeds with at least 2 sampling seeds each: the variance between
+    training seeds against that between sampling seeds (`stats.variance_components`)."""
     from diffsweep import stats
+
+    for cell in table.cells.values():
+        if len(cell.by_training) > 1 and all(len(values) > 1 for values in cell.by_training.values()):
+            cell.components = stats.variance_components(cell.by_training)
 
     for ck, comparison in table.comparisons.items():
         leader = table.cells[(comparison.leader, ck)].values

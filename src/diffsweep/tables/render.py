@@ -22,6 +22,10 @@ def to_markdown(table: Ablation, power: bool = False) -> str:
     if power and table.power:
         text += "\nSeeds needed:\n\n" + _markdown_grid(table, _power_cell(table), bold=False) + "\n\n" + \
             table.power_note() + "\n"
+        if table.has_components():
+            text += "\nTraining against sampling seeds:\n\n" + _markdown_grid(
+                table, lambda rk, ck, cell: table.components_text(cell), bold=False) + "\n\n" + \
+                table.components_note() + "\n"
     return text
 
 
@@ -55,6 +59,9 @@ def to_latex(table: Ablation, caption: str | None = None, label: str | None = No
     body = _latex_tabular(table, lambda rk, ck, cell: table.cell_text(cell, pm=" ± "), bold=True)
     if power and table.power:
         body += ["", "% " + _tex_symbols(table.power_note()), *_latex_tabular(table, _power_cell(table), bold=False)]
+        if table.has_components():
+            body += ["", "% " + _tex_symbols(table.components_note()),
+                     *_latex_tabular(table, lambda rk, ck, cell: table.components_text(cell), bold=False)]
     note = table.note().replace(EMPTY, "--")
     header = f"% diffsweep ablation table '{spec.name}'; needs \\usepackage{{booktabs}}\n% {note}\n"
     if caption is None:
@@ -119,7 +126,9 @@ def csv_rows(table: Ablation) -> list[dict]:
                         "p_adjusted": cell.p_adjusted, "basis": cell.basis, "se": cell.se, "floor": cell.floor,
                         "floor_low": cell.floor_low, "floor_high": cell.floor_high,
                         "seeds_needed": None if cell.seeds_needed is None or math.isinf(cell.seeds_needed)
-                        else int(cell.seeds_needed),
+                        else int(cell.seeds_needed), "n_training": cell.n_training,
+                        "var_training": cell.components.training if cell.components else None,
+                        "var_sampling": cell.components.sampling if cell.components else None,
                         "cell": table.cell_text(cell), "chosen": cell.chosen, "run_ids": " ".join(cell.run_ids)})
             out.append(row)
     return out
@@ -151,6 +160,10 @@ def to_html(table: Ablation, caption: str = "", power: bool = False) -> str:
     if power and table.power:
         text += HTML_TABLE.format(caption=f"Seeds needed: {e(spec.name)}", head=head,
                                   body=_html_body(table, _power_cell(table), bold=False), note=e(table.power_note()))
+        if table.has_components():
+            text += HTML_TABLE.format(caption=f"Training against sampling seeds: {e(spec.name)}", head=head,
+                                      body=_html_body(table, lambda rk, ck, cell: table.components_text(cell),
+                                                      bold=False), note=e(table.components_note()))
     return HTML_TEMPLATE.format(title=e(spec.name), tables=text)
 
 
@@ -183,7 +196,7 @@ def render_table(table: Ablation, fmt: str, caption: str | None = None, power: b
 
 CSV_COLUMNS = ["metric", "aggregate", "value", "low", "high", "level", "std", "min", "max", "n", "n_runs", "n_diverged",
                "status", "best", "p_adjusted", "basis", "se", "floor", "floor_low", "floor_high", "seeds_needed",
-               "cell", "chosen", "run_ids"]
+               "n_training", "var_training", "var_sampling", "cell", "chosen", "run_ids"]
 
 
 HTML_TEMPLATE = """<!DOCTYPE html>

@@ -15,6 +15,9 @@ from diffsweep.tables.options import (AGGREGATES, DEFAULT_LEVEL, DIRECTIONS, INT
 from diffsweep.tables.rows import columns_of, distinguishing, format_key, group, select, sorted_values, unknown_column
 
 SEED = "seed"    # the parameter a cell aggregates over
+# A trained model's training seed (models.<m>.seed as a list: one trained model per seed): a cell
+# aggregates over it too, averaging its training seeds per sampling seed (pivot.py).
+TRAINING_SEED = "model_seed"
 
 
 @dataclass(frozen=True)
@@ -145,9 +148,10 @@ class MixedCellError(TableError):
 
 
 def differing(cell: list[dict], keys, parameter_columns) -> list[str]:
-    """The parameters other than the seed that tell the runs of a cell apart (see `distinguishing`)."""
+    """The parameters other than the sampling and training seeds that tell the runs of a cell apart
+    (see `distinguishing`)."""
     present = set(columns_of(cell))
-    return distinguishing(cell, keys, [c for c in parameter_columns if c in present and c != SEED])
+    return distinguishing(cell, keys, [c for c in parameter_columns if c in present and c not in (SEED, TRAINING_SEED)])
 
 
 def check_table(spec: TableSpec, rows: list[dict], parameter_columns, extra_columns=(), where: str | None = None) -> list[dict]:
