@@ -507,10 +507,11 @@ def compare_column(cells: Mapping[str, Mapping], better: str = "lower", level: f
 
     `cells`: cell name -> {seed: value}. Cells are paired on the seeds they share. The leading cell
     (best mean) is tested against every other cell (paired `test` on the shared seeds; where fewer
-    than 2 are shared, `sampling_test` on the two cells' `sampling` replicates, one run each); the
+    than 2 are shared, `sampling_test` on the two cells' `sampling` replicates, one run each, or
+    the normal test on sqrt(se_a^2 + se_b^2) where either has only its standard error); the
     k - 1 p-values are Holm-adjusted. The leader is `best` only if it beats every other cell;
     cells not separable from it are `tied` (and so is the leader then), the rest `worse`. A pair
-    with neither shared seeds nor sampling replicates cannot be tested: `untested`, never best."""
+    with neither shared seeds nor sampling error cannot be tested: `untested`, never best."""
     _check_choice(better, ("lower", "higher"), "better")
     _check_level(level)
     _check_choice(test, TESTS, "test")
