@@ -511,3 +511,24 @@ def test_sampling_replicates_resample_the_rows_of_resample_rows():
     estimate, replicates = stats.sampling_replicates(values, np.mean, resamples=25, seed=4)
     assert estimate == values.mean()
     assert np.array_equal(replicates, values[stats.resample_rows(30, 25, seed=4)].mean(axis=1))
+
+
+def test_the_vectorised_tests_and_half_widths_agree_with_the_one_cell_forms():
+    rng = np.random.default_rng(5)
+    differences = rng.normal(0.3, 1.0, size=(6, 4))
+    for test in stats.TESTS:
+        assert stats.paired_tests(differences, test) == pytest.approx(
+            [stats.paired_test(row, np.zeros(4), test) for row in differences])
+    halves = stats.t_half_widths(np.ones(4), np.array([1, 2, 3, 10]))     # sd 1, n values
+    assert np.isnan(halves[0])
+    assert halves[1:] == pytest.approx([stats.seed_interval(_unit_sd(n)).half_width for n in (2, 3, 10)])
+    assert stats.normal_half_widths(0.1) == pytest.approx(0.1959964)
+    assert stats.normal_test(0.0, 0.0) == 1.0 and stats.normal_test(0.1, 0.0) == 0.0
+    assert stats.normal_test(1.959964, 1.0) == pytest.approx(0.05)
+    assert stats.normal_test(np.array([0.0, 1.959964]), np.array([1.0, 1.0])) == pytest.approx([1.0, 0.05])
+
+
+def _unit_sd(n: int) -> np.ndarray:
+    """n values with sample standard deviation 1."""
+    values = np.arange(n, dtype=float)
+    return values / values.std(ddof=1)

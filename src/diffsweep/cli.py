@@ -10,6 +10,7 @@
                     [--format markdown|latex|csv|html] [--agg mean_ci|mean_pm|mean|median|min|max]
                     [--ci t|percentile|bca] [--test t|wilcoxon|bootstrap] [--level 0.95] [--power]
                     [--better auto|lower|higher|none] [--pool error|best|mean] [--number-format .3g]
+    diffsweep diff A B [--metric M]... [--level 0.95] [--test t|wilcoxon|bootstrap] [--all] [--html FILE]
     diffsweep profile install NAME [--dir DIR]
 """
 
@@ -455,6 +456,26 @@ def command_table(args) -> int:
     return 0
 
 
+def command_diff(args) -> int:
+    """Two results folders compared run by run (diffsweep.sweep_diff)."""
+    from diffsweep import io, sweep_diff
+
+    try:
+        result = sweep_diff.compare(args.a, args.b, _names(args.metric), args.level, args.test)
+    except (sweep_diff.DiffError, io.UnreadableFile) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.html:
+        try:
+            with io.atomic_path(args.html) as tmp:
+                tmp.write_text(sweep_diff.render_html(result, args.all, page=True))
+        except OSError as error:
+            print(f"error: --html: cannot write '{args.html}' ({error.strerror or error})", file=sys.stderr)
+            return 2
+    sys.stdout.write(sweep_diff.render_text(result, args.all))
+    return 0
+
+
 def command_profile(args) -> int:
     """Link a profile of the repository into the user's Snakemake config folder (`--profile NAME`)."""
     from diffsweep import profiles
@@ -544,6 +565,22 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--number-format", default=".3g", metavar="SPEC", help="Python number format (default .3g)")
     table.add_argument("--caption", help="caption (LaTeX: wraps the tabular in a table float)")
     table.set_defaults(func=command_table)
+    diff = sub.add_parser("diff", help="two results folders compared run by run: per preset point and metric the "
+                                       "paired difference B - A with its interval and test, runs only in one side",
+                          description="Match the runs of two results folders by their parameters and seed and print, "
+                                      "per preset point and metric, the paired difference B - A over seeds with its "
+                                      "interval and a paired test (Holm over the points of a metric), and the runs "
+                                      "only in one side. Example: diffsweep diff before/results after/results")
+    diff.add_argument("a", metavar="A", help="a results folder (the baseline)")
+    diff.add_argument("b", metavar="B", help="a results folder (compared with A: differences are B - A)")
+    diff.add_argument("--metric", action="append", metavar="M",
+                      help="metrics to compare (comma-separated or repeated; default: every known metric both hold)")
+    diff.add_argument("--level", type=float, default=0.95, help="confidence level of intervals and tests (default 0.95)")
+    from diffsweep.stats import TESTS
+    diff.add_argument("--test", choices=TESTS, default="t", help="the paired test over seeds (default t)")
+    diff.add_argument("--all", action="store_true", help="also list the points whose runs are identical")
+    diff.add_argument("--html", metavar="FILE", help="also write the comparison as an HTML page")
+    diff.set_defaults(func=command_diff)
     profile = sub.add_parser("profile", help="install a Snakemake profile of this repository (profiles/) so that "
                                              "`snakemake --profile NAME` finds it")
     profile_sub = profile.add_subparsers(dest="action", required=True)

@@ -1,11 +1,14 @@
 """The statistics behind every table, figure and comparison (docs/statistics.md).
 
 - `seed_interval`      the mean over seeds with a t or bootstrap (percentile, BCa) interval
+- `t_half_widths`, `normal_half_widths`  the same t interval, and a run's estimate +- z se, for many cells at once
 - `sampling_interval`  one run's estimator error: the metric recomputed on resamples of its samples
 - `sliced_w2_replicates`, `mmd_replicates`, `energy_distance_replicates`  the same bootstrap for the
   distances of metrics.py, from what they compute once (sorted projections, pairwise kernel values)
 - `metric_floor`       what exact samples of the run's size score: the metric's floor on analytic data
 - `paired_test`        one configuration against another over the seeds they share
+- `normal_test`        a difference against its standard error (one run a side, their `<metric>_se`)
+- `paired_tests`       `paired_test` for many pairs of configurations at once
 - `holm`               Holm's step-down adjustment of a family of p-values
 - `compare_column`     best / tied / worse per cell of a table column, and the caption that says how
 - `seeds_needed`       seeds a paired comparison needs for 80% power (noncentral t)
@@ -98,15 +101,33 @@ def seed_interval(values, level: float = DEFAULT_LEVEL, method: str = "t",
 def t_interval(values, level: float = DEFAULT_LEVEL):
     """Mean and t interval along the last axis (vectorised: rows of an (R, n) array at once):
     mean +- t_{(1 + level) / 2, n - 1} s / sqrt(n). Returns (mean, low, high) arrays."""
-    from scipy.stats import t as t_dist
-
     values = np.asarray(values, dtype=float)
     n = values.shape[-1]
     if n < 2:
         raise ValueError(f"a t interval needs at least 2 values, got {n}")
     mean = values.mean(axis=-1)
-    half = t_dist.ppf((1 + level) / 2, n - 1) * values.std(axis=-1, ddof=1) / math.sqrt(n)
+    half = t_half_widths(values.std(axis=-1, ddof=1), n, level)
     return mean, mean - half, mean + half
+
+
+def t_half_widths(sd, n, level: float = DEFAULT_LEVEL) -> np.ndarray:
+    """Half-widths of t intervals of means, elementwise (n may differ between cells, e.g. a figure's
+    points): t_{(1 + level) / 2, n - 1} sd / sqrt(n); NaN where n < 2 (no interval across seeds)."""
+    from scipy.stats import t as t_dist
+
+    sd, n = np.broadcast_arrays(np.asarray(sd, dtype=float), np.asarray(n, dtype=float))
+    half = np.full(sd.shape, np.nan)
+    some = n >= 2
+    half[some] = t_dist.ppf((1 + level) / 2, n[some] - 1) * sd[some] / np.sqrt(n[some])
+    return half
+
+
+def normal_half_widths(se, level: float = DEFAULT_LEVEL) -> np.ndarray:
+    """Half-widths z_{(1 + level) / 2} se of normal intervals (one run's estimate and its sampling
+    standard error, e.g. a table's `<metric>_se` column: 1.96 se at 95%)."""
+    from scipy.stats import norm
+
+    return norm.ppf((1 + level) / 2) * np.asarray(se, dtype=float)
 
 
 def _t_intervals(values: np.ndarray, level: float) -> list[Interval]:
@@ -422,6 +443,27 @@ def _paired_bootstrap_pvalues(differences: np.ndarray, resamples: int, seed: int
     return (1 + exceed) / (1 + resamples)
 
 
+def normal_test(difference, se):
+    """Two-sided p-value of an observed `difference` with standard error `se` under the normal
+    approximation (one run a side, each with its sampling se: se = sqrt(se_a^2 + se_b^2)); se 0
+    gives 1 for no difference and 0 otherwise. Elementwise on arrays (a float for floats)."""
+    from scipy.stats import norm
+
+    difference, se = np.asarray(difference, dtype=float), np.asarray(se, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pvalues = np.where(se == 0, np.where(difference == 0, 1.0, 0.0), 2 * norm.sf(np.abs(difference) / se))
+    return float(pvalues) if pvalues.ndim == 0 else pvalues
+
+
+def paired_tests(differences, test: str = DEFAULT_TEST, resamples: int = SEED_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """`paired_test` for each row of a (pairs, n) array of paired differences (n >= 2), at once."""
+    _check_choice(test, TESTS, "test")
+    differences = np.asarray(differences, dtype=float)
+    if differences.ndim != 2 or differences.shape[1] < 2:
+        raise ValueError(f"paired tests need a (pairs, n >= 2) array of differences, got shape {differences.shape}")
+    return _paired_pvalues(differences, test, resamples, seed)
+
+
 def sampling_test(replicates_a, replicates_b, estimate_a: float, estimate_b: float) -> float:
     """Two-sided p-value for one seed per configuration: the difference of the estimates over the
     standard deviation of the replicates' differences (normal approximation). Replicates drawn with
@@ -432,17 +474,7 @@ def sampling_test(replicates_a, replicates_b, estimate_a: float, estimate_b: flo
 
 def _sampling_pvalues(replicate_differences: np.ndarray, estimate_differences: np.ndarray) -> np.ndarray:
     """`sampling_test` for each row of (pairs, resamples) replicate differences."""
-    return _normal_pvalues(estimate_differences, replicate_differences.std(axis=1, ddof=1))
-
-
-def _normal_pvalues(gaps: np.ndarray, se: np.ndarray) -> np.ndarray:
-    """Two-sided normal p-values of differences `gaps` with standard errors `se` (0: exact)."""
-    from scipy.stats import norm
-
-    gap = np.abs(gaps)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pvalues = 2 * norm.sf(gap / se)
-    return np.where(se == 0, np.where(gap == 0, 1.0, 0.0), pvalues)
+    return np.atleast_1d(normal_test(estimate_differences, replicate_differences.std(axis=1, ddof=1)))
 
 
 def holm(pvalues) -> np.ndarray:
@@ -568,12 +600,10 @@ def _cell_intervals(names, values: Mapping, sampling: Mapping, level: float, met
 
 def _se_intervals(runs: list, level: float) -> list[Interval]:
     """estimate +- z * se for one-seed cells known by their standard error alone."""
-    from scipy.stats import norm
-
-    z = norm.ppf((1 + level) / 2)
+    halves = normal_half_widths([run.se for run in runs], level)
     note = "sampling error only: the estimator's standard error"
-    return [Interval(run.estimate, run.estimate - z * run.se, run.estimate + z * run.se, 1, level, "normal-se",
-                     se=float(run.se), note=note) for run in runs]
+    return [Interval(run.estimate, run.estimate - half, run.estimate + half, 1, level, "normal-se",
+                     se=float(run.se), note=note) for run, half in zip(runs, halves)]
 
 
 def _leader_pvalues(cells: Mapping, leader: str, others: list, sampling: Mapping, test: str, seed: int):
@@ -603,7 +633,7 @@ def _leader_pvalues(cells: Mapping, leader: str, others: list, sampling: Mapping
     if by_se:
         group = list(by_se)
         gaps = np.array([sampling[leader].estimate - sampling[others[i]].estimate for i in group], dtype=float)
-        pvalues[group] = _normal_pvalues(gaps, np.array([by_se[i] for i in group], dtype=float))
+        pvalues[group] = np.atleast_1d(normal_test(gaps, np.array([by_se[i] for i in group], dtype=float)))
     tested[list(paired) + list(by_sampling) + list(by_se)] = True
     return pvalues, tested, bases
 
