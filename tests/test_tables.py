@@ -426,6 +426,8 @@ def test_cli_table_prints_a_pivot(parquet, capsys):
                                                      "(10, 40), not only in the seed; add a --filter, put them in "
                                                      "--rows/--cols, or pass --pool best"),
     (["--rows", "sampler", "--metric", "sliced_w2", "--filter", "nothing"], "expected COLUMN=VALUE"),
+    (["--rows", "sampler", "--metric", "sliced_w2", "--filter", "steps=10", "--level", "1.5"],
+     "error: --level: 1.5 is not a level; allowed: a number strictly between 0 and 1"),
 ])
 def test_cli_table_errors(parquet, capsys, args, message):
     assert cli.main(["table", str(parquet), *args]) == 2
