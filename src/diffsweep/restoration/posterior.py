@@ -200,4 +200,4 @@ class ProblemOperator(MatrixOperator):
         self.drawn_noise_std = problem.noise_std
 
     def arrays(self):
-        return {"matrix": self.A.numpy()}
+        return {"matrix": self.A.numpy(), "noise_std": torch.tensor(self.drawn_noise_std, dtype=DTYPE).numpy()}
