@@ -104,6 +104,9 @@ def measure(run: dict, dataset, reference, generator):
     `images`), y = A x + s n."""
     task = run["task"]
     family = restoration.get_operator(task["operator"])
+    if family.prior:      # a published problem: its own ground truth, observation and noise
+        operator = family.build(dataset.shape, run["seed"], task["operator_knobs"])
+        return operator, operator.problem.truth.reshape(1, *dataset.shape), operator.problem.y.reshape(1, -1)
     chosen = task.get("images") or slice(task["n_measurements"])    # given indices, or the first n
     truth = reference[chosen].double().reshape(-1, *dataset.shape)
     operator = family.build(dataset.shape, run["seed"], task["operator_knobs"]).for_measurements(len(truth))
