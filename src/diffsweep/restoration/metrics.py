@@ -22,7 +22,6 @@ import torch.nn.functional as F
 
 from diffsweep import metrics as sample_metrics
 from diffsweep import stats
-from diffsweep.gmm import GaussianMixture
 
 LPIPS_KEY = "restoration.metrics.lpips_weights"
 LPIPS_SKIPPED = f"skipped: {LPIPS_KEY} not set (LPIPS backbones are never downloaded)"
@@ -156,19 +155,11 @@ def _coverage_of_sorted(x, exact_sorted, level: float) -> float:
     return float(inside.sum()) / exact_sorted.numel()
 
 
-def posterior_mixture(posterior) -> GaussianMixture:
-    """The exact posterior as a GaussianMixture (log densities, responsibilities), without the
-    components whose weight underflowed to 0 (a measurement far from a mode: e^-800 and below),
-    which hold no mass and which a mixture refuses."""
-    keep = posterior.weights > 0
-    return GaussianMixture(posterior.weights[keep], posterior.means[keep], posterior.covariances[keep])
-
-
 def posterior_metric_table(posterior, exact, n: int, sliced_directions,
                            max_sliced_directions) -> dict[str, PosteriorMetric]:
     """The metrics of n samples against the exact posterior, by column name; `exact` (m, d) exact
-    posterior samples."""
-    mixture = posterior_mixture(posterior)
+    posterior samples. Responsibilities are the posterior's own (`responsibilities`: the prior's,
+    O(K d r) per row for a structured prior), so no d x d matrix is formed."""
     exact_mean = posterior.mean()
     exact_sorted = exact.T.sort(dim=1).values.contiguous()      # per coordinate, for coverage
     identity = lambda x: x       # noqa: E731
@@ -176,58 +167,103 @@ def posterior_metric_table(posterior, exact, n: int, sliced_directions,
         "max_sliced_w2_posterior": _projected_w2(exact, max_sliced_directions, n, torch.max),
         "sliced_w2_posterior": _projected_w2(exact, sliced_directions, n, torch.mean),
         "mmse_gap": PosteriorMetric(identity, lambda x: mmse_gap(x, exact_mean)),
-        "posterior_mode_weight_error": PosteriorMetric(mixture.responsibilities,
-                                                      lambda r: mode_weight_gap(r, mixture.weights)),
+        "posterior_mode_weight_error": PosteriorMetric(posterior.responsibilities,
+                                                      lambda r: mode_weight_gap(r, posterior.weights)),
         **{f"coverage_{round(100 * level)}": PosteriorMetric(
             identity, functools.partial(_coverage_of_sorted, exact_sorted=exact_sorted, level=level))
            for level in COVERAGE_LEVELS},
     }
 
 
-def posterior_metrics(samples, posterior, truth, exact_samples, generator, seed: int = 0, floor_repeats: int = 0,
-                      resamples: int = 0) -> dict:
-    """Against the exact posterior of one measurement: mean and covariance errors (relative,
-    Frobenius), the MMSE bound (PSNR of the exact posterior mean; an exact posterior sample sits
-    3.01 dB below it), and the metrics of `posterior_metric_table` against `exact_samples`. Each of
-    those also gets, with `floor_repeats`, its floor (`<metric>_floor`, `_floor_low`, `_floor_high`:
-    stats.metric_floor, exact sample sets of the same size against the same exact samples) and, with
-    `resamples`, its sampling error (`<metric>_se`: bootstrap over the samples, stats.sampling_replicates,
-    rows drawn from `seed`: paired between runs of one seed). `generator` draws the sliced-W2
-    directions; `seed` the max-sliced directions (the same for every run of the seed) and the floors'
-    exact sets."""
-    flat = samples.double().flatten(1).cpu()
-    exact_mean, exact_cov = posterior.mean(), posterior.covariance()
-    dim = flat.shape[1]
+@dataclass(frozen=True)
+class PosteriorReference:
+    """What every set of n restorations of one measurement is scored against: the exact posterior
+    (MixturePosterior or StructuredPosterior), its mean and dense covariance, exact samples, the metric
+    table (its directions drawn) and each metric's floor at n (`<metric>_floor`, `_floor_low`,
+    `_floor_high`). It depends on the measurement, n, the seed and the settings, not on the restorer:
+    the runs of one task and seed measure the same truths (paired), so a shard job builds it once and
+    scores every restorer against it (runs.restoration.Restoration.references)."""
+    posterior: object
+    exact: torch.Tensor
+    n: int
+    seed: int
+    mean: torch.Tensor
+    covariance: torch.Tensor | None      # dense (d, d), for posterior_cov_error (n > 1)
+    table: dict
+    floors: dict
+
+
+# The floor's exact sets are drawn and represented in chunks of at most this many numbers (n x d each
+# set), so that 100 sets of 1000 samples at d = 1000 never hold 10^8 doubles at once.
+FLOOR_CHUNK_NUMBERS = 2 ** 22
+
+
+def posterior_reference(posterior, exact_samples, n: int, generator, seed: int = 0,
+                        floor_repeats: int = 0) -> PosteriorReference:
+    """The PosteriorReference of sets of n samples against `exact_samples` (m, d) of `posterior`.
+    `generator` draws the sliced-W2 directions (after the caller's exact samples, as a run always drew
+    them); `seed` the max-sliced directions (the same for every run of the seed) and, with
+    `floor_repeats` >= 2, the floors' exact sets (from FLOOR_SEED + seed)."""
+    dim = exact_samples.shape[1]
     sliced_directions = sample_metrics.random_directions(SLICED_PROJECTIONS, dim, generator)
     max_sliced_directions = sample_metrics.random_directions(MAX_SLICED_PROJECTIONS, dim,
                                                              torch.Generator().manual_seed(seed))
-    table = posterior_metric_table(posterior, exact_samples, len(flat), sliced_directions, max_sliced_directions)
+    table = posterior_metric_table(posterior, exact_samples, n, sliced_directions, max_sliced_directions)
+    return PosteriorReference(posterior, exact_samples, n, seed, posterior.mean(),
+                              posterior.covariance() if n > 1 else None, table,
+                              _floors(posterior, table, n, seed, floor_repeats) if floor_repeats >= 2 else {})
+
+
+def _floors(posterior, table: dict, n: int, seed: int, repeats: int) -> dict:
+    """Each metric of `table` on `repeats` exact sets of n (stats.floor_of), the sets drawn from
+    FLOOR_SEED + seed in chunks of whole sets (FLOOR_CHUNK_NUMBERS)."""
+    generator = torch.Generator().manual_seed(FLOOR_SEED + seed)
+    per_chunk = max(1, FLOOR_CHUNK_NUMBERS // (n * posterior.means.shape[1]))
+    values = {name: [] for name in table}
+    for first in range(0, repeats, per_chunk):
+        sets = min(per_chunk, repeats - first)
+        pool = posterior.sample(sets * n, generator)
+        for name, metric in table.items():
+            rows = metric.represent(pool)
+            values[name] += [metric.score(rows[i * n:(i + 1) * n]) for i in range(sets)]
+    floors = {}
+    for name, scores in values.items():
+        floor = stats.floor_of(scores, key=name)
+        floors.update({f"{name}_floor": floor.mean, f"{name}_floor_low": floor.low, f"{name}_floor_high": floor.high})
+    return floors
+
+
+def posterior_metrics(samples, reference: PosteriorReference, truth, resamples: int = 0) -> dict:
+    """Against the exact posterior of one measurement (`reference`, built for len(samples)): mean and
+    covariance errors (relative, Frobenius), the MMSE bound (PSNR of the exact posterior mean; an exact
+    posterior sample sits 3.01 dB below it), the metrics of `posterior_metric_table` with the
+    reference's floors, and, with `resamples`, each one's sampling error (`<metric>_se`: bootstrap over
+    the samples, stats.sampling_replicates, rows drawn from the reference's seed: paired between runs
+    of one seed)."""
+    flat = samples.double().flatten(1).cpu()
+    if len(flat) != reference.n:
+        raise ValueError(f"posterior_metrics: {len(flat)} samples against a reference built for {reference.n}")
+    dim = flat.shape[1]
     values = {
-        "posterior_mean_error": ((flat.mean(0) - exact_mean).norm() / math.sqrt(dim)).item(),
-        "mmse_psnr": psnr(exact_mean.reshape(1, *truth.shape), truth.unsqueeze(0).double()).item(),
-        "exact_sample_psnr": psnr(exact_samples[: len(flat)].reshape(-1, *truth.shape),
+        "posterior_mean_error": ((flat.mean(0) - reference.mean).norm() / math.sqrt(dim)).item(),
+        "mmse_psnr": psnr(reference.mean.reshape(1, *truth.shape), truth.unsqueeze(0).double()).item(),
+        "exact_sample_psnr": psnr(reference.exact[: len(flat)].reshape(-1, *truth.shape),
                                   truth.unsqueeze(0).double().cpu()).mean().item(),
     }
-    if len(flat) > 1:
+    if reference.covariance is not None:
+        exact_cov = reference.covariance
         values["posterior_cov_error"] = ((flat.T.cov() - exact_cov).norm() / exact_cov.norm().clamp(min=1e-20)).item()
-    pool = posterior.sample(floor_repeats * len(flat), torch.Generator().manual_seed(FLOOR_SEED + seed)) \
-        if floor_repeats >= 2 else None
     # the rows of stats.sampling_replicates (stats.resample_rows), as a torch index: indexing a tensor
     # with a numpy array costs more than the metrics here
-    resampled = torch.from_numpy(stats.resample_rows(len(flat), resamples, seed)) if resamples and len(flat) > 1 \
-        else None
-    for name, metric in table.items():
+    resampled = torch.from_numpy(stats.resample_rows(len(flat), resamples, reference.seed)) \
+        if resamples and len(flat) > 1 else None
+    for name, metric in reference.table.items():
         rows = metric.represent(flat)
         values[name] = metric.score(rows)
         if resampled is not None:
             replicates = [metric.score(rows.index_select(0, index)) for index in resampled]
             values[f"{name}_se"] = float(torch.tensor(replicates, dtype=torch.float64).std())
-        if pool is not None:
-            floor = stats.metric_floor(lambda n, i, pooled=metric.represent(pool): pooled[i * n:(i + 1) * n],
-                                       lambda rows, _reference, score=metric.score: score(rows), len(flat),
-                                       reference=None, key=name, repeats=floor_repeats, first_seed=0)
-            values.update({f"{name}_floor": floor.mean, f"{name}_floor_low": floor.low,
-                           f"{name}_floor_high": floor.high})
+    values.update(reference.floors)
     return values
 
 
