@@ -151,15 +151,24 @@ def test_the_posteriors_responsibilities_are_the_priors_and_the_structured_metri
         assert values["structured"][key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
 
 
-def test_floors_drawn_in_chunks_keep_the_closed_form(two_modes, monkeypatch):
-    """Exact sets drawn a few at a time (FLOOR_CHUNK_NUMBERS) give the mmse floor's closed form as one pool does."""
-    monkeypatch.setattr(rmetrics, "FLOOR_CHUNK_NUMBERS", 7 * 50 * 4 + 1)     # 7 sets of 50 per chunk, a ragged last
+def test_sets_scored_in_batches_equal_sets_scored_one_by_one_and_chunked_floors_keep_the_closed_form(
+        two_modes, monkeypatch):
+    """Bootstrap sets and floors' exact sets go through `score_sets` in batches (BATCH_NUMBERS, here small:
+    batches of 1 to 7 sets, a ragged last): each set's value is the metric of that set alone."""
+    monkeypatch.setattr(rmetrics, "BATCH_NUMBERS", 7 * 20 * 4 + 1)
     generator = torch.Generator().manual_seed(1)
-    exact, samples = two_modes.sample(500, generator), two_modes.sample(50, generator)
-    values = posterior_metrics(samples, two_modes, torch.zeros(4), exact, generator, floor_repeats=60)
-    expected = torch.trace(two_modes.covariance()).item() / (50 * 4)
-    assert values["mmse_gap_floor"] == pytest.approx(expected, rel=0.3)     # 60 repeats: ~10% (sd)
-    assert values["coverage_90_floor_low"] < values["coverage_90_floor"] < values["coverage_90_floor_high"]
+    exact, samples = two_modes.sample(200, generator), two_modes.sample(20, generator)
+    reference = rmetrics.posterior_reference(two_modes, exact, 20, generator, floor_repeats=60)
+    sets = torch.randint(20, (9, 20), generator=generator)
+    for name, metric in reference.table.items():
+        rows = metric.represent(samples)
+        one_by_one = torch.tensor([float(metric.score(rows[index])) for index in sets], dtype=F64)
+        torch.testing.assert_close(rmetrics.score_sets(metric, rows, sets), one_by_one, rtol=1e-12, atol=1e-14,
+                                   msg=name)
+    expected = torch.trace(two_modes.covariance()).item() / (20 * 4)
+    assert reference.floors["mmse_gap_floor"] == pytest.approx(expected, rel=0.3)     # 60 repeats: ~10% (sd)
+    assert reference.floors["coverage_90_floor_low"] < reference.floors["coverage_90_floor"] \
+        < reference.floors["coverage_90_floor_high"]
 
 
 def test_a_shard_job_builds_a_measurements_reference_once_for_all_its_restorers():

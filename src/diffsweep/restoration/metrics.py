@@ -114,9 +114,21 @@ def _max_sliced_of_sorted(x_sorted, y_sorted) -> float:
 class PosteriorMetric:
     """A metric against one measurement's exact posterior as `score(represent(samples))`: `represent`
     maps samples (n, d) to one row per sample (their projections, responsibilities, themselves) and
-    `score` a set of rows to the value, so a bootstrap or a floor resamples rows and scores them."""
+    `score` sets of rows (..., n, c) to a value per set (...), so a bootstrap or a floor takes rows
+    and scores many sets in one call (`score_sets`)."""
     represent: Callable
     score: Callable
+
+
+# A bootstrap's or a floor's sets are scored (and a floor's exact sets drawn) in batches of at most this
+# many numbers (sets x n x columns): 100 sets of 1000 samples at d = 1000 never hold 10^8 doubles at once.
+BATCH_NUMBERS = 2 ** 22
+
+
+def score_sets(metric: PosteriorMetric, rows, sets) -> torch.Tensor:
+    """The metric on each set of rows `rows[sets[i]]` (sets: (S, n) row indices), (S,), in batches."""
+    per_batch = max(1, BATCH_NUMBERS // (sets.shape[1] * rows.shape[1]))
+    return torch.cat([metric.score(rows[sets[first:first + per_batch]]) for first in range(0, len(sets), per_batch)])
 
 
 def _projected_w2(exact, directions, n: int, reduce) -> PosteriorMetric:
@@ -125,34 +137,46 @@ def _projected_w2(exact, directions, n: int, reduce) -> PosteriorMetric:
     blocks = sample_metrics.quantile_blocks(sample_metrics.projected_sorted(exact, directions), n)
     return PosteriorMetric(
         lambda x: x @ directions.T,
-        lambda rows: math.sqrt(float(reduce(sample_metrics.w2_squared_blocks(torch.sort(rows.T, dim=1).values,
-                                                                             blocks)))))
+        lambda rows: reduce(sample_metrics.w2_squared_blocks(torch.sort(rows.transpose(-1, -2), dim=-1).values,
+                                                             blocks)).sqrt())
 
 
 def mmse_gap(x, exact_mean) -> float:
     """||mean(x) - E[x | y]||^2 / d: what the sample mean loses against the MMSE estimate, per
     coordinate (E||x - m||^2 - E||x - E[x | y]||^2 over the posterior, for any estimate m)."""
-    return float(((x.mean(0) - exact_mean) ** 2).mean())
+    return float(_mmse_gaps(x, exact_mean))
+
+
+def _mmse_gaps(x, exact_mean) -> torch.Tensor:
+    """`mmse_gap` of each set of samples (..., n, d): (...)."""
+    return ((x.mean(-2) - exact_mean) ** 2).mean(-1)
 
 
 def mode_weight_gap(responsibilities, weights) -> float:
     """Total variation between the posterior's component weights and the share of the samples each
     component explains (the mean of their responsibilities, (n, K)): 0 in expectation for exact samples."""
-    return 0.5 * float((responsibilities.mean(0) - weights).abs().sum())
+    return float(_mode_weight_gaps(responsibilities, weights))
+
+
+def _mode_weight_gaps(responsibilities, weights) -> torch.Tensor:
+    """`mode_weight_gap` of each set of responsibilities (..., n, K): (...)."""
+    return 0.5 * (responsibilities.mean(-2) - weights).abs().sum(-1)
 
 
 def coverage(x, exact, level: float) -> float:
     """The share of (exact sample, coordinate) pairs inside the per-coordinate central `level`
     interval of x (quantiles (1 -+ level) / 2, linear interpolation): `level` for a calibrated x."""
-    return _coverage_of_sorted(x, exact.T.sort(dim=1).values.contiguous(), level)
+    return float(_coverage_of_sorted(x, exact.T.sort(dim=1).values.contiguous(), level))
 
 
-def _coverage_of_sorted(x, exact_sorted, level: float) -> float:
-    """`coverage` from the exact samples sorted per coordinate, (d, m): counts by binary search."""
-    low, high = torch.quantile(x, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=x.dtype), dim=0)
-    inside = (torch.searchsorted(exact_sorted, high.unsqueeze(1).contiguous(), right=True)
-              - torch.searchsorted(exact_sorted, low.unsqueeze(1).contiguous(), right=False))
-    return float(inside.sum()) / exact_sorted.numel()
+def _coverage_of_sorted(x, exact_sorted, level: float) -> torch.Tensor:
+    """`coverage` of each set of samples x (..., n, d) from the exact samples sorted per coordinate,
+    (d, m): (...), counted by binary search."""
+    low, high = torch.quantile(x, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=x.dtype), dim=-2)
+    batch, dim = low.shape[:-1], low.shape[-1]
+    low, high = low.reshape(-1, dim).T.contiguous(), high.reshape(-1, dim).T.contiguous()     # (d, sets)
+    inside = (torch.searchsorted(exact_sorted, high, right=True) - torch.searchsorted(exact_sorted, low, right=False))
+    return (inside.sum(0).to(x.dtype) / exact_sorted.numel()).reshape(batch)
 
 
 def posterior_metric_table(posterior, exact, n: int, sliced_directions,
@@ -164,11 +188,11 @@ def posterior_metric_table(posterior, exact, n: int, sliced_directions,
     exact_sorted = exact.T.sort(dim=1).values.contiguous()      # per coordinate, for coverage
     identity = lambda x: x       # noqa: E731
     return {
-        "max_sliced_w2_posterior": _projected_w2(exact, max_sliced_directions, n, torch.max),
-        "sliced_w2_posterior": _projected_w2(exact, sliced_directions, n, torch.mean),
-        "mmse_gap": PosteriorMetric(identity, lambda x: mmse_gap(x, exact_mean)),
+        "max_sliced_w2_posterior": _projected_w2(exact, max_sliced_directions, n, lambda w2: w2.amax(-1)),
+        "sliced_w2_posterior": _projected_w2(exact, sliced_directions, n, lambda w2: w2.mean(-1)),
+        "mmse_gap": PosteriorMetric(identity, lambda x: _mmse_gaps(x, exact_mean)),
         "posterior_mode_weight_error": PosteriorMetric(posterior.responsibilities,
-                                                      lambda r: mode_weight_gap(r, posterior.weights)),
+                                                      lambda r: _mode_weight_gaps(r, posterior.weights)),
         **{f"coverage_{round(100 * level)}": PosteriorMetric(
             identity, functools.partial(_coverage_of_sorted, exact_sorted=exact_sorted, level=level))
            for level in COVERAGE_LEVELS},
@@ -193,11 +217,6 @@ class PosteriorReference:
     floors: dict
 
 
-# The floor's exact sets are drawn and represented in chunks of at most this many numbers (n x d each
-# set), so that 100 sets of 1000 samples at d = 1000 never hold 10^8 doubles at once.
-FLOOR_CHUNK_NUMBERS = 2 ** 22
-
-
 def posterior_reference(posterior, exact_samples, n: int, generator, seed: int = 0,
                         floor_repeats: int = 0) -> PosteriorReference:
     """The PosteriorReference of sets of n samples against `exact_samples` (m, d) of `posterior`.
@@ -216,19 +235,18 @@ def posterior_reference(posterior, exact_samples, n: int, generator, seed: int =
 
 def _floors(posterior, table: dict, n: int, seed: int, repeats: int) -> dict:
     """Each metric of `table` on `repeats` exact sets of n (stats.floor_of), the sets drawn from
-    FLOOR_SEED + seed in chunks of whole sets (FLOOR_CHUNK_NUMBERS)."""
+    FLOOR_SEED + seed in chunks of whole sets (BATCH_NUMBERS)."""
     generator = torch.Generator().manual_seed(FLOOR_SEED + seed)
-    per_chunk = max(1, FLOOR_CHUNK_NUMBERS // (n * posterior.means.shape[1]))
+    per_chunk = max(1, BATCH_NUMBERS // (n * posterior.means.shape[1]))
     values = {name: [] for name in table}
     for first in range(0, repeats, per_chunk):
         sets = min(per_chunk, repeats - first)
         pool = posterior.sample(sets * n, generator)
         for name, metric in table.items():
-            rows = metric.represent(pool)
-            values[name] += [metric.score(rows[i * n:(i + 1) * n]) for i in range(sets)]
+            values[name].append(score_sets(metric, metric.represent(pool), torch.arange(sets * n).reshape(sets, n)))
     floors = {}
     for name, scores in values.items():
-        floor = stats.floor_of(scores, key=name)
+        floor = stats.floor_of(torch.cat(scores).numpy(), key=name)
         floors.update({f"{name}_floor": floor.mean, f"{name}_floor_low": floor.low, f"{name}_floor_high": floor.high})
     return floors
 
@@ -253,16 +271,14 @@ def posterior_metrics(samples, reference: PosteriorReference, truth, resamples: 
     if reference.covariance is not None:
         exact_cov = reference.covariance
         values["posterior_cov_error"] = ((flat.T.cov() - exact_cov).norm() / exact_cov.norm().clamp(min=1e-20)).item()
-    # the rows of stats.sampling_replicates (stats.resample_rows), as a torch index: indexing a tensor
-    # with a numpy array costs more than the metrics here
+    # the rows of stats.sampling_replicates (stats.resample_rows), as a torch index
     resampled = torch.from_numpy(stats.resample_rows(len(flat), resamples, reference.seed)) \
         if resamples and len(flat) > 1 else None
     for name, metric in reference.table.items():
         rows = metric.represent(flat)
-        values[name] = metric.score(rows)
+        values[name] = float(metric.score(rows))
         if resampled is not None:
-            replicates = [metric.score(rows.index_select(0, index)) for index in resampled]
-            values[f"{name}_se"] = float(torch.tensor(replicates, dtype=torch.float64).std())
+            values[f"{name}_se"] = float(score_sets(metric, rows, resampled).std())
     values.update(reference.floors)
     return values
 
