@@ -130,6 +130,7 @@ def earlier_scoring(revision: str, dataset, options):
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("metrics_before", path)
     old = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = old       # its dataclasses look their module up
     spec.loader.exec_module(old)
     metrics = options["metrics"]
 
