@@ -19,6 +19,7 @@ CONFIG = {
     "samplers": {"ddim": {"family": "ddim", "steps": [3, 5]}},
     "data": {"n_train": 100, "n_reference": 200},
     "sampling": {"n_samples": 100},
+    "metrics": {"bootstrap_resamples": 20},     # few: the bootstrap's cost is not what these tests are about
     "restoration": {"tasks": {"half": {"operator": "inpaint_random", "noise_std": 0.05, "data_range": "zero_one"}},
                     "restorers": {"ddrm": {"family": "ddrm", "steps": 4}}, "n_measurements": 2, "n_samples": 5},
 }
@@ -60,8 +61,9 @@ def test_a_broken_run_is_recorded_as_failed_and_loses_no_other_run(sweep):
         ("generation", "ok", good["row"], good["identity"])
     assert record["nfe"] > 0 and record["metrics"]["sliced_w2"] > 0
     assert record["fused_with"] == 2    # drew in a fused group of both runs: its wall_s is its share
-    assert record["archive"] == "generation.archive" and set(record["files"]) == {"samples.npz"}
-    assert record["files"]["samples.npz"]["offset"] == 0 and len(record["files"]["samples.npz"]["sha256"]) == 64
+    assert record["archive"] == "generation.archive" and set(record["files"]) == {"samples.npz", "bootstrap.npz"}
+    assert min(file["offset"] for file in record["files"].values()) == 0
+    assert len(record["files"]["samples.npz"]["sha256"]) == 64
     assert runs.read_run_arrays(results, good["id"])["x"].shape == (100, 2)
     failure = runs.read_record(results, broken["id"])
     assert (failure["status"], failure["nfe"], failure["log"]) == ("failed", None, "job.log")
@@ -126,8 +128,8 @@ def test_keep_samples_changes_what_is_stored_and_no_metric(sweep, tmp_path, kind
         results = tmp_path / str(keep)
         run_shard(sweep, kind, [run], keep=keep, results=results)
         records[keep] = runs.read_record(results, run["id"])
-        if keep == "none":
-            assert records[keep]["files"] == {}
+        if keep == "none":     # the bootstrap's replicates are no samples: kept for paired comparisons
+            assert set(records[keep]["files"]) == ({"bootstrap.npz"} if kind == "generation" else set())
             with pytest.raises(runs.NoSamples, match=f"run {run['id']} stored no samples.npz"):
                 runs.read_run_arrays(results, run["id"])
         else:
@@ -212,3 +214,74 @@ def test_the_data_scale_is_the_reference_sets_centre_and_extent():
     assert loop.divergence(at_the_edge * 1e6, scale, 0) is None
     assert loop.divergence(at_the_edge * math.inf, scale, 0).startswith("not finite: 1 of 1 samples")
     assert loop.divergence(at_the_edge, scale, 2.0).startswith("ran away")
+
+
+# --- the estimator's own sampling error per run (docs/statistics.md) and pairing ---------------
+
+def test_a_generation_run_stores_its_bootstrap_and_the_se_of_the_metric_it_recorded(sweep, tmp_path):
+    import numpy as np
+    import torch
+
+    from diffsweep import metrics, stats
+
+    cfg, grid, _, data = sweep
+    run = ds_grid.run_dict(min(grid.of_kind("generation").values(), key=lambda r: r.id))
+    run_shard(sweep, "generation", [run], results=tmp_path)
+    record = runs.read_record(tmp_path, run["id"])
+    replicates = runs.read_run_arrays(tmp_path, run["id"], "bootstrap.npz")
+    resamples = cfg["metrics"]["bootstrap_resamples"]
+    assert {name: (array.dtype, array.shape) for name, array in replicates.items()} == \
+        {name: (np.float32, (resamples,)) for name in ("sliced_w2", "mmd", "energy_distance")}
+    for name, array in replicates.items():
+        assert record["metrics"][f"{name}_se"] == pytest.approx(array.astype(float).std(ddof=1), rel=1e-6)
+        assert record["metrics"][f"{name}_se"] > 0
+    # in the job: the fast paths with the run's settings and seed, the estimate computed afresh, give
+    # the values finish records, and finish's se are their replicates' sd (float64 samples here)
+    _, model, reference_path = grid.runs[run["id"]], ds_grid.model_dict(grid.runs[run["id"]].model), \
+        data / "data" / grid.runs[run["id"]].model.data.id / "reference.npz"
+    resamples = 20
+    options = {k: v for k, v in cfg["metrics"].items() if k != "likelihood"}
+    job, _ = loop.start_job("generation", model, reference_path, None, tmp_path, torch.device("cpu"), None, None,
+                            {"metrics": {**options, "bootstrap_resamples": resamples}}, 0)
+    samples = job.reference[:150].double() + 0.1 * torch.randn(150, 2, generator=torch.Generator().manual_seed(4),
+                                                                 dtype=torch.float64)
+    recorded = job.finish(run, samples, tmp_path / "staged")["metrics"]
+    options, seed, reference = cfg["metrics"], run["seed"], job.reference.double()
+    directions = metrics.random_directions(options["n_projections"], 2, torch.Generator().manual_seed(seed))
+    fresh = {"sliced_w2": stats.sliced_w2_replicates(samples, reference, directions, resamples, seed),
+             "mmd": stats.mmd_replicates(samples, reference, options["mmd_bandwidths"], resamples, seed),
+             "energy_distance": stats.energy_distance_replicates(samples, reference, resamples, seed)}
+    for name, (estimate, fresh_replicates) in fresh.items():
+        assert estimate == recorded[name], name
+        assert recorded[f"{name}_se"] == fresh_replicates.std(ddof=1), name
+
+
+def test_bootstrap_resamples_0_turns_it_off_and_changes_no_metric(sweep, tmp_path):
+    cfg, grid, _, _ = sweep
+    run = ds_grid.run_dict(min(grid.of_kind("generation").values(), key=lambda r: r.id))
+    off = copy.deepcopy(sweep)
+    off[0]["metrics"]["bootstrap_resamples"] = 0
+    run_shard(off, "generation", [run], results=tmp_path / "off")
+    run_shard(sweep, "generation", [run], results=tmp_path / "on")
+    without, with_se = (runs.read_record(tmp_path / name, run["id"]) for name in ("off", "on"))
+    assert "bootstrap.npz" not in without["files"] and "bootstrap.npz" in with_se["files"]
+    assert without["metrics"] == {k: v for k, v in with_se["metrics"].items() if not k.endswith("_se")}
+    assert run["id"] == ds_grid.run_dict(ds_grid.build(config.prepare(
+        {**copy.deepcopy(CONFIG), "metrics": {"bootstrap_resamples": 7}})).runs[run["id"]])["id"]   # not in run ids
+    assert config.prepare(copy.deepcopy({**CONFIG, "metrics": {}}))["metrics"]["bootstrap_resamples"] == 200
+
+
+def test_a_restoration_row_has_the_se_of_its_means_over_restorations(sweep):
+    _, grid, _, results = sweep
+    (run,) = grid.of_kind("restoration").values()
+    run_shard(sweep, "restoration", [ds_grid.run_dict(run)], results=results / "se")
+    record = runs.read_record(results / "se", run.id)
+    arrays = runs.read_run_arrays(results / "se", run.id)
+    from diffsweep.restoration import metrics as rmetrics
+    import torch
+    for j, row in enumerate(record["measurements"]):
+        per_sample = rmetrics.psnr(torch.as_tensor(arrays["samples"][j], dtype=torch.float64),
+                                   torch.as_tensor(arrays["truth"][j:j + 1], dtype=torch.float64).expand(5, -1))
+        # the stored restorations are float32: the recomputed PSNR agrees to that precision
+        assert row["psnr_se"] == pytest.approx(float(per_sample.std() / math.sqrt(5)), rel=1e-4)
+        assert row["sliced_w2_posterior_se"] > 0 and row["data_consistency_se"] > 0

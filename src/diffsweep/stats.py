@@ -279,15 +279,17 @@ def _integrated_quantiles(y_sorted, n: int):
 
 
 def mmd_replicates(samples, reference, bandwidths, resamples: int = SAMPLE_RESAMPLES, seed: int = 0,
-                   cache: dict | None = None) -> tuple[float, np.ndarray]:
+                   cache: dict | None = None, estimate: float | None = None) -> tuple[float, np.ndarray]:
     """`sampling_replicates(samples, metrics.mmd_rbf with these bandwidths, reference, ...)` from
     one pass over the pairwise kernel values (`_pairwise_replicates`). `bandwidths`: the run's
-    (config `metrics.mmd_bandwidths`, as `metrics.sample_metrics` gets them)."""
+    (config `metrics.mmd_bandwidths`, as `metrics.sample_metrics` gets them). `estimate`: the
+    metric's value if the caller has it (a run's record), else it is computed."""
     import torch
 
     from diffsweep import metrics
 
-    estimate = metrics.mmd_rbf(samples, reference, bandwidths=tuple(bandwidths), cache=cache)
+    if estimate is None:
+        estimate = metrics.mmd_rbf(samples, reference, bandwidths=tuple(bandwidths), cache=cache)
     scales = [1.0 / (2.0 * h * h) for h in bandwidths]
 
     def kernel(squared: torch.Tensor) -> torch.Tensor:
@@ -297,12 +299,13 @@ def mmd_replicates(samples, reference, bandwidths, resamples: int = SAMPLE_RESAM
 
 
 def energy_distance_replicates(samples, reference, resamples: int = SAMPLE_RESAMPLES, seed: int = 0,
-                               cache: dict | None = None) -> tuple[float, np.ndarray]:
+                               cache: dict | None = None, estimate: float | None = None) -> tuple[float, np.ndarray]:
     """`sampling_replicates(samples, metrics.energy_distance, reference, ...)` from one pass over
-    the pairwise distances (`_pairwise_replicates`)."""
+    the pairwise distances (`_pairwise_replicates`); `estimate` as in `mmd_replicates`."""
     from diffsweep import metrics
 
-    estimate = metrics.energy_distance(samples, reference, cache=cache)
+    if estimate is None:
+        estimate = metrics.energy_distance(samples, reference, cache=cache)
     # energy = 2 between - within_x - within_y
     return estimate, _pairwise_replicates(samples, reference, estimate, lambda squared: squared.sqrt(),
                                           -1.0, 2.0, resamples, seed)

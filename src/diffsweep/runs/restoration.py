@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from diffsweep import io, restoration
+from diffsweep import io, restoration, stats
 from diffsweep.noise import make_schedule
 from diffsweep.restoration import metrics as rmetrics
 from diffsweep.restoration.posterior import exact_posterior
@@ -34,6 +34,7 @@ class Restoration:
         self.dataset, self.reference, self.dtype, self.device = dataset, reference, dtype, device
         self.metric_options, self.strips = options["metrics"], options["strips"]
         self.keep = options.get("keep_samples", "all")
+        self.resamples = options.get("bootstrap_resamples", stats.SAMPLE_RESAMPLES)   # config metrics.bootstrap_resamples
         self.fidelity = fidelity
         self.lpips, self.lpips_status = rmetrics.Lpips.from_options(self.metric_options, dataset.is_image, device)
         if self.lpips is None:
@@ -69,13 +70,15 @@ class Restoration:
             if scored:
                 values = rmetrics.measurement_metrics(samples[j], truth[j], y[j], operator.restrict(j), noise_std)
                 if self.lpips is not None:
-                    values["lpips"] = self.lpips(samples[j], truth[j:j + 1].expand_as(samples[j])).mean().item()
+                    values.update(rmetrics.mean_and_se("lpips", self.lpips(samples[j],
+                                                                           truth[j:j + 1].expand_as(samples[j]))))
                     values["lpips_of_mean"] = self.lpips(samples[j].mean(0, keepdim=True), truth[j:j + 1]).item()
                 if self.dataset.mixture is not None:
                     posterior = exact_posterior(self.dataset.mixture, operator.restrict(j).matrix(), y[j].flatten(),
                                                 noise_std)
                     exact = posterior.sample(self.metric_options["posterior_samples"], metric_generator)
-                    values.update(rmetrics.posterior_metrics(samples[j], posterior, truth[j], exact, metric_generator))
+                    values.update(rmetrics.posterior_metrics(samples[j], posterior, truth[j], exact, metric_generator,
+                                                             self.resamples, run["seed"]))
                     exact_means.append(posterior.mean().reshape(shape))
             rows.append({"measurement": j, **values, **run_values, "lpips_status": self.lpips_status,
                          **{f"{name}_status": why for name, why in run_skipped.items()}})
