@@ -285,3 +285,93 @@ def test_a_restoration_row_has_the_se_of_its_means_over_restorations(sweep):
         # the stored restorations are float32: the recomputed PSNR agrees to that precision
         assert row["psnr_se"] == pytest.approx(float(per_sample.std() / math.sqrt(5)), rel=1e-4)
         assert row["sliced_w2_posterior_se"] > 0 and row["data_consistency_se"] > 0
+
+
+class FirstDraw(Exception):
+    """Raised by the spy on initial_sample: the test needs the start, not the samples."""
+
+
+def starts(module, monkeypatch) -> list:
+    """Spy on `module.initial_sample`: each call's start and noise source are appended, then FirstDraw."""
+    seen = []
+
+    def spy(*args, **kwargs):
+        x = loop_source.initial_sample(*args, **kwargs)
+        seen.append((x, args[3]))
+        raise FirstDraw
+    monkeypatch.setattr(module, "initial_sample", spy)
+    return seen
+
+
+from diffsweep.runs import source as loop_source  # noqa: E402
+
+
+def assert_paired(draws, rows: int) -> None:
+    """Every start is the same standard normal draw up to its scale (init: unit, sigma_max, vp_prior),
+    row by row, and every noise source's next draw is the same."""
+    import torch
+
+    first, noise = draws[0]
+    unit = first[:rows] / first[:rows].std()
+    following = noise(torch.empty_like(first))[:rows]
+    for x, other_noise in draws[1:]:
+        torch.testing.assert_close(x[:rows] / x[:rows].std(), unit, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(other_noise(torch.empty_like(x))[:rows], following, rtol=0, atol=0)
+
+
+def test_generation_runs_sharing_a_seed_start_from_the_same_draw_whatever_the_sampler_and_steps(monkeypatch):
+    """Every sampler family of the registry, at two step counts: the initial draw (and the next noise
+    draw) of a seed is the same, so runs of one seed are paired (docs/statistics.md, Pairing)."""
+    import torch
+
+    from diffsweep.runs import generation
+
+    presets = {f"{family}_{steps}": {"family": family, "steps": steps}
+               for family in samplers.names() for steps in (4, 6)}
+    cfg = config.prepare({**copy.deepcopy(CONFIG), "samplers": presets, "sampling": {"n_samples": 300},
+                          "seeds": [0, 1]})
+    grid = ds_grid.build(cfg)
+    seen = starts(generation, monkeypatch)
+    by_seed = {}
+    for run in sorted(grid.of_kind("generation").values(), key=lambda r: r.id):
+        with pytest.raises(FirstDraw):
+            generation.draw_samples(ds_grid.run_dict(run), None, 2, torch.float64, "cpu")
+        by_seed.setdefault(run.seed, []).append(seen[-1])
+    assert {seed: len(draws) for seed, draws in by_seed.items()} == {0: len(presets), 1: len(presets)}
+    for draws in by_seed.values():
+        assert_paired(draws, 300)
+    assert not torch.allclose(by_seed[0][0][0], by_seed[1][0][0])     # another seed, another draw
+
+
+def test_restorers_sharing_a_seed_see_the_same_measurements_and_noise_streams(monkeypatch):
+    """Truth, random mask and measurement noise y of a (seed, measurement) are the same for every
+    restorer, and so are the restorers' start and noise streams per restoration."""
+    import torch
+
+    from diffsweep import data, restoration
+    from diffsweep.runs import restoration as restoration_job
+
+    restorers = {name: {"family": name, "steps": 5} for name in ("ddrm", "dps", "pigdm", "twisted_smc", "daps")}
+    cfg = config.prepare({**copy.deepcopy(CONFIG), "restoration": {
+        **CONFIG["restoration"], "restorers": restorers, "n_measurements": 3, "n_samples": 6, "seeds": [0, 1]}})
+    grid = ds_grid.build(cfg)
+    dataset = data.make_dataset("gmm", preset="ring8")
+    reference = dataset.sample(50, torch.Generator().manual_seed(9)).double()
+    measured, seen = {}, starts(restoration_job, monkeypatch)
+    for run in grid.of_kind("restoration").values():
+        run = ds_grid.run_dict(run)
+        operator, truth, y = restoration_job.measure(run, dataset, reference, torch.Generator().manual_seed(run["seed"]))
+        with pytest.raises(FirstDraw):
+            restoration_job.restore(run, None, operator, y, (2,), torch.float64, "cpu")
+        measured.setdefault(run["seed"], []).append((operator.arrays(), truth, y, seen[-1]))
+    assert {seed: len(runs_of_seed) for seed, runs_of_seed in measured.items()} == {0: 5, 1: 5}
+    for runs_of_seed in measured.values():
+        arrays, truth, y, _ = runs_of_seed[0]
+        for other_arrays, other_truth, other_y, _ in runs_of_seed[1:]:
+            assert other_arrays.keys() == arrays.keys()
+            for key in arrays:
+                torch.testing.assert_close(torch.as_tensor(other_arrays[key]), torch.as_tensor(arrays[key]), rtol=0, atol=0)
+            torch.testing.assert_close(other_truth, truth, rtol=0, atol=0)
+            torch.testing.assert_close(other_y, y, rtol=0, atol=0)
+        assert_paired([start for *_, start in runs_of_seed], 18)
+    assert not torch.equal(measured[0][0][2], measured[1][0][2])     # another seed, other measurements
