@@ -35,9 +35,10 @@ def needed(grid, metric_options: dict) -> dict[str, dict]:
     the sample count and the metric settings."""
     from diffsweep import data
     from diffsweep import grid as ds_grid
+    from diffsweep.runs import kinds
 
     settings, floors = settings_of(metric_options), {}
-    for run in grid.of_kind("generation").values():
+    for run in grid.of_kind(kinds.GENERATION.name).values():
         spec = run.model.data
         if not data.is_analytic(spec.family):
             continue
