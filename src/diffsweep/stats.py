@@ -255,12 +255,18 @@ def sliced_w2_replicates(samples, reference, directions, resamples: int = SAMPLE
     all_counts = torch.as_tensor(_resample_counts(n, resamples, seed), device=x.device)
     # sum_i c_i x_i^2 of every resample at once: counts by row times the squared projections by row.
     square_terms = (all_counts.to(xs.dtype) @ torch.empty_like(xs).scatter_(1, order, xs ** 2).T) / n
+    # Flat views: index_select, take and dot are about twice as fast as indexing, gather and sum here.
+    projections = xs.shape[0]
+    flat_order, flat_integrated = order.reshape(-1), integrated.reshape(-1)
+    offsets = (torch.arange(projections, device=x.device) * (n + 1))[:, None]     # row p of G in the flat view
+    flat_steps, square_totals = steps.reshape(-1), square_terms.sum(dim=1)
+    reference_total = reference_term.sum()
     replicates = []
-    for counts, square_term in zip(all_counts, square_terms):
-        upper = torch.cumsum(counts[order], dim=1)             # C_i of each sorted position
-        cross = (integrated.gather(1, upper) * steps).sum(dim=1)
-        w2_squared = square_term + reference_term - 2.0 * cross
-        replicates.append(math.sqrt(max(float(w2_squared.mean()), 0.0)))
+    for counts, square_total in zip(all_counts, square_totals):
+        upper = torch.cumsum(counts.index_select(0, flat_order).view(projections, n), dim=1)   # C_i per position
+        cross = torch.dot(flat_integrated.take((upper + offsets).view(-1)), flat_steps)        # summed over projections
+        mean_w2_squared = (square_total + reference_total - 2.0 * cross) / projections
+        replicates.append(math.sqrt(max(float(mean_w2_squared), 0.0)))
     return estimate, np.array(replicates)
 
 
