@@ -7,7 +7,7 @@ of a 100k-run sweep, and the null and planted-difference figures of the oracle t
 repeats than the test suite runs. Prints figures and the load average; asserts nothing.
 
     python bench/stats_cost.py [--samples 2000] [--reference 5000] [--resamples 200] [--slow-resamples 3]
-                               [--skip-oracle] [--per-run [--repeats 3]]
+                               [--skip-oracle] [--per-run [--repeats 3] [--skip-floors]]
 """
 
 from __future__ import annotations
@@ -45,11 +45,12 @@ def main() -> None:
     parser.add_argument("--skip-oracle", action="store_true", help="leave out the null and planted figures")
     parser.add_argument("--per-run", action="store_true", help="only the cost per run of the default grid")
     parser.add_argument("--repeats", type=int, default=3, help="finish calls timed per setting (--per-run)")
+    parser.add_argument("--skip-floors", action="store_true", help="--per-run without the floor jobs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     if args.per_run:
-        per_run(args.resamples, args.repeats)
+        per_run(args.resamples, args.repeats, not args.skip_floors)
         print(f"load average after: {os.getloadavg()[0]:.1f}")
         return
     ring = gmm.ring_mixture()
@@ -126,7 +127,7 @@ def oracle_figures(exact) -> None:
         print(f"planted shift {shift} on ring8 (radius 4), 512 samples, {n_seeds} paired seeds: best in {detected}/20")
 
 
-def per_run(resamples: int, repeats: int) -> None:
+def per_run(resamples: int, repeats: int, with_floors: bool = True) -> None:
     """What metrics.bootstrap_resamples adds to a generation run's finish on the default grid's
     datasets and sample counts (config/config.yaml: ring8 and grid25 at 2000 samples, digits_gmm at
     1000, 5000 reference samples), bootstrap on and off timed alternately in this process (CPU
@@ -167,7 +168,7 @@ def per_run(resamples: int, repeats: int) -> None:
             print(f"{name} ({n} samples, {runs} runs of the default grid): finish {off:.2f} s without the bootstrap, "
                   f"{on:.2f} s with {resamples} resamples (+{on - off:.2f} s a run, {on / off:.1f}x; "
                   f"min/max on {min(times['on']):.2f}/{max(times['on']):.2f} s, n = {repeats})")
-            if (name, n) in needed:
+            if with_floors and (name, n) in needed:
                 key, floor_spec = needed[(name, n)]
                 cache = {}
                 seconds = timed(lambda: [floors.exact_floor(dataset, reference, n, metric, key, floor_spec["n_projections"],
