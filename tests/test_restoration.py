@@ -362,6 +362,38 @@ def test_exact_posterior_sample_sits_3db_below_the_mmse_bound():
     assert 10 * math.log10(mse_sample / mse_mean) == pytest.approx(3.01, abs=0.4)
 
 
+def test_posterior_sliced_w2_and_its_bootstrap_se_are_of_the_metric_with_the_same_projections():
+    """`sliced_w2_posterior` is sliced_wasserstein2 with the metric generator's next projections, with
+    or without its bootstrap, and the generator is left where the metric alone leaves it; the se is
+    the replicates' sd of stats.sliced_w2_replicates with those projections and the run's seed."""
+    from diffsweep import metrics as sample_metrics, stats
+
+    prior = GaussianMixture(torch.ones(1), torch.zeros(1, 4), torch.eye(4)[None] * 0.5)
+    posterior = exact_posterior(prior, torch.eye(4)[:2].double(), torch.zeros(2, dtype=torch.float64), 0.1)
+    exact = posterior.sample(200, torch.Generator().manual_seed(1))
+    samples = posterior.sample(6, torch.Generator().manual_seed(2)).reshape(6, 1, 2, 2)
+    truth = torch.zeros(1, 2, 2, dtype=torch.float64)
+    values, generators = {}, {}
+    for resamples in (0, 30):
+        generators[resamples] = torch.Generator().manual_seed(3)
+        values[resamples] = rmetrics.posterior_metrics(samples, posterior, truth, exact, generators[resamples],
+                                                       resamples, seed=4)
+    alone = torch.Generator().manual_seed(3)
+    expected = sample_metrics.sliced_wasserstein2(samples.flatten(1), exact, generator=alone)
+    assert values[0]["sliced_w2_posterior"] == values[30]["sliced_w2_posterior"] == expected
+    assert "sliced_w2_posterior_se" not in values[0]
+    directions = sample_metrics.random_directions(256, 4, torch.Generator().manual_seed(3))
+    _, replicates = stats.sliced_w2_replicates(samples.flatten(1), exact, directions, 30, 4)
+    assert values[30]["sliced_w2_posterior_se"] == replicates.std(ddof=1) > 0
+    assert torch.equal(torch.rand(3, generator=generators[30]), torch.rand(3, generator=alone))
+
+
+def test_a_mean_over_restorations_has_the_standard_error_of_a_mean():
+    values = rmetrics.mean_and_se("psnr", torch.tensor([20.0, 22.0, 24.0, 26.0]))
+    assert values == {"psnr": 23.0, "psnr_se": pytest.approx(math.sqrt(20 / 3) / 2, rel=1e-12)}
+    assert rmetrics.mean_and_se("psnr", torch.tensor([21.0])) == {"psnr": 21.0}     # one restoration: no se
+
+
 # --- LPIPS (backbone from a local file; a randomly initialised torchvision AlexNet stands in for ImageNet weights)
 
 @pytest.fixture(scope="module")
