@@ -38,13 +38,12 @@ def needed(grid, metric_options: dict) -> dict[str, dict]:
     from diffsweep.runs import kinds
 
     settings, floors = settings_of(metric_options), {}
-    for run in grid.of_kind(kinds.GENERATION.name).values():
-        spec = run.model.data
-        if not data.is_analytic(spec.family):
-            continue
-        key = stats.floor_key(spec.id, run.n_samples, "+".join(METRICS), spec.id, **settings)
-        if key not in floors:
-            floors[key] = {"data": ds_grid.data_dict(spec), "n_samples": run.n_samples, **settings}
+    # distinct (dataset, sample count) first: a 100k-run grid has a handful, hashed once each
+    sizes = {(run.model.data.id, run.n_samples): run.model.data for run in grid.of_kind(kinds.GENERATION.name).values()}
+    for (data_id, n_samples), spec in sizes.items():
+        if data.is_analytic(spec.family):
+            key = stats.floor_key(data_id, n_samples, "+".join(METRICS), data_id, **settings)
+            floors[key] = {"data": ds_grid.data_dict(spec), "n_samples": n_samples, **settings}
     return dict(sorted(floors.items()))
 
 
