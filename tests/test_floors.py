@@ -60,3 +60,6 @@ def test_the_floor_columns_join_on_dataset_and_sample_count(tmp_path):
     assert joined.attrs == table.attrs and list(joined["run_id"]) == ["a", "b", "c"]
     without = floors.with_floors(table, [])
     assert all(math.isnan(v) for v in without["mmd_floor_low"]) and without["mmd_floor"].dtype == "float64"
+    io.write_json(tmp_path / "bad.json", {"data_id": "ring8-a", "n_samples": 100})
+    with pytest.raises(io.UnreadableFile, match="bad.json: cannot be read as a floor file .*KeyError: 'sliced_w2'"):
+        floors.with_floors(table, [tmp_path / "bad.json"])

@@ -113,9 +113,12 @@ def with_floors(generation, floor_paths):
     rows = []
     for path in floor_paths:
         record = io.read_json(path)
-        rows.append({"data_id": record["data_id"], "n_samples": record["n_samples"],
-                     **{f"{metric}_{suffix}": float(record[metric][field]) for metric in METRICS
-                        for suffix, field in FLOOR_SUFFIXES.items()}})
+        try:
+            rows.append({"data_id": str(record["data_id"]), "n_samples": int(record["n_samples"]),
+                         **{f"{metric}_{suffix}": float(record[metric][field]) for metric in METRICS
+                            for suffix, field in FLOOR_SUFFIXES.items()}})
+        except (KeyError, TypeError, ValueError) as error:    # a results folder may come from elsewhere
+            raise io.unreadable(path, "a floor file (rule floor; delete it to recompute it)", error) from None
     if not rows or generation.empty:
         merged = generation.assign(**{column: math.nan for column in columns})
     else:
