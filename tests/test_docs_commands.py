@@ -39,6 +39,8 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 NOT_RUN = {
     "diffsweep grid --config my_config.yaml":
         "needs the doc's plugin file and config: tests/test_plugin.py runs it with both (docs/adding-a-sampler.md)",
+    "diffsweep diff before/results results --html diff.html":
+        "needs a second sweep: tests/test_sweep_diff.py runs it on two sweeps (docs/tables.md)",
 }
 
 

@@ -202,3 +202,85 @@ def test_a_log_axis_within_a_factor_of_two_stays_linear():
         style.log_axes(ax, x=True, y=True)
         assert (ax.get_xscale(), ax.get_yscale()) == ("log", scale), values
         plt.close(fig)
+
+
+# --- intervals, floors and lines told apart (#21, #25) ------------------------------------------
+
+def test_a_point_is_the_mean_with_the_seed_interval_and_one_run_its_own_sampling_interval():
+    from diffsweep import stats
+
+    frame = pd.DataFrame({"sampler": ["a"] * 3 + ["b", "c"], "nfe": [10] * 5, "sliced_w2": [1.0, 1.2, 1.7, 2.0, 3.0],
+                          "sliced_w2_se": [0.5, 0.5, 0.5, 0.1, float("nan")]})
+    points = lines.point_intervals(frame, ["sampler", "nfe"], "sliced_w2").set_index("sampler")
+    three = stats.seed_interval([1.0, 1.2, 1.7])
+    assert points.loc["a", "mean"] == pytest.approx(three.estimate)
+    assert points.loc["a", "half"] == pytest.approx(three.half_width) and points.loc["a", "basis"] == lines.SEEDS
+    assert points.loc["b", "half"] == pytest.approx(1.959964 * 0.1) and points.loc["b", "basis"] == lines.SAMPLING
+    assert pd.isna(points.loc["c", "half"]) and points.loc["c", "basis"] == lines.NONE
+
+
+def test_the_floor_is_a_line_and_band_in_each_panel_that_has_it(captured):
+    frame = generation_frame()
+    on_ring = frame["model"] == "oracle"
+    frame = frame.assign(sliced_w2_floor=0.05, sliced_w2_floor_low=0.04, sliced_w2_floor_high=0.06)
+    frame.loc[~on_ring, ["sliced_w2_floor", "sliced_w2_floor_low", "sliced_w2_floor_high"]] = float("nan")
+    lines.metric_vs_nfe(frame, "sliced_w2", "unused.png")
+    (fig,) = captured
+    floors = {ax.get_title(): [tuple(line.get_ydata()) for line in ax.lines if line.get_label().startswith("floor")]
+              for ax in fig.axes}
+    assert floors == {"oracle": [(0.05, 0.05)], "mlp": []}          # one dataset: a panel per model
+    assert "the floor" in fig.get_suptitle() and "95% t interval (n = 3)" in fig.get_suptitle()
+
+
+def drawn_lines(ax):
+    """The data lines of a panel (not the floor, not matplotlib's own)."""
+    return [line for line in ax.lines if not line.get_label().startswith(("_", "floor"))]
+
+
+def test_the_default_grids_figures_tell_every_line_of_a_panel_apart(captured):
+    """The default grid's shape: 16 sampler presets of 9 families (11 of them on ring8), 13 restorers of
+    13 families, 10 of them at NFE 20. A panel holds no more lines than the palette has hues, no two
+    lines look alike, and single points at one NFE are dodged apart."""
+    families = {"rw_sigmoid": "random_walk", "rw_vp": "random_walk", "digits_rw": "random_walk", "ncsn": "ncsn",
+                "ddpm": "ddpm", "ddim": "ddim", "digits_ddim": "ddim", "sde_ve": "sde_euler", "sde_vp": "sde_euler",
+                "pc_ve": "pc", "ode_heun": "pf_ode", "digits_heun": "pf_ode", "edm_churn": "edm",
+                "digits_edm_churn": "edm", "dpmpp_2m": "dpmpp_2m", "digits_dpmpp_2m": "dpmpp_2m"}
+    rows = [{"run_id": f"{p}{m}{k}{s}", "dataset": "digits_gmm" if p.startswith("digits") else "ring8", "model": m,
+             "sampler": p, "sampler_family": f, "steps": k, "seed": s, "status": "ok", "nfe": k,
+             "sliced_w2": 1 / k + s / 100} for p, f in families.items() for m in ("oracle", "mlp") for k in (10, 40)
+            for s in (0, 1)]
+    frame = tables.with_params(tables.typed_frame(rows), ["dataset", "model", "sampler", "sampler_family", "steps",
+                                                          "seed"])
+    lines.metric_vs_nfe(frame, "sliced_w2", "unused.png")
+    restorers = ["rw_cond", "dps", "replacement", "ddrm", "diffpir", "pigdm", "repaint", "ilvr", "ddnm", "ddnm_plus",
+                 "red_diff", "daps", "smc"]
+    rows = [{"run_id": f"{r}{m}", "model": "oracle", "task": "box", "restorer": r, "restorer_family": r, "steps": k,
+             "seed": 0, "measurement": m, "status": "ok", "nfe": k, "psnr": 20.0 + m}
+            for r in restorers for k in ({"rw_cond": 30, "dps": 100, "replacement": 50}.get(r, 20),) for m in (0, 1)]
+    lines.restoration_vs_nfe(tables.with_params(tables.typed_frame(rows), ["model", "task", "restorer", "steps",
+                                                                           "seed"]), "psnr", "unused.png")
+    generation, restoration = captured
+    for fig in captured:
+        assert figure_problems(fig) == []
+        for ax in fig.axes:
+            drawn = drawn_lines(ax)
+            assert 0 < len(drawn) <= len(style.FAMILY_HUES), ax.get_title()
+            looks = {(line.get_color() if isinstance(line.get_color(), str) else tuple(line.get_color()),
+                      line.get_marker(), line.get_linestyle()) for line in drawn}
+            assert len(looks) == len(drawn), f"two lines look alike in '{ax.get_title()}'"
+    shown = {line.get_label() for ax in generation.axes for line in drawn_lines(ax)}
+    assert shown == set(families)
+    at_20 = [float(line.get_xdata()[0]) for ax in restoration.axes for line in drawn_lines(ax)
+             if 15 < line.get_xdata()[0] < 25]
+    assert len(at_20) == 10 and len(set(at_20)) == 10                   # dodged: no two bars on one another
+
+
+def test_family_groups_fit_the_palette_and_keep_a_family_together():
+    families = {**{f"rw{i}": "random_walk" for i in range(10)}, "ddim": "ddim", "ddpm": "ddpm"}
+    groups = style.family_groups(families)
+    assert all(len(group) <= style.MAX_LINES_PER_PANEL for group in groups)
+    assert sorted(s for group in groups for s in group) == sorted(families)
+    assert groups[0] == ["ddim", "ddpm"]                                # families in name order, kept together
+    for group in groups:
+        looks = style.line_styles(group, families)
+        assert len(set(looks.values())) == len(group)

@@ -14,6 +14,7 @@ CASES = [
     ("sr_bicubic", {"factor": 2}), ("sr_bicubic", {"factor": 4}), ("sr_avgpool", {"factor": 2}),
     ("inpaint_random", {"missing": 0.5}), ("inpaint_box", {"size": 3}), ("inpaint_half", {"side": "top"}),
     ("deblur_gaussian", {"kernel_size": 5, "std": 1.0}), ("deblur_motion", {"kernel_size": 5, "intensity": 0.5}),
+    ("random_matrix", {"measurements": 5}), ("random_projection", {"measurements": 7}),
 ]
 
 
@@ -47,7 +48,7 @@ def test_seeding_is_deterministic(name, params):
     assert torch.equal(first.matrix(), again.matrix())
     for key, value in first.arrays().items():
         assert np.array_equal(value, again.arrays()[key])
-    if name in ("inpaint_random", "inpaint_box", "deblur_motion"):
+    if name in ("inpaint_random", "inpaint_box", "deblur_motion", "random_matrix", "random_projection"):
         assert not torch.equal(first.matrix(), other.matrix())
 
 
@@ -360,32 +361,6 @@ def test_exact_posterior_sample_sits_3db_below_the_mmse_bound():
         mse_mean += ((posterior.mean() - truth[0]) ** 2).mean().item()
         mse_sample += ((posterior.sample(1, generator)[0] - truth[0]) ** 2).mean().item()
     assert 10 * math.log10(mse_sample / mse_mean) == pytest.approx(3.01, abs=0.4)
-
-
-def test_posterior_sliced_w2_and_its_bootstrap_se_are_of_the_metric_with_the_same_projections():
-    """`sliced_w2_posterior` is sliced_wasserstein2 with the metric generator's next projections, with
-    or without its bootstrap, and the generator is left where the metric alone leaves it; the se is
-    the replicates' sd of stats.sliced_w2_replicates with those projections and the run's seed."""
-    from diffsweep import metrics as sample_metrics, stats
-
-    prior = GaussianMixture(torch.ones(1), torch.zeros(1, 4), torch.eye(4)[None] * 0.5)
-    posterior = exact_posterior(prior, torch.eye(4)[:2].double(), torch.zeros(2, dtype=torch.float64), 0.1)
-    exact = posterior.sample(200, torch.Generator().manual_seed(1))
-    samples = posterior.sample(6, torch.Generator().manual_seed(2)).reshape(6, 1, 2, 2)
-    truth = torch.zeros(1, 2, 2, dtype=torch.float64)
-    values, generators = {}, {}
-    for resamples in (0, 30):
-        generators[resamples] = torch.Generator().manual_seed(3)
-        values[resamples] = rmetrics.posterior_metrics(samples, posterior, truth, exact, generators[resamples],
-                                                       resamples, seed=4)
-    alone = torch.Generator().manual_seed(3)
-    expected = sample_metrics.sliced_wasserstein2(samples.flatten(1), exact, generator=alone)
-    assert values[0]["sliced_w2_posterior"] == values[30]["sliced_w2_posterior"] == expected
-    assert "sliced_w2_posterior_se" not in values[0]
-    directions = sample_metrics.random_directions(256, 4, torch.Generator().manual_seed(3))
-    _, replicates = stats.sliced_w2_replicates(samples.flatten(1), exact, directions, 30, 4)
-    assert values[30]["sliced_w2_posterior_se"] == replicates.std(ddof=1) > 0
-    assert torch.equal(torch.rand(3, generator=generators[30]), torch.rand(3, generator=alone))
 
 
 def test_a_mean_over_restorations_has_the_standard_error_of_a_mean():

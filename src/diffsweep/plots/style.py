@@ -1,7 +1,9 @@
 """What every figure shares: the one style (`theme`), the limits that keep a figure readable in a
 large sweep (`MAX_SERIES`, `MAX_PANELS`) and how what does not fit is picked (`pick`) and said
-(`left_out`), the runs a figure draws (`finished`), log axes and axis labels, the placeholder of a
-figure without data, and `save` (every format asked for, atomically).
+(`left_out`), the runs a figure draws (`finished`), how lines are told apart (a hue per family, a
+marker and dash within it: `family_groups`, `line_styles`; `dodge` where points coincide), log
+axes and axis labels, the placeholder of a figure without data, and `save` (every format asked
+for, atomically).
 
 Imports matplotlib (headless: the package sets the backend) and seaborn: only jobs that draw import it.
 """
@@ -9,6 +11,7 @@ Imports matplotlib (headless: the package sets the backend) and seaborn: only jo
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -25,11 +28,82 @@ STYLE = {"context": "paper", "style": "whitegrid", "font_scale": 1.1, "palette":
 
 MAX_SERIES = 12   # lines in one figure's legend; beyond it each preset's configurations are pooled into one line
 MAX_PANELS = 12   # rows or columns of a grid of panels (models, presets, configurations); beyond it the best are picked
+# Lines one panel tells apart at a glance: a hue per family, a marker and a dash per line within a
+# family. The hues are Okabe and Ito's eight, chosen to stay apart under colour-blindness (seaborn's
+# colourblind palette has two pinks and two oranges among its first eight); more lines than hues go
+# to small multiples (`family_groups`).
+FAMILY_HUES = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#000000", "#56B4E9", "#F0E442")
+MAX_LINES_PER_PANEL = len(FAMILY_HUES)
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+DASHES = ("-", "--", ":", "-.")
+SHADES = (0.0, -0.3, 0.4, -0.5, 0.6)   # within a family: the hue, darker, lighter, ...
 
 
 def theme() -> None:
     """The one style of every figure (seaborn paper context, colour-blind palette, TrueType in PDFs)."""
     sns.set_theme(**STYLE)
+
+
+@dataclass(frozen=True)
+class LineStyle:
+    colour: tuple
+    marker: str
+    dash: str
+
+
+def family_groups(families: dict, limit: int = MAX_LINES_PER_PANEL) -> list[list]:
+    """The series (`families`: series -> its family) in groups of at most `limit`, drawn as small
+    multiples: families in name order, a family's series kept in one group where they fit (one
+    family of more than `limit` series is cut into groups of `limit`)."""
+    by_family: dict = {}
+    for series in sorted(families, key=str):
+        by_family.setdefault(families[series], []).append(series)
+    groups, current = [], []
+    for family in sorted(by_family, key=str):
+        members = by_family[family]
+        if current and len(current) + len(members) > limit:
+            groups.append(current)
+            current = []
+        for start in range(0, len(members), limit):
+            piece = members[start:start + limit]
+            if len(current) + len(piece) > limit:
+                groups.append(current)
+                current = []
+            current = current + piece
+    return [*groups, current] if current else groups
+
+
+def line_styles(group: list, families: dict) -> dict:
+    """A LineStyle per series of one group (of `family_groups`): a hue per family, in the group's
+    family order; within a family the i-th series gets the i-th shade, marker and dash, so that no
+    two series of a group look alike."""
+    from matplotlib.colors import to_rgb
+
+    hues = [to_rgb(hue) for hue in FAMILY_HUES]
+    family_index, seen = {}, {}
+    styles = {}
+    for series in group:
+        family = families[series]
+        hue = hues[family_index.setdefault(family, len(family_index)) % len(hues)]
+        i = seen[family] = seen.get(family, -1) + 1
+        styles[series] = LineStyle(_shade(hue, SHADES[i % len(SHADES)]), MARKERS[i % len(MARKERS)],
+                                   DASHES[i % len(DASHES)])
+    return styles
+
+
+def _shade(colour, amount: float) -> tuple:
+    """`colour` mixed with black (amount < 0) or white (amount > 0)."""
+    target = 1.0 if amount > 0 else 0.0
+    return tuple(float(c + abs(amount) * (target - c)) for c in colour)
+
+
+def dodge(x, rank: int, count: int, log: bool, span: float, width: float = 0.02) -> np.ndarray:
+    """`x` moved sideways for the `rank`-th of `count` lines that share x values, so that their
+    points and interval bars do not sit on one another: by `width` decades per rank on a log axis,
+    by `width` of `span` (the panel's range of x) on a linear one."""
+    offset = (rank - (count - 1) / 2) * width
+    x = np.asarray(x, dtype=float)
+    return x * 10.0 ** offset if log else x + offset * (span or 1.0)
 
 
 def pick(scores: pd.Series, limit: int, better: str = "lower") -> list:

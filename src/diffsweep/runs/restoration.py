@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 
-from diffsweep import io, restoration, stats
+from diffsweep import io, restoration
 from diffsweep.noise import make_schedule
 from diffsweep.restoration import metrics as rmetrics
+from diffsweep.restoration.operators import measurement_noise_std
 from diffsweep.restoration.posterior import exact_posterior
 from diffsweep.restoration.restorers import Spectral
 from diffsweep.runs.source import call_counted, initial_sample
@@ -34,7 +35,6 @@ class Restoration:
         self.dataset, self.reference, self.dtype, self.device = dataset, reference, dtype, device
         self.metric_options, self.strips = options["metrics"], options["strips"]
         self.keep = options.get("keep_samples", "all")
-        self.resamples = options.get("bootstrap_resamples", stats.SAMPLE_RESAMPLES)   # config metrics.bootstrap_resamples
         self.fidelity = fidelity
         self.lpips, self.lpips_status = rmetrics.Lpips.from_options(self.metric_options, dataset.is_image, device)
         if self.lpips is None:
@@ -64,7 +64,8 @@ class Restoration:
 
         rows, exact_means = [], []
         metric_generator = torch.Generator().manual_seed(run["seed"])
-        noise_std = task["noise_std_effective"]
+        noise_std = measurement_noise_std(operator, task["noise_std_effective"])
+        drawn = {} if operator.drawn_noise_std is None else {"noise_std_drawn": noise_std}
         for j in range(n):
             values = {}
             if scored:
@@ -77,10 +78,12 @@ class Restoration:
                     posterior = exact_posterior(self.dataset.mixture, operator.restrict(j).matrix(), y[j].flatten(),
                                                 noise_std)
                     exact = posterior.sample(self.metric_options["posterior_samples"], metric_generator)
-                    values.update(rmetrics.posterior_metrics(samples[j], posterior, truth[j], exact, metric_generator,
-                                                             self.resamples, run["seed"]))
+                    values.update(rmetrics.posterior_metrics(
+                        samples[j], posterior, truth[j], exact, metric_generator, seed=run["seed"],
+                        floor_repeats=self.metric_options["floor_repeats"],
+                        resamples=self.metric_options["bootstrap_resamples"]))
                     exact_means.append(posterior.mean().reshape(shape))
-            rows.append({"measurement": j, **values, **run_values, "lpips_status": self.lpips_status,
+            rows.append({"measurement": j, **drawn, **values, **run_values, "lpips_status": self.lpips_status,
                          **{f"{name}_status": why for name, why in run_skipped.items()}})
 
         stored = kept(self.keep, k)
@@ -106,7 +109,7 @@ def measure(run: dict, dataset, reference, generator):
     truth = reference[chosen].double().reshape(-1, *dataset.shape)
     operator = family.build(dataset.shape, run["seed"], task["operator_knobs"]).for_measurements(len(truth))
     clean = operator.forward(truth)
-    y = clean + task["noise_std_effective"] * torch.randn(clean.shape, generator=generator, dtype=torch.float64)
+    y = clean + measurement_noise_std(operator, task["noise_std_effective"]) * torch.randn(clean.shape, generator=generator, dtype=torch.float64)
     return operator, truth, y
 
 
@@ -123,7 +126,7 @@ def restore(run: dict, denoiser, operator, y, shape, dtype, device):
     y_rows = y.repeat_interleave(k, dim=0).to(device, dtype)
     rows = operator.restrict(torch.arange(len(y)).repeat_interleave(k))    # sample j * k + i measures image j
     return call_counted(spec.fn, denoiser, device, x, sigmas, noise, rows, y_rows,
-                        run["task"]["noise_std_effective"], **run["knobs"])
+                        measurement_noise_std(operator, run["task"]["noise_std_effective"]), **run["knobs"])
 
 
 def save_strip(operator, y, samples, exact_means, truth, path) -> None:

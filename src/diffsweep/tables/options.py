@@ -14,8 +14,17 @@ FORMATS = tuple(TABLE_FORMATS)
 # Figures: every figure is written in each of these (the suffix picks the format).
 PLOT_FORMATS = ("png", "pdf")
 
-# How a cell aggregates its seeds (name -> what the table's note calls it).
-AGGREGATES = {"mean_std": "mean ± std", "mean": "mean", "median": "median", "min": "minimum", "max": "maximum"}
+# How a cell aggregates its seeds (name -> what the table's note calls it). The means are compared
+# (intervals, paired tests, best and tied: stats.compare_column); the others are shown, not tested.
+AGGREGATES = {"mean_ci": "mean [interval]", "mean_pm": "mean ± interval half-width", "mean": "mean",
+              "median": "median", "min": "minimum", "max": "maximum"}
+TESTED_AGGREGATES = ("mean_ci", "mean_pm", "mean")
+# The interval of a cell over seeds, the paired test of two cells and the default level: the choices of
+# stats.SEED_METHODS and stats.TESTS (stats imports numpy; this module is read at parse time, so they are
+# repeated here and tests/test_tables.py checks them against stats).
+INTERVALS = ("t", "percentile", "bca")
+TESTS = ("t", "wilcoxon", "bootstrap")
+DEFAULT_LEVEL = 0.95
 # What a cell holding runs that differ in more than the seed does: fail, show the best configuration, or pool.
 POOLING = ("error", "best", "mean")
 # Which end of a metric is better.
@@ -38,6 +47,8 @@ METRIC_DIRECTIONS = {
     "psnr_of_mean": "higher", "ssim_of_mean": "higher", "lpips_of_mean": "lower", "psnr_minmax_ref": "higher",
     "psnr_measurement": "higher", "psnr_measurement_minmax_ref": "higher",
     "posterior_mean_error": "lower", "posterior_cov_error": "lower", "sliced_w2_posterior": "lower",
+    "max_sliced_w2_posterior": "lower", "mmse_gap": "lower", "posterior_mode_weight_error": "lower",
+    "coverage_50": "none", "coverage_90": "none",      # calibrated at 0.5 and 0.9: neither end is better
     **{f"{metric}_{extractor}": direction for extractor in ("digits", "inception") for metric, direction in (
         ("fid", "lower"), ("kid", "lower"), ("precision", "higher"), ("recall", "higher"), ("prc_f_score", "higher"),
         ("isc", "higher"))},
