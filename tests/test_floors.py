@@ -30,7 +30,16 @@ def test_one_floor_per_analytic_dataset_and_sample_count():
     assert set(floors.needed(ds_grid.build(changed), changed["metrics"])).isdisjoint(needed)   # settings: new keys
 
 
-def test_a_floor_is_the_metric_of_exact_sets_against_the_reference():
+@pytest.fixture
+def one_thread():
+    """One torch thread, as the floor job has (rule floor: threads 1)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_floor_is_the_metric_of_exact_sets_against_the_reference(one_thread):
     dataset = data.make_dataset("gmm", preset="ring8")
     reference = dataset.sample(300, torch.Generator().manual_seed(7))
     floor = floors.exact_floor(dataset, reference, 64, "sliced_w2", "k", n_projections=16, repeats=8)

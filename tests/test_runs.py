@@ -218,7 +218,19 @@ def test_the_data_scale_is_the_reference_sets_centre_and_extent():
 
 # --- the estimator's own sampling error per run (docs/statistics.md) and pairing ---------------
 
-def test_a_generation_run_stores_its_bootstrap_and_the_se_of_the_metric_it_recorded(sweep, tmp_path):
+@pytest.fixture
+def one_thread():
+    """One torch thread, as a shard job has (rule run_shard: threads 1): the bootstrap's many small
+    tensor operations are slow with threads fighting over a loaded machine's cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_generation_run_stores_its_bootstrap_and_the_se_of_the_metric_it_recorded(sweep, tmp_path, one_thread):
     import numpy as np
     import torch
 
@@ -256,7 +268,7 @@ def test_a_generation_run_stores_its_bootstrap_and_the_se_of_the_metric_it_recor
         assert recorded[f"{name}_se"] == fresh_replicates.std(ddof=1), name
 
 
-def test_bootstrap_resamples_0_turns_it_off_and_changes_no_metric(sweep, tmp_path):
+def test_bootstrap_resamples_0_turns_it_off_and_changes_no_metric(sweep, tmp_path, one_thread):
     cfg, grid, _, _ = sweep
     run = ds_grid.run_dict(min(grid.of_kind("generation").values(), key=lambda r: r.id))
     off = copy.deepcopy(sweep)
@@ -271,7 +283,7 @@ def test_bootstrap_resamples_0_turns_it_off_and_changes_no_metric(sweep, tmp_pat
     assert config.prepare(copy.deepcopy({**CONFIG, "metrics": {}}))["metrics"]["bootstrap_resamples"] == 200
 
 
-def test_a_restoration_row_has_the_se_of_its_means_over_restorations(sweep):
+def test_a_restoration_row_has_the_se_of_its_means_over_restorations(sweep, one_thread):
     _, grid, _, results = sweep
     (run,) = grid.of_kind("restoration").values()
     run_shard(sweep, "restoration", [ds_grid.run_dict(run)], results=results / "se")
