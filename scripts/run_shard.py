@@ -16,7 +16,10 @@ source.use_threads(snakemake.threads)
 model, shard_runs = grid.shard_job(snakemake.config, snakemake.wildcards.shard)
 run_ids = [run["id"] for run in shard_runs]
 states = runs.index(snakemake.params.results, only=set(run_ids))
-today = {run["id"]: fingerprint.of_params(run["identity"]) for run in shard_runs}
+# a trained score source's checkpoint as it is now (retrained first if its training code changed)
+trained = run_code.read_training_note(snakemake.input.checkpoint) if "checkpoint" in snakemake.input.keys() else None
+code_train = {} if trained is None else {"code_train": trained["code_train"]}
+today = {run["id"]: {**fingerprint.of_params(run["identity"]), **code_train} for run in shard_runs}
 stale = run_code.stale_runs(run_ids, states, today.get)
 policy = snakemake.config["code_changes"]
 done = runs.done_runs(snakemake.params.results, run_ids, states, stale, policy)

@@ -170,8 +170,10 @@ def sweep_status(grid, results, config: dict | None = None) -> dict:
 
     all_runs = grid.runs
     states = runs.index(results, keep=["wall_s", *runs.FAILURE_KEYS, *code.CODE_KEYS])
-    stale = code.stale_runs(all_runs, states, code.Today(all_runs))
     policy = (config or {}).get("code_changes", runs.RERUN)
+    training = code.training_check(results, grid.trained_models(), policy, all_runs, states)
+    today = code.Today(all_runs, training.expected)
+    stale = code.stale_runs(all_runs, states, today)
     state, wall, failures = {}, {}, []
     for run_id in sorted(set(states) & set(all_runs)):
         status, record, problem = runs.run_state(results, run_id, states)
@@ -221,7 +223,7 @@ def sweep_status(grid, results, config: dict | None = None) -> dict:
             "by_source": {f"{name} on {dataset} ({model_id})": counts for (name, dataset, model_id), counts
                           in group(lambda r: (r.model.name, r.model.data.name, r.model.id)).items()},
             "remaining_run_s": left, "remaining_unknown_runs": unknown, "failures": failures,
-            "code_changes": policy, "stale": code.report(all_runs, states, stale, results, policy),
+            "code_changes": policy, "stale": [*training.lines, *code.report(all_runs, states, stale, results, policy, today)],
             "stale_runs": {**{run_id: "draw" for run_id in stale.draw}, **{run_id: "evaluate" for run_id in stale.evaluate}},
             "unknown_code": sorted(code.unknown_code(all_runs, states))}
 

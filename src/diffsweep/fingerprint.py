@@ -469,6 +469,12 @@ def evaluate_fingerprint(kind: str) -> Fingerprint:
     return default().evaluate(kind)
 
 
+@functools.lru_cache(maxsize=1)
+def training_fingerprint() -> Fingerprint:
+    """What trains a `trained` score source (Fingerprinter.training), from the installed package, once per process."""
+    return default().training()
+
+
 def draw(kind: str, family: str, schedule: str, source: str, operator: str | None = None) -> str:
     """The digest of what draws a run's samples (Fingerprinter.draw)."""
     return draw_fingerprint(kind, family, schedule, source, operator).digest

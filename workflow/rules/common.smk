@@ -43,12 +43,17 @@ except ds_io.UnreadableFile as error:   # a record file (or the records folder) 
 # Done runs whose code changed since (runs.code): under `code_changes: rerun` they are pending (drawn
 # again, or re-scored from their stored samples); under `warn` one line per preset, score source and
 # part of the code says so; under `keep` they stay done, silently. Today's code is fingerprinted
-# once per (kind, family, schedule, score source, operator), from the source files (no import).
+# once per (kind, family, schedule, score source, operator), from the source files (no import). A
+# trained checkpoint whose training code changed is retrained under `rerun` (the train rule's
+# `model` param carries its code), its cost stated first, and its runs are stale with it.
 CODE_CHANGES = config["code_changes"]
-TODAY = ds_code.Today(RUNS)
+TRAINING = ds_code.training_check(RESULTS, GRID.trained_models(), CODE_CHANGES, RUNS, STATES)
+TODAY = ds_code.Today(RUNS, TRAINING.expected)
 STALE = ds_code.stale_runs(RUNS, STATES, TODAY)
+for line in TRAINING.lines:
+    print(f"diffsweep: {line}", file=sys.stderr)
 if STALE and CODE_CHANGES == ds_runs.WARN:
-    for line in ds_code.report(RUNS, STATES, STALE, RESULTS, CODE_CHANGES):
+    for line in ds_code.report(RUNS, STATES, STALE, RESULTS, CODE_CHANGES, TODAY):
         print(f"diffsweep: {line}", file=sys.stderr)
 DONE = ds_runs.done_runs(RESULTS, RUNS, STATES, STALE, CODE_CHANGES)
 # Every run is in one shard whatever is done (a job re-parsing this file while other shards finish

@@ -118,7 +118,7 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     they draw alone, one at a time, before the others; a run that was drawing alone when its job
     died is recorded as `failed` (JobDied).
     Each record names the code that made it (fingerprint.record_fields, computed here, in the job's
-    process). `reevaluate` (run id -> its done State, records.index) holds runs whose evaluating code
+    process; a trained score source's `code_train` from its checkpoint's note). `reevaluate` (run id -> its done State, records.index) holds runs whose evaluating code
     alone changed: they are scored again from their stored samples (the job's `reload`) without
     drawing (`eval_nfe` 0 and `evaluated_at` in the new record, which keeps the draw's nfe, wall_s and
     code_draw); one whose samples were not all kept is drawn again."""
@@ -137,6 +137,8 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
 
     origin = source.provenance()
     reevaluate = reevaluate or {}
+    trained = code.read_training_note(checkpoint_path) if checkpoint_path is not None else None
+    code_train = {} if trained is None else {"code_train": trained["code_train"]}   # the weights' training code
     statuses = {}
 
     def record_failure(run, error, where, fused_with=None):
@@ -164,7 +166,7 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
                 log.warning("%s run %s diverged: %s", kind, run["id"], why)
                 results_part["error"] = why
             record = make_record(run, status, nfe, wall, chosen, origin, results_part, fused_with,
-                                 fingerprint.record_fields(run["identity"]))
+                                 {**fingerprint.record_fields(run["identity"]), **code_train})
             code.remember(results, *fingerprint.of_run(run["identity"]))   # what status names as changed
             if redone is not None:    # what the draw was is the old record's; only the scoring is new
                 record.update({key: redone[key] for key in ("device", "finished", "code_draw")},
