@@ -447,9 +447,22 @@ def _distributions() -> dict:
 
 # --- the installed package's fingerprints, cached per process -----------------------------------
 
+_source_root = None     # the tree `default()` reads (use_source); None: the imported package's
+
+
 @functools.lru_cache(maxsize=1)
 def default() -> Fingerprinter:
-    return Fingerprinter()
+    return Fingerprinter(_source_root)
+
+
+def use_source(root) -> None:
+    """From now on fingerprint the tree under `root` (the folder holding `diffsweep/`), read afresh:
+    the Snakefile's parse names the src/ its jobs import, which need not be the package this
+    process imported (a test, an installed copy), and is read anew at every parse (in one process)."""
+    global _source_root
+    _source_root = root
+    for cached in (default, draw_fingerprint, evaluate_fingerprint, training_fingerprint, of_key):
+        cached.cache_clear()
 
 
 def of_function(fn) -> str:

@@ -4,6 +4,7 @@ from collections import Counter
 from pathlib import Path
 
 from diffsweep import config as ds_config
+from diffsweep import fingerprint as ds_fingerprint
 from diffsweep import grid as ds_grid
 from diffsweep import io as ds_io
 from diffsweep import packing as ds_packing
@@ -47,6 +48,7 @@ except ds_io.UnreadableFile as error:   # a record file (or the records folder) 
 # trained checkpoint whose training code changed is retrained under `rerun` (the train rule's
 # `model` param carries its code), its cost stated first, and its runs are stale with it.
 CODE_CHANGES = config["code_changes"]
+ds_fingerprint.use_source(SRC)    # the source the jobs import (Snakefile: SRC), read afresh
 TRAINING = ds_code.training_check(RESULTS, GRID.trained_models(), CODE_CHANGES, RUNS, STATES)
 TODAY = ds_code.Today(RUNS, TRAINING.expected)
 STALE = ds_code.stale_runs(RUNS, STATES, TODAY)
