@@ -118,10 +118,11 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     they draw alone, one at a time, before the others; a run that was drawing alone when its job
     died is recorded as `failed` (JobDied).
     Each record names the code that made it (fingerprint.record_fields, computed here, in the job's
-    process; a trained score source's `code_train` from its checkpoint's note). `reevaluate` (run id -> its done State, records.index) holds runs whose evaluating code
-    alone changed: they are scored again from their stored samples (the job's `reload`) without
-    drawing (`eval_nfe` 0 and `evaluated_at` in the new record, which keeps the draw's nfe, wall_s and
-    code_draw); one whose samples were not all kept is drawn again."""
+    process; a trained score source's `code_train` from its checkpoint's note: runs.code).
+    `reevaluate` (run id -> its done State, records.index) holds runs whose evaluating code alone
+    changed: they are scored again from their stored samples (the job's `reload`) without drawing
+    (`eval_nfe` 0 and `evaluated_at` in the new record, which keeps the draw's nfe, wall_s, device,
+    finished and code_draw); one whose samples were not all kept is drawn again."""
     registry.load_plugins(plugins)   # what they register exists in this job as at parse time
     (kind,) = {run["kind"] for run in runs}
     mark_layout(results)

@@ -61,7 +61,8 @@ KEY_TYPES = {"run_id": str, "kind": str, "status": str, "nfe": (int, type(None))
              "wall_s": (int, float, type(None)), "device": str, "finished": str, "row": dict, "params": dict,
              "provenance": dict, "archive": str, "files": dict, "metrics": dict, "skipped": dict,
              "measurements": list, "error": str, "log": (str, type(None)), "fused_with": (int, type(None)),
-             "code_draw": str, "code_evaluate": str, "code_packages": dict, "eval_nfe": int, "evaluated_at": str}
+             "code_draw": str, "code_evaluate": str, "code_packages": dict, "code_train": str,
+             "eval_nfe": int, "evaluated_at": str}
 # What the next invocation does with done runs whose code changed (config `code_changes`, runs.code).
 RERUN, KEEP, WARN = "rerun", "keep", "warn"
 
@@ -274,9 +275,9 @@ def attempt(results, run_ids, states: dict | None = None, notes: dict | None = N
     shard ran since, so a shard whose runs failed, whose job died, or whose records were deleted
     after it ran, runs again: the key is the shard job's `attempt` param, which the params rerun
     trigger compares (a job that has not run again keeps the key of its last run, whatever was
-    deleted since). `notes`: drawing_notes(results). `code`: run id -> the fields `code_draw` and
-    `code_evaluate` of today's code (fingerprint.of_key), so that a shard whose runs' code changed
-    gets a new key and runs again (config `code_changes: rerun`)."""
+    deleted since). `notes`: drawing_notes(results). `code`: run id -> today's code of the run
+    (runs.code.Today: code_draw, code_evaluate, code_train), so that a shard whose runs' code
+    changed gets a new key and runs again (config `code_changes: rerun`)."""
     states = index(results, only=set(run_ids)) if states is None else states
     notes = drawing_notes(results) if notes is None else notes
     entries = [[run_id, states[run_id].where if run_id in states else None, *([notes[run_id]] if run_id in notes else []),
