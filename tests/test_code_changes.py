@@ -192,3 +192,41 @@ def test_edited_sampler_reruns_exactly_its_runs_an_edited_metric_rescores_and_ke
     assert status["total"][cli.STALE_DRAW] == len(ddpm_runs) and status["total"][cli.STALE_EVALUATE] == 0
     assert status["by_preset"]["generation ddpm"][cli.STALE_DRAW] == len(ddpm_runs)
     assert json.dumps(status)    # machine-readable (--json)
+
+
+def test_a_checkpoint_whose_training_code_changed_is_retrained_under_rerun_with_its_cost_stated(tmp_path):
+    cfg = config.prepare({**copy.deepcopy(CONFIG), "models": {"mlp": {"source": "trained", "steps": 10}}})
+    grid = ds_grid.build(cfg)
+    (model,) = grid.trained_models()
+    checkpoint = tmp_path / "models" / model.id / "checkpoint.pt"
+    checkpoint.parent.mkdir(parents=True)
+    today = fingerprint.training_fingerprint()
+    expected_param = {**ds_grid.model_dict(model), "code_train": today.digest}
+    # not trained yet: trained now, with today's code (the rule's param names it)
+    fresh = code.training_check(tmp_path, [model], runs.RERUN, grid.runs, {})
+    assert fresh.expected == {model.id: today.digest} and not fresh.lines
+    assert fresh.model_param(ds_grid.model_dict(model)) == expected_param
+    # a checkpoint made before checkpoints named their code: not compared, its param as it was
+    checkpoint.write_bytes(b"")
+    legacy = code.training_check(tmp_path, [model], runs.RERUN, grid.runs, {})
+    assert legacy.expected == {} and legacy.model_param(ds_grid.model_dict(model)) == ds_grid.model_dict(model)
+    # trained by other code: its note's parts differ in one definition
+    parts = dict(today.parts)
+    parts["diffsweep.train:train"] = "0" * 16
+    code.training_note(checkpoint).write_text(json.dumps({"code_train": "f" * 16, "train_wall_s": 150.0,
+                                                          "parts": parts}))
+    done = {run_id: State("ok", {"run_id": run_id, "status": "ok"}, None, "f:1") for run_id in grid.runs
+            if grid.runs[run_id].model.id == model.id}
+    rerun = code.training_check(tmp_path, [model], runs.RERUN, grid.runs, done)
+    assert rerun.retrain == {model.id} and rerun.model_param(ds_grid.model_dict(model)) == expected_param
+    assert rerun.lines == (f"models.mlp: training code changed (diffsweep.train:train); retraining 1 model(s) "
+                           f"(~2.5 min from their logged train time) and re-running their {len(done)} done run(s)",)
+    warn = code.training_check(tmp_path, [model], runs.WARN, grid.runs, done)
+    assert not warn.retrain and warn.expected == {model.id: "f" * 16} and "kept (code_changes: warn" in warn.lines[0]
+    assert code.training_check(tmp_path, [model], runs.KEEP, grid.runs, done).lines == ()
+    # its runs are stale (draw) through their records' code_train once it is retrained
+    run_id = next(iter(done))
+    states = {run_id: State("ok", {"run_id": run_id, "status": "ok", "code_train": "f" * 16,
+                                   **code.Today(grid.runs)(run_id)}, None, "f:1")}
+    assert code.stale_runs([run_id], states, code.Today(grid.runs, rerun.expected)).draw == {run_id}
+    assert not code.stale_runs([run_id], states, code.Today(grid.runs, warn.expected))
