@@ -171,9 +171,14 @@ def test_edited_sampler_reruns_exactly_its_runs_an_edited_metric_rescores_and_ke
             if old["status"] == runs.OK:
                 assert record["metrics"]["energy_distance"] == pytest.approx(3 * old["metrics"]["energy_distance"],
                                                                              rel=1e-3, abs=1e-6)
+                assert record["metrics"]["sliced_w2"] == pytest.approx(old["metrics"]["sliced_w2"], rel=1e-3)
+    # the table shows the new records: DDPM's new values, the others' re-scored ones
     table = io.read_parquet(results / "tables" / "generation.parquet").set_index("run_id")
     assert set(table.index[table["eval_nfe"] == 0]) == set(before) - ddpm_runs
-    assert all(table.loc[run_id, "code_draw"] == after[run_id]["code_draw"] for run_id in after)
+    for run_id, record in after.items():
+        assert table.loc[run_id, "code_draw"] == record["code_draw"]
+        if record["status"] == runs.OK:
+            assert table.loc[run_id, "sliced_w2"] == record["metrics"]["sliced_w2"]
 
     # an edited sampler under keep: nothing to do, silently; under warn: nothing to do, one line per
     # preset and score source naming the changed definition; `diffsweep status` counts them stale
