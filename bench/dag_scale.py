@@ -9,7 +9,9 @@ and each step runs in its own process, timed with its peak memory (max RSS):
 - `diffsweep status` (done / pending per preset),
 - the aggregation of the generation table (`diffsweep.runs.join.frame`) with every run done: before
   it (untimed), each shard gets a record file of synthetic records and a sparse archive in the
-  results layout (records/), as a finished sweep leaves them.
+  results layout (records/), as a finished sweep leaves them,
+- `snakemake -n` again with every run done ("dry run done": the records read, and each one's code
+  fingerprints compared with today's, runs.code).
 
     python bench/dag_scale.py [--sizes 1000,10000,100000] [--runs-per-job 32]
 
@@ -70,7 +72,7 @@ assert len(table) == len(grid.of_kind("generation")) and (table["status"] == "ok
 FINISHED = """
 import json
 import sys
-from diffsweep import config, grid as ds_grid, runs
+from diffsweep import config, fingerprint, grid as ds_grid, runs
 cfg, grid = config.load(sys.argv[1])
 runs.mark_layout(cfg["results"])
 origin = {"diffsweep": "0", "torch": "2", "numpy": "2", "python": "3.11", "git_revision": "0" * 40, "host": "node",
@@ -83,6 +85,7 @@ for shard, run_ids in grid.shards(ds_grid.runs_per_job(cfg)).items():
         spec = grid.runs[run_id]
         run = {"id": run_id, "kind": spec.kind, "row": spec.row(), "identity": spec.identity()}
         record = runs.make_record(run, "ok", 10, 0.5, "cpu", origin, {"metrics": metrics, "skipped": {}})
+        record.update(fingerprint.of_params(run["identity"]))     # the code that made it (runs.code)
         record.update(archive=f"{shard}.archive", files={"samples.npz": {"offset": offset, "bytes": 3456, "sha256": "0" * 64}})
         offset += 3456
         lines.append(json.dumps(record, separators=(",", ":")) + "\\n")
@@ -106,6 +109,7 @@ def bench(n_runs: int, runs_per_job: int, workdir: Path) -> dict:
     row["status"] = measure([python, "-m", "diffsweep.cli", "status", "--config", str(config)], workdir)
     measure([python, "-c", FINISHED, str(config)], workdir)
     row["aggregate"] = measure([python, "-c", AGGREGATE, str(config)], workdir)
+    row["dry run done"] = measure(dry, workdir)
     return row
 
 
@@ -115,7 +119,7 @@ def main() -> int:
     parser.add_argument("--runs-per-job", type=int, default=32)
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
-    steps = ("grid", "dry run", "status", "aggregate")
+    steps = ("grid", "dry run", "status", "aggregate", "dry run done")
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print("| runs | " + " | ".join(f"{step} s | {step} MB" for step in steps) + " |")
     print("|---:|" + "---:|---:|" * len(steps))

@@ -4,11 +4,13 @@ from collections import Counter
 from pathlib import Path
 
 from diffsweep import config as ds_config
+from diffsweep import fingerprint as ds_fingerprint
 from diffsweep import floors as ds_floors
 from diffsweep import grid as ds_grid
 from diffsweep import io as ds_io
 from diffsweep import packing as ds_packing
 from diffsweep import runs as ds_runs
+from diffsweep.runs import code as ds_code
 from diffsweep.runs import kinds as ds_kinds
 from diffsweep import studies as ds_studies
 from diffsweep import tables as ds_tables
@@ -35,12 +37,28 @@ RESULTS = config["results"]
 RUNS = GRID.runs
 # Done detection is run-level: the records of every record file in the records folder, read
 # once (the shard of a run, hence its record file, changes when the config adds runs); only
-# their statuses are kept (memory at 100k runs).
+# their statuses and the fingerprints of their code are kept (memory at 100k runs).
 try:
-    STATES = ds_runs.index(RESULTS, keep=())
+    STATES = ds_runs.index(RESULTS, keep=ds_code.CODE_KEYS)
 except ds_io.UnreadableFile as error:   # a record file (or the records folder) that cannot be read: one line
     raise WorkflowError(str(error)) from None
-DONE = ds_runs.done_runs(RESULTS, RUNS, STATES)
+# Done runs whose code changed since (runs.code): under `code_changes: rerun` they are pending (drawn
+# again, or re-scored from their stored samples); under `warn` one line per preset, score source and
+# part of the code says so; under `keep` they stay done, silently. Today's code is fingerprinted
+# once per (kind, family, schedule, score source, operator), from the source files (no import). A
+# trained checkpoint whose training code changed is retrained under `rerun` (the train rule's
+# `model` param carries its code), its cost stated first, and its runs are stale with it.
+CODE_CHANGES = config["code_changes"]
+ds_fingerprint.use_source(SRC)    # the source the jobs import (Snakefile: SRC), read afresh
+TRAINING = ds_code.training_check(RESULTS, GRID.trained_models(), CODE_CHANGES, RUNS, STATES)
+TODAY = ds_code.Today(RUNS, TRAINING.expected)
+STALE = ds_code.stale_runs(RUNS, STATES, TODAY)
+for line in TRAINING.lines:
+    print(f"diffsweep: {line}", file=sys.stderr)
+if STALE and CODE_CHANGES == ds_runs.WARN:
+    for line in ds_code.report(RUNS, STATES, STALE, RESULTS, CODE_CHANGES, TODAY):
+        print(f"diffsweep: {line}", file=sys.stderr)
+DONE = ds_runs.done_runs(RESULTS, RUNS, STATES, STALE, CODE_CHANGES)
 # Every run is in one shard whatever is done (a job re-parsing this file while other shards finish
 # finds its own shard); a shard is a target only while it has pending runs (its marker is a target
 # of the workflow: a deleted marker is remade even while the tables are up to date), and its
@@ -50,8 +68,10 @@ DONE = ds_runs.done_runs(RESULTS, RUNS, STATES)
 # and the tables after it are rebuilt. The job finds its runs from the shard id.
 SHARDS = GRID.shards(ds_grid.runs_per_job(config))
 NOTES = ds_runs.drawing_notes(RESULTS)   # the runs jobs that died were drawing (runs.DrawingNote)
+# (the key covers the code of pending runs that have a record, so a shard whose code changed again runs again)
 PENDING = ds_grid.pending_shards(
-    SHARDS, DONE, key=lambda shard, run_ids: ds_runs.attempt(RESULTS, run_ids, STATES, NOTES, shard=shard))
+    SHARDS, DONE, key=lambda shard, run_ids: ds_runs.attempt(
+        RESULTS, run_ids, STATES, NOTES, shard=shard, code=lambda run_id: TODAY(run_id) if run_id in STATES else None))
 DATASETS_BY_ID = {spec.id: spec for spec in GRID.datasets.values()}
 # The metric's floor per (analytic dataset, n_samples, metric settings), under its key (rule floor).
 FLOORS = ds_floors.needed(GRID, config["metrics"])

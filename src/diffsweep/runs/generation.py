@@ -14,6 +14,7 @@ import torch
 
 from diffsweep import io, metrics, samplers, stats
 from diffsweep.noise import make_schedule
+from diffsweep.runs.records import NoSamples
 from diffsweep.runs.source import call_counted, initial_sample
 from diffsweep.runs.store import kept
 from diffsweep.samplers.randomness import GENERATION_BLOCK, SampleStreams
@@ -51,6 +52,14 @@ class Generation:
 
     def draw(self, run: dict, denoiser):
         return draw_samples(run, denoiser, self.dataset.shape, self.dtype, self.device)
+
+    def reload(self, run: dict, arrays: dict):
+        """What `draw` drew, from the run's stored samples.npz (records.read_run_arrays): NoSamples
+        unless all were kept (metrics need every sample)."""
+        stored = arrays["x"]
+        if len(stored) < run["n_samples"]:
+            raise NoSamples(f"it stored {len(stored)} of its {run['n_samples']} samples (keep_samples)")
+        return torch.from_numpy(stored)
 
     @staticmethod
     def samples_of(samples):

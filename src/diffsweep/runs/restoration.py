@@ -21,6 +21,7 @@ from diffsweep.restoration import metrics as rmetrics
 from diffsweep.restoration.operators import measurement_noise_std
 from diffsweep.restoration.posterior import exact_posterior
 from diffsweep.restoration.restorers import Spectral
+from diffsweep.runs.records import NoSamples
 from diffsweep.runs.source import call_counted, initial_sample
 from diffsweep.runs.store import kept
 from diffsweep.samplers.randomness import RESTORATION_BLOCK, SampleStreams
@@ -45,6 +46,20 @@ class Restoration:
         operator, truth, y = measure(run, self.dataset, self.reference, torch.Generator().manual_seed(run["seed"]))
         samples, nfe, counted, wall = restore(run, denoiser, operator, y, self.dataset.shape, self.dtype, self.device)
         return (operator, truth, y, samples), nfe, counted, wall
+
+    def reload(self, run: dict, arrays: dict):
+        """What `draw` drew, from the run's stored samples.npz (records.read_run_arrays): the operator,
+        ground truths and measurements measured again (seeded, no network call) and checked against
+        the stored ones; NoSamples unless every restoration was kept (metrics need them all)."""
+        operator, truth, y = measure(run, self.dataset, self.reference, torch.Generator().manual_seed(run["seed"]))
+        samples = arrays["samples"]
+        if samples.shape[1] < run["n_samples"]:
+            raise NoSamples(f"it stored {samples.shape[1]} of its {run['n_samples']} restorations per measurement "
+                            f"(keep_samples)")
+        for name, value in (("truth", truth), ("y", y)):
+            if not torch.allclose(torch.from_numpy(arrays[name]).double(), value, rtol=1e-5, atol=1e-5):
+                raise NoSamples(f"its stored {name} differs from the one measured now")
+        return operator, truth, y, torch.from_numpy(samples).reshape(-1, *samples.shape[2:])
 
     @staticmethod
     def samples_of(output):
@@ -105,6 +120,9 @@ def measure(run: dict, dataset, reference, generator):
     `images`), y = A x + s n."""
     task = run["task"]
     family = restoration.get_operator(task["operator"])
+    if family.prior:      # a published problem: its own ground truth, observation and noise
+        operator = family.build(dataset.shape, run["seed"], task["operator_knobs"])
+        return operator, operator.problem.truth.reshape(1, *dataset.shape), operator.problem.y.reshape(1, -1)
     chosen = task.get("images") or slice(task["n_measurements"])    # given indices, or the first n
     truth = reference[chosen].double().reshape(-1, *dataset.shape)
     operator = family.build(dataset.shape, run["seed"], task["operator_knobs"]).for_measurements(len(truth))
