@@ -75,6 +75,7 @@ PENDING = ds_grid.pending_shards(
 DATASETS_BY_ID = {spec.id: spec for spec in GRID.datasets.values()}
 # The metric's floor per (analytic dataset, n_samples, metric settings), under its key (rule floor).
 FLOORS = ds_floors.needed(GRID, config["metrics"])
+FLOOR_CODE = ds_fingerprint.of_function(ds_floors.job) if FLOORS else None
 TRAINED = bool(GRID.trained_models())
 PLOT_METRICS = config["plots"]["metrics"]
 HEATMAP = config["plots"]["heatmap"]

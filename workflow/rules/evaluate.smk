@@ -75,6 +75,7 @@ rule floor:
         f"{RESULTS}/floors/{{key}}.json",
     params:
         spec=lambda wc: FLOORS[wc.key],
+        code=FLOOR_CODE,    # the fingerprint of the floor's code: a changed computation recomputes the floors
     # `plugins` reaches the script through snakemake.config: adding a plugin must not re-run this job.
     log:
         f"{RESULTS}/logs/floor/{{key}}.log",
