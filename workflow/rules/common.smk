@@ -5,6 +5,7 @@ from pathlib import Path
 
 from diffsweep import config as ds_config
 from diffsweep import fingerprint as ds_fingerprint
+from diffsweep import floors as ds_floors
 from diffsweep import grid as ds_grid
 from diffsweep import io as ds_io
 from diffsweep import packing as ds_packing
@@ -72,6 +73,9 @@ PENDING = ds_grid.pending_shards(
     SHARDS, DONE, key=lambda shard, run_ids: ds_runs.attempt(
         RESULTS, run_ids, STATES, NOTES, shard=shard, code=lambda run_id: TODAY(run_id) if run_id in STATES else None))
 DATASETS_BY_ID = {spec.id: spec for spec in GRID.datasets.values()}
+# The metric's floor per (analytic dataset, n_samples, metric settings), under its key (rule floor).
+FLOORS = ds_floors.needed(GRID, config["metrics"])
+FLOOR_CODE = ds_fingerprint.of_function(ds_floors.job) if FLOORS else None
 TRAINED = bool(GRID.trained_models())
 PLOT_METRICS = config["plots"]["metrics"]
 HEATMAP = config["plots"]["heatmap"]
@@ -114,6 +118,7 @@ RESOURCES = {
     "train": {"mem_mb": 4000, "runtime": 60, "gpu": GPU},
     "run_shard": {"mem_mb": 4000, "runtime": ds_packing.shard_runtime(config, 60), "gpu": GPU},   # job_minutes x 2
     "likelihood": {"mem_mb": 4000, "runtime": 30, "gpu": 0},
+    "floor": {"mem_mb": 2000, "runtime": 30, "gpu": 0},
     "train_digits_classifier": {"mem_mb": 2000, "runtime": 30, "gpu": 0},
     "fidelity_reference": {"mem_mb": 4000, "runtime": 30, "gpu": GPU},
     "explore": LIGHT,

@@ -86,7 +86,8 @@ class Restoration:
             if scored:
                 values = rmetrics.measurement_metrics(samples[j], truth[j], y[j], operator.restrict(j), noise_std)
                 if self.lpips is not None:
-                    values["lpips"] = self.lpips(samples[j], truth[j:j + 1].expand_as(samples[j])).mean().item()
+                    values.update(rmetrics.mean_and_se("lpips", self.lpips(samples[j],
+                                                                           truth[j:j + 1].expand_as(samples[j]))))
                     values["lpips_of_mean"] = self.lpips(samples[j].mean(0, keepdim=True), truth[j:j + 1]).item()
                 if self.dataset.mixture is not None:
                     posterior = exact_posterior(self.dataset.mixture, operator.restrict(j).matrix(), y[j].flatten(),
