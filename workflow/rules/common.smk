@@ -5,6 +5,7 @@ from pathlib import Path
 
 from diffsweep import config as ds_config
 from diffsweep import grid as ds_grid
+from diffsweep.grid import search as ds_search
 from diffsweep import io as ds_io
 from diffsweep import packing as ds_packing
 from diffsweep import runs as ds_runs
@@ -51,6 +52,16 @@ SHARDS = GRID.shards(ds_grid.runs_per_job(config))
 NOTES = ds_runs.drawing_notes(RESULTS)   # the runs jobs that died were drawing (runs.DrawingNote)
 PENDING = ds_grid.pending_shards(
     SHARDS, DONE, key=lambda shard, run_ids: ds_runs.attempt(RESULTS, run_ids, STATES, NOTES, shard=shard))
+SHARD_OF = {run_id: shard for shard, run_ids in SHARDS.items() for run_id in run_ids}
+# Adaptive searches (grid.search): the grid holds rung 0 and every rung whose predecessor is cut; a
+# dry run or a first invocation plans the next rung only after the checkpoint search_cut of the one
+# before, and says so here.
+SEARCHES = ds_search.declared(config)
+for _search in SEARCHES.values():
+    _cut = ds_search.decided(RESULTS, _search)
+    if _cut <= _search.last:
+        print(f"search {_search.name}: rungs 0-{_cut} of 0-{_search.last} planned ({_cut} cut); each later rung is "
+              "planned when the rung before it is cut (checkpoint search_cut)", file=sys.stderr)
 DATASETS_BY_ID = {spec.id: spec for spec in GRID.datasets.values()}
 TRAINED = bool(GRID.trained_models())
 PLOT_METRICS = config["plots"]["metrics"]
@@ -77,6 +88,8 @@ wildcard_constraints:
     dataset="[A-Za-z0-9_]+",
     extractor="digits|inception",
     table="[A-Za-z0-9_]+",
+    search="[A-Za-z0-9_]+",
+    rung="[0-9]+",
 
 
 # --- resources -------------------------------------------------------------------------------
@@ -96,7 +109,7 @@ RESOURCES = {
     "fidelity_reference": {"mem_mb": 4000, "runtime": 30, "gpu": GPU},
     **{rule: LIGHT for rule in ("manifest", "aggregate", "restoration_table", "ablation_table", "plot_metrics",
                                 "plot_samples", "plot_heatmaps", "plot_schedules", "plot_training",
-                                "plot_restoration", *(f"study_{name}" for name in ds_studies.STUDIES))},
+                                "plot_restoration", "search_cut", "search_report", *(f"study_{name}" for name in ds_studies.STUDIES))},
 }
 
 
@@ -192,6 +205,48 @@ def run_records(kind):
     return [*markers, *([folder] if unmarked else []), *ds_runs.record_files(RESULTS, done, STATES)]
 
 
+def search_rung_inputs(wildcards):
+    """What a search rung's cut reads: the records of the rung's runs (record files of done runs,
+    markers of pending shards). Rung r > 0 waits for the cut of rung r - 1 (checkpoints.search_cut),
+    then adds its runs to the grid of this invocation (their own shards, grid.search.group_of)."""
+    search, rung = SEARCHES[wildcards.search], int(wildcards.rung)
+    survivors = None
+    if rung > 0:
+        previous = checkpoints.search_cut.get(search=wildcards.search, rung=str(rung - 1)).output[0]
+        survivors = ds_search.survivors_of(ds_search.read_rung(results_of(previous, depth=2), search.name, rung - 1))
+    planned = [run for _, run in ds_search.rung_runs(search, config, GRID.models, rung, survivors, ds_kinds.GENERATION)]
+    add_runs([run for run in planned if run.id not in RUNS], ds_search.group_of(search, rung))
+    shards = sorted({SHARD_OF[run.id] for run in planned if run.id not in DONE})
+    done = [run.id for run in planned if run.id in DONE]
+    return [*(f"{RESULTS}/shards/{shard}.json" for shard in shards), *ds_runs.record_files(RESULTS, done, STATES)]
+
+
+def add_runs(new_runs, group):
+    """Runs a cut planned during this invocation, into the grid's maps (RUNS, SHARDS, SHARD_OF,
+    PENDING): packed in their group, so no other shard moves."""
+    if not new_runs:
+        return
+    for run in new_runs:
+        RUNS[run.id] = run
+        GRID.groups[run.id] = group
+    added = ds_grid.pack({run.id: run for run in new_runs}, ds_grid.runs_per_job(config),
+                         {run.id: group for run in new_runs})
+    SHARDS.update(added)
+    SHARD_OF.update({run_id: shard for shard, run_ids in added.items() for run_id in run_ids})
+    PENDING.update(ds_grid.pending_shards(
+        added, DONE, key=lambda shard, run_ids: ds_runs.attempt(RESULTS, run_ids, STATES, NOTES, shard=shard)))
+
+
+def search_rungs(wildcards):
+    """Every rung file of a search, the last one first reached through the chain of cuts."""
+    return [str(ds_search.rung_path(RESULTS, wildcards.search, rung)) for rung in range(SEARCHES[wildcards.search].last + 1)]
+
+
+def search_results():
+    """The final rung of every search: the generation table waits for them, so it lists the rung runs."""
+    return [str(ds_search.rung_path(RESULTS, name, search.last)) for name, search in SEARCHES.items()]
+
+
 def ablation_source(wildcards):
     """The results table a declared ablation table pivots (tables.ablations.<name>.source)."""
     return f"{RESULTS}/{ds_kinds.get(ABLATIONS[wildcards.table].source).table}"
@@ -221,6 +276,8 @@ def all_targets():
                           ext=PLOT_FORMATS)
     # the pending shards' markers: Snakemake remakes a missing file that is a target, but not one
     # that only up-to-date tables need (records deleted with results/shards/ would recompute nothing)
+    targets += [f"{RESULTS}/tables/search_{name}.csv" for name in SEARCHES]
+    targets += expand(f"{RESULTS}/plots/search_{{search}}.{{ext}}", search=sorted(SEARCHES), ext=PLOT_FORMATS)
     return [*targets, *study_targets(), *pending_markers()]
 
 

@@ -33,6 +33,7 @@ rule aggregate:
         train_logs=[f"{RESULTS}/models/{m.id}/train_log.parquet" for m in GRID.trained_models()],
         loss_by_sigma=[f"{RESULTS}/models/{m.id}/loss_by_sigma.parquet" for m in GRID.trained_models()],
         likelihoods=likelihood_records(),
+        searches=search_results(),   # the runs of a search's later rungs join the grid when their rung is planned
     output:
         generation=update(report(f"{RESULTS}/tables/generation.parquet", category="4. Result tables",
                                  caption="../report/generation.rst")),

@@ -125,7 +125,13 @@ def build(config: dict, base_dir: str | Path = ".", models: set[str] | None = No
     runs = {}
     for kind in kinds.KINDS.entries():
         runs.update(kind.expand(config, models_by_id, excluded, expanded))
-    return Grid(datasets, models_by_id, runs, excluded)
+    # the adaptive searches' rungs planned so far (grid.search): runs of their own shard groups
+    from diffsweep.grid import search   # (search builds on this module)
+
+    searched, search_groups = search.expand(config, expanded, kinds.GENERATION)
+    groups = {run_id: group for run_id, group in search_groups.items() if run_id not in runs}
+    runs.update({run_id: searched[run_id] for run_id in groups})
+    return Grid(datasets, models_by_id, runs, excluded, groups)
 
 
 def build_generation(config: dict, expanded: dict[str, ModelSpec], kind) -> dict[str, RunSpec]:

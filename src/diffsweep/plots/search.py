@@ -1,0 +1,41 @@
+"""The rung figure of an adaptive search (docs/search.md): the metric against the rung budget, a
+line per candidate through the rungs it reached, mean and interval at each; eliminated candidates
+faded, the final survivors in colour and labelled; a panel per score source."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+
+from diffsweep.plots.style import MAX_SERIES, axis_label, log_axes, save, theme
+
+
+def rung_figure(decisions: list[dict], out) -> None:
+    theme()
+    models = sorted(decisions[0]["groups"])
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
+    final = decisions[-1]
+    for ax, model_id in zip(axes[0], models):
+        winners = final["groups"].get(model_id, {}).get("survivors", []) if final["final"] else []
+        tracks: dict[str, list] = {}
+        for decision in decisions:
+            for name, cell in decision["groups"].get(model_id, {}).get("comparison", {}).items():
+                tracks.setdefault(name, []).append((decision["budget"], cell))
+        for name, points in tracks.items():
+            if name in winners:
+                continue
+            ax.plot([b for b, _ in points], [c["mean"] for _, c in points], color="0.6", alpha=0.25, lw=0.8,
+                    marker="o", ms=2)
+        for index, name in enumerate(winners[:MAX_SERIES]):
+            points = tracks[name]
+            budgets = [b for b, _ in points]
+            means = [c["mean"] for _, c in points]
+            errors = [[m - (c["low"] if c["low"] is not None else m) for m, (_, c) in zip(means, points)],
+                      [(c["high"] if c["high"] is not None else m) - m for m, (_, c) in zip(means, points)]]
+            ax.errorbar(budgets, means, yerr=errors, marker="o", lw=1.8, capsize=3, color=f"C{index}", label=name)
+        log_axes(ax, x=True)
+        ax.set_xlabel(f"budget: {final['axis']} per run (rungs)")
+        ax.set_ylabel(axis_label(final["metric"]))
+        ax.set_title(model_id, fontsize=9)
+        if winners:
+            ax.legend(fontsize=7, title="survivors (final rung)" if final["final"] else None)
+    save(fig, out)
