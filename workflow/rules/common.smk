@@ -226,9 +226,7 @@ def add_runs(new_runs, group):
     PENDING): packed in their group, so no other shard moves."""
     if not new_runs:
         return
-    for run in new_runs:
-        RUNS[run.id] = run
-        GRID.groups[run.id] = group
+    GRID.add(new_runs, group)
     added = ds_grid.pack({run.id: run for run in new_runs}, ds_grid.runs_per_job(config),
                          {run.id: group for run in new_runs})
     SHARDS.update(added)

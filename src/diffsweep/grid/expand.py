@@ -135,10 +135,14 @@ def build(config: dict, base_dir: str | Path = ".", models: set[str] | None = No
 
 
 def build_generation(config: dict, expanded: dict[str, ModelSpec], kind) -> dict[str, RunSpec]:
-    """models of `expanded` x sampler presets (their `datasets` and `models`) x preset points x seeds."""
+    """models of `expanded` x sampler presets (their `datasets` and `models`) x preset points x seeds.
+    A preset a search names (`search.<name>.samplers`) runs only its search's rungs (grid.search)."""
+    searched = {preset for search in config.get("search", {}).values() for preset in search["samplers"]}
     runs = {}
     for model in expanded.values():
         for preset_name, preset in config["samplers"].items():
+            if preset_name in searched:
+                continue
             if preset.get("datasets") and model.data.name not in preset["datasets"]:
                 continue
             if preset.get("models") and model.name not in preset["models"]:

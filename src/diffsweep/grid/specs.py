@@ -175,6 +175,13 @@ class Grid:
             self._views[key] = {run_id: run for run_id, run in self.runs.items() if run.kind == kind}
         return self._views[key]
 
+    def add(self, runs: list[RunSpec], group: str) -> None:
+        """Runs planned after the grid was built (a search's next rung, grid.search), in `group`."""
+        for run in runs:
+            self.runs[run.id] = run
+            self.groups[run.id] = group
+        self._views.clear()
+
     def trained_models(self) -> list[ModelSpec]:
         return [m for m in self.models.values() if m.source == "trained"]
 
