@@ -162,6 +162,7 @@ def sweep_status(grid, results, config: dict | None = None) -> dict:
     """Counts of run states per preset and per score source, the estimated run time left, and the
     failed runs with their error and log. Reads every record file once (runs.index)."""
     from diffsweep import grid as ds_grid, runs
+    from diffsweep.grid import search
 
     all_runs = grid.runs
     states = runs.index(results, keep=["wall_s", *runs.FAILURE_KEYS])
@@ -209,7 +210,8 @@ def sweep_status(grid, results, config: dict | None = None) -> dict:
             "by_preset": {f"{kind} {preset}": counts for (kind, preset), counts in group(lambda r: (r.kind, r.preset)).items()},
             "by_source": {f"{name} on {dataset} ({model_id})": counts for (name, dataset, model_id), counts
                           in group(lambda r: (r.model.name, r.model.data.name, r.model.id)).items()},
-            "remaining_run_s": left, "remaining_unknown_runs": unknown, "failures": failures}
+            "remaining_run_s": left, "remaining_unknown_runs": unknown, "failures": failures,
+            "searches": search.progress(config, grid, done) if config is not None else []}
 
 
 def _count(values) -> dict:
@@ -244,6 +246,16 @@ def print_status(status: dict, shown_failures: int = 10) -> None:
         if unknown:
             line += f"; {unknown:,} more with no done run to estimate from"
         print(line)
+    for found in status.get("searches", []):
+        kept = " -> ".join(map(str, found["kept"]))
+        if found["finished"]:
+            print(f"\nsearch {found['search']}: finished, all {found['rungs']} rungs cut (kept per rung: {kept}); "
+                  f"the survivors: results/tables/search_{found['search']}.csv")
+        else:
+            print(f"\nsearch {found['search']}: rung {found['rung']} of 0-{found['rungs'] - 1} ({found['budget']}): "
+                  f"{found['done']:,} of {found['runs']:,} runs done, {found['runs'] - found['done']:,} left"
+                  + (f"; kept per rung so far: {kept}" if kept else "")
+                  + "; later rungs are planned by each cut")
     failures = status["failures"]
     if failures:
         print(f"\nfailed or corrupt runs, retried by the next invocation ({len(failures):,}{', first ' + str(shown_failures) if len(failures) > shown_failures else ''}):")

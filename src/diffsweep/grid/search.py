@@ -284,6 +284,26 @@ def decide(search: Search, rung: int, planned: list[tuple[str, RunSpec]], states
     return decision
 
 
+def progress(config: dict, grid, done) -> list[dict]:
+    """Where each search stands (`diffsweep status`): the rungs cut, the rung running, its runs done
+    and left (`done`: the done run ids), the candidates each cut kept, and the final answer."""
+    found = []
+    for search in declared(config).values():
+        cut_rungs = decided(config["results"], search)
+        rung = min(cut_rungs, search.last)
+        group = group_of(search, rung)
+        runs = [run_id for run_id, name in grid.groups.items() if name == group]
+        kept = []
+        for r in range(cut_rungs):
+            groups = read_rung(config["results"], search.name, r)["groups"]
+            kept.append(sum(len(g["survivors"]) for g in groups.values()))
+        found.append({"search": search.name, "rungs": len(search.rungs), "cut": cut_rungs, "rung": rung,
+                      "budget": f"{search.budget} {search.rungs[rung]}", "runs": len(runs),
+                      "done": sum(run_id in done for run_id in runs), "kept": kept,
+                      "finished": cut_rungs > search.last})
+    return found
+
+
 # --- what a search found ---------------------------------------------------------------------------
 
 TABLE_COLUMNS = ("model_id", "candidate", "preset", "knobs", "rung", "budget", "mean", "low", "high", "n",
