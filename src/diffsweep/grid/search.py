@@ -136,11 +136,12 @@ def rung_runs(search: Search, config: dict, models: dict[str, ModelSpec], rung: 
     previous rung (`survivors`: model id -> candidate ids) at the rung's budget, for every searched
     score source among `models` and every seed of the rung."""
     budget = search.rungs[rung]
+    points = candidates(search, config)
     found = []
     for model in models.values():
         if search.models and model.name not in search.models:
             continue
-        for candidate, (preset, template) in candidates(search, config).items():
+        for candidate, (preset, template) in points.items():
             entry = config["samplers"][preset]
             if entry.get("datasets") and model.data.name not in entry["datasets"]:
                 continue
