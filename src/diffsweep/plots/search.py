@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from diffsweep.plots.style import MAX_SERIES, axis_label, log_axes, save, theme
+from diffsweep.plots.style import MAX_SERIES, axis_label, log_axes, placeholder, save, theme
 
 
 def rung_figure(decisions: list[dict], out) -> None:
     theme()
     models = sorted(decisions[0]["groups"])
+    if not models:
+        placeholder(out, "no candidate ran on the searched score sources")
+        return
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
     final = decisions[-1]
     for ax, model_id in zip(axes[0], models):
