@@ -14,7 +14,7 @@ models = grid.build(snakemake.config, models=set()).models     # the score sourc
 previous = search.survivors_of(search.read_rung(results, name, rung - 1)) if rung else None
 planned = search.rung_runs(spec, snakemake.config, models, rung, previous, kinds.GENERATION)
 states = runs.index(results, only={run.id for _, run in planned}, keep=("metrics", "nfe"))
-decision = search.decide(spec, rung, planned, states)
+decision = search.decide(spec, rung, planned, states, snakemake.params.settings)
 for model_id, group in decision["groups"].items():
     print(f"search {name} rung {rung} ({spec.budget} {spec.rungs[rung]}), {model_id}: {group['candidates']} "
           f"candidates, {len(group['survivors'])} kept: {', '.join(group['survivors'])}")

@@ -104,8 +104,9 @@ def test_a_cut_rung_plans_the_next_one_and_the_decision_is_deterministic(tmp_pat
               for _, run in planned}
     first = planned[0][1].id
     states[first] = State("failed", {"run_id": first, "status": "failed"}, None, "x:2")
-    decision = search.decide(spec, 0, planned, states)
-    assert decision == search.decide(spec, 0, planned, states)
+    current = search.settings(spec, cfg)
+    decision = search.decide(spec, 0, planned, states, current)
+    assert decision == search.decide(spec, 0, planned, states, current)
     (group,) = decision["groups"].values()
     assert group["out"] == {planned[0][0]: "failed"}
     assert group["survivors"] and planned[0][0] not in group["survivors"]
@@ -116,6 +117,12 @@ def test_a_cut_rung_plans_the_next_one_and_the_decision_is_deterministic(tmp_pat
     rung1 = {run_id: run for run_id, run in grid.build(cfg).runs.items() if run.n_samples == 200}
     assert {f"{run.preset}-" for run in rung1.values()} <= {f"{name.split('-')[0]}-" for name in group["survivors"]}
     assert len(rung1) == len(group["survivors"]) * 3
+    # a rung file made under other settings is not current: nothing is planned from it
+    for changed in ({"cap": 2}, {"keep": 0.25}, {"rungs": [50, 100]}, {"samplers": ["rw"]}):
+        other = prepared(tmp_path, **changed)
+        assert search.decided(other["results"], search.declared(other)["s"], other) == 0
+        assert not any(run.n_samples == 200 for run in grid.build(other).runs.values())
+    assert search.decided(cfg["results"], spec, cfg) == 1
     path.write_text("{not json")
     with pytest.raises(ValueError, match="rung0.json: not a search rung file"):
         grid.build(cfg)

@@ -115,7 +115,8 @@ def test_a_search_killed_in_rung_1_resumes_and_cuts_as_its_records_say(tmp_path)
     for rung, decision in enumerate(decisions):                  # each cut is what its records say
         planned = search.rung_runs(spec, cfg, models, rung, survivors, kinds.GENERATION)
         states = runs.index(workdir / "results", only={run.id for _, run in planned}, keep=("metrics", "nfe"))
-        assert json.loads(json.dumps(search.decide(spec, rung, planned, states))) == decision
+        again = search.decide(spec, rung, planned, states, search.settings(spec, cfg))
+        assert json.loads(json.dumps(again)) == decision
         survivors = search.survivors_of(decision)
     (group,) = decisions[-1]["groups"].values()
     assert 1 <= len(group["survivors"]) <= 2

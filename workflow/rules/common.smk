@@ -58,7 +58,7 @@ SHARD_OF = {run_id: shard for shard, run_ids in SHARDS.items() for run_id in run
 # before, and says so here.
 SEARCHES = ds_search.declared(config)
 for _search in SEARCHES.values():
-    _cut = ds_search.decided(RESULTS, _search)
+    _cut = ds_search.decided(RESULTS, _search, config)
     if _cut <= _search.last:
         print(f"search {_search.name}: rungs 0-{_cut} of 0-{_search.last} planned ({_cut} cut); each later rung is "
               "planned when the rung before it is cut (checkpoint search_cut)", file=sys.stderr)

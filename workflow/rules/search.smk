@@ -10,6 +10,8 @@ checkpoint search_cut:
         f"{RESULTS}/search/{{search}}/rung{{rung}}.json",
     params:
         results=lambda wc, output: results_of(output[0], depth=2),
+        # the search's keys and candidates (grid.search.settings): changed, the rung is cut again
+        settings=lambda wc: ds_search.settings(SEARCHES[wc.search], config),
     log:
         f"{RESULTS}/logs/search/{{search}}.rung{{rung}}.log",
     resources:

@@ -203,21 +203,34 @@ def survivors_of(decision: dict) -> dict[str, list[str]]:
     return {model_id: group["survivors"] for model_id, group in decision["groups"].items()}
 
 
-def decided(results, search: Search) -> int:
-    """How many rungs of a search are cut (their files exist, in order)."""
+def settings(search: Search, config: dict) -> dict:
+    """What a cut depends on besides its runs' records: the search's keys and its candidates. A rung
+    file made under other settings is not current: the grid plans nothing from it, and the
+    checkpoint's params (rerun trigger `params`) cut the rung again."""
+    fields = {key: value for key, value in search.__dict__.items() if key != "name"}
+    return json.loads(json.dumps({**fields, "candidates": short_hash(sorted(candidates(search, config)))}))
+
+
+def decided(results, search: Search, config: dict) -> int:
+    """How many rungs of a search are cut: their files exist, in order, made under the current settings."""
+    current = settings(search, config)
     rung = 0
-    while rung <= search.last and rung_path(results, search.name, rung).exists():
+    while rung <= search.last:
+        decision = read_rung(results, search.name, rung)
+        if decision is None or decision.get("settings") != current:
+            break
         rung += 1
     return rung
 
 
 def expand(config: dict, models: dict[str, ModelSpec], kind) -> tuple[dict[str, RunSpec], dict[str, str]]:
     """The runs every search has planned: rung 0, and each rung whose predecessor is cut (its file
-    in the results folder); and the group of each (`search-<name>-r<rung>`), which packs them into
-    shards of their own so that a cut never moves the shards of the rest of the grid."""
+    in the results folder, made under the current settings); and the group of each
+    (`search-<name>-r<rung>`), which packs them into shards of their own so that a cut never moves
+    the shards of the rest of the grid."""
     runs, groups = {}, {}
     for search in declared(config).values():
-        for rung in range(min(decided(config["results"], search), search.last) + 1):
+        for rung in range(min(decided(config["results"], search, config), search.last) + 1):
             previous = read_rung(config["results"], search.name, rung - 1) if rung else None
             for _, run in rung_runs(search, config, models, rung, previous and survivors_of(previous), kind):
                 if run.id not in runs:
@@ -251,12 +264,13 @@ def cut(values: dict[str, dict], better: str, keep: float, cap: int, level: floa
     return survivors, table
 
 
-def decide(search: Search, rung: int, planned: list[tuple[str, RunSpec]], states: dict) -> dict:
+def decide(search: Search, rung: int, planned: list[tuple[str, RunSpec]], states: dict, current: dict) -> dict:
     """A rung's decision file: per score source, each candidate's values over the seeds (runs `ok`
     with a finite metric; the others are listed under `out` with their status), the cut's
     comparison and its survivors; the last rung keeps the leader and the candidates tied with it
-    (at most `cap`). `states`: run id -> runs.State of the planned runs. `cost` counts the rung's
-    network evaluations of samples (nfe x n_samples of each run with a record)."""
+    (at most `cap`). `states`: run id -> runs.State of the planned runs; `current`: the search's
+    `settings`, stored with the decision. `cost` counts the rung's network evaluations of samples
+    (nfe x n_samples of each run with a record)."""
     groups: dict[str, dict] = {}
     for candidate, run in planned:
         group = groups.setdefault(run.model.id, {"values": {}, "out": {}, "cost": 0, "runs": 0})
@@ -272,7 +286,8 @@ def decide(search: Search, rung: int, planned: list[tuple[str, RunSpec]], states
             continue
         values[str(run.seed)] = float(value)
     decision = {"search": search.name, "rung": rung, "budget": search.rungs[rung], "axis": search.budget,
-                "final": rung == search.last, "metric": search.metric, "better": search.better, "groups": {}}
+                "final": rung == search.last, "metric": search.metric, "better": search.better, "settings": current,
+                "groups": {}}
     for model_id, group in sorted(groups.items()):
         values = {name: seeds for name, seeds in group["values"].items() if name not in group["out"]}
         keep = search.keep if rung < search.last else 1e-12     # the final rung keeps the leader and its ties
@@ -290,7 +305,7 @@ def progress(config: dict, grid, done) -> list[dict]:
     and left (`done`: the done run ids), the candidates each cut kept, and the final answer."""
     found = []
     for search in declared(config).values():
-        cut_rungs = decided(config["results"], search)
+        cut_rungs = decided(config["results"], search, config)
         rung = min(cut_rungs, search.last)
         group = group_of(search, rung)
         runs = [run_id for run_id, name in grid.groups.items() if name == group]
@@ -307,7 +322,7 @@ def progress(config: dict, grid, done) -> list[dict]:
 
 # --- what a search found ---------------------------------------------------------------------------
 
-TABLE_COLUMNS = ("model_id", "candidate", "preset", "knobs", "rung", "budget", "mean", "low", "high", "n",
+TABLE_COLUMNS = ("model_id", "candidate", "preset", "point", "rung", "budget", "mean", "low", "high", "n",
                  "status", "survivor")
 
 
@@ -315,6 +330,7 @@ def survivors_table(decisions: list[dict], search: Search, config: dict) -> list
     """One row per candidate and score source: the last rung it ran in, its mean [interval] there, the
     cut's status, and whether it survived the final rung; survivors first, then by rung reached."""
     points = candidates(search, config)
+    shown = _point_texts(search, points)
     last_seen: dict[tuple, tuple] = {}
     for decision in decisions:
         for model_id, group in decision["groups"].items():
@@ -326,16 +342,32 @@ def survivors_table(decisions: list[dict], search: Search, config: dict) -> list
     final = decisions[-1]
     rows = []
     for (model_id, name), (decision, cell) in last_seen.items():
-        preset, template = points.get(name, ("?", {"knobs": {}}))
+        preset = points[name][0] if name in points else "?"
         survivor = bool(final["final"]) and name in final["groups"].get(model_id, {}).get("survivors", [])
-        rows.append({"model_id": model_id, "candidate": name, "preset": preset,
-                     "knobs": json.dumps(template["knobs"], sort_keys=True), "rung": decision["rung"],
+        rows.append({"model_id": model_id, "candidate": name, "preset": preset, "point": shown.get(name, "?"),
+                     "rung": decision["rung"],
                      "budget": decision["budget"], "mean": cell["mean"], "low": cell["low"], "high": cell["high"],
                      "n": cell["n"], "status": cell["status"], "survivor": survivor})
     sign = 1 if search.better == "lower" else -1
     rows.sort(key=lambda r: (r["model_id"], not r["survivor"], -r["rung"],
                              sign * r["mean"] if r["mean"] is not None else float("inf"), r["candidate"]))
     return rows
+
+
+def _point_texts(search: Search, points: dict) -> dict[str, str]:
+    """Candidate -> what sets it apart within its preset: its steps (unless steps is the budget) and
+    the knobs whose values differ between the preset's candidates, e.g. `steps=30 eps=0.7`."""
+    by_preset: dict[str, list] = {}
+    for name, (preset, template) in points.items():
+        by_preset.setdefault(preset, []).append((name, template))
+    texts = {}
+    for members in by_preset.values():
+        varying = sorted({key for _, t in members for key in t["knobs"]
+                          if len({json.dumps(m["knobs"].get(key)) for _, m in members}) > 1})
+        for name, template in members:
+            parts = [] if search.budget == "steps" else [f"steps={template['steps']}"]
+            texts[name] = " ".join(parts + [f"{key}={template['knobs'][key]}" for key in varying])
+    return texts
 
 
 def write_table(path, rows: list[dict]) -> None:
