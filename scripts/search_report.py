@@ -10,4 +10,4 @@ setup_logging(snakemake.log[0])
 decisions = [io.read_json(path) for path in snakemake.input]
 spec = search.declared(snakemake.config)[snakemake.wildcards.search]
 search.write_table(snakemake.output.table, search.survivors_table(decisions, spec, snakemake.config))
-search_plot.rung_figure(decisions, list(snakemake.output.figures))
+search_plot.rung_figure(decisions, list(snakemake.output.figures), search.labels(spec, snakemake.config))

@@ -106,7 +106,7 @@ def test_a_search_killed_in_rung_1_resumes_and_cuts_as_its_records_say(tmp_path)
     after = record_lines(workdir)
     assert all(count == 1 for count in after.values())           # no run drawn twice
     assert set(stored) <= set(after)
-    cfg = config.prepare({**CONFIG, "results": str(workdir / "results")})
+    cfg = config.prepare({**CONFIG, "results": str(workdir / "results"), "plugins": []})   # the blocker sets no run
     spec = search.declared(cfg)["s"]
     models = grid.build(cfg, models=set()).models
     decisions = [json.loads((workdir / "results" / "search" / "s" / f"rung{r}.json").read_text()) for r in range(3)]

@@ -273,7 +273,8 @@ def decide(search: Search, rung: int, planned: list[tuple[str, RunSpec]], states
     (nfe x n_samples of each run with a record)."""
     groups: dict[str, dict] = {}
     for candidate, run in planned:
-        group = groups.setdefault(run.model.id, {"values": {}, "out": {}, "cost": 0, "runs": 0})
+        group = groups.setdefault(run.model.id, {"source": f"{run.model.name} on {run.model.data.name} ({run.model.id})",
+                                                 "values": {}, "out": {}, "cost": 0, "runs": 0})
         group["runs"] += 1
         state = states.get(run.id)
         record = state.record if state is not None else None
@@ -294,7 +295,8 @@ def decide(search: Search, rung: int, planned: list[tuple[str, RunSpec]], states
         survivors, table = cut(values, search.better, keep, search.cap, search.level, search.test)
         if rung == search.last:
             survivors = [name for name in survivors if table[name]["status"] in ("best", "tied")]
-        decision["groups"][model_id] = {"candidates": len(group["values"]), "runs": group["runs"], "cost": group["cost"],
+        decision["groups"][model_id] = {"source": group["source"], "candidates": len(group["values"]),
+                                        "runs": group["runs"], "cost": group["cost"],
                                         "values": values, "out": group["out"], "comparison": table,
                                         "survivors": survivors}
     return decision
@@ -352,6 +354,12 @@ def survivors_table(decisions: list[dict], search: Search, config: dict) -> list
     rows.sort(key=lambda r: (r["model_id"], not r["survivor"], -r["rung"],
                              sign * r["mean"] if r["mean"] is not None else float("inf"), r["candidate"]))
     return rows
+
+
+def labels(search: Search, config: dict) -> dict[str, str]:
+    """Candidate -> `<preset> <point>` (the rung figure's legend)."""
+    points = candidates(search, config)
+    return {name: f"{points[name][0]} {text}" for name, text in _point_texts(search, points).items()}
 
 
 def _point_texts(search: Search, points: dict) -> dict[str, str]:
