@@ -60,6 +60,7 @@ def test_the_design_is_seeded_within_its_ranges_and_rounded():
 @pytest.mark.parametrize("entry, message", [
     ({"rungs": [200, 50]}, "search.s.rungs: budgets must increase"),
     ({"samplers": ["nope"]}, "search.s.samplers: unknown sampler preset 'nope'"),
+    ({"samplers": []}, "search.s.samplers: name at least one sampler preset"),
     ({"seeds": [0]}, "search.s.seeds: a cut pairs candidates over seeds and needs at least 2"),
     ({"budget": "seeds", "rungs": [2, 5]}, "search.s.rungs: with budget seeds"),
     ({"budget": "steps", "rungs": [5, 10]}, "samplers.ddim.steps: the search 's' sets it per rung"),

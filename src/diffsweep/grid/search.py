@@ -61,6 +61,9 @@ def declared(config: dict) -> dict[str, Search]:
     searches = {}
     for name, entry in config.get("search", {}).items():
         where = f"search.{name}."
+        if not entry["samplers"]:
+            raise ValueError(f"{where}samplers: name at least one sampler preset to search; allowed: "
+                             f"{', '.join(sorted(config['samplers']))}")
         for preset in entry["samplers"]:
             if preset not in config["samplers"]:
                 raise ValueError(f"{where}samplers: unknown sampler preset '{preset}'; allowed: "
