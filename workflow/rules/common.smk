@@ -222,11 +222,12 @@ def search_rung_inputs(wildcards):
 
 
 def add_runs(new_runs, group):
-    """Runs a cut planned during this invocation, into the grid's maps (RUNS, SHARDS, SHARD_OF,
+    """Runs a cut planned during this invocation, into the grid's maps (RUNS, SHARDS, SHARD_OF, DONE,
     PENDING): packed in their group, so no other shard moves."""
     if not new_runs:
         return
     GRID.add(new_runs, group)
+    DONE.update(ds_runs.done_runs(RESULTS, [run.id for run in new_runs], STATES))   # finished before: not rerun
     added = ds_grid.pack({run.id: run for run in new_runs}, ds_grid.runs_per_job(config),
                          {run.id: group for run in new_runs})
     SHARDS.update(added)
