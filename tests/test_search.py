@@ -118,6 +118,17 @@ def test_a_cut_rung_plans_the_next_one_and_the_decision_is_deterministic(tmp_pat
     rung1 = {run_id: run for run_id, run in grid.build(cfg).runs.items() if run.n_samples == 200}
     assert {f"{run.preset}-" for run in rung1.values()} <= {f"{name.split('-')[0]}-" for name in group["survivors"]}
     assert len(rung1) == len(group["survivors"]) * 3
+    # the survivors table and the rung figure of a search cut so far
+    rows = search.survivors_table([decision], spec, cfg)
+    assert [row["candidate"] for row in rows if row["status"] != "failed"][:len(group["survivors"])] == \
+        sorted(group["survivors"], key=lambda name: group["comparison"][name]["mean"])
+    assert {row["point"] for row in rows} >= {"steps=10 eps=0.3", "steps=10 eps=0.7", "steps=5", "steps=10"}
+    assert not any(row["survivor"] for row in rows)           # not final: no answer yet
+    search.write_table(tmp_path / "table.csv", rows)
+    assert (tmp_path / "table.csv").read_text().splitlines()[0] == ",".join(search.TABLE_COLUMNS)
+    from diffsweep.plots import search as search_plot
+    search_plot.rung_figure([decision], [tmp_path / "rungs.png"], search.labels(spec, cfg))
+    assert (tmp_path / "rungs.png").stat().st_size > 0
     # a rung file made under other settings is not current: nothing is planned from it
     for changed in ({"cap": 2}, {"keep": 0.25}, {"rungs": [50, 100]}, {"samplers": ["rw"]}):
         other = prepared(tmp_path, **changed)

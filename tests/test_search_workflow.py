@@ -36,7 +36,7 @@ CONFIG = {
     "plugins": ["blocker.py"],
     "search": {"s": {"samplers": ["rw", "ddim"], "rungs": [20, 40, 80], "keep": 0.5, "cap": 2}},
 }
-TARGET = "results/tables/search_s.csv"
+TARGET = "results/search/s/rung2.json"     # the final cut (the table and figure: test_search.py)
 
 # holds the draw of the first rung-1 run (40 samples) while the file `block` exists
 BLOCKER = '''
@@ -100,7 +100,7 @@ def test_a_search_killed_in_rung_1_resumes_and_cuts_as_its_records_say(tmp_path)
     unlocked = subprocess.run([*command, "--unlock"], cwd=workdir, capture_output=True, text=True, env=env)
     assert unlocked.returncode == 0, unlocked.stdout + unlocked.stderr
     jobs = snakemake(workdir, "search.yaml", targets=[TARGET])
-    assert jobs.get("search_cut") == 2 and jobs.get("search_report") == 1     # rungs 1 and 2, not rung 0 again
+    assert jobs.get("search_cut") == 2                           # rungs 1 and 2, not rung 0 again
 
     assert rung0.read_bytes() == before
     after = record_lines(workdir)
@@ -120,7 +120,4 @@ def test_a_search_killed_in_rung_1_resumes_and_cuts_as_its_records_say(tmp_path)
         survivors = search.survivors_of(decision)
     (group,) = decisions[-1]["groups"].values()
     assert 1 <= len(group["survivors"]) <= 2
-    table = (workdir / TARGET).read_text().splitlines()
-    assert sum(line.endswith(",True") for line in table) == len(group["survivors"])
-    assert (workdir / "results" / "plots" / "search_s.png").stat().st_size > 0
     assert snakemake(workdir, "search.yaml", targets=[TARGET], dry_run=True) == {}    # nothing left to do
