@@ -1,8 +1,8 @@
 """Benchmark: adaptive sweeps (successive halving, diffsweep.grid.search) against the exhaustive grid,
 on the exact oracle of ring8 (docs/search.md, docs/scale.md).
 
-    python bench/adaptive.py [--searches 20] [--design grid|sobol] [--rungs 16,64,256,1024] [--keep 0.25]
-                             [--cap 16] [--seeds 3] [--truth-seeds 6] [--threads 1]
+    python bench/adaptive.py [--searches 60] [--design grid|sobol] [--rungs 16,64,256,1024] [--keep 0.25]
+                             [--cap 16] [--seeds 3] [--truth-seeds 10] [--threads 1]
 
 The candidates: the paper's random walk (`random_walk`, step rule `reference`, sigmoid schedule,
 N(0, I) start) over eps x T0 x steps: `grid` is 25 log-spaced eps in [0.05, 1.5] x 8 log-spaced T0
@@ -40,13 +40,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 PARSER = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-PARSER.add_argument("--searches", type=int, default=20)
+PARSER.add_argument("--searches", type=int, default=60)
 PARSER.add_argument("--design", choices=["grid", "sobol"], default="grid")
 PARSER.add_argument("--rungs", default="16,64,256,1024", help="samples per run of each rung; the last is the final budget")
 PARSER.add_argument("--keep", type=float, default=0.25)
 PARSER.add_argument("--cap", type=int, default=16)
 PARSER.add_argument("--seeds", type=int, default=3, help="seeds of each search (paired in the cut)")
-PARSER.add_argument("--truth-seeds", type=int, default=6)
+PARSER.add_argument("--truth-seeds", type=int, default=10)
 PARSER.add_argument("--threads", type=int, default=1)
 ARGS = PARSER.parse_args()
 for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
