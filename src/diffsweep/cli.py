@@ -169,6 +169,7 @@ def sweep_status(grid, results, config: dict | None = None) -> dict:
     do not say (`unknown_code`). Reads every record file once (runs.index)."""
     from diffsweep import grid as ds_grid, runs
     from diffsweep.runs import code
+    from diffsweep.grid import search
 
     all_runs = grid.runs
     states = runs.index(results, keep=["wall_s", *runs.FAILURE_KEYS, *code.CODE_KEYS])
@@ -227,7 +228,8 @@ def sweep_status(grid, results, config: dict | None = None) -> dict:
             "remaining_run_s": left, "remaining_unknown_runs": unknown, "failures": failures,
             "code_changes": policy, "stale": [*training.lines, *code.report(all_runs, states, stale, results, policy, today)],
             "stale_runs": {**{run_id: "draw" for run_id in stale.draw}, **{run_id: "evaluate" for run_id in stale.evaluate}},
-            "unknown_code": sorted(code.unknown_code(all_runs, states))}
+            "unknown_code": sorted(code.unknown_code(all_runs, states)),
+            "searches": search.progress(config, grid, done) if config is not None else []}
 
 
 def _count(values) -> dict:
@@ -277,6 +279,16 @@ def print_status(status: dict, shown_failures: int = 10, list_stale: bool = Fals
         if unknown:
             line += f"; {unknown:,} more with no done run to estimate from"
         print(line)
+    for found in status.get("searches", []):
+        kept = " -> ".join(map(str, found["kept"]))
+        if found["finished"]:
+            print(f"\nsearch {found['search']}: finished, all {found['rungs']} rungs cut (kept per rung: {kept}); "
+                  f"the survivors: results/tables/search_{found['search']}.csv")
+        else:
+            print(f"\nsearch {found['search']}: rung {found['rung']} of 0-{found['rungs'] - 1} ({found['budget']}): "
+                  f"{found['done']:,} of {found['runs']:,} runs done, {found['runs'] - found['done']:,} left"
+                  + (f"; kept per rung so far: {kept}" if kept else "")
+                  + "; later rungs are planned by each cut")
     failures = status["failures"]
     if failures:
         print(f"\nfailed or corrupt runs, retried by the next invocation ({len(failures):,}{', first ' + str(shown_failures) if len(failures) > shown_failures else ''}):")
