@@ -286,7 +286,7 @@ def test_unknown_preset_lists_allowed():
 def test_bad_parameter_values():
     with pytest.raises(ValueError, match="scale"):
         make_dataset("gmm", preset="ring8", scale=-1.0)
-    with pytest.raises(ValueError, match="only apply to preset 'ring8'"):
+    with pytest.raises(ValueError, match=r"\['radius'\] do not apply to preset 'grid25'; it takes \['scale'\]"):
         make_dataset("gmm", preset="grid25", radius=2.0)
     with pytest.raises(ValueError, match="squares"):
         make_dataset("checkerboard", squares=2.5)

@@ -75,22 +75,125 @@ GMM_PRESETS: dict[str, str] = {
              "on a circle of radius `radius` (default 4.0)",
     "grid25": "5x5 grid of means at {-4,-2,0,2,4}^2 with unequal weights proportional to "
               "1 + (i + 2j) mod 5 and anisotropic covariances R(pi (i+j)/5) diag(0.3^2, 0.12^2) R^T",
+    "grid25_pairs": "the published benchmark's prior in `dim` (even) dimensions: 25 modes at {-16,-8,0,8,16}^2 "
+                    "repeated over coordinate pairs, identity covariances, weights squared normals from `seed` "
+                    "(27: the published one)",
+    "random": "n_modes random modes in `dim` dimensions from `seed`: `separation` stds apart, covariances "
+              "`covariance` (isotropic std^2, diagonal with stds in [std/spread, std], or lowrank: "
+              "(std/spread)^2 I plus `rank` directions)",
+    "npz": "a mixture read from the .npz `path`: weights (K,), means (K, d) and covariances (K, d, d), or "
+           "variances (K, d), or variances and factors (K, d, r) (diag(variances) + factors factors^T)",
+}
+
+# The knobs each preset takes besides `preset` and `scale`: the others are refused when given and
+# left out of the resolved knobs, so that the data ids of ring8 and grid25 stay what they were.
+GMM_PRESET_KNOBS: dict[str, tuple] = {
+    "ring8": ("n_modes", "radius", "std"),
+    "grid25": (),
+    "grid25_pairs": ("dim", "seed"),
+    "random": ("dim", "n_modes", "seed", "covariance", "std", "spread", "rank", "separation"),
+    "npz": ("path",),
 }
 
 
-RING_ONLY = ("n_modes", "radius", "std")
+def _build_gmm(preset: str, scale: float, **knobs) -> Dataset:
+    import torch
 
+    from diffsweep import gmm
 
-def _build_gmm(preset: str, scale: float, n_modes: int = 8, radius: float = 4.0, std: float = 0.3) -> Dataset:
-    from diffsweep.gmm import GaussianMixture, grid25_mixture, ring_mixture
-
-    mixture = ring_mixture(n_modes, radius, std) if preset == "ring8" else grid25_mixture()
-    # Scaling x by c scales means by c and covariances by c^2.
-    mixture = GaussianMixture(mixture.weights, scale * mixture.means, scale ** 2 * mixture.covariances)
+    if preset == "ring8":
+        mixture = gmm.ring_mixture(knobs["n_modes"], knobs["radius"], knobs["std"])
+    elif preset == "grid25":
+        mixture = gmm.grid25_mixture()
+    elif preset == "grid25_pairs":
+        mixture = gmm.grid25_pairs_mixture(knobs["dim"], gmm.grid25_pairs_weights(
+            torch.Generator().manual_seed(knobs["seed"])))
+    elif preset == "random":
+        mixture = gmm.random_mixture(**knobs)
+    else:
+        mixture = read_mixture(knobs["path"])
+    mixture = _scaled(mixture, scale)
     return Dataset(name="gmm", dim=mixture.dim, mixture=mixture, mode_centers=mixture.means.clone(),
-                   knobs={"preset": preset, "scale": scale,
-                           **({"n_modes": n_modes, "radius": radius, "std": std} if preset == "ring8" else {})},
+                   knobs={"preset": preset, "scale": scale, **knobs},
                    sampler=lambda n, generator: mixture.sample(n, generator)[0])
+
+
+def _scaled(mixture, scale: float):
+    """The law of scale * x: means times scale, covariances times scale^2."""
+    from diffsweep.gmm import GaussianMixture
+
+    if scale == 1.0:
+        return mixture
+    if isinstance(mixture, GaussianMixture):
+        return GaussianMixture(mixture.weights, scale * mixture.means, scale ** 2 * mixture.covariances)
+    return mixture.scaled(scale)
+
+
+MIXTURE_ARRAYS = ("weights", "means", "covariances", "variances", "factors")
+
+
+def check_mixture_file(path: str, where: str = "path") -> dict:
+    """The arrays' shapes of a mixture .npz, read from the headers only (cheap, for parse time);
+    DataFileError naming `where` and the file unless it holds weights (K,), means (K, d) and
+    either covariances (K, d, d), or variances (K, d) with optional factors (K, d, r)."""
+    import zipfile
+    from pathlib import Path
+
+    import numpy as np
+
+    source = Path(path).expanduser()
+    if not source.is_file() or source.suffix != ".npz":
+        raise DataFileError(f"{where}: '{path}' is not an .npz file" + ("" if source.exists() else " (it does not exist)"))
+    shapes = {}
+    try:
+        with zipfile.ZipFile(source) as archive:
+            for name in archive.namelist():
+                key = name.removesuffix(".npy")
+                with archive.open(name) as array:
+                    version = np.lib.format.read_magic(array)
+                    header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shapes[key] = header(array)[0]
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise DataFileError(f"{where}: cannot read '{path}' as .npz ({_one_line(error)})") from None
+    unknown = sorted(set(shapes) - set(MIXTURE_ARRAYS))
+    if unknown:
+        raise DataFileError(f"{where}: '{path}' holds arrays {unknown}; a mixture file holds {', '.join(MIXTURE_ARRAYS)}")
+    for key in ("weights", "means"):
+        if key not in shapes:
+            raise DataFileError(f"{where}: '{path}' lacks the array '{key}'")
+    if ("covariances" in shapes) == ("variances" in shapes):
+        raise DataFileError(f"{where}: '{path}' must hold either 'covariances' (K, d, d) or 'variances' (K, d)")
+    if "factors" in shapes and "variances" not in shapes:
+        raise DataFileError(f"{where}: '{path}': 'factors' go with 'variances' (diag(variances) + factors factors^T)")
+    if len(shapes["weights"]) != 1 or len(shapes["means"]) != 2:
+        raise DataFileError(f"{where}: '{path}': weights must be (K,) and means (K, d), got "
+                            f"{shapes['weights']} and {shapes['means']}")
+    k, d = shapes["means"]
+    expected = {"weights": (k,), "covariances": (k, d, d), "variances": (k, d)}
+    for key, shape in shapes.items():
+        wanted = expected.get(key, (k, d, shape[-1] if shape else 0))
+        if key != "means" and tuple(shape) != wanted:
+            raise DataFileError(f"{where}: '{path}': '{key}' must have shape {wanted} (K = {k}, d = {d}), got {shape}")
+    return shapes
+
+
+def read_mixture(path: str, where: str = "path"):
+    """The mixture an .npz holds (check_mixture_file): a GaussianMixture for full covariances, a
+    StructuredMixture for variances (and factors). Bad values: DataFileError naming the file."""
+    import numpy as np
+    import torch
+
+    from diffsweep.gmm import GaussianMixture, StructuredMixture
+
+    check_mixture_file(path, where)
+    with np.load(path, allow_pickle=False) as arrays:
+        given = {key: torch.from_numpy(np.asarray(arrays[key], dtype=np.float64)) for key in arrays.files}
+    try:
+        if "covariances" in given:
+            return GaussianMixture(given["weights"], given["means"], given["covariances"])
+        return StructuredMixture(given["weights"], given["means"], given["variances"], given.get("factors"))
+    except ValueError as error:
+        raise DataFileError(f"{where}: '{path}': {error}") from None
 
 
 def _build_swissroll(noise: float) -> Dataset:
@@ -481,12 +584,24 @@ SPLIT_KNOBS = {
 for _family in [
     DatasetFamily(
         name="gmm", build=_build_gmm, analytic=True,
-        description="2-D Gaussian mixture with exact noisy density, denoiser, score and sampling",
+        description="Gaussian mixture with exact noisy density, denoiser, score and sampling: 2-D presets, the "
+                    "published d-dimensional benchmark prior, random mixtures, or one read from an .npz",
+        check=lambda preset, **knobs: check_mixture_file(knobs["path"]) if preset == "npz" else None,
         knobs={"preset": Knob("str", "ring8", "mixture preset", choices=tuple(GMM_PRESETS)),
                "scale": Knob("float", 1.0, "multiplies means and standard deviations", minimum=1e-12),
-               "n_modes": Knob("int", 8, "ring8: number of modes", minimum=1, maximum=10_000),
+               "n_modes": Knob("int", 8, "ring8, random: number of modes", minimum=1, maximum=10_000),
                "radius": Knob("float", 4.0, "ring8: radius of the ring", minimum=1e-12),
-               "std": Knob("float", 0.3, "ring8: standard deviation of each mode", minimum=1e-12)}),
+               "std": Knob("float", 0.3, "ring8, random: standard deviation of each mode", minimum=1e-12),
+               "dim": Knob("int", 8, "grid25_pairs (even), random: dimension d", minimum=1, maximum=1_000_000),
+               "seed": Knob("int", 27, "grid25_pairs, random: seed of the draw (27: the published instance)",
+                            minimum=0, maximum=SEED_MAX),
+               "covariance": Knob("str", "isotropic", "random: covariance structure",
+                                  choices=("isotropic", "diagonal", "lowrank")),
+               "spread": Knob("float", 4.0, "random, diagonal or lowrank: ratio of the largest to the smallest "
+                              "standard deviation", minimum=1.0),
+               "rank": Knob("int", 2, "random, lowrank: directions of extra variance", minimum=1, maximum=1000),
+               "separation": Knob("float", 8.0, "random: typical distance of two means, in stds", minimum=0.0),
+               "path": Knob("str", "", "npz: the mixture file")}),
     DatasetFamily(
         name="swissroll", build=_build_swissroll,
         description="2-D swiss roll spiral (outer radius 4) plus Gaussian noise; no closed form",
@@ -552,12 +667,29 @@ def resolve_dataset_knobs(family: str, knobs: dict, where: str = "") -> dict:
     spec = FAMILIES.get(family, where and where + "family: ")
     where = knobs_where(where)
     resolved = spec.resolve_knobs(knobs, where)
-    if family == "gmm" and resolved["preset"] != "ring8":
-        ring_only = sorted(k for k in RING_ONLY if k in (knobs or {}))
-        if ring_only:
-            raise ValueError(f"{where}parameters {ring_only} only apply to preset 'ring8'")
-        resolved = {k: v for k, v in resolved.items() if k not in RING_ONLY}
+    if family == "gmm":
+        resolved = _gmm_preset_knobs(resolved, knobs or {}, where)
     return resolved
+
+
+def _gmm_preset_knobs(resolved: dict, given: dict, where: str) -> dict:
+    """The resolved knobs of a gmm preset: `preset`, `scale` and the knobs it takes (GMM_PRESET_KNOBS;
+    `spread` and `rank` only where the covariance uses them); others given are refused."""
+    preset = resolved["preset"]
+    takes = {"preset", "scale", *GMM_PRESET_KNOBS[preset]}
+    if preset == "random":
+        takes -= {"isotropic": {"spread", "rank"}, "diagonal": {"rank"}, "lowrank": set()}[resolved["covariance"]]
+    foreign = sorted(set(given) - takes)
+    if foreign:
+        raise ValueError(f"{where}parameters {foreign} do not apply to preset '{preset}'"
+                         + (f" with covariance '{resolved['covariance']}'" if preset == "random" else "")
+                         + f"; it takes {sorted(takes - {'preset'})}")
+    if preset == "grid25_pairs" and resolved["dim"] % 2:
+        raise ValueError(f"{where}dim: grid25_pairs repeats 2-D means over coordinate pairs, so dim must be even, "
+                         f"got {resolved['dim']}")
+    if preset == "npz" and not resolved["path"]:
+        raise ValueError(f"{where}path: required by preset 'npz': the mixture file")
+    return {key: value for key, value in resolved.items() if key in takes}
 
 
 def check_dataset_files(family: str, knobs: dict, where: str = "") -> None:

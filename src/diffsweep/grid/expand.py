@@ -187,7 +187,8 @@ def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: li
             task = TaskSpec(name=task_name, operator=family.name,
                             operator_knobs=family.resolve_knobs(point["knobs"], where=f"{where}knobs."),
                             noise_std=float(point["noise_std"]), data_range=point["data_range"],
-                            n_measurements=len(point["images"]) if point.get("images") else section["n_measurements"],
+                            n_measurements=(1 if family.prior else len(point["images"]) if point.get("images")
+                                            else section["n_measurements"]),   # a problem: one observation
                             images=tuple(point["images"]) if point.get("images") else None)
             tasks.append((family, task))
     presets = []
@@ -209,6 +210,12 @@ def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: li
                 excluded.append(f"restoration task '{task.name}' ({family.name}) x dataset '{model.data.name}': "
                                 "needs (C, H, W) images")
                 continue
+            if family.prior and (model.data.family, model.data.knobs.get("preset")) != family.prior:
+                excluded.append(f"restoration task '{task.name}' ({family.name}) x dataset '{model.data.name}': "
+                                f"the problem conditions the prior of {' preset '.join(family.prior)}")
+                continue
+            if family.prior:
+                check_problem_prior(task, model.data)
             if task.images and max(task.images) >= model.data.n_reference:
                 raise ValueError(f"restoration.tasks.{task.name}.images: index {max(task.images)} is beyond the "
                                  f"reference set of dataset '{model.data.name}' ({model.data.n_reference} samples: "
@@ -223,6 +230,18 @@ def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: li
                                   n_samples=section["n_samples"], task=task, **template)
                     add_run(runs, fields, where=f"{kind.presets}.{preset_name}")
     return runs
+
+
+def check_problem_prior(task: TaskSpec, dataset: DataSpec) -> None:
+    """A published problem draws its prior with its operator from one seed: the dataset must be that
+    prior, unscaled, drawn from the same seed."""
+    where = f"restoration.tasks.{task.name}.knobs.problem_seed"
+    if dataset.knobs.get("scale", 1.0) != 1.0:
+        raise ValueError(f"datasets.{dataset.name}.knobs.scale: task '{task.name}' ({task.operator}) is the published "
+                         f"problem on the unscaled prior; got scale {dataset.knobs['scale']}")
+    if task.operator_knobs["problem_seed"] != dataset.knobs.get("seed"):
+        raise ValueError(f"{where}: {task.operator_knobs['problem_seed']} is not the seed of dataset '{dataset.name}' "
+                         f"({dataset.knobs.get('seed')}), whose prior the problem conditions; give the same seed to both")
 
 
 def manifest(config: dict, base_dir: str | Path = ".") -> list[dict]:

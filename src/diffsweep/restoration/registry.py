@@ -46,6 +46,9 @@ def noise_std(stated: float, data_range: str) -> float:
 class OperatorFamily(Entry):
     make: Callable             # (shape, seed, **knobs) -> a LinearOperator (diffsweep.restoration.operators)
     image_only: bool = True    # needs (C, H, W) data; False: any flattened shape
+    # A published problem: the (family, preset) of the dataset whose prior it conditions. Its operator
+    # then carries its own ground truth, observation and noise std (restoration.posterior.ProblemOperator).
+    prior: tuple = ()
 
     def build(self, shape, seed: int, knobs: dict):
         """The operator for data of `shape`, its random parts (mask position, kernel) drawn from `seed`."""
@@ -98,6 +101,24 @@ for _family in [
                    description="deblurring: circular convolution with a seeded random motion-blur kernel"),
 ]:
     OPERATORS.add(_family)
+
+
+def _grid25_pairs_problem(shape, seed, d_y: int, problem_seed: int):
+    """The published problem on flattened data of `shape`; the run's seed does not enter."""
+    import math
+
+    from diffsweep.restoration.posterior import ProblemOperator, grid25_pairs_problem
+    return ProblemOperator(grid25_pairs_problem(math.prod(shape), d_y, problem_seed), shape)
+
+
+OPERATORS.add(OperatorFamily(
+    name="grid25_pairs", make=_grid25_pairs_problem, image_only=False, prior=("gmm", "grid25_pairs"),
+    knobs={"d_y": Knob("int", 1, "rows of the problem's matrix (published: 1, 2, 4)", minimum=1, maximum=1_000_000),
+           "problem_seed": Knob("int", 27, "seed of the construction (27: published); the dataset's `seed`",
+                                minimum=0, maximum=2 ** 63 - 1)},
+    description="the published benchmark problem on the gmm grid25_pairs prior (docs/benchmarks.md): its d_y x d "
+                "matrix, noise std, ground truth and one observation, drawn with the prior from one seed; the "
+                "task's noise_std and the run's seed do not enter"))
 
 
 # --- restorers ---------------------------------------------------------------------------

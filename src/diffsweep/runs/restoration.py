@@ -63,7 +63,7 @@ class Restoration:
 
         rows, exact_means = [], []
         metric_generator = torch.Generator().manual_seed(run["seed"])
-        noise_std = task["noise_std_effective"]
+        noise_std = noise_std_of(operator, task)
         for j in range(n):
             values = {}
             if scored:
@@ -77,7 +77,8 @@ class Restoration:
                     exact = posterior.sample(self.metric_options["posterior_samples"], metric_generator)
                     values.update(rmetrics.posterior_metrics(samples[j], posterior, truth[j], exact, metric_generator))
                     exact_means.append(posterior.mean().reshape(shape))
-            rows.append({"measurement": j, **values, **run_values, "lpips_status": self.lpips_status,
+            drawn = {} if getattr(operator, "drawn_noise_std", None) is None else {"noise_std_drawn": noise_std}
+            rows.append({"measurement": j, **drawn, **values, **run_values, "lpips_status": self.lpips_status,
                          **{f"{name}_status": why for name, why in run_skipped.items()}})
 
         stored = kept(self.keep, k)
@@ -99,6 +100,9 @@ def measure(run: dict, dataset, reference, generator):
     `images`), y = A x + s n."""
     task = run["task"]
     family = restoration.get_operator(task["operator"])
+    if family.prior:      # a published problem: its own ground truth, observation and noise
+        operator = family.build(dataset.shape, run["seed"], task["operator_knobs"])
+        return operator, operator.problem.truth.reshape(1, *dataset.shape), operator.problem.y.reshape(1, -1)
     chosen = task.get("images") or slice(task["n_measurements"])    # given indices, or the first n
     truth = reference[chosen].double().reshape(-1, *dataset.shape)
     operator = family.build(dataset.shape, run["seed"], task["operator_knobs"]).for_measurements(len(truth))
@@ -120,7 +124,13 @@ def restore(run: dict, denoiser, operator, y, shape, dtype, device):
     y_rows = y.repeat_interleave(k, dim=0).to(device, dtype)
     rows = operator.restrict(torch.arange(len(y)).repeat_interleave(k))    # sample j * k + i measures image j
     return call_counted(spec.fn, denoiser, device, x, sigmas, noise, rows, y_rows,
-                        run["task"]["noise_std_effective"], **run["knobs"])
+                        noise_std_of(operator, run["task"]), **run["knobs"])
+
+
+def noise_std_of(operator, task: dict) -> float:
+    """The measurement's noise std: drawn with the operator (a published problem), else the task's."""
+    drawn = getattr(operator, "drawn_noise_std", None)
+    return task["noise_std_effective"] if drawn is None else drawn
 
 
 def save_strip(operator, y, samples, exact_means, truth, path) -> None:
