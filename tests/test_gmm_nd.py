@@ -228,7 +228,8 @@ def test_a_job_measures_the_problem_and_restores_it_with_the_drawn_noise():
     from types import SimpleNamespace
 
     from diffsweep.models import OracleDenoiser
-    from diffsweep.runs.restoration import measure, noise_std_of, restore
+    from diffsweep.restoration.operators import measurement_noise_std
+    from diffsweep.runs.restoration import measure, restore
 
     problem = grid25_pairs_problem(8, 2)
     task = {"operator": "grid25_pairs", "operator_knobs": {"d_y": 2, "problem_seed": 27},
@@ -238,6 +239,6 @@ def test_a_job_measures_the_problem_and_restores_it_with_the_drawn_noise():
     dataset = make_dataset("gmm", preset="grid25_pairs", dim=8)
     operator, truth, y = measure(run, SimpleNamespace(shape=(8,)), None, generator())
     assert torch.equal(truth, problem.truth.reshape(1, 8)) and torch.equal(y, problem.y.reshape(1, 2))
-    assert noise_std_of(operator, task) == problem.noise_std
+    assert measurement_noise_std(operator, task["noise_std_effective"]) == problem.noise_std
     samples, nfe, counted, _ = restore(run, OracleDenoiser(dataset.mixture), operator, y, (8,), torch.float64, torch.device("cpu"))
     assert samples.shape == (8, 8) and nfe == counted == 10

@@ -15,6 +15,7 @@ CASES = [
     ("inpaint_random", {"missing": 0.5}), ("inpaint_box", {"size": 3}), ("inpaint_half", {"side": "top"}),
     ("deblur_gaussian", {"kernel_size": 5, "std": 1.0}), ("deblur_motion", {"kernel_size": 5, "intensity": 0.5}),
     ("grid25_pairs", {"d_y": 2}),     # the published problem (tests/test_gmm_nd.py), on the flattened image
+    ("random_matrix", {"measurements": 5}), ("random_projection", {"measurements": 7}),
 ]
 
 
@@ -48,7 +49,7 @@ def test_seeding_is_deterministic(name, params):
     assert torch.equal(first.matrix(), again.matrix())
     for key, value in first.arrays().items():
         assert np.array_equal(value, again.arrays()[key])
-    if name in ("inpaint_random", "inpaint_box", "deblur_motion"):
+    if name in ("inpaint_random", "inpaint_box", "deblur_motion", "random_matrix", "random_projection"):
         assert not torch.equal(first.matrix(), other.matrix())
 
 

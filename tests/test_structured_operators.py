@@ -14,11 +14,13 @@ CASES = [
     ("sr_avgpool", {"factor": 4}), ("inpaint_random", {"missing": 0.5}), ("inpaint_box", {"size": 3}),
     ("inpaint_half", {"side": "top"}), ("deblur_gaussian", {"kernel_size": 5, "std": 1.0}),
     ("deblur_motion", {"kernel_size": 5, "intensity": 0.5}), ("grid25_pairs", {"d_y": 2}),
+    ("random_matrix", {"measurements": 5}), ("random_projection", {"measurements": 7}),
 ]
 STRUCTURE = {"sr_bicubic": ops.KroneckerSVD, "sr_avgpool": ops.KroneckerSVD, "inpaint_random": ops.PixelSelection,
              "inpaint_box": ops.PixelSelection, "inpaint_half": ops.PixelSelection,
              "deblur_gaussian": ops.FourierSVD, "deblur_motion": ops.FourierSVD,
-             "grid25_pairs": ops.DenseSVD}     # the published problem's dense matrix
+             "grid25_pairs": ops.DenseSVD,     # the published problem's dense matrix
+             "random_matrix": ops.DenseSVD, "random_projection": ops.DenseSVD}   # the factors they are built from
 SPECTRAL_RESTORERS = ["ddrm", "diffpir", "pigdm", "replacement", "repaint", "ilvr", "ddnm", "ddnm_plus", "twisted_smc",
                       "red_diff", "daps"]
 

@@ -7,6 +7,7 @@ The pairwise distances (MMD, energy) are accumulated block by block so that two 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -48,10 +49,10 @@ def projected_sorted(x, directions: Tensor) -> Tensor:
 
 def sliced_wasserstein2_sorted(x_sorted: Tensor, y_sorted: Tensor) -> float:
     """Sliced W2 from two `projected_sorted` results with the same directions."""
-    return math.sqrt(float(_w2_squared_sorted(x_sorted, y_sorted.to(x_sorted.device)).mean()))
+    return math.sqrt(float(w2_squared_sorted(x_sorted, y_sorted.to(x_sorted.device)).mean()))
 
 
-def _w2_squared_sorted(x_sorted: Tensor, y_sorted: Tensor) -> Tensor:
+def w2_squared_sorted(x_sorted: Tensor, y_sorted: Tensor) -> Tensor:
     """Exact 1-D W2^2 per row between two empirical distributions given sorted samples (P, n).
 
     The quantile functions are step functions that jump at i/n and j/m; on the merged grid of
@@ -61,15 +62,43 @@ def _w2_squared_sorted(x_sorted: Tensor, y_sorted: Tensor) -> Tensor:
     n, m = x_sorted.shape[1], y_sorted.shape[1]
     if n == m:
         return ((x_sorted - y_sorted) ** 2).mean(dim=1)
-    grid = torch.cat([torch.arange(n + 1, dtype=torch.float64) / n,
-                      torch.arange(m + 1, dtype=torch.float64) / m])
-    grid = torch.unique(grid).to(x_sorted.device)      # sorted, runs from 0 to 1
-    widths = grid[1:] - grid[:-1]
+    x_index, y_index, widths = (part.to(x_sorted.device) for part in _merged_quantile_grid(n, m))
+    squared_gaps = (x_sorted[:, x_index] - y_sorted[:, y_index]) ** 2
+    return squared_gaps @ widths
+
+
+@functools.lru_cache(maxsize=16)
+def _merged_quantile_grid(n: int, m: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The merged grid of jump points i/n and j/m: which sorted sample of each side holds on each
+    interval, and the interval widths. Cached: a bootstrap or a floor asks for the same (n, m) each time."""
+    grid = torch.unique(torch.cat([torch.arange(n + 1, dtype=torch.float64) / n,
+                                   torch.arange(m + 1, dtype=torch.float64) / m]))     # sorted, runs from 0 to 1
     midpoints = 0.5 * (grid[1:] + grid[:-1])
     x_index = torch.clamp((midpoints * n).long(), max=n - 1)
     y_index = torch.clamp((midpoints * m).long(), max=m - 1)
-    squared_gaps = (x_sorted[:, x_index] - y_sorted[:, y_index]) ** 2
-    return squared_gaps @ widths
+    return x_index, y_index, grid[1:] - grid[:-1]
+
+
+def quantile_blocks(y_sorted: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """Per row of y_sorted (P, m), the integrals of its quantile function Q and of Q^2 over
+    [i/n, (i+1)/n), i < n: (P, n) each. With them the 1-D W2^2 of any n sorted samples x against y is
+    sum_i (x_i^2 / n - 2 x_i first_i + second_i) (`w2_squared_blocks`), P x n operations instead of
+    P x (n + m): what repeated distances to one reference (bootstraps, floors) use."""
+    m = y_sorted.shape[1]
+    cuts = torch.arange(n + 1, dtype=torch.float64, device=y_sorted.device) / n
+    below = torch.clamp((cuts * m).long(), max=m - 1)      # Q is y_sorted[j] on [j/m, (j+1)/m)
+    zeros = y_sorted.new_zeros(y_sorted.shape[0], 1)
+
+    def integral_up_to_cuts(values):
+        at_jumps = torch.cat([zeros, torch.cumsum(values, dim=1)], dim=1) / m
+        return at_jumps[:, below] + (cuts - below.to(cuts.dtype) / m) * values[:, below]
+    return integral_up_to_cuts(y_sorted).diff(dim=1), integral_up_to_cuts(y_sorted ** 2).diff(dim=1)
+
+
+def w2_squared_blocks(x_sorted: Tensor, blocks: tuple[Tensor, Tensor]) -> Tensor:
+    """`w2_squared_sorted(x_sorted, y_sorted)` from `quantile_blocks(y_sorted, n)`, (P,)."""
+    first, second = blocks
+    return (x_sorted ** 2 / x_sorted.shape[1] - 2 * x_sorted * first + second).sum(dim=1).clamp(min=0)
 
 
 def mmd_rbf(x, y, bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0), cache: dict | None = None) -> float:

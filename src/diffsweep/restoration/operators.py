@@ -14,6 +14,8 @@ Structured SVDs (no d x d matrix is ever formed):
                                  A = (U_h (x) U_w) diag(s_h (x) s_w) (V_h (x) V_w)^T, applied as two matmuls
     circular blur                A = F^H diag(T) F, T = FFT of the kernel, F the unitary 2-D DFT:
                                  V = F^H, s = |T|, U = F^H diag(T / |T|) (complex coordinates)
+    random operators (vectors)   the factors they are built from: A = U diag(s) V^T with U, V of a
+                                 seeded Gaussian matrix (dense, V is d x d)
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import math
 
 import numpy as np
 import torch
+
+from diffsweep.restoration.registry import NOISE_RECIPES, SINGULAR_VALUE_RECIPES
 
 
 # --- singular value decompositions, applied factor by factor ----------------------------------
@@ -195,6 +199,10 @@ class FourierSVD(SVD):
 class LinearOperator:
     """Base class: subclasses set `measurement_shape`, implement forward/adjoint and, where they
     have a structure, `decompose()` (their SVD as factors; the dense SVD otherwise)."""
+
+    # The measurement noise std an operator draws itself (a random operator's noise recipe), which
+    # replaces the task's; None: the task's (`measurement_noise_std`).
+    drawn_noise_std: float | None = None
 
     def __init__(self, shape):
         self.shape = tuple(shape)
@@ -531,3 +539,71 @@ class MotionBlur(CircularBlur):
     def __init__(self, shape, seed: int, kernel_size: int, intensity: float):
         _check_kernel_size(kernel_size)
         super().__init__(shape, motion_kernel(kernel_size, intensity, _generator(seed)))
+
+
+# --- random operators for vector data ----------------------------------------------------------
+
+def random_factors(d_y: int, d: int, singular_values: str, generator: torch.Generator):
+    """(U (d_y, d_y), s (d_y,), Vh (d, d)) of a random d_y x d operator A = U diag(s) Vh[:d_y], float64.
+    The singular vectors are a Gaussian matrix's (uniformly distributed); the singular values are
+    `sorted_uniform` (U(0, 1), sorted descending: the published construction of MCGdiff and the
+    benchopt Gaussian-mixture benchmark), `ones` (orthonormal rows: an orthogonal projection onto a
+    random subspace) or `gaussian` (the Gaussian matrix's own with entries N(0, 1 / d)).
+
+    Draw order (what a seed fixes): a Gaussian d_y x d matrix, whose full SVD gives U and Vh (the
+    published construction's), then, for `sorted_uniform`, d_y uniform values sorted descending."""
+    if singular_values not in SINGULAR_VALUE_RECIPES:
+        raise ValueError(f"random operator: unknown singular_values '{singular_values}'; allowed: "
+                         f"{', '.join(SINGULAR_VALUE_RECIPES)}")
+    gaussian = torch.randn(d_y, d, generator=generator, dtype=torch.float64)
+    U, s, Vh = torch.linalg.svd(gaussian, full_matrices=True)
+    if singular_values == "sorted_uniform":
+        s = torch.sort(torch.rand(d_y, generator=generator, dtype=torch.float64), descending=True).values
+    elif singular_values == "ones":
+        s = torch.ones(d_y, dtype=torch.float64)
+    else:
+        s = s / math.sqrt(d)
+    return U, s, Vh
+
+
+class RandomMatrix(MatrixOperator):
+    """A seeded random d_y x d operator on flattened data, A = U diag(s) Vh[:d_y], with its SVD known
+    from its construction (`random_factors`): dense, d x d for V, so for d up to a few thousand
+    (d = 1000: 8 MB). With the noise recipe `uniform_max_singular` it draws its own measurement noise
+    std (`drawn_noise_std`), which replaces the task's (`measurement_noise_std`)."""
+
+    def __init__(self, shape, seed: int, measurements: int, singular_values: str = "sorted_uniform",
+                 noise: str = "task"):
+        d = math.prod(shape)
+        if not 1 <= measurements <= d:
+            raise ValueError(f"random operator: measurements (d_y) must be between 1 and the data's dimension {d}, "
+                             f"got {measurements}")
+        if noise not in NOISE_RECIPES:
+            raise ValueError(f"random operator: unknown noise '{noise}'; allowed: {', '.join(NOISE_RECIPES)}")
+        generator = _generator(seed)
+        self.U, self.s, self.Vh = random_factors(measurements, d, singular_values, generator)
+        super().__init__(self.U @ (self.s[:, None] * self.Vh[:measurements]), shape)
+        if noise == "uniform_max_singular":
+            self.drawn_noise_std = float(torch.rand((), generator=generator, dtype=torch.float64) * self.s.max())
+
+    def decompose(self):
+        padded = torch.zeros(self.dim, dtype=torch.float64)
+        padded[:len(self.s)] = self.s
+        return DenseSVD(padded, self.U, self.Vh, self.shape, self.measurement_shape)
+
+    def arrays(self):
+        drawn = {} if self.drawn_noise_std is None else {"noise_std": np.array(self.drawn_noise_std)}
+        return {"matrix": self.A.numpy(), **drawn}
+
+
+class RandomProjection(RandomMatrix):
+    """A random orthogonal projection: d_y orthonormal rows (Haar), every singular value 1."""
+
+    def __init__(self, shape, seed: int, measurements: int, noise: str = "task"):
+        super().__init__(shape, seed, measurements, singular_values="ones", noise=noise)
+
+
+def measurement_noise_std(operator: LinearOperator, task_noise_std: float) -> float:
+    """The std s of y = A x + s n: the operator's own draw where its noise recipe makes one, else the
+    task's noise_std_effective."""
+    return task_noise_std if operator.drawn_noise_std is None else operator.drawn_noise_std

@@ -68,6 +68,15 @@ OPERATORS = Registry("operator", OperatorFamily)
 get_operator = OPERATORS.get
 
 FACTOR = Knob("int", 2, "downsampling factor k (height and width divisible by k)", minimum=1, maximum=1024)
+# Random operators (vector data): how their singular values and their measurement noise std are chosen
+# (diffsweep.restoration.operators.random_factors, RandomMatrix).
+SINGULAR_VALUE_RECIPES = ("sorted_uniform", "ones", "gaussian")
+NOISE_RECIPES = ("task", "uniform_max_singular")
+MEASUREMENTS = Knob("int", 1, "d_y, the measurement's dimension (at most the data's dimension d)", minimum=1,
+                    maximum=1_000_000)
+NOISE_RECIPE = Knob("str", "task", "measurement noise std: task (the task's noise_std) or uniform_max_singular "
+                                   "(U(0, 1) times the largest singular value, drawn with the operator: published)",
+                    choices=NOISE_RECIPES)
 KERNEL_SIZE = Knob("int", 5, "blur kernel size (odd, at most the image size)", minimum=1, maximum=1025)
 
 for _family in [
@@ -94,6 +103,17 @@ for _family in [
                    knobs={"kernel_size": KERNEL_SIZE,
                           "std": Knob("float", 1.0, "kernel standard deviation, pixels", minimum=1e-6)},
                    description="deblurring: circular convolution with a Gaussian kernel"),
+    OperatorFamily(name="random_matrix", make=_operator_class("RandomMatrix"), image_only=False,
+                   knobs={"measurements": MEASUREMENTS,
+                          "singular_values": Knob("str", "sorted_uniform",
+                                                  "singular-value recipe: sorted_uniform (published), ones, gaussian",
+                                                  choices=SINGULAR_VALUE_RECIPES),
+                          "noise": NOISE_RECIPE},
+                   description="a seeded random d_y x d operator on flattened data: the singular vectors of a "
+                               "Gaussian matrix, singular values by recipe, measurement noise by recipe"),
+    OperatorFamily(name="random_projection", make=_operator_class("RandomProjection"), image_only=False,
+                   knobs={"measurements": MEASUREMENTS, "noise": NOISE_RECIPE},
+                   description="a seeded random orthogonal projection onto d_y dimensions (orthonormal rows)"),
     OperatorFamily(name="deblur_motion", make=_operator_class("MotionBlur"),
                    knobs={"kernel_size": KERNEL_SIZE,
                           "intensity": Knob("float", 0.5, "how far the seeded random camera path wanders (0: a line)",

@@ -18,6 +18,7 @@ import torch
 from diffsweep import io, restoration
 from diffsweep.noise import make_schedule
 from diffsweep.restoration import metrics as rmetrics
+from diffsweep.restoration.operators import measurement_noise_std
 from diffsweep.restoration.posterior import exact_posterior
 from diffsweep.restoration.restorers import Spectral
 from diffsweep.runs.source import call_counted, initial_sample
@@ -63,7 +64,8 @@ class Restoration:
 
         rows, exact_means = [], []
         metric_generator = torch.Generator().manual_seed(run["seed"])
-        noise_std = noise_std_of(operator, task)
+        noise_std = measurement_noise_std(operator, task["noise_std_effective"])
+        drawn = {} if operator.drawn_noise_std is None else {"noise_std_drawn": noise_std}
         for j in range(n):
             values = {}
             if scored:
@@ -75,9 +77,11 @@ class Restoration:
                     posterior = exact_posterior(self.dataset.mixture, operator.restrict(j).matrix(), y[j].flatten(),
                                                 noise_std)
                     exact = posterior.sample(self.metric_options["posterior_samples"], metric_generator)
-                    values.update(rmetrics.posterior_metrics(samples[j], posterior, truth[j], exact, metric_generator))
+                    values.update(rmetrics.posterior_metrics(
+                        samples[j], posterior, truth[j], exact, metric_generator, seed=run["seed"],
+                        floor_repeats=self.metric_options["floor_repeats"],
+                        resamples=self.metric_options["bootstrap_resamples"]))
                     exact_means.append(posterior.mean().reshape(shape))
-            drawn = {} if getattr(operator, "drawn_noise_std", None) is None else {"noise_std_drawn": noise_std}
             rows.append({"measurement": j, **drawn, **values, **run_values, "lpips_status": self.lpips_status,
                          **{f"{name}_status": why for name, why in run_skipped.items()}})
 
@@ -107,7 +111,7 @@ def measure(run: dict, dataset, reference, generator):
     truth = reference[chosen].double().reshape(-1, *dataset.shape)
     operator = family.build(dataset.shape, run["seed"], task["operator_knobs"]).for_measurements(len(truth))
     clean = operator.forward(truth)
-    y = clean + task["noise_std_effective"] * torch.randn(clean.shape, generator=generator, dtype=torch.float64)
+    y = clean + measurement_noise_std(operator, task["noise_std_effective"]) * torch.randn(clean.shape, generator=generator, dtype=torch.float64)
     return operator, truth, y
 
 
@@ -124,13 +128,7 @@ def restore(run: dict, denoiser, operator, y, shape, dtype, device):
     y_rows = y.repeat_interleave(k, dim=0).to(device, dtype)
     rows = operator.restrict(torch.arange(len(y)).repeat_interleave(k))    # sample j * k + i measures image j
     return call_counted(spec.fn, denoiser, device, x, sigmas, noise, rows, y_rows,
-                        noise_std_of(operator, run["task"]), **run["knobs"])
-
-
-def noise_std_of(operator, task: dict) -> float:
-    """The measurement's noise std: drawn with the operator (a published problem), else the task's."""
-    drawn = getattr(operator, "drawn_noise_std", None)
-    return task["noise_std_effective"] if drawn is None else drawn
+                        measurement_noise_std(operator, run["task"]["noise_std_effective"]), **run["knobs"])
 
 
 def save_strip(operator, y, samples, exact_means, truth, path) -> None:

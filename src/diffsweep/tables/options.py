@@ -38,6 +38,8 @@ METRIC_DIRECTIONS = {
     "psnr_of_mean": "higher", "ssim_of_mean": "higher", "lpips_of_mean": "lower", "psnr_minmax_ref": "higher",
     "psnr_measurement": "higher", "psnr_measurement_minmax_ref": "higher",
     "posterior_mean_error": "lower", "posterior_cov_error": "lower", "sliced_w2_posterior": "lower",
+    "max_sliced_w2_posterior": "lower", "mmse_gap": "lower", "posterior_mode_weight_error": "lower",
+    "coverage_50": "none", "coverage_90": "none",      # calibrated at 0.5 and 0.9: neither end is better
     **{f"{metric}_{extractor}": direction for extractor in ("digits", "inception") for metric, direction in (
         ("fid", "lower"), ("kid", "lower"), ("precision", "higher"), ("recall", "higher"), ("prc_f_score", "higher"),
         ("isc", "higher"))},
