@@ -71,6 +71,20 @@ def test_ids_are_stable_and_adding_a_preset_adds_only_new_runs():
     assert set(first.models) == set(bigger.models)
 
 
+def test_a_dataset_s_own_seeds_add_runs_and_keep_the_others_ids():
+    """datasets.<d>.seeds replaces the top-level seeds for that dataset's generation runs (more seeds
+    where runs are cheap); the runs of seeds both lists hold keep their ids, the data id is unchanged."""
+    first = build(copy.deepcopy(BASE))
+    more = copy.deepcopy(BASE)
+    more["datasets"]["ring8"]["seeds"] = [0, 1, 2, 3]
+    bigger = build(more)
+    assert set(first.runs) < set(bigger.runs)
+    assert {r.seed for r in bigger.runs.values() if r.model.data.name == "ring8"} == {0, 1, 2, 3}
+    assert {r.seed for r in bigger.runs.values() if r.model.data.name == "swiss"} == {0, 1}
+    assert {r.seed for key, r in bigger.runs.items() if key not in first.runs} == {2, 3}
+    assert {m.data.id for m in first.models.values()} == {m.data.id for m in bigger.models.values()}
+
+
 # The knob names each family had when its runs got their ids (before the renames of issue 24).
 KNOBS_AS_HASHED = {
     "pf_ode": {"solver"},

@@ -76,7 +76,8 @@ def test_the_report_has_every_table_and_figure_with_captions_by_stage(smoke, dec
     assert categories, "no categories in the report"
     import json
     groups = json.loads(categories.group(1))
-    assert set(groups) == {"1. Training", "2. Generation", "3. Ablation tables", "4. Result tables", "5. Restoration"}
+    assert set(groups) == {"0. Explorer", "1. Training", "2. Generation", "3. Ablation tables", "4. Result tables",
+                           "5. Restoration"}
     assert set(groups["5. Restoration"]) == {"Metric vs NFE", "Table"}
     assert set(groups["3. Ablation tables"]) == set(specs)
     assert set(groups["2. Generation"]) == {"Metric vs NFE", "Samples", "Noise schedules",
@@ -85,7 +86,7 @@ def test_the_report_has_every_table_and_figure_with_captions_by_stage(smoke, dec
     plots = smoke / "results" / "plots"
     assert {p.name for p in plots.glob("*.png")} <= listed
     assert {f"{name}.{ext}" for name in specs for ext in ("md", "tex", "csv", "html")} <= listed
-    assert {"generation.parquet", "training.parquet", "runs.parquet", "restoration.parquet"} <= listed
+    assert {"generation.parquet", "training.parquet", "runs.parquet", "restoration.parquet", "explore.html"} <= listed
     for caption in ("Ablation table <strong>oracle_ring8_sampler_steps</strong>", "The decoupling of training",
                     "sigma_k against the step k", "against the number of network evaluations",
                     "Training loss", "diffsweep sweep over score-based diffusion models"):

@@ -14,8 +14,8 @@ CASES = [
     ("sr_bicubic", {"factor": 2}), ("sr_bicubic", {"factor": 4}), ("sr_avgpool", {"factor": 2}),
     ("inpaint_random", {"missing": 0.5}), ("inpaint_box", {"size": 3}), ("inpaint_half", {"side": "top"}),
     ("deblur_gaussian", {"kernel_size": 5, "std": 1.0}), ("deblur_motion", {"kernel_size": 5, "intensity": 0.5}),
-    ("grid25_pairs", {"d_y": 2}),     # the published problem (tests/test_gmm_nd.py), on the flattened image
     ("random_matrix", {"measurements": 5}), ("random_projection", {"measurements": 7}),
+    ("grid25_pairs", {"d_y": 2}),     # the published problem (tests/test_gmm_nd.py), on the flattened image
 ]
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from diffsweep import cli, config, io as ds_io, tables
+from diffsweep import cli, config, io as ds_io, stats, tables
 from diffsweep.runs import join
 
 
@@ -109,7 +109,7 @@ def test_the_training_tables_carry_their_parameter_columns(tmp_path, capsys):
 
     assert cli.main(["table", str(tmp_path / "training.parquet"), "--rows", "model_id", "--metric", "loss",
                      "--agg", "min", "--better", "lower", "--pool", "mean"]) == 0
-    assert "| mlp-a | **0.25** |" in capsys.readouterr().out
+    assert "| mlp-a | 0.25 |" in capsys.readouterr().out     # a minimum is shown, not tested: nothing bold
     assert cli.main(["table", str(tmp_path / "training.parquet"), "--rows", "model_id", "--metric", "loss"]) == 2
     assert "the cell model_id=mlp-a holds runs that differ in step (100, 200)" in capsys.readouterr().err
     assert cli.main(["table", str(tmp_path / "training_by_sigma.parquet"), "--rows", "sigma_lo", "--cols",
@@ -176,8 +176,12 @@ def test_an_ablation_over_a_restoration_table(tmp_path):
     table = tables.ablation(rows, declared, parameter_columns=RESTORATION_PARAMS)
     cell = table.cells[(("box", "rw_cond"), (30,))]
     assert cell.n == 4 and cell.value == pytest.approx(statistics.fmean([23, 24, 23.1, 24.1]))
-    assert table.cells[(("box", "dps"), (30,))].best and not cell.best
-    assert "psnr: mean ± std over n = 4 measurements per cell; higher is better" in table.note()
+    # box and random_half score the same: dps leads each column, tied with itself on the other task
+    assert [table.cells[((task, "dps"), (30,))].status for task in ("box", "random_half")] == ["tied", "tied"]
+    assert cell.status == "worse" and cell.low < cell.value < cell.high
+    assert cell.values == {(0, 0): 23, (0, 1): 24, (1, 0): 23.1, (1, 1): 24.1}    # paired on (seed, measurement)
+    assert ("psnr: mean [95% t interval] over measurements (n = 4); best: beats every other cell of its column by a "
+            "paired t test on shared measurements at level 0.05, Holm-corrected over 3 comparisons") in table.note()
     mixed = rows + [dict(r, noise_std=0.2, run_id=r["run_id"] + "-loud") for r in rows]
     with pytest.raises(tables.MixedCellError, match=r"tables.ablations.r: the cell task=box, restorer=dps, steps=10 "
                                                     r"holds runs that differ in noise_std \(0.1, 0.2\)"):
@@ -215,6 +219,8 @@ def test_the_schema_offers_the_options_the_code_knows(root):
     assert ablation["aggregate"]["enum"] == list(tables.AGGREGATES)
     assert ablation["pool"]["enum"] == list(tables.POOLING)
     assert ablation["better"]["enum"] == ["auto", *tables.DIRECTIONS]
+    assert ablation["ci"]["enum"] == list(tables.INTERVALS) and ablation["test"]["enum"] == list(tables.TESTS)
+    assert ablation["level"]["default"] == tables.DEFAULT_LEVEL and ablation["aggregate"]["default"] == "mean_ci"
     assert section["better"]["additionalProperties"]["enum"] == list(tables.DIRECTIONS)
     heatmap = schema["properties"]["plots"]["properties"]["heatmap"]["properties"]
     assert heatmap["reduce"]["enum"] == list(tables.HEATMAP_REDUCE)
@@ -227,24 +233,49 @@ def test_cells_aggregate_seeds_and_mark_the_best_per_column(rows):
     assert table.row_keys == [("ddpm",), ("rw",)] and table.col_keys == [(10,), (40,)]
     cell = table.cells[(("rw",), (10,))]
     assert cell.n == 3 and cell.value == pytest.approx(0.6) and cell.std == pytest.approx(statistics.stdev([.5, .7, .6]))
-    assert table.cell_text(cell) == "0.6 ± 0.1"
-    assert cell.best and not table.cells[(("ddpm",), (10,))].best
+    low, high = stats.t_interval([.5, .7, .6])[1:]
+    assert (cell.low, cell.high) == pytest.approx((low, high))
+    assert table.cell_text(cell) == f"0.6 [{low:.3g}, {high:.3g}]"
+    # ddpm is worse by 0.4 on each of the 3 shared seeds: a paired t test separates it
+    assert cell.best and table.cells[(("ddpm",), (10,))].status == "worse"
     diverged = table.cells[(("ddpm",), (40,))]
     assert diverged.n == 0 and diverged.n_diverged == 1 and table.cell_text(diverged) == "diverged"
-    assert not diverged.best and table.cells[(("rw",), (40,))].best is False   # alone in its column: nothing to mark
+    alone = table.cells[(("rw",), (40,))]
+    assert not diverged.best and alone.status == "" and alone.low is not None   # alone in its column: nothing to mark
 
 
 def test_higher_is_better_and_other_aggregates(rows):
     table = ablation(rows, spec(metric="mode_coverage", aggregate="median"))
     assert table.spec.better == "higher"
-    assert table.cells[(("rw",), (10,))].best and table.cells[(("rw",), (10,))].value == pytest.approx(0.94)
-    assert "±" not in tables.to_markdown(table)
+    assert table.cells[(("rw",), (10,))].value == pytest.approx(0.94)
+    assert not any(c.status for c in table.cells.values())      # a median is shown, not tested
+    assert "[" not in tables.to_markdown(table) and "nothing is marked: the tests compare means" in table.note()
+    higher = ablation(rows, spec(metric="mode_coverage", aggregate="mean_pm"))
+    assert higher.cells[(("rw",), (10,))].best
+    assert higher.cell_text(higher.cells[(("rw",), (10,))]).startswith("0.94 ± ")
 
 
-def test_ties_in_print_are_all_marked():
-    rows = [run("a", 10, 0, 0.1231), run("b", 10, 0, 0.1229), run("c", 10, 0, 0.2)]
+def test_one_seed_cells_compare_on_their_sampling_error():
+    """One seed per cell: each run's <metric>_se carries the comparison (sqrt(se_a^2 + se_b^2)); a
+    cell without one is untested, never bold; the caption says sampling error only."""
+    rows = [run("a", 10, 0, 0.10, sliced_w2_se=0.01), run("b", 10, 0, 0.125, sliced_w2_se=0.01),
+            run("c", 10, 0, 0.30, sliced_w2_se=0.01)]
     table = ablation(rows, spec(rows="sampler", columns=[]))
-    assert [table.cells[((s,), ())].best for s in "abc"] == [True, True, False]
+    statuses = [table.cells[((s,), ())].status for s in "abc"]
+    assert statuses == ["tied", "tied", "worse"]      # 0.025 / (0.01 sqrt 2) = 1.77 sd: p = 0.077 (Holm: x 1)
+    assert table.cells[(("a",), ())].basis == "single-seed-sampling-only"
+    assert table.cells[(("a",), ())].low == pytest.approx(0.10 - 1.959964 * 0.01)
+    note = table.note()
+    assert "value [95% normal interval from the estimator's standard error]" in note and "seed-to-seed" in note
+    assert tables.to_markdown(table).splitlines()[2] == "| a | 0.1 [0.0804, 0.12]† |"
+    apart = ablation([dict(r, sliced_w2_se=0.001) for r in rows], spec(rows="sampler", columns=[]))
+    assert [apart.cells[((s,), ())].status for s in "abc"] == ["best", "worse", "worse"]
+    without = ablation([dict(r, sliced_w2_se=None) for r in rows], spec(rows="sampler", columns=[]))
+    assert {c.status for c in without.cells.values()} == {"untested", "tied"} and not any(
+        c.best for c in without.cells.values())
+    assert without.cells[(("a",), ())].low is None and "untested: no shared seeds" in without.note()
+    with pytest.raises(tables.TableError, match=r"sliced_w2_se of run a-10-0-oracle-ring8 is -0.01: a standard error"):
+        ablation([dict(rows[0], sliced_w2_se=-0.01), *rows[1:]], spec(rows="sampler", columns=[]))
 
 
 def test_uneven_n_is_printed_per_cell(rows):
@@ -318,10 +349,11 @@ def test_markdown(rows):
     lines = text.splitlines()
     assert lines[0] == "| sampler \\ steps | 10 | 40 |"
     assert lines[1] == "| --- | ---: | ---: |"
-    assert lines[2] == "| ddpm | 1 ± 0.1 | diverged |"
-    assert lines[3] == "| rw | **0.6 ± 0.1** | 0.25 ± 0.05 |"
-    assert "sliced_w2: mean ± std over n = 3 seeds per cell; lower is better; the best value per column is in bold" \
-        in text
+    assert lines[2] == "| ddpm | 1 [0.752, 1.25] | diverged |"
+    assert lines[3] == "| rw | **0.6 [0.352, 0.848]** | 0.25 [0.126, 0.374] |"
+    assert ("sliced_w2: mean [95% t interval] over seeds (n = 3); best: beats every other cell of its column by a "
+            "paired t test on shared seeds at level 0.05, Holm-corrected over 1 comparison; tied: not separable from "
+            "the best; lower is better (best in bold)") in text
 
 
 def test_latex_is_booktabs_with_escapes_and_spanning_headers(rows):
@@ -331,7 +363,7 @@ def test_latex_is_booktabs_with_escapes_and_spanning_headers(rows):
     for piece in ("\\begin{table}", "\\caption{Sampler\\_x steps. sliced\\_w2: mean", "\\label{tab:x}",
                   "\\toprule", "\\midrule", "\\bottomrule", "\\begin{tabular}{llrr}",
                   "\\multicolumn{2}{c}{knob\\_T0 = 0.1}", "\\cmidrule(lr){3-4}",
-                  "dataset & sampler & steps = 10 & steps = 40 \\\\", "\\textbf{0.6 $\\pm$ 0.1}",
+                  "dataset & sampler & steps = 10 & steps = 40 \\\\", "\\textbf{0.6 [0.352, 0.848]}",
                   " & rw & "):                      # repeated outer keys are left blank
         assert piece in tex, piece
     bare = tables.to_latex(table)
@@ -352,7 +384,7 @@ def test_csv_has_one_line_per_cell_and_the_documented_columns(rows):
 
 def test_html_marks_the_best_and_escapes(rows):
     html = tables.to_html(ablation(rows, spec(caption="a < b")))
-    assert "<strong>0.6 ± 0.1</strong>" in html and "a &lt; b" in html and html.startswith("<!DOCTYPE html>")
+    assert "<strong>0.6 [0.352, 0.848]</strong>" in html and "a &lt; b" in html and html.startswith("<!DOCTYPE html>")
 
 
 def test_write_ablation_writes_every_format(tmp_path, rows):
@@ -376,7 +408,7 @@ def parquet(tmp_path, rows):
 def test_cli_table_prints_a_pivot(parquet, capsys):
     assert cli.main(["table", str(parquet), "--rows", "sampler", "--cols", "steps", "--metric", "sliced_w2",
                      "--filter", "dataset=ring8", "--format", "markdown"]) == 0
-    assert "| rw | **0.6 ± 0.1** | 0.25 ± 0.05 |" in capsys.readouterr().out
+    assert "| rw | **0.6 [0.352, 0.848]** | 0.25 [0.126, 0.374] |" in capsys.readouterr().out
     assert cli.main(["table", str(parquet), "--rows", "sampler", "--metric", "sliced_w2", "--filter",
                      "steps=10", "--format", "latex"]) == 0
     assert "\\begin{tabular}{lr}" in capsys.readouterr().out
@@ -394,6 +426,8 @@ def test_cli_table_prints_a_pivot(parquet, capsys):
                                                      "(10, 40), not only in the seed; add a --filter, put them in "
                                                      "--rows/--cols, or pass --pool best"),
     (["--rows", "sampler", "--metric", "sliced_w2", "--filter", "nothing"], "expected COLUMN=VALUE"),
+    (["--rows", "sampler", "--metric", "sliced_w2", "--filter", "steps=10", "--level", "1.5"],
+     "error: --level: 1.5 is not a level; allowed: a number strictly between 0 and 1"),
 ])
 def test_cli_table_errors(parquet, capsys, args, message):
     assert cli.main(["table", str(parquet), *args]) == 2
@@ -434,3 +468,112 @@ def test_schema_rejects_unknown_table_keys(root, tmp_path):
         config.prepare(raw)
 
 
+
+
+# --- statistics in the tables: planted difference, null, options, power, floor ---------------
+
+def oracle_rows(names_shifts: dict, n_seeds: int, n: int = 512, n_projections: int = 32) -> list[dict]:
+    """Generation rows of configurations on ring8 with the exact oracle's samples, each moved by its
+    shift; configurations share each seed's draw and projections (as the generation runs do), and
+    sliced W2 is measured against one fixed exact reference set."""
+    from diffsweep import gmm, metrics
+    import torch
+
+    ring8 = gmm.ring_mixture()
+    reference = ring8.sample(n, torch.Generator().manual_seed(10_000))[0]
+    rows = []
+    for seed in range(n_seeds):
+        drawn = ring8.sample(n, torch.Generator().manual_seed(seed))[0]
+        directions = metrics.random_directions(n_projections, 2, torch.Generator().manual_seed(seed))
+        for name, shift in names_shifts.items():
+            value = metrics.sliced_wasserstein2_sorted(
+                metrics.projected_sorted(drawn + torch.tensor([0.0, shift], dtype=torch.float64), directions),
+                metrics.projected_sorted(reference, directions))
+            rows.append(run(name, 100, seed, float(value)))
+    return rows
+
+
+def test_a_planted_difference_on_the_oracle_marks_the_right_best():
+    """ring8 moved by 1.0 at 512 samples, 5 shared seeds (statistics.md: detected in 20 of 20 repeats)."""
+    table = ablation(oracle_rows({"exact": 0.0, "moved": 1.0}, 5), spec(rows="sampler", columns=[]))
+    assert table.cells[(("exact",), ())].status == "best" and table.cells[(("moved",), ())].status == "worse"
+    assert table.cells[(("moved",), ())].p_adjusted < 0.05
+
+
+def test_identical_configurations_under_two_names_get_no_best():
+    table = ablation(oracle_rows({"a": 0.0, "b": 0.0}, 3), spec(rows="sampler", columns=[]))
+    assert [table.cells[((s,), ())].status for s in "ab"] == ["tied", "tied"]     # identical: p = 1
+    assert "**" not in tables.to_markdown(table) and tables.TIED_MARK in tables.to_markdown(table)
+
+
+def test_interval_test_and_level_options_reach_the_comparison(rows):
+    table = ablation(rows, spec(ci="percentile", test="wilcoxon", level=0.9))
+    note = table.note()
+    assert "90% percentile bootstrap interval" in note and "Wilcoxon signed-rank test" in note and "level 0.1" in note
+    # Wilcoxon cannot reach p < 0.1 on 3 pairs (smallest two-sided p = 0.25): nothing is separated
+    assert table.cells[(("rw",), (10,))].status == "tied"
+    expected = stats.seed_interval([.5, .7, .6], level=0.9, method="percentile")
+    assert (table.cells[(("rw",), (10,))].low, table.cells[(("rw",), (10,))].high) == pytest.approx(
+        (expected.low, expected.high))
+    assert tables.INTERVALS == stats.SEED_METHODS and tables.TESTS == stats.TESTS
+    assert tables.DEFAULT_LEVEL == stats.DEFAULT_LEVEL
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"ci": "z"}, r"ci: 'z' is not allowed; allowed: t, percentile, bca"),
+    ({"test": "sign"}, r"test: 'sign' is not allowed; allowed: t, wilcoxon, bootstrap"),
+    ({"level": 95}, r"level: 95 is not a level"),
+])
+def test_bad_statistics_options_fail_with_the_key(entry, message):
+    with pytest.raises(tables.TableError, match=r"tables\.ablations\.t\." + message):
+        spec(**entry)
+
+
+def test_power_gives_the_seeds_each_comparison_needs(parquet, capsys):
+    rows = [run("a", 10, seed, v) for seed, v in enumerate([0.50, 0.52, 0.49])] + \
+        [run("b", 10, seed, v) for seed, v in enumerate([0.53, 0.51, 0.55])]
+    table = ablation(rows, spec(rows="sampler", columns=[]), power=True)
+    needed = stats.seeds_needed([0.50 - 0.53, 0.52 - 0.51, 0.49 - 0.55])
+    assert table.cells[(("b",), ())].seeds_needed == needed and table.cells[(("a",), ())].seeds_needed is None
+    text = tables.to_markdown(table, power=True)
+    assert f"| a | leader |\n| b | {needed} |" in text and "80% power" in text
+    assert "Seeds needed" not in tables.to_markdown(table)
+    assert cli.main(["table", str(parquet), "--rows", "sampler", "--cols", "steps", "--metric", "sliced_w2",
+                     "--power", "--level", "0.9", "--ci", "bca", "--test", "bootstrap"]) == 0
+    out = capsys.readouterr().out
+    assert "| ddpm | 2 | – |" in out and "90% BCa bootstrap interval" in out and "paired bootstrap test" in out
+
+
+def test_floor_stands_beside_the_value_and_in_the_csv(rows):
+    rows = [dict(r, sliced_w2_floor=0.14, sliced_w2_floor_low=0.12, sliced_w2_floor_high=0.16) for r in rows]
+    table = ablation(rows, spec())
+    assert "floor (exact samples of the runs' size against the same reference): 0.14 [0.12, 0.16]" in table.note()
+    table = ablation([r if r["steps"] == 10 else dict(r, sliced_w2_floor=0.3) for r in rows], spec())   # per cell
+    assert table.cell_text(table.cells[(("rw",), (40,))]).endswith("(floor 0.3)")
+    read = list(csv.DictReader(io.StringIO(tables.to_csv(table))))
+    assert {r["floor_low"] for r in read if r["n"] != "0"} == {"0.12"}
+
+
+def test_training_seeds_are_averaged_per_seed_and_split_from_sampling_seeds():
+    """A trained model under 3 training seeds (model_seed) x 4 sampling seeds: its cell is not a
+    mixed cell, averages the training seeds per sampling seed (so it still pairs with the oracle on
+    the seed), and --power splits its variance into training and sampling seeds."""
+    rng = np.random.default_rng(0)
+    effects = {0: 0.0, 1: 0.3, 2: -0.2}
+    rows = [run("rw", 10, seed, 1.0 + 0.05 * seed, model="oracle") for seed in range(4)]
+    rows += [dict(run("rw", 10, seed, 2.0 + effects[t] + 0.05 * seed + rng.normal(0, 0.02), model="mlp"),
+                  model_seed=t, run_id=f"mlp-{t}-{seed}") for t in effects for seed in range(4)]
+    table = tables.ablation(rows, spec(rows="model", columns=[]), parameter_columns=[*PARAMS, "model_seed"], power=True)
+    mlp, oracle = table.cells[(("mlp",), ())], table.cells[(("oracle",), ())]
+    by_training = {t: [r["sliced_w2"] for r in rows if r.get("model_seed") == t] for t in effects}
+    assert mlp.n == 12 and mlp.n_training == 3 and set(mlp.values) == {(s,) for s in range(4)}
+    assert mlp.value == pytest.approx(statistics.fmean(r["sliced_w2"] for r in rows if r["model"] == "mlp"))
+    assert mlp.components == stats.variance_components(by_training)
+    assert mlp.components.training_share > 0.9          # the training seeds' effects dominate
+    assert oracle.status == "best" and mlp.status == "worse" and oracle.components is None
+    text = tables.to_markdown(table, power=True)
+    assert "Training against sampling seeds" in text and f"| mlp | {table.components_text(mlp)} |" in text
+    assert "averages its 3 training seeds per seed" in table.note()
+    read = {r["model"]: r for r in csv.DictReader(io.StringIO(tables.to_csv(table)))}
+    assert read["mlp"]["n_training"] == "3" and float(read["mlp"]["var_training"]) == pytest.approx(
+        mlp.components.training)

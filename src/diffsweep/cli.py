@@ -7,7 +7,8 @@
     diffsweep forget RUN_ID... [--results DIR]
     diffsweep costs [--config FILE] [--benchmarks DIR] [--job-minutes M]
     diffsweep table PARQUET --rows COLS [--cols COLS] --metric COL [--filter COL=V[,V...]]...
-                    [--format markdown|latex|csv|html] [--agg mean_std|mean|median|min|max]
+                    [--format markdown|latex|csv|html] [--agg mean_ci|mean_pm|mean|median|min|max]
+                    [--ci t|percentile|bca] [--test t|wilcoxon|bootstrap] [--level 0.95] [--power]
                     [--better auto|lower|higher|none] [--pool error|best|mean] [--number-format .3g]
     diffsweep diff A B [--metric M]... [--level 0.95] [--test t|wilcoxon|bootstrap] [--all] [--html FILE]
     diffsweep profile install NAME [--dir DIR]
@@ -432,13 +433,14 @@ def command_table(args) -> int:
         return fail(f"{path}: {error}")
     entry = {"metric": args.metric, "rows": _names(args.rows), "columns": _names(args.cols), "filter": filters,
              "aggregate": args.agg, "better": args.better, "pool": args.pool, "format": args.number_format,
-             "caption": args.caption or ""}
+             "caption": args.caption or "", "ci": args.ci, "test": args.test, "level": args.level}
     unmarked = args.better == "auto" and args.metric not in tables.METRIC_DIRECTIONS
     if unmarked:
         entry["better"] = "none"
     try:
         spec = tables.TableSpec.from_config("table", entry, where="--")
-        table = tables.ablation(tables.records(frame), spec, parameter_columns=parameter_columns, where="--")
+        table = tables.ablation(tables.records(frame), spec, parameter_columns=parameter_columns, where="--",
+                                power=args.power)
     except tables.MixedCellError as error:
         return fail(f"{error.what}; add a --filter, put them in --rows/--cols, or pass --pool best (best of them) "
                     f"or --pool mean (pool them)")
@@ -447,7 +449,9 @@ def command_table(args) -> int:
     if unmarked:
         print(f"note: no direction is known for '{args.metric}', nothing is marked (pass --better lower|higher)",
               file=sys.stderr)
-    text = tables.render_table(table, args.format, caption=args.caption)
+    if args.power and args.agg not in tables.TESTED_AGGREGATES:
+        print(f"note: --power compares means; with --agg {args.agg} nothing is compared", file=sys.stderr)
+    text = tables.render_table(table, args.format, caption=args.caption, power=args.power)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
 
@@ -524,12 +528,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the shard jobs' benchmark files (default: benchmarks/run_shard of the config's results folder)")
     costs.add_argument("--job-minutes", type=float, metavar="M", help="also show the runs per job this target gives")
     costs.set_defaults(func=command_costs)
-    from diffsweep.tables.options import AGGREGATES, DIRECTIONS, FORMATS, POOLING
+    from diffsweep.tables.options import AGGREGATES, DEFAULT_LEVEL, DIRECTIONS, FORMATS, INTERVALS, POOLING, TESTS
 
     table = sub.add_parser(
-        "table", help="a pivot of a Parquet results table (seeds aggregated, best per column marked)",
-        description="Print a pivot of a Parquet table: cells aggregate a metric over seeds, the best value per "
-                    "column is marked. Example: diffsweep table results/tables/generation.parquet --rows sampler "
+        "table", help="a pivot of a Parquet results table (seeds aggregated with intervals, paired tests mark "
+                      "the best and the ties)",
+        description="Print a pivot of a Parquet table: cells aggregate a metric over seeds with an interval; the "
+                    "cell a paired test shows to beat every other cell of its column (Holm-corrected) is bold, "
+                    "cells tied with it are marked. Example: diffsweep table results/tables/generation.parquet --rows sampler "
                     "--cols steps --metric sliced_w2 --filter dataset=ring8 --filter model=oracle --pool best")
     table.add_argument("table", help="a Parquet table (results/tables/generation.parquet, ...)")
     table.add_argument("--rows", action="append", required=True, metavar="COLS",
@@ -540,8 +546,17 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--filter", action="append", metavar="COL=V[,V...]",
                        help="keep rows whose COL is one of the values (repeatable; 'null' matches missing values)")
     table.add_argument("--format", choices=FORMATS, default="markdown")
-    table.add_argument("--agg", choices=list(AGGREGATES), default="mean_std",
-                       help="aggregation over seeds (default mean_std: mean ± std)")
+    table.add_argument("--agg", choices=list(AGGREGATES), default="mean_ci",
+                       help="aggregation over seeds (default mean_ci: mean [interval]; mean_pm: mean ± half-width; "
+                            "the means are tested, median, min and max are not)")
+    table.add_argument("--ci", choices=INTERVALS, default="t",
+                       help="interval over seeds: t (default), percentile or bca bootstrap")
+    table.add_argument("--test", choices=TESTS, default="t",
+                       help="paired test of each cell against its column's leader: t (default), wilcoxon, bootstrap")
+    table.add_argument("--level", type=float, default=DEFAULT_LEVEL,
+                       help=f"level of the intervals (default {DEFAULT_LEVEL}); the tests run at 1 - level")
+    table.add_argument("--power", action="store_true",
+                       help="also print the seeds each comparison with its column's leader needs for 80%% power")
     table.add_argument("--better", choices=["auto", *DIRECTIONS], default="auto",
                        help="which values are best (auto: the metric's known direction)")
     table.add_argument("--pool", choices=POOLING, default="error",

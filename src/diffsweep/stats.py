@@ -411,8 +411,14 @@ def _paired_pvalues(differences: np.ndarray, test: str, resamples: int, seed: in
     if len(spread) == 0:
         return pvalues
     if test == "t":
+        import warnings
+
         from scipy.stats import ttest_1samp
-        pvalues[~constant] = ttest_1samp(spread, 0.0, axis=1).pvalue
+        with warnings.catch_warnings():
+            # Differences equal but for rounding (a constant shift): scipy warns of precision loss, and its
+            # p-value (near 0 for a shift, as for an exact constant above) is the right answer.
+            warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+            pvalues[~constant] = ttest_1samp(spread, 0.0, axis=1).pvalue
     elif test == "wilcoxon":
         from scipy.stats import wilcoxon
         pvalues[~constant] = [wilcoxon(row).pvalue for row in spread]
@@ -468,13 +474,7 @@ def sampling_test(replicates_a, replicates_b, estimate_a: float, estimate_b: flo
 
 def _sampling_pvalues(replicate_differences: np.ndarray, estimate_differences: np.ndarray) -> np.ndarray:
     """`sampling_test` for each row of (pairs, resamples) replicate differences."""
-    from scipy.stats import norm
-
-    se = replicate_differences.std(axis=1, ddof=1)
-    gap = np.abs(estimate_differences)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pvalues = 2 * norm.sf(gap / se)
-    return np.where(se == 0, np.where(gap == 0, 1.0, 0.0), pvalues)
+    return np.atleast_1d(normal_test(estimate_differences, replicate_differences.std(axis=1, ddof=1)))
 
 
 def holm(pvalues) -> np.ndarray:
@@ -509,9 +509,27 @@ class ColumnComparison:
 
 @dataclass
 class Sampling:
-    """One run's bootstrap over samples (`sampling_replicates`): what a one-seed cell compares with."""
+    """One run's own sampling error: what a one-seed cell compares with. Either its bootstrap
+    replicates over samples (`sampling_replicates`), or only their standard deviation `se` (what a
+    table stores per run, `<metric>_se`; KID's own standard error). Two runs with replicates of the
+    same resamples are compared paired; otherwise the difference's standard error is taken as
+    sqrt(se_a^2 + se_b^2), independent errors: conservative against the paired replicates, whose
+    shared rows cancel part of the error (docs/statistics.md)."""
     estimate: float
-    replicates: np.ndarray = field(repr=False)
+    replicates: np.ndarray | None = field(default=None, repr=False)
+    se: float | None = None
+
+    def __post_init__(self):
+        if self.replicates is None and self.se is None:
+            raise ValueError("Sampling needs bootstrap replicates or a standard error")
+        if self.replicates is None and not (math.isfinite(self.se) and self.se >= 0):
+            raise ValueError(f"a standard error must be finite and >= 0, got {self.se}")
+
+    @property
+    def standard_error(self) -> float:
+        if self.replicates is None:
+            return float(self.se)
+        return float(np.asarray(self.replicates, dtype=float).std(ddof=1))
 
 
 def compare_column(cells: Mapping[str, Mapping], better: str = "lower", level: float = DEFAULT_LEVEL,
@@ -521,10 +539,11 @@ def compare_column(cells: Mapping[str, Mapping], better: str = "lower", level: f
 
     `cells`: cell name -> {seed: value}. Cells are paired on the seeds they share. The leading cell
     (best mean) is tested against every other cell (paired `test` on the shared seeds; where fewer
-    than 2 are shared, `sampling_test` on the two cells' `sampling` replicates, one run each); the
+    than 2 are shared, `sampling_test` on the two cells' `sampling` replicates, one run each, or
+    the normal test on sqrt(se_a^2 + se_b^2) where either has only its standard error); the
     k - 1 p-values are Holm-adjusted. The leader is `best` only if it beats every other cell;
     cells not separable from it are `tied` (and so is the leader then), the rest `worse`. A pair
-    with neither shared seeds nor sampling replicates cannot be tested: `untested`, never best."""
+    with neither shared seeds nor sampling error cannot be tested: `untested`, never best."""
     _check_choice(better, ("lower", "higher"), "better")
     _check_level(level)
     _check_choice(test, TESTS, "test")
@@ -560,13 +579,17 @@ def compare_column(cells: Mapping[str, Mapping], better: str = "lower", level: f
 def _cell_intervals(names, values: Mapping, sampling: Mapping, level: float, method: str, seed: int) -> dict:
     """Each cell's interval: the bootstrap over samples for a one-seed cell with replicates, else
     `seed_interval` (t intervals computed for all cells of one n at once)."""
-    from_replicates = [name for name in names if len(values[name]) == 1 and name in sampling]
+    one_seed = [name for name in names if len(values[name]) == 1 and name in sampling]
+    from_replicates = [name for name in one_seed if sampling[name].replicates is not None]
     by_t = [name for name in names if len(values[name]) >= 2 and method == "t"]
     intervals = {}
     for group, replicates in _stacked_by_length(from_replicates, lambda name: np.asarray(sampling[name].replicates,
                                                                                           dtype=float)):
         estimates = np.array([sampling[name].estimate for name in group], dtype=float)
         intervals.update(zip(group, _replicate_intervals(estimates, replicates, level, "normal", [1] * len(group))))
+    from_se = [name for name in one_seed if sampling[name].replicates is None]
+    if from_se:
+        intervals.update(zip(from_se, _se_intervals([sampling[name] for name in from_se], level)))
     for group, stacked in _stacked_by_length(by_t, values.get):
         intervals.update(zip(group, _t_intervals(stacked, level)))
     for name in names:
@@ -575,13 +598,22 @@ def _cell_intervals(names, values: Mapping, sampling: Mapping, level: float, met
     return {name: intervals[name] for name in names}
 
 
+def _se_intervals(runs: list, level: float) -> list[Interval]:
+    """estimate +- z * se for one-seed cells known by their standard error alone."""
+    halves = normal_half_widths([run.se for run in runs], level)
+    note = "sampling error only: the estimator's standard error"
+    return [Interval(run.estimate, run.estimate - half, run.estimate + half, 1, level, "normal-se",
+                     se=float(run.se), note=note) for run, half in zip(runs, halves)]
+
+
 def _leader_pvalues(cells: Mapping, leader: str, others: list, sampling: Mapping, test: str, seed: int):
     """The leader against each other cell: (p-values, tested, bases). A pair sharing at least 2
-    seeds gets the paired `test` on them; else, with replicates for both, `sampling_test`; else
-    it is not tested."""
+    seeds gets the paired `test` on them; else, with replicates of the same resamples for both,
+    `sampling_test`; else, with a standard error for both, the normal test on
+    sqrt(se_a^2 + se_b^2); else it is not tested."""
     pvalues, tested = np.ones(len(others)), np.zeros(len(others), dtype=bool)
     bases = [SAMPLING_ONLY] * len(others)
-    paired, by_sampling = {}, {}
+    paired, by_sampling, by_se = {}, {}, {}
     for i, name in enumerate(others):
         shared = sorted(set(cells[leader]) & set(cells[name]))
         if len(shared) >= 2:
@@ -589,13 +621,20 @@ def _leader_pvalues(cells: Mapping, leader: str, others: list, sampling: Mapping
                          - np.array([cells[name][s] for s in shared], dtype=float))
             bases[i] = PAIRED_SEEDS
         elif leader in sampling and name in sampling:
-            by_sampling[i] = _replicate_differences(sampling, leader, name)
+            if sampling[leader].replicates is not None and sampling[name].replicates is not None:
+                by_sampling[i] = _replicate_differences(sampling, leader, name)
+            else:
+                by_se[i] = math.hypot(sampling[leader].standard_error, sampling[name].standard_error)
     for group, differences in _stacked_by_length(list(paired), paired.get):
         pvalues[group] = _paired_pvalues(differences, test, SEED_RESAMPLES, seed)
     for group, differences in _stacked_by_length(list(by_sampling), by_sampling.get):
         gaps = np.array([sampling[leader].estimate - sampling[others[i]].estimate for i in group], dtype=float)
         pvalues[group] = _sampling_pvalues(differences, gaps)
-    tested[list(paired) + list(by_sampling)] = True
+    if by_se:
+        group = list(by_se)
+        gaps = np.array([sampling[leader].estimate - sampling[others[i]].estimate for i in group], dtype=float)
+        pvalues[group] = np.atleast_1d(normal_test(gaps, np.array([by_se[i] for i in group], dtype=float)))
+    tested[list(paired) + list(by_sampling) + list(by_se)] = True
     return pvalues, tested, bases
 
 
@@ -618,26 +657,46 @@ def _stacked_by_length(keys, row_of: Callable):
 
 
 TEST_NAMES = {"t": "paired t test", "wilcoxon": "Wilcoxon signed-rank test", "bootstrap": "paired bootstrap test"}
-INTERVAL_NAMES = {"t": "t interval", "percentile": "percentile bootstrap interval over seeds",
-                  "bca": "BCa bootstrap interval over seeds"}
+INTERVAL_NAMES = {"t": "t interval", "percentile": "percentile bootstrap interval",
+                  "bca": "BCa bootstrap interval"}
+SAMPLING_INTERVAL_NAME = "normal interval from the estimator's standard error"
 
 
 def caption(cells: Mapping[str, CellResult], level: float, test: str, interval: str, basis: str,
-            comparisons: int) -> str:
+            comparisons: int | None, unit: str = "seed", shown: str = "interval", tests: bool = True) -> str:
     """What a table's caption says about a column: n, the interval, the test, the level, the
-    correction, what best and tied mean, and (one seed) that sampling error alone carries it."""
-    ns = sorted({r.interval.n for r in cells.values() if r.basis == PAIRED_SEEDS or r.interval.n > 1})
-    n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}-{ns[-1]}" if ns else "n = 1"
+    correction, what best and tied mean, and (one seed) that sampling error alone carries it.
+    `unit`: what n counts (seed, measurement); `shown`: how a cell shows its interval, `interval`
+    (mean [lo, hi]), `half_width` (mean ± half-width) or `mean` (the mean alone); `tests`: whether
+    cells were tested (a column without a direction or with one cell is not). `comparisons` None:
+    one caption for the columns of a table, which differ in their number of cells."""
+    ns = sorted({r.interval.n for r in cells.values() if r.interval.n > 1})
+    one_seed = any(r.interval.n == 1 for r in cells.values())
+    sampling = any(r.interval.n == 1 and r.interval.low is not None for r in cells.values())
     percent = f"{100 * level:g}%"
-    parts = [f"mean [{percent} {INTERVAL_NAMES[interval]}] over seeds ({n_text})"]
-    parts.append(f"best: beats every other cell of its column by a {TEST_NAMES[test]} on shared seeds at level "
-                 f"{1 - level:.3g}, Holm-corrected over {comparisons} comparison{'s' if comparisons != 1 else ''}; "
-                 "tied: not separable from the best")
-    if basis == SAMPLING_ONLY:
-        parts.append("one seed: intervals and tests rest on the estimator's own sampling error (bootstrap over "
-                     "samples), which does not cover seed-to-seed spread")
-    if any(r.status == UNTESTED for r in cells.values()):
-        parts.append("untested: no shared seeds and no bootstrap over samples")
+
+    def how(what: str, of: str) -> str:
+        return {"interval": f"{of} [{percent} {what}]", "half_width": f"{of} ± half-width of the {percent} {what}",
+                "mean": of}[shown]
+    parts = []
+    if ns:
+        n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}-{ns[-1]}"
+        parts.append(f"{how(INTERVAL_NAMES[interval], 'mean')} over {unit}s ({n_text})")
+    if one_seed:
+        parts.append(f"{'one-' + unit + ' cells: ' if ns else f'n = 1 {unit}: '}"
+                     f"{how(SAMPLING_INTERVAL_NAME, 'value') if sampling else 'value, no interval'}")
+    if tests:
+        parts.append(f"best: beats every other cell of its column by a {TEST_NAMES[test]} on shared {unit}s"
+                     f"{f' (one {unit}: a normal test on the sampling error)' if basis == SAMPLING_ONLY else ''} "
+                     f"at level {1 - level:.3g}, Holm-corrected over "
+                     f"{'each column' + chr(39) + 's k - 1 comparisons (k cells)' if comparisons is None else comparisons}"
+                     f"{'' if comparisons is None else ' comparison' + ('s' if comparisons != 1 else '')}"
+                     f"; tied: not separable from the best")
+    if sampling:
+        parts.append(f"one {unit}: intervals and tests rest on the estimator's own sampling error (bootstrap over "
+                     f"samples, or the metric's own standard error), which does not cover {unit}-to-{unit} spread")
+    if tests and any(r.status == UNTESTED for r in cells.values()):
+        parts.append(f"untested: no shared {unit}s and no sampling error of the estimator")
     return "; ".join(parts)
 
 

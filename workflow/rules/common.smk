@@ -59,6 +59,8 @@ DIRECTIONS = config["tables"]["better"]
 RESTORATION_METRICS = ["psnr", "ssim", "lpips"]   # lpips: a placeholder figure when LPIPS is skipped
 if any(run.model.data.analytic for run in GRID.of_kind(ds_kinds.RESTORATION.name).values()):
     RESTORATION_METRICS.append("sliced_w2_posterior")   # distance to exact posterior samples (analytic priors)
+# The kinds whose tables the results explorer (explore.html) browses: those the grid has runs of.
+EXPLORED_KINDS = [kind for kind in ds_kinds.KINDS.entries() if GRID.of_kind(kind.name)]
 # The studies the config declares (documented in docs, studies.md), their options with defaults filled.
 STUDIES = ds_studies.declared(config)
 
@@ -94,6 +96,7 @@ RESOURCES = {
     "likelihood": {"mem_mb": 4000, "runtime": 30, "gpu": 0},
     "train_digits_classifier": {"mem_mb": 2000, "runtime": 30, "gpu": 0},
     "fidelity_reference": {"mem_mb": 4000, "runtime": 30, "gpu": GPU},
+    "explore": LIGHT,
     **{rule: LIGHT for rule in ("manifest", "aggregate", "restoration_table", "ablation_table", "plot_metrics",
                                 "plot_samples", "plot_heatmaps", "plot_schedules", "plot_training",
                                 "plot_restoration", *(f"study_{name}" for name in ds_studies.STUDIES))},
@@ -219,6 +222,7 @@ def all_targets():
         targets.append(f"{RESULTS}/tables/restoration.parquet")
         targets += expand(f"{RESULTS}/plots/restoration_{{metric}}_vs_nfe.{{ext}}", metric=RESTORATION_METRICS,
                           ext=PLOT_FORMATS)
+    targets.append(f"{RESULTS}/explore.html")
     # the pending shards' markers: Snakemake remakes a missing file that is a target, but not one
     # that only up-to-date tables need (records deleted with results/shards/ would recompute nothing)
     return [*targets, *study_targets(), *pending_markers()]

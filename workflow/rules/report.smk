@@ -214,3 +214,25 @@ rule plot_restoration:
         "../../envs/diffsweep.yaml"
     script:
         "../../scripts/plot_restoration.py"
+
+
+rule explore:
+    input:
+        tables=[f"{RESULTS}/{kind.table}" for kind in EXPLORED_KINDS],
+        ablations=expand(f"{RESULTS}/tables/ablations/{{table}}.html", table=sorted(ABLATIONS)),
+        references=[f"{RESULTS}/data/{dataset.id}/reference.npz" for dataset in GRID.datasets.values()],  # thumbnails
+    output:
+        update(report(f"{RESULTS}/explore.html", category="0. Explorer", caption="../report/explore.rst")),
+    params:
+        results=lambda wc, output: results_of(output[0], depth=0),
+        kinds=[kind.name for kind in EXPLORED_KINDS],   # of input.tables, in order
+        directions=DIRECTIONS,
+        first_metrics=[*PLOT_METRICS, *RESTORATION_METRICS],   # offered first, in this order
+    log:
+        f"{RESULTS}/logs/explore.log",
+    resources:
+        **resources("explore"),
+    conda:
+        "../../envs/diffsweep.yaml"
+    script:
+        "../../scripts/explore.py"

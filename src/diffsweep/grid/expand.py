@@ -129,7 +129,8 @@ def build(config: dict, base_dir: str | Path = ".", models: set[str] | None = No
 
 
 def build_generation(config: dict, expanded: dict[str, ModelSpec], kind) -> dict[str, RunSpec]:
-    """models of `expanded` x sampler presets (their `datasets` and `models`) x preset points x seeds."""
+    """models of `expanded` x sampler presets (their `datasets` and `models`) x preset points x seeds
+    (the dataset's own `seeds` where it names them, else the top-level `seeds`)."""
     runs = {}
     for model in expanded.values():
         for preset_name, preset in config["samplers"].items():
@@ -139,7 +140,7 @@ def build_generation(config: dict, expanded: dict[str, ModelSpec], kind) -> dict
                 continue
             for point in expand_axes(preset):
                 run_template = resolve_preset(point, where=f"samplers.{preset_name}.")
-                for seed in config["seeds"]:
+                for seed in config["datasets"][model.data.name]["seeds"] or config["seeds"]:
                     fields = dict(kind=kind.name, model=model, preset=preset_name, seed=seed,
                                   n_samples=point.get("n_samples") or config["sampling"]["n_samples"], **run_template)
                     add_run(runs, fields, where=f"{kind.presets}.{preset_name}")

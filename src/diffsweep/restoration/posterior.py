@@ -57,7 +57,7 @@ class MixturePosterior:
         return self.means[labels] + torch.einsum("nde,ne->nd", roots[labels], z)
 
 
-def exact_posterior(prior, matrix, y, noise_std: float):
+def exact_posterior(prior: GaussianMixture | StructuredMixture, matrix, y, noise_std: float):
     """Posterior of `prior` given one measurement y (m,) = matrix (m, d) x + noise_std n: a
     MixturePosterior for a GaussianMixture, a StructuredPosterior for a StructuredMixture."""
     A, y = as_float64(matrix), as_float64(y).reshape(-1)
@@ -200,4 +200,4 @@ class ProblemOperator(MatrixOperator):
         self.drawn_noise_std = problem.noise_std
 
     def arrays(self):
-        return {"matrix": self.A.numpy()}
+        return {"matrix": self.A.numpy(), "noise_std": torch.tensor(self.drawn_noise_std, dtype=DTYPE).numpy()}

@@ -14,8 +14,17 @@ FORMATS = tuple(TABLE_FORMATS)
 # Figures: every figure is written in each of these (the suffix picks the format).
 PLOT_FORMATS = ("png", "pdf")
 
-# How a cell aggregates its seeds (name -> what the table's note calls it).
-AGGREGATES = {"mean_std": "mean ± std", "mean": "mean", "median": "median", "min": "minimum", "max": "maximum"}
+# How a cell aggregates its seeds (name -> what the table's note calls it). The means are compared
+# (intervals, paired tests, best and tied: stats.compare_column); the others are shown, not tested.
+AGGREGATES = {"mean_ci": "mean [interval]", "mean_pm": "mean ± interval half-width", "mean": "mean",
+              "median": "median", "min": "minimum", "max": "maximum"}
+TESTED_AGGREGATES = ("mean_ci", "mean_pm", "mean")
+# The interval of a cell over seeds, the paired test of two cells and the default level: the choices of
+# stats.SEED_METHODS and stats.TESTS (stats imports numpy; this module is read at parse time, so they are
+# repeated here and tests/test_tables.py checks them against stats).
+INTERVALS = ("t", "percentile", "bca")
+TESTS = ("t", "wilcoxon", "bootstrap")
+DEFAULT_LEVEL = 0.95
 # What a cell holding runs that differ in more than the seed does: fail, show the best configuration, or pool.
 POOLING = ("error", "best", "mean")
 # Which end of a metric is better.

@@ -10,10 +10,14 @@ from dataclasses import dataclass, field
 
 from diffsweep.runs import kinds
 from diffsweep.tables.aggregate import EXTRA_COLUMNS, MEASUREMENT_COLUMNS, RECORD_COLUMNS, manifest_params
-from diffsweep.tables.options import AGGREGATES, DIRECTIONS, METRIC_DIRECTIONS, POOLING, SOURCES, TableError
+from diffsweep.tables.options import (AGGREGATES, DEFAULT_LEVEL, DIRECTIONS, INTERVALS, METRIC_DIRECTIONS, POOLING,
+                                      SOURCES, TESTS, TableError)
 from diffsweep.tables.rows import columns_of, distinguishing, format_key, group, select, sorted_values, unknown_column
 
 SEED = "seed"    # the parameter a cell aggregates over
+# A trained model's training seed (models.<m>.seed as a list: one trained model per seed): a cell
+# aggregates over it too, averaging its training seeds per sampling seed (pivot.py).
+TRAINING_SEED = "model_seed"
 
 
 @dataclass(frozen=True)
@@ -24,13 +28,16 @@ class TableSpec:
     rows: tuple
     columns: tuple = ()
     filter: dict = field(default_factory=dict)
-    aggregate: str = "mean_std"
+    aggregate: str = "mean_ci"
     better: str = "none"
     pool: str = "error"
     format: str = ".3g"
     caption: str = ""
     order: dict = field(default_factory=dict)
     source: str = kinds.GENERATION.name     # the kind of run whose table it pivots
+    ci: str = "t"                           # the interval over seeds (stats.seed_interval)
+    test: str = "t"                         # the paired test of a cell against the column's leader
+    level: float = DEFAULT_LEVEL            # of the intervals; the tests run at 1 - level
 
     @classmethod
     def from_config(cls, name: str, entry: dict, directions: dict | None = None, where: str = "") -> "TableSpec":
@@ -50,10 +57,11 @@ class TableSpec:
                                  f"lower|higher|none on the table or declare its direction under tables.better")
             better = known[metric]
         spec = cls(name=name, metric=metric, rows=as_tuple(entry["rows"]), columns=as_tuple(entry.get("columns")),
-                   filter=dict(entry.get("filter") or {}), aggregate=entry.get("aggregate", "mean_std"),
+                   filter=dict(entry.get("filter") or {}), aggregate=entry.get("aggregate", "mean_ci"),
                    better=better, pool=entry.get("pool", "error"), format=entry.get("format", ".3g"),
                    caption=entry.get("caption", ""), order=dict(entry.get("order") or {}),
-                   source=entry.get("source", kinds.GENERATION.name))
+                   source=entry.get("source", kinds.GENERATION.name), ci=entry.get("ci", "t"),
+                   test=entry.get("test", "t"), level=entry.get("level", DEFAULT_LEVEL))
         spec.check_options(where)
         return spec
 
@@ -68,6 +76,13 @@ class TableSpec:
             raise TableError(f"{where}pool: '{self.pool}' is not allowed; allowed: {', '.join(POOLING)}")
         if self.pool == "best" and self.better == "none":
             raise TableError(f"{where}pool: best needs a direction (better: lower|higher)")
+        if self.ci not in INTERVALS:
+            raise TableError(f"{where}ci: '{self.ci}' is not allowed; allowed: {', '.join(INTERVALS)}")
+        if self.test not in TESTS:
+            raise TableError(f"{where}test: '{self.test}' is not allowed; allowed: {', '.join(TESTS)}")
+        if isinstance(self.level, bool) or not isinstance(self.level, (int, float)) or not 0 < self.level < 1:
+            raise TableError(f"{where}level: {self.level!r} is not a level; allowed: a number strictly between 0 and 1, "
+                             f"e.g. 0.95")
         if self.source not in SOURCES:
             raise TableError(f"{where}source: '{self.source}' is not allowed; allowed: {', '.join(SOURCES)}")
         try:
@@ -84,7 +99,8 @@ class TableSpec:
     def as_dict(self) -> dict:
         return {"name": self.name, "metric": self.metric, "rows": list(self.rows), "columns": list(self.columns),
                 "filter": self.filter, "aggregate": self.aggregate, "better": self.better, "pool": self.pool,
-                "format": self.format, "caption": self.caption, "order": self.order, "source": self.source}
+                "format": self.format, "caption": self.caption, "order": self.order, "source": self.source,
+                "ci": self.ci, "test": self.test, "level": self.level}
 
     @classmethod
     def from_dict(cls, spec: dict) -> "TableSpec":
@@ -132,9 +148,10 @@ class MixedCellError(TableError):
 
 
 def differing(cell: list[dict], keys, parameter_columns) -> list[str]:
-    """The parameters other than the seed that tell the runs of a cell apart (see `distinguishing`)."""
+    """The parameters other than the sampling and training seeds that tell the runs of a cell apart
+    (see `distinguishing`)."""
     present = set(columns_of(cell))
-    return distinguishing(cell, keys, [c for c in parameter_columns if c in present and c != SEED])
+    return distinguishing(cell, keys, [c for c in parameter_columns if c in present and c not in (SEED, TRAINING_SEED)])
 
 
 def check_table(spec: TableSpec, rows: list[dict], parameter_columns, extra_columns=(), where: str | None = None) -> list[dict]:
