@@ -187,10 +187,15 @@ def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: li
         if name not in known_datasets:
             raise ValueError(f"restoration.datasets[{index}]: unknown dataset '{name}'; "
                              f"allowed: {', '.join(sorted(known_datasets))}")
-    tasks = []
+    tasks, task_datasets = [], {}
     for task_name, entry in section["tasks"].items():
         where = f"restoration.tasks.{task_name}."
         family = restoration.get_operator(entry["operator"], where=f"{where}operator: ")
+        for index, name in enumerate(entry.get("datasets") or []):
+            if name not in known_datasets:
+                raise ValueError(f"{where}datasets[{index}]: unknown dataset '{name}'; "
+                                 f"allowed: {', '.join(sorted(known_datasets))}")
+        task_datasets[task_name] = entry.get("datasets") or []
         for point in expand_axes(entry):
             if point["noise_std"] <= 0:
                 raise ValueError(f"{where}noise_std: must be > 0 (the likelihood needs measurement noise), "
@@ -217,6 +222,8 @@ def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: li
             continue
         image = data.is_image(model.data.family)
         for family, task in tasks:
+            if task_datasets[task.name] and model.data.name not in task_datasets[task.name]:
+                continue
             if family.image_only and not image:
                 excluded.append(f"restoration task '{task.name}' ({family.name}) x dataset '{model.data.name}': "
                                 "needs (C, H, W) images")
