@@ -245,6 +245,8 @@ CHANGES = [
                                                                   "knobs": {"particles": 10**7}}),
      "restoration.restorers.smc.knobs.particles: 10000000 is above the maximum 100000"),
     ("log_every_huge", replace("models.mlp.log_every", 10**9), "models.mlp.log_every: 1000000000 is greater"),
+    ("task_unknown_dataset", replace("restoration.tasks.box", {"operator": "inpaint_box", "datasets": ["nope"]}),
+     "restoration.tasks.box.datasets[0]: unknown dataset 'nope'"),
     # --- issue 26: names are \A[A-Za-z0-9_]{1,64}\Z (no final line break), checked at parse time ---
     ("sampler_name_newline", replace("samplers", {"rw\n": {"family": "ddpm", "steps": 10}}),
      "samplers: 'rw\\n' is not a name; allowed: 1 to 64 ASCII letters, digits or _"),

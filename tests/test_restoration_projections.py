@@ -3,6 +3,7 @@
 Their distance to the exact posterior is checked with every restorer in test_restoration.py.
 """
 
+import pytest
 import torch
 
 from diffsweep import metrics, noise, restoration
@@ -12,6 +13,7 @@ from diffsweep.models import OracleDenoiser
 from diffsweep.restoration.operators import MatrixOperator
 from diffsweep.restoration.posterior import exact_posterior
 from diffsweep.restoration.projections import repaint_path
+from diffsweep.samplers.randomness import noise_source
 
 RING = ring_mixture()
 OBSERVE_X = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
@@ -88,3 +90,25 @@ def test_twisted_smc_approaches_the_exact_posterior_as_particles_grow():
     assert gaps[1] > 1.5                           # one particle: the unconditional chain, the prior
     assert gaps[1] > 2 * gaps[4] > 2 * gaps[64]
     assert gaps[64] < 0.4, gaps
+
+
+def test_twisted_smc_resamples_within_systems_whose_effective_size_dropped():
+    """Two systems of 2 rows x 3 particles: the first with even weights (ESS 6) keeps its particles and
+    weights, the second (ESS about 1) draws every ancestor among its own particles and restarts at 0."""
+    from diffsweep.restoration.smc import resample
+    log_weights = torch.tensor([[0.0] * 6, [0.0, -30.0, -30.0, -30.0, -30.0, -30.0]], dtype=torch.float64)
+    rows, carried = resample(log_weights, noise_source(torch.Generator().manual_seed(0)), pool=2, threshold=0.5)
+    assert rows[:6].tolist() == list(range(6)) and torch.equal(carried[0], log_weights[0])
+    assert rows[6:].tolist() == [6] * 6 and torch.equal(carried[1], torch.zeros(6, dtype=torch.float64))
+    rows, carried = resample(log_weights, noise_source(torch.Generator().manual_seed(0)), pool=2, threshold=1.0)
+    assert rows[:6].min() >= 0 and rows[:6].max() < 6 and rows[:6].tolist() != list(range(6))   # every step
+    assert not carried.any()
+
+
+def test_twisted_smc_pool_must_hold_rows_of_one_measurement():
+    spec = restoration.get("twisted_smc")
+    y = torch.tensor([[1.5], [1.5], [0.5], [0.5]], dtype=torch.float64)
+    for pool, message in ((3, "must divide"), (4, "different measurements")):
+        with pytest.raises(ValueError, match=f"knob pool \\({pool}\\) .*{message}"):
+            spec.fn(OracleDenoiser(RING), torch.zeros(4, 2, dtype=torch.float64), [1.0, 0.5], torch.Generator(),
+                    MatrixOperator(OBSERVE_X), y, S, **spec.resolve_knobs({"particles": 2, "pool": pool}))

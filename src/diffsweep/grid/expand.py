@@ -125,15 +125,25 @@ def build(config: dict, base_dir: str | Path = ".", models: set[str] | None = No
     runs = {}
     for kind in kinds.KINDS.entries():
         runs.update(kind.expand(config, models_by_id, excluded, expanded))
-    return Grid(datasets, models_by_id, runs, excluded)
+    # the adaptive searches' rungs planned so far (grid.search): runs of their own shard groups
+    from diffsweep.grid import search   # (search builds on this module)
+
+    searched, search_groups = search.expand(config, expanded, kinds.GENERATION)
+    groups = {run_id: group for run_id, group in search_groups.items() if run_id not in runs}
+    runs.update({run_id: searched[run_id] for run_id in groups})
+    return Grid(datasets, models_by_id, runs, excluded, groups)
 
 
 def build_generation(config: dict, expanded: dict[str, ModelSpec], kind) -> dict[str, RunSpec]:
     """models of `expanded` x sampler presets (their `datasets` and `models`) x preset points x seeds
-    (the dataset's own `seeds` where it names them, else the top-level `seeds`)."""
+    (the dataset's own `seeds` where it names them, else the top-level `seeds`). A preset a search
+    names (`search.<name>.samplers`) runs only its search's rungs (grid.search)."""
+    searched = {preset for search in config.get("search", {}).values() for preset in search["samplers"]}
     runs = {}
     for model in expanded.values():
         for preset_name, preset in config["samplers"].items():
+            if preset_name in searched:
+                continue
             if preset.get("datasets") and model.data.name not in preset["datasets"]:
                 continue
             if preset.get("models") and model.name not in preset["models"]:
@@ -177,10 +187,15 @@ def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: li
         if name not in known_datasets:
             raise ValueError(f"restoration.datasets[{index}]: unknown dataset '{name}'; "
                              f"allowed: {', '.join(sorted(known_datasets))}")
-    tasks = []
+    tasks, task_datasets = [], {}
     for task_name, entry in section["tasks"].items():
         where = f"restoration.tasks.{task_name}."
         family = restoration.get_operator(entry["operator"], where=f"{where}operator: ")
+        for index, name in enumerate(entry.get("datasets") or []):
+            if name not in known_datasets:
+                raise ValueError(f"{where}datasets[{index}]: unknown dataset '{name}'; "
+                                 f"allowed: {', '.join(sorted(known_datasets))}")
+        task_datasets[task_name] = entry.get("datasets") or []
         if family.prior:       # a published problem: its own noise std, ground truth and one observation
             for key in restoration.PROBLEM_DRAWS:
                 if entry.get(key) is not None:
@@ -215,6 +230,8 @@ def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: li
             continue
         image = data.is_image(model.data.family)
         for family, task in tasks:
+            if task_datasets[task.name] and model.data.name not in task_datasets[task.name]:
+                continue
             if family.image_only and not image:
                 excluded.append(f"restoration task '{task.name}' ({family.name}) x dataset '{model.data.name}': "
                                 "needs (C, H, W) images")

@@ -24,13 +24,36 @@ def log_twist(basis, operator, y, x0, sigma, noise_std, prior_variance):
     return -0.5 * (basis.observed * residual_bar.abs() ** 2 / variance).flatten(1).sum(1)
 
 
-def resample(log_weights, noise, *tensors):
-    """Multinomial resampling within each row's particles: log_weights (n, K); tensors (n K, ...)."""
+def resample(log_weights, noise, pool, threshold):
+    """Multinomial resampling within each system of `pool` rows x K particles, of the systems whose
+    effective sample size is below threshold x (their particles) (threshold 1: all): log_weights (systems, pool K).
+    Returns the ancestors' indices (n K) into the particles and the log weights carried on (0 where
+    a system was resampled). Every row draws its K ancestors from its own noise stream each step,
+    resampled or not, so a row's draws do not depend on the other systems."""
     import torch
-    n, k = log_weights.shape
-    picks = noise.multinomial(torch.softmax(log_weights, 1), k, replacement=True)
-    rows = (picks + k * torch.arange(n, device=picks.device)[:, None]).flatten()
-    return [tensor[rows] for tensor in tensors]
+    systems, size = log_weights.shape
+    probabilities = torch.softmax(log_weights, 1)
+    k = size // pool
+    picks = noise.multinomial(probabilities.repeat_interleave(pool, 0), k, replacement=True).reshape(systems, size)
+    ess = 1 / (probabilities ** 2).sum(1)
+    resampled = (ess < threshold * size) | (threshold >= 1)
+    kept = torch.arange(size, device=picks.device).expand(systems, size)
+    picks = torch.where(resampled[:, None], picks, kept)
+    rows = (picks + size * torch.arange(systems, device=picks.device)[:, None]).flatten()
+    return rows, torch.where(resampled[:, None], torch.zeros_like(log_weights), log_weights)
+
+
+def checked_pool(pool, y):
+    """The rows as systems of `pool` rows: each system's rows must restore the same measurement."""
+    n = y.shape[0]
+    if n % pool:
+        raise ValueError(f"twisted_smc: knob pool ({pool}) must divide the number of restored rows ({n}); "
+                         "set it to a divisor of the restorations per measurement")
+    grouped = y.reshape(n // pool, pool, -1)
+    if not bool((grouped == grouped[:, :1]).all()):
+        raise ValueError(f"twisted_smc: knob pool ({pool}) puts rows of different measurements in one system; "
+                         "set it to a divisor of the restorations per measurement")
+    return n // pool
 
 
 @register(
@@ -38,17 +61,25 @@ def resample(log_weights, noise, *tensors):
     knobs={"particles": Knob("int", 16, "particles per restored sample (1: the unconditional chain)", minimum=1, maximum=100_000),
            "prior_variance": Knob("float", 1.0, "v in the twist's r^2 = sigma^2 v / (sigma^2 + v): the data's "
                                                "variance per coordinate (1: PiGDM's, images in [-1, 1])",
-                                  minimum=1e-12)},
+                                  minimum=1e-12),
+           "pool": Knob("int", 1, "restored rows whose particles form one system (pool x particles particles, "
+                                  "each row picks one at the end); must divide the restorations per measurement",
+                        minimum=1, maximum=100_000),
+           "resample_ess": Knob("float", 1.0, "resample a system when its effective sample size falls below "
+                                              "this fraction of its particles (1: every step)",
+                                minimum=0.0, maximum=1.0)},
     description="twisted SMC (the framework of TDS, Wu et al. 2023) with the prior's ancestral step as proposal: "
                 "weights p~(y|x_sigma') / p~(y|x_sigma), twist N(y; A D(x), s^2 + r^2 A A^T), multinomial "
-                "resampling every step; consistent as particles grow",
+                "resampling when the effective sample size drops; consistent as particles grow",
     init="sigma_max",
     default_schedule="vp_respaced",
 )
-def twisted_smc(denoise, x, sigmas, noise, operator, y, noise_std, *, particles, prior_variance, callback=None):
+def twisted_smc(denoise, x, sigmas, noise, operator, y, noise_std, *, particles, prior_variance, pool=1,
+                resample_ess=1.0, callback=None):
     import torch
     sigmas = checked_levels(sigmas)
     n, k = x.shape[0], particles
+    systems = checked_pool(pool, y)
     operator = operator.restrict(torch.arange(n).repeat_interleave(k))     # particle i of row j: row j's operator
     # particle 0 of each row is the given start; the others are drawn from the same N(0, sigma_max^2 I)
     others = sigmas[0] * noise(x.unsqueeze(1).expand(n, k - 1, *x.shape[1:]))
@@ -62,9 +93,10 @@ def twisted_smc(denoise, x, sigmas, noise, operator, y, noise_std, *, particles,
     x0 = denoise(x, sigmas[0])
     nfe = 1
     twist = log_twist(basis, operator, y, x0, sigmas[0], noise_std, prior_variance)
-    log_weights = twist
+    log_weights = twist.reshape(systems, pool * k)
     for step, (sigma, following) in enumerate(steps_to_zero(sigmas)):
-        x, x0, twist = resample(log_weights.reshape(n, k), noise, x, x0, twist)
+        rows, log_weights = resample(log_weights, noise, pool, resample_ess)
+        x, x0, twist = x[rows], x0[rows], twist[rows]
         x = ancestral_step(x, x0, sigma, following, particle_noise)
         if following > 0:
             x0 = denoise(x, following)
@@ -72,10 +104,14 @@ def twisted_smc(denoise, x, sigmas, noise, operator, y, noise_std, *, particles,
         else:
             x0 = x       # at sigma = 0 the twist is the exact likelihood
         following_twist = log_twist(basis, operator, y, x0, following, noise_std, prior_variance)
-        log_weights, twist = following_twist - twist, following_twist
+        log_weights = log_weights + (following_twist - twist).reshape(systems, pool * k)
+        twist = following_twist
         if callback is not None and following > 0:      # the particles (n, k, ...) and their denoised
             report(callback, step, sigma, x.reshape(n, k, *x.shape[1:]), x0.reshape(n, k, *x.shape[1:]))
-    picks = noise.multinomial(torch.softmax(log_weights.reshape(n, k), 1), 1).flatten()
-    x = x.reshape(n, k, *x.shape[1:])[torch.arange(n, device=x.device), picks]
+    # each row picks one particle of its system
+    probabilities = torch.softmax(log_weights, 1).repeat_interleave(pool, 0)
+    picks = noise.multinomial(probabilities, 1).flatten()
+    picks = picks + pool * k * torch.arange(n, device=x.device).div(pool, rounding_mode="floor")
+    x = x[picks]
     report(callback, len(sigmas) - 1, sigmas[-1], x)       # the last step ends with the final pick
     return x, nfe
