@@ -118,14 +118,13 @@ def survey(args, prior) -> None:
         for p in range(args.problems):
             operator, y, s, posterior = problem(prior, d_y, p)
             exact = posterior.sample(args.reference, torch.Generator().manual_seed(10_000 + p))
-            mixture = rmetrics.posterior_mixture(posterior)
             draws = {"prior": prior.sample(args.samples, torch.Generator().manual_seed(p))[0],
                      "exact": posterior.sample(args.samples, torch.Generator().manual_seed(20_000 + p))}
             draws.update({name: restore(prior, name, {}, operator, y, s, args.samples, args.steps, p)
                           for name in SURVEY})
             for name, samples in draws.items():
                 finite = torch.isfinite(samples).all()
-                weights = rmetrics.mode_weight_gap(mixture.responsibilities(samples), mixture.weights) \
+                weights = rmetrics.mode_weight_gap(posterior.responsibilities(samples), posterior.weights) \
                     if finite else float("nan")
                 per[name].append((scores(samples, exact, p)[0], weights))
         for name in names:

@@ -225,6 +225,39 @@ def test_a_problem_task_runs_on_its_prior_only_with_one_observation():
         ds_grid.build(ds_config.prepare(problem_config(scale=2.0)))
 
 
+@pytest.mark.parametrize("key,value", [("noise_std", 0.1), ("data_range", "zero_one"), ("images", [0])])
+def test_a_problem_task_refuses_the_noise_and_truths_it_draws_itself(key, value):
+    from diffsweep import config as ds_config
+
+    config = problem_config()
+    config["restoration"]["tasks"]["published"][key] = value
+    with pytest.raises(ds_config.ConfigError) as refused:
+        ds_config.check(config, check_paths=False)
+    assert str(refused.value).splitlines() == [f"invalid config: restoration.tasks.published.{key}: task 'published' is "
+                                               "the published problem grid25_pairs, which draws its own noise std and "
+                                               "measures its own ground truth; remove the key"]
+
+
+def test_the_manifest_shows_no_noise_std_for_a_problem_and_the_default_for_an_operator():
+    """A problem's rows leave noise_std empty (its rows carry noise_std_drawn); an operator task that states
+    no noise_std has 0.05 on zero_one, the same rows and run ids as one that states them."""
+    from diffsweep import config as ds_config
+    from diffsweep import grid as ds_grid
+
+    def rows(**stated):
+        config = problem_config()
+        config["restoration"]["tasks"]["proj"] = {"operator": "random_projection", **stated}
+        return ds_grid.build(ds_config.prepare(config)).manifest_rows("restoration")
+    default, stated = rows(), rows(noise_std=0.05, data_range="zero_one")
+    assert default == stated
+    problems = [row for row in default if row["task"] == "published"]
+    assert len(problems) == 2 and all(row[key] is None for row in problems
+                                      for key in ("noise_std", "data_range", "noise_std_effective"))
+    operator_rows = [row for row in default if row["task"] == "proj"]     # on pairs8 and ring8
+    assert len(operator_rows) == 2 and all((row["noise_std"], row["data_range"], row["noise_std_effective"])
+                                           == (0.05, "zero_one", 0.1) for row in operator_rows)
+
+
 def test_a_job_measures_the_problem_and_restores_it_with_the_drawn_noise():
     from types import SimpleNamespace
 

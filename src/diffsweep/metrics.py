@@ -96,9 +96,10 @@ def quantile_blocks(y_sorted: Tensor, n: int) -> tuple[Tensor, Tensor]:
 
 
 def w2_squared_blocks(x_sorted: Tensor, blocks: tuple[Tensor, Tensor]) -> Tensor:
-    """`w2_squared_sorted(x_sorted, y_sorted)` from `quantile_blocks(y_sorted, n)`, (P,)."""
+    """`w2_squared_sorted(x_sorted, y_sorted)` from `quantile_blocks(y_sorted, n)`, (P,); x_sorted may
+    hold sets (..., P, n), giving (..., P)."""
     first, second = blocks
-    return (x_sorted ** 2 / x_sorted.shape[1] - 2 * x_sorted * first + second).sum(dim=1).clamp(min=0)
+    return (x_sorted ** 2 / x_sorted.shape[-1] - 2 * x_sorted * first + second).sum(dim=-1).clamp(min=0)
 
 
 def mmd_rbf(x, y, bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0), cache: dict | None = None) -> float:

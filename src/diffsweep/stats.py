@@ -397,6 +397,13 @@ class Floor:
     key: str
 
 
+def floor_of(values, key: str, level: float = DEFAULT_LEVEL) -> Floor:
+    """The Floor of the metric's values on `repeats` exact sample sets (at least 2)."""
+    values = np.asarray(values, dtype=float)
+    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return Floor(float(values.mean()), float(low), float(high), float(values.std(ddof=1)), len(values), level, key)
+
+
 def floor_key(dataset: str, n_samples: int, metric: str, reference: str, **settings) -> str:
     """The cache key of a floor: one per (dataset, n, metric), and the reference set it is
     measured against (name or hash of its file) and any setting that changes the value
@@ -417,9 +424,8 @@ def metric_floor(draw_exact: Callable, metric: Callable, n_samples: int, referen
     _check_level(level)
     if repeats < 2:
         raise ValueError(f"a floor needs at least 2 repeats, got {repeats}")
-    values = np.array([float(metric(draw_exact(n_samples, first_seed + i), reference)) for i in range(repeats)])
-    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
-    floor = Floor(float(values.mean()), float(low), float(high), float(values.std(ddof=1)), repeats, level, key)
+    floor = floor_of([float(metric(draw_exact(n_samples, first_seed + i), reference)) for i in range(repeats)], key,
+                     level)
     if cache is not None:
         cache[key] = floor
     return floor

@@ -196,15 +196,23 @@ def build_restorations(section: dict, models: dict[str, ModelSpec], excluded: li
                 raise ValueError(f"{where}datasets[{index}]: unknown dataset '{name}'; "
                                  f"allowed: {', '.join(sorted(known_datasets))}")
         task_datasets[task_name] = entry.get("datasets") or []
+        if family.prior:       # a published problem: its own noise std, ground truth and one observation
+            for key in restoration.PROBLEM_DRAWS:
+                if entry.get(key) is not None:
+                    raise ValueError(f"{where}{key}: task '{task_name}' is the published problem {family.name}, which "
+                                     "draws its own noise std and measures its own ground truth; remove the key")
         for point in expand_axes(entry):
-            if point["noise_std"] <= 0:
+            noise_std = None if family.prior else float(restoration.DEFAULT_NOISE_STD if point["noise_std"] is None
+                                                        else point["noise_std"])
+            if noise_std is not None and noise_std <= 0:
                 raise ValueError(f"{where}noise_std: must be > 0 (the likelihood needs measurement noise), "
-                                 f"got {point['noise_std']}")
+                                 f"got {noise_std}")
             task = TaskSpec(name=task_name, operator=family.name,
                             operator_knobs=family.resolve_knobs(point["knobs"], where=f"{where}knobs."),
-                            noise_std=float(point["noise_std"]), data_range=point["data_range"],
+                            noise_std=noise_std,
+                            data_range=None if family.prior else point["data_range"] or restoration.DEFAULT_DATA_RANGE,
                             n_measurements=(1 if family.prior else len(point["images"]) if point.get("images")
-                                            else section["n_measurements"]),   # a problem: one observation
+                                            else section["n_measurements"]),
                             images=tuple(point["images"]) if point.get("images") else None)
             tasks.append((family, task))
     presets = []

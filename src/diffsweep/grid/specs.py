@@ -64,23 +64,25 @@ class ModelSpec:
 class TaskSpec:
     """What a restoration run measures: y = A x + noise_std_effective n, for the first
     `n_measurements` reference samples x, or for the reference samples `images` (indices) when
-    given. `noise_std` is stated on `data_range`."""
+    given. `noise_std` is stated on `data_range`; both are None for a published problem, which draws
+    its own noise std (a row's `noise_std_drawn`) and measures its own ground truth."""
     name: str
     operator: str
     operator_knobs: dict
-    noise_std: float
-    data_range: str
+    noise_std: float | None
+    data_range: str | None
     n_measurements: int
     images: tuple | None = None
 
     @property
-    def noise_std_effective(self) -> float:
-        """The measurement noise's std in the model's [-1, 1] coordinates."""
-        return restoration.noise_std(self.noise_std, self.data_range)
+    def noise_std_effective(self) -> float | None:
+        """The measurement noise's std in the model's [-1, 1] coordinates (None: the operator draws it)."""
+        return None if self.noise_std is None else restoration.noise_std(self.noise_std, self.data_range)
 
     def identity(self) -> dict:
-        identity = {"operator": self.operator, "knobs": self.operator_knobs, "noise_std": self.noise_std,
-                    "data_range": self.data_range}
+        identity = {"operator": self.operator, "knobs": self.operator_knobs}
+        if self.noise_std is not None:    # a published problem's runs hash no noise they do not use
+            identity.update(noise_std=self.noise_std, data_range=self.data_range)
         if self.images is not None:     # only given images hash: the ids of the other tasks stay
             identity["images"] = list(self.images)
         return identity

@@ -22,7 +22,6 @@ import torch.nn.functional as F
 
 from diffsweep import metrics as sample_metrics
 from diffsweep import stats
-from diffsweep.gmm import GaussianMixture
 
 LPIPS_KEY = "restoration.metrics.lpips_weights"
 LPIPS_SKIPPED = f"skipped: {LPIPS_KEY} not set (LPIPS backbones are never downloaded)"
@@ -128,9 +127,21 @@ def _max_sliced_of_sorted(x_sorted, y_sorted) -> float:
 class PosteriorMetric:
     """A metric against one measurement's exact posterior as `score(represent(samples))`: `represent`
     maps samples (n, d) to one row per sample (their projections, responsibilities, themselves) and
-    `score` a set of rows to the value, so a bootstrap or a floor resamples rows and scores them."""
+    `score` sets of rows (..., n, c) to a value per set (...), so a bootstrap or a floor takes rows
+    and scores many sets in one call (`score_sets`)."""
     represent: Callable
     score: Callable
+
+
+# A bootstrap's or a floor's sets are scored (and a floor's exact sets drawn) in batches of at most this
+# many numbers (sets x n x columns): 100 sets of 1000 samples at d = 1000 never hold 10^8 doubles at once.
+BATCH_NUMBERS = 2 ** 22
+
+
+def score_sets(metric: PosteriorMetric, rows, sets) -> torch.Tensor:
+    """The metric on each set of rows `rows[sets[i]]` (sets: (S, n) row indices), (S,), in batches."""
+    per_batch = max(1, BATCH_NUMBERS // (sets.shape[1] * rows.shape[1]))
+    return torch.cat([metric.score(rows[sets[first:first + per_batch]]) for first in range(0, len(sets), per_batch)])
 
 
 def _projected_w2(exact, directions, n: int, reduce) -> PosteriorMetric:
@@ -139,108 +150,149 @@ def _projected_w2(exact, directions, n: int, reduce) -> PosteriorMetric:
     blocks = sample_metrics.quantile_blocks(sample_metrics.projected_sorted(exact, directions), n)
     return PosteriorMetric(
         lambda x: x @ directions.T,
-        lambda rows: math.sqrt(float(reduce(sample_metrics.w2_squared_blocks(torch.sort(rows.T, dim=1).values,
-                                                                             blocks)))))
+        lambda rows: reduce(sample_metrics.w2_squared_blocks(torch.sort(rows.transpose(-1, -2), dim=-1).values,
+                                                             blocks)).sqrt())
 
 
 def mmse_gap(x, exact_mean) -> float:
     """||mean(x) - E[x | y]||^2 / d: what the sample mean loses against the MMSE estimate, per
     coordinate (E||x - m||^2 - E||x - E[x | y]||^2 over the posterior, for any estimate m)."""
-    return float(((x.mean(0) - exact_mean) ** 2).mean())
+    return float(_mmse_gaps(x, exact_mean))
+
+
+def _mmse_gaps(x, exact_mean) -> torch.Tensor:
+    """`mmse_gap` of each set of samples (..., n, d): (...)."""
+    return ((x.mean(-2) - exact_mean) ** 2).mean(-1)
 
 
 def mode_weight_gap(responsibilities, weights) -> float:
     """Total variation between the posterior's component weights and the share of the samples each
     component explains (the mean of their responsibilities, (n, K)): 0 in expectation for exact samples."""
-    return 0.5 * float((responsibilities.mean(0) - weights).abs().sum())
+    return float(_mode_weight_gaps(responsibilities, weights))
+
+
+def _mode_weight_gaps(responsibilities, weights) -> torch.Tensor:
+    """`mode_weight_gap` of each set of responsibilities (..., n, K): (...)."""
+    return 0.5 * (responsibilities.mean(-2) - weights).abs().sum(-1)
 
 
 def coverage(x, exact, level: float) -> float:
     """The share of (exact sample, coordinate) pairs inside the per-coordinate central `level`
     interval of x (quantiles (1 -+ level) / 2, linear interpolation): `level` for a calibrated x."""
-    return _coverage_of_sorted(x, exact.T.sort(dim=1).values.contiguous(), level)
+    return float(_coverage_of_sorted(x, exact.T.sort(dim=1).values.contiguous(), level))
 
 
-def _coverage_of_sorted(x, exact_sorted, level: float) -> float:
-    """`coverage` from the exact samples sorted per coordinate, (d, m): counts by binary search."""
-    low, high = torch.quantile(x, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=x.dtype), dim=0)
-    inside = (torch.searchsorted(exact_sorted, high.unsqueeze(1).contiguous(), right=True)
-              - torch.searchsorted(exact_sorted, low.unsqueeze(1).contiguous(), right=False))
-    return float(inside.sum()) / exact_sorted.numel()
-
-
-def posterior_mixture(posterior) -> GaussianMixture:
-    """The exact posterior as a GaussianMixture (log densities, responsibilities), without the
-    components whose weight underflowed to 0 (a measurement far from a mode: e^-800 and below),
-    which hold no mass and which a mixture refuses."""
-    keep = posterior.weights > 0
-    return GaussianMixture(posterior.weights[keep], posterior.means[keep], posterior.covariances[keep])
+def _coverage_of_sorted(x, exact_sorted, level: float) -> torch.Tensor:
+    """`coverage` of each set of samples x (..., n, d) from the exact samples sorted per coordinate,
+    (d, m): (...), counted by binary search."""
+    low, high = torch.quantile(x, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=x.dtype), dim=-2)
+    batch, dim = low.shape[:-1], low.shape[-1]
+    low, high = low.reshape(-1, dim).T.contiguous(), high.reshape(-1, dim).T.contiguous()     # (d, sets)
+    inside = (torch.searchsorted(exact_sorted, high, right=True) - torch.searchsorted(exact_sorted, low, right=False))
+    return (inside.sum(0).to(x.dtype) / exact_sorted.numel()).reshape(batch)
 
 
 def posterior_metric_table(posterior, exact, n: int, sliced_directions,
                            max_sliced_directions) -> dict[str, PosteriorMetric]:
     """The metrics of n samples against the exact posterior, by column name; `exact` (m, d) exact
-    posterior samples."""
-    mixture = posterior_mixture(posterior)
+    posterior samples. Responsibilities are the posterior's own (`responsibilities`: the prior's,
+    O(K d r) per row for a structured prior), so no d x d matrix is formed."""
     exact_mean = posterior.mean()
     exact_sorted = exact.T.sort(dim=1).values.contiguous()      # per coordinate, for coverage
     identity = lambda x: x       # noqa: E731
     return {
-        "max_sliced_w2_posterior": _projected_w2(exact, max_sliced_directions, n, torch.max),
-        "sliced_w2_posterior": _projected_w2(exact, sliced_directions, n, torch.mean),
-        "mmse_gap": PosteriorMetric(identity, lambda x: mmse_gap(x, exact_mean)),
-        "posterior_mode_weight_error": PosteriorMetric(mixture.responsibilities,
-                                                      lambda r: mode_weight_gap(r, mixture.weights)),
+        "max_sliced_w2_posterior": _projected_w2(exact, max_sliced_directions, n, lambda w2: w2.amax(-1)),
+        "sliced_w2_posterior": _projected_w2(exact, sliced_directions, n, lambda w2: w2.mean(-1)),
+        "mmse_gap": PosteriorMetric(identity, lambda x: _mmse_gaps(x, exact_mean)),
+        "posterior_mode_weight_error": PosteriorMetric(posterior.responsibilities,
+                                                      lambda r: _mode_weight_gaps(r, posterior.weights)),
         **{f"coverage_{round(100 * level)}": PosteriorMetric(
             identity, functools.partial(_coverage_of_sorted, exact_sorted=exact_sorted, level=level))
            for level in COVERAGE_LEVELS},
     }
 
 
-def posterior_metrics(samples, posterior, truth, exact_samples, generator, seed: int = 0, floor_repeats: int = 0,
-                      resamples: int = 0) -> dict:
-    """Against the exact posterior of one measurement: mean and covariance errors (relative,
-    Frobenius), the MMSE bound (PSNR of the exact posterior mean; an exact posterior sample sits
-    3.01 dB below it), and the metrics of `posterior_metric_table` against `exact_samples`. Each of
-    those also gets, with `floor_repeats`, its floor (`<metric>_floor`, `_floor_low`, `_floor_high`:
-    stats.metric_floor, exact sample sets of the same size against the same exact samples) and, with
-    `resamples`, its sampling error (`<metric>_se`: bootstrap over the samples, stats.sampling_replicates,
-    rows drawn from `seed`: paired between runs of one seed). `generator` draws the sliced-W2
-    directions; `seed` the max-sliced directions (the same for every run of the seed) and the floors'
-    exact sets."""
-    flat = samples.double().flatten(1).cpu()
-    exact_mean, exact_cov = posterior.mean(), posterior.covariance()
-    dim = flat.shape[1]
+@dataclass(frozen=True)
+class PosteriorReference:
+    """What every set of n restorations of one measurement is scored against: the exact posterior
+    (MixturePosterior or StructuredPosterior), its mean and dense covariance, exact samples, the metric
+    table (its directions drawn) and each metric's floor at n (`<metric>_floor`, `_floor_low`,
+    `_floor_high`). It depends on the measurement, n, the seed and the settings, not on the restorer:
+    the runs of one task and seed measure the same truths (paired), so a shard job builds it once and
+    scores every restorer against it (runs.restoration.Restoration.references)."""
+    posterior: object
+    exact: torch.Tensor
+    n: int
+    seed: int
+    mean: torch.Tensor
+    covariance: torch.Tensor | None      # dense (d, d), for posterior_cov_error (n > 1)
+    table: dict
+    floors: dict
+
+
+def posterior_reference(posterior, exact_samples, n: int, generator, seed: int = 0,
+                        floor_repeats: int = 0) -> PosteriorReference:
+    """The PosteriorReference of sets of n samples against `exact_samples` (m, d) of `posterior`.
+    `generator` draws the sliced-W2 directions (after the caller's exact samples, as a run always drew
+    them); `seed` the max-sliced directions (the same for every run of the seed) and, with
+    `floor_repeats` >= 2, the floors' exact sets (from FLOOR_SEED + seed)."""
+    dim = exact_samples.shape[1]
     sliced_directions = sample_metrics.random_directions(SLICED_PROJECTIONS, dim, generator)
     max_sliced_directions = sample_metrics.random_directions(MAX_SLICED_PROJECTIONS, dim,
                                                              torch.Generator().manual_seed(seed))
-    table = posterior_metric_table(posterior, exact_samples, len(flat), sliced_directions, max_sliced_directions)
+    table = posterior_metric_table(posterior, exact_samples, n, sliced_directions, max_sliced_directions)
+    return PosteriorReference(posterior, exact_samples, n, seed, posterior.mean(),
+                              posterior.covariance() if n > 1 else None, table,
+                              _floors(posterior, table, n, seed, floor_repeats) if floor_repeats >= 2 else {})
+
+
+def _floors(posterior, table: dict, n: int, seed: int, repeats: int) -> dict:
+    """Each metric of `table` on `repeats` exact sets of n (stats.floor_of), the sets drawn from
+    FLOOR_SEED + seed in chunks of whole sets (BATCH_NUMBERS)."""
+    generator = torch.Generator().manual_seed(FLOOR_SEED + seed)
+    per_chunk = max(1, BATCH_NUMBERS // (n * posterior.means.shape[1]))
+    values = {name: [] for name in table}
+    for first in range(0, repeats, per_chunk):
+        sets = min(per_chunk, repeats - first)
+        pool = posterior.sample(sets * n, generator)
+        for name, metric in table.items():
+            values[name].append(score_sets(metric, metric.represent(pool), torch.arange(sets * n).reshape(sets, n)))
+    floors = {}
+    for name, scores in values.items():
+        floor = stats.floor_of(torch.cat(scores).numpy(), key=name)
+        floors.update({f"{name}_floor": floor.mean, f"{name}_floor_low": floor.low, f"{name}_floor_high": floor.high})
+    return floors
+
+
+def posterior_metrics(samples, reference: PosteriorReference, truth, resamples: int = 0) -> dict:
+    """Against the exact posterior of one measurement (`reference`, built for len(samples)): mean and
+    covariance errors (relative, Frobenius), the MMSE bound (PSNR of the exact posterior mean; an exact
+    posterior sample sits 3.01 dB below it), the metrics of `posterior_metric_table` with the
+    reference's floors, and, with `resamples`, each one's sampling error (`<metric>_se`: bootstrap over
+    the samples, stats.sampling_replicates, rows drawn from the reference's seed: paired between runs
+    of one seed)."""
+    flat = samples.double().flatten(1).cpu()
+    if len(flat) != reference.n:
+        raise ValueError(f"posterior_metrics: {len(flat)} samples against a reference built for {reference.n}")
+    dim = flat.shape[1]
     values = {
-        "posterior_mean_error": ((flat.mean(0) - exact_mean).norm() / math.sqrt(dim)).item(),
-        "mmse_psnr": psnr(exact_mean.reshape(1, *truth.shape), truth.unsqueeze(0).double()).item(),
-        "exact_sample_psnr": psnr(exact_samples[: len(flat)].reshape(-1, *truth.shape),
+        "posterior_mean_error": ((flat.mean(0) - reference.mean).norm() / math.sqrt(dim)).item(),
+        "mmse_psnr": psnr(reference.mean.reshape(1, *truth.shape), truth.unsqueeze(0).double()).item(),
+        "exact_sample_psnr": psnr(reference.exact[: len(flat)].reshape(-1, *truth.shape),
                                   truth.unsqueeze(0).double().cpu()).mean().item(),
     }
-    if len(flat) > 1:
+    if reference.covariance is not None:
+        exact_cov = reference.covariance
         values["posterior_cov_error"] = ((flat.T.cov() - exact_cov).norm() / exact_cov.norm().clamp(min=1e-20)).item()
-    pool = posterior.sample(floor_repeats * len(flat), torch.Generator().manual_seed(FLOOR_SEED + seed)) \
-        if floor_repeats >= 2 else None
-    # the rows of stats.sampling_replicates (stats.resample_rows), as a torch index: indexing a tensor
-    # with a numpy array costs more than the metrics here
-    resampled = torch.from_numpy(stats.resample_rows(len(flat), resamples, seed)) if resamples and len(flat) > 1 \
-        else None
-    for name, metric in table.items():
+    # the rows of stats.sampling_replicates (stats.resample_rows), as a torch index
+    resampled = torch.from_numpy(stats.resample_rows(len(flat), resamples, reference.seed)) \
+        if resamples and len(flat) > 1 else None
+    for name, metric in reference.table.items():
         rows = metric.represent(flat)
-        values[name] = metric.score(rows)
+        values[name] = float(metric.score(rows))
         if resampled is not None:
-            replicates = [metric.score(rows.index_select(0, index)) for index in resampled]
-            values[f"{name}_se"] = float(torch.tensor(replicates, dtype=torch.float64).std())
-        if pool is not None:
-            floor = stats.metric_floor(lambda n, i, pooled=metric.represent(pool): pooled[i * n:(i + 1) * n],
-                                       lambda rows, _reference, score=metric.score: score(rows), len(flat),
-                                       reference=None, key=name, repeats=floor_repeats, first_seed=0)
-            values.update({f"{name}_floor": floor.mean, f"{name}_floor_low": floor.low,
-                           f"{name}_floor_high": floor.high})
+            values[f"{name}_se"] = float(score_sets(metric, rows, resampled).std())
+    values.update(reference.floors)
     return values
 
 

@@ -10,6 +10,11 @@ Each component stays Gaussian and is reweighted by its evidence N(y; A mu_k, S_k
 It gives the MMSE estimate (the posterior mean), exact posterior samples, and the yardstick
 every restorer is measured against. Samples are flattened, float64.
 
+Which component explains a point x is the same question under the posterior as under the prior:
+w'_k N(x; mu'_k, C'_k) = w_k N(x; mu_k, Sigma_k) N(y; A x, s^2 I) / p(y), and the likelihood factor does
+not depend on k, so the posterior's responsibilities are the prior's (`responsibilities`). They cost
+the prior's O(K d r) per row, never form C'_k, and hold where a component's posterior weight underflows.
+
 A prior with structured covariances (gmm.StructuredMixture: diagonal plus rank r) gets a
 StructuredPosterior: the same weights and means from m x m solves (m = rows of A), with
 Sigma_k A^T formed in O(d m r), and exact samples by Matheron's rule (pathwise conditioning):
@@ -37,9 +42,14 @@ class MixturePosterior:
     weights: Tensor       # (K,)
     means: Tensor         # (K, d)
     covariances: Tensor   # (K, d, d), positive semi-definite (singular where s = 0 pins a direction)
+    prior: GaussianMixture
 
     def mean(self) -> Tensor:
         return self.weights @ self.means
+
+    def responsibilities(self, x) -> Tensor:
+        """P(k | x) under the posterior mixture, (n, K): the prior's (module docstring)."""
+        return self.prior.responsibilities(x)
 
     def covariance(self) -> Tensor:
         """Law of total covariance: sum_k w_k (C_k + mu_k mu_k^T) - m m^T."""
@@ -72,7 +82,7 @@ def exact_posterior(prior: GaussianMixture | StructuredMixture, matrix, y, noise
     gain = torch.cholesky_solve(gain_left.transpose(1, 2), L)              # S_k^{-1} A Sigma_k, (K, m, d)
     post_cov = prior.covariances - gain_left @ gain
     post_cov = 0.5 * (post_cov + post_cov.transpose(1, 2))
-    return MixturePosterior(weights, means, post_cov)
+    return MixturePosterior(weights, means, post_cov, prior)
 
 
 def _condition(prior, A: Tensor, y: Tensor, noise_std: float, gain_left: Tensor):
@@ -105,6 +115,10 @@ class StructuredPosterior:
 
     def mean(self) -> Tensor:
         return self.weights @ self.means
+
+    def responsibilities(self, x) -> Tensor:
+        """P(k | x) under the posterior mixture, (n, K): the prior's (module docstring), O(K d r) per row."""
+        return self.prior.responsibilities(x)
 
     def component_covariance(self, k: int) -> Tensor:
         """C'_k = Sigma_k - G_k S_k^{-1} G_k^T, dense (d, d)."""

@@ -30,6 +30,11 @@ from diffsweep.samplers.registry import MethodSpec
 
 # How much one unit of noise_std on a data range is in our [-1, 1] coordinates.
 DATA_RANGE_SCALE = {"minus_one_one": 1.0, "zero_one": 2.0}
+# A task's noise_std and data_range when it states none (the config's null); a published problem states
+# neither: it draws its own noise std (OperatorFamily.prior).
+DEFAULT_NOISE_STD, DEFAULT_DATA_RANGE = 0.05, "zero_one"
+# The task keys a published problem refuses: it draws its own noise std and measures its own ground truth.
+PROBLEM_DRAWS = ("noise_std", "data_range", "images")
 
 
 def noise_std(stated: float, data_range: str) -> float:
@@ -138,7 +143,7 @@ OPERATORS.add(OperatorFamily(
                                 minimum=0, maximum=2 ** 63 - 1)},
     description="the published benchmark problem on the gmm grid25_pairs prior (docs/benchmarks.md): its d_y x d "
                 "matrix, noise std, ground truth and one observation, drawn with the prior from one seed; the "
-                "task's noise_std and the run's seed do not enter"))
+                "run's seed does not enter, and its task states no noise_std, data_range or images"))
 
 
 # --- restorers ---------------------------------------------------------------------------

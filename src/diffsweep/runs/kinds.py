@@ -113,5 +113,6 @@ RESTORATION = KINDS.add(Kind(
     options=lambda config: {key: config[RESTORATION.section][key] for key in ("metrics", "strips", "keep_samples")},
     job=_restoration_job,
     draw_code=(("diffsweep.runs.restoration", "measure"), ("diffsweep.runs.restoration", "restore")),
-    evaluate_code=(("diffsweep.runs.restoration", "Restoration.finish"), ("diffsweep.restoration.metrics", "*"),
+    evaluate_code=(("diffsweep.runs.restoration", "Restoration.finish"),
+                   ("diffsweep.runs.restoration", "Restoration.references"), ("diffsweep.restoration.metrics", "*"),
                    ("diffsweep.restoration.posterior", "exact_posterior"))))

@@ -10,6 +10,8 @@ measurement under `measurements` (metrics, NFE, time, status), computed on every
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
 
@@ -37,6 +39,7 @@ class Restoration:
         self.metric_options, self.strips = options["metrics"], options["strips"]
         self.keep = options.get("keep_samples", "all")
         self.fidelity = fidelity
+        self.posterior_references = {}     # Restoration.references: per job, one entry per task, seed and n
         self.lpips, self.lpips_status = rmetrics.Lpips.from_options(self.metric_options, dataset.is_image, device)
         if self.lpips is None:
             log.warning("LPIPS: %s", self.lpips_status)
@@ -46,6 +49,23 @@ class Restoration:
         operator, truth, y = measure(run, self.dataset, self.reference, torch.Generator().manual_seed(run["seed"]))
         samples, nfe, counted, wall = restore(run, denoiser, operator, y, self.dataset.shape, self.dtype, self.device)
         return (operator, truth, y, samples), nfe, counted, wall
+
+    def references(self, run: dict, operator, y, noise_std: float) -> list:
+        """A run's PosteriorReference per measurement (restoration.metrics: the exact posterior, exact
+        samples, directions, floors), built once per job for every run that measures the same: one task,
+        seed and n_samples give the same truths and y (paired), so the restorers of a shard share them."""
+        key = (json.dumps([run["task"], run["seed"], run["n_samples"]], sort_keys=True),
+               hashlib.sha256(y.double().cpu().numpy().tobytes()).hexdigest())
+        if key not in self.posterior_references:
+            generator = torch.Generator().manual_seed(run["seed"])    # exact samples, then directions, per measurement
+            options = self.metric_options
+            self.posterior_references[key] = [
+                rmetrics.posterior_reference(posterior, posterior.sample(options["posterior_samples"], generator),
+                                             run["n_samples"], generator, seed=run["seed"],
+                                             floor_repeats=options["floor_repeats"])
+                for posterior in (exact_posterior(self.dataset.mixture, operator.restrict(j).matrix(), y[j].flatten(),
+                                                  noise_std) for j in range(len(y)))]
+        return self.posterior_references[key]
 
     def reload(self, run: dict, arrays: dict):
         """What `draw` drew, from the run's stored samples.npz (records.read_run_arrays): the operator,
@@ -77,10 +97,10 @@ class Restoration:
         if scored and self.fidelity is not None:
             run_values, run_skipped = self.fidelity.evaluate(samples.reshape(n * k, *shape))
 
-        rows, exact_means = [], []
-        metric_generator = torch.Generator().manual_seed(run["seed"])
+        rows = []
         noise_std = measurement_noise_std(operator, task["noise_std_effective"])
         drawn = {} if operator.drawn_noise_std is None else {"noise_std_drawn": noise_std}
+        references = self.references(run, operator, y, noise_std) if self.dataset.mixture is not None else None
         for j in range(n):
             values = {}
             if scored:
@@ -89,18 +109,13 @@ class Restoration:
                     values.update(rmetrics.mean_and_se("lpips", self.lpips(samples[j],
                                                                            truth[j:j + 1].expand_as(samples[j]))))
                     values["lpips_of_mean"] = self.lpips(samples[j].mean(0, keepdim=True), truth[j:j + 1]).item()
-                if self.dataset.mixture is not None:
-                    posterior = exact_posterior(self.dataset.mixture, operator.restrict(j).matrix(), y[j].flatten(),
-                                                noise_std)
-                    exact = posterior.sample(self.metric_options["posterior_samples"], metric_generator)
-                    values.update(rmetrics.posterior_metrics(
-                        samples[j], posterior, truth[j], exact, metric_generator, seed=run["seed"],
-                        floor_repeats=self.metric_options["floor_repeats"],
-                        resamples=self.metric_options["bootstrap_resamples"]))
-                    exact_means.append(posterior.mean().reshape(shape))
+                if references is not None:
+                    values.update(rmetrics.posterior_metrics(samples[j], references[j], truth[j],
+                                                             resamples=self.metric_options["bootstrap_resamples"]))
             rows.append({"measurement": j, **drawn, **values, **run_values, "lpips_status": self.lpips_status,
                          **{f"{name}_status": why for name, why in run_skipped.items()}})
 
+        exact_means = [] if references is None else [reference.mean.reshape(shape) for reference in references]
         stored = kept(self.keep, k)
         if stored:
             arrays = {"truth": truth.float().numpy(), "y": y.float().numpy(), "samples": samples[:, :stored].float().numpy()}
