@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: run smoke test test-quick dryrun lint profile clean
+.PHONY: run smoke adaptive test test-quick dryrun lint profile clean
 
 $(BIN)/diffsweep: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ run: $(BIN)/diffsweep  ## the embedded default grid (config/config.yaml)
 
 smoke: $(BIN)/diffsweep
 	$(LOCAL) $(BIN)/snakemake --cores $(CORES) --profile profiles/default --configfile config/smoke.yaml
+
+adaptive: $(BIN)/diffsweep  ## an adaptive sweep over the default grid's 2-D oracle presets (config/adaptive.yaml, docs/search.md)
+	$(LOCAL) $(BIN)/snakemake --cores $(CORES) --profile profiles/default --configfile config/adaptive.yaml
 
 test: $(BIN)/diffsweep  ## the whole test suite (what CI runs), with the 15 slowest tests
 	$(BIN)/python -m pytest -q --durations=15

@@ -28,6 +28,7 @@ include: "workflow/rules/runs.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/studies.smk"
+include: "workflow/rules/search.smk"
 
 
 rule all:

@@ -9,9 +9,17 @@ and each step runs in its own process, timed with its peak memory (max RSS):
 - `diffsweep status` (done / pending per preset),
 - the aggregation of the generation table (`diffsweep.runs.join.frame`) with every run done: before
   it (untimed), each shard gets a record file of synthetic records and a sparse archive in the
-  results layout (records/), as a finished sweep leaves them.
+  results layout (records/), as a finished sweep leaves them,
+- `snakemake -n` again with every run done ("dry run done": the records read, and each one's code
+  fingerprints compared with today's, runs.code).
 
     python bench/dag_scale.py [--sizes 1000,10000,100000] [--runs-per-job 32]
+    python bench/dag_scale.py --search [--sizes ...]      # the preset searched instead (docs/search.md)
+
+With --search the preset is searched (`search:`, seeds [0, 1], rungs of 50, 200 and 800 samples)
+instead of swept: N is the number of grid points (candidates), rung 0 holds 2 N runs (a run per
+seed) and the dry run plans rung 0 only (its stderr says so, checked here); the aggregation is not
+measured.
 
 Run it from the repository root; it writes only under a temporary folder.
 """
@@ -29,6 +37,13 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+def search_config(n_points: int, runs_per_job: int) -> dict:
+    """sweep_config's preset searched (successive halving) instead of swept."""
+    cfg = sweep_config(n_points, runs_per_job)
+    cfg["search"] = {"rw": {"samplers": ["rw"], "rungs": [50, 200, 800], "seeds": [0, 1]}}
+    return cfg
+
+
 def sweep_config(n_runs: int, runs_per_job: int) -> dict:
     """One preset, eps x T0 = n_runs points (two axes of about sqrt(n_runs) values each)."""
     n_t0 = max(d for d in range(1, int(n_runs ** 0.5) + 1) if n_runs % d == 0)
@@ -70,7 +85,7 @@ assert len(table) == len(grid.of_kind("generation")) and (table["status"] == "ok
 FINISHED = """
 import json
 import sys
-from diffsweep import config, grid as ds_grid, runs
+from diffsweep import config, fingerprint, grid as ds_grid, runs
 cfg, grid = config.load(sys.argv[1])
 runs.mark_layout(cfg["results"])
 origin = {"diffsweep": "0", "torch": "2", "numpy": "2", "python": "3.11", "git_revision": "0" * 40, "host": "node",
@@ -83,6 +98,7 @@ for shard, run_ids in grid.shards(ds_grid.runs_per_job(cfg)).items():
         spec = grid.runs[run_id]
         run = {"id": run_id, "kind": spec.kind, "row": spec.row(), "identity": spec.identity()}
         record = runs.make_record(run, "ok", 10, 0.5, "cpu", origin, {"metrics": metrics, "skipped": {}})
+        record.update(fingerprint.of_params(run["identity"]))     # the code that made it (runs.code)
         record.update(archive=f"{shard}.archive", files={"samples.npz": {"offset": offset, "bytes": 3456, "sha256": "0" * 64}})
         offset += 3456
         lines.append(json.dumps(record, separators=(",", ":")) + "\\n")
@@ -93,10 +109,10 @@ for shard, run_ids in grid.shards(ds_grid.runs_per_job(cfg)).items():
 """
 
 
-def bench(n_runs: int, runs_per_job: int, workdir: Path) -> dict:
+def bench(n_runs: int, runs_per_job: int, workdir: Path, search: bool = False) -> dict:
     workdir.mkdir(parents=True)
     config = workdir / "sweep.yaml"
-    config.write_text(yaml.safe_dump(sweep_config(n_runs, runs_per_job)))
+    config.write_text(yaml.safe_dump((search_config if search else sweep_config)(n_runs, runs_per_job)))
     python = sys.executable
     row = {"runs": n_runs}
     row["grid"] = measure([python, "-m", "diffsweep.cli", "grid", "--config", str(config)], workdir)
@@ -104,8 +120,16 @@ def bench(n_runs: int, runs_per_job: int, workdir: Path) -> dict:
            "--configfile", str(config), "--cores", "1"]
     row["dry run"] = measure(dry, workdir)
     row["status"] = measure([python, "-m", "diffsweep.cli", "status", "--config", str(config)], workdir)
+    if search:
+        planned = subprocess.run(dry, cwd=workdir, capture_output=True, text=True,
+                                 env={**os.environ, "PYTHONPATH": str(ROOT / "src")}).stderr
+        said = [line for line in planned.splitlines() if line.startswith("search rw:")]
+        assert said and "rungs 0-0 of 0-2 planned" in said[0], planned[-2000:]
+        print(f"  {n_runs:,} points: {said[0]}")
+        return row
     measure([python, "-c", FINISHED, str(config)], workdir)
     row["aggregate"] = measure([python, "-c", AGGREGATE, str(config)], workdir)
+    row["dry run done"] = measure(dry, workdir)
     return row
 
 
@@ -113,15 +137,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated run counts")
     parser.add_argument("--runs-per-job", type=int, default=32)
+    parser.add_argument("--search", action="store_true", help="search the preset (successive halving) instead")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
-    steps = ("grid", "dry run", "status", "aggregate")
+    steps = ("grid", "dry run", "status") if args.search else ("grid", "dry run", "status", "aggregate", "dry run done")
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print("| runs | " + " | ".join(f"{step} s | {step} MB" for step in steps) + " |")
+    print(("| points | " if args.search else "| runs | ") + " | ".join(f"{step} s | {step} MB" for step in steps) + " |")
     print("|---:|" + "---:|---:|" * len(steps))
     with tempfile.TemporaryDirectory(prefix="dag-scale-") as tmp:
         for n_runs in sizes:
-            row = bench(n_runs, args.runs_per_job, Path(tmp) / str(n_runs))
+            row = bench(n_runs, args.runs_per_job, Path(tmp) / str(n_runs), args.search)
             cells = [f"{row[step][0]:.1f} | {row[step][1]:.0f}" for step in steps]
             print(f"| {n_runs:,} | " + " | ".join(cells) + " |", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.1f}")

@@ -1,11 +1,13 @@
 """Cost of the statistics of diffsweep.stats on this CPU (docs/statistics.md): the bootstrap over
 samples of sliced W2, MMD and energy distance per run (the slow path, `sampling_replicates` with the
-metric of metrics.py, side by side with the fast paths), the intervals and tests of the table
-columns of a 100k-run sweep, and the null and planted-difference figures of the oracle tests at
-more repeats than the test suite runs. Prints figures and the load average; asserts nothing.
+metric of metrics.py, side by side with the fast paths), what the bootstrap and the floors add to
+a run of the default grid (`--per-run`: runs.generation's finish with metrics.bootstrap_resamples on
+and off, side by side, and a floor job per dataset), the intervals and tests of the table columns
+of a 100k-run sweep, and the null and planted-difference figures of the oracle tests at more
+repeats than the test suite runs. Prints figures and the load average; asserts nothing.
 
     python bench/stats_cost.py [--samples 2000] [--reference 5000] [--resamples 200] [--slow-resamples 3]
-                               [--skip-oracle]
+                               [--skip-oracle] [--per-run [--repeats 3] [--skip-floors]]
 """
 
 from __future__ import annotations
@@ -41,9 +43,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", type=int, default=100_000, help="sweep size of the projection")
     parser.add_argument("--skip-oracle", action="store_true", help="leave out the null and planted figures")
+    parser.add_argument("--per-run", action="store_true", help="only the cost per run of the default grid")
+    parser.add_argument("--repeats", type=int, default=3, help="finish calls timed per setting (--per-run)")
+    parser.add_argument("--skip-floors", action="store_true", help="--per-run without the floor jobs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    if args.per_run:
+        per_run(args.resamples, args.repeats, not args.skip_floors)
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
+        return
     ring = gmm.ring_mixture()
 
     def exact(n, seed):
@@ -116,6 +125,59 @@ def oracle_figures(exact) -> None:
                                                       ref512, 0)).cells["exact"].status == stats.BEST
                        for r in range(20))
         print(f"planted shift {shift} on ring8 (radius 4), 512 samples, {n_seeds} paired seeds: best in {detected}/20")
+
+
+def per_run(resamples: int, repeats: int, with_floors: bool = True) -> None:
+    """What metrics.bootstrap_resamples adds to a generation run's finish on the default grid's
+    datasets and sample counts (config/config.yaml: ring8 and grid25 at 2000 samples, digits_gmm at
+    1000, 5000 reference samples), bootstrap on and off timed alternately in this process (CPU
+    seconds, median of `repeats`), and one floor job (floors.exact_floor of every distance) per dataset."""
+    import statistics
+    import tempfile
+    from pathlib import Path
+
+    from diffsweep import config, floors
+    from diffsweep import grid as ds_grid
+    from diffsweep.runs.generation import Generation
+    from diffsweep.runs.source import build_dataset
+
+    cfg = config.prepare(config.read_yaml(Path(__file__).parents[1] / "config" / "config.yaml"))
+    grid = ds_grid.build(cfg)
+    options = {key: value for key, value in cfg["metrics"].items() if key != "likelihood"}
+    counts = {}
+    for run in grid.of_kind("generation").values():
+        counts[(run.model.data.name, run.n_samples)] = counts.get((run.model.data.name, run.n_samples), 0) + 1
+    needed = {(spec["data"]["name"], spec["n_samples"]): (key, spec) for key, spec in floors.needed(grid, cfg["metrics"]).items()}
+    added_total, floor_total = 0.0, 0.0
+    for (name, n), runs in sorted(counts.items()):
+        spec = next(s for s in grid.datasets.values() if s.name == name)
+        with tempfile.TemporaryDirectory() as folder:
+            dataset = build_dataset(ds_grid.data_dict(spec), folder)
+            reference = dataset.sample(cfg["data"]["n_reference"], torch.Generator().manual_seed(1))
+            samples = dataset.sample(n, torch.Generator().manual_seed(2)).double()
+            jobs = {label: Generation(dataset, reference, torch.float64, torch.device("cpu"),
+                                      {"metrics": {**options, "bootstrap_resamples": r}, "keep_samples": "none"})
+                    for label, r in (("off", 0), ("on", resamples))}
+            times = {"off": [], "on": []}
+            run = {"id": "bench", "seed": 0}
+            for _ in range(repeats):
+                for label, job in jobs.items():
+                    times[label].append(timed(lambda: job.finish(run, samples, Path(folder))))
+            off, on = statistics.median(times["off"]), statistics.median(times["on"])
+            added_total += (on - off) * runs
+            print(f"{name} ({n} samples, {runs} runs of the default grid): finish {off:.2f} s without the bootstrap, "
+                  f"{on:.2f} s with {resamples} resamples (+{on - off:.2f} s a run, {on / off:.1f}x; "
+                  f"min/max on {min(times['on']):.2f}/{max(times['on']):.2f} s, n = {repeats})")
+            if with_floors and (name, n) in needed:
+                key, floor_spec = needed[(name, n)]
+                cache = {}
+                seconds = timed(lambda: [floors.exact_floor(dataset, reference, n, metric, key, floor_spec["n_projections"],
+                                                            floor_spec["mmd_bandwidths"], floor_spec["repeats"], cache)
+                                         for metric in floors.METRICS])
+                floor_total += seconds
+                print(f"  its floor job ({floor_spec['repeats']} exact sets, 3 distances): {seconds:.1f} s, once")
+    print(f"default grid: the bootstrap adds {added_total:.0f} CPU-s over its generation runs, the floors "
+          f"{floor_total:.0f} CPU-s")
 
 
 if __name__ == "__main__":

@@ -17,10 +17,11 @@ def root() -> Path:
 
 
 def snakemake(workdir: Path, configfile: str = "smoke.yaml", targets=(), dry_run: bool = False,
-              forcerun=()) -> dict[str, int]:
+              forcerun=(), snakefile: Path = ROOT / "Snakefile", planned_jobs: list | None = None) -> dict[str, int]:
     """Run the workflow in `workdir` (or plan it, with `dry_run`) through the Snakemake API with the
     default profile's rerun triggers, as `snakemake --profile profiles/default` would; returns the
-    jobs it planned, counted per rule (rule all left out)."""
+    jobs it planned, counted per rule (rule all left out). `snakefile`: another copy of the workflow;
+    `planned_jobs`: a list that gets (rule, wildcards) of each job planned."""
     from collections import Counter
 
     from snakemake.api import SnakemakeApi
@@ -33,13 +34,15 @@ def snakemake(workdir: Path, configfile: str = "smoke.yaml", targets=(), dry_run
     with SnakemakeApi(OutputSettings(quiet=None)) as api:
         workflow = api.workflow(resource_settings=ResourceSettings(cores=2),
                                 config_settings=ConfigSettings(configfiles=[Path(workdir) / configfile]),
-                                snakefile=ROOT / "Snakefile", workdir=workdir)
+                                snakefile=snakefile, workdir=workdir)
         dag = workflow.dag(DAGSettings(targets=set(targets), rerun_triggers=triggers, forcerun=set(forcerun),
                                        force_incomplete=profile["rerun-incomplete"]))
         dag.execute_workflow(executor="dryrun" if dry_run else "local",
                              execution_settings=ExecutionSettings(keep_going=profile["keep-going"]))
         planned = workflow._workflow.dag
         jobs = planned.needrun_jobs(exclude_finished=False) if dry_run else planned.finished_jobs
+        if planned_jobs is not None:
+            planned_jobs.extend((job.rule.name, dict(job.wildcards_dict)) for job in jobs if job.rule.name != "all")
         return dict(Counter(job.rule.name for job in jobs if job.rule.name != "all"))
 
 

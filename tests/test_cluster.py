@@ -34,9 +34,9 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # capped at POLL_S seconds. The plugin (2.8) sleeps `slurm-init-seconds-before-status-checks` after
 # a check that saw a job finish and 10 s more after each check that saw none (up to 180 s), so on
 # this cluster, whose jobs take seconds, a finished job went unnoticed for up to 25 s while the jobs
-# after it waited: about a fifth of the test's time. Only the sleep changes (the plugin's own
-# interval setter, wrapped); submission, arrays and job states are the plugin's. A plugin without
-# that setter fails here, by name, instead of slowing down unnoticed.
+# after it waited (docs/measurements.md, "the cluster test's wall time"). Only the sleep changes
+# (the plugin's own interval setter, wrapped); submission, arrays and job states are the plugin's.
+# A plugin without that setter fails here, by name, instead of slowing down unnoticed.
 POLL_S = 2
 SNAKEMAKE_POLLING_FAST = [sys.executable, "-c", f"""
 import runpy, sys
@@ -262,3 +262,51 @@ def test_arrays_with_fewer_job_slots_than_jobs_are_refused_before_submitting(clu
     assert process.returncode != 0, output[-3000:]
     assert re.search(r"jobs: 5 is below this sweep's \d+ jobs while slurm-array-jobs is set", output), output[-3000:]
     assert {job["id"] for job in cluster.jobs()} <= before   # nothing was submitted
+
+
+# A small adaptive search (docs/search.md): 4 candidates on the ring8 oracle, two seeds, three
+# rungs; each rung's cut is a checkpoint job on SLURM and the shards of the next rung, planned
+# after it, go out together (an array when more than one is ready).
+SEARCH = {
+    "seeds": [0, 1],
+    "data": {"n_train": 200, "n_reference": 200},
+    "jobs": {"generation": {"runs_per_job": 2}},
+    "datasets": {"ring8": {"family": "gmm", "knobs": {"preset": "ring8"}}},
+    "models": {"oracle": {"source": "oracle"}},
+    "samplers": {"rw": {"family": "random_walk", "steps": 8, "knobs": {"eps": [0.2, 0.7], "T0": 0.1}},
+                 "ddim": {"family": "ddim", "steps": [4, 8]}},
+    "metrics": {"likelihood": {"points": 0}},
+    "plots": {"schedules": False},
+    "search": {"s": {"samplers": ["rw", "ddim"], "rungs": [20, 40, 80], "keep": 0.5, "cap": 2}},
+}
+
+
+@pytest.mark.cluster
+def test_an_adaptive_search_runs_its_rungs_as_slurm_jobs(cluster, tmp_path):
+    started = time.monotonic()
+    workdir = tmp_path / "search"
+    workdir.mkdir()
+    (workdir / "search.yaml").write_text(yaml.safe_dump(SEARCH))
+    process = subprocess.Popen([*SNAKEMAKE_POLLING_FAST, "--profile", str(cluster_profile(tmp_path / "profile")), "-s",
+                                str(ROOT / "Snakefile"), "-d", str(workdir), "--configfile", "search.yaml"],
+                               cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    output = finish(process, started + TIMEOUT_S, tmp_path / "search.log")
+    print(f"\nadaptive search on SLURM: {time.monotonic() - started:.0f} s")
+    jobs = {job["id"]: job for job in cluster.jobs()}
+    finished = re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", output)
+    assert finished.count("search_cut") == 3 and "search_report" in finished
+    assert set(re.findall(r"^localrule (\w+):", output, flags=re.M)) == {"all"}
+    from diffsweep import runs
+    from diffsweep.grid import search
+    results = workdir / "results"
+    decisions = [json.loads(search.rung_path(results, "s", rung).read_text()) for rung in range(3)]
+    (final,) = decisions[-1]["groups"].values()
+    assert 1 <= len(final["survivors"]) <= 2
+    # every rung's runs ran in SLURM jobs: rung r's budget in the records of jobs SLURM ran
+    budgets = {}
+    for state in runs.index(results).values():
+        assert state.record["provenance"]["slurm_job_id"] in jobs
+        budgets.setdefault(state.record["row"]["n_samples"], set()).add(state.record["provenance"]["slurm_job_id"])
+    assert set(budgets) == {20, 40, 80}
+    assert any(job["comment"].startswith("rule_search_cut") for job in jobs.values())

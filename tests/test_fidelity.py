@@ -46,6 +46,8 @@ def test_a_set_against_itself_scores_zero_and_noise_scores_high(scorer):
     assert same["precision_digits"] == 1.0 and same["recall_digits"] == 1.0
     assert noise["fid_digits"] > 10 * held_out["fid_digits"] > 0      # measured 726 and 34
     assert noise["kid_digits"] > 10 * abs(held_out["kid_digits"])
+    # KID's own standard error under the se contract's name (docs/statistics.md); FID has none
+    assert noise["kid_digits_se"] == noise["kid_std_digits"] > 0 and "fid_digits_se" not in noise
     assert noise["precision_digits"] < 0.2 < 0.8 < held_out["precision_digits"]
     assert held_out["isc_digits"] > 2 * noise["isc_digits"]            # confident, varied classes vs not
 

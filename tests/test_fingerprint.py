@@ -116,8 +116,8 @@ def test_editing_a_metric_changes_only_the_evaluate_fingerprint_of_its_kind(tree
 
 
 def test_a_metric_both_kinds_use_changes_both_evaluate_fingerprints(tree, baseline):
-    tree.edit("metrics.py", "    directions = random_directions(n_projections, x.shape[1], generator)\n",
-              "    directions = random_directions(2 * n_projections, x.shape[1], generator)\n")
+    tree.edit("metrics.py", "    directions = torch.randn(n_projections, dim, generator=generator, dtype=torch.float64)\n",
+              "    directions = torch.randn(2 * n_projections, dim, generator=generator, dtype=torch.float64)\n")
     fp = Fingerprinter(tree.root)
     assert {kind for kind in baseline[1] if fp.evaluate(kind).digest != baseline[1][kind].digest} \
         == {"generation", "restoration"}

@@ -203,7 +203,8 @@ def test_a_runs_stored_files_are_extracted_and_a_forgotten_run_is_pending(copied
     _, grid, results, _ = copied
     run_id = run_ids(grid, "oracle")[0]
     assert cli.main(["extract", run_id, "--results", str(results), "--out", str(tmp_path / "out")]) == 0
-    assert capsys.readouterr().out == f"{run_id} (ok): {tmp_path / 'out' / run_id / 'samples.npz'}\n"
+    folder = tmp_path / "out" / run_id
+    assert capsys.readouterr().out == f"{run_id} (ok): {folder / 'bootstrap.npz'}, {folder / 'samples.npz'}\n"
     np.testing.assert_array_equal(np.load(tmp_path / "out" / run_id / "samples.npz")["x"],
                                   runs.read_run_arrays(results, run_id)["x"])
     assert cli.main(["forget", run_id, "--results", str(results)]) == 0

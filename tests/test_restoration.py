@@ -364,6 +364,12 @@ def test_exact_posterior_sample_sits_3db_below_the_mmse_bound():
     assert 10 * math.log10(mse_sample / mse_mean) == pytest.approx(3.01, abs=0.4)
 
 
+def test_a_mean_over_restorations_has_the_standard_error_of_a_mean():
+    values = rmetrics.mean_and_se("psnr", torch.tensor([20.0, 22.0, 24.0, 26.0]))
+    assert values == {"psnr": 23.0, "psnr_se": pytest.approx(math.sqrt(20 / 3) / 2, rel=1e-12)}
+    assert rmetrics.mean_and_se("psnr", torch.tensor([21.0])) == {"psnr": 21.0}     # one restoration: no se
+
+
 # --- LPIPS (backbone from a local file; a randomly initialised torchvision AlexNet stands in for ImageNet weights)
 
 @pytest.fixture(scope="module")

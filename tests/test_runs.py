@@ -19,6 +19,7 @@ CONFIG = {
     "samplers": {"ddim": {"family": "ddim", "steps": [3, 5]}},
     "data": {"n_train": 100, "n_reference": 200},
     "sampling": {"n_samples": 100},
+    "metrics": {"bootstrap_resamples": 20},     # few: the bootstrap's cost is not what these tests are about
     "restoration": {"tasks": {"half": {"operator": "inpaint_random", "noise_std": 0.05, "data_range": "zero_one"}},
                     "restorers": {"ddrm": {"family": "ddrm", "steps": 4}}, "n_measurements": 2, "n_samples": 5},
 }
@@ -60,8 +61,9 @@ def test_a_broken_run_is_recorded_as_failed_and_loses_no_other_run(sweep):
         ("generation", "ok", good["row"], good["identity"])
     assert record["nfe"] > 0 and record["metrics"]["sliced_w2"] > 0
     assert record["fused_with"] == 2    # drew in a fused group of both runs: its wall_s is its share
-    assert record["archive"] == "generation.archive" and set(record["files"]) == {"samples.npz"}
-    assert record["files"]["samples.npz"]["offset"] == 0 and len(record["files"]["samples.npz"]["sha256"]) == 64
+    assert record["archive"] == "generation.archive" and set(record["files"]) == {"samples.npz", "bootstrap.npz"}
+    assert min(file["offset"] for file in record["files"].values()) == 0
+    assert len(record["files"]["samples.npz"]["sha256"]) == 64
     assert runs.read_run_arrays(results, good["id"])["x"].shape == (100, 2)
     failure = runs.read_record(results, broken["id"])
     assert (failure["status"], failure["nfe"], failure["log"]) == ("failed", None, "job.log")
@@ -126,8 +128,8 @@ def test_keep_samples_changes_what_is_stored_and_no_metric(sweep, tmp_path, kind
         results = tmp_path / str(keep)
         run_shard(sweep, kind, [run], keep=keep, results=results)
         records[keep] = runs.read_record(results, run["id"])
-        if keep == "none":
-            assert records[keep]["files"] == {}
+        if keep == "none":     # the bootstrap's replicates are no samples: kept for paired comparisons
+            assert set(records[keep]["files"]) == ({"bootstrap.npz"} if kind == "generation" else set())
             with pytest.raises(runs.NoSamples, match=f"run {run['id']} stored no samples.npz"):
                 runs.read_run_arrays(results, run["id"])
         else:
@@ -212,3 +214,176 @@ def test_the_data_scale_is_the_reference_sets_centre_and_extent():
     assert loop.divergence(at_the_edge * 1e6, scale, 0) is None
     assert loop.divergence(at_the_edge * math.inf, scale, 0).startswith("not finite: 1 of 1 samples")
     assert loop.divergence(at_the_edge, scale, 2.0).startswith("ran away")
+
+
+# --- the estimator's own sampling error per run (docs/statistics.md) and pairing ---------------
+
+@pytest.fixture
+def one_thread():
+    """One torch thread, as a shard job has (rule run_shard: threads 1): the bootstrap's many small
+    tensor operations are slow with threads fighting over a loaded machine's cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_generation_run_stores_its_bootstrap_and_the_se_of_the_metric_it_recorded(sweep, tmp_path, one_thread):
+    import numpy as np
+    import torch
+
+    from diffsweep import metrics, stats
+
+    cfg, grid, _, data = sweep
+    run = ds_grid.run_dict(min(grid.of_kind("generation").values(), key=lambda r: r.id))
+    run_shard(sweep, "generation", [run], results=tmp_path)
+    record = runs.read_record(tmp_path, run["id"])
+    replicates = runs.read_run_arrays(tmp_path, run["id"], "bootstrap.npz")
+    resamples = cfg["metrics"]["bootstrap_resamples"]
+    assert {name: (array.dtype, array.shape) for name, array in replicates.items()} == \
+        {name: (np.float32, (resamples,)) for name in ("sliced_w2", "mmd", "energy_distance")}
+    for name, array in replicates.items():
+        assert record["metrics"][f"{name}_se"] == pytest.approx(array.astype(float).std(ddof=1), rel=1e-6)
+        assert record["metrics"][f"{name}_se"] > 0
+    # in the job: the fast paths with the run's settings and seed, the estimate computed afresh, give
+    # the values finish records, and finish's se are their replicates' sd (float64 samples here)
+    _, model, reference_path = grid.runs[run["id"]], ds_grid.model_dict(grid.runs[run["id"]].model), \
+        data / "data" / grid.runs[run["id"]].model.data.id / "reference.npz"
+    resamples = 20
+    options = {k: v for k, v in cfg["metrics"].items() if k != "likelihood"}
+    job, _ = loop.start_job("generation", model, reference_path, None, tmp_path, torch.device("cpu"), None, None,
+                            {"metrics": {**options, "bootstrap_resamples": resamples}}, 0)
+    samples = job.reference[:150].double() + 0.1 * torch.randn(150, 2, generator=torch.Generator().manual_seed(4),
+                                                                 dtype=torch.float64)
+    recorded = job.finish(run, samples, tmp_path / "staged")["metrics"]
+    options, seed, reference = cfg["metrics"], run["seed"], job.reference.double()
+    directions = metrics.random_directions(options["n_projections"], 2, torch.Generator().manual_seed(seed))
+    fresh = {"sliced_w2": stats.sliced_w2_replicates(samples, reference, directions, resamples, seed),
+             "mmd": stats.mmd_replicates(samples, reference, options["mmd_bandwidths"], resamples, seed),
+             "energy_distance": stats.energy_distance_replicates(samples, reference, resamples, seed)}
+    for name, (estimate, fresh_replicates) in fresh.items():
+        assert estimate == recorded[name], name
+        assert recorded[f"{name}_se"] == fresh_replicates.std(ddof=1), name
+
+
+def test_bootstrap_resamples_0_turns_it_off_and_changes_no_metric(sweep, tmp_path, one_thread):
+    cfg, grid, _, _ = sweep
+    run = ds_grid.run_dict(min(grid.of_kind("generation").values(), key=lambda r: r.id))
+    off = copy.deepcopy(sweep)
+    off[0]["metrics"]["bootstrap_resamples"] = 0
+    run_shard(off, "generation", [run], results=tmp_path / "off")
+    run_shard(sweep, "generation", [run], results=tmp_path / "on")
+    without, with_se = (runs.read_record(tmp_path / name, run["id"]) for name in ("off", "on"))
+    assert "bootstrap.npz" not in without["files"] and "bootstrap.npz" in with_se["files"]
+    assert without["metrics"] == {k: v for k, v in with_se["metrics"].items() if not k.endswith("_se")}
+    assert run["id"] == ds_grid.run_dict(ds_grid.build(config.prepare(
+        {**copy.deepcopy(CONFIG), "metrics": {"bootstrap_resamples": 7}})).runs[run["id"]])["id"]   # not in run ids
+    assert config.prepare(copy.deepcopy({**CONFIG, "metrics": {}}))["metrics"]["bootstrap_resamples"] == 200
+
+
+def test_a_restoration_row_has_the_se_of_its_means_over_restorations(sweep, one_thread):
+    _, grid, _, results = sweep
+    (run,) = grid.of_kind("restoration").values()
+    run_shard(sweep, "restoration", [ds_grid.run_dict(run)], results=results / "se")
+    record = runs.read_record(results / "se", run.id)
+    arrays = runs.read_run_arrays(results / "se", run.id)
+    from diffsweep.restoration import metrics as rmetrics
+    import torch
+    for j, row in enumerate(record["measurements"]):
+        per_sample = rmetrics.psnr(torch.as_tensor(arrays["samples"][j], dtype=torch.float64),
+                                   torch.as_tensor(arrays["truth"][j:j + 1], dtype=torch.float64).expand(5, -1))
+        # the stored restorations are float32: the recomputed PSNR agrees to that precision
+        assert row["psnr_se"] == pytest.approx(float(per_sample.std() / math.sqrt(5)), rel=1e-4)
+        assert row["sliced_w2_posterior_se"] > 0 and row["data_consistency_se"] > 0
+
+
+class FirstDraw(Exception):
+    """Raised by the spy on initial_sample: the test needs the start, not the samples."""
+
+
+def starts(module, monkeypatch) -> list:
+    """Spy on `module.initial_sample`: each call's start and noise source are appended, then FirstDraw."""
+    seen = []
+
+    def spy(*args, **kwargs):
+        x = loop_source.initial_sample(*args, **kwargs)
+        seen.append((x, args[3]))
+        raise FirstDraw
+    monkeypatch.setattr(module, "initial_sample", spy)
+    return seen
+
+
+from diffsweep.runs import source as loop_source  # noqa: E402
+
+
+def assert_paired(draws, rows: int) -> None:
+    """Every start is the same standard normal draw up to its scale (init: unit, sigma_max, vp_prior),
+    row by row, and every noise source's next draw is the same."""
+    import torch
+
+    first, noise = draws[0]
+    unit = first[:rows] / first[:rows].std()
+    following = noise(torch.empty_like(first))[:rows]
+    for x, other_noise in draws[1:]:
+        torch.testing.assert_close(x[:rows] / x[:rows].std(), unit, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(other_noise(torch.empty_like(x))[:rows], following, rtol=0, atol=0)
+
+
+def test_generation_runs_sharing_a_seed_start_from_the_same_draw_whatever_the_sampler_and_steps(monkeypatch):
+    """Every sampler family of the registry, at two step counts: the initial draw (and the next noise
+    draw) of a seed is the same, so runs of one seed are paired (docs/statistics.md, Pairing)."""
+    import torch
+
+    from diffsweep.runs import generation
+
+    presets = {f"{family}_{steps}": {"family": family, "steps": steps}
+               for family in samplers.names() for steps in (4, 6)}
+    cfg = config.prepare({**copy.deepcopy(CONFIG), "samplers": presets, "sampling": {"n_samples": 300},
+                          "seeds": [0, 1]})
+    grid = ds_grid.build(cfg)
+    seen = starts(generation, monkeypatch)
+    by_seed = {}
+    for run in sorted(grid.of_kind("generation").values(), key=lambda r: r.id):
+        with pytest.raises(FirstDraw):
+            generation.draw_samples(ds_grid.run_dict(run), None, 2, torch.float64, "cpu")
+        by_seed.setdefault(run.seed, []).append(seen[-1])
+    assert {seed: len(draws) for seed, draws in by_seed.items()} == {0: len(presets), 1: len(presets)}
+    for draws in by_seed.values():
+        assert_paired(draws, 300)
+    assert not torch.allclose(by_seed[0][0][0], by_seed[1][0][0])     # another seed, another draw
+
+
+def test_restorers_sharing_a_seed_see_the_same_measurements_and_noise_streams(monkeypatch):
+    """Truth, random mask and measurement noise y of a (seed, measurement) are the same for every
+    restorer, and so are the restorers' start and noise streams per restoration."""
+    import torch
+
+    from diffsweep import data, restoration
+    from diffsweep.runs import restoration as restoration_job
+
+    restorers = {name: {"family": name, "steps": 5} for name in ("ddrm", "dps", "pigdm", "twisted_smc", "daps")}
+    cfg = config.prepare({**copy.deepcopy(CONFIG), "restoration": {
+        **CONFIG["restoration"], "restorers": restorers, "n_measurements": 3, "n_samples": 6, "seeds": [0, 1]}})
+    grid = ds_grid.build(cfg)
+    dataset = data.make_dataset("gmm", preset="ring8")
+    reference = dataset.sample(50, torch.Generator().manual_seed(9)).double()
+    measured, seen = {}, starts(restoration_job, monkeypatch)
+    for run in grid.of_kind("restoration").values():
+        run = ds_grid.run_dict(run)
+        operator, truth, y = restoration_job.measure(run, dataset, reference, torch.Generator().manual_seed(run["seed"]))
+        with pytest.raises(FirstDraw):
+            restoration_job.restore(run, None, operator, y, (2,), torch.float64, "cpu")
+        measured.setdefault(run["seed"], []).append((operator.arrays(), truth, y, seen[-1]))
+    assert {seed: len(runs_of_seed) for seed, runs_of_seed in measured.items()} == {0: 5, 1: 5}
+    for runs_of_seed in measured.values():
+        arrays, truth, y, _ = runs_of_seed[0]
+        for other_arrays, other_truth, other_y, _ in runs_of_seed[1:]:
+            assert other_arrays.keys() == arrays.keys()
+            for key in arrays:
+                torch.testing.assert_close(torch.as_tensor(other_arrays[key]), torch.as_tensor(arrays[key]), rtol=0, atol=0)
+            torch.testing.assert_close(other_truth, truth, rtol=0, atol=0)
+            torch.testing.assert_close(other_y, y, rtol=0, atol=0)
+        assert_paired([start for *_, start in runs_of_seed], 18)
+    assert not torch.equal(measured[0][0][2], measured[1][0][2])     # another seed, other measurements

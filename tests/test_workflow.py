@@ -53,8 +53,9 @@ def planned_jobs(workdir: Path, *extra: str, snakefile: Path = ROOT / "Snakefile
 
 # config/smoke.yaml from scratch: 2 datasets, the oracle and 1 MLP per dataset (3 score sources, 3
 # likelihoods), generation runs packed 8 to a job per source (oracle on ring8: 1 shard; each MLP: 1)
-# and the oracle's restorations on ring8 (1 shard), 2 declared ablation tables, the explorer page.
-SMOKE_JOBS = {"prepare_data": 2, "train": 2, "likelihood": 3, "run_shard": 4, "manifest": 1, "aggregate": 1,
+# and the oracle's restorations on ring8 (1 shard), 2 declared ablation tables, the floor of ring8, the
+# explorer page.
+SMOKE_JOBS = {"prepare_data": 2, "train": 2, "likelihood": 3, "run_shard": 4, "floor": 1, "manifest": 1, "aggregate": 1,
               "restoration_table": 1, "ablation_table": 2, "plot_metrics": 1, "plot_samples": 2, "plot_heatmaps": 1,
               "plot_schedules": 1, "plot_training": 1, "plot_restoration": 1, "explore": 1, "all": 1}
 
@@ -74,6 +75,9 @@ def expected_jobs(path: Path) -> dict[str, int]:
               if likelihood["points"] else 0,
               "train_digits_classifier": int(any(e == "digits" for _, e in extractors)),
               "fidelity_reference": len(extractors), "manifest": 1, "aggregate": 1,
+              # the metric's floor: one per analytic dataset and sample count of the generation runs
+              "floor": len({(run.model.data.id, run.n_samples) for run in grid.of_kind("generation").values()
+                            if run.model.data.analytic}),
               "restoration_table": int(bool(grid.of_kind('restoration'))), "plot_restoration": int(bool(grid.of_kind('restoration'))),
               "ablation_table": len(tables.ablation_specs(cfg["tables"])), "plot_metrics": 1,
               "plot_samples": len(grid.datasets), "plot_heatmaps": int(trained and bool(cfg["plots"]["heatmap"]["metrics"])),

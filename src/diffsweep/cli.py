@@ -156,17 +156,27 @@ def command_grid(args) -> int:
 
 
 # `diffsweep status`: a run's state is its record's status (ok, diverged, failed), corrupt (a
-# record that cannot be trusted, diffsweep.runs.index) or pending (no record yet).
-STATES = ("ok", "diverged", "failed", "corrupt", "pending")
+# record that cannot be trusted, diffsweep.runs.index), pending (no record yet) or, for a done run
+# whose code changed since (diffsweep.runs.code), stale (draw) or stale (evaluate).
+STALE_DRAW, STALE_EVALUATE = "stale (draw)", "stale (evaluate)"
+STATES = ("ok", "diverged", "failed", "corrupt", "pending", STALE_DRAW, STALE_EVALUATE)
 
 
 def sweep_status(grid, results, config: dict | None = None) -> dict:
     """Counts of run states per preset and per score source, the estimated run time left, and the
-    failed runs with their error and log. Reads every record file once (runs.index)."""
+    failed runs with their error and log, the runs whose code changed since they were made (by
+    preset and score source, with the definitions that changed: `stale`) and those whose records
+    do not say (`unknown_code`). Reads every record file once (runs.index)."""
     from diffsweep import grid as ds_grid, runs
+    from diffsweep.runs import code
+    from diffsweep.grid import search
 
     all_runs = grid.runs
-    states = runs.index(results, keep=["wall_s", *runs.FAILURE_KEYS])
+    states = runs.index(results, keep=["wall_s", *runs.FAILURE_KEYS, *code.CODE_KEYS])
+    policy = (config or {}).get("code_changes", runs.RERUN)
+    training = code.training_check(results, grid.trained_models(), policy, all_runs, states)
+    today = code.Today(all_runs, training.expected)
+    stale = code.stale_runs(all_runs, states, today)
     state, wall, failures = {}, {}, []
     for run_id in sorted(set(states) & set(all_runs)):
         status, record, problem = runs.run_state(results, run_id, states)
@@ -183,6 +193,10 @@ def sweep_status(grid, results, config: dict | None = None) -> dict:
         for failure in failures:
             failure["log"] = failure["log"] or str(runs.shard_log(results, shard_of[failure["run_id"]]))
     done = {run_id for run_id, status in state.items() if status in runs.DONE_STATUSES}
+    if policy != runs.RERUN:     # kept as they are: nothing left to do for them
+        done |= stale.draw | stale.evaluate
+    state.update({run_id: STALE_DRAW for run_id in stale.draw})
+    state.update({run_id: STALE_EVALUATE for run_id in stale.evaluate})
 
     def group(key_of) -> dict:
         table = {}
@@ -211,7 +225,11 @@ def sweep_status(grid, results, config: dict | None = None) -> dict:
             "by_preset": {f"{kind} {preset}": counts for (kind, preset), counts in group(lambda r: (r.kind, r.preset)).items()},
             "by_source": {f"{name} on {dataset} ({model_id})": counts for (name, dataset, model_id), counts
                           in group(lambda r: (r.model.name, r.model.data.name, r.model.id)).items()},
-            "remaining_run_s": left, "remaining_unknown_runs": unknown, "failures": failures}
+            "remaining_run_s": left, "remaining_unknown_runs": unknown, "failures": failures,
+            "code_changes": policy, "stale": [*training.lines, *code.report(all_runs, states, stale, results, policy, today)],
+            "stale_runs": {**{run_id: "draw" for run_id in stale.draw}, **{run_id: "evaluate" for run_id in stale.evaluate}},
+            "unknown_code": sorted(code.unknown_code(all_runs, states)),
+            "searches": search.progress(config, grid, done) if config is not None else []}
 
 
 def _count(values) -> dict:
@@ -225,7 +243,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-def print_status(status: dict, shown_failures: int = 10) -> None:
+def print_status(status: dict, shown_failures: int = 10, list_stale: bool = False) -> None:
     total = status["total"]
     print(f"{status['runs']:,} runs in {status['results']}: " + ", ".join(f"{count:,} {name}" for name, count in total.items()))
     names = [*STATES, *sorted({n for section in ("by_preset", "by_source") for c in status[section].values() for n in c}
@@ -233,10 +251,25 @@ def print_status(status: dict, shown_failures: int = 10) -> None:
     for title, section in (("preset", "by_preset"), ("score source", "by_source")):
         rows = status[section]
         width = max([len(title), *map(len, rows)])
-        print(f"\nby {title}:\n  {title:<{width}}  " + "  ".join(f"{name:>8}" for name in names))
+        print(f"\nby {title}:\n  {title:<{width}}  " + "  ".join(f"{name:>{max(8, len(name))}}" for name in names))
         for key, counts in rows.items():
-            print(f"  {key:<{width}}  " + "  ".join(f"{counts.get(name, 0):>8,}" for name in names))
-    to_do = status["runs"] - total["ok"] - total["diverged"]    # pending, failed (retried) and corrupt runs
+            print(f"  {key:<{width}}  " + "  ".join(f"{counts.get(name, 0):>{max(8, len(name))},}" for name in names))
+    if status["stale"]:
+        print(f"\ncode changed since these runs were made (code_changes: {status['code_changes']}):")
+        for line in status["stale"]:
+            print(f"  {line}")
+    if list_stale:
+        print(f"\nstale runs ({len(status['stale_runs']):,}):")
+        for run_id, part in sorted(status["stale_runs"].items()):
+            print(f"  {run_id}: {part}")
+        print(f"\nruns of unknown code ({len(status['unknown_code']):,}; records made before they named their code; "
+              f"`diffsweep forget` them to redo them):")
+        for run_id in status["unknown_code"]:
+            print(f"  {run_id}")
+    # pending, failed (retried) and corrupt runs, and stale ones under code_changes: rerun
+    to_do = status["runs"] - total["ok"] - total["diverged"]
+    if status["code_changes"] != "rerun":
+        to_do -= total[STALE_DRAW] + total[STALE_EVALUATE]
     unknown = status["remaining_unknown_runs"]
     if to_do == unknown > 0:
         print("\nestimated run time left: unknown until a run is done")
@@ -246,6 +279,16 @@ def print_status(status: dict, shown_failures: int = 10) -> None:
         if unknown:
             line += f"; {unknown:,} more with no done run to estimate from"
         print(line)
+    for found in status.get("searches", []):
+        kept = " -> ".join(map(str, found["kept"]))
+        if found["finished"]:
+            print(f"\nsearch {found['search']}: finished, all {found['rungs']} rungs cut (kept per rung: {kept}); "
+                  f"the survivors: results/tables/search_{found['search']}.csv")
+        else:
+            print(f"\nsearch {found['search']}: rung {found['rung']} of 0-{found['rungs'] - 1} ({found['budget']}): "
+                  f"{found['done']:,} of {found['runs']:,} runs done, {found['runs'] - found['done']:,} left"
+                  + (f"; kept per rung so far: {kept}" if kept else "")
+                  + "; later rungs are planned by each cut")
     failures = status["failures"]
     if failures:
         print(f"\nfailed or corrupt runs, retried by the next invocation ({len(failures):,}{', first ' + str(shown_failures) if len(failures) > shown_failures else ''}):")
@@ -279,7 +322,7 @@ def command_status(args) -> int:
     if args.json:
         print(json.dumps(status, indent=2))
     else:
-        print_status(status)
+        print_status(status, list_stale=args.stale)
     return 0
 
 
@@ -508,6 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--config", default="config/config.yaml",
                         help="the sweep's config YAML file (default: config/config.yaml, the embedded default)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--stale", action="store_true",
+                        help="list the stale runs and the done runs of unknown code (records made before they named it)")
     status.set_defaults(func=command_status)
     extract = sub.add_parser("extract", help="write the files runs stored (samples.npz, grid.png, strip.png, ...) "
                                              "to a folder, checked against their sha256")

@@ -302,4 +302,6 @@ class FidelityEvaluator:
                      "kernel_inception_distance_std": "kid_std", "precision": "precision", "recall": "recall",
                      "f_score": "prc_f_score", "inception_score_mean": "isc", "inception_score_std": "isc_std"}
             values.update({f"{names[key]}_{extractor}": float(value) for key, value in result.items() if key in names})
+            if f"kid_std_{extractor}" in values:   # KID's own standard error (docs/statistics.md): the se column
+                values[f"kid_{extractor}_se"] = values[f"kid_std_{extractor}"]
         return values, skipped

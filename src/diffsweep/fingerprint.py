@@ -42,10 +42,19 @@ DIGEST_CHARS = 16     # 64 bits, as run ids
 @dataclass(frozen=True)
 class Fingerprint:
     """A code fingerprint: `digest` of the normalised definitions, the definitions it covers
-    ('module:name', sorted) and the third-party packages they import (name, version or None)."""
+    ('module:name', sorted) and the third-party packages they import (name, version or None);
+    `parts` maps each covered definition to a digest of its own normalised source (what `changed`
+    compares to name the definitions that differ between two fingerprints)."""
     digest: str
     symbols: tuple[str, ...]
     packages: tuple[tuple[str, str | None], ...]
+    parts: tuple[tuple[str, str], ...] = ()
+
+    def changed(self, earlier: dict) -> list[str]:
+        """The definitions ('module:name') whose source differs from `earlier` (a {symbol: digest}
+        map of an earlier fingerprint's parts), or that one of the two lacks."""
+        now = dict(self.parts)
+        return sorted(symbol for symbol in {*now, *earlier} if now.get(symbol) != earlier.get(symbol))
 
 
 @dataclass
@@ -117,14 +126,16 @@ class Fingerprinter:
             _, edges, used = self._symbol(symbol)
             packages |= used
             todo.extend(edge for edge in edges if edge not in reached)
-        digest = hashlib.sha256()
+        digest, parts = hashlib.sha256(), []
         for symbol in sorted(reached):
             text = self._symbol(symbol)[0]
             digest.update(f"{symbol[0]}:{symbol[1]}\n{text}\n".encode())
+            parts.append((f"{symbol[0]}:{symbol[1]}", hashlib.sha256(text.encode()).hexdigest()[:DIGEST_CHARS]))
         for item in extra:
             digest.update(f"constant {item}\n".encode())
+            parts.append((f"constant {item}", ""))
         return Fingerprint(digest.hexdigest()[:DIGEST_CHARS], tuple(f"{m}:{n}" for m, n in sorted(reached)),
-                           tuple((name, _version(name)) for name in sorted(packages)))
+                           tuple((name, _version(name)) for name in sorted(packages)), tuple(parts))
 
     # --- score sources -------------------------------------------------------------------
 
@@ -436,9 +447,22 @@ def _distributions() -> dict:
 
 # --- the installed package's fingerprints, cached per process -----------------------------------
 
+_source_root = None     # the tree `default()` reads (use_source); None: the imported package's
+
+
 @functools.lru_cache(maxsize=1)
 def default() -> Fingerprinter:
-    return Fingerprinter()
+    return Fingerprinter(_source_root)
+
+
+def use_source(root) -> None:
+    """From now on fingerprint the tree under `root` (the folder holding `diffsweep/`), read afresh:
+    the Snakefile's parse names the src/ its jobs import, which need not be the package this
+    process imported (a test, an installed copy), and is read anew at every parse (in one process)."""
+    global _source_root
+    _source_root = root
+    for cached in (default, draw_fingerprint, evaluate_fingerprint, training_fingerprint, of_key):
+        cached.cache_clear()
 
 
 def of_function(fn) -> str:
@@ -447,15 +471,31 @@ def of_function(fn) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def draw(kind: str, family: str, schedule: str, source: str, operator: str | None = None) -> str:
-    """The digest of what draws a run's samples (Fingerprinter.draw)."""
-    return default().draw(kind, family, schedule, source, operator).digest
+def draw_fingerprint(kind: str, family: str, schedule: str, source: str, operator: str | None = None) -> Fingerprint:
+    """What draws a run's samples (Fingerprinter.draw), from the installed package, once per process."""
+    return default().draw(kind, family, schedule, source, operator)
 
 
 @functools.lru_cache(maxsize=None)
+def evaluate_fingerprint(kind: str) -> Fingerprint:
+    """What evaluates a run's samples (Fingerprinter.evaluate), from the installed package, once per process."""
+    return default().evaluate(kind)
+
+
+@functools.lru_cache(maxsize=1)
+def training_fingerprint() -> Fingerprint:
+    """What trains a `trained` score source (Fingerprinter.training), from the installed package, once per process."""
+    return default().training()
+
+
+def draw(kind: str, family: str, schedule: str, source: str, operator: str | None = None) -> str:
+    """The digest of what draws a run's samples (Fingerprinter.draw)."""
+    return draw_fingerprint(kind, family, schedule, source, operator).digest
+
+
 def evaluate(kind: str) -> str:
     """The digest of what evaluates a run's samples (Fingerprinter.evaluate)."""
-    return default().evaluate(kind).digest
+    return evaluate_fingerprint(kind).digest
 
 
 def source_of(model: dict) -> str:
@@ -463,12 +503,43 @@ def source_of(model: dict) -> str:
     return f"pretrained:{model['recipe']['format']}" if model["source"] == "pretrained" else model["source"]
 
 
-def of_params(identity: dict) -> dict:
-    """The record fields `code_draw` and `code_evaluate` of a run, from what its id hashes
-    (`grid.RunSpec.identity()`, a record's `params`): its kind is the one whose method it names."""
+def key_of_params(identity: dict) -> tuple:
+    """(kind, family, schedule, source, operator): what a run's fingerprints depend on, from what its id
+    hashes (`grid.RunSpec.identity()`, a record's `params`): its kind is the one whose method it names."""
     from diffsweep.runs import kinds
     kind = next(kind for kind in kinds.KINDS.entries() if kind.method in identity)
     method = identity[kind.method]
     operator = identity["task"]["operator"] if "task" in identity else None
-    return {"code_draw": draw(kind.name, method["family"], method["schedule"], source_of(identity["model"]), operator),
-            "code_evaluate": evaluate(kind.name)}
+    return kind.name, method["family"], method["schedule"], source_of(identity["model"]), operator
+
+
+def key_of_run(run) -> tuple:
+    """The same key of a `grid.RunSpec` without building its identity (the parse, at 100k runs)."""
+    return (run.kind, run.family, run.schedule, source_of({"source": run.model.source, "recipe": run.model.recipe}),
+            run.task.operator if run.task is not None else None)
+
+
+@functools.lru_cache(maxsize=None)
+def of_key(key: tuple) -> dict:
+    """The fields `code_draw` and `code_evaluate` of a run with this key (key_of_params, key_of_run);
+    cached: do not change the dict."""
+    return {"code_draw": draw(*key), "code_evaluate": evaluate(key[0])}
+
+
+def of_params(identity: dict) -> dict:
+    """The record fields `code_draw` and `code_evaluate` of a run, from what its id hashes."""
+    return of_key(key_of_params(identity))
+
+
+def of_run(identity: dict) -> tuple[Fingerprint, Fingerprint]:
+    """The draw and evaluate fingerprints of a run, from what its id hashes."""
+    key = key_of_params(identity)
+    return draw_fingerprint(*key), evaluate_fingerprint(key[0])
+
+
+def record_fields(identity: dict) -> dict:
+    """What a run's record stores of its code: `code_draw`, `code_evaluate` and `code_packages`, the
+    third-party packages both reach with their installed versions ({name: version or None})."""
+    drawn, evaluated = of_run(identity)
+    return {"code_draw": drawn.digest, "code_evaluate": evaluated.digest,
+            "code_packages": {name: version for fp in (drawn, evaluated) for name, version in fp.packages}}

@@ -39,7 +39,8 @@ def train_model(spec: dict, train_path, checkpoint_path, log_path, device: str =
     """Train one model. With `resume_path` (results/models/<id>/resume.pt), the training state is
     saved there every `checkpoint_every` steps and on SIGTERM, a re-run continues from it, and it
     is deleted once the outputs are written."""
-    from diffsweep import train
+    from diffsweep import fingerprint, train
+    from diffsweep.runs import code
 
     recipe = spec["recipe"]
     x = torch.from_numpy(io.read_sample_set(train_path))
@@ -56,10 +57,15 @@ def train_model(spec: dict, train_path, checkpoint_path, log_path, device: str =
             frame = pd.DataFrame(table, columns=columns)
             frame.insert(0, "model_id", spec["id"])
             io.write_parquet(path, frame)
+    wall = rows[-1]["wall_s"] if rows else time.perf_counter() - started
+    # the training code that made the weights (computed here, never trusted from the parse): in the
+    # checkpoint and, first, in its note, which the parse reads without torch (runs.code)
+    trained_by = fingerprint.training_fingerprint()
+    code.write_training_note(checkpoint_path, trained_by, wall)
     with io.atomic_path(checkpoint_path) as tmp:
         torch.save({"recipe": recipe, "shape": tuple(x.shape[1:]), "ema": ema.cpu().state_dict(), "model_id": spec["id"],
-                    "train_wall_s": rows[-1]["wall_s"] if rows else time.perf_counter() - started,
-                    "resumed_from_step": resumed, "provenance": provenance()}, tmp)
+                    "train_wall_s": wall, "resumed_from_step": resumed, "provenance": provenance(),
+                    "code_train": trained_by.digest}, tmp)
     if resume_path is not None:
         Path(resume_path).unlink(missing_ok=True)
     log.info("trained %s in %.1f s, final loss %.4g", spec["id"], time.perf_counter() - started, rows[-1]["loss"])

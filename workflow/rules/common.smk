@@ -4,10 +4,14 @@ from collections import Counter
 from pathlib import Path
 
 from diffsweep import config as ds_config
+from diffsweep import fingerprint as ds_fingerprint
+from diffsweep import floors as ds_floors
 from diffsweep import grid as ds_grid
+from diffsweep.grid import search as ds_search
 from diffsweep import io as ds_io
 from diffsweep import packing as ds_packing
 from diffsweep import runs as ds_runs
+from diffsweep.runs import code as ds_code
 from diffsweep.runs import kinds as ds_kinds
 from diffsweep import studies as ds_studies
 from diffsweep import tables as ds_tables
@@ -34,12 +38,28 @@ RESULTS = config["results"]
 RUNS = GRID.runs
 # Done detection is run-level: the records of every record file in the records folder, read
 # once (the shard of a run, hence its record file, changes when the config adds runs); only
-# their statuses are kept (memory at 100k runs).
+# their statuses and the fingerprints of their code are kept (memory at 100k runs).
 try:
-    STATES = ds_runs.index(RESULTS, keep=())
+    STATES = ds_runs.index(RESULTS, keep=ds_code.CODE_KEYS)
 except ds_io.UnreadableFile as error:   # a record file (or the records folder) that cannot be read: one line
     raise WorkflowError(str(error)) from None
-DONE = ds_runs.done_runs(RESULTS, RUNS, STATES)
+# Done runs whose code changed since (runs.code): under `code_changes: rerun` they are pending (drawn
+# again, or re-scored from their stored samples); under `warn` one line per preset, score source and
+# part of the code says so; under `keep` they stay done, silently. Today's code is fingerprinted
+# once per (kind, family, schedule, score source, operator), from the source files (no import). A
+# trained checkpoint whose training code changed is retrained under `rerun` (the train rule's
+# `model` param carries its code), its cost stated first, and its runs are stale with it.
+CODE_CHANGES = config["code_changes"]
+ds_fingerprint.use_source(SRC)    # the source the jobs import (Snakefile: SRC), read afresh
+TRAINING = ds_code.training_check(RESULTS, GRID.trained_models(), CODE_CHANGES, RUNS, STATES)
+TODAY = ds_code.Today(RUNS, TRAINING.expected)
+STALE = ds_code.stale_runs(RUNS, STATES, TODAY)
+for line in TRAINING.lines:
+    print(f"diffsweep: {line}", file=sys.stderr)
+if STALE and CODE_CHANGES == ds_runs.WARN:
+    for line in ds_code.report(RUNS, STATES, STALE, RESULTS, CODE_CHANGES, TODAY):
+        print(f"diffsweep: {line}", file=sys.stderr)
+DONE = ds_runs.done_runs(RESULTS, RUNS, STATES, STALE, CODE_CHANGES)
 # Every run is in one shard whatever is done (a job re-parsing this file while other shards finish
 # finds its own shard); a shard is a target only while it has pending runs (its marker is a target
 # of the workflow: a deleted marker is remade even while the tables are up to date), and its
@@ -49,9 +69,24 @@ DONE = ds_runs.done_runs(RESULTS, RUNS, STATES)
 # and the tables after it are rebuilt. The job finds its runs from the shard id.
 SHARDS = GRID.shards(ds_grid.runs_per_job(config))
 NOTES = ds_runs.drawing_notes(RESULTS)   # the runs jobs that died were drawing (runs.DrawingNote)
+# (the key covers the code of pending runs that have a record, so a shard whose code changed again runs again)
 PENDING = ds_grid.pending_shards(
-    SHARDS, DONE, key=lambda shard, run_ids: ds_runs.attempt(RESULTS, run_ids, STATES, NOTES, shard=shard))
+    SHARDS, DONE, key=lambda shard, run_ids: ds_runs.attempt(
+        RESULTS, run_ids, STATES, NOTES, shard=shard, code=lambda run_id: TODAY(run_id) if run_id in STATES else None))
+SHARD_OF = {run_id: shard for shard, run_ids in SHARDS.items() for run_id in run_ids}
+# Adaptive searches (grid.search): the grid holds rung 0 and every rung whose predecessor is cut; a
+# dry run or a first invocation plans the next rung only after the checkpoint search_cut of the one
+# before, and says so here.
+SEARCHES = ds_search.declared(config)
+for _search in SEARCHES.values():
+    _cut = ds_search.decided(RESULTS, _search, config)
+    if _cut <= _search.last:
+        print(f"search {_search.name}: rungs 0-{_cut} of 0-{_search.last} planned ({_cut} cut); each later rung is "
+              "planned when the rung before it is cut (checkpoint search_cut)", file=sys.stderr)
 DATASETS_BY_ID = {spec.id: spec for spec in GRID.datasets.values()}
+# The metric's floor per (analytic dataset, n_samples, metric settings), under its key (rule floor).
+FLOORS = ds_floors.needed(GRID, config["metrics"])
+FLOOR_CODE = ds_fingerprint.of_function(ds_floors.job) if FLOORS else None
 TRAINED = bool(GRID.trained_models())
 PLOT_METRICS = config["plots"]["metrics"]
 HEATMAP = config["plots"]["heatmap"]
@@ -79,6 +114,8 @@ wildcard_constraints:
     dataset="[A-Za-z0-9_]+",
     extractor="digits|inception",
     table="[A-Za-z0-9_]+",
+    search="[A-Za-z0-9_]+",
+    rung="[0-9]+",
 
 
 # --- resources -------------------------------------------------------------------------------
@@ -94,12 +131,13 @@ RESOURCES = {
     "train": {"mem_mb": 4000, "runtime": 60, "gpu": GPU},
     "run_shard": {"mem_mb": 4000, "runtime": ds_packing.shard_runtime(config, 60), "gpu": GPU},   # job_minutes x 2
     "likelihood": {"mem_mb": 4000, "runtime": 30, "gpu": 0},
+    "floor": {"mem_mb": 2000, "runtime": 30, "gpu": 0},
     "train_digits_classifier": {"mem_mb": 2000, "runtime": 30, "gpu": 0},
     "fidelity_reference": {"mem_mb": 4000, "runtime": 30, "gpu": GPU},
     "explore": LIGHT,
     **{rule: LIGHT for rule in ("manifest", "aggregate", "restoration_table", "ablation_table", "plot_metrics",
                                 "plot_samples", "plot_heatmaps", "plot_schedules", "plot_training",
-                                "plot_restoration", *(f"study_{name}" for name in ds_studies.STUDIES))},
+                                "plot_restoration", "search_cut", "search_report", *(f"study_{name}" for name in ds_studies.STUDIES))},
 }
 
 
@@ -195,6 +233,50 @@ def run_records(kind):
     return [*markers, *([folder] if unmarked else []), *ds_runs.record_files(RESULTS, done, STATES)]
 
 
+def search_rung_inputs(wildcards):
+    """What a search rung's cut reads: the records of the rung's runs (record files of done runs,
+    markers of pending shards). Rung r > 0 waits for the cut of rung r - 1 (checkpoints.search_cut),
+    then adds its runs to the grid of this invocation (their own shards, grid.search.group_of)."""
+    search, rung = SEARCHES[wildcards.search], int(wildcards.rung)
+    survivors = None
+    if rung > 0:
+        previous = checkpoints.search_cut.get(search=wildcards.search, rung=str(rung - 1)).output[0]
+        survivors = ds_search.survivors_of(ds_search.read_rung(results_of(previous, depth=2), search.name, rung - 1))
+    planned = [run for _, run in ds_search.rung_runs(search, config, GRID.models, rung, survivors, ds_kinds.GENERATION)]
+    add_runs([run for run in planned if run.id not in RUNS], ds_search.group_of(search, rung))
+    shards = sorted({SHARD_OF[run.id] for run in planned if run.id not in DONE})
+    done = [run.id for run in planned if run.id in DONE]
+    return [*(f"{RESULTS}/shards/{shard}.json" for shard in shards), *ds_runs.record_files(RESULTS, done, STATES)]
+
+
+def add_runs(new_runs, group):
+    """Runs a cut planned during this invocation, into the grid's maps (RUNS, SHARDS, SHARD_OF, DONE,
+    PENDING): packed in their group, so no other shard moves."""
+    if not new_runs:
+        return
+    GRID.add(new_runs, group)
+    new_ids = [run.id for run in new_runs]
+    stale = ds_code.stale_runs(new_ids, STATES, TODAY)   # finished before and today's code: not rerun
+    DONE.update(ds_runs.done_runs(RESULTS, new_ids, STATES, stale, CODE_CHANGES))
+    added = ds_grid.pack({run.id: run for run in new_runs}, ds_grid.runs_per_job(config),
+                         {run.id: group for run in new_runs})
+    SHARDS.update(added)
+    SHARD_OF.update({run_id: shard for shard, run_ids in added.items() for run_id in run_ids})
+    PENDING.update(ds_grid.pending_shards(
+        added, DONE, key=lambda shard, run_ids: ds_runs.attempt(
+            RESULTS, run_ids, STATES, NOTES, shard=shard, code=lambda run_id: TODAY(run_id) if run_id in STATES else None)))
+
+
+def search_rungs(wildcards):
+    """Every rung file of a search, the last one first reached through the chain of cuts."""
+    return [str(ds_search.rung_path(RESULTS, wildcards.search, rung)) for rung in range(SEARCHES[wildcards.search].last + 1)]
+
+
+def search_results():
+    """The final rung of every search: the generation table waits for them, so it lists the rung runs."""
+    return [str(ds_search.rung_path(RESULTS, name, search.last)) for name, search in SEARCHES.items()]
+
+
 def ablation_source(wildcards):
     """The results table a declared ablation table pivots (tables.ablations.<name>.source)."""
     return f"{RESULTS}/{ds_kinds.get(ABLATIONS[wildcards.table].source).table}"
@@ -225,6 +307,8 @@ def all_targets():
     targets.append(f"{RESULTS}/explore.html")
     # the pending shards' markers: Snakemake remakes a missing file that is a target, but not one
     # that only up-to-date tables need (records deleted with results/shards/ would recompute nothing)
+    targets += [f"{RESULTS}/tables/search_{name}.csv" for name in SEARCHES]
+    targets += expand(f"{RESULTS}/plots/search_{{search}}.{{ext}}", search=sorted(SEARCHES), ext=PLOT_FORMATS)
     return [*targets, *study_targets(), *pending_markers()]
 
 

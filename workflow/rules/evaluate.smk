@@ -63,3 +63,28 @@ rule fidelity_reference:
         "../../envs/diffsweep.yaml"
     script:
         "../../scripts/fidelity_reference.py"
+
+
+# The metric's floor (diffsweep.floors): exact sample sets of a run's size scored against the
+# reference set, once per analytic dataset, sample count and metric settings (its key); the
+# generation table joins it on (rule aggregate).
+rule floor:
+    input:
+        reference=lambda wc: f"{RESULTS}/data/{FLOORS[wc.key]['data']['id']}/reference.npz",
+    output:
+        f"{RESULTS}/floors/{{key}}.json",
+    params:
+        spec=lambda wc: FLOORS[wc.key],
+        code=FLOOR_CODE,    # the fingerprint of the floor's code: a changed computation recomputes the floors
+    # `plugins` reaches the script through snakemake.config: adding a plugin must not re-run this job.
+    log:
+        f"{RESULTS}/logs/floor/{{key}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/floor/{{key}}.tsv"
+    threads: 1
+    resources:
+        **resources("floor"),
+    conda:
+        "../../envs/diffsweep.yaml"
+    script:
+        "../../scripts/floor.py"

@@ -13,10 +13,13 @@ report: "../report/workflow.rst"
 
 
 rule manifest:
+    input:
+        searches=search_results(),   # the runs of a search's later rungs join the grid when their rung is planned
     output:
         update(report(f"{RESULTS}/runs.parquet", category="4. Result tables", caption="../report/runs.rst")),
     params:
-        grid=GRID.digest(),   # the job expands the rows from the config; a changed grid re-runs it
+        # the job expands the rows from the config; a changed grid re-runs it (a function: a search's cut adds runs)
+        grid=lambda wc: GRID.digest(),
     log:
         f"{RESULTS}/logs/manifest.log",
     resources:
@@ -33,6 +36,8 @@ rule aggregate:
         train_logs=[f"{RESULTS}/models/{m.id}/train_log.parquet" for m in GRID.trained_models()],
         loss_by_sigma=[f"{RESULTS}/models/{m.id}/loss_by_sigma.parquet" for m in GRID.trained_models()],
         likelihoods=likelihood_records(),
+        floors=[f"{RESULTS}/floors/{key}.json" for key in FLOORS],
+        searches=search_results(),   # the runs of a search's later rungs join the grid when their rung is planned
     output:
         generation=update(report(f"{RESULTS}/tables/generation.parquet", category="4. Result tables",
                                  caption="../report/generation.rst")),
@@ -40,7 +45,8 @@ rule aggregate:
                                caption="../report/training_table.rst")),
         training_by_sigma=update(f"{RESULTS}/tables/training_by_sigma.parquet"),
     params:
-        grid=GRID.digest(ds_kinds.GENERATION.name),   # the job expands the rows from the config; a changed grid re-runs it
+        # the job expands the rows from the config; a changed grid re-runs it (a function: a search's cut adds runs)
+        grid=lambda wc: GRID.digest(ds_kinds.GENERATION.name),
         results=lambda wc, output: results_of(output.generation, depth=1),
     log:
         f"{RESULTS}/logs/aggregate.log",

@@ -125,15 +125,25 @@ def build(config: dict, base_dir: str | Path = ".", models: set[str] | None = No
     runs = {}
     for kind in kinds.KINDS.entries():
         runs.update(kind.expand(config, models_by_id, excluded, expanded))
-    return Grid(datasets, models_by_id, runs, excluded)
+    # the adaptive searches' rungs planned so far (grid.search): runs of their own shard groups
+    from diffsweep.grid import search   # (search builds on this module)
+
+    searched, search_groups = search.expand(config, expanded, kinds.GENERATION)
+    groups = {run_id: group for run_id, group in search_groups.items() if run_id not in runs}
+    runs.update({run_id: searched[run_id] for run_id in groups})
+    return Grid(datasets, models_by_id, runs, excluded, groups)
 
 
 def build_generation(config: dict, expanded: dict[str, ModelSpec], kind) -> dict[str, RunSpec]:
     """models of `expanded` x sampler presets (their `datasets` and `models`) x preset points x seeds
-    (the dataset's own `seeds` where it names them, else the top-level `seeds`)."""
+    (the dataset's own `seeds` where it names them, else the top-level `seeds`). A preset a search
+    names (`search.<name>.samplers`) runs only its search's rungs (grid.search)."""
+    searched = {preset for search in config.get("search", {}).values() for preset in search["samplers"]}
     runs = {}
     for model in expanded.values():
         for preset_name, preset in config["samplers"].items():
+            if preset_name in searched:
+                continue
             if preset.get("datasets") and model.data.name not in preset["datasets"]:
                 continue
             if preset.get("models") and model.name not in preset["models"]:

@@ -12,16 +12,18 @@ from diffsweep.grid.expand import build
 from diffsweep.grid.specs import model_dict, run_dict, short_hash
 
 
-def pack(runs: dict, runs_per_job) -> dict[str, list[str]]:
-    """Grid.shards: `runs` packed by score source and kind, in run id order, `runs_per_job` to a shard."""
+def pack(runs: dict, runs_per_job, groups: dict | None = None) -> dict[str, list[str]]:
+    """Grid.shards: `runs` packed by score source, kind and group (`groups`: run id -> a search
+    rung's group; the rest of the grid is group ""), in run id order, `runs_per_job` to a shard."""
     size_of = runs_per_job if callable(runs_per_job) else (lambda model, kind: runs_per_job[kind])
-    groups: dict[tuple, list[str]] = {}
+    groups = groups or {}
+    chunks: dict[tuple, list[str]] = {}
     models = {}
     for run_id, run in sorted(runs.items()):
-        groups.setdefault((run.model.id, run.kind), []).append(run_id)
+        chunks.setdefault((run.model.id, run.kind, groups.get(run_id, "")), []).append(run_id)
         models[run.model.id] = run.model
     shards = {}
-    for (model_id, kind), run_ids in sorted(groups.items()):
+    for (model_id, kind, _), run_ids in sorted(chunks.items()):
         size = size_of(models[model_id], kind)
         for start in range(0, len(run_ids), size):
             chunk = run_ids[start:start + size]

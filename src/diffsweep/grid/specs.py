@@ -165,6 +165,7 @@ class Grid:
     models: dict[str, ModelSpec]      # by model id
     runs: dict[str, RunSpec]          # every run, of every kind, by run id (a kind's hash covers what sets it apart)
     excluded: list[str]               # human-readable reasons for skipped combinations
+    groups: dict[str, str] = field(default_factory=dict)   # run id -> shard group of a search rung (grid.search)
     _views: dict = field(default_factory=dict, repr=False)            # runs and manifest rows by kind, made once
 
     def of_kind(self, kind: str) -> dict[str, RunSpec]:
@@ -173,6 +174,13 @@ class Grid:
         if key not in self._views:
             self._views[key] = {run_id: run for run_id, run in self.runs.items() if run.kind == kind}
         return self._views[key]
+
+    def add(self, runs: list[RunSpec], group: str) -> None:
+        """Runs planned after the grid was built (a search's next rung, grid.search), in `group`."""
+        for run in runs:
+            self.runs[run.id] = run
+            self.groups[run.id] = group
+        self._views.clear()
 
     def trained_models(self) -> list[ModelSpec]:
         return [m for m in self.models.values() if m.source == "trained"]
@@ -204,10 +212,11 @@ class Grid:
         (the kind name -> a size) or a function of (score source, kind) (the config's,
         `runs_per_job(config)`). Done runs stay in their shard (its job skips them), so a shard's
         id and membership do not depend on when the grid is built: a cluster job that re-parses
-        while other shards finish finds its own."""
+        while other shards finish finds its own. A search rung's runs (`groups`) are packed apart,
+        so a cut that adds a rung moves no other shard."""
         from diffsweep.grid.shards import pack
 
-        return pack(self.runs, runs_per_job)
+        return pack(self.runs, runs_per_job, self.groups)
 
 
 def data_dict(spec: DataSpec) -> dict:

@@ -72,24 +72,37 @@ def ssim(x_hat, x, window: int = 7) -> torch.Tensor:
 
 
 def measurement_metrics(samples, truth, y, operator, noise_std: float) -> dict:
-    """`samples` (n, C, H, W) restorations of one ground truth `truth` (C, H, W) from y (*m)."""
+    """`samples` (n, C, H, W) restorations of one ground truth `truth` (C, H, W) from y (*m). A
+    metric that is a mean over the restorations also gets its standard error `<metric>_se`
+    (`mean_and_se`; with one restoration none)."""
     truth = truth.unsqueeze(0).expand_as(samples)
     mean = samples.mean(0, keepdim=True)
     measured = operator.as_image(y.unsqueeze(0))     # the measurement on the image grid (the baseline row)
     residual_norm = (y.unsqueeze(0) - operator.forward(samples)).flatten(1).norm(dim=1)
     values = {
-        "psnr": psnr(samples, truth).mean().item(),
+        **mean_and_se("psnr", psnr(samples, truth)),
         "psnr_of_mean": psnr(mean, truth[:1]).item(),
-        "psnr_minmax_ref": psnr_minmax_ref(samples, truth).mean().item(),
+        **mean_and_se("psnr_minmax_ref", psnr_minmax_ref(samples, truth)),
         "psnr_measurement": psnr(measured, truth[:1]).item(),
         "psnr_measurement_minmax_ref": psnr_minmax_ref(measured, truth[:1]).item(),
-        "data_consistency": residual_norm.mean().item(),
+        **mean_and_se("data_consistency", residual_norm),
         "expected_noise_norm": noise_std * math.sqrt(y.numel()),
         "sample_std": samples.flatten(1).std(0).mean().item() if len(samples) > 1 else 0.0,
     }
     if samples.dim() == 4:
-        values["ssim"] = ssim(samples, truth).mean().item()
+        values.update(mean_and_se("ssim", ssim(samples, truth)))
         values["ssim_of_mean"] = ssim(mean, truth[:1]).item()
+    return values
+
+
+def mean_and_se(name: str, per_sample) -> dict:
+    """{name: the mean of per-restoration values, name_se: its standard error s / sqrt(n)}: the
+    estimator's own sampling error over the measurement's restorations (docs/statistics.md); the
+    se is left out for one restoration (the table shows NaN)."""
+    per_sample = per_sample.double().flatten()
+    values = {name: per_sample.mean().item()}
+    if len(per_sample) > 1:
+        values[f"{name}_se"] = (per_sample.std() / math.sqrt(len(per_sample))).item()
     return values
 
 

@@ -7,6 +7,8 @@ Modules, from the bottom up (docs/design.md, "Layout"):
 - kinds.py       the kinds of run (generation, restoration): one registered entry per kind
 - records.py     the record format and its checks, the index (done detection), reading a run's
                  files, forget / extract
+- code.py        the code a done run's record names against today's (stale runs, config
+                 `code_changes`), the results folder's catalog of fingerprints
 - join.py        the table join: manifest rows joined with their records
 - source.py      a job's score source: device, dataset, denoiser, call counting, initial draw
 - generation.py  the generation half of a shard job (draw with a sampler, score, save)
@@ -23,8 +25,8 @@ their functions or at module level (source, generation, restoration, fusion), ne
 from diffsweep.runs.layout import (LAYOUT_VERSION, LOCK_NAME, ResultsInUse, archive_file, check_layout,
                                    layout_version, lock_results, mark_layout, marker_file, record_file,
                                    records_folder, shard_log, staging_folder, unlock_results, write_marker)
-from diffsweep.runs.records import (CORRUPT, DIVERGED, DONE_STATUSES, FAILED, FAILURE_KEYS, FILE_NAME,
-                                    MISSING, OK, REQUIRED_KEYS, RUN_ID, STATUSES, CorruptRecord,
+from diffsweep.runs.records import (CORRUPT, DIVERGED, DONE_STATUSES, FAILED, FAILURE_KEYS, FILE_NAME, KEEP,
+                                    MISSING, OK, REQUIRED_KEYS, RERUN, RUN_ID, STATUSES, WARN, CorruptRecord,
                                     NoSamples, State, attempt, check_record, done_runs, drawing_notes, extract,
                                     failed_runs, failure_report, forget, index, log_file, make_record,
                                     read_record, read_record_file, read_run_arrays, read_run_file, record_file_paths,
@@ -34,7 +36,7 @@ from diffsweep.runs.store import DrawingNote, ShardStore, kept
 __all__ = [
     "LAYOUT_VERSION", "LOCK_NAME", "ResultsInUse", "archive_file", "check_layout", "layout_version", "lock_results",
     "mark_layout", "marker_file", "record_file", "records_folder", "shard_log", "staging_folder", "unlock_results",
-    "write_marker", "CORRUPT", "DIVERGED", "DONE_STATUSES", "FAILED", "FAILURE_KEYS", "FILE_NAME", "MISSING",
+    "write_marker", "KEEP", "RERUN", "WARN", "CORRUPT", "DIVERGED", "DONE_STATUSES", "FAILED", "FAILURE_KEYS", "FILE_NAME", "MISSING",
     "OK", "REQUIRED_KEYS", "RUN_ID", "STATUSES", "CorruptRecord", "NoSamples", "State", "attempt",
     "check_record", "done_runs", "drawing_notes", "extract", "failed_runs", "failure_report", "forget", "index",
     "log_file", "make_record", "read_record", "read_record_file", "read_run_arrays", "read_run_file",

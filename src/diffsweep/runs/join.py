@@ -54,6 +54,7 @@ def frame(kind: str, rows: list[dict], results):
     known = {*leading, *RECORD_COLUMNS, *FAILURE_KEYS, "git_revision"}
     measured = sorted({key for entry in table for key in entry} - known)
     result = typed_frame(table, first=[*leading, *RECORD_COLUMNS, *failure, *measured, "git_revision"])
-    for column, dtype in (("nfe", "Int64"), ("wall_s", "float64"), ("fused_with", "Int64")):   # even when none ran
+    for column, dtype in (("nfe", "Int64"), ("wall_s", "float64"), ("fused_with", "Int64"), ("eval_nfe", "Int64")):
+        # even when none ran (code_draw and code_evaluate are text: typed_frame)
         result[column] = result[column].astype(dtype)
     return with_params(result, parameters.columns)

@@ -100,7 +100,8 @@ GENERATION = KINDS.add(Kind(
     options=lambda config: {"metrics": {key: value for key, value in config["metrics"].items() if key != "likelihood"},
                             "keep_samples": config[GENERATION.section]["keep_samples"]},
     job=_generation_job, draw_code=(("diffsweep.runs.generation", "draw_samples"),),
-    evaluate_code=(("diffsweep.runs.generation", "Generation.finish"), ("diffsweep.metrics", "sample_metrics"))))
+    evaluate_code=(("diffsweep.runs.generation", "Generation.finish"), ("diffsweep.runs.generation", "Generation.bootstrap"),
+                   ("diffsweep.metrics", "sample_metrics"))))
 
 RESTORATION = KINDS.add(Kind(
     name="restoration", description="dataset x score source x task x restorer preset point x seed: restore "

@@ -31,7 +31,7 @@ from pathlib import Path
 from diffsweep import io, registry
 from diffsweep.runs.layout import mark_layout, write_marker
 from diffsweep.runs import kinds
-from diffsweep.runs.records import DIVERGED, FAILED, OK, make_record
+from diffsweep.runs.records import DIVERGED, FAILED, OK, CorruptRecord, NoSamples, make_record, read_run_arrays
 from diffsweep.runs.store import DrawingNote, ShardStore
 
 log = logging.getLogger("diffsweep")
@@ -101,7 +101,8 @@ def divergence(samples, scale: DataScale, factor: float = RUNAWAY_FACTOR) -> str
 def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, results, shard_path,
               options: dict, device: str = "auto", plugins=(), fidelity_records=(), fidelity_options=None,
               max_batch: int = 0, log_path=None, fail_fast: bool = False, fuse: bool = True,
-              runaway_factor: float = RUNAWAY_FACTOR, fuse_timeout_s: float | None = None) -> None:
+              runaway_factor: float = RUNAWAY_FACTOR, fuse_timeout_s: float | None = None,
+              reevaluate: dict | None = None) -> None:
     """Run every run of one shard (one score source, one kind); each finished run appends its
     files to the shard's archive and its record line to the shard's record file (ShardStore; the
     shard is the name of `shard_path`, its marker). `options` are the kind's options (generation:
@@ -115,7 +116,13 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     away (`divergence`, `runaway_factor`; 0: not checked), is recorded as `diverged`.
     Runs that were drawing when an earlier job of the shard died (its DrawingNote) are suspects:
     they draw alone, one at a time, before the others; a run that was drawing alone when its job
-    died is recorded as `failed` (JobDied)."""
+    died is recorded as `failed` (JobDied).
+    Each record names the code that made it (fingerprint.record_fields, computed here, in the job's
+    process; a trained score source's `code_train` from its checkpoint's note: runs.code).
+    `reevaluate` (run id -> its done State, records.index) holds runs whose evaluating code alone
+    changed: they are scored again from their stored samples (the job's `reload`) without drawing
+    (`eval_nfe` 0 and `evaluated_at` in the new record, which keeps the draw's nfe, wall_s, device,
+    finished and code_draw); one whose samples were not all kept is drawn again."""
     registry.load_plugins(plugins)   # what they register exists in this job as at parse time
     (kind,) = {run["kind"] for run in runs}
     mark_layout(results)
@@ -126,9 +133,13 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
     fatal_path = store.staging / FATAL_FILE
     fatal = fatal_path.read_text(errors="replace") if died is not None and fatal_path.is_file() else ""
     store.open(started=time.time())   # files left by an earlier job of this shard that was killed
-    from diffsweep.runs import fusion, source
+    from diffsweep import fingerprint
+    from diffsweep.runs import code, fusion, source
 
     origin = source.provenance()
+    reevaluate = reevaluate or {}
+    trained = code.read_training_note(checkpoint_path) if checkpoint_path is not None else None
+    code_train = {} if trained is None else {"code_train": trained["code_train"]}   # the weights' training code
     statuses = {}
 
     def record_failure(run, error, where, fused_with=None):
@@ -142,7 +153,8 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
         if fail_fast:
             raise RuntimeError(f"run {run['id']} failed (fail_fast is set, the job stops): {summary}") from error
 
-    def store_drawn(run, drawn, fused_with):
+    def store_drawn(run, drawn, fused_with, redone=None):
+        """Store a drawn run; `redone`: the done record of a run re-scored from its stored samples."""
         try:
             output, nfe, counted, wall = drawn()
             if nfe != counted:
@@ -154,10 +166,17 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
             if why:
                 log.warning("%s run %s diverged: %s", kind, run["id"], why)
                 results_part["error"] = why
-            store.append(make_record(run, status, nfe, wall, chosen, origin, results_part, fused_with), folder)
+            record = make_record(run, status, nfe, wall, chosen, origin, results_part, fused_with,
+                                 {**fingerprint.record_fields(run["identity"]), **code_train})
+            code.remember(results, *fingerprint.of_run(run["identity"]))   # what status names as changed
+            if redone is not None:    # what the draw was is the old record's; only the scoring is new
+                record.update({key: redone[key] for key in ("device", "finished", "code_draw")},
+                              eval_nfe=0, evaluated_at=record["finished"])
+            store.append(record, folder)
             statuses[run["id"]] = status
             note.stored(run["id"])
-            log.info("%s run %s: %s, nfe %d, %.2f s", kind, run["id"], status, nfe, wall)
+            log.info("%s run %s: %s, nfe %d, %.2f s%s", kind, run["id"], status, nfe, wall,
+                     " (re-scored from its stored samples)" if redone is not None else "")
         except (Exception, SystemExit) as error:  # one broken run must not lose the others (sys.exit included)
             record_failure(run, error, chosen, fused_with)
 
@@ -188,6 +207,11 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
         log.info("drawing %s: %s", how, ", ".join(run["id"] for run in group))   # a killed job's log names them
 
     with blameless_unless_killed(note), fatal_errors_into(fatal_path):
+        for run in runs:
+            if run["id"] in reevaluate:
+                rescore(job, run, reevaluate[run["id"]], results, store_drawn)
+        runs = [run for run in runs if run["id"] not in statuses]     # those not re-scored are drawn
+        suspects = [run for run in suspects if run["id"] not in statuses]
         for index, run in enumerate(suspects):      # alone, one at a time: the one that kills the job is found
             later = [other["id"] for other in suspects[index + 1:]]
             note.write([run["id"]], isolating=True, suspects=later)
@@ -204,6 +228,20 @@ def run_shard(model: dict, runs: list[dict], reference_path, checkpoint_path, re
         log.warning("%d of %d runs failed and are recorded as such (status `failed`)", failed, len(statuses))
     store.close()
     write_marker(shard_path, model["id"], kind, statuses)
+
+
+def rescore(job, run: dict, state, results, store_drawn) -> None:
+    """Score a done run again from its stored samples (its evaluating code changed), without drawing;
+    a run whose samples are not all stored (keep_samples), or cannot be trusted, is left to be drawn."""
+    record = state.record
+    try:
+        output = job.reload(run, read_run_arrays(results, run["id"], states={run["id"]: state}))
+    except (NoSamples, CorruptRecord) as why:
+        log.info("run %s: its evaluating code changed but it cannot be re-scored (%s); it is drawn again",
+                 run["id"], why)
+        return
+    store_drawn(run, lambda: (output, record["nfe"], record["nfe"], record["wall_s"]), record.get("fused_with"),
+                redone=record)
 
 
 @contextlib.contextmanager

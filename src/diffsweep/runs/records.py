@@ -60,7 +60,11 @@ FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
 KEY_TYPES = {"run_id": str, "kind": str, "status": str, "nfe": (int, type(None)),
              "wall_s": (int, float, type(None)), "device": str, "finished": str, "row": dict, "params": dict,
              "provenance": dict, "archive": str, "files": dict, "metrics": dict, "skipped": dict,
-             "measurements": list, "error": str, "log": (str, type(None)), "fused_with": (int, type(None))}
+             "measurements": list, "error": str, "log": (str, type(None)), "fused_with": (int, type(None)),
+             "code_draw": str, "code_evaluate": str, "code_packages": dict, "code_train": str,
+             "eval_nfe": int, "evaluated_at": str}
+# What the next invocation does with done runs whose code changed (config `code_changes`, runs.code).
+RERUN, KEEP, WARN = "rerun", "keep", "warn"
 
 
 class CorruptRecord(ValueError):
@@ -218,9 +222,11 @@ def read_record(results, run_id: str, states: dict | None = None) -> dict:
     return record
 
 
-def done_runs(results, run_ids, states: dict | None = None) -> set[str]:
-    """Runs whose record says `ok` or `diverged` (DONE_STATUSES): the others are (re)computed.
-    Each corrupt record is named in one warning line."""
+def done_runs(results, run_ids, states: dict | None = None, stale=None,
+              policy: str = RERUN) -> set[str]:
+    """Runs whose record says `ok` or `diverged` (DONE_STATUSES): the others are (re)computed; under
+    the `code_changes` policy `rerun`, runs of `stale` (runs.code.Stale) are not done either: drawn again
+    or re-scored. Each corrupt record is named in one warning line."""
     run_ids = set(run_ids)
     states = index(results, only=run_ids) if states is None else states
     done = set()
@@ -232,6 +238,8 @@ def done_runs(results, run_ids, states: dict | None = None) -> set[str]:
             log.warning("corrupt run record: %s; run %s will be recomputed", state.problem, run_id)
         if state.status in DONE_STATUSES:
             done.add(run_id)
+    if stale is not None and policy == RERUN:
+        done -= stale.draw | stale.evaluate
     return done
 
 
@@ -259,7 +267,7 @@ def log_file(results, log: str | None) -> str | None:
 
 
 def attempt(results, run_ids, states: dict | None = None, notes: dict | None = None,
-            shard: str | None = None) -> str:
+            shard: str | None = None, code=None) -> str:
     """A key of a shard's pending runs, the records they already have (failed or corrupt ones),
     the drawing note of a job that died drawing them, and the traces of the shard's jobs: its
     marker (`write_marker`: a fresh id per job) and its log (size and time: every job appends to
@@ -267,10 +275,13 @@ def attempt(results, run_ids, states: dict | None = None, notes: dict | None = N
     shard ran since, so a shard whose runs failed, whose job died, or whose records were deleted
     after it ran, runs again: the key is the shard job's `attempt` param, which the params rerun
     trigger compares (a job that has not run again keeps the key of its last run, whatever was
-    deleted since). `notes`: drawing_notes(results)."""
+    deleted since). `notes`: drawing_notes(results). `code`: run id -> today's code of the run
+    (runs.code.Today: code_draw, code_evaluate, code_train), so that a shard whose runs' code
+    changed gets a new key and runs again (config `code_changes: rerun`)."""
     states = index(results, only=set(run_ids)) if states is None else states
     notes = drawing_notes(results) if notes is None else notes
-    entries = [[run_id, states[run_id].where if run_id in states else None, *([notes[run_id]] if run_id in notes else [])]
+    entries = [[run_id, states[run_id].where if run_id in states else None, *([notes[run_id]] if run_id in notes else []),
+                *([code(run_id)] if code is not None else [])]
                for run_id in sorted(run_ids)]
     if shard is not None:
         marker, log = marker_file(results, shard), shard_log(results, shard)
@@ -376,10 +387,11 @@ def extract(results, run_id: str, out, states: dict | None = None) -> list[Path]
 
 
 def make_record(run: dict, status: str, nfe, wall, device, origin: dict, results_part: dict,
-                fused_with: int | None = None) -> dict:
+                fused_with: int | None = None, code: dict | None = None) -> dict:
     """A run's record (ShardStore.append adds where its files are); run_id first: a torn line still
-    names its run. `fused_with`: the runs of the group it drew in (fusion.draws; None: it never drew)."""
+    names its run. `fused_with`: the runs of the group it drew in (fusion.draws; None: it never drew).
+    `code`: what the record says of the code that made it (fingerprint.record_fields)."""
     return {"run_id": run["id"], "kind": run["kind"], "status": status, "nfe": nfe, "wall_s": wall,
             "fused_with": fused_with, "device": str(device),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "row": run["row"], "params": run["identity"], "provenance": origin, **results_part}
+            "row": run["row"], "params": run["identity"], "provenance": origin, **(code or {}), **results_part}

@@ -21,6 +21,7 @@ from diffsweep.restoration import metrics as rmetrics
 from diffsweep.restoration.operators import measurement_noise_std
 from diffsweep.restoration.posterior import exact_posterior
 from diffsweep.restoration.restorers import Spectral
+from diffsweep.runs.records import NoSamples
 from diffsweep.runs.source import call_counted, initial_sample
 from diffsweep.runs.store import kept
 from diffsweep.samplers.randomness import RESTORATION_BLOCK, SampleStreams
@@ -45,6 +46,20 @@ class Restoration:
         operator, truth, y = measure(run, self.dataset, self.reference, torch.Generator().manual_seed(run["seed"]))
         samples, nfe, counted, wall = restore(run, denoiser, operator, y, self.dataset.shape, self.dtype, self.device)
         return (operator, truth, y, samples), nfe, counted, wall
+
+    def reload(self, run: dict, arrays: dict):
+        """What `draw` drew, from the run's stored samples.npz (records.read_run_arrays): the operator,
+        ground truths and measurements measured again (seeded, no network call) and checked against
+        the stored ones; NoSamples unless every restoration was kept (metrics need them all)."""
+        operator, truth, y = measure(run, self.dataset, self.reference, torch.Generator().manual_seed(run["seed"]))
+        samples = arrays["samples"]
+        if samples.shape[1] < run["n_samples"]:
+            raise NoSamples(f"it stored {samples.shape[1]} of its {run['n_samples']} restorations per measurement "
+                            f"(keep_samples)")
+        for name, value in (("truth", truth), ("y", y)):
+            if not torch.allclose(torch.from_numpy(arrays[name]).double(), value, rtol=1e-5, atol=1e-5):
+                raise NoSamples(f"its stored {name} differs from the one measured now")
+        return operator, truth, y, torch.from_numpy(samples).reshape(-1, *samples.shape[2:])
 
     @staticmethod
     def samples_of(output):
@@ -71,7 +86,8 @@ class Restoration:
             if scored:
                 values = rmetrics.measurement_metrics(samples[j], truth[j], y[j], operator.restrict(j), noise_std)
                 if self.lpips is not None:
-                    values["lpips"] = self.lpips(samples[j], truth[j:j + 1].expand_as(samples[j])).mean().item()
+                    values.update(rmetrics.mean_and_se("lpips", self.lpips(samples[j],
+                                                                           truth[j:j + 1].expand_as(samples[j]))))
                     values["lpips_of_mean"] = self.lpips(samples[j].mean(0, keepdim=True), truth[j:j + 1]).item()
                 if self.dataset.mixture is not None:
                     posterior = exact_posterior(self.dataset.mixture, operator.restrict(j).matrix(), y[j].flatten(),

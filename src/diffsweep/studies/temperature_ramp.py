@@ -5,7 +5,6 @@ steps, beside the floor of two independent exact sample sets.
 - `check`          the config's study names random-walk presets (parse time)
 - `job_arguments`  what the job takes from the config (parse time)
 - `table`          the metric per dataset, ramp, T0 and steps, seeds averaged
-- `exact_floor`    the metric between fresh exact samples and the reference set: what a perfect sampler scores
 - `figure`         the metric against steps, a panel per dataset, hue ramp, style T0, the floor drawn
 - `job`            the rule's body: table (CSV), floors and figure
 
@@ -33,9 +32,9 @@ def check(config: dict, options: dict) -> None:
 
 def job_arguments(config: dict, grid, options: dict) -> dict:
     """The job's settings: every dataset (each one's floor), the sample count of a run that does
-    not state its own, the seeds and projections of the metric, the results folder."""
+    not state its own, the projections of the metric, the results folder."""
     return {"datasets": [ds_grid.data_dict(spec) for _, spec in sorted(grid.datasets.items())],
-            "n_samples": config["sampling"]["n_samples"], "seeds": config["seeds"],
+            "n_samples": config["sampling"]["n_samples"],
             "n_projections": config["metrics"]["n_projections"], "results": config["results"]}
 
 
@@ -57,24 +56,6 @@ def table(generation, metric: str = "sliced_w2", samplers=()):
         raise TableError(f"studies.temperature_ramp: the table has no column {', '.join(missing)}")
     grouped = done.groupby(keys, sort=True)[metric]
     return grouped.agg(["mean", "std", "count"]).reset_index().rename(columns={"count": "seeds"})
-
-
-def exact_floor(dataset, reference, n_samples: int, seeds, n_projections: int = 256) -> tuple[float, float]:
-    """Sliced W2 between fresh exact samples (`n_samples`, one set per seed) and the reference
-    set, measured as a run's samples are (same projections per seed): mean and standard
-    deviation over seeds. The fresh sets are drawn with seeds the data preparation does not use."""
-    import statistics
-
-    import torch
-
-    from diffsweep.metrics import sliced_wasserstein2
-
-    values = []
-    for seed in seeds:
-        samples = dataset.sample(n_samples, torch.Generator().manual_seed(1_000_003 + seed))
-        values.append(sliced_wasserstein2(samples.flatten(1).double(), torch.as_tensor(reference).flatten(1).double(),
-                                          n_projections=n_projections, generator=torch.Generator().manual_seed(seed)))
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def figure(summary, floors: dict, out, metric: str = "sliced_w2") -> None:
@@ -112,10 +93,11 @@ def figure(summary, floors: dict, out, metric: str = "sliced_w2") -> None:
     style.save(fig, out)
 
 
-def job(inputs: dict, outputs: dict, options: dict, datasets, n_samples: int, seeds, n_projections: int,
+def job(inputs: dict, outputs: dict, options: dict, datasets, n_samples: int, n_projections: int,
         results: str) -> None:
     """The rule's body: the table (CSV) with each dataset's floor (sliced_w2 only) and the figure."""
-    from diffsweep import io
+    from diffsweep import io, stats
+    from diffsweep.floors import exact_floor
     from diffsweep.runs import source
 
     generation = io.read_parquet(inputs["table"])
@@ -130,8 +112,10 @@ def job(inputs: dict, outputs: dict, options: dict, datasets, n_samples: int, se
             data_dir = Path(results) / "data" / spec["id"]
             reference = io.read_sample_set(data_dir / "reference.npz")
             size = int(sizes.get(spec["name"], n_samples))
-            floors[spec["name"]], _ = exact_floor(source.build_dataset(spec, data_dir), reference, size, seeds,
-                                                  n_projections)
+            key = stats.floor_key(spec["id"], size, "sliced_w2", spec["id"], n_projections=n_projections,
+                                  repeats=stats.FLOOR_REPEATS)
+            floors[spec["name"]] = exact_floor(source.build_dataset(spec, data_dir), reference, size, "sliced_w2",
+                                               key, n_projections).mean
     summary["floor"] = summary["dataset"].map(floors)
     with io.atomic_path(outputs["csv"]) as tmp:
         summary.to_csv(tmp, index=False, float_format="%.5g")

@@ -14,7 +14,10 @@ import math
 from diffsweep import io
 from diffsweep.tables.rows import PARAM_COLUMNS, kind
 
-RECORD_COLUMNS = ["status", "nfe", "wall_s", "fused_with", "device", "finished"]
+# eval_nfe: 0 for a run re-scored from its stored samples (its evaluating code changed), else null;
+# code_draw, code_evaluate: the fingerprints of the code that made it (runs.code), null in older records.
+RECORD_COLUMNS = ["status", "nfe", "wall_s", "fused_with", "device", "finished", "eval_nfe", "code_draw",
+                  "code_evaluate"]
 LEADING_COLUMNS = ["run_id", "kind", "dataset", "model", "sampler", "sampler_family", "schedule", "steps", "init", "seed"]
 # Manifest columns that name a run, its data or its model rather than set them: not parameters.
 ID_COLUMNS = ("run_id", "kind", "data_id", "model_id")   # kind: in the manifest of every run (runs.parquet)
