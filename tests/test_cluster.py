@@ -4,8 +4,8 @@ GPUs), compared with the local smoke run of the same config (the `smoke_run` fix
 out as SLURM job arrays, as the profile ships (slurm-array-jobs: run_shard).
 
 Needs root and Debian's slurm-wlm and munge (.ci/run installs them when it runs as root);
-skipped otherwise, with the reason. Takes about 3 minutes on a quiet machine: every SLURM job starts its
-own Snakemake, and the executor polls job states with a growing interval.
+skipped otherwise, with the reason. Took about 3 minutes on a quiet machine before the executor's
+status-check sleep was capped (SNAKEMAKE_POLLING_FAST): every SLURM job starts its own Snakemake.
 """
 
 import json
