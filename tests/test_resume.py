@@ -22,8 +22,10 @@ from diffsweep.data import make_dataset
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = {"arch": "mlp", "arch_params": {"hidden": 64, "depth": 2}, "parametrisation": "eps", "sigma_data": 1.0,
           "train_sigma": {"name": "ve_loguniform", "knobs": {"sigma_min": 0.05, "sigma_max": 20.0}},
-          "weight": "eps", "steps": 800, "batch_size": 128, "lr": 3e-3, "ema": 0.99, "grad_clip": 1.0,
+          "weight": "eps", "steps": 120, "batch_size": 128, "lr": 3e-3, "ema": 0.99, "grad_clip": 1.0,
           "seed": 3, "log_every": 40}
+# 120 steps: six checkpoints and three log rows, so the resumed jobs (from step 40 and 50) both
+# write a checkpoint and log rows after resuming; more steps would only repeat them.
 CHECKPOINT_EVERY = 20
 
 # The killed jobs are held halfway between two checkpoints, or while the temporary file of the
