@@ -198,12 +198,17 @@ def test_the_smoke_sweeps_page_filters_draws_its_pareto_front_and_shows_a_points
     assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", thumbnail) == 96
     row = browser.find_element("id", "row").text
     assert first_run in row and "dataset ring8" in row
-    # A: this point, B: another; the comparison lists every metric (one seed here: no interval)
+    # A: this point, B: another; the comparison lists every metric (one seed here: the two runs'
+    # sampling intervals combined where the table has <metric>_se, else no interval)
     browser.find_element("id", "set-a").click()
     browser.execute_script("explore.select(arguments[0])", next(i for i in state["shown"] if i != target))
     browser.find_element("id", "set-b").click()
     rows = browser.find_elements("css selector", "#comparison tr")
-    assert len(rows) == 1 + len(metrics) and "no interval" in rows[1].text
+    assert len(rows) == 1 + len(metrics)
+    for row in rows[1:]:
+        name = row.text.split()[0]
+        assert ("sampling" in row.text) if f"{name}_se" in generation.columns else ("no interval" in row.text), row.text
+    assert any("sampling" in row.text for row in rows[1:])
     browser.save_screenshot(str(tmp_path / "explore.png"))
     assert (tmp_path / "explore.png").stat().st_size > 10_000
 

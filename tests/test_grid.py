@@ -242,7 +242,7 @@ def test_an_old_results_layout_is_refused_with_what_to_do(tmp_path):
 
 
 @pytest.mark.parametrize("change,message", [
-    (lambda c: c.update(bogus=1), r"\(top level\): unknown key\(s\) \['bogus'\]; allowed: results, jobs, plugins"),
+    (lambda c: c.update(bogus=1), r"\(top level\): unknown key\(s\) \['bogus'\]; allowed: results, code_changes, jobs, plugins"),
     (lambda c: c["samplers"]["rw"].update(steps="many"), r"samplers.rw.steps: 'many' has the wrong type"),
     (lambda c: c["samplers"]["rw"].update(family="euler_ancestrall"), r"samplers.rw.family: unknown sampler 'euler_ancestrall'; allowed: ddim, ddpm"),
     (lambda c: c["samplers"]["rw"].update(schedule="cosine"), r"samplers.rw.schedule: unknown schedule 'cosine'; allowed: geometric"),
@@ -423,10 +423,11 @@ def test_cli_status_counts_states_per_preset_and_source_and_points_at_failures(t
     assert cli.main(["status", "--config", str(path), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["runs"] == len(g.runs)
-    assert status["total"] == {"ok": 2, "diverged": 1, "failed": 2, "corrupt": 1, "pending": len(g.runs) - 6}
+    assert status["total"] == {"ok": 2, "diverged": 1, "failed": 2, "corrupt": 1, "pending": len(g.runs) - 6,
+                               "stale (draw)": 0, "stale (evaluate)": 0}     # these records name no code
     n_rw = sum(i.startswith("rw-") for i in ids)
     assert status["by_preset"]["generation rw"] == {"ok": 2, "diverged": 1, "failed": 0, "corrupt": 0,
-                                                    "pending": n_rw - 3}
+                                                    "pending": n_rw - 3, "stale (draw)": 0, "stale (evaluate)": 0}
     assert status["by_preset"]["restoration ddrm"]["pending"] == len(g.of_kind('restoration'))
     assert sum(c["ok"] for c in status["by_source"].values()) == 2
     # a run to do costs the mean wall time of the done runs of its preset and source (rw on a: 3 s, on b:

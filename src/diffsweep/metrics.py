@@ -232,8 +232,13 @@ def mean_log_likelihood(x, mixture: GaussianMixture) -> float:
     return float(mixture.log_prob(as_samples(x, "x")).mean())
 
 
+# sample_metrics' defaults (the config's metrics.n_projections and metrics.mmd_bandwidths set them)
+N_PROJECTIONS = 256
+MMD_BANDWIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
 def sample_metrics(samples, dataset: Dataset, reference, generator: torch.Generator | None = None,
-                   n_projections: int = 256, mmd_bandwidths=(0.25, 0.5, 1.0, 2.0, 4.0),
+                   n_projections: int = N_PROJECTIONS, mmd_bandwidths=MMD_BANDWIDTHS,
                    mode_std: float = 3.0, cache: dict | None = None) -> dict[str, float]:
     """All metrics that apply: distances to `reference` (fresh exact samples) always, mode
     statistics and mean log-likelihood when the data set has a known mixture density.

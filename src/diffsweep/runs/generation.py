@@ -101,11 +101,12 @@ class Generation:
             return {}
         options, reference, seed = self.metric_options, self.reference.flatten(1), run["seed"]
         values = values or {}
-        directions = metrics.random_directions(options["n_projections"], samples.shape[1],
+        directions = metrics.random_directions(options.get("n_projections", metrics.N_PROJECTIONS), samples.shape[1],
                                                torch.Generator().manual_seed(seed))
         estimates_and_replicates = {
             "sliced_w2": stats.sliced_w2_replicates(samples, reference, directions, self.resamples, seed),
-            "mmd": stats.mmd_replicates(samples, reference, options["mmd_bandwidths"], self.resamples, seed,
+            "mmd": stats.mmd_replicates(samples, reference, options.get("mmd_bandwidths", metrics.MMD_BANDWIDTHS),
+                                        self.resamples, seed,
                                         cache=options["cache"], estimate=values.get("mmd")),
             "energy_distance": stats.energy_distance_replicates(samples, reference, self.resamples, seed,
                                                                 cache=options["cache"],
