@@ -288,9 +288,9 @@ def test_an_adaptive_search_runs_its_rungs_as_slurm_jobs(cluster, tmp_path):
     workdir = tmp_path / "search"
     workdir.mkdir()
     (workdir / "search.yaml").write_text(yaml.safe_dump(SEARCH))
-    process = subprocess.Popen([*SNAKEMAKE_POLLING_FAST, "--profile", str(cluster_profile(tmp_path / "profile")), "-s",
-                                str(ROOT / "Snakefile"), "-d", str(workdir), "--configfile", "search.yaml",
-                                "results/tables/search_s.csv"],
+    process = subprocess.Popen([*SNAKEMAKE_POLLING_FAST, "results/tables/search_s.csv",
+                                "--profile", str(cluster_profile(tmp_path / "profile")), "-s",
+                                str(ROOT / "Snakefile"), "-d", str(workdir), "--configfile", "search.yaml"],
                                cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
     output = finish(process, started + TIMEOUT_S, tmp_path / "search.log")

@@ -401,7 +401,8 @@ def per_pair_compare_column(cells, better, level, test, interval, sampling, seed
     adjusted = stats.holm([1.0 if p is None else p for p, _ in tested]) if others else []
     statuses = {name: stats.UNTESTED if p is None else stats.WORSE if p_adj < 1 - level else stats.TIED
                 for name, (p, _), p_adj in zip(others, tested, adjusted)}
-    statuses[leader] = stats.BEST if others and set(statuses.values()) == {stats.WORSE} else stats.TIED
+    statuses[leader] = (stats.BEST if others and set(statuses.values()) == {stats.WORSE}
+                        else stats.UNTESTED if others and set(statuses.values()) == {stats.UNTESTED} else stats.TIED)
     bases = [basis for _, basis in tested]
     basis = stats.SAMPLING_ONLY if stats.SAMPLING_ONLY in bases else stats.PAIRED_SEEDS
     p_adjusted = dict(zip(others, (float(p) for p in adjusted)), **{leader: None})

@@ -610,7 +610,9 @@ def compare_column(cells: Mapping[str, Mapping], better: str = "lower", level: f
         results[name] = CellResult(name, intervals[name], status, float(p_adj), basis)
     leader_wins = bool(others) and all(r.status == WORSE for r in results.values())
     leader_basis = SAMPLING_ONLY if SAMPLING_ONLY in bases else PAIRED_SEEDS
-    results[leader] = CellResult(leader, intervals[leader], BEST if leader_wins else TIED, None, leader_basis)
+    # a leader no other cell could be tested against is untested too, not "tied"
+    leader_status = BEST if leader_wins else (UNTESTED if others and not any(tested) else TIED)
+    results[leader] = CellResult(leader, intervals[leader], leader_status, None, leader_basis)
     basis = SAMPLING_ONLY if SAMPLING_ONLY in bases else PAIRED_SEEDS
     ordered = {name: results[name] for name in names}
     return ColumnComparison(ordered, basis, caption(ordered, level, test, interval, basis, len(others)),

@@ -17,6 +17,7 @@ from diffsweep.tables.rows import value_key, format_key, group
 from diffsweep.tables.spec import SEED, TRAINING_SEED, TableSpec, check_table, differing
 
 TIED_MARK = "†"       # after a cell that no test separates from its column's best
+UNTESTED_MARK = "?"   # after a cell nothing could be tested against (one seed, no sampling error)
 
 
 @dataclass
@@ -88,7 +89,7 @@ class Ablation:
             text += f" (n={cell.n})"
         if cell.floor is not None and self.shared_floor() is None:
             text += f" (floor {self.number(cell.floor)})"
-        return text + (TIED_MARK if cell.status == "tied" else "")     # stats.TIED
+        return text + {"tied": TIED_MARK, "untested": UNTESTED_MARK}.get(cell.status, "")    # stats.TIED, UNTESTED
 
     def power_text(self, cell: Cell, leader: bool) -> str:
         """A cell of the power table: the seeds its comparison with the leader needs."""
@@ -143,6 +144,8 @@ class Ablation:
                 marks.append("best in bold")
             if any(c.status == "tied" for c in self.cells.values()):
                 marks.append(f"{TIED_MARK}: tied with the best")
+            if any(c.status == "untested" for c in self.cells.values()):
+                marks.append(f"{UNTESTED_MARK}: untested, no seeds to pair and no sampling error")
             parts.append(f"{spec.better} is better" + (f" ({', '.join(marks)})" if marks else ""))
             if spec.aggregate not in TESTED_AGGREGATES:
                 parts.append(f"nothing is marked: the tests compare means (aggregate {', '.join(TESTED_AGGREGATES)})")
