@@ -25,7 +25,19 @@ _CHUNK_ELEMENTS = 1 << 22
 
 # --- Gaussian mixture -------------------------------------------------------------------
 
-class GaussianMixture:
+class _Mixture:
+    """What both mixture classes read off their means (K, d)."""
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    @property
+    def n_components(self) -> int:
+        return self.means.shape[0]
+
+
+class GaussianMixture(_Mixture):
     """Weights (K,), means (K, d), covariances (K, d, d), float64 tensors.
 
     Each covariance is stored through its eigendecomposition Sigma_k = U_k diag(lam_k) U_k^T.
@@ -46,14 +58,6 @@ class GaussianMixture:
         self.means = means
         self.covariances = covariances
         self._eigvals, self._eigvecs = _spd_eigendecomposition(covariances)
-
-    @property
-    def dim(self) -> int:
-        return self.means.shape[1]
-
-    @property
-    def n_components(self) -> int:
-        return self.means.shape[0]
 
     def __repr__(self) -> str:
         return f"GaussianMixture(n_components={self.n_components}, dim={self.dim})"
@@ -242,7 +246,7 @@ def grid25_mixture() -> GaussianMixture:
 
 # --- structured covariances: diagonal plus low rank ---------------------------------------
 
-class StructuredMixture:
+class StructuredMixture(_Mixture):
     """Weights (K,), means (K, d), covariances Sigma_k = diag(D_k) + F_k F_k^T with diagonals
     D_k (K, d) > 0 and factors F_k (K, d, r) (r = 0: diagonal; constant D_k: isotropic).
 
@@ -275,14 +279,6 @@ class StructuredMixture:
             raise ValueError("diagonal variances must be finite and > 0")
         self.weights = weights / weights.sum()
         self.means, self.diagonals, self.factors = means, diagonals, factors
-
-    @property
-    def dim(self) -> int:
-        return self.means.shape[1]
-
-    @property
-    def n_components(self) -> int:
-        return self.means.shape[0]
 
     @property
     def rank(self) -> int:
