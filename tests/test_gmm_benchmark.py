@@ -2,6 +2,8 @@
 quick one runs end to end through Snakemake and scores every registered restorer at two budgets."""
 
 import shutil
+import subprocess
+import sys
 
 import pandas as pd
 
@@ -45,3 +47,11 @@ def test_quick_benchmark_runs_through_snakemake_and_scores_every_restorer(tmp_pa
     assert set(rows["restorer_family"]) == set(restoration.names())
     assert rows.groupby("restorer")["steps"].nunique().eq(2).all()
     assert rows["max_sliced_w2_posterior"].notna().all() and (rows["max_sliced_w2_posterior_floor"] > 0).all()
+
+    # the docs' table comes from bench/posterior_table.py: a row per restorer and budget, the problem's column
+    printed = subprocess.run([sys.executable, str(ROOT / "bench" / "posterior_table.py"), str(tmp_path / table)],
+                             capture_output=True, text=True, check=True).stdout
+    assert "| published, d_y = 2 |" in printed
+    for name, steps in rows[["restorer", "steps"]].drop_duplicates().itertuples(index=False):
+        assert f"| `{name} @ {steps}` |" in printed
+    assert printed.count("| floor (exact vs exact) | 1 [") == 1
