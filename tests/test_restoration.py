@@ -184,7 +184,8 @@ def restore(name, steps, knobs=None, n=N_RING):
 RESTORER_CASES = [("rw_conditional", 300, {"eps": 0.7, "T0": 0.1}), ("dps", 200, {"scale": 0.03}), ("ddrm", 100, {}),
                   ("diffpir", 100, {}), ("pigdm", 100, {}), ("replacement", 100, {}),
                   ("repaint", 30, {"jump_length": 5, "jump_count": 3}), ("ilvr", 100, {}), ("ddnm", 100, {}),
-                  ("ddnm_plus", 100, {}), ("twisted_smc", 20, {"particles": 16}), ("red_diff", 100, {}),
+                  ("ddnm_plus", 100, {}), ("twisted_smc", 20, {"particles": 16}), ("guided_smc", 20, {"particles": 16}),
+                  ("red_diff", 100, {}),
                   ("daps", 50, {})]
 # RED-diff optimises a point estimate per sample (mode-seeking), not a posterior sample: measured 0.63 against a
 # prior gap of 1.9; DAPS at 50 levels (its x0 given x_sigma taken as N(D(x), sigma^2)) 0.61 (0.52 at 100 levels).

@@ -115,3 +115,109 @@ def twisted_smc(denoise, x, sigmas, noise, operator, y, noise_std, *, particles,
     x = x[picks]
     report(callback, len(sigmas) - 1, sigmas[-1], x)       # the last step ends with the final pick
     return x, nfe
+
+
+def gaussian_twist(basis, y_bar, x_bar, mean_bar, sigma, noise_std, prior_variance):
+    """log N(y; A (mu + c (x - mu)), s^2 I + r^2 A A^T) up to a constant per level, c = v / (sigma^2 + v),
+    r^2 = sigma^2 v / (sigma^2 + v): the likelihood of y given x_sigma = x exactly when the prior is N(mu, v I),
+    in A's SVD basis (x_bar = V^T x, mean_bar = V^T mu, y_bar = U^T y). Unlike log_twist it needs no denoiser:
+    it is linear-Gaussian in x itself, so the chain's Gaussian step times it is Gaussian (conjugate_step)."""
+    import torch
+    c = prior_variance / (sigma ** 2 + prior_variance)
+    variance = (noise_std ** 2 + c * sigma ** 2 * basis.s ** 2).clamp(min=torch.finfo(basis.s.dtype).tiny)
+    innovation = y_bar - basis.s * (mean_bar + c * (x_bar - mean_bar))
+    return -0.5 * (basis.observed * innovation.abs() ** 2 / variance).flatten(1).sum(1)
+
+
+def conjugate_step(basis, y_bar, step_mean, step_variance, mean_bar, following, noise_std, prior_variance):
+    """The chain's step N(step_mean, step_variance I) times the Gaussian twist at the next level `following`, in
+    A's SVD basis: per observed coordinate a prior N(m, t) and a measurement y ~ N(s (1 - c) mu + a x, V),
+    a = c s. Returns the step's normaliser log Z = log N(y; s (1 - c) mu + a m, V + a^2 t) (up to a constant
+    per level), the product's mean and its standard deviation per coordinate (sqrt(t) on A's null space)."""
+    import torch
+    c = prior_variance / (following ** 2 + prior_variance)
+    a = c * basis.s
+    variance = noise_std ** 2 + c * following ** 2 * basis.s ** 2
+    total = (variance + a ** 2 * step_variance).clamp(min=torch.finfo(basis.s.dtype).tiny)
+    innovation = y_bar - basis.s * (1 - c) * mean_bar - a * step_mean
+    log_z = -0.5 * (basis.observed * innovation.abs() ** 2 / total).flatten(1).sum(1)
+    mean = step_mean + basis.observed * (step_variance * a / total) * innovation
+    std = torch.where(basis.observed, (step_variance * variance / total).sqrt(),
+                      torch.full_like(total, step_variance ** 0.5))
+    return log_z, mean, std
+
+
+def system_prior_mean(x, x0, sigma, prior_variance, systems):
+    """mu of the twist's N(mu, v I) prior, per system: D(x) = mu + c (x - mu) for that prior, so each particle
+    gives (D(x) - c x) / (1 - c); at sigma_max c is small and a mixture's D(x) is near its mean there. The
+    system's particles average theirs (one mu per system, so that a particle resampled to another row of its
+    system keeps its twist)."""
+    c = prior_variance / (sigma ** 2 + prior_variance)
+    each = (x0 - c * x) / (1 - c)
+    return each.reshape(systems, -1, *x.shape[1:]).mean(1, keepdim=True).expand(
+        systems, x.shape[0] // systems, *x.shape[1:]).reshape(x.shape)
+
+
+@register(
+    "guided_smc",
+    knobs={"particles": Knob("int", 16, "particles per restored sample", minimum=1, maximum=100_000),
+           "prior_variance": Knob("float", 1.0, "v of the twist's N(mu, v I) prior: the data's variance per "
+                                               "coordinate (1: images in [-1, 1])", minimum=1e-12),
+           "pool": Knob("int", 1, "restored rows whose particles form one system (pool x particles particles, "
+                                  "each row picks one at the end); must divide the restorations per measurement",
+                        minimum=1, maximum=100_000),
+           "resample_ess": Knob("float", 1.0, "resample a system when its effective sample size falls below "
+                                              "this fraction of its particles (1: every step)",
+                                minimum=0.0, maximum=1.0)},
+    description="SMC with a proposal that uses y (the fully adapted particle filter; MCGdiff's and FPS's idea for "
+                "linear problems): twist N(y; A (mu + c (x_sigma - mu)), s^2 + r^2 A A^T), exact for a N(mu, v I) "
+                "prior (mu from the first denoiser call), so the ancestral step times the next twist is drawn in "
+                "closed form in A's SVD basis and the weights Z / twist are known before the draw (resample, then "
+                "move); consistent as particles grow",
+    init="sigma_max",
+    default_schedule="vp_respaced",
+)
+def guided_smc(denoise, x, sigmas, noise, operator, y, noise_std, *, particles, prior_variance, pool=1,
+               resample_ess=1.0, callback=None):
+    import torch
+    sigmas = checked_levels(sigmas)
+    n, k = x.shape[0], particles
+    systems = checked_pool(pool, y)
+    operator = operator.restrict(torch.arange(n).repeat_interleave(k))     # particle i of row j: row j's operator
+    others = sigmas[0] * noise(x.unsqueeze(1).expand(n, k - 1, *x.shape[1:]))
+    x = torch.cat([x.unsqueeze(1), others], 1).flatten(0, 1)
+
+    def particle_noise(z):      # a draw for the n k particles, row j's k particles from row j of the source
+        return noise(z.reshape(n, k, *z.shape[1:])).reshape(z.shape)
+    basis = Spectral(operator, x)
+    y_bar = basis.y_coefficients(y.repeat_interleave(k, 0))
+
+    x0 = denoise(x, sigmas[0])
+    nfe = 1
+    mean_bar = basis.to_spectral(system_prior_mean(x, x0, sigmas[0], prior_variance, systems))
+    twist = gaussian_twist(basis, y_bar, basis.to_spectral(x), mean_bar, sigmas[0], noise_std, prior_variance)
+    log_weights = twist.reshape(systems, pool * k)
+    for step, (sigma, following) in enumerate(steps_to_zero(sigmas)):
+        ratio = following ** 2 / sigma ** 2          # the ancestral step's mean and variance (ancestral_step)
+        step_mean = basis.to_spectral(x0 + ratio * (x - x0))
+        log_z, proposal_mean, std = conjugate_step(basis, y_bar, step_mean, following ** 2 * (1 - ratio), mean_bar,
+                                                   following, noise_std, prior_variance)
+        # the weight of a move does not depend on where it lands: weigh, resample, then move
+        log_weights = log_weights + (log_z - twist).reshape(systems, pool * k)
+        rows, log_weights = resample(log_weights, noise, pool, resample_ess)
+        x_bar = proposal_mean[rows]
+        if following > 0:
+            x_bar = x_bar + std * basis.noise(x, particle_noise)
+        x = basis.from_spectral(x_bar)
+        if following > 0:
+            twist = gaussian_twist(basis, y_bar, x_bar, mean_bar, following, noise_std, prior_variance)
+            x0 = denoise(x, following)
+            nfe += 1
+            if callback is not None:
+                report(callback, step, sigma, x.reshape(n, k, *x.shape[1:]), x0.reshape(n, k, *x.shape[1:]))
+    probabilities = torch.softmax(log_weights, 1).repeat_interleave(pool, 0)
+    picks = noise.multinomial(probabilities, 1).flatten()
+    picks = picks + pool * k * torch.arange(n, device=x.device).div(pool, rounding_mode="floor")
+    x = x[picks]
+    report(callback, len(sigmas) - 1, sigmas[-1], x)
+    return x, nfe
