@@ -1,4 +1,4 @@
-"""Twisted SMC against the exact posterior on the published Gaussian-mixture problems (issue #23 item 5).
+"""Twisted and guided SMC against the exact posterior on the published Gaussian-mixture problems (issue #23 item 5).
 
 For each problem (grid25_pairs_problem(dim, d_y, seed)) and sampling seed, every variant restores
 `--samples` samples with `--particles` particles per sample over the 100 levels of vp_respaced, and
@@ -24,15 +24,17 @@ from scipy import stats
 
 from diffsweep.noise import make_schedule
 from diffsweep.restoration.posterior import ProblemOperator, grid25_pairs_problem
-from diffsweep.restoration.smc import twisted_smc
+from diffsweep.restoration.smc import guided_smc, twisted_smc
 from diffsweep.samplers.randomness import GeneratorNoise
 
-VARIANTS = {   # name: twisted_smc knobs besides particles; "v" stands for the prior's variance per coordinate
-    "default": {"prior_variance": 1.0},
-    "v_data": {"prior_variance": "v"},
-    "v_data_ess": {"prior_variance": "v", "resample_ess": 0.5},
-    "v_data_pool": {"prior_variance": "v", "pool": "pool"},
-    "v_data_pool_ess": {"prior_variance": "v", "pool": "pool", "resample_ess": 0.5},
+VARIANTS = {   # name: (restorer, knobs besides particles); "v" stands for the prior's variance per coordinate
+    "default": (twisted_smc, {"prior_variance": 1.0}),
+    "v_data": (twisted_smc, {"prior_variance": "v"}),
+    "v_data_ess": (twisted_smc, {"prior_variance": "v", "resample_ess": 0.5}),
+    "v_data_pool": (twisted_smc, {"prior_variance": "v", "pool": "pool"}),
+    "v_data_pool_ess": (twisted_smc, {"prior_variance": "v", "pool": "pool", "resample_ess": 0.5}),
+    "guided": (guided_smc, {"prior_variance": "v", "resample_ess": 0.5}),
+    "guided_pool": (guided_smc, {"prior_variance": "v", "pool": "pool", "resample_ess": 0.5}),
 }
 
 
@@ -71,14 +73,14 @@ def run(args):
                       f"({args.floor_sets} exact sets of {args.samples})", flush=True)
                 for sampling_seed in args.sampling_seeds:
                     for name in args.variants:
-                        knobs = {key: {"v": v, "pool": args.pool}.get(value, value)
-                                 for key, value in VARIANTS[name].items()}
+                        restorer, knobs = VARIANTS[name]
+                        knobs = {key: {"v": v, "pool": args.pool}.get(value, value) for key, value in knobs.items()}
                         g = torch.Generator().manual_seed(sampling_seed)
                         x = sigmas[0] * torch.randn(args.samples, dim, generator=g, dtype=torch.float64)
                         start = time.perf_counter()
-                        out, nfe = twisted_smc(problem.prior.denoise, x, sigmas, GeneratorNoise(g),
-                                               ProblemOperator(problem), problem.y.expand(args.samples, -1),
-                                               problem.noise_std, particles=args.particles, **knobs)
+                        out, nfe = restorer(problem.prior.denoise, x, sigmas, GeneratorNoise(g),
+                                            ProblemOperator(problem), problem.y.expand(args.samples, -1),
+                                            problem.noise_std, particles=args.particles, **knobs)
                         seconds = time.perf_counter() - start
                         score = max_sliced(out, reference, sampling_seed)
                         share = float((labels(problem.prior, out) == second).double().mean())
