@@ -7,7 +7,9 @@ operator (the published problem's d_y = 1, 2, 4 and the random d / 2 operator; f
 mixtures the random operator's d_y), a row per restorer and budget (levels):
 
 - `max_sliced_w2_posterior` over its floor (the run's own floor: exact sample sets of the run's size against the
-  same exact samples, `_floor`), so 1 is exact sampling whatever the problem's scale;
+  same exact samples, `_floor`), so 1 is exact sampling whatever the problem's scale; ratios are averaged on
+  the log scale (geometric mean, t interval of the mean log ratio), as ratios of different problems spread
+  over orders of magnitude;
 - `posterior_mode_weight_error` (total variation between the posterior's component weights and the share of
   samples each component explains; exact samples score their floor, a few hundredths at 100 samples);
 - `coverage_90` (the share of exact posterior samples inside the restorations' per-coordinate 90% intervals;
@@ -32,12 +34,14 @@ import pandas as pd  # noqa: E402
 
 from diffsweep import stats  # noqa: E402
 
-# metric -> (label, which way is better, the value it is read against); the ratio is computed below
+# metric -> (label, what it is read against, number format); the ratio is computed below
 METRICS = {
-    "w2_ratio": ("max-sliced W2 / floor", "lower", "1 = exact sampling"),
-    "posterior_mode_weight_error": ("mode-weight error", "lower", "exact samples: their floor"),
-    "coverage_90": ("90% coverage", "closer to 0.9", "0.9 = calibrated"),
+    "w2_ratio": ("max-sliced W2 / floor, geometric mean over problems", "1 = exact sampling", ".3g"),
+    "posterior_mode_weight_error": ("mode-weight error", "exact samples: the floor row", ".2f"),
+    "coverage_90": ("90% coverage", "0.9 = calibrated; exact samples: the floor row", ".2f"),
 }
+# the floor row of each metric: the mean of the runs' own floors (exact sets of the run's size)
+FLOOR_OF = {"posterior_mode_weight_error": "posterior_mode_weight_error_floor", "coverage_90": "coverage_90_floor"}
 
 
 def problem_frame(rows: pd.DataFrame) -> pd.DataFrame:
@@ -50,7 +54,7 @@ def problem_frame(rows: pd.DataFrame) -> pd.DataFrame:
     d_y = np.where(published, ok["operator_d_y"], measurements)
     ok["column"] = [f"{'published' if p else 'random A'}, d_y = {int(v)}" for p, v in zip(published, d_y)]
     ok["row"] = ok["restorer"] + " @ " + ok["steps"].astype(int).astype(str)
-    ok["w2_ratio"] = ok["max_sliced_w2_posterior"] / ok["max_sliced_w2_posterior_floor"]
+    ok["w2_ratio"] = np.log(ok["max_sliced_w2_posterior"] / ok["max_sliced_w2_posterior_floor"])    # log scale
     ok["coverage_90_miss"] = (ok["coverage_90"] - 0.9).abs()
     return ok
 
@@ -59,14 +63,16 @@ def column_order(columns) -> list:
     return sorted(columns, key=lambda c: (not c.startswith("published"), int(c.rsplit("= ", 1)[1])))
 
 
-def cell_text(values: np.ndarray, status: str | None, fmt: str) -> str:
+def cell_text(values: np.ndarray, status: str | None, fmt: str, logs: bool = False) -> str:
+    """mean [95% t interval] over problems (of the logs, shown exponentiated, when `logs`)."""
     if len(values) == 0:
         return ""
+    back = np.exp if logs else (lambda value: value)
     if len(values) == 1:
-        text = f"{values[0]:{fmt}} (n = 1)"
+        text = f"{back(values[0]):{fmt}} (n = 1)"
     else:
         mean, low, high = stats.t_interval(values)
-        text = f"{mean:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
+        text = f"{back(mean):{fmt}} [{back(low):{fmt}}, {back(high):{fmt}}]"
     return f"**{text}**" if status == stats.BEST else text + (" †" if status == stats.TIED else "")
 
 
@@ -94,21 +100,27 @@ def table(frame: pd.DataFrame, metric: str, fmt: str, rows_filter=None) -> list[
         cells = []
         for column in columns:
             values = per_problem.loc[row, column].to_numpy() if (row, column) in per_problem.index.droplevel(2) else []
-            cells.append(cell_text(np.asarray(values), statuses.get((row, column)), fmt))
+            cells.append(cell_text(np.asarray(values), statuses.get((row, column)), fmt, logs=metric == "w2_ratio"))
         lines.append(f"| `{row}` | " + " | ".join(cells) + " |")
     return lines
 
 
-def floor_line(frame: pd.DataFrame, fmt: str) -> str:
-    """The floor's middle-95% range over its exact sets, as a ratio to its mean, averaged per column."""
+def floor_line(frame: pd.DataFrame, metric: str, fmt: str) -> str:
+    """The floor per column: for the ratio, the middle-95% range of the exact sets over their mean (averaged
+    over problems and seeds); for the others, the mean of the runs' floors and of their middle-95% ranges."""
     columns = column_order(frame["column"].unique())
     one = frame.drop_duplicates(["column", "problem", "seed"])
     cells = []
     for column in columns:
         part = one[one["column"] == column]
-        low = (part["max_sliced_w2_posterior_floor_low"] / part["max_sliced_w2_posterior_floor"]).mean()
-        high = (part["max_sliced_w2_posterior_floor_high"] / part["max_sliced_w2_posterior_floor"]).mean()
-        cells.append(f"1 [{low:{fmt}}, {high:{fmt}}]")
+        if metric == "w2_ratio":
+            base = "max_sliced_w2_posterior_floor"
+            low, high = ((part[f"{base}_{end}"] / part[base]).mean() for end in ("low", "high"))
+            cells.append(f"1 [{low:{fmt}}, {high:{fmt}}]")
+        else:
+            base = FLOOR_OF[metric]
+            mean, low, high = (part[name].mean() for name in (base, f"{base}_low", f"{base}_high"))
+            cells.append(f"{mean:{fmt}} [{low:{fmt}}, {high:{fmt}}]")
     return "| floor (exact vs exact) | " + " | ".join(cells) + " |"
 
 
@@ -134,12 +146,12 @@ def main() -> int:
         seeds = sorted(int(s) for s in part["seed"].unique())
         print(f"### d = {d}: {len(problems)} problems (prior seeds {problems}) x {len(seeds)} sampling seeds, "
               f"{int(part['n_samples'].iloc[0])} restorations a run\n")
-        for metric, (label, _, against) in METRICS.items():
+        for metric, (label, against, metric_fmt) in METRICS.items():
             keep = None if metric == "w2_ratio" else (lambda r: r.endswith(f"@ {budget}"))
+            metric_fmt = fmt if metric == "w2_ratio" else metric_fmt
             print(f"{label} ({against}){'' if keep is None else f', {budget} levels'}:\n")
-            lines = table(part, metric, fmt, keep)
-            if metric == "w2_ratio":
-                lines.insert(2, floor_line(part, fmt))
+            lines = table(part, metric, metric_fmt, keep)
+            lines.insert(2, floor_line(part, metric, metric_fmt))
             print("\n".join(lines) + "\n")
     return 0
 
