@@ -56,18 +56,50 @@ def checked_pool(pool, y):
     return n // pool
 
 
+# the knobs of both SMC families
+SMC_KNOBS = {
+    "particles": Knob("int", 16, "particles per restored sample (twisted_smc: 1 is the unconditional chain)",
+                      minimum=1, maximum=100_000),
+    "prior_variance": Knob("float", 1.0, "v of the twist's Gaussian prior (twisted_smc: r^2 = sigma^2 v / (sigma^2 + v)): "
+                                         "the data's variance per coordinate (1: PiGDM's, images in [-1, 1])",
+                           minimum=1e-12),
+    "pool": Knob("int", 1, "restored rows whose particles form one system (pool x particles particles, "
+                           "each row picks one at the end); must divide the restorations per measurement",
+                 minimum=1, maximum=100_000),
+    "resample_ess": Knob("float", 1.0, "resample a system when its effective sample size falls below "
+                                       "this fraction of its particles (1: every step)",
+                         minimum=0.0, maximum=1.0)}
+
+
+def particle_system(x, sigmas, noise, operator, y, particles, pool):
+    """The n rows of x as n k particles (particle i of row j: row j's operator, and row j's noise stream for its
+    draws), grouped in systems of `pool` rows. Returns the particles, their operator, the particles' noise
+    source and the number of systems."""
+    import torch
+    n, k = x.shape[0], particles
+    systems = checked_pool(pool, y)
+    operator = operator.restrict(torch.arange(n).repeat_interleave(k))
+    # particle 0 of each row is the given start; the others are drawn from the same N(0, sigma_max^2 I)
+    others = sigmas[0] * noise(x.unsqueeze(1).expand(n, k - 1, *x.shape[1:]))
+    x = torch.cat([x.unsqueeze(1), others], 1).flatten(0, 1)
+
+    def particle_noise(z):      # a draw for the n k particles, row j's k particles from row j of the source
+        return noise(z.reshape(n, k, *z.shape[1:])).reshape(z.shape)
+    return x, operator, particle_noise, systems
+
+
+def final_pick(x, log_weights, noise, n, pool):
+    """Each row picks one particle of its system by weight."""
+    import torch
+    size = log_weights.shape[1]
+    probabilities = torch.softmax(log_weights, 1).repeat_interleave(pool, 0)
+    picks = noise.multinomial(probabilities, 1).flatten()
+    return x[picks + size * torch.arange(n, device=x.device).div(pool, rounding_mode="floor")]
+
+
 @register(
     "twisted_smc",
-    knobs={"particles": Knob("int", 16, "particles per restored sample (1: the unconditional chain)", minimum=1, maximum=100_000),
-           "prior_variance": Knob("float", 1.0, "v in the twist's r^2 = sigma^2 v / (sigma^2 + v): the data's "
-                                               "variance per coordinate (1: PiGDM's, images in [-1, 1])",
-                                  minimum=1e-12),
-           "pool": Knob("int", 1, "restored rows whose particles form one system (pool x particles particles, "
-                                  "each row picks one at the end); must divide the restorations per measurement",
-                        minimum=1, maximum=100_000),
-           "resample_ess": Knob("float", 1.0, "resample a system when its effective sample size falls below "
-                                              "this fraction of its particles (1: every step)",
-                                minimum=0.0, maximum=1.0)},
+    knobs=SMC_KNOBS,
     description="twisted SMC (the framework of TDS, Wu et al. 2023) with the prior's ancestral step as proposal: "
                 "weights p~(y|x_sigma') / p~(y|x_sigma), twist N(y; A D(x), s^2 + r^2 A A^T), multinomial "
                 "resampling when the effective sample size drops; consistent as particles grow",
@@ -76,17 +108,9 @@ def checked_pool(pool, y):
 )
 def twisted_smc(denoise, x, sigmas, noise, operator, y, noise_std, *, particles, prior_variance, pool=1,
                 resample_ess=1.0, callback=None):
-    import torch
     sigmas = checked_levels(sigmas)
     n, k = x.shape[0], particles
-    systems = checked_pool(pool, y)
-    operator = operator.restrict(torch.arange(n).repeat_interleave(k))     # particle i of row j: row j's operator
-    # particle 0 of each row is the given start; the others are drawn from the same N(0, sigma_max^2 I)
-    others = sigmas[0] * noise(x.unsqueeze(1).expand(n, k - 1, *x.shape[1:]))
-    x = torch.cat([x.unsqueeze(1), others], 1).flatten(0, 1)
-
-    def particle_noise(z):      # a draw for the n k particles, row j's k particles from row j of the source
-        return noise(z.reshape(n, k, *z.shape[1:])).reshape(z.shape)
+    x, operator, particle_noise, systems = particle_system(x, sigmas, noise, operator, y, particles, pool)
     y = y.repeat_interleave(k, 0)
     basis = Spectral(operator, x)
 
@@ -108,11 +132,7 @@ def twisted_smc(denoise, x, sigmas, noise, operator, y, noise_std, *, particles,
         twist = following_twist
         if callback is not None and following > 0:      # the particles (n, k, ...) and their denoised
             report(callback, step, sigma, x.reshape(n, k, *x.shape[1:]), x0.reshape(n, k, *x.shape[1:]))
-    # each row picks one particle of its system
-    probabilities = torch.softmax(log_weights, 1).repeat_interleave(pool, 0)
-    picks = noise.multinomial(probabilities, 1).flatten()
-    picks = picks + pool * k * torch.arange(n, device=x.device).div(pool, rounding_mode="floor")
-    x = x[picks]
+    x = final_pick(x, log_weights, noise, n, pool)
     report(callback, len(sigmas) - 1, sigmas[-1], x)       # the last step ends with the final pick
     return x, nfe
 
@@ -160,15 +180,7 @@ def system_prior_mean(x, x0, sigma, prior_variance, systems):
 
 @register(
     "guided_smc",
-    knobs={"particles": Knob("int", 16, "particles per restored sample", minimum=1, maximum=100_000),
-           "prior_variance": Knob("float", 1.0, "v of the twist's N(mu, v I) prior: the data's variance per "
-                                               "coordinate (1: images in [-1, 1])", minimum=1e-12),
-           "pool": Knob("int", 1, "restored rows whose particles form one system (pool x particles particles, "
-                                  "each row picks one at the end); must divide the restorations per measurement",
-                        minimum=1, maximum=100_000),
-           "resample_ess": Knob("float", 1.0, "resample a system when its effective sample size falls below "
-                                              "this fraction of its particles (1: every step)",
-                                minimum=0.0, maximum=1.0)},
+    knobs=SMC_KNOBS,
     description="SMC with a proposal that uses y (the fully adapted particle filter; MCGdiff's and FPS's idea for "
                 "linear problems): twist N(y; A (mu + c (x_sigma - mu)), s^2 + r^2 A A^T), exact for a N(mu, v I) "
                 "prior (mu from the first denoiser call), so the ancestral step times the next twist is drawn in "
@@ -179,16 +191,9 @@ def system_prior_mean(x, x0, sigma, prior_variance, systems):
 )
 def guided_smc(denoise, x, sigmas, noise, operator, y, noise_std, *, particles, prior_variance, pool=1,
                resample_ess=1.0, callback=None):
-    import torch
     sigmas = checked_levels(sigmas)
     n, k = x.shape[0], particles
-    systems = checked_pool(pool, y)
-    operator = operator.restrict(torch.arange(n).repeat_interleave(k))     # particle i of row j: row j's operator
-    others = sigmas[0] * noise(x.unsqueeze(1).expand(n, k - 1, *x.shape[1:]))
-    x = torch.cat([x.unsqueeze(1), others], 1).flatten(0, 1)
-
-    def particle_noise(z):      # a draw for the n k particles, row j's k particles from row j of the source
-        return noise(z.reshape(n, k, *z.shape[1:])).reshape(z.shape)
+    x, operator, particle_noise, systems = particle_system(x, sigmas, noise, operator, y, particles, pool)
     basis = Spectral(operator, x)
     y_bar = basis.y_coefficients(y.repeat_interleave(k, 0))
 
@@ -215,9 +220,6 @@ def guided_smc(denoise, x, sigmas, noise, operator, y, noise_std, *, particles, 
             nfe += 1
             if callback is not None:
                 report(callback, step, sigma, x.reshape(n, k, *x.shape[1:]), x0.reshape(n, k, *x.shape[1:]))
-    probabilities = torch.softmax(log_weights, 1).repeat_interleave(pool, 0)
-    picks = noise.multinomial(probabilities, 1).flatten()
-    picks = picks + pool * k * torch.arange(n, device=x.device).div(pool, rounding_mode="floor")
-    x = x[picks]
+    x = final_pick(x, log_weights, noise, n, pool)
     report(callback, len(sigmas) - 1, sigmas[-1], x)
     return x, nfe
