@@ -45,8 +45,8 @@ FLOOR_OF = {"posterior_mode_weight_error": "posterior_mode_weight_error_floor", 
 
 
 def problem_frame(rows: pd.DataFrame) -> pd.DataFrame:
-    """The ok runs with their problem (prior seed), dimension, operator label and budget label."""
-    ok = rows[rows["status"] == "ok"].copy()
+    """Every run with its problem (prior seed), dimension, operator label and budget label."""
+    ok = rows.copy()
     ok["d"] = ok["dataset_dim"].astype(int)
     ok["problem"] = ok["dataset_seed"].astype(int)
     published = ok["operator"] == "grid25_pairs"
@@ -54,7 +54,8 @@ def problem_frame(rows: pd.DataFrame) -> pd.DataFrame:
     d_y = np.where(published, ok["operator_d_y"], measurements)
     ok["column"] = [f"{'published' if p else 'random A'}, d_y = {int(v)}" for p, v in zip(published, d_y)]
     ok["row"] = ok["restorer"] + " @ " + ok["steps"].astype(int).astype(str)
-    ok["w2_ratio"] = np.log(ok["max_sliced_w2_posterior"] / ok["max_sliced_w2_posterior_floor"])    # log scale
+    with np.errstate(divide="ignore", invalid="ignore"):      # runs that are not ok have no scores
+        ok["w2_ratio"] = np.log(ok["max_sliced_w2_posterior"] / ok["max_sliced_w2_posterior_floor"])    # log scale
     ok["coverage_90_miss"] = (ok["coverage_90"] - 0.9).abs()
     return ok
 
@@ -63,26 +64,30 @@ def column_order(columns) -> list:
     return sorted(columns, key=lambda c: (not c.startswith("published"), int(c.rsplit("= ", 1)[1])))
 
 
-def cell_text(values: np.ndarray, status: str | None, fmt: str, logs: bool = False) -> str:
-    """mean [95% t interval] over problems (of the logs, shown exponentiated, when `logs`)."""
+def cell_text(values: np.ndarray, status: str | None, fmt: str, logs: bool = False, failed: str = "") -> str:
+    """mean [95% t interval] over problems (of the logs, shown exponentiated, when `logs`); `failed` says how
+    many of the cell's runs were not ok (their problems' means are over the ok seeds only)."""
     if len(values) == 0:
-        return ""
+        return failed.strip(" ()")
     back = np.exp if logs else (lambda value: value)
     if len(values) == 1:
         text = f"{back(values[0]):{fmt}} (n = 1)"
     else:
         mean, low, high = stats.t_interval(values)
         text = f"{back(mean):{fmt}} [{back(low):{fmt}}, {back(high):{fmt}}]"
-    return f"**{text}**" if status == stats.BEST else text + (" †" if status == stats.TIED else "")
+    return (f"**{text}**" if status == stats.BEST else text + (" †" if status == stats.TIED else "")) + failed
 
 
-def table(frame: pd.DataFrame, metric: str, fmt: str, rows_filter=None) -> list[str]:
-    columns = column_order(frame["column"].unique())
+def table(runs: pd.DataFrame, metric: str, fmt: str, rows_filter=None) -> list[str]:
+    columns = column_order(runs["column"].unique())
+    not_ok = runs[runs["status"] != "ok"].groupby(["row", "column"]).size()
+    counts = runs.groupby(["row", "column"]).size()
+    frame = runs[runs["status"] == "ok"]
     # per problem: the mean over its sampling seeds; the comparison pairs cells on problems
     per_problem = frame.groupby(["row", "column", "problem"])[metric].mean()
     compared_on = "coverage_90_miss" if metric == "coverage_90" else metric
     per_problem_cmp = frame.groupby(["row", "column", "problem"])[compared_on].mean()
-    rows = sorted(frame["row"].unique(), key=lambda r: (r.split(" @ ")[0], int(r.split(" @ ")[1])))
+    rows = sorted(runs["row"].unique(), key=lambda r: (r.split(" @ ")[0], int(r.split(" @ ")[1])))
     if rows_filter:
         rows = [r for r in rows if rows_filter(r)]
     statuses = {}
@@ -100,7 +105,9 @@ def table(frame: pd.DataFrame, metric: str, fmt: str, rows_filter=None) -> list[
         cells = []
         for column in columns:
             values = per_problem.loc[row, column].to_numpy() if (row, column) in per_problem.index.droplevel(2) else []
-            cells.append(cell_text(np.asarray(values), statuses.get((row, column)), fmt, logs=metric == "w2_ratio"))
+            bad = int(not_ok.get((row, column), 0))
+            failed = f" ({bad} of {int(counts[(row, column)])} runs not ok)" if bad else ""
+            cells.append(cell_text(np.asarray(values), statuses.get((row, column)), fmt, metric == "w2_ratio", failed))
         lines.append(f"| `{row}` | " + " | ".join(cells) + " |")
     return lines
 
@@ -109,7 +116,7 @@ def floor_line(frame: pd.DataFrame, metric: str, fmt: str) -> str:
     """The floor per column: for the ratio, the middle-95% range of the exact sets over their mean (averaged
     over problems and seeds); for the others, the mean of the runs' floors and of their middle-95% ranges."""
     columns = column_order(frame["column"].unique())
-    one = frame.drop_duplicates(["column", "problem", "seed"])
+    one = frame[frame["status"] == "ok"].drop_duplicates(["column", "problem", "seed"])
     cells = []
     for column in columns:
         part = one[one["column"] == column]
@@ -137,7 +144,7 @@ def main() -> int:
     rows = pd.read_parquet(args.table)
     frame = problem_frame(rows)
     failed = rows[rows["status"] != "ok"]
-    print(f"runs: {len(rows)} ({len(frame)} ok, {len(failed)} not ok"
+    print(f"runs: {len(rows)} ({len(rows) - len(failed)} ok, {len(failed)} not ok"
           + (f": {failed.groupby('status').size().to_dict()}" if len(failed) else "") + ")\n")
     budget = args.budget or int(frame["steps"].max())
     for d in sorted(frame["d"].unique()):

@@ -201,9 +201,9 @@ def recall(results, digest: str) -> dict | None:
     return parts if isinstance(parts, dict) else None
 
 
-def _changed_names(results, now, digests) -> str:
+def _changed_names(results, now, digests) -> list[str]:
     """The definitions that differ between the fingerprint `now` and the recorded `digests` (from
-    the catalog), as one comma-separated text."""
+    the catalog)."""
     names, missing = set(), set()
     for digest in digests:
         earlier = recall(results, digest)
@@ -212,7 +212,7 @@ def _changed_names(results, now, digests) -> str:
         else:
             names.update(now.changed(earlier))
     shown = sorted(names) + ([f"unknown: no catalog of {', '.join(sorted(missing))}"] if missing else [])
-    return ", ".join(shown) or "no definition differs"
+    return shown or ["no definition differs"]
 
 
 def _now(run, key: str):
@@ -238,7 +238,9 @@ def report(runs: dict, states: dict, stale: Stale, results, policy: str, today) 
             for run_id in members:
                 if _differs(states[run_id].record, today(run_id), key):
                     by_now.setdefault(_now(runs[run_id], key), set()).add(states[run_id].record[key])
-            names = [_changed_names(results, now, digests) for now, digests in by_now.items()]
+            # a preset's runs on several operators have several fingerprints today: each definition named once
+            names = list(dict.fromkeys(name for now, digests in by_now.items()
+                                       for name in _changed_names(results, now, digests)))
             if any(_differs(states[run_id].record, today(run_id), "code_train") for run_id in members):
                 names.append(f"the training code of its checkpoint (models.{model})")
             lines.append(f"{kind} {preset} with {model} on {dataset}: {len(members)} done run(s) stale ({part}), "
