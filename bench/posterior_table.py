@@ -13,7 +13,8 @@ mixtures the random operator's d_y), a row per restorer and budget (levels):
 - `posterior_mode_weight_error` (total variation between the posterior's component weights and the share of
   samples each component explains; exact samples score their floor, a few hundredths at 100 samples);
 - `coverage_90` (the share of exact posterior samples inside the restorations' per-coordinate 90% intervals;
-  0.9 when calibrated, near 0 for a point estimate).
+  near 0 for a point estimate; exact samples score the floor, a little under 0.9 at 100 restorations, and
+  cells are compared by their distance to it).
 
 The unit of a cell is the problem (the prior's seed): each problem's value is the mean over its sampling seeds,
 and the cell is the mean over problems with its 95% t interval (n problems, printed in the header). Within a
@@ -38,7 +39,8 @@ from diffsweep import stats  # noqa: E402
 METRICS = {
     "w2_ratio": ("max-sliced W2 / floor, geometric mean over problems", "1 = exact sampling", ".3g"),
     "posterior_mode_weight_error": ("mode-weight error", "exact samples: the floor row", ".2f"),
-    "coverage_90": ("90% coverage", "0.9 = calibrated; exact samples: the floor row", ".2f"),
+    "coverage_90": ("90% coverage", "exact samples: the floor row (0.9 in the limit); compared by the distance to it",
+                    ".2f"),
 }
 # the floor row of each metric: the mean of the runs' own floors (exact sets of the run's size)
 FLOOR_OF = {"posterior_mode_weight_error": "posterior_mode_weight_error_floor", "coverage_90": "coverage_90_floor"}
@@ -56,7 +58,8 @@ def problem_frame(rows: pd.DataFrame) -> pd.DataFrame:
     ok["row"] = ok["restorer"] + " @ " + ok["steps"].astype(int).astype(str)
     with np.errstate(divide="ignore", invalid="ignore"):      # runs that are not ok have no scores
         ok["w2_ratio"] = np.log(ok["max_sliced_w2_posterior"] / ok["max_sliced_w2_posterior_floor"])    # log scale
-    ok["coverage_90_miss"] = (ok["coverage_90"] - 0.9).abs()
+    # exact samples do not score 0.9 with 100 restorations' intervals (their floor, about 0.88): compare to it
+    ok["coverage_90_miss"] = (ok["coverage_90"] - ok["coverage_90_floor"]).abs()
     return ok
 
 
