@@ -16,6 +16,15 @@ def root() -> Path:
     return ROOT
 
 
+def wait_for(path: Path, process) -> None:
+    """Until `path` exists (a handshake written by a workflow job), failing if the process ends first."""
+    import time
+    while not path.exists():
+        if process.poll() is not None:
+            pytest.fail(f"snakemake ended before {path.name} was written:\n{process.communicate()[0][-3000:]}")
+        time.sleep(0.01)
+
+
 def snakemake(workdir: Path, configfile: str = "smoke.yaml", targets=(), dry_run: bool = False,
               forcerun=(), snakefile: Path = ROOT / "Snakefile", planned_jobs: list | None = None) -> dict[str, int]:
     """Run the workflow in `workdir` (or plan it, with `dry_run`) through the Snakemake API with the

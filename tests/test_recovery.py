@@ -14,14 +14,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, snakemake
+from conftest import ROOT, snakemake, wait_for
 from diffsweep import cli, config, io, runs
 from diffsweep.runs import join, loop
 from diffsweep import grid as ds_grid
@@ -285,11 +284,3 @@ def held(run, *args, **kwargs):
 
 generation.draw_samples = held
 '''
-
-
-def wait_for(path: Path, process: subprocess.Popen) -> None:
-    """Until `path` exists (the handshake), failing if the process ends first."""
-    while not path.exists():
-        if process.poll() is not None:
-            pytest.fail(f"snakemake ended before {path.name} was written:\n{process.communicate()[0][-3000:]}")
-        time.sleep(0.01)

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from diffsweep import config, grid, runs
 from diffsweep.grid import search
 from diffsweep.runs import kinds
 
-from conftest import ROOT, snakemake
+from conftest import ROOT, snakemake, wait_for
 
 pytestmark = pytest.mark.workflow
 
@@ -57,14 +56,6 @@ def held(run, *args, **kwargs):
 
 generation.draw_samples = held
 '''
-
-
-def wait_for(path: Path, process: subprocess.Popen) -> None:
-    """Until `path` exists (the handshake), failing if the process ends first."""
-    while not path.exists():
-        if process.poll() is not None:
-            pytest.fail(f"snakemake ended before {path.name} was written:\n{process.communicate()[0][-3000:]}")
-        time.sleep(0.01)
 
 
 def record_lines(workdir: Path) -> dict[str, int]:
